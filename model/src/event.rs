@@ -1,0 +1,364 @@
+//! Deployment events and their validation from OTLP attributes.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::keys;
+use crate::time::UnixNanos;
+
+/// Longest accepted identifier (application, host, revision, …), in bytes.
+pub const MAX_NAME_LEN: usize = 512;
+/// Longest kept status message, in bytes; longer messages are truncated.
+pub const MAX_MESSAGE_LEN: usize = 4096;
+
+/// A read-only view of an event's attributes, already merged so that a
+/// record's own attribute wins over its resource's.
+pub trait AttributeSource {
+    /// The attribute as text; `Err` carries a description of a value that
+    /// cannot be read as text (an array, a map, bytes).
+    fn text(&self, key: &str) -> Result<Option<String>, String>;
+}
+
+/// Which deployment event a record carries, from its event name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Desired,
+    Observed,
+}
+
+impl EventKind {
+    /// Recognises a deployment event name; any other name is not ours.
+    pub fn from_event_name(name: &str) -> Option<Self> {
+        match name {
+            keys::EVENT_DESIRED => Some(Self::Desired),
+            keys::EVENT_OBSERVED => Some(Self::Observed),
+            _ => None,
+        }
+    }
+
+    pub fn event_name(self) -> &'static str {
+        match self {
+            Self::Desired => keys::EVENT_DESIRED,
+            Self::Observed => keys::EVENT_OBSERVED,
+        }
+    }
+}
+
+/// Status of a deployment on a host (`deployment.status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeploymentStatus {
+    Succeeded,
+    Failed,
+    InProgress,
+}
+
+impl DeploymentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::InProgress => "in_progress",
+        }
+    }
+}
+
+impl fmt::Display for DeploymentStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for DeploymentStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "succeeded" => Ok(Self::Succeeded),
+            "failed" => Ok(Self::Failed),
+            "in_progress" => Ok(Self::InProgress),
+            other => Err(format!(
+                "has invalid value {other:?} (expected succeeded, failed or in_progress)"
+            )),
+        }
+    }
+}
+
+/// Where a workload is deployed: the coordinates shared by desired and
+/// observed state.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Placement {
+    pub workspace: String,
+    pub application: String,
+    pub workload: String,
+    pub environment: String,
+    pub target: String,
+}
+
+/// The reconciler that reported an observation. Empty strings mean "not named".
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Reconciler {
+    pub name: String,
+    pub kind: String,
+}
+
+/// `sextant.deployment.desired`: a version assigned to a target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredDeployment {
+    pub placement: Placement,
+    pub version: String,
+    pub revision: String,
+    pub build_commit: Option<String>,
+    pub build_id: Option<String>,
+    pub repository_url: Option<String>,
+    /// When the assignment was made; the latest assignment wins.
+    pub at: UnixNanos,
+}
+
+/// `sextant.deployment.observed`: what a host runs for a target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedDeployment {
+    pub placement: Placement,
+    pub host: String,
+    pub reconciler: Reconciler,
+    pub revision: String,
+    pub status: DeploymentStatus,
+    pub message: Option<String>,
+    pub observed_at: UnixNanos,
+}
+
+/// A validated deployment event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeploymentEvent {
+    Desired(DesiredDeployment),
+    Observed(ObservedDeployment),
+}
+
+/// Why a deployment event was rejected. The message names the problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    #[error("{event} is missing required attribute `{key}`")]
+    Missing {
+        event: &'static str,
+        key: &'static str,
+    },
+    #[error("{event} attribute `{key}` {problem}")]
+    Invalid {
+        event: &'static str,
+        key: &'static str,
+        problem: String,
+    },
+}
+
+struct Reader<'a, S: AttributeSource> {
+    source: &'a S,
+    event: &'static str,
+}
+
+impl<S: AttributeSource> Reader<'_, S> {
+    fn optional(&self, key: &'static str) -> Result<Option<String>, EventError> {
+        let value = self.source.text(key).map_err(|problem| EventError::Invalid {
+            event: self.event,
+            key,
+            problem,
+        })?;
+        match value {
+            Some(v) if v.len() > MAX_NAME_LEN => Err(EventError::Invalid {
+                event: self.event,
+                key,
+                problem: format!("is longer than {MAX_NAME_LEN} bytes"),
+            }),
+            Some(v) if v.trim().is_empty() => Ok(None),
+            other => Ok(other),
+        }
+    }
+
+    fn required(&self, key: &'static str) -> Result<String, EventError> {
+        self.optional(key)?.ok_or(EventError::Missing {
+            event: self.event,
+            key,
+        })
+    }
+
+    fn placement(&self) -> Result<Placement, EventError> {
+        Ok(Placement {
+            application: self.required(keys::APPLICATION)?,
+            workload: self.required(keys::WORKLOAD)?,
+            environment: self.required(keys::ENVIRONMENT)?,
+            target: self.required(keys::TARGET)?,
+            workspace: self
+                .optional(keys::WORKSPACE)?
+                .unwrap_or_else(|| keys::DEFAULT_WORKSPACE.to_owned()),
+        })
+    }
+}
+
+impl DesiredDeployment {
+    /// Validates a `sextant.deployment.desired` event.
+    pub fn from_attributes(source: &impl AttributeSource, at: UnixNanos) -> Result<Self, EventError> {
+        let r = Reader {
+            source,
+            event: keys::EVENT_DESIRED,
+        };
+        Ok(Self {
+            placement: r.placement()?,
+            version: r.required(keys::VERSION)?,
+            revision: r.required(keys::REVISION)?,
+            build_commit: r.optional(keys::BUILD_COMMIT)?,
+            build_id: r.optional(keys::BUILD_ID)?,
+            repository_url: r.optional(keys::REPOSITORY_URL)?,
+            at,
+        })
+    }
+}
+
+impl ObservedDeployment {
+    /// Validates a `sextant.deployment.observed` event. `body` is the log
+    /// record's text body, used as the message when `sextant.status.message`
+    /// is absent.
+    pub fn from_attributes(
+        source: &impl AttributeSource,
+        body: Option<&str>,
+        observed_at: UnixNanos,
+    ) -> Result<Self, EventError> {
+        let r = Reader {
+            source,
+            event: keys::EVENT_OBSERVED,
+        };
+        let host = match r.optional(keys::HOST_NAME)? {
+            Some(host) => host,
+            None => r.optional(keys::K8S_CLUSTER_NAME)?.ok_or(EventError::Missing {
+                event: keys::EVENT_OBSERVED,
+                key: keys::HOST_NAME,
+            })?,
+        };
+        let placement = r.placement()?;
+        let revision = r.required(keys::REVISION)?;
+        let status = r
+            .required(keys::STATUS)?
+            .parse::<DeploymentStatus>()
+            .map_err(|problem| EventError::Invalid {
+                event: keys::EVENT_OBSERVED,
+                key: keys::STATUS,
+                problem,
+            })?;
+        let message = source
+            .text(keys::STATUS_MESSAGE)
+            .ok()
+            .flatten()
+            .or_else(|| body.map(str::to_owned))
+            .filter(|m| !m.is_empty())
+            .map(truncate_message);
+        Ok(Self {
+            placement,
+            host,
+            reconciler: Reconciler {
+                name: r.optional(keys::RECONCILER_NAME)?.unwrap_or_default(),
+                kind: r.optional(keys::RECONCILER_TYPE)?.unwrap_or_default(),
+            },
+            revision,
+            status,
+            message,
+            observed_at,
+        })
+    }
+}
+
+fn truncate_message(mut message: String) -> String {
+    if message.len() > MAX_MESSAGE_LEN {
+        let mut end = MAX_MESSAGE_LEN;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    struct Attrs(HashMap<&'static str, &'static str>);
+
+    impl AttributeSource for Attrs {
+        fn text(&self, key: &str) -> Result<Option<String>, String> {
+            Ok(self.0.get(key).map(|v| (*v).to_owned()))
+        }
+    }
+
+    fn observed() -> Attrs {
+        Attrs(HashMap::from([
+            (keys::HOST_NAME, "h1"),
+            (keys::APPLICATION, "shop"),
+            (keys::WORKLOAD, "checkout"),
+            (keys::ENVIRONMENT, "stage"),
+            (keys::TARGET, "eu"),
+            (keys::REVISION, "sha256:ab"),
+            (keys::STATUS, "in_progress"),
+        ]))
+    }
+
+    #[test]
+    fn observed_event_is_parsed_with_defaults() {
+        let e = ObservedDeployment::from_attributes(&observed(), Some("pulling"), UnixNanos(7))
+            .expect("valid");
+        assert_eq!(e.placement.workspace, "default");
+        assert_eq!(e.status, DeploymentStatus::InProgress);
+        assert_eq!(e.message.as_deref(), Some("pulling"));
+        assert_eq!(e.reconciler, Reconciler::default());
+    }
+
+    #[test]
+    fn cluster_name_stands_in_for_host_name() {
+        let mut a = observed();
+        a.0.remove(keys::HOST_NAME);
+        a.0.insert(keys::K8S_CLUSTER_NAME, "aks-1");
+        let e = ObservedDeployment::from_attributes(&a, None, UnixNanos(1)).expect("valid");
+        assert_eq!(e.host, "aks-1");
+        a.0.remove(keys::K8S_CLUSTER_NAME);
+        let err = ObservedDeployment::from_attributes(&a, None, UnixNanos(1)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "sextant.deployment.observed is missing required attribute `host.name`"
+        );
+    }
+
+    #[test]
+    fn invalid_status_is_named() {
+        let mut a = observed();
+        a.0.insert(keys::STATUS, "done");
+        let err = ObservedDeployment::from_attributes(&a, None, UnixNanos(1)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "sextant.deployment.observed attribute `deployment.status` has invalid value \"done\" (expected succeeded, failed or in_progress)"
+        );
+    }
+
+    #[test]
+    fn desired_requires_version_and_revision() {
+        let mut a = observed();
+        a.0.insert(keys::VERSION, "1.0.0");
+        let d = DesiredDeployment::from_attributes(&a, UnixNanos(3)).expect("valid");
+        assert_eq!(d.version, "1.0.0");
+        a.0.remove(keys::REVISION);
+        let err = DesiredDeployment::from_attributes(&a, UnixNanos(3)).unwrap_err();
+        assert!(err.to_string().contains("`sextant.revision`"), "{err}");
+    }
+
+    #[test]
+    fn overlong_names_and_messages_are_handled() {
+        let long: &'static str = Box::leak("x".repeat(MAX_NAME_LEN + 1).into_boxed_str());
+        let mut a = observed();
+        a.0.insert(keys::TARGET, long);
+        assert!(ObservedDeployment::from_attributes(&a, None, UnixNanos(1)).is_err());
+        let msg = "é".repeat(MAX_MESSAGE_LEN);
+        let e = ObservedDeployment::from_attributes(&observed(), Some(&msg), UnixNanos(1))
+            .expect("valid");
+        assert!(e.message.expect("message").len() <= MAX_MESSAGE_LEN);
+    }
+}

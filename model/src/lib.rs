@@ -1,0 +1,15 @@
+//! Sextant's shared domain model: the deployment events that arrive over OTLP,
+//! the attribute keys that carry them, and their validation.
+//!
+//! This crate does no I/O. The receiver turns OTLP attributes into the
+//! [`AttributeSource`] view used here; the store persists the validated events.
+
+pub mod event;
+pub mod keys;
+pub mod time;
+
+pub use event::{
+    AttributeSource, DeploymentEvent, DeploymentStatus, DesiredDeployment, EventError, EventKind,
+    ObservedDeployment, Placement, Reconciler,
+};
+pub use time::UnixNanos;
