@@ -7,9 +7,11 @@
 pub mod event;
 pub mod keys;
 pub mod time;
+pub mod view;
 
 pub use event::{
     AttributeSource, DeploymentEvent, DeploymentStatus, DesiredDeployment, EventError, EventKind,
     ObservedDeployment, Placement, Reconciler,
 };
 pub use time::UnixNanos;
+pub use view::{DesiredView, HostView, Rollout, RolloutHost, TargetState};

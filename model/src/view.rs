@@ -1,0 +1,203 @@
+//! What the hub answers: the current state per target and rollout progress.
+//! These are the JSON shapes of the read API.
+
+use serde::Serialize;
+
+use crate::event::DeploymentStatus;
+use crate::time::UnixNanos;
+
+/// The latest desired assignment of a target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DesiredView {
+    pub version: String,
+    pub revision: String,
+    pub at: UnixNanos,
+}
+
+/// What one host (through one reconciler) reports for a target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostView {
+    pub host: String,
+    /// The reconciler that reported, or null when none was named.
+    pub reconciler: Option<String>,
+    pub revision: String,
+    /// Known when a desired event named this revision.
+    pub version: Option<String>,
+    pub status: DeploymentStatus,
+    pub message: Option<String>,
+    pub observed_at: UnixNanos,
+    /// The revision equals the desired revision and the status is `succeeded`.
+    pub in_sync: bool,
+}
+
+/// State of one (application, workload, environment, target).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TargetState {
+    pub workspace: String,
+    pub application: String,
+    pub workload: String,
+    pub environment: String,
+    pub target: String,
+    pub desired: Option<DesiredView>,
+    pub hosts: Vec<HostView>,
+}
+
+impl HostView {
+    /// Sets `in_sync` against the target's desired assignment.
+    pub fn with_sync(mut self, desired: Option<&DesiredView>) -> Self {
+        self.in_sync = desired.is_some_and(|d| {
+            d.revision == self.revision && self.status == DeploymentStatus::Succeeded
+        });
+        self
+    }
+}
+
+/// Rollout progress of a workload in an environment.
+///
+/// `succeeded`, `failed` and `in_progress` count hosts whose current revision
+/// is the desired one, by status; `pending` counts hosts on another revision.
+/// The four always add up to `total_hosts`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rollout {
+    pub desired: Option<DesiredView>,
+    pub total_hosts: usize,
+    pub succeeded: usize,
+    pub failed: usize,
+    pub in_progress: usize,
+    pub pending: usize,
+    pub hosts: Vec<RolloutHost>,
+}
+
+/// One host in a rollout, with the target it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RolloutHost {
+    pub target: String,
+    #[serde(flatten)]
+    pub host: HostView,
+    /// `succeeded`, `failed`, `in_progress` (on the desired revision) or
+    /// `pending` (on another revision).
+    pub progress: &'static str,
+}
+
+impl Rollout {
+    /// Aggregates the states of one workload's targets in one environment.
+    /// Each host is measured against its own target's desired revision.
+    /// `desired` is reported when all targets agree on it.
+    pub fn from_states(states: &[TargetState]) -> Self {
+        let mut rollout = Rollout {
+            desired: None,
+            total_hosts: 0,
+            succeeded: 0,
+            failed: 0,
+            in_progress: 0,
+            pending: 0,
+            hosts: Vec::new(),
+        };
+        let mut desired = states.first().and_then(|s| s.desired.clone());
+        for state in states {
+            if state.desired.as_ref().map(|d| &d.revision) != desired.as_ref().map(|d| &d.revision) {
+                desired = None;
+            }
+            let want = state.desired.as_ref().map(|d| d.revision.as_str());
+            for host in &state.hosts {
+                rollout.total_hosts += 1;
+                let progress = if Some(host.revision.as_str()) != want {
+                    rollout.pending += 1;
+                    "pending"
+                } else {
+                    match host.status {
+                        DeploymentStatus::Succeeded => rollout.succeeded += 1,
+                        DeploymentStatus::Failed => rollout.failed += 1,
+                        DeploymentStatus::InProgress => rollout.in_progress += 1,
+                    }
+                    host.status.as_str()
+                };
+                rollout.hosts.push(RolloutHost {
+                    target: state.target.clone(),
+                    host: host.clone(),
+                    progress,
+                });
+            }
+        }
+        rollout.desired = desired;
+        rollout
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(name: &str, revision: &str, status: DeploymentStatus) -> HostView {
+        HostView {
+            host: name.into(),
+            reconciler: None,
+            revision: revision.into(),
+            version: None,
+            status,
+            message: None,
+            observed_at: UnixNanos(1),
+            in_sync: false,
+        }
+    }
+
+    fn state(target: &str, desired: Option<&str>, hosts: Vec<HostView>) -> TargetState {
+        let desired = desired.map(|r| DesiredView {
+            version: "1".into(),
+            revision: r.into(),
+            at: UnixNanos(0),
+        });
+        TargetState {
+            workspace: "default".into(),
+            application: "a".into(),
+            workload: "w".into(),
+            environment: "e".into(),
+            target: target.into(),
+            hosts: hosts.into_iter().map(|h| h.with_sync(desired.as_ref())).collect(),
+            desired,
+        }
+    }
+
+    #[test]
+    fn counts_add_up_and_pending_means_other_revision() {
+        use DeploymentStatus::*;
+        let s = state(
+            "t",
+            Some("r2"),
+            vec![
+                host("h1", "r2", Succeeded),
+                host("h2", "r2", Failed),
+                host("h3", "r2", InProgress),
+                host("h4", "r1", Succeeded),
+                host("h5", "r1", Failed),
+            ],
+        );
+        let r = Rollout::from_states(&[s]);
+        assert_eq!(
+            (r.total_hosts, r.succeeded, r.failed, r.in_progress, r.pending),
+            (5, 1, 1, 1, 2)
+        );
+        assert_eq!(r.desired.as_ref().map(|d| d.revision.as_str()), Some("r2"));
+        assert!(r.hosts[0].host.in_sync);
+        assert!(!r.hosts[3].host.in_sync);
+        assert_eq!(r.hosts[4].progress, "pending");
+    }
+
+    #[test]
+    fn without_desired_state_every_host_is_pending() {
+        let r = Rollout::from_states(&[state("t", None, vec![host("h", "r", DeploymentStatus::Succeeded)])]);
+        assert_eq!((r.total_hosts, r.pending), (1, 1));
+        assert_eq!(r.desired, None);
+    }
+
+    #[test]
+    fn targets_that_disagree_report_no_single_desired() {
+        use DeploymentStatus::*;
+        let r = Rollout::from_states(&[
+            state("a", Some("r1"), vec![host("h1", "r1", Succeeded)]),
+            state("b", Some("r2"), vec![host("h2", "r2", Succeeded)]),
+        ]);
+        assert_eq!((r.total_hosts, r.succeeded, r.pending), (2, 2, 0));
+        assert_eq!(r.desired, None);
+    }
+}

@@ -1,0 +1,91 @@
+//! The hub store: one trait, a SQLite implementation (the embedded default,
+//! WAL mode) and a PostgreSQL implementation, both through sqlx with
+//! migrations applied at start.
+//!
+//! Both backends share the SQL of [`dims`] and [`read`] and the merge rules of
+//! [`plan`]; they differ in how a batch of observations is written (row by
+//! row inside one SQLite transaction, array-bound bulk statements on
+//! PostgreSQL) and in their DDL.
+
+mod dims;
+mod migrate;
+pub mod plan;
+mod postgres;
+mod read;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sextant_model::{DeploymentEvent, TargetState};
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// Errors of the hub store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    #[error("schema migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database URL {0:?}: expected sqlite://… or postgres://…")]
+    UnsupportedUrl(String),
+    #[error("cannot create the database directory {path}")]
+    Directory {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Filters of a state read. `None` matches everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StateQuery {
+    pub workspace: Option<String>,
+    pub application: Option<String>,
+    pub workload: Option<String>,
+    pub environment: Option<String>,
+    pub target: Option<String>,
+}
+
+/// What an ingest call wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IngestSummary {
+    /// Desired assignments that were new (replays are not counted).
+    pub desired_assignments: usize,
+    /// Current-state rows created or moved forward.
+    pub observed_current: usize,
+    /// History rows inserted (status changes).
+    pub observed_history: usize,
+    /// Observations older than current state (kept in history only).
+    pub observed_late: usize,
+}
+
+/// The hub's storage. Every call is scoped to one tenant.
+#[async_trait]
+pub trait HubStore: Send + Sync + 'static {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+
+    /// Answers when the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Writes a batch of validated events for `tenant`. Idempotent: replaying
+    /// a batch changes nothing.
+    async fn ingest(&self, tenant: &str, events: &[DeploymentEvent]) -> Result<IngestSummary, StoreError>;
+
+    /// Current state per (application, workload, environment, target).
+    async fn state(&self, tenant: &str, query: &StateQuery) -> Result<Vec<TargetState>, StoreError>;
+}
+
+/// Opens (creating if needed) and migrates the store named by `url`.
+pub async fn open(url: &str) -> Result<Arc<dyn HubStore>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::open(url).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl(url.to_owned()))
+    }
+}

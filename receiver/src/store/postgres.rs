@@ -1,0 +1,244 @@
+//! The PostgreSQL store. Observations are written in bulk: one statement
+//! locks the current rows of a batch, one upserts the new current rows and
+//! one appends history, each binding whole arrays through `unnest`.
+
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sextant_model::{DeploymentEvent, TargetState, UnixNanos};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use super::dims::{resolve_dim, resolve_placement, DimCache, DimKey};
+use super::plan::{self, ObservedKey, ObservedRow};
+use super::read::{self, bind_filter, write_desired, write_late};
+use super::sqlite::status_str;
+use super::{HubStore, IngestSummary, StateQuery, StoreError};
+
+/// The hub store on PostgreSQL.
+#[derive(Debug)]
+pub struct PostgresStore {
+    pool: PgPool,
+    pub(crate) dims: DimCache,
+}
+
+impl PostgresStore {
+    /// Connects to `url` and applies migrations.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        super::migrate::postgres().run(&pool).await?;
+        Ok(Self {
+            pool,
+            dims: DimCache::default(),
+        })
+    }
+
+    /// The pool, for tools (benchmarks) that measure the database directly.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+#[async_trait]
+impl HubStore for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn ingest(&self, tenant: &str, events: &[DeploymentEvent]) -> Result<IngestSummary, StoreError> {
+        let result = self.write(tenant, events).await;
+        if result.is_err() {
+            self.dims.clear();
+        }
+        result
+    }
+
+    async fn state(&self, tenant: &str, query: &StateQuery) -> Result<Vec<TargetState>, StoreError> {
+        let targets: Vec<read::TargetRow> = bind_filter!(sqlx::query_as(read::TARGETS_SQL), tenant, query)
+            .fetch_all(&self.pool)
+            .await?;
+        if targets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let hosts: Vec<read::HostRow> = bind_filter!(sqlx::query_as(read::HOSTS_SQL), tenant, query)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(read::assemble(targets, hosts))
+    }
+}
+
+/// Columns of a batch of current or history rows, for `unnest`.
+#[derive(Default)]
+struct Columns {
+    host: Vec<i64>,
+    reconciler: Vec<i64>,
+    target: Vec<i64>,
+    revision: Vec<String>,
+    status: Vec<&'static str>,
+    message: Vec<Option<String>>,
+    observed_at: Vec<i64>,
+    extra: Vec<i64>,
+}
+
+impl Columns {
+    fn push(&mut self, (host, reconciler, target): ObservedKey, row: &ObservedRow, extra: i64) {
+        self.host.push(host);
+        self.reconciler.push(reconciler);
+        self.target.push(target);
+        self.revision.push(row.revision.clone());
+        self.status.push(row.status);
+        self.message.push(row.message.clone());
+        self.observed_at.push(row.observed_at);
+        self.extra.push(extra);
+    }
+}
+
+impl PostgresStore {
+    async fn write(&self, tenant: &str, events: &[DeploymentEvent]) -> Result<IngestSummary, StoreError> {
+        let now = UnixNanos::now().0;
+        let mut summary = IngestSummary::default();
+
+        // Resolve observed dimensions outside the transaction: they are
+        // idempotent upserts and are usually cached.
+        let mut batch: Vec<(ObservedKey, ObservedRow)> = Vec::new();
+        let mut tenant_id = None;
+        for event in events {
+            let DeploymentEvent::Observed(o) = event else { continue };
+            let ids = resolve_placement!(self, &self.pool, tenant, &o.placement)?;
+            let host = resolve_dim!(self, &self.pool, DimKey::Host { tenant: ids.tenant, name: o.host.clone() })?;
+            let reconciler = resolve_dim!(
+                self,
+                &self.pool,
+                DimKey::Reconciler {
+                    tenant: ids.tenant,
+                    name: o.reconciler.name.clone(),
+                    kind: o.reconciler.kind.clone(),
+                }
+            )?;
+            tenant_id = Some(ids.tenant);
+            batch.push((
+                (host, reconciler, ids.target),
+                ObservedRow {
+                    revision: o.revision.clone(),
+                    status: o.status.as_str(),
+                    message: o.message.clone(),
+                    observed_at: o.observed_at.0,
+                },
+            ));
+        }
+
+        let mut tx = self.pool.begin().await?;
+        let desired = events.iter().filter_map(|e| match e {
+            DeploymentEvent::Desired(d) => Some(d),
+            DeploymentEvent::Observed(_) => None,
+        });
+        summary.desired_assignments = write_desired!(self, tx, tenant, desired, now);
+
+        if let Some(tenant_id) = tenant_id {
+            let mut keys: Vec<ObservedKey> = batch.iter().map(|(k, _)| *k).collect::<HashSet<_>>().into_iter().collect();
+            keys.sort_unstable();
+            let (h, r, t): (Vec<i64>, Vec<i64>, Vec<i64>) = keys.iter().fold(
+                (Vec::new(), Vec::new(), Vec::new()),
+                |(mut h, mut r, mut t), k| {
+                    h.push(k.0);
+                    r.push(k.1);
+                    t.push(k.2);
+                    (h, r, t)
+                },
+            );
+            // Lock in key order so concurrent batches cannot deadlock.
+            let rows: Vec<(i64, i64, i64, String, String, Option<String>, i64)> = sqlx::query_as(
+                "SELECT o.host_id, o.reconciler_id, o.target_id, o.revision, o.status, o.message, o.observed_at \
+                 FROM observed_deployments o \
+                 JOIN unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS k(h, r, t) \
+                   ON o.host_id = k.h AND o.reconciler_id = k.r AND o.target_id = k.t \
+                 ORDER BY o.host_id, o.reconciler_id, o.target_id \
+                 FOR UPDATE OF o",
+            )
+            .bind(&h)
+            .bind(&r)
+            .bind(&t)
+            .fetch_all(&mut *tx)
+            .await?;
+            let current: HashMap<ObservedKey, ObservedRow> = rows
+                .into_iter()
+                .map(|(h, r, t, revision, status, message, observed_at)| {
+                    let status = status_str(&status);
+                    ((h, r, t), ObservedRow { revision, status, message, observed_at })
+                })
+                .collect();
+
+            let plan = plan::plan(&current, batch);
+            if !plan.upserts.is_empty() {
+                let mut c = Columns::default();
+                for (key, row, changed) in &plan.upserts {
+                    c.push(*key, row, if *changed { row.observed_at } else { 0 });
+                }
+                sqlx::query(
+                    "INSERT INTO observed_deployments (tenant_id, host_id, reconciler_id, target_id, \
+                       revision, status, message, observed_at, changed_at) \
+                     SELECT $1, k.* FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::text[], \
+                       $6::text[], $7::text[], $8::bigint[], $9::bigint[]) AS k \
+                     ON CONFLICT (host_id, reconciler_id, target_id) DO UPDATE SET \
+                       revision = excluded.revision, status = excluded.status, \
+                       message = excluded.message, observed_at = excluded.observed_at, \
+                       changed_at = CASE WHEN excluded.changed_at > 0 THEN excluded.changed_at \
+                                    ELSE observed_deployments.changed_at END \
+                     WHERE observed_deployments.observed_at < excluded.observed_at",
+                )
+                .bind(tenant_id)
+                .bind(&c.host)
+                .bind(&c.reconciler)
+                .bind(&c.target)
+                .bind(&c.revision)
+                .bind(&c.status)
+                .bind(&c.message)
+                .bind(&c.observed_at)
+                .bind(&c.extra)
+                .execute(&mut *tx)
+                .await?;
+            }
+            if !plan.history.is_empty() {
+                let mut c = Columns::default();
+                for (key, row) in &plan.history {
+                    c.push(*key, row, now);
+                }
+                let done = sqlx::query(
+                    "INSERT INTO observed_history (tenant_id, host_id, reconciler_id, target_id, \
+                       revision, status, message, observed_at, received_at) \
+                     SELECT $1, k.* FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::text[], \
+                       $6::text[], $7::text[], $8::bigint[], $9::bigint[]) AS k \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(tenant_id)
+                .bind(&c.host)
+                .bind(&c.reconciler)
+                .bind(&c.target)
+                .bind(&c.revision)
+                .bind(&c.status)
+                .bind(&c.message)
+                .bind(&c.observed_at)
+                .bind(&c.extra)
+                .execute(&mut *tx)
+                .await?;
+                summary.observed_history += done.rows_affected() as usize;
+            }
+            summary.observed_current = plan.upserts.len();
+            summary.observed_late = plan.late.len();
+            summary.observed_history += write_late!(tx, tenant_id, &plan.late, now);
+        }
+        tx.commit().await?;
+        Ok(summary)
+    }
+}

@@ -1,0 +1,222 @@
+//! SQL shared by both backends (they accept the same `$n` placeholders and
+//! `ON CONFLICT` upserts), and the assembly of read results.
+
+use std::collections::HashMap;
+
+use sextant_model::{DeploymentStatus, DesiredView, HostView, TargetState, UnixNanos};
+
+/// Joins and filters shared by the state reads. Parameters: `$1` tenant,
+/// `$2` workspace, `$3` application, `$4` workload, `$5` environment,
+/// `$6` target (NULL matches everything).
+macro_rules! target_filter {
+    () => {
+        " JOIN tenants tn ON tn.id = t.tenant_id \
+          JOIN workloads w ON w.id = t.workload_id \
+          JOIN applications a ON a.id = w.application_id \
+          JOIN workspaces ws ON ws.id = a.workspace_id \
+          JOIN environments e ON e.id = t.environment_id \
+          WHERE tn.name = $1 \
+            AND ($2 IS NULL OR ws.name = $2) AND ($3 IS NULL OR a.name = $3) \
+            AND ($4 IS NULL OR w.name = $4) AND ($5 IS NULL OR e.name = $5) \
+            AND ($6 IS NULL OR t.name = $6)"
+    };
+}
+
+/// Targets with their latest desired assignment.
+pub(crate) const TARGETS_SQL: &str = concat!(
+    "SELECT t.id, ws.name, a.name, w.name, e.name, t.name, v.version, v.revision, d.assigned_at \
+     FROM deployment_targets t \
+     LEFT JOIN desired_assignments d ON d.id = ( \
+         SELECT d2.id FROM desired_assignments d2 WHERE d2.target_id = t.id \
+         ORDER BY d2.assigned_at DESC, d2.id DESC LIMIT 1) \
+     LEFT JOIN workload_versions v ON v.id = d.workload_version_id",
+    target_filter!(),
+    " ORDER BY ws.name, a.name, w.name, e.name, t.name"
+);
+
+pub(crate) type TargetRow = (
+    i64,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+);
+
+/// Current observed rows of the filtered targets, with the version a desired
+/// event named for their revision.
+pub(crate) const HOSTS_SQL: &str = concat!(
+    "SELECT o.target_id, h.name, r.name, o.revision, o.status, o.message, o.observed_at, \
+       (SELECT v.version FROM workload_versions v \
+         WHERE v.workload_id = t.workload_id AND v.revision = o.revision \
+         ORDER BY v.id DESC LIMIT 1) \
+     FROM observed_deployments o \
+     JOIN hosts h ON h.id = o.host_id \
+     JOIN reconcilers r ON r.id = o.reconciler_id \
+     JOIN deployment_targets t ON t.id = o.target_id",
+    target_filter!(),
+    " ORDER BY h.name, r.name"
+);
+
+pub(crate) type HostRow = (i64, String, String, String, String, Option<String>, i64, Option<String>);
+
+/// Binds the filter parameters of [`TARGETS_SQL`] and [`HOSTS_SQL`].
+macro_rules! bind_filter {
+    ($q:expr, $tenant:expr, $f:expr) => {
+        $q.bind($tenant.to_owned())
+            .bind($f.workspace.clone())
+            .bind($f.application.clone())
+            .bind($f.workload.clone())
+            .bind($f.environment.clone())
+            .bind($f.target.clone())
+    };
+}
+pub(crate) use bind_filter;
+
+/// Builds the state view from the two reads.
+pub(crate) fn assemble(targets: Vec<TargetRow>, hosts: Vec<HostRow>) -> Vec<TargetState> {
+    let mut index = HashMap::with_capacity(targets.len());
+    let mut states: Vec<TargetState> = targets
+        .into_iter()
+        .enumerate()
+        .map(|(i, (id, workspace, application, workload, environment, target, version, revision, at))| {
+            index.insert(id, i);
+            let desired = match (version, revision, at) {
+                (Some(version), Some(revision), Some(at)) => Some(DesiredView {
+                    version,
+                    revision,
+                    at: UnixNanos(at),
+                }),
+                _ => None,
+            };
+            TargetState {
+                workspace,
+                application,
+                workload,
+                environment,
+                target,
+                desired,
+                hosts: Vec::new(),
+            }
+        })
+        .collect();
+    for (target_id, host, reconciler, revision, status, message, observed_at, version) in hosts {
+        let Some(&i) = index.get(&target_id) else { continue };
+        let Ok(status) = status.parse::<DeploymentStatus>() else { continue };
+        let state = &mut states[i];
+        let view = HostView {
+            host,
+            reconciler: Some(reconciler).filter(|r| !r.is_empty()),
+            revision,
+            version,
+            status,
+            message,
+            observed_at: UnixNanos(observed_at),
+            in_sync: false,
+        }
+        .with_sync(state.desired.as_ref());
+        state.hosts.push(view);
+    }
+    states
+}
+
+/// Records a workload version (or finds it) and returns its id.
+/// `$1` tenant, `$2` workload, `$3` version, `$4` revision, `$5` build commit,
+/// `$6` build id, `$7` repository, `$8` now.
+pub(crate) const UPSERT_VERSION_SQL: &str = "INSERT INTO workload_versions \
+     (tenant_id, workload_id, version, revision, build_commit, build_id, repository_url, first_seen_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+     ON CONFLICT (workload_id, version, revision) DO UPDATE SET \
+       build_commit = COALESCE(excluded.build_commit, workload_versions.build_commit), \
+       build_id = COALESCE(excluded.build_id, workload_versions.build_id), \
+       repository_url = COALESCE(excluded.repository_url, workload_versions.repository_url) \
+     RETURNING id";
+
+/// Appends a desired assignment; a replay is a no-op.
+pub(crate) const INSERT_ASSIGNMENT_SQL: &str = "INSERT INTO desired_assignments \
+     (tenant_id, target_id, workload_version_id, assigned_at, received_at) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
+
+/// The history row just before a late observation.
+pub(crate) const PREVIOUS_HISTORY_SQL: &str = "SELECT revision, status, message, observed_at \
+     FROM observed_history WHERE host_id = $1 AND reconciler_id = $2 AND target_id = $3 \
+     AND observed_at <= $4 ORDER BY observed_at DESC, id DESC LIMIT 1";
+
+/// Appends one history row; a replay is a no-op.
+pub(crate) const INSERT_HISTORY_SQL: &str = "INSERT INTO observed_history \
+     (tenant_id, host_id, reconciler_id, target_id, revision, status, message, observed_at, received_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING";
+
+/// Writes the desired events of a batch inside `$tx`. Returns how many
+/// assignments were new.
+macro_rules! write_desired {
+    ($store:expr, $tx:expr, $tenant:expr, $events:expr, $now:expr) => {{
+        let mut written = 0usize;
+        for d in $events {
+            let ids = $crate::store::dims::resolve_placement!($store, &mut *$tx, $tenant, &d.placement)?;
+            let version_id: i64 = sqlx::query_scalar($crate::store::read::UPSERT_VERSION_SQL)
+                .bind(ids.tenant)
+                .bind(ids.workload)
+                .bind(d.version.clone())
+                .bind(d.revision.clone())
+                .bind(d.build_commit.clone())
+                .bind(d.build_id.clone())
+                .bind(d.repository_url.clone())
+                .bind($now)
+                .fetch_one(&mut *$tx)
+                .await?;
+            let done = sqlx::query($crate::store::read::INSERT_ASSIGNMENT_SQL)
+                .bind(ids.tenant)
+                .bind(ids.target)
+                .bind(version_id)
+                .bind(d.at.0)
+                .bind($now)
+                .execute(&mut *$tx)
+                .await?;
+            written += done.rows_affected() as usize;
+        }
+        written
+    }};
+}
+pub(crate) use write_desired;
+
+/// Places late observations in history where they are a change relative to
+/// the history row before them. Returns how many rows were inserted.
+macro_rules! write_late {
+    ($tx:expr, $tenant_id:expr, $late:expr, $now:expr) => {{
+        let mut inserted = 0usize;
+        for ((host, reconciler, target), row) in $late {
+            let previous: Option<(String, String, Option<String>, i64)> =
+                sqlx::query_as($crate::store::read::PREVIOUS_HISTORY_SQL)
+                    .bind(host)
+                    .bind(reconciler)
+                    .bind(target)
+                    .bind(row.observed_at)
+                    .fetch_optional(&mut *$tx)
+                    .await?;
+            let is_change = previous.is_none_or(|(revision, status, message, _)| {
+                revision != row.revision || status != row.status || message != row.message
+            });
+            if is_change {
+                let done = sqlx::query($crate::store::read::INSERT_HISTORY_SQL)
+                    .bind($tenant_id)
+                    .bind(host)
+                    .bind(reconciler)
+                    .bind(target)
+                    .bind(row.revision.clone())
+                    .bind(row.status)
+                    .bind(row.message.clone())
+                    .bind(row.observed_at)
+                    .bind($now)
+                    .execute(&mut *$tx)
+                    .await?;
+                inserted += done.rows_affected() as usize;
+            }
+        }
+        inserted
+    }};
+}
+pub(crate) use write_late;

@@ -1,0 +1,207 @@
+//! The embedded SQLite store (WAL mode). One writer connection serializes
+//! writes, as SQLite allows only one writer; readers use their own pool.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sextant_model::{DeploymentEvent, TargetState, UnixNanos};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+use super::dims::{resolve_dim, DimCache, DimKey};
+use super::plan::{self, ObservedKey, ObservedRow};
+use super::read::{self, bind_filter, write_desired, write_late};
+use super::{HubStore, IngestSummary, StateQuery, StoreError};
+
+/// The hub store on an embedded SQLite file.
+#[derive(Debug)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    pub(crate) dims: DimCache,
+}
+
+impl SqliteStore {
+    /// Opens `url` (`sqlite://PATH`), creating the file and its directory,
+    /// and applies migrations.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        if let Some(dir) = Path::new(options.get_filename()).parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).map_err(|source| StoreError::Directory {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+            }
+        }
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        super::migrate::sqlite().run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Self {
+            writer,
+            reader,
+            dims: DimCache::default(),
+        })
+    }
+}
+
+#[async_trait]
+impl HubStore for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    async fn ingest(&self, tenant: &str, events: &[DeploymentEvent]) -> Result<IngestSummary, StoreError> {
+        // Dimension ids created inside a transaction that rolls back must not
+        // stay cached.
+        let result: Result<IngestSummary, StoreError> = async {
+        let now = UnixNanos::now().0;
+        let mut summary = IngestSummary::default();
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+
+        let desired = events.iter().filter_map(|e| match e {
+            DeploymentEvent::Desired(d) => Some(d),
+            DeploymentEvent::Observed(_) => None,
+        });
+        summary.desired_assignments = write_desired!(self, tx, tenant, desired, now);
+
+        let mut batch: Vec<(ObservedKey, ObservedRow)> = Vec::new();
+        let mut tenant_id = None;
+        for event in events {
+            let DeploymentEvent::Observed(o) = event else { continue };
+            let ids = super::dims::resolve_placement!(self, &mut *tx, tenant, &o.placement)?;
+            let host = resolve_dim!(self, &mut *tx, DimKey::Host { tenant: ids.tenant, name: o.host.clone() })?;
+            let reconciler = resolve_dim!(
+                self,
+                &mut *tx,
+                DimKey::Reconciler {
+                    tenant: ids.tenant,
+                    name: o.reconciler.name.clone(),
+                    kind: o.reconciler.kind.clone(),
+                }
+            )?;
+            tenant_id = Some(ids.tenant);
+            batch.push((
+                (host, reconciler, ids.target),
+                ObservedRow {
+                    revision: o.revision.clone(),
+                    status: o.status.as_str(),
+                    message: o.message.clone(),
+                    observed_at: o.observed_at.0,
+                },
+            ));
+        }
+        if let Some(tenant_id) = tenant_id {
+            let mut current = HashMap::new();
+            for (key, _) in &batch {
+                if current.contains_key(key) {
+                    continue;
+                }
+                let row: Option<(String, String, Option<String>, i64)> = sqlx::query_as(
+                    "SELECT revision, status, message, observed_at FROM observed_deployments \
+                     WHERE host_id = $1 AND reconciler_id = $2 AND target_id = $3",
+                )
+                .bind(key.0)
+                .bind(key.1)
+                .bind(key.2)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some((revision, status, message, observed_at)) = row {
+                    let status = status_str(&status);
+                    current.insert(*key, ObservedRow { revision, status, message, observed_at });
+                }
+            }
+            let plan = plan::plan(&current, batch);
+            for ((host, reconciler, target), row, changed) in &plan.upserts {
+                sqlx::query(
+                    "INSERT INTO observed_deployments (tenant_id, host_id, reconciler_id, target_id, \
+                       revision, status, message, observed_at, changed_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
+                     ON CONFLICT (host_id, reconciler_id, target_id) DO UPDATE SET \
+                       revision = excluded.revision, status = excluded.status, \
+                       message = excluded.message, observed_at = excluded.observed_at, \
+                       changed_at = CASE WHEN $9 THEN excluded.changed_at \
+                                    ELSE observed_deployments.changed_at END \
+                     WHERE observed_deployments.observed_at < excluded.observed_at",
+                )
+                .bind(tenant_id)
+                .bind(host)
+                .bind(reconciler)
+                .bind(target)
+                .bind(&row.revision)
+                .bind(row.status)
+                .bind(&row.message)
+                .bind(row.observed_at)
+                .bind(changed)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for ((host, reconciler, target), row) in &plan.history {
+                let done = sqlx::query(read::INSERT_HISTORY_SQL)
+                    .bind(tenant_id)
+                    .bind(host)
+                    .bind(reconciler)
+                    .bind(target)
+                    .bind(&row.revision)
+                    .bind(row.status)
+                    .bind(&row.message)
+                    .bind(row.observed_at)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                summary.observed_history += done.rows_affected() as usize;
+            }
+            summary.observed_current = plan.upserts.len();
+            summary.observed_late = plan.late.len();
+            summary.observed_history += write_late!(tx, tenant_id, &plan.late, now);
+        }
+        tx.commit().await?;
+        Ok(summary)
+        }
+        .await;
+        if result.is_err() {
+            self.dims.clear();
+        }
+        result
+    }
+
+    async fn state(&self, tenant: &str, query: &StateQuery) -> Result<Vec<TargetState>, StoreError> {
+        let targets: Vec<read::TargetRow> = bind_filter!(sqlx::query_as(read::TARGETS_SQL), tenant, query)
+            .fetch_all(&self.reader)
+            .await?;
+        if targets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let hosts: Vec<read::HostRow> = bind_filter!(sqlx::query_as(read::HOSTS_SQL), tenant, query)
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(read::assemble(targets, hosts))
+    }
+}
+
+/// Maps a stored status back to its static name (the schema's CHECK keeps
+/// the set closed).
+pub(crate) fn status_str(status: &str) -> &'static str {
+    status
+        .parse::<sextant_model::DeploymentStatus>()
+        .map(|s| s.as_str())
+        .unwrap_or("failed")
+}
