@@ -1,1 +1,138 @@
-fn main() {}
+//! `sextant`: the command-line entry point. Thin: the work lives in the
+//! library crates.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use sextant_receiver::{Application, HubConfig};
+use tokio_util::sync::CancellationToken;
+
+/// Sextant: which version of every workload runs on every host in every
+/// environment.
+#[derive(Debug, Parser)]
+#[command(name = "sextant", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the local stack: the hub (OTLP receiver and read API) on an
+    /// embedded SQLite database in the data directory.
+    Up(UpArgs),
+}
+
+/// Settings of `sextant up`. Each overrides the config file and the
+/// `SEXTANT_…` environment variable of the same name.
+#[derive(Debug, Args)]
+struct UpArgs {
+    /// TOML config file.
+    #[arg(long, env = "SEXTANT_CONFIG")]
+    config: Option<PathBuf>,
+    /// OTLP/gRPC listen address [env: SEXTANT_OTLP_GRPC_ADDR] [default: 127.0.0.1:4317]
+    #[arg(long)]
+    otlp_grpc_addr: Option<SocketAddr>,
+    /// OTLP/HTTP listen address [env: SEXTANT_OTLP_HTTP_ADDR] [default: 127.0.0.1:4318]
+    #[arg(long)]
+    otlp_http_addr: Option<SocketAddr>,
+    /// API listen address [env: SEXTANT_API_ADDR] [default: 127.0.0.1:8080]
+    #[arg(long)]
+    api_addr: Option<SocketAddr>,
+    /// sqlite://… or postgres://… [env: SEXTANT_DATABASE_URL] [default: sqlite://DATA_DIR/hub.db]
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Data directory [env: SEXTANT_DATA_DIR] [default: .sextant]
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+impl UpArgs {
+    fn config(&self) -> anyhow::Result<HubConfig> {
+        let mut config =
+            HubConfig::load(self.config.as_deref()).context("invalid configuration")?;
+        if let Some(a) = self.otlp_grpc_addr {
+            config.otlp_grpc_addr = a;
+        }
+        if let Some(a) = self.otlp_http_addr {
+            config.otlp_http_addr = a;
+        }
+        if let Some(a) = self.api_addr {
+            config.api_addr = a;
+        }
+        if let Some(u) = &self.database_url {
+            config.database_url = Some(u.clone());
+        }
+        if let Some(d) = &self.data_dir {
+            config.data_dir = d.clone();
+        }
+        Ok(config)
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Up(args) => up(args).await,
+    }
+}
+
+async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let config = args.config()?;
+    let app = Application::build(&config).await?;
+    println!("Sextant hub is up ({} database)", app.store().backend());
+    println!(
+        "  database     {}",
+        sextant_receiver::app::redact_url(&config.database_url())
+    );
+    println!("  OTLP/gRPC    http://{}", app.otlp_grpc_addr());
+    println!(
+        "  OTLP/HTTP    http://{}/v1/logs, /v1/metrics, /v1/traces",
+        app.otlp_http_addr()
+    );
+    println!("  API          http://{}/api/v1/state", app.api_addr());
+    println!("  health       http://{}/health/ready", app.api_addr());
+    println!("  metrics      http://{}/metrics", app.api_addr());
+    println!("Press Ctrl-C to stop.");
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    app.run_until_stopped(shutdown).await?;
+    tracing::info!("Stopped");
+    Ok(())
+}
+
+/// Cancels `shutdown` on SIGINT or SIGTERM.
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "Cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("Shutting down");
+    shutdown.cancel();
+}

@@ -159,11 +159,14 @@ struct Reader<'a, S: AttributeSource> {
 
 impl<S: AttributeSource> Reader<'_, S> {
     fn optional(&self, key: &'static str) -> Result<Option<String>, EventError> {
-        let value = self.source.text(key).map_err(|problem| EventError::Invalid {
-            event: self.event,
-            key,
-            problem,
-        })?;
+        let value = self
+            .source
+            .text(key)
+            .map_err(|problem| EventError::Invalid {
+                event: self.event,
+                key,
+                problem,
+            })?;
         match value {
             Some(v) if v.len() > MAX_NAME_LEN => Err(EventError::Invalid {
                 event: self.event,
@@ -197,7 +200,10 @@ impl<S: AttributeSource> Reader<'_, S> {
 
 impl DesiredDeployment {
     /// Validates a `sextant.deployment.desired` event.
-    pub fn from_attributes(source: &impl AttributeSource, at: UnixNanos) -> Result<Self, EventError> {
+    pub fn from_attributes(
+        source: &impl AttributeSource,
+        at: UnixNanos,
+    ) -> Result<Self, EventError> {
         let r = Reader {
             source,
             event: keys::EVENT_DESIRED,
@@ -229,10 +235,12 @@ impl ObservedDeployment {
         };
         let host = match r.optional(keys::HOST_NAME)? {
             Some(host) => host,
-            None => r.optional(keys::K8S_CLUSTER_NAME)?.ok_or(EventError::Missing {
-                event: keys::EVENT_OBSERVED,
-                key: keys::HOST_NAME,
-            })?,
+            None => r
+                .optional(keys::K8S_CLUSTER_NAME)?
+                .ok_or(EventError::Missing {
+                    event: keys::EVENT_OBSERVED,
+                    key: keys::HOST_NAME,
+                })?,
         };
         let placement = r.placement()?;
         let revision = r.required(keys::REVISION)?;

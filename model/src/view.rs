@@ -95,7 +95,8 @@ impl Rollout {
         };
         let mut desired = states.first().and_then(|s| s.desired.clone());
         for state in states {
-            if state.desired.as_ref().map(|d| &d.revision) != desired.as_ref().map(|d| &d.revision) {
+            if state.desired.as_ref().map(|d| &d.revision) != desired.as_ref().map(|d| &d.revision)
+            {
                 desired = None;
             }
             let want = state.desired.as_ref().map(|d| d.revision.as_str());
@@ -153,7 +154,10 @@ mod tests {
             workload: "w".into(),
             environment: "e".into(),
             target: target.into(),
-            hosts: hosts.into_iter().map(|h| h.with_sync(desired.as_ref())).collect(),
+            hosts: hosts
+                .into_iter()
+                .map(|h| h.with_sync(desired.as_ref()))
+                .collect(),
             desired,
         }
     }
@@ -174,7 +178,13 @@ mod tests {
         );
         let r = Rollout::from_states(&[s]);
         assert_eq!(
-            (r.total_hosts, r.succeeded, r.failed, r.in_progress, r.pending),
+            (
+                r.total_hosts,
+                r.succeeded,
+                r.failed,
+                r.in_progress,
+                r.pending
+            ),
             (5, 1, 1, 1, 2)
         );
         assert_eq!(r.desired.as_ref().map(|d| d.revision.as_str()), Some("r2"));
@@ -185,7 +195,11 @@ mod tests {
 
     #[test]
     fn without_desired_state_every_host_is_pending() {
-        let r = Rollout::from_states(&[state("t", None, vec![host("h", "r", DeploymentStatus::Succeeded)])]);
+        let r = Rollout::from_states(&[state(
+            "t",
+            None,
+            vec![host("h", "r", DeploymentStatus::Succeeded)],
+        )]);
         assert_eq!((r.total_hosts, r.pending), (1, 1));
         assert_eq!(r.desired, None);
     }

@@ -1,3 +1,15 @@
 //! The Sextant hub: the OTLP receiver, the hub store and the read API.
+//!
+//! Data flows one way: OTLP arrives at [`otlp`], is validated into
+//! `sextant_model` events, and is written by [`store`]; [`api`] reads it.
 
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod metrics;
+pub mod otlp;
 pub mod store;
+
+pub use app::Application;
+pub use config::HubConfig;

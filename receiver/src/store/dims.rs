@@ -11,13 +11,39 @@ use std::sync::Mutex;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum DimKey {
     Tenant(String),
-    Workspace { tenant: i64, name: String },
-    Application { tenant: i64, workspace: i64, name: String },
-    Workload { tenant: i64, application: i64, name: String },
-    Environment { tenant: i64, name: String },
-    Target { tenant: i64, workload: i64, environment: i64, name: String },
-    Host { tenant: i64, name: String },
-    Reconciler { tenant: i64, name: String, kind: String },
+    Workspace {
+        tenant: i64,
+        name: String,
+    },
+    Application {
+        tenant: i64,
+        workspace: i64,
+        name: String,
+    },
+    Workload {
+        tenant: i64,
+        application: i64,
+        name: String,
+    },
+    Environment {
+        tenant: i64,
+        name: String,
+    },
+    Target {
+        tenant: i64,
+        workload: i64,
+        environment: i64,
+        name: String,
+    },
+    Host {
+        tenant: i64,
+        name: String,
+    },
+    Reconciler {
+        tenant: i64,
+        name: String,
+        kind: String,
+    },
 }
 
 /// A value bound to a dimension upsert.
@@ -74,8 +100,16 @@ impl DimKey {
             DimKey::Workspace { tenant, name }
             | DimKey::Environment { tenant, name }
             | DimKey::Host { tenant, name } => vec![Int(*tenant), Text(name)],
-            DimKey::Application { tenant, workspace: parent, name }
-            | DimKey::Workload { tenant, application: parent, name } => {
+            DimKey::Application {
+                tenant,
+                workspace: parent,
+                name,
+            }
+            | DimKey::Workload {
+                tenant,
+                application: parent,
+                name,
+            } => {
                 vec![Int(*tenant), Int(*parent), Text(name)]
             }
             DimKey::Target {
@@ -148,7 +182,7 @@ pub(crate) use resolve_dim;
 /// Resolves the ids of a placement, creating missing rows.
 macro_rules! resolve_placement {
     ($store:expr, $exec:expr, $tenant:expr, $p:expr) => {{
-        use $crate::store::dims::{resolve_dim, DimKey};
+        use $crate::store::dims::{DimKey, resolve_dim};
         let tenant_name: &str = $tenant;
         let p: &sextant_model::Placement = $p;
         async {
@@ -156,29 +190,52 @@ macro_rules! resolve_placement {
             let workspace = resolve_dim!(
                 $store,
                 $exec,
-                DimKey::Workspace { tenant, name: p.workspace.clone() }
+                DimKey::Workspace {
+                    tenant,
+                    name: p.workspace.clone()
+                }
             )?;
             let application = resolve_dim!(
                 $store,
                 $exec,
-                DimKey::Application { tenant, workspace, name: p.application.clone() }
+                DimKey::Application {
+                    tenant,
+                    workspace,
+                    name: p.application.clone()
+                }
             )?;
             let workload = resolve_dim!(
                 $store,
                 $exec,
-                DimKey::Workload { tenant, application, name: p.workload.clone() }
+                DimKey::Workload {
+                    tenant,
+                    application,
+                    name: p.workload.clone()
+                }
             )?;
             let environment = resolve_dim!(
                 $store,
                 $exec,
-                DimKey::Environment { tenant, name: p.environment.clone() }
+                DimKey::Environment {
+                    tenant,
+                    name: p.environment.clone()
+                }
             )?;
             let target = resolve_dim!(
                 $store,
                 $exec,
-                DimKey::Target { tenant, workload, environment, name: p.target.clone() }
+                DimKey::Target {
+                    tenant,
+                    workload,
+                    environment,
+                    name: p.target.clone()
+                }
             )?;
-            Ok::<_, sqlx::Error>($crate::store::dims::TargetIds { tenant, workload, target })
+            Ok::<_, sqlx::Error>($crate::store::dims::TargetIds {
+                tenant,
+                workload,
+                target,
+            })
         }
         .await
     }};

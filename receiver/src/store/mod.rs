@@ -73,10 +73,15 @@ pub trait HubStore: Send + Sync + 'static {
 
     /// Writes a batch of validated events for `tenant`. Idempotent: replaying
     /// a batch changes nothing.
-    async fn ingest(&self, tenant: &str, events: &[DeploymentEvent]) -> Result<IngestSummary, StoreError>;
+    async fn ingest(
+        &self,
+        tenant: &str,
+        events: &[DeploymentEvent],
+    ) -> Result<IngestSummary, StoreError>;
 
     /// Current state per (application, workload, environment, target).
-    async fn state(&self, tenant: &str, query: &StateQuery) -> Result<Vec<TargetState>, StoreError>;
+    async fn state(&self, tenant: &str, query: &StateQuery)
+    -> Result<Vec<TargetState>, StoreError>;
 }
 
 /// Opens (creating if needed) and migrates the store named by `url`.

@@ -25,7 +25,9 @@ pub struct ObservedRow {
 impl ObservedRow {
     /// Same revision, status and message.
     pub fn same_content(&self, other: &ObservedRow) -> bool {
-        self.revision == other.revision && self.status == other.status && self.message == other.message
+        self.revision == other.revision
+            && self.status == other.status
+            && self.message == other.message
     }
 }
 
@@ -42,7 +44,10 @@ pub struct Plan {
 }
 
 /// Plans a batch against the current rows of its keys.
-pub fn plan(current: &HashMap<ObservedKey, ObservedRow>, mut batch: Vec<(ObservedKey, ObservedRow)>) -> Plan {
+pub fn plan(
+    current: &HashMap<ObservedKey, ObservedRow>,
+    mut batch: Vec<(ObservedKey, ObservedRow)>,
+) -> Plan {
     batch.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.observed_at.cmp(&b.1.observed_at)));
     let mut plan = Plan::default();
     let mut i = 0;

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use sextant_model::{DeploymentEvent, TargetState, UnixNanos};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use super::dims::{resolve_dim, resolve_placement, DimCache, DimKey};
+use super::dims::{DimCache, DimKey, resolve_dim, resolve_placement};
 use super::plan::{self, ObservedKey, ObservedRow};
 use super::read::{self, bind_filter, write_desired, write_late};
 use super::sqlite::status_str;
@@ -56,7 +56,11 @@ impl HubStore for PostgresStore {
         Ok(())
     }
 
-    async fn ingest(&self, tenant: &str, events: &[DeploymentEvent]) -> Result<IngestSummary, StoreError> {
+    async fn ingest(
+        &self,
+        tenant: &str,
+        events: &[DeploymentEvent],
+    ) -> Result<IngestSummary, StoreError> {
         let result = self.write(tenant, events).await;
         if result.is_err() {
             self.dims.clear();
@@ -64,16 +68,22 @@ impl HubStore for PostgresStore {
         result
     }
 
-    async fn state(&self, tenant: &str, query: &StateQuery) -> Result<Vec<TargetState>, StoreError> {
-        let targets: Vec<read::TargetRow> = bind_filter!(sqlx::query_as(read::TARGETS_SQL), tenant, query)
-            .fetch_all(&self.pool)
-            .await?;
+    async fn state(
+        &self,
+        tenant: &str,
+        query: &StateQuery,
+    ) -> Result<Vec<TargetState>, StoreError> {
+        let targets: Vec<read::TargetRow> =
+            bind_filter!(sqlx::query_as(read::TARGETS_SQL), tenant, query)
+                .fetch_all(&self.pool)
+                .await?;
         if targets.is_empty() {
             return Ok(Vec::new());
         }
-        let hosts: Vec<read::HostRow> = bind_filter!(sqlx::query_as(read::HOSTS_SQL), tenant, query)
-            .fetch_all(&self.pool)
-            .await?;
+        let hosts: Vec<read::HostRow> =
+            bind_filter!(sqlx::query_as(read::HOSTS_SQL), tenant, query)
+                .fetch_all(&self.pool)
+                .await?;
         Ok(read::assemble(targets, hosts))
     }
 }
@@ -105,7 +115,11 @@ impl Columns {
 }
 
 impl PostgresStore {
-    async fn write(&self, tenant: &str, events: &[DeploymentEvent]) -> Result<IngestSummary, StoreError> {
+    async fn write(
+        &self,
+        tenant: &str,
+        events: &[DeploymentEvent],
+    ) -> Result<IngestSummary, StoreError> {
         let now = UnixNanos::now().0;
         let mut summary = IngestSummary::default();
 
@@ -114,9 +128,18 @@ impl PostgresStore {
         let mut batch: Vec<(ObservedKey, ObservedRow)> = Vec::new();
         let mut tenant_id = None;
         for event in events {
-            let DeploymentEvent::Observed(o) = event else { continue };
+            let DeploymentEvent::Observed(o) = event else {
+                continue;
+            };
             let ids = resolve_placement!(self, &self.pool, tenant, &o.placement)?;
-            let host = resolve_dim!(self, &self.pool, DimKey::Host { tenant: ids.tenant, name: o.host.clone() })?;
+            let host = resolve_dim!(
+                self,
+                &self.pool,
+                DimKey::Host {
+                    tenant: ids.tenant,
+                    name: o.host.clone()
+                }
+            )?;
             let reconciler = resolve_dim!(
                 self,
                 &self.pool,
@@ -146,7 +169,12 @@ impl PostgresStore {
         summary.desired_assignments = write_desired!(self, tx, tenant, desired, now);
 
         if let Some(tenant_id) = tenant_id {
-            let mut keys: Vec<ObservedKey> = batch.iter().map(|(k, _)| *k).collect::<HashSet<_>>().into_iter().collect();
+            let mut keys: Vec<ObservedKey> = batch
+                .iter()
+                .map(|(k, _)| *k)
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .collect();
             keys.sort_unstable();
             let (h, r, t): (Vec<i64>, Vec<i64>, Vec<i64>) = keys.iter().fold(
                 (Vec::new(), Vec::new(), Vec::new()),
@@ -175,7 +203,15 @@ impl PostgresStore {
                 .into_iter()
                 .map(|(h, r, t, revision, status, message, observed_at)| {
                     let status = status_str(&status);
-                    ((h, r, t), ObservedRow { revision, status, message, observed_at })
+                    (
+                        (h, r, t),
+                        ObservedRow {
+                            revision,
+                            status,
+                            message,
+                            observed_at,
+                        },
+                    )
                 })
                 .collect();
 

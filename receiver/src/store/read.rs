@@ -61,7 +61,16 @@ pub(crate) const HOSTS_SQL: &str = concat!(
     " ORDER BY h.name, r.name"
 );
 
-pub(crate) type HostRow = (i64, String, String, String, String, Option<String>, i64, Option<String>);
+pub(crate) type HostRow = (
+    i64,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    i64,
+    Option<String>,
+);
 
 /// Binds the filter parameters of [`TARGETS_SQL`] and [`HOSTS_SQL`].
 macro_rules! bind_filter {
@@ -82,30 +91,39 @@ pub(crate) fn assemble(targets: Vec<TargetRow>, hosts: Vec<HostRow>) -> Vec<Targ
     let mut states: Vec<TargetState> = targets
         .into_iter()
         .enumerate()
-        .map(|(i, (id, workspace, application, workload, environment, target, version, revision, at))| {
-            index.insert(id, i);
-            let desired = match (version, revision, at) {
-                (Some(version), Some(revision), Some(at)) => Some(DesiredView {
-                    version,
-                    revision,
-                    at: UnixNanos(at),
-                }),
-                _ => None,
-            };
-            TargetState {
-                workspace,
-                application,
-                workload,
-                environment,
-                target,
-                desired,
-                hosts: Vec::new(),
-            }
-        })
+        .map(
+            |(
+                i,
+                (id, workspace, application, workload, environment, target, version, revision, at),
+            )| {
+                index.insert(id, i);
+                let desired = match (version, revision, at) {
+                    (Some(version), Some(revision), Some(at)) => Some(DesiredView {
+                        version,
+                        revision,
+                        at: UnixNanos(at),
+                    }),
+                    _ => None,
+                };
+                TargetState {
+                    workspace,
+                    application,
+                    workload,
+                    environment,
+                    target,
+                    desired,
+                    hosts: Vec::new(),
+                }
+            },
+        )
         .collect();
     for (target_id, host, reconciler, revision, status, message, observed_at, version) in hosts {
-        let Some(&i) = index.get(&target_id) else { continue };
-        let Ok(status) = status.parse::<DeploymentStatus>() else { continue };
+        let Some(&i) = index.get(&target_id) else {
+            continue;
+        };
+        let Ok(status) = status.parse::<DeploymentStatus>() else {
+            continue;
+        };
         let state = &mut states[i];
         let view = HostView {
             host,
@@ -156,7 +174,8 @@ macro_rules! write_desired {
     ($store:expr, $tx:expr, $tenant:expr, $events:expr, $now:expr) => {{
         let mut written = 0usize;
         for d in $events {
-            let ids = $crate::store::dims::resolve_placement!($store, &mut *$tx, $tenant, &d.placement)?;
+            let ids =
+                $crate::store::dims::resolve_placement!($store, &mut *$tx, $tenant, &d.placement)?;
             let version_id: i64 = sqlx::query_scalar($crate::store::read::UPSERT_VERSION_SQL)
                 .bind(ids.tenant)
                 .bind(ids.workload)

@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sextant_model::{DeploymentEvent, TargetState, UnixNanos};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
-use super::dims::{resolve_dim, DimCache, DimKey};
+use super::dims::{DimCache, DimKey, resolve_dim};
 use super::plan::{self, ObservedKey, ObservedRow};
 use super::read::{self, bind_filter, write_desired, write_late};
 use super::{HubStore, IngestSummary, StateQuery, StoreError};
@@ -69,7 +71,11 @@ impl HubStore for SqliteStore {
         Ok(())
     }
 
-    async fn ingest(&self, tenant: &str, events: &[DeploymentEvent]) -> Result<IngestSummary, StoreError> {
+    async fn ingest(
+        &self,
+        tenant: &str,
+        events: &[DeploymentEvent],
+    ) -> Result<IngestSummary, StoreError> {
         // Dimension ids created inside a transaction that rolls back must not
         // stay cached.
         let result: Result<IngestSummary, StoreError> = async {
@@ -183,16 +189,22 @@ impl HubStore for SqliteStore {
         result
     }
 
-    async fn state(&self, tenant: &str, query: &StateQuery) -> Result<Vec<TargetState>, StoreError> {
-        let targets: Vec<read::TargetRow> = bind_filter!(sqlx::query_as(read::TARGETS_SQL), tenant, query)
-            .fetch_all(&self.reader)
-            .await?;
+    async fn state(
+        &self,
+        tenant: &str,
+        query: &StateQuery,
+    ) -> Result<Vec<TargetState>, StoreError> {
+        let targets: Vec<read::TargetRow> =
+            bind_filter!(sqlx::query_as(read::TARGETS_SQL), tenant, query)
+                .fetch_all(&self.reader)
+                .await?;
         if targets.is_empty() {
             return Ok(Vec::new());
         }
-        let hosts: Vec<read::HostRow> = bind_filter!(sqlx::query_as(read::HOSTS_SQL), tenant, query)
-            .fetch_all(&self.reader)
-            .await?;
+        let hosts: Vec<read::HostRow> =
+            bind_filter!(sqlx::query_as(read::HOSTS_SQL), tenant, query)
+                .fetch_all(&self.reader)
+                .await?;
         Ok(read::assemble(targets, hosts))
     }
 }

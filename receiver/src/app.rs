@@ -1,0 +1,135 @@
+//! The hub as one application: OTLP/gRPC, OTLP/HTTP and the API, each on its
+//! own listener, over one store.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, ApiState};
+use crate::auth::Authenticator;
+use crate::config::HubConfig;
+use crate::metrics::HubMetrics;
+use crate::otlp::http::HttpState;
+use crate::otlp::ingest::Ingestor;
+use crate::otlp::{grpc, http};
+use crate::store::{self, HubStore};
+
+/// A built, bound hub, ready to run.
+pub struct Application {
+    grpc: TcpListener,
+    http: TcpListener,
+    api: TcpListener,
+    store: Arc<dyn HubStore>,
+    auth: Authenticator,
+    metrics: HubMetrics,
+    max_request_bytes: usize,
+}
+
+impl Application {
+    /// Opens and migrates the store and binds the three listeners. Port 0
+    /// picks a free port (tests).
+    pub async fn build(config: &HubConfig) -> anyhow::Result<Self> {
+        let auth = Authenticator::new(&config.tokens);
+        if auth.is_open() {
+            let public = config.public_addrs();
+            if !public.is_empty() {
+                let addrs: Vec<String> = public.iter().map(ToString::to_string).collect();
+                bail!(
+                    "refusing to listen on non-loopback address {} with no tokens configured: \
+                     anyone who can reach it could write and read deployment state. \
+                     Add [[tokens]] to the config file, or bind 127.0.0.1",
+                    addrs.join(", ")
+                );
+            }
+            tracing::warn!(
+                "No tokens configured: listening on loopback only, everything belongs to tenant `default`"
+            );
+        }
+        let url = config.database_url();
+        let store = store::open(&url)
+            .await
+            .with_context(|| format!("cannot open the hub database {}", redact_url(&url)))?;
+        let bind = |addr: SocketAddr, what: &'static str| async move {
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} for {what}"))
+        };
+        Ok(Self {
+            grpc: bind(config.otlp_grpc_addr, "OTLP/gRPC").await?,
+            http: bind(config.otlp_http_addr, "OTLP/HTTP").await?,
+            api: bind(config.api_addr, "the API").await?,
+            store,
+            auth,
+            metrics: HubMetrics::new(),
+            max_request_bytes: config.max_request_bytes,
+        })
+    }
+
+    pub fn otlp_grpc_addr(&self) -> SocketAddr {
+        self.grpc
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    pub fn otlp_http_addr(&self) -> SocketAddr {
+        self.http
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// The store, for tests and tools.
+    pub fn store(&self) -> Arc<dyn HubStore> {
+        self.store.clone()
+    }
+
+    /// Serves until `shutdown` is cancelled, then drains in-flight requests.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let ingestor = Ingestor::new(self.store.clone(), self.metrics.clone());
+        let otlp_http = http::router(HttpState {
+            ingestor: ingestor.clone(),
+            auth: self.auth.clone(),
+            max_request_bytes: self.max_request_bytes,
+        });
+        let api = api::router(ApiState {
+            store: self.store.clone(),
+            auth: self.auth.clone(),
+            metrics: self.metrics.clone(),
+        });
+        let grpc = grpc::serve(
+            self.grpc,
+            ingestor,
+            self.auth,
+            self.max_request_bytes,
+            shutdown.clone(),
+        );
+        let http = axum::serve(self.http, otlp_http)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let api =
+            axum::serve(self.api, api).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let (grpc, http, api) = tokio::join!(grpc, http, api);
+        grpc.context("OTLP/gRPC server failed")?;
+        http.context("OTLP/HTTP server failed")?;
+        api.context("API server failed")?;
+        Ok(())
+    }
+}
+
+/// Hides the password of a database URL.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}

@@ -1,0 +1,177 @@
+//! Hub configuration: defaults, then a TOML file, then `SEXTANT_…`
+//! environment variables; the CLI applies its flags last.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::auth::Scope;
+
+/// Default OTLP request limit, checked after decompression (the OTLP spec
+/// recommends accepting up to 64 MiB).
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
+
+/// Environment variables read into [`HubConfig`], without their `SEXTANT_`
+/// prefix.
+const ENV_KEYS: &[&str] = &[
+    "otlp_grpc_addr",
+    "otlp_http_addr",
+    "api_addr",
+    "database_url",
+    "data_dir",
+    "max_request_bytes",
+];
+
+/// Configuration of the hub (`sextant up`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HubConfig {
+    /// OTLP/gRPC listen address (`SEXTANT_OTLP_GRPC_ADDR`).
+    pub otlp_grpc_addr: SocketAddr,
+    /// OTLP/HTTP listen address (`SEXTANT_OTLP_HTTP_ADDR`).
+    pub otlp_http_addr: SocketAddr,
+    /// Read API listen address (`SEXTANT_API_ADDR`).
+    pub api_addr: SocketAddr,
+    /// `sqlite://…` or `postgres://…` (`SEXTANT_DATABASE_URL`); defaults to
+    /// `hub.db` in the data directory.
+    pub database_url: Option<String>,
+    /// Where the embedded database lives (`SEXTANT_DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// Largest accepted OTLP request in bytes, after decompression.
+    pub max_request_bytes: usize,
+    /// Static bearer tokens. With none, the hub only listens on loopback and
+    /// everything belongs to tenant `default`.
+    pub tokens: Vec<TokenConfig>,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            otlp_grpc_addr: SocketAddr::from(([127, 0, 0, 1], 4317)),
+            otlp_http_addr: SocketAddr::from(([127, 0, 0, 1], 4318)),
+            api_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: None,
+            data_dir: PathBuf::from(".sextant"),
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            tokens: Vec::new(),
+        }
+    }
+}
+
+/// A static token: who it belongs to and what it may do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// The bearer token.
+    pub token: Secret,
+    /// The tenant whose data the token reads and writes.
+    pub tenant: String,
+    /// `ingest`, `read`, `admin`.
+    pub scopes: Vec<Scope>,
+}
+
+/// A secret string that never reaches a log line.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for comparison.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("***")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Secret)
+    }
+}
+
+impl HubConfig {
+    /// Defaults, then `file` (if any), then `SEXTANT_…` environment variables.
+    pub fn load(file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
+        let mut figment = Figment::from(Serialized::defaults(HubConfig::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment
+            .merge(Env::prefixed("SEXTANT_").only(ENV_KEYS))
+            .extract()
+            .map_err(Box::new)
+    }
+
+    /// The database URL, defaulting to SQLite in the data directory.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("hub.db").display()))
+    }
+
+    /// The addresses the hub listens on that are not loopback.
+    pub fn public_addrs(&self) -> Vec<SocketAddr> {
+        [self.otlp_grpc_addr, self.otlp_http_addr, self.api_addr]
+            .into_iter()
+            .filter(|a| !a.ip().is_loopback())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "hub.toml",
+                r#"
+                api_addr = "127.0.0.1:9000"
+                data_dir = "/tmp/x"
+                [[tokens]]
+                token = "t1"
+                tenant = "acme"
+                scopes = ["ingest", "read"]
+                "#,
+            )?;
+            jail.set_env("SEXTANT_API_ADDR", "127.0.0.1:9100");
+            jail.set_env("SEXTANT_UNRELATED", "ignored");
+            let c = HubConfig::load(Some(Path::new("hub.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(c.api_addr, SocketAddr::from(([127, 0, 0, 1], 9100)));
+            assert_eq!(c.database_url(), "sqlite:///tmp/x/hub.db");
+            assert_eq!(c.tokens[0].tenant, "acme");
+            assert_eq!(format!("{:?}", c.tokens[0].token), "Secret(***)");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_file_keys_are_errors() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("hub.toml", "api_adr = \"127.0.0.1:1\"")?;
+            let err = HubConfig::load(Some(Path::new("hub.toml"))).unwrap_err();
+            assert!(err.to_string().contains("api_adr"), "{err}");
+            Ok(())
+        });
+    }
+}

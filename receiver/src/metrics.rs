@@ -1,0 +1,93 @@
+//! The hub's Prometheus metrics. The text encoder lives here and nowhere else.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
+
+/// Signal label values.
+pub const LOGS: &str = "logs";
+pub const METRICS: &str = "metrics";
+pub const TRACES: &str = "traces";
+
+/// Metrics of the receiver and the ingest path.
+#[derive(Clone)]
+pub struct HubMetrics {
+    registry: Registry,
+    /// Records by signal, outcome (`accepted`, `rejected`, `ignored`) and reason.
+    pub records: IntCounterVec,
+    /// Time to validate and store one request, by signal.
+    pub ingest_seconds: HistogramVec,
+    /// Records per request, by signal.
+    pub batch_records: HistogramVec,
+}
+
+impl HubMetrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let records = IntCounterVec::new(
+            Opts::new(
+                "sextant_receiver_records_total",
+                "OTLP records received, by signal, outcome (accepted, rejected, ignored) and reason.",
+            ),
+            &["signal", "outcome", "reason"],
+        )
+        .expect("valid metric");
+        let ingest_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "sextant_receiver_ingest_duration_seconds",
+                "Time to validate and store one OTLP request, in seconds.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["signal"],
+        )
+        .expect("valid metric");
+        let batch_records = HistogramVec::new(
+            HistogramOpts::new(
+                "sextant_receiver_batch_records",
+                "Records per OTLP request.",
+            )
+            .buckets(prometheus::exponential_buckets(1.0, 4.0, 9).expect("valid buckets")),
+            &["signal"],
+        )
+        .expect("valid metric");
+        for c in [
+            Box::new(records.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(ingest_seconds.clone()),
+            Box::new(batch_records.clone()),
+        ] {
+            registry.register(c).expect("metric registered once");
+        }
+        Self {
+            registry,
+            records,
+            ingest_seconds,
+            batch_records,
+        }
+    }
+
+    /// Adds `n` records with this outcome.
+    pub fn count(&self, signal: &str, outcome: &str, reason: &str, n: u64) {
+        if n > 0 {
+            self.records
+                .with_label_values(&[signal, outcome, reason])
+                .inc_by(n);
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut buf = Vec::new();
+        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(%error, "Failed to encode metrics");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for HubMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,230 @@
+//! Turns OTLP requests into validated deployment events. Records that are
+//! not deployment events are ignored; a deployment event that fails
+//! validation is rejected on its own and the rest of the batch is kept.
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use opentelemetry_proto::tonic::metrics::v1::number_data_point;
+use sextant_model::{
+    AttributeSource, DeploymentEvent, DesiredDeployment, EventError, EventKind, ObservedDeployment,
+    UnixNanos, keys,
+};
+
+/// The outcome of reading one request.
+#[derive(Debug, Default)]
+pub struct Extracted {
+    pub events: Vec<DeploymentEvent>,
+    /// Records that are not deployment events.
+    pub ignored: u64,
+    /// Rejected deployment events, by reason label.
+    pub rejected: Vec<(&'static str, u64)>,
+    /// The first problem, for `partial_success.error_message`.
+    pub first_error: Option<String>,
+}
+
+impl Extracted {
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.iter().map(|(_, n)| n).sum()
+    }
+
+    fn reject(&mut self, reason: &'static str, message: String) {
+        match self.rejected.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, n)) => *n += 1,
+            None => self.rejected.push((reason, 1)),
+        }
+        self.first_error.get_or_insert(message);
+    }
+
+    fn reject_event(&mut self, location: String, error: EventError) {
+        let reason = match error {
+            EventError::Missing { .. } => "missing_attribute",
+            EventError::Invalid { .. } => "invalid_attribute",
+        };
+        self.reject(reason, format!("{location}: {error}"));
+    }
+
+    /// The `partial_success` error message: the first problem and how many
+    /// records were rejected.
+    pub fn error_message(&self) -> String {
+        match (&self.first_error, self.rejected_total()) {
+            (Some(first), 1) => first.clone(),
+            (Some(first), n) => format!("{n} deployment events rejected; first: {first}"),
+            (None, _) => String::new(),
+        }
+    }
+}
+
+/// A record's attributes over its resource's: the record wins.
+struct Merged<'a> {
+    record: &'a [KeyValue],
+    resource: &'a [KeyValue],
+}
+
+impl Merged<'_> {
+    fn get(&self, key: &str) -> Option<&AnyValue> {
+        self.record
+            .iter()
+            .chain(self.resource)
+            .find(|kv| kv.key == key)
+            .and_then(|kv| kv.value.as_ref())
+    }
+}
+
+impl AttributeSource for Merged<'_> {
+    fn text(&self, key: &str) -> Result<Option<String>, String> {
+        match self.get(key).and_then(|v| v.value.as_ref()) {
+            None => Ok(None),
+            Some(Value::StringValue(s)) => Ok(Some(s.clone())),
+            Some(Value::IntValue(i)) => Ok(Some(i.to_string())),
+            Some(Value::BoolValue(b)) => Ok(Some(b.to_string())),
+            Some(Value::DoubleValue(d)) => Ok(Some(d.to_string())),
+            Some(Value::ArrayValue(_)) => Err("must be a string, not an array".to_owned()),
+            Some(Value::KvlistValue(_)) => Err("must be a string, not a map".to_owned()),
+            Some(Value::BytesValue(_)) => Err("must be a string, not bytes".to_owned()),
+            Some(Value::StringValueStrindex(_)) => {
+                Err("must be a string, not a string-table reference".to_owned())
+            }
+        }
+    }
+}
+
+fn string_value(v: Option<&AnyValue>) -> Option<&str> {
+    match v?.value.as_ref()? {
+        Value::StringValue(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// The time of an event: its own time, else its observed time, else now.
+fn event_time(time: u64, observed: u64, now: UnixNanos) -> UnixNanos {
+    UnixNanos::from_otlp(time)
+        .or_else(|| UnixNanos::from_otlp(observed))
+        .unwrap_or(now)
+}
+
+/// Reads the deployment events of a logs request.
+pub fn logs(request: &ExportLogsServiceRequest) -> Extracted {
+    let now = UnixNanos::now();
+    let mut out = Extracted::default();
+    for (ri, resource_logs) in request.resource_logs.iter().enumerate() {
+        let resource = resource_logs
+            .resource
+            .as_ref()
+            .map(|r| r.attributes.as_slice())
+            .unwrap_or_default();
+        for (si, scope_logs) in resource_logs.scope_logs.iter().enumerate() {
+            for (li, record) in scope_logs.log_records.iter().enumerate() {
+                let attrs = Merged {
+                    record: &record.attributes,
+                    resource,
+                };
+                let name = if record.event_name.is_empty() {
+                    string_value(attrs.get(keys::EVENT_NAME)).unwrap_or_default()
+                } else {
+                    record.event_name.as_str()
+                };
+                let Some(kind) = EventKind::from_event_name(name) else {
+                    out.ignored += 1;
+                    continue;
+                };
+                let at = event_time(record.time_unix_nano, record.observed_time_unix_nano, now);
+                let event = match kind {
+                    EventKind::Desired => {
+                        DesiredDeployment::from_attributes(&attrs, at).map(DeploymentEvent::Desired)
+                    }
+                    EventKind::Observed => {
+                        let body = string_value(record.body.as_ref());
+                        ObservedDeployment::from_attributes(&attrs, body, at)
+                            .map(DeploymentEvent::Observed)
+                    }
+                };
+                match event {
+                    Ok(event) => out.events.push(event),
+                    Err(error) => out.reject_event(
+                        format!("resourceLogs[{ri}].scopeLogs[{si}].logRecords[{li}]"),
+                        error,
+                    ),
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Reads the observed-state gauges of a metrics request. Counts data points.
+pub fn metrics(request: &ExportMetricsServiceRequest) -> Extracted {
+    let now = UnixNanos::now();
+    let mut out = Extracted::default();
+    for (ri, resource_metrics) in request.resource_metrics.iter().enumerate() {
+        let resource = resource_metrics
+            .resource
+            .as_ref()
+            .map(|r| r.attributes.as_slice())
+            .unwrap_or_default();
+        for (si, scope_metrics) in resource_metrics.scope_metrics.iter().enumerate() {
+            for (mi, metric) in scope_metrics.metrics.iter().enumerate() {
+                let location = format!("resourceMetrics[{ri}].scopeMetrics[{si}].metrics[{mi}]");
+                if metric.name != keys::EVENT_OBSERVED {
+                    out.ignored += data_points(metric.data.as_ref());
+                    continue;
+                }
+                let Some(Data::Gauge(gauge)) = &metric.data else {
+                    let n = data_points(metric.data.as_ref()).max(1);
+                    for _ in 0..n {
+                        out.reject(
+                            "not_a_gauge",
+                            format!(
+                                "{location}: metric `{}` must be a gauge",
+                                keys::EVENT_OBSERVED
+                            ),
+                        );
+                    }
+                    continue;
+                };
+                for (pi, point) in gauge.data_points.iter().enumerate() {
+                    let location = format!("{location}.gauge.dataPoints[{pi}]");
+                    let value = match point.value {
+                        Some(number_data_point::Value::AsInt(v)) => v as f64,
+                        Some(number_data_point::Value::AsDouble(v)) => v,
+                        None => f64::NAN,
+                    };
+                    if value != 1.0 {
+                        out.reject(
+                            "invalid_value",
+                            format!("{location}: `{}` must have value 1", keys::EVENT_OBSERVED),
+                        );
+                        continue;
+                    }
+                    let attrs = Merged {
+                        record: &point.attributes,
+                        resource,
+                    };
+                    let at = event_time(point.time_unix_nano, 0, now);
+                    match ObservedDeployment::from_attributes(&attrs, None, at) {
+                        Ok(o) => out.events.push(DeploymentEvent::Observed(o)),
+                        Err(error) => out.reject_event(location, error),
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn data_points(data: Option<&Data>) -> u64 {
+    let n = match data {
+        Some(Data::Gauge(g)) => g.data_points.len(),
+        Some(Data::Sum(s)) => s.data_points.len(),
+        Some(Data::Histogram(h)) => h.data_points.len(),
+        Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
+        Some(Data::Summary(s)) => s.data_points.len(),
+        None => 0,
+    };
+    n as u64
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,127 @@
+use super::*;
+
+fn logs_json(json: &str) -> ExportLogsServiceRequest {
+    serde_json::from_str(json).expect("valid OTLP JSON")
+}
+
+fn kv(key: &str, value: &str) -> String {
+    format!(r#"{{"key":"{key}","value":{{"stringValue":"{value}"}}}}"#)
+}
+
+fn observed_attrs(status: &str) -> String {
+    [
+        kv("sextant.application", "shop"),
+        kv("sextant.workload", "checkout"),
+        kv("deployment.environment.name", "stage"),
+        kv("sextant.target", "eu"),
+        kv("sextant.revision", "sha256:aa"),
+        kv("deployment.status", status),
+    ]
+    .join(",")
+}
+
+#[test]
+fn event_name_field_or_attribute_and_record_wins_over_resource() {
+    let json = format!(
+        r#"{{"resourceLogs":[{{"resource":{{"attributes":[{host},{env}]}},"scopeLogs":[{{"logRecords":[
+            {{"eventName":"sextant.deployment.observed","timeUnixNano":"1000","attributes":[{a}]}},
+            {{"observedTimeUnixNano":"2000","body":{{"stringValue":"crash loop"}},"attributes":[{b},{name}]}},
+            {{"body":{{"stringValue":"an ordinary log line"}}}}
+        ]}}]}}]}}"#,
+        host = kv("host.name", "h1"),
+        env = kv("deployment.environment.name", "prod"),
+        a = observed_attrs("succeeded"),
+        b = observed_attrs("failed"),
+        name = kv("event.name", "sextant.deployment.observed"),
+    );
+    let out = logs(&logs_json(&json));
+    assert_eq!(out.ignored, 1);
+    assert_eq!(out.rejected_total(), 0);
+    assert_eq!(out.events.len(), 2);
+    let DeploymentEvent::Observed(first) = &out.events[0] else {
+        panic!("observed")
+    };
+    assert_eq!(first.host, "h1");
+    assert_eq!(
+        first.placement.environment, "stage",
+        "record attribute wins"
+    );
+    assert_eq!(first.observed_at, UnixNanos(1000));
+    let DeploymentEvent::Observed(second) = &out.events[1] else {
+        panic!("observed")
+    };
+    assert_eq!(
+        second.observed_at,
+        UnixNanos(2000),
+        "observed time when time is 0"
+    );
+    assert_eq!(second.message.as_deref(), Some("crash loop"));
+}
+
+#[test]
+fn a_bad_event_is_rejected_alone_with_its_location() {
+    let json = format!(
+        r#"{{"resourceLogs":[{{"resource":{{"attributes":[{host}]}},"scopeLogs":[{{"logRecords":[
+            {{"eventName":"sextant.deployment.observed","attributes":[{ok}]}},
+            {{"eventName":"sextant.deployment.observed","attributes":[{bad}]}},
+            {{"eventName":"sextant.deployment.desired","attributes":[{ok}]}}
+        ]}}]}}]}}"#,
+        host = kv("host.name", "h1"),
+        ok = observed_attrs("succeeded"),
+        bad = observed_attrs("done"),
+    );
+    let out = logs(&logs_json(&json));
+    assert_eq!(out.events.len(), 1);
+    assert_eq!(
+        out.rejected,
+        vec![("invalid_attribute", 1), ("missing_attribute", 1)]
+    );
+    assert_eq!(
+        out.error_message(),
+        "2 deployment events rejected; first: resourceLogs[0].scopeLogs[0].logRecords[1]: \
+         sextant.deployment.observed attribute `deployment.status` has invalid value \"done\" \
+         (expected succeeded, failed or in_progress)"
+    );
+}
+
+#[test]
+fn non_string_attribute_is_rejected() {
+    let json = format!(
+        r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[
+            {{"eventName":"sextant.deployment.observed","attributes":[{a},
+              {{"key":"host.name","value":{{"arrayValue":{{"values":[]}}}}}}]}}
+        ]}}]}}]}}"#,
+        a = observed_attrs("succeeded"),
+    );
+    let out = logs(&logs_json(&json));
+    assert!(
+        out.error_message()
+            .contains("`host.name` must be a string, not an array"),
+        "{}",
+        out.error_message()
+    );
+}
+
+#[test]
+fn gauges_become_observations_and_other_metrics_are_ignored() {
+    let json = format!(
+        r#"{{"resourceMetrics":[{{"resource":{{"attributes":[{host}]}},"scopeMetrics":[{{"metrics":[
+            {{"name":"sextant.deployment.observed","gauge":{{"dataPoints":[
+                {{"asInt":"1","timeUnixNano":"5","attributes":[{a}]}},
+                {{"asDouble":0,"timeUnixNano":"5","attributes":[{a}]}}
+            ]}}}},
+            {{"name":"process.cpu.time","sum":{{"dataPoints":[{{"asDouble":1.5}},{{"asDouble":2}}]}}}}
+        ]}}]}}]}}"#,
+        host = kv("host.name", "h9"),
+        a = observed_attrs("in_progress"),
+    );
+    let request: ExportMetricsServiceRequest = serde_json::from_str(&json).expect("valid");
+    let out = metrics(&request);
+    assert_eq!(out.events.len(), 1);
+    assert_eq!(out.ignored, 2);
+    assert_eq!(out.rejected, vec![("invalid_value", 1)]);
+    let DeploymentEvent::Observed(o) = &out.events[0] else {
+        panic!("observed")
+    };
+    assert_eq!((o.host.as_str(), o.observed_at), ("h9", UnixNanos(5)));
+}

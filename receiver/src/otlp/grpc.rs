@@ -1,0 +1,154 @@
+//! OTLP/gRPC: LogsService, MetricsService and TraceService.
+
+use http::HeaderValue;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::codec::CompressionEncoding;
+use tonic::service::interceptor::InterceptedService;
+use tonic::{Request, Response, Status};
+
+use super::ingest::{IngestError, Ingestor};
+use crate::auth::{AuthError, Authenticator, Principal, Scope};
+
+/// The three OTLP services over one [`Ingestor`].
+#[derive(Clone)]
+pub struct OtlpGrpc {
+    ingestor: Ingestor,
+}
+
+fn principal<T>(request: &Request<T>) -> Result<Principal, Status> {
+    request
+        .extensions()
+        .get::<Principal>()
+        .cloned()
+        .ok_or_else(|| Status::unauthenticated("missing bearer token"))
+}
+
+fn ingest_status(error: IngestError) -> Status {
+    Status::unavailable(error.to_string())
+}
+
+#[tonic::async_trait]
+impl LogsService for OtlpGrpc {
+    async fn export(
+        &self,
+        request: Request<ExportLogsServiceRequest>,
+    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
+        let principal = principal(&request)?;
+        let response = self
+            .ingestor
+            .logs(&principal, request.into_inner())
+            .await
+            .map_err(ingest_status)?;
+        Ok(Response::new(response))
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for OtlpGrpc {
+    async fn export(
+        &self,
+        request: Request<ExportMetricsServiceRequest>,
+    ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
+        let principal = principal(&request)?;
+        let response = self
+            .ingestor
+            .metrics(&principal, request.into_inner())
+            .await
+            .map_err(ingest_status)?;
+        Ok(Response::new(response))
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for OtlpGrpc {
+    async fn export(
+        &self,
+        request: Request<ExportTraceServiceRequest>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        principal(&request)?;
+        Ok(Response::new(self.ingestor.traces(request.get_ref())))
+    }
+}
+
+/// Checks the `authorization` metadata and attaches the [`Principal`].
+fn authenticate(auth: Authenticator) -> impl tonic::service::Interceptor + Clone {
+    move |mut request: Request<()>| {
+        let header = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        match auth.check(header, Scope::Ingest) {
+            Ok(principal) => {
+                request.extensions_mut().insert(principal);
+                Ok(request)
+            }
+            Err(e @ AuthError::Forbidden(_)) => Err(Status::permission_denied(e.to_string())),
+            Err(e) => Err(Status::unauthenticated(e.to_string())),
+        }
+    }
+}
+
+/// tonic answers an oversized message with OUT_OF_RANGE, which OTLP clients
+/// retry; OTLP wants RESOURCE_EXHAUSTED without RetryInfo (not retried).
+fn oversize_is_resource_exhausted<B>(mut response: http::Response<B>) -> http::Response<B> {
+    let out_of_range = HeaderValue::from_static("11");
+    if response.headers().get("grpc-status") == Some(&out_of_range) {
+        response
+            .headers_mut()
+            .insert("grpc-status", HeaderValue::from_static("8"));
+    }
+    response
+}
+
+/// Serves OTLP/gRPC on `listener` until `shutdown` is cancelled.
+pub async fn serve(
+    listener: TcpListener,
+    ingestor: Ingestor,
+    auth: Authenticator,
+    max_request_bytes: usize,
+    shutdown: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    let svc = OtlpGrpc { ingestor };
+    let logs = LogsServiceServer::new(svc.clone())
+        .max_decoding_message_size(max_request_bytes)
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip);
+    let metrics = MetricsServiceServer::new(svc.clone())
+        .max_decoding_message_size(max_request_bytes)
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip);
+    let traces = TraceServiceServer::new(svc)
+        .max_decoding_message_size(max_request_bytes)
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip);
+    let interceptor = authenticate(auth);
+    tonic::transport::Server::builder()
+        .layer(tower::util::MapResponseLayer::new(
+            oversize_is_resource_exhausted,
+        ))
+        .add_service(InterceptedService::new(logs, interceptor.clone()))
+        .add_service(InterceptedService::new(metrics, interceptor.clone()))
+        .add_service(InterceptedService::new(traces, interceptor))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
+        .await
+}
