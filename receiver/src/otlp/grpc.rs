@@ -108,14 +108,34 @@ fn authenticate(auth: Authenticator) -> impl tonic::service::Interceptor + Clone
     }
 }
 
-/// tonic answers an oversized message with OUT_OF_RANGE, which OTLP clients
-/// retry; OTLP wants RESOURCE_EXHAUSTED without RetryInfo (not retried).
-fn oversize_is_resource_exhausted<B>(mut response: http::Response<B>) -> http::Response<B> {
-    let out_of_range = HeaderValue::from_static("11");
-    if response.headers().get("grpc-status") == Some(&out_of_range) {
+/// Maps tonic's codes for bad requests to the ones OTLP prescribes. tonic
+/// answers an oversized message with OUT_OF_RANGE, which OTLP clients retry;
+/// OTLP wants RESOURCE_EXHAUSTED without RetryInfo, which they do not. A
+/// message that fails to decode comes back as INTERNAL; OTLP wants
+/// INVALID_ARGUMENT.
+fn otlp_status_codes<B>(mut response: http::Response<B>) -> http::Response<B> {
+    let status = response
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok());
+    let mapped = match status {
+        Some("11") => Some("8"),
+        Some("13") => {
+            let message = response
+                .headers()
+                .get("grpc-message")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            let decode_error = message.starts_with("failed%20to%20decode%20Protobuf")
+                || message.starts_with("failed to decode Protobuf");
+            decode_error.then_some("3")
+        }
+        _ => None,
+    };
+    if let Some(code) = mapped {
         response
             .headers_mut()
-            .insert("grpc-status", HeaderValue::from_static("8"));
+            .insert("grpc-status", HeaderValue::from_static(code));
     }
     response
 }
@@ -143,9 +163,7 @@ pub async fn serve(
         .send_compressed(CompressionEncoding::Gzip);
     let interceptor = authenticate(auth);
     tonic::transport::Server::builder()
-        .layer(tower::util::MapResponseLayer::new(
-            oversize_is_resource_exhausted,
-        ))
+        .layer(tower::util::MapResponseLayer::new(otlp_status_codes))
         .add_service(InterceptedService::new(logs, interceptor.clone()))
         .add_service(InterceptedService::new(metrics, interceptor.clone()))
         .add_service(InterceptedService::new(traces, interceptor))

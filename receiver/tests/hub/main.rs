@@ -1,0 +1,9 @@
+//! Integration tests of the hub: one suite, run against SQLite and PostgreSQL.
+
+mod helpers;
+
+mod api;
+mod ingest;
+mod otlp_errors;
+mod otlp_grpc;
+mod tenants;
