@@ -137,6 +137,7 @@ impl HubConfig {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
 mod tests {
     use super::*;
 
@@ -169,7 +170,8 @@ mod tests {
     fn unknown_file_keys_are_errors() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("hub.toml", "api_adr = \"127.0.0.1:1\"")?;
-            let err = HubConfig::load(Some(Path::new("hub.toml"))).unwrap_err();
+            let err = HubConfig::load(Some(Path::new("hub.toml")))
+                .expect_err("a misspelt key is an error");
             assert!(err.to_string().contains("api_adr"), "{err}");
             Ok(())
         });

@@ -1,1 +1,282 @@
-//! e2e
+//! Test kit for Sextant's end-to-end tests, also used by the crates' own
+//! integration suites: a database made for one test on SQLite or PostgreSQL,
+//! the `sextant` binary started as a real process, and the Python
+//! OpenTelemetry SDK client in `tests/python/`.
+//!
+//! Everything here is for tests: failures panic with a message saying what
+//! to run to fix the environment.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The store backend a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Admin URL of the test PostgreSQL server (set by `scripts/test.sh`).
+pub fn postgres_admin_url() -> String {
+    std::env::var("SEXTANT_TEST_DATABASE_URL").unwrap_or_else(|_| {
+        panic!(
+            "SEXTANT_TEST_DATABASE_URL is not set: run the tests through ./scripts/test.sh, \
+             which starts PostgreSQL and sets it"
+        )
+    })
+}
+
+/// A database made for one test, removed when dropped.
+pub struct TestDb {
+    pub url: String,
+    backend: Backend,
+    _dir: Option<tempfile::TempDir>,
+    admin: Option<(String, String)>,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("hub.db").display());
+                Self {
+                    url,
+                    backend,
+                    _dir: Some(dir),
+                    admin: None,
+                }
+            }
+            Backend::Postgres => {
+                let admin = postgres_admin_url();
+                let name = format!("sextant_test_{}", uuid::Uuid::new_v4().simple());
+                let pool = sqlx::PgPool::connect(&admin)
+                    .await
+                    .expect("connect to test PostgreSQL");
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&pool)
+                    .await
+                    .expect("create test database");
+                pool.close().await;
+                let mut url = url::Url::parse(&admin).expect("admin URL");
+                url.set_path(&name);
+                Self {
+                    url: url.to_string(),
+                    backend,
+                    _dir: None,
+                    admin: Some((admin, name)),
+                }
+            }
+        }
+    }
+
+    /// Counts rows of `table` directly (history is not yet on the API).
+    pub async fn count(&self, table: &str) -> i64 {
+        let sql = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"));
+        match self.backend {
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.url)
+                    .await
+                    .expect("open sqlite");
+                let n = sqlx::query_scalar(sql)
+                    .fetch_one(&pool)
+                    .await
+                    .expect("count");
+                pool.close().await;
+                n
+            }
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.url)
+                    .await
+                    .expect("open postgres");
+                let n = sqlx::query_scalar(sql)
+                    .fetch_one(&pool)
+                    .await
+                    .expect("count");
+                pool.close().await;
+                n
+            }
+        }
+    }
+
+    /// Drops a PostgreSQL test database now, even with connections open.
+    pub async fn drop_now(&mut self) {
+        if let Some((admin, name)) = self.admin.take() {
+            drop_database(&admin, &name).await;
+        }
+    }
+}
+
+async fn drop_database(admin: &str, name: &str) {
+    if let Ok(pool) = sqlx::PgPool::connect(admin).await {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&pool)
+        .await;
+        pool.close().await;
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin, name)) = self.admin.take() {
+            // Drop runs outside async; use a runtime of its own, on its own thread.
+            let _ = std::thread::spawn(move || {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    rt.block_on(drop_database(&admin, &name));
+                }
+            })
+            .join();
+        }
+    }
+}
+
+/// The workspace's root folder.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// The `sextant` binary built next to the running test (`target/<profile>/`).
+/// `cargo test --workspace` builds it, because `sextant-cli` has integration
+/// tests; `scripts/test.sh` also builds it first.
+pub fn sextant_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>/sextant
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps");
+    let binary = profile_dir.join(format!("sextant{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        binary.exists(),
+        "{} is missing: run `cargo build --bin sextant` (./scripts/test.sh does)",
+        binary.display()
+    );
+    binary
+}
+
+/// The Python interpreter with the OpenTelemetry SDK (set by `scripts/test.sh`).
+pub fn python() -> PathBuf {
+    std::env::var_os("SEXTANT_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            panic!(
+                "SEXTANT_TEST_PYTHON is not set: run the tests through ./scripts/test.sh, \
+                 which installs the OpenTelemetry Python SDK into .venv"
+            )
+        })
+}
+
+/// A `sextant up` process on port 0, with a database of its own; killed and
+/// cleaned up when dropped.
+pub struct Hub {
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+    pub api: SocketAddr,
+    pub db: TestDb,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Hub {
+    /// Starts `sextant up` on `backend`; `config_toml` is written to a config
+    /// file passed with `--config` (use it for tokens).
+    pub async fn start(backend: Backend, config_toml: &str) -> Self {
+        let db = TestDb::new(backend).await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("sextant.toml");
+        std::fs::write(&config, config_toml).expect("write config");
+        let mut child = Command::new(sextant_binary())
+            .arg("up")
+            .arg("--config")
+            .arg(&config)
+            .args(["--otlp-grpc-addr", "127.0.0.1:0"])
+            .args(["--otlp-http-addr", "127.0.0.1:0"])
+            .args(["--api-addr", "127.0.0.1:0"])
+            .arg("--database-url")
+            .arg(&db.url)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env_remove("SEXTANT_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start sextant up");
+        let stdout = child.stdout.take().expect("stdout");
+        let addrs = tokio::task::spawn_blocking(move || read_addresses(stdout))
+            .await
+            .expect("reader thread");
+        let Some((grpc, http, api)) = addrs else {
+            let status = child.wait().expect("wait for sextant");
+            panic!("sextant up did not print its addresses (exited: {status})");
+        };
+        Self {
+            grpc,
+            http,
+            api,
+            db,
+            child,
+            _dir: dir,
+        }
+    }
+
+    /// Waits until `/health/ready` answers 200.
+    pub async fn wait_ready(&self) {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let url = format!("http://{}/health/ready", self.api);
+            if let Ok(res) = client.get(&url).send().await
+                && res.status() == 200
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "hub never became ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads `sextant up`'s banner until it has named all three listeners.
+fn read_addresses(
+    stdout: impl std::io::Read + Send + 'static,
+) -> Option<(SocketAddr, SocketAddr, SocketAddr)> {
+    let mut lines = BufReader::new(stdout).lines();
+    let (mut grpc, mut http, mut api) = (None, None, None);
+    for line in lines.by_ref() {
+        let line = line.ok()?;
+        let addr = |label: &str| -> Option<SocketAddr> {
+            let rest = line.trim_start().strip_prefix(label)?.trim();
+            let rest = rest.strip_prefix("http://")?;
+            rest.split('/').next()?.trim_end_matches(',').parse().ok()
+        };
+        grpc = grpc.or_else(|| addr("OTLP/gRPC"));
+        http = http.or_else(|| addr("OTLP/HTTP"));
+        api = api.or_else(|| addr("API"));
+        if let (Some(g), Some(h), Some(a)) = (grpc, http, api) {
+            // Keep draining stdout so the hub never blocks on a full pipe.
+            std::thread::spawn(move || for _ in lines {});
+            return Some((g, h, a));
+        }
+    }
+    None
+}

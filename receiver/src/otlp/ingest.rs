@@ -102,23 +102,23 @@ impl Ingestor {
             .batch_records
             .with_label_values(&[signal])
             .observe(total as f64);
-        if !out.events.is_empty() {
-            if let Err(error) = self.store.ingest(&principal.tenant, &out.events).await {
-                self.metrics.count(
-                    signal,
-                    "failed",
-                    "store_unavailable",
-                    out.events.len() as u64,
-                );
-                tracing::error!(
-                    error = %error,
-                    cause = ?std::error::Error::source(&error),
-                    tenant = %principal.tenant,
-                    signal,
-                    "Failed to store deployment events"
-                );
-                return Err(error.into());
-            }
+        if !out.events.is_empty()
+            && let Err(error) = self.store.ingest(&principal.tenant, &out.events).await
+        {
+            self.metrics.count(
+                signal,
+                "failed",
+                "store_unavailable",
+                out.events.len() as u64,
+            );
+            tracing::error!(
+                error = %error,
+                cause = ?std::error::Error::source(&error),
+                tenant = %principal.tenant,
+                signal,
+                "Failed to store deployment events"
+            );
+            return Err(error.into());
         }
         self.metrics.count(
             signal,

@@ -85,10 +85,8 @@ pub fn plan(
                 }
             }
         }
-        if dirty {
-            if let Some(s) = state {
-                plan.upserts.push((key, s, changed));
-            }
+        if dirty && let Some(s) = state {
+            plan.upserts.push((key, s, changed));
         }
     }
     plan

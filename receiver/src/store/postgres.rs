@@ -16,6 +16,10 @@ use super::read::{self, bind_filter, write_desired, write_late};
 use super::sqlite::status_str;
 use super::{HubStore, IngestSummary, StateQuery, StoreError};
 
+/// A locked current row: host, reconciler and target ids, revision, status,
+/// message, observed_at.
+type CurrentRow = (i64, i64, i64, String, String, Option<String>, i64);
+
 /// The hub store on PostgreSQL.
 #[derive(Debug)]
 pub struct PostgresStore {
@@ -186,7 +190,7 @@ impl PostgresStore {
                 },
             );
             // Lock in key order so concurrent batches cannot deadlock.
-            let rows: Vec<(i64, i64, i64, String, String, Option<String>, i64)> = sqlx::query_as(
+            let rows: Vec<CurrentRow> = sqlx::query_as(
                 "SELECT o.host_id, o.reconciler_id, o.target_id, o.revision, o.status, o.message, o.observed_at \
                  FROM observed_deployments o \
                  JOIN unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS k(h, r, t) \

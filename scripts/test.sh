@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Runs every Sextant test on a fresh Debian machine.
+#
+# It first installs and starts what the tests need:
+#   - PostgreSQL (Debian's package), a running cluster and a `sextant` role;
+#   - a Python virtualenv in .venv with the OpenTelemetry Python SDK;
+# then runs `cargo test --workspace`. Extra arguments go to cargo test.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then SUDO=(sudo); fi
+
+apt_install() {
+    log "installing Debian packages: $*"
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# --- Debian packages --------------------------------------------------------
+missing=()
+command -v pg_lsclusters >/dev/null || missing+=(postgresql)
+command -v curl >/dev/null || missing+=(curl)
+command -v python3 >/dev/null || missing+=(python3)
+if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then apt_install python3-venv; fi
+
+# --- PostgreSQL -------------------------------------------------------------
+cluster=$(pg_lsclusters --no-header | awk 'NR==1 {print $1" "$2}')
+if [ -z "$cluster" ]; then
+    log "creating a PostgreSQL cluster"
+    version=$(ls /usr/lib/postgresql | sort -V | tail -1)
+    "${SUDO[@]}" pg_createcluster "$version" main
+    cluster="$version main"
+fi
+read -r pg_version pg_name <<<"$cluster"
+if ! pg_lsclusters --no-header | awk -v v="$pg_version" -v n="$pg_name" '$1==v && $2==n {print $4}' | grep -q online; then
+    log "starting PostgreSQL $pg_version/$pg_name"
+    "${SUDO[@]}" pg_ctlcluster "$pg_version" "$pg_name" start
+fi
+pg_port=$(pg_lsclusters --no-header | awk -v v="$pg_version" -v n="$pg_name" '$1==v && $2==n {print $3}')
+as_postgres() { if [ "$(id -u)" -eq 0 ]; then su postgres -c "$1"; else sudo -u postgres sh -c "$1"; fi; }
+for _ in $(seq 1 30); do
+    as_postgres "psql -p $pg_port -tAc 'select 1'" >/dev/null 2>&1 && break
+    sleep 1
+done
+if [ "$(as_postgres "psql -p $pg_port -tAc \"select 1 from pg_roles where rolname = 'sextant'\"")" != "1" ]; then
+    log "creating PostgreSQL role sextant"
+    as_postgres "psql -p $pg_port -qc \"create role sextant login createdb password 'sextant'\""
+fi
+export SEXTANT_TEST_DATABASE_URL="postgres://sextant:sextant@127.0.0.1:${pg_port}/postgres"
+
+# --- Python OTLP clients ----------------------------------------------------
+VENV="$ROOT/.venv"
+if [ ! -x "$VENV/bin/python" ]; then
+    log "creating $VENV"
+    python3 -m venv "$VENV"
+fi
+if ! cmp -s tests/python/requirements.txt "$VENV/.sextant-requirements"; then
+    log "installing Python packages"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r tests/python/requirements.txt
+    cp tests/python/requirements.txt "$VENV/.sextant-requirements"
+fi
+export SEXTANT_TEST_PYTHON="$VENV/bin/python"
+
+# --- Tests ------------------------------------------------------------------
+# The end-to-end tests start the real `sextant` binary.
+log "cargo build --bin sextant"
+cargo build --locked --bin sextant
+log "cargo test (PostgreSQL on port $pg_port)"
+exec cargo test --workspace --locked "$@"
