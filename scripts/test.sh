@@ -72,4 +72,8 @@ export SEXTANT_TEST_PYTHON="$VENV/bin/python"
 log "cargo build --bin sextant"
 cargo build --locked --bin sextant
 log "cargo test (PostgreSQL on port $pg_port)"
-exec cargo test --workspace --locked "$@"
+scope=(--workspace)
+for arg in "$@"; do
+    case "$arg" in -p | --package | -p=* | --package=*) scope=() ;; esac
+done
+exec cargo test "${scope[@]}" --locked "$@"

@@ -29,23 +29,11 @@ fn sh_blocks(markdown: &str) -> Vec<String> {
     blocks
 }
 
-#[tokio::test]
-async fn every_curl_example_in_the_conventions_doc_works() {
-    let doc = std::fs::read_to_string(workspace_root().join("docs/otlp-conventions.md"))
-        .expect("read docs/otlp-conventions.md");
-    let blocks = sh_blocks(&doc);
-    assert!(
-        blocks.len() >= 6,
-        "expected the doc's examples, found {}",
-        blocks.len()
-    );
-
-    let hub = Hub::start(Backend::Sqlite, "").await;
-    hub.wait_ready().await;
-
+/// Runs each block with bash against `hub`, with the default addresses
+/// swapped for the hub's, and returns what each printed.
+fn run_examples(hub: &Hub, blocks: &[String]) -> Vec<Value> {
     let mut outputs = Vec::new();
-    for block in &blocks {
-        assert!(block.contains("curl"), "not a curl example:\n{block}");
+    for block in blocks {
         let script = block
             .replace("127.0.0.1:4317", &hub.grpc.to_string())
             .replace("127.0.0.1:4318", &hub.http.to_string())
@@ -71,6 +59,26 @@ async fn every_curl_example_in_the_conventions_doc_works() {
         }
         outputs.push(answer);
     }
+    outputs
+}
+
+#[tokio::test]
+async fn every_curl_example_in_the_conventions_doc_works() {
+    let doc = std::fs::read_to_string(workspace_root().join("docs/otlp-conventions.md"))
+        .expect("read docs/otlp-conventions.md");
+    let blocks = sh_blocks(&doc);
+    assert!(
+        blocks.len() >= 6,
+        "expected the doc's examples, found {}",
+        blocks.len()
+    );
+    for block in &blocks {
+        assert!(block.contains("curl"), "not a curl example:\n{block}");
+    }
+
+    let hub = Hub::start(Backend::Sqlite, "").await;
+    hub.wait_ready().await;
+    let outputs = run_examples(&hub, &blocks);
 
     // The examples tell one story: checkout 1.4.2 assigned to stage/eu-west,
     // then rolled out on stage-eu-1 (logs) and stage-eu-2 (a gauge).
@@ -111,4 +119,47 @@ async fn every_curl_example_in_the_conventions_doc_works() {
     assert_eq!(rollout["total_hosts"], 2, "{rollout}");
     assert_eq!(rollout["succeeded"], 2, "{rollout}");
     assert_eq!(rollout["pending"], 0, "{rollout}");
+}
+
+#[tokio::test]
+async fn the_readme_example_works() {
+    let readme =
+        std::fs::read_to_string(workspace_root().join("README.md")).expect("read README.md");
+    // The opening block holds the two commands (`sextant up`, the tests);
+    // the curl blocks are examples against a running hub.
+    let blocks: Vec<String> = sh_blocks(&readme)
+        .into_iter()
+        .filter(|b| b.trim_start().starts_with("curl"))
+        .collect();
+    assert_eq!(blocks.len(), 1, "expected the README's curl example");
+
+    let hub = Hub::start(Backend::Sqlite, "").await;
+    hub.wait_ready().await;
+    // The block sends an observation, then reads state; curl prints both
+    // JSON answers back to back.
+    let script = blocks[0]
+        .replace("127.0.0.1:4318", &hub.http.to_string())
+        .replace("127.0.0.1:8080", &hub.api.to_string());
+    let out = Command::new("bash")
+        .args(["-o", "pipefail", "-c", &script])
+        .output()
+        .expect("run bash");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answers: Vec<Value> = serde_json::Deserializer::from_slice(&out.stdout)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .expect("JSON answers");
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    assert!(answers[0]["partialSuccess"].is_null(), "{}", answers[0]);
+    assert_eq!(answers[1][0]["target"], "prod-eu-1", "{}", answers[1]);
+    assert_eq!(answers[1][0]["hosts"][0]["host"], "web-1", "{}", answers[1]);
+    assert_eq!(
+        answers[1][0]["hosts"][0]["status"], "succeeded",
+        "{}",
+        answers[1]
+    );
 }
