@@ -14,4 +14,4 @@ pub use event::{
     ObservedDeployment, Placement, Reconciler,
 };
 pub use time::UnixNanos;
-pub use view::{DesiredView, HostView, Rollout, RolloutHost, TargetState};
+pub use view::{DesiredView, HostSummary, HostView, Page, Rollout, RolloutHost, TargetState};

@@ -215,3 +215,28 @@ mod tests {
         assert_eq!(r.desired, None);
     }
 }
+
+/// One host in `GET /api/v1/hosts`: when it last reported, whether that is
+/// too long ago, and what it runs, counted by status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostSummary {
+    pub host: String,
+    /// The newest observation from this host, over all its targets.
+    pub last_seen_at: UnixNanos,
+    /// No report for longer than the hub's stale threshold.
+    pub stale: bool,
+    /// Distinct workloads the host reports.
+    pub workloads: u64,
+    /// Current (host, reconciler, target) rows by status.
+    pub succeeded: u64,
+    pub failed: u64,
+    pub in_progress: u64,
+}
+
+/// One page of a list. `next_cursor` is opaque: pass it back as `cursor`
+/// for the next page; null on the last page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}

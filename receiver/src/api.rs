@@ -10,11 +10,11 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
-use sextant_model::{Rollout, TargetState};
+use sextant_model::{HostSummary, Page, Rollout, TargetState, UnixNanos};
 
 use crate::auth::{AuthError, Authenticator, Principal, Scope};
 use crate::metrics::HubMetrics;
-use crate::store::{HubStore, StateQuery};
+use crate::store::{HubStore, ListQuery, StateQuery};
 
 /// State of the API routes.
 #[derive(Clone)]
@@ -22,6 +22,8 @@ pub struct ApiState {
     pub store: Arc<dyn HubStore>,
     pub auth: Authenticator,
     pub metrics: HubMetrics,
+    /// A host with no report for this long is stale.
+    pub stale_after: std::time::Duration,
 }
 
 /// The API, health and metrics routes.
@@ -29,6 +31,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/state", get(state_handler))
         .route("/api/v1/rollout", get(rollout_handler))
+        .route("/api/v1/hosts", get(hosts_handler))
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
@@ -141,6 +144,100 @@ async fn state_handler(
         target: p.target,
     };
     Ok(Json(state.store.state(&principal.tenant, &query).await?))
+}
+
+/// Default and largest page size of a list.
+const DEFAULT_LIMIT: u32 = 100;
+const MAX_LIMIT: u32 = 1000;
+
+/// Filters and paging of `GET /api/v1/hosts`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HostsParams {
+    workspace: Option<String>,
+    application: Option<String>,
+    workload: Option<String>,
+    environment: Option<String>,
+    target: Option<String>,
+    host: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// A list cursor: the last row's name, hex-encoded so it stays opaque and
+/// URL-safe.
+fn encode_cursor(name: &str) -> String {
+    hex::encode(name)
+}
+
+fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
+    hex::decode(cursor)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                "invalid cursor: pass back the next_cursor of the previous page",
+            )
+        })
+}
+
+fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    match limit.unwrap_or(DEFAULT_LIMIT) {
+        n @ 1..=MAX_LIMIT => Ok(n),
+        n => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            format!("limit {n} is out of range 1..={MAX_LIMIT}"),
+        )),
+    }
+}
+
+async fn hosts_handler(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    params: Result<Query<HostsParams>, QueryRejection>,
+) -> Result<Json<Page<HostSummary>>, ApiError> {
+    let principal = reader(&state, &headers)?;
+    let Query(p) = params?;
+    let limit = page_limit(p.limit)?;
+    let query = ListQuery {
+        filter: StateQuery {
+            workspace: p.workspace,
+            application: p.application,
+            workload: p.workload,
+            environment: p.environment,
+            target: p.target,
+        },
+        host: p.host,
+        after: p.cursor.as_deref().map(decode_cursor).transpose()?,
+        // One more than asked tells whether there is a next page.
+        limit: limit + 1,
+    };
+    let mut rows = state.store.hosts(&principal.tenant, &query).await?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next_cursor = more
+        .then(|| rows.last().map(|r| encode_cursor(&r.host)))
+        .flatten();
+    let stale_before = UnixNanos::now()
+        .0
+        .saturating_sub(i64::try_from(state.stale_after.as_nanos()).unwrap_or(i64::MAX));
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    let items = rows
+        .into_iter()
+        .map(|r| HostSummary {
+            stale: r.last_seen_at < stale_before,
+            last_seen_at: UnixNanos(r.last_seen_at),
+            workloads: count(r.workloads),
+            succeeded: count(r.succeeded),
+            failed: count(r.failed),
+            in_progress: count(r.in_progress),
+            host: r.host,
+        })
+        .collect();
+    Ok(Json(Page { items, next_cursor }))
 }
 
 /// Parameters of `GET /api/v1/rollout`.

@@ -26,6 +26,7 @@ pub struct Application {
     auth: Authenticator,
     metrics: HubMetrics,
     max_request_bytes: usize,
+    stale_after: std::time::Duration,
 }
 
 impl Application {
@@ -65,6 +66,7 @@ impl Application {
             auth,
             metrics: HubMetrics::new(),
             max_request_bytes: config.max_request_bytes,
+            stale_after: std::time::Duration::from_secs(config.stale_after_seconds),
         })
     }
 
@@ -103,6 +105,7 @@ impl Application {
             store: self.store.clone(),
             auth: self.auth.clone(),
             metrics: self.metrics.clone(),
+            stale_after: self.stale_after,
         });
         let grpc = grpc::serve(
             self.grpc,

@@ -24,6 +24,7 @@ const ENV_KEYS: &[&str] = &[
     "database_url",
     "data_dir",
     "max_request_bytes",
+    "stale_after_seconds",
 ];
 
 /// Configuration of the hub (`sextant up`).
@@ -43,6 +44,9 @@ pub struct HubConfig {
     pub data_dir: PathBuf,
     /// Largest accepted OTLP request in bytes, after decompression.
     pub max_request_bytes: usize,
+    /// A host with no report for this long is stale
+    /// (`SEXTANT_STALE_AFTER_SECONDS`; default 90, three 30 s heartbeats).
+    pub stale_after_seconds: u64,
     /// Static bearer tokens. With none, the hub only listens on loopback and
     /// everything belongs to tenant `default`.
     pub tokens: Vec<TokenConfig>,
@@ -57,6 +61,7 @@ impl Default for HubConfig {
             database_url: None,
             data_dir: PathBuf::from(".sextant"),
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            stale_after_seconds: 90,
             tokens: Vec::new(),
         }
     }

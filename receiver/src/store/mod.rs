@@ -49,6 +49,27 @@ pub struct StateQuery {
     pub target: Option<String>,
 }
 
+/// Filters and page of a list read. Rows come in name order, starting after
+/// `after` (keyset pagination); at most `limit` of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListQuery {
+    pub filter: StateQuery,
+    pub host: Option<String>,
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+/// A host's row in a host listing, before the API decides staleness.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostListRow {
+    pub host: String,
+    pub last_seen_at: i64,
+    pub workloads: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+    pub in_progress: i64,
+}
+
 /// What an ingest call wrote.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IngestSummary {
@@ -82,6 +103,9 @@ pub trait HubStore: Send + Sync + 'static {
     /// Current state per (application, workload, environment, target).
     async fn state(&self, tenant: &str, query: &StateQuery)
     -> Result<Vec<TargetState>, StoreError>;
+
+    /// Hosts that report for the filtered targets, by name, one page.
+    async fn hosts(&self, tenant: &str, query: &ListQuery) -> Result<Vec<HostListRow>, StoreError>;
 }
 
 /// Opens (creating if needed) and migrates the store named by `url`.

@@ -14,7 +14,7 @@ use super::dims::{DimCache, DimKey, resolve_dim, resolve_placement};
 use super::plan::{self, ObservedKey, ObservedRow};
 use super::read::{self, bind_filter, write_desired, write_late};
 use super::sqlite::status_str;
-use super::{HubStore, IngestSummary, StateQuery, StoreError};
+use super::{HostListRow, HubStore, IngestSummary, ListQuery, StateQuery, StoreError};
 
 /// A locked current row: host, reconciler and target ids, revision, status,
 /// message, observed_at.
@@ -89,6 +89,17 @@ impl HubStore for PostgresStore {
                 .fetch_all(&self.pool)
                 .await?;
         Ok(read::assemble(targets, hosts))
+    }
+
+    async fn hosts(&self, tenant: &str, query: &ListQuery) -> Result<Vec<HostListRow>, StoreError> {
+        let rows: Vec<read::HostListSqlRow> =
+            bind_filter!(sqlx::query_as(read::HOST_LIST_SQL), tenant, &query.filter)
+                .bind(query.host.clone())
+                .bind(query.after.clone())
+                .bind(i64::from(query.limit))
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(read::host_list(rows))
     }
 }
 

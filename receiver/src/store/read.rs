@@ -72,6 +72,39 @@ pub(crate) type HostRow = (
     Option<String>,
 );
 
+/// Hosts with their last report and status counts over the filtered targets.
+/// After the filter parameters: `$7` host, `$8` after (exclusive), `$9` limit.
+pub(crate) const HOST_LIST_SQL: &str = concat!(
+    "SELECT h.name, MAX(o.observed_at), COUNT(DISTINCT t.workload_id), \
+       SUM(CASE WHEN o.status = 'succeeded' THEN 1 ELSE 0 END), \
+       SUM(CASE WHEN o.status = 'failed' THEN 1 ELSE 0 END), \
+       SUM(CASE WHEN o.status = 'in_progress' THEN 1 ELSE 0 END) \
+     FROM observed_deployments o \
+     JOIN hosts h ON h.id = o.host_id \
+     JOIN deployment_targets t ON t.id = o.target_id",
+    target_filter!(),
+    " AND ($7 IS NULL OR h.name = $7) AND ($8 IS NULL OR h.name > $8) \
+     GROUP BY h.name ORDER BY h.name LIMIT $9"
+);
+
+pub(crate) type HostListSqlRow = (String, i64, i64, i64, i64, i64);
+
+/// Builds host list rows from [`HOST_LIST_SQL`] results.
+pub(crate) fn host_list(rows: Vec<HostListSqlRow>) -> Vec<super::HostListRow> {
+    rows.into_iter()
+        .map(
+            |(host, last_seen_at, workloads, succeeded, failed, in_progress)| super::HostListRow {
+                host,
+                last_seen_at,
+                workloads,
+                succeeded,
+                failed,
+                in_progress,
+            },
+        )
+        .collect()
+}
+
 /// Binds the filter parameters of [`TARGETS_SQL`] and [`HOSTS_SQL`].
 macro_rules! bind_filter {
     ($q:expr, $tenant:expr, $f:expr) => {

@@ -15,7 +15,7 @@ use sqlx::sqlite::{
 use super::dims::{DimCache, DimKey, resolve_dim};
 use super::plan::{self, ObservedKey, ObservedRow};
 use super::read::{self, bind_filter, write_desired, write_late};
-use super::{HubStore, IngestSummary, StateQuery, StoreError};
+use super::{HostListRow, HubStore, IngestSummary, ListQuery, StateQuery, StoreError};
 
 /// The hub store on an embedded SQLite file.
 #[derive(Debug)]
@@ -206,6 +206,17 @@ impl HubStore for SqliteStore {
                 .fetch_all(&self.reader)
                 .await?;
         Ok(read::assemble(targets, hosts))
+    }
+
+    async fn hosts(&self, tenant: &str, query: &ListQuery) -> Result<Vec<HostListRow>, StoreError> {
+        let rows: Vec<read::HostListSqlRow> =
+            bind_filter!(sqlx::query_as(read::HOST_LIST_SQL), tenant, &query.filter)
+                .bind(query.host.clone())
+                .bind(query.after.clone())
+                .bind(i64::from(query.limit))
+                .fetch_all(&self.reader)
+                .await?;
+        Ok(read::host_list(rows))
     }
 }
 

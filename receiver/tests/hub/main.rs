@@ -4,6 +4,7 @@ mod helpers;
 
 mod api;
 mod ingest;
+mod lists;
 mod otlp_errors;
 mod otlp_grpc;
 mod tenants;
