@@ -6,12 +6,17 @@
 
 pub mod event;
 pub mod keys;
+pub mod report;
 pub mod time;
 pub mod view;
 
 pub use event::{
     AttributeSource, DeploymentEvent, DeploymentStatus, DesiredDeployment, EventError, EventKind,
     ObservedDeployment, Placement, Reconciler,
+};
+pub use report::{
+    CompareCell, CompareRow, CompareTarget, Comparison, DeployedGroup, DriftReason, HistoryEntry,
+    HostDeployment, HostDetail, StatusCounts, TargetRef, TargetSummary,
 };
 pub use time::UnixNanos;
 pub use view::{DesiredView, HostSummary, HostView, Page, Rollout, RolloutHost, TargetState};

@@ -12,14 +12,18 @@ mod migrate;
 pub mod plan;
 mod postgres;
 mod read;
+mod reports;
 mod sqlite;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use sextant_model::{DeploymentEvent, TargetState};
+use sextant_model::{
+    DeploymentEvent, HistoryEntry, HostDeployment, TargetState, TargetSummary, UnixNanos,
+};
 
 pub use postgres::PostgresStore;
+pub use reports::{CurrentCursor, HistoryCursor};
 pub use sqlite::SqliteStore;
 
 /// Errors of the hub store.
@@ -56,6 +60,33 @@ pub struct ListQuery {
     pub filter: StateQuery,
     pub host: Option<String>,
     pub after: Option<String>,
+    pub limit: u32,
+}
+
+/// A read of current rows measured against desired state (host view, drift).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrentQuery {
+    pub filter: StateQuery,
+    pub host: Option<String>,
+    /// Only rows that drift (wrong revision, failed, no desired state, stale).
+    pub drift_only: bool,
+    /// Rows observed before this are stale.
+    pub stale_before: UnixNanos,
+    /// Start after this row (keyset pagination).
+    pub after: Option<CurrentCursor>,
+    pub limit: u32,
+}
+
+/// A read of history, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryQuery {
+    pub filter: StateQuery,
+    /// Observed changes of this host only.
+    pub host: Option<String>,
+    pub since: Option<UnixNanos>,
+    pub until: Option<UnixNanos>,
+    /// Start after this entry (keyset pagination).
+    pub after: Option<HistoryCursor>,
     pub limit: u32,
 }
 
@@ -106,6 +137,29 @@ pub trait HubStore: Send + Sync + 'static {
 
     /// Hosts that report for the filtered targets, by name, one page.
     async fn hosts(&self, tenant: &str, query: &ListQuery) -> Result<Vec<HostListRow>, StoreError>;
+
+    /// Environment state: per filtered target, the desired version and the
+    /// deployed versions grouped by (revision, status) with host counts.
+    async fn summaries(
+        &self,
+        tenant: &str,
+        filter: &StateQuery,
+    ) -> Result<Vec<TargetSummary>, StoreError>;
+
+    /// Current rows measured against desired state, in (host, target,
+    /// reconciler) order, one page.
+    async fn current(
+        &self,
+        tenant: &str,
+        query: &CurrentQuery,
+    ) -> Result<Vec<(HostDeployment, CurrentCursor)>, StoreError>;
+
+    /// Desired assignments and observed changes, newest first, one page.
+    async fn history(
+        &self,
+        tenant: &str,
+        query: &HistoryQuery,
+    ) -> Result<Vec<(HistoryEntry, HistoryCursor)>, StoreError>;
 }
 
 /// Opens (creating if needed) and migrates the store named by `url`.

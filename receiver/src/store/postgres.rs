@@ -7,14 +7,19 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sextant_model::{DeploymentEvent, TargetState, UnixNanos};
+use sextant_model::{
+    DeploymentEvent, HistoryEntry, HostDeployment, TargetState, TargetSummary, UnixNanos,
+};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::dims::{DimCache, DimKey, resolve_dim, resolve_placement};
 use super::plan::{self, ObservedKey, ObservedRow};
 use super::read::{self, bind_filter, write_desired, write_late};
 use super::sqlite::status_str;
-use super::{HostListRow, HubStore, IngestSummary, ListQuery, StateQuery, StoreError};
+use super::{
+    CurrentCursor, CurrentQuery, HistoryCursor, HistoryQuery, HostListRow, HubStore, IngestSummary,
+    ListQuery, StateQuery, StoreError,
+};
 
 /// A locked current row: host, reconciler and target ids, revision, status,
 /// message, observed_at.
@@ -47,6 +52,10 @@ impl PostgresStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+}
+
+impl PostgresStore {
+    super::reports::report_reads!(pool);
 }
 
 #[async_trait]
@@ -100,6 +109,30 @@ impl HubStore for PostgresStore {
                 .fetch_all(&self.pool)
                 .await?;
         Ok(read::host_list(rows))
+    }
+
+    async fn summaries(
+        &self,
+        tenant: &str,
+        filter: &StateQuery,
+    ) -> Result<Vec<TargetSummary>, StoreError> {
+        self.read_summaries(tenant, filter).await
+    }
+
+    async fn current(
+        &self,
+        tenant: &str,
+        query: &CurrentQuery,
+    ) -> Result<Vec<(HostDeployment, CurrentCursor)>, StoreError> {
+        self.read_current(tenant, query).await
+    }
+
+    async fn history(
+        &self,
+        tenant: &str,
+        query: &HistoryQuery,
+    ) -> Result<Vec<(HistoryEntry, HistoryCursor)>, StoreError> {
+        self.read_history(tenant, query).await
     }
 }
 

@@ -22,6 +22,8 @@ macro_rules! target_filter {
     };
 }
 
+pub(crate) use target_filter;
+
 /// Targets with their latest desired assignment.
 pub(crate) const TARGETS_SQL: &str = concat!(
     "SELECT t.id, ws.name, a.name, w.name, e.name, t.name, v.version, v.revision, d.assigned_at \

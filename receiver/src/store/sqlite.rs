@@ -7,7 +7,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sextant_model::{DeploymentEvent, TargetState, UnixNanos};
+use sextant_model::{
+    DeploymentEvent, HistoryEntry, HostDeployment, TargetState, TargetSummary, UnixNanos,
+};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -15,7 +17,10 @@ use sqlx::sqlite::{
 use super::dims::{DimCache, DimKey, resolve_dim};
 use super::plan::{self, ObservedKey, ObservedRow};
 use super::read::{self, bind_filter, write_desired, write_late};
-use super::{HostListRow, HubStore, IngestSummary, ListQuery, StateQuery, StoreError};
+use super::{
+    CurrentCursor, CurrentQuery, HistoryCursor, HistoryQuery, HostListRow, HubStore, IngestSummary,
+    ListQuery, StateQuery, StoreError,
+};
 
 /// The hub store on an embedded SQLite file.
 #[derive(Debug)]
@@ -58,6 +63,10 @@ impl SqliteStore {
             dims: DimCache::default(),
         })
     }
+}
+
+impl SqliteStore {
+    super::reports::report_reads!(reader);
 }
 
 #[async_trait]
@@ -217,6 +226,30 @@ impl HubStore for SqliteStore {
                 .fetch_all(&self.reader)
                 .await?;
         Ok(read::host_list(rows))
+    }
+
+    async fn summaries(
+        &self,
+        tenant: &str,
+        filter: &StateQuery,
+    ) -> Result<Vec<TargetSummary>, StoreError> {
+        self.read_summaries(tenant, filter).await
+    }
+
+    async fn current(
+        &self,
+        tenant: &str,
+        query: &CurrentQuery,
+    ) -> Result<Vec<(HostDeployment, CurrentCursor)>, StoreError> {
+        self.read_current(tenant, query).await
+    }
+
+    async fn history(
+        &self,
+        tenant: &str,
+        query: &HistoryQuery,
+    ) -> Result<Vec<(HistoryEntry, HistoryCursor)>, StoreError> {
+        self.read_history(tenant, query).await
     }
 }
 

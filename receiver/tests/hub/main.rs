@@ -7,4 +7,5 @@ mod ingest;
 mod lists;
 mod otlp_errors;
 mod otlp_grpc;
+mod reports;
 mod tenants;

@@ -1,5 +1,7 @@
 //! The read API (JSON, tenant-scoped), health checks and `/metrics`.
 
+mod reports;
+
 use std::sync::Arc;
 
 use axum::Json;
@@ -32,6 +34,14 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/state", get(state_handler))
         .route("/api/v1/rollout", get(rollout_handler))
         .route("/api/v1/hosts", get(hosts_handler))
+        .route("/api/v1/hosts/{host}", get(reports::host))
+        .route(
+            "/api/v1/environments/{environment}/state",
+            get(reports::environment_state),
+        )
+        .route("/api/v1/compare", get(reports::compare))
+        .route("/api/v1/drift", get(reports::drift))
+        .route("/api/v1/history", get(reports::history))
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
@@ -60,7 +70,7 @@ struct ErrorDetail<'a> {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -111,7 +121,7 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
-fn reader(state: &ApiState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+pub(crate) fn reader(state: &ApiState, headers: &HeaderMap) -> Result<Principal, ApiError> {
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
@@ -183,7 +193,7 @@ fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
         })
 }
 
-fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+pub(crate) fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
     match limit.unwrap_or(DEFAULT_LIMIT) {
         n @ 1..=MAX_LIMIT => Ok(n),
         n => Err(ApiError::new(

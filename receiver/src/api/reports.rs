@@ -1,0 +1,339 @@
+//! Report endpoints: environment state, compare, drift, the host view and
+//! history. Each reads through the store and leaves the rules to
+//! `sextant-model`.
+
+use axum::Json;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sextant_model::{
+    Comparison, HistoryEntry, HostDeployment, HostDetail, Page, TargetSummary, UnixNanos,
+};
+
+use super::{ApiError, ApiState, page_limit, reader};
+use crate::store::{CurrentQuery, HistoryQuery, StateQuery};
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message)
+}
+
+fn not_found(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(e: PathRejection) -> Self {
+        invalid(e.body_text())
+    }
+}
+
+/// Encodes a keyset cursor: JSON, hex-encoded, so it is opaque and URL-safe.
+fn encode_cursor<T: Serialize>(key: &T) -> Option<String> {
+    serde_json::to_vec(key).ok().map(hex::encode)
+}
+
+fn decode_cursor<T: DeserializeOwned>(cursor: &str) -> Result<T, ApiError> {
+    hex::decode(cursor)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .ok_or_else(|| invalid("invalid cursor: pass back the next_cursor of the previous page"))
+}
+
+/// Rows observed before this are stale.
+fn stale_before(state: &ApiState) -> UnixNanos {
+    let window = i64::try_from(state.stale_after.as_nanos()).unwrap_or(i64::MAX);
+    UnixNanos(UnixNanos::now().0.saturating_sub(window))
+}
+
+/// Splits a page fetched with one extra row into the page and its cursor.
+fn paginate<T, C: Serialize>(mut rows: Vec<(T, C)>, limit: u32) -> Page<T> {
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next_cursor = if more {
+        rows.last().and_then(|(_, c)| encode_cursor(c))
+    } else {
+        None
+    };
+    Page {
+        items: rows.into_iter().map(|(item, _)| item).collect(),
+        next_cursor,
+    }
+}
+
+/// The filters every report shares.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TargetFilter {
+    workspace: Option<String>,
+    application: Option<String>,
+    workload: Option<String>,
+    target: Option<String>,
+}
+
+impl TargetFilter {
+    fn query(self, environment: Option<String>) -> StateQuery {
+        StateQuery {
+            workspace: self.workspace,
+            application: self.application,
+            workload: self.workload,
+            environment,
+            target: self.target,
+        }
+    }
+}
+
+/// `GET /api/v1/environments/{environment}/state`: per (application,
+/// workload, target), the scheduled version and the deployed versions
+/// grouped by version and status with host counts.
+pub(crate) async fn environment_state(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    params: Result<Query<TargetFilter>, QueryRejection>,
+) -> Result<Json<Vec<TargetSummary>>, ApiError> {
+    let principal = reader(&state, &headers)?;
+    let Path(environment) = path?;
+    let Query(filter) = params?;
+    let query = filter.query(Some(environment));
+    Ok(Json(
+        state.store.summaries(&principal.tenant, &query).await?,
+    ))
+}
+
+/// Parameters of `GET /api/v1/compare`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CompareParams {
+    /// Comma-separated, two or more.
+    environments: String,
+    workspace: Option<String>,
+    application: Option<String>,
+    workload: Option<String>,
+}
+
+/// `GET /api/v1/compare?environments=dev,stage,prod`: per workload, the
+/// desired and deployed versions in each environment, and whether they differ.
+pub(crate) async fn compare(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    params: Result<Query<CompareParams>, QueryRejection>,
+) -> Result<Json<Comparison>, ApiError> {
+    let principal = reader(&state, &headers)?;
+    let Query(p) = params?;
+    let environments: Vec<String> = p
+        .environments
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if environments.len() < 2 {
+        return Err(invalid(
+            "compare needs two or more environments: environments=stage,prod",
+        ));
+    }
+    if let Some(dup) = environments
+        .iter()
+        .enumerate()
+        .find_map(|(i, e)| environments[..i].contains(e).then_some(e))
+    {
+        return Err(invalid(format!("environment {dup:?} is listed twice")));
+    }
+    let mut summaries = Vec::new();
+    for environment in &environments {
+        let query = StateQuery {
+            workspace: p.workspace.clone(),
+            application: p.application.clone(),
+            workload: p.workload.clone(),
+            environment: Some(environment.clone()),
+            target: None,
+        };
+        let found = state.store.summaries(&principal.tenant, &query).await?;
+        if found.is_empty() && p.application.is_none() && p.workload.is_none() {
+            return Err(not_found(format!("no environment {environment:?}")));
+        }
+        summaries.extend(found);
+    }
+    Ok(Json(Comparison::build(environments, summaries)))
+}
+
+/// Parameters of `GET /api/v1/drift`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DriftParams {
+    workspace: Option<String>,
+    application: Option<String>,
+    workload: Option<String>,
+    environment: Option<String>,
+    target: Option<String>,
+    host: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// `GET /api/v1/drift`: every (host, reconciler, target) whose current state
+/// differs from desired, with its reasons.
+pub(crate) async fn drift(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    params: Result<Query<DriftParams>, QueryRejection>,
+) -> Result<Json<Page<HostDeployment>>, ApiError> {
+    let principal = reader(&state, &headers)?;
+    let Query(p) = params?;
+    let limit = page_limit(p.limit)?;
+    let query = CurrentQuery {
+        filter: StateQuery {
+            workspace: p.workspace,
+            application: p.application,
+            workload: p.workload,
+            environment: p.environment,
+            target: p.target,
+        },
+        host: p.host,
+        drift_only: true,
+        stale_before: stale_before(&state),
+        after: p.cursor.as_deref().map(decode_cursor).transpose()?,
+        limit: limit + 1,
+    };
+    let rows = state.store.current(&principal.tenant, &query).await?;
+    Ok(Json(paginate(rows, limit)))
+}
+
+/// `GET /api/v1/hosts/{host}`: everything a host runs.
+pub(crate) async fn host(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<HostDetail>, ApiError> {
+    let principal = reader(&state, &headers)?;
+    let Path(host) = path?;
+    let stale_before = stale_before(&state);
+    let query = CurrentQuery {
+        filter: StateQuery::default(),
+        host: Some(host.clone()),
+        drift_only: false,
+        stale_before,
+        after: None,
+        limit: u32::MAX,
+    };
+    let rows = state.store.current(&principal.tenant, &query).await?;
+    let deployments: Vec<HostDeployment> = rows.into_iter().map(|(d, _)| d).collect();
+    let Some(last_seen_at) = deployments.iter().map(|d| d.observed_at).max() else {
+        return Err(not_found(format!("no host {host:?}")));
+    };
+    Ok(Json(HostDetail {
+        host,
+        last_seen_at,
+        stale: last_seen_at < stale_before,
+        deployments,
+    }))
+}
+
+/// Parameters of `GET /api/v1/history`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HistoryParams {
+    workspace: Option<String>,
+    application: Option<String>,
+    workload: Option<String>,
+    environment: Option<String>,
+    target: Option<String>,
+    host: Option<String>,
+    /// RFC 3339 time, or a duration back from now: `30m`, `12h`, `7d`.
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// Parses an RFC 3339 time or a duration back from now (`90s`, `30m`,
+/// `12h`, `7d`).
+pub(crate) fn parse_time(name: &str, value: &str, now: UnixNanos) -> Result<UnixNanos, ApiError> {
+    if let Some(t) = UnixNanos::parse_rfc3339(value) {
+        return Ok(t);
+    }
+    let (digits, unit) = value.split_at(
+        value
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(value.len()),
+    );
+    let seconds: i64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 604_800,
+        _ => 0,
+    };
+    digits
+        .parse::<i64>()
+        .ok()
+        .filter(|_| seconds > 0)
+        .and_then(|n| n.checked_mul(seconds)?.checked_mul(1_000_000_000))
+        .map(|back| UnixNanos(now.0.saturating_sub(back)))
+        .ok_or_else(|| {
+            invalid(format!(
+                "{name}={value:?} is neither an RFC 3339 time nor a duration such as 30m, 12h or 7d"
+            ))
+        })
+}
+
+/// `GET /api/v1/history`: desired assignments and observed status changes,
+/// newest first.
+pub(crate) async fn history(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    params: Result<Query<HistoryParams>, QueryRejection>,
+) -> Result<Json<Page<HistoryEntry>>, ApiError> {
+    let principal = reader(&state, &headers)?;
+    let Query(p) = params?;
+    let limit = page_limit(p.limit)?;
+    let now = UnixNanos::now();
+    let query = HistoryQuery {
+        filter: StateQuery {
+            workspace: p.workspace,
+            application: p.application,
+            workload: p.workload,
+            environment: p.environment,
+            target: p.target,
+        },
+        host: p.host,
+        since: p
+            .since
+            .as_deref()
+            .map(|v| parse_time("since", v, now))
+            .transpose()?,
+        until: p
+            .until
+            .as_deref()
+            .map(|v| parse_time("until", v, now))
+            .transpose()?,
+        after: p.cursor.as_deref().map(decode_cursor).transpose()?,
+        limit: limit + 1,
+    };
+    let rows = state.store.history(&principal.tenant, &query).await?;
+    Ok(Json(paginate(rows, limit)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_or_durations_back_from_now() {
+        let now = UnixNanos(10 * 86_400 * 1_000_000_000);
+        assert_eq!(
+            parse_time("since", "7d", now).unwrap(),
+            UnixNanos(3 * 86_400 * 1_000_000_000)
+        );
+        assert_eq!(
+            parse_time("since", "1970-01-01T00:00:01Z", now).unwrap(),
+            UnixNanos(1_000_000_000)
+        );
+        for bad in ["", "7", "d", "7y", "-1d", "99999999999999999d"] {
+            assert!(parse_time("since", bad, now).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! SQL of the hub's reports, shared by both backends (same `$n`
+//! placeholders, `CAST` and row values work in SQLite and PostgreSQL), and
+//! the assembly of their rows into `sextant-model` reports.
+
+use std::collections::HashMap;
+
+use sextant_model::{
+    DeployedGroup, DeploymentStatus, DesiredView, HistoryEntry, HostDeployment, StatusCounts,
+    TargetRef, TargetSummary, UnixNanos,
+};
+
+use super::read::{TargetRow, target_filter};
+
+/// The version a desired event named for `o.revision` of `t`'s workload.
+macro_rules! version_of_revision {
+    ($revision:literal) => {
+        concat!(
+            "(SELECT vv.version FROM workload_versions vv \
+              WHERE vv.workload_id = t.workload_id AND vv.revision = ",
+            $revision,
+            " ORDER BY vv.id DESC LIMIT 1)"
+        )
+    };
+}
+
+/// The latest desired assignment of target `t`, as `d` and its version `v`.
+macro_rules! latest_desired {
+    () => {
+        " LEFT JOIN desired_assignments d ON d.id = ( \
+             SELECT d2.id FROM desired_assignments d2 WHERE d2.target_id = t.id \
+             ORDER BY d2.assigned_at DESC, d2.id DESC LIMIT 1) \
+          LEFT JOIN workload_versions v ON v.id = d.workload_version_id"
+    };
+}
+
+/// Current rows of the filtered targets grouped by (target, revision,
+/// status), with host counts.
+pub(crate) const DEPLOYED_SQL: &str = concat!(
+    "SELECT o.target_id, o.revision, o.status, COUNT(*), ",
+    version_of_revision!("o.revision"),
+    " FROM observed_deployments o \
+      JOIN deployment_targets t ON t.id = o.target_id",
+    target_filter!(),
+    " GROUP BY o.target_id, t.workload_id, o.revision, o.status"
+);
+
+pub(crate) type DeployedRow = (i64, String, String, i64, Option<String>);
+
+/// Builds environment-state summaries from the targets and their groups.
+pub(crate) fn summaries(targets: Vec<TargetRow>, groups: Vec<DeployedRow>) -> Vec<TargetSummary> {
+    let mut by_target: HashMap<i64, Vec<DeployedGroup>> = HashMap::new();
+    for (target, revision, status, hosts, version) in groups {
+        let Ok(status) = status.parse::<DeploymentStatus>() else {
+            continue;
+        };
+        by_target.entry(target).or_default().push(DeployedGroup {
+            version,
+            revision,
+            status,
+            hosts: u64::try_from(hosts).unwrap_or(0),
+            desired: false,
+        });
+    }
+    targets
+        .into_iter()
+        .map(
+            |(id, workspace, application, workload, environment, target, version, revision, at)| {
+                let desired = desired_view(version, revision, at);
+                TargetSummary::new(
+                    TargetRef {
+                        workspace,
+                        application,
+                        workload,
+                        environment,
+                        target,
+                    },
+                    desired,
+                    by_target.remove(&id).unwrap_or_default(),
+                )
+            },
+        )
+        .collect()
+}
+
+fn desired_view(
+    version: Option<String>,
+    revision: Option<String>,
+    at: Option<i64>,
+) -> Option<DesiredView> {
+    match (version, revision, at) {
+        (Some(version), Some(revision), Some(at)) => Some(DesiredView {
+            version,
+            revision,
+            at: UnixNanos(at),
+        }),
+        _ => None,
+    }
+}
+
+/// Current rows with their target's latest desired assignment. After the
+/// filter parameters: `$7` host, `$8` drift only (stale-before time; NULL
+/// for every row), `$9`..`$11` cursor (host name, target id, reconciler
+/// name; exclusive), `$12` limit.
+pub(crate) const CURRENT_SQL: &str = concat!(
+    "SELECT h.name, r.name, ws.name, a.name, w.name, e.name, t.name, \
+       v.version, v.revision, d.assigned_at, \
+       o.revision, o.status, o.message, o.observed_at, ",
+    version_of_revision!("o.revision"),
+    ", t.id \
+     FROM observed_deployments o \
+     JOIN hosts h ON h.id = o.host_id \
+     JOIN reconcilers r ON r.id = o.reconciler_id \
+     JOIN deployment_targets t ON t.id = o.target_id",
+    latest_desired!(),
+    target_filter!(),
+    " AND ($7 IS NULL OR h.name = $7) \
+      AND ($8 IS NULL OR v.revision IS NULL OR o.revision <> v.revision \
+           OR o.status = 'failed' OR o.observed_at < $8) \
+      AND ($9 IS NULL OR (h.name, t.id, r.name) > (CAST($9 AS TEXT), CAST($10 AS BIGINT), CAST($11 AS TEXT))) \
+     ORDER BY h.name, t.id, r.name LIMIT $12"
+);
+
+pub(crate) type CurrentRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    String,
+    String,
+    Option<String>,
+    i64,
+    Option<String>,
+    i64,
+);
+
+/// Where a page of current rows ended: (host, target id, reconciler name).
+pub type CurrentCursor = (String, i64, String);
+
+/// Builds measured host deployments; returns them with each row's cursor.
+pub(crate) fn host_deployments(
+    rows: Vec<CurrentRow>,
+    stale_before: UnixNanos,
+) -> Vec<(HostDeployment, CurrentCursor)> {
+    rows.into_iter()
+        .filter_map(
+            |(
+                host,
+                reconciler,
+                workspace,
+                application,
+                workload,
+                environment,
+                target,
+                version,
+                desired_revision,
+                assigned_at,
+                revision,
+                status,
+                message,
+                observed_at,
+                observed_version,
+                target_id,
+            )| {
+                let status = status.parse::<DeploymentStatus>().ok()?;
+                let cursor = (host.clone(), target_id, reconciler.clone());
+                let deployment = HostDeployment {
+                    host,
+                    reconciler: Some(reconciler).filter(|r| !r.is_empty()),
+                    at: TargetRef {
+                        workspace,
+                        application,
+                        workload,
+                        environment,
+                        target,
+                    },
+                    desired: desired_view(version, desired_revision, assigned_at),
+                    version: observed_version,
+                    revision,
+                    status,
+                    message,
+                    observed_at: UnixNanos(observed_at),
+                    in_sync: false,
+                    drift: Vec::new(),
+                }
+                .measured(stale_before);
+                Some((deployment, cursor))
+            },
+        )
+        .collect()
+}
+
+/// Desired assignments and observed status changes, newest first. After the
+/// filter parameters: `$7` host (observed rows only, when set), `$8` since
+/// and `$9` until (inclusive, nanoseconds), `$10`, `$11` cursor (at, key;
+/// exclusive, descending), `$12` limit. The key is the row id, negated for
+/// desired assignments, so one integer tells both kind and row.
+pub(crate) const HISTORY_SQL: &str = concat!(
+    "SELECT x.key, x.at, ws.name, a.name, w.name, e.name, t.name, x.host, x.reconciler, \
+       CASE WHEN x.key > 0 THEN ",
+    version_of_revision!("x.revision"),
+    " ELSE x.version END, \
+       x.revision, x.status, x.message, \
+       CASE WHEN x.key < 0 THEN (SELECT COUNT(*) FROM observed_deployments o \
+         WHERE o.target_id = x.target_id AND o.revision = x.revision AND o.status = 'succeeded') END, \
+       CASE WHEN x.key < 0 THEN (SELECT COUNT(*) FROM observed_deployments o \
+         WHERE o.target_id = x.target_id AND o.revision = x.revision AND o.status = 'failed') END, \
+       CASE WHEN x.key < 0 THEN (SELECT COUNT(*) FROM observed_deployments o \
+         WHERE o.target_id = x.target_id AND o.revision = x.revision AND o.status = 'in_progress') END \
+     FROM ( \
+       SELECT -da.id AS key, da.assigned_at AS at, da.target_id AS target_id, \
+         CAST(NULL AS TEXT) AS host, CAST(NULL AS TEXT) AS reconciler, dv.version AS version, \
+         dv.revision AS revision, CAST(NULL AS TEXT) AS status, CAST(NULL AS TEXT) AS message \
+       FROM desired_assignments da JOIN workload_versions dv ON dv.id = da.workload_version_id \
+       UNION ALL \
+       SELECT oh.id, oh.observed_at, oh.target_id, hh.name, rr.name, CAST(NULL AS TEXT), \
+         oh.revision, oh.status, oh.message \
+       FROM observed_history oh \
+       JOIN hosts hh ON hh.id = oh.host_id \
+       JOIN reconcilers rr ON rr.id = oh.reconciler_id \
+     ) x \
+     JOIN deployment_targets t ON t.id = x.target_id",
+    target_filter!(),
+    " AND ($7 IS NULL OR x.host = $7) \
+      AND ($8 IS NULL OR x.at >= $8) AND ($9 IS NULL OR x.at <= $9) \
+      AND ($10 IS NULL OR (x.at, x.key) < (CAST($10 AS BIGINT), CAST($11 AS BIGINT))) \
+     ORDER BY x.at DESC, x.key DESC LIMIT $12"
+);
+
+pub(crate) type HistoryRow = (
+    i64,
+    i64,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
+
+/// Where a page of history ended: (at, key).
+pub type HistoryCursor = (i64, i64);
+
+/// Builds history entries; returns them with each row's cursor.
+pub(crate) fn history(rows: Vec<HistoryRow>) -> Vec<(HistoryEntry, HistoryCursor)> {
+    let count = |n: Option<i64>| n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
+    rows.into_iter()
+        .filter_map(
+            |(
+                key,
+                at,
+                workspace,
+                application,
+                workload,
+                environment,
+                target,
+                host,
+                reconciler,
+                version,
+                revision,
+                status,
+                message,
+                succeeded,
+                failed,
+                in_progress,
+            )| {
+                let target = TargetRef {
+                    workspace,
+                    application,
+                    workload,
+                    environment,
+                    target,
+                };
+                let cursor = (at, key);
+                let entry = if key < 0 {
+                    HistoryEntry::Desired {
+                        at: UnixNanos(at),
+                        target,
+                        version: version?,
+                        revision,
+                        hosts: StatusCounts {
+                            succeeded: count(succeeded),
+                            failed: count(failed),
+                            in_progress: count(in_progress),
+                        },
+                    }
+                } else {
+                    HistoryEntry::Observed {
+                        at: UnixNanos(at),
+                        target,
+                        host: host?,
+                        reconciler: reconciler.filter(|r| !r.is_empty()),
+                        version,
+                        revision,
+                        status: status?.parse().ok()?,
+                        message,
+                    }
+                };
+                Some((entry, cursor))
+            },
+        )
+        .collect()
+}
+
+/// Inherent report reads of a store whose pool field is `$pool`; the
+/// `HubStore` impls delegate to them.
+macro_rules! report_reads {
+    ($pool:ident) => {
+        pub(crate) async fn read_summaries(
+            &self,
+            tenant: &str,
+            filter: &$crate::store::StateQuery,
+        ) -> Result<Vec<sextant_model::TargetSummary>, $crate::store::StoreError> {
+            use $crate::store::read::{self, bind_filter};
+            use $crate::store::reports;
+            let targets: Vec<read::TargetRow> =
+                bind_filter!(sqlx::query_as(read::TARGETS_SQL), tenant, filter)
+                    .fetch_all(&self.$pool)
+                    .await?;
+            if targets.is_empty() {
+                return Ok(Vec::new());
+            }
+            let groups: Vec<reports::DeployedRow> =
+                bind_filter!(sqlx::query_as(reports::DEPLOYED_SQL), tenant, filter)
+                    .fetch_all(&self.$pool)
+                    .await?;
+            Ok(reports::summaries(targets, groups))
+        }
+
+        pub(crate) async fn read_current(
+            &self,
+            tenant: &str,
+            query: &$crate::store::CurrentQuery,
+        ) -> Result<
+            Vec<(sextant_model::HostDeployment, $crate::store::CurrentCursor)>,
+            $crate::store::StoreError,
+        > {
+            use $crate::store::read::bind_filter;
+            use $crate::store::reports;
+            let (host, target, reconciler) = match &query.after {
+                Some((h, t, r)) => (Some(h.clone()), Some(*t), Some(r.clone())),
+                None => (None, None, None),
+            };
+            let rows: Vec<reports::CurrentRow> =
+                bind_filter!(sqlx::query_as(reports::CURRENT_SQL), tenant, &query.filter)
+                    .bind(query.host.clone())
+                    .bind(query.drift_only.then_some(query.stale_before.0))
+                    .bind(host)
+                    .bind(target)
+                    .bind(reconciler)
+                    .bind(i64::from(query.limit))
+                    .fetch_all(&self.$pool)
+                    .await?;
+            Ok(reports::host_deployments(rows, query.stale_before))
+        }
+
+        pub(crate) async fn read_history(
+            &self,
+            tenant: &str,
+            query: &$crate::store::HistoryQuery,
+        ) -> Result<
+            Vec<(sextant_model::HistoryEntry, $crate::store::HistoryCursor)>,
+            $crate::store::StoreError,
+        > {
+            use $crate::store::read::bind_filter;
+            use $crate::store::reports;
+            let (at, key) = match query.after {
+                Some((a, k)) => (Some(a), Some(k)),
+                None => (None, None),
+            };
+            let rows: Vec<reports::HistoryRow> =
+                bind_filter!(sqlx::query_as(reports::HISTORY_SQL), tenant, &query.filter)
+                    .bind(query.host.clone())
+                    .bind(query.since.map(|t| t.0))
+                    .bind(query.until.map(|t| t.0))
+                    .bind(at)
+                    .bind(key)
+                    .bind(i64::from(query.limit))
+                    .fetch_all(&self.$pool)
+                    .await?;
+            Ok(reports::history(rows))
+        }
+    };
+}
+pub(crate) use report_reads;
