@@ -15,8 +15,9 @@ pub use event::{
     ObservedDeployment, Placement, Reconciler,
 };
 pub use report::{
-    CompareCell, CompareRow, CompareTarget, Comparison, DeployedGroup, DriftReason, HistoryEntry,
-    HostDeployment, HostDetail, StatusCounts, TargetRef, TargetSummary,
+    ApplicationItem, CompareCell, CompareRow, CompareTarget, Comparison, DeployedGroup,
+    DriftReason, EnvironmentItem, HistoryEntry, HostDeployment, HostDetail, StatusCounts,
+    TargetItem, TargetRef, TargetSummary, WorkloadItem, order_environments,
 };
 pub use time::UnixNanos;
 pub use view::{DesiredView, HostSummary, HostView, Page, Rollout, RolloutHost, TargetState};

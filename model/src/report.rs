@@ -184,6 +184,50 @@ impl Comparison {
     }
 }
 
+/// An environment in `GET /api/v1/environments`, in the configured order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EnvironmentItem {
+    pub name: String,
+    pub targets: u64,
+    pub hosts: u64,
+}
+
+/// An application in `GET /api/v1/applications`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApplicationItem {
+    pub workspace: String,
+    pub application: String,
+    pub workloads: u64,
+}
+
+/// A workload in `GET /api/v1/workloads`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WorkloadItem {
+    pub workspace: String,
+    pub application: String,
+    pub workload: String,
+    pub environments: u64,
+    pub targets: u64,
+}
+
+/// A deployment target in `GET /api/v1/targets`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TargetItem {
+    #[serde(flatten)]
+    pub at: TargetRef,
+    pub hosts: u64,
+}
+
+/// Orders environment names: those listed in `order` first, in that order,
+/// then the rest alphabetically.
+pub fn order_environments<T>(items: &mut [T], name: impl Fn(&T) -> &str, order: &[String]) {
+    items.sort_by(|a, b| {
+        let rank = |n: &str| order.iter().position(|o| o == n).unwrap_or(usize::MAX);
+        let (na, nb) = (name(a), name(b));
+        rank(na).cmp(&rank(nb)).then_with(|| na.cmp(nb))
+    });
+}
+
 /// Why a host's state for a target differs from what was promoted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -394,6 +438,14 @@ mod tests {
 
         let c = Comparison::build(vec!["stage".into(), "prod".into()], vec![same("stage")]);
         assert!(c.workloads[0].differs, "missing from prod");
+    }
+
+    #[test]
+    fn environments_follow_the_configured_order_then_the_alphabet() {
+        let mut names = vec!["zeta", "prod", "alpha", "dev", "stage"];
+        let order: Vec<String> = ["dev", "stage", "prod"].map(String::from).to_vec();
+        order_environments(&mut names, |n| n, &order);
+        assert_eq!(names, ["dev", "stage", "prod", "alpha", "zeta"]);
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub struct Application {
     metrics: HubMetrics,
     max_request_bytes: usize,
     stale_after: std::time::Duration,
+    environments: Arc<[String]>,
 }
 
 impl Application {
@@ -67,6 +68,7 @@ impl Application {
             metrics: HubMetrics::new(),
             max_request_bytes: config.max_request_bytes,
             stale_after: std::time::Duration::from_secs(config.stale_after_seconds),
+            environments: config.environments.clone().into(),
         })
     }
 
@@ -106,6 +108,7 @@ impl Application {
             auth: self.auth.clone(),
             metrics: self.metrics.clone(),
             stale_after: self.stale_after,
+            environments: self.environments,
         });
         let grpc = grpc::serve(
             self.grpc,

@@ -47,6 +47,9 @@ pub struct HubConfig {
     /// A host with no report for this long is stale
     /// (`SEXTANT_STALE_AFTER_SECONDS`; default 90, three 30 s heartbeats).
     pub stale_after_seconds: u64,
+    /// The order environments are shown in (`dev`, `qa`, `stage`, `prod`,
+    /// or whatever a team uses). Unlisted environments follow, alphabetically.
+    pub environments: Vec<String>,
     /// Static bearer tokens. With none, the hub only listens on loopback and
     /// everything belongs to tenant `default`.
     pub tokens: Vec<TokenConfig>,
@@ -62,6 +65,7 @@ impl Default for HubConfig {
             data_dir: PathBuf::from(".sextant"),
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             stale_after_seconds: 90,
+            environments: Vec::new(),
             tokens: Vec::new(),
         }
     }

@@ -26,6 +26,8 @@ pub struct ApiState {
     pub metrics: HubMetrics,
     /// A host with no report for this long is stale.
     pub stale_after: std::time::Duration,
+    /// The configured order of environments.
+    pub environments: Arc<[String]>,
 }
 
 /// The API, health and metrics routes.
@@ -35,6 +37,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/rollout", get(rollout_handler))
         .route("/api/v1/hosts", get(hosts_handler))
         .route("/api/v1/hosts/{host}", get(reports::host))
+        .route("/api/v1/environments", get(reports::environments))
+        .route("/api/v1/applications", get(reports::applications))
+        .route("/api/v1/workloads", get(reports::workloads))
+        .route("/api/v1/targets", get(reports::targets))
         .route(
             "/api/v1/environments/{environment}/state",
             get(reports::environment_state),

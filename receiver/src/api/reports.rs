@@ -9,11 +9,12 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sextant_model::{
-    Comparison, HistoryEntry, HostDeployment, HostDetail, Page, TargetSummary, UnixNanos,
+    ApplicationItem, Comparison, EnvironmentItem, HistoryEntry, HostDeployment, HostDetail, Page,
+    TargetItem, TargetRef, TargetSummary, UnixNanos, WorkloadItem, order_environments,
 };
 
 use super::{ApiError, ApiState, page_limit, reader};
-use crate::store::{CurrentQuery, HistoryQuery, StateQuery};
+use crate::store::{CatalogKind, CatalogQuery, CatalogRow, CurrentQuery, HistoryQuery, StateQuery};
 
 fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message)
@@ -100,6 +101,169 @@ pub(crate) async fn environment_state(
     Ok(Json(
         state.store.summaries(&principal.tenant, &query).await?,
     ))
+}
+
+/// Filters and paging of the catalog lists.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListParams {
+    workspace: Option<String>,
+    application: Option<String>,
+    workload: Option<String>,
+    environment: Option<String>,
+    target: Option<String>,
+    host: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// Reads one page of a catalog list: the rows and the next cursor.
+async fn catalog_page(
+    state: &ApiState,
+    headers: &HeaderMap,
+    kind: CatalogKind,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<(Vec<CatalogRow>, Option<String>), ApiError> {
+    let principal = reader(state, headers)?;
+    let Query(p) = params?;
+    let limit = page_limit(p.limit)?;
+    let after: Option<Vec<String>> = p.cursor.as_deref().map(decode_cursor).transpose()?;
+    if after.as_ref().is_some_and(|a| a.len() != kind.key_len()) {
+        return Err(invalid(
+            "invalid cursor: pass back the next_cursor of the previous page",
+        ));
+    }
+    let query = CatalogQuery {
+        filter: StateQuery {
+            workspace: p.workspace,
+            application: p.application,
+            workload: p.workload,
+            environment: p.environment,
+            target: p.target,
+        },
+        host: p.host,
+        after: after.clone(),
+        limit: limit + 1,
+    };
+    let mut rows = state.store.catalog(&principal.tenant, kind, &query).await?;
+    if kind == CatalogKind::Environments {
+        // Few, and ordered by configuration rather than by name: page here.
+        order_environments(&mut rows, |r| r.names[0].as_str(), &state.environments);
+        if let Some(after) = after {
+            let start = rows
+                .iter()
+                .position(|r| r.names == after)
+                .map_or(0, |i| i + 1);
+            rows.drain(..start);
+        }
+    }
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next = more
+        .then(|| rows.last().and_then(|r| encode_cursor(&r.names)))
+        .flatten();
+    Ok((rows, next))
+}
+
+fn count(counts: &[i64], i: usize) -> u64 {
+    counts
+        .get(i)
+        .and_then(|n| u64::try_from(*n).ok())
+        .unwrap_or(0)
+}
+
+/// Splits a catalog row into its names, outermost first, and its counts.
+fn split<const N: usize>(row: CatalogRow) -> Option<([String; N], Vec<i64>)> {
+    Some((row.names.try_into().ok()?, row.counts))
+}
+
+/// `GET /api/v1/environments`: in the configured order, with target and
+/// host counts.
+pub(crate) async fn environments(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<Page<EnvironmentItem>>, ApiError> {
+    let (rows, next_cursor) =
+        catalog_page(&state, &headers, CatalogKind::Environments, params).await?;
+    let items = rows
+        .into_iter()
+        .filter_map(split)
+        .map(|([name], c)| EnvironmentItem {
+            name,
+            targets: count(&c, 0),
+            hosts: count(&c, 1),
+        })
+        .collect();
+    Ok(Json(Page { items, next_cursor }))
+}
+
+/// `GET /api/v1/applications`.
+pub(crate) async fn applications(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<Page<ApplicationItem>>, ApiError> {
+    let (rows, next_cursor) =
+        catalog_page(&state, &headers, CatalogKind::Applications, params).await?;
+    let items = rows
+        .into_iter()
+        .filter_map(split)
+        .map(|([workspace, application], c)| ApplicationItem {
+            workspace,
+            application,
+            workloads: count(&c, 0),
+        })
+        .collect();
+    Ok(Json(Page { items, next_cursor }))
+}
+
+/// `GET /api/v1/workloads`.
+pub(crate) async fn workloads(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<Page<WorkloadItem>>, ApiError> {
+    let (rows, next_cursor) =
+        catalog_page(&state, &headers, CatalogKind::Workloads, params).await?;
+    let items = rows
+        .into_iter()
+        .filter_map(split)
+        .map(|([workspace, application, workload], c)| WorkloadItem {
+            workspace,
+            application,
+            workload,
+            environments: count(&c, 0),
+            targets: count(&c, 1),
+        })
+        .collect();
+    Ok(Json(Page { items, next_cursor }))
+}
+
+/// `GET /api/v1/targets`.
+pub(crate) async fn targets(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<Page<TargetItem>>, ApiError> {
+    let (rows, next_cursor) = catalog_page(&state, &headers, CatalogKind::Targets, params).await?;
+    let items = rows
+        .into_iter()
+        .filter_map(split)
+        .map(
+            |([workspace, application, workload, environment, target], c)| TargetItem {
+                at: TargetRef {
+                    workspace,
+                    application,
+                    workload,
+                    environment,
+                    target,
+                },
+                hosts: count(&c, 0),
+            },
+        )
+        .collect();
+    Ok(Json(Page { items, next_cursor }))
 }
 
 /// Parameters of `GET /api/v1/compare`.

@@ -23,7 +23,7 @@ use sextant_model::{
 };
 
 pub use postgres::PostgresStore;
-pub use reports::{CurrentCursor, HistoryCursor};
+pub use reports::{CatalogKind, CatalogRow, CurrentCursor, HistoryCursor};
 pub use sqlite::SqliteStore;
 
 /// Errors of the hub store.
@@ -74,6 +74,16 @@ pub struct CurrentQuery {
     pub stale_before: UnixNanos,
     /// Start after this row (keyset pagination).
     pub after: Option<CurrentCursor>,
+    pub limit: u32,
+}
+
+/// A catalog listing: filters, the key of the row to start after, a limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CatalogQuery {
+    pub filter: StateQuery,
+    /// Only what this host reports on.
+    pub host: Option<String>,
+    pub after: Option<Vec<String>>,
     pub limit: u32,
 }
 
@@ -153,6 +163,15 @@ pub trait HubStore: Send + Sync + 'static {
         tenant: &str,
         query: &CurrentQuery,
     ) -> Result<Vec<(HostDeployment, CurrentCursor)>, StoreError>;
+
+    /// Environments, applications, workloads or targets with their counts,
+    /// in key order, one page (environments: all of them, unordered).
+    async fn catalog(
+        &self,
+        tenant: &str,
+        kind: CatalogKind,
+        query: &CatalogQuery,
+    ) -> Result<Vec<CatalogRow>, StoreError>;
 
     /// Desired assignments and observed changes, newest first, one page.
     async fn history(

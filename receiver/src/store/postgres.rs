@@ -17,8 +17,8 @@ use super::plan::{self, ObservedKey, ObservedRow};
 use super::read::{self, bind_filter, write_desired, write_late};
 use super::sqlite::status_str;
 use super::{
-    CurrentCursor, CurrentQuery, HistoryCursor, HistoryQuery, HostListRow, HubStore, IngestSummary,
-    ListQuery, StateQuery, StoreError,
+    CatalogKind, CatalogQuery, CatalogRow, CurrentCursor, CurrentQuery, HistoryCursor,
+    HistoryQuery, HostListRow, HubStore, IngestSummary, ListQuery, StateQuery, StoreError,
 };
 
 /// A locked current row: host, reconciler and target ids, revision, status,
@@ -133,6 +133,15 @@ impl HubStore for PostgresStore {
         query: &HistoryQuery,
     ) -> Result<Vec<(HistoryEntry, HistoryCursor)>, StoreError> {
         self.read_history(tenant, query).await
+    }
+
+    async fn catalog(
+        &self,
+        tenant: &str,
+        kind: CatalogKind,
+        query: &CatalogQuery,
+    ) -> Result<Vec<CatalogRow>, StoreError> {
+        self.read_catalog(tenant, kind, query).await
     }
 }
 

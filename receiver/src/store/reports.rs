@@ -315,6 +315,84 @@ pub(crate) fn history(rows: Vec<HistoryRow>) -> Vec<(HistoryEntry, HistoryCursor
         .collect()
 }
 
+/// The filtered targets (and, with `$7`, only those `$7` reports on).
+macro_rules! catalog_base {
+    () => {
+        concat!(
+            " FROM deployment_targets t",
+            target_filter!(),
+            " AND ($7 IS NULL OR EXISTS (SELECT 1 FROM observed_deployments o2 \
+               JOIN hosts h2 ON h2.id = o2.host_id \
+               WHERE o2.target_id = t.id AND h2.name = $7))"
+        )
+    };
+}
+
+/// Environments with target and host counts (ordered by the caller).
+pub(crate) const ENVIRONMENT_LIST_SQL: &str = concat!(
+    "SELECT e.name, COUNT(*), \
+       (SELECT COUNT(DISTINCT o.host_id) FROM observed_deployments o \
+        JOIN deployment_targets t3 ON t3.id = o.target_id WHERE t3.environment_id = e.id)",
+    catalog_base!(),
+    " GROUP BY e.id, e.name"
+);
+
+/// Applications with workload counts; `$8`, `$9` cursor, `$10` limit.
+pub(crate) const APPLICATION_LIST_SQL: &str = concat!(
+    "SELECT ws.name, a.name, COUNT(DISTINCT w.id)",
+    catalog_base!(),
+    " AND ($8 IS NULL OR (ws.name, a.name) > (CAST($8 AS TEXT), CAST($9 AS TEXT))) \
+     GROUP BY ws.name, a.name ORDER BY ws.name, a.name LIMIT $10"
+);
+
+/// Workloads with environment and target counts; `$8`..`$10` cursor,
+/// `$11` limit.
+pub(crate) const WORKLOAD_LIST_SQL: &str = concat!(
+    "SELECT ws.name, a.name, w.name, COUNT(DISTINCT e.id), COUNT(*)",
+    catalog_base!(),
+    " AND ($8 IS NULL OR (ws.name, a.name, w.name) > \
+          (CAST($8 AS TEXT), CAST($9 AS TEXT), CAST($10 AS TEXT))) \
+     GROUP BY ws.name, a.name, w.name ORDER BY ws.name, a.name, w.name LIMIT $11"
+);
+
+/// Targets with host counts; `$8`..`$12` cursor, `$13` limit.
+pub(crate) const TARGET_LIST_SQL: &str = concat!(
+    "SELECT ws.name, a.name, w.name, e.name, t.name, \
+       (SELECT COUNT(*) FROM observed_deployments o WHERE o.target_id = t.id)",
+    catalog_base!(),
+    " AND ($8 IS NULL OR (ws.name, a.name, w.name, e.name, t.name) > \
+          (CAST($8 AS TEXT), CAST($9 AS TEXT), CAST($10 AS TEXT), CAST($11 AS TEXT), CAST($12 AS TEXT))) \
+     ORDER BY ws.name, a.name, w.name, e.name, t.name LIMIT $13"
+);
+
+/// What a catalog listing lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatalogKind {
+    Environments,
+    Applications,
+    Workloads,
+    Targets,
+}
+
+impl CatalogKind {
+    /// How many names make a row's key (and its cursor).
+    pub fn key_len(self) -> usize {
+        match self {
+            Self::Environments => 1,
+            Self::Applications => 2,
+            Self::Workloads => 3,
+            Self::Targets => 5,
+        }
+    }
+}
+
+/// A catalog row: its names (the key, outermost first) and its counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogRow {
+    pub names: Vec<String>,
+    pub counts: Vec<i64>,
+}
+
 /// Inherent report reads of a store whose pool field is `$pool`; the
 /// `HubStore` impls delegate to them.
 macro_rules! report_reads {
@@ -392,6 +470,75 @@ macro_rules! report_reads {
                     .fetch_all(&self.$pool)
                     .await?;
             Ok(reports::history(rows))
+        }
+
+        pub(crate) async fn read_catalog(
+            &self,
+            tenant: &str,
+            kind: $crate::store::CatalogKind,
+            query: &$crate::store::CatalogQuery,
+        ) -> Result<Vec<$crate::store::CatalogRow>, $crate::store::StoreError> {
+            use $crate::store::read::bind_filter;
+            use $crate::store::reports::{self, CatalogKind, CatalogRow};
+            let after = |i: usize| query.after.as_ref().and_then(|a| a.get(i).cloned());
+            let limit = i64::from(query.limit);
+            let f = &query.filter;
+            let row = |names: Vec<String>, counts: Vec<i64>| CatalogRow { names, counts };
+            Ok(match kind {
+                CatalogKind::Environments => {
+                    let rows: Vec<(String, i64, i64)> =
+                        bind_filter!(sqlx::query_as(reports::ENVIRONMENT_LIST_SQL), tenant, f)
+                            .bind(query.host.clone())
+                            .fetch_all(&self.$pool)
+                            .await?;
+                    rows.into_iter()
+                        .map(|(e, t, h)| row(vec![e], vec![t, h]))
+                        .collect()
+                }
+                CatalogKind::Applications => {
+                    let rows: Vec<(String, String, i64)> =
+                        bind_filter!(sqlx::query_as(reports::APPLICATION_LIST_SQL), tenant, f)
+                            .bind(query.host.clone())
+                            .bind(after(0))
+                            .bind(after(1))
+                            .bind(limit)
+                            .fetch_all(&self.$pool)
+                            .await?;
+                    rows.into_iter()
+                        .map(|(ws, a, n)| row(vec![ws, a], vec![n]))
+                        .collect()
+                }
+                CatalogKind::Workloads => {
+                    let rows: Vec<(String, String, String, i64, i64)> =
+                        bind_filter!(sqlx::query_as(reports::WORKLOAD_LIST_SQL), tenant, f)
+                            .bind(query.host.clone())
+                            .bind(after(0))
+                            .bind(after(1))
+                            .bind(after(2))
+                            .bind(limit)
+                            .fetch_all(&self.$pool)
+                            .await?;
+                    rows.into_iter()
+                        .map(|(ws, a, w, e, t)| row(vec![ws, a, w], vec![e, t]))
+                        .collect()
+                }
+                CatalogKind::Targets => {
+                    let rows: Vec<(String, String, String, String, String, i64)> =
+                        bind_filter!(sqlx::query_as(reports::TARGET_LIST_SQL), tenant, f)
+                            .bind(query.host.clone())
+                            .bind(after(0))
+                            .bind(after(1))
+                            .bind(after(2))
+                            .bind(after(3))
+                            .bind(after(4))
+                            .bind(limit)
+                            .fetch_all(&self.$pool)
+                            .await?;
+                    rows.into_iter()
+                        .map(|(ws, a, w, e, t, h)| row(vec![ws, a, w, e, t], vec![h]))
+                        .collect()
+                }
+            })
         }
     };
 }

@@ -18,8 +18,8 @@ use super::dims::{DimCache, DimKey, resolve_dim};
 use super::plan::{self, ObservedKey, ObservedRow};
 use super::read::{self, bind_filter, write_desired, write_late};
 use super::{
-    CurrentCursor, CurrentQuery, HistoryCursor, HistoryQuery, HostListRow, HubStore, IngestSummary,
-    ListQuery, StateQuery, StoreError,
+    CatalogKind, CatalogQuery, CatalogRow, CurrentCursor, CurrentQuery, HistoryCursor,
+    HistoryQuery, HostListRow, HubStore, IngestSummary, ListQuery, StateQuery, StoreError,
 };
 
 /// The hub store on an embedded SQLite file.
@@ -250,6 +250,15 @@ impl HubStore for SqliteStore {
         query: &HistoryQuery,
     ) -> Result<Vec<(HistoryEntry, HistoryCursor)>, StoreError> {
         self.read_history(tenant, query).await
+    }
+
+    async fn catalog(
+        &self,
+        tenant: &str,
+        kind: CatalogKind,
+        query: &CatalogQuery,
+    ) -> Result<Vec<CatalogRow>, StoreError> {
+        self.read_catalog(tenant, kind, query).await
     }
 }
 

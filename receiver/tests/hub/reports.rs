@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 use sextant_model::UnixNanos;
 
-use crate::helpers::{Backend, TestApp, desired, logs, observed, on_both_backends, spawn_app};
+use crate::helpers::{Backend, TestApp, desired, logs, observed, on_both_backends, spawn_app_with};
 
 const S: u64 = 1_000_000_000;
 
@@ -20,7 +20,14 @@ fn now() -> u64 {
 /// never promoted. prod/eu runs checkout 1.1 on p1 and on p2, which went
 /// quiet an hour ago.
 async fn estate(backend: Backend) -> (TestApp, u64) {
-    let app = spawn_app(backend).await;
+    estate_with(backend, |_| {}).await
+}
+
+async fn estate_with(
+    backend: Backend,
+    configure: impl FnOnce(&mut sextant_receiver::HubConfig),
+) -> (TestApp, u64) {
+    let app = spawn_app_with(backend, configure).await;
     let t = now();
     let stage = ("shop", "checkout", "stage", "eu");
     let prod = ("shop", "checkout", "prod", "eu");
@@ -296,7 +303,86 @@ async fn history_is_newest_first_with_desired_host_counts(backend: Backend) {
     app.stop().await;
 }
 
+async fn catalog_lists_page_and_filter(backend: Backend) {
+    let (app, _) = estate_with(backend, |c| {
+        c.environments = vec!["stage".into(), "prod".into()];
+    })
+    .await;
+    let envs = all_pages(&app, "/api/v1/environments?limit=1").await;
+    assert_eq!(
+        envs,
+        [
+            json!({"name": "stage", "targets": 2, "hosts": 4}),
+            json!({"name": "prod", "targets": 1, "hosts": 2}),
+        ],
+        "configured order, not the alphabet"
+    );
+    let apps = get_ok(&app, "/api/v1/applications").await;
+    assert_eq!(
+        apps["items"],
+        json!([{"workspace": "default", "application": "shop", "workloads": 2}])
+    );
+    let workloads = all_pages(&app, "/api/v1/workloads?limit=1").await;
+    let w: Vec<(Value, Value, Value)> = workloads
+        .iter()
+        .map(|w| {
+            (
+                w["workload"].clone(),
+                w["environments"].clone(),
+                w["targets"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        w,
+        [
+            (json!("cart"), json!(1), json!(1)),
+            (json!("checkout"), json!(2), json!(2)),
+        ]
+    );
+    let targets = all_pages(&app, "/api/v1/targets?limit=2").await;
+    let t: Vec<(Value, Value, Value)> = targets
+        .iter()
+        .map(|t| {
+            (
+                t["workload"].clone(),
+                t["environment"].clone(),
+                t["hosts"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        t,
+        [
+            (json!("cart"), json!("stage"), json!(1)),
+            (json!("checkout"), json!("prod"), json!(2)),
+            (json!("checkout"), json!("stage"), json!(4)),
+        ]
+    );
+    let on_p1 = get_ok(&app, "/api/v1/targets?host=p1").await;
+    assert_eq!(on_p1["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(on_p1["items"][0]["environment"], "prod");
+    let stage = get_ok(
+        &app,
+        "/api/v1/workloads?environment=stage&workload=checkout",
+    )
+    .await;
+    assert_eq!(stage["items"][0]["targets"], 1);
+    // A cursor from another list is refused.
+    let page = get_ok(&app, "/api/v1/targets?limit=1").await;
+    let cursor = page["next_cursor"].as_str().expect("cursor");
+    let (status, body) = app
+        .get(&format!("/api/v1/workloads?cursor={cursor}"), None)
+        .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (400, &json!("invalid_query"))
+    );
+    app.stop().await;
+}
+
 on_both_backends!(
+    catalog_lists_page_and_filter,
     environment_state_groups_versions_with_host_counts,
     compare_shows_where_environments_differ,
     drift_names_each_host_and_why,
