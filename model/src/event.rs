@@ -47,7 +47,7 @@ impl EventKind {
 }
 
 /// Status of a deployment on a host (`deployment.status`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeploymentStatus {
     Succeeded,

@@ -13,7 +13,7 @@ use crate::view::DesiredView;
 
 /// Where a workload is deployed: (workspace, application, workload,
 /// environment, target).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, utoipa::ToSchema)]
 pub struct TargetRef {
     pub workspace: String,
     pub application: String,
@@ -23,7 +23,7 @@ pub struct TargetRef {
 }
 
 /// Hosts of a target on one (revision, status).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct DeployedGroup {
     /// Known when a desired event named this revision.
     pub version: Option<String>,
@@ -36,7 +36,7 @@ pub struct DeployedGroup {
 
 /// One row of the environment state report: a target's scheduled version
 /// and what its hosts run, grouped by version and status.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TargetSummary {
     #[serde(flatten)]
     pub at: TargetRef,
@@ -82,7 +82,7 @@ impl TargetSummary {
 }
 
 /// One environment's side of a comparison row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct CompareCell {
     /// The environment's targets of this workload, with their state.
     pub targets: Vec<CompareTarget>,
@@ -93,7 +93,7 @@ pub struct CompareCell {
 }
 
 /// A target inside a comparison cell.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct CompareTarget {
     pub target: String,
     pub desired: Option<DesiredView>,
@@ -102,7 +102,7 @@ pub struct CompareTarget {
 }
 
 /// One workload compared across environments.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct CompareRow {
     pub workspace: String,
     pub application: String,
@@ -116,7 +116,7 @@ pub struct CompareRow {
 }
 
 /// The comparison report (`GET /api/v1/compare`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Comparison {
     /// The environments compared, in the order asked.
     pub environments: Vec<String>,
@@ -185,7 +185,7 @@ impl Comparison {
 }
 
 /// An environment in `GET /api/v1/environments`, in the configured order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct EnvironmentItem {
     pub name: String,
     pub targets: u64,
@@ -193,7 +193,7 @@ pub struct EnvironmentItem {
 }
 
 /// An application in `GET /api/v1/applications`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ApplicationItem {
     pub workspace: String,
     pub application: String,
@@ -201,7 +201,7 @@ pub struct ApplicationItem {
 }
 
 /// A workload in `GET /api/v1/workloads`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct WorkloadItem {
     pub workspace: String,
     pub application: String,
@@ -211,7 +211,7 @@ pub struct WorkloadItem {
 }
 
 /// A deployment target in `GET /api/v1/targets`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TargetItem {
     #[serde(flatten)]
     pub at: TargetRef,
@@ -229,7 +229,7 @@ pub fn order_environments<T>(items: &mut [T], name: impl Fn(&T) -> &str, order: 
 }
 
 /// Why a host's state for a target differs from what was promoted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DriftReason {
     /// The host runs another revision than the desired one.
@@ -280,7 +280,7 @@ impl DriftReason {
 
 /// What one host reports for one target, measured against desired state.
 /// Rows of the host view and of the drift list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct HostDeployment {
     pub host: String,
     pub reconciler: Option<String>,
@@ -315,7 +315,7 @@ impl HostDeployment {
 }
 
 /// Everything a host runs (`GET /api/v1/hosts/{host}`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct HostDetail {
     pub host: String,
     pub last_seen_at: UnixNanos,
@@ -324,7 +324,7 @@ pub struct HostDetail {
 }
 
 /// Host counts of a desired version's revision, by status.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct StatusCounts {
     pub succeeded: u64,
     pub failed: u64,
@@ -332,7 +332,7 @@ pub struct StatusCounts {
 }
 
 /// One entry of history, newest first (`GET /api/v1/history`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum HistoryEntry {
     /// A desired assignment. `hosts` counts the target's hosts that now

@@ -40,6 +40,21 @@ impl UnixNanos {
     }
 }
 
+/// In the API, a time is an RFC 3339 string with nanoseconds, in UTC.
+impl utoipa::PartialSchema for UnixNanos {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                utoipa::openapi::KnownFormat::DateTime,
+            )))
+            .examples(["2026-11-06T21:20:00.123456789Z"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for UnixNanos {}
+
 impl Serialize for UnixNanos {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&self.to_rfc3339())

@@ -7,7 +7,7 @@ use crate::event::DeploymentStatus;
 use crate::time::UnixNanos;
 
 /// The latest desired assignment of a target.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct DesiredView {
     pub version: String,
     pub revision: String,
@@ -15,7 +15,7 @@ pub struct DesiredView {
 }
 
 /// What one host (through one reconciler) reports for a target.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct HostView {
     pub host: String,
     /// The reconciler that reported, or null when none was named.
@@ -31,7 +31,7 @@ pub struct HostView {
 }
 
 /// State of one (application, workload, environment, target).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TargetState {
     pub workspace: String,
     pub application: String,
@@ -57,7 +57,7 @@ impl HostView {
 /// `succeeded`, `failed` and `in_progress` count hosts whose current revision
 /// is the desired one, by status; `pending` counts hosts on another revision.
 /// The four always add up to `total_hosts`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Rollout {
     pub desired: Option<DesiredView>,
     pub total_hosts: usize,
@@ -69,7 +69,7 @@ pub struct Rollout {
 }
 
 /// One host in a rollout, with the target it belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct RolloutHost {
     pub target: String,
     #[serde(flatten)]
@@ -218,7 +218,7 @@ mod tests {
 
 /// One host in `GET /api/v1/hosts`: when it last reported, whether that is
 /// too long ago, and what it runs, counted by status.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct HostSummary {
     pub host: String,
     /// The newest observation from this host, over all its targets.
@@ -235,7 +235,7 @@ pub struct HostSummary {
 
 /// One page of a list. `next_cursor` is opaque: pass it back as `cursor`
 /// for the next page; null on the last page.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,

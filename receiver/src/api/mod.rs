@@ -1,5 +1,6 @@
 //! The read API (JSON, tenant-scoped), health checks and `/metrics`.
 
+mod docs;
 mod reports;
 
 use std::sync::Arc;
@@ -30,29 +31,95 @@ pub struct ApiState {
     pub environments: Arc<[String]>,
 }
 
+/// The OpenAPI document's frame; the paths come from the handlers.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Sextant hub API",
+        version = "1",
+        description = "What runs where: the hub's read API. JSON, scoped to the caller's tenant. \
+            Lists are paginated with `limit` and an opaque `cursor` (pass back `next_cursor`). \
+            Errors share one shape: `{\"error\": {\"code\", \"message\"}}`."
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "state", description = "Current state per target and rollout progress"),
+        (name = "reports", description = "Environment state, compare, drift, host view, history"),
+        (name = "lists", description = "Environments, applications, workloads, targets, hosts")
+    )
+)]
+struct ApiDoc;
+
+/// Declares the `Authorization: Bearer` scheme (needed when tokens are
+/// configured).
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The API routes with their OpenAPI document.
+fn api_routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
+    use utoipa::OpenApi as _;
+    use utoipa_axum::router::OpenApiRouter;
+    use utoipa_axum::routes;
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(state_handler))
+        .routes(routes!(rollout_handler))
+        .routes(routes!(hosts_handler))
+        .routes(routes!(reports::host))
+        .routes(routes!(reports::environments))
+        .routes(routes!(reports::applications))
+        .routes(routes!(reports::workloads))
+        .routes(routes!(reports::targets))
+        .routes(routes!(reports::environment_state))
+        .routes(routes!(reports::compare))
+        .routes(routes!(reports::drift))
+        .routes(routes!(reports::history))
+        .split_for_parts()
+}
+
+/// The OpenAPI document of the API, as served at `/api/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes().1
+}
+
 /// The API, health and metrics routes.
 pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/api/v1/state", get(state_handler))
-        .route("/api/v1/rollout", get(rollout_handler))
-        .route("/api/v1/hosts", get(hosts_handler))
-        .route("/api/v1/hosts/{host}", get(reports::host))
-        .route("/api/v1/environments", get(reports::environments))
-        .route("/api/v1/applications", get(reports::applications))
-        .route("/api/v1/workloads", get(reports::workloads))
-        .route("/api/v1/targets", get(reports::targets))
-        .route(
-            "/api/v1/environments/{environment}/state",
-            get(reports::environment_state),
-        )
-        .route("/api/v1/compare", get(reports::compare))
-        .route("/api/v1/drift", get(reports::drift))
-        .route("/api/v1/history", get(reports::history))
-        .route("/health/live", get(live))
-        .route("/health/ready", get(ready))
-        .route("/metrics", get(metrics))
-        .fallback(not_found)
-        .with_state(state)
+    let (api, doc) = api_routes();
+    let json: Arc<str> = doc.to_pretty_json().unwrap_or_default().into();
+    let page: Arc<str> = docs::render(&doc).into();
+    api.route(
+        "/api/openapi.json",
+        get(move || {
+            let json = json.clone();
+            async move {
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    json.to_string(),
+                )
+            }
+        }),
+    )
+    .route(
+        "/api/docs",
+        get(move || {
+            let page = page.clone();
+            async move { axum::response::Html(page.to_string()) }
+        }),
+    )
+    .route("/health/live", get(live))
+    .route("/health/ready", get(ready))
+    .route("/metrics", get(metrics))
+    .fallback(not_found)
+    .with_state(state)
 }
 
 /// An API error: `{"error": {"code": "...", "message": "..."}}`. The code
@@ -64,15 +131,19 @@ pub struct ApiError {
     message: String,
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorDetail<'a>,
+/// The one shape of every API error.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    error: ErrorDetail,
 }
 
-#[derive(Serialize)]
-struct ErrorDetail<'a> {
-    code: &'a str,
-    message: &'a str,
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable: `invalid_query`, `not_found`, `unauthenticated`, `forbidden`,
+    /// `unavailable`.
+    code: String,
+    /// For people; may change.
+    message: String,
 }
 
 impl ApiError {
@@ -89,8 +160,8 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
             error: ErrorDetail {
-                code: self.code,
-                message: &self.message,
+                code: self.code.to_owned(),
+                message: self.message,
             },
         };
         (self.status, Json(body)).into_response()
@@ -135,8 +206,9 @@ pub(crate) fn reader(state: &ApiState, headers: &HeaderMap) -> Result<Principal,
 }
 
 /// Filters of `GET /api/v1/state`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct StateParams {
     workspace: Option<String>,
     application: Option<String>,
@@ -145,6 +217,20 @@ struct StateParams {
     target: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/state",
+    tag = "state",
+    params(StateParams),
+    responses(
+        (status = 200, description = "OK", body = Vec<TargetState>),
+        (status = 400, description = "Invalid query", body = ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 403, description = "Token lacks the `read` scope", body = ErrorBody),
+        (status = 503, description = "The hub store is unavailable", body = ErrorBody),
+    ),
+    security((), ("bearer" = []))
+)]
 async fn state_handler(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -167,8 +253,9 @@ const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1000;
 
 /// Filters and paging of `GET /api/v1/hosts`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct HostsParams {
     workspace: Option<String>,
     application: Option<String>,
@@ -210,6 +297,20 @@ pub(crate) fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/hosts",
+    tag = "lists",
+    params(HostsParams),
+    responses(
+        (status = 200, description = "OK", body = Page<HostSummary>),
+        (status = 400, description = "Invalid query", body = ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 403, description = "Token lacks the `read` scope", body = ErrorBody),
+        (status = 503, description = "The hub store is unavailable", body = ErrorBody),
+    ),
+    security((), ("bearer" = []))
+)]
 async fn hosts_handler(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -257,8 +358,9 @@ async fn hosts_handler(
 }
 
 /// Parameters of `GET /api/v1/rollout`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct RolloutParams {
     workload: String,
     environment: String,
@@ -267,6 +369,21 @@ struct RolloutParams {
     workspace: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/rollout",
+    tag = "state",
+    params(RolloutParams),
+    responses(
+        (status = 200, description = "OK", body = Rollout),
+        (status = 404, description = "No such workload in the environment", body = ErrorBody),
+        (status = 400, description = "Invalid query", body = ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 403, description = "Token lacks the `read` scope", body = ErrorBody),
+        (status = 503, description = "The hub store is unavailable", body = ErrorBody),
+    ),
+    security((), ("bearer" = []))
+)]
 async fn rollout_handler(
     State(state): State<ApiState>,
     headers: HeaderMap,

@@ -13,7 +13,7 @@ use sextant_model::{
     TargetItem, TargetRef, TargetSummary, UnixNanos, WorkloadItem, order_environments,
 };
 
-use super::{ApiError, ApiState, page_limit, reader};
+use super::{ApiError, ApiState, ErrorBody, page_limit, reader};
 use crate::store::{CatalogKind, CatalogQuery, CatalogRow, CurrentQuery, HistoryQuery, StateQuery};
 
 fn invalid(message: impl Into<String>) -> ApiError {
@@ -64,8 +64,9 @@ fn paginate<T, C: Serialize>(mut rows: Vec<(T, C)>, limit: u32) -> Page<T> {
 }
 
 /// The filters every report shares.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct TargetFilter {
     workspace: Option<String>,
     application: Option<String>,
@@ -88,6 +89,20 @@ impl TargetFilter {
 /// `GET /api/v1/environments/{environment}/state`: per (application,
 /// workload, target), the scheduled version and the deployed versions
 /// grouped by version and status with host counts.
+#[utoipa::path(
+    get,
+    path = "/api/v1/environments/{environment}/state",
+    tag = "reports",
+    params(("environment" = String, Path, description = "Environment name"), TargetFilter),
+    responses(
+        (status = 200, description = "OK", body = Vec<TargetSummary>),
+        (status = 400, description = "Invalid query", body = ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 403, description = "Token lacks the `read` scope", body = ErrorBody),
+        (status = 503, description = "The hub store is unavailable", body = ErrorBody),
+    ),
+    security((), ("bearer" = []))
+)]
 pub(crate) async fn environment_state(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -104,8 +119,9 @@ pub(crate) async fn environment_state(
 }
 
 /// Filters and paging of the catalog lists.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListParams {
     workspace: Option<String>,
     application: Option<String>,
@@ -179,6 +195,20 @@ fn split<const N: usize>(row: CatalogRow) -> Option<([String; N], Vec<i64>)> {
 
 /// `GET /api/v1/environments`: in the configured order, with target and
 /// host counts.
+#[utoipa::path(
+    get,
+    path = "/api/v1/environments",
+    tag = "lists",
+    params(ListParams),
+    responses(
+        (status = 200, description = "OK", body = Page<EnvironmentItem>),
+        (status = 400, description = "Invalid query", body = ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 403, description = "Token lacks the `read` scope", body = ErrorBody),
+        (status = 503, description = "The hub store is unavailable", body = ErrorBody),
+    ),
+    security((), ("bearer" = []))
+)]
 pub(crate) async fn environments(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -199,6 +229,20 @@ pub(crate) async fn environments(
 }
 
 /// `GET /api/v1/applications`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/applications",
+    tag = "lists",
+    params(ListParams),
+    responses(
+        (status = 200, description = "OK", body = Page<ApplicationItem>),
+        (status = 400, description = "Invalid query", body = ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 403, description = "Token lacks the `read` scope", body = ErrorBody),
+        (status = 503, description = "The hub store is unavailable", body = ErrorBody),
+    ),
+    security((), ("bearer" = []))
+)]
 pub(crate) async fn applications(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -219,6 +263,20 @@ pub(crate) async fn applications(
 }
 
 /// `GET /api/v1/workloads`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/workloads",
+    tag = "lists",
+    params(ListParams),
+    responses(
+        (status = 200, description = "OK", body = Page<WorkloadItem>),
+        (status = 400, description = "Invalid query", body = ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 403, description = "Token lacks the `read` scope", body = ErrorBody),
+        (status = 503, description = "The hub store is unavailable", body = ErrorBody),
+    ),
+    security((), ("bearer" = []))
+)]
 pub(crate) async fn workloads(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -241,6 +299,20 @@ pub(crate) async fn workloads(
 }
 
 /// `GET /api/v1/targets`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/targets",
+    tag = "lists",
+    params(ListParams),
+    responses(
+        (status = 200, description = "OK", body = Page<TargetItem>),
+        (status = 400, description = "Invalid query", body = ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 403, description = "Token lacks the `read` scope", body = ErrorBody),
+        (status = 503, description = "The hub store is unavailable", body = ErrorBody),
+    ),
+    security((), ("bearer" = []))
+)]
 pub(crate) async fn targets(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -267,8 +339,9 @@ pub(crate) async fn targets(
 }
 
 /// Parameters of `GET /api/v1/compare`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct CompareParams {
     /// Comma-separated, two or more.
     environments: String,
@@ -279,6 +352,21 @@ pub(crate) struct CompareParams {
 
 /// `GET /api/v1/compare?environments=dev,stage,prod`: per workload, the
 /// desired and deployed versions in each environment, and whether they differ.
+#[utoipa::path(
+    get,
+    path = "/api/v1/compare",
+    tag = "reports",
+    params(CompareParams),
+    responses(
+        (status = 200, description = "OK", body = Comparison),
+        (status = 404, description = "Unknown environment", body = ErrorBody),
+        (status = 400, description = "Invalid query", body = ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 403, description = "Token lacks the `read` scope", body = ErrorBody),
+        (status = 503, description = "The hub store is unavailable", body = ErrorBody),
+    ),
+    security((), ("bearer" = []))
+)]
 pub(crate) async fn compare(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -324,8 +412,9 @@ pub(crate) async fn compare(
 }
 
 /// Parameters of `GET /api/v1/drift`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct DriftParams {
     workspace: Option<String>,
     application: Option<String>,
@@ -339,6 +428,20 @@ pub(crate) struct DriftParams {
 
 /// `GET /api/v1/drift`: every (host, reconciler, target) whose current state
 /// differs from desired, with its reasons.
+#[utoipa::path(
+    get,
+    path = "/api/v1/drift",
+    tag = "reports",
+    params(DriftParams),
+    responses(
+        (status = 200, description = "OK", body = Page<HostDeployment>),
+        (status = 400, description = "Invalid query", body = ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 403, description = "Token lacks the `read` scope", body = ErrorBody),
+        (status = 503, description = "The hub store is unavailable", body = ErrorBody),
+    ),
+    security((), ("bearer" = []))
+)]
 pub(crate) async fn drift(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -366,6 +469,21 @@ pub(crate) async fn drift(
 }
 
 /// `GET /api/v1/hosts/{host}`: everything a host runs.
+#[utoipa::path(
+    get,
+    path = "/api/v1/hosts/{host}",
+    tag = "reports",
+    params(("host" = String, Path, description = "Host name")),
+    responses(
+        (status = 200, description = "OK", body = HostDetail),
+        (status = 404, description = "No such host", body = ErrorBody),
+        (status = 400, description = "Invalid query", body = ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 403, description = "Token lacks the `read` scope", body = ErrorBody),
+        (status = 503, description = "The hub store is unavailable", body = ErrorBody),
+    ),
+    security((), ("bearer" = []))
+)]
 pub(crate) async fn host(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -396,8 +514,9 @@ pub(crate) async fn host(
 }
 
 /// Parameters of `GET /api/v1/history`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct HistoryParams {
     workspace: Option<String>,
     application: Option<String>,
@@ -446,6 +565,20 @@ pub(crate) fn parse_time(name: &str, value: &str, now: UnixNanos) -> Result<Unix
 
 /// `GET /api/v1/history`: desired assignments and observed status changes,
 /// newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/history",
+    tag = "reports",
+    params(HistoryParams),
+    responses(
+        (status = 200, description = "OK", body = Page<HistoryEntry>),
+        (status = 400, description = "Invalid query", body = ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 403, description = "Token lacks the `read` scope", body = ErrorBody),
+        (status = 503, description = "The hub store is unavailable", body = ErrorBody),
+    ),
+    security((), ("bearer" = []))
+)]
 pub(crate) async fn history(
     State(state): State<ApiState>,
     headers: HeaderMap,
