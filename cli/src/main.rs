@@ -1,6 +1,8 @@
 //! `sextant`: the command-line entry point. Thin: the work lives in the
 //! library crates.
 
+mod report;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -23,6 +25,8 @@ enum Command {
     /// Start the local stack: the hub (OTLP receiver and read API) on an
     /// embedded SQLite database in the data directory.
     Up(UpArgs),
+    /// Send one deployment event to the hub over OTLP (or Kalypso YAML with -f).
+    Report(Box<report::ReportArgs>),
 }
 
 /// Settings of `sextant up`. Each overrides the config file and the
@@ -84,6 +88,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Up(args) => up(args).await,
+        Command::Report(args) => report::run(*args).await,
     }
 }
 
