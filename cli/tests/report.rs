@@ -403,6 +403,7 @@ on_both_backends!(
     kalypso_yaml_lands_as_desired_and_observed,
     bad_input_is_refused_before_sending,
     a_wrong_token_is_refused_by_the_hub,
+    the_kalypso_doc_examples_work,
 );
 
 #[tokio::test]
@@ -512,4 +513,88 @@ async fn a_partial_success_from_the_hub_is_an_error() {
     let endpoint = fake_hub("200 OK", b"not protobuf at all".to_vec()).await;
     let err = assert_failed(&report_with(&endpoint, &args, None).await);
     assert!(err.contains("is not an OTLP logs response"), "{err}");
+}
+
+/// The fenced blocks of `lang` in `docs/kalypso.md`, in order.
+fn doc_blocks(lang: &str) -> Vec<String> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/kalypso.md");
+    let doc = std::fs::read_to_string(path).expect("read docs/kalypso.md");
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in doc.lines() {
+        match current.as_mut() {
+            Some(block) if line == "```" => {
+                blocks.push(std::mem::take(block));
+                current = None;
+            }
+            Some(block) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            None if line == format!("```{lang}") => current = Some(String::new()),
+            None => {}
+        }
+    }
+    blocks
+}
+
+/// Runs a documented shell snippet with `sextant` on the PATH, pointed at `hub`.
+async fn run_doc_snippet(hub: &Hub, snippet: &str, dir: &std::path::Path) -> Output {
+    let bin_dir = std::path::Path::new(BIN).parent().expect("bin dir");
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    Command::new("sh")
+        .args(["-ec", snippet])
+        .current_dir(dir)
+        .env("PATH", path)
+        .env("SEXTANT_OTLP_ENDPOINT", format!("http://{}", hub.http))
+        .env_remove("SEXTANT_TOKEN")
+        .output()
+        .await
+        .expect("run the documented command")
+}
+
+async fn the_kalypso_doc_examples_work(backend: Backend) {
+    let hub = Hub::start(backend, "").await;
+    hub.wait_ready().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let yaml = doc_blocks("yaml");
+    assert_eq!(yaml.len(), 2, "a descriptor and a reconciler example");
+    assert!(yaml[0].contains("kind: DeploymentDescriptor") && yaml[1].contains("kind: Reconciler"));
+    std::fs::write(dir.path().join("descriptor.yaml"), &yaml[0]).expect("write");
+    std::fs::write(dir.path().join("reconciler.yaml"), &yaml[1]).expect("write");
+
+    let sh = doc_blocks("sh");
+    let both = sh
+        .iter()
+        .find(|b| b.starts_with("sextant report -f descriptor.yaml -f reconciler.yaml"))
+        .expect("the example that sends both kinds");
+    let command = both.lines().next().expect("command line");
+    let expected: Vec<&str> = both.lines().filter_map(|l| l.strip_prefix("# ")).collect();
+    let out = assert_ok(&run_doc_snippet(&hub, command, dir.path()).await);
+    assert_eq!(out.lines().collect::<Vec<_>>(), expected);
+
+    // The flag forms send the same events: the desired one is a replay.
+    let flags: Vec<&String> = sh
+        .iter()
+        .filter(|b| {
+            b.starts_with("sextant report desired") || b.starts_with("sextant report observed")
+        })
+        .collect();
+    assert_eq!(flags.len(), 2, "{sh:#?}");
+    for snippet in flags {
+        assert_ok(&run_doc_snippet(&hub, snippet, dir.path()).await);
+    }
+    assert_eq!(hub.db.count("desired_assignments").await, 1);
+
+    let targets = state(&hub, "dev", None).await;
+    assert_eq!(targets.len(), 1, "{targets:#?}");
+    assert_eq!(targets[0]["workspace"], "kaizentm");
+    assert_eq!(targets[0]["desired"]["version"], "0.0.2");
+    let h = host(&targets[0], "aks-dev-1");
+    assert_eq!(h["in_sync"], true, "{h:#}");
+    assert_eq!(h["reconciler"], "hello-world-functional-test");
 }
