@@ -95,6 +95,8 @@ async fn main() -> anyhow::Result<()> {
 async fn up(args: UpArgs) -> anyhow::Result<()> {
     let config = args.config()?;
     let app = Application::build(&config).await?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone())?);
     println!("Sextant hub is up ({} database)", app.store().backend());
     println!(
         "  database     {}",
@@ -105,39 +107,39 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         "  OTLP/HTTP    http://{}/v1/logs, /v1/metrics, /v1/traces",
         app.otlp_http_addr()
     );
+    println!("  UI           http://{}/", app.api_addr());
     println!("  API          http://{}/api/v1/state", app.api_addr());
+    println!("  API docs     http://{}/api/docs", app.api_addr());
     println!("  health       http://{}/health/ready", app.api_addr());
     println!("  metrics      http://{}/metrics", app.api_addr());
     println!("Press Ctrl-C to stop.");
 
-    let shutdown = CancellationToken::new();
-    tokio::spawn(stop_on_signal(shutdown.clone()));
     app.run_until_stopped(shutdown).await?;
     tracing::info!("Stopped");
     Ok(())
 }
 
-/// Cancels `shutdown` on SIGINT or SIGTERM.
-async fn stop_on_signal(shutdown: CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Cancels `shutdown` on SIGINT or SIGTERM. The handlers are registered
+/// before this returns, so a signal sent right after the banner is printed
+/// is not missed (it would otherwise kill the process).
+fn stop_on_signal(shutdown: CancellationToken) -> anyhow::Result<impl Future<Output = ()>> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "Cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
+    let (mut int, mut term) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+            signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
-    tracing::info!("Shutting down");
-    shutdown.cancel();
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("Shutting down");
+        shutdown.cancel();
+    })
 }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod metrics;
 pub mod otlp;
 pub mod store;
+pub mod ui;
 
 pub use app::Application;
 pub use config::HubConfig;

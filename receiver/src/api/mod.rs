@@ -3,6 +3,8 @@
 mod docs;
 mod reports;
 
+pub(crate) use reports::parse_time;
+
 use std::sync::Arc;
 
 use axum::Json;
@@ -94,6 +96,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The API, health and metrics routes.
 pub fn router(state: ApiState) -> Router {
     let (api, doc) = api_routes();
+    let api = api.merge(crate::ui::router());
     let json: Arc<str> = doc.to_pretty_json().unwrap_or_default().into();
     let page: Arc<str> = docs::render(&doc).into();
     api.route(

@@ -1,0 +1,841 @@
+//! The web UI, served by the hub on the API address: server-rendered HTML
+//! (maud) with a little plain JavaScript that refreshes each page in place.
+//! No CDN, no Node build, works offline. Filters live in the URL.
+//!
+//! Pages: `/` (environment × workload matrix), `/compare`, `/drift`,
+//! `/hosts`, `/hosts/{host}`, `/workloads/{workload}/history`.
+//!
+//! With tokens configured, the UI reads as the token in the
+//! `Authorization` header or in the `sextant_token` cookie set by `/login`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::Form;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+use serde::Deserialize;
+use sextant_model::{
+    Comparison, DeploymentStatus, DriftReason, HistoryEntry, HostDeployment, TargetSummary,
+    UnixNanos, order_environments,
+};
+
+use crate::api::ApiState;
+use crate::auth::{AuthError, Principal, Scope};
+use crate::store::{CurrentQuery, HistoryQuery, ListQuery, StateQuery};
+
+const CSS: &str = include_str!("sextant.css");
+const JS: &str = include_str!("sextant.js");
+const COOKIE: &str = "sextant_token";
+/// Rows a UI list shows per page.
+const PAGE: u32 = 100;
+
+/// The UI routes.
+pub fn router() -> Router<ApiState> {
+    Router::new()
+        .route("/", get(matrix))
+        .route("/compare", get(compare))
+        .route("/drift", get(drift))
+        .route("/hosts", get(hosts))
+        .route("/hosts/{host}", get(host))
+        .route("/workloads/{workload}/history", get(history))
+        .route("/login", get(login_page).post(login))
+}
+
+/// A page that could not be shown.
+enum UiError {
+    Login(String),
+    Status(StatusCode, String),
+}
+
+impl From<AuthError> for UiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Forbidden(_) => UiError::Status(StatusCode::FORBIDDEN, e.to_string()),
+            AuthError::Missing | AuthError::Unknown => UiError::Login(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for UiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        tracing::error!(error = %e, "Store read failed for the UI");
+        UiError::Status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the hub store is unavailable".into(),
+        )
+    }
+}
+
+impl IntoResponse for UiError {
+    fn into_response(self) -> Response {
+        match self {
+            UiError::Login(why) => {
+                (StatusCode::UNAUTHORIZED, login_form(Some(&why))).into_response()
+            }
+            UiError::Status(status, message) => {
+                (status, layout("Error", "", html! { p.error { (message) } })).into_response()
+            }
+        }
+    }
+}
+
+/// The caller, from the Authorization header or the UI's cookie.
+fn viewer(state: &ApiState, headers: &HeaderMap) -> Result<Principal, UiError> {
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let cookie = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().strip_prefix(COOKIE)?.strip_prefix('='))
+        .next()
+        .map(|t| format!("Bearer {t}"));
+    Ok(state
+        .auth
+        .check(header.or(cookie).as_deref(), Scope::Read)?)
+}
+
+fn stale_before(state: &ApiState) -> UnixNanos {
+    let window = i64::try_from(state.stale_after.as_nanos()).unwrap_or(i64::MAX);
+    UnixNanos(UnixNanos::now().0.saturating_sub(window))
+}
+
+/// "42s ago", "3h ago": how long before now.
+fn ago(t: UnixNanos) -> String {
+    let secs = (UnixNanos::now().0 - t.0) / 1_000_000_000;
+    match secs {
+        s if s < 0 => "just now".into(),
+        s if s < 120 => format!("{s}s ago"),
+        s if s < 7200 => format!("{}m ago", s / 60),
+        s if s < 172_800 => format!("{}h ago", s / 3600),
+        s => format!("{}d ago", s / 86_400),
+    }
+}
+
+/// A time for people: `2026-11-23 16:40:01Z`, with the exact time on hover.
+fn when(t: UnixNanos) -> Markup {
+    let exact = t.to_rfc3339();
+    let short = format!("{} {}Z", &exact[..10], &exact[11..19.min(exact.len())]);
+    html! { time datetime=(exact) title=(exact) { (short) " · " (ago(t)) } }
+}
+
+fn status_class(s: DeploymentStatus) -> &'static str {
+    match s {
+        DeploymentStatus::Succeeded => "ok",
+        DeploymentStatus::Failed => "bad",
+        DeploymentStatus::InProgress => "busy",
+    }
+}
+
+fn reason_label(r: DriftReason) -> &'static str {
+    match r {
+        DriftReason::WrongRevision => "wrong revision",
+        DriftReason::Failed => "failed",
+        DriftReason::NoDesiredState => "no desired state",
+        DriftReason::Stale => "stale",
+    }
+}
+
+fn short_revision(r: &str) -> &str {
+    let hex = r.strip_prefix("sha256:").unwrap_or(r);
+    &hex[..12.min(hex.len())]
+}
+
+/// A query string from the non-empty pairs.
+fn query_string(pairs: &[(&str, Option<&str>)]) -> String {
+    let parts: Vec<String> = pairs
+        .iter()
+        .filter_map(|(k, v)| {
+            v.filter(|v| !v.is_empty()).map(|v| {
+                format!(
+                    "{k}={}",
+                    url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>()
+                )
+            })
+        })
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", parts.join("&"))
+    }
+}
+
+fn path_segment(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// The frame of every page.
+fn layout(title: &str, active: &str, body: Markup) -> Markup {
+    let nav = [
+        ("/", "Matrix"),
+        ("/compare", "Compare"),
+        ("/drift", "Drift"),
+        ("/hosts", "Hosts"),
+        ("/api/docs", "API"),
+    ];
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · Sextant" }
+                style { (PreEscaped(CSS)) }
+            }
+            body {
+                header {
+                    a.brand href="/" { "Sextant" }
+                    nav {
+                        @for (href, label) in nav {
+                            a href=(href) class=[(active == href).then_some("active")] { (label) }
+                        }
+                    }
+                    span #updated { "Updated " (when(UnixNanos::now())) }
+                }
+                main #content data-title=(title) {
+                    h1 { (title) }
+                    (body)
+                }
+                script { (PreEscaped(JS)) }
+            }
+        }
+    }
+}
+
+/// A filter form whose fields become the URL's query.
+fn filter_form(action: &str, fields: &[(&str, &str, Option<&str>)]) -> Markup {
+    html! {
+        form.filters method="get" action=(action) {
+            @for (name, label, value) in fields {
+                label { (label) " " input type="text" name=(name) value=[value]; }
+            }
+            button type="submit" { "Filter" }
+            a href=(action) { "Clear" }
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct MatrixParams {
+    workspace: Option<String>,
+    application: Option<String>,
+    workload: Option<String>,
+    /// Comma-separated environments to show; all when empty.
+    environments: Option<String>,
+}
+
+fn env_list(s: Option<&str>) -> Vec<String> {
+    s.unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Drift per (workspace, application, workload, environment): (drifting
+/// rows, failed rows, stale rows).
+type DriftCounts = HashMap<(String, String, String, String), (u64, u64, u64)>;
+
+async fn drift_counts(
+    state: &ApiState,
+    tenant: &str,
+    filter: StateQuery,
+) -> Result<DriftCounts, UiError> {
+    let rows = state
+        .store
+        .current(
+            tenant,
+            &CurrentQuery {
+                filter,
+                host: None,
+                drift_only: true,
+                stale_before: stale_before(state),
+                after: None,
+                limit: 100_000,
+            },
+        )
+        .await?;
+    let mut counts = DriftCounts::new();
+    for (d, _) in rows {
+        let c = counts
+            .entry((
+                d.at.workspace,
+                d.at.application,
+                d.at.workload,
+                d.at.environment,
+            ))
+            .or_default();
+        c.0 += 1;
+        c.1 += u64::from(d.drift.contains(&DriftReason::Failed));
+        c.2 += u64::from(d.drift.contains(&DriftReason::Stale));
+    }
+    Ok(counts)
+}
+
+/// Home: the environment × workload matrix.
+async fn matrix(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(p): Query<MatrixParams>,
+) -> Result<Markup, UiError> {
+    let principal = viewer(&state, &headers)?;
+    let filter = StateQuery {
+        workspace: p.workspace.clone(),
+        application: p.application.clone(),
+        workload: p.workload.clone(),
+        environment: None,
+        target: None,
+    };
+    let summaries = state.store.summaries(&principal.tenant, &filter).await?;
+    let drift = drift_counts(&state, &principal.tenant, filter).await?;
+    let wanted = env_list(p.environments.as_deref());
+    let mut envs: Vec<String> = summaries.iter().map(|s| s.at.environment.clone()).collect();
+    envs.sort();
+    envs.dedup();
+    envs.retain(|e| wanted.is_empty() || wanted.contains(e));
+    order_environments(&mut envs, |e| e.as_str(), &state.environments);
+
+    let mut rows: BTreeMap<(String, String, String), HashMap<String, Vec<TargetSummary>>> =
+        BTreeMap::new();
+    for s in summaries {
+        rows.entry((
+            s.at.workspace.clone(),
+            s.at.application.clone(),
+            s.at.workload.clone(),
+        ))
+        .or_default()
+        .entry(s.at.environment.clone())
+        .or_default()
+        .push(s);
+    }
+    let body = html! {
+        (filter_form("/", &[
+            ("workspace", "Workspace", p.workspace.as_deref()),
+            ("application", "Application", p.application.as_deref()),
+            ("workload", "Workload", p.workload.as_deref()),
+            ("environments", "Environments", p.environments.as_deref()),
+        ]))
+        @if rows.is_empty() {
+            p.empty { "No deployment state yet. Send some over OTLP (see docs/otlp-conventions.md) or start with " code { "sextant up --demo" } "." }
+        } @else {
+            div.scroll {
+                table.matrix {
+                    thead { tr {
+                        th { "Workload" }
+                        @for env in &envs { th { (env) } }
+                    } }
+                    tbody {
+                        @for ((workspace, application, workload), cells) in &rows {
+                            tr {
+                                th scope="row" {
+                                    span.app { (application) @if workspace != "default" { " · " (workspace) } }
+                                    br;
+                                    (workload)
+                                }
+                                @for env in &envs {
+                                    @let targets = cells.get(env);
+                                    @let (drifting, failed, stale) = drift
+                                        .get(&(workspace.clone(), application.clone(), workload.clone(), env.clone()))
+                                        .copied()
+                                        .unwrap_or_default();
+                                    td.cell.drift[drifting > 0].failed[failed > 0].stale[stale > 0]
+                                        data-environment=(env) data-workload=(workload) {
+                                        @if let Some(targets) = targets {
+                                            @for t in targets { (matrix_target(t)) }
+                                            div.flags {
+                                                @if failed > 0 { span.flag.bad { (failed) " failed" } }
+                                                @if drifting > failed + stale { span.flag.warn { (drifting - failed - stale) " drifted" } }
+                                                @if stale > 0 { span.flag.stale { (stale) " stale" } }
+                                            }
+                                            a.more href={ "/workloads/" (path_segment(workload)) "/history" (query_string(&[("environment", Some(env)), ("application", Some(application))])) } { "history" }
+                                        } @else {
+                                            span.none { "—" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(layout("What runs where", "/", body))
+}
+
+fn matrix_target(t: &TargetSummary) -> Markup {
+    html! {
+        div.target {
+            div.tname { (t.at.target) }
+            div.desired {
+                @match &t.desired {
+                    Some(d) => { "desired " strong.version { (d.version) } }
+                    None => { em { "no desired version" } }
+                }
+            }
+            ul.groups {
+                @for g in &t.deployed {
+                    li class=(status_class(g.status)) title=(g.revision) {
+                        span.version { (g.version.as_deref().unwrap_or_else(|| short_revision(&g.revision))) }
+                        " " (g.status.as_str().replace('_', " ")) " "
+                        span.count { (g.hosts) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct CompareParams {
+    environments: Option<String>,
+    application: Option<String>,
+    workload: Option<String>,
+}
+
+/// Environments side by side.
+async fn compare(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(p): Query<CompareParams>,
+) -> Result<Markup, UiError> {
+    let principal = viewer(&state, &headers)?;
+    let filter = StateQuery {
+        application: p.application.clone(),
+        workload: p.workload.clone(),
+        ..StateQuery::default()
+    };
+    let summaries = state.store.summaries(&principal.tenant, &filter).await?;
+    let mut envs = env_list(p.environments.as_deref());
+    if envs.is_empty() {
+        envs = summaries.iter().map(|s| s.at.environment.clone()).collect();
+        envs.sort();
+        envs.dedup();
+        order_environments(&mut envs, |e| e.as_str(), &state.environments);
+    }
+    let summaries = summaries
+        .into_iter()
+        .filter(|s| envs.contains(&s.at.environment))
+        .collect();
+    let c = Comparison::build(envs.clone(), summaries);
+    let joined = envs.join(",");
+    let body = html! {
+        (filter_form("/compare", &[
+            ("environments", "Environments", Some(joined.as_str())),
+            ("application", "Application", p.application.as_deref()),
+            ("workload", "Workload", p.workload.as_deref()),
+        ]))
+        div.scroll {
+            table.compare {
+                thead { tr {
+                    th { "Workload" }
+                    @for env in &c.environments { th { (env) } }
+                    th { "Differs" }
+                } }
+                tbody {
+                    @for row in &c.workloads {
+                        tr.differs[row.differs] data-workload=(row.workload) {
+                            th scope="row" { span.app { (row.application) } br; (row.workload) }
+                            @for env in &c.environments {
+                                td {
+                                    @match row.environments.get(env) {
+                                        Some(cell) => {
+                                            div { "desired " strong.version { (cell.desired_versions.join(", ")) } }
+                                            div.deployed { "running " (cell.deployed_versions.join(", ")) }
+                                            @for t in &cell.targets {
+                                                div.small { (t.target) ": " (t.total_hosts) " hosts" }
+                                            }
+                                        }
+                                        None => { span.none { "not deployed" } }
+                                    }
+                                }
+                            }
+                            td { @if row.differs { span.flag.warn { "differs" } } @else { "same" } }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(layout("Compare environments", "/compare", body))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct DriftParams {
+    environment: Option<String>,
+    workload: Option<String>,
+    host: Option<String>,
+    cursor: Option<String>,
+}
+
+fn deployments_table(rows: &[HostDeployment], show_host: bool) -> Markup {
+    html! {
+        div.scroll {
+            table.list {
+                thead { tr {
+                    @if show_host { th { "Host" } }
+                    th { "Workload" } th { "Environment" } th { "Target" } th { "Desired" }
+                    th { "Running" } th { "Status" } th { "Drift" } th { "Reported" }
+                } }
+                tbody {
+                    @for d in rows {
+                        tr.drift[!d.drift.is_empty()] data-host=(d.host) data-workload=(d.at.workload) {
+                            @if show_host { td { a href={ "/hosts/" (path_segment(&d.host)) } { (d.host) } } }
+                            td { (d.at.application) " / " (d.at.workload) }
+                            td { (d.at.environment) }
+                            td { (d.at.target) }
+                            td { @match &d.desired { Some(v) => { (v.version) }, None => { span.none { "—" } } } }
+                            td title=(d.revision) { (d.version.as_deref().unwrap_or_else(|| short_revision(&d.revision))) }
+                            td { span class={ "status " (status_class(d.status)) } { (d.status.as_str().replace('_', " ")) }
+                                 @if let Some(m) = &d.message { div.small { (m) } } }
+                            td { @for r in &d.drift { span.flag.warn { (reason_label(*r)) } " " } }
+                            td { (when(d.observed_at)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Every (host, target) that differs from desired state.
+async fn drift(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(p): Query<DriftParams>,
+) -> Result<Markup, UiError> {
+    let principal = viewer(&state, &headers)?;
+    let after = p
+        .cursor
+        .as_deref()
+        .and_then(|c| hex::decode(c).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let rows = state
+        .store
+        .current(
+            &principal.tenant,
+            &CurrentQuery {
+                filter: StateQuery {
+                    environment: p.environment.clone(),
+                    workload: p.workload.clone(),
+                    ..StateQuery::default()
+                },
+                host: p.host.clone(),
+                drift_only: true,
+                stale_before: stale_before(&state),
+                after,
+                limit: PAGE + 1,
+            },
+        )
+        .await?;
+    let next = (rows.len() > PAGE as usize)
+        .then(|| rows.get(PAGE as usize - 1))
+        .flatten()
+        .and_then(|(_, c)| serde_json::to_vec(c).ok())
+        .map(hex::encode);
+    let rows: Vec<HostDeployment> = rows
+        .into_iter()
+        .take(PAGE as usize)
+        .map(|(d, _)| d)
+        .collect();
+    let body = html! {
+        (filter_form("/drift", &[
+            ("environment", "Environment", p.environment.as_deref()),
+            ("workload", "Workload", p.workload.as_deref()),
+            ("host", "Host", p.host.as_deref()),
+        ]))
+        @if rows.is_empty() {
+            p.empty.good { "No drift: every host runs what was promoted." }
+        } @else {
+            p { (rows.len()) @if next.is_some() { "+" } " drifting deployments." }
+            (deployments_table(&rows, true))
+        }
+        @if let Some(cursor) = next {
+            a.next href={ "/drift" (query_string(&[
+                ("environment", p.environment.as_deref()),
+                ("workload", p.workload.as_deref()),
+                ("host", p.host.as_deref()),
+                ("cursor", Some(&cursor)),
+            ])) } { "Next page →" }
+        }
+    };
+    Ok(layout("Drift", "/drift", body))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct HostsParams {
+    environment: Option<String>,
+    host: Option<String>,
+    after: Option<String>,
+}
+
+/// All hosts with their last report and status counts.
+async fn hosts(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(p): Query<HostsParams>,
+) -> Result<Markup, UiError> {
+    let principal = viewer(&state, &headers)?;
+    let mut rows = state
+        .store
+        .hosts(
+            &principal.tenant,
+            &ListQuery {
+                filter: StateQuery {
+                    environment: p.environment.clone(),
+                    ..StateQuery::default()
+                },
+                host: p.host.clone(),
+                after: p.after.clone(),
+                limit: PAGE + 1,
+            },
+        )
+        .await?;
+    let more = rows.len() > PAGE as usize;
+    rows.truncate(PAGE as usize);
+    let stale_before = stale_before(&state).0;
+    let body = html! {
+        (filter_form("/hosts", &[
+            ("environment", "Environment", p.environment.as_deref()),
+            ("host", "Host", p.host.as_deref()),
+        ]))
+        div.scroll {
+            table.list {
+                thead { tr { th { "Host" } th { "Workloads" } th { "Succeeded" } th { "Failed" } th { "In progress" } th { "Last report" } } }
+                tbody {
+                    @for h in &rows {
+                        tr.stale[h.last_seen_at < stale_before] data-host=(h.host) {
+                            td { a href={ "/hosts/" (path_segment(&h.host)) } { (h.host) } }
+                            td { (h.workloads) }
+                            td { span.status.ok { (h.succeeded) } }
+                            td { @if h.failed > 0 { span.status.bad { (h.failed) } } @else { "0" } }
+                            td { @if h.in_progress > 0 { span.status.busy { (h.in_progress) } } @else { "0" } }
+                            td { (when(UnixNanos(h.last_seen_at)))
+                                 @if h.last_seen_at < stale_before { " " span.flag.stale { "stale" } } }
+                        }
+                    }
+                }
+            }
+        }
+        @if more {
+            @if let Some(last) = rows.last() {
+                a.next href={ "/hosts" (query_string(&[
+                    ("environment", p.environment.as_deref()),
+                    ("host", p.host.as_deref()),
+                    ("after", Some(&last.host)),
+                ])) } { "Next page →" }
+            }
+        }
+    };
+    Ok(layout("Hosts", "/hosts", body))
+}
+
+/// Everything one host runs.
+async fn host(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Markup, UiError> {
+    let principal = viewer(&state, &headers)?;
+    let stale_before = stale_before(&state);
+    let rows = state
+        .store
+        .current(
+            &principal.tenant,
+            &CurrentQuery {
+                filter: StateQuery::default(),
+                host: Some(name.clone()),
+                drift_only: false,
+                stale_before,
+                after: None,
+                limit: 10_000,
+            },
+        )
+        .await?;
+    let rows: Vec<HostDeployment> = rows.into_iter().map(|(d, _)| d).collect();
+    let Some(last) = rows.iter().map(|d| d.observed_at).max() else {
+        return Err(UiError::Status(
+            StatusCode::NOT_FOUND,
+            format!("No host {name:?} has reported."),
+        ));
+    };
+    let body = html! {
+        p.summary {
+            "Last report " (when(last))
+            @if last < stale_before { " " span.flag.stale { "stale" } }
+            " · " (rows.len()) " deployments"
+            " · " a href={ "/drift" (query_string(&[("host", Some(&name))])) } { "drift of this host" }
+        }
+        (deployments_table(&rows, false))
+    };
+    Ok(layout(&format!("Host {name}"), "/hosts", body))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct HistoryParams {
+    environment: Option<String>,
+    application: Option<String>,
+    target: Option<String>,
+    since: Option<String>,
+    cursor: Option<String>,
+}
+
+/// A workload's history as a timeline.
+async fn history(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(workload): Path<String>,
+    Query(p): Query<HistoryParams>,
+) -> Result<Markup, UiError> {
+    let principal = viewer(&state, &headers)?;
+    let now = UnixNanos::now();
+    let since = match p.since.as_deref().filter(|s| !s.is_empty()) {
+        Some(s) => Some(crate::api::parse_time("since", s, now).map_err(|_| {
+            UiError::Status(
+                StatusCode::BAD_REQUEST,
+                format!("since={s:?} is not a time or a duration such as 7d"),
+            )
+        })?),
+        None => None,
+    };
+    let after = p
+        .cursor
+        .as_deref()
+        .and_then(|c| hex::decode(c).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let rows = state
+        .store
+        .history(
+            &principal.tenant,
+            &HistoryQuery {
+                filter: StateQuery {
+                    application: p.application.clone(),
+                    workload: Some(workload.clone()),
+                    environment: p.environment.clone(),
+                    target: p.target.clone(),
+                    ..StateQuery::default()
+                },
+                host: None,
+                since,
+                until: None,
+                after,
+                limit: PAGE + 1,
+            },
+        )
+        .await?;
+    let next = (rows.len() > PAGE as usize)
+        .then(|| rows.get(PAGE as usize - 1))
+        .flatten()
+        .and_then(|(_, c)| serde_json::to_vec(c).ok())
+        .map(hex::encode);
+    let entries: Vec<HistoryEntry> = rows
+        .into_iter()
+        .take(PAGE as usize)
+        .map(|(e, _)| e)
+        .collect();
+    let action = format!("/workloads/{}/history", path_segment(&workload));
+    let body = html! {
+        (filter_form(&action, &[
+            ("environment", "Environment", p.environment.as_deref()),
+            ("application", "Application", p.application.as_deref()),
+            ("target", "Target", p.target.as_deref()),
+            ("since", "Since (e.g. 7d)", p.since.as_deref()),
+        ]))
+        @if entries.is_empty() { p.empty { "No history for this workload yet." } }
+        ol.timeline {
+            @for e in &entries {
+                @match e {
+                    HistoryEntry::Desired { at, target, version, hosts, .. } => {
+                        li.desired {
+                            (when(*at)) " "
+                            strong { "Promoted " span.version { (version) } }
+                            " to " (target.environment) " / " (target.target)
+                            div.small {
+                                span.status.ok { (hosts.succeeded) " succeeded" } " "
+                                span.status.busy { (hosts.in_progress) " in progress" } " "
+                                span.status.bad { (hosts.failed) " failed" }
+                            }
+                        }
+                    }
+                    HistoryEntry::Observed { at, target, host, version, revision, status, message, .. } => {
+                        li class={ "observed " (status_class(*status)) } {
+                            (when(*at)) " "
+                            a href={ "/hosts/" (path_segment(host)) } { (host) }
+                            " reports " span.version { (version.as_deref().unwrap_or_else(|| short_revision(revision))) }
+                            " " span class={ "status " (status_class(*status)) } { (status.as_str().replace('_', " ")) }
+                            " in " (target.environment) " / " (target.target)
+                            @if let Some(m) = message { div.small { (m) } }
+                        }
+                    }
+                }
+            }
+        }
+        @if let Some(cursor) = next {
+            a.next href={ (action) (query_string(&[
+                ("environment", p.environment.as_deref()),
+                ("application", p.application.as_deref()),
+                ("target", p.target.as_deref()),
+                ("since", p.since.as_deref()),
+                ("cursor", Some(&cursor)),
+            ])) } { "Older →" }
+        }
+    };
+    Ok(layout(&format!("History of {workload}"), "", body))
+}
+
+fn login_form(why: Option<&str>) -> Markup {
+    layout(
+        "Sign in",
+        "",
+        html! {
+            @if let Some(why) = why { p.error { "This hub needs a token with the read scope (" (why) ")." } }
+            form.login method="post" action="/login" {
+                label { "Token " input type="password" name="token" autocomplete="current-password"; }
+                button type="submit" { "Sign in" }
+            }
+        },
+    )
+}
+
+async fn login_page() -> Markup {
+    login_form(None)
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+/// Stores the token in a cookie (HttpOnly, SameSite=Strict) after checking it.
+async fn login(State(state): State<ApiState>, Form(form): Form<LoginForm>) -> Response {
+    let token = form.token.trim();
+    let valid = token.chars().all(|c| c.is_ascii_graphic())
+        && state
+            .auth
+            .check(Some(&format!("Bearer {token}")), Scope::Read)
+            .is_ok();
+    if !valid {
+        return (
+            StatusCode::UNAUTHORIZED,
+            login_form(Some("that token cannot read")),
+        )
+            .into_response();
+    }
+    (
+        [(
+            header::SET_COOKIE,
+            format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"),
+        )],
+        Redirect::to("/"),
+    )
+        .into_response()
+}
