@@ -4,6 +4,7 @@
 # It first installs and starts what the tests need:
 #   - PostgreSQL (Debian's package), a running cluster and a `sextant` role;
 #   - a Python virtualenv in .venv with the OpenTelemetry Python SDK;
+#   - Chromium and chromedriver (Debian's packages) for the UI tests;
 # then runs `cargo test --workspace`. Extra arguments go to cargo test.
 set -euo pipefail
 
@@ -26,6 +27,8 @@ missing=()
 command -v pg_lsclusters >/dev/null || missing+=(postgresql)
 command -v curl >/dev/null || missing+=(curl)
 command -v python3 >/dev/null || missing+=(python3)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then apt_install python3-venv; fi
 

@@ -28,6 +28,7 @@ pub struct Application {
     max_request_bytes: usize,
     stale_after: std::time::Duration,
     environments: Arc<[String]>,
+    ui_refresh: std::time::Duration,
 }
 
 impl Application {
@@ -69,6 +70,7 @@ impl Application {
             max_request_bytes: config.max_request_bytes,
             stale_after: std::time::Duration::from_secs(config.stale_after_seconds),
             environments: config.environments.clone().into(),
+            ui_refresh: std::time::Duration::from_secs(config.ui_refresh_seconds),
         })
     }
 
@@ -109,6 +111,7 @@ impl Application {
             metrics: self.metrics.clone(),
             stale_after: self.stale_after,
             environments: self.environments,
+            ui_refresh: self.ui_refresh,
         });
         let grpc = grpc::serve(
             self.grpc,

@@ -25,6 +25,7 @@ const ENV_KEYS: &[&str] = &[
     "data_dir",
     "max_request_bytes",
     "stale_after_seconds",
+    "ui_refresh_seconds",
 ];
 
 /// Configuration of the hub (`sextant up`).
@@ -50,6 +51,8 @@ pub struct HubConfig {
     /// The order environments are shown in (`dev`, `qa`, `stage`, `prod`,
     /// or whatever a team uses). Unlisted environments follow, alphabetically.
     pub environments: Vec<String>,
+    /// How often UI pages refresh themselves, in seconds; 0 turns it off.
+    pub ui_refresh_seconds: u64,
     /// Static bearer tokens. With none, the hub only listens on loopback and
     /// everything belongs to tenant `default`.
     pub tokens: Vec<TokenConfig>,
@@ -66,6 +69,7 @@ impl Default for HubConfig {
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             stale_after_seconds: 90,
             environments: Vec::new(),
+            ui_refresh_seconds: 15,
             tokens: Vec::new(),
         }
     }

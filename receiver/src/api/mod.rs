@@ -31,6 +31,8 @@ pub struct ApiState {
     pub stale_after: std::time::Duration,
     /// The configured order of environments.
     pub environments: Arc<[String]>,
+    /// How often UI pages refresh themselves.
+    pub ui_refresh: std::time::Duration,
 }
 
 /// The OpenAPI document's frame; the paths come from the handlers.

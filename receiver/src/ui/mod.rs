@@ -76,9 +76,11 @@ impl IntoResponse for UiError {
             UiError::Login(why) => {
                 (StatusCode::UNAUTHORIZED, login_form(Some(&why))).into_response()
             }
-            UiError::Status(status, message) => {
-                (status, layout("Error", "", html! { p.error { (message) } })).into_response()
-            }
+            UiError::Status(status, message) => (
+                status,
+                layout("Error", "", 0, html! { p.error { (message) } }),
+            )
+                .into_response(),
         }
     }
 }
@@ -173,7 +175,14 @@ fn path_segment(s: &str) -> String {
 }
 
 /// The frame of every page.
-fn layout(title: &str, active: &str, body: Markup) -> Markup {
+/// A page of `state`'s UI, refreshing itself at the configured interval.
+fn page(state: &ApiState, title: &str, active: &str, body: Markup) -> Markup {
+    let ms = u64::try_from(state.ui_refresh.as_millis()).unwrap_or(u64::MAX);
+    layout(title, active, ms, body)
+}
+
+/// The frame of every page; `refresh_ms` 0 means no refresh.
+fn layout(title: &str, active: &str, refresh_ms: u64, body: Markup) -> Markup {
     let nav = [
         ("/", "Matrix"),
         ("/compare", "Compare"),
@@ -187,6 +196,7 @@ fn layout(title: &str, active: &str, body: Markup) -> Markup {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="sextant-refresh-ms" content=(refresh_ms);
                 title { (title) " · Sextant" }
                 style { (PreEscaped(CSS)) }
             }
@@ -369,7 +379,7 @@ async fn matrix(
             }
         }
     };
-    Ok(layout("What runs where", "/", body))
+    Ok(page(&state, "What runs where", "/", body))
 }
 
 fn matrix_target(t: &TargetSummary) -> Markup {
@@ -466,7 +476,7 @@ async fn compare(
             }
         }
     };
-    Ok(layout("Compare environments", "/compare", body))
+    Ok(page(&state, "Compare environments", "/compare", body))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -568,7 +578,7 @@ async fn drift(
             ])) } { "Next page →" }
         }
     };
-    Ok(layout("Drift", "/drift", body))
+    Ok(page(&state, "Drift", "/drift", body))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -636,7 +646,7 @@ async fn hosts(
             }
         }
     };
-    Ok(layout("Hosts", "/hosts", body))
+    Ok(page(&state, "Hosts", "/hosts", body))
 }
 
 /// Everything one host runs.
@@ -677,7 +687,7 @@ async fn host(
         }
         (deployments_table(&rows, false))
     };
-    Ok(layout(&format!("Host {name}"), "/hosts", body))
+    Ok(page(&state, &format!("Host {name}"), "/hosts", body))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -789,13 +799,14 @@ async fn history(
             ])) } { "Older →" }
         }
     };
-    Ok(layout(&format!("History of {workload}"), "", body))
+    Ok(page(&state, &format!("History of {workload}"), "", body))
 }
 
 fn login_form(why: Option<&str>) -> Markup {
     layout(
         "Sign in",
         "",
+        0,
         html! {
             @if let Some(why) = why { p.error { "This hub needs a token with the read scope (" (why) ")." } }
             form.login method="post" action="/login" {

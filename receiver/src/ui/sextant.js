@@ -2,7 +2,9 @@
 // visible, keeping the URL (and so the filters) as they are.
 (function () {
   "use strict";
-  var every = 15000;
+  var meta = document.querySelector('meta[name="sextant-refresh-ms"]');
+  var every = meta ? parseInt(meta.getAttribute("content"), 10) : 0;
+  if (!every) { return; }
   function refresh() {
     if (document.hidden) { return; }
     fetch(window.location.href, { credentials: "same-origin" })

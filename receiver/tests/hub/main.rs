@@ -9,3 +9,4 @@ mod otlp_errors;
 mod otlp_grpc;
 mod reports;
 mod tenants;
+mod ui;

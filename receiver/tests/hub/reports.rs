@@ -23,7 +23,7 @@ async fn estate(backend: Backend) -> (TestApp, u64) {
     estate_with(backend, |_| {}).await
 }
 
-async fn estate_with(
+pub(crate) async fn estate_with(
     backend: Backend,
     configure: impl FnOnce(&mut sextant_receiver::HubConfig),
 ) -> (TestApp, u64) {

@@ -1,0 +1,307 @@
+//! The web UI in headless Chromium (Debian's `chromium` and
+//! `chromium-driver`), driven through WebDriver with fantoccini, over the
+//! estate of `reports.rs`, which arrived over OTLP. Screenshots are saved
+//! under `target/ui-screenshots/`.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::helpers::{Backend, TestApp, logs, observed, on_both_backends};
+use crate::reports::estate_with;
+
+/// A chromedriver process on a free loopback port; killed when dropped.
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Driver {
+    async fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver (Debian package chromium-driver; ./scripts/test.sh installs it)");
+        let driver = Self { child, port };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while reqwest::get(format!("http://127.0.0.1:{port}/status"))
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        driver
+    }
+
+    async fn browser(&self, profile: &tempfile::TempDir) -> Client {
+        let caps = json!({
+            "goog:chromeOptions": {
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--window-size=1280,900",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ]
+            }
+        });
+        let serde_json::Value::Object(caps) = caps else {
+            unreachable!()
+        };
+        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{}", self.port))
+            .await
+            .expect("WebDriver session")
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn screenshot_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../ui-screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    dir
+}
+
+async fn screenshot(browser: &Client, backend: Backend, name: &str) {
+    let png = browser.screenshot().await.expect("screenshot");
+    let path = screenshot_dir().join(format!("{backend:?}-{name}.png").to_lowercase());
+    std::fs::write(&path, png).expect("save screenshot");
+}
+
+async fn text(browser: &Client, css: &str) -> String {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css}: {e}"))
+        .text()
+        .await
+        .expect("text")
+}
+
+async fn count(browser: &Client, css: &str) -> usize {
+    browser
+        .find_all(Locator::Css(css))
+        .await
+        .expect("find_all")
+        .len()
+}
+
+async fn classes(browser: &Client, css: &str) -> String {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css}: {e}"))
+        .attr("class")
+        .await
+        .expect("class")
+        .unwrap_or_default()
+}
+
+async fn open(browser: &Client, app: &TestApp, path: &str) {
+    browser
+        .goto(&format!("http://{}{path}", app.api))
+        .await
+        .unwrap_or_else(|e| panic!("open {path}: {e}"));
+}
+
+async fn ui_shows_what_runs_where(backend: Backend) {
+    let (app, _) = estate_with(backend, |c| {
+        c.environments = vec!["stage".into(), "prod".into()];
+        c.ui_refresh_seconds = 1;
+    })
+    .await;
+    let driver = Driver::start().await;
+    let profile = tempfile::tempdir().expect("profile dir");
+    let browser = driver.browser(&profile).await;
+
+    // Home: the matrix, environments in the configured order.
+    open(&browser, &app, "/").await;
+    assert_eq!(text(&browser, "main h1").await, "What runs where");
+    let headers: Vec<String> = {
+        let mut v = Vec::new();
+        for th in browser
+            .find_all(Locator::Css("table.matrix thead th"))
+            .await
+            .expect("headers")
+        {
+            v.push(th.text().await.expect("text"));
+        }
+        v
+    };
+    assert_eq!(headers, ["Workload", "stage", "prod"]);
+    let stage = r#"td[data-environment="stage"][data-workload="checkout"]"#;
+    let cell = text(&browser, stage).await;
+    assert!(cell.contains("desired 1.2"), "{cell}");
+    assert!(cell.contains("1 failed"), "{cell}");
+    assert!(cell.contains("1 drifted"), "the host on 1.1: {cell}");
+    assert!(classes(&browser, stage).await.contains("failed"));
+    let prod = r#"td[data-environment="prod"][data-workload="checkout"]"#;
+    assert!(text(&browser, prod).await.contains("1 stale"));
+    assert_eq!(
+        text(
+            &browser,
+            r#"td[data-environment="prod"][data-workload="cart"]"#
+        )
+        .await,
+        "—"
+    );
+    screenshot(&browser, backend, "matrix").await;
+
+    // Filters live in the URL.
+    open(&browser, &app, "/?workload=cart").await;
+    assert_eq!(count(&browser, "table.matrix tbody tr").await, 1);
+    assert_eq!(
+        browser
+            .find(Locator::Css("input[name=workload]"))
+            .await
+            .expect("filter input")
+            .prop("value")
+            .await
+            .expect("value")
+            .as_deref(),
+        Some("cart")
+    );
+
+    // Compare.
+    open(&browser, &app, "/compare?environments=stage,prod").await;
+    let row = r#"tr[data-workload="checkout"]"#;
+    assert!(classes(&browser, row).await.contains("differs"));
+    let compared = text(&browser, row).await;
+    assert!(
+        compared.contains("desired 1.2") && compared.contains("desired 1.1"),
+        "{compared}"
+    );
+    screenshot(&browser, backend, "compare").await;
+
+    // Drift names the hosts and why.
+    open(&browser, &app, "/drift").await;
+    let mut drifting = Vec::new();
+    for row in browser
+        .find_all(Locator::Css("table.list tbody tr"))
+        .await
+        .expect("rows")
+    {
+        drifting.push(row.text().await.expect("row text"));
+    }
+    assert_eq!(drifting.len(), 4, "{drifting:?}");
+    for (host, why) in [
+        ("p2", "stale"),
+        ("s1", "no desired state"),
+        ("s3", "wrong revision"),
+        ("s4", "failed"),
+    ] {
+        assert!(
+            drifting
+                .iter()
+                .any(|r| r.starts_with(host) && r.contains(why)),
+            "{host} {why} not in {drifting:?}"
+        );
+    }
+    screenshot(&browser, backend, "drift").await;
+
+    // The page refreshes itself: s3 catches up and leaves the drift list
+    // without a reload.
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as u64;
+    app.send_logs(&logs(vec![observed(
+        "s3",
+        ("shop", "checkout", "stage", "eu"),
+        "r2",
+        "succeeded",
+        t,
+    )]))
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while count(&browser, r#"tr[data-host="s3"]"#).await > 0 {
+        assert!(Instant::now() < deadline, "the drift page did not refresh");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Hosts and a host page.
+    open(&browser, &app, "/hosts").await;
+    assert_eq!(count(&browser, "table.list tbody tr").await, 6);
+    assert!(
+        classes(&browser, r#"tr[data-host="p2"]"#)
+            .await
+            .contains("stale")
+    );
+    browser
+        .find(Locator::LinkText("s1"))
+        .await
+        .expect("link to s1")
+        .click()
+        .await
+        .expect("click");
+    assert_eq!(text(&browser, "main h1").await, "Host s1");
+    assert_eq!(count(&browser, "table.list tbody tr").await, 2);
+    assert!(
+        text(&browser, r#"tr[data-workload="cart"]"#)
+            .await
+            .contains("no desired state")
+    );
+    screenshot(&browser, backend, "host").await;
+
+    // Workload history as a timeline, newest first.
+    open(
+        &browser,
+        &app,
+        "/workloads/checkout/history?environment=stage",
+    )
+    .await;
+    let items = browser
+        .find_all(Locator::Css("ol.timeline li"))
+        .await
+        .expect("timeline");
+    assert_eq!(items.len(), 7, "six from the estate and s3's catch-up");
+    let newest = items[0].text().await.expect("text");
+    assert!(
+        newest.contains("s3") && newest.contains("succeeded"),
+        "{newest}"
+    );
+    let promoted = text(&browser, "ol.timeline li.desired").await;
+    assert!(
+        promoted.contains("Promoted 1.2 to stage / eu"),
+        "{promoted}"
+    );
+    screenshot(&browser, backend, "history").await;
+
+    // Readable in a narrow window: nothing wider than the viewport but the
+    // scrollable tables.
+    browser.set_window_size(420, 900).await.expect("resize");
+    open(&browser, &app, "/").await;
+    let overflow = browser
+        .execute(
+            "return document.documentElement.scrollWidth - window.innerWidth;",
+            vec![],
+        )
+        .await
+        .expect("measure");
+    assert!(
+        overflow.as_i64().unwrap_or(i64::MAX) <= 0,
+        "page overflows by {overflow}px"
+    );
+    screenshot(&browser, backend, "matrix-narrow").await;
+
+    browser.close().await.expect("close browser");
+    app.stop().await;
+}
+
+on_both_backends!(ui_shows_what_runs_where);
