@@ -1,6 +1,7 @@
 //! `sextant`: the command-line entry point. Thin: the work lives in the
 //! library crates.
 
+mod query;
 mod report;
 
 use std::net::SocketAddr;
@@ -20,6 +21,15 @@ struct Cli {
     command: Command,
 }
 
+/// A read command with the hub it asks.
+#[derive(Debug, Args)]
+struct Read<T: Args> {
+    #[command(flatten)]
+    hub: query::HubArgs,
+    #[command(flatten)]
+    args: T,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Start the local stack: the hub (OTLP receiver and read API) on an
@@ -27,6 +37,25 @@ enum Command {
     Up(UpArgs),
     /// Send one deployment event to the hub over OTLP (or Kalypso YAML with -f).
     Report(Box<report::ReportArgs>),
+    /// What runs where: per target, the desired version and the deployed
+    /// versions with host counts.
+    Status(Read<query::StatusArgs>),
+    /// Compare environments side by side: `sextant compare stage prod`.
+    Compare(Read<query::CompareArgs>),
+    /// Hosts whose state differs from what was promoted, and why.
+    Drift(Read<query::DriftArgs>),
+    /// Promotions and observed status changes of a workload, newest first.
+    History(Read<query::HistoryArgs>),
+    /// Hosts with their last report and status counts.
+    Hosts(Read<query::HostsArgs>),
+    /// Whether a rollout is done; with --wait, wait for it (a CD gate).
+    /// Exit codes: 0 done, 1 a host failed, 2 timeout, 3 not done yet.
+    Rollout(Read<query::RolloutArgs>),
+    /// Print shell completions: `sextant completions bash > /etc/bash_completion.d/sextant`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Settings of `sextant up`. Each overrides the config file and the
@@ -77,7 +106,7 @@ impl UpArgs {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -86,9 +115,39 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    match cli.command {
-        Command::Up(args) => up(args).await,
-        Command::Report(args) => report::run(*args).await,
+    let code = match run(cli.command).await {
+        Ok(code) => code,
+        Err(error) => {
+            // The cause chain on one line; no backtrace for people.
+            eprintln!("Error: {error:#}");
+            1
+        }
+    };
+    std::process::exit(code)
+}
+
+/// Runs a command; returns the process exit code.
+async fn run(command: Command) -> anyhow::Result<i32> {
+    let done = |r: anyhow::Result<()>| r.map(|()| 0);
+    match command {
+        Command::Up(args) => done(up(args).await),
+        Command::Report(args) => done(report::run(*args).await),
+        Command::Status(r) => done(query::status(&r.hub, &r.args).await),
+        Command::Compare(r) => done(query::compare(&r.hub, &r.args).await),
+        Command::Drift(r) => done(query::drift(&r.hub, &r.args).await),
+        Command::History(r) => done(query::history(&r.hub, &r.args).await),
+        Command::Hosts(r) => done(query::hosts(&r.hub, &r.args).await),
+        Command::Rollout(r) => query::rollout(&r.hub, &r.args).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "sextant",
+                &mut std::io::stdout(),
+            );
+            Ok(0)
+        }
     }
 }
 
