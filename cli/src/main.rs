@@ -1,6 +1,7 @@
 //! `sextant`: the command-line entry point. Thin: the work lives in the
 //! library crates.
 
+mod demo;
 mod query;
 mod report;
 
@@ -9,6 +10,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use sextant_receiver::auth::Scope;
 use sextant_receiver::{Application, HubConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -80,6 +82,10 @@ struct UpArgs {
     /// Data directory [env: SEXTANT_DATA_DIR] [default: .sextant]
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Seed a realistic demo estate through the hub's own OTLP receiver and
+    /// keep its hosts reporting.
+    #[arg(long)]
+    demo: bool,
 }
 
 impl UpArgs {
@@ -100,6 +106,9 @@ impl UpArgs {
         }
         if let Some(d) = &self.data_dir {
             config.data_dir = d.clone();
+        }
+        if self.demo && config.environments.is_empty() {
+            config.environments = demo::ENVIRONMENTS.map(String::from).to_vec();
         }
         Ok(config)
     }
@@ -172,6 +181,19 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     println!("  health       http://{}/health/ready", app.api_addr());
     println!("  metrics      http://{}/metrics", app.api_addr());
     println!("Press Ctrl-C to stop.");
+    if args.demo {
+        // An ingest-capable token, when the hub has tokens.
+        let token = config
+            .tokens
+            .iter()
+            .find(|t| {
+                t.scopes
+                    .iter()
+                    .any(|s| matches!(s, Scope::Ingest | Scope::Admin))
+            })
+            .map(|t| t.token.expose().to_owned());
+        tokio::spawn(demo::run(app.otlp_http_addr(), app.api_addr(), token));
+    }
 
     app.run_until_stopped(shutdown).await?;
     tracing::info!("Stopped");

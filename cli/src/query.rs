@@ -545,17 +545,19 @@ pub const EXIT_TIMEOUT: i32 = 2;
 pub const EXIT_NOT_DONE: i32 = 3;
 
 fn verdict(r: &Value, version: Option<&str>) -> Verdict {
+    // `desired` is null when no target has one, or when the targets of the
+    // environment disagree; each host is still measured against its own
+    // target's desired revision.
     let desired = r["desired"]["version"].as_str();
     if let Some(want) = version
         && desired != Some(want)
     {
-        return Verdict::Waiting(format!(
-            "the desired version is {}, not {want}",
-            desired.unwrap_or("unset")
-        ));
-    }
-    if r["desired"].is_null() {
-        return Verdict::Waiting("no desired version for this workload and environment".into());
+        return Verdict::Waiting(match desired {
+            Some(d) => format!("the desired version is {d}, not {want}"),
+            None => format!(
+                "the targets do not all have {want} as their desired version (narrow with --target)"
+            ),
+        });
     }
     let failed: Vec<String> = r["hosts"]
         .as_array()

@@ -194,6 +194,11 @@ impl Hub {
     /// Starts `sextant up` on `backend`; `config_toml` is written to a config
     /// file passed with `--config` (use it for tokens).
     pub async fn start(backend: Backend, config_toml: &str) -> Self {
+        Self::start_with(backend, config_toml, &[]).await
+    }
+
+    /// Like [`Hub::start`], with more arguments for `sextant up`.
+    pub async fn start_with(backend: Backend, config_toml: &str, extra: &[&str]) -> Self {
         let db = TestDb::new(backend).await;
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("sextant.toml");
@@ -209,6 +214,7 @@ impl Hub {
             .arg(&db.url)
             .arg("--data-dir")
             .arg(dir.path())
+            .args(extra)
             .env_remove("SEXTANT_CONFIG")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -2,9 +2,9 @@
 //! flags (`desired`, `observed`) or from Kalypso YAML (`-f FILE`). For CI
 //! pipelines, scripts and tests.
 
-mod event;
+pub(crate) mod event;
 mod kalypso;
-mod send;
+pub(crate) mod send;
 
 use std::io::Read;
 use std::path::PathBuf;

@@ -1,0 +1,122 @@
+//! `sextant up --demo` seeds a realistic estate through OTLP, on SQLite and
+//! PostgreSQL: environments, hosts, a rollout in progress, a drifted host,
+//! a failed deployment, a stale host and days of history.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use sextant_e2e::{Backend, Hub};
+
+async fn get(hub: &Hub, path: &str) -> Value {
+    let res = reqwest::get(format!("http://{}{path}", hub.api))
+        .await
+        .expect("API request");
+    assert_eq!(res.status(), 200, "{path}");
+    res.json().await.expect("JSON")
+}
+
+async fn the_demo_shows_a_real_picture(backend: Backend) {
+    let hub = Hub::start_with(backend, "", &["--demo"]).await;
+    hub.wait_ready().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let environments = loop {
+        let envs = get(&hub, "/api/v1/environments").await;
+        if envs["items"].as_array().map(Vec::len) == Some(4) {
+            break envs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the demo estate never arrived: {envs}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let names: Vec<&str> = environments["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|e| e["name"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(names, ["dev", "qa", "stage", "prod"], "promotion order");
+
+    // History is written in one go; wait until the last request landed.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let hosts = get(&hub, "/api/v1/hosts").await;
+        let drift = get(&hub, "/api/v1/drift").await;
+        if hosts["items"].as_array().map(Vec::len) == Some(13)
+            && drift["items"].as_array().is_some_and(|d| d.len() >= 9)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "hosts {hosts}\ndrift {drift}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let drift = get(&hub, "/api/v1/drift").await;
+    let has = |host: &str, workload: &str, reason: &str| {
+        drift["items"].as_array().into_iter().flatten().any(|d| {
+            d["host"] == host
+                && d["workload"] == workload
+                && d["drift"]
+                    .as_array()
+                    .is_some_and(|r| r.iter().any(|x| x == reason))
+        })
+    };
+    assert!(
+        has("prod-us-3", "indexer", "wrong_revision"),
+        "a drifted host: {drift}"
+    );
+    assert!(
+        has("stage-us-1", "gateway", "failed"),
+        "a failed deployment: {drift}"
+    );
+    assert!(has("qa-1", "checkout", "stale"), "a stale host: {drift}");
+
+    let rollout = get(
+        &hub,
+        "/api/v1/rollout?workload=checkout&environment=prod&target=prod-eu",
+    )
+    .await;
+    assert_eq!(rollout["desired"]["version"], "1.5.0", "{rollout}");
+    assert_eq!(
+        (
+            &rollout["succeeded"],
+            &rollout["in_progress"],
+            &rollout["pending"]
+        ),
+        (&2.into(), &1.into(), &1.into()),
+        "a rollout in progress: {rollout}"
+    );
+
+    let history = get(
+        &hub,
+        "/api/v1/history?workload=checkout&environment=prod&limit=1000",
+    )
+    .await;
+    let oldest = history["items"]
+        .as_array()
+        .and_then(|h| h.last())
+        .and_then(|e| e["at"].as_str())
+        .expect("history")
+        .to_owned();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let two_days_ago =
+        sextant_model::UnixNanos(i64::try_from((now - 2 * 86_400) * 1_000_000_000).expect("fits"));
+    assert!(
+        oldest < two_days_ago.to_rfc3339(),
+        "a few days of history: oldest {oldest}"
+    );
+}
+
+#[tokio::test]
+async fn sqlite() {
+    the_demo_shows_a_real_picture(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres() {
+    the_demo_shows_a_real_picture(Backend::Postgres).await;
+}
