@@ -50,6 +50,65 @@ async fn a_reader_sees_only_its_own_tenant(b: Backend) {
         (&json!(1), &json!("b-host"))
     );
 
+    // Every report and list is scoped the same way.
+    for (path, pick) in [
+        ("/api/v1/hosts", "/items/0/host"),
+        ("/api/v1/drift", "/items/0/host"),
+        ("/api/v1/hosts/b-host", "/host"),
+        ("/api/v1/history?workload=checkout", "/items/0/host"),
+        ("/api/v1/environments/stage/state", "/0/deployed/0/status"),
+    ] {
+        let (status, body) = app.get(path, Some("b-all")).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        let want = if pick.ends_with("status") {
+            "failed"
+        } else {
+            "b-host"
+        };
+        assert_eq!(body.pointer(pick), Some(&json!(want)), "{path}: {body}");
+    }
+    let (_, hosts) = app.get("/api/v1/hosts", Some("a-all")).await;
+    assert_eq!(hosts["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(hosts["items"][0]["host"], "a-host");
+    let (status, _) = app.get("/api/v1/hosts/b-host", Some("a-all")).await;
+    assert_eq!(
+        status, 404,
+        "another tenant's host does not exist for this reader"
+    );
+    let (_, drift) = app.get("/api/v1/drift", Some("a-all")).await;
+    assert!(
+        drift["items"]
+            .as_array()
+            .is_some_and(|d| d.iter().all(|x| x["host"] == "a-host"))
+    );
+    let (_, envs) = app.get("/api/v1/environments", Some("a-all")).await;
+    assert_eq!(
+        envs["items"],
+        json!([{"name": "stage", "targets": 1, "hosts": 1}])
+    );
+
+    // The UI reads as the cookie's token: tenant b's page shows b only.
+    let page = app
+        .client
+        .get(format!("http://{}/hosts", app.api))
+        .header("cookie", "sextant_token=b-all")
+        .send()
+        .await
+        .expect("UI page");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("html");
+    assert!(
+        html.contains(">b-host<") && !html.contains(">a-host<"),
+        "{html}"
+    );
+    let page = app
+        .client
+        .get(format!("http://{}/", app.api))
+        .send()
+        .await
+        .expect("UI page");
+    assert_eq!(page.status(), 401, "no token: the login form");
+
     // Scopes and unknown tokens.
     let (status, e) = app.get("/api/v1/state", Some("a-ingest")).await;
     assert_eq!((status, &e["error"]["code"]), (403, &json!("forbidden")));
