@@ -19,10 +19,16 @@ macro_rules! migrations {
 
 /// Migrations of the SQLite schema.
 pub(crate) fn sqlite() -> Migrator {
-    Migrator::with_migrations(migrations!("sqlite": 1 => "0001_hub_model"))
+    Migrator::with_migrations(migrations!("sqlite":
+        1 => "0001_hub_model",
+        2 => "0002_query_indexes",
+    ))
 }
 
 /// Migrations of the PostgreSQL schema.
 pub(crate) fn postgres() -> Migrator {
-    Migrator::with_migrations(migrations!("postgres": 1 => "0001_hub_model"))
+    Migrator::with_migrations(migrations!("postgres":
+        1 => "0001_hub_model",
+        2 => "0002_query_indexes",
+    ))
 }

@@ -35,7 +35,13 @@ pub struct PostgresStore {
 impl PostgresStore {
     /// Connects to `url` and applies migrations.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let options = PgConnectOptions::from_str(url)?;
+        // Session settings for the hub's short queries (docs/performance.md,
+        // "Query latency"): plan with the actual parameters every time, since
+        // a generic plan cannot see which optional filters (`$n IS NULL OR
+        // …`) are set and picks nested loops over every host; and no JIT,
+        // whose compilation cost more than the query it was meant to speed up.
+        let options = PgConnectOptions::from_str(url)?
+            .options([("plan_cache_mode", "force_custom_plan"), ("jit", "off")]);
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
@@ -55,7 +61,7 @@ impl PostgresStore {
 }
 
 impl PostgresStore {
-    super::reports::report_reads!(pool);
+    super::reports::report_reads!(pool, super::reports::DEPLOYED_LATERAL_SQL);
 }
 
 #[async_trait]

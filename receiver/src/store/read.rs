@@ -10,19 +10,58 @@ use sextant_model::{DeploymentStatus, DesiredView, HostView, TargetState, UnixNa
 /// `$6` target (NULL matches everything).
 macro_rules! target_filter {
     () => {
+        concat!(
+            $crate::store::read::target_joins!(),
+            $crate::store::read::target_where!()
+        )
+    };
+}
+
+/// The joins of [`target_filter`] alone, for queries that name them right
+/// after `deployment_targets t`. PostgreSQL searches join orders among the
+/// first 8 joined tables only (`join_collapse_limit`) and joins the rest in
+/// written order; written first, the names that filter targets (an
+/// environment, a workload) are applied before current rows are fetched.
+macro_rules! target_joins {
+    () => {
         " JOIN tenants tn ON tn.id = t.tenant_id \
           JOIN workloads w ON w.id = t.workload_id \
           JOIN applications a ON a.id = w.application_id \
           JOIN workspaces ws ON ws.id = a.workspace_id \
-          JOIN environments e ON e.id = t.environment_id \
-          WHERE tn.name = $1 \
+          JOIN environments e ON e.id = t.environment_id"
+    };
+}
+
+/// The `WHERE` clause of [`target_filter`].
+macro_rules! target_where {
+    () => {
+        " WHERE tn.name = $1 \
             AND ($2 IS NULL OR ws.name = $2) AND ($3 IS NULL OR a.name = $3) \
             AND ($4 IS NULL OR w.name = $4) AND ($5 IS NULL OR e.name = $5) \
             AND ($6 IS NULL OR t.name = $6)"
     };
 }
 
-pub(crate) use target_filter;
+pub(crate) use {target_filter, target_joins, target_where};
+
+/// Left-joins `vv`, the version a desired event named for revision
+/// `$revision` of `t`'s workload (the newest such row), or NULLs. The same
+/// answer as a correlated `ORDER BY id DESC LIMIT 1` subquery, which
+/// PostgreSQL runs once per row; a join it can hash once per statement.
+macro_rules! newest_version_join {
+    ($revision:literal) => {
+        concat!(
+            " LEFT JOIN workload_versions vv ON vv.workload_id = t.workload_id \
+                AND vv.revision = ",
+            $revision,
+            " AND NOT EXISTS (SELECT 1 FROM workload_versions newer \
+                WHERE newer.workload_id = vv.workload_id AND newer.revision = vv.revision \
+                  AND newer.id > vv.id)"
+        )
+    };
+}
+
+pub(crate) use newest_version_join;
 
 /// Targets with their latest desired assignment.
 pub(crate) const TARGETS_SQL: &str = concat!(
@@ -52,14 +91,14 @@ pub(crate) type TargetRow = (
 /// event named for their revision.
 pub(crate) const HOSTS_SQL: &str = concat!(
     "SELECT o.target_id, h.name, r.name, o.revision, o.status, o.message, o.observed_at, \
-       (SELECT v.version FROM workload_versions v \
-         WHERE v.workload_id = t.workload_id AND v.revision = o.revision \
-         ORDER BY v.id DESC LIMIT 1) \
-     FROM observed_deployments o \
-     JOIN hosts h ON h.id = o.host_id \
-     JOIN reconcilers r ON r.id = o.reconciler_id \
-     JOIN deployment_targets t ON t.id = o.target_id",
-    target_filter!(),
+       vv.version \
+     FROM deployment_targets t",
+    target_joins!(),
+    " JOIN observed_deployments o ON o.target_id = t.id \
+      JOIN hosts h ON h.id = o.host_id \
+      JOIN reconcilers r ON r.id = o.reconciler_id",
+    newest_version_join!("o.revision"),
+    target_where!(),
     " ORDER BY h.name, r.name"
 );
 

@@ -9,7 +9,7 @@ use sextant_model::{
     TargetRef, TargetSummary, UnixNanos,
 };
 
-use super::read::{TargetRow, target_filter};
+use super::read::{TargetRow, newest_version_join, target_filter, target_joins, target_where};
 
 /// The version a desired event named for `o.revision` of `t`'s workload.
 macro_rules! version_of_revision {
@@ -42,6 +42,22 @@ pub(crate) const DEPLOYED_SQL: &str = concat!(
       JOIN deployment_targets t ON t.id = o.target_id",
     target_filter!(),
     " GROUP BY o.target_id, t.workload_id, o.revision, o.status"
+);
+
+/// [`DEPLOYED_SQL`] for PostgreSQL, same rows: the filtered targets first,
+/// then each target's current rows grouped on their own (`LATERAL`). Each
+/// group is then one range of the (target_id, revision, status) index, read
+/// in order, so nothing is sorted; grouping all of an environment's rows at
+/// once sorts them all. SQLite has no `LATERAL`.
+pub(crate) const DEPLOYED_LATERAL_SQL: &str = concat!(
+    "SELECT t.id, g.revision, g.status, g.hosts, vv.version \
+     FROM deployment_targets t",
+    target_joins!(),
+    " CROSS JOIN LATERAL ( \
+        SELECT o.revision, o.status, COUNT(*) AS hosts FROM observed_deployments o \
+        WHERE o.target_id = t.id GROUP BY o.revision, o.status) g",
+    newest_version_join!("g.revision"),
+    target_where!()
 );
 
 pub(crate) type DeployedRow = (i64, String, String, i64, Option<String>);
@@ -107,12 +123,13 @@ pub(crate) const CURRENT_SQL: &str = concat!(
        o.revision, o.status, o.message, o.observed_at, ",
     version_of_revision!("o.revision"),
     ", t.id \
-     FROM observed_deployments o \
-     JOIN hosts h ON h.id = o.host_id \
-     JOIN reconcilers r ON r.id = o.reconciler_id \
-     JOIN deployment_targets t ON t.id = o.target_id",
+     FROM deployment_targets t",
+    target_joins!(),
+    " JOIN observed_deployments o ON o.target_id = t.id \
+      JOIN hosts h ON h.id = o.host_id \
+      JOIN reconcilers r ON r.id = o.reconciler_id",
     latest_desired!(),
-    target_filter!(),
+    target_where!(),
     " AND ($7 IS NULL OR h.name = $7) \
       AND ($8 IS NULL OR v.revision IS NULL OR o.revision <> v.revision \
            OR o.status = 'failed' OR o.observed_at < $8) \
@@ -393,10 +410,11 @@ pub struct CatalogRow {
     pub counts: Vec<i64>,
 }
 
-/// Inherent report reads of a store whose pool field is `$pool`; the
-/// `HubStore` impls delegate to them.
+/// Inherent report reads of a store whose pool field is `$pool`, grouping
+/// current rows with `$deployed` ([`DEPLOYED_SQL`] or
+/// [`DEPLOYED_LATERAL_SQL`]); the `HubStore` impls delegate to them.
 macro_rules! report_reads {
-    ($pool:ident) => {
+    ($pool:ident, $deployed:expr) => {
         pub(crate) async fn read_summaries(
             &self,
             tenant: &str,
@@ -412,7 +430,7 @@ macro_rules! report_reads {
                 return Ok(Vec::new());
             }
             let groups: Vec<reports::DeployedRow> =
-                bind_filter!(sqlx::query_as(reports::DEPLOYED_SQL), tenant, filter)
+                bind_filter!(sqlx::query_as($deployed), tenant, filter)
                     .fetch_all(&self.$pool)
                     .await?;
             Ok(reports::summaries(targets, groups))
