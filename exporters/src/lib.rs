@@ -1,0 +1,1 @@
+//! Sextant's exporters: the durable OTLP outbox and its sender.
