@@ -1,1 +1,11 @@
-//! The Sextant agent.
+//! The Sextant agent. Today: the Docker executor, a library that deploys a
+//! container spec or a compose-lock pinned by digest, verifies health, rolls
+//! back on failure and records every task (see `docs/agent.md`).
+
+pub mod executor;
+pub mod labels;
+
+pub use executor::{
+    ComposeLock, DeploySpec, EventSender, ExecuteError, Executor, ExecutorConfig, TaskEvent,
+    TaskOutcome, TaskStatus,
+};

@@ -1,0 +1,714 @@
+//! The Docker steps of a deploy: pull, set the old container aside, create,
+//! stop the old, start and verify the new, then commit (remove the old) or
+//! roll back (restore the old and verify it again).
+
+use std::collections::{BTreeMap, HashMap};
+
+use bollard::Docker;
+use bollard::auth::DockerCredentials;
+use bollard::errors::Error as DockerError;
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, EndpointSettings, HealthConfig, HostConfig,
+    NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy as DockerRestart,
+    RestartPolicyNameEnum,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder, StopContainerOptionsBuilder,
+};
+use futures::StreamExt;
+
+use super::EventSender;
+use super::error::SpecError;
+use super::event::{Phase, PreviousContainer, TaskEvent, TaskOutcome, TaskStatus};
+use super::health;
+use super::journal::{Journal, TaskKind, now};
+use super::spec::{DeploySpec, HealthCheck, ImageRef, Probe, RestartPolicy};
+use crate::labels;
+
+/// How many of a failed container's last log lines go into the outcome.
+const LOG_TAIL: usize = 50;
+
+/// The name an old container is kept under while its successor is verified.
+pub(crate) fn aside_name(name: &str) -> String {
+    format!("{name}.sextant-prev")
+}
+
+/// One container to switch, with what the executor adds to its spec.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub spec: DeploySpec,
+    pub image: ImageRef,
+    /// Compose only: the service (network alias).
+    pub service: Option<String>,
+    /// Every label the container gets.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Plan {
+    pub fn single(spec: &DeploySpec, image: ImageRef) -> Self {
+        let labels = spec.container_labels(&image);
+        Self {
+            spec: spec.clone(),
+            image,
+            service: None,
+            labels,
+        }
+    }
+
+    pub fn service(spec: &DeploySpec, project: &str, service: &str) -> Result<Self, SpecError> {
+        let image = spec.validate()?;
+        let mut labels = spec.container_labels(&image);
+        labels.insert(labels::COMPOSE_PROJECT.into(), project.into());
+        labels.insert(labels::COMPOSE_SERVICE.into(), service.into());
+        Ok(Self {
+            spec: spec.clone(),
+            image,
+            service: Some(service.to_owned()),
+            labels,
+        })
+    }
+}
+
+/// The old container, kept aside (renamed, stopped) until the new is healthy.
+#[derive(Debug)]
+pub(crate) struct Aside {
+    pub id: String,
+    pub info: PreviousContainer,
+    /// How to verify it when it is restored.
+    pub health: HealthCheck,
+    pub was_running: bool,
+}
+
+/// A container switched to its new version, not yet committed.
+#[derive(Debug)]
+pub(crate) struct Switched {
+    pub new_id: String,
+    pub previous: Option<Aside>,
+}
+
+/// A switch that did not succeed, after its own rollback.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub status: TaskStatus,
+    pub message: String,
+    pub logs: Vec<String>,
+    pub previous: Option<PreviousContainer>,
+    /// The container running under the name now, if any.
+    pub container_id: Option<String>,
+}
+
+impl Failure {
+    fn nothing_changed(message: String, previous: Option<&Aside>) -> Self {
+        Self {
+            status: TaskStatus::Failed,
+            message,
+            logs: Vec::new(),
+            previous: previous.map(|a| a.info.clone()),
+            container_id: previous.map(|a| a.id.clone()),
+        }
+    }
+
+    pub fn into_outcome(self, task_id: &str, started_at: u64) -> TaskOutcome {
+        TaskOutcome {
+            task_id: task_id.to_owned(),
+            status: self.status,
+            deployed_digest: None,
+            container_id: self.container_id,
+            previous: self.previous,
+            message: self.message,
+            logs: self.logs,
+            services: Vec::new(),
+            started_at,
+            finished_at: now(),
+            replayed: false,
+        }
+    }
+}
+
+/// A restored container.
+pub(crate) struct Restored {
+    pub container_id: Option<String>,
+    pub message: String,
+}
+
+/// The Docker client and the reporting of one task.
+pub(crate) struct Ctx<'a> {
+    pub docker: &'a Docker,
+    pub journal: &'a Journal,
+    pub task_id: &'a str,
+    pub events: &'a EventSender,
+}
+
+fn is_not_found(e: &DockerError) -> bool {
+    matches!(
+        e,
+        DockerError::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+impl Ctx<'_> {
+    fn status(&self, container: &str, phase: Phase, message: impl Into<String>) {
+        let message = message.into();
+        tracing::debug!(task = self.task_id, container, %phase, message = %message, "Task step");
+        let _ = self.events.send(TaskEvent::Status {
+            task_id: self.task_id.to_owned(),
+            container: container.to_owned(),
+            phase,
+            message,
+        });
+    }
+
+    fn log(&self, container: &str, line: &str) {
+        let _ = self.events.send(TaskEvent::Log {
+            task_id: self.task_id.to_owned(),
+            container: container.to_owned(),
+            line: line.to_owned(),
+        });
+    }
+
+    async fn inspect(&self, name: &str) -> Result<Option<ContainerInspectResponse>, String> {
+        match self.docker.inspect_container(name, None).await {
+            Ok(i) => Ok(Some(i)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(format!("cannot inspect container {name}: {e}")),
+        }
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), String> {
+        let opts = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
+        match self.docker.remove_container(id, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(format!("cannot remove container {id}: {e}")),
+        }
+    }
+
+    async fn rename(&self, id: &str, to: &str) -> Result<(), String> {
+        let opts = RenameContainerOptionsBuilder::new().name(to).build();
+        self.docker
+            .rename_container(id, opts)
+            .await
+            .map_err(|e| format!("cannot rename container {id} to {to}: {e}"))
+    }
+
+    async fn pull(&self, plan: &Plan) -> Result<(), String> {
+        let name = &plan.spec.name;
+        self.status(name, Phase::Pulling, format!("pulling {}", plan.image));
+        let opts = CreateImageOptionsBuilder::new()
+            .from_image(&plan.image.repository)
+            .tag(&plan.image.digest)
+            .build();
+        let creds = plan.spec.registry_auth.as_ref().map(|a| DockerCredentials {
+            username: Some(a.username.clone()),
+            password: Some(a.password.clone()),
+            serveraddress: a.server_address.clone(),
+            ..Default::default()
+        });
+        let mut stream = self.docker.create_image(Some(opts), None, creds);
+        while let Some(item) = stream.next().await {
+            item.map_err(|e| format!("pull of {} failed: {e}", plan.image))?;
+        }
+        Ok(())
+    }
+
+    /// Pulls, sets the old container aside, creates, starts and verifies the
+    /// new one. On failure the old one is back (if there was one) and the
+    /// failed container removed.
+    pub async fn switch(&self, plan: &Plan) -> Result<Switched, Failure> {
+        let name = plan.spec.name.as_str();
+        self.pull(plan)
+            .await
+            .map_err(|m| Failure::nothing_changed(m, None))?;
+
+        // A container left aside by an earlier, interrupted task is stale.
+        let aside = aside_name(name);
+        if let Some(stale) = self
+            .inspect(&aside)
+            .await
+            .map_err(|m| Failure::nothing_changed(m, None))?
+        {
+            let id = stale.id.unwrap_or_else(|| aside.clone());
+            self.status(
+                name,
+                Phase::Cleanup,
+                format!("removing stale {aside} ({id})"),
+            );
+            self.remove(&id)
+                .await
+                .map_err(|m| Failure::nothing_changed(m, None))?;
+        }
+        let previous = match self
+            .inspect(name)
+            .await
+            .map_err(|m| Failure::nothing_changed(m, None))?
+        {
+            Some(old) => {
+                let prev = self.describe_previous(old);
+                self.rename(&prev.id, &aside)
+                    .await
+                    .map_err(|m| Failure::nothing_changed(m, None))?;
+                Some(prev)
+            }
+            None => None,
+        };
+
+        self.status(
+            name,
+            Phase::Creating,
+            format!("creating {name} from {}", plan.image),
+        );
+        let opts = CreateContainerOptionsBuilder::new().name(name).build();
+        let new_id = match self
+            .docker
+            .create_container(Some(opts), create_body(plan))
+            .await
+        {
+            Ok(r) => r.id,
+            Err(e) => {
+                let mut message = format!("cannot create container {name}: {e}");
+                if let Some(prev) = &previous
+                    && let Err(m) = self.rename(&prev.id, name).await
+                {
+                    message.push_str(&format!("; {m}"));
+                }
+                return Err(Failure::nothing_changed(message, previous.as_ref()));
+            }
+        };
+
+        if let Some(prev) = previous.as_ref().filter(|p| p.was_running) {
+            self.status(
+                name,
+                Phase::StoppingOld,
+                format!("stopping previous {}", prev.id),
+            );
+            let t = plan
+                .spec
+                .stop_timeout
+                .map_or(10, |d| i32::try_from(d.0.as_secs()).unwrap_or(i32::MAX));
+            let opts = StopContainerOptionsBuilder::new().t(t).build();
+            if let Err(e) = self.docker.stop_container(&prev.id, Some(opts)).await {
+                let mut message = format!("cannot stop previous container {}: {e}", prev.id);
+                if let Err(m) = self.remove(&new_id).await {
+                    message.push_str(&format!("; {m}"));
+                }
+                if let Err(m) = self.rename(&prev.id, name).await {
+                    message.push_str(&format!("; {m}"));
+                }
+                return Err(Failure::nothing_changed(message, Some(prev)));
+            }
+        }
+
+        self.status(name, Phase::Starting, format!("starting {name} ({new_id})"));
+        let verified = match self.docker.start_container(&new_id, None).await {
+            Err(e) => Err(format!("cannot start container {name}: {e}")),
+            Ok(()) => {
+                self.status(
+                    name,
+                    Phase::Verifying,
+                    format!("verifying health ({})", probe_name(&plan.spec.health)),
+                );
+                let follower = self.follow_logs(&new_id, name);
+                let verified = health::verify(self.docker, &new_id, &plan.spec.health).await;
+                follower.abort();
+                verified
+            }
+        };
+        match verified {
+            Ok(()) => {
+                self.status(name, Phase::Healthy, format!("{name} is healthy"));
+                Ok(Switched { new_id, previous })
+            }
+            Err(reason) => {
+                self.status(name, Phase::Unhealthy, reason.clone());
+                let logs = self.tail_logs(&new_id).await;
+                for line in &logs {
+                    self.log(name, line);
+                }
+                Err(self.undo(plan, &new_id, previous, reason, logs).await)
+            }
+        }
+    }
+
+    /// After a failed verification: remove the new container and restore
+    /// the previous one.
+    async fn undo(
+        &self,
+        plan: &Plan,
+        new_id: &str,
+        previous: Option<Aside>,
+        reason: String,
+        logs: Vec<String>,
+    ) -> Failure {
+        let name = &plan.spec.name;
+        let info = previous.as_ref().map(|a| a.info.clone());
+        let (status, message, container_id) = match self.restore(name, new_id, previous).await {
+            Ok(r) if r.container_id.is_some() => (
+                TaskStatus::RolledBack,
+                format!("{reason}; {}", r.message),
+                r.container_id,
+            ),
+            Ok(r) => (TaskStatus::Failed, format!("{reason}; {}", r.message), None),
+            Err(e) => (
+                TaskStatus::Failed,
+                format!("{reason}; rollback failed: {e}"),
+                None,
+            ),
+        };
+        Failure {
+            status,
+            message,
+            logs,
+            previous: info,
+            container_id,
+        }
+    }
+
+    /// Removes `new_id` and puts `previous` back under `name`, started and
+    /// verified if it ran before. `Ok` with no container id: there was
+    /// nothing to restore.
+    async fn restore(
+        &self,
+        name: &str,
+        new_id: &str,
+        previous: Option<Aside>,
+    ) -> Result<Restored, String> {
+        self.status(name, Phase::RollingBack, format!("removing {new_id}"));
+        self.remove(new_id).await?;
+        let Some(prev) = previous else {
+            return Ok(Restored {
+                container_id: None,
+                message: "no previous container to roll back to; the failed container was removed"
+                    .into(),
+            });
+        };
+        self.status(
+            name,
+            Phase::RollingBack,
+            format!("restoring previous {} ({})", prev.id, prev.info.image),
+        );
+        self.rename(&prev.id, name).await?;
+        if !prev.was_running {
+            return Ok(Restored {
+                container_id: Some(prev.id.clone()),
+                message: format!(
+                    "rolled back to previous container {} (left stopped, as it was)",
+                    prev.id
+                ),
+            });
+        }
+        self.docker
+            .start_container(&prev.id, None)
+            .await
+            .map_err(|e| format!("cannot start previous container {}: {e}", prev.id))?;
+        health::verify(self.docker, &prev.id, &prev.health)
+            .await
+            .map_err(|e| format!("previous container {} is not healthy either: {e}", prev.id))?;
+        self.status(
+            name,
+            Phase::Healthy,
+            format!("previous {} is healthy again", prev.id),
+        );
+        Ok(Restored {
+            container_id: Some(prev.id.clone()),
+            message: format!(
+                "rolled back to previous container {} ({}), healthy again",
+                prev.id, prev.info.image
+            ),
+        })
+    }
+
+    /// Rolls back a switched container (compose: an earlier service).
+    pub async fn rollback(&self, plan: &Plan, s: &Switched) -> Result<Restored, String> {
+        let previous = s.previous.as_ref().map(|a| Aside {
+            id: a.id.clone(),
+            info: a.info.clone(),
+            health: a.health.clone(),
+            was_running: a.was_running,
+        });
+        match self.restore(&plan.spec.name, &s.new_id, previous).await {
+            Ok(r) if r.container_id.is_some() => Ok(r),
+            Ok(r) => Ok(Restored {
+                container_id: None,
+                message: format!("removed; it was new ({})", r.message),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes the old container after success; returns the message.
+    pub async fn commit(&self, s: &Switched) -> String {
+        match &s.previous {
+            None => "deployed and healthy (no previous container)".into(),
+            Some(prev) => {
+                self.status(
+                    &prev.info.image,
+                    Phase::Cleanup,
+                    format!("removing previous {}", prev.id),
+                );
+                match self.remove(&prev.id).await {
+                    Ok(()) => format!(
+                        "deployed and healthy; previous container {} ({}) removed",
+                        prev.id, prev.info.image
+                    ),
+                    Err(e) => format!("deployed and healthy; {e}"),
+                }
+            }
+        }
+    }
+
+    fn describe_previous(&self, old: ContainerInspectResponse) -> Aside {
+        let id = old.id.clone().unwrap_or_default();
+        let config = old.config.as_ref();
+        let labels = config.and_then(|c| c.labels.clone()).unwrap_or_default();
+        let task_id = labels.get(labels::TASK).cloned();
+        let recorded = task_id
+            .as_deref()
+            .and_then(|t| self.recorded_health(t, labels.get(labels::COMPOSE_SERVICE)));
+        let has_docker_check = config
+            .and_then(|c| c.healthcheck.as_ref())
+            .and_then(|h| h.test.as_ref())
+            .is_some_and(|t| t.first().is_some_and(|f| f != "NONE"));
+        let health = recorded.unwrap_or_else(|| HealthCheck {
+            probe: if has_docker_check {
+                Probe::Docker
+            } else {
+                Probe::None
+            },
+            ..HealthCheck::default()
+        });
+        Aside {
+            info: PreviousContainer {
+                id: id.clone(),
+                image: config
+                    .and_then(|c| c.image.clone())
+                    .or(old.image.clone())
+                    .unwrap_or_default(),
+                revision: labels.get(labels::REVISION).cloned().or(old.image.clone()),
+                task_id,
+            },
+            was_running: old.state.and_then(|s| s.running).unwrap_or(false),
+            id,
+            health,
+        }
+    }
+
+    /// The health check recorded for the task that made a container.
+    fn recorded_health(&self, task_id: &str, service: Option<&String>) -> Option<HealthCheck> {
+        let from = |v: &serde_json::Value| serde_json::from_value(v.get("health")?.clone()).ok();
+        if let Ok(Some(rec)) = self.journal.read(task_id)
+            && rec.kind == TaskKind::Deploy
+        {
+            return from(&rec.spec);
+        }
+        // A compose service's task id is COMPOSE_TASK.SERVICE.
+        let (compose_task, _) = task_id.rsplit_once('.')?;
+        let rec = self.journal.read(compose_task).ok()??;
+        let service = service?;
+        rec.spec
+            .get("services")?
+            .as_array()?
+            .iter()
+            .find(|s| s.get("name").and_then(|n| n.as_str()) == Some(service))
+            .and_then(from)
+    }
+
+    fn follow_logs(&self, id: &str, name: &str) -> tokio::task::JoinHandle<()> {
+        let docker = self.docker.clone();
+        let events = self.events.clone();
+        let (id, name, task_id) = (id.to_owned(), name.to_owned(), self.task_id.to_owned());
+        tokio::spawn(async move {
+            let opts = LogsOptionsBuilder::new()
+                .follow(true)
+                .stdout(true)
+                .stderr(true)
+                .tail("all")
+                .build();
+            let mut stream = docker.logs(&id, Some(opts));
+            while let Some(Ok(chunk)) = stream.next().await {
+                for line in chunk.to_string().lines() {
+                    let _ = events.send(TaskEvent::Log {
+                        task_id: task_id.clone(),
+                        container: name.clone(),
+                        line: line.to_owned(),
+                    });
+                }
+            }
+        })
+    }
+
+    async fn tail_logs(&self, id: &str) -> Vec<String> {
+        let opts = LogsOptionsBuilder::new()
+            .stdout(true)
+            .stderr(true)
+            .tail(&LOG_TAIL.to_string())
+            .build();
+        let mut lines = Vec::new();
+        let mut stream = self.docker.logs(id, Some(opts));
+        while let Some(Ok(chunk)) = stream.next().await {
+            lines.extend(chunk.to_string().lines().map(str::to_owned));
+        }
+        let skip = lines.len().saturating_sub(LOG_TAIL);
+        lines.split_off(skip)
+    }
+
+    /// Creates the compose project's network when it is missing.
+    pub async fn ensure_network(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<(), String> {
+        match self.docker.inspect_network(name, None).await {
+            Ok(_) => return Ok(()),
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(format!("cannot inspect network {name}: {e}")),
+        }
+        self.status(name, Phase::Creating, format!("creating network {name}"));
+        let req = NetworkCreateRequest {
+            name: name.to_owned(),
+            driver: Some("bridge".into()),
+            labels: Some(labels.clone().into_iter().collect()),
+            ..Default::default()
+        };
+        self.docker
+            .create_network(req)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("cannot create network {name}: {e}"))
+    }
+
+    /// For a task found `running` in the journal: put back any container
+    /// still set aside whose successor is missing or stopped.
+    pub async fn recover_interrupted(&self, names: &[String]) -> String {
+        let mut notes = Vec::new();
+        for name in names {
+            let aside = aside_name(name);
+            let Ok(Some(old)) = self.inspect(&aside).await else {
+                continue;
+            };
+            let old_id = old.id.unwrap_or_else(|| aside.clone());
+            let current = self.inspect(name).await.ok().flatten();
+            let current_running = current
+                .as_ref()
+                .and_then(|c| c.state.as_ref())
+                .and_then(|s| s.running)
+                .unwrap_or(false);
+            if current_running {
+                notes.push(format!(
+                    "{name} is running and the previous container is still aside as {aside} \
+                     ({old_id}); both were left as found."
+                ));
+                continue;
+            }
+            let step = async || -> Result<(), String> {
+                if let Some(id) = current.as_ref().and_then(|c| c.id.clone()) {
+                    self.remove(&id).await?;
+                }
+                self.rename(&old_id, name).await?;
+                self.docker
+                    .start_container(&old_id, None)
+                    .await
+                    .map_err(|e| format!("cannot start {old_id}: {e}"))
+            };
+            match step().await {
+                Ok(()) => notes.push(format!(
+                    "The previous container {old_id} was restored as {name} and started."
+                )),
+                Err(e) => notes.push(format!("Restoring {aside} as {name} failed: {e}.")),
+            }
+        }
+        if notes.is_empty() {
+            "No container was left aside.".into()
+        } else {
+            notes.join(" ")
+        }
+    }
+}
+
+fn probe_name(h: &HealthCheck) -> &'static str {
+    match h.probe {
+        Probe::None => "running",
+        Probe::Docker => "docker HEALTHCHECK",
+        Probe::Http { .. } => "http",
+        Probe::Tcp { .. } => "tcp",
+        Probe::Command { .. } => "command",
+    }
+}
+
+fn nanos(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+/// The Docker create request for a plan.
+fn create_body(plan: &Plan) -> ContainerCreateBody {
+    let spec = &plan.spec;
+    let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    for p in &spec.ports {
+        port_bindings
+            .entry(p.key())
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(PortBinding {
+                host_ip: p.host_ip.clone(),
+                host_port: Some(
+                    p.host_port
+                        .filter(|p| *p != 0)
+                        .map_or_else(String::new, |p| p.to_string()),
+                ),
+            });
+    }
+    let (restart_name, max_retry) = match spec.restart {
+        RestartPolicy::No => (RestartPolicyNameEnum::NO, None),
+        RestartPolicy::Always => (RestartPolicyNameEnum::ALWAYS, None),
+        RestartPolicy::UnlessStopped => (RestartPolicyNameEnum::UNLESS_STOPPED, None),
+        RestartPolicy::OnFailure(n) => (RestartPolicyNameEnum::ON_FAILURE, Some(i64::from(n))),
+    };
+    // Overrides of the image's HEALTHCHECK timing; Docker keeps the image's
+    // test and any value left unset.
+    let healthcheck = (spec.health.probe == Probe::Docker).then(|| HealthConfig {
+        test: None,
+        interval: spec.health.interval.map(|d| nanos(d.0)),
+        timeout: spec.health.timeout.map(|d| nanos(d.0)),
+        retries: spec.health.retries.map(i64::from),
+        start_period: spec.health.start_period.map(|d| nanos(d.0)),
+        start_interval: None,
+    });
+    let networking_config = spec.network.as_ref().map(|net| NetworkingConfig {
+        endpoints_config: Some(HashMap::from([(
+            net.clone(),
+            EndpointSettings {
+                aliases: plan.service.clone().map(|s| vec![s]),
+                ..Default::default()
+            },
+        )])),
+    });
+    ContainerCreateBody {
+        image: Some(plan.image.to_string()),
+        cmd: spec.command.clone(),
+        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        labels: Some(plan.labels.clone().into_iter().collect()),
+        exposed_ports: Some(spec.ports.iter().map(|p| p.key()).collect()),
+        healthcheck,
+        stop_timeout: spec
+            .stop_timeout
+            .map(|d| i64::try_from(d.0.as_secs()).unwrap_or(i64::MAX)),
+        host_config: Some(HostConfig {
+            binds: Some(spec.volumes.clone()),
+            port_bindings: Some(port_bindings),
+            restart_policy: Some(DockerRestart {
+                name: Some(restart_name),
+                maximum_retry_count: max_retry,
+            }),
+            network_mode: spec.network.clone(),
+            ..Default::default()
+        }),
+        networking_config,
+        ..Default::default()
+    }
+}

@@ -1,0 +1,674 @@
+//! What to deploy: the deploy spec and the compose-lock file, with their
+//! validation. The formats are documented in `docs/agent.md`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::SpecError;
+use crate::labels;
+
+/// One container to deploy, pinned by digest. YAML- and JSON-friendly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploySpec {
+    /// The idempotency key: a repeat of a finished task returns its recorded
+    /// outcome. `[A-Za-z0-9._-]`, at most 128 characters.
+    pub task_id: String,
+    /// The container name.
+    pub name: String,
+    /// `repository@sha256:<64 hex>`; a tag alone is refused.
+    pub image: String,
+    /// `sextant.application`.
+    pub application: String,
+    /// `sextant.workload`.
+    pub workload: String,
+    /// `sextant.target`.
+    pub target: String,
+    /// `sextant.environment`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    /// `sextant.release`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+    /// `sextant.revision`; defaults to the image digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// More labels; the `sextant.` ones above are reserved.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Environment variables.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Published ports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortSpec>,
+    /// Binds and volumes in Docker's `SOURCE:TARGET[:OPTIONS]` syntax.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<String>,
+    /// Overrides the image's CMD.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// A network to join (must exist) instead of the default bridge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// Docker's restart policy.
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    /// Grace period when stopping the old container, before SIGKILL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<HumanDuration>,
+    /// How to tell the new container is healthy.
+    #[serde(default)]
+    pub health: HealthCheck,
+    /// Credentials for the pull; never serialized (so never journaled).
+    #[serde(default, skip_serializing)]
+    pub registry_auth: Option<RegistryAuth>,
+}
+
+/// A pinned image reference, parsed from `repository@sha256:…`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRef {
+    /// Everything before `@`.
+    pub repository: String,
+    /// `sha256:<64 hex>`.
+    pub digest: String,
+}
+
+impl ImageRef {
+    /// Parses `repository@sha256:<64 hex>`; anything else is refused.
+    pub fn parse(image: &str) -> Result<Self, SpecError> {
+        let not_pinned = || SpecError::NotPinned {
+            image: image.to_owned(),
+        };
+        let (repository, digest) = image.rsplit_once('@').ok_or_else(not_pinned)?;
+        let hex = digest.strip_prefix("sha256:").ok_or_else(not_pinned)?;
+        let hex_ok = hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if repository.is_empty() || !hex_ok {
+            return Err(not_pinned());
+        }
+        Ok(Self {
+            repository: repository.to_owned(),
+            digest: digest.to_owned(),
+        })
+    }
+}
+
+impl fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.repository, self.digest)
+    }
+}
+
+/// A published port.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortSpec {
+    /// The port inside the container.
+    pub container_port: u16,
+    /// The host port; 0 or absent lets Docker pick one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_port: Option<u16>,
+    /// The host address to bind; absent means every address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<String>,
+    /// `tcp` (default), `udp` or `sctp`.
+    #[serde(default = "default_protocol")]
+    pub protocol: String,
+}
+
+fn default_protocol() -> String {
+    "tcp".to_owned()
+}
+
+impl PortSpec {
+    /// Docker's key for this port: `8080/tcp`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.container_port, self.protocol)
+    }
+}
+
+/// Docker's restart policy: `no`, `always`, `unless-stopped`, `on-failure`
+/// or `on-failure:N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum RestartPolicy {
+    #[default]
+    No,
+    Always,
+    UnlessStopped,
+    /// Restart on a non-zero exit, at most this many times (0: no limit).
+    OnFailure(u32),
+}
+
+impl TryFrom<String> for RestartPolicy {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "no" | "" => Ok(Self::No),
+            "always" => Ok(Self::Always),
+            "unless-stopped" => Ok(Self::UnlessStopped),
+            "on-failure" => Ok(Self::OnFailure(0)),
+            other => other
+                .strip_prefix("on-failure:")
+                .and_then(|n| n.parse().ok())
+                .map(Self::OnFailure)
+                .ok_or_else(|| {
+                    format!(
+                        "unknown restart policy {other:?}: use no, always, unless-stopped, \
+                         on-failure or on-failure:N"
+                    )
+                }),
+        }
+    }
+}
+
+impl From<RestartPolicy> for String {
+    fn from(p: RestartPolicy) -> Self {
+        match p {
+            RestartPolicy::No => "no".into(),
+            RestartPolicy::Always => "always".into(),
+            RestartPolicy::UnlessStopped => "unless-stopped".into(),
+            RestartPolicy::OnFailure(0) => "on-failure".into(),
+            RestartPolicy::OnFailure(n) => format!("on-failure:{n}"),
+        }
+    }
+}
+
+/// A duration written `500ms`, `2s`, `1m`, `1h` or as a number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "DurationRepr", into = "String")]
+pub struct HumanDuration(pub Duration);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum DurationRepr {
+    Seconds(f64),
+    Text(String),
+}
+
+impl TryFrom<DurationRepr> for HumanDuration {
+    type Error = String;
+    fn try_from(r: DurationRepr) -> Result<Self, String> {
+        let bad = |s: &str| format!("invalid duration {s:?}: write 500ms, 2s, 1m or 1h");
+        let secs = |f: f64, s: &str| Duration::try_from_secs_f64(f).map(Self).map_err(|_| bad(s));
+        match r {
+            DurationRepr::Seconds(f) => secs(f, &f.to_string()),
+            DurationRepr::Text(s) => {
+                let t = s.trim();
+                let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
+                    (n, 0.001)
+                } else if let Some(n) = t.strip_suffix('s') {
+                    (n, 1.0)
+                } else if let Some(n) = t.strip_suffix('m') {
+                    (n, 60.0)
+                } else if let Some(n) = t.strip_suffix('h') {
+                    (n, 3600.0)
+                } else {
+                    (t, 1.0)
+                };
+                let f: f64 = num.trim().parse().map_err(|_| bad(&s))?;
+                secs(f * scale, &s)
+            }
+        }
+    }
+}
+
+impl From<HumanDuration> for String {
+    fn from(d: HumanDuration) -> Self {
+        let ms = d.0.as_millis();
+        if ms.is_multiple_of(1000) {
+            format!("{}s", ms / 1000)
+        } else {
+            format!("{ms}ms")
+        }
+    }
+}
+
+impl From<Duration> for HumanDuration {
+    fn from(d: Duration) -> Self {
+        Self(d)
+    }
+}
+
+/// How the new container's health is verified: a probe and its timing.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct HealthCheck {
+    /// What to probe.
+    #[serde(flatten)]
+    pub probe: Probe,
+    /// Per probe (default 2 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<HumanDuration>,
+    /// Between probes (default 1 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<HumanDuration>,
+    /// Consecutive failures, after the start period, that fail the check
+    /// (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    /// Failures in this window after start don't count (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_period: Option<HumanDuration>,
+}
+
+/// The probe of a [`HealthCheck`], tagged by `check`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(tag = "check", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Probe {
+    /// Only that the container is running.
+    #[default]
+    None,
+    /// The image's Docker `HEALTHCHECK`.
+    Docker,
+    /// An HTTP GET from the agent. `{port:N}` and `{ip}` are substituted.
+    Http {
+        url: String,
+        /// The status to expect; absent means any 2xx.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expect_status: Option<u16>,
+    },
+    /// A TCP connect from the agent. `{port:N}` and `{ip}` are substituted.
+    Tcp { address: String },
+    /// A command run inside the container (`docker exec`); exit 0 passes.
+    Command { argv: Vec<String> },
+}
+
+impl HealthCheck {
+    /// The per-probe timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout.map_or(Duration::from_secs(2), |d| d.0)
+    }
+    /// The pause between probes.
+    pub fn interval(&self) -> Duration {
+        self.interval.map_or(Duration::from_secs(1), |d| d.0)
+    }
+    /// Consecutive failures that fail the check.
+    pub fn retries(&self) -> u32 {
+        self.retries.unwrap_or(3).max(1)
+    }
+    /// The grace window after start.
+    pub fn start_period(&self) -> Duration {
+        self.start_period.map_or(Duration::ZERO, |d| d.0)
+    }
+}
+
+/// Registry credentials for the pull. `Debug` hides the password.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryAuth {
+    pub username: String,
+    pub password: String,
+    /// The registry, e.g. `registry.example:5000`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_address: Option<String>,
+}
+
+impl fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryAuth")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("server_address", &self.server_address)
+            .finish()
+    }
+}
+
+impl DeploySpec {
+    /// Parses a spec from YAML (JSON is YAML too).
+    pub fn from_yaml(text: &str) -> Result<Self, SpecError> {
+        serde_norway::from_str(text).map_err(|e| SpecError::Parse(e.to_string()))
+    }
+
+    /// Checks the spec; returns the pinned image.
+    pub fn validate(&self) -> Result<ImageRef, SpecError> {
+        validate_task_id(&self.task_id)?;
+        validate_name("name", &self.name)?;
+        let image = ImageRef::parse(&self.image)?;
+        for (field, value) in [
+            ("application", &self.application),
+            ("workload", &self.workload),
+            ("target", &self.target),
+        ] {
+            if value.trim().is_empty() {
+                return Err(SpecError::Invalid(format!("{field} must not be empty")));
+            }
+        }
+        if let Some(key) = self
+            .labels
+            .keys()
+            .find(|k| labels::RESERVED.contains(&k.as_str()))
+        {
+            return Err(SpecError::Invalid(format!(
+                "label {key} is set by the agent; use the spec's own field"
+            )));
+        }
+        if let Some(key) = self.env.keys().find(|k| k.is_empty() || k.contains('=')) {
+            return Err(SpecError::Invalid(format!(
+                "invalid environment variable name {key:?}"
+            )));
+        }
+        if let Some(p) = self.ports.iter().find(|p| {
+            p.container_port == 0 || !matches!(p.protocol.as_str(), "tcp" | "udp" | "sctp")
+        }) {
+            return Err(SpecError::Invalid(format!(
+                "invalid port {}: container_port must be 1-65535 and protocol tcp, udp or sctp",
+                p.key()
+            )));
+        }
+        if let Some(v) = self.volumes.iter().find(|v| v.split(':').count() < 2) {
+            return Err(SpecError::Invalid(format!(
+                "invalid volume {v:?}: write SOURCE:TARGET[:OPTIONS]"
+            )));
+        }
+        match &self.health.probe {
+            Probe::Command { argv } if argv.is_empty() => {
+                return Err(SpecError::Invalid(
+                    "health check command needs a non-empty argv".into(),
+                ));
+            }
+            Probe::Http { url, .. } if !url.starts_with("http://") => {
+                return Err(SpecError::Invalid(format!(
+                    "health check url {url:?} must start with http://"
+                )));
+            }
+            _ => {}
+        }
+        Ok(image)
+    }
+
+    /// The labels the container is created with: the spec's own, then the
+    /// `sextant.` identity labels.
+    pub fn container_labels(&self, image: &ImageRef) -> BTreeMap<String, String> {
+        let mut out = self.labels.clone();
+        let mut put = |k: &str, v: &str| {
+            out.insert(k.to_owned(), v.to_owned());
+        };
+        put(labels::APPLICATION, &self.application);
+        put(labels::WORKLOAD, &self.workload);
+        put(labels::TARGET, &self.target);
+        put(labels::TASK, &self.task_id);
+        put(
+            labels::REVISION,
+            self.revision.as_deref().unwrap_or(&image.digest),
+        );
+        if let Some(e) = &self.environment {
+            put(labels::ENVIRONMENT, e);
+        }
+        if let Some(r) = &self.release {
+            put(labels::RELEASE, r);
+        }
+        out
+    }
+}
+
+/// Task ids become file names in the journal, so they are kept plain.
+pub(crate) fn validate_task_id(id: &str) -> Result<(), SpecError> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(SpecError::Invalid(format!(
+            "invalid task_id {id:?}: use 1-128 of A-Z a-z 0-9 . _ - (not starting with '.')"
+        )))
+    }
+}
+
+/// Docker's rule for container and network names.
+fn validate_name(field: &str, name: &str) -> Result<(), SpecError> {
+    let mut bytes = name.bytes();
+    let ok = bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && name.len() <= 200;
+    if ok {
+        Ok(())
+    } else {
+        Err(SpecError::Invalid(format!(
+            "invalid {field} {name:?}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*"
+        )))
+    }
+}
+
+/// A compose project whose services are pinned by digest, applied service by
+/// service. See `docs/agent.md`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComposeLock {
+    /// The idempotency key of the whole apply.
+    pub task_id: String,
+    /// Containers are named `PROJECT-SERVICE`; the network `PROJECT_default`.
+    pub project: String,
+    /// `sextant.application` of every service.
+    pub application: String,
+    /// `sextant.target` of every service.
+    pub target: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+    /// Labels on every container and on the project network.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Credentials for every pull; a service may name its own.
+    #[serde(default, skip_serializing)]
+    pub registry_auth: Option<RegistryAuth>,
+    /// Applied in this order.
+    pub services: Vec<ServiceSpec>,
+}
+
+/// One service of a [`ComposeLock`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    /// The service name: the network alias and `sextant.compose.service`.
+    pub name: String,
+    /// `sextant.workload`; defaults to the service name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<String>,
+    /// `repository@sha256:…`.
+    pub image: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<HumanDuration>,
+    #[serde(default)]
+    pub health: HealthCheck,
+    #[serde(default, skip_serializing)]
+    pub registry_auth: Option<RegistryAuth>,
+}
+
+impl ComposeLock {
+    /// Parses a compose-lock file from YAML.
+    pub fn from_yaml(text: &str) -> Result<Self, SpecError> {
+        serde_norway::from_str(text).map_err(|e| SpecError::Parse(e.to_string()))
+    }
+
+    /// The project network's name.
+    pub fn network(&self) -> String {
+        format!("{}_default", self.project)
+    }
+
+    /// One deploy spec per service, in order, each validated. Their task ids
+    /// are `TASK_ID.SERVICE`.
+    pub fn service_specs(&self) -> Result<Vec<DeploySpec>, SpecError> {
+        validate_task_id(&self.task_id)?;
+        validate_name("project", &self.project)?;
+        if self.services.is_empty() {
+            return Err(SpecError::Invalid("a compose-lock needs services".into()));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        let mut out = Vec::with_capacity(self.services.len());
+        for s in &self.services {
+            validate_name("service name", &s.name)?;
+            if !seen.insert(s.name.as_str()) {
+                return Err(SpecError::Invalid(format!(
+                    "service {} appears twice",
+                    s.name
+                )));
+            }
+            let mut labels = self.labels.clone();
+            labels.extend(s.labels.clone());
+            let spec = DeploySpec {
+                task_id: format!("{}.{}", self.task_id, s.name),
+                name: format!("{}-{}", self.project, s.name),
+                image: s.image.clone(),
+                application: self.application.clone(),
+                workload: s.workload.clone().unwrap_or_else(|| s.name.clone()),
+                target: self.target.clone(),
+                environment: self.environment.clone(),
+                release: self.release.clone(),
+                revision: s.revision.clone(),
+                labels,
+                env: s.env.clone(),
+                ports: s.ports.clone(),
+                volumes: s.volumes.clone(),
+                command: s.command.clone(),
+                network: Some(self.network()),
+                restart: s.restart,
+                stop_timeout: s.stop_timeout,
+                health: s.health.clone(),
+                registry_auth: s
+                    .registry_auth
+                    .clone()
+                    .or_else(|| self.registry_auth.clone()),
+            };
+            spec.validate().map_err(|e| match e {
+                SpecError::Invalid(m) => SpecError::Invalid(format!("service {}: {m}", s.name)),
+                other => other,
+            })?;
+            out.push(spec);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    fn yaml(image: &str) -> String {
+        format!(
+            "task_id: t-1\nname: web\nimage: '{image}'\napplication: shop\nworkload: web\n\
+             target: eu\nrestart: on-failure:3\nstop_timeout: 1s\n\
+             ports: [{{container_port: 8080, host_ip: 127.0.0.1}}]\n\
+             health: {{check: http, url: 'http://127.0.0.1:{{port:8080}}/', timeout: 500ms, retries: 2}}\n\
+             registry_auth: {{username: u, password: hunter2}}\n"
+        )
+    }
+
+    #[test]
+    fn parses_a_pinned_spec() {
+        let spec = DeploySpec::from_yaml(&yaml(&format!("127.0.0.1:5000/a/web@{DIGEST}"))).unwrap();
+        let image = spec.validate().unwrap();
+        assert_eq!(image.repository, "127.0.0.1:5000/a/web");
+        assert_eq!(image.digest, DIGEST);
+        assert_eq!(spec.restart, RestartPolicy::OnFailure(3));
+        assert_eq!(spec.health.timeout(), Duration::from_millis(500));
+        assert_eq!(spec.health.retries(), 2);
+        assert_eq!(spec.ports[0].key(), "8080/tcp");
+        assert!(matches!(spec.health.probe, Probe::Http { .. }));
+        let labels = spec.container_labels(&image);
+        assert_eq!(labels[labels::REVISION], DIGEST);
+        assert_eq!(labels[labels::TASK], "t-1");
+        assert!(!format!("{spec:?}").contains("hunter2"));
+        // Credentials never reach the journal.
+        assert!(!serde_json::to_string(&spec).unwrap().contains("hunter2"));
+        let back: DeploySpec =
+            serde_json::from_str(&serde_json::to_string(&spec).unwrap()).unwrap();
+        assert_eq!(back.health, spec.health);
+    }
+
+    #[test]
+    fn refuses_tags_and_bad_digests() {
+        for image in [
+            "web:v1",
+            "127.0.0.1:5000/web",
+            "web@sha256:abc",
+            "web@md5:0123",
+            &format!("@{DIGEST}"),
+        ] {
+            let spec = DeploySpec::from_yaml(&yaml(image)).unwrap();
+            let err = spec.validate().unwrap_err();
+            assert!(matches!(err, SpecError::NotPinned { .. }), "{image}: {err}");
+            assert!(err.to_string().contains("digest"), "{err}");
+        }
+    }
+
+    #[test]
+    fn refuses_unknown_keys_and_bad_values() {
+        let text = yaml(&format!("web@{DIGEST}"));
+        assert!(DeploySpec::from_yaml(&format!("{text}colour: red\n")).is_err());
+        assert!(DeploySpec::from_yaml(&text.replace("on-failure:3", "sometimes")).is_err());
+        assert!(DeploySpec::from_yaml(&text.replace("500ms", "soon")).is_err());
+        assert!(
+            DeploySpec::from_yaml(&text.replace("check: http,", "check: http, port: 1,")).is_err()
+        );
+        let mut spec = DeploySpec::from_yaml(&text).unwrap();
+        spec.task_id = "../etc".into();
+        assert!(spec.validate().is_err());
+        spec.task_id = "ok".into();
+        spec.labels.insert(labels::TASK.into(), "x".into());
+        assert!(spec.validate().is_err());
+    }
+
+    #[test]
+    fn compose_lock_expands_services() {
+        let text = format!(
+            "task_id: r7\nproject: shop\napplication: shop\ntarget: eu\nlabels: {{team: a}}\n\
+             services:\n  - name: api\n    image: api@{DIGEST}\n    health: {{check: tcp, address: '127.0.0.1:{{port:80}}'}}\n\
+             \x20 - name: web\n    workload: frontend\n    image: web@{DIGEST}\n"
+        );
+        let lock = ComposeLock::from_yaml(&text).unwrap();
+        let specs = lock.service_specs().unwrap();
+        assert_eq!(specs.len(), 2);
+        assert_eq!(specs[0].name, "shop-api");
+        assert_eq!(specs[0].task_id, "r7.api");
+        assert_eq!(specs[1].workload, "frontend");
+        assert_eq!(specs[1].network.as_deref(), Some("shop_default"));
+        assert_eq!(specs[1].labels["team"], "a");
+        let tagged =
+            ComposeLock::from_yaml(&text.replace(&format!("web@{DIGEST}"), "web:latest")).unwrap();
+        assert!(matches!(
+            tagged.service_specs().unwrap_err(),
+            SpecError::NotPinned { .. }
+        ));
+    }
+
+    #[test]
+    fn durations() {
+        let d = |s: &str| serde_norway::from_str::<HumanDuration>(s).map(|d| d.0);
+        assert_eq!(d("2").unwrap(), Duration::from_secs(2));
+        assert_eq!(d("1.5").unwrap(), Duration::from_millis(1500));
+        assert_eq!(d("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(d("1m").unwrap(), Duration::from_secs(60));
+        assert!(d("-1s").is_err());
+        assert_eq!(
+            String::from(HumanDuration(Duration::from_millis(1500))),
+            "1500ms"
+        );
+    }
+}
