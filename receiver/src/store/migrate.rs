@@ -22,6 +22,7 @@ pub(crate) fn sqlite() -> Migrator {
     Migrator::with_migrations(migrations!("sqlite":
         1 => "0001_hub_model",
         2 => "0002_query_indexes",
+        3 => "0003_deployed_counts",
     ))
 }
 
@@ -30,5 +31,78 @@ pub(crate) fn postgres() -> Migrator {
     Migrator::with_migrations(migrations!("postgres":
         1 => "0001_hub_model",
         2 => "0002_query_indexes",
+        3 => "0003_deployed_counts",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::sqlite::SqlitePoolOptions;
+
+    use super::*;
+
+    /// Migration 0003 counts the current rows a hub already holds, then
+    /// keeps counting.
+    #[tokio::test]
+    async fn deployed_counts_start_from_existing_rows() {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .expect("in-memory SQLite");
+        let all = sqlite();
+        let before = Migrator::with_migrations(all.iter().take(2).cloned().collect());
+        before.run(&pool).await.expect("migrations 1 and 2");
+        sqlx::raw_sql(
+            "INSERT INTO tenants (id, name, created_at) VALUES (1, 'default', 0);
+             INSERT INTO workspaces (id, tenant_id, name) VALUES (1, 1, 'w');
+             INSERT INTO applications (id, tenant_id, workspace_id, name) VALUES (1, 1, 1, 'a');
+             INSERT INTO workloads (id, tenant_id, application_id, name) VALUES (1, 1, 1, 'k');
+             INSERT INTO environments (id, tenant_id, name) VALUES (1, 1, 'stage');
+             INSERT INTO deployment_targets (id, tenant_id, workload_id, environment_id, name)
+                 VALUES (1, 1, 1, 1, 'eu');
+             INSERT INTO reconcilers (id, tenant_id, name, type) VALUES (1, 1, '', '');
+             INSERT INTO hosts (id, tenant_id, name) VALUES (1, 1, 'h1'), (2, 1, 'h2'), (3, 1, 'h3');
+             INSERT INTO observed_deployments (tenant_id, host_id, reconciler_id, target_id,
+                 revision, status, observed_at, changed_at)
+             VALUES (1, 1, 1, 1, 'r1', 'succeeded', 1, 1),
+                    (1, 2, 1, 1, 'r1', 'succeeded', 1, 1),
+                    (1, 3, 1, 1, 'r2', 'failed', 1, 1);",
+        )
+        .execute(&pool)
+        .await
+        .expect("rows before 0003");
+        all.run(&pool).await.expect("migration 3");
+        let counts = |pool| async move {
+            sqlx::query_as::<_, (String, String, i64)>(
+                "SELECT revision, status, hosts FROM deployed_counts ORDER BY revision, status",
+            )
+            .fetch_all(pool)
+            .await
+            .expect("counters")
+        };
+        assert_eq!(
+            counts(&pool).await,
+            [
+                ("r1".into(), "succeeded".into(), 2),
+                ("r2".into(), "failed".into(), 1)
+            ]
+        );
+        sqlx::raw_sql(
+            "UPDATE observed_deployments SET revision = 'r2', status = 'in_progress' WHERE host_id = 1;
+             UPDATE observed_deployments SET observed_at = 2 WHERE host_id = 2;
+             DELETE FROM observed_deployments WHERE host_id = 3;",
+        )
+        .execute(&pool)
+        .await
+        .expect("changes");
+        assert_eq!(
+            counts(&pool).await,
+            [
+                ("r1".into(), "succeeded".into(), 1),
+                ("r2".into(), "failed".into(), 0),
+                ("r2".into(), "in_progress".into(), 1)
+            ]
+        );
+    }
 }

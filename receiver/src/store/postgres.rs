@@ -61,7 +61,7 @@ impl PostgresStore {
 }
 
 impl PostgresStore {
-    super::reports::report_reads!(pool, super::reports::DEPLOYED_LATERAL_SQL);
+    super::reports::report_reads!(pool);
 }
 
 #[async_trait]
@@ -80,11 +80,21 @@ impl HubStore for PostgresStore {
         tenant: &str,
         events: &[DeploymentEvent],
     ) -> Result<IngestSummary, StoreError> {
-        let result = self.write(tenant, events).await;
-        if result.is_err() {
-            self.dims.clear();
+        let mut attempt = 1;
+        loop {
+            let result = self.write(tenant, events).await;
+            match result {
+                Err(e) if attempt < DEADLOCK_ATTEMPTS && is_deadlock(&e) => {
+                    tracing::debug!(attempt, "ingest transaction deadlocked; retrying");
+                    attempt += 1;
+                }
+                Err(e) => {
+                    self.dims.clear();
+                    return Err(e);
+                }
+                Ok(summary) => return Ok(summary),
+            }
         }
-        result
     }
 
     async fn state(
@@ -148,6 +158,22 @@ impl HubStore for PostgresStore {
         query: &CatalogQuery,
     ) -> Result<Vec<CatalogRow>, StoreError> {
         self.read_catalog(tenant, kind, query).await
+    }
+}
+
+/// How many times one ingest transaction runs before a deadlock is an error.
+/// Current rows are locked in key order, but the host counters (migration
+/// 0003) are updated by two statement triggers, one for inserted and one for
+/// updated rows, so two batches can each hold a counter the other needs.
+/// PostgreSQL aborts one of them; it runs again from the start.
+const DEADLOCK_ATTEMPTS: u32 = 4;
+
+fn is_deadlock(error: &StoreError) -> bool {
+    match error {
+        StoreError::Database(sqlx::Error::Database(e)) => {
+            matches!(e.code().as_deref(), Some("40P01" | "40001"))
+        }
+        _ => false,
     }
 }
 

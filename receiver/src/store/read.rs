@@ -61,8 +61,6 @@ macro_rules! newest_version_join {
     };
 }
 
-pub(crate) use newest_version_join;
-
 /// Targets with their latest desired assignment.
 pub(crate) const TARGETS_SQL: &str = concat!(
     "SELECT t.id, ws.name, a.name, w.name, e.name, t.name, v.version, v.revision, d.assigned_at \

@@ -9,7 +9,7 @@ use sextant_model::{
     TargetRef, TargetSummary, UnixNanos,
 };
 
-use super::read::{TargetRow, newest_version_join, target_filter, target_joins, target_where};
+use super::read::{TargetRow, target_filter, target_joins, target_where};
 
 /// The version a desired event named for `o.revision` of `t`'s workload.
 macro_rules! version_of_revision {
@@ -33,30 +33,15 @@ macro_rules! latest_desired {
     };
 }
 
-/// Current rows of the filtered targets grouped by (target, revision,
-/// status), with host counts.
+/// Host counts of the filtered targets per (target, revision, status), from
+/// the counters that migration 0003's triggers keep in step with current
+/// rows: a few rows per target whatever the number of hosts.
 pub(crate) const DEPLOYED_SQL: &str = concat!(
-    "SELECT o.target_id, o.revision, o.status, COUNT(*), ",
-    version_of_revision!("o.revision"),
-    " FROM observed_deployments o \
-      JOIN deployment_targets t ON t.id = o.target_id",
-    target_filter!(),
-    " GROUP BY o.target_id, t.workload_id, o.revision, o.status"
-);
-
-/// [`DEPLOYED_SQL`] for PostgreSQL, same rows: the filtered targets first,
-/// then each target's current rows grouped on their own (`LATERAL`). Each
-/// group is then one range of the (target_id, revision, status) index, read
-/// in order, so nothing is sorted; grouping all of an environment's rows at
-/// once sorts them all. SQLite has no `LATERAL`.
-pub(crate) const DEPLOYED_LATERAL_SQL: &str = concat!(
-    "SELECT t.id, g.revision, g.status, g.hosts, vv.version \
-     FROM deployment_targets t",
+    "SELECT t.id, c.revision, c.status, c.hosts, ",
+    version_of_revision!("c.revision"),
+    " FROM deployment_targets t",
     target_joins!(),
-    " CROSS JOIN LATERAL ( \
-        SELECT o.revision, o.status, COUNT(*) AS hosts FROM observed_deployments o \
-        WHERE o.target_id = t.id GROUP BY o.revision, o.status) g",
-    newest_version_join!("g.revision"),
+    " JOIN deployed_counts c ON c.target_id = t.id AND c.hosts > 0",
     target_where!()
 );
 
@@ -223,12 +208,12 @@ pub(crate) const HISTORY_SQL: &str = concat!(
     version_of_revision!("x.revision"),
     " ELSE x.version END, \
        x.revision, x.status, x.message, \
-       CASE WHEN x.key < 0 THEN (SELECT COUNT(*) FROM observed_deployments o \
-         WHERE o.target_id = x.target_id AND o.revision = x.revision AND o.status = 'succeeded') END, \
-       CASE WHEN x.key < 0 THEN (SELECT COUNT(*) FROM observed_deployments o \
-         WHERE o.target_id = x.target_id AND o.revision = x.revision AND o.status = 'failed') END, \
-       CASE WHEN x.key < 0 THEN (SELECT COUNT(*) FROM observed_deployments o \
-         WHERE o.target_id = x.target_id AND o.revision = x.revision AND o.status = 'in_progress') END \
+       CASE WHEN x.key < 0 THEN COALESCE((SELECT c.hosts FROM deployed_counts c \
+         WHERE c.target_id = x.target_id AND c.revision = x.revision AND c.status = 'succeeded'), 0) END, \
+       CASE WHEN x.key < 0 THEN COALESCE((SELECT c.hosts FROM deployed_counts c \
+         WHERE c.target_id = x.target_id AND c.revision = x.revision AND c.status = 'failed'), 0) END, \
+       CASE WHEN x.key < 0 THEN COALESCE((SELECT c.hosts FROM deployed_counts c \
+         WHERE c.target_id = x.target_id AND c.revision = x.revision AND c.status = 'in_progress'), 0) END \
      FROM ( \
        SELECT -da.id AS key, da.assigned_at AS at, da.target_id AS target_id, \
          CAST(NULL AS TEXT) AS host, CAST(NULL AS TEXT) AS reconciler, dv.version AS version, \
@@ -410,11 +395,10 @@ pub struct CatalogRow {
     pub counts: Vec<i64>,
 }
 
-/// Inherent report reads of a store whose pool field is `$pool`, grouping
-/// current rows with `$deployed` ([`DEPLOYED_SQL`] or
-/// [`DEPLOYED_LATERAL_SQL`]); the `HubStore` impls delegate to them.
+/// Inherent report reads of a store whose pool field is `$pool`, reading
+/// the host counts of [`DEPLOYED_SQL`]; the `HubStore` impls delegate to them.
 macro_rules! report_reads {
-    ($pool:ident, $deployed:expr) => {
+    ($pool:ident) => {
         pub(crate) async fn read_summaries(
             &self,
             tenant: &str,
@@ -430,7 +414,7 @@ macro_rules! report_reads {
                 return Ok(Vec::new());
             }
             let groups: Vec<reports::DeployedRow> =
-                bind_filter!(sqlx::query_as($deployed), tenant, filter)
+                bind_filter!(sqlx::query_as(reports::DEPLOYED_SQL), tenant, filter)
                     .fetch_all(&self.$pool)
                     .await?;
             Ok(reports::summaries(targets, groups))

@@ -66,7 +66,7 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
-    super::reports::report_reads!(reader, super::reports::DEPLOYED_SQL);
+    super::reports::report_reads!(reader);
 }
 
 #[async_trait]

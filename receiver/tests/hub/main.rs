@@ -3,6 +3,7 @@
 mod helpers;
 
 mod api;
+mod counts;
 mod ingest;
 mod lists;
 mod otlp_errors;

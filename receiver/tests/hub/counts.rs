@@ -1,0 +1,197 @@
+//! The host counters behind environment state, compare and history
+//! (migration 0003) stay equal to a count of current rows through inserts,
+//! status changes, heartbeats, replays, stale reports and concurrent batches.
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+use sqlx::Row;
+
+use crate::helpers::{Backend, TestApp, desired, logs, observed, on_both_backends, spawn_app};
+
+const S: u64 = 1_000_000_000;
+const HOSTS: usize = 48;
+const ROUNDS: u64 = 6;
+const REVISIONS: [&str; 3] = ["r1", "r2", "r3"];
+const STATUSES: [&str; 3] = ["succeeded", "in_progress", "failed"];
+const WORKLOADS: [&str; 2] = ["checkout", "cart"];
+
+fn now() -> u64 {
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock");
+    u64::try_from(d.as_nanos()).expect("fits")
+}
+
+/// A small deterministic generator, so a failure replays the same way.
+struct Lcg(u64);
+
+impl Lcg {
+    fn pick(&mut self, n: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        usize::try_from(self.0 >> 33).expect("fits") % n
+    }
+}
+
+type Expected = BTreeMap<(String, String, String), u64>;
+
+async fn counters_follow_every_change(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let start = now() - 3600 * S;
+    let mut rng = Lcg(7);
+    // (workload, host) → (revision, status) as last sent.
+    let mut last: BTreeMap<(usize, usize), (usize, usize)> = BTreeMap::new();
+    for round in 0..ROUNDS {
+        let t = start + round * 60 * S;
+        let mut records = Vec::new();
+        for w in 0..WORKLOADS.len() {
+            for h in 0..HOSTS {
+                let at = ("shop", WORKLOADS[w], "stage", "eu");
+                let host = format!("h{h:02}");
+                let (rev, status) = match last.get(&(w, h)) {
+                    // Some hosts only send a heartbeat: same state, later time.
+                    Some(&prev) if rng.pick(3) == 0 => prev,
+                    _ => (rng.pick(REVISIONS.len()), rng.pick(STATUSES.len())),
+                };
+                // Round 0 leaves some hosts out, so later rounds insert too.
+                if round == 0 && h % 5 == 0 {
+                    continue;
+                }
+                last.insert((w, h), (rev, status));
+                records.push(observed(&host, at, REVISIONS[rev], STATUSES[status], t));
+                // A report older than what the hub holds changes nothing.
+                if round > 0 && h % 7 == 0 {
+                    let stale = (rng.pick(REVISIONS.len()), rng.pick(STATUSES.len()));
+                    records.push(observed(
+                        &host,
+                        at,
+                        REVISIONS[stale.0],
+                        STATUSES[stale.1],
+                        t - 30 * S,
+                    ));
+                }
+            }
+        }
+        // Shuffled into four batches sent at once: on PostgreSQL their
+        // transactions update the same counters concurrently.
+        let mut batches: Vec<Vec<Value>> = vec![Vec::new(); 4];
+        for record in records {
+            batches[rng.pick(4)].push(record);
+        }
+        let sends = batches.iter().map(|b| logs(b.clone())).collect::<Vec<_>>();
+        futures::future::join_all(sends.iter().map(|body| app.send_logs(body))).await;
+        // A replay of a whole batch is idempotent.
+        if round == 2 {
+            app.send_logs(&sends[0]).await;
+        }
+    }
+    app.send_logs(&logs(vec![desired(
+        ("shop", "checkout", "stage", "eu"),
+        "1.2",
+        "r2",
+        start + ROUNDS * 60 * S,
+    )]))
+    .await;
+
+    let mut expected: BTreeMap<&str, Expected> = BTreeMap::new();
+    for (&(w, _), &(rev, status)) in &last {
+        *expected
+            .entry(WORKLOADS[w])
+            .or_default()
+            .entry((
+                WORKLOADS[w].to_owned(),
+                REVISIONS[rev].to_owned(),
+                STATUSES[status].to_owned(),
+            ))
+            .or_default() += 1;
+    }
+
+    let (code, state) = app.get("/api/v1/environments/stage/state", None).await;
+    assert_eq!(code, 200, "{state}");
+    let mut reported: BTreeMap<&str, Expected> = BTreeMap::new();
+    for row in state.as_array().expect("rows") {
+        let workload = row["workload"].as_str().expect("workload");
+        let workload = WORKLOADS
+            .iter()
+            .find(|w| **w == workload)
+            .expect("known workload");
+        for g in row["deployed"].as_array().expect("groups") {
+            reported.entry(workload).or_default().insert(
+                (
+                    (*workload).to_owned(),
+                    g["revision"].as_str().expect("revision").to_owned(),
+                    g["status"].as_str().expect("status").to_owned(),
+                ),
+                g["hosts"].as_u64().expect("hosts"),
+            );
+        }
+    }
+    assert_eq!(reported, expected);
+
+    // The desired row of history counts r2's hosts of checkout by status.
+    let (code, history) = app
+        .get("/api/v1/history?workload=checkout&limit=1", None)
+        .await;
+    assert_eq!(code, 200, "{history}");
+    let hosts = |status: &str| {
+        expected["checkout"]
+            .get(&("checkout".into(), "r2".into(), status.into()))
+            .copied()
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        history["items"][0]["hosts"],
+        json!({"succeeded": hosts("succeeded"), "failed": hosts("failed"), "in_progress": hosts("in_progress")}),
+        "{history}"
+    );
+
+    assert_counters_match_rows(&app).await;
+    app.stop().await;
+}
+
+/// Reads the database directly: every counter equals a count of current
+/// rows, and none went negative (the API hides counters at zero or below).
+async fn assert_counters_match_rows(app: &TestApp) {
+    const COUNTED: &str = "SELECT target_id, revision, status, COUNT(*) AS n \
+        FROM observed_deployments GROUP BY target_id, revision, status \
+        ORDER BY target_id, revision, status";
+    const COUNTERS: &str = "SELECT target_id, revision, status, hosts AS n \
+        FROM deployed_counts WHERE hosts <> 0 ORDER BY target_id, revision, status";
+    let (counted, counters) = if app.db.url.starts_with("sqlite") {
+        let pool = sqlx::SqlitePool::connect(&app.db.url).await.expect("db");
+        let read = |sql| {
+            let pool = pool.clone();
+            async move {
+                sqlx::query(sql)
+                    .fetch_all(&pool)
+                    .await
+                    .expect("query")
+                    .iter()
+                    .map(|r| (r.get::<i64, _>(0), r.get(1), r.get(2), r.get::<i64, _>(3)))
+                    .collect::<Vec<(i64, String, String, i64)>>()
+            }
+        };
+        (read(COUNTED).await, read(COUNTERS).await)
+    } else {
+        let pool = sqlx::PgPool::connect(&app.db.url).await.expect("db");
+        let read = |sql| {
+            let pool = pool.clone();
+            async move {
+                sqlx::query(sql)
+                    .fetch_all(&pool)
+                    .await
+                    .expect("query")
+                    .iter()
+                    .map(|r| (r.get::<i64, _>(0), r.get(1), r.get(2), r.get::<i64, _>(3)))
+                    .collect::<Vec<(i64, String, String, i64)>>()
+            }
+        };
+        (read(COUNTED).await, read(COUNTERS).await)
+    };
+    assert!(!counted.is_empty());
+    assert_eq!(counters, counted);
+}
+
+on_both_backends!(counters_follow_every_change);
