@@ -1,0 +1,273 @@
+//! OTLP/gRPC transport: `LogsService/Export` with tonic. The request is
+//! sent as the bytes the outbox built (a codec that writes them as they
+//! are), so no record is decoded and re-encoded on the way out.
+
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes};
+use http::uri::PathAndQuery;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
+use prost::Message;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+use tonic_types::StatusExt;
+
+use super::Secret;
+use super::transport::{ExportOutcome, FailureReason, LogsRequest, Transport, accepted};
+use crate::error::{OutboxError, Result};
+
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+
+/// Settings of an OTLP/gRPC endpoint.
+#[derive(Debug, Clone)]
+pub struct GrpcConfig {
+    /// `http://hub:4317` (or `https://` with the `tls` feature).
+    pub endpoint: String,
+    /// Sent as the `authorization: Bearer …` metadata.
+    pub token: Option<Secret>,
+    /// Gzip requests.
+    pub gzip: bool,
+    /// Time for one request.
+    pub timeout: Duration,
+}
+
+impl GrpcConfig {
+    pub fn new(endpoint: impl Into<String>) -> Self {
+        Self {
+            endpoint: endpoint.into(),
+            token: None,
+            gzip: false,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Sends logs requests over gRPC. The channel connects lazily and
+/// reconnects by itself.
+#[derive(Debug, Clone)]
+pub struct GrpcTransport {
+    client: tonic::client::Grpc<Channel>,
+    endpoint: String,
+    authorization: Option<MetadataValue<tonic::metadata::Ascii>>,
+}
+
+impl GrpcTransport {
+    pub fn new(config: GrpcConfig) -> Result<Self> {
+        let invalid = |reason: String| OutboxError::Endpoint {
+            endpoint: config.endpoint.clone(),
+            reason,
+        };
+        let mut endpoint = Endpoint::from_shared(config.endpoint.clone())
+            .map_err(|e| invalid(e.to_string()))?
+            .connect_timeout(config.timeout.min(Duration::from_secs(5)))
+            .timeout(config.timeout);
+        if config.endpoint.starts_with("https://") {
+            #[cfg(feature = "tls")]
+            {
+                endpoint = endpoint
+                    .tls_config(tonic::transport::ClientTlsConfig::new().with_webpki_roots())
+                    .map_err(|e| invalid(e.to_string()))?;
+            }
+            #[cfg(not(feature = "tls"))]
+            return Err(invalid(
+                "https needs sextant-exporters built with the `tls` feature".to_owned(),
+            ));
+        }
+        endpoint = endpoint.http2_keep_alive_interval(Duration::from_secs(30));
+        let mut client = tonic::client::Grpc::new(endpoint.connect_lazy())
+            .accept_compressed(CompressionEncoding::Gzip)
+            .max_decoding_message_size(1 << 20);
+        if config.gzip {
+            client = client.send_compressed(CompressionEncoding::Gzip);
+        }
+        let authorization = match &config.token {
+            Some(token) => Some(
+                format!("Bearer {}", token.expose())
+                    .parse()
+                    .map_err(|_| invalid("the token is not valid metadata".to_owned()))?,
+            ),
+            None => None,
+        };
+        Ok(Self {
+            client,
+            endpoint: config.endpoint,
+            authorization,
+        })
+    }
+
+    async fn send(&self, request: LogsRequest) -> ExportOutcome {
+        let mut client = self.client.clone();
+        if let Err(e) = client.ready().await {
+            return ExportOutcome::Retry {
+                reason: FailureReason::Connection,
+                retry_after: None,
+                detail: format!("channel not ready: {e}"),
+            };
+        }
+        let mut req = tonic::Request::new(request.body);
+        if let Some(auth) = &self.authorization {
+            req.metadata_mut().insert("authorization", auth.clone());
+        }
+        match client
+            .unary(req, PathAndQuery::from_static(EXPORT_PATH), RawCodec)
+            .await
+        {
+            Ok(response) => accepted(response.get_ref()),
+            Err(status) => classify(&status),
+        }
+    }
+}
+
+impl Transport for GrpcTransport {
+    fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn export(
+        &self,
+        request: LogsRequest,
+    ) -> impl std::future::Future<Output = ExportOutcome> + Send {
+        self.send(request)
+    }
+}
+
+/// Classifies a gRPC status per the OTLP/gRPC rules.
+pub(crate) fn classify(status: &Status) -> ExportOutcome {
+    let retry_after = status.get_details_retry_info().and_then(|r| r.retry_delay);
+    let detail = format!("gRPC {:?}: {}", status.code(), status.message());
+    let retry = |reason| ExportOutcome::Retry {
+        reason,
+        retry_after,
+        detail: detail.clone(),
+    };
+    let refuse = |reason| ExportOutcome::Refused {
+        reason,
+        detail: detail.clone(),
+    };
+    match status.code() {
+        Code::Unavailable => {
+            // tonic reports a failed connection as UNAVAILABLE too.
+            if status.message().contains("connect") {
+                retry(FailureReason::Connection)
+            } else {
+                retry(FailureReason::Unavailable)
+            }
+        }
+        // A status made on this side from a transport error (a connection
+        // closed under a request) carries that error as its source; one the
+        // peer sent does not.
+        Code::Unknown if std::error::Error::source(status).is_some() => {
+            retry(FailureReason::Connection)
+        }
+        Code::DeadlineExceeded => retry(FailureReason::Timeout),
+        Code::Cancelled | Code::Aborted | Code::OutOfRange | Code::DataLoss => {
+            retry(FailureReason::RetryableStatus)
+        }
+        Code::ResourceExhausted if retry_after.is_some() => retry(FailureReason::Throttled),
+        Code::ResourceExhausted => refuse(FailureReason::TooLarge),
+        Code::Unauthenticated | Code::PermissionDenied => retry(FailureReason::Unauthorized),
+        Code::InvalidArgument => refuse(FailureReason::BadRequest),
+        _ => refuse(FailureReason::Refused),
+    }
+}
+
+/// Sends pre-encoded request bytes; decodes the response with prost.
+#[derive(Debug, Clone, Copy)]
+struct RawCodec;
+
+struct RawEncoder;
+struct ResponseDecoder;
+
+impl Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = ExportLogsServiceResponse;
+    type Encoder = RawEncoder;
+    type Decoder = ResponseDecoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        ResponseDecoder
+    }
+}
+
+impl Encoder for RawEncoder {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl Decoder for ResponseDecoder {
+    type Item = ExportLogsServiceResponse;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
+        let bytes = src.copy_to_bytes(src.remaining());
+        ExportLogsServiceResponse::decode(bytes)
+            .map(Some)
+            .map_err(|e| Status::internal(format!("undecodable export response: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic_types::{ErrorDetails, StatusExt};
+
+    fn reason(status: Status) -> String {
+        match classify(&status) {
+            ExportOutcome::Retry {
+                reason,
+                retry_after,
+                ..
+            } => format!("retry {} {:?}", reason.as_str(), retry_after),
+            ExportOutcome::Refused { reason, .. } => format!("refuse {}", reason.as_str()),
+            ExportOutcome::Accepted { .. } => "ok".to_owned(),
+        }
+    }
+
+    #[test]
+    fn codes_are_classified_per_otlp() {
+        let with_retry = |code| {
+            Status::with_error_details(
+                code,
+                "slow down",
+                ErrorDetails::with_retry_info(Some(Duration::from_secs(3))),
+            )
+        };
+        assert_eq!(
+            reason(Status::unavailable("down")),
+            "retry unavailable None"
+        );
+        assert_eq!(
+            reason(with_retry(Code::Unavailable)),
+            "retry unavailable Some(3s)"
+        );
+        assert_eq!(
+            reason(with_retry(Code::ResourceExhausted)),
+            "retry throttled Some(3s)"
+        );
+        assert_eq!(
+            reason(Status::resource_exhausted("too big")),
+            "refuse too_large"
+        );
+        assert_eq!(
+            reason(Status::invalid_argument("bad")),
+            "refuse bad_request"
+        );
+        assert_eq!(reason(Status::aborted("x")), "retry retryable_status None");
+        assert_eq!(reason(Status::internal("x")), "refuse refused");
+        assert_eq!(
+            reason(Status::unauthenticated("x")),
+            "retry unauthorized None"
+        );
+    }
+}

@@ -1,0 +1,11 @@
+//! Integration tests of the outbox and its sender: the disk queue on real
+//! files (restart, torn tail, corruption, cap, kill -9), the sender against
+//! scripted OTLP peers (retry, refusal, partial success, split), and the
+//! sender against the real hub (`sextant up`) stopped and restarted.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+mod disk;
+mod hub;
+mod scripted;
