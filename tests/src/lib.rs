@@ -1,12 +1,15 @@
 //! Test kit for Sextant's end-to-end tests, also used by the crates' own
 //! integration suites: a database made for one test on SQLite or PostgreSQL,
 //! the `sextant` binary started as a real process, and the Python
-//! OpenTelemetry SDK client in `tests/python/`.
+//! OpenTelemetry SDK client in `tests/python/`; and real Docker with a local
+//! registry and test images ([`docker`]).
 //!
 //! Everything here is for tests: failures panic with a message saying what
 //! to run to fix the environment.
 
 #![allow(clippy::unwrap_used)]
+
+pub mod docker;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

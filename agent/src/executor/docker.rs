@@ -3,6 +3,9 @@
 //! roll back (restore the old and verify it again).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use bollard::Docker;
 use bollard::auth::DockerCredentials;
@@ -314,8 +317,17 @@ impl Ctx<'_> {
                     Phase::Verifying,
                     format!("verifying health ({})", probe_name(&plan.spec.health)),
                 );
-                let follower = self.follow_logs(&new_id, name);
+                let emitted = Arc::new(AtomicUsize::new(0));
+                let follower = self.follow_logs(&new_id, name, Arc::clone(&emitted));
                 let verified = health::verify(self.docker, &new_id, &plan.spec.health).await;
+                // Let the follower catch up with what was printed so far.
+                let printed = self.read_logs(&new_id, "all").await.len();
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+                while emitted.load(Ordering::Relaxed) < printed
+                    && tokio::time::Instant::now() < deadline
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
                 follower.abort();
                 verified
             }
@@ -519,7 +531,12 @@ impl Ctx<'_> {
             .and_then(from)
     }
 
-    fn follow_logs(&self, id: &str, name: &str) -> tokio::task::JoinHandle<()> {
+    fn follow_logs(
+        &self,
+        id: &str,
+        name: &str,
+        emitted: Arc<AtomicUsize>,
+    ) -> tokio::task::JoinHandle<()> {
         let docker = self.docker.clone();
         let events = self.events.clone();
         let (id, name, task_id) = (id.to_owned(), name.to_owned(), self.task_id.to_owned());
@@ -538,24 +555,31 @@ impl Ctx<'_> {
                         container: name.clone(),
                         line: line.to_owned(),
                     });
+                    emitted.fetch_add(1, Ordering::Relaxed);
                 }
             }
         })
     }
 
     async fn tail_logs(&self, id: &str) -> Vec<String> {
+        let mut lines = self.read_logs(id, &LOG_TAIL.to_string()).await;
+        let skip = lines.len().saturating_sub(LOG_TAIL);
+        lines.split_off(skip)
+    }
+
+    /// The container's output so far (`tail`: a count or `all`), as lines.
+    async fn read_logs(&self, id: &str, tail: &str) -> Vec<String> {
         let opts = LogsOptionsBuilder::new()
             .stdout(true)
             .stderr(true)
-            .tail(&LOG_TAIL.to_string())
+            .tail(tail)
             .build();
         let mut lines = Vec::new();
         let mut stream = self.docker.logs(id, Some(opts));
         while let Some(Ok(chunk)) = stream.next().await {
             lines.extend(chunk.to_string().lines().map(str::to_owned));
         }
-        let skip = lines.len().saturating_sub(LOG_TAIL);
-        lines.split_off(skip)
+        lines
     }
 
     /// Creates the compose project's network when it is missing.
