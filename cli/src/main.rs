@@ -1,6 +1,7 @@
 //! `sextant`: the command-line entry point. Thin: the work lives in the
 //! library crates.
 
+mod agent;
 mod demo;
 mod query;
 mod report;
@@ -53,6 +54,12 @@ enum Command {
     /// Whether a rollout is done; with --wait, wait for it (a CD gate).
     /// Exit codes: 0 done, 1 a host failed, 2 timeout, 3 not done yet.
     Rollout(Read<query::RolloutArgs>),
+    /// The host agent: `sextant agent deploy --spec FILE` runs one deployment
+    /// through the local Docker engine.
+    Agent {
+        #[command(subcommand)]
+        command: agent::AgentCommand,
+    },
     /// Print shell completions: `sextant completions bash > /etc/bash_completion.d/sextant`.
     Completions {
         #[arg(value_enum)]
@@ -147,6 +154,7 @@ async fn run(command: Command) -> anyhow::Result<i32> {
         Command::History(r) => done(query::history(&r.hub, &r.args).await),
         Command::Hosts(r) => done(query::hosts(&r.hub, &r.args).await),
         Command::Rollout(r) => query::rollout(&r.hub, &r.args).await,
+        Command::Agent { command } => agent::run(command).await,
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(

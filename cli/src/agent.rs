@@ -1,0 +1,151 @@
+//! `sextant agent …`: the agent's commands. Today `deploy`, which runs one
+//! task through the local Docker engine with the agent's executor.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{ArgGroup, Args, Subcommand};
+use sextant_agent::executor::{
+    ComposeLock, DeploySpec, Executor, ExecutorConfig, TaskEvent, TaskOutcome, TaskStatus,
+};
+
+/// The `sextant agent` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Deploy a container spec (or a compose-lock) pinned by digest through
+    /// the local Docker engine, verify its health and roll back on failure.
+    /// Exit code 0 when it succeeded, 1 otherwise.
+    Deploy(DeployArgs),
+}
+
+/// Settings of `sextant agent deploy`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("task").required(true).args(["spec", "compose_lock"])))]
+pub struct DeployArgs {
+    /// A deploy spec, YAML or JSON (see docs/agent.md).
+    #[arg(long, value_name = "FILE")]
+    spec: Option<PathBuf>,
+    /// A compose-lock file, YAML (see docs/agent.md).
+    #[arg(long, value_name = "FILE")]
+    compose_lock: Option<PathBuf>,
+    /// Data directory; the task journal is DATA_DIR/tasks.
+    #[arg(long, env = "SEXTANT_DATA_DIR", default_value = ".sextant")]
+    data_dir: PathBuf,
+    /// Docker endpoint (unix://…, tcp://…); default DOCKER_HOST, else the local socket.
+    #[arg(long)]
+    docker_host: Option<String>,
+    /// Print events and the outcome as JSON lines.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs an agent command; returns the exit code.
+pub async fn run(command: AgentCommand) -> anyhow::Result<i32> {
+    match command {
+        AgentCommand::Deploy(args) => deploy(args).await,
+    }
+}
+
+enum Task {
+    Deploy(Box<DeploySpec>),
+    Compose(Box<ComposeLock>),
+}
+
+async fn deploy(args: DeployArgs) -> anyhow::Result<i32> {
+    let task = match (&args.spec, &args.compose_lock) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            Task::Deploy(Box::new(
+                DeploySpec::from_yaml(&text).with_context(|| format!("{}", path.display()))?,
+            ))
+        }
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            Task::Compose(Box::new(
+                ComposeLock::from_yaml(&text).with_context(|| format!("{}", path.display()))?,
+            ))
+        }
+        (None, None) => anyhow::bail!("give --spec FILE or --compose-lock FILE"),
+    };
+    let executor = Executor::connect(ExecutorConfig {
+        data_dir: args.data_dir.clone(),
+        docker_host: args.docker_host.clone(),
+    })
+    .await?;
+
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let json = args.json;
+    let printer = tokio::spawn(async move {
+        while let Some(event) = rx.recv().await {
+            print_event(&event, json);
+        }
+    });
+    let result = match &task {
+        Task::Deploy(spec) => executor.deploy(spec, tx).await,
+        Task::Compose(lock) => executor.apply_compose(lock, tx).await,
+    };
+    // The sender is gone with the task; the printer drains and ends.
+    let _ = printer.await;
+    let outcome = result?;
+    Ok(if outcome.status == TaskStatus::Succeeded {
+        0
+    } else {
+        1
+    })
+}
+
+fn print_event(event: &TaskEvent, json: bool) {
+    if json {
+        if let Ok(line) = serde_json::to_string(event) {
+            println!("{line}");
+        }
+        return;
+    }
+    match event {
+        TaskEvent::Status {
+            container,
+            phase,
+            message,
+            ..
+        } => println!("[{phase}] {container}: {message}"),
+        TaskEvent::Log {
+            container, line, ..
+        } => println!("  {container} | {line}"),
+        TaskEvent::Finished { outcome } => print_outcome(outcome),
+    }
+}
+
+fn print_outcome(o: &TaskOutcome) {
+    println!();
+    println!(
+        "task {}: {}{}",
+        o.task_id,
+        o.status,
+        if o.replayed {
+            " (recorded result of an earlier run; nothing done)"
+        } else {
+            ""
+        }
+    );
+    println!("  {}", o.message);
+    if let Some(d) = &o.deployed_digest {
+        println!("  deployed   {d}");
+    }
+    if let Some(id) = &o.container_id {
+        println!("  container  {id}");
+    }
+    if let Some(p) = &o.previous {
+        println!("  previous   {} ({})", p.id, p.image);
+    }
+    for s in &o.services {
+        println!("  service {}: {} — {}", s.service, s.status, s.message);
+    }
+    if !o.logs.is_empty() {
+        println!("  last log lines of the failed container:");
+        for l in &o.logs {
+            println!("    {l}");
+        }
+    }
+}
