@@ -5,6 +5,10 @@
 #   - PostgreSQL (Debian's package), a running cluster and a `sextant` role;
 #   - a Python virtualenv in .venv with the OpenTelemetry Python SDK;
 #   - Chromium and chromedriver (Debian's packages) for the UI tests;
+#   - busybox-static and docker-registry (Debian's packages) for the agent's
+#     Docker tests: the test kit builds FROM-scratch images around the static
+#     busybox and starts its own registry on 127.0.0.1 (the Debian
+#     docker-registry service is not used); Docker itself must be running;
 # then runs `cargo test --workspace`. Extra arguments go to cargo test.
 set -euo pipefail
 
@@ -29,6 +33,11 @@ command -v curl >/dev/null || missing+=(curl)
 command -v python3 >/dev/null || missing+=(python3)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
+# The Docker test images need a *static* /bin/busybox (FROM scratch has no libc);
+# Debian's plain busybox package also installs /bin/busybox, dynamically linked.
+{ test -x /bin/busybox && dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'; } ||
+    missing+=(busybox-static)
+command -v docker-registry >/dev/null || missing+=(docker-registry)
 if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then apt_install python3-venv; fi
 
