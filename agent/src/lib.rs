@@ -2,8 +2,11 @@
 //! container spec or a compose-lock pinned by digest, verifies health, rolls
 //! back on failure and records every task (see `docs/agent.md`).
 
+pub mod config;
 pub mod executor;
 pub mod labels;
+pub mod observe;
+pub mod runtime;
 
 pub use executor::{
     ComposeLock, DeploySpec, EventSender, ExecuteError, Executor, ExecutorConfig, TaskEvent,

@@ -122,10 +122,12 @@ mod tests {
     }
 
     fn strings(attrs: &[KeyValue]) -> impl Iterator<Item = (String, String)> + '_ {
-        attrs.iter().filter_map(|kv| match kv.value.as_ref()?.value.as_ref()? {
-            any_value::Value::StringValue(s) => Some((kv.key.clone(), s.clone())),
-            _ => None,
-        })
+        attrs
+            .iter()
+            .filter_map(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                any_value::Value::StringValue(s) => Some((kv.key.clone(), s.clone())),
+                _ => None,
+            })
     }
 
     /// The hub's own parser reads what the agent writes.
@@ -157,7 +159,10 @@ mod tests {
         assert_eq!(record.event_name, keys::EVENT_OBSERVED);
         let mut merged: HashMap<String, String> = strings(&resource.attributes).collect();
         merged.extend(strings(&record.attributes));
-        assert_eq!(merged.get("sextant.agent.label.rack").map(String::as_str), Some("r7"));
+        assert_eq!(
+            merged.get("sextant.agent.label.rack").map(String::as_str),
+            Some("r7")
+        );
         let parsed = ObservedDeployment::from_attributes(&Merged(merged), None, UnixNanos(42))
             .expect("valid");
         assert_eq!(parsed.host, "h1");

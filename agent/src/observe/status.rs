@@ -160,13 +160,12 @@ pub fn status(
             }
         }
         S::CREATED => (InProgress, Some("created, not started".into())),
-        S::RESTARTING => (
-            Failed,
-            Some(format!("restarting (last exit code {exit})")),
-        ),
+        S::RESTARTING => (Failed, Some(format!("restarting (last exit code {exit})"))),
         S::EXITED if state.oom_killed == Some(true) => (
             Failed,
-            Some(format!("exited with code {exit}: killed for lack of memory")),
+            Some(format!(
+                "exited with code {exit}: killed for lack of memory"
+            )),
         ),
         S::EXITED if exit == 0 => (Failed, Some("stopped (exit code 0)".into())),
         S::EXITED => (Failed, Some(format!("exited with code {exit}"))),
@@ -202,7 +201,10 @@ pub fn observe(
             .to_owned(),
         placement,
         revision,
-        release: labels.get(labels::RELEASE).filter(|v| !v.is_empty()).cloned(),
+        release: labels
+            .get(labels::RELEASE)
+            .filter(|v| !v.is_empty())
+            .cloned(),
         status,
         message,
     })
@@ -229,7 +231,10 @@ mod tests {
         l
     }
 
-    fn container(state: ContainerState, labels: HashMap<String, String>) -> ContainerInspectResponse {
+    fn container(
+        state: ContainerState,
+        labels: HashMap<String, String>,
+    ) -> ContainerInspectResponse {
         ContainerInspectResponse {
             id: Some("c1".into()),
             name: Some("/web".into()),
@@ -275,11 +280,18 @@ mod tests {
             (None, DeploymentStatus::Succeeded),
             (Some(HealthStatusEnum::HEALTHY), DeploymentStatus::Succeeded),
             (Some(HealthStatusEnum::NONE), DeploymentStatus::Succeeded),
-            (Some(HealthStatusEnum::STARTING), DeploymentStatus::InProgress),
+            (
+                Some(HealthStatusEnum::STARTING),
+                DeploymentStatus::InProgress,
+            ),
             (Some(HealthStatusEnum::UNHEALTHY), DeploymentStatus::Failed),
         ] {
-            let o = observe(&container(running(health), labelled(&[])), Some(&img), "dev")
-                .expect("labelled");
+            let o = observe(
+                &container(running(health), labelled(&[])),
+                Some(&img),
+                "dev",
+            )
+            .expect("labelled");
             assert_eq!(o.status, want, "{health:?}");
         }
         let o = observe(
@@ -303,8 +315,14 @@ mod tests {
             ..Default::default()
         };
         let cases = [
-            (state(ContainerStateStatusEnum::EXITED, 3), "exited with code 3"),
-            (state(ContainerStateStatusEnum::EXITED, 0), "stopped (exit code 0)"),
+            (
+                state(ContainerStateStatusEnum::EXITED, 3),
+                "exited with code 3",
+            ),
+            (
+                state(ContainerStateStatusEnum::EXITED, 0),
+                "stopped (exit code 0)",
+            ),
             (
                 state(ContainerStateStatusEnum::RESTARTING, 1),
                 "restarting (last exit code 1)",
@@ -314,14 +332,17 @@ mod tests {
         ];
         for (s, why) in cases {
             let o = observe(&container(s, labelled(&[])), Some(&img), "dev").expect("labelled");
-            assert_eq!((o.status, o.message.as_deref()), (DeploymentStatus::Failed, Some(why)));
+            assert_eq!(
+                (o.status, o.message.as_deref()),
+                (DeploymentStatus::Failed, Some(why))
+            );
         }
         let created = state(ContainerStateStatusEnum::CREATED, 0);
         let o = observe(&container(created, labelled(&[])), Some(&img), "dev").expect("labelled");
         assert_eq!(o.status, DeploymentStatus::InProgress);
 
-        let missing = observe(&container(running(None), labelled(&[])), None, "dev")
-            .expect("labelled");
+        let missing =
+            observe(&container(running(None), labelled(&[])), None, "dev").expect("labelled");
         assert_eq!(
             (missing.status, missing.message.as_deref()),
             (
@@ -334,8 +355,8 @@ mod tests {
             error: Some("OCI runtime create failed".into()),
             ..Default::default()
         };
-        let o = observe(&container(engine_error, labelled(&[])), Some(&img), "dev")
-            .expect("labelled");
+        let o =
+            observe(&container(engine_error, labelled(&[])), Some(&img), "dev").expect("labelled");
         assert_eq!(o.message.as_deref(), Some("OCI runtime create failed"));
     }
 
@@ -346,11 +367,15 @@ mod tests {
             "mirror.example/other@sha256:bbb",
             "127.0.0.1:5000/web@sha256:aaa",
         ]);
-        let o = observe(&container(running(None), with_label), Some(&img), "dev").expect("labelled");
+        let o =
+            observe(&container(running(None), with_label), Some(&img), "dev").expect("labelled");
         assert_eq!(o.revision, "git:4f1c2e9");
-        let o = observe(&container(running(None), labelled(&[])), Some(&img), "dev")
-            .expect("labelled");
-        assert_eq!(o.revision, "sha256:aaa", "the container's own repository first");
+        let o =
+            observe(&container(running(None), labelled(&[])), Some(&img), "dev").expect("labelled");
+        assert_eq!(
+            o.revision, "sha256:aaa",
+            "the container's own repository first"
+        );
         let o = observe(
             &container(running(None), labelled(&[])),
             Some(&image(&[])),

@@ -77,10 +77,9 @@ impl Tracker {
         }
         let mut reports = Vec::new();
         for (placement, (_, observation)) in &chosen {
-            let changed = self
-                .reported
-                .get(*placement)
-                .is_none_or(|last| last.container != observation.container || last.differs(observation));
+            let changed = self.reported.get(*placement).is_none_or(|last| {
+                last.container != observation.container || last.differs(observation)
+            });
             if changed {
                 reports.push(Report {
                     kind: ReportKind::Change,
@@ -159,7 +158,11 @@ mod tests {
         assert_eq!(t.reconcile().len(), 2);
         assert!(t.reconcile().is_empty(), "nothing changed");
         assert_eq!(t.heartbeat().len(), 2);
-        assert!(t.heartbeat().iter().all(|r| r.kind == ReportKind::Heartbeat));
+        assert!(
+            t.heartbeat()
+                .iter()
+                .all(|r| r.kind == ReportKind::Heartbeat)
+        );
 
         t.upsert(1, obs("a", "eu", "r1", Failed));
         let changes = t.reconcile();
@@ -178,7 +181,10 @@ mod tests {
         assert_eq!(changes.len(), 1);
         assert_eq!(changes[0].observation.revision, "r2");
         t.remove("old");
-        assert!(t.reconcile().is_empty(), "the old container's removal is not news");
+        assert!(
+            t.reconcile().is_empty(),
+            "the old container's removal is not news"
+        );
     }
 
     #[test]

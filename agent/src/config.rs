@@ -1,0 +1,446 @@
+//! The agent's settings: command-line flags, each with an environment
+//! variable, over an optional TOML file, over defaults.
+//!
+//! Precedence: flag > environment variable > file > default. The standard
+//! OpenTelemetry variables name the OTLP endpoint, protocol, headers and
+//! compression.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Flags of `sextant agent run`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AgentArgs {
+    /// A TOML file with any of the settings below (flag names, `_` for `-`).
+    #[arg(long, env = "SEXTANT_AGENT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The name this host reports as (`host.name`). Default: the system host name.
+    #[arg(long, env = "SEXTANT_HOST_NAME")]
+    pub host_name: Option<String>,
+    /// The environment of containers that carry no `sextant.environment` label.
+    #[arg(long, env = "SEXTANT_ENVIRONMENT")]
+    pub environment: Option<String>,
+    /// A label of this agent, `key=value`; repeatable.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// OTLP endpoint(s) to report to; repeatable, or comma-separated in the
+    /// variable. Each gets its own cursor in the outbox (fan-out).
+    #[arg(
+        long = "otlp-endpoint",
+        env = "OTEL_EXPORTER_OTLP_ENDPOINT",
+        value_delimiter = ','
+    )]
+    pub otlp_endpoints: Vec<String>,
+    /// `grpc` or `http/protobuf`.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_PROTOCOL")]
+    pub otlp_protocol: Option<String>,
+    /// Bearer token for the OTLP endpoints.
+    #[arg(long, env = "SEXTANT_OTLP_TOKEN", hide_env_values = true)]
+    pub otlp_token: Option<String>,
+    /// OTLP headers as `key=value,…`; an `authorization=Bearer …` header
+    /// sets the token.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_HEADERS", hide_env_values = true)]
+    pub otlp_headers: Option<String>,
+    /// `gzip` or `none`.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_COMPRESSION")]
+    pub otlp_compression: Option<String>,
+    /// Where the outbox and the task journal live.
+    #[arg(long, env = "SEXTANT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Interval of re-reports, e.g. `30s`, `1m`.
+    #[arg(long, env = "SEXTANT_HEARTBEAT")]
+    pub heartbeat: Option<String>,
+    /// Interval of full container resyncs, e.g. `5m`.
+    #[arg(long, env = "SEXTANT_RESYNC")]
+    pub resync: Option<String>,
+    /// Most bytes the outbox keeps on disk, e.g. `64MiB`.
+    #[arg(long, env = "SEXTANT_OUTBOX_MAX_BYTES")]
+    pub outbox_max_bytes: Option<String>,
+    /// Docker endpoint (`unix:///var/run/docker.sock`, `tcp://…`).
+    #[arg(long, env = "DOCKER_HOST")]
+    pub docker_host: Option<String>,
+    /// The orchestrator the agent dials (used by the agent channel).
+    #[arg(long, env = "SEXTANT_ORCHESTRATOR")]
+    pub orchestrator: Option<String>,
+    /// Address of `/metrics`, `/health/live` and `/health/ready`.
+    #[arg(long, env = "SEXTANT_AGENT_LISTEN")]
+    pub listen: Option<SocketAddr>,
+}
+
+/// The file form of [`AgentArgs`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentFile {
+    host_name: Option<String>,
+    environment: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    otlp_endpoints: Vec<String>,
+    otlp_protocol: Option<String>,
+    otlp_token: Option<String>,
+    otlp_compression: Option<String>,
+    data_dir: Option<PathBuf>,
+    heartbeat: Option<String>,
+    resync: Option<String>,
+    outbox_max_bytes: Option<String>,
+    docker_host: Option<String>,
+    orchestrator: Option<String>,
+    listen: Option<SocketAddr>,
+}
+
+/// OTLP transport of the endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Grpc,
+    HttpProtobuf,
+}
+
+/// Resolved settings.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub host_name: String,
+    pub environment: String,
+    pub labels: Vec<(String, String)>,
+    pub otlp_endpoints: Vec<String>,
+    pub protocol: Protocol,
+    pub token: Option<String>,
+    pub gzip: bool,
+    pub data_dir: PathBuf,
+    pub heartbeat: Duration,
+    pub resync: Duration,
+    pub outbox_max_bytes: u64,
+    pub docker_host: Option<String>,
+    pub orchestrator: Option<String>,
+    pub listen: SocketAddr,
+}
+
+/// A setting that cannot be used, with what was wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("{setting}: {problem}")]
+    Invalid {
+        setting: &'static str,
+        problem: String,
+    },
+}
+
+fn invalid(setting: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        setting,
+        problem: problem.into(),
+    }
+}
+
+impl AgentArgs {
+    /// Merges flags and environment (already in `self`) over the file and
+    /// the defaults, and checks every value.
+    pub fn resolve(&self) -> Result<AgentConfig, ConfigError> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => AgentFile::default(),
+        };
+        let host_name = self
+            .host_name
+            .clone()
+            .or(file.host_name)
+            .or_else(system_host_name)
+            .filter(|h| !h.trim().is_empty())
+            .ok_or_else(|| invalid("--host-name", "not set and the system host name is unknown"))?;
+        let environment = self
+            .environment
+            .clone()
+            .or(file.environment)
+            .filter(|e| !e.trim().is_empty())
+            .ok_or_else(|| invalid("--environment", "required (or SEXTANT_ENVIRONMENT)"))?;
+        let mut labels = file.labels;
+        for label in &self.labels {
+            let (k, v) = label
+                .split_once('=')
+                .filter(|(k, _)| !k.is_empty())
+                .ok_or_else(|| invalid("--label", format!("{label:?} is not key=value")))?;
+            labels.insert(k.to_owned(), v.to_owned());
+        }
+        let otlp_endpoints: Vec<String> = if self.otlp_endpoints.is_empty() {
+            file.otlp_endpoints
+        } else {
+            self.otlp_endpoints.clone()
+        }
+        .into_iter()
+        .map(|e| e.trim().to_owned())
+        .filter(|e| !e.is_empty())
+        .collect();
+        if otlp_endpoints.is_empty() {
+            return Err(invalid(
+                "--otlp-endpoint",
+                "required (or OTEL_EXPORTER_OTLP_ENDPOINT)",
+            ));
+        }
+        let protocol = match self
+            .otlp_protocol
+            .clone()
+            .or(file.otlp_protocol)
+            .as_deref()
+            .unwrap_or("grpc")
+        {
+            "grpc" => Protocol::Grpc,
+            "http/protobuf" => Protocol::HttpProtobuf,
+            other => {
+                return Err(invalid(
+                    "--otlp-protocol",
+                    format!("{other:?}: expected grpc or http/protobuf"),
+                ));
+            }
+        };
+        let header_token = self.otlp_headers.as_deref().and_then(bearer_from_headers);
+        let token = self.otlp_token.clone().or(header_token).or(file.otlp_token);
+        let gzip = match self
+            .otlp_compression
+            .clone()
+            .or(file.otlp_compression)
+            .as_deref()
+            .unwrap_or("gzip")
+        {
+            "gzip" => true,
+            "none" | "" => false,
+            other => {
+                return Err(invalid(
+                    "--otlp-compression",
+                    format!("{other:?}: expected gzip or none"),
+                ));
+            }
+        };
+        let data_dir = self
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("sextant-agent-data"));
+        let heartbeat = duration(
+            "--heartbeat",
+            self.heartbeat
+                .clone()
+                .or(file.heartbeat)
+                .as_deref()
+                .unwrap_or("30s"),
+        )?;
+        let resync = duration(
+            "--resync",
+            self.resync
+                .clone()
+                .or(file.resync)
+                .as_deref()
+                .unwrap_or("5m"),
+        )?;
+        let outbox_max_bytes = bytes(
+            "--outbox-max-bytes",
+            self.outbox_max_bytes
+                .clone()
+                .or(file.outbox_max_bytes)
+                .as_deref()
+                .unwrap_or("256MiB"),
+        )?;
+        Ok(AgentConfig {
+            host_name,
+            environment,
+            labels: labels.into_iter().collect(),
+            otlp_endpoints,
+            protocol,
+            token,
+            gzip,
+            data_dir,
+            heartbeat,
+            resync,
+            outbox_max_bytes,
+            docker_host: self.docker_host.clone().or(file.docker_host),
+            orchestrator: self.orchestrator.clone().or(file.orchestrator),
+            listen: self
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9464))),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<AgentFile, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn system_host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+}
+
+/// The token of an `authorization=Bearer …` entry in OTLP headers.
+fn bearer_from_headers(headers: &str) -> Option<String> {
+    headers.split(',').find_map(|entry| {
+        let (k, v) = entry.split_once('=')?;
+        if !k.trim().eq_ignore_ascii_case("authorization") {
+            return None;
+        }
+        let v = v.trim().replace("%20", " ");
+        v.strip_prefix("Bearer ").map(|t| t.trim().to_owned())
+    })
+}
+
+/// `500ms`, `30s`, `5m`, `1h`, or plain seconds.
+pub fn duration(setting: &'static str, text: &str) -> Result<Duration, ConfigError> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (n, unit) = text.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| invalid(setting, format!("{text:?} is not a duration like 30s")))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => {
+            return Err(invalid(
+                setting,
+                format!("{text:?}: unit must be ms, s, m or h"),
+            ));
+        }
+    };
+    if d.is_zero() {
+        return Err(invalid(setting, "must be above zero"));
+    }
+    Ok(d)
+}
+
+/// `1048576`, `512KiB`, `64MiB`, `1GiB`.
+pub fn bytes(setting: &'static str, text: &str) -> Result<u64, ConfigError> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (n, unit) = text.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| invalid(setting, format!("{text:?} is not a size like 64MiB")))?;
+    let factor = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => {
+            return Err(invalid(
+                setting,
+                format!("{text:?}: unit must be B, KiB, MiB or GiB"),
+            ));
+        }
+    };
+    n.checked_mul(factor)
+        .ok_or_else(|| invalid(setting, format!("{text:?} is too large")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> AgentArgs {
+        AgentArgs {
+            host_name: Some("h1".into()),
+            environment: Some("dev".into()),
+            otlp_endpoints: vec!["http://127.0.0.1:4317".into()],
+            ..AgentArgs::default()
+        }
+    }
+
+    #[test]
+    fn defaults_and_units() {
+        let c = args().resolve().expect("valid");
+        assert_eq!(c.heartbeat, Duration::from_secs(30));
+        assert_eq!(c.protocol, Protocol::Grpc);
+        assert!(c.gzip);
+        assert_eq!(c.outbox_max_bytes, 256 << 20);
+        assert_eq!(
+            duration("x", "500ms").ok(),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(duration("x", "2m").ok(), Some(Duration::from_secs(120)));
+        assert!(duration("x", "0s").is_err());
+        assert!(duration("x", "soon").is_err());
+        assert_eq!(bytes("x", "64MiB").ok(), Some(64 << 20));
+        assert!(bytes("x", "64MB").is_err());
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_bad_values_are_named() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("agent.toml");
+        std::fs::write(
+            &path,
+            "environment = \"stage\"\nheartbeat = \"10s\"\notlp_protocol = \"http/protobuf\"\n[labels]\nrack = \"r7\"\n",
+        )
+        .expect("write");
+        let mut a = args();
+        a.config = Some(path.clone());
+        a.labels = vec!["zone=a".into()];
+        let c = a.resolve().expect("valid");
+        assert_eq!(c.environment, "dev", "the flag wins");
+        assert_eq!(
+            c.heartbeat,
+            Duration::from_secs(10),
+            "the file fills the gap"
+        );
+        assert_eq!(c.protocol, Protocol::HttpProtobuf);
+        assert_eq!(
+            c.labels,
+            [
+                ("rack".to_owned(), "r7".to_owned()),
+                ("zone".to_owned(), "a".to_owned())
+            ]
+        );
+
+        let mut bad = args();
+        bad.otlp_protocol = Some("http/json".into());
+        let e = bad.resolve().expect_err("refused").to_string();
+        assert!(
+            e.contains("--otlp-protocol") && e.contains("http/json"),
+            "{e}"
+        );
+        let mut none = args();
+        none.otlp_endpoints.clear();
+        assert!(none.resolve().is_err());
+        std::fs::write(&path, "heartbeat = 30\n").expect("write");
+        let mut typo = args();
+        typo.config = Some(path);
+        let e = typo.resolve().expect_err("refused").to_string();
+        assert!(e.contains("agent.toml"), "{e}");
+    }
+
+    #[test]
+    fn the_token_comes_from_otlp_headers() {
+        assert_eq!(
+            bearer_from_headers("x-tenant=a,Authorization=Bearer%20s3cret").as_deref(),
+            Some("s3cret")
+        );
+        assert_eq!(bearer_from_headers("x=y"), None);
+    }
+}

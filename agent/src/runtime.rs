@@ -1,0 +1,308 @@
+//! `sextant agent run`: the observer writing into the durable outbox, one
+//! sender per OTLP endpoint draining it, and `/metrics`, `/health/live` and
+//! `/health/ready` (the Docker engine answers a ping).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use bollard::Docker;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use prometheus::{Encoder, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prost::Message;
+use sextant_exporters::OutboxMetrics;
+use sextant_exporters::outbox::{AppendOutcome, Outbox, OutboxConfig, RecordKind};
+use sextant_exporters::sender::{
+    self, GrpcConfig, GrpcTransport, HttpConfig, HttpTransport, Secret, SenderConfig,
+};
+use sextant_model::UnixNanos;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{AgentConfig, Protocol};
+use crate::observe::{self, Identity, Observer, ObserverConfig, Report, ReportKind, Sink};
+
+/// The agent's own metrics, beside the outbox's.
+#[derive(Clone)]
+pub struct AgentMetrics {
+    pub observed_containers: IntGauge,
+    pub reports: IntCounterVec,
+    pub tasks: IntCounterVec,
+}
+
+impl AgentMetrics {
+    fn new(registry: &Registry) -> prometheus::Result<Self> {
+        let observed_containers = IntGauge::with_opts(Opts::new(
+            "sextant_agent_observed_containers",
+            "Containers with Sextant labels on this host.",
+        ))?;
+        let reports = IntCounterVec::new(
+            Opts::new(
+                "sextant_agent_reports_total",
+                "Observations written to the outbox, by kind and outcome.",
+            ),
+            &["kind", "outcome"],
+        )?;
+        let tasks = IntCounterVec::new(
+            Opts::new(
+                "sextant_agent_tasks_total",
+                "Deployment tasks run by this agent, by result.",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(observed_containers.clone()))?;
+        registry.register(Box::new(reports.clone()))?;
+        registry.register(Box::new(tasks.clone()))?;
+        Ok(Self {
+            observed_containers,
+            reports,
+            tasks,
+        })
+    }
+}
+
+/// Writes observations to the outbox as one `ResourceLogs` each.
+pub struct OutboxSink {
+    outbox: Outbox,
+    resource: Resource,
+    metrics: AgentMetrics,
+}
+
+impl OutboxSink {
+    pub fn new(outbox: Outbox, identity: &Identity, metrics: AgentMetrics) -> Self {
+        Self {
+            outbox,
+            resource: observe::resource(identity),
+            metrics,
+        }
+    }
+}
+
+impl Sink for OutboxSink {
+    fn observed(&self, containers: usize) {
+        self.metrics
+            .observed_containers
+            .set(i64::try_from(containers).unwrap_or(i64::MAX));
+    }
+
+    fn report(&self, reports: &[Report]) -> Result<(), String> {
+        let now = UnixNanos::now();
+        let encoded: Vec<(RecordKind, Vec<u8>)> = reports
+            .iter()
+            .map(|r| {
+                let kind = match r.kind {
+                    ReportKind::Change => RecordKind::StateChange,
+                    ReportKind::Heartbeat => RecordKind::Heartbeat,
+                };
+                let logs =
+                    observe::resource_logs(&self.resource, observe::record(&r.observation, now));
+                (kind, logs.encode_to_vec())
+            })
+            .collect();
+        let batch: Vec<(RecordKind, &[u8])> =
+            encoded.iter().map(|(k, b)| (*k, b.as_slice())).collect();
+        let outcomes = self
+            .outbox
+            .append_batch(&batch)
+            .map_err(|e| e.to_string())?;
+        for ((kind, _), outcome) in batch.iter().zip(outcomes) {
+            let result = match outcome {
+                AppendOutcome::Stored { .. } => "stored",
+                AppendOutcome::Dropped(_) => "dropped",
+            };
+            self.metrics
+                .reports
+                .with_label_values(&[kind.as_str(), result])
+                .inc();
+        }
+        Ok(())
+    }
+}
+
+/// Connects to `DOCKER_HOST`, or the local socket.
+pub fn connect_docker(docker_host: Option<&str>) -> Result<Docker, bollard::errors::Error> {
+    match docker_host {
+        Some(host) if host.starts_with("unix://") => {
+            Docker::connect_with_unix(host, 120, bollard::API_DEFAULT_VERSION)
+        }
+        Some(host) if host.starts_with("tcp://") || host.starts_with("http://") => {
+            Docker::connect_with_http(host, 120, bollard::API_DEFAULT_VERSION)
+        }
+        _ => Docker::connect_with_local_defaults(),
+    }
+}
+
+/// The consumer name of the `i`-th endpoint in the outbox.
+fn consumer(i: usize) -> String {
+    format!("endpoint-{i}")
+}
+
+/// A running agent: where its health and metrics listen.
+pub struct Agent {
+    pub listen: SocketAddr,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Agent {
+    /// Opens the outbox, binds the listener and starts every task; they run
+    /// until `cancel`.
+    pub async fn start(config: AgentConfig, cancel: CancellationToken) -> anyhow::Result<Self> {
+        let docker = connect_docker(config.docker_host.as_deref())?;
+        let registry = Registry::new();
+        let outbox_metrics = OutboxMetrics::new();
+        outbox_metrics.register(&registry)?;
+        let metrics = AgentMetrics::new(&registry)?;
+        let outbox_config = OutboxConfig {
+            max_bytes: config.outbox_max_bytes,
+            consumers: (0..config.otlp_endpoints.len()).map(consumer).collect(),
+            ..OutboxConfig::default()
+        };
+        let outbox = Outbox::open_with_metrics(
+            config.data_dir.join("outbox"),
+            outbox_config,
+            outbox_metrics,
+        )?;
+        let listener = TcpListener::bind(config.listen).await?;
+        let listen = listener.local_addr()?;
+        tracing::info!(
+            host = %config.host_name,
+            environment = %config.environment,
+            endpoints = ?config.otlp_endpoints,
+            %listen,
+            "Sextant agent started"
+        );
+
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, endpoint) in config.otlp_endpoints.iter().enumerate() {
+            let token = config.token.clone().map(Secret::new);
+            let (outbox, cancel) = (outbox.clone(), cancel.clone());
+            let name = consumer(i);
+            match config.protocol {
+                Protocol::Grpc => {
+                    let transport = GrpcTransport::new(GrpcConfig {
+                        token,
+                        gzip: config.gzip,
+                        ..GrpcConfig::new(endpoint.clone())
+                    })?;
+                    tasks.spawn(async move {
+                        sender::run(outbox, name, transport, SenderConfig::default(), cancel)
+                            .await
+                            .map_err(anyhow::Error::from)
+                    });
+                }
+                Protocol::HttpProtobuf => {
+                    let transport = HttpTransport::new(HttpConfig {
+                        token,
+                        gzip: config.gzip,
+                        ..HttpConfig::new(endpoint.clone())
+                    })?;
+                    tasks.spawn(async move {
+                        sender::run(outbox, name, transport, SenderConfig::default(), cancel)
+                            .await
+                            .map_err(anyhow::Error::from)
+                    });
+                }
+            }
+        }
+
+        let identity = Identity {
+            host: config.host_name.clone(),
+            environment: config.environment.clone(),
+            labels: config.labels.clone(),
+        };
+        let sink = OutboxSink::new(outbox.clone(), &identity, metrics.clone());
+        let mut observer = Observer::new(
+            docker.clone(),
+            config.environment.clone(),
+            ObserverConfig {
+                heartbeat: config.heartbeat,
+                resync: config.resync,
+            },
+            sink,
+        );
+        let observer_cancel = cancel.clone();
+        tasks.spawn(async move {
+            observer.run(observer_cancel).await;
+            Ok(())
+        });
+
+        let state = Arc::new(HealthState {
+            docker,
+            registry,
+            outbox,
+        });
+        let app = Router::new()
+            .route("/metrics", get(metrics_handler))
+            .route("/health/live", get(|| async { "ok" }))
+            .route("/health/ready", get(ready))
+            .with_state(state);
+        let server_cancel = cancel.clone();
+        tasks.spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { server_cancel.cancelled().await })
+                .await
+                .map_err(anyhow::Error::from)
+        });
+
+        let task = tokio::spawn(async move {
+            let mut first_error = None;
+            while let Some(done) = tasks.join_next().await {
+                let result = done.map_err(anyhow::Error::from).and_then(|r| r);
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "agent task failed");
+                    cancel.cancel();
+                    first_error.get_or_insert(e);
+                }
+            }
+            first_error.map_or(Ok(()), Err)
+        });
+        Ok(Self { listen, task })
+    }
+
+    /// Waits until every task has stopped.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await?
+    }
+}
+
+struct HealthState {
+    docker: Docker,
+    registry: Registry,
+    outbox: Outbox,
+}
+
+async fn metrics_handler(State(state): State<Arc<HealthState>>) -> impl IntoResponse {
+    state.outbox.refresh_metrics();
+    let mut body = Vec::new();
+    match TextEncoder::new().encode(&state.registry.gather(), &mut body) {
+        Ok(()) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                TextEncoder::new().format_type().to_owned(),
+            )],
+            body,
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+async fn ready(State(state): State<Arc<HealthState>>) -> impl IntoResponse {
+    match tokio::time::timeout(Duration::from_secs(3), state.docker.ping()).await {
+        Ok(Ok(_)) => (StatusCode::OK, "ready".to_owned()),
+        Ok(Err(e)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("Docker engine unreachable: {e}"),
+        ),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Docker engine did not answer within 3 s".to_owned(),
+        ),
+    }
+}
