@@ -616,3 +616,36 @@ async fn compose_lock_applies_services_and_rolls_back_the_first_when_the_second_
     ));
     assert_eq!(kit::image_of(&api).as_deref(), Some(images.v1.as_str()));
 }
+
+#[tokio::test]
+async fn a_container_left_aside_by_a_crash_is_the_rollback_target_of_the_next_task() {
+    let images = test_images().await;
+    let scope = DockerScope::new();
+    let dir = kit::data_dir();
+    let ex = executor(&dir).await;
+    let v1 = spec(&scope, "web", &images.v1, "v1");
+    let v1_id = deploy(&ex, &v1).await.0.container_id.unwrap();
+    // Crash mid-deploy: v1 aside and stopped, nothing under the name.
+    kit::stop_container(&v1.name);
+    std::process::Command::new("docker")
+        .args(["rename", &v1.name, &format!("{}.sextant-prev", v1.name)])
+        .status()
+        .unwrap();
+
+    let bad = spec(&scope, "web", &images.broken, "next");
+    let outcome = deploy(&ex, &bad).await.0;
+
+    assert_status(&outcome, TaskStatus::RolledBack);
+    assert_eq!(
+        outcome.previous.as_ref().map(|p| p.id.as_str()),
+        Some(v1_id.as_str())
+    );
+    assert!(
+        outcome.message.contains("healthy again"),
+        "{}",
+        outcome.message
+    );
+    assert_eq!(kit::container_id(&v1.name), Some(v1_id));
+    assert!(kit::is_running(&v1.name));
+    assert_eq!(scope.containers(), vec![v1.name.clone()]);
+}

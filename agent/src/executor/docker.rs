@@ -86,6 +86,8 @@ pub(crate) struct Aside {
 /// A container switched to its new version, not yet committed.
 #[derive(Debug)]
 pub(crate) struct Switched {
+    /// The container name.
+    pub name: String,
     pub new_id: String,
     pub previous: Option<Aside>,
 }
@@ -230,22 +232,43 @@ impl Ctx<'_> {
             .await
             .map_err(|m| Failure::nothing_changed(m, None))?;
 
-        // A container left aside by an earlier, interrupted task is stale.
+        // A container left aside by an earlier, interrupted task: if nothing
+        // runs under the name it is the last good version, so put it back and
+        // treat it as the previous container; otherwise it is stale.
         let aside = aside_name(name);
-        if let Some(stale) = self
+        let leftover = self
             .inspect(&aside)
             .await
-            .map_err(|m| Failure::nothing_changed(m, None))?
-        {
-            let id = stale.id.unwrap_or_else(|| aside.clone());
-            self.status(
-                name,
-                Phase::Cleanup,
-                format!("removing stale {aside} ({id})"),
-            );
-            self.remove(&id)
+            .map_err(|m| Failure::nothing_changed(m, None))?;
+        if let Some(left) = leftover {
+            let id = left.id.unwrap_or_else(|| aside.clone());
+            let current = self
+                .inspect(name)
                 .await
                 .map_err(|m| Failure::nothing_changed(m, None))?;
+            if current.is_some() {
+                self.status(
+                    name,
+                    Phase::Cleanup,
+                    format!("removing stale {aside} ({id})"),
+                );
+                self.remove(&id)
+                    .await
+                    .map_err(|m| Failure::nothing_changed(m, None))?;
+            } else {
+                self.status(
+                    name,
+                    Phase::Cleanup,
+                    format!("restoring leftover {aside} ({id})"),
+                );
+                self.rename(&id, name)
+                    .await
+                    .map_err(|m| Failure::nothing_changed(m, None))?;
+                // It ran before the crash stopped it for its successor.
+                self.docker.start_container(&id, None).await.map_err(|e| {
+                    Failure::nothing_changed(format!("cannot start leftover {id}: {e}"), None)
+                })?;
+            }
         }
         let previous = match self
             .inspect(name)
@@ -335,7 +358,11 @@ impl Ctx<'_> {
         match verified {
             Ok(()) => {
                 self.status(name, Phase::Healthy, format!("{name} is healthy"));
-                Ok(Switched { new_id, previous })
+                Ok(Switched {
+                    name: name.to_owned(),
+                    new_id,
+                    previous,
+                })
             }
             Err(reason) => {
                 self.status(name, Phase::Unhealthy, reason.clone());
@@ -460,7 +487,7 @@ impl Ctx<'_> {
             None => "deployed and healthy (no previous container)".into(),
             Some(prev) => {
                 self.status(
-                    &prev.info.image,
+                    &s.name,
                     Phase::Cleanup,
                     format!("removing previous {}", prev.id),
                 );
