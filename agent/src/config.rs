@@ -27,6 +27,10 @@ pub struct AgentArgs {
     /// A label of this agent, `key=value`; repeatable.
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
+    /// Watch only containers that also carry this label, `key` or
+    /// `key=value`; repeatable (all must match).
+    #[arg(long = "watch-label", value_name = "KEY[=VALUE]")]
+    pub watch_labels: Vec<String>,
     /// OTLP endpoint(s) to report to; repeatable, or comma-separated in the
     /// variable. Each gets its own cursor in the outbox (fan-out).
     #[arg(
@@ -80,6 +84,8 @@ struct AgentFile {
     #[serde(default)]
     labels: BTreeMap<String, String>,
     #[serde(default)]
+    watch_labels: Vec<String>,
+    #[serde(default)]
     otlp_endpoints: Vec<String>,
     otlp_protocol: Option<String>,
     otlp_token: Option<String>,
@@ -106,6 +112,7 @@ pub struct AgentConfig {
     pub host_name: String,
     pub environment: String,
     pub labels: Vec<(String, String)>,
+    pub watch_labels: Vec<String>,
     pub otlp_endpoints: Vec<String>,
     pub protocol: Protocol,
     pub token: Option<String>,
@@ -257,6 +264,11 @@ impl AgentArgs {
             host_name,
             environment,
             labels: labels.into_iter().collect(),
+            watch_labels: if self.watch_labels.is_empty() {
+                file.watch_labels
+            } else {
+                self.watch_labels.clone()
+            },
             otlp_endpoints,
             protocol,
             token,

@@ -222,6 +222,7 @@ impl Agent {
             ObserverConfig {
                 heartbeat: config.heartbeat,
                 resync: config.resync,
+                watch_labels: config.watch_labels.clone(),
             },
             sink,
         );

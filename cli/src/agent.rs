@@ -12,6 +12,10 @@ use sextant_agent::executor::{
 /// The `sextant agent` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum AgentCommand {
+    /// Run the agent: watch the Docker engine for containers with Sextant
+    /// labels and report them over OTLP through a durable outbox, with
+    /// `/metrics` and `/health/*` on --listen. Stops on Ctrl-C or SIGTERM.
+    Run(Box<sextant_agent::config::AgentArgs>),
     /// Deploy a container spec (or a compose-lock) pinned by digest through
     /// the local Docker engine, verify its health and roll back on failure.
     /// Exit code 0 when it succeeded, 1 otherwise.
@@ -42,8 +46,22 @@ pub struct DeployArgs {
 /// Runs an agent command; returns the exit code.
 pub async fn run(command: AgentCommand) -> anyhow::Result<i32> {
     match command {
+        AgentCommand::Run(args) => run_agent(&args).await,
         AgentCommand::Deploy(args) => deploy(args).await,
     }
+}
+
+async fn run_agent(args: &sextant_agent::config::AgentArgs) -> anyhow::Result<i32> {
+    let config = args.resolve()?;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(crate::stop_on_signal(cancel.clone())?);
+    let agent = sextant_agent::runtime::Agent::start(config, cancel).await?;
+    eprintln!(
+        "sextant agent: health and metrics on http://{}",
+        agent.listen
+    );
+    agent.wait().await?;
+    Ok(0)
 }
 
 enum Task {

@@ -200,7 +200,8 @@ impl Hub {
         Self::start_with(backend, config_toml, &[]).await
     }
 
-    /// Like [`Hub::start`], with more arguments for `sextant up`.
+    /// Like [`Hub::start`], with more arguments for `sextant up`; a listener
+    /// flag among them (`--otlp-grpc-addr ADDR`) replaces port 0.
     pub async fn start_with(backend: Backend, config_toml: &str, extra: &[&str]) -> Self {
         let db = TestDb::new(backend).await;
         let dir = tempfile::tempdir().expect("temp dir");
@@ -210,9 +211,13 @@ impl Hub {
             .arg("up")
             .arg("--config")
             .arg(&config)
-            .args(["--otlp-grpc-addr", "127.0.0.1:0"])
-            .args(["--otlp-http-addr", "127.0.0.1:0"])
-            .args(["--api-addr", "127.0.0.1:0"])
+            // Port 0 for every listener that `extra` does not place.
+            .args(
+                ["--otlp-grpc-addr", "--otlp-http-addr", "--api-addr"]
+                    .into_iter()
+                    .filter(|flag| !extra.contains(flag))
+                    .flat_map(|flag| [flag, "127.0.0.1:0"]),
+            )
             .arg("--database-url")
             .arg(&db.url)
             .arg("--data-dir")

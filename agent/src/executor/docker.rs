@@ -343,7 +343,9 @@ impl Ctx<'_> {
                 let emitted = Arc::new(AtomicUsize::new(0));
                 let follower = self.follow_logs(&new_id, name, Arc::clone(&emitted));
                 let verified = health::verify(self.docker, &new_id, &plan.spec.health).await;
-                // Let the follower catch up with what was printed so far.
+                // Let the follower catch up with what was printed so far
+                // (a server logs a request just after answering it).
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 let printed = self.read_logs(&new_id, "all").await.len();
                 let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
                 while emitted.load(Ordering::Relaxed) < printed

@@ -35,13 +35,15 @@ pub trait Sink: Send + Sync {
 }
 
 /// Timing of the observer.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ObserverConfig {
     /// Every container is reported again at this interval.
     pub heartbeat: Duration,
     /// The full container list is read again at this interval, in case an
     /// event was missed.
     pub resync: Duration,
+    /// Only containers with these labels too (`key` or `key=value`).
+    pub watch_labels: Vec<String>,
 }
 
 impl Default for ObserverConfig {
@@ -49,6 +51,7 @@ impl Default for ObserverConfig {
         Self {
             heartbeat: Duration::from_secs(30),
             resync: Duration::from_secs(300),
+            watch_labels: Vec::new(),
         }
     }
 }
@@ -101,7 +104,7 @@ impl<S: Sink> Observer<S> {
             // Subscribe first, then list: nothing between the two is missed.
             let filters = HashMap::from([
                 ("type".to_owned(), vec!["container".to_owned()]),
-                ("label".to_owned(), vec![labels::WORKLOAD.to_owned()]),
+                ("label".to_owned(), self.label_filter()),
             ]);
             let mut events = self
                 .docker
@@ -151,9 +154,16 @@ impl<S: Sink> Observer<S> {
         }
     }
 
+    /// Docker's `label` filter: the workload label, and any watch labels.
+    fn label_filter(&self) -> Vec<String> {
+        let mut labels = vec![labels::WORKLOAD.to_owned()];
+        labels.extend(self.config.watch_labels.iter().cloned());
+        labels
+    }
+
     /// Reads every labelled container again and reports what changed.
     pub async fn resync(&mut self) -> Result<(), DockerError> {
-        let filters = HashMap::from([("label".to_owned(), vec![labels::WORKLOAD.to_owned()])]);
+        let filters = HashMap::from([("label".to_owned(), self.label_filter())]);
         let list = self
             .docker
             .list_containers(Some(

@@ -1,0 +1,333 @@
+//! `sextant agent run` as a process, against the real Docker engine and the
+//! real hub (`sextant up`): what runs is reported, external changes are
+//! reported, and nothing recorded is lost while the hub is down or when the
+//! agent is killed with SIGKILL.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sextant_agent::executor::{
+    DeploySpec, Executor, ExecutorConfig, HealthCheck, Probe, RestartPolicy, TaskStatus,
+};
+use sextant_e2e::docker::{self as kit, DockerScope, test_images};
+use sextant_e2e::{Backend, Hub, sextant_binary};
+
+/// A `sextant agent run` process; killed when dropped.
+struct AgentProcess {
+    child: Child,
+    listen: SocketAddr,
+}
+
+impl AgentProcess {
+    fn start(
+        data_dir: &Path,
+        endpoint: &str,
+        protocol: &str,
+        host: &str,
+        scope: &DockerScope,
+    ) -> Self {
+        let mut child = Command::new(sextant_binary())
+            .args(["agent", "run", "--host-name", host, "--environment", "test"])
+            .args(["--otlp-endpoint", endpoint, "--otlp-protocol", protocol])
+            .args([
+                "--heartbeat",
+                "1s",
+                "--resync",
+                "3s",
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .args(["--watch-label", &scope.label_filter()])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("RUST_LOG", "info,sextant_exporters=warn")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_PROTOCOL")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start sextant agent run");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        let mut listen = None;
+        for line in lines.by_ref() {
+            let line = line.expect("agent stderr");
+            if let Some(rest) = line.split("health and metrics on http://").nth(1) {
+                listen = rest.trim().parse().ok();
+                break;
+            }
+            eprintln!("agent: {line}");
+        }
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                eprintln!("agent: {line}");
+            }
+        });
+        let listen = listen.expect("the agent printed its address");
+        Self { child, listen }
+    }
+
+    /// SIGKILL, as a crash would.
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spec(scope: &DockerScope, workload: &str, image: &str) -> DeploySpec {
+    DeploySpec {
+        task_id: format!("{}-{workload}", scope.id()),
+        name: scope.name(workload),
+        image: image.to_owned(),
+        application: "shop".into(),
+        workload: workload.into(),
+        target: "edge".into(),
+        environment: None,
+        release: Some("1.0".into()),
+        revision: None,
+        labels: scope.labels(),
+        env: BTreeMap::new(),
+        ports: Vec::new(),
+        volumes: Vec::new(),
+        command: None,
+        network: None,
+        restart: RestartPolicy::No,
+        stop_timeout: Some(Duration::from_secs(1).into()),
+        health: HealthCheck {
+            probe: Probe::Docker,
+            timeout: Some(Duration::from_secs(1).into()),
+            interval: Some(Duration::from_millis(300).into()),
+            retries: Some(4),
+            start_period: None,
+        },
+        registry_auth: None,
+    }
+}
+
+async fn deploy(executor: &Executor, spec: DeploySpec) {
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let outcome = executor.deploy(&spec, tx).await.expect("task accepted");
+    assert_eq!(outcome.status, TaskStatus::Succeeded, "{outcome:?}");
+}
+
+async fn get_json(url: &str) -> Option<Value> {
+    let res = reqwest::get(url).await.ok()?;
+    if !res.status().is_success() {
+        return None;
+    }
+    res.json().await.ok()
+}
+
+/// What the hub holds for `workload` on `host`: (revision, status, message).
+async fn current(hub: &Hub, host: &str, workload: &str) -> Option<(String, String, String)> {
+    let view = get_json(&format!("http://{}/api/v1/hosts/{host}", hub.api)).await?;
+    view["deployments"].as_array()?.iter().find_map(|d| {
+        (d["workload"] == workload).then(|| {
+            (
+                d["revision"].as_str().unwrap_or_default().to_owned(),
+                d["status"].as_str().unwrap_or_default().to_owned(),
+                d["message"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+    })
+}
+
+/// Polls until `check` holds for what the hub reports, or fails after 60 s.
+async fn until<F>(
+    hub: &Hub,
+    host: &str,
+    workload: &str,
+    what: &str,
+    check: F,
+) -> (String, String, String)
+where
+    F: Fn(&(String, String, String)) -> bool,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = None;
+    while Instant::now() < deadline {
+        last = current(hub, host, workload).await;
+        if let Some(row) = &last
+            && check(row)
+        {
+            return row.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("{workload} on {host}: never {what}; last seen {last:?}");
+}
+
+/// Observed history of one host, oldest first: (workload, revision, status).
+async fn history(hub: &Hub, host: &str) -> Vec<(String, String, String)> {
+    let page = get_json(&format!(
+        "http://{}/api/v1/history?host={host}&limit=1000",
+        hub.api
+    ))
+    .await
+    .expect("history");
+    let mut rows: Vec<(String, String, String)> = page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+            (s("workload"), s("revision"), s("status"))
+        })
+        .collect();
+    rows.reverse();
+    rows
+}
+
+fn free_port() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_what_runs_and_external_changes() {
+    let images = test_images().await;
+    let scope = DockerScope::new();
+    let hub = Hub::start(Backend::Sqlite, "").await;
+    hub.wait_ready().await;
+    let data = tempfile::tempdir().expect("dir");
+    let journal = tempfile::tempdir().expect("dir");
+    let host = format!("agent-{}", scope.id());
+    let agent = AgentProcess::start(
+        data.path(),
+        &format!("http://{}", hub.grpc),
+        "grpc",
+        &host,
+        &scope,
+    );
+
+    let executor = Executor::connect(ExecutorConfig::new(journal.path()))
+        .await
+        .expect("Docker");
+    deploy(&executor, spec(&scope, "web", &images.v1)).await;
+    let digest = kit::digest_of(&images.v1).to_owned();
+    until(&hub, &host, "web", "succeeded on v1", |(rev, status, _)| {
+        *rev == digest && status == "succeeded"
+    })
+    .await;
+
+    // Someone stops it by hand.
+    let name = scope.name("web");
+    kit::stop_container(&name);
+    let (_, _, why) = until(
+        &hub,
+        &host,
+        "web",
+        "failed after a stop",
+        |(_, status, _)| status == "failed",
+    )
+    .await;
+    assert!(why.contains("exit") || why.contains("stopped"), "{why}");
+
+    // Then removes it: reported once, as removed.
+    kit::remove_container(&name);
+    until(&hub, &host, "web", "removed", |(_, _, why)| {
+        why.contains("was removed")
+    })
+    .await;
+
+    let metrics = reqwest::get(format!("http://{}/metrics", agent.listen))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    for name in [
+        "sextant_agent_observed_containers",
+        "sextant_agent_reports_total",
+        "sextant_outbox_records",
+        "sextant_outbox_bytes",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
+    }
+    let ready = reqwest::get(format!("http://{}/health/ready", agent.listen))
+        .await
+        .expect("ready");
+    assert_eq!(ready.status(), 200);
+    drop(agent);
+    scope.cleanup();
+}
+
+/// The hub is down while containers start, fail and stop; the agent is
+/// killed with SIGKILL in the middle and restarted on the same data dir;
+/// then the hub starts. Every change reaches the hub, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_lost_while_the_hub_is_down_or_the_agent_is_killed() {
+    let images = test_images().await;
+    let scope = DockerScope::new();
+    let grpc = free_port();
+    let data = tempfile::tempdir().expect("dir");
+    let journal = tempfile::tempdir().expect("dir");
+    let host = format!("agent-{}", scope.id());
+    let endpoint = format!("http://{grpc}");
+    let agent = AgentProcess::start(data.path(), &endpoint, "grpc", &host, &scope);
+    let executor = Executor::connect(ExecutorConfig::new(journal.path()))
+        .await
+        .expect("Docker");
+
+    // a and b run; a is stopped by hand.
+    for w in ["a", "b"] {
+        deploy(&executor, spec(&scope, w, &images.v1)).await;
+    }
+    kit::stop_container(&scope.name("a"));
+    // Let the agent record it and a few heartbeats, then crash it.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    agent.kill();
+
+    // While the agent is down b is stopped; c is deployed on v2.
+    kit::stop_container(&scope.name("b"));
+    deploy(&executor, spec(&scope, "c", &images.v2)).await;
+    let agent = AgentProcess::start(data.path(), &endpoint, "grpc", &host, &scope);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // The hub comes up where the agent has been sending all along.
+    let hub = Hub::start_with(
+        Backend::Sqlite,
+        "",
+        &["--otlp-grpc-addr", &grpc.to_string()],
+    )
+    .await;
+    hub.wait_ready().await;
+    assert_eq!(hub.grpc, grpc);
+    let v1 = kit::digest_of(&images.v1).to_owned();
+    let v2 = kit::digest_of(&images.v2).to_owned();
+    until(&hub, &host, "c", "succeeded on v2", |(rev, s, _)| {
+        *rev == v2 && s == "succeeded"
+    })
+    .await;
+    until(&hub, &host, "b", "failed", |(_, s, _)| s == "failed").await;
+
+    let got = history(&hub, &host).await;
+    // Settled states per workload, in order: `in_progress` (created, health
+    // starting) comes and goes with the agent's timing and is left out.
+    let of = |w: &str| -> Vec<(String, String)> {
+        got.iter()
+            .filter(|(workload, _, status)| workload == w && status != "in_progress")
+            .map(|(_, rev, status)| (rev.clone(), status.clone()))
+            .collect()
+    };
+    let ok = (v1.clone(), "succeeded".to_owned());
+    let failed = (v1.clone(), "failed".to_owned());
+    // a's success was only ever in the outbox of the killed agent.
+    assert_eq!(of("a"), [ok.clone(), failed.clone()], "{got:?}");
+    assert_eq!(of("b"), [ok, failed], "{got:?}");
+    assert_eq!(of("c"), [(v2, "succeeded".to_owned())], "{got:?}");
+    drop(agent);
+    scope.cleanup();
+}
