@@ -15,7 +15,7 @@ use sextant_agent::executor::{
     DeploySpec, Executor, ExecutorConfig, HealthCheck, Probe, RestartPolicy, TaskStatus,
 };
 use sextant_e2e::docker::{self as kit, DockerScope, test_images};
-use sextant_e2e::{Backend, Hub, sextant_binary};
+use sextant_e2e::{Backend, Hub, rotel_binary, sextant_binary};
 
 /// A `sextant agent run` process; killed when dropped.
 struct AgentProcess {
@@ -329,5 +329,67 @@ async fn nothing_is_lost_while_the_hub_is_down_or_the_agent_is_killed() {
     assert_eq!(of("b"), [ok, failed], "{got:?}");
     assert_eq!(of("c"), [(v2, "succeeded".to_owned())], "{got:?}");
     drop(agent);
+    scope.cleanup();
+}
+
+/// The `rotel` collector (PyPI) between the agent and the hub: the agent
+/// sends OTLP/HTTP protobuf to rotel, rotel relays over OTLP/gRPC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_through_the_rotel_collector() {
+    let images = test_images().await;
+    let scope = DockerScope::new();
+    let hub = Hub::start(Backend::Sqlite, "").await;
+    hub.wait_ready().await;
+    let (rotel_grpc, rotel_http) = (free_port(), free_port());
+    let rotel = Command::new(rotel_binary())
+        .arg("start")
+        .args(["--otlp-grpc-endpoint", &rotel_grpc.to_string()])
+        .args(["--otlp-http-endpoint", &rotel_http.to_string()])
+        .args(["--exporter", "otlp", "--otlp-exporter-protocol", "grpc"])
+        .args(["--otlp-exporter-endpoint", &format!("http://{}", hub.grpc)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start rotel");
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _rotel = Kill(rotel);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(rotel_http).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "rotel never listened on {rotel_http}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let data = tempfile::tempdir().expect("dir");
+    let journal = tempfile::tempdir().expect("dir");
+    let host = format!("agent-{}", scope.id());
+    let _agent = AgentProcess::start(
+        data.path(),
+        &format!("http://{rotel_http}"),
+        "http/protobuf",
+        &host,
+        &scope,
+    );
+    let executor = Executor::connect(ExecutorConfig::new(journal.path()))
+        .await
+        .expect("Docker");
+    deploy(&executor, spec(&scope, "web", &images.v2)).await;
+    let v2 = kit::digest_of(&images.v2).to_owned();
+    until(
+        &hub,
+        &host,
+        "web",
+        "succeeded on v2 through rotel",
+        |(rev, s, _)| *rev == v2 && s == "succeeded",
+    )
+    .await;
     scope.cleanup();
 }

@@ -182,6 +182,24 @@ pub fn python() -> PathBuf {
         })
 }
 
+/// The `rotel` collector's binary, from the `rotel` wheel in the test
+/// virtualenv (`tests/python/requirements.txt`).
+pub fn rotel_binary() -> PathBuf {
+    let out = Command::new(python())
+        .args([
+            "-c",
+            "import os, rotel; print(os.path.join(os.path.dirname(rotel.__file__), 'rotel-agent'))",
+        ])
+        .output()
+        .expect("run the test Python");
+    assert!(
+        out.status.success(),
+        "the rotel package is missing from the test virtualenv: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
 /// A `sextant up` process on port 0, with a database of its own; killed and
 /// cleaned up when dropped.
 pub struct Hub {
