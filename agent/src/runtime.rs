@@ -32,7 +32,6 @@ use crate::observe::{self, Identity, Observer, ObserverConfig, Report, ReportKin
 pub struct AgentMetrics {
     pub observed_containers: IntGauge,
     pub reports: IntCounterVec,
-    pub tasks: IntCounterVec,
 }
 
 impl AgentMetrics {
@@ -48,20 +47,11 @@ impl AgentMetrics {
             ),
             &["kind", "outcome"],
         )?;
-        let tasks = IntCounterVec::new(
-            Opts::new(
-                "sextant_agent_tasks_total",
-                "Deployment tasks run by this agent, by result.",
-            ),
-            &["result"],
-        )?;
         registry.register(Box::new(observed_containers.clone()))?;
         registry.register(Box::new(reports.clone()))?;
-        registry.register(Box::new(tasks.clone()))?;
         Ok(Self {
             observed_containers,
             reports,
-            tasks,
         })
     }
 }
@@ -124,16 +114,12 @@ impl Sink for OutboxSink {
     }
 }
 
-/// Connects to `DOCKER_HOST`, or the local socket.
+/// Connects to the given Docker endpoint, else `DOCKER_HOST`, else the
+/// local socket.
 pub fn connect_docker(docker_host: Option<&str>) -> Result<Docker, bollard::errors::Error> {
     match docker_host {
-        Some(host) if host.starts_with("unix://") => {
-            Docker::connect_with_unix(host, 120, bollard::API_DEFAULT_VERSION)
-        }
-        Some(host) if host.starts_with("tcp://") || host.starts_with("http://") => {
-            Docker::connect_with_http(host, 120, bollard::API_DEFAULT_VERSION)
-        }
-        _ => Docker::connect_with_local_defaults(),
+        Some(host) => Docker::connect_with_host(host),
+        None => Docker::connect_with_defaults(),
     }
 }
 
@@ -152,7 +138,11 @@ impl Agent {
     /// Opens the outbox, binds the listener and starts every task; they run
     /// until `cancel`.
     pub async fn start(config: AgentConfig, cancel: CancellationToken) -> anyhow::Result<Self> {
-        let docker = connect_docker(config.docker_host.as_deref())?;
+        // bollard asks for its newest API version; older engines refuse it
+        // until the version is negotiated down.
+        let docker = connect_docker(config.docker_host.as_deref())?
+            .negotiate_version()
+            .await?;
         let registry = Registry::new();
         let outbox_metrics = OutboxMetrics::new();
         outbox_metrics.register(&registry)?;
