@@ -393,8 +393,9 @@ pub(crate) async fn compare(
     {
         return Err(invalid(format!("environment {dup:?} is listed twice")));
     }
-    let mut summaries = Vec::new();
-    for environment in &environments {
+    // One read per environment, run at once (each is its own statement on
+    // its own pooled connection).
+    let reads = environments.iter().map(|environment| {
         let query = StateQuery {
             workspace: p.workspace.clone(),
             application: p.application.clone(),
@@ -402,7 +403,12 @@ pub(crate) async fn compare(
             environment: Some(environment.clone()),
             target: None,
         };
-        let found = state.store.summaries(&principal.tenant, &query).await?;
+        let (store, tenant) = (&state.store, &principal.tenant);
+        async move { store.summaries(tenant, &query).await }
+    });
+    let found = futures::future::try_join_all(reads).await?;
+    let mut summaries = Vec::new();
+    for (environment, found) in environments.iter().zip(found) {
         if found.is_empty() && p.application.is_none() && p.workload.is_none() {
             return Err(not_found(format!("no environment {environment:?}")));
         }

@@ -61,7 +61,7 @@ impl PostgresStore {
 }
 
 impl PostgresStore {
-    super::reports::report_reads!(pool);
+    super::reports::report_reads!(pool, super::read::TARGETS_LATERAL_SQL);
 }
 
 #[async_trait]
@@ -103,7 +103,7 @@ impl HubStore for PostgresStore {
         query: &StateQuery,
     ) -> Result<Vec<TargetState>, StoreError> {
         let targets: Vec<read::TargetRow> =
-            bind_filter!(sqlx::query_as(read::TARGETS_SQL), tenant, query)
+            bind_filter!(sqlx::query_as(read::TARGETS_LATERAL_SQL), tenant, query)
                 .fetch_all(&self.pool)
                 .await?;
         if targets.is_empty() {

@@ -396,9 +396,14 @@ pub struct CatalogRow {
 }
 
 /// Inherent report reads of a store whose pool field is `$pool`, reading
-/// the host counts of [`DEPLOYED_SQL`]; the `HubStore` impls delegate to them.
+/// targets with `$targets` ([`read::TARGETS_SQL`] or
+/// [`read::TARGETS_LATERAL_SQL`]) and the host counts of [`DEPLOYED_SQL`];
+/// the `HubStore` impls delegate to them.
+///
+/// [`read::TARGETS_SQL`]: super::read::TARGETS_SQL
+/// [`read::TARGETS_LATERAL_SQL`]: super::read::TARGETS_LATERAL_SQL
 macro_rules! report_reads {
-    ($pool:ident) => {
+    ($pool:ident, $targets:expr) => {
         pub(crate) async fn read_summaries(
             &self,
             tenant: &str,
@@ -407,7 +412,7 @@ macro_rules! report_reads {
             use $crate::store::read::{self, bind_filter};
             use $crate::store::reports;
             let targets: Vec<read::TargetRow> =
-                bind_filter!(sqlx::query_as(read::TARGETS_SQL), tenant, filter)
+                bind_filter!(sqlx::query_as($targets), tenant, filter)
                     .fetch_all(&self.$pool)
                     .await?;
             if targets.is_empty() {

@@ -66,7 +66,7 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
-    super::reports::report_reads!(reader);
+    super::reports::report_reads!(reader, super::read::TARGETS_SQL);
 }
 
 #[async_trait]
