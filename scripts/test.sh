@@ -41,6 +41,22 @@ command -v docker-registry >/dev/null || missing+=(docker-registry)
 if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then apt_install python3-venv; fi
 
+# --- Docker -----------------------------------------------------------------
+# The agent's tests drive the local Docker engine. Start it if it is installed
+# but not running; fail with a clear message if it is missing.
+if ! docker info >/dev/null 2>&1; then
+    if command -v dockerd >/dev/null; then
+        log "starting the Docker engine"
+        "${SUDO[@]}" service docker start >/dev/null 2>&1 ||
+            { "${SUDO[@]}" sh -c 'nohup dockerd >/var/log/sextant-dockerd.log 2>&1 &'; }
+        for _ in $(seq 1 30); do docker info >/dev/null 2>&1 && break; sleep 1; done
+    fi
+    docker info >/dev/null 2>&1 || {
+        echo "Docker is not reachable (docker info failed): the agent's tests need a running engine" >&2
+        exit 1
+    }
+fi
+
 # --- PostgreSQL -------------------------------------------------------------
 cluster=$(pg_lsclusters --no-header | awk 'NR==1 {print $1" "$2}')
 if [ -z "$cluster" ]; then
