@@ -22,7 +22,8 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 use sextant_e2e::{Backend, TestDb};
 use sextant_exporters::sender::{
-    self, GrpcConfig, GrpcTransport, HttpConfig, HttpTransport, SenderConfig, Transport,
+    self, ExportOutcome, GrpcConfig, GrpcTransport, HttpConfig, HttpTransport, LogsRequest,
+    SenderConfig, Transport,
 };
 use sextant_exporters::{FsyncPolicy, Outbox, OutboxConfig, RecordKind};
 use sextant_model::keys;
@@ -89,6 +90,56 @@ fn round(r: u64) -> Vec<Vec<u8>> {
     (0..HOSTS)
         .flat_map(|h| (0..WORKLOADS).map(move |w| report(h, w, r)))
         .collect()
+}
+
+/// Records per request (`OUTBOX_BENCH_BATCH`, default 1,000).
+fn batch_records() -> usize {
+    std::env::var("OUTBOX_BENCH_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000)
+}
+
+/// The hub's own capacity in this run: the same requests sent straight
+/// through the transport, no outbox, `in_flight` at a time. Records/s.
+async fn direct(payloads: &[Vec<u8>], transport: GrpcTransport, in_flight: usize) -> f64 {
+    let requests: Vec<LogsRequest> = payloads
+        .chunks(batch_records())
+        .map(|chunk| {
+            let mut body = Vec::new();
+            for p in chunk {
+                body.push(0x0a);
+                prost::encoding::encode_varint(p.len() as u64, &mut body);
+                body.extend_from_slice(p);
+            }
+            LogsRequest {
+                body: body.into(),
+                records: chunk.len(),
+            }
+        })
+        .collect();
+    let queue = std::sync::Arc::new(std::sync::Mutex::new(requests));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..in_flight)
+        .map(|_| {
+            let (queue, transport) = (queue.clone(), transport.clone());
+            tokio::spawn(async move {
+                loop {
+                    let next = queue.lock().unwrap().pop();
+                    let Some(request) = next else { return };
+                    let outcome = transport.export(request).await;
+                    assert!(
+                        matches!(outcome, ExportOutcome::Accepted { rejected: 0, .. }),
+                        "{outcome:?}"
+                    );
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await.unwrap();
+    }
+    payloads.len() as f64 / started.elapsed().as_secs_f64()
 }
 
 fn rss_kib() -> u64 {
@@ -199,7 +250,10 @@ async fn drain<T: Transport>(payloads: &[Vec<u8>], transport: T) -> f64 {
         outbox.clone(),
         "default",
         transport,
-        SenderConfig::default(),
+        SenderConfig {
+            max_batch_records: batch_records(),
+            ..SenderConfig::default()
+        },
         cancel.clone(),
     ));
     while outbox.stats().consumers[0].pending > 0 {
@@ -227,7 +281,8 @@ async fn drain_into_hub(backend: Backend) {
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
     println!(
-        "\n## drain into the hub ({backend:?}, in-process), {HOSTS} hosts × {WORKLOADS} workloads per round, 1,000 records per request"
+        "\n## drain into the hub ({backend:?}, in-process), {HOSTS} hosts × {WORKLOADS} workloads per round, {} records per request",
+        batch_records()
     );
     let grpc_t = || GrpcTransport::new(GrpcConfig::new(format!("http://{grpc}"))).unwrap();
     let cold = drain(&round(0), grpc_t()).await;
@@ -250,6 +305,18 @@ async fn drain_into_hub(backend: Backend) {
     )
     .await;
     println!("round 3 (heartbeats, 1 % changed), OTLP/HTTP gzip: {r:.0} records/s");
+    let r = direct(&round(4), grpc_t(), 1).await;
+    println!(
+        "round 4, no outbox, same requests straight to OTLP/gRPC, 1 in flight: {r:.0} records/s"
+    );
+    let r = direct(&round(5), grpc_t(), 4).await;
+    println!(
+        "round 5, no outbox, same requests straight to OTLP/gRPC, 4 in flight (hub capacity): {r:.0} records/s"
+    );
+    let r = drain(&round(6), grpc_t()).await;
+    println!(
+        "round 6 (heartbeats, 1 % changed), OTLP/gRPC through the outbox again: {r:.0} records/s"
+    );
     shutdown.cancel();
     let _ = server.await;
 }
