@@ -32,6 +32,7 @@ pub(crate) fn postgres() -> Migrator {
         1 => "0001_hub_model",
         2 => "0002_query_indexes",
         3 => "0003_deployed_counts",
+        4 => "0004_deployed_counts_row_update",
     ))
 }
 

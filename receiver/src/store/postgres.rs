@@ -162,9 +162,9 @@ impl HubStore for PostgresStore {
 }
 
 /// How many times one ingest transaction runs before a deadlock is an error.
-/// Current rows are locked in key order, but the host counters (migration
-/// 0003) are updated by two statement triggers, one for inserted and one for
-/// updated rows, so two batches can each hold a counter the other needs.
+/// Current rows are locked in key order, but the host counters (migrations
+/// 0003 and 0004) are updated by triggers in row order and for inserted rows
+/// after them, so two batches can each hold a counter the other needs.
 /// PostgreSQL aborts one of them; it runs again from the start.
 const DEADLOCK_ATTEMPTS: u32 = 4;
 
