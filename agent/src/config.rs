@@ -2,8 +2,8 @@
 //! variable, over an optional TOML file, over defaults.
 //!
 //! Precedence: flag > environment variable > file > default. The standard
-//! OpenTelemetry variables name the OTLP endpoint, protocol, headers and
-//! compression.
+//! OpenTelemetry variables name the OTLP endpoint, protocol, headers,
+//! compression and TLS files.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -52,6 +52,20 @@ pub struct AgentArgs {
     /// `gzip` or `none`.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_COMPRESSION")]
     pub otlp_compression: Option<String>,
+    /// PEM file of CA certificates to trust for `https://` endpoints,
+    /// besides the public roots.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_CERTIFICATE", value_name = "PEM")]
+    pub otlp_ca_file: Option<PathBuf>,
+    /// PEM file of the client certificate for mTLS (with `--otlp-client-key`).
+    #[arg(
+        long,
+        env = "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+        value_name = "PEM"
+    )]
+    pub otlp_client_cert: Option<PathBuf>,
+    /// PEM file of the client certificate's private key.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_CLIENT_KEY", value_name = "PEM")]
+    pub otlp_client_key: Option<PathBuf>,
     /// Where the outbox and the task journal live.
     #[arg(long, env = "SEXTANT_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -90,6 +104,9 @@ struct AgentFile {
     otlp_protocol: Option<String>,
     otlp_token: Option<String>,
     otlp_compression: Option<String>,
+    otlp_ca_file: Option<PathBuf>,
+    otlp_client_cert: Option<PathBuf>,
+    otlp_client_key: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     heartbeat: Option<String>,
     resync: Option<String>,
@@ -117,6 +134,10 @@ pub struct AgentConfig {
     pub protocol: Protocol,
     pub token: Option<String>,
     pub gzip: bool,
+    /// Extra CA for `https://` endpoints.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key for mTLS (both or neither).
+    pub client_cert: Option<(PathBuf, PathBuf)>,
     pub data_dir: PathBuf,
     pub heartbeat: Duration,
     pub resync: Duration,
@@ -231,6 +252,26 @@ impl AgentArgs {
                 ));
             }
         };
+        let ca_file = self.otlp_ca_file.clone().or(file.otlp_ca_file);
+        let client_cert = match (
+            self.otlp_client_cert.clone().or(file.otlp_client_cert),
+            self.otlp_client_key.clone().or(file.otlp_client_key),
+        ) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(invalid(
+                    "--otlp-client-cert",
+                    "needs --otlp-client-key (or OTEL_EXPORTER_OTLP_CLIENT_KEY) too",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "--otlp-client-key",
+                    "needs --otlp-client-cert (or OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE) too",
+                ));
+            }
+        };
         let data_dir = self
             .data_dir
             .clone()
@@ -273,6 +314,8 @@ impl AgentArgs {
             protocol,
             token,
             gzip,
+            ca_file,
+            client_cert,
             data_dir,
             heartbeat,
             resync,
@@ -445,6 +488,92 @@ mod tests {
         typo.config = Some(path);
         let e = typo.resolve().expect_err("refused").to_string();
         assert!(e.contains("agent.toml"), "{e}");
+    }
+
+    #[test]
+    fn tls_files_come_from_flags_the_standard_variables_and_the_file() {
+        use clap::{Args, FromArgMatches};
+
+        let command = AgentArgs::augment_args(clap::Command::new("agent"));
+        let env = |id: &str| {
+            command
+                .get_arguments()
+                .find(|a| a.get_id() == id)
+                .and_then(|a| a.get_env())
+                .and_then(|v| v.to_str())
+                .map(str::to_owned)
+        };
+        assert_eq!(
+            env("otlp_ca_file").as_deref(),
+            Some("OTEL_EXPORTER_OTLP_CERTIFICATE")
+        );
+        assert_eq!(
+            env("otlp_client_cert").as_deref(),
+            Some("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE")
+        );
+        assert_eq!(
+            env("otlp_client_key").as_deref(),
+            Some("OTEL_EXPORTER_OTLP_CLIENT_KEY")
+        );
+
+        let matches = command
+            .clone()
+            .try_get_matches_from([
+                "agent",
+                "--environment=dev",
+                "--host-name=h1",
+                "--otlp-endpoint=https://hub:4317",
+                "--otlp-ca-file=/etc/sextant/ca.pem",
+                "--otlp-client-cert=/etc/sextant/agent.pem",
+                "--otlp-client-key=/etc/sextant/agent-key.pem",
+            ])
+            .expect("parsed");
+        let flags = AgentArgs::from_arg_matches(&matches).expect("args");
+        let c = flags.resolve().expect("valid");
+        assert_eq!(c.ca_file, Some(PathBuf::from("/etc/sextant/ca.pem")));
+        assert_eq!(
+            c.client_cert,
+            Some((
+                PathBuf::from("/etc/sextant/agent.pem"),
+                PathBuf::from("/etc/sextant/agent-key.pem")
+            ))
+        );
+        assert_eq!(args().resolve().expect("valid").ca_file, None);
+
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("agent.toml");
+        std::fs::write(
+            &path,
+            "otlp_ca_file = \"/file/ca.pem\"\notlp_client_cert = \"/file/c.pem\"\notlp_client_key = \"/file/k.pem\"\n",
+        )
+        .expect("write");
+        let mut from_file = args();
+        from_file.config = Some(path.clone());
+        let c = from_file.resolve().expect("valid");
+        assert_eq!(c.ca_file, Some(PathBuf::from("/file/ca.pem")));
+        assert_eq!(
+            c.client_cert,
+            Some((PathBuf::from("/file/c.pem"), PathBuf::from("/file/k.pem")))
+        );
+        from_file.otlp_ca_file = Some("/flag/ca.pem".into());
+        let c = from_file.resolve().expect("valid");
+        assert_eq!(
+            c.ca_file,
+            Some(PathBuf::from("/flag/ca.pem")),
+            "the flag wins"
+        );
+
+        let mut half = args();
+        half.otlp_client_cert = Some("/c.pem".into());
+        let e = half.resolve().expect_err("refused").to_string();
+        assert!(
+            e.contains("--otlp-client-cert") && e.contains("--otlp-client-key"),
+            "{e}"
+        );
+        let mut half = args();
+        half.otlp_client_key = Some("/k.pem".into());
+        let e = half.resolve().expect_err("refused").to_string();
+        assert!(e.starts_with("--otlp-client-key"), "{e}");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use prost::Message;
 use sextant_exporters::OutboxMetrics;
 use sextant_exporters::outbox::{AppendOutcome, Outbox, OutboxConfig, RecordKind};
 use sextant_exporters::sender::{
-    self, GrpcConfig, GrpcTransport, HttpConfig, HttpTransport, Secret, SenderConfig,
+    self, GrpcConfig, GrpcTransport, HttpConfig, HttpTransport, Secret, SenderConfig, TlsConfig,
 };
 use sextant_model::UnixNanos;
 use tokio::net::TcpListener;
@@ -128,6 +128,43 @@ fn consumer(i: usize) -> String {
     format!("endpoint-{i}")
 }
 
+/// The transport of one endpoint.
+enum AnyTransport {
+    Grpc(GrpcTransport),
+    Http(HttpTransport),
+}
+
+/// One transport per endpoint, in order; refuses a bad endpoint or an
+/// unusable TLS file (with its path and why).
+fn transports(config: &AgentConfig) -> anyhow::Result<Vec<AnyTransport>> {
+    let tls = TlsConfig {
+        ca_file: config.ca_file.clone(),
+        client_cert: config.client_cert.as_ref().map(|(cert, _)| cert.clone()),
+        client_key: config.client_cert.as_ref().map(|(_, key)| key.clone()),
+    };
+    let token = config.token.clone().map(Secret::new);
+    config
+        .otlp_endpoints
+        .iter()
+        .map(|endpoint| {
+            Ok(match config.protocol {
+                Protocol::Grpc => AnyTransport::Grpc(GrpcTransport::new(GrpcConfig {
+                    token: token.clone(),
+                    gzip: config.gzip,
+                    tls: tls.clone(),
+                    ..GrpcConfig::new(endpoint.clone())
+                })?),
+                Protocol::HttpProtobuf => AnyTransport::Http(HttpTransport::new(HttpConfig {
+                    token: token.clone(),
+                    gzip: config.gzip,
+                    tls: tls.clone(),
+                    ..HttpConfig::new(endpoint.clone())
+                })?),
+            })
+        })
+        .collect()
+}
+
 /// A running agent: where its health and metrics listen.
 pub struct Agent {
     pub listen: SocketAddr,
@@ -138,6 +175,9 @@ impl Agent {
     /// Opens the outbox, binds the listener and starts every task; they run
     /// until `cancel`.
     pub async fn start(config: AgentConfig, cancel: CancellationToken) -> anyhow::Result<Self> {
+        // Endpoints and TLS files first: a bad one is refused before
+        // anything else starts.
+        let transports = transports(&config)?;
         // bollard asks for its newest API version; older engines refuse it
         // until the version is negotiated down.
         let docker = connect_docker(config.docker_host.as_deref())?
@@ -168,36 +208,21 @@ impl Agent {
         );
 
         let mut tasks = tokio::task::JoinSet::new();
-        for (i, endpoint) in config.otlp_endpoints.iter().enumerate() {
-            let token = config.token.clone().map(Secret::new);
+        for (i, transport) in transports.into_iter().enumerate() {
             let (outbox, cancel) = (outbox.clone(), cancel.clone());
             let name = consumer(i);
-            match config.protocol {
-                Protocol::Grpc => {
-                    let transport = GrpcTransport::new(GrpcConfig {
-                        token,
-                        gzip: config.gzip,
-                        ..GrpcConfig::new(endpoint.clone())
-                    })?;
-                    tasks.spawn(async move {
-                        sender::run(outbox, name, transport, SenderConfig::default(), cancel)
-                            .await
-                            .map_err(anyhow::Error::from)
-                    });
-                }
-                Protocol::HttpProtobuf => {
-                    let transport = HttpTransport::new(HttpConfig {
-                        token,
-                        gzip: config.gzip,
-                        ..HttpConfig::new(endpoint.clone())
-                    })?;
-                    tasks.spawn(async move {
-                        sender::run(outbox, name, transport, SenderConfig::default(), cancel)
-                            .await
-                            .map_err(anyhow::Error::from)
-                    });
-                }
-            }
+            match transport {
+                AnyTransport::Grpc(transport) => tasks.spawn(async move {
+                    sender::run(outbox, name, transport, SenderConfig::default(), cancel)
+                        .await
+                        .map_err(anyhow::Error::from)
+                }),
+                AnyTransport::Http(transport) => tasks.spawn(async move {
+                    sender::run(outbox, name, transport, SenderConfig::default(), cancel)
+                        .await
+                        .map_err(anyhow::Error::from)
+                }),
+            };
         }
 
         let identity = Identity {
@@ -295,5 +320,40 @@ async fn ready(State(state): State<Arc<HealthState>>) -> impl IntoResponse {
             StatusCode::SERVICE_UNAVAILABLE,
             "Docker engine did not answer within 3 s".to_owned(),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AgentArgs;
+
+    fn config(protocol: &str, ca_file: Option<&str>) -> AgentConfig {
+        AgentArgs {
+            host_name: Some("h1".into()),
+            environment: Some("dev".into()),
+            otlp_endpoints: vec!["https://hub-a:4317".into(), "http://hub-b:4317".into()],
+            otlp_protocol: Some(protocol.into()),
+            otlp_ca_file: ca_file.map(Into::into),
+            ..AgentArgs::default()
+        }
+        .resolve()
+        .expect("valid")
+    }
+
+    #[tokio::test]
+    async fn https_endpoints_are_built_and_a_missing_ca_file_is_refused_by_path() {
+        for protocol in ["grpc", "http/protobuf"] {
+            let built = transports(&config(protocol, None)).expect("TLS is compiled in");
+            assert_eq!(built.len(), 2);
+            let e = transports(&config(protocol, Some("/nonexistent/ca.pem")))
+                .err()
+                .expect("refused")
+                .to_string();
+            assert!(
+                e.contains("/nonexistent/ca.pem") && e.contains("cannot read"),
+                "{protocol}: {e}"
+            );
+        }
     }
 }

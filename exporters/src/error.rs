@@ -22,6 +22,13 @@ pub enum OutboxError {
     UnknownConsumer(String),
     #[error("invalid endpoint {endpoint:?}: {reason}")]
     Endpoint { endpoint: String, reason: String },
+    /// A TLS file (CA, client certificate or key) that cannot be used.
+    #[error("TLS {what} {path}: {reason}")]
+    TlsFile {
+        what: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
 }
 
 impl OutboxError {

@@ -15,6 +15,8 @@ use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
 use super::Secret;
+use super::http::error_chain;
+use super::tls::{self, TlsConfig};
 use super::transport::{ExportOutcome, FailureReason, LogsRequest, Transport, accepted};
 use crate::error::{OutboxError, Result};
 
@@ -31,6 +33,8 @@ pub struct GrpcConfig {
     pub gzip: bool,
     /// Time for one request.
     pub timeout: Duration,
+    /// Extra CA and client certificate for `https://` endpoints.
+    pub tls: TlsConfig,
 }
 
 impl GrpcConfig {
@@ -40,6 +44,7 @@ impl GrpcConfig {
             token: None,
             gzip: false,
             timeout: Duration::from_secs(10),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -63,17 +68,37 @@ impl GrpcTransport {
             .map_err(|e| invalid(e.to_string()))?
             .connect_timeout(config.timeout.min(Duration::from_secs(5)))
             .timeout(config.timeout);
-        if config.endpoint.starts_with("https://") {
+        let material = tls::load(&config.tls)?;
+        match endpoint.uri().scheme_str() {
+            Some("http") => {}
             #[cfg(feature = "tls")]
-            {
+            Some("https") => {
+                use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+                // The public roots stay trusted beside the CA file.
+                let mut tls = ClientTlsConfig::new().with_webpki_roots();
+                if let Some((pem, _)) = &material.ca {
+                    tls = tls.ca_certificate(Certificate::from_pem(pem));
+                }
+                if let Some((cert, key)) = &material.identity {
+                    tls = tls.identity(Identity::from_pem(cert, key));
+                }
                 endpoint = endpoint
-                    .tls_config(tonic::transport::ClientTlsConfig::new().with_webpki_roots())
-                    .map_err(|e| invalid(e.to_string()))?;
+                    .tls_config(tls)
+                    .map_err(|e| invalid(error_chain(&e)))?;
             }
             #[cfg(not(feature = "tls"))]
-            return Err(invalid(
-                "https needs sextant-exporters built with the `tls` feature".to_owned(),
-            ));
+            Some("https") => {
+                let _ = material;
+                return Err(invalid(
+                    "https needs sextant-exporters built with the `tls` feature".to_owned(),
+                ));
+            }
+            other => {
+                return Err(invalid(format!(
+                    "unsupported scheme {:?}: use http:// or https://",
+                    other.unwrap_or("")
+                )));
+            }
         }
         endpoint = endpoint.http2_keep_alive_interval(Duration::from_secs(30));
         let mut client = tonic::client::Grpc::new(endpoint.connect_lazy())
@@ -136,7 +161,16 @@ impl Transport for GrpcTransport {
 /// Classifies a gRPC status per the OTLP/gRPC rules.
 pub(crate) fn classify(status: &Status) -> ExportOutcome {
     let retry_after = status.get_details_retry_info().and_then(|r| r.retry_delay);
-    let detail = format!("gRPC {:?}: {}", status.code(), status.message());
+    // A status made on this side from a transport error (refused, reset, a
+    // failed TLS handshake) carries that error as its source; one the peer
+    // sent does not.
+    let local = std::error::Error::source(status);
+    let (code, message) = (status.code(), status.message());
+    let detail = match local.map(error_chain) {
+        Some(chain) if chain.contains(message) => format!("gRPC {code:?}: {chain}"),
+        Some(chain) => format!("gRPC {code:?}: {message}: {chain}"),
+        None => format!("gRPC {code:?}: {message}"),
+    };
     let retry = |reason| ExportOutcome::Retry {
         reason,
         retry_after,
@@ -147,20 +181,13 @@ pub(crate) fn classify(status: &Status) -> ExportOutcome {
         detail: detail.clone(),
     };
     match status.code() {
-        Code::Unavailable => {
-            // tonic reports a failed connection as UNAVAILABLE too.
-            if status.message().contains("connect") {
-                retry(FailureReason::Connection)
-            } else {
-                retry(FailureReason::Unavailable)
-            }
-        }
-        // A status made on this side from a transport error (a connection
-        // closed under a request) carries that error as its source; one the
-        // peer sent does not.
-        Code::Unknown if std::error::Error::source(status).is_some() => {
+        // tonic reports a failed connection (or TLS handshake) as
+        // UNAVAILABLE, and a connection closed under a request as UNKNOWN.
+        Code::Unavailable if local.is_some() || status.message().contains("connect") => {
             retry(FailureReason::Connection)
         }
+        Code::Unknown if local.is_some() => retry(FailureReason::Connection),
+        Code::Unavailable => retry(FailureReason::Unavailable),
         Code::DeadlineExceeded => retry(FailureReason::Timeout),
         Code::Cancelled | Code::Aborted | Code::OutOfRange | Code::DataLoss => {
             retry(FailureReason::RetryableStatus)
@@ -269,5 +296,14 @@ mod tests {
             reason(Status::unauthenticated("x")),
             "retry unauthorized None"
         );
+        // Made here from a transport error (it has a source): the
+        // connection failed; the same code from the peer is a refusal.
+        assert_eq!(
+            reason(Status::from_error(Box::new(std::io::Error::other(
+                "invalid peer certificate: UnknownIssuer"
+            )))),
+            "retry connection None"
+        );
+        assert_eq!(reason(Status::unknown("x")), "refuse refused");
     }
 }

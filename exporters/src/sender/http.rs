@@ -9,6 +9,7 @@ use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 
 use super::Secret;
+use super::tls::{self, TlsConfig};
 use super::transport::{ExportOutcome, FailureReason, LogsRequest, Transport, accepted};
 use crate::error::{OutboxError, Result};
 
@@ -27,6 +28,8 @@ pub struct HttpConfig {
     pub gzip: bool,
     /// Time for one request, connection included.
     pub timeout: Duration,
+    /// Extra CA and client certificate for `https://` endpoints.
+    pub tls: TlsConfig,
 }
 
 impl HttpConfig {
@@ -36,6 +39,7 @@ impl HttpConfig {
             token: None,
             gzip: false,
             timeout: Duration::from_secs(10),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -76,14 +80,33 @@ fn logs_url(endpoint: &str) -> Result<reqwest::Url> {
 impl HttpTransport {
     pub fn new(config: HttpConfig) -> Result<Self> {
         let url = logs_url(&config.endpoint)?;
-        let client = reqwest::Client::builder()
+        let material = tls::load(&config.tls)?;
+        let invalid = |e: reqwest::Error| OutboxError::Endpoint {
+            endpoint: config.endpoint.clone(),
+            reason: format!("cannot build the HTTP client: {}", error_chain(&e)),
+        };
+        #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(config.timeout.min(Duration::from_secs(5)))
-            .timeout(config.timeout)
-            .build()
-            .map_err(|e| OutboxError::Endpoint {
-                endpoint: config.endpoint.clone(),
-                reason: format!("cannot build the HTTP client: {e}"),
-            })?;
+            .timeout(config.timeout);
+        #[cfg(feature = "tls")]
+        {
+            // The built-in (webpki) roots stay trusted beside these.
+            builder = builder.use_rustls_tls();
+            for der in material.ca.iter().flat_map(|(_, der)| der) {
+                builder = builder
+                    .add_root_certificate(reqwest::Certificate::from_der(der).map_err(invalid)?);
+            }
+            if let Some((cert, key)) = &material.identity {
+                let mut pem = key.clone();
+                pem.push(b'\n');
+                pem.extend_from_slice(cert);
+                builder = builder.identity(reqwest::Identity::from_pem(&pem).map_err(invalid)?);
+            }
+        }
+        #[cfg(not(feature = "tls"))]
+        let _ = material;
+        let client = builder.build().map_err(invalid)?;
         Ok(Self {
             client,
             url,
@@ -165,19 +188,29 @@ fn transport_error(e: &reqwest::Error) -> ExportOutcome {
     } else {
         FailureReason::Connection
     };
-    // The source chain says what happened (refused, reset, …).
-    let mut detail = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        detail.push_str(": ");
-        detail.push_str(&s.to_string());
-        source = s.source();
-    }
     ExportOutcome::Retry {
         reason,
         retry_after: None,
-        detail,
+        // The source chain says what happened (refused, reset, an unknown
+        // certificate issuer, …).
+        detail: error_chain(e),
     }
+}
+
+/// An error and its sources, `: `-separated.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut detail = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        // hyper and reqwest often repeat the inner message.
+        if !detail.ends_with(&text) {
+            detail.push_str(": ");
+            detail.push_str(&text);
+        }
+        source = s.source();
+    }
+    detail
 }
 
 /// `google.rpc.Status`, as far as a message is concerned.

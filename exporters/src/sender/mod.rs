@@ -6,6 +6,7 @@
 mod backoff;
 pub mod grpc;
 pub mod http;
+pub mod tls;
 pub mod transport;
 
 use std::fmt;
@@ -17,6 +18,7 @@ use backoff::Backoff;
 pub use backoff::BackoffConfig;
 pub use grpc::{GrpcConfig, GrpcTransport};
 pub use http::{HttpConfig, HttpTransport};
+pub use tls::TlsConfig;
 pub use transport::{ExportOutcome, FailureReason, LogsRequest, Transport};
 
 use crate::error::{OutboxError, Result};

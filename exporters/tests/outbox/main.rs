@@ -1,6 +1,7 @@
 //! Integration tests of the outbox and its sender: the disk queue on real
 //! files (restart, torn tail, corruption, cap, kill -9), the sender against
-//! scripted OTLP peers (retry, refusal, partial success, split), and the
+//! scripted OTLP peers (retry, refusal, partial success, split), over TLS
+//! (a CA file, mTLS, an unknown issuer), and the
 //! sender against the real hub (`sextant up`) stopped and restarted.
 
 #![allow(clippy::unwrap_used)]
@@ -9,3 +10,5 @@ mod common;
 mod disk;
 mod hub;
 mod scripted;
+#[cfg(feature = "tls")]
+mod tls;

@@ -30,7 +30,7 @@ use crate::common::{eventually, init_tracing, observed_bytes, revision_index, sm
 
 /// One scripted answer.
 #[derive(Debug, Clone)]
-enum Answer {
+pub enum Answer {
     Ok,
     Partial(i64, &'static str),
     /// HTTP status with an optional Retry-After value.
@@ -39,26 +39,33 @@ enum Answer {
     Grpc(tonic::Code, Option<Duration>),
 }
 
-/// When a request came, the revision indices it carried, its authorization.
-type Seen = (Instant, Vec<u64>, Option<String>);
+/// When a request came, the revision indices it carried, its
+/// authorization, and its compression (`Content-Encoding` or
+/// `grpc-encoding`).
+type Seen = (Instant, Vec<u64>, Option<String>, Option<String>);
 
 #[derive(Default)]
-struct Script {
+pub struct Script {
     answers: Mutex<VecDeque<Answer>>,
-    /// Each request: when it came, the revision indices it carried, and
-    /// its authorization header.
-    requests: Mutex<Vec<Seen>>,
+    /// Each request: when it came, the revision indices it carried, its
+    /// authorization header, and its compression.
+    pub requests: Mutex<Vec<Seen>>,
 }
 
 impl Script {
-    fn new(answers: Vec<Answer>) -> Arc<Self> {
+    pub fn new(answers: Vec<Answer>) -> Arc<Self> {
         Arc::new(Self {
             answers: Mutex::new(answers.into()),
             requests: Mutex::default(),
         })
     }
 
-    fn take(&self, request: &ExportLogsServiceRequest, auth: Option<String>) -> Answer {
+    fn take(
+        &self,
+        request: &ExportLogsServiceRequest,
+        auth: Option<String>,
+        encoding: Option<String>,
+    ) -> Answer {
         let revisions = request
             .resource_logs
             .iter()
@@ -67,7 +74,7 @@ impl Script {
         self.requests
             .lock()
             .unwrap()
-            .push((Instant::now(), revisions, auth));
+            .push((Instant::now(), revisions, auth, encoding));
         self.answers
             .lock()
             .unwrap()
@@ -75,7 +82,7 @@ impl Script {
             .unwrap_or(Answer::Ok)
     }
 
-    fn batches(&self) -> Vec<Vec<u64>> {
+    pub fn batches(&self) -> Vec<Vec<u64>> {
         self.requests
             .lock()
             .unwrap()
@@ -101,7 +108,8 @@ fn response(answer: Answer) -> ExportLogsServiceResponse {
     }
 }
 
-async fn http_peer(script: Arc<Script>) -> SocketAddr {
+/// The OTLP/HTTP peer's routes (`POST /v1/logs`), answering from `script`.
+pub fn http_app(script: Arc<Script>) -> axum::Router {
     let handler = move |headers: HeaderMap, body: Bytes| {
         let script = script.clone();
         async move {
@@ -117,10 +125,12 @@ async fn http_peer(script: Arc<Script>) -> SocketAddr {
             }
             assert_eq!(headers["content-type"], "application/x-protobuf");
             let request = ExportLogsServiceRequest::decode(raw.as_slice()).unwrap();
-            let auth = headers
-                .get("authorization")
-                .map(|v| v.to_str().unwrap().to_owned());
-            let answer: Response = match script.take(&request, auth) {
+            let header = |name: &str| headers.get(name).map(|v| v.to_str().unwrap().to_owned());
+            let answer: Response = match script.take(
+                &request,
+                header("authorization"),
+                header("content-encoding"),
+            ) {
                 Answer::Http(code, retry_after) => {
                     let mut r = (StatusCode::from_u16(code).unwrap(), "scripted").into_response();
                     if let Some(v) = retry_after {
@@ -137,14 +147,19 @@ async fn http_peer(script: Arc<Script>) -> SocketAddr {
             answer
         }
     };
-    let app = axum::Router::new().route("/v1/logs", axum::routing::post(handler));
+    axum::Router::new().route("/v1/logs", axum::routing::post(handler))
+}
+
+async fn http_peer(script: Arc<Script>) -> SocketAddr {
+    let app = http_app(script);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     addr
 }
 
-struct GrpcPeer(Arc<Script>);
+/// The OTLP/gRPC peer's logs service, answering from its script.
+pub struct GrpcPeer(pub Arc<Script>);
 
 #[tonic::async_trait]
 impl LogsService for GrpcPeer {
@@ -152,11 +167,14 @@ impl LogsService for GrpcPeer {
         &self,
         request: tonic::Request<ExportLogsServiceRequest>,
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
-        let auth = request
-            .metadata()
-            .get("authorization")
-            .map(|v| v.to_str().unwrap().to_owned());
-        match self.0.take(request.get_ref(), auth) {
+        let metadata = |name: &str| {
+            request
+                .metadata()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        let (auth, encoding) = (metadata("authorization"), metadata("grpc-encoding"));
+        match self.0.take(request.get_ref(), auth, encoding) {
             Answer::Grpc(code, Some(delay)) => Err(tonic::Status::with_error_details(
                 code,
                 "scripted",
@@ -181,7 +199,7 @@ async fn grpc_peer(script: Arc<Script>) -> SocketAddr {
     addr
 }
 
-fn fast(max_batch_records: usize) -> SenderConfig {
+pub fn fast(max_batch_records: usize) -> SenderConfig {
     SenderConfig {
         max_batch_records,
         backoff: BackoffConfig {
@@ -196,7 +214,7 @@ fn fast(max_batch_records: usize) -> SenderConfig {
 
 /// Appends records `range`, runs a sender until the outbox is drained for
 /// "default", and returns the outbox.
-async fn drain_through<T: Transport>(
+pub async fn drain_through<T: Transport>(
     transport: T,
     config: SenderConfig,
     range: std::ops::Range<u64>,
