@@ -46,9 +46,9 @@ async fn counters_follow_every_change(backend: Backend) {
     for round in 0..ROUNDS {
         let t = start + round * 60 * S;
         let mut records = Vec::new();
-        for w in 0..WORKLOADS.len() {
+        for (w, workload) in WORKLOADS.iter().enumerate() {
             for h in 0..HOSTS {
-                let at = ("shop", WORKLOADS[w], "stage", "eu");
+                let at = ("shop", *workload, "stage", "eu");
                 let host = format!("h{h:02}");
                 let (rev, status) = match last.get(&(w, h)) {
                     // Some hosts only send a heartbeat: same state, later time.
