@@ -25,6 +25,26 @@ pub use tracker::{Report, ReportKind, Tracker};
 
 use crate::labels;
 
+/// Container events that can change what is reported. Health-check probes
+/// raise `exec_*` events every interval on every container with a check;
+/// re-inspecting on those cost more CPU than everything else together
+/// (docs/performance.md, "Agent footprint"). `health_status` matches
+/// `health_status: healthy` and the other results.
+const STATE_EVENTS: [&str; 12] = [
+    "create",
+    "start",
+    "die",
+    "stop",
+    "kill",
+    "oom",
+    "pause",
+    "unpause",
+    "restart",
+    "rename",
+    "destroy",
+    "health_status",
+];
+
 /// Where reports go. Appending must be quick and durable (the outbox writes
 /// to disk before anything is sent).
 pub trait Sink: Send + Sync {
@@ -105,6 +125,10 @@ impl<S: Sink> Observer<S> {
             let filters = HashMap::from([
                 ("type".to_owned(), vec!["container".to_owned()]),
                 ("label".to_owned(), self.label_filter()),
+                (
+                    "event".to_owned(),
+                    STATE_EVENTS.iter().map(|e| (*e).to_owned()).collect(),
+                ),
             ]);
             let mut events = self
                 .docker
