@@ -114,15 +114,6 @@ impl Sink for OutboxSink {
     }
 }
 
-/// Connects to the given Docker endpoint, else `DOCKER_HOST`, else the
-/// local socket.
-pub fn connect_docker(docker_host: Option<&str>) -> Result<Docker, bollard::errors::Error> {
-    match docker_host {
-        Some(host) => Docker::connect_with_host(host),
-        None => Docker::connect_with_defaults(),
-    }
-}
-
 /// The consumer name of the `i`-th endpoint in the outbox.
 fn consumer(i: usize) -> String {
     format!("endpoint-{i}")
@@ -178,11 +169,7 @@ impl Agent {
         // Endpoints and TLS files first: a bad one is refused before
         // anything else starts.
         let transports = transports(&config)?;
-        // bollard asks for its newest API version; older engines refuse it
-        // until the version is negotiated down.
-        let docker = connect_docker(config.docker_host.as_deref())?
-            .negotiate_version()
-            .await?;
+        let docker = crate::executor::connect_docker(config.docker_host.as_deref()).await?;
         let registry = Registry::new();
         let outbox_metrics = OutboxMetrics::new();
         outbox_metrics.register(&registry)?;

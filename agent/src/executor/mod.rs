@@ -59,6 +59,17 @@ pub struct Executor {
     running: Arc<Mutex<HashSet<String>>>,
 }
 
+/// Connects to `docker_host`, else `DOCKER_HOST`, else the local socket, and
+/// agrees on an API version: bollard asks for a newer one than many engines
+/// speak. Shared by the executor and the observer.
+pub async fn connect_docker(docker_host: Option<&str>) -> Result<Docker, bollard::errors::Error> {
+    let docker = match docker_host {
+        Some(host) => Docker::connect_with_host(host),
+        None => Docker::connect_with_defaults(),
+    }?;
+    docker.negotiate_version().await
+}
+
 impl Executor {
     /// Connects to Docker, agrees on an API version with it, and opens the
     /// journal.
@@ -72,13 +83,9 @@ impl Executor {
             endpoint: endpoint.clone(),
             source,
         };
-        let docker = match &config.docker_host {
-            Some(host) => Docker::connect_with_host(host),
-            None => Docker::connect_with_defaults(),
-        }
-        .map_err(connect_err)?;
-        // bollard speaks a newer API than many engines; use the engine's.
-        let docker = docker.negotiate_version().await.map_err(connect_err)?;
+        let docker = connect_docker(config.docker_host.as_deref())
+            .await
+            .map_err(connect_err)?;
         Self::with_docker(docker, config.data_dir)
     }
 

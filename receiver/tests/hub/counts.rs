@@ -159,36 +159,29 @@ async fn assert_counters_match_rows(app: &TestApp) {
         ORDER BY target_id, revision, status";
     const COUNTERS: &str = "SELECT target_id, revision, status, hosts AS n \
         FROM deployed_counts WHERE hosts <> 0 ORDER BY target_id, revision, status";
+    // The same rows read through either driver.
+    macro_rules! read_both {
+        ($pool:expr) => {{
+            let pool = $pool.await.expect("db");
+            let mut out = Vec::new();
+            for sql in [COUNTED, COUNTERS] {
+                let rows: Vec<(i64, String, String, i64)> = sqlx::query(sql)
+                    .fetch_all(&pool)
+                    .await
+                    .expect("query")
+                    .iter()
+                    .map(|r| (r.get::<i64, _>(0), r.get(1), r.get(2), r.get::<i64, _>(3)))
+                    .collect();
+                out.push(rows);
+            }
+            let counters = out.pop().expect("counters");
+            (out.pop().expect("counted"), counters)
+        }};
+    }
     let (counted, counters) = if app.db.url.starts_with("sqlite") {
-        let pool = sqlx::SqlitePool::connect(&app.db.url).await.expect("db");
-        let read = |sql| {
-            let pool = pool.clone();
-            async move {
-                sqlx::query(sql)
-                    .fetch_all(&pool)
-                    .await
-                    .expect("query")
-                    .iter()
-                    .map(|r| (r.get::<i64, _>(0), r.get(1), r.get(2), r.get::<i64, _>(3)))
-                    .collect::<Vec<(i64, String, String, i64)>>()
-            }
-        };
-        (read(COUNTED).await, read(COUNTERS).await)
+        read_both!(sqlx::SqlitePool::connect(&app.db.url))
     } else {
-        let pool = sqlx::PgPool::connect(&app.db.url).await.expect("db");
-        let read = |sql| {
-            let pool = pool.clone();
-            async move {
-                sqlx::query(sql)
-                    .fetch_all(&pool)
-                    .await
-                    .expect("query")
-                    .iter()
-                    .map(|r| (r.get::<i64, _>(0), r.get(1), r.get(2), r.get::<i64, _>(3)))
-                    .collect::<Vec<(i64, String, String, i64)>>()
-            }
-        };
-        (read(COUNTED).await, read(COUNTERS).await)
+        read_both!(sqlx::PgPool::connect(&app.db.url))
     };
     assert!(!counted.is_empty());
     assert_eq!(counters, counted);
