@@ -75,6 +75,12 @@ struct Args {
     /// Keep the database at the end (prints its URL) to EXPLAIN queries.
     #[arg(long)]
     keep: bool,
+    /// Measure on this database, loaded and kept by an earlier run with the
+    /// same sizes (`--keep`), instead of creating and loading a new one:
+    /// saves the load when comparing two builds. It is vacuumed first and
+    /// kept at the end; the hub applies any newer migrations to it.
+    #[arg(long)]
+    reuse: Option<String>,
     /// Accepted (and ignored) for `cargo bench` compatibility.
     #[arg(long, hide = true)]
     bench: bool,
@@ -570,6 +576,11 @@ fn print_table(title: &str, results: &[Measured]) {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     args.check()?;
+    if let Some(url) = &args.reuse {
+        let result = bench(&args, url).await;
+        println!("\nreused and kept the database: {url}");
+        return result;
+    }
     let name = format!("sextant_bench_{}", uuid::Uuid::new_v4().simple());
     let admin = PgPool::connect(&args.admin_url).await?;
     sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
@@ -620,7 +631,14 @@ async fn bench(args: &Args, url: &str) -> anyhow::Result<()> {
     let now = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos())?;
     let pool = PgPool::connect(url).await?;
     let started = Instant::now();
-    load(&pool, args, now).await?;
+    if args.reuse.is_none() {
+        load(&pool, args, now).await?;
+    } else {
+        // An earlier run's heartbeat rounds turned autovacuum off.
+        sqlx::query("ALTER TABLE observed_deployments RESET (autovacuum_enabled)")
+            .execute(&pool)
+            .await?;
+    }
     let vacuum = Instant::now();
     sqlx::query(
         "VACUUM (ANALYZE) tenants, workspaces, applications, workloads, environments, \

@@ -112,6 +112,7 @@ impl Application {
             stale_after: self.stale_after,
             environments: self.environments,
             ui_refresh: self.ui_refresh,
+            reports: Arc::new(api::ReportCache::default()),
         });
         let grpc = grpc::serve(
             self.grpc,

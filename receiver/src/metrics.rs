@@ -19,6 +19,9 @@ pub struct HubMetrics {
     pub ingest_seconds: HistogramVec,
     /// Records per request, by signal.
     pub batch_records: HistogramVec,
+    /// Environment-state and compare requests by how the report cache
+    /// served them (`hit`, `miss`, `uncached`).
+    pub report_cache: IntCounterVec,
 }
 
 impl HubMetrics {
@@ -52,10 +55,20 @@ impl HubMetrics {
             &["signal"],
         )
         .expect("valid metric");
+        let report_cache = IntCounterVec::new(
+            Opts::new(
+                "sextant_api_report_cache_requests_total",
+                "Environment-state and compare requests, by how the report cache served them \
+                 (hit, miss, uncached).",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(records.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(ingest_seconds.clone()),
             Box::new(batch_records.clone()),
+            Box::new(report_cache.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }
@@ -64,6 +77,7 @@ impl HubMetrics {
             records,
             ingest_seconds,
             batch_records,
+            report_cache,
         }
     }
 

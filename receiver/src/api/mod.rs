@@ -1,7 +1,10 @@
 //! The read API (JSON, tenant-scoped), health checks and `/metrics`.
 
+mod cache;
 mod docs;
 mod reports;
+
+pub use cache::ReportCache;
 
 pub(crate) use reports::parse_time;
 
@@ -33,6 +36,8 @@ pub struct ApiState {
     pub environments: Arc<[String]>,
     /// How often UI pages refresh themselves.
     pub ui_refresh: std::time::Duration,
+    /// Serialized environment-state and compare responses.
+    pub reports: Arc<ReportCache>,
 }
 
 /// The OpenAPI document's frame; the paths come from the handlers.

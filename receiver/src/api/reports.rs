@@ -6,6 +6,8 @@ use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sextant_model::{
@@ -13,6 +15,7 @@ use sextant_model::{
     TargetItem, TargetRef, TargetSummary, UnixNanos, WorkloadItem, order_environments,
 };
 
+use super::cache::cached_json;
 use super::{ApiError, ApiState, ErrorBody, page_limit, reader};
 use crate::store::{CatalogKind, CatalogQuery, CatalogRow, CurrentQuery, HistoryQuery, StateQuery};
 
@@ -108,14 +111,41 @@ pub(crate) async fn environment_state(
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
     params: Result<Query<TargetFilter>, QueryRejection>,
-) -> Result<Json<Vec<TargetSummary>>, ApiError> {
+) -> Result<Response, ApiError> {
     let principal = reader(&state, &headers)?;
     let Path(environment) = path?;
     let Query(filter) = params?;
     let query = filter.query(Some(environment));
-    Ok(Json(
-        state.store.summaries(&principal.tenant, &query).await?,
-    ))
+    let key = cache_key(&(
+        "environment_state",
+        &query.environment,
+        &query.workspace,
+        &query.application,
+        &query.workload,
+        &query.target,
+    ));
+    let (store, tenant, query) = (&state.store, &principal.tenant, &query);
+    cached_json(&state, tenant, key, move || async move {
+        to_json(&store.summaries(tenant, query).await?)
+    })
+    .await
+}
+
+/// The cache key of a report request: its name and parameters as JSON.
+fn cache_key<T: Serialize>(parameters: &T) -> String {
+    serde_json::to_string(parameters).unwrap_or_default()
+}
+
+/// Serializes a report for the cache.
+fn to_json<T: Serialize>(report: &T) -> Result<Bytes, ApiError> {
+    serde_json::to_vec(report).map(Bytes::from).map_err(|e| {
+        tracing::error!(error = %e, "Report serialization failed");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the report could not be serialized",
+        )
+    })
 }
 
 /// Filters and paging of the catalog lists.
@@ -371,7 +401,7 @@ pub(crate) async fn compare(
     State(state): State<ApiState>,
     headers: HeaderMap,
     params: Result<Query<CompareParams>, QueryRejection>,
-) -> Result<Json<Comparison>, ApiError> {
+) -> Result<Response, ApiError> {
     let principal = reader(&state, &headers)?;
     let Query(p) = params?;
     let environments: Vec<String> = p
@@ -393,28 +423,38 @@ pub(crate) async fn compare(
     {
         return Err(invalid(format!("environment {dup:?} is listed twice")));
     }
-    // One read per environment, run at once (each is its own statement on
-    // its own pooled connection).
-    let reads = environments.iter().map(|environment| {
-        let query = StateQuery {
-            workspace: p.workspace.clone(),
-            application: p.application.clone(),
-            workload: p.workload.clone(),
-            environment: Some(environment.clone()),
-            target: None,
-        };
-        let (store, tenant) = (&state.store, &principal.tenant);
-        async move { store.summaries(tenant, &query).await }
-    });
-    let found = futures::future::try_join_all(reads).await?;
-    let mut summaries = Vec::new();
-    for (environment, found) in environments.iter().zip(found) {
-        if found.is_empty() && p.application.is_none() && p.workload.is_none() {
-            return Err(not_found(format!("no environment {environment:?}")));
+    let key = cache_key(&(
+        "compare",
+        &environments,
+        &p.workspace,
+        &p.application,
+        &p.workload,
+    ));
+    let (store, tenant, environments, p) = (&state.store, &principal.tenant, &environments, &p);
+    cached_json(&state, tenant, key, move || async move {
+        // One read per environment, run at once (each is its own statement
+        // on its own pooled connection).
+        let reads = environments.iter().map(|environment| {
+            let query = StateQuery {
+                workspace: p.workspace.clone(),
+                application: p.application.clone(),
+                workload: p.workload.clone(),
+                environment: Some(environment.clone()),
+                target: None,
+            };
+            async move { store.summaries(tenant, &query).await }
+        });
+        let found = futures::future::try_join_all(reads).await?;
+        let mut summaries = Vec::new();
+        for (environment, found) in environments.iter().zip(found) {
+            if found.is_empty() && p.application.is_none() && p.workload.is_none() {
+                return Err(not_found(format!("no environment {environment:?}")));
+            }
+            summaries.extend(found);
         }
-        summaries.extend(found);
-    }
-    Ok(Json(Comparison::build(environments, summaries)))
+        to_json(&Comparison::build(environments.clone(), summaries))
+    })
+    .await
 }
 
 /// Parameters of `GET /api/v1/drift`.

@@ -23,6 +23,7 @@ pub(crate) fn sqlite() -> Migrator {
         1 => "0001_hub_model",
         2 => "0002_query_indexes",
         3 => "0003_deployed_counts",
+        4 => "0004_change_mark",
     ))
 }
 
@@ -33,6 +34,7 @@ pub(crate) fn postgres() -> Migrator {
         2 => "0002_query_indexes",
         3 => "0003_deployed_counts",
         4 => "0004_deployed_counts_row_update",
+        5 => "0005_change_mark",
     ))
 }
 

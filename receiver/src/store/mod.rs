@@ -8,6 +8,7 @@
 //! PostgreSQL) and in their DDL.
 
 mod dims;
+mod mark;
 mod migrate;
 pub mod plan;
 mod postgres;
@@ -22,6 +23,7 @@ use sextant_model::{
     DeploymentEvent, HistoryEntry, HostDeployment, TargetState, TargetSummary, UnixNanos,
 };
 
+pub use mark::ChangeMark;
 pub use postgres::PostgresStore;
 pub use reports::{CatalogKind, CatalogRow, CurrentCursor, HistoryCursor};
 pub use sqlite::SqliteStore;
@@ -179,6 +181,19 @@ pub trait HubStore: Send + Sync + 'static {
         tenant: &str,
         query: &HistoryQuery,
     ) -> Result<Vec<(HistoryEntry, HistoryCursor)>, StoreError>;
+
+    /// The tenant's change mark as committed now (`None`: no such tenant).
+    /// It moves with every committed desired version, revision or status
+    /// change and new target, whichever hub wrote it; heartbeats leave it
+    /// alone. A few index reads.
+    async fn change_mark(&self, tenant: &str) -> Result<Option<ChangeMark>, StoreError>;
+
+    /// The change mark, if it is settled: no write of the tenant is between
+    /// taking an id and committing, so no commit can later land below it
+    /// (see [`ChangeMark`]'s module). `None` while such writes are in flight
+    /// or for no such tenant; a report read after a settled mark is at
+    /// least as new as the mark, and may be cached under it.
+    async fn settled_change_mark(&self, tenant: &str) -> Result<Option<ChangeMark>, StoreError>;
 }
 
 /// Opens (creating if needed) and migrates the store named by `url`.

@@ -13,6 +13,7 @@ use sextant_model::{
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::dims::{DimCache, DimKey, resolve_dim, resolve_placement};
+use super::mark::{CHANGE_MARK_SQL, ChangeMark, ChangeMarkRow, MARK_LOCK_CLASS, lock_key};
 use super::plan::{self, ObservedKey, ObservedRow};
 use super::read::{self, bind_filter, write_desired, write_late};
 use super::sqlite::status_str;
@@ -159,6 +160,65 @@ impl HubStore for PostgresStore {
     ) -> Result<Vec<CatalogRow>, StoreError> {
         self.read_catalog(tenant, kind, query).await
     }
+
+    async fn change_mark(&self, tenant: &str) -> Result<Option<ChangeMark>, StoreError> {
+        let row: Option<ChangeMarkRow> = sqlx::query_as(CHANGE_MARK_SQL)
+            .bind(tenant)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(ChangeMark::from))
+    }
+
+    async fn settled_change_mark(&self, tenant: &str) -> Result<Option<ChangeMark>, StoreError> {
+        let tenant_id = match self.dims.get(&DimKey::Tenant(tenant.to_owned())) {
+            Some(id) => Some(id),
+            None => {
+                sqlx::query_scalar("SELECT id FROM tenants WHERE name = $1")
+                    .bind(tenant)
+                    .fetch_optional(&self.pool)
+                    .await?
+            }
+        };
+        let Some(tenant_id) = tenant_id else {
+            return Ok(None);
+        };
+        // Exclusive against the writers' shared lock, without waiting: got,
+        // no writer of the tenant holds an id it has not committed, and none
+        // can take one until this transaction ends. The mark is read by the
+        // next statement, whose snapshot comes after the lock.
+        let mut tx = self.pool.begin().await?;
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, $2)")
+            .bind(MARK_LOCK_CLASS)
+            .bind(lock_key(tenant_id))
+            .fetch_one(&mut *tx)
+            .await?;
+        if !locked {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let row: Option<ChangeMarkRow> = sqlx::query_as(CHANGE_MARK_SQL)
+            .bind(tenant)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(row.map(ChangeMark::from))
+    }
+}
+
+/// Holds the tenant's change-mark lock, shared, until `tx` ends. Taken before
+/// the first history or desired row of a transaction (see `store/mark.rs`);
+/// shared holders never wait for each other, only, for a moment, for a
+/// settled mark being read.
+async fn hold_mark_lock(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    tenant_id: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock_shared($1, $2)")
+        .bind(MARK_LOCK_CLASS)
+        .bind(lock_key(tenant_id))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// How many times one ingest transaction runs before a deadlock is an error.
@@ -251,6 +311,15 @@ impl PostgresStore {
         }
 
         let mut tx = self.pool.begin().await?;
+        let mut mark_locked = false;
+        if events
+            .iter()
+            .any(|e| matches!(e, DeploymentEvent::Desired(_)))
+        {
+            let id = resolve_dim!(self, &self.pool, DimKey::Tenant(tenant.to_owned()))?;
+            hold_mark_lock(&mut tx, id).await?;
+            mark_locked = true;
+        }
         let desired = events.iter().filter_map(|e| match e {
             DeploymentEvent::Desired(d) => Some(d),
             DeploymentEvent::Observed(_) => None,
@@ -305,6 +374,11 @@ impl PostgresStore {
                 .collect();
 
             let plan = plan::plan(&current, batch);
+            // History rows follow: the change mark must see them settle.
+            let appends = !plan.history.is_empty() || !plan.late.is_empty();
+            if appends && !mark_locked {
+                hold_mark_lock(&mut tx, tenant_id).await?;
+            }
             if !plan.upserts.is_empty() {
                 let mut c = Columns::default();
                 for (key, row, changed) in &plan.upserts {

@@ -15,6 +15,7 @@ use sqlx::sqlite::{
 };
 
 use super::dims::{DimCache, DimKey, resolve_dim};
+use super::mark::{CHANGE_MARK_SQL, ChangeMark, ChangeMarkRow};
 use super::plan::{self, ObservedKey, ObservedRow};
 use super::read::{self, bind_filter, write_desired, write_late};
 use super::{
@@ -259,6 +260,20 @@ impl HubStore for SqliteStore {
         query: &CatalogQuery,
     ) -> Result<Vec<CatalogRow>, StoreError> {
         self.read_catalog(tenant, kind, query).await
+    }
+
+    async fn change_mark(&self, tenant: &str) -> Result<Option<ChangeMark>, StoreError> {
+        let row: Option<ChangeMarkRow> = sqlx::query_as(CHANGE_MARK_SQL)
+            .bind(tenant)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.map(ChangeMark::from))
+    }
+
+    async fn settled_change_mark(&self, tenant: &str) -> Result<Option<ChangeMark>, StoreError> {
+        // One writer at a time, and a row's id is max(id) + 1 when it is
+        // written: ids commit in order, so every mark is settled.
+        self.change_mark(tenant).await
     }
 }
 
