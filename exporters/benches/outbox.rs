@@ -92,6 +92,11 @@ fn round(r: u64) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// The sender's `max_in_flight` in the outbox rounds: its default (4).
+fn in_flight() -> usize {
+    SenderConfig::default().max_in_flight
+}
+
 /// Records per request (`OUTBOX_BENCH_BATCH`, default 1,000).
 fn batch_records() -> usize {
     std::env::var("OUTBOX_BENCH_BATCH")
@@ -233,8 +238,8 @@ async fn null_peer() -> SocketAddr {
 }
 
 /// Appends `payloads`, then times one sender draining them through
-/// `transport`. Returns records/s.
-async fn drain<T: Transport>(payloads: &[Vec<u8>], transport: T) -> f64 {
+/// `transport` with `max_in_flight` batches in flight. Returns records/s.
+async fn drain<T: Transport>(payloads: &[Vec<u8>], transport: T, max_in_flight: usize) -> f64 {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let outbox = Outbox::open(dir.path(), bench_config(FsyncPolicy::default())).unwrap();
     for chunk in payloads.chunks(1000) {
@@ -252,6 +257,7 @@ async fn drain<T: Transport>(payloads: &[Vec<u8>], transport: T) -> f64 {
         transport,
         SenderConfig {
             max_batch_records: batch_records(),
+            max_in_flight,
             ..SenderConfig::default()
         },
         cancel.clone(),
@@ -285,13 +291,14 @@ async fn drain_into_hub(backend: Backend) {
         batch_records()
     );
     let grpc_t = || GrpcTransport::new(GrpcConfig::new(format!("http://{grpc}"))).unwrap();
-    let cold = drain(&round(0), grpc_t()).await;
+    let cold = drain(&round(0), grpc_t(), in_flight()).await;
     println!("round 0 (every key new), OTLP/gRPC: {cold:.0} records/s");
-    let r = drain(&round(1), grpc_t()).await;
+    let r = drain(&round(1), grpc_t(), in_flight()).await;
     println!("round 1 (heartbeats, 1 % changed), OTLP/gRPC: {r:.0} records/s");
     let r = drain(
         &round(2),
         HttpTransport::new(HttpConfig::new(format!("http://{http}"))).unwrap(),
+        in_flight(),
     )
     .await;
     println!("round 2 (heartbeats, 1 % changed), OTLP/HTTP: {r:.0} records/s");
@@ -302,6 +309,7 @@ async fn drain_into_hub(backend: Backend) {
             ..HttpConfig::new(format!("http://{http}"))
         })
         .unwrap(),
+        in_flight(),
     )
     .await;
     println!("round 3 (heartbeats, 1 % changed), OTLP/HTTP gzip: {r:.0} records/s");
@@ -313,9 +321,13 @@ async fn drain_into_hub(backend: Backend) {
     println!(
         "round 5, no outbox, same requests straight to OTLP/gRPC, 4 in flight (hub capacity): {r:.0} records/s"
     );
-    let r = drain(&round(6), grpc_t()).await;
+    let r = drain(&round(6), grpc_t(), in_flight()).await;
     println!(
         "round 6 (heartbeats, 1 % changed), OTLP/gRPC through the outbox again: {r:.0} records/s"
+    );
+    let r = drain(&round(7), grpc_t(), 1).await;
+    println!(
+        "round 7 (heartbeats, 1 % changed), OTLP/gRPC through the outbox, max_in_flight 1: {r:.0} records/s"
     );
     shutdown.cancel();
     let _ = server.await;
@@ -332,6 +344,7 @@ async fn main() {
     let r = drain(
         &big,
         GrpcTransport::new(GrpcConfig::new(format!("http://{peer}"))).unwrap(),
+        in_flight(),
     )
     .await;
     println!("{} records: {r:.0} records/s", big.len());

@@ -55,6 +55,7 @@ pub struct OutboxMetrics {
     pub(crate) failures: IntCounterVec,
     pub(crate) drops: IntCounterVec,
     pub(crate) delivered: IntCounterVec,
+    pub(crate) in_flight: IntGaugeVec,
 }
 
 impl std::fmt::Debug for OutboxMetrics {
@@ -122,6 +123,11 @@ impl OutboxMetrics {
                 "Records the peer accepted (including those it rejected in partial_success), per consumer.",
                 &["consumer"],
             ),
+            in_flight: gauge_vec(
+                "in_flight_requests",
+                "Export requests sent and not yet answered, per consumer.",
+                &["consumer"],
+            ),
         }
     }
 
@@ -136,6 +142,7 @@ impl OutboxMetrics {
         registry.register(Box::new(self.failures.clone()))?;
         registry.register(Box::new(self.drops.clone()))?;
         registry.register(Box::new(self.delivered.clone()))?;
+        registry.register(Box::new(self.in_flight.clone()))?;
         Ok(())
     }
 
@@ -171,6 +178,11 @@ impl OutboxMetrics {
     /// Records delivered so far to `consumer`.
     pub fn delivered(&self, consumer: &str) -> u64 {
         self.delivered.with_label_values(&[consumer]).get()
+    }
+
+    /// Export requests of `consumer` sent and not yet answered.
+    pub fn in_flight(&self, consumer: &str) -> u64 {
+        u64::try_from(self.in_flight.with_label_values(&[consumer]).get()).unwrap_or(0)
     }
 }
 

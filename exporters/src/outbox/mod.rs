@@ -112,6 +112,22 @@ impl Batch {
         self.records.iter().map(|r| r.payload.len()).sum()
     }
 
+    /// True when reading it moved past records (skipped corrupt ones) even
+    /// if it holds none: acknowledging it still moves the cursor.
+    pub(crate) fn moves(&self) -> bool {
+        self.next != self.start
+    }
+
+    /// A batch without records spanning `self` through `last` (read after
+    /// it), to acknowledge a run of batches with one cursor write.
+    pub(crate) fn through(&self, last: &Batch) -> Batch {
+        Batch {
+            records: Vec::new(),
+            start: self.start,
+            next: last.next,
+        }
+    }
+
     /// The protobuf encoding of an `ExportLogsServiceRequest` whose
     /// `resource_logs` are the payloads, each an encoded `ResourceLogs`.
     /// Field 1 repeated is just the concatenation of `tag, length, bytes`,
@@ -475,12 +491,42 @@ impl Outbox {
         max_records: usize,
         max_bytes: usize,
     ) -> Result<Batch> {
+        self.read_batch_from(consumer, None, max_records, max_bytes)
+    }
+
+    /// Reads the records that follow `prev`, a batch read earlier for
+    /// `consumer` and not yet acknowledged, so that several batches can be
+    /// in flight at once; the limits are those of [`Outbox::read_batch`].
+    /// Acknowledge the batches in the order they were read: the cursor
+    /// only ever moves past what is acknowledged.
+    pub fn read_batch_after(
+        &self,
+        consumer: &str,
+        prev: &Batch,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Batch> {
+        self.read_batch_from(consumer, Some(prev.next), max_records, max_bytes)
+    }
+
+    fn read_batch_from(
+        &self,
+        consumer: &str,
+        from: Option<Cursor>,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Batch> {
         let (start, snapshot) = {
             let state = self.lock();
-            let start = *state
+            let cursor = *state
                 .cursors
                 .get(consumer)
                 .ok_or_else(|| OutboxError::UnknownConsumer(consumer.to_owned()))?;
+            // Never behind the cursor: segments before it may be deleted.
+            let start = match from {
+                Some(c) if c.next_seq >= cursor.next_seq && c.segment >= cursor.segment => c,
+                _ => cursor,
+            };
             let snapshot: Vec<read::SegmentView> = state
                 .segments
                 .range(start.segment..)

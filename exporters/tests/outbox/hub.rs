@@ -48,6 +48,9 @@ impl HubProcess {
         let show = std::env::var_os("TEST_LOG").is_some();
         let child = Command::new(sextant_binary())
             .arg("up")
+            // The hub alone: two of them run at once, and the orchestrator's
+            // default port would be taken by the first.
+            .arg("--no-orchestrator")
             .args(["--otlp-grpc-addr", &self.grpc.to_string()])
             .args(["--otlp-http-addr", &self.http.to_string()])
             .args(["--api-addr", &self.api.to_string()])

@@ -199,9 +199,13 @@ async fn grpc_peer(script: Arc<Script>) -> SocketAddr {
     addr
 }
 
+/// Quick backoff and one request at a time: the scripts answer requests in
+/// the order they arrive, so these tests pin each answer to one batch
+/// (pipelining is tested in `pipeline.rs`).
 pub fn fast(max_batch_records: usize) -> SenderConfig {
     SenderConfig {
         max_batch_records,
+        max_in_flight: 1,
         backoff: BackoffConfig {
             initial: Duration::from_millis(20),
             max: Duration::from_millis(100),
