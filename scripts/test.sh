@@ -9,6 +9,9 @@
 #     Docker tests: the test kit builds FROM-scratch images around the static
 #     busybox and starts its own registry on 127.0.0.1 (the Debian
 #     docker-registry service is not used); Docker itself must be running;
+#   - openssh-server (Debian's package) for the orchestrator's SSH tests, which
+#     run their own /usr/sbin/sshd in inetd mode on 127.0.0.1 (port 0); the
+#     package's system service is kept from starting;
 # then runs `cargo test --workspace`. Extra arguments go to cargo test.
 set -euo pipefail
 
@@ -38,7 +41,18 @@ command -v chromedriver >/dev/null || missing+=(chromium-driver)
 { test -x /bin/busybox && dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'; } ||
     missing+=(busybox-static)
 command -v docker-registry >/dev/null || missing+=(docker-registry)
-if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+test -x /usr/sbin/sshd || missing+=(openssh-server)
+if [ ${#missing[@]} -gt 0 ]; then
+    # The SSH tests start their own sshd; no test uses a system sshd on port
+    # 22, so keep apt from starting one (policy-rc.d answering 101 = forbidden).
+    if [[ " ${missing[*]} " == *" openssh-server "* ]] && [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee /usr/sbin/policy-rc.d >/dev/null
+        "${SUDO[@]}" chmod 755 /usr/sbin/policy-rc.d
+        trap '"${SUDO[@]}" rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
+    apt_install "${missing[@]}"
+    if trap -p EXIT | grep -q policy-rc.d; then "${SUDO[@]}" rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
+fi
 if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then apt_install python3-venv; fi
 
 # --- Docker -----------------------------------------------------------------

@@ -3,6 +3,7 @@
 
 mod agent;
 mod demo;
+mod orchestrator;
 mod query;
 mod report;
 
@@ -36,8 +37,14 @@ struct Read<T: Args> {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Start the local stack: the hub (OTLP receiver and read API) on an
-    /// embedded SQLite database in the data directory.
+    /// embedded SQLite database in the data directory, and the orchestrator
+    /// next to it.
     Up(UpArgs),
+    /// Run one orchestrator replica: promotions, approvals, gates and
+    /// deployment jobs, with its REST API.
+    Orchestrator(Box<orchestrator::serve::ServeArgs>),
+    #[command(flatten)]
+    Deploy(orchestrator::ClientCommand),
     /// Send one deployment event to the hub over OTLP (or Kalypso YAML with -f).
     Report(Box<report::ReportArgs>),
     /// What runs where: per target, the desired version and the deployed
@@ -89,6 +96,13 @@ struct UpArgs {
     /// Data directory [env: SEXTANT_DATA_DIR] [default: .sextant]
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Orchestrator API listen address [default: 127.0.0.1:8081, or port 0
+    /// when the API's port is 0]
+    #[arg(long, env = "SEXTANT_ORCHESTRATOR_ADDR")]
+    orchestrator_addr: Option<SocketAddr>,
+    /// Run the hub alone, without the orchestrator.
+    #[arg(long)]
+    no_orchestrator: bool,
     /// Seed a realistic demo estate through the hub's own OTLP receiver and
     /// keep its hosts reporting.
     #[arg(long)]
@@ -147,6 +161,8 @@ async fn run(command: Command) -> anyhow::Result<i32> {
     let done = |r: anyhow::Result<()>| r.map(|()| 0);
     match command {
         Command::Up(args) => done(up(args).await),
+        Command::Orchestrator(args) => done(orchestrator::serve::run(*args).await),
+        Command::Deploy(command) => orchestrator::run(command).await,
         Command::Report(args) => done(report::run(*args).await),
         Command::Status(r) => done(query::status(&r.hub, &r.args).await),
         Command::Compare(r) => done(query::compare(&r.hub, &r.args).await),
@@ -173,6 +189,29 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let app = Application::build(&config).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone())?);
+    let orchestrator = if args.no_orchestrator {
+        None
+    } else {
+        let listen = args.orchestrator_addr.unwrap_or_else(|| {
+            // Tests bind everything to port 0; a fixed port would collide.
+            let port = if config.api_addr.port() == 0 { 0 } else { 8081 };
+            SocketAddr::from(([127, 0, 0, 1], port))
+        });
+        let local = orchestrator::serve::local_config(
+            listen,
+            &config.data_dir,
+            app.api_addr(),
+            app.otlp_http_addr(),
+            hub_token(&config),
+        );
+        let database = local.database_url.clone();
+        let running = orchestrator::serve::start(local, shutdown.clone())
+            .await
+            .context(
+                "cannot start the orchestrator (use --orchestrator-addr or --no-orchestrator)",
+            )?;
+        Some((running, database))
+    };
     println!("Sextant hub is up ({} database)", app.store().backend());
     println!(
         "  database     {}",
@@ -188,6 +227,10 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     println!("  API docs     http://{}/api/docs", app.api_addr());
     println!("  health       http://{}/health/ready", app.api_addr());
     println!("  metrics      http://{}/metrics", app.api_addr());
+    if let Some((running, database)) = &orchestrator {
+        println!("  orchestrator http://{}/api/v1 ({database})", running.addr);
+        println!("  orch. docs   http://{}/api/openapi.json", running.addr);
+    }
     println!("Press Ctrl-C to stop.");
     if args.demo {
         // An ingest-capable token, when the hub has tokens.
@@ -203,9 +246,24 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         tokio::spawn(demo::run(app.otlp_http_addr(), app.api_addr(), token));
     }
 
-    app.run_until_stopped(shutdown).await?;
+    let hub = app.run_until_stopped(shutdown.clone()).await;
+    shutdown.cancel();
+    if let Some((running, _)) = orchestrator {
+        running.wait().await.context("the orchestrator failed")?;
+    }
+    hub?;
     tracing::info!("Stopped");
     Ok(())
+}
+
+/// The hub token the local orchestrator uses to read the hub and send it
+/// desired state: an `admin` token, else an `ingest` one (desired state
+/// matters most), else a `read` one.
+fn hub_token(config: &HubConfig) -> Option<String> {
+    [Scope::Admin, Scope::Ingest, Scope::Read]
+        .iter()
+        .find_map(|scope| config.tokens.iter().find(|t| t.scopes.contains(scope)))
+        .map(|t| t.token.expose().to_owned())
 }
 
 /// Cancels `shutdown` on SIGINT or SIGTERM. The handlers are registered

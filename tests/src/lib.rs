@@ -2,7 +2,8 @@
 //! integration suites: a database made for one test on SQLite or PostgreSQL,
 //! the `sextant` binary started as a real process, and the Python
 //! OpenTelemetry SDK client in `tests/python/`; and real Docker with a local
-//! registry and test images ([`docker`]).
+//! registry and test images ([`docker`]); a private OpenSSH server
+//! on 127.0.0.1 ([`sshd`]).
 //!
 //! Everything here is for tests: failures panic with a message saying what
 //! to run to fix the environment.
@@ -10,6 +11,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod docker;
+pub mod sshd;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -1,0 +1,823 @@
+//! The orchestrator's REST API (JSON, tenant-scoped), documented by the
+//! OpenAPI document at `/api/openapi.json`.
+//!
+//! **Who is calling.** With tokens configured, `Authorization: Bearer …`
+//! names the tenant and the actor (the token's subject). Without tokens
+//! (the local default, loopback only) the tenant is `default` and the actor
+//! is the `X-Sextant-Actor` header (`local` if absent).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::config::{Applied, Document};
+use crate::model::{
+    ComponentSpec, EnvironmentSpec, PromotionState, Release, ReleaseComponent, Strategy, TargetSpec,
+};
+use crate::promotion::PromotionRequest;
+use crate::service::{Orchestrator, OrchestratorError};
+use crate::store::{
+    Approval, ArtifactInfo, DecisionRecord, Deployed, Job, Promotion, StateEvent, Task, TaskLogLine,
+};
+
+/// A bearer token: the tenant and the actor it stands for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenConfig {
+    pub token: String,
+    pub tenant: String,
+    pub subject: String,
+}
+
+/// API state.
+#[derive(Clone)]
+pub struct ApiState {
+    pub orchestrator: Arc<Orchestrator>,
+    tokens: Arc<HashMap<String, TokenConfig>>,
+    /// Registries reached over plain HTTP when resolving tags.
+    insecure_registries: Arc<Vec<String>>,
+}
+
+impl ApiState {
+    pub fn new(
+        orchestrator: Arc<Orchestrator>,
+        tokens: &[TokenConfig],
+        insecure_registries: Vec<String>,
+    ) -> Self {
+        Self {
+            orchestrator,
+            tokens: Arc::new(
+                tokens
+                    .iter()
+                    .map(|t| (t.token.clone(), t.clone()))
+                    .collect(),
+            ),
+            insecure_registries: Arc::new(insecure_registries),
+        }
+    }
+}
+
+/// An API error: `{"error": {"code", "message"}}`; the code is stable.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+/// The one shape of every API error.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable: `invalid`, `not_found`, `conflict`, `forbidden`,
+    /// `unauthenticated`, `internal`.
+    code: String,
+    message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message,
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<OrchestratorError> for ApiError {
+    fn from(e: OrchestratorError) -> Self {
+        let (status, code) = match &e {
+            OrchestratorError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            OrchestratorError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
+            OrchestratorError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            OrchestratorError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            OrchestratorError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(error = %e, "API request failed");
+        }
+        Self {
+            status,
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        OrchestratorError::Store(e).into()
+    }
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError {
+        status: StatusCode::BAD_REQUEST,
+        code: "invalid",
+        message: message.into(),
+    }
+}
+
+fn not_found(message: impl Into<String>) -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: "not_found",
+        message: message.into(),
+    }
+}
+
+/// The authenticated caller.
+pub struct Caller {
+    pub tenant: String,
+    pub actor: String,
+}
+
+impl FromRequestParts<ApiState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let unauthenticated = |message: &str| ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthenticated",
+            message: message.to_owned(),
+        };
+        if state.tokens.is_empty() {
+            let actor = parts
+                .headers
+                .get("x-sextant-actor")
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .unwrap_or("local")
+                .to_owned();
+            return Ok(Caller {
+                tenant: "default".into(),
+                actor,
+            });
+        }
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| unauthenticated("missing bearer token"))?;
+        let t = state
+            .tokens
+            .get(token.trim())
+            .ok_or_else(|| unauthenticated("unknown bearer token"))?;
+        Ok(Caller {
+            tenant: t.tenant.clone(),
+            actor: t.subject.clone(),
+        })
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Sextant orchestrator API",
+        description = "Releases pinned by digest, promotions with approvals and gates, deployment jobs and their tasks."
+    ),
+    tags(
+        (name = "config", description = "Environments, targets and components"),
+        (name = "releases", description = "Immutable bundles of component digests"),
+        (name = "promotions", description = "Promotions, approvals, gates and decision records"),
+        (name = "jobs", description = "Deployment jobs, tasks, logs, artifacts and rollback"),
+    )
+)]
+struct ApiDoc;
+
+fn api_routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(apply))
+        .routes(routes!(environments))
+        .routes(routes!(targets))
+        .routes(routes!(components))
+        .routes(routes!(create_release, list_releases))
+        .routes(routes!(get_release))
+        .routes(routes!(finalize_release))
+        .routes(routes!(create_promotion, list_promotions))
+        .routes(routes!(get_promotion))
+        .routes(routes!(approve))
+        .routes(routes!(reject))
+        .routes(routes!(cancel))
+        .routes(routes!(gate))
+        .routes(routes!(list_jobs))
+        .routes(routes!(get_job))
+        .routes(routes!(task_logs))
+        .routes(routes!(rollback))
+        .routes(routes!(deployed))
+        .split_for_parts()
+}
+
+/// The OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes().1
+}
+
+/// The API with health and the OpenAPI document.
+pub fn router(state: ApiState) -> Router {
+    let (api, doc) = api_routes();
+    let json: Arc<str> = doc.to_pretty_json().unwrap_or_default().into();
+    api.route(
+        "/api/openapi.json",
+        get(move || {
+            let json = json.clone();
+            async move {
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    json.to_string(),
+                )
+            }
+        }),
+    )
+    .route("/health/live", get(|| async { "ok" }))
+    .route("/health/ready", get(ready))
+    .fallback(|| async { not_found("no such route") })
+    .with_state(state)
+}
+
+async fn ready(State(state): State<ApiState>) -> Response {
+    match state.orchestrator.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("database unavailable: {e}"),
+        )
+            .into_response(),
+    }
+}
+
+// -- config ---------------------------------------------------------------
+
+/// Applies a configuration document (YAML or JSON body).
+#[utoipa::path(post, path = "/api/v1/apply", tag = "config",
+    request_body(content = Document, content_type = "application/yaml"),
+    responses((status = 200, body = [Applied]), (status = 400, body = ErrorBody)))]
+async fn apply(
+    State(state): State<ApiState>,
+    caller: Caller,
+    body: String,
+) -> ApiResult<Vec<Applied>> {
+    let doc = Document::parse(&body).map_err(invalid)?;
+    Ok(Json(state.orchestrator.apply(&caller.tenant, &doc).await?))
+}
+
+/// Environments in promotion order.
+#[utoipa::path(get, path = "/api/v1/environments", tag = "config",
+    responses((status = 200, body = [EnvironmentSpec])))]
+async fn environments(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> ApiResult<Vec<EnvironmentSpec>> {
+    Ok(Json(
+        state
+            .orchestrator
+            .store
+            .environments(&caller.tenant)
+            .await?,
+    ))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct TargetParams {
+    environment: Option<String>,
+}
+
+/// Targets, optionally of one environment.
+#[utoipa::path(get, path = "/api/v1/targets", tag = "config", params(TargetParams),
+    responses((status = 200, body = [TargetSpec])))]
+async fn targets(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Query(q): Query<TargetParams>,
+) -> ApiResult<Vec<TargetSpec>> {
+    Ok(Json(
+        state
+            .orchestrator
+            .store
+            .targets(&caller.tenant, q.environment.as_deref())
+            .await?,
+    ))
+}
+
+/// Components.
+#[utoipa::path(get, path = "/api/v1/components", tag = "config",
+    responses((status = 200, body = [ComponentSpec])))]
+async fn components(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> ApiResult<Vec<ComponentSpec>> {
+    Ok(Json(
+        state.orchestrator.store.components(&caller.tenant).await?,
+    ))
+}
+
+// -- releases -------------------------------------------------------------
+
+/// A component of a new release: a pinned image, or a tag resolved now.
+#[derive(Debug, Deserialize, ToSchema)]
+struct NewReleaseComponent {
+    component: String,
+    /// `repo@sha256:…`, or `repo:tag` (resolved to a digest once, now).
+    image: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+struct NewRelease {
+    name: String,
+    components: Vec<NewReleaseComponent>,
+    /// Keep it a draft (default: finalize at once).
+    #[serde(default)]
+    draft: bool,
+}
+
+/// Creates a release, resolving tags to digests.
+#[utoipa::path(post, path = "/api/v1/releases", tag = "releases", request_body = NewRelease,
+    responses((status = 201, body = Release), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn create_release(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Json(body): Json<NewRelease>,
+) -> Result<(StatusCode, Json<Release>), ApiError> {
+    if body.name.trim().is_empty() {
+        return Err(invalid("a release needs a name"));
+    }
+    if body.components.is_empty() {
+        return Err(invalid("a release needs at least one component"));
+    }
+    let o = &state.orchestrator;
+    let known = o.store.components(&caller.tenant).await?;
+    let mut components = Vec::new();
+    for c in &body.components {
+        let Some(spec) = known.iter().find(|k| k.name == c.component) else {
+            return Err(invalid(format!("unknown component {:?}", c.component)));
+        };
+        let image = if c.image.contains(['@', ':']) && c.image.starts_with(&spec.image) {
+            c.image.clone()
+        } else if c.image.starts_with(':') || c.image.starts_with('@') {
+            format!("{}{}", spec.image, c.image)
+        } else {
+            c.image.clone()
+        };
+        let host = image.split('/').next().unwrap_or_default();
+        let insecure = state.insecure_registries.iter().any(|r| r == host);
+        let (pinned, digest, tag) = crate::registry::resolve(&o.http, &image, insecure)
+            .await
+            .map_err(invalid)?;
+        let repository = pinned.split('@').next().unwrap_or_default();
+        if repository != spec.image {
+            return Err(invalid(format!(
+                "component {} is image {}, not {repository}",
+                c.component, spec.image
+            )));
+        }
+        components.push(ReleaseComponent {
+            component: c.component.clone(),
+            image: pinned,
+            digest,
+            tag,
+        });
+    }
+    let release = o
+        .store
+        .create_release(
+            &caller.tenant,
+            &body.name,
+            &components,
+            &caller.actor,
+            !body.draft,
+        )
+        .await?
+        .ok_or_else(|| ApiError {
+            status: StatusCode::CONFLICT,
+            code: "conflict",
+            message: format!("release {:?} exists; releases are immutable", body.name),
+        })?;
+    Ok((StatusCode::CREATED, Json(release)))
+}
+
+/// Releases, newest first.
+#[utoipa::path(get, path = "/api/v1/releases", tag = "releases",
+    responses((status = 200, body = [Release])))]
+async fn list_releases(State(state): State<ApiState>, caller: Caller) -> ApiResult<Vec<Release>> {
+    Ok(Json(
+        state
+            .orchestrator
+            .store
+            .releases(&caller.tenant, 200)
+            .await?,
+    ))
+}
+
+/// A release by id or name.
+#[utoipa::path(get, path = "/api/v1/releases/{release}", tag = "releases",
+    params(("release" = String, Path, description = "id or name")),
+    responses((status = 200, body = Release), (status = 404, body = ErrorBody)))]
+async fn get_release(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(release): Path<String>,
+) -> ApiResult<Release> {
+    state
+        .orchestrator
+        .store
+        .release(&caller.tenant, &release)
+        .await?
+        .map(Json)
+        .ok_or_else(|| not_found(format!("no release {release:?}")))
+}
+
+/// Finalizes a draft release.
+#[utoipa::path(post, path = "/api/v1/releases/{release}/finalize", tag = "releases",
+    params(("release" = String, Path, description = "id or name")),
+    responses((status = 200, body = Release), (status = 409, body = ErrorBody)))]
+async fn finalize_release(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(release): Path<String>,
+) -> ApiResult<Release> {
+    let store = &state.orchestrator.store;
+    let r = store
+        .release(&caller.tenant, &release)
+        .await?
+        .ok_or_else(|| not_found(format!("no release {release:?}")))?;
+    store.finalize_release(&caller.tenant, &r.id).await?;
+    Ok(Json(
+        store.release(&caller.tenant, &r.id).await?.unwrap_or(r),
+    ))
+}
+
+// -- promotions -----------------------------------------------------------
+
+#[derive(Debug, Deserialize, ToSchema)]
+struct NewPromotion {
+    release: String,
+    environment: String,
+    #[serde(default)]
+    strategy: Option<Strategy>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// A promotion with its trail.
+#[derive(Debug, Serialize, ToSchema)]
+struct PromotionDetail {
+    #[serde(flatten)]
+    promotion: Promotion,
+    events: Vec<StateEvent>,
+    approvals: Vec<Approval>,
+    decision: Option<DecisionRecord>,
+}
+
+async fn promotion_detail(state: &ApiState, tenant: &str, id: &str) -> ApiResult<PromotionDetail> {
+    let store = &state.orchestrator.store;
+    let promotion = store
+        .promotion(tenant, id)
+        .await?
+        .ok_or_else(|| not_found(format!("no promotion {id:?}")))?;
+    Ok(Json(PromotionDetail {
+        events: store.promotion_events(id).await?,
+        approvals: store.approvals(id).await?,
+        decision: store.decision(id).await?,
+        promotion,
+    }))
+}
+
+/// Requests a promotion.
+#[utoipa::path(post, path = "/api/v1/promotions", tag = "promotions", request_body = NewPromotion,
+    responses((status = 201, body = PromotionDetail), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn create_promotion(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Json(body): Json<NewPromotion>,
+) -> Result<(StatusCode, Json<PromotionDetail>), ApiError> {
+    let request = PromotionRequest {
+        release: body.release,
+        environment: body.environment,
+        strategy: body.strategy.unwrap_or_default(),
+        reason: body.reason,
+        task_timeout: None,
+    };
+    let p = state
+        .orchestrator
+        .request_promotion(&caller.tenant, &caller.actor, &request)
+        .await?;
+    let detail = promotion_detail(&state, &caller.tenant, &p.id).await?;
+    Ok((StatusCode::CREATED, detail))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct PromotionParams {
+    /// Comma-separated states.
+    state: Option<String>,
+    limit: Option<i64>,
+}
+
+/// Promotions, newest first.
+#[utoipa::path(get, path = "/api/v1/promotions", tag = "promotions", params(PromotionParams),
+    responses((status = 200, body = [Promotion]), (status = 400, body = ErrorBody)))]
+async fn list_promotions(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Query(q): Query<PromotionParams>,
+) -> ApiResult<Vec<Promotion>> {
+    let states = q
+        .state
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<PromotionState>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(invalid)?;
+    Ok(Json(
+        state
+            .orchestrator
+            .store
+            .promotions(
+                &caller.tenant,
+                &states,
+                q.limit.unwrap_or(100).clamp(1, 1000),
+            )
+            .await?,
+    ))
+}
+
+/// A promotion with its events, approvals and decision record.
+#[utoipa::path(get, path = "/api/v1/promotions/{id}", tag = "promotions",
+    params(("id" = String, Path)),
+    responses((status = 200, body = PromotionDetail), (status = 404, body = ErrorBody)))]
+async fn get_promotion(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<PromotionDetail> {
+    promotion_detail(&state, &caller.tenant, &id).await
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+struct Comment {
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+/// Approves a promotion as the caller.
+#[utoipa::path(post, path = "/api/v1/promotions/{id}/approve", tag = "promotions",
+    params(("id" = String, Path)), request_body = Comment,
+    responses((status = 200, body = PromotionDetail), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+async fn approve(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Option<Json<Comment>>,
+) -> ApiResult<PromotionDetail> {
+    let comment = body.and_then(|b| b.0.comment);
+    state
+        .orchestrator
+        .approve(&caller.tenant, &caller.actor, &id, true, comment.as_deref())
+        .await?;
+    promotion_detail(&state, &caller.tenant, &id).await
+}
+
+/// Rejects a promotion as the caller.
+#[utoipa::path(post, path = "/api/v1/promotions/{id}/reject", tag = "promotions",
+    params(("id" = String, Path)), request_body = Comment,
+    responses((status = 200, body = PromotionDetail), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+async fn reject(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Option<Json<Comment>>,
+) -> ApiResult<PromotionDetail> {
+    let comment = body.and_then(|b| b.0.comment);
+    state
+        .orchestrator
+        .approve(
+            &caller.tenant,
+            &caller.actor,
+            &id,
+            false,
+            comment.as_deref(),
+        )
+        .await?;
+    promotion_detail(&state, &caller.tenant, &id).await
+}
+
+/// Cancels a promotion that has not started deploying.
+#[utoipa::path(post, path = "/api/v1/promotions/{id}/cancel", tag = "promotions",
+    params(("id" = String, Path)),
+    responses((status = 200, body = PromotionDetail), (status = 409, body = ErrorBody)))]
+async fn cancel(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<PromotionDetail> {
+    state
+        .orchestrator
+        .cancel_promotion(&caller.tenant, &caller.actor, &id)
+        .await?;
+    promotion_detail(&state, &caller.tenant, &id).await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+struct GateAction {
+    /// `open` or `close`.
+    action: String,
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+/// Opens or closes a manual gate of a promotion.
+#[utoipa::path(post, path = "/api/v1/promotions/{id}/gates/{gate}", tag = "promotions",
+    params(("id" = String, Path), ("gate" = String, Path, description = "manual gate name")),
+    request_body = GateAction,
+    responses((status = 200, body = PromotionDetail), (status = 404, body = ErrorBody)))]
+async fn gate(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path((id, gate)): Path<(String, String)>,
+    Json(body): Json<GateAction>,
+) -> ApiResult<PromotionDetail> {
+    let open = match body.action.as_str() {
+        "open" => true,
+        "close" => false,
+        other => return Err(invalid(format!("action is open or close, not {other:?}"))),
+    };
+    state
+        .orchestrator
+        .set_manual_gate(
+            &caller.tenant,
+            &caller.actor,
+            &id,
+            &gate,
+            open,
+            body.comment.as_deref(),
+        )
+        .await?;
+    promotion_detail(&state, &caller.tenant, &id).await
+}
+
+// -- jobs -------------------------------------------------------------------
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct JobParams {
+    /// Only unfinished jobs.
+    #[serde(default)]
+    active: bool,
+    limit: Option<i64>,
+}
+
+/// Jobs, newest first.
+#[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs", params(JobParams),
+    responses((status = 200, body = [Job])))]
+async fn list_jobs(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Query(q): Query<JobParams>,
+) -> ApiResult<Vec<Job>> {
+    Ok(Json(
+        state
+            .orchestrator
+            .store
+            .jobs(
+                &caller.tenant,
+                q.active,
+                q.limit.unwrap_or(100).clamp(1, 1000),
+            )
+            .await?,
+    ))
+}
+
+/// A job with its tasks, events and artifacts.
+#[derive(Debug, Serialize, ToSchema)]
+struct JobDetail {
+    #[serde(flatten)]
+    job: Job,
+    tasks: Vec<Task>,
+    events: Vec<StateEvent>,
+    artifacts: Vec<ArtifactInfo>,
+}
+
+/// A job with its tasks, events and artifacts.
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path)),
+    responses((status = 200, body = JobDetail), (status = 404, body = ErrorBody)))]
+async fn get_job(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<JobDetail> {
+    let store = &state.orchestrator.store;
+    let job = store
+        .job(Some(&caller.tenant), &id)
+        .await?
+        .ok_or_else(|| not_found(format!("no job {id:?}")))?;
+    Ok(Json(JobDetail {
+        tasks: store.tasks(&id).await?,
+        events: store.job_events(&id).await?,
+        artifacts: store.artifact_infos(&id).await?,
+        job,
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct LogParams {
+    /// Lines after this id.
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// A task's log lines.
+#[utoipa::path(get, path = "/api/v1/jobs/{id}/tasks/{task}/logs", tag = "jobs",
+    params(("id" = String, Path), ("task" = String, Path), LogParams),
+    responses((status = 200, body = [TaskLogLine]), (status = 404, body = ErrorBody)))]
+async fn task_logs(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path((id, task)): Path<(String, String)>,
+    Query(q): Query<LogParams>,
+) -> ApiResult<Vec<TaskLogLine>> {
+    let store = &state.orchestrator.store;
+    store
+        .job(Some(&caller.tenant), &id)
+        .await?
+        .ok_or_else(|| not_found(format!("no job {id:?}")))?;
+    match store.task(&task).await? {
+        Some(t) if t.job_id == id => {}
+        _ => return Err(not_found(format!("no task {task:?} in job {id}"))),
+    }
+    Ok(Json(
+        store
+            .task_logs(
+                &task,
+                q.after.unwrap_or(0),
+                q.limit.unwrap_or(1000).clamp(1, 10_000),
+            )
+            .await?,
+    ))
+}
+
+/// Rolls a completed or failed deploy job back to the previous release.
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/rollback", tag = "jobs",
+    params(("id" = String, Path)),
+    responses((status = 200, body = Job), (status = 409, body = ErrorBody)))]
+async fn rollback(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Job> {
+    Ok(Json(
+        state
+            .orchestrator
+            .request_rollback(&caller.tenant, &caller.actor, &id)
+            .await?,
+    ))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct DeployedParams {
+    target: Option<String>,
+}
+
+/// What last succeeded on each (target, component).
+#[utoipa::path(get, path = "/api/v1/deployed", tag = "jobs", params(DeployedParams),
+    responses((status = 200, body = [Deployed])))]
+async fn deployed(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Query(q): Query<DeployedParams>,
+) -> ApiResult<Vec<Deployed>> {
+    Ok(Json(
+        state
+            .orchestrator
+            .store
+            .deployed(&caller.tenant, q.target.as_deref())
+            .await?,
+    ))
+}

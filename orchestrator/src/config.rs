@@ -1,0 +1,153 @@
+//! Declarative configuration: environments, targets and components in one
+//! YAML file, applied idempotently (`sextant apply -f FILE` or
+//! `POST /api/v1/apply`). The schema is documented in docs/orchestrator.md.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::model::{ComponentSpec, EnvironmentSpec, TargetSpec};
+use crate::service::{Orchestrator, OrchestratorError, Result};
+use crate::store::Change;
+
+/// The file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Document {
+    #[serde(default)]
+    pub environments: Vec<EnvironmentSpec>,
+    #[serde(default)]
+    pub components: Vec<ComponentSpec>,
+    #[serde(default)]
+    pub targets: Vec<TargetSpec>,
+}
+
+/// What applying did to one object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Applied {
+    /// `environment`, `component` or `target`.
+    pub kind: String,
+    pub name: String,
+    pub change: Change,
+}
+
+impl Document {
+    /// Parses YAML (JSON is YAML too), with the line of the first error.
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        serde_norway::from_str(text).map_err(|e| format!("invalid configuration: {e}"))
+    }
+
+    /// Checks references and shapes before anything is written.
+    pub fn validate(&self, known_environments: &[String]) -> std::result::Result<(), String> {
+        let mut problems = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for e in &self.environments {
+            if e.name.trim().is_empty() {
+                problems.push("an environment has an empty name".to_owned());
+            }
+            if !seen.insert(("environment", e.name.as_str())) {
+                problems.push(format!("environment {:?} is listed twice", e.name));
+            }
+            if e.required_approvals as usize > e.approvers.len() && !e.approvers.is_empty() {
+                problems.push(format!(
+                    "environment {:?} requires {} approvals but lists {} approvers",
+                    e.name,
+                    e.required_approvals,
+                    e.approvers.len()
+                ));
+            }
+            if let Err(why) =
+                crate::gates::freeze_window_open(&e.freeze_windows, time::OffsetDateTime::now_utc())
+            {
+                problems.push(format!("environment {:?}: {why}", e.name));
+            }
+        }
+        for c in &self.components {
+            if !seen.insert(("component", c.name.as_str())) {
+                problems.push(format!("component {:?} is listed twice", c.name));
+            }
+            if c.image.contains('@') {
+                problems.push(format!(
+                    "component {:?}: image is a repository, without a digest",
+                    c.name
+                ));
+            }
+        }
+        for t in &self.targets {
+            if !seen.insert(("target", t.name.as_str())) {
+                problems.push(format!("target {:?} is listed twice", t.name));
+            }
+            if let Err(why) = t.connection() {
+                problems.push(why);
+            }
+            if !self.environments.iter().any(|e| e.name == t.environment)
+                && !known_environments.contains(&t.environment)
+            {
+                problems.push(format!(
+                    "target {:?} names unknown environment {:?}",
+                    t.name, t.environment
+                ));
+            }
+            if let Some(h) = &t.health
+                && let Err(why) = h.probe()
+            {
+                problems.push(format!("target {:?}: {why}", t.name));
+            }
+            for key in t.vars.keys() {
+                let ok = key
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !ok {
+                    problems.push(format!(
+                        "target {:?}: variable {key:?} is not a shell identifier",
+                        t.name
+                    ));
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+}
+
+impl Orchestrator {
+    /// Applies a document: validates it all, then creates or updates each
+    /// object. Objects not in the document are left alone.
+    pub async fn apply(&self, tenant: &str, doc: &Document) -> Result<Vec<Applied>> {
+        let existing = self.store.environments(tenant).await?;
+        let known: Vec<String> = existing.iter().map(|e| e.name.clone()).collect();
+        doc.validate(&known).map_err(OrchestratorError::Invalid)?;
+        let mut out = Vec::new();
+        // Without `order`, an environment's place is its position in the file.
+        for (i, e) in doc.environments.iter().enumerate() {
+            let position = e.order.unwrap_or(i as i64 + 1);
+            let change = self.store.put_environment(tenant, e, position).await?;
+            out.push(Applied {
+                kind: "environment".into(),
+                name: e.name.clone(),
+                change,
+            });
+        }
+        for c in &doc.components {
+            let change = self.store.put_component(tenant, c).await?;
+            out.push(Applied {
+                kind: "component".into(),
+                name: c.name.clone(),
+                change,
+            });
+        }
+        for t in &doc.targets {
+            let change = self.store.put_target(tenant, t).await?;
+            out.push(Applied {
+                kind: "target".into(),
+                name: t.name.clone(),
+                change,
+            });
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,187 @@
+//! Executors run a task on a target: SSH here, agents over gRPC (issue 6).
+//!
+//! The contract is the one an agent's task stream carries, so the two
+//! executors are interchangeable for the job engine:
+//! - a [`TaskRequest`] names its idempotency key (`task_id` and `attempt`),
+//!   a deadline, the digest-pinned image, the previous digest for rollback,
+//!   the artifacts and the W3C `traceparent`;
+//! - while it runs, [`TaskEvent`]s stream status and log lines back;
+//! - it ends in one [`TaskOutcome`]: success, or an error with its type and
+//!   whether a retry may help.
+//!
+//! **Never twice.** Executing a request whose key already ran on the target
+//! returns the recorded outcome (or waits for the run still in progress)
+//! instead of running it again. This is what makes an orchestrator restart
+//! mid-task safe: the engine re-executes every task it finds dispatched, and
+//! the executor resumes it.
+
+pub mod ssh;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use utoipa::ToSchema;
+
+use crate::model::TargetSpec;
+
+/// What a task does on its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    /// Deploy `image` (for blue-green: into the inactive `slot`).
+    Deploy,
+    /// Deploy the previous digest again.
+    Rollback,
+    /// Blue-green: send traffic to `slot`.
+    Switch,
+}
+
+impl TaskKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::Deploy => "deploy",
+            TaskKind::Rollback => "rollback",
+            TaskKind::Switch => "switch",
+        }
+    }
+}
+
+/// A file generated for a job and uploaded to the target's artifact
+/// directory. Immutable once generated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Artifact {
+    /// A file name, no directories (`compose-lock.yml`, `release.json` …).
+    pub name: String,
+    pub content: Vec<u8>,
+    /// Hex sha256 of `content`.
+    pub sha256: String,
+}
+
+/// One task for one target.
+#[derive(Debug, Clone)]
+pub struct TaskRequest {
+    /// The idempotency key, with `attempt`: the same key never runs twice.
+    pub task_id: String,
+    /// 1 for the first attempt; a retry is a new attempt and runs again.
+    pub attempt: u32,
+    pub kind: TaskKind,
+    /// Release name.
+    pub release: String,
+    pub component: String,
+    /// `repository@sha256:…`
+    pub image: String,
+    /// `sha256:…`
+    pub digest: String,
+    /// The digest running before this task (for rollback), if known.
+    pub previous_digest: Option<String>,
+    /// Blue-green slot (`blue` or `green`) this task deploys or switches to.
+    pub slot: Option<String>,
+    pub artifacts: Vec<Artifact>,
+    /// How long the task may take, from its start.
+    pub timeout: Duration,
+    /// W3C trace context of the dispatching span.
+    pub traceparent: Option<String>,
+    /// Extra variables for the command (the target's `vars`).
+    pub vars: BTreeMap<String, String>,
+}
+
+impl TaskRequest {
+    /// The key under which the target records this run.
+    pub fn run_key(&self) -> String {
+        format!("{}.{}", self.task_id, self.attempt)
+    }
+}
+
+/// Which output stream a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+    /// The executor's own notes (connecting, uploading, resuming …).
+    System,
+}
+
+/// Something a task reports while it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskEvent {
+    /// The task moved on (e.g. `running` once the command started).
+    Status(String),
+    Log {
+        stream: LogStream,
+        line: String,
+    },
+}
+
+/// Why a task failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorType {
+    /// The target could not be reached or authenticated.
+    Connection,
+    /// The host key did not match, or was unknown.
+    HostKey,
+    /// The deploy command exited non-zero.
+    Command,
+    /// The task ran past its timeout.
+    Timeout,
+    /// The deployment ran but its health check failed.
+    Health,
+    /// The request itself is wrong (bad template, missing credential …).
+    Invalid,
+}
+
+/// How a task ended.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TaskOutcome {
+    pub success: bool,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+    pub error_type: Option<ErrorType>,
+    /// Whether running it again may succeed.
+    pub retryable: bool,
+    /// The digest now running, when the executor can tell.
+    pub deployed_digest: Option<String>,
+    pub stdout: String,
+    pub stderr: String,
+    /// The run had already happened (or was still running) and was not
+    /// started again.
+    pub resumed: bool,
+}
+
+impl TaskOutcome {
+    pub fn failed(error_type: ErrorType, retryable: bool, error: impl Into<String>) -> Self {
+        Self {
+            success: false,
+            error: Some(error.into()),
+            error_type: Some(error_type),
+            retryable,
+            ..Self::default()
+        }
+    }
+}
+
+/// Runs tasks on targets of one execution model.
+#[async_trait]
+pub trait Executor: Send + Sync {
+    /// Runs `request` on `target`, or resumes it if its run key already ran
+    /// there (see the module docs). Streams progress into `events` (a closed
+    /// receiver is not an error).
+    async fn execute(
+        &self,
+        target: &TargetSpec,
+        request: &TaskRequest,
+        events: &mpsc::Sender<TaskEvent>,
+    ) -> TaskOutcome;
+
+    /// Runs a health-check command on `target`; `Ok` on exit 0, else why not.
+    async fn check_command(
+        &self,
+        target: &TargetSpec,
+        command: &str,
+        timeout: Duration,
+    ) -> Result<(), String>;
+}

@@ -1,0 +1,20 @@
+//! The Sextant orchestrator: promotes digest-pinned releases through
+//! environments with approvals and gates, runs deployment jobs with
+//! strategies over SSH (and agents, issue 6), verifies health and rolls back.
+//! See docs/orchestrator.md.
+
+pub mod api;
+pub mod artifacts;
+pub mod config;
+pub mod desired;
+pub mod engine;
+pub mod executor;
+pub mod gates;
+pub mod health;
+pub mod model;
+pub mod promotion;
+pub mod registry;
+pub mod runtime;
+pub mod service;
+pub mod store;
+pub mod strategy;

@@ -1,0 +1,525 @@
+//! Promotions: requests, approvals (N of M, separation of duties), gates,
+//! the decision record, and the deployment job an approved promotion
+//! starts.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::executor::TaskKind;
+use crate::gates::{self, Decision, GateContext, ManualGateState};
+use crate::model::{
+    EnvironmentSpec, GateSpec, JobKind, PromotionState, Release, ReleaseStatus, Strategy,
+};
+use crate::service::{Orchestrator, OrchestratorError, Result};
+use crate::store::{NewJob, NewTask, Promotion};
+
+/// A promotion request.
+#[derive(Debug, Clone)]
+pub struct PromotionRequest {
+    pub release: String,
+    pub environment: String,
+    pub strategy: Strategy,
+    pub reason: Option<String>,
+    /// Task timeout for this deployment (default: the service's).
+    pub task_timeout: Option<Duration>,
+}
+
+impl Orchestrator {
+    /// Requests a promotion of a finalized release into an environment and
+    /// evaluates it at once.
+    pub async fn request_promotion(
+        &self,
+        tenant: &str,
+        actor: &str,
+        request: &PromotionRequest,
+    ) -> Result<Promotion> {
+        let release = self
+            .store
+            .release(tenant, &request.release)
+            .await?
+            .ok_or_else(|| {
+                OrchestratorError::NotFound(format!("no release {:?}", request.release))
+            })?;
+        if release.status != ReleaseStatus::Finalized {
+            return Err(OrchestratorError::Conflict(format!(
+                "release {:?} is a draft; only a finalized release can be promoted",
+                release.name
+            )));
+        }
+        self.environment(tenant, &request.environment).await?;
+        crate::strategy::validate(&request.strategy).map_err(OrchestratorError::Invalid)?;
+        if self
+            .store
+            .targets(tenant, Some(&request.environment))
+            .await?
+            .is_empty()
+        {
+            return Err(OrchestratorError::Invalid(format!(
+                "environment {:?} has no targets",
+                request.environment
+            )));
+        }
+        let promotion = self
+            .store
+            .create_promotion(
+                tenant,
+                &release.id,
+                &request.environment,
+                actor,
+                &request.strategy,
+                request.reason.as_deref(),
+            )
+            .await?;
+        tracing::info!(
+            promotion = %promotion.id,
+            release = %release.name,
+            environment = %request.environment,
+            actor,
+            "Promotion requested"
+        );
+        self.evaluate_promotion(tenant, &promotion.id).await?;
+        self.wake.notify_waiters();
+        Ok(self
+            .store
+            .promotion(tenant, &promotion.id)
+            .await?
+            .unwrap_or(promotion))
+    }
+
+    pub(crate) async fn environment(&self, tenant: &str, name: &str) -> Result<EnvironmentSpec> {
+        self.store
+            .environments(tenant)
+            .await?
+            .into_iter()
+            .find(|e| e.name == name)
+            .ok_or_else(|| OrchestratorError::NotFound(format!("no environment {name:?}")))
+    }
+
+    async fn open_promotion(&self, tenant: &str, id: &str) -> Result<Promotion> {
+        let p = self
+            .store
+            .promotion(tenant, id)
+            .await?
+            .ok_or_else(|| OrchestratorError::NotFound(format!("no promotion {id:?}")))?;
+        if !matches!(
+            p.state,
+            PromotionState::Requested | PromotionState::AwaitingApproval
+        ) {
+            return Err(OrchestratorError::Conflict(format!(
+                "promotion {id} is {}, not awaiting a decision",
+                p.state
+            )));
+        }
+        Ok(p)
+    }
+
+    /// Approves (or rejects) a promotion as `actor`.
+    pub async fn approve(
+        &self,
+        tenant: &str,
+        actor: &str,
+        id: &str,
+        approve: bool,
+        comment: Option<&str>,
+    ) -> Result<Promotion> {
+        let p = self.open_promotion(tenant, id).await?;
+        let env = self.environment(tenant, &p.environment).await?;
+        if env.separation_of_duties && actor == p.requested_by {
+            return Err(OrchestratorError::Forbidden(format!(
+                "{actor} requested promotion {id} and may not approve it (separation of duties)"
+            )));
+        }
+        if !env.approvers.is_empty() && !env.approvers.iter().any(|a| a == actor) {
+            return Err(OrchestratorError::Forbidden(format!(
+                "{actor} is not an approver of {} (approvers: {})",
+                env.name,
+                env.approvers.join(", ")
+            )));
+        }
+        if !self.store.add_approval(id, actor, approve, comment).await? {
+            return Err(OrchestratorError::Conflict(format!(
+                "{actor} already decided on promotion {id}"
+            )));
+        }
+        tracing::info!(promotion = id, actor, approve, "Approval recorded");
+        self.evaluate_promotion(tenant, id).await?;
+        self.wake.notify_waiters();
+        self.store
+            .promotion(tenant, id)
+            .await?
+            .ok_or_else(|| OrchestratorError::NotFound(format!("no promotion {id:?}")))
+    }
+
+    /// Opens or closes a manual gate of a promotion.
+    pub async fn set_manual_gate(
+        &self,
+        tenant: &str,
+        actor: &str,
+        id: &str,
+        gate: &str,
+        open: bool,
+        comment: Option<&str>,
+    ) -> Result<Promotion> {
+        let p = self.open_promotion(tenant, id).await?;
+        let env = self.environment(tenant, &p.environment).await?;
+        if !env
+            .gates
+            .iter()
+            .any(|g| matches!(g, GateSpec::Manual { name } if name == gate))
+        {
+            return Err(OrchestratorError::NotFound(format!(
+                "environment {} has no manual gate {gate:?}",
+                env.name
+            )));
+        }
+        self.store
+            .set_manual_gate(id, gate, open, actor, comment)
+            .await?;
+        self.evaluate_promotion(tenant, id).await?;
+        self.store
+            .promotion(tenant, id)
+            .await?
+            .ok_or_else(|| OrchestratorError::NotFound(format!("no promotion {id:?}")))
+    }
+
+    /// Cancels a promotion that has not started deploying.
+    pub async fn cancel_promotion(&self, tenant: &str, actor: &str, id: &str) -> Result<Promotion> {
+        let p = self
+            .store
+            .promotion(tenant, id)
+            .await?
+            .ok_or_else(|| OrchestratorError::NotFound(format!("no promotion {id:?}")))?;
+        if !p.state.can_move_to(PromotionState::Cancelled)
+            || !self
+                .store
+                .move_promotion(id, p.state, PromotionState::Cancelled, actor, None, None)
+                .await?
+        {
+            return Err(OrchestratorError::Conflict(format!(
+                "promotion {id} is {} and cannot be cancelled",
+                p.state
+            )));
+        }
+        Ok(self.store.promotion(tenant, id).await?.unwrap_or(p))
+    }
+
+    /// Decides a promotion waiting on gates and approvals: rejected,
+    /// still waiting, or approved (which starts its job). Safe to call from
+    /// several replicas: every move is compare-and-set.
+    pub async fn evaluate_promotion(&self, tenant: &str, id: &str) -> Result<()> {
+        let Some(p) = self.store.promotion(tenant, id).await? else {
+            return Ok(());
+        };
+        if !matches!(
+            p.state,
+            PromotionState::Requested | PromotionState::AwaitingApproval
+        ) {
+            return Ok(());
+        }
+        let release = self
+            .store
+            .release(tenant, &p.release_id)
+            .await?
+            .ok_or_else(|| OrchestratorError::NotFound(format!("no release {}", p.release_id)))?;
+        let environments = self.store.environments(tenant).await?;
+        let Some(position) = environments.iter().position(|e| e.name == p.environment) else {
+            let detail = format!("environment {} no longer exists", p.environment);
+            self.decide(
+                &p,
+                PromotionState::Rejected,
+                &detail,
+                json!({ "error": detail }),
+            )
+            .await?;
+            return Ok(());
+        };
+        let env = &environments[position];
+        let previous = position
+            .checked_sub(1)
+            .map(|i| environments[i].name.as_str());
+        let components = self.store.components(tenant).await?;
+        let manual: BTreeMap<String, ManualGateState> = self
+            .store
+            .manual_gates(id)
+            .await?
+            .into_iter()
+            .map(|(gate, (open, by, at, comment))| {
+                (
+                    gate,
+                    ManualGateState {
+                        open,
+                        by,
+                        at,
+                        comment,
+                    },
+                )
+            })
+            .collect();
+        let ctx = GateContext {
+            tenant,
+            promotion_id: id,
+            requested_by: &p.requested_by,
+            release: &release,
+            components: &components,
+            environment: env,
+            previous_environment: previous,
+            now: time::OffsetDateTime::now_utc(),
+            manual: &manual,
+            hub: self.hub.as_ref(),
+            http: &self.http,
+        };
+        let results = gates::evaluate_all(&env.gates, &ctx).await;
+        let gate_decision = gates::overall(&results);
+        let approvals = self.store.approvals(id).await?;
+        let approved = approvals.iter().filter(|a| a.decision == "approve").count();
+        let rejected_by = approvals.iter().find(|a| a.decision == "reject");
+        let required = env.required_approvals as usize;
+        let record = json!({
+            "release": release.name,
+            "environment": env.name,
+            "gates": results,
+            "approvals": approvals,
+            "required_approvals": required,
+        });
+        if let Some(r) = rejected_by {
+            let detail = format!("rejected by {}", r.approver);
+            return self
+                .decide(&p, PromotionState::Rejected, &detail, record)
+                .await;
+        }
+        if gate_decision == Decision::Deny {
+            let denied: Vec<String> = results
+                .iter()
+                .filter(|r| r.decision == Decision::Deny)
+                .map(|r| format!("{}: {}", r.gate, r.reason))
+                .collect();
+            let detail = format!("denied by gate {}", denied.join("; "));
+            return self
+                .decide(&p, PromotionState::Rejected, &detail, record)
+                .await;
+        }
+        if gate_decision == Decision::Pending || approved < required {
+            if p.state == PromotionState::Requested {
+                let mut waiting = Vec::new();
+                if approved < required {
+                    waiting.push(format!("{approved}/{required} approvals"));
+                }
+                waiting.extend(
+                    results
+                        .iter()
+                        .filter(|r| r.decision == Decision::Pending)
+                        .map(|r| format!("{}: {}", r.gate, r.reason)),
+                );
+                self.store
+                    .move_promotion(
+                        id,
+                        PromotionState::Requested,
+                        PromotionState::AwaitingApproval,
+                        "sextant",
+                        Some(&format!("waiting for {}", waiting.join("; "))),
+                        None,
+                    )
+                    .await?;
+            }
+            return Ok(());
+        }
+        self.decide(
+            &p,
+            PromotionState::Approved,
+            "gates and approvals passed",
+            record,
+        )
+        .await?;
+        self.start_deployment(tenant, id).await
+    }
+
+    /// Writes the decision record and moves the promotion.
+    async fn decide(
+        &self,
+        p: &Promotion,
+        to: PromotionState,
+        detail: &str,
+        mut record: serde_json::Value,
+    ) -> Result<()> {
+        record["outcome"] = json!(to.as_str());
+        record["detail"] = json!(detail);
+        if self
+            .store
+            .move_promotion(&p.id, p.state, to, "sextant", Some(detail), None)
+            .await?
+        {
+            self.store
+                .write_decision(&p.id, to.as_str(), &record)
+                .await?;
+            tracing::info!(promotion = %p.id, outcome = to.as_str(), detail, "Promotion decided");
+        }
+        Ok(())
+    }
+
+    /// Creates the deployment job of an approved promotion and moves it to
+    /// `deploying`.
+    async fn start_deployment(&self, tenant: &str, id: &str) -> Result<()> {
+        let Some(p) = self.store.promotion(tenant, id).await? else {
+            return Ok(());
+        };
+        if p.state != PromotionState::Approved {
+            return Ok(());
+        }
+        let release = self
+            .store
+            .release(tenant, &p.release_id)
+            .await?
+            .ok_or_else(|| OrchestratorError::NotFound(format!("no release {}", p.release_id)))?;
+        let tasks = self
+            .plan_tasks(tenant, &p.environment, &release, &p.strategy)
+            .await;
+        let tasks = match tasks {
+            Ok(tasks) => tasks,
+            Err(why) => {
+                self.store
+                    .move_promotion(
+                        id,
+                        PromotionState::Approved,
+                        PromotionState::Cancelled,
+                        "sextant",
+                        Some(&why),
+                        None,
+                    )
+                    .await?;
+                return Err(OrchestratorError::Invalid(why));
+            }
+        };
+        let job = NewJob {
+            tenant: tenant.to_owned(),
+            kind: JobKind::Deploy,
+            promotion_id: Some(id.to_owned()),
+            parent_job_id: None,
+            release_id: release.id.clone(),
+            environment: p.environment.clone(),
+            strategy: p.strategy.clone(),
+            max_attempts: 5,
+            created_by: p.requested_by.clone(),
+            tasks,
+        };
+        let Some(job_id) = self.store.create_job(&job).await? else {
+            return Ok(());
+        };
+        tracing::info!(promotion = id, job = %job_id, "Deployment job created");
+        self.wake.notify_waiters();
+        Ok(())
+    }
+
+    /// One task per (target, component), in target order, batched by the
+    /// strategy. Blue-green adds a switch task per target after every
+    /// deploy.
+    async fn plan_tasks(
+        &self,
+        tenant: &str,
+        environment: &str,
+        release: &Release,
+        strategy: &Strategy,
+    ) -> std::result::Result<Vec<NewTask>, String> {
+        let targets = self
+            .store
+            .targets(tenant, Some(environment))
+            .await
+            .map_err(|e| e.to_string())?;
+        if targets.is_empty() {
+            return Err(format!("environment {environment} has no targets"));
+        }
+        let deployed = self
+            .store
+            .deployed(tenant, None)
+            .await
+            .map_err(|e| e.to_string())?;
+        let blue_green = matches!(strategy, Strategy::BlueGreen {});
+        let batches = crate::strategy::batches(strategy, targets.len());
+        let timeout_ms = self.settings.task_timeout.as_millis() as i64;
+        let mut tasks = Vec::new();
+        for (target, batch) in targets.iter().zip(batches) {
+            if blue_green {
+                let has_switch = matches!(
+                    target.deploy,
+                    Some(crate::model::DeployTemplate::Custom {
+                        switch: Some(_),
+                        ..
+                    })
+                );
+                if !has_switch {
+                    return Err(format!(
+                        "blue-green needs a switch command, and target {} has none \
+                         (deploy.template: custom with switch)",
+                        target.name
+                    ));
+                }
+            }
+            for c in &release.components {
+                let current = deployed
+                    .iter()
+                    .find(|d| d.target == target.name && d.component == c.component);
+                let slot = blue_green.then(|| match current.and_then(|d| d.slot.as_deref()) {
+                    Some("blue") => "green".to_owned(),
+                    _ => "blue".to_owned(),
+                });
+                tasks.push(NewTask {
+                    batch: batch as i64,
+                    kind: TaskKind::Deploy,
+                    release_id: release.id.clone(),
+                    target: target.name.clone(),
+                    component: c.component.clone(),
+                    image: c.image.clone(),
+                    digest: c.digest.clone(),
+                    previous_digest: current.map(|d| d.digest.clone()),
+                    slot: slot.clone(),
+                    max_attempts: self.settings.task_attempts,
+                    timeout_ms,
+                });
+                if blue_green {
+                    tasks.push(NewTask {
+                        batch: 1,
+                        kind: TaskKind::Switch,
+                        release_id: release.id.clone(),
+                        target: target.name.clone(),
+                        component: c.component.clone(),
+                        image: c.image.clone(),
+                        digest: c.digest.clone(),
+                        previous_digest: current.map(|d| d.digest.clone()),
+                        slot,
+                        max_attempts: self.settings.task_attempts,
+                        timeout_ms,
+                    });
+                }
+            }
+        }
+        // Deploys of one batch before switches: stable order by batch.
+        tasks.sort_by_key(|t| t.batch);
+        Ok(tasks)
+    }
+
+    /// Re-evaluates every promotion still waiting (the promotion loop).
+    pub async fn evaluate_waiting(&self) -> Result<()> {
+        for (tenant, id) in self
+            .store
+            .promotions_in(&[PromotionState::Requested, PromotionState::AwaitingApproval])
+            .await?
+        {
+            if let Err(e) = self.evaluate_promotion(&tenant, &id).await {
+                tracing::warn!(promotion = %id, error = %e, "Cannot evaluate promotion");
+            }
+        }
+        // An approved promotion whose job was not created (a crash between
+        // the two) gets it now.
+        for (tenant, id) in self
+            .store
+            .promotions_in(&[PromotionState::Approved])
+            .await?
+        {
+            if let Err(e) = self.start_deployment(&tenant, &id).await {
+                tracing::warn!(promotion = %id, error = %e, "Cannot start deployment");
+            }
+        }
+        Ok(())
+    }
+}

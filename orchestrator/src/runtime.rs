@@ -1,0 +1,145 @@
+//! Running the orchestrator: the store, the outbox and its sender to the
+//! hub, the API listener and the engine, until cancelled.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use sextant_exporters::outbox::{Outbox, OutboxConfig};
+use sextant_exporters::sender::{self, HttpConfig, HttpTransport, Secret, SenderConfig};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, ApiState, TokenConfig};
+use crate::executor::Executor;
+use crate::gates::HubClient;
+use crate::service::{Orchestrator, Settings};
+use crate::store::Store;
+
+/// How to run one orchestrator replica.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    pub listen: SocketAddr,
+    /// `sqlite://…` or `postgres://…`.
+    pub database_url: String,
+    /// The outbox lives in `DATA_DIR/orchestrator-outbox`.
+    pub data_dir: PathBuf,
+    /// The hub's API (`http://127.0.0.1:8080`), for gates and canaries.
+    pub hub_api: Option<String>,
+    /// The hub's OTLP/HTTP endpoint (`http://127.0.0.1:4318`), for desired
+    /// state.
+    pub hub_otlp: Option<String>,
+    pub hub_token: Option<String>,
+    pub tokens: Vec<TokenConfig>,
+    /// Registries (`host:port`) reached over plain HTTP to resolve tags.
+    pub insecure_registries: Vec<String>,
+    pub settings: Settings,
+}
+
+/// A running orchestrator.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub orchestrator: Arc<Orchestrator>,
+    cancel: CancellationToken,
+    handle: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Stops everything and waits for it.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.cancel.cancel();
+        self.handle.await.context("orchestrator task panicked")?
+    }
+
+    /// Waits until `cancel` fires (or a part fails).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.handle.await.context("orchestrator task panicked")?
+    }
+}
+
+/// Starts a replica; `ssh` runs SSH targets' tasks.
+pub async fn start(
+    config: RuntimeConfig,
+    ssh: Arc<dyn Executor>,
+    cancel: CancellationToken,
+) -> anyhow::Result<Running> {
+    let store = Store::open(&config.database_url)
+        .await
+        .with_context(|| "cannot open the orchestrator database")?;
+    let mut tasks = tokio::task::JoinSet::new();
+    let outbox = match &config.hub_otlp {
+        Some(endpoint) => {
+            let outbox = Outbox::open(
+                config.data_dir.join("orchestrator-outbox"),
+                OutboxConfig::default(),
+            )
+            .context("cannot open the orchestrator's outbox")?;
+            let transport = HttpTransport::new(HttpConfig {
+                token: config.hub_token.clone().map(Secret::new),
+                ..HttpConfig::new(endpoint.clone())
+            })
+            .context("invalid hub OTLP endpoint")?;
+            let (o, c) = (outbox.clone(), cancel.clone());
+            tasks.spawn(async move {
+                sender::run(o, "default", transport, SenderConfig::default(), c)
+                    .await
+                    .map_err(anyhow::Error::from)
+            });
+            Some(outbox)
+        }
+        None => None,
+    };
+    let hub = config
+        .hub_api
+        .as_ref()
+        .map(|url| HubClient::new(url.clone(), config.hub_token.clone()));
+    let orchestrator = Arc::new(Orchestrator::new(
+        store,
+        config.settings.clone(),
+        hub,
+        outbox,
+        ssh,
+    ));
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let app = api::router(ApiState::new(
+        orchestrator.clone(),
+        &config.tokens,
+        config.insecure_registries.clone(),
+    ));
+    let c = cancel.clone();
+    tasks.spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { c.cancelled().await })
+            .await
+            .context("API server failed")
+    });
+    let (o, c) = (orchestrator.clone(), cancel.clone());
+    tasks.spawn(async move {
+        o.run(c).await;
+        Ok(())
+    });
+    tracing::info!(%addr, backend = orchestrator.store.backend(), replica = %config.settings.replica,
+        "Sextant orchestrator started");
+    let c = cancel.clone();
+    let handle = tokio::spawn(async move {
+        let mut result = Ok(());
+        while let Some(done) = tasks.join_next().await {
+            if let Ok(Err(e)) | Err(e) = done.map_err(anyhow::Error::from) {
+                result = Err(e);
+                c.cancel();
+            }
+        }
+        result
+    });
+    Ok(Running {
+        addr,
+        orchestrator,
+        cancel,
+        handle,
+    })
+}

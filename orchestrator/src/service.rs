@@ -1,0 +1,126 @@
+//! The orchestrator service: its store, executors, hub client and outbox,
+//! shared by the API, the promotion loop and the job engine.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sextant_exporters::outbox::Outbox;
+use tokio::sync::Notify;
+
+use crate::executor::Executor;
+use crate::gates::HubClient;
+use crate::model::TargetSpec;
+use crate::store::{Store, StoreError};
+
+/// Why an operation was refused; the API maps each kind to one status and
+/// a stable code.
+#[derive(Debug, thiserror::Error)]
+pub enum OrchestratorError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+pub type Result<T> = std::result::Result<T, OrchestratorError>;
+
+/// How the service runs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// This replica's name in leases.
+    pub replica: String,
+    /// How long a job lease lasts without renewal.
+    pub lease: Duration,
+    /// How often the engine looks for jobs and the promotion loop
+    /// re-evaluates gates.
+    pub poll: Duration,
+    /// Default task timeout.
+    pub task_timeout: Duration,
+    /// Default attempts per task (a retry only follows a retryable error).
+    pub task_attempts: i64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            replica: format!("orchestrator-{}", uuid::Uuid::new_v4().simple()),
+            lease: Duration::from_secs(15),
+            poll: Duration::from_secs(2),
+            task_timeout: Duration::from_secs(600),
+            task_attempts: 2,
+        }
+    }
+}
+
+/// Shared state of one orchestrator replica.
+pub struct Orchestrator {
+    pub store: Store,
+    pub settings: Settings,
+    pub hub: Option<HubClient>,
+    pub outbox: Option<Outbox>,
+    pub http: reqwest::Client,
+    ssh: Arc<dyn Executor>,
+    agent: Option<Arc<dyn Executor>>,
+    /// Wakes the engine and the promotion loop early.
+    pub wake: Notify,
+}
+
+impl std::fmt::Debug for Orchestrator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Orchestrator")
+            .field("backend", &self.store.backend())
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Orchestrator {
+    /// `ssh` runs the tasks of SSH targets (normally
+    /// [`crate::executor::ssh::SshExecutor`]).
+    pub fn new(
+        store: Store,
+        settings: Settings,
+        hub: Option<HubClient>,
+        outbox: Option<Outbox>,
+        ssh: Arc<dyn Executor>,
+    ) -> Self {
+        Self {
+            store,
+            settings,
+            hub,
+            outbox,
+            http: reqwest::Client::new(),
+            ssh,
+            agent: None,
+            wake: Notify::new(),
+        }
+    }
+
+    /// Sets the executor for agent targets (issue 6).
+    pub fn with_agent_executor(mut self, executor: Arc<dyn Executor>) -> Self {
+        self.agent = Some(executor);
+        self
+    }
+
+    /// The executor for a target's execution model.
+    pub fn executor_for(
+        &self,
+        target: &TargetSpec,
+    ) -> std::result::Result<Arc<dyn Executor>, String> {
+        match target.connection()? {
+            crate::model::Connection::Ssh(_) => Ok(self.ssh.clone()),
+            crate::model::Connection::Agent(_) => self.agent.clone().ok_or_else(|| {
+                format!(
+                    "target {:?} uses execution model agent, which this orchestrator has no channel for yet",
+                    target.name
+                )
+            }),
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! The orchestrator store on both backends: idempotent configuration,
+//! immutable releases, decision records and artifacts, compare-and-set
+//! state changes with their events, and exclusive job leases.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use sextant_e2e::{Backend, TestDb};
+use sextant_orchestrator::executor::{Artifact, TaskKind};
+use sextant_orchestrator::model::{
+    ComponentSpec, EnvironmentSpec, JobKind, JobState, PromotionState, ReleaseComponent,
+    ReleaseStatus, Strategy, TargetSpec, TaskState,
+};
+use sextant_orchestrator::store::{Change, NewJob, NewTask, Store};
+
+fn env(name: &str) -> EnvironmentSpec {
+    serde_norway::from_str(&format!("name: {name}")).expect("environment")
+}
+
+fn target(name: &str, environment: &str) -> TargetSpec {
+    serde_norway::from_str(&format!(
+        "name: {name}\nenvironment: {environment}\nssh: {{host: 127.0.0.1, user: u, credential: 'file:/k'}}\n"
+    ))
+    .expect("target")
+}
+
+fn component() -> ComponentSpec {
+    ComponentSpec {
+        name: "web".into(),
+        image: "127.0.0.1:5000/web".into(),
+        application: Some("shop".into()),
+        workspace: None,
+    }
+}
+
+fn pinned(n: char) -> ReleaseComponent {
+    let digest = format!("sha256:{}", n.to_string().repeat(64));
+    ReleaseComponent {
+        component: "web".into(),
+        image: format!("127.0.0.1:5000/web@{digest}"),
+        digest,
+        tag: None,
+    }
+}
+
+async fn scenario(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = Store::open(&db.url).await.expect("open store");
+    // Opening again applies no migration twice.
+    let store2 = Store::open(&db.url).await.expect("reopen store");
+
+    // Configuration: created, unchanged, updated; tenants apart.
+    assert_eq!(
+        store.put_environment("t1", &env("dev"), 1).await.unwrap(),
+        Change::Created
+    );
+    assert_eq!(
+        store.put_environment("t1", &env("dev"), 1).await.unwrap(),
+        Change::Unchanged
+    );
+    assert_eq!(
+        store.put_environment("t1", &env("dev"), 2).await.unwrap(),
+        Change::Updated
+    );
+    assert_eq!(
+        store.put_environment("t2", &env("dev"), 1).await.unwrap(),
+        Change::Created
+    );
+    assert_eq!(
+        store.put_target("t1", &target("a", "dev")).await.unwrap(),
+        Change::Created
+    );
+    assert_eq!(
+        store.put_target("t1", &target("a", "dev")).await.unwrap(),
+        Change::Unchanged
+    );
+    assert_eq!(
+        store.put_component("t1", &component()).await.unwrap(),
+        Change::Created
+    );
+    assert_eq!(store.targets("t1", Some("dev")).await.unwrap().len(), 1);
+    assert!(
+        store.targets("t2", None).await.unwrap().is_empty(),
+        "tenants are apart"
+    );
+
+    // Releases: unique names, finalized ones are immutable.
+    let r1 = store
+        .create_release("t1", "r1", &[pinned('a')], "alice", true)
+        .await
+        .unwrap()
+        .expect("created");
+    assert_eq!(r1.status, ReleaseStatus::Finalized);
+    assert!(
+        store
+            .create_release("t1", "r1", &[pinned('b')], "alice", true)
+            .await
+            .unwrap()
+            .is_none(),
+        "a release name is taken once"
+    );
+    assert!(store.release("t2", "r1").await.unwrap().is_none());
+    let tamper = match backend {
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+            sqlx::query("UPDATE release_components SET digest = 'sha256:evil'")
+                .execute(&pool)
+                .await
+                .map(|_| ())
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            sqlx::query("UPDATE release_components SET digest = 'sha256:evil'")
+                .execute(&pool)
+                .await
+                .map(|_| ())
+        }
+    };
+    let err = tamper.expect_err("a finalized release cannot change");
+    assert!(err.to_string().contains("release is finalized"), "{err}");
+    let draft = store
+        .create_release("t1", "r2", &[pinned('b')], "alice", false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(draft.status, ReleaseStatus::Draft);
+    assert!(store.finalize_release("t1", &draft.id).await.unwrap());
+    assert!(!store.finalize_release("t1", &draft.id).await.unwrap());
+
+    // Promotions: compare-and-set moves with events; decision record once.
+    let p = store
+        .create_promotion(
+            "t1",
+            &r1.id,
+            "dev",
+            "alice",
+            &Strategy::default(),
+            Some("why"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(p.state, PromotionState::Requested);
+    assert!(
+        store
+            .move_promotion(
+                &p.id,
+                PromotionState::Requested,
+                PromotionState::AwaitingApproval,
+                "sextant",
+                None,
+                None
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store2
+            .move_promotion(
+                &p.id,
+                PromotionState::Requested,
+                PromotionState::Approved,
+                "sextant",
+                None,
+                None
+            )
+            .await
+            .unwrap(),
+        "a stale move loses"
+    );
+    let events = store.promotion_events(&p.id).await.unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.to.as_str()).collect::<Vec<_>>(),
+        ["requested", "awaiting_approval"]
+    );
+    assert!(store.add_approval(&p.id, "bob", true, None).await.unwrap());
+    assert!(
+        !store.add_approval(&p.id, "bob", false, None).await.unwrap(),
+        "one decision per approver"
+    );
+    store
+        .write_decision(&p.id, "approved", &serde_json::json!({"gates": []}))
+        .await
+        .unwrap();
+    store
+        .write_decision(&p.id, "rejected", &serde_json::json!({"gates": ["other"]}))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.decision(&p.id).await.unwrap().unwrap().outcome,
+        "approved"
+    );
+
+    // Jobs: creation moves the approved promotion in the same transaction,
+    // once.
+    assert!(
+        store
+            .move_promotion(
+                &p.id,
+                PromotionState::AwaitingApproval,
+                PromotionState::Approved,
+                "sextant",
+                None,
+                None
+            )
+            .await
+            .unwrap()
+    );
+    let job = NewJob {
+        tenant: "t1".into(),
+        kind: JobKind::Deploy,
+        promotion_id: Some(p.id.clone()),
+        parent_job_id: None,
+        release_id: r1.id.clone(),
+        environment: "dev".into(),
+        strategy: Strategy::default(),
+        max_attempts: 3,
+        created_by: "alice".into(),
+        tasks: vec![NewTask {
+            batch: 0,
+            kind: TaskKind::Deploy,
+            release_id: r1.id.clone(),
+            target: "a".into(),
+            component: "web".into(),
+            image: r1.components[0].image.clone(),
+            digest: r1.components[0].digest.clone(),
+            previous_digest: None,
+            slot: None,
+            max_attempts: 2,
+            timeout_ms: 1000,
+        }],
+    };
+    let job_id = store.create_job(&job).await.unwrap().expect("job created");
+    assert!(
+        store.create_job(&job).await.unwrap().is_none(),
+        "a promotion starts one job"
+    );
+    let promotion = store.promotion("t1", &p.id).await.unwrap().unwrap();
+    assert_eq!(promotion.state, PromotionState::Deploying);
+    assert_eq!(promotion.job_id.as_deref(), Some(job_id.as_str()));
+
+    // Leases: one owner at a time; an expired lease can be taken over.
+    let lease = Duration::from_millis(400);
+    assert_eq!(
+        store.claim_job("r-a", lease, &[]).await.unwrap().as_deref(),
+        Some(job_id.as_str())
+    );
+    assert_eq!(
+        store2.claim_job("r-b", lease, &[]).await.unwrap(),
+        None,
+        "leased to r-a"
+    );
+    assert!(store.renew_job_lease(&job_id, "r-a", lease).await.unwrap());
+    tokio::time::sleep(lease + Duration::from_millis(100)).await;
+    assert_eq!(
+        store2
+            .claim_job("r-b", lease, &[])
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(job_id.as_str())
+    );
+    assert!(
+        !store.renew_job_lease(&job_id, "r-a", lease).await.unwrap(),
+        "r-a lost it"
+    );
+
+    // Job and task moves.
+    assert!(
+        store
+            .move_job(
+                &job_id,
+                JobState::Pending,
+                JobState::Preparing,
+                "sextant",
+                None
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .move_job(
+                &job_id,
+                JobState::Pending,
+                JobState::Preparing,
+                "sextant",
+                None
+            )
+            .await
+            .unwrap()
+    );
+    let task = &store.tasks(&job_id).await.unwrap()[0];
+    assert!(
+        store
+            .move_task(
+                &task.id,
+                TaskState::Pending,
+                TaskState::Queued,
+                "r-b",
+                lease,
+                false,
+                None
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .move_task(
+                &task.id,
+                TaskState::Queued,
+                TaskState::Dispatched,
+                "r-b",
+                lease,
+                true,
+                None
+            )
+            .await
+            .unwrap()
+    );
+    let task = store.task(&task.id).await.unwrap().unwrap();
+    assert_eq!((task.state, task.attempts), (TaskState::Dispatched, 1));
+    assert!(task.started_at.is_some());
+
+    // Artifacts are stored once and cannot change.
+    let a = Artifact {
+        name: "release.json".into(),
+        content: b"{}".to_vec(),
+        sha256: "x".into(),
+    };
+    store
+        .put_artifacts(&job_id, "a", std::slice::from_ref(&a))
+        .await
+        .unwrap();
+    let b = Artifact {
+        content: b"{\"changed\":true}".to_vec(),
+        ..a.clone()
+    };
+    store.put_artifacts(&job_id, "a", &[b]).await.unwrap();
+    assert_eq!(store.artifacts(&job_id, "a").await.unwrap(), vec![a]);
+
+    // Deployed rows keep what ran before.
+    store
+        .set_deployed(
+            "t1",
+            "a",
+            "web",
+            &r1.id,
+            &r1.components[0].image,
+            &r1.components[0].digest,
+            None,
+            &job_id,
+        )
+        .await
+        .unwrap();
+    let r2 = store.release("t1", "r2").await.unwrap().unwrap();
+    store
+        .set_deployed(
+            "t1",
+            "a",
+            "web",
+            &r2.id,
+            &r2.components[0].image,
+            &r2.components[0].digest,
+            None,
+            &job_id,
+        )
+        .await
+        .unwrap();
+    // The same digest again does not forget the previous one.
+    store
+        .set_deployed(
+            "t1",
+            "a",
+            "web",
+            &r2.id,
+            &r2.components[0].image,
+            &r2.components[0].digest,
+            None,
+            &job_id,
+        )
+        .await
+        .unwrap();
+    let d = &store.deployed("t1", Some("a")).await.unwrap()[0];
+    assert_eq!(d.digest, r2.components[0].digest);
+    assert_eq!(d.previous.as_ref().unwrap().digest, r1.components[0].digest);
+}
+
+#[tokio::test]
+async fn store_on_sqlite() {
+    scenario(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn store_on_postgres() {
+    scenario(Backend::Postgres).await;
+}
