@@ -13,7 +13,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use bollard::Docker;
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use prometheus::{Encoder, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 use prost::Message;
 use sextant_exporters::OutboxMetrics;
 use sextant_exporters::outbox::{AppendOutcome, Outbox, OutboxConfig, RecordKind};
@@ -25,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{AgentConfig, Protocol};
+use crate::executor::Journal;
 use crate::observe::{self, Identity, Observer, ObserverConfig, Report, ReportKind, Sink};
 
 /// The agent's own metrics, beside the outbox's.
@@ -32,6 +33,8 @@ use crate::observe::{self, Identity, Observer, ObserverConfig, Report, ReportKin
 pub struct AgentMetrics {
     pub observed_containers: IntGauge,
     pub reports: IntCounterVec,
+    /// Tasks in the journal by kind and result, read at each scrape.
+    pub tasks: IntGaugeVec,
 }
 
 impl AgentMetrics {
@@ -47,11 +50,22 @@ impl AgentMetrics {
             ),
             &["kind", "outcome"],
         )?;
+        let tasks = IntGaugeVec::new(
+            Opts::new(
+                "sextant_agent_tasks",
+                "Deploy tasks recorded in this agent's task journal, by kind and result \
+                 (running, succeeded, failed, rolled_back; unreadable for a record that \
+                 does not parse).",
+            ),
+            &["kind", "result"],
+        )?;
         registry.register(Box::new(observed_containers.clone()))?;
         registry.register(Box::new(reports.clone()))?;
+        registry.register(Box::new(tasks.clone()))?;
         Ok(Self {
             observed_containers,
             reports,
+            tasks,
         })
     }
 }
@@ -238,6 +252,8 @@ impl Agent {
             docker,
             registry,
             outbox,
+            journal: Journal::open(&config.data_dir)?,
+            tasks: metrics.tasks.clone(),
         });
         let app = Router::new()
             .route("/metrics", get(metrics_handler))
@@ -277,10 +293,33 @@ struct HealthState {
     docker: Docker,
     registry: Registry,
     outbox: Outbox,
+    journal: Journal,
+    tasks: IntGaugeVec,
+}
+
+impl HealthState {
+    /// Sets `sextant_agent_tasks` from the journal. A journal that cannot
+    /// be read leaves the last figures and logs why.
+    async fn refresh_tasks(&self) {
+        let journal = self.journal.clone();
+        match tokio::task::spawn_blocking(move || journal.counts()).await {
+            Ok(Ok(counts)) => {
+                self.tasks.reset();
+                for ((kind, result), n) in counts {
+                    self.tasks
+                        .with_label_values(&[kind.as_str(), result.as_str()])
+                        .set(i64::try_from(n).unwrap_or(i64::MAX));
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot count the task journal"),
+            Err(e) => tracing::warn!(error = %e, "counting the task journal stopped"),
+        }
+    }
 }
 
 async fn metrics_handler(State(state): State<Arc<HealthState>>) -> impl IntoResponse {
     state.outbox.refresh_metrics();
+    state.refresh_tasks().await;
     let mut body = Vec::new();
     match TextEncoder::new().encode(&state.registry.gather(), &mut body) {
         Ok(()) => (

@@ -202,7 +202,6 @@ async fn reports_what_runs_and_external_changes() {
     let hub = Hub::start(Backend::Sqlite, "").await;
     hub.wait_ready().await;
     let data = tempfile::tempdir().expect("dir");
-    let journal = tempfile::tempdir().expect("dir");
     let host = format!("agent-{}", scope.id());
     let agent = AgentProcess::start(
         data.path(),
@@ -212,7 +211,9 @@ async fn reports_what_runs_and_external_changes() {
         &scope,
     );
 
-    let executor = Executor::connect(ExecutorConfig::new(journal.path()))
+    // The executor keeps its task journal in the agent's data dir, as
+    // `sextant agent deploy --data-dir` does: the agent counts its tasks.
+    let executor = Executor::connect(ExecutorConfig::new(data.path()))
         .await
         .expect("Docker");
     deploy(&executor, spec(&scope, "web", &images.v1)).await;
@@ -256,6 +257,12 @@ async fn reports_what_runs_and_external_changes() {
     ] {
         assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
     }
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == r#"sextant_agent_tasks{kind="deploy",result="succeeded"} 1"#),
+        "tasks by result missing from:\n{metrics}"
+    );
     let ready = reqwest::get(format!("http://{}/health/ready", agent.listen))
         .await
         .expect("ready");

@@ -5,6 +5,7 @@
 //! write of a task is a hard link, which fails when the file exists, so only
 //! one writer can start a given task id.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -139,6 +140,45 @@ impl Journal {
         Ok(())
     }
 
+    /// Counts the recorded tasks by kind and result: `running` for a task
+    /// not finished, else its outcome's status (`succeeded`, `failed`,
+    /// `rolled_back`). A file that does not parse counts under kind
+    /// `unknown`, result `unreadable`. Reads every file, so it costs one
+    /// read per task ever run from this data directory.
+    pub fn counts(&self) -> Result<BTreeMap<(String, String), u64>, ExecuteError> {
+        let io = |source| ExecuteError::Journal {
+            path: self.dir.clone(),
+            source,
+        };
+        let mut counts = BTreeMap::new();
+        for entry in std::fs::read_dir(&self.dir).map_err(io)? {
+            let path = entry.map_err(io)?.path();
+            let is_record = path.extension().is_some_and(|e| e == "json")
+                && !path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with('.'));
+            if !is_record {
+                continue;
+            }
+            let parsed = std::fs::read(&path)
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<TaskRecord>(&bytes).ok());
+            let key = match parsed {
+                Some(record) => (
+                    record.kind.name().to_owned(),
+                    match (&record.state, &record.outcome) {
+                        (RecordState::Finished, Some(outcome)) => outcome.status.to_string(),
+                        _ => "running".to_owned(),
+                    },
+                ),
+                None => ("unknown".to_owned(), "unreadable".to_owned()),
+            };
+            *counts.entry(key).or_insert(0) += 1;
+        }
+        Ok(counts)
+    }
+
     fn write_tmp(&self, record: &TaskRecord) -> Result<PathBuf, ExecuteError> {
         let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         let tmp = self.dir.join(format!(
@@ -207,6 +247,52 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("t1.json")]);
+    }
+
+    #[test]
+    fn counts_by_kind_and_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        let finished = |id: &str, kind, status| {
+            let mut r = record(id);
+            r.kind = kind;
+            r.state = RecordState::Finished;
+            r.outcome = Some(TaskOutcome {
+                task_id: id.into(),
+                status,
+                deployed_digest: None,
+                container_id: None,
+                previous: None,
+                message: String::new(),
+                logs: Vec::new(),
+                services: Vec::new(),
+                started_at: 1,
+                finished_at: 2,
+                replayed: false,
+            });
+            r
+        };
+        use super::super::event::TaskStatus;
+        j.write(&finished("a", TaskKind::Deploy, TaskStatus::Succeeded))
+            .unwrap();
+        j.write(&finished("b", TaskKind::Deploy, TaskStatus::Succeeded))
+            .unwrap();
+        j.write(&finished("c", TaskKind::Deploy, TaskStatus::RolledBack))
+            .unwrap();
+        j.write(&finished("d", TaskKind::Compose, TaskStatus::Failed))
+            .unwrap();
+        assert!(matches!(j.begin(&record("e")).unwrap(), Begin::Started));
+        std::fs::write(j.path("bad"), b"{not json").unwrap();
+        // A writer's temporary file is not a task.
+        std::fs::write(dir.path().join("tasks/.x.1.0.tmp"), b"{}").unwrap();
+        let counts = j.counts().unwrap();
+        let get = |k: &str, r: &str| counts.get(&(k.to_owned(), r.to_owned())).copied();
+        assert_eq!(get("deploy", "succeeded"), Some(2));
+        assert_eq!(get("deploy", "rolled_back"), Some(1));
+        assert_eq!(get("compose", "failed"), Some(1));
+        assert_eq!(get("deploy", "running"), Some(1));
+        assert_eq!(get("unknown", "unreadable"), Some(1));
+        assert_eq!(counts.values().sum::<u64>(), 6);
     }
 
     #[test]
