@@ -1,0 +1,236 @@
+//! The test stack shared by the orchestrator's end-to-end tests: one
+//! orchestrator replica (the real runtime, in process, on SQLite) with SSH
+//! targets on a real OpenSSH server (Debian's sshd on 127.0.0.1, from the
+//! test kit), driven through its REST API.
+//!
+//! Each target's deploy command records what it did under the test's
+//! directory: `<target>/current` (the image), `<target>/runs` (one line per
+//! run), and for blue-green `<target>/<slot>` plus the `live` symlink.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sextant_e2e::sshd::Sshd;
+use sextant_orchestrator::executor::ssh::SshExecutor;
+use sextant_orchestrator::runtime::{self, Running, RuntimeConfig};
+use sextant_orchestrator::service::Settings;
+use tokio_util::sync::CancellationToken;
+
+pub fn digest(n: char) -> String {
+    format!("sha256:{}", n.to_string().repeat(64))
+}
+
+pub struct Stack {
+    pub sshd: Sshd,
+    pub root: tempfile::TempDir,
+    pub data: tempfile::TempDir,
+    pub running: Option<(Running, CancellationToken)>,
+    pub base: String,
+    pub http: reqwest::Client,
+    /// The hub's API and OTLP/HTTP base URLs, when the stack has a hub.
+    pub hub: Option<(String, String)>,
+}
+
+impl Stack {
+    pub async fn start() -> Self {
+        Self::start_with_hub(None).await
+    }
+
+    pub async fn start_with_hub(hub: Option<(String, String)>) -> Self {
+        let sshd = Sshd::start();
+        let root = tempfile::tempdir().expect("root");
+        let data = tempfile::tempdir().expect("data");
+        let mut stack = Self {
+            sshd,
+            root,
+            data,
+            running: None,
+            base: String::new(),
+            http: reqwest::Client::new(),
+            hub,
+        };
+        stack.start_replica("replica-a").await;
+        stack
+    }
+
+    pub async fn start_replica(&mut self, replica: &str) {
+        let config = RuntimeConfig {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            database_url: format!(
+                "sqlite://{}",
+                self.data.path().join("orchestrator.db").display()
+            ),
+            data_dir: self.data.path().to_owned(),
+            hub_api: self.hub.as_ref().map(|h| h.0.clone()),
+            hub_otlp: self.hub.as_ref().map(|h| h.1.clone()),
+            hub_token: None,
+            tokens: Vec::new(),
+            insecure_registries: Vec::new(),
+            settings: Settings {
+                replica: replica.into(),
+                lease: Duration::from_secs(2),
+                poll: Duration::from_millis(200),
+                task_timeout: Duration::from_secs(60),
+                task_attempts: 2,
+            },
+        };
+        let cancel = CancellationToken::new();
+        let running = runtime::start(config, Arc::new(SshExecutor::new()), cancel.clone())
+            .await
+            .expect("orchestrator starts");
+        self.base = format!("http://{}", running.addr);
+        self.running = Some((running, cancel));
+    }
+
+    /// Stops the replica as a crash would: its futures are dropped, its
+    /// leases are left to expire.
+    pub async fn crash(&mut self) {
+        if let Some((running, cancel)) = self.running.take() {
+            cancel.cancel();
+            let _ = running.wait().await;
+        }
+    }
+
+    pub fn dir(&self, target: &str) -> PathBuf {
+        self.root.path().join(target)
+    }
+
+    /// An SSH target whose deploy command records its run; `health` is a
+    /// shell test run over SSH.
+    pub fn target(
+        &self,
+        name: &str,
+        environment: &str,
+        extra: &str,
+        health: Option<&str>,
+    ) -> Value {
+        let dir = self.dir(name);
+        let command = format!(
+            "mkdir -p {d} && echo \"$SEXTANT_TASK_ID $SEXTANT_IMAGE\" >> {d}/runs && {extra} \
+             echo \"$SEXTANT_IMAGE\" > {d}/current",
+            d = dir.display()
+        );
+        let mut t = json!({
+            "name": name,
+            "environment": environment,
+            "ssh": self.sshd.ssh_json(),
+            "deploy": {"template": "custom", "command": command},
+        });
+        if let Some(h) = health {
+            t["health"] =
+                json!({"command": h, "retries": 2, "interval": "200ms", "timeout": "10s"});
+        }
+        t
+    }
+
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        actor: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let url = format!("{}{path}", self.base);
+        let mut req = match method {
+            "GET" => self.http.get(&url),
+            _ => self.http.post(&url),
+        }
+        .header("x-sextant-actor", actor);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.expect("API answers");
+        let status = res.status().as_u16();
+        let body = res.json().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    pub async fn apply(&self, doc: Value) {
+        let (status, body) = self
+            .http
+            .post(format!("{}/api/v1/apply", self.base))
+            .body(serde_json::to_string(&doc).expect("json"))
+            .send()
+            .await
+            .map(|r| (r.status().as_u16(), r))
+            .expect("apply");
+        assert_eq!(status, 200, "{:?}", body.text().await);
+    }
+
+    pub async fn release(&self, name: &str, d: &str) {
+        let (status, body) = self
+            .call(
+                "POST",
+                "/api/v1/releases",
+                "ci",
+                Some(json!({"name": name, "components": [{"component": "web", "image": format!("127.0.0.1:5000/web@{d}")}]})),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+
+    pub async fn promote(&self, release: &str, env: &str, actor: &str, strategy: Value) -> Value {
+        let (status, body) = self
+            .call(
+                "POST",
+                "/api/v1/promotions",
+                actor,
+                Some(json!({"release": release, "environment": env, "strategy": strategy})),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body
+    }
+
+    /// Waits until the promotion reaches a state in `states`.
+    pub async fn wait_promotion(&self, id: &str, states: &[&str]) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let (_, p) = self
+                .call("GET", &format!("/api/v1/promotions/{id}"), "t", None)
+                .await;
+            if states.contains(&p["state"].as_str().unwrap_or("")) {
+                return p;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "promotion stuck: {p:#}\n{}",
+                self.sshd.log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub async fn job(&self, id: &str) -> Value {
+        self.call("GET", &format!("/api/v1/jobs/{id}"), "t", None)
+            .await
+            .1
+    }
+
+    pub fn current(&self, target: &str) -> String {
+        std::fs::read_to_string(self.dir(target).join("current"))
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    }
+
+    pub fn runs(&self, target: &str) -> Vec<String> {
+        std::fs::read_to_string(self.dir(target).join("runs"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+pub fn image(d: &str) -> String {
+    format!("127.0.0.1:5000/web@{d}")
+}
+
+pub fn component() -> Value {
+    json!([{"name": "web", "image": "127.0.0.1:5000/web", "application": "shop"}])
+}
