@@ -27,7 +27,8 @@ use crate::model::{
 use crate::promotion::PromotionRequest;
 use crate::service::{Orchestrator, OrchestratorError};
 use crate::store::{
-    Approval, ArtifactInfo, DecisionRecord, Deployed, Job, Promotion, StateEvent, Task, TaskLogLine,
+    Approval, ArtifactInfo, DecisionRecord, Deployed, Job, Promotion, StateEvent, Store, Task,
+    TaskLogLine,
 };
 
 /// A bearer token: the tenant and the actor it stands for.
@@ -201,6 +202,7 @@ type ApiResult<T> = Result<Json<T>, ApiError>;
         (name = "releases", description = "Immutable bundles of component digests"),
         (name = "promotions", description = "Promotions, approvals, gates and decision records"),
         (name = "jobs", description = "Deployment jobs, tasks, logs, artifacts and rollback"),
+        (name = "auth", description = "Who the caller is"),
     )
 )]
 struct ApiDoc;
@@ -225,6 +227,7 @@ fn api_routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
         .routes(routes!(task_logs))
         .routes(routes!(rollback))
         .routes(routes!(deployed))
+        .routes(routes!(whoami))
         .split_for_parts()
 }
 
@@ -718,6 +721,8 @@ async fn list_jobs(
 struct JobDetail {
     #[serde(flatten)]
     job: Job,
+    /// The rollback job created for this job, once there is one.
+    rollback_job_id: Option<String>,
     tasks: Vec<Task>,
     events: Vec<StateEvent>,
     artifacts: Vec<ArtifactInfo>,
@@ -736,12 +741,18 @@ async fn get_job(
         .job(Some(&caller.tenant), &id)
         .await?
         .ok_or_else(|| not_found(format!("no job {id:?}")))?;
-    Ok(Json(JobDetail {
+    Ok(Json(job_detail(store, job).await?))
+}
+
+async fn job_detail(store: &Store, job: Job) -> Result<JobDetail, ApiError> {
+    let id = job.id.clone();
+    Ok(JobDetail {
+        rollback_job_id: store.rollback_job_of(&id).await?,
         tasks: store.tasks(&id).await?,
         events: store.job_events(&id).await?,
         artifacts: store.artifact_infos(&id).await?,
         job,
-    }))
+    })
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -782,21 +793,25 @@ async fn task_logs(
     ))
 }
 
-/// Rolls a completed or failed deploy job back to the previous release.
+/// Rolls a completed or failed deploy job back to what ran before it. The
+/// job moves to `rolling_back` at once (202); the engine then creates its
+/// rollback job, whose id appears as `rollback_job_id` in `GET
+/// /api/v1/jobs/{id}` (the response carries it when it already exists).
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/rollback", tag = "jobs",
     params(("id" = String, Path)),
-    responses((status = 200, body = Job), (status = 409, body = ErrorBody)))]
+    responses((status = 202, body = JobDetail), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
 async fn rollback(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> ApiResult<Job> {
-    Ok(Json(
-        state
-            .orchestrator
-            .request_rollback(&caller.tenant, &caller.actor, &id)
-            .await?,
-    ))
+) -> Result<(StatusCode, Json<JobDetail>), ApiError> {
+    let job = state
+        .orchestrator
+        .request_rollback(&caller.tenant, &caller.actor, &id)
+        .await?;
+    let detail = job_detail(&state.orchestrator.store, job).await?;
+    Ok((StatusCode::ACCEPTED, Json(detail)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -820,4 +835,23 @@ async fn deployed(
             .deployed(&caller.tenant, q.target.as_deref())
             .await?,
     ))
+}
+
+/// Who the API takes the caller for.
+#[derive(Debug, Serialize, ToSchema)]
+struct WhoAmI {
+    tenant: String,
+    /// The actor recorded in events and approvals: the token's subject, or
+    /// the `X-Sextant-Actor` header when no tokens are configured.
+    actor: String,
+}
+
+/// The caller's tenant and actor, as the API will record them.
+#[utoipa::path(get, path = "/api/v1/whoami", tag = "auth",
+    responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody)))]
+async fn whoami(caller: Caller) -> ApiResult<WhoAmI> {
+    Ok(Json(WhoAmI {
+        tenant: caller.tenant,
+        actor: caller.actor,
+    }))
 }

@@ -807,13 +807,7 @@ impl Orchestrator {
     }
 
     async fn rollback_child(&self, job: &Job) -> Result<Option<String>> {
-        Ok(self
-            .store
-            .jobs(&job.tenant, false, 1000)
-            .await?
-            .into_iter()
-            .find(|j| j.parent_job_id.as_deref() == Some(&job.id) && j.kind == JobKind::Rollback)
-            .map(|j| j.id))
+        Ok(self.store.rollback_job_of(&job.id).await?)
     }
 
     /// The rollback job of `job`: the affected (target, component) pairs

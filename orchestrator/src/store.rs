@@ -1374,6 +1374,18 @@ impl Store {
         })
     }
 
+    /// The rollback job created for `job_id`, if any (there is at most one).
+    pub async fn rollback_job_of(&self, job_id: &str) -> Result<Option<String>> {
+        on_pool!(self, |pool| {
+            Ok(sqlx::query_scalar::<_, String>(
+                "SELECT id FROM jobs WHERE parent_job_id = $1 AND kind = 'rollback'",
+            )
+            .bind(job_id)
+            .fetch_optional(pool)
+            .await?)
+        })
+    }
+
     /// The tasks of a job, in position order.
     pub async fn tasks(&self, job_id: &str) -> Result<Vec<Task>> {
         let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE job_id = $1 ORDER BY position");
@@ -1706,9 +1718,9 @@ macro_rules! migrations {
 }
 
 fn sqlite_migrations() -> sqlx::migrate::Migrator {
-    migrations!("sqlite": 1 => "0001_orchestrator")
+    migrations!("sqlite": 1 => "0001_orchestrator", 2 => "0002_one_rollback_job")
 }
 
 fn postgres_migrations() -> sqlx::migrate::Migrator {
-    migrations!("postgres": 1 => "0001_orchestrator")
+    migrations!("postgres": 1 => "0001_orchestrator", 2 => "0002_one_rollback_job")
 }

@@ -19,6 +19,10 @@ use serde_json::{Value, json};
 #[tokio::test]
 async fn dev_stage_prod_with_approvals() {
     let stack = Stack::start().await;
+    // Without tokens the actor is the X-Sextant-Actor header.
+    let (status, me) = stack.call("GET", "/api/v1/whoami", "alice", None).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me, json!({"tenant": "default", "actor": "alice"}));
     stack
         .apply(json!({
             "environments": [
@@ -401,20 +405,41 @@ async fn blue_green_switches_and_keeps_the_old_slot() {
             None,
         )
         .await;
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["state"], "rolling_back", "{body}");
     let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    let job = loop {
         let job = stack.job(&job_id).await;
         if job["state"] == "rolled_back" {
-            break;
+            break job;
         }
         assert!(Instant::now() < deadline, "rollback stuck: {job:#}");
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    };
     assert_eq!(
         std::fs::read_link(dir.join("live")).unwrap(),
         dir.join("blue")
     );
+    // The rollback is a job of its own, linked both ways.
+    let child = job["rollback_job_id"]
+        .as_str()
+        .expect("rollback job linked");
+    let child = stack.job(child).await;
+    assert_eq!(child["kind"], "rollback", "{child:#}");
+    assert_eq!(child["parent_job_id"], job_id.as_str());
+    assert_eq!(child["state"], "completed");
+    assert_eq!(child["tasks"][0]["kind"], "switch", "{child:#}");
+    assert_eq!(child["rollback_job_id"], Value::Null);
+    // A job rolls back once: asking again is a conflict.
+    let (status, body) = stack
+        .call(
+            "POST",
+            &format!("/api/v1/jobs/{job_id}/rollback"),
+            "alice",
+            None,
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
 }
 
 #[tokio::test]
