@@ -12,6 +12,8 @@
 #   - openssh-server (Debian's package) for the orchestrator's SSH tests, which
 #     run their own /usr/sbin/sshd in inetd mode on 127.0.0.1 (port 0); the
 #     package's system service is kept from starting;
+#   - prometheus (Debian's package) for the canary analysis test, which runs its
+#     own prometheus on 127.0.0.1 (port 0) scraping the test;
 # then runs `cargo test --workspace`. Extra arguments go to cargo test.
 set -euo pipefail
 
@@ -42,10 +44,13 @@ command -v chromedriver >/dev/null || missing+=(chromium-driver)
     missing+=(busybox-static)
 command -v docker-registry >/dev/null || missing+=(docker-registry)
 test -x /usr/sbin/sshd || missing+=(openssh-server)
+command -v prometheus >/dev/null || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
-    # The SSH tests start their own sshd; no test uses a system sshd on port
-    # 22, so keep apt from starting one (policy-rc.d answering 101 = forbidden).
-    if [[ " ${missing[*]} " == *" openssh-server "* ]] && [ ! -e /usr/sbin/policy-rc.d ]; then
+    # The SSH and Prometheus tests start their own sshd and prometheus on
+    # port 0; no test uses a system service, so keep apt from starting one
+    # (policy-rc.d answering 101 = forbidden).
+    if [[ " ${missing[*]} " == *" openssh-server "* || " ${missing[*]} " == *" prometheus "* ]] &&
+        [ ! -e /usr/sbin/policy-rc.d ]; then
         printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee /usr/sbin/policy-rc.d >/dev/null
         "${SUDO[@]}" chmod 755 /usr/sbin/policy-rc.d
         trap '"${SUDO[@]}" rm -f /usr/sbin/policy-rc.d' EXIT
