@@ -41,13 +41,7 @@ async fn app_metrics(ratio: Arc<Mutex<f64>>) -> SocketAddr {
 
 async fn deploy_all(stack: &Stack, release: &str, env: &str) {
     let p = stack
-        .promote(release, env, "alice", json!({"type": "all_at_once"}))
-        .await;
-    let p = stack
-        .wait_promotion(
-            p["id"].as_str().unwrap(),
-            &["deployed", "failed", "rolled_back"],
-        )
+        .promote_to_end(release, env, "alice", json!({"type": "all_at_once"}))
         .await;
     assert_eq!(p["state"], "deployed", "{p:#}");
 }
@@ -92,9 +86,8 @@ async fn prometheus_threshold_passes_then_a_breach_rolls_the_canary_back() {
     });
 
     // Errors at 1 %: every stage passes.
-    let p = stack.promote("r2", "prod", "alice", canary.clone()).await;
     let p = stack
-        .wait_promotion(p["id"].as_str().unwrap(), &["deployed", "rolled_back"])
+        .promote_to_end("r2", "prod", "alice", canary.clone())
         .await;
     assert_eq!(p["state"], "deployed", "{p:#}");
     for t in ["c-1", "c-2", "c-3"] {
@@ -107,13 +100,7 @@ async fn prometheus_threshold_passes_then_a_breach_rolls_the_canary_back() {
     prometheus
         .wait_for("max(app_error_ratio)", |v| v >= 0.5)
         .await;
-    let p = stack.promote("r3", "prod", "alice", canary).await;
-    let p = stack
-        .wait_promotion(
-            p["id"].as_str().unwrap(),
-            &["deployed", "rolled_back", "failed"],
-        )
-        .await;
+    let p = stack.promote_to_end("r3", "prod", "alice", canary).await;
     assert_eq!(p["state"], "rolled_back", "{p:#}");
     let job = stack.job(p["job_id"].as_str().unwrap()).await;
     let why = job["error"].as_str().unwrap_or("").to_owned();
@@ -137,11 +124,7 @@ async fn prometheus_threshold_passes_then_a_breach_rolls_the_canary_back() {
 async fn hub_rollout_analysis_reads_what_the_targets_reported() {
     let hub = sextant_e2e::Hub::start(sextant_e2e::Backend::Sqlite, "").await;
     hub.wait_ready().await;
-    let stack = Stack::start_with_hub(Some((
-        format!("http://{}", hub.api),
-        format!("http://{}", hub.http),
-    )))
-    .await;
+    let stack = Stack::start_for(&hub).await;
     // Each deploy command reports, as an agent would, over OTLP/HTTP: host
     // `<target>-host` runs the digest, succeeded, or failed when the test
     // has created `fail/<target>@<digest>`.
@@ -188,12 +171,8 @@ curl -sf -X POST -H 'content-type: application/json' --data "$body" http://{hub}
     });
 
     // Every target reports the new digest succeeded: the canary goes on.
-    let p = stack.promote("r2", "prod", "alice", canary.clone()).await;
     let p = stack
-        .wait_promotion(
-            p["id"].as_str().unwrap(),
-            &["deployed", "rolled_back", "failed"],
-        )
+        .promote_to_end("r2", "prod", "alice", canary.clone())
         .await;
     assert_eq!(p["state"], "deployed", "{p:#}");
     for t in ["h-1", "h-2", "h-3"] {
@@ -203,13 +182,7 @@ curl -sf -X POST -H 'content-type: application/json' --data "$body" http://{hub}
     // The first stage's host reports r3 failed: the hub says so, and the
     // canary rolls back without touching the other targets.
     std::fs::write(fail_dir.join(format!("h-1@{d3}")), "").unwrap();
-    let p = stack.promote("r3", "prod", "alice", canary).await;
-    let p = stack
-        .wait_promotion(
-            p["id"].as_str().unwrap(),
-            &["deployed", "rolled_back", "failed"],
-        )
-        .await;
+    let p = stack.promote_to_end("r3", "prod", "alice", canary).await;
     assert_eq!(p["state"], "rolled_back", "{p:#}");
     let job = stack.job(p["job_id"].as_str().unwrap()).await;
     let why = job["error"].as_str().unwrap_or("").to_owned();

@@ -55,10 +55,7 @@ async fn a_freeze_window_refuses_the_promotion() {
         .await;
     stack.release("r1", &digest('1')).await;
     let p = stack
-        .promote("r1", "prod", "alice", json!({"type": "all_at_once"}))
-        .await;
-    let p = stack
-        .wait_promotion(p["id"].as_str().unwrap(), &["rejected", "deployed"])
+        .promote_to_end("r1", "prod", "alice", json!({"type": "all_at_once"}))
         .await;
     assert_eq!(p["state"], "rejected", "{p:#}");
     assert_eq!(p["decision"]["outcome"], "rejected", "{p:#}");
@@ -249,10 +246,7 @@ async fn the_hub_gate_waits_until_the_release_is_healthy_in_the_previous_environ
 
     // Into dev: deployed; the desired state goes to the hub.
     let p = stack
-        .promote("r1", "dev", "alice", json!({"type": "all_at_once"}))
-        .await;
-    let p = stack
-        .wait_promotion(p["id"].as_str().unwrap(), &["deployed", "failed"])
+        .promote_to_end("r1", "dev", "alice", json!({"type": "all_at_once"}))
         .await;
     assert_eq!(p["state"], "deployed", "{p:#}");
     assert_eq!(stack.current("dev-1"), image(&d1));

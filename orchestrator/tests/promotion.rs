@@ -45,13 +45,7 @@ async fn dev_stage_prod_with_approvals() {
 
     // dev needs nobody.
     let p = stack
-        .promote("r1", "dev", "alice", json!({"type": "all_at_once"}))
-        .await;
-    let p = stack
-        .wait_promotion(
-            p["id"].as_str().unwrap(),
-            &["deployed", "failed", "rolled_back"],
-        )
+        .promote_to_end("r1", "dev", "alice", json!({"type": "all_at_once"}))
         .await;
     assert_eq!(p["state"], "deployed", "{p:#}");
     assert_eq!(stack.current("dev-1"), image(&d1));
@@ -225,17 +219,11 @@ async fn canary_breach_rolls_back_and_rolling_stops_at_failure() {
     stack.release("r2", &d2).await;
     for env in ["canary", "rolling"] {
         let p = stack
-            .promote(
+            .promote_to_end(
                 "r1",
                 env,
                 "alice",
                 json!({"type": "all_at_once", "max_parallel": 2}),
-            )
-            .await;
-        let p = stack
-            .wait_promotion(
-                p["id"].as_str().unwrap(),
-                &["deployed", "failed", "rolled_back"],
             )
             .await;
         assert_eq!(p["state"], "deployed", "{p:#}");
@@ -243,17 +231,11 @@ async fn canary_breach_rolls_back_and_rolling_stops_at_failure() {
 
     // Canary 34% → 67% → 100%: c-1, then c-2 fails its health check.
     let p = stack
-        .promote(
+        .promote_to_end(
             "r2",
             "canary",
             "alice",
             json!({"type": "canary", "stages": [34, 67, 100], "analysis": {"wait": "100ms"}}),
-        )
-        .await;
-    let p = stack
-        .wait_promotion(
-            p["id"].as_str().unwrap(),
-            &["deployed", "failed", "rolled_back"],
         )
         .await;
     assert_eq!(p["state"], "rolled_back", "{p:#}");
@@ -292,17 +274,11 @@ async fn canary_breach_rolls_back_and_rolling_stops_at_failure() {
 
     // Rolling, one at a time, no failure tolerated: r-3 is never touched.
     let p = stack
-        .promote(
+        .promote_to_end(
             "r2",
             "rolling",
             "alice",
             json!({"type": "rolling", "batch_size": 1, "max_unavailable": 0}),
-        )
-        .await;
-    let p = stack
-        .wait_promotion(
-            p["id"].as_str().unwrap(),
-            &["deployed", "failed", "rolled_back"],
         )
         .await;
     assert_eq!(p["state"], "rolled_back", "{p:#}");
@@ -363,13 +339,7 @@ async fn blue_green_switches_and_keeps_the_old_slot() {
     stack.release("r2", &d2).await;
     for (release, slot, d) in [("r1", "blue", &d1), ("r2", "green", &d2)] {
         let p = stack
-            .promote(release, "prod", "alice", json!({"type": "blue_green"}))
-            .await;
-        let p = stack
-            .wait_promotion(
-                p["id"].as_str().unwrap(),
-                &["deployed", "failed", "rolled_back"],
-            )
+            .promote_to_end(release, "prod", "alice", json!({"type": "blue_green"}))
             .await;
         assert_eq!(p["state"], "deployed", "{p:#}");
         let live = std::fs::read_link(dir.join("live")).expect("live symlink");
@@ -503,11 +473,7 @@ async fn a_stopped_orchestrator_is_resumed_without_running_a_task_twice() {
 async fn desired_state_reaches_the_hub() {
     let hub = sextant_e2e::Hub::start(sextant_e2e::Backend::Sqlite, "").await;
     hub.wait_ready().await;
-    let stack = Stack::start_with_hub(Some((
-        format!("http://{}", hub.api),
-        format!("http://{}", hub.http),
-    )))
-    .await;
+    let stack = Stack::start_for(&hub).await;
     let mut target = stack.target("dev-1", "dev", "", None);
     target["hub_target"] = json!("eu-1");
     stack
@@ -516,13 +482,7 @@ async fn desired_state_reaches_the_hub() {
     let d1 = digest('1');
     stack.release("2026.11.23", &d1).await;
     let p = stack
-        .promote("2026.11.23", "dev", "alice", json!({"type": "all_at_once"}))
-        .await;
-    let p = stack
-        .wait_promotion(
-            p["id"].as_str().unwrap(),
-            &["deployed", "failed", "rolled_back"],
-        )
+        .promote_to_end("2026.11.23", "dev", "alice", json!({"type": "all_at_once"}))
         .await;
     assert_eq!(p["state"], "deployed", "{p:#}");
     // The outbox's sender delivers the desired event; the hub shows it.

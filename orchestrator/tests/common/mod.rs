@@ -40,6 +40,16 @@ impl Stack {
         Self::start_with_hub(None).await
     }
 
+    /// A stack whose orchestrator reads `hub`'s API (gates, canary
+    /// analysis) and sends it desired state.
+    pub async fn start_for(hub: &sextant_e2e::Hub) -> Self {
+        Self::start_with_hub(Some((
+            format!("http://{}", hub.api),
+            format!("http://{}", hub.http),
+        )))
+        .await
+    }
+
     pub async fn start_with_hub(hub: Option<(String, String)>) -> Self {
         let sshd = Sshd::start();
         let root = tempfile::tempdir().expect("root");
@@ -184,6 +194,23 @@ impl Stack {
             .await;
         assert_eq!(status, 201, "{body}");
         body
+    }
+
+    /// Promotes and waits until the promotion has ended: deployed, rejected,
+    /// failed, rolled back or cancelled.
+    pub async fn promote_to_end(
+        &self,
+        release: &str,
+        env: &str,
+        actor: &str,
+        strategy: Value,
+    ) -> Value {
+        let p = self.promote(release, env, actor, strategy).await;
+        self.wait_promotion(
+            p["id"].as_str().unwrap(),
+            &["deployed", "rejected", "failed", "rolled_back", "cancelled"],
+        )
+        .await
     }
 
     /// Waits until the promotion reaches a state in `states`.
