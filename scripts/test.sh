@@ -13,7 +13,9 @@
 #     run their own /usr/sbin/sshd in inetd mode on 127.0.0.1 (port 0); the
 #     package's system service is kept from starting;
 #   - prometheus (Debian's package) for the canary analysis test, which runs its
-#     own prometheus on 127.0.0.1 (port 0) scraping the test;
+#     own prometheus on 127.0.0.1 scraping the test, and promtool for the alert
+#     rules; prometheus-alertmanager for amtool (deploy/ checks); their system
+#     services are kept from starting;
 # then runs `cargo test --workspace`. Extra arguments go to cargo test.
 set -euo pipefail
 
@@ -45,11 +47,12 @@ command -v chromedriver >/dev/null || missing+=(chromium-driver)
 command -v docker-registry >/dev/null || missing+=(docker-registry)
 test -x /usr/sbin/sshd || missing+=(openssh-server)
 command -v prometheus >/dev/null || missing+=(prometheus)
+command -v amtool >/dev/null || missing+=(prometheus-alertmanager)
 if [ ${#missing[@]} -gt 0 ]; then
     # The SSH and Prometheus tests start their own sshd and prometheus on
     # port 0; no test uses a system service, so keep apt from starting one
     # (policy-rc.d answering 101 = forbidden).
-    if [[ " ${missing[*]} " == *" openssh-server "* || " ${missing[*]} " == *" prometheus "* ]] &&
+    if [[ " ${missing[*]} " == *" openssh-server "* || " ${missing[*]} " == *" prometheus"* ]] &&
         [ ! -e /usr/sbin/policy-rc.d ]; then
         printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee /usr/sbin/policy-rc.d >/dev/null
         "${SUDO[@]}" chmod 755 /usr/sbin/policy-rc.d
