@@ -5,6 +5,8 @@
 //! test, the alerts issue 7 names exist, and every metric the rules read is
 //! in the metric contract (docs/telemetry.md).
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
