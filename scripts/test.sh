@@ -37,6 +37,7 @@ apt_install() {
 missing=()
 command -v pg_lsclusters >/dev/null || missing+=(postgresql)
 command -v curl >/dev/null || missing+=(curl)
+command -v openssl >/dev/null || missing+=(openssl)
 command -v python3 >/dev/null || missing+=(python3)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
