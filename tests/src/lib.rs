@@ -234,8 +234,8 @@ pub fn otelcol_contrib_binary() -> PathBuf {
     binary
 }
 
-/// A `sextant up` process on port 0, with a database of its own; killed and
-/// cleaned up when dropped.
+/// A `sextant up --no-orchestrator` process on port 0, with a database of
+/// its own; killed and cleaned up when dropped.
 pub struct Hub {
     pub grpc: SocketAddr,
     pub http: SocketAddr,
@@ -274,6 +274,8 @@ impl Hub {
             .arg(&db.url)
             .arg("--data-dir")
             .arg(dir.path())
+            // The hub alone: the orchestrator's tests run their own.
+            .arg("--no-orchestrator")
             .args(extra)
             .env_remove("SEXTANT_CONFIG")
             .stdout(Stdio::piped())
