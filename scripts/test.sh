@@ -15,7 +15,8 @@
 #   - prometheus (Debian's package) for the canary analysis test, which runs its
 #     own prometheus on 127.0.0.1 scraping the test, and promtool for the alert
 #     rules; prometheus-alertmanager for amtool (deploy/ checks); their system
-#     services are kept from starting;
+#     services are kept from starting; docker-compose (Debian's, v1) to
+#     validate deploy/compose;
 # then runs `cargo test --workspace`. Extra arguments go to cargo test.
 set -euo pipefail
 
@@ -49,6 +50,7 @@ command -v docker-registry >/dev/null || missing+=(docker-registry)
 test -x /usr/sbin/sshd || missing+=(openssh-server)
 command -v prometheus >/dev/null || missing+=(prometheus)
 command -v amtool >/dev/null || missing+=(prometheus-alertmanager)
+command -v docker-compose >/dev/null || missing+=(docker-compose)
 if [ ${#missing[@]} -gt 0 ]; then
     # The SSH and Prometheus tests start their own sshd and prometheus on
     # port 0; no test uses a system service, so keep apt from starting one
