@@ -16,7 +16,8 @@
 #     own prometheus on 127.0.0.1 scraping the test, and promtool for the alert
 #     rules; prometheus-alertmanager for amtool (deploy/ checks); their system
 #     services are kept from starting; docker-compose (Debian's, v1) to
-#     validate deploy/compose;
+#     validate deploy/compose; kubectl (kubernetes-client) for `kubectl
+#     kustomize` and systemd-analyze for deploy/kubernetes and deploy/systemd;
 # then runs `cargo test --workspace`. Extra arguments go to cargo test.
 set -euo pipefail
 
@@ -51,6 +52,8 @@ test -x /usr/sbin/sshd || missing+=(openssh-server)
 command -v prometheus >/dev/null || missing+=(prometheus)
 command -v amtool >/dev/null || missing+=(prometheus-alertmanager)
 command -v docker-compose >/dev/null || missing+=(docker-compose)
+command -v kubectl >/dev/null || missing+=(kubernetes-client)
+command -v systemd-analyze >/dev/null || missing+=(systemd)
 if [ ${#missing[@]} -gt 0 ]; then
     # The SSH and Prometheus tests start their own sshd and prometheus on
     # port 0; no test uses a system service, so keep apt from starting one
