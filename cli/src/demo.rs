@@ -267,10 +267,10 @@ pub async fn run(otlp_http: SocketAddr, api: SocketAddr, token: Option<String>) 
         tracing::error!(error = format!("{error:#}"), "Cannot seed the demo estate");
         return;
     }
-    println!(
-        "Demo estate sent over OTLP: {} events, 4 environments, 13 hosts, 6 workloads. Open http://{api}/",
+    crate::banner(&format!(
+        "Demo estate sent over OTLP: {} events, 4 environments, 13 hosts, 6 workloads. Open http://{api}/\n",
         estate.history.len() + estate.current.len()
-    );
+    ));
     let mut beat = tokio::time::interval(Duration::from_secs(30));
     loop {
         beat.tick().await;

@@ -4,6 +4,15 @@
 mod agent;
 mod demo;
 mod orchestrator;
+
+/// Appends one formatted line to a banner string.
+macro_rules! banner_line {
+    ($b:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($b, $($arg)*);
+    }};
+}
+pub(crate) use banner_line;
 mod query;
 mod report;
 
@@ -212,26 +221,34 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             )?;
         Some((running, database))
     };
-    println!("Sextant hub is up ({} database)", app.store().backend());
-    println!(
+    let mut b = String::new();
+    banner_line!(b, "Sextant hub is up ({} database)", app.store().backend());
+    banner_line!(
+        b,
         "  database     {}",
         sextant_receiver::app::redact_url(&config.database_url())
     );
-    println!("  OTLP/gRPC    http://{}", app.otlp_grpc_addr());
-    println!(
+    banner_line!(b, "  OTLP/gRPC    http://{}", app.otlp_grpc_addr());
+    banner_line!(
+        b,
         "  OTLP/HTTP    http://{}/v1/logs, /v1/metrics, /v1/traces",
         app.otlp_http_addr()
     );
-    println!("  UI           http://{}/", app.api_addr());
-    println!("  API          http://{}/api/v1/state", app.api_addr());
-    println!("  API docs     http://{}/api/docs", app.api_addr());
-    println!("  health       http://{}/health/ready", app.api_addr());
-    println!("  metrics      http://{}/metrics", app.api_addr());
+    banner_line!(b, "  UI           http://{}/", app.api_addr());
+    banner_line!(b, "  API          http://{}/api/v1/state", app.api_addr());
+    banner_line!(b, "  API docs     http://{}/api/docs", app.api_addr());
+    banner_line!(b, "  health       http://{}/health/ready", app.api_addr());
+    banner_line!(b, "  metrics      http://{}/metrics", app.api_addr());
     if let Some((running, database)) = &orchestrator {
-        println!("  orchestrator http://{}/api/v1 ({database})", running.addr);
-        println!("  orch. docs   http://{}/api/openapi.json", running.addr);
+        banner_line!(
+            b,
+            "  orchestrator http://{}/api/v1 ({database})",
+            running.addr
+        );
+        banner_line!(b, "  orch. docs   http://{}/api/openapi.json", running.addr);
     }
-    println!("Press Ctrl-C to stop.");
+    banner_line!(b, "Press Ctrl-C to stop.");
+    banner(&b);
     if args.demo {
         // An ingest-capable token, when the hub has tokens.
         let token = config
@@ -289,4 +306,15 @@ fn stop_on_signal(shutdown: CancellationToken) -> anyhow::Result<impl Future<Out
         tracing::info!("Shutting down");
         shutdown.cancel();
     })
+}
+
+/// Prints a long-running command's banner. A server must not die because
+/// whoever started it closed its stdout (a broken pipe would make
+/// `println!` panic), so a failed write is ignored.
+pub(crate) fn banner(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        tracing::debug!(error = %e, "cannot print the banner");
+    }
 }

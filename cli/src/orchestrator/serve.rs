@@ -197,20 +197,25 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let replica = config.settings.replica.clone();
     let running = start(config, cancel).await?;
     let addr = running.addr;
-    println!(
+    let mut b = String::new();
+    crate::banner_line!(
+        b,
         "Sextant orchestrator is up ({} database)",
         running.orchestrator.store.backend()
     );
-    println!("  database     {database}");
-    println!("  API          http://{addr}/api/v1");
-    println!("  API docs     http://{addr}/api/openapi.json");
-    println!("  health       http://{addr}/health/ready");
+    crate::banner_line!(b, "  database     {database}");
+    crate::banner_line!(b, "  API          http://{addr}/api/v1");
+    crate::banner_line!(b, "  API docs     http://{addr}/api/openapi.json");
+    crate::banner_line!(b, "  health       http://{addr}/health/ready");
     match (hub, hub_otlp) {
-        (Some(api), Some(otlp)) => println!("  hub          {api} (desired state to {otlp})"),
-        _ => println!("  hub          none (--no-hub)"),
+        (Some(api), Some(otlp)) => {
+            crate::banner_line!(b, "  hub          {api} (desired state to {otlp})")
+        }
+        _ => crate::banner_line!(b, "  hub          none (--no-hub)"),
     }
-    println!("  replica      {replica}");
-    println!("Press Ctrl-C to stop.");
+    crate::banner_line!(b, "  replica      {replica}");
+    crate::banner_line!(b, "Press Ctrl-C to stop.");
+    crate::banner(&b);
     running.wait().await?;
     tracing::info!("Stopped");
     Ok(())
