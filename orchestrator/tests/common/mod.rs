@@ -33,6 +33,8 @@ pub struct Stack {
     pub http: reqwest::Client,
     /// The hub's API and OTLP/HTTP base URLs, when the stack has a hub.
     pub hub: Option<(String, String)>,
+    /// Registries (`host:port`) reached over plain HTTP to resolve tags.
+    pub insecure_registries: Vec<String>,
 }
 
 impl Stack {
@@ -50,7 +52,17 @@ impl Stack {
         .await
     }
 
+    /// A stack that resolves tags against `registry` (`host:port`) over
+    /// plain HTTP.
+    pub async fn start_trusting(registry: &str) -> Self {
+        Self::start_inner(None, vec![registry.to_owned()]).await
+    }
+
     pub async fn start_with_hub(hub: Option<(String, String)>) -> Self {
+        Self::start_inner(hub, Vec::new()).await
+    }
+
+    async fn start_inner(hub: Option<(String, String)>, insecure_registries: Vec<String>) -> Self {
         let sshd = Sshd::start();
         let root = tempfile::tempdir().expect("root");
         let data = tempfile::tempdir().expect("data");
@@ -62,6 +74,7 @@ impl Stack {
             base: String::new(),
             http: reqwest::Client::new(),
             hub,
+            insecure_registries,
         };
         stack.start_replica("replica-a").await;
         stack
@@ -79,7 +92,7 @@ impl Stack {
             hub_otlp: self.hub.as_ref().map(|h| h.1.clone()),
             hub_token: None,
             tokens: Vec::new(),
-            insecure_registries: Vec::new(),
+            insecure_registries: self.insecure_registries.clone(),
             settings: Settings {
                 replica: replica.into(),
                 lease: Duration::from_secs(2),
