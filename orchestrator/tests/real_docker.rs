@@ -35,7 +35,9 @@ fn push_tag(pinned: &str, repository: &str, tag: &str) {
     docker(&["tag", pinned, &tagged]);
     docker(&["push", "-q", &tagged]);
     // Best effort: another test may run a container of the same image.
-    let _ = Command::new("docker").args(["rmi", &tagged, pinned]).output();
+    let _ = Command::new("docker")
+        .args(["rmi", &tagged, pinned])
+        .output();
 }
 
 fn repository(pinned: &str) -> &str {
@@ -184,4 +186,82 @@ async fn the_docker_template_deploys_by_digest_and_rolls_back_a_failed_health_ch
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     scope.cleanup();
+}
+
+/// Removes a compose project's containers and network.
+fn compose_down(project: &str) {
+    let filter = format!("label=com.docker.compose.project={project}");
+    let ids = docker(&["ps", "-aq", "--filter", &filter]);
+    if !ids.is_empty() {
+        let mut args = vec!["rm", "-f"];
+        args.extend(ids.split_whitespace());
+        let _ = Command::new("docker").args(&args).output();
+    }
+    let _ = Command::new("docker")
+        .args(["network", "rm", &format!("{project}_default")])
+        .output();
+}
+
+#[tokio::test]
+async fn the_compose_template_applies_the_compose_lock_over_ssh() {
+    let images = test_images().await;
+    let scope = DockerScope::new();
+    let project = format!("sx{}", scope.id());
+    struct Down(String);
+    impl Drop for Down {
+        fn drop(&mut self) {
+            compose_down(&self.0);
+        }
+    }
+    let _down = Down(project.clone());
+    let stack = Stack::start().await;
+    let running = format!(
+        "docker ps -q --filter label=com.docker.compose.project={project} \
+         --filter status=running | grep -q ."
+    );
+    stack
+        .apply(json!({
+            "environments": [{"name": "prod"}],
+            "components": [{"name": "web", "image": repository(&images.v1), "application": "shop"}],
+            "targets": [{
+                "name": "compose-1",
+                "environment": "prod",
+                "ssh": stack.sshd.ssh_json(),
+                "deploy": {"template": "compose", "project": project},
+                "health": {"command": running, "retries": 20, "interval": "500ms", "timeout": "5s"},
+            }],
+        }))
+        .await;
+    for (name, image) in [("r1", &images.v1), ("r2", &images.v2)] {
+        let (status, body) = create_release(&stack, name, image).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let service = |release: &str| -> (String, Value) {
+        let filter = format!("label=com.docker.compose.project={project}");
+        let id = docker(&["ps", "-q", "--filter", &filter]);
+        assert_eq!(id.lines().count(), 1, "one service container: {id}");
+        let labels = kit::labels(&id);
+        assert_eq!(
+            labels.get("sextant.release").map(String::as_str),
+            Some(release)
+        );
+        (
+            kit::image_of(&id).unwrap(),
+            json!(labels.get("sextant.revision")),
+        )
+    };
+    let p = stack
+        .promote_to_end("r1", "prod", "alice", json!({"type": "all_at_once"}))
+        .await;
+    assert_eq!(p["state"], "deployed", "{p:#}");
+    let (image, revision) = service("r1");
+    assert_eq!(image, images.v1);
+    assert_eq!(revision, json!(kit::digest_of(&images.v1)));
+
+    let p = stack
+        .promote_to_end("r2", "prod", "alice", json!({"type": "all_at_once"}))
+        .await;
+    assert_eq!(p["state"], "deployed", "{p:#}");
+    let (image, _) = service("r2");
+    assert_eq!(image, images.v2);
 }

@@ -25,7 +25,8 @@
 //! `command` (a switch task its `switch` command); `docker` pulls
 //! `$SEXTANT_IMAGE` and replaces the container `name` (`name-<slot>` for a
 //! blue-green slot) with `docker run -d`; `compose` runs `docker compose up
-//! -d` on the uploaded `compose-lock.yml`. On an SSH target, a blue-green
+//! -d` on the uploaded `compose-lock.yml` (or `docker-compose`, the
+//! standalone v1, where the plugin is missing). On an SSH target, a blue-green
 //! "switch" is whatever the custom `switch` command does (repoint a proxy
 //! at the slot, say); the docker and compose templates cannot switch.
 //!

@@ -418,9 +418,15 @@ fn command(target: &TargetSpec, request: &TaskRequest) -> Result<String, String>
                 Some(p) => format!("-p {} ", quote(p)),
                 None => String::new(),
             };
+            // Compose v2 (the `docker compose` plugin), else the
+            // standalone `docker-compose` (v1, as Debian 12 ships it).
             Ok(format!(
                 "set -eu\n\
-                 docker compose {project}-f \"$SEXTANT_ARTIFACT_DIR/compose-lock.yml\" up -d\n"
+                 if docker compose version > /dev/null 2>&1; then\n\
+                 \x20 docker compose {project}-f \"$SEXTANT_ARTIFACT_DIR/compose-lock.yml\" up -d\n\
+                 else\n\
+                 \x20 docker-compose {project}-f \"$SEXTANT_ARTIFACT_DIR/compose-lock.yml\" up -d\n\
+                 fi\n"
             ))
         }
     }
@@ -556,7 +562,10 @@ mod tests {
         });
         let script = deploy_script(&t, &req, "/", "/d").unwrap();
         assert!(script.contains(
-            "docker compose -p 'shop' -f \"$SEXTANT_ARTIFACT_DIR/compose-lock.yml\" up -d\n"
+            "  docker compose -p 'shop' -f \"$SEXTANT_ARTIFACT_DIR/compose-lock.yml\" up -d\n"
+        ));
+        assert!(script.contains(
+            "  docker-compose -p 'shop' -f \"$SEXTANT_ARTIFACT_DIR/compose-lock.yml\" up -d\n"
         ));
     }
 }
