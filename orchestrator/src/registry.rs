@@ -90,7 +90,21 @@ pub async fn resolve(
         .timeout(Duration::from_secs(15))
         .send()
         .await
-        .map_err(|e| format!("cannot resolve {image}: {url}: {e}"))?;
+        .map_err(|e| {
+            // reqwest's message alone ("error sending request") hides why.
+            let mut message = format!("cannot resolve {image}: {url}: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                message.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            if !insecure {
+                message.push_str(
+                    " (a registry served over plain HTTP must be listed with --insecure-registry)",
+                );
+            }
+            message
+        })?;
     if !response.status().is_success() {
         return Err(format!(
             "cannot resolve {image}: {url} answered {}",

@@ -6,60 +6,15 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead as _, BufReader};
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::process::Process;
 use serde_json::{Value, json};
 use sextant_e2e::sshd::Sshd;
-use sextant_e2e::{Backend, TestDb, sextant_binary};
-
-/// A `sextant orchestrator` process; SIGKILLed when dropped.
-struct Process {
-    child: Child,
-    base: String,
-}
-
-impl Process {
-    fn start(data: &Path, database_url: &str, replica: &str) -> Self {
-        let mut child = Command::new(sextant_binary())
-            .args(["orchestrator", "--listen", "127.0.0.1:0", "--no-hub"])
-            .arg("--data-dir")
-            .arg(data)
-            .args(["--database-url", database_url])
-            .args(["--lease", "2s", "--poll", "200ms", "--replica", replica])
-            .env_remove("SEXTANT_CONFIG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start sextant orchestrator");
-        let stdout = child.stdout.take().unwrap();
-        let mut base = None;
-        for line in BufReader::new(stdout).lines() {
-            let line = line.unwrap();
-            if let Some(url) = line.trim().strip_prefix("API") {
-                base = Some(url.trim().trim_end_matches("/api/v1").to_owned());
-                break;
-            }
-        }
-        let base = base.expect("the orchestrator printed its API address");
-        Self { child, base }
-    }
-
-    fn kill9(&mut self) {
-        // Child::kill is SIGKILL on Unix: no shutdown code runs.
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use sextant_e2e::{Backend, TestDb};
 
 async fn call(base: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
     let client = reqwest::Client::new();
@@ -90,7 +45,7 @@ async fn killed_mid_job_resumes_without_running_a_task_twice(backend: Backend) {
     let root = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     let db = TestDb::new(backend).await;
-    let mut first = Process::start(data.path(), &db.url, "replica-a");
+    let mut first = Process::start(data.path(), &db.url, "replica-a", &[]);
 
     let targets: Vec<Value> = (1..=3)
         .map(|i| {
@@ -149,7 +104,7 @@ async fn killed_mid_job_resumes_without_running_a_task_twice(backend: Backend) {
 
     // A new process on the same database takes the job over once the
     // lease has run out, follows k-2's run and deploys k-3.
-    let second = Process::start(data.path(), &db.url, "replica-b");
+    let second = Process::start(data.path(), &db.url, "replica-b", &[]);
     let deadline = Instant::now() + Duration::from_secs(120);
     let p = loop {
         let (_, p) = call(
