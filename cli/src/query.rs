@@ -570,7 +570,14 @@ fn verdict(r: &Value, version: Option<&str>) -> Verdict {
         })
         .collect();
     if !failed.is_empty() {
-        return Verdict::Failed(format!("failed on {}", failed.join("; ")));
+        // The hub lists at most a page of the hosts needing attention.
+        let more = n(&r["failed"]).saturating_sub(failed.len() as u64);
+        let more = if more > 0 {
+            format!("; and {more} more")
+        } else {
+            String::new()
+        };
+        return Verdict::Failed(format!("failed on {}{more}", failed.join("; ")));
     }
     let total = n(&r["total_hosts"]);
     let ok = n(&r["succeeded"]);
@@ -588,10 +595,10 @@ fn verdict(r: &Value, version: Option<&str>) -> Verdict {
             "{ok}/{total} hosts succeeded; {} in progress, {} pending{}",
             n(&r["in_progress"]),
             n(&r["pending"]),
-            if pending.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", pending.join(", "))
+            match (pending.is_empty(), n(&r["hosts_omitted"])) {
+                (true, _) => String::new(),
+                (false, 0) => format!(" ({})", pending.join(", ")),
+                (false, more) => format!(" ({}, and {more} more)", pending.join(", ")),
             }
         ))
     }

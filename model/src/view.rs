@@ -57,6 +57,12 @@ impl HostView {
 /// `succeeded`, `failed` and `in_progress` count hosts whose current revision
 /// is the desired one, by status; `pending` counts hosts on another revision.
 /// The four always add up to `total_hosts`.
+///
+/// `hosts` lists, by default, only the hosts that need attention — every
+/// host not `succeeded` on its target's desired revision: failed first,
+/// then in progress, then pending, each by host name — up to a limit, with
+/// `hosts_omitted` counting the rest. `hosts_listed` says which list it is:
+/// `attention`, or `all` (every host, by target and host name).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Rollout {
     pub desired: Option<DesiredView>,
@@ -65,6 +71,10 @@ pub struct Rollout {
     pub failed: usize,
     pub in_progress: usize,
     pub pending: usize,
+    /// `attention` or `all`.
+    pub hosts_listed: &'static str,
+    /// Hosts of the list left out by the limit.
+    pub hosts_omitted: usize,
     pub hosts: Vec<RolloutHost>,
 }
 
@@ -91,6 +101,8 @@ impl Rollout {
             failed: 0,
             in_progress: 0,
             pending: 0,
+            hosts_listed: "all",
+            hosts_omitted: 0,
             hosts: Vec::new(),
         };
         let mut desired = states.first().and_then(|s| s.desired.clone());
@@ -121,6 +133,68 @@ impl Rollout {
             }
         }
         rollout.desired = desired;
+        rollout
+    }
+
+    /// The rollout from the targets' host counters (the environment state
+    /// report's groups) and the hosts that need attention, as the store
+    /// listed them (at most the limit, in the documented order). Each
+    /// listed host carries its target's desired revision.
+    pub fn from_summaries(
+        summaries: &[crate::report::TargetSummary],
+        listed: Vec<(String, Option<String>, HostView)>,
+    ) -> Self {
+        let mut rollout = Rollout {
+            desired: None,
+            total_hosts: 0,
+            succeeded: 0,
+            failed: 0,
+            in_progress: 0,
+            pending: 0,
+            hosts_listed: "attention",
+            hosts_omitted: 0,
+            hosts: Vec::new(),
+        };
+        let mut desired = summaries.first().and_then(|s| s.desired.clone());
+        for s in summaries {
+            if s.desired.as_ref().map(|d| &d.revision) != desired.as_ref().map(|d| &d.revision) {
+                desired = None;
+            }
+            let want = s.desired.as_ref().map(|d| d.revision.as_str());
+            for g in &s.deployed {
+                let n = usize::try_from(g.hosts).unwrap_or(usize::MAX);
+                rollout.total_hosts += n;
+                if Some(g.revision.as_str()) != want {
+                    rollout.pending += n;
+                } else {
+                    match g.status {
+                        DeploymentStatus::Succeeded => rollout.succeeded += n,
+                        DeploymentStatus::Failed => rollout.failed += n,
+                        DeploymentStatus::InProgress => rollout.in_progress += n,
+                    }
+                }
+            }
+        }
+        rollout.desired = desired;
+        for (target, want, host) in listed {
+            let desired_view = want.map(|revision| DesiredView {
+                version: String::new(),
+                revision,
+                at: UnixNanos(0),
+            });
+            let host = host.with_sync(desired_view.as_ref());
+            let progress = match &desired_view {
+                Some(d) if d.revision == host.revision => host.status.as_str(),
+                _ => "pending",
+            };
+            rollout.hosts.push(RolloutHost {
+                target,
+                host,
+                progress,
+            });
+        }
+        let attention = rollout.total_hosts - rollout.succeeded;
+        rollout.hosts_omitted = attention.saturating_sub(rollout.hosts.len());
         rollout
     }
 }
@@ -191,6 +265,70 @@ mod tests {
         assert!(r.hosts[0].host.in_sync);
         assert!(!r.hosts[3].host.in_sync);
         assert_eq!(r.hosts[4].progress, "pending");
+    }
+
+    #[test]
+    fn from_summaries_counts_every_host_and_lists_those_needing_attention() {
+        use crate::report::{DeployedGroup, TargetRef, TargetSummary};
+        use DeploymentStatus::*;
+        let group = |revision: &str, status, hosts| DeployedGroup {
+            version: None,
+            revision: revision.into(),
+            status,
+            hosts,
+            desired: false,
+        };
+        let at = TargetRef {
+            workspace: "default".into(),
+            application: "a".into(),
+            workload: "w".into(),
+            environment: "e".into(),
+            target: "t".into(),
+        };
+        let desired = Some(DesiredView {
+            version: "2".into(),
+            revision: "r2".into(),
+            at: UnixNanos(0),
+        });
+        let summary = TargetSummary::new(
+            at,
+            desired,
+            vec![
+                group("r2", Succeeded, 90),
+                group("r2", Failed, 4),
+                group("r2", InProgress, 3),
+                group("r1", Succeeded, 3),
+            ],
+        );
+        // The store listed 2 of the 10 hosts needing attention.
+        let listed = vec![
+            (
+                "t".to_owned(),
+                Some("r2".to_owned()),
+                host("h1", "r2", Failed),
+            ),
+            (
+                "t".to_owned(),
+                Some("r2".to_owned()),
+                host("h9", "r1", Succeeded),
+            ),
+        ];
+        let r = Rollout::from_summaries(&[summary], listed);
+        assert_eq!(
+            (
+                r.total_hosts,
+                r.succeeded,
+                r.failed,
+                r.in_progress,
+                r.pending
+            ),
+            (100, 90, 4, 3, 3)
+        );
+        assert_eq!(r.desired.as_ref().map(|d| d.version.as_str()), Some("2"));
+        assert_eq!((r.hosts_listed, r.hosts_omitted), ("attention", 8));
+        assert_eq!(r.hosts[0].progress, "failed");
+        assert_eq!(r.hosts[1].progress, "pending");
+        assert!(!r.hosts[1].host.in_sync);
     }
 
     #[test]

@@ -668,6 +668,7 @@ impl Orchestrator {
                             ("environment", &job.environment),
                             ("target", &hub_target),
                             ("application", &application),
+                            ("hosts", "all"),
                         ],
                     )
                     .await

@@ -385,8 +385,11 @@ async fn component(
         ("application", application),
         ("workspace", workspace),
     ];
+    // Every host: the gate walks each one's history.
+    let mut rollout_query = filter.to_vec();
+    rollout_query.push(("hosts", "all"));
     let Some(rollout) = hub
-        .get::<RolloutBody>("/api/v1/rollout", &filter)
+        .get::<RolloutBody>("/api/v1/rollout", &rollout_query)
         .await
         .map_err(|e| e.to_string())?
     else {

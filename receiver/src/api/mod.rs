@@ -377,6 +377,11 @@ struct RolloutParams {
     target: Option<String>,
     application: Option<String>,
     workspace: Option<String>,
+    /// `attention` (default): the hosts not yet succeeded on the desired
+    /// revision, failed first, at most `limit`; `all`: every host.
+    hosts: Option<String>,
+    /// With `hosts=attention`, how many hosts to list (1–1000, default 100).
+    limit: Option<u32>,
 }
 
 #[utoipa::path(
@@ -408,22 +413,59 @@ async fn rollout_handler(
         environment: Some(p.environment.clone()),
         target: p.target.clone(),
     };
-    let states = state.store.state(&principal.tenant, &query).await?;
-    if states.is_empty() {
+    let not_found = || {
         let target = p
             .target
+            .as_ref()
             .map(|t| format!(" and target {t:?}"))
             .unwrap_or_default();
-        return Err(ApiError::new(
+        ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
             format!(
                 "no workload {:?} in environment {:?}{target}",
                 p.workload, p.environment
             ),
-        ));
+        )
+    };
+    match p.hosts.as_deref().unwrap_or("attention") {
+        "all" => {
+            let states = state.store.state(&principal.tenant, &query).await?;
+            if states.is_empty() {
+                return Err(not_found());
+            }
+            Ok(Json(Rollout::from_states(&states)))
+        }
+        "attention" => {
+            let limit = match p.limit {
+                None => 100,
+                Some(n @ 1..=1000) => n,
+                Some(n) => {
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_query",
+                        format!("limit must be between 1 and 1000, not {n}"),
+                    ));
+                }
+            };
+            // The counts come from the targets' host counters; only the
+            // hosts that need attention are read one by one.
+            let summaries = state.store.summaries(&principal.tenant, &query).await?;
+            if summaries.is_empty() {
+                return Err(not_found());
+            }
+            let listed = state
+                .store
+                .attention_hosts(&principal.tenant, &query, limit)
+                .await?;
+            Ok(Json(Rollout::from_summaries(&summaries, listed)))
+        }
+        other => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            format!("hosts must be `attention` or `all`, not {other:?}"),
+        )),
     }
-    Ok(Json(Rollout::from_states(&states)))
 }
 
 async fn live() -> Json<serde_json::Value> {

@@ -147,6 +147,16 @@ pub trait HubStore: Send + Sync + 'static {
     async fn state(&self, tenant: &str, query: &StateQuery)
     -> Result<Vec<TargetState>, StoreError>;
 
+    /// The filtered targets' hosts that need attention in a rollout (see
+    /// [`sextant_model::Rollout`]), at most `limit`, each with its target
+    /// and the target's desired revision.
+    async fn attention_hosts(
+        &self,
+        tenant: &str,
+        query: &StateQuery,
+        limit: u32,
+    ) -> Result<Vec<(String, Option<String>, sextant_model::HostView)>, StoreError>;
+
     /// Hosts that report for the filtered targets, by name, one page.
     async fn hosts(&self, tenant: &str, query: &ListQuery) -> Result<Vec<HostListRow>, StoreError>;
 

@@ -129,6 +129,83 @@ pub(crate) type HostRow = (
     Option<String>,
 );
 
+/// The current rows of the filtered targets that need attention in a
+/// rollout: not `succeeded` on their target's latest desired revision.
+/// Failed (on the desired revision) first, then in progress, then on
+/// another revision; by host and reconciler; at most `$7` rows. Each row
+/// carries its target's name and desired revision. A CTE rather than
+/// `LATERAL` so that one statement serves both backends; `MATERIALIZED`
+/// (PostgreSQL 12+, SQLite 3.35+) computes the desired revision once per
+/// target: inlined, PostgreSQL ran the subquery for each of a target's 500
+/// rows, several times (82 ms against 11 ms on the benchmark's estate).
+pub(crate) const ATTENTION_HOSTS_SQL: &str = concat!(
+    "WITH td AS MATERIALIZED (SELECT t.id AS target_id, \
+        (SELECT v.revision FROM desired_assignments d2 \
+           JOIN workload_versions v ON v.id = d2.workload_version_id \
+          WHERE d2.target_id = t.id ORDER BY d2.assigned_at DESC, d2.id DESC LIMIT 1) AS desired \
+       FROM deployment_targets t",
+    target_filter!(),
+    ") SELECT t.name, td.desired, h.name, r.name, o.revision, o.status, o.message, \
+         o.observed_at, vv.version \
+       FROM td JOIN deployment_targets t ON t.id = td.target_id \
+       JOIN observed_deployments o ON o.target_id = td.target_id \
+       JOIN hosts h ON h.id = o.host_id \
+       JOIN reconcilers r ON r.id = o.reconciler_id",
+    newest_version_join!("o.revision"),
+    " WHERE NOT (o.status = 'succeeded' AND td.desired IS NOT NULL AND o.revision = td.desired) \
+      ORDER BY CASE WHEN td.desired IS NULL OR o.revision <> td.desired THEN 2 \
+                    WHEN o.status = 'failed' THEN 0 ELSE 1 END, h.name, r.name \
+      LIMIT $7"
+);
+
+pub(crate) type AttentionRow = (
+    String,
+    Option<String>,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    i64,
+    Option<String>,
+);
+
+/// Builds (target, desired revision, host) from [`ATTENTION_HOSTS_SQL`]
+/// rows; a row whose status does not parse is skipped.
+pub(crate) fn attention_hosts(rows: Vec<AttentionRow>) -> Vec<(String, Option<String>, HostView)> {
+    rows.into_iter()
+        .filter_map(
+            |(
+                target,
+                desired,
+                host,
+                reconciler,
+                revision,
+                status,
+                message,
+                observed_at,
+                version,
+            )| {
+                let status = status.parse::<DeploymentStatus>().ok()?;
+                Some((
+                    target,
+                    desired,
+                    HostView {
+                        host,
+                        reconciler: Some(reconciler).filter(|r| !r.is_empty()),
+                        revision,
+                        version,
+                        status,
+                        message,
+                        observed_at: UnixNanos(observed_at),
+                        in_sync: false,
+                    },
+                ))
+            },
+        )
+        .collect()
+}
+
 /// Hosts with their last report and status counts over the filtered targets.
 /// After the filter parameters: `$7` host, `$8` after (exclusive), `$9` limit.
 pub(crate) const HOST_LIST_SQL: &str = concat!(

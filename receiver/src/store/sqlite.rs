@@ -218,6 +218,20 @@ impl HubStore for SqliteStore {
         Ok(read::assemble(targets, hosts))
     }
 
+    async fn attention_hosts(
+        &self,
+        tenant: &str,
+        query: &StateQuery,
+        limit: u32,
+    ) -> Result<Vec<(String, Option<String>, sextant_model::HostView)>, StoreError> {
+        let rows: Vec<read::AttentionRow> =
+            bind_filter!(sqlx::query_as(read::ATTENTION_HOSTS_SQL), tenant, query)
+                .bind(i64::from(limit))
+                .fetch_all(&self.reader)
+                .await?;
+        Ok(read::attention_hosts(rows))
+    }
+
     async fn hosts(&self, tenant: &str, query: &ListQuery) -> Result<Vec<HostListRow>, StoreError> {
         let rows: Vec<read::HostListSqlRow> =
             bind_filter!(sqlx::query_as(read::HOST_LIST_SQL), tenant, &query.filter)

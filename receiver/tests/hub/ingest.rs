@@ -100,14 +100,76 @@ async fn rollout_counts_add_up(b: Backend) {
         ),
         (&json!(5), &json!(1), &json!(1), &json!(1), &json!(2))
     );
-    let failed: Vec<&str> = r["hosts"]
-        .as_array()
-        .expect("hosts")
-        .iter()
-        .filter(|h| h["progress"] == "failed")
-        .map(|h| h["host"].as_str().unwrap_or_default())
-        .collect();
-    assert_eq!(failed, ["h2"]);
+    // By default only the hosts that need attention: failed first, then in
+    // progress, then on another revision; h1 (done) is not listed.
+    let listed = |r: &serde_json::Value| -> Vec<(String, String)> {
+        r["hosts"]
+            .as_array()
+            .expect("hosts")
+            .iter()
+            .map(|h| {
+                (
+                    h["host"].as_str().unwrap_or_default().to_owned(),
+                    h["progress"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let pair = |h: &str, p: &str| (h.to_owned(), p.to_owned());
+    assert_eq!(
+        listed(&r),
+        [
+            pair("h2", "failed"),
+            pair("h3", "in_progress"),
+            pair("h4", "pending"),
+            pair("h5", "pending")
+        ]
+    );
+    assert_eq!(
+        (&r["hosts_listed"], &r["hosts_omitted"]),
+        (&json!("attention"), &json!(0))
+    );
+    let (_, r) = app
+        .get(
+            "/api/v1/rollout?workload=checkout&environment=stage&limit=2",
+            None,
+        )
+        .await;
+    assert_eq!(
+        listed(&r),
+        [pair("h2", "failed"), pair("h3", "in_progress")]
+    );
+    assert_eq!(r["hosts_omitted"], 2);
+    assert_eq!(r["total_hosts"], 5);
+    // Every host on request, with the same counts.
+    let (_, all) = app
+        .get(
+            "/api/v1/rollout?workload=checkout&environment=stage&hosts=all",
+            None,
+        )
+        .await;
+    assert_eq!(all["hosts_listed"], "all");
+    assert_eq!(all["hosts"].as_array().map(Vec::len), Some(5));
+    assert!(listed(&all).contains(&pair("h1", "succeeded")));
+    for k in [
+        "total_hosts",
+        "succeeded",
+        "failed",
+        "in_progress",
+        "pending",
+    ] {
+        assert_eq!(all[k], r[k], "{k}");
+    }
+    for bad in ["hosts=some", "limit=0", "limit=1001"] {
+        let (status, e) = app
+            .get(
+                &format!("/api/v1/rollout?workload=checkout&environment=stage&{bad}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 400, "{bad}: {e}");
+        assert_eq!(e["error"]["code"], "invalid_query");
+    }
 
     let (_, r) = app
         .get(

@@ -41,7 +41,7 @@ async fn a_reader_sees_only_its_own_tenant(b: Backend) {
     assert_eq!(state[0]["hosts"].as_array().map(Vec::len), Some(1));
     let (_, rollout) = app
         .get(
-            "/api/v1/rollout?workload=checkout&environment=stage",
+            "/api/v1/rollout?workload=checkout&environment=stage&hosts=all",
             Some("b-all"),
         )
         .await;
