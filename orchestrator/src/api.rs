@@ -46,6 +46,7 @@ pub struct ApiState {
     tokens: Arc<HashMap<String, TokenConfig>>,
     /// Registries reached over plain HTTP when resolving tags.
     insecure_registries: Arc<Vec<String>>,
+    http_metrics: Arc<crate::metrics::HttpMetrics>,
 }
 
 impl ApiState {
@@ -63,6 +64,10 @@ impl ApiState {
                     .collect(),
             ),
             insecure_registries: Arc::new(insecure_registries),
+            http_metrics: Arc::new(
+                crate::metrics::HttpMetrics::new()
+                    .unwrap_or_else(|e| unreachable!("static metric definitions: {e}")),
+            ),
         }
     }
 }
@@ -254,8 +259,25 @@ pub fn router(state: ApiState) -> Router {
     )
     .route("/health/live", get(|| async { "ok" }))
     .route("/health/ready", get(ready))
+    .route("/metrics", get(metrics))
+    .route_layer(axum::middleware::from_fn_with_state(
+        state.http_metrics.clone(),
+        crate::metrics::track,
+    ))
     .fallback(|| async { not_found("no such route") })
     .with_state(state)
+}
+
+/// Prometheus metrics (docs/telemetry.md; `crate::metrics`).
+async fn metrics(State(state): State<ApiState>) -> Response {
+    match crate::metrics::render(&state.http_metrics, &state.orchestrator.store).await {
+        Ok(body) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("cannot read the metrics: {e}"),
+        )
+            .into_response(),
+    }
 }
 
 async fn ready(State(state): State<ApiState>) -> Response {

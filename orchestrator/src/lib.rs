@@ -11,6 +11,7 @@ pub mod engine;
 pub mod executor;
 pub mod gates;
 pub mod health;
+pub mod metrics;
 pub mod model;
 pub mod promotion;
 pub mod registry;

@@ -101,6 +101,23 @@ pub struct Store {
     pool: Pool,
 }
 
+/// Rows behind the orchestrator's derived metrics ([`Store::metric_rows`]).
+#[derive(Debug, Clone, Default)]
+pub struct MetricRows {
+    pub releases: i64,
+    /// (environment, state, promotions)
+    pub promotions: Vec<(String, String, i64)>,
+    /// (kind, environment, strategy JSON, state, created_at, finished_at)
+    pub jobs: Vec<(String, String, String, String, i64, Option<i64>)>,
+    /// (environment, error of the job rolled back): one per rollback job.
+    pub rollbacks: Vec<(String, Option<String>)>,
+    /// (environment, execution model, targets)
+    pub targets: Vec<(String, String, i64)>,
+    /// (environment, requested at, decided at) of promotions that waited
+    /// for approval or gates.
+    pub approvals: Vec<(String, i64, i64)>,
+}
+
 /// What applying one configuration object did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -446,6 +463,54 @@ impl Store {
             sqlx::query("SELECT 1").execute(pool).await?;
         });
         Ok(())
+    }
+
+    /// What `/metrics` derives its estate-wide series from (every tenant):
+    /// see [`crate::metrics`]. Times are Unix milliseconds.
+    pub async fn metric_rows(&self) -> Result<MetricRows> {
+        on_pool!(self, |pool| {
+            let releases: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM releases")
+                .fetch_one(pool)
+                .await?;
+            let promotions = sqlx::query_as::<_, (String, String, i64)>(
+                "SELECT environment, state, COUNT(*) FROM promotions GROUP BY environment, state",
+            )
+            .fetch_all(pool)
+            .await?;
+            let jobs = sqlx::query_as::<_, (String, String, String, String, i64, Option<i64>)>(
+                "SELECT kind, environment, strategy, state, created_at, finished_at FROM jobs",
+            )
+            .fetch_all(pool)
+            .await?;
+            let rollbacks = sqlx::query_as::<_, (String, Option<String>)>(
+                "SELECT j.environment, p.error FROM jobs j JOIN jobs p ON p.id = j.parent_job_id \
+                 WHERE j.kind = 'rollback'",
+            )
+            .fetch_all(pool)
+            .await?;
+            let targets = sqlx::query_as::<_, (String, String, i64)>(
+                "SELECT environment, execution, COUNT(*) FROM targets \
+                 GROUP BY environment, execution",
+            )
+            .fetch_all(pool)
+            .await?;
+            let approvals = sqlx::query_as::<_, (String, i64, i64)>(
+                "SELECT p.environment, p.created_at, d.decided_at FROM promotions p \
+                 JOIN decision_records d ON d.promotion_id = p.id \
+                 WHERE EXISTS (SELECT 1 FROM promotion_events e \
+                     WHERE e.promotion_id = p.id AND e.to_state = 'awaiting_approval')",
+            )
+            .fetch_all(pool)
+            .await?;
+            Ok(MetricRows {
+                releases,
+                promotions,
+                jobs,
+                rollbacks,
+                targets,
+                approvals,
+            })
+        })
     }
 
     // -- configuration ------------------------------------------------------

@@ -1,0 +1,348 @@
+//! The orchestrator's `/metrics` (Prometheus text format; the names are
+//! the contract in docs/telemetry.md).
+//!
+//! Two kinds of series:
+//! - **HTTP**, counted by this replica as it serves: requests by method,
+//!   route template and status, their durations, requests in flight.
+//! - **Estate-wide**, derived at each scrape from the database, which
+//!   keeps every promotion and job as history: releases, promotions and
+//!   deployments by outcome, deployment and approval durations, rollbacks,
+//!   active deployments, pending approvals, targets. They only grow (rows
+//!   are never deleted), so the totals are true counters, and they survive
+//!   restarts and fail-over. Every replica reports the same values: in
+//!   PromQL aggregate them with `max`, not `sum`, across replicas.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::store::{MetricRows, Store};
+
+/// Buckets for deployment and approval durations: 10 s to 1 day.
+const SLOW_BUCKETS: &[f64] = &[
+    10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 86400.0,
+];
+
+/// The HTTP series of one replica.
+pub struct HttpMetrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    in_flight: IntGauge,
+}
+
+impl HttpMetrics {
+    pub fn new() -> prometheus::Result<Self> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "sextant_http_requests_total",
+                "API requests by method, route template and status.",
+            ),
+            &["method", "path", "status"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "sextant_http_request_duration_seconds",
+                "API request durations by method and route template.",
+            ),
+            &["method", "path"],
+        )?;
+        let in_flight = IntGauge::new(
+            "sextant_http_requests_in_flight",
+            "API requests being served.",
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(in_flight.clone()))?;
+        Ok(Self {
+            registry,
+            requests,
+            duration,
+            in_flight,
+        })
+    }
+}
+
+/// Middleware (a route layer, so the route template is known): counts and
+/// times each request under its template, never its raw path.
+pub async fn track(
+    State(metrics): State<Arc<HttpMetrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    metrics.in_flight.inc();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    metrics.in_flight.dec();
+    metrics
+        .duration
+        .with_label_values(&[&method, &path])
+        .observe(started.elapsed().as_secs_f64());
+    metrics
+        .requests
+        .with_label_values(&[&method, &path, response.status().as_str()])
+        .inc();
+    response
+}
+
+/// The `/metrics` body: the HTTP series and the estate-wide ones.
+pub async fn render(http: &HttpMetrics, store: &Store) -> Result<String, String> {
+    let rows = store.metric_rows().await.map_err(|e| e.to_string())?;
+    let estate = estate(&rows).map_err(|e| e.to_string())?;
+    let mut families = http.registry.gather();
+    families.extend(estate.gather());
+    let mut out = Vec::new();
+    TextEncoder::new()
+        .encode(&families, &mut out)
+        .map_err(|e| e.to_string())?;
+    String::from_utf8(out).map_err(|e| e.to_string())
+}
+
+/// A job's strategy name from its stored JSON (`{"type": "rolling", …}`).
+fn strategy_name(json: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(json)
+        .ok()
+        .and_then(|v| v["type"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The outcome label of a finished deploy job, or `None` while it runs.
+fn deployment_status(state: &str) -> Option<&'static str> {
+    match state {
+        "completed" => Some("succeeded"),
+        "failed" => Some("failed"),
+        "rolled_back" => Some("rolled_back"),
+        _ => None,
+    }
+}
+
+const FINAL_PROMOTION_STATES: &[&str] =
+    &["deployed", "rejected", "failed", "rolled_back", "cancelled"];
+
+fn seconds(from_ms: i64, to_ms: i64) -> f64 {
+    (to_ms - from_ms).max(0) as f64 / 1000.0
+}
+
+/// Builds the estate-wide series from the database's rows.
+fn estate(rows: &MetricRows) -> prometheus::Result<Registry> {
+    let r = Registry::new();
+    let releases = IntCounterVec::new(
+        Opts::new("sextant_releases_total", "Releases created."),
+        &[],
+    )?;
+    releases
+        .with_label_values(&[] as &[&str])
+        .inc_by(u64::try_from(rows.releases).unwrap_or(0));
+    let promotions = IntCounterVec::new(
+        Opts::new(
+            "sextant_promotions_total",
+            "Promotions that reached a final state, by environment and state.",
+        ),
+        &["env", "status"],
+    )?;
+    for (env, state, n) in &rows.promotions {
+        if FINAL_PROMOTION_STATES.contains(&state.as_str()) {
+            promotions
+                .with_label_values(&[env, state])
+                .inc_by(u64::try_from(*n).unwrap_or(0));
+        }
+    }
+    let approval_pending = IntGaugeVec::new(
+        Opts::new(
+            "sextant_approval_pending_count",
+            "Promotions awaiting approval or gates, by environment.",
+        ),
+        &["env"],
+    )?;
+    for (env, state, n) in &rows.promotions {
+        if state == "awaiting_approval" {
+            approval_pending.with_label_values(&[env]).set(*n);
+        }
+    }
+    let deployments = IntCounterVec::new(
+        Opts::new(
+            "sextant_deployments_total",
+            "Deployment jobs ended, by environment, strategy and outcome.",
+        ),
+        &["env", "strategy", "status"],
+    )?;
+    let duration = HistogramVec::new(
+        HistogramOpts::new(
+            "sextant_deployment_duration_seconds",
+            "Deployment jobs from creation to their end, by environment and strategy.",
+        )
+        .buckets(SLOW_BUCKETS.to_vec()),
+        &["env", "strategy"],
+    )?;
+    let active = IntGaugeVec::new(
+        Opts::new(
+            "sextant_deployments_active",
+            "Deployment jobs not ended yet, by environment.",
+        ),
+        &["env"],
+    )?;
+    let mut running: BTreeMap<&str, i64> = BTreeMap::new();
+    for (kind, env, strategy, state, created, finished) in &rows.jobs {
+        if kind != "deploy" {
+            continue;
+        }
+        match deployment_status(state) {
+            Some(status) => {
+                let strategy = strategy_name(strategy);
+                deployments
+                    .with_label_values(&[env, &strategy, status])
+                    .inc();
+                if let Some(finished) = finished {
+                    duration
+                        .with_label_values(&[env, &strategy])
+                        .observe(seconds(*created, *finished));
+                }
+            }
+            None => *running.entry(env).or_default() += 1,
+        }
+    }
+    for (env, n) in running {
+        active.with_label_values(&[env]).set(n);
+    }
+    let rollbacks = IntCounterVec::new(
+        Opts::new(
+            "sextant_rollbacks_total",
+            "Rollback jobs, by environment and reason: `failure` (the job failed) or \
+             `request` (someone asked).",
+        ),
+        &["env", "reason"],
+    )?;
+    for (env, error) in &rows.rollbacks {
+        let reason = if error.is_some() {
+            "failure"
+        } else {
+            "request"
+        };
+        rollbacks.with_label_values(&[env, reason]).inc();
+    }
+    let approval_duration = HistogramVec::new(
+        HistogramOpts::new(
+            "sextant_approval_duration_seconds",
+            "Promotions that waited for approval or gates, from request to decision.",
+        )
+        .buckets(SLOW_BUCKETS.to_vec()),
+        &["env"],
+    )?;
+    for (env, requested, decided) in &rows.approvals {
+        approval_duration
+            .with_label_values(&[env])
+            .observe(seconds(*requested, *decided));
+    }
+    let targets = IntGaugeVec::new(
+        Opts::new(
+            "sextant_targets_total",
+            "Targets by environment and execution model (`ssh`, `agent`).",
+        ),
+        &["env", "type"],
+    )?;
+    for (env, execution, n) in &rows.targets {
+        targets.with_label_values(&[env, execution]).set(*n);
+    }
+    r.register(Box::new(releases))?;
+    r.register(Box::new(promotions))?;
+    r.register(Box::new(approval_pending))?;
+    r.register(Box::new(deployments))?;
+    r.register(Box::new(duration))?;
+    r.register(Box::new(active))?;
+    r.register(Box::new(rollbacks))?;
+    r.register(Box::new(approval_duration))?;
+    r.register(Box::new(targets))?;
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn estate_series_from_rows() {
+        let rows = MetricRows {
+            releases: 3,
+            promotions: vec![
+                ("prod".into(), "deployed".into(), 2),
+                ("prod".into(), "awaiting_approval".into(), 4),
+                ("dev".into(), "rolled_back".into(), 1),
+            ],
+            jobs: vec![
+                (
+                    "deploy".into(),
+                    "prod".into(),
+                    r#"{"type":"rolling"}"#.into(),
+                    "completed".into(),
+                    0,
+                    Some(90_000),
+                ),
+                (
+                    "deploy".into(),
+                    "prod".into(),
+                    r#"{"type":"rolling"}"#.into(),
+                    "running".into(),
+                    0,
+                    None,
+                ),
+                (
+                    "deploy".into(),
+                    "dev".into(),
+                    r#"{"type":"canary"}"#.into(),
+                    "rolled_back".into(),
+                    0,
+                    Some(5_000),
+                ),
+                (
+                    "rollback".into(),
+                    "dev".into(),
+                    r#"{"type":"all_at_once"}"#.into(),
+                    "completed".into(),
+                    0,
+                    Some(1),
+                ),
+            ],
+            rollbacks: vec![("dev".into(), Some("health".into())), ("prod".into(), None)],
+            targets: vec![("prod".into(), "ssh".into(), 3)],
+            approvals: vec![("prod".into(), 0, 7_200_000)],
+        };
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&estate(&rows).unwrap().gather(), &mut out)
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        for line in [
+            "sextant_releases_total 3",
+            r#"sextant_promotions_total{env="prod",status="deployed"} 2"#,
+            r#"sextant_promotions_total{env="dev",status="rolled_back"} 1"#,
+            r#"sextant_approval_pending_count{env="prod"} 4"#,
+            r#"sextant_deployments_total{env="prod",status="succeeded",strategy="rolling"} 1"#,
+            r#"sextant_deployments_total{env="dev",status="rolled_back",strategy="canary"} 1"#,
+            r#"sextant_deployments_active{env="prod"} 1"#,
+            r#"sextant_deployment_duration_seconds_bucket{env="prod",strategy="rolling",le="120"} 1"#,
+            r#"sextant_deployment_duration_seconds_bucket{env="prod",strategy="rolling",le="60"} 0"#,
+            r#"sextant_rollbacks_total{env="dev",reason="failure"} 1"#,
+            r#"sextant_rollbacks_total{env="prod",reason="request"} 1"#,
+            r#"sextant_approval_duration_seconds_sum{env="prod"} 7200"#,
+            r#"sextant_targets_total{env="prod",type="ssh"} 3"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+        // Promotions still waiting are not "total" outcomes.
+        assert!(!text.contains(r#"status="awaiting_approval""#));
+    }
+}
