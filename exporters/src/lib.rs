@@ -6,6 +6,7 @@
 //! `docs/outbox.md`.
 
 pub mod error;
+pub mod http_metrics;
 pub mod metrics;
 pub mod outbox;
 pub mod sender;

@@ -46,7 +46,7 @@ pub struct ApiState {
     tokens: Arc<HashMap<String, TokenConfig>>,
     /// Registries reached over plain HTTP when resolving tags.
     insecure_registries: Arc<Vec<String>>,
-    http_metrics: Arc<crate::metrics::HttpMetrics>,
+    http_metrics: Arc<sextant_exporters::http_metrics::HttpMetrics>,
 }
 
 impl ApiState {
@@ -64,10 +64,7 @@ impl ApiState {
                     .collect(),
             ),
             insecure_registries: Arc::new(insecure_registries),
-            http_metrics: Arc::new(
-                crate::metrics::HttpMetrics::new()
-                    .unwrap_or_else(|e| unreachable!("static metric definitions: {e}")),
-            ),
+            http_metrics: Arc::default(),
         }
     }
 }
@@ -262,7 +259,7 @@ pub fn router(state: ApiState) -> Router {
     .route("/metrics", get(metrics))
     .route_layer(axum::middleware::from_fn_with_state(
         state.http_metrics.clone(),
-        crate::metrics::track,
+        sextant_exporters::http_metrics::track,
     ))
     .fallback(|| async { not_found("no such route") })
     .with_state(state)

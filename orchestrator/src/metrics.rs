@@ -2,8 +2,8 @@
 //! the contract in docs/telemetry.md).
 //!
 //! Two kinds of series:
-//! - **HTTP**, counted by this replica as it serves: requests by method,
-//!   route template and status, their durations, requests in flight.
+//! - **HTTP**, counted by this replica as it serves (shared with the hub:
+//!   `sextant_exporters::http_metrics`).
 //! - **Estate-wide**, derived at each scrape from the database, which
 //!   keeps every promotion and job as history: releases, promotions and
 //!   deployments by outcome, deployment and approval durations, rollbacks,
@@ -13,16 +13,11 @@
 //!   PromQL aggregate them with `max`, not `sum`, across replicas.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
+use sextant_exporters::http_metrics::HttpMetrics;
 
 use crate::store::{MetricRows, Store};
 
@@ -31,79 +26,11 @@ const SLOW_BUCKETS: &[f64] = &[
     10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 86400.0,
 ];
 
-/// The HTTP series of one replica.
-pub struct HttpMetrics {
-    registry: Registry,
-    requests: IntCounterVec,
-    duration: HistogramVec,
-    in_flight: IntGauge,
-}
-
-impl HttpMetrics {
-    pub fn new() -> prometheus::Result<Self> {
-        let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "sextant_http_requests_total",
-                "API requests by method, route template and status.",
-            ),
-            &["method", "path", "status"],
-        )?;
-        let duration = HistogramVec::new(
-            HistogramOpts::new(
-                "sextant_http_request_duration_seconds",
-                "API request durations by method and route template.",
-            ),
-            &["method", "path"],
-        )?;
-        let in_flight = IntGauge::new(
-            "sextant_http_requests_in_flight",
-            "API requests being served.",
-        )?;
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(duration.clone()))?;
-        registry.register(Box::new(in_flight.clone()))?;
-        Ok(Self {
-            registry,
-            requests,
-            duration,
-            in_flight,
-        })
-    }
-}
-
-/// Middleware (a route layer, so the route template is known): counts and
-/// times each request under its template, never its raw path.
-pub async fn track(
-    State(metrics): State<Arc<HttpMetrics>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let path = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
-    metrics.in_flight.inc();
-    let started = Instant::now();
-    let response = next.run(request).await;
-    metrics.in_flight.dec();
-    metrics
-        .duration
-        .with_label_values(&[&method, &path])
-        .observe(started.elapsed().as_secs_f64());
-    metrics
-        .requests
-        .with_label_values(&[&method, &path, response.status().as_str()])
-        .inc();
-    response
-}
-
 /// The `/metrics` body: the HTTP series and the estate-wide ones.
 pub async fn render(http: &HttpMetrics, store: &Store) -> Result<String, String> {
     let rows = store.metric_rows().await.map_err(|e| e.to_string())?;
     let estate = estate(&rows).map_err(|e| e.to_string())?;
-    let mut families = http.registry.gather();
+    let mut families = http.gather();
     families.extend(estate.gather());
     let mut out = Vec::new();
     TextEncoder::new()

@@ -22,6 +22,8 @@ pub struct HubMetrics {
     /// Environment-state and compare requests by how the report cache
     /// served them (`hit`, `miss`, `uncached`).
     pub report_cache: IntCounterVec,
+    /// The API's HTTP series (shared with the orchestrator).
+    pub http: std::sync::Arc<sextant_exporters::http_metrics::HttpMetrics>,
 }
 
 impl HubMetrics {
@@ -78,6 +80,7 @@ impl HubMetrics {
             ingest_seconds,
             batch_records,
             report_cache,
+            http: std::sync::Arc::default(),
         }
     }
 
@@ -93,7 +96,9 @@ impl HubMetrics {
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
         let mut buf = Vec::new();
-        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+        let mut families = self.registry.gather();
+        families.extend(self.http.gather());
+        if let Err(error) = TextEncoder::new().encode(&families, &mut buf) {
             tracing::error!(%error, "Failed to encode metrics");
         }
         String::from_utf8(buf).unwrap_or_default()

@@ -128,6 +128,10 @@ pub fn router(state: ApiState) -> Router {
     .route("/health/live", get(live))
     .route("/health/ready", get(ready))
     .route("/metrics", get(metrics))
+    .route_layer(axum::middleware::from_fn_with_state(
+        state.metrics.http.clone(),
+        sextant_exporters::http_metrics::track,
+    ))
     .fallback(not_found)
     .with_state(state)
 }

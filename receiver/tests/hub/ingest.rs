@@ -170,6 +170,27 @@ async fn rollout_counts_add_up(b: Backend) {
         assert_eq!(status, 400, "{bad}: {e}");
         assert_eq!(e["error"]["code"], "invalid_query");
     }
+    // The API's HTTP series: by route template and status, never a raw path.
+    let (status, _) = app.get("/api/v1/hosts/no-such-host-x7", None).await;
+    assert_eq!(status, 404);
+    let (_, metrics) = app.get("/metrics", None).await;
+    let metrics = metrics.as_str().expect("metrics text").to_owned();
+    for series in [
+        r#"sextant_http_requests_total{method="GET",path="/api/v1/rollout",status="200"} "#,
+        r#"sextant_http_requests_total{method="GET",path="/api/v1/rollout",status="400"} 3"#,
+        r#"sextant_http_requests_total{method="GET",path="/api/v1/hosts/{host}",status="404"} 1"#,
+        "sextant_http_requests_in_flight ",
+        r#"sextant_http_request_duration_seconds_count{method="GET",path="/api/v1/rollout"} "#,
+    ] {
+        assert!(
+            metrics.lines().any(|l| l.starts_with(series)),
+            "{series} missing:\n{metrics}"
+        );
+    }
+    assert!(
+        !metrics.contains("no-such-host-x7"),
+        "a raw path reached a label"
+    );
 
     let (_, r) = app
         .get(
