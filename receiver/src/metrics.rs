@@ -1,7 +1,7 @@
 //! The hub's Prometheus metrics. The text encoder lives here and nowhere else.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Signal label values.
@@ -24,6 +24,12 @@ pub struct HubMetrics {
     pub report_cache: IntCounterVec,
     /// The API's HTTP series (shared with the orchestrator).
     pub http: std::sync::Arc<sextant_exporters::http_metrics::HttpMetrics>,
+    /// Drifting (host, target) rows by tenant, environment and reason.
+    pub drift_hosts: IntGaugeVec,
+    /// Stale hosts by tenant and environment.
+    pub stale_hosts: IntGaugeVec,
+    /// When the drift gauges were last read from the store.
+    pub drift_read_at: std::sync::Arc<tokio::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 impl HubMetrics {
@@ -66,8 +72,28 @@ impl HubMetrics {
             &["result"],
         )
         .expect("valid metric");
+        let drift_hosts = IntGaugeVec::new(
+            Opts::new(
+                "sextant_hub_drift_hosts",
+                "Current (host, target) rows that differ from desired state, by tenant, \
+                 environment and reason (no_desired, wrong_revision, failed).",
+            ),
+            &["tenant", "env", "reason"],
+        )
+        .expect("valid metric");
+        let stale_hosts = IntGaugeVec::new(
+            Opts::new(
+                "sextant_hub_stale_hosts",
+                "Hosts with no report for longer than the stale threshold, by tenant and \
+                 environment.",
+            ),
+            &["tenant", "env"],
+        )
+        .expect("valid metric");
         for c in [
-            Box::new(records.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(drift_hosts.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(stale_hosts.clone()),
+            Box::new(records.clone()),
             Box::new(ingest_seconds.clone()),
             Box::new(batch_records.clone()),
             Box::new(report_cache.clone()),
@@ -81,6 +107,9 @@ impl HubMetrics {
             batch_records,
             report_cache,
             http: std::sync::Arc::default(),
+            drift_hosts,
+            stale_hosts,
+            drift_read_at: std::sync::Arc::default(),
         }
     }
 

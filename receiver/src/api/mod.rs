@@ -492,11 +492,51 @@ async fn ready(State(state): State<ApiState>) -> Response {
 }
 
 async fn metrics(State(state): State<ApiState>) -> Response {
+    refresh_drift_gauges(&state).await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.encode(),
     )
         .into_response()
+}
+
+/// How long the drift and stale gauges are reused: counting stale hosts
+/// reads every current row.
+const DRIFT_GAUGES_FOR: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Re-reads the drift and stale gauges when they are older than
+/// [`DRIFT_GAUGES_FOR`]; a store error keeps the last values and is logged.
+async fn refresh_drift_gauges(state: &ApiState) {
+    let mut read_at = state.metrics.drift_read_at.lock().await;
+    if read_at.is_some_and(|at| at.elapsed() < DRIFT_GAUGES_FOR) {
+        return;
+    }
+    let stale_before = UnixNanos::now()
+        .0
+        .saturating_sub(i64::try_from(state.stale_after.as_nanos()).unwrap_or(i64::MAX));
+    match state.store.drift_counts(stale_before).await {
+        Ok(rows) => {
+            let m = &state.metrics;
+            m.drift_hosts.reset();
+            m.stale_hosts.reset();
+            for r in rows {
+                for (reason, n) in [
+                    ("no_desired", r.no_desired),
+                    ("wrong_revision", r.wrong_revision),
+                    ("failed", r.failed),
+                ] {
+                    m.drift_hosts
+                        .with_label_values(&[r.tenant.as_str(), r.environment.as_str(), reason])
+                        .set(n);
+                }
+                m.stale_hosts
+                    .with_label_values(&[r.tenant.as_str(), r.environment.as_str()])
+                    .set(r.stale_hosts);
+            }
+            *read_at = Some(std::time::Instant::now());
+        }
+        Err(error) => tracing::warn!(%error, "Cannot read the drift gauges"),
+    }
 }
 
 async fn not_found() -> ApiError {

@@ -127,6 +127,53 @@ pub struct IngestSummary {
 }
 
 /// The hub's storage. Every call is scoped to one tenant.
+/// Drifting and stale hosts of one (tenant, environment).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DriftCounts {
+    pub tenant: String,
+    pub environment: String,
+    /// (host, target) rows on a target with no desired state.
+    pub no_desired: i64,
+    /// Rows on another revision than the target's desired one.
+    pub wrong_revision: i64,
+    /// Rows failed on the desired revision.
+    pub failed: i64,
+    /// Hosts whose newest report in the environment is too old.
+    pub stale_hosts: i64,
+}
+
+/// Merges the two count queries into [`DriftCounts`] rows.
+pub(crate) fn merge_drift_counts(
+    drift: Vec<read::DriftCountRow>,
+    stale: Vec<(String, String, i64)>,
+) -> Vec<DriftCounts> {
+    let mut by_env: std::collections::BTreeMap<(String, String), DriftCounts> =
+        std::collections::BTreeMap::new();
+    for (tenant, environment, no_desired, wrong_revision, failed) in drift {
+        let e = by_env
+            .entry((tenant.clone(), environment.clone()))
+            .or_insert(DriftCounts {
+                tenant,
+                environment,
+                ..DriftCounts::default()
+            });
+        e.no_desired = no_desired;
+        e.wrong_revision = wrong_revision;
+        e.failed = failed;
+    }
+    for (tenant, environment, hosts) in stale {
+        by_env
+            .entry((tenant.clone(), environment.clone()))
+            .or_insert(DriftCounts {
+                tenant,
+                environment,
+                ..DriftCounts::default()
+            })
+            .stale_hosts = hosts;
+    }
+    by_env.into_values().collect()
+}
+
 #[async_trait]
 pub trait HubStore: Send + Sync + 'static {
     /// `sqlite` or `postgres`.
@@ -156,6 +203,10 @@ pub trait HubStore: Send + Sync + 'static {
         query: &StateQuery,
         limit: u32,
     ) -> Result<Vec<(String, Option<String>, sextant_model::HostView)>, StoreError>;
+
+    /// Drift and staleness per (tenant, environment), for the hub's gauges:
+    /// see [`DriftCounts`].
+    async fn drift_counts(&self, stale_before: i64) -> Result<Vec<DriftCounts>, StoreError>;
 
     /// Hosts that report for the filtered targets, by name, one page.
     async fn hosts(&self, tenant: &str, query: &ListQuery) -> Result<Vec<HostListRow>, StoreError>;

@@ -206,6 +206,38 @@ pub(crate) fn attention_hosts(rows: Vec<AttentionRow>) -> Vec<(String, Option<St
         .collect()
 }
 
+/// Drifting hosts per (tenant, environment), from the host counters: on a
+/// target with no desired state; on another revision than the desired one;
+/// failed on the desired one. Feeds `sextant_hub_drift_hosts`.
+pub(crate) const DRIFT_COUNTS_SQL: &str = "SELECT tn.name, e.name, \
+       CAST(SUM(CASE WHEN td.desired IS NULL THEN c.hosts ELSE 0 END) AS BIGINT), \
+       CAST(SUM(CASE WHEN td.desired IS NOT NULL AND c.revision <> td.desired THEN c.hosts ELSE 0 END) AS BIGINT), \
+       CAST(SUM(CASE WHEN td.desired IS NOT NULL AND c.revision = td.desired \
+                AND c.status = 'failed' THEN c.hosts ELSE 0 END) AS BIGINT) \
+     FROM (SELECT t.id, t.tenant_id, t.environment_id, \
+             (SELECT v.revision FROM desired_assignments d2 \
+                JOIN workload_versions v ON v.id = d2.workload_version_id \
+               WHERE d2.target_id = t.id ORDER BY d2.assigned_at DESC, d2.id DESC LIMIT 1) AS desired \
+           FROM deployment_targets t) td \
+     JOIN deployed_counts c ON c.target_id = td.id AND c.hosts > 0 \
+     JOIN environments e ON e.id = td.environment_id \
+     JOIN tenants tn ON tn.id = td.tenant_id \
+     GROUP BY tn.name, e.name";
+
+pub(crate) type DriftCountRow = (String, String, i64, i64, i64);
+
+/// Hosts per (tenant, environment) whose newest report there is older than
+/// `$1` (Unix nanoseconds). Reads every current row: the metrics handler
+/// caches the answer. Feeds `sextant_hub_stale_hosts`.
+pub(crate) const STALE_COUNTS_SQL: &str = "SELECT tn.name, e.name, COUNT(*) FROM ( \
+       SELECT t.tenant_id, t.environment_id, o.host_id, MAX(o.observed_at) AS last_seen \
+         FROM observed_deployments o JOIN deployment_targets t ON t.id = o.target_id \
+        GROUP BY t.tenant_id, t.environment_id, o.host_id) x \
+     JOIN environments e ON e.id = x.environment_id \
+     JOIN tenants tn ON tn.id = x.tenant_id \
+     WHERE x.last_seen < $1 \
+     GROUP BY tn.name, e.name";
+
 /// Hosts with their last report and status counts over the filtered targets.
 /// After the filter parameters: `$7` host, `$8` after (exclusive), `$9` limit.
 pub(crate) const HOST_LIST_SQL: &str = concat!(

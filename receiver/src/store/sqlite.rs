@@ -232,6 +232,17 @@ impl HubStore for SqliteStore {
         Ok(read::attention_hosts(rows))
     }
 
+    async fn drift_counts(&self, stale_before: i64) -> Result<Vec<super::DriftCounts>, StoreError> {
+        let drift: Vec<read::DriftCountRow> = sqlx::query_as(read::DRIFT_COUNTS_SQL)
+            .fetch_all(&self.reader)
+            .await?;
+        let stale: Vec<(String, String, i64)> = sqlx::query_as(read::STALE_COUNTS_SQL)
+            .bind(stale_before)
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(super::merge_drift_counts(drift, stale))
+    }
+
     async fn hosts(&self, tenant: &str, query: &ListQuery) -> Result<Vec<HostListRow>, StoreError> {
         let rows: Vec<read::HostListSqlRow> =
             bind_filter!(sqlx::query_as(read::HOST_LIST_SQL), tenant, &query.filter)

@@ -191,6 +191,20 @@ async fn rollout_counts_add_up(b: Backend) {
         !metrics.contains("no-such-host-x7"),
         "a raw path reached a label"
     );
+    // Drift and staleness gauges: stage's eu target desires R2, where h4 runs
+    // R1 and h2 failed; west desires R2 and h5 runs R1. Every report is
+    // from 1970, so all five hosts are stale.
+    for series in [
+        r#"sextant_hub_drift_hosts{env="stage",reason="wrong_revision",tenant="default"} 2"#,
+        r#"sextant_hub_drift_hosts{env="stage",reason="failed",tenant="default"} 1"#,
+        r#"sextant_hub_drift_hosts{env="stage",reason="no_desired",tenant="default"} 0"#,
+        r#"sextant_hub_stale_hosts{env="stage",tenant="default"} 5"#,
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == series),
+            "{series} missing:\n{metrics}"
+        );
+    }
 
     let (_, r) = app
         .get(
