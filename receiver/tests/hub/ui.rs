@@ -84,14 +84,26 @@ async fn screenshot(browser: &Client, backend: Backend, name: &str) {
     std::fs::write(&path, png).expect("save screenshot");
 }
 
+/// The rendered text of every element matching `css`, read in one script
+/// so a page refresh between finding and reading cannot leave a stale
+/// element (the pages refresh every second in these tests).
+async fn texts(browser: &Client, css: &str) -> Vec<String> {
+    let v = browser
+        .execute(
+            "return Array.from(document.querySelectorAll(arguments[0])).map(e => e.innerText.trim())",
+            vec![serde_json::json!(css)],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("read {css}: {e}"));
+    serde_json::from_value(v).expect("strings")
+}
+
 async fn text(browser: &Client, css: &str) -> String {
-    browser
-        .find(Locator::Css(css))
+    texts(browser, css)
         .await
-        .unwrap_or_else(|e| panic!("no {css}: {e}"))
-        .text()
-        .await
-        .expect("text")
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no {css}"))
 }
 
 async fn count(browser: &Client, css: &str) -> usize {
@@ -103,14 +115,14 @@ async fn count(browser: &Client, css: &str) -> usize {
 }
 
 async fn classes(browser: &Client, css: &str) -> String {
-    browser
-        .find(Locator::Css(css))
+    let v = browser
+        .execute(
+            "const e = document.querySelector(arguments[0]); return e ? e.className : null",
+            vec![serde_json::json!(css)],
+        )
         .await
-        .unwrap_or_else(|e| panic!("no {css}: {e}"))
-        .attr("class")
-        .await
-        .expect("class")
-        .unwrap_or_default()
+        .unwrap_or_else(|e| panic!("read {css}: {e}"));
+    v.as_str().unwrap_or_else(|| panic!("no {css}")).to_owned()
 }
 
 async fn open(browser: &Client, app: &TestApp, path: &str) {
@@ -133,17 +145,7 @@ async fn ui_shows_what_runs_where(backend: Backend) {
     // Home: the matrix, environments in the configured order.
     open(&browser, &app, "/").await;
     assert_eq!(text(&browser, "main h1").await, "What runs where");
-    let headers: Vec<String> = {
-        let mut v = Vec::new();
-        for th in browser
-            .find_all(Locator::Css("table.matrix thead th"))
-            .await
-            .expect("headers")
-        {
-            v.push(th.text().await.expect("text"));
-        }
-        v
-    };
+    let headers = texts(&browser, "table.matrix thead th").await;
     assert_eq!(headers, ["Workload", "stage", "prod"]);
     let stage = r#"td[data-environment="stage"][data-workload="checkout"]"#;
     let cell = text(&browser, stage).await;
@@ -191,14 +193,7 @@ async fn ui_shows_what_runs_where(backend: Backend) {
 
     // Drift names the hosts and why.
     open(&browser, &app, "/drift").await;
-    let mut drifting = Vec::new();
-    for row in browser
-        .find_all(Locator::Css("table.list tbody tr"))
-        .await
-        .expect("rows")
-    {
-        drifting.push(row.text().await.expect("row text"));
-    }
+    let drifting = texts(&browser, "table.list tbody tr").await;
     assert_eq!(drifting.len(), 4, "{drifting:?}");
     for (host, why) in [
         ("p2", "stale"),
@@ -266,12 +261,9 @@ async fn ui_shows_what_runs_where(backend: Backend) {
         "/workloads/checkout/history?environment=stage",
     )
     .await;
-    let items = browser
-        .find_all(Locator::Css("ol.timeline li"))
-        .await
-        .expect("timeline");
+    let items = texts(&browser, "ol.timeline li").await;
     assert_eq!(items.len(), 7, "six from the estate and s3's catch-up");
-    let newest = items[0].text().await.expect("text");
+    let newest = &items[0];
     assert!(
         newest.contains("s3") && newest.contains("succeeded"),
         "{newest}"
