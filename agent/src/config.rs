@@ -81,9 +81,18 @@ pub struct AgentArgs {
     /// Docker endpoint (`unix:///var/run/docker.sock`, `tcp://…`).
     #[arg(long, env = "DOCKER_HOST")]
     pub docker_host: Option<String>,
-    /// The orchestrator the agent dials (used by the agent channel).
+    /// The orchestrator's agent endpoint(s) to dial (`http://host:8082`),
+    /// comma-separated; tried in turn. Without it the agent only observes.
     #[arg(long, env = "SEXTANT_ORCHESTRATOR")]
     pub orchestrator: Option<String>,
+    /// A one-time token from `sextant agents token`, needed only for the
+    /// first start (the identity is then kept in the data directory).
+    #[arg(long, env = "SEXTANT_REGISTRATION_TOKEN", hide_env_values = true)]
+    pub registration_token: Option<String>,
+    /// Run orchestrator tasks without touching Docker: every deploy
+    /// succeeds (for control-plane tests and benchmarks).
+    #[arg(long, env = "SEXTANT_DRY_RUN")]
+    pub dry_run: bool,
     /// Address of `/metrics`, `/health/live` and `/health/ready`.
     #[arg(long, env = "SEXTANT_AGENT_LISTEN")]
     pub listen: Option<SocketAddr>,
@@ -113,6 +122,9 @@ struct AgentFile {
     outbox_max_bytes: Option<String>,
     docker_host: Option<String>,
     orchestrator: Option<String>,
+    registration_token: Option<String>,
+    #[serde(default)]
+    dry_run: bool,
     listen: Option<SocketAddr>,
 }
 
@@ -143,7 +155,10 @@ pub struct AgentConfig {
     pub resync: Duration,
     pub outbox_max_bytes: u64,
     pub docker_host: Option<String>,
-    pub orchestrator: Option<String>,
+    /// The orchestrator's agent endpoints (empty: no agent channel).
+    pub orchestrator: Vec<String>,
+    pub registration_token: Option<String>,
+    pub dry_run: bool,
     pub listen: SocketAddr,
 }
 
@@ -321,7 +336,19 @@ impl AgentArgs {
             resync,
             outbox_max_bytes,
             docker_host: self.docker_host.clone().or(file.docker_host),
-            orchestrator: self.orchestrator.clone().or(file.orchestrator),
+            orchestrator: self
+                .orchestrator
+                .clone()
+                .or(file.orchestrator)
+                .map(|o| {
+                    o.split(',')
+                        .map(|e| e.trim().to_owned())
+                        .filter(|e| !e.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            registration_token: self.registration_token.clone().or(file.registration_token),
+            dry_run: self.dry_run || file.dry_run,
             listen: self
                 .listen
                 .or(file.listen)

@@ -2,6 +2,7 @@
 //! container spec or a compose-lock pinned by digest, verifies health, rolls
 //! back on failure and records every task (see `docs/agent.md`).
 
+pub mod channel;
 pub mod config;
 pub mod executor;
 pub mod labels;

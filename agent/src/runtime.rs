@@ -248,6 +248,30 @@ impl Agent {
             Ok(())
         });
 
+        if !config.orchestrator.is_empty() {
+            let runner = if config.dry_run {
+                crate::channel::Runner::DryRun {
+                    delay: Duration::ZERO,
+                    executed: Arc::default(),
+                }
+            } else {
+                crate::channel::Runner::Docker(Arc::new(crate::executor::Executor::with_docker(
+                    docker.clone(),
+                    config.data_dir.clone(),
+                )?))
+            };
+            let channel = crate::channel::ChannelConfig {
+                endpoints: config.orchestrator.clone(),
+                registration_token: config.registration_token.clone(),
+                name: config.host_name.clone(),
+                labels: config.labels.iter().cloned().collect(),
+                data_dir: config.data_dir.clone(),
+                max_backoff: Duration::from_secs(30),
+            };
+            let channel_cancel = cancel.clone();
+            tasks.spawn(async move { crate::channel::run(channel, runner, channel_cancel).await });
+        }
+
         let state = Arc::new(HealthState {
             docker,
             registry,

@@ -109,6 +109,10 @@ struct UpArgs {
     /// when the API's port is 0]
     #[arg(long, env = "SEXTANT_ORCHESTRATOR_ADDR")]
     orchestrator_addr: Option<SocketAddr>,
+    /// Where agents dial the orchestrator (gRPC) [default: 127.0.0.1:8082,
+    /// or port 0 when the API's port is 0]
+    #[arg(long, env = "SEXTANT_AGENT_LISTEN_ADDR")]
+    agent_addr: Option<SocketAddr>,
     /// Run the hub alone, without the orchestrator.
     #[arg(long)]
     no_orchestrator: bool,
@@ -206,8 +210,13 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             let port = if config.api_addr.port() == 0 { 0 } else { 8081 };
             SocketAddr::from(([127, 0, 0, 1], port))
         });
+        let agent_listen = args.agent_addr.unwrap_or_else(|| {
+            let port = if config.api_addr.port() == 0 { 0 } else { 8082 };
+            SocketAddr::from(([127, 0, 0, 1], port))
+        });
         let local = orchestrator::serve::local_config(
             listen,
+            agent_listen,
             &config.data_dir,
             app.api_addr(),
             app.otlp_http_addr(),
@@ -246,6 +255,9 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             running.addr
         );
         banner_line!(b, "  orch. docs   http://{}/api/openapi.json", running.addr);
+        if let Some(agents) = running.agent_addr {
+            banner_line!(b, "  agents       http://{agents} (gRPC)");
+        }
     }
     banner_line!(b, "Press Ctrl-C to stop.");
     banner(&b);

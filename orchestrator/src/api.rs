@@ -20,6 +20,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::agents::AgentView;
 use crate::config::{Applied, Document};
 use crate::model::{
     ComponentSpec, EnvironmentSpec, PromotionState, Release, ReleaseComponent, Strategy, TargetSpec,
@@ -204,6 +205,7 @@ type ApiResult<T> = Result<Json<T>, ApiError>;
         (name = "releases", description = "Immutable bundles of component digests"),
         (name = "promotions", description = "Promotions, approvals, gates and decision records"),
         (name = "jobs", description = "Deployment jobs, tasks, logs, artifacts and rollback"),
+        (name = "agents", description = "Agents, their registration tokens and status"),
         (name = "auth", description = "Who the caller is"),
     )
 )]
@@ -230,6 +232,10 @@ fn api_routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
         .routes(routes!(rollback))
         .routes(routes!(deployed))
         .routes(routes!(whoami))
+        .routes(routes!(list_agents))
+        .routes(routes!(get_agent))
+        .routes(routes!(revoke_agent))
+        .routes(routes!(create_agent_token))
         .split_for_parts()
 }
 
@@ -873,4 +879,142 @@ async fn whoami(caller: Caller) -> ApiResult<WhoAmI> {
         tenant: caller.tenant,
         actor: caller.actor,
     }))
+}
+
+// -- agents ---------------------------------------------------------------
+
+fn channel(state: &ApiState) -> Result<&Arc<crate::agents::AgentChannel>, ApiError> {
+    state.orchestrator.agents.as_ref().ok_or_else(|| ApiError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        code: "no_agent_channel",
+        message: "this orchestrator runs no agent channel".into(),
+    })
+}
+
+/// Every agent of the caller's tenant: status (online, degraded, offline,
+/// revoked), version, labels, last heartbeat and current tasks.
+#[utoipa::path(get, path = "/api/v1/agents", tag = "agents",
+    responses((status = 200, body = [AgentView])))]
+async fn list_agents(State(state): State<ApiState>, caller: Caller) -> ApiResult<Vec<AgentView>> {
+    let views = channel(&state)?
+        .views(&caller.tenant)
+        .await
+        .map_err(OrchestratorError::from)?;
+    Ok(Json(views))
+}
+
+/// One agent, by id or name.
+#[utoipa::path(get, path = "/api/v1/agents/{agent}", tag = "agents",
+    params(("agent" = String, Path, description = "Agent id or name")),
+    responses((status = 200, body = AgentView), (status = 404, body = ErrorBody)))]
+async fn get_agent(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(agent): Path<String>,
+) -> ApiResult<AgentView> {
+    let views = channel(&state)?
+        .views(&caller.tenant)
+        .await
+        .map_err(OrchestratorError::from)?;
+    find_agent(views, &agent).map(Json)
+}
+
+fn find_agent(views: Vec<AgentView>, key: &str) -> Result<AgentView, ApiError> {
+    let mut matching: Vec<AgentView> = views
+        .into_iter()
+        .filter(|a| a.id == key || a.name == key)
+        .collect();
+    match matching.len() {
+        0 => Err(not_found(format!("no agent {key}"))),
+        1 => Ok(matching.remove(0)),
+        n => Err(ApiError {
+            status: StatusCode::CONFLICT,
+            code: "ambiguous",
+            message: format!("{n} agents are named {key}; use an id"),
+        }),
+    }
+}
+
+/// Revokes an agent: its stream is closed and refused from now on.
+#[utoipa::path(post, path = "/api/v1/agents/{agent}/revoke", tag = "agents",
+    params(("agent" = String, Path, description = "Agent id or name")),
+    responses((status = 200, body = AgentView), (status = 404, body = ErrorBody)))]
+async fn revoke_agent(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(agent): Path<String>,
+) -> ApiResult<AgentView> {
+    let channel = channel(&state)?;
+    let views = channel
+        .views(&caller.tenant)
+        .await
+        .map_err(OrchestratorError::from)?;
+    let view = find_agent(views, &agent)?;
+    channel
+        .store
+        .revoke_agent(&caller.tenant, &view.id)
+        .await
+        .map_err(OrchestratorError::from)?;
+    tracing::info!(agent = %view.id, actor = %caller.actor, "Agent revoked");
+    let views = channel
+        .views(&caller.tenant)
+        .await
+        .map_err(OrchestratorError::from)?;
+    find_agent(views, &view.id).map(Json)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+struct NewAgentToken {
+    /// How long the token may be used, in seconds (default 3600, at most
+    /// 7 days).
+    #[serde(default)]
+    ttl_seconds: Option<u64>,
+}
+
+/// A one-time registration token, shown once.
+#[derive(Debug, Serialize, ToSchema)]
+struct AgentToken {
+    token: String,
+    expires_at: String,
+}
+
+/// Creates a one-time registration token for an agent of the caller's
+/// tenant.
+#[utoipa::path(post, path = "/api/v1/agents/tokens", tag = "agents", request_body = NewAgentToken,
+    responses((status = 201, body = AgentToken), (status = 400, body = ErrorBody)))]
+async fn create_agent_token(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Json(body): Json<NewAgentToken>,
+) -> Result<(StatusCode, Json<AgentToken>), ApiError> {
+    let ttl = body.ttl_seconds.unwrap_or(3600);
+    if ttl == 0 || ttl > 7 * 24 * 3600 {
+        return Err(OrchestratorError::Invalid(
+            "ttl_seconds must be between 1 and 604800 (7 days)".into(),
+        )
+        .into());
+    }
+    let token = format!(
+        "{}{}",
+        crate::agents::TOKEN_PREFIX,
+        crate::agents::new_secret()
+    );
+    let expires = crate::store::now_ms() + (ttl * 1000) as i64;
+    channel(&state)?
+        .store
+        .create_agent_token(
+            &caller.tenant,
+            &caller.actor,
+            &crate::agents::secret_hash(&token),
+            expires,
+        )
+        .await
+        .map_err(OrchestratorError::from)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(AgentToken {
+            token,
+            expires_at: crate::store::rfc3339(expires),
+        }),
+    ))
 }

@@ -12,7 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::artifacts;
 use crate::desired::{self, Desired};
-use crate::executor::{ErrorType, LogStream, TaskEvent, TaskKind, TaskOutcome, TaskRequest};
+use crate::executor::{
+    ErrorType, LogStream, TaskContext, TaskEvent, TaskKind, TaskOutcome, TaskRequest,
+};
 use crate::model::{
     CanaryAnalysis, HealthCheck, JobKind, JobState, PromotionState, Strategy, TargetSpec, TaskState,
 };
@@ -435,7 +437,7 @@ impl Orchestrator {
                     }
                 }
                 TaskState::Verifying => {
-                    let result = self.verify(&task, &target, executor.as_ref()).await?;
+                    let result = self.verify(job, &task, &target, executor.as_ref()).await?;
                     match result {
                         Ok(()) => {
                             self.finish_task(&task, TaskState::Succeeded, Some(0), None, None)
@@ -520,22 +522,7 @@ impl Orchestrator {
         target: &TargetSpec,
         executor: &dyn crate::executor::Executor,
     ) -> Result<TaskOutcome> {
-        let artifacts = self.store.artifacts(&job.id, &task.target).await?;
-        let request = TaskRequest {
-            task_id: task.id.clone(),
-            attempt: task.attempts.max(1) as u32,
-            kind: task.kind,
-            release: release_name_of(task, job).to_owned(),
-            component: task.component.clone(),
-            image: task.image.clone(),
-            digest: task.digest.clone(),
-            previous_digest: task.previous_digest.clone(),
-            slot: task.slot.clone(),
-            artifacts,
-            timeout: Duration::from_millis(task.timeout_ms.max(1) as u64),
-            traceparent: None,
-            vars: target.vars.clone(),
-        };
+        let request = self.task_request(job, task, target).await?;
         let span = tracing::info_span!("task.dispatch", task = %task.id, target = %task.target,
             kind = task.kind.as_str(), attempt = request.attempt);
         let _guard = span.enter();
@@ -556,6 +543,45 @@ impl Orchestrator {
         let (outcome, drained) = tokio::join!(run, self.drain(task, rx));
         drained?;
         Ok(outcome)
+    }
+
+    /// The request an executor gets for the task's current attempt.
+    async fn task_request(
+        &self,
+        job: &Job,
+        task: &Task,
+        target: &TargetSpec,
+    ) -> Result<TaskRequest> {
+        let artifacts = self.store.artifacts(&job.id, &task.target).await?;
+        let application = self
+            .store
+            .components(&job.tenant)
+            .await?
+            .into_iter()
+            .find(|c| c.name == task.component)
+            .and_then(|c| c.application)
+            .unwrap_or_else(|| "default".into());
+        Ok(TaskRequest {
+            task_id: task.id.clone(),
+            attempt: task.attempts.max(1) as u32,
+            kind: task.kind,
+            release: release_name_of(task, job).to_owned(),
+            component: task.component.clone(),
+            image: task.image.clone(),
+            digest: task.digest.clone(),
+            previous_digest: task.previous_digest.clone(),
+            slot: task.slot.clone(),
+            artifacts,
+            timeout: Duration::from_millis(task.timeout_ms.max(1) as u64),
+            traceparent: None,
+            vars: target.vars.clone(),
+            context: TaskContext {
+                tenant: job.tenant.clone(),
+                job_id: job.id.clone(),
+                environment: job.environment.clone(),
+                application,
+            },
+        })
     }
 
     /// Stores task events as log lines, in small batches; a `running`
@@ -599,6 +625,7 @@ impl Orchestrator {
     /// slot); no check configured passes.
     async fn verify(
         &self,
+        job: &Job,
         task: &Task,
         target: &TargetSpec,
         executor: &dyn crate::executor::Executor,
@@ -606,12 +633,14 @@ impl Orchestrator {
         let Some(check) = &target.health else {
             return Ok(Ok(()));
         };
+        let request = self.task_request(job, task, target).await?;
         let check = with_slot(check, task.slot.as_deref());
         let span = tracing::info_span!("health.check", task = %task.id, target = %task.target);
         let _guard = span.enter();
         let (tx, rx) = mpsc::channel(64);
         let run = async move {
-            let r = crate::health::verify(&check, target, executor, &self.http, &tx).await;
+            let r =
+                crate::health::verify(&check, target, &request, executor, &self.http, &tx).await;
             drop(tx);
             r
         };

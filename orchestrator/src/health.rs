@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::executor::{Executor, LogStream, TaskEvent};
+use crate::executor::{Executor, LogStream, TaskEvent, TaskRequest};
 use crate::model::{HealthCheck, HealthProbe, TargetSpec};
 
 /// Runs one probe.
 async fn probe(
     check: &HealthCheck,
     target: &TargetSpec,
+    request: &TaskRequest,
     executor: &dyn Executor,
     http: &reqwest::Client,
 ) -> Result<String, String> {
@@ -44,7 +45,7 @@ async fn probe(
             }
         }
         HealthProbe::Command { command } => executor
-            .check_command(target, command, timeout)
+            .check_command(target, request, command, timeout)
             .await
             .map(|()| format!("`{command}` exited 0")),
     }
@@ -55,6 +56,7 @@ async fn probe(
 pub async fn verify(
     check: &HealthCheck,
     target: &TargetSpec,
+    request: &TaskRequest,
     executor: &dyn Executor,
     http: &reqwest::Client,
     events: &mpsc::Sender<TaskEvent>,
@@ -62,7 +64,7 @@ pub async fn verify(
     let attempts = check.retries.max(1);
     let mut last = String::new();
     for attempt in 1..=attempts {
-        match probe(check, target, executor, http).await {
+        match probe(check, target, request, executor, http).await {
             Ok(note) => {
                 let _ = events
                     .send(TaskEvent::Log {

@@ -3,6 +3,7 @@
 //! strategies over SSH (and agents, issue 6), verifies health and rolls back.
 //! See docs/orchestrator.md.
 
+pub mod agents;
 pub mod api;
 pub mod artifacts;
 pub mod config;

@@ -251,19 +251,57 @@ fn default_probe_retries() -> u32 {
     5
 }
 
-/// Where an agent target's tasks go (issue 6): an agent by id, or the
-/// agents whose labels match `selector`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// Where an agent target's tasks go: an agent by id, or the one agent whose
+/// labels match `selector` (a target is one host, so a selector matching
+/// two agents is refused). See docs/agent-channel.md.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConnection {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub selector: BTreeMap<String, String>,
+    /// How the agent runs each component's container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerTemplate>,
+}
+
+/// The container settings an agent target's tasks carry, in the agent's
+/// deploy-spec format (docs/agent.md); the image, the `sextant.` labels and
+/// the task id come from the task.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerTemplate {
+    /// The container name; `{component}` is replaced (default: the
+    /// component's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// More container labels (the `sextant.` ones are the agent's).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub ports: Vec<sextant_agent::executor::PortSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = String)]
+    pub restart: sextant_agent::executor::RestartPolicy,
+    /// The agent's own check of the new container (docker, http, tcp or
+    /// command); on failure the agent restores the previous container.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub health: sextant_agent::executor::HealthCheck,
 }
 
 /// How a target is reached: its execution model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Connection<'a> {
     Agent(&'a AgentConnection),
     Ssh(&'a SshConnection),

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::agents::{AgentChannel, AgentGrpc};
 use crate::api::{self, ApiState, TokenConfig};
 use crate::executor::Executor;
 use crate::gates::HubClient;
@@ -35,12 +36,19 @@ pub struct RuntimeConfig {
     pub tokens: Vec<TokenConfig>,
     /// Registries (`host:port`) reached over plain HTTP to resolve tags.
     pub insecure_registries: Vec<String>,
+    /// Where agents dial in (gRPC); `None` runs no agent channel on this
+    /// replica (it still queues tasks other replicas deliver).
+    pub agent_listen: Option<SocketAddr>,
+    /// How often agents send heartbeats.
+    pub agent_heartbeat: std::time::Duration,
     pub settings: Settings,
 }
 
 /// A running orchestrator.
 pub struct Running {
     pub addr: SocketAddr,
+    /// The agent channel's gRPC address, if it listens.
+    pub agent_addr: Option<SocketAddr>,
     pub orchestrator: Arc<Orchestrator>,
     cancel: CancellationToken,
     handle: JoinHandle<anyhow::Result<()>>,
@@ -95,13 +103,45 @@ pub async fn start(
         .hub_api
         .as_ref()
         .map(|url| HubClient::new(url.clone(), config.hub_token.clone()));
-    let orchestrator = Arc::new(Orchestrator::new(
-        store,
-        config.settings.clone(),
-        hub,
-        outbox,
-        ssh,
+    let channel = Arc::new(AgentChannel::new(
+        store.clone(),
+        config.settings.replica.clone(),
+        config.agent_heartbeat,
+        cancel.clone(),
     ));
+    let orchestrator = Arc::new(
+        Orchestrator::new(store, config.settings.clone(), hub, outbox, ssh)
+            .with_agent_channel(channel.clone()),
+    );
+    let agent_addr = match config.agent_listen {
+        Some(listen) => {
+            let listener = TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen for agents on {listen}"))?;
+            let addr = listener.local_addr()?;
+            let service = AgentGrpc::new(channel.clone()).service();
+            let c = cancel.clone();
+            tasks.spawn(async move {
+                tonic::transport::Server::builder()
+                    .http2_keepalive_interval(Some(std::time::Duration::from_secs(20)))
+                    .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
+                    .add_service(service)
+                    .serve_with_incoming_shutdown(
+                        tokio_stream::wrappers::TcpListenerStream::new(listener),
+                        async move { c.cancelled().await },
+                    )
+                    .await
+                    .context("agent channel server failed")
+            });
+            Some(addr)
+        }
+        None => None,
+    };
+    let (ch, c) = (channel.clone(), cancel.clone());
+    tasks.spawn(async move {
+        crate::agents::server::dispatch(ch, c).await;
+        Ok(())
+    });
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -123,7 +163,7 @@ pub async fn start(
         o.run(c).await;
         Ok(())
     });
-    tracing::info!(%addr, backend = orchestrator.store.backend(), replica = %config.settings.replica,
+    tracing::info!(%addr, agents = ?agent_addr, backend = orchestrator.store.backend(), replica = %config.settings.replica,
         "Sextant orchestrator started");
     let c = cancel.clone();
     let handle = tokio::spawn(async move {
@@ -138,6 +178,7 @@ pub async fn start(
     });
     Ok(Running {
         addr,
+        agent_addr,
         orchestrator,
         cancel,
         handle,

@@ -67,6 +67,8 @@ pub struct Orchestrator {
     pub http: reqwest::Client,
     ssh: Arc<dyn Executor>,
     agent: Option<Arc<dyn Executor>>,
+    /// The agent channel of this replica (agents, tokens, the mailbox).
+    pub agents: Option<Arc<crate::agents::AgentChannel>>,
     /// Wakes the engine and the promotion loop early.
     pub wake: Notify,
 }
@@ -98,13 +100,21 @@ impl Orchestrator {
             http: reqwest::Client::new(),
             ssh,
             agent: None,
+            agents: None,
             wake: Notify::new(),
         }
     }
 
-    /// Sets the executor for agent targets (issue 6).
+    /// Sets the executor for agent targets.
     pub fn with_agent_executor(mut self, executor: Arc<dyn Executor>) -> Self {
         self.agent = Some(executor);
+        self
+    }
+
+    /// Runs agent targets through `channel` (docs/agent-channel.md).
+    pub fn with_agent_channel(mut self, channel: Arc<crate::agents::AgentChannel>) -> Self {
+        self.agent = Some(Arc::new(crate::agents::AgentExecutor::new(channel.clone())));
+        self.agents = Some(channel);
         self
     }
 

@@ -49,7 +49,7 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-type Result<T> = std::result::Result<T, StoreError>;
+pub type Result<T> = std::result::Result<T, StoreError>;
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
@@ -94,6 +94,9 @@ macro_rules! on_pool {
         }
     };
 }
+
+pub mod agents;
+pub use agents::{AgentInfo, AgentRow, MailItem, MailState, RegisterRefusal};
 
 /// The orchestrator store.
 #[derive(Debug, Clone)]
@@ -1783,9 +1786,9 @@ macro_rules! migrations {
 }
 
 fn sqlite_migrations() -> sqlx::migrate::Migrator {
-    migrations!("sqlite": 1 => "0001_orchestrator", 2 => "0002_one_rollback_job")
+    migrations!("sqlite": 1 => "0001_orchestrator", 2 => "0002_one_rollback_job", 3 => "0003_agents")
 }
 
 fn postgres_migrations() -> sqlx::migrate::Migrator {
-    migrations!("postgres": 1 => "0001_orchestrator", 2 => "0002_one_rollback_job")
+    migrations!("postgres": 1 => "0001_orchestrator", 2 => "0002_one_rollback_job", 3 => "0003_agents")
 }

@@ -75,6 +75,7 @@ fn request(task_id: &str) -> TaskRequest {
         timeout: Duration::from_secs(60),
         traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
         vars: BTreeMap::new(),
+        context: Default::default(),
     }
 }
 
@@ -650,17 +651,27 @@ async fn health_check_commands() {
     let target = target(connection(&sshd), "true");
     let short = Duration::from_secs(5);
     executor
-        .check_command(&target, "test -d /", short)
+        .check_command(&target, &request("check"), "test -d /", short)
         .await
         .expect("a passing check");
     let err = executor
-        .check_command(&target, "echo 'not ready yet'; exit 7", short)
+        .check_command(
+            &target,
+            &request("check"),
+            "echo 'not ready yet'; exit 7",
+            short,
+        )
         .await
         .expect_err("a failing check");
     assert!(err.contains('7') && err.contains("not ready yet"), "{err}");
     let started = Instant::now();
     let err = executor
-        .check_command(&target, "sleep 60", Duration::from_secs(1))
+        .check_command(
+            &target,
+            &request("check"),
+            "sleep 60",
+            Duration::from_secs(1),
+        )
         .await
         .expect_err("a hung check");
     assert!(err.contains("timed out"), "{err}");
@@ -670,7 +681,7 @@ async fn health_check_commands() {
         ssh.host_key = Some(sshd.other_host_key_line());
     }
     let err = executor
-        .check_command(&wrong, "true", short)
+        .check_command(&wrong, &request("check"), "true", short)
         .await
         .expect_err("a wrong host key");
     assert!(err.contains("mismatch"), "{err}");

@@ -268,7 +268,7 @@ async fn probe_tcp(
     }
 }
 
-async fn probe_command(
+pub(crate) async fn probe_command(
     docker: &Docker,
     container: &str,
     argv: &[String],

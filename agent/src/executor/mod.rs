@@ -108,6 +108,17 @@ impl Executor {
         &self.journal
     }
 
+    /// Runs `argv` inside `container` (`docker exec`): `Ok` on exit 0, else
+    /// why not. The orchestrator's command health checks use it.
+    pub async fn run_check(
+        &self,
+        container: &str,
+        argv: &[String],
+        timeout: std::time::Duration,
+    ) -> Result<(), String> {
+        health::probe_command(&self.docker, container, argv, timeout).await
+    }
+
     /// Deploys one container. `Err` means the task was refused before
     /// anything ran; every result after that is a recorded [`TaskOutcome`].
     pub async fn deploy(

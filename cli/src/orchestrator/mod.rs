@@ -80,6 +80,9 @@ pub enum ClientCommand {
     Deployments(WithClient<commands::DeploymentsArgs>),
     /// Roll a deployment job back to the previous release.
     Rollback(WithClient<commands::RollbackArgs>),
+    /// Agents: list them with status, version, labels, last heartbeat and
+    /// current task; create a registration token; revoke one.
+    Agents(WithClient<commands::AgentsArgs>),
 }
 
 /// Runs a client command; returns the exit code. An API error is printed
@@ -103,6 +106,7 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<i32> {
             commands::deployments(&Client::new(&c.client)?, c.args).await
         }
         ClientCommand::Rollback(c) => commands::rollback(&Client::new(&c.client)?, &c.args).await,
+        ClientCommand::Agents(c) => commands::agents(&Client::new(&c.client)?, c.args).await,
     };
     match result {
         Ok(code) => Ok(code),

@@ -75,6 +75,20 @@ pub struct ServeArgs {
     /// How often the engine looks for jobs and gates are re-evaluated.
     #[arg(long, env = "SEXTANT_ORCHESTRATOR_POLL", value_parser = Span::parse, default_value = "2s")]
     pub poll: Span,
+    /// Where agents dial in (gRPC, docs/agent-channel.md) [default:
+    /// 127.0.0.1:8082, or port 0 when --listen's port is 0]
+    #[arg(long, env = "SEXTANT_AGENT_LISTEN_ADDR")]
+    pub agent_listen: Option<SocketAddr>,
+    /// Accept no agent streams on this replica (it still queues tasks that
+    /// other replicas deliver).
+    #[arg(long)]
+    pub no_agent_listener: bool,
+    /// How often agents send heartbeats; online means at most two missed.
+    #[arg(long, env = "SEXTANT_AGENT_HEARTBEAT", value_parser = Span::parse, default_value = "30s")]
+    pub agent_heartbeat: Span,
+    /// Default timeout of a task (an agent task's deadline).
+    #[arg(long, env = "SEXTANT_TASK_TIMEOUT", value_parser = Span::parse, default_value = "10m")]
+    pub task_timeout: Span,
 }
 
 impl ServeArgs {
@@ -92,6 +106,10 @@ impl ServeArgs {
         }
         settings.lease = self.lease.0;
         settings.poll = self.poll.0;
+        if self.agent_heartbeat.0.is_zero() || self.task_timeout.0.is_zero() {
+            bail!("--agent-heartbeat and --task-timeout must be longer than zero");
+        }
+        settings.task_timeout = self.task_timeout.0;
         let (hub_api, hub_otlp) = if self.no_hub {
             (None, None)
         } else {
@@ -112,6 +130,14 @@ impl ServeArgs {
             hub_token: self.hub_token.clone(),
             tokens,
             insecure_registries: self.insecure_registries.clone(),
+            agent_listen: (!self.no_agent_listener).then(|| {
+                self.agent_listen.unwrap_or_else(|| {
+                    // Tests bind everything to port 0; a fixed port would collide.
+                    let port = if self.listen.port() == 0 { 0 } else { 8082 };
+                    SocketAddr::new(self.listen.ip(), port)
+                })
+            }),
+            agent_heartbeat: self.agent_heartbeat.0,
             settings,
         })
     }
@@ -141,6 +167,7 @@ pub fn sqlite_url(data_dir: &Path) -> String {
 /// to the hub.
 pub fn local_config(
     listen: SocketAddr,
+    agent_listen: SocketAddr,
     data_dir: &Path,
     hub_api: SocketAddr,
     hub_otlp: SocketAddr,
@@ -155,6 +182,8 @@ pub fn local_config(
         hub_token,
         tokens: Vec::new(),
         insecure_registries: Vec::new(),
+        agent_listen: Some(agent_listen),
+        agent_heartbeat: std::time::Duration::from_secs(30),
         settings: Settings::default(),
     }
 }
@@ -207,6 +236,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     crate::banner_line!(b, "  API          http://{addr}/api/v1");
     crate::banner_line!(b, "  API docs     http://{addr}/api/openapi.json");
     crate::banner_line!(b, "  health       http://{addr}/health/ready");
+    if let Some(agents) = running.agent_addr {
+        crate::banner_line!(b, "  agents       http://{agents} (gRPC)");
+    }
     match (hub, hub_otlp) {
         (Some(api), Some(otlp)) => {
             crate::banner_line!(b, "  hub          {api} (desired state to {otlp})")

@@ -1,4 +1,5 @@
-//! Executors run a task on a target: SSH here, agents over gRPC (issue 6).
+//! Executors run a task on a target: over SSH (`ssh`), or through an
+//! agent's channel (`crate::agents`).
 //!
 //! The contract is the one an agent's task stream carries, so the two
 //! executors are interchangeable for the job engine:
@@ -16,6 +17,8 @@
 //! the executor resumes it.
 
 pub mod ssh;
+
+pub use crate::agents::AgentExecutor;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -86,6 +89,18 @@ pub struct TaskRequest {
     pub traceparent: Option<String>,
     /// Extra variables for the command (the target's `vars`).
     pub vars: BTreeMap<String, String>,
+    /// Where the task comes from.
+    pub context: TaskContext,
+}
+
+/// The job a task belongs to: what an agent labels its containers with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskContext {
+    pub tenant: String,
+    pub job_id: String,
+    pub environment: String,
+    /// The hub application of the component.
+    pub application: String,
 }
 
 impl TaskRequest {
@@ -177,10 +192,12 @@ pub trait Executor: Send + Sync {
         events: &mpsc::Sender<TaskEvent>,
     ) -> TaskOutcome;
 
-    /// Runs a health-check command on `target`; `Ok` on exit 0, else why not.
+    /// Runs a health-check command on `target` after `request` ran there;
+    /// `Ok` on exit 0, else why not.
     async fn check_command(
         &self,
         target: &TargetSpec,
+        request: &TaskRequest,
         command: &str,
         timeout: Duration,
     ) -> Result<(), String>;

@@ -143,6 +143,7 @@ impl Executor for SshExecutor {
     async fn check_command(
         &self,
         target: &TargetSpec,
+        _request: &TaskRequest,
         command: &str,
         timeout: Duration,
     ) -> Result<(), String> {

@@ -95,6 +95,8 @@ impl Stack {
             hub_token: None,
             tokens: Vec::new(),
             insecure_registries: self.insecure_registries.clone(),
+            agent_listen: None,
+            agent_heartbeat: Duration::from_secs(30),
             settings: Settings {
                 replica: replica.into(),
                 lease: Duration::from_secs(2),

@@ -11,14 +11,23 @@ pub struct Process {
     child: Child,
     /// `http://127.0.0.1:PORT`, read from the `API` line of its banner.
     pub base: String,
+    /// `http://127.0.0.1:PORT`, where agents dial (the `agents` line).
+    pub agents: Option<String>,
 }
 
 impl Process {
-    /// Starts `sextant orchestrator --no-hub` on 127.0.0.1 port 0 with a
-    /// 2 s lease and a 200 ms poll, plus `extra` flags.
+    /// Starts `sextant orchestrator` on 127.0.0.1 port 0 (its agent
+    /// listener too) with a 2 s lease and a 200 ms poll, plus `extra` flags;
+    /// `--no-hub` unless `extra` names a `--hub-url`.
     pub fn start(data: &Path, database_url: &str, replica: &str, extra: &[&str]) -> Self {
+        let no_hub: &[&str] = if extra.contains(&"--hub-url") {
+            &[]
+        } else {
+            &["--no-hub"]
+        };
         let mut child = Command::new(sextant_e2e::sextant_binary())
-            .args(["orchestrator", "--listen", "127.0.0.1:0", "--no-hub"])
+            .args(["orchestrator", "--listen", "127.0.0.1:0"])
+            .args(no_hub)
             .arg("--data-dir")
             .arg(data)
             .args(["--database-url", database_url])
@@ -31,16 +40,27 @@ impl Process {
             .spawn()
             .expect("start sextant orchestrator");
         let stdout = child.stdout.take().expect("stdout");
-        let mut base = None;
-        for line in BufReader::new(stdout).lines() {
+        let (mut base, mut agents) = (None, None);
+        let mut lines = BufReader::new(stdout).lines();
+        for line in lines.by_ref() {
             let line = line.expect("banner line");
-            if let Some(url) = line.trim().strip_prefix("API") {
+            let line = line.trim();
+            if let Some(url) = line.strip_prefix("API ") {
                 base = Some(url.trim().trim_end_matches("/api/v1").to_owned());
+            } else if let Some(url) = line.strip_prefix("agents ") {
+                agents = Some(url.trim().trim_end_matches("(gRPC)").trim().to_owned());
+            } else if line.starts_with("Press Ctrl-C") {
                 break;
             }
         }
+        // Keep draining stdout so the process never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
         let base = base.expect("the orchestrator printed its API address");
-        Self { child, base }
+        Self {
+            child,
+            base,
+            agents,
+        }
     }
 
     /// SIGKILL (what `Child::kill` sends on Unix): no shutdown code runs.

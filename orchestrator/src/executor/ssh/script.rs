@@ -466,6 +466,7 @@ mod tests {
             timeout: Duration::from_secs(60),
             traceparent: Some("00-abc-def-01".into()),
             vars: BTreeMap::new(),
+            context: Default::default(),
         }
     }
 

@@ -1,0 +1,518 @@
+//! [`AgentExecutor`]: the job engine's executor for targets of execution
+//! model `agent`. It turns a task into the agent's deploy spec or
+//! compose-lock, puts it in the agent's mailbox under its run key, and waits
+//! for the result, whichever replica holds the agent's stream.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use prost::Message as _;
+use sextant_agent::executor::{ComposeLock, DeploySpec, ServiceSpec};
+use sextant_protocol::v1::{self as pb, task::Payload};
+use tokio::sync::mpsc;
+
+use super::server::StoredResult;
+use super::{AgentChannel, AgentStatus};
+use crate::executor::{
+    ErrorType, Executor, LogStream, TaskEvent, TaskKind, TaskOutcome, TaskRequest,
+};
+use crate::model::{ContainerTemplate, DeployTemplate, TargetSpec};
+use crate::store::{AgentRow, MailItem, MailState, now_ms};
+
+/// Label naming the job that created a container (the hub links it).
+pub const JOB_LABEL: &str = "sextant.job";
+
+/// Runs tasks through agents.
+#[derive(Debug, Clone)]
+pub struct AgentExecutor {
+    channel: Arc<AgentChannel>,
+}
+
+impl AgentExecutor {
+    pub fn new(channel: Arc<AgentChannel>) -> Self {
+        Self { channel }
+    }
+
+    /// The agent a target names: by id, or the one agent its selector
+    /// matches.
+    async fn resolve(&self, tenant: &str, target: &TargetSpec) -> Result<AgentRow, TaskOutcome> {
+        let invalid = |why: String| TaskOutcome::failed(ErrorType::Invalid, false, why);
+        let Some(conn) = &target.agent else {
+            return Err(invalid(format!("target {} has no agent", target.name)));
+        };
+        let store = &self.channel.store;
+        let unreachable = |e: crate::store::StoreError| {
+            TaskOutcome::failed(ErrorType::Connection, true, e.to_string())
+        };
+        let agent = if let Some(id) = &conn.id {
+            store
+                .agent(id)
+                .await
+                .map_err(unreachable)?
+                .filter(|a| a.tenant == tenant)
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "target {}: no agent {id} is registered",
+                        target.name
+                    ))
+                })?
+        } else {
+            let mut matching: Vec<AgentRow> = store
+                .agents(tenant)
+                .await
+                .map_err(unreachable)?
+                .into_iter()
+                .filter(|a| {
+                    a.revoked_at.is_none()
+                        && conn
+                            .selector
+                            .iter()
+                            .all(|(k, v)| a.labels.get(k) == Some(v))
+                })
+                .collect();
+            match matching.len() {
+                1 => matching.remove(0),
+                0 => {
+                    return Err(invalid(format!(
+                        "target {}: no registered agent has the labels {:?}",
+                        target.name, conn.selector
+                    )));
+                }
+                _ => {
+                    let names: Vec<_> = matching.iter().map(|a| a.name.as_str()).collect();
+                    return Err(invalid(format!(
+                        "target {}: selector {:?} matches {} agents ({}); a target is one host, \
+                         so name an agent id or narrow the selector",
+                        target.name,
+                        conn.selector,
+                        names.len(),
+                        names.join(", ")
+                    )));
+                }
+            }
+        };
+        if agent.revoked_at.is_some() {
+            return Err(invalid(format!(
+                "target {}: agent {} ({}) was revoked",
+                target.name, agent.name, agent.id
+            )));
+        }
+        Ok(agent)
+    }
+
+    /// The protobuf task for `request` on `target`.
+    fn build(&self, target: &TargetSpec, request: &TaskRequest) -> Result<pb::Task, String> {
+        let run_key = request.run_key();
+        let template = target
+            .agent
+            .as_ref()
+            .and_then(|a| a.container.clone())
+            .unwrap_or_default();
+        let container_name = |component: &str| -> String {
+            let pattern = template.name.clone().or_else(|| match &target.deploy {
+                Some(DeployTemplate::Docker { name, .. }) => Some(name.clone()),
+                _ => None,
+            });
+            pattern.map_or_else(
+                || component.to_owned(),
+                |p| p.replace("{component}", component),
+            )
+        };
+        let mut labels = template.labels.clone();
+        if !request.context.job_id.is_empty() {
+            labels.insert(JOB_LABEL.to_owned(), request.context.job_id.clone());
+        }
+        let (kind, payload) = match (&request.kind, &target.deploy) {
+            (TaskKind::Switch, _) => {
+                return Err(format!(
+                    "target {}: agents do not switch blue-green slots; deploy to agent targets \
+                     with all-at-once, rolling or canary",
+                    target.name
+                ));
+            }
+            (_, Some(DeployTemplate::Custom { .. })) => {
+                return Err(format!(
+                    "target {}: agent targets take deploy template docker (the default) or \
+                     compose; custom commands run over SSH",
+                    target.name
+                ));
+            }
+            (_, Some(DeployTemplate::Compose { project })) => {
+                let lock = ComposeLock {
+                    task_id: run_key.clone(),
+                    project: project.clone().unwrap_or_else(|| target.name.clone()),
+                    application: request.context.application.clone(),
+                    target: target.hub_target().to_owned(),
+                    environment: Some(request.context.environment.clone()),
+                    release: Some(request.release.clone()),
+                    labels,
+                    registry_auth: None,
+                    services: vec![service(&template, request)],
+                };
+                lock.service_specs().map_err(|e| e.to_string())?;
+                let json = serde_json::to_string(&lock).map_err(|e| e.to_string())?;
+                ("compose", Payload::ComposeJson(json))
+            }
+            (kind, _) => {
+                let spec = DeploySpec {
+                    task_id: run_key.clone(),
+                    name: container_name(&request.component),
+                    image: request.image.clone(),
+                    application: request.context.application.clone(),
+                    workload: request.component.clone(),
+                    target: target.hub_target().to_owned(),
+                    environment: Some(request.context.environment.clone()),
+                    release: Some(request.release.clone()),
+                    revision: None,
+                    labels,
+                    env: template.env.clone(),
+                    ports: template.ports.clone(),
+                    volumes: template.volumes.clone(),
+                    command: template.command.clone(),
+                    network: template.network.clone(),
+                    restart: template.restart,
+                    stop_timeout: None,
+                    health: template.health.clone(),
+                    registry_auth: None,
+                };
+                spec.validate().map_err(|e| e.to_string())?;
+                let json = serde_json::to_string(&spec).map_err(|e| e.to_string())?;
+                let kind = if *kind == TaskKind::Rollback {
+                    "rollback"
+                } else {
+                    "deploy"
+                };
+                (kind, Payload::DeployJson(json))
+            }
+        };
+        Ok(pb::Task {
+            run_key,
+            kind: kind.to_owned(),
+            deadline_unix_ms: now_ms() + request.timeout.as_millis() as i64,
+            traceparent: request.traceparent.clone().unwrap_or_default(),
+            payload: Some(payload),
+            registry_auth: None,
+            previous_digest: request.previous_digest.clone().unwrap_or_default(),
+            artifacts: request
+                .artifacts
+                .iter()
+                .map(|a| pb::Artifact {
+                    name: a.name.clone(),
+                    content: a.content.clone(),
+                    sha256: a.sha256.clone(),
+                })
+                .collect(),
+        })
+    }
+
+    /// Queues `task` for `agent` (unless its run key is queued already)
+    /// and waits for its result or its deadline.
+    async fn run(
+        &self,
+        agent: &AgentRow,
+        task: pb::Task,
+        task_id: &str,
+        attempt: i64,
+        events: Option<&mpsc::Sender<TaskEvent>>,
+    ) -> TaskOutcome {
+        let run_key = task.run_key.clone();
+        let item = MailItem {
+            run_key: run_key.clone(),
+            task_id: task_id.to_owned(),
+            attempt,
+            tenant: agent.tenant.clone(),
+            agent_id: agent.id.clone(),
+            kind: task.kind.clone(),
+            payload: task.encode_to_vec(),
+            deadline: task.deadline_unix_ms,
+            state: MailState::Queued,
+            session: None,
+            deliveries: 0,
+            outcome: None,
+            created_at: 0,
+        };
+        let note = |line: String| async move {
+            if let Some(events) = events {
+                let _ = events
+                    .send(TaskEvent::Log {
+                        stream: LogStream::System,
+                        line,
+                    })
+                    .await;
+            }
+        };
+        let waiter = self.channel.waiter(&run_key);
+        let store = &self.channel.store;
+        match store.enqueue_agent_task(&item).await {
+            Ok(true) => {
+                let status = AgentStatus::of(agent, now_ms(), self.channel.heartbeat);
+                note(format!(
+                    "queued {run_key} for agent {} ({}, {})",
+                    agent.name,
+                    agent.id,
+                    status.as_str()
+                ))
+                .await;
+            }
+            Ok(false) => {
+                note(format!(
+                    "{run_key} is in agent {}'s mailbox already; waiting for its result, not sending it again",
+                    agent.name
+                ))
+                .await;
+            }
+            Err(e) => {
+                self.channel.forget(&run_key);
+                return TaskOutcome::failed(ErrorType::Connection, true, format!("mailbox: {e}"));
+            }
+        }
+        self.channel.wake_dispatch();
+        let outcome = self.wait(agent, &run_key, &waiter, events, note).await;
+        self.channel.forget(&run_key);
+        outcome
+    }
+
+    async fn wait<F, Fut>(
+        &self,
+        agent: &AgentRow,
+        run_key: &str,
+        waiter: &tokio::sync::Notify,
+        events: Option<&mpsc::Sender<TaskEvent>>,
+        note: F,
+    ) -> TaskOutcome
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let store = &self.channel.store;
+        let mut seen = MailState::Queued;
+        loop {
+            let row = match store.agent_task(run_key).await {
+                Ok(Some(row)) => row,
+                Ok(None) => {
+                    return TaskOutcome::failed(
+                        ErrorType::Connection,
+                        true,
+                        format!("{run_key} vanished from the mailbox"),
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(run_key, error = %e, "Cannot read the agent mailbox; retrying");
+                    tokio::time::sleep(self.channel.poll).await;
+                    continue;
+                }
+            };
+            if row.state != seen {
+                match row.state {
+                    MailState::Delivered => {
+                        note(format!(
+                            "delivered to agent {} (delivery {})",
+                            agent.name, row.deliveries
+                        ))
+                        .await;
+                    }
+                    MailState::Running => {
+                        if let Some(events) = events {
+                            let _ = events.send(TaskEvent::Status("running".into())).await;
+                        }
+                    }
+                    _ => {}
+                }
+                seen = row.state;
+            }
+            match row.state {
+                MailState::Finished => return outcome_of(&row),
+                MailState::Expired => {
+                    return TaskOutcome::failed(
+                        ErrorType::Timeout,
+                        false,
+                        format!("{run_key} expired before agent {} finished it", agent.name),
+                    );
+                }
+                _ => {}
+            }
+            let left = row.deadline - now_ms();
+            if left <= 0 {
+                if matches!(store.expire_agent_task(run_key).await, Ok(true)) {
+                    return self.expired(agent, &row).await;
+                }
+                continue;
+            }
+            let pause = self
+                .channel
+                .poll
+                .min(Duration::from_millis(left.max(1) as u64));
+            tokio::select! {
+                () = waiter.notified() => {}
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
+    /// The failure of a task whose deadline passed.
+    async fn expired(&self, agent: &AgentRow, row: &MailItem) -> TaskOutcome {
+        let now = now_ms();
+        let fresh = self.channel.store.agent(&agent.id).await.ok().flatten();
+        let agent = fresh.as_ref().unwrap_or(agent);
+        let status = AgentStatus::of(agent, now, self.channel.heartbeat);
+        let seen = agent.last_heartbeat.map_or_else(
+            || "never connected".to_owned(),
+            |t| format!("last heartbeat {}s ago", (now - t) / 1000),
+        );
+        if row.state == MailState::Queued {
+            TaskOutcome::failed(
+                ErrorType::Connection,
+                false,
+                format!(
+                    "agent {} ({}) is {} ({seen}): task {} was not delivered before its deadline",
+                    agent.name,
+                    agent.id,
+                    status.as_str(),
+                    row.run_key
+                ),
+            )
+        } else {
+            TaskOutcome::failed(
+                ErrorType::Timeout,
+                false,
+                format!(
+                    "agent {} ({}, {}) took task {} but sent no result before its deadline",
+                    agent.name,
+                    agent.id,
+                    status.as_str(),
+                    row.run_key
+                ),
+            )
+        }
+    }
+}
+
+/// One compose-lock service for the task's component.
+fn service(template: &ContainerTemplate, request: &TaskRequest) -> ServiceSpec {
+    ServiceSpec {
+        name: request.component.clone(),
+        workload: Some(request.component.clone()),
+        image: request.image.clone(),
+        revision: None,
+        labels: Default::default(),
+        env: template.env.clone(),
+        ports: template.ports.clone(),
+        volumes: template.volumes.clone(),
+        command: template.command.clone(),
+        restart: template.restart,
+        stop_timeout: None,
+        health: template.health.clone(),
+        registry_auth: None,
+    }
+}
+
+fn outcome_of(row: &MailItem) -> TaskOutcome {
+    let r: StoredResult = row
+        .outcome
+        .as_deref()
+        .and_then(|o| serde_json::from_str(o).ok())
+        .unwrap_or_default();
+    if r.success {
+        return TaskOutcome {
+            success: true,
+            exit_code: Some(0),
+            deployed_digest: (!r.deployed_digest.is_empty()).then(|| r.deployed_digest.clone()),
+            stdout: r.logs.join("\n"),
+            resumed: r.replayed || row.deliveries > 1,
+            ..TaskOutcome::default()
+        };
+    }
+    let error_type = match r.error_type.as_str() {
+        "connection" => ErrorType::Connection,
+        "timeout" => ErrorType::Timeout,
+        "health" => ErrorType::Health,
+        "invalid" => ErrorType::Invalid,
+        _ => ErrorType::Command,
+    };
+    TaskOutcome {
+        success: false,
+        exit_code: None,
+        error: Some(format!("agent {}: {}", r.agent, r.error)),
+        error_type: Some(error_type),
+        retryable: r.retryable,
+        deployed_digest: None,
+        stdout: String::new(),
+        stderr: r.logs.join("\n"),
+        resumed: r.replayed || row.deliveries > 1,
+    }
+}
+
+#[async_trait]
+impl Executor for AgentExecutor {
+    async fn execute(
+        &self,
+        target: &TargetSpec,
+        request: &TaskRequest,
+        events: &mpsc::Sender<TaskEvent>,
+    ) -> TaskOutcome {
+        let agent = match self.resolve(&request.context.tenant, target).await {
+            Ok(a) => a,
+            Err(outcome) => return outcome,
+        };
+        let task = match self.build(target, request) {
+            Ok(t) => t,
+            Err(why) => return TaskOutcome::failed(ErrorType::Invalid, false, why),
+        };
+        self.run(
+            &agent,
+            task,
+            &request.task_id,
+            i64::from(request.attempt),
+            Some(events),
+        )
+        .await
+    }
+
+    async fn check_command(
+        &self,
+        target: &TargetSpec,
+        request: &TaskRequest,
+        command: &str,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let agent = self
+            .resolve(&request.context.tenant, target)
+            .await
+            .map_err(|o| o.error.unwrap_or_default())?;
+        let template = target
+            .agent
+            .as_ref()
+            .and_then(|a| a.container.clone())
+            .unwrap_or_default();
+        let container = template.name.map_or_else(
+            || request.component.clone(),
+            |p| p.replace("{component}", &request.component),
+        );
+        let run_key = format!(
+            "{}.check-{}",
+            request.run_key(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let task = pb::Task {
+            run_key: run_key.clone(),
+            kind: "check".into(),
+            deadline_unix_ms: now_ms() + timeout.as_millis() as i64,
+            traceparent: request.traceparent.clone().unwrap_or_default(),
+            payload: Some(Payload::Check(pb::HealthCheckTask {
+                container,
+                command: command.to_owned(),
+                timeout_ms: timeout.as_millis() as u32,
+            })),
+            registry_auth: None,
+            previous_digest: String::new(),
+            artifacts: Vec::new(),
+        };
+        let outcome = self.run(&agent, task, "", 0, None).await;
+        if outcome.success {
+            Ok(())
+        } else {
+            Err(outcome.error.unwrap_or_else(|| "check failed".into()))
+        }
+    }
+}

@@ -1,0 +1,664 @@
+//! The agent channel in process: real orchestrator replicas (gRPC and REST
+//! on 127.0.0.1 port 0, SQLite or PostgreSQL) and real agent channel clients
+//! from `sextant-agent` in dry-run mode (no Docker), so the protocol's rules
+//! are checked without containers: registration tokens, revocation,
+//! selectors, the offline deadline, a stream cut mid-task, and a replica
+//! killed during a rolling job. The Docker side is `agents_docker.rs`.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sextant_agent::channel::{self, ChannelConfig, Runner};
+use sextant_e2e::{Backend, TestDb};
+use sextant_orchestrator::executor::ssh::SshExecutor;
+use sextant_orchestrator::runtime::{self, Running, RuntimeConfig};
+use sextant_orchestrator::service::Settings;
+use tokio_util::sync::CancellationToken;
+
+const DIGEST_1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+const DIGEST_2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+
+/// Logs to the test's output when RUST_LOG is set.
+fn trace() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+struct Replica {
+    running: Option<Running>,
+    cancel: CancellationToken,
+    base: String,
+    agents: String,
+}
+
+impl Replica {
+    async fn start(db: &str, data: &Path, name: &str, task_timeout: Duration) -> Self {
+        trace();
+        let config = RuntimeConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            database_url: db.to_owned(),
+            data_dir: data.to_owned(),
+            hub_api: None,
+            hub_otlp: None,
+            hub_token: None,
+            tokens: Vec::new(),
+            insecure_registries: Vec::new(),
+            agent_listen: Some("127.0.0.1:0".parse().unwrap()),
+            agent_heartbeat: Duration::from_secs(1),
+            settings: Settings {
+                replica: name.into(),
+                lease: Duration::from_secs(2),
+                poll: Duration::from_millis(200),
+                task_timeout,
+                task_attempts: 1,
+            },
+        };
+        let cancel = CancellationToken::new();
+        let running = runtime::start(config, Arc::new(SshExecutor::new()), cancel.clone())
+            .await
+            .expect("orchestrator starts");
+        Self {
+            base: format!("http://{}", running.addr),
+            agents: format!("http://{}", running.agent_addr.unwrap()),
+            running: Some(running),
+            cancel,
+        }
+    }
+
+    /// Stops the replica as a crash would: its listeners close, its leases
+    /// are left to expire.
+    async fn crash(&mut self) {
+        self.cancel.cancel();
+        if let Some(r) = self.running.take() {
+            let _ = r.wait().await;
+        }
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let http = reqwest::Client::new();
+        let url = format!("{}{path}", self.base);
+        let mut req = match method {
+            "GET" => http.get(&url),
+            _ => http.post(&url),
+        }
+        .header("x-sextant-actor", "ops");
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.expect("API answers");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn token(&self) -> String {
+        let (status, body) = self
+            .call("POST", "/api/v1/agents/tokens", Some(json!({})))
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["token"].as_str().unwrap().to_owned()
+    }
+
+    async fn agents(&self) -> Vec<Value> {
+        let (status, body) = self.call("GET", "/api/v1/agents", None).await;
+        assert_eq!(status, 200, "{body}");
+        body.as_array().cloned().unwrap()
+    }
+
+    async fn wait_agents_online(&self, names: &[&str]) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let agents = self.agents().await;
+            let online = names.iter().all(|n| {
+                agents
+                    .iter()
+                    .any(|a| a["name"] == *n && a["status"] == "online")
+            });
+            if online {
+                return;
+            }
+            assert!(Instant::now() < deadline, "agents not online: {agents:#?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Applies the configuration with `targets` and creates releases r1
+    /// and r2.
+    async fn setup(&self, targets: Value) {
+        self.apply(targets).await;
+        for (name, d) in [("r1", DIGEST_1), ("r2", DIGEST_2)] {
+            let (status, body) = self
+                .call(
+                    "POST",
+                    "/api/v1/releases",
+                    Some(json!({"name": name, "components": [{"component": "web", "image": format!("127.0.0.1:5000/web@{d}")}]})),
+                )
+                .await;
+            assert_eq!(status, 201, "{body}");
+        }
+    }
+
+    async fn apply(&self, targets: Value) {
+        let doc = json!({
+            "environments": [{"name": "prod"}],
+            "components": [{"name": "web", "image": "127.0.0.1:5000/web", "application": "shop"}],
+            "targets": targets,
+        });
+        let (status, body) = self.call("POST", "/api/v1/apply", Some(doc)).await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    async fn promote(&self, release: &str, strategy: Value) -> String {
+        let (status, body) = self
+            .call(
+                "POST",
+                "/api/v1/promotions",
+                Some(json!({"release": release, "environment": "prod", "strategy": strategy})),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn promotion(&self, id: &str) -> Value {
+        self.call("GET", &format!("/api/v1/promotions/{id}"), None)
+            .await
+            .1
+    }
+
+    async fn wait_promotion(&self, id: &str, limit: Duration) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let p = self.promotion(id).await;
+            if ["deployed", "failed", "rolled_back", "rejected", "cancelled"]
+                .contains(&p["state"].as_str().unwrap_or(""))
+            {
+                return p;
+            }
+            assert!(Instant::now() < deadline, "promotion stuck: {p:#}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn job(&self, id: &str) -> Value {
+        self.call("GET", &format!("/api/v1/jobs/{id}"), None)
+            .await
+            .1
+    }
+}
+
+/// An agent channel client in dry-run mode.
+struct Agent {
+    cancel: CancellationToken,
+    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+    executed: Arc<AtomicU64>,
+}
+
+impl Agent {
+    fn start(
+        endpoints: Vec<String>,
+        token: Option<String>,
+        name: &str,
+        labels: &[(&str, &str)],
+        data_dir: &Path,
+        delay: Duration,
+    ) -> Self {
+        let executed = Arc::new(AtomicU64::new(0));
+        let config = ChannelConfig {
+            endpoints,
+            registration_token: token,
+            name: name.into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<BTreeMap<_, _>>(),
+            data_dir: data_dir.to_owned(),
+            max_backoff: Duration::from_millis(500),
+        };
+        let runner = Runner::DryRun {
+            delay,
+            executed: executed.clone(),
+        };
+        let cancel = CancellationToken::new();
+        let handle = tokio::spawn(channel::run(config, runner, cancel.clone()));
+        Self {
+            cancel,
+            handle,
+            executed,
+        }
+    }
+
+    fn executed(&self) -> u64 {
+        self.executed.load(Ordering::SeqCst)
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        self.cancel.cancel();
+        self.handle.await.unwrap()
+    }
+}
+
+fn agent_target(name: &str, connection: Value) -> Value {
+    json!({"name": name, "environment": "prod", "agent": connection})
+}
+
+#[tokio::test]
+async fn registration_is_single_use_and_a_revoked_agent_is_refused() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let data = tempfile::tempdir().unwrap();
+    let replica = Replica::start(&db.url, data.path(), "a", Duration::from_secs(30)).await;
+    let token = replica.token().await;
+
+    let dir_a = tempfile::tempdir().unwrap();
+    let a = Agent::start(
+        vec![replica.agents.clone()],
+        Some(token.clone()),
+        "host-a",
+        &[("site", "lab")],
+        dir_a.path(),
+        Duration::ZERO,
+    );
+    replica.wait_agents_online(&["host-a"]).await;
+    let identity = channel::Identity::load(dir_a.path()).unwrap().unwrap();
+    assert!(identity.credential.starts_with("sxa_"), "{identity:?}");
+
+    // The same token again: refused, and the agent says why.
+    let dir_b = tempfile::tempdir().unwrap();
+    let b = Agent::start(
+        vec![replica.agents.clone()],
+        Some(token.clone()),
+        "host-b",
+        &[],
+        dir_b.path(),
+        Duration::ZERO,
+    );
+    let err = tokio::time::timeout(Duration::from_secs(10), b.handle)
+        .await
+        .expect("a used token ends the agent")
+        .unwrap()
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("used already"), "{err:#}");
+
+    // An unknown token, and no token and no identity.
+    let dir_c = tempfile::tempdir().unwrap();
+    let c = Agent::start(
+        vec![replica.agents.clone()],
+        Some("sxr_nonsense".into()),
+        "host-c",
+        &[],
+        dir_c.path(),
+        Duration::ZERO,
+    );
+    let err = c.handle.await.unwrap().unwrap_err();
+    assert!(
+        format!("{err:#}").contains("unknown registration token"),
+        "{err:#}"
+    );
+    let d = Agent::start(
+        vec![replica.agents.clone()],
+        None,
+        "host-d",
+        &[],
+        dir_c.path(),
+        Duration::ZERO,
+    );
+    let err = d.handle.await.unwrap().unwrap_err();
+    assert!(
+        format!("{err:#}").contains("no registration token"),
+        "{err:#}"
+    );
+
+    // An expired token.
+    let (status, body) = replica
+        .call(
+            "POST",
+            "/api/v1/agents/tokens",
+            Some(json!({"ttl_seconds": 1})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let e = Agent::start(
+        vec![replica.agents.clone()],
+        Some(body["token"].as_str().unwrap().into()),
+        "host-e",
+        &[],
+        dir_c.path(),
+        Duration::ZERO,
+    );
+    let err = e.handle.await.unwrap().unwrap_err();
+    assert!(format!("{err:#}").contains("expired"), "{err:#}");
+    let (status, body) = replica
+        .call(
+            "POST",
+            "/api/v1/agents/tokens",
+            Some(json!({"ttl_seconds": 0})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid")),
+        "{body}"
+    );
+
+    // The listing: one agent, online, with its labels and version.
+    let agents = replica.agents().await;
+    assert_eq!(agents.len(), 1, "{agents:#?}");
+    assert_eq!(agents[0]["labels"]["site"], "lab");
+    assert_eq!(agents[0]["version"], env!("CARGO_PKG_VERSION"));
+    assert!(
+        agents[0]["capabilities"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("docker"))
+    );
+
+    // Revoked: the stream closes and the agent is refused for good.
+    let (status, body) = replica
+        .call("POST", "/api/v1/agents/host-a/revoke", None)
+        .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("revoked")),
+        "{body}"
+    );
+    let err = tokio::time::timeout(Duration::from_secs(20), a.handle)
+        .await
+        .expect("a revoked agent stops")
+        .unwrap()
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("revoked"), "{err:#}");
+}
+
+#[tokio::test]
+async fn a_promotion_runs_on_agents_by_id_and_by_selector() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let data = tempfile::tempdir().unwrap();
+    let replica = Replica::start(&db.url, data.path(), "a", Duration::from_secs(30)).await;
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let a = Agent::start(
+        vec![replica.agents.clone()],
+        Some(replica.token().await),
+        "host-a",
+        &[("role", "web"), ("zone", "a")],
+        dirs[0].path(),
+        Duration::from_millis(50),
+    );
+    let b = Agent::start(
+        vec![replica.agents.clone()],
+        Some(replica.token().await),
+        "host-b",
+        &[("role", "web"), ("zone", "b")],
+        dirs[1].path(),
+        Duration::from_millis(50),
+    );
+    replica.wait_agents_online(&["host-a", "host-b"]).await;
+    let id_a = replica.agents().await[0]["id"].as_str().unwrap().to_owned();
+    replica
+        .setup(json!([
+            agent_target("t-a", json!({"id": id_a})),
+            agent_target("t-b", json!({"selector": {"zone": "b"}})),
+        ]))
+        .await;
+    let p = replica
+        .promote("r1", json!({"type": "all_at_once", "max_parallel": 100}))
+        .await;
+    let p = replica.wait_promotion(&p, Duration::from_secs(30)).await;
+    assert_eq!(p["state"], "deployed", "{p:#}");
+    assert_eq!((a.executed(), b.executed()), (1, 1));
+    let job = replica.job(p["job_id"].as_str().unwrap()).await;
+    let tasks = job["tasks"].as_array().unwrap();
+    assert!(tasks.iter().all(|t| t["state"] == "succeeded"), "{job:#}");
+
+    // The task's log says which agent took it.
+    let task = tasks.iter().find(|t| t["target"] == "t-b").unwrap();
+    let (_, logs) = replica
+        .call(
+            "GET",
+            &format!(
+                "/api/v1/jobs/{}/tasks/{}/logs",
+                p["job_id"].as_str().unwrap(),
+                task["id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    let text = logs.to_string();
+    assert!(text.contains("agent host-b"), "{logs:#}");
+
+    // A selector matching both agents is refused by name.
+    replica
+        .apply(json!([agent_target(
+            "t-a",
+            json!({"selector": {"role": "web"}})
+        )]))
+        .await;
+    let p = replica.promote("r2", json!({"type": "all_at_once"})).await;
+    let p = replica.wait_promotion(&p, Duration::from_secs(30)).await;
+    assert_ne!(p["state"], "deployed", "{p:#}");
+    let job = replica.job(p["job_id"].as_str().unwrap()).await;
+    let failed = job["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["target"] == "t-a")
+        .unwrap();
+    let error = failed["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("matches 2 agents") && error.contains("host-a") && error.contains("host-b"),
+        "{job:#}"
+    );
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_task_for_an_offline_agent_fails_at_its_deadline() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let data = tempfile::tempdir().unwrap();
+    let replica = Replica::start(&db.url, data.path(), "a", Duration::from_secs(3)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let a = Agent::start(
+        vec![replica.agents.clone()],
+        Some(replica.token().await),
+        "host-a",
+        &[("zone", "a")],
+        dir.path(),
+        Duration::ZERO,
+    );
+    replica.wait_agents_online(&["host-a"]).await;
+    a.stop().await.unwrap();
+    replica
+        .setup(json!([agent_target(
+            "t-a",
+            json!({"selector": {"zone": "a"}})
+        )]))
+        .await;
+    let started = Instant::now();
+    let p = replica.promote("r1", json!({"type": "all_at_once"})).await;
+    let p = replica.wait_promotion(&p, Duration::from_secs(30)).await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "it waited for the deadline"
+    );
+    assert_eq!(p["state"], "failed", "{p:#}");
+    let job = replica.job(p["job_id"].as_str().unwrap()).await;
+    let task = &job["tasks"][0];
+    let error = task["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("host-a")
+            && error.contains("offline")
+            && error.contains("not delivered before its deadline"),
+        "{job:#}"
+    );
+    assert_eq!(task["error_type"], "connection");
+
+    // It stays undelivered: the agent coming back later does not run it.
+    let a = Agent::start(
+        vec![replica.agents.clone()],
+        None,
+        "host-a",
+        &[("zone", "a")],
+        dir.path(),
+        Duration::ZERO,
+    );
+    replica.wait_agents_online(&["host-a"]).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(a.executed(), 0);
+    a.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_task_survives_its_stream_dropping_and_runs_once() {
+    // Two replicas on one SQLite file; the agent dials replica a first.
+    let db = TestDb::new(Backend::Sqlite).await;
+    let data = tempfile::tempdir().unwrap();
+    let mut a = Replica::start(&db.url, data.path(), "a", Duration::from_secs(60)).await;
+    let b = Replica::start(&db.url, data.path(), "b", Duration::from_secs(60)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::start(
+        vec![a.agents.clone(), b.agents.clone()],
+        Some(a.token().await),
+        "host-a",
+        &[("zone", "a")],
+        dir.path(),
+        Duration::from_secs(3),
+    );
+    a.wait_agents_online(&["host-a"]).await;
+    assert_eq!(b.agents().await[0]["replica"], "a");
+    b.setup(json!([agent_target(
+        "t-a",
+        json!({"selector": {"zone": "a"}})
+    )]))
+    .await;
+    let p = b.promote("r1", json!({"type": "all_at_once"})).await;
+
+    // Wait until the agent runs it, then drop the stream by killing the
+    // replica that holds it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while agent.executed() == 0 {
+        assert!(Instant::now() < deadline, "the agent never got the task");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.crash().await;
+
+    // The agent reconnects to b, which delivers the run key again; the agent
+    // does not start it twice, and its result arrives over the new stream.
+    let p = b.wait_promotion(&p, Duration::from_secs(60)).await;
+    assert_eq!(p["state"], "deployed", "{p:#}");
+    assert_eq!(agent.executed(), 1, "the task ran once");
+    let agents = b.agents().await;
+    assert_eq!(agents[0]["replica"], "b", "{agents:#?}");
+    let job = b.job(p["job_id"].as_str().unwrap()).await;
+    assert_eq!(job["tasks"][0]["attempts"], 1, "{job:#}");
+    agent.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn replicas_on_postgres_share_agents_and_one_finishes_the_others_rolling_job() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let data = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let mut replicas = [
+        Replica::start(&db.url, data[0].path(), "a", Duration::from_secs(60)).await,
+        Replica::start(&db.url, data[1].path(), "b", Duration::from_secs(60)).await,
+    ];
+    let endpoints: Vec<String> = replicas.iter().map(|r| r.agents.clone()).collect();
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut agents = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        // Half dial a first, half b first.
+        let mut e = endpoints.clone();
+        e.rotate_left(i % 2);
+        agents.push(Agent::start(
+            e,
+            Some(replicas[0].token().await),
+            &format!("host-{i}"),
+            &[("n", &i.to_string())],
+            dir.path(),
+            Duration::from_millis(700),
+        ));
+    }
+    replicas[0]
+        .wait_agents_online(&["host-0", "host-1", "host-2", "host-3"])
+        .await;
+    let targets: Vec<Value> = (0..4)
+        .map(|i| agent_target(&format!("t-{i}"), json!({"selector": {"n": i.to_string()}})))
+        .collect();
+    replicas[0].setup(Value::Array(targets)).await;
+    let p = replicas[0]
+        .promote(
+            "r1",
+            json!({"type": "rolling", "batch_size": 1, "pause": "300ms"}),
+        )
+        .await;
+
+    // Kill whichever replica holds the job's lease once the first task has
+    // run.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (job_id, owner) = loop {
+        let promotion = replicas[0].promotion(&p).await;
+        if let Some(job) = promotion["job_id"].as_str() {
+            let j = replicas[0].job(job).await;
+            let done = j["tasks"].as_array().map_or(0, |t| {
+                t.iter().filter(|t| t["state"] == "succeeded").count()
+            });
+            if done >= 1 && j["lease_owner"].is_string() && j["state"] == "running" {
+                break (
+                    job.to_owned(),
+                    j["lease_owner"].as_str().unwrap().to_owned(),
+                );
+            }
+        }
+        assert!(Instant::now() < deadline, "the job never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let (dead, alive) = if owner == "a" { (0, 1) } else { (1, 0) };
+    replicas[dead].crash().await;
+    let survivor = &replicas[alive];
+    let p = survivor.wait_promotion(&p, Duration::from_secs(90)).await;
+    assert_eq!(p["state"], "deployed", "{p:#}");
+    let job = survivor.job(&job_id).await;
+    // Completed (so its lease is released), after a second lease: the
+    // survivor's.
+    assert_eq!(job["state"], "completed", "{job:#}");
+    assert_eq!(job["attempts"], 2, "{job:#}");
+    for (i, agent) in agents.iter().enumerate() {
+        assert_eq!(agent.executed(), 1, "host-{i} ran its task once");
+    }
+    for t in job["tasks"].as_array().unwrap() {
+        assert_eq!(
+            (t["state"].as_str(), t["attempts"].as_i64()),
+            (Some("succeeded"), Some(1)),
+            "{job:#}"
+        );
+    }
+    // Every agent ends up on the survivor.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let listed = survivor.agents().await;
+        if listed
+            .iter()
+            .all(|a| a["replica"] == survivor_name(alive) && a["status"] == "online")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{listed:#?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for agent in agents {
+        agent.stop().await.unwrap();
+    }
+}
+
+fn survivor_name(i: usize) -> &'static str {
+    ["a", "b"][i]
+}
