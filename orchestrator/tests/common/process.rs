@@ -45,7 +45,10 @@ impl Process {
         for line in lines.by_ref() {
             let line = line.expect("banner line");
             let line = line.trim();
-            if let Some(url) = line.strip_prefix("API ") {
+            if let Some(url) = line
+                .strip_prefix("API ")
+                .filter(|u| u.trim().starts_with("http"))
+            {
                 base = Some(url.trim().trim_end_matches("/api/v1").to_owned());
             } else if let Some(url) = line.strip_prefix("agents ") {
                 agents = Some(url.trim().trim_end_matches("(gRPC)").trim().to_owned());

@@ -1,0 +1,583 @@
+//! Promotions through agents onto the real Docker engine, all real
+//! processes: a hub (`sextant up --no-orchestrator`), an orchestrator
+//! (`sextant orchestrator`) and two agents (`sextant agent run`) that
+//! register with one-time tokens from `sextant agents token`, dial the
+//! orchestrator's agent port, run containers pulled by digest from the test
+//! kit's registry, and report what runs to the hub over OTLP.
+//!
+//! - dev → stage → prod onto both agents, then a canary of an image whose
+//!   health check fails: the agent rolls the canary back by itself, the
+//!   promotion ends `rolled_back`, and the second prod target never sees
+//!   the broken image;
+//! - an agent SIGKILLed while its task verifies health, then started again:
+//!   the task is reported as interrupted, not run a second time, and the
+//!   orchestrator's next attempt (a new run key) deploys.
+//!
+//! The agents run on this host and share its Docker engine, so each agent
+//! watches only the containers labelled for it (`--watch-label`).
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::process::Process;
+use serde_json::{Value, json};
+use sextant_e2e::docker::{self as kit, DockerScope, TestImages, test_images};
+use sextant_e2e::{Backend, Hub};
+
+/// The label that tells the two agents' containers apart.
+const AGENT_LABEL: &str = "sextant.test.agent";
+
+async fn call(base: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let url = format!("{base}{path}");
+    let mut req = match method {
+        "GET" => client.get(&url),
+        _ => client.post(&url),
+    }
+    .header("x-sextant-actor", "alice");
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let res = req.send().await.expect("API answers");
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+/// A `sextant agent run` process; SIGKILLed when dropped.
+struct AgentProcess {
+    child: Child,
+}
+
+impl AgentProcess {
+    /// Starts an agent named `name` that dials `endpoint`, with
+    /// `token` (first start only), reporting to the hub's OTLP/gRPC
+    /// address, watching only containers labelled `AGENT_LABEL=name`.
+    fn start(name: &str, data: &Path, endpoint: &str, token: Option<&str>, hub: &Hub) -> Self {
+        let mut cmd = Command::new(sextant_e2e::sextant_binary());
+        cmd.args(["agent", "run", "--host-name", name])
+            .arg("--data-dir")
+            .arg(data)
+            .args(["--orchestrator", endpoint])
+            .args(["--otlp-endpoint", &format!("http://{}", hub.grpc)])
+            .args(["--label", &format!("agent={name}")])
+            .args(["--watch-label", &format!("{AGENT_LABEL}={name}")])
+            .args(["--listen", "127.0.0.1:0", "--heartbeat", "1s"])
+            // The default for unlabelled containers; the ones it deploys
+            // carry their own environment label.
+            .args(["--environment", "prod"])
+            .env_remove("SEXTANT_AGENT_CONFIG")
+            .env_remove("SEXTANT_REGISTRATION_TOKEN")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        if let Some(t) = token {
+            cmd.args(["--registration-token", t]);
+        }
+        Self {
+            child: cmd.spawn().expect("start sextant agent run"),
+        }
+    }
+
+    fn kill9(&mut self) {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("wait");
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The orchestrator, the hub and the agents of one test.
+struct Stack {
+    hub: Hub,
+    orchestrator: Process,
+    _data: tempfile::TempDir,
+}
+
+impl Stack {
+    async fn start() -> Self {
+        let hub = Hub::start(Backend::Sqlite, "").await;
+        hub.wait_ready().await;
+        let data = tempfile::tempdir().unwrap();
+        let db = format!("sqlite://{}", data.path().join("orchestrator.db").display());
+        let hub_url = format!("http://{}", hub.api);
+        let hub_otlp = format!("http://{}", hub.http);
+        let orchestrator = Process::start(
+            data.path(),
+            &db,
+            "replica-a",
+            &[
+                "--hub-url",
+                &hub_url,
+                "--hub-otlp-endpoint",
+                &hub_otlp,
+                "--agent-heartbeat",
+                "1s",
+                "--task-timeout",
+                "90s",
+            ],
+        );
+        Self {
+            hub,
+            orchestrator,
+            _data: data,
+        }
+    }
+
+    fn base(&self) -> &str {
+        &self.orchestrator.base
+    }
+
+    fn endpoint(&self) -> String {
+        self.orchestrator
+            .agents
+            .clone()
+            .expect("the orchestrator printed its agent address")
+    }
+
+    /// A one-time registration token from `sextant agents token`.
+    fn token(&self) -> String {
+        let out = self
+            .orchestrator
+            .sextant("alice", &["agents", "token", "--ttl", "10m"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        assert!(token.starts_with("sxr_"), "{token:?}");
+        token
+    }
+
+    /// `sextant agents list --output json`.
+    fn agents(&self) -> Vec<Value> {
+        let out = self
+            .orchestrator
+            .sextant("alice", &["agents", "list", "--output", "json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("agents list --json")
+    }
+
+    async fn wait_online(&self, names: &[&str]) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let agents = self.agents();
+            if names.iter().all(|n| {
+                agents
+                    .iter()
+                    .any(|a| a["name"] == *n && a["status"] == "online")
+            }) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "agents not online: {agents:#?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn apply(&self, doc: Value) {
+        let (status, body) = call(self.base(), "POST", "/api/v1/apply", Some(doc)).await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    async fn release(&self, name: &str, image: &str) {
+        let (status, body) = call(
+            self.base(),
+            "POST",
+            "/api/v1/releases",
+            Some(json!({"name": name, "components": [{"component": "web", "image": image}]})),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+
+    async fn promote(&self, release: &str, env: &str, strategy: Value) -> String {
+        let (status, body) = call(
+            self.base(),
+            "POST",
+            "/api/v1/promotions",
+            Some(json!({"release": release, "environment": env, "strategy": strategy})),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn wait_promotion(&self, id: &str, limit: Duration) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let (_, p) = call(
+                self.base(),
+                "GET",
+                &format!("/api/v1/promotions/{id}"),
+                None,
+            )
+            .await;
+            if ["deployed", "failed", "rolled_back", "rejected", "cancelled"]
+                .contains(&p["state"].as_str().unwrap_or(""))
+            {
+                return p;
+            }
+            assert!(Instant::now() < deadline, "promotion stuck: {p:#}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn job(&self, id: &str) -> Value {
+        call(self.base(), "GET", &format!("/api/v1/jobs/{id}"), None)
+            .await
+            .1
+    }
+
+    async fn logs(&self, job: &str, task: &str) -> String {
+        call(
+            self.base(),
+            "GET",
+            &format!("/api/v1/jobs/{job}/tasks/{task}/logs"),
+            None,
+        )
+        .await
+        .1
+        .to_string()
+    }
+}
+
+/// An agent target: the agent by selector, its container named and
+/// labelled for the test scope and the agent, healthy when the image's
+/// Docker HEALTHCHECK passes.
+fn target(scope: &DockerScope, env: &str, agent: &str, health: Value) -> Value {
+    let mut labels = scope.labels();
+    labels.insert(AGENT_LABEL.into(), agent.into());
+    json!({
+        "name": format!("{env}-{agent}"),
+        "environment": env,
+        "agent": {
+            "selector": {"agent": agent},
+            "container": {
+                "name": scope.name(&format!("{env}-{agent}-{{component}}")),
+                "labels": labels,
+                "health": health,
+            },
+        },
+    })
+}
+
+fn docker_health() -> Value {
+    json!({"check": "docker", "interval": "500ms", "retries": 3, "timeout": "2s"})
+}
+
+fn components(images: &TestImages) -> Value {
+    json!([{"name": "web", "image": images.v1.split('@').next().unwrap(), "application": "shop"}])
+}
+
+/// What the hub's host page API says `host` runs: (environment, revision,
+/// status) per deployment.
+async fn hub_host(hub: &Hub, host: &str) -> Vec<(String, String, String)> {
+    let url = format!("http://{}/api/v1/hosts/{host}", hub.api);
+    let body: Value = match reqwest::get(&url).await {
+        Ok(r) if r.status() == 200 => r.json().await.unwrap_or(Value::Null),
+        _ => return Vec::new(),
+    };
+    body["deployments"]
+        .as_array()
+        .map(|d| {
+            d.iter()
+                .map(|d| {
+                    (
+                        d["environment"].as_str().unwrap_or_default().to_owned(),
+                        d["revision"].as_str().unwrap_or_default().to_owned(),
+                        d["status"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn promotions_deploy_real_containers_through_two_agents_and_a_failed_canary_rolls_back() {
+    let images = test_images().await;
+    let scope = DockerScope::new();
+    let stack = Stack::start().await;
+    let (a, b) = (scope.name("host-a"), scope.name("host-b"));
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let _agent_a = AgentProcess::start(
+        &a,
+        dirs[0].path(),
+        &stack.endpoint(),
+        Some(&stack.token()),
+        &stack.hub,
+    );
+    let _agent_b = AgentProcess::start(
+        &b,
+        dirs[1].path(),
+        &stack.endpoint(),
+        Some(&stack.token()),
+        &stack.hub,
+    );
+    stack.wait_online(&[&a, &b]).await;
+    let listed = stack.agents();
+    assert!(
+        listed
+            .iter()
+            .all(|x| x["version"] == env!("CARGO_PKG_VERSION")
+                && x["capabilities"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&json!("docker"))),
+        "{listed:#?}"
+    );
+
+    let mut targets = Vec::new();
+    for env in ["dev", "stage", "prod"] {
+        for agent in [&a, &b] {
+            targets.push(target(&scope, env, agent, docker_health()));
+        }
+    }
+    stack
+        .apply(json!({
+            "environments": [{"name": "dev"}, {"name": "stage"}, {"name": "prod"}],
+            "components": components(images),
+            "targets": targets,
+        }))
+        .await;
+    stack.release("1.0.0", &images.v1).await;
+    stack.release("2.0.0-broken", &images.broken).await;
+    let v1 = kit::digest_of(&images.v1).to_owned();
+
+    // dev → stage → prod, each onto both agents.
+    for env in ["dev", "stage", "prod"] {
+        let p = stack
+            .promote(
+                "1.0.0",
+                env,
+                json!({"type": "all_at_once", "max_parallel": 2}),
+            )
+            .await;
+        let p = stack.wait_promotion(&p, Duration::from_secs(120)).await;
+        assert_eq!(p["state"], "deployed", "{env}: {p:#}");
+        let job = stack.job(p["job_id"].as_str().unwrap()).await;
+        for agent in [&a, &b] {
+            let container = scope.name(&format!("{env}-{agent}-web"));
+            assert!(kit::is_running(&container), "{container} runs");
+            assert_eq!(
+                kit::image_of(&container).as_deref(),
+                Some(images.v1.as_str())
+            );
+            let labels = kit::labels(&container);
+            assert_eq!(
+                labels.get("sextant.job"),
+                job["id"].as_str().map(str::to_owned).as_ref()
+            );
+            assert_eq!(
+                labels.get("sextant.environment").map(String::as_str),
+                Some(env)
+            );
+            assert_eq!(labels.get(AGENT_LABEL), Some(agent));
+        }
+        // The task's log names the agent that ran it.
+        let task = &job["tasks"][0];
+        let logs = stack
+            .logs(job["id"].as_str().unwrap(), task["id"].as_str().unwrap())
+            .await;
+        assert!(logs.contains("agent sx-"), "{logs}");
+    }
+
+    // The agents report what runs to the hub: each host runs the v1 digest,
+    // succeeded, in all three environments.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for host in [&a, &b] {
+        loop {
+            let mut seen = hub_host(&stack.hub, host).await;
+            seen.sort();
+            let want: Vec<(String, String, String)> = ["dev", "prod", "stage"]
+                .iter()
+                .map(|e| ((*e).to_owned(), v1.clone(), "succeeded".to_owned()))
+                .collect();
+            if seen == want {
+                break;
+            }
+            assert!(Instant::now() < deadline, "hub for {host}: {seen:?}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    // A canary of an image whose health check fails: 50 % is prod-a alone;
+    // its agent rolls it back and the job stops; prod-b keeps v1.
+    let prod_b_id = kit::container_id(&scope.name(&format!("prod-{b}-web"))).unwrap();
+    let p = stack
+        .promote(
+            "2.0.0-broken",
+            "prod",
+            json!({"type": "canary", "stages": [50, 100]}),
+        )
+        .await;
+    let p = stack.wait_promotion(&p, Duration::from_secs(120)).await;
+    assert_eq!(p["state"], "rolled_back", "{p:#}");
+    let job = stack.job(p["job_id"].as_str().unwrap()).await;
+    let tasks = job["tasks"].as_array().unwrap();
+    let failed: Vec<&Value> = tasks.iter().filter(|t| t["state"] == "failed").collect();
+    assert_eq!(failed.len(), 1, "{job:#}");
+    assert_eq!(failed[0]["error_type"], "health", "{job:#}");
+    let canary_target = failed[0]["target"].as_str().unwrap().to_owned();
+    let error = failed[0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("agent sx-"),
+        "the error names the agent: {error}"
+    );
+    for agent in [&a, &b] {
+        let container = scope.name(&format!("prod-{agent}-web"));
+        assert!(kit::is_running(&container), "{container} runs");
+        assert_eq!(
+            kit::image_of(&container).as_deref(),
+            Some(images.v1.as_str()),
+            "{container} runs v1 again (canary {canary_target})"
+        );
+    }
+    let untouched = if canary_target.ends_with(b.as_str()) {
+        scope.name(&format!("prod-{a}-web"))
+    } else {
+        scope.name(&format!("prod-{b}-web"))
+    };
+    if untouched == scope.name(&format!("prod-{b}-web")) {
+        assert_eq!(
+            kit::container_id(&untouched),
+            Some(prod_b_id),
+            "prod-b never replaced"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_agent_killed_mid_task_reports_it_and_never_runs_it_twice() {
+    let images = test_images().await;
+    let scope = DockerScope::new();
+    let stack = Stack::start().await;
+    let a = scope.name("host-k");
+    let dir = tempfile::tempdir().unwrap();
+    let mut agent = AgentProcess::start(
+        &a,
+        dir.path(),
+        &stack.endpoint(),
+        Some(&stack.token()),
+        &stack.hub,
+    );
+    stack.wait_online(&[&a]).await;
+
+    // Healthy only once /www/ready exists in the container, which the test
+    // writes: the task is held in its health check until then.
+    let health = json!({
+        "check": "command",
+        "argv": ["/bin/busybox", "test", "-e", "/www/ready"],
+        "interval": "300ms",
+        "start_period": "120s",
+        "retries": 1,
+    });
+    stack
+        .apply(json!({
+            "environments": [{"name": "prod"}],
+            "components": components(images),
+            "targets": [target(&scope, "prod", &a, health)],
+        }))
+        .await;
+    stack.release("1.0.0", &images.v1).await;
+    let container = scope.name(&format!("prod-{a}-web"));
+    let p = stack
+        .promote("1.0.0", "prod", json!({"type": "all_at_once"}))
+        .await;
+
+    // Wait until the agent runs the task and its container is up, then
+    // SIGKILL the agent.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let first_key = loop {
+        let agents = stack.agents();
+        let running = agents[0]["current_tasks"]
+            .as_array()
+            .and_then(|t| t.iter().find(|t| t["state"] == "running"))
+            .map(|t| t["run_key"].as_str().unwrap().to_owned());
+        if let Some(key) = running
+            && kit::is_running(&container)
+        {
+            break key;
+        }
+        assert!(Instant::now() < deadline, "the task never ran: {agents:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let first_container = kit::container_id(&container).unwrap();
+    agent.kill9();
+
+    // Started again (no token: it has its identity). The orchestrator
+    // delivers the same run key again; the agent's journal knows it was
+    // interrupted, so it reports that rather than running it again.
+    let _agent = AgentProcess::start(&a, dir.path(), &stack.endpoint(), None, &stack.hub);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let p = loop {
+        // Let whatever container now runs pass its health check.
+        if kit::is_running(&container) {
+            let _ = Command::new("docker")
+                .args(["exec", &container, "/bin/busybox", "touch", "/www/ready"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        let (_, p) = call(
+            stack.base(),
+            "GET",
+            &format!("/api/v1/promotions/{p}"),
+            None,
+        )
+        .await;
+        if ["deployed", "failed", "rolled_back"].contains(&p["state"].as_str().unwrap_or("")) {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "promotion stuck: {p:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(p["state"], "deployed", "{p:#}");
+    let job = stack.job(p["job_id"].as_str().unwrap()).await;
+    let task = &job["tasks"][0];
+    assert_eq!(
+        task["attempts"], 2,
+        "the interrupted attempt was reported, then retried: {job:#}"
+    );
+    let logs = stack
+        .logs(job["id"].as_str().unwrap(), task["id"].as_str().unwrap())
+        .await;
+    assert!(
+        logs.contains("was interrupted") && logs.contains("not resumed"),
+        "attempt 1 is reported interrupted: {logs}"
+    );
+    // The container now is attempt 2's, and attempt 1's run key ran once:
+    // its journal record is finished with the interrupted outcome.
+    let labels = kit::labels(&container);
+    let second_key = labels.get("sextant.task").cloned().unwrap_or_default();
+    assert_ne!(second_key, first_key, "{labels:?}");
+    assert!(second_key.ends_with(".2"), "{labels:?}");
+    let record: Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("tasks").join(format!("{first_key}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["state"], "finished", "{record:#}");
+    assert!(
+        record["outcome"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("interrupted"),
+        "{record:#}"
+    );
+    let _ = first_container;
+}
