@@ -17,6 +17,9 @@ pub const REVISION: &str = "sextant.revision";
 /// The id of the task that created the container; it leads to the task's
 /// journal record (and so to its health check, for rollback).
 pub const TASK: &str = "sextant.task";
+/// The orchestrator job that deployed the container (set by the
+/// orchestrator through the spec's labels; reported as `sextant.job.id`).
+pub const JOB: &str = "sextant.job";
 /// The compose-lock project a container belongs to.
 pub const COMPOSE_PROJECT: &str = "sextant.compose.project";
 /// The compose-lock service a container runs.

@@ -199,7 +199,7 @@ async fn run(command: Command) -> anyhow::Result<i32> {
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {
     let config = args.config()?;
-    let app = Application::build(&config).await?;
+    let mut app = Application::build(&config).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone())?);
     let orchestrator = if args.no_orchestrator {
@@ -226,8 +226,11 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         let running = orchestrator::serve::start(local, shutdown.clone())
             .await
             .context(
-                "cannot start the orchestrator (use --orchestrator-addr or --no-orchestrator)",
+                "cannot start the orchestrator (use --orchestrator-addr, --agent-addr or \
+                 --no-orchestrator)",
             )?;
+        // Host pages link the jobs that changed them to this orchestrator.
+        app.link_orchestrator(&format!("http://{}", running.addr));
         Some((running, database))
     };
     let mut b = String::new();

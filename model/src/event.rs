@@ -126,6 +126,9 @@ pub struct ObservedDeployment {
     pub revision: String,
     pub status: DeploymentStatus,
     pub message: Option<String>,
+    /// The orchestrator job whose deployment this is (`sextant.job.id`),
+    /// when one made it.
+    pub job: Option<String>,
     pub observed_at: UnixNanos,
 }
 
@@ -269,6 +272,7 @@ impl ObservedDeployment {
             revision,
             status,
             message,
+            job: r.optional(keys::JOB_ID)?,
             observed_at,
         })
     }

@@ -18,6 +18,9 @@ pub const BUILD_ID: &str = "sextant.build.id";
 pub const RECONCILER_NAME: &str = "sextant.reconciler.name";
 pub const RECONCILER_TYPE: &str = "sextant.reconciler.type";
 pub const STATUS_MESSAGE: &str = "sextant.status.message";
+/// The orchestrator job that made an observed deployment (the hub links
+/// the host to it).
+pub const JOB_ID: &str = "sextant.job.id";
 
 /// Semconv `deployment.environment.name` (stable).
 pub const ENVIRONMENT: &str = "deployment.environment.name";

@@ -291,6 +291,10 @@ pub struct HostDeployment {
     pub revision: String,
     pub status: DeploymentStatus,
     pub message: Option<String>,
+    /// The orchestrator job that made the last change, when one did
+    /// (`sextant.job.id`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
     pub observed_at: UnixNanos,
     pub in_sync: bool,
     /// Empty when the host is where it should be.

@@ -263,6 +263,7 @@ pub fn router(state: ApiState) -> Router {
     .route("/health/live", get(|| async { "ok" }))
     .route("/health/ready", get(ready))
     .route("/metrics", get(metrics))
+    .merge(crate::ui::router())
     .route_layer(axum::middleware::from_fn_with_state(
         state.http_metrics.clone(),
         sextant_exporters::http_metrics::track,

@@ -20,3 +20,4 @@ pub mod runtime;
 pub mod service;
 pub mod store;
 pub mod strategy;
+pub mod ui;

@@ -285,8 +285,8 @@ fn components(images: &TestImages) -> Value {
 }
 
 /// What the hub's host page API says `host` runs: (environment, revision,
-/// status) per deployment.
-async fn hub_host(hub: &Hub, host: &str) -> Vec<(String, String, String)> {
+/// status, job) per deployment.
+async fn hub_host(hub: &Hub, host: &str) -> Vec<(String, String, String, String)> {
     let url = format!("http://{}/api/v1/hosts/{host}", hub.api);
     let body: Value = match reqwest::get(&url).await {
         Ok(r) if r.status() == 200 => r.json().await.unwrap_or(Value::Null),
@@ -301,6 +301,7 @@ async fn hub_host(hub: &Hub, host: &str) -> Vec<(String, String, String)> {
                         d["environment"].as_str().unwrap_or_default().to_owned(),
                         d["revision"].as_str().unwrap_or_default().to_owned(),
                         d["status"].as_str().unwrap_or_default().to_owned(),
+                        d["job"].as_str().unwrap_or_default().to_owned(),
                     )
                 })
                 .collect()
@@ -360,6 +361,7 @@ async fn promotions_deploy_real_containers_through_two_agents_and_a_failed_canar
     let v1 = kit::digest_of(&images.v1).to_owned();
 
     // dev → stage → prod, each onto both agents.
+    let mut jobs = std::collections::BTreeMap::new();
     for env in ["dev", "stage", "prod"] {
         let p = stack
             .promote(
@@ -371,6 +373,7 @@ async fn promotions_deploy_real_containers_through_two_agents_and_a_failed_canar
         let p = stack.wait_promotion(&p, Duration::from_secs(120)).await;
         assert_eq!(p["state"], "deployed", "{env}: {p:#}");
         let job = stack.job(p["job_id"].as_str().unwrap()).await;
+        jobs.insert(env, job["id"].as_str().unwrap().to_owned());
         for agent in [&a, &b] {
             let container = scope.name(&format!("{env}-{agent}-web"));
             assert!(kit::is_running(&container), "{container} runs");
@@ -398,15 +401,23 @@ async fn promotions_deploy_real_containers_through_two_agents_and_a_failed_canar
     }
 
     // The agents report what runs to the hub: each host runs the v1 digest,
-    // succeeded, in all three environments.
+    // succeeded, in all three environments, each deployed by that
+    // environment's job (the hub's host page links it).
     let deadline = Instant::now() + Duration::from_secs(60);
     for host in [&a, &b] {
         loop {
             let mut seen = hub_host(&stack.hub, host).await;
             seen.sort();
-            let want: Vec<(String, String, String)> = ["dev", "prod", "stage"]
+            let want: Vec<(String, String, String, String)> = ["dev", "prod", "stage"]
                 .iter()
-                .map(|e| ((*e).to_owned(), v1.clone(), "succeeded".to_owned()))
+                .map(|e| {
+                    (
+                        (*e).to_owned(),
+                        v1.clone(),
+                        "succeeded".to_owned(),
+                        jobs[e].clone(),
+                    )
+                })
                 .collect();
             if seen == want {
                 break;
@@ -414,6 +425,26 @@ async fn promotions_deploy_real_containers_through_two_agents_and_a_failed_canar
             assert!(Instant::now() < deadline, "hub for {host}: {seen:?}");
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
+    }
+
+    // The job page links each agent target to the hub's page of its host,
+    // and those pages answer.
+    let page = reqwest::get(format!("{}/jobs/{}", stack.base(), jobs["prod"]))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for host in [&a, &b] {
+        let link = format!("http://{}/hosts/{host}", stack.hub.api);
+        assert!(page.contains(&format!("href=\"{link}\"")), "{page}");
+        let hub_page = reqwest::get(&link).await.unwrap();
+        assert_eq!(hub_page.status(), 200);
+        let hub_page = hub_page.text().await.unwrap();
+        assert!(
+            hub_page.contains(&jobs["prod"][..12]),
+            "the hub's host page names the job: {hub_page}"
+        );
     }
 
     // A canary of an image whose health check fails: 50 % is prod-a alone;

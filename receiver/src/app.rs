@@ -29,6 +29,7 @@ pub struct Application {
     stale_after: std::time::Duration,
     environments: Arc<[String]>,
     ui_refresh: std::time::Duration,
+    orchestrator_url: Option<Arc<str>>,
 }
 
 impl Application {
@@ -71,6 +72,7 @@ impl Application {
             stale_after: std::time::Duration::from_secs(config.stale_after_seconds),
             environments: config.environments.clone().into(),
             ui_refresh: std::time::Duration::from_secs(config.ui_refresh_seconds),
+            orchestrator_url: config.orchestrator_url.as_deref().map(orchestrator_base),
         })
     }
 
@@ -90,6 +92,14 @@ impl Application {
         self.api
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Links job ids on host pages to this orchestrator (`http://…`),
+    /// unless the configuration named one.
+    pub fn link_orchestrator(&mut self, url: &str) {
+        if self.orchestrator_url.is_none() {
+            self.orchestrator_url = Some(orchestrator_base(url));
+        }
     }
 
     /// The store, for tests and tools.
@@ -113,6 +123,7 @@ impl Application {
             environments: self.environments,
             ui_refresh: self.ui_refresh,
             reports: Arc::new(api::ReportCache::default()),
+            orchestrator_url: self.orchestrator_url,
         });
         let grpc = grpc::serve(
             self.grpc,
@@ -142,4 +153,9 @@ pub fn redact_url(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
+}
+
+/// An orchestrator URL without a trailing `/` or `/api/v1`.
+fn orchestrator_base(url: &str) -> Arc<str> {
+    url.trim_end_matches('/').trim_end_matches("/api/v1").into()
 }

@@ -26,6 +26,7 @@ const ENV_KEYS: &[&str] = &[
     "max_request_bytes",
     "stale_after_seconds",
     "ui_refresh_seconds",
+    "orchestrator_url",
 ];
 
 /// Configuration of the hub (`sextant up`).
@@ -56,6 +57,10 @@ pub struct HubConfig {
     /// Static bearer tokens. With none, the hub only listens on loopback and
     /// everything belongs to tenant `default`.
     pub tokens: Vec<TokenConfig>,
+    /// The orchestrator's base URL (`SEXTANT_ORCHESTRATOR_URL`), for links
+    /// from a host's deployments to the job that made them. `sextant up`
+    /// sets it to its own orchestrator.
+    pub orchestrator_url: Option<String>,
 }
 
 impl Default for HubConfig {
@@ -71,6 +76,7 @@ impl Default for HubConfig {
             environments: Vec::new(),
             ui_refresh_seconds: 15,
             tokens: Vec::new(),
+            orchestrator_url: None,
         }
     }
 }

@@ -76,6 +76,9 @@ pub fn record(observation: &Observation, at: UnixNanos) -> LogRecord {
     if let Some(r) = &observation.release {
         attributes.push(kv(keys::VERSION, r));
     }
+    if let Some(j) = &observation.job {
+        attributes.push(kv(keys::JOB_ID, j));
+    }
     let time = u64::try_from(at.0).unwrap_or(0);
     LogRecord {
         time_unix_nano: time,
@@ -147,6 +150,7 @@ mod tests {
             release: Some("1.2.0".into()),
             status: DeploymentStatus::Failed,
             message: Some("exited with code 3".into()),
+            job: Some("job-1".into()),
         };
         let identity = Identity {
             host: "h1".into(),
@@ -171,5 +175,6 @@ mod tests {
         assert_eq!(parsed.message.as_deref(), Some("exited with code 3"));
         assert_eq!(parsed.reconciler.name, RECONCILER_NAME);
         assert_eq!(parsed.placement.target, "eu");
+        assert_eq!(parsed.job.as_deref(), Some("job-1"));
     }
 }

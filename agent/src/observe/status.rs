@@ -34,6 +34,9 @@ pub struct Observation {
     pub release: Option<String>,
     pub status: DeploymentStatus,
     pub message: Option<String>,
+    /// The `sextant.job` label: the orchestrator job that deployed it, sent
+    /// as `sextant.job.id`.
+    pub job: Option<String>,
 }
 
 impl Observation {
@@ -45,12 +48,14 @@ impl Observation {
             &self.release,
             self.status,
             &self.message,
+            &self.job,
         ) != (
             &other.placement,
             &other.revision,
             &other.release,
             other.status,
             &other.message,
+            &other.job,
         )
     }
 }
@@ -207,6 +212,7 @@ pub fn observe(
             .cloned(),
         status,
         message,
+        job: labels.get(labels::JOB).filter(|v| !v.is_empty()).cloned(),
     })
 }
 

@@ -145,6 +145,7 @@ mod tests {
             release: None,
             status,
             message: None,
+            job: None,
         }
     }
 

@@ -38,6 +38,8 @@ pub struct ApiState {
     pub ui_refresh: std::time::Duration,
     /// Serialized environment-state and compare responses.
     pub reports: Arc<ReportCache>,
+    /// The orchestrator's base URL, for links to jobs.
+    pub orchestrator_url: Option<Arc<str>>,
 }
 
 /// The OpenAPI document's frame; the paths come from the handlers.

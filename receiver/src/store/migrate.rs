@@ -24,6 +24,7 @@ pub(crate) fn sqlite() -> Migrator {
         2 => "0002_query_indexes",
         3 => "0003_deployed_counts",
         4 => "0004_change_mark",
+        5 => "0005_observed_job",
     ))
 }
 
@@ -35,6 +36,7 @@ pub(crate) fn postgres() -> Migrator {
         3 => "0003_deployed_counts",
         4 => "0004_deployed_counts_row_update",
         5 => "0005_change_mark",
+        6 => "0006_observed_job",
     ))
 }
 

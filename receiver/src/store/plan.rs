@@ -19,6 +19,9 @@ pub struct ObservedRow {
     pub revision: String,
     pub status: &'static str,
     pub message: Option<String>,
+    /// The orchestrator job behind it (not part of its content: a
+    /// heartbeat without it keeps the last change's job).
+    pub job: Option<String>,
     pub observed_at: i64,
 }
 
@@ -63,6 +66,7 @@ pub fn plan(
                     revision: String::new(),
                     status: "",
                     message: None,
+                    job: None,
                     observed_at: 0,
                 },
             );
@@ -101,6 +105,7 @@ mod tests {
             revision: rev.into(),
             status,
             message: None,
+            job: None,
             observed_at: at,
         }
     }

@@ -23,8 +23,17 @@ use super::{
 };
 
 /// A locked current row: host, reconciler and target ids, revision, status,
-/// message, observed_at.
-type CurrentRow = (i64, i64, i64, String, String, Option<String>, i64);
+/// message, job, observed_at.
+type CurrentRow = (
+    i64,
+    i64,
+    i64,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+);
 
 /// The hub store on PostgreSQL.
 #[derive(Debug)]
@@ -273,6 +282,7 @@ struct Columns {
     message: Vec<Option<String>>,
     observed_at: Vec<i64>,
     extra: Vec<i64>,
+    job: Vec<Option<String>>,
 }
 
 impl Columns {
@@ -285,6 +295,7 @@ impl Columns {
         self.message.push(row.message.clone());
         self.observed_at.push(row.observed_at);
         self.extra.push(extra);
+        self.job.push(row.job.clone());
     }
 }
 
@@ -330,6 +341,7 @@ impl PostgresStore {
                     revision: o.revision.clone(),
                     status: o.status.as_str(),
                     message: o.message.clone(),
+                    job: o.job.clone(),
                     observed_at: o.observed_at.0,
                 },
             ));
@@ -370,7 +382,7 @@ impl PostgresStore {
             );
             // Lock in key order so concurrent batches cannot deadlock.
             let rows: Vec<CurrentRow> = sqlx::query_as(
-                "SELECT o.host_id, o.reconciler_id, o.target_id, o.revision, o.status, o.message, o.observed_at \
+                "SELECT o.host_id, o.reconciler_id, o.target_id, o.revision, o.status, o.message, o.job_id, o.observed_at \
                  FROM observed_deployments o \
                  JOIN unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS k(h, r, t) \
                    ON o.host_id = k.h AND o.reconciler_id = k.r AND o.target_id = k.t \
@@ -384,7 +396,7 @@ impl PostgresStore {
             .await?;
             let current: HashMap<ObservedKey, ObservedRow> = rows
                 .into_iter()
-                .map(|(h, r, t, revision, status, message, observed_at)| {
+                .map(|(h, r, t, revision, status, message, job, observed_at)| {
                     let status = status_str(&status);
                     (
                         (h, r, t),
@@ -392,6 +404,7 @@ impl PostgresStore {
                             revision,
                             status,
                             message,
+                            job,
                             observed_at,
                         },
                     )
@@ -411,14 +424,16 @@ impl PostgresStore {
                 }
                 sqlx::query(
                     "INSERT INTO observed_deployments (tenant_id, host_id, reconciler_id, target_id, \
-                       revision, status, message, observed_at, changed_at) \
+                       revision, status, message, observed_at, changed_at, job_id) \
                      SELECT $1, k.* FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::text[], \
-                       $6::text[], $7::text[], $8::bigint[], $9::bigint[]) AS k \
+                       $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::text[]) AS k \
                      ON CONFLICT (host_id, reconciler_id, target_id) DO UPDATE SET \
                        revision = excluded.revision, status = excluded.status, \
                        message = excluded.message, observed_at = excluded.observed_at, \
                        changed_at = CASE WHEN excluded.changed_at > 0 THEN excluded.changed_at \
-                                    ELSE observed_deployments.changed_at END \
+                                    ELSE observed_deployments.changed_at END, \
+                       job_id = CASE WHEN excluded.changed_at > 0 THEN excluded.job_id \
+                                ELSE COALESCE(excluded.job_id, observed_deployments.job_id) END \
                      WHERE observed_deployments.observed_at < excluded.observed_at",
                 )
                 .bind(tenant_id)
@@ -430,6 +445,7 @@ impl PostgresStore {
                 .bind(&c.message)
                 .bind(&c.observed_at)
                 .bind(&c.extra)
+                .bind(&c.job)
                 .execute(&mut *tx)
                 .await?;
             }
@@ -440,9 +456,9 @@ impl PostgresStore {
                 }
                 let done = sqlx::query(
                     "INSERT INTO observed_history (tenant_id, host_id, reconciler_id, target_id, \
-                       revision, status, message, observed_at, received_at) \
+                       revision, status, message, observed_at, received_at, job_id) \
                      SELECT $1, k.* FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::text[], \
-                       $6::text[], $7::text[], $8::bigint[], $9::bigint[]) AS k \
+                       $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::text[]) AS k \
                      ON CONFLICT DO NOTHING",
                 )
                 .bind(tenant_id)
@@ -454,6 +470,7 @@ impl PostgresStore {
                 .bind(&c.message)
                 .bind(&c.observed_at)
                 .bind(&c.extra)
+                .bind(&c.job)
                 .execute(&mut *tx)
                 .await?;
                 summary.observed_history += done.rows_affected() as usize;

@@ -364,8 +364,8 @@ pub(crate) const PREVIOUS_HISTORY_SQL: &str = "SELECT revision, status, message,
 
 /// Appends one history row; a replay is a no-op.
 pub(crate) const INSERT_HISTORY_SQL: &str = "INSERT INTO observed_history \
-     (tenant_id, host_id, reconciler_id, target_id, revision, status, message, observed_at, received_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING";
+     (tenant_id, host_id, reconciler_id, target_id, revision, status, message, observed_at, received_at, job_id) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING";
 
 /// Writes the desired events of a batch inside `$tx`. Returns how many
 /// assignments were new.
@@ -429,6 +429,7 @@ macro_rules! write_late {
                     .bind(row.message.clone())
                     .bind(row.observed_at)
                     .bind($now)
+                    .bind(row.job.clone())
                     .execute(&mut *$tx)
                     .await?;
                 inserted += done.rows_affected() as usize;

@@ -103,11 +103,13 @@ fn desired_view(
 /// for every row), `$9`..`$11` cursor (host name, target id, reconciler
 /// name; exclusive), `$12` limit.
 pub(crate) const CURRENT_SQL: &str = concat!(
-    "SELECT h.name, r.name, ws.name, a.name, w.name, e.name, t.name, \
-       v.version, v.revision, d.assigned_at, \
-       o.revision, o.status, o.message, o.observed_at, ",
+    "SELECT h.name AS host, r.name AS reconciler, ws.name AS workspace, \
+       a.name AS application, w.name AS workload, e.name AS environment, t.name AS target, \
+       v.version AS version, v.revision AS desired_revision, d.assigned_at AS assigned_at, \
+       o.revision AS revision, o.status AS status, o.message AS message, \
+       o.observed_at AS observed_at, o.job_id AS job, ",
     version_of_revision!("o.revision"),
-    ", t.id \
+    " AS observed_version, t.id AS target_id \
      FROM deployment_targets t",
     target_joins!(),
     " JOIN observed_deployments o ON o.target_id = t.id \
@@ -122,24 +124,27 @@ pub(crate) const CURRENT_SQL: &str = concat!(
      ORDER BY h.name, t.id, r.name LIMIT $12"
 );
 
-pub(crate) type CurrentRow = (
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<i64>,
-    String,
-    String,
-    Option<String>,
-    i64,
-    Option<String>,
-    i64,
-);
+/// One row of [`CURRENT_SQL`], by column name.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct CurrentRow {
+    host: String,
+    reconciler: String,
+    workspace: String,
+    application: String,
+    workload: String,
+    environment: String,
+    target: String,
+    version: Option<String>,
+    desired_revision: Option<String>,
+    assigned_at: Option<i64>,
+    revision: String,
+    status: String,
+    message: Option<String>,
+    observed_at: i64,
+    job: Option<String>,
+    observed_version: Option<String>,
+    target_id: i64,
+}
 
 /// Where a page of current rows ended: (host, target id, reconciler name).
 pub type CurrentCursor = (String, i64, String);
@@ -151,24 +156,25 @@ pub(crate) fn host_deployments(
 ) -> Vec<(HostDeployment, CurrentCursor)> {
     rows.into_iter()
         .filter_map(
-            |(
-                host,
-                reconciler,
-                workspace,
-                application,
-                workload,
-                environment,
-                target,
-                version,
-                desired_revision,
-                assigned_at,
-                revision,
-                status,
-                message,
-                observed_at,
-                observed_version,
-                target_id,
-            )| {
+            |CurrentRow {
+                 host,
+                 reconciler,
+                 workspace,
+                 application,
+                 workload,
+                 environment,
+                 target,
+                 version,
+                 desired_revision,
+                 assigned_at,
+                 revision,
+                 status,
+                 message,
+                 observed_at,
+                 job,
+                 observed_version,
+                 target_id,
+             }| {
                 let status = status.parse::<DeploymentStatus>().ok()?;
                 let cursor = (host.clone(), target_id, reconciler.clone());
                 let deployment = HostDeployment {
@@ -186,6 +192,7 @@ pub(crate) fn host_deployments(
                     revision,
                     status,
                     message,
+                    job,
                     observed_at: UnixNanos(observed_at),
                     in_sync: false,
                     drift: Vec::new(),

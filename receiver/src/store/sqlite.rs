@@ -121,6 +121,7 @@ impl HubStore for SqliteStore {
                     revision: o.revision.clone(),
                     status: o.status.as_str(),
                     message: o.message.clone(),
+                    job: o.job.clone(),
                     observed_at: o.observed_at.0,
                 },
             ));
@@ -131,8 +132,8 @@ impl HubStore for SqliteStore {
                 if current.contains_key(key) {
                     continue;
                 }
-                let row: Option<(String, String, Option<String>, i64)> = sqlx::query_as(
-                    "SELECT revision, status, message, observed_at FROM observed_deployments \
+                let row: Option<(String, String, Option<String>, Option<String>, i64)> = sqlx::query_as(
+                    "SELECT revision, status, message, job_id, observed_at FROM observed_deployments \
                      WHERE host_id = $1 AND reconciler_id = $2 AND target_id = $3",
                 )
                 .bind(key.0)
@@ -140,22 +141,24 @@ impl HubStore for SqliteStore {
                 .bind(key.2)
                 .fetch_optional(&mut *tx)
                 .await?;
-                if let Some((revision, status, message, observed_at)) = row {
+                if let Some((revision, status, message, job, observed_at)) = row {
                     let status = status_str(&status);
-                    current.insert(*key, ObservedRow { revision, status, message, observed_at });
+                    current.insert(*key, ObservedRow { revision, status, message, job, observed_at });
                 }
             }
             let plan = plan::plan(&current, batch);
             for ((host, reconciler, target), row, changed) in &plan.upserts {
                 sqlx::query(
                     "INSERT INTO observed_deployments (tenant_id, host_id, reconciler_id, target_id, \
-                       revision, status, message, observed_at, changed_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
+                       revision, status, message, observed_at, changed_at, job_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $10) \
                      ON CONFLICT (host_id, reconciler_id, target_id) DO UPDATE SET \
                        revision = excluded.revision, status = excluded.status, \
                        message = excluded.message, observed_at = excluded.observed_at, \
                        changed_at = CASE WHEN $9 THEN excluded.changed_at \
-                                    ELSE observed_deployments.changed_at END \
+                                    ELSE observed_deployments.changed_at END, \
+                       job_id = CASE WHEN $9 THEN excluded.job_id \
+                                ELSE COALESCE(excluded.job_id, observed_deployments.job_id) END \
                      WHERE observed_deployments.observed_at < excluded.observed_at",
                 )
                 .bind(tenant_id)
@@ -167,6 +170,7 @@ impl HubStore for SqliteStore {
                 .bind(&row.message)
                 .bind(row.observed_at)
                 .bind(changed)
+                .bind(&row.job)
                 .execute(&mut *tx)
                 .await?;
             }
@@ -181,6 +185,7 @@ impl HubStore for SqliteStore {
                     .bind(&row.message)
                     .bind(row.observed_at)
                     .bind(now)
+                    .bind(&row.job)
                     .execute(&mut *tx)
                     .await?;
                 summary.observed_history += done.rows_affected() as usize;

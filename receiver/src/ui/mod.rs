@@ -145,9 +145,11 @@ fn reason_label(r: DriftReason) -> &'static str {
     }
 }
 
+/// The first 12 characters (of the hex, for a `sha256:` digest). Reported
+/// text may be any UTF-8, so this cuts at a character boundary.
 fn short_revision(r: &str) -> &str {
     let hex = r.strip_prefix("sha256:").unwrap_or(r);
-    &hex[..12.min(hex.len())]
+    hex.char_indices().nth(12).map_or(hex, |(i, _)| &hex[..i])
 }
 
 /// A query string from the non-empty pairs.
@@ -487,7 +489,26 @@ struct DriftParams {
     cursor: Option<String>,
 }
 
-fn deployments_table(rows: &[HostDeployment], show_host: bool) -> Markup {
+/// The job column's cell: a link to the orchestrator's job page when the
+/// hub knows the orchestrator, else the job id.
+fn job_cell(job: Option<&str>, orchestrator: Option<&str>) -> Markup {
+    html! {
+        @match (job, orchestrator) {
+            (Some(job), Some(base)) => {
+                a.job href={ (base) "/jobs/" (path_segment(job)) } title={ "job " (job) } { (short_revision(job)) }
+            }
+            (Some(job), None) => { span title=(job) { (short_revision(job)) } }
+            (None, _) => { span.none { "—" } }
+        }
+    }
+}
+
+fn deployments_table(
+    rows: &[HostDeployment],
+    show_host: bool,
+    orchestrator: Option<&str>,
+) -> Markup {
+    let jobs = rows.iter().any(|d| d.job.is_some());
     html! {
         div.scroll {
             table.list {
@@ -495,6 +516,7 @@ fn deployments_table(rows: &[HostDeployment], show_host: bool) -> Markup {
                     @if show_host { th { "Host" } }
                     th { "Workload" } th { "Environment" } th { "Target" } th { "Desired" }
                     th { "Running" } th { "Status" } th { "Drift" } th { "Reported" }
+                    @if jobs { th { "Changed by" } }
                 } }
                 tbody {
                     @for d in rows {
@@ -509,6 +531,7 @@ fn deployments_table(rows: &[HostDeployment], show_host: bool) -> Markup {
                                  @if let Some(m) = &d.message { div.small { (m) } } }
                             td { @for r in &d.drift { span.flag.warn { (reason_label(*r)) } " " } }
                             td { (when(d.observed_at)) }
+                            @if jobs { td { (job_cell(d.job.as_deref(), orchestrator)) } }
                         }
                     }
                 }
@@ -567,7 +590,7 @@ async fn drift(
             p.empty.good { "No drift: every host runs what was promoted." }
         } @else {
             p { (rows.len()) @if next.is_some() { "+" } " drifting deployments." }
-            (deployments_table(&rows, true))
+            (deployments_table(&rows, true, state.orchestrator_url.as_deref()))
         }
         @if let Some(cursor) = next {
             a.next href={ "/drift" (query_string(&[
@@ -685,7 +708,7 @@ async fn host(
             " · " (rows.len()) " deployments"
             " · " a href={ "/drift" (query_string(&[("host", Some(&name))])) } { "drift of this host" }
         }
-        (deployments_table(&rows, false))
+        (deployments_table(&rows, false, state.orchestrator_url.as_deref()))
     };
     Ok(page(&state, &format!("Host {name}"), "/hosts", body))
 }

@@ -381,7 +381,88 @@ async fn catalog_lists_page_and_filter(backend: Backend) {
     app.stop().await;
 }
 
+/// `observed` with `sextant.job.id`.
+fn observed_by(host: &str, revision: &str, status: &str, time: u64, job: Option<&str>) -> Value {
+    let mut record = observed(host, ("shop", "web", "prod", "eu"), revision, status, time);
+    if let Some(job) = job {
+        record["attributes"]
+            .as_array_mut()
+            .expect("attributes")
+            .push(crate::helpers::kv("sextant.job.id", job));
+    }
+    record
+}
+
+/// The host view names the orchestrator job behind the last change, and
+/// the host page links it to the configured orchestrator: a heartbeat
+/// without the job keeps it, a change made without a job clears it.
+async fn host_view_links_the_job_that_last_changed_the_host(backend: Backend) {
+    let app = spawn_app_with(backend, |c| {
+        c.orchestrator_url = Some("http://orchestrator.example:8081/api/v1".into());
+    })
+    .await;
+    let t = now();
+    let job_of = |body: &Value| body["deployments"][0]["job"].clone();
+    app.send_logs(&logs(vec![
+        observed_by("h1", "r1", "in_progress", t - 30 * S, Some("job-a")),
+        observed_by("h1", "r1", "succeeded", t - 29 * S, Some("job-a")),
+    ]))
+    .await;
+    assert_eq!(
+        job_of(&get_ok(&app, "/api/v1/hosts/h1").await),
+        json!("job-a")
+    );
+    let (status, page) = app.get("/hosts/h1", None).await;
+    assert_eq!(status, 200);
+    let page = page.as_str().expect("html").to_owned();
+    assert!(page.contains("Changed by"), "{page}");
+    assert!(
+        page.contains(r#"href="http://orchestrator.example:8081/jobs/job-a""#),
+        "{page}"
+    );
+
+    // A heartbeat that does not carry the job keeps it; so does a late
+    // report.
+    app.send_logs(&logs(vec![
+        observed_by("h1", "r1", "succeeded", t - 20 * S, None),
+        observed_by("h1", "r0", "succeeded", t - 40 * S, Some("job-old")),
+    ]))
+    .await;
+    assert_eq!(
+        job_of(&get_ok(&app, "/api/v1/hosts/h1").await),
+        json!("job-a")
+    );
+
+    // A new job's change replaces it; a change with no job clears it.
+    app.send_logs(&logs(vec![observed_by(
+        "h1",
+        "r2",
+        "succeeded",
+        t - 10 * S,
+        Some("job-b"),
+    )]))
+    .await;
+    assert_eq!(
+        job_of(&get_ok(&app, "/api/v1/hosts/h1").await),
+        json!("job-b")
+    );
+    app.send_logs(&logs(vec![observed_by(
+        "h1",
+        "r3",
+        "succeeded",
+        t - 5 * S,
+        None,
+    )]))
+    .await;
+    let h1 = get_ok(&app, "/api/v1/hosts/h1").await;
+    assert_eq!(h1["deployments"][0].get("job"), None, "{h1}");
+    let (_, page) = app.get("/hosts/h1", None).await;
+    assert!(!page.as_str().expect("html").contains("/jobs/"), "{page}");
+    app.stop().await;
+}
+
 on_both_backends!(
+    host_view_links_the_job_that_last_changed_the_host,
     catalog_lists_page_and_filter,
     environment_state_groups_versions_with_host_counts,
     compare_shows_where_environments_differ,
