@@ -76,8 +76,14 @@ impl Document {
             if !seen.insert(("target", t.name.as_str())) {
                 problems.push(format!("target {:?} is listed twice", t.name));
             }
-            if let Err(why) = t.connection() {
-                problems.push(why);
+            match t.connection() {
+                Err(why) => problems.push(why),
+                Ok(crate::model::Connection::Agent(agent)) => {
+                    if let Err(why) = agent_target_problem(t, agent) {
+                        problems.push(why);
+                    }
+                }
+                Ok(_) => {}
             }
             if !self.environments.iter().any(|e| e.name == t.environment)
                 && !known_environments.contains(&t.environment)
@@ -149,5 +155,80 @@ impl Orchestrator {
             });
         }
         Ok(out)
+    }
+}
+
+/// What is wrong with an agent target that a task would only find out.
+fn agent_target_problem(
+    t: &crate::model::TargetSpec,
+    agent: &crate::model::AgentConnection,
+) -> std::result::Result<(), String> {
+    use crate::model::DeployTemplate;
+    match (&agent.id, agent.selector.is_empty()) {
+        (Some(_), false) => {
+            return Err(format!(
+                "target {:?}: agent names both an id and a selector; pick one",
+                t.name
+            ));
+        }
+        (None, true) => {
+            return Err(format!(
+                "target {:?}: agent needs an id or a non-empty selector",
+                t.name
+            ));
+        }
+        _ => {}
+    }
+    if matches!(t.deploy, Some(DeployTemplate::Custom { .. })) {
+        return Err(format!(
+            "target {:?}: agent targets take deploy template docker (the default) or compose; \
+             custom commands run over SSH",
+            t.name
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Document;
+
+    fn validate(agent: serde_json::Value, deploy: Option<serde_json::Value>) -> Result<(), String> {
+        let mut target = serde_json::json!({"name": "t", "environment": "prod", "agent": agent});
+        if let Some(d) = deploy {
+            target["deploy"] = d;
+        }
+        let doc: Document = serde_json::from_value(serde_json::json!({
+            "environments": [{"name": "prod"}],
+            "targets": [target],
+        }))
+        .map_err(|e| e.to_string())?;
+        doc.validate(&[])
+    }
+
+    #[test]
+    fn an_agent_target_names_one_agent_and_a_template_agents_run() {
+        assert_eq!(validate(serde_json::json!({"id": "a1"}), None), Ok(()));
+        assert_eq!(
+            validate(serde_json::json!({"selector": {"zone": "a"}}), None),
+            Ok(())
+        );
+        let none = validate(serde_json::json!({}), None).unwrap_err();
+        assert!(
+            none.contains("needs an id or a non-empty selector"),
+            "{none}"
+        );
+        let both = validate(
+            serde_json::json!({"id": "a1", "selector": {"zone": "a"}}),
+            None,
+        )
+        .unwrap_err();
+        assert!(both.contains("both an id and a selector"), "{both}");
+        let custom = validate(
+            serde_json::json!({"id": "a1"}),
+            Some(serde_json::json!({"template": "custom", "command": "true"})),
+        )
+        .unwrap_err();
+        assert!(custom.contains("custom commands run over SSH"), "{custom}");
     }
 }

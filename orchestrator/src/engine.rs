@@ -573,7 +573,10 @@ impl Orchestrator {
             slot: task.slot.clone(),
             artifacts,
             timeout: Duration::from_millis(task.timeout_ms.max(1) as u64),
-            traceparent: None,
+            traceparent: Some(traceparent(
+                &job.id,
+                &format!("{}.{}", task.id, task.attempts.max(1)),
+            )),
             vars: target.vars.clone(),
             context: TaskContext {
                 tenant: job.tenant.clone(),
@@ -1084,4 +1087,38 @@ async fn prometheus_value(
         .and_then(|v| v.as_str())
         .and_then(|v| v.parse::<f64>().ok())
         .ok_or_else(|| format!("prometheus query {query:?} returned no sample"))
+}
+
+/// The W3C `traceparent` a task carries to its executor: the job is the
+/// trace (its UUID's 128 bits) and each run key a span (64 bits of its
+/// sha256), so an agent's spans and logs for every task of a job share one
+/// trace id. Sampled.
+pub fn traceparent(job_id: &str, run_key: &str) -> String {
+    use sha2::{Digest as _, Sha256};
+    let trace = uuid::Uuid::parse_str(job_id).map_or_else(
+        |_| hex::encode(&Sha256::digest(job_id.as_bytes())[..16]),
+        |u| u.simple().to_string(),
+    );
+    let span = hex::encode(&Sha256::digest(run_key.as_bytes())[..8]);
+    format!("00-{trace}-{span}-01")
+}
+
+#[cfg(test)]
+mod traceparent_tests {
+    use super::traceparent;
+
+    #[test]
+    fn a_job_is_one_trace_and_each_run_key_a_span() {
+        let job = "6f1c2d3e-4b5a-4c6d-8e7f-90a1b2c3d4e5";
+        let one = traceparent(job, "t1.1");
+        let two = traceparent(job, "t1.2");
+        assert_eq!(one.len(), 55, "{one}");
+        let parts: Vec<&str> = one.split('-').collect();
+        assert_eq!(parts[0], "00");
+        assert_eq!(parts[1], "6f1c2d3e4b5a4c6d8e7f90a1b2c3d4e5");
+        assert_eq!(parts[3], "01");
+        assert_eq!(&two[..36], &one[..36], "same trace");
+        assert_ne!(two, one, "another span");
+        assert_eq!(traceparent("not-a-uuid", "k").len(), 55);
+    }
 }

@@ -41,6 +41,9 @@ pub struct RuntimeConfig {
     pub agent_listen: Option<SocketAddr>,
     /// How often agents send heartbeats.
     pub agent_heartbeat: std::time::Duration,
+    /// Registry credentials for agent tasks, added as each task is
+    /// delivered (`--registry-auth`).
+    pub registry_auth: crate::agents::registry::RegistryAuths,
     pub settings: Settings,
 }
 
@@ -103,12 +106,14 @@ pub async fn start(
         .hub_api
         .as_ref()
         .map(|url| HubClient::new(url.clone(), config.hub_token.clone()));
-    let channel = Arc::new(AgentChannel::new(
+    let mut channel = AgentChannel::new(
         store.clone(),
         config.settings.replica.clone(),
         config.agent_heartbeat,
         cancel.clone(),
-    ));
+    );
+    channel.registry_auth = config.registry_auth.clone();
+    let channel = Arc::new(channel);
     let orchestrator = Arc::new(
         Orchestrator::new(store, config.settings.clone(), hub, outbox, ssh)
             .with_agent_channel(channel.clone()),

@@ -43,8 +43,18 @@ struct Replica {
 
 impl Replica {
     async fn start(db: &str, data: &Path, name: &str, task_timeout: Duration) -> Self {
+        Self::start_with(db, data, name, task_timeout, |_| {}).await
+    }
+
+    async fn start_with(
+        db: &str,
+        data: &Path,
+        name: &str,
+        task_timeout: Duration,
+        configure: impl FnOnce(&mut RuntimeConfig),
+    ) -> Self {
         trace();
-        let config = RuntimeConfig {
+        let mut config = RuntimeConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             database_url: db.to_owned(),
             data_dir: data.to_owned(),
@@ -55,6 +65,7 @@ impl Replica {
             insecure_registries: Vec::new(),
             agent_listen: Some("127.0.0.1:0".parse().unwrap()),
             agent_heartbeat: Duration::from_secs(1),
+            registry_auth: Default::default(),
             settings: Settings {
                 replica: name.into(),
                 lease: Duration::from_secs(2),
@@ -63,6 +74,7 @@ impl Replica {
                 task_attempts: 1,
             },
         };
+        configure(&mut config);
         let cancel = CancellationToken::new();
         let running = runtime::start(config, Arc::new(SshExecutor::new()), cancel.clone())
             .await
@@ -661,4 +673,95 @@ async fn replicas_on_postgres_share_agents_and_one_finishes_the_others_rolling_j
 
 fn survivor_name(i: usize) -> &'static str {
     ["a", "b"][i]
+}
+
+/// A task carries its registry's credentials on the wire only: a raw
+/// protocol client (registered with a token, holding a Session) receives
+/// them with the task, while the mailbox row in the database has none.
+#[tokio::test]
+async fn registry_credentials_ride_with_the_delivery_and_are_never_stored() {
+    use sextant_protocol::AgentServiceClient;
+    use sextant_protocol::v1::{
+        AgentMessage, Hello, RegisterRequest, agent_message, server_message,
+    };
+
+    trace();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let data = tempfile::tempdir().unwrap();
+    let mut replica =
+        Replica::start_with(&db.url, data.path(), "a", Duration::from_secs(30), |c| {
+            c.registry_auth = sextant_orchestrator::agents::registry::RegistryAuths::parse(
+            r#"{"auths": {"127.0.0.1:5000": {"username": "puller", "password": "pull-s3cret"}}}"#,
+        )
+        .unwrap();
+        })
+        .await;
+    let token = replica.token().await;
+    let mut client = AgentServiceClient::connect(replica.agents.clone())
+        .await
+        .unwrap();
+    let identity = client
+        .register(RegisterRequest {
+            token,
+            name: "raw".into(),
+            version: "test".into(),
+            capabilities: vec!["docker".into()],
+            labels: [("zone".to_owned(), "r".to_owned())].into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tx.send(AgentMessage {
+        body: Some(agent_message::Body::Hello(Hello {
+            version: "test".into(),
+            labels: [("zone".to_owned(), "r".to_owned())].into(),
+            ..Hello::default()
+        })),
+    })
+    .unwrap();
+    let mut request = tonic::Request::new(tokio_stream::wrappers::UnboundedReceiverStream::new(rx));
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", identity.credential).parse().unwrap(),
+    );
+    let mut inbound = client.session(request).await.unwrap().into_inner();
+    replica
+        .setup(json!([agent_target(
+            "t-r",
+            json!({"selector": {"zone": "r"}})
+        )]))
+        .await;
+    replica.promote("r1", json!({"type": "all_at_once"})).await;
+    let task = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match inbound.message().await.unwrap().unwrap().body {
+                Some(server_message::Body::Task(t)) => return t,
+                _ => continue,
+            }
+        }
+    })
+    .await
+    .expect("a task arrives");
+    let auth = task.registry_auth.expect("credentials ride with the task");
+    assert_eq!(
+        (
+            auth.username.as_str(),
+            auth.password.as_str(),
+            auth.server_address.as_str()
+        ),
+        ("puller", "pull-s3cret", "127.0.0.1:5000")
+    );
+    assert!(task.traceparent.starts_with("00-"), "{}", task.traceparent);
+    let stored: Vec<(String,)> = sqlx::query_as("SELECT payload FROM agent_tasks")
+        .fetch_all(&sqlx::SqlitePool::connect(&db.url).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert!(
+        !stored[0].0.contains(&hex::encode("pull-s3cret")) && !stored[0].0.contains("pull-s3cret"),
+        "the mailbox never holds the secret"
+    );
+    drop(tx);
+    replica.crash().await;
 }

@@ -89,6 +89,12 @@ pub struct ServeArgs {
     /// Default timeout of a task (an agent task's deadline).
     #[arg(long, env = "SEXTANT_TASK_TIMEOUT", value_parser = Span::parse, default_value = "10m")]
     pub task_timeout: Span,
+    /// Registry credentials for agent tasks, in Docker's config.json format
+    /// (`{"auths": {"HOST": {"auth": "base64(user:password)"}}}`): each task
+    /// carries its image registry's credentials on delivery; they are never
+    /// stored in the database.
+    #[arg(long, env = "SEXTANT_REGISTRY_AUTH_FILE", value_name = "CONFIG_JSON")]
+    pub registry_auth: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -138,6 +144,11 @@ impl ServeArgs {
                 })
             }),
             agent_heartbeat: self.agent_heartbeat.0,
+            registry_auth: match &self.registry_auth {
+                Some(path) => sextant_orchestrator::agents::registry::RegistryAuths::load(path)
+                    .map_err(|e| anyhow::anyhow!("--registry-auth: {e}"))?,
+                None => Default::default(),
+            },
             settings,
         })
     }
@@ -184,6 +195,7 @@ pub fn local_config(
         insecure_registries: Vec::new(),
         agent_listen: Some(agent_listen),
         agent_heartbeat: std::time::Duration::from_secs(30),
+        registry_auth: Default::default(),
         settings: Settings::default(),
     }
 }

@@ -10,6 +10,7 @@
 //!   of execution model `agent`: it queues a task and waits for its result.
 
 pub mod executor;
+pub mod registry;
 pub mod server;
 
 use std::collections::{BTreeMap, HashMap};
@@ -173,6 +174,8 @@ pub struct AgentChannel {
     streams: Mutex<HashMap<String, LocalStream>>,
     waiters: Mutex<HashMap<String, Arc<Notify>>>,
     dispatch: Notify,
+    /// Credentials added to tasks as they are delivered (never stored).
+    pub registry_auth: registry::RegistryAuths,
     /// Cancelled when the replica stops: every stream it holds ends, so
     /// the gRPC server's graceful shutdown does not wait for agents.
     shutdown: tokio_util::sync::CancellationToken,
@@ -199,6 +202,7 @@ impl AgentChannel {
         shutdown: tokio_util::sync::CancellationToken,
     ) -> Self {
         Self {
+            registry_auth: registry::RegistryAuths::default(),
             shutdown,
             store,
             replica,

@@ -392,7 +392,7 @@ pub async fn dispatch(channel: Arc<AgentChannel>, cancel: CancellationToken) {
                     let Some(tx) = channel.stream_sender(&item.agent_id, &session) else {
                         continue;
                     };
-                    let task = match Task::decode(item.payload.as_slice()) {
+                    let mut task = match Task::decode(item.payload.as_slice()) {
                         Ok(t) => t,
                         Err(e) => {
                             tracing::error!(run_key = %item.run_key, error = %e, "Undecodable mailbox row");
@@ -405,6 +405,8 @@ pub async fn dispatch(channel: Arc<AgentChannel>, cancel: CancellationToken) {
                         .await
                     {
                         Ok(true) => {
+                            // Credentials ride along on this delivery only.
+                            channel.registry_auth.attach(&mut task);
                             let message = ServerMessage {
                                 body: Some(server_message::Body::Task(task)),
                             };

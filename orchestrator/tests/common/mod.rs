@@ -97,6 +97,7 @@ impl Stack {
             insecure_registries: self.insecure_registries.clone(),
             agent_listen: None,
             agent_heartbeat: Duration::from_secs(30),
+            registry_auth: Default::default(),
             settings: Settings {
                 replica: replica.into(),
                 lease: Duration::from_secs(2),
