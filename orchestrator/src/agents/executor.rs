@@ -109,16 +109,6 @@ impl AgentExecutor {
             .as_ref()
             .and_then(|a| a.container.clone())
             .unwrap_or_default();
-        let container_name = |component: &str| -> String {
-            let pattern = template.name.clone().or_else(|| match &target.deploy {
-                Some(DeployTemplate::Docker { name, .. }) => Some(name.clone()),
-                _ => None,
-            });
-            pattern.map_or_else(
-                || component.to_owned(),
-                |p| p.replace("{component}", component),
-            )
-        };
         let mut labels = template.labels.clone();
         if !request.context.job_id.is_empty() {
             labels.insert(JOB_LABEL.to_owned(), request.context.job_id.clone());
@@ -157,7 +147,7 @@ impl AgentExecutor {
             (kind, _) => {
                 let spec = DeploySpec {
                     task_id: run_key.clone(),
-                    name: container_name(&request.component),
+                    name: container_name(target, &request.component),
                     image: request.image.clone(),
                     application: request.context.application.clone(),
                     workload: request.component.clone(),
@@ -388,6 +378,27 @@ impl AgentExecutor {
     }
 }
 
+/// The container a task for `component` on `target` runs as (and a
+/// health check runs in): the container template's name, else a docker
+/// deploy template's, with `{component}` replaced; for a compose target the
+/// agent's `PROJECT-SERVICE`; else the component's name.
+fn container_name(target: &TargetSpec, component: &str) -> String {
+    let template = target.agent.as_ref().and_then(|a| a.container.as_ref());
+    let pattern = match (&target.deploy, template.and_then(|t| t.name.clone())) {
+        (Some(DeployTemplate::Compose { project }), _) => {
+            let project = project.clone().unwrap_or_else(|| target.name.clone());
+            return format!("{project}-{component}");
+        }
+        (_, Some(name)) => Some(name),
+        (Some(DeployTemplate::Docker { name, .. }), None) => Some(name.clone()),
+        _ => None,
+    };
+    pattern.map_or_else(
+        || component.to_owned(),
+        |p| p.replace("{component}", component),
+    )
+}
+
 /// One compose-lock service for the task's component.
 fn service(template: &ContainerTemplate, request: &TaskRequest) -> ServiceSpec {
     ServiceSpec {
@@ -480,15 +491,7 @@ impl Executor for AgentExecutor {
             .resolve(&request.context.tenant, target)
             .await
             .map_err(|o| o.error.unwrap_or_default())?;
-        let template = target
-            .agent
-            .as_ref()
-            .and_then(|a| a.container.clone())
-            .unwrap_or_default();
-        let container = template.name.map_or_else(
-            || request.component.clone(),
-            |p| p.replace("{component}", &request.component),
-        );
+        let container = container_name(target, &request.component);
         let run_key = format!(
             "{}.check-{}",
             request.run_key(),
@@ -514,5 +517,51 @@ impl Executor for AgentExecutor {
         } else {
             Err(outcome.error.unwrap_or_else(|| "check failed".into()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::container_name;
+    use crate::model::TargetSpec;
+
+    fn target(extra: serde_json::Value) -> TargetSpec {
+        let mut t = serde_json::json!({"name": "t1", "environment": "prod", "agent": {"id": "a"}});
+        for (k, v) in extra.as_object().unwrap() {
+            if k == "container" {
+                t["agent"]["container"] = v.clone();
+            } else {
+                t[k] = v.clone();
+            }
+        }
+        serde_json::from_value(t).unwrap()
+    }
+
+    #[test]
+    fn health_checks_run_in_the_container_the_deploy_named() {
+        assert_eq!(container_name(&target(serde_json::json!({})), "web"), "web");
+        assert_eq!(
+            container_name(
+                &target(serde_json::json!({"container": {"name": "shop-{component}"}})),
+                "web"
+            ),
+            "shop-web"
+        );
+        assert_eq!(
+            container_name(
+                &target(
+                    serde_json::json!({"deploy": {"template": "docker", "name": "{component}-live"}})
+                ),
+                "web"
+            ),
+            "web-live"
+        );
+        assert_eq!(
+            container_name(
+                &target(serde_json::json!({"deploy": {"template": "compose"}})),
+                "web"
+            ),
+            "t1-web"
+        );
     }
 }
