@@ -18,6 +18,8 @@
 #     services are kept from starting; docker-compose (Debian's, v1) to
 #     validate deploy/compose; kubectl (kubernetes-client) for `kubectl
 #     kustomize` and systemd-analyze for deploy/kubernetes and deploy/systemd;
+#   - iproute2 (`ip netns`, veth) for the agent test across a network
+#     namespace; the tests run as root (CI does), as `ip netns` needs;
 # then runs `cargo test --workspace`. Extra arguments go to cargo test.
 set -euo pipefail
 
@@ -54,6 +56,9 @@ command -v amtool >/dev/null || missing+=(prometheus-alertmanager)
 command -v docker-compose >/dev/null || missing+=(docker-compose)
 command -v kubectl >/dev/null || missing+=(kubernetes-client)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
+# `ip netns` for the agent that dials the orchestrator from a network
+# namespace of its own (orchestrator/tests/agents_docker.rs).
+command -v ip >/dev/null || missing+=(iproute2)
 if [ ${#missing[@]} -gt 0 ]; then
     # The SSH and Prometheus tests start their own sshd and prometheus on
     # port 0; no test uses a system service, so keep apt from starting one

@@ -11,7 +11,10 @@
 //!   the broken image;
 //! - an agent SIGKILLed while its task verifies health, then started again:
 //!   the task is reported as interrupted, not run a second time, and the
-//!   orchestrator's next attempt (a new run key) deploys.
+//!   orchestrator's next attempt (a new run key) deploys;
+//! - an agent in a network namespace of its own (veth, 10.213.0.0/16)
+//!   dials the orchestrator's agent port on the veth address; its link is
+//!   cut mid-task and restored: the task runs once.
 //!
 //! The agents run on this host and share its Docker engine, so each agent
 //! watches only the containers labelled for it (`--watch-label`).
@@ -58,12 +61,40 @@ impl AgentProcess {
     /// `token` (first start only), reporting to the hub's OTLP/gRPC
     /// address, watching only containers labelled `AGENT_LABEL=name`.
     fn start(name: &str, data: &Path, endpoint: &str, token: Option<&str>, hub: &Hub) -> Self {
-        let mut cmd = Command::new(sextant_e2e::sextant_binary());
+        Self::start_in(
+            None,
+            name,
+            data,
+            endpoint,
+            token,
+            &format!("http://{}", hub.grpc),
+        )
+    }
+
+    /// Like [`AgentProcess::start`], inside network namespace `netns`
+    /// when given (`ip netns exec`), reporting to `otlp`.
+    fn start_in(
+        netns: Option<&str>,
+        name: &str,
+        data: &Path,
+        endpoint: &str,
+        token: Option<&str>,
+        otlp: &str,
+    ) -> Self {
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns])
+                    .arg(sextant_e2e::sextant_binary());
+                c
+            }
+            None => Command::new(sextant_e2e::sextant_binary()),
+        };
         cmd.args(["agent", "run", "--host-name", name])
             .arg("--data-dir")
             .arg(data)
             .args(["--orchestrator", endpoint])
-            .args(["--otlp-endpoint", &format!("http://{}", hub.grpc)])
+            .args(["--otlp-endpoint", otlp])
             .args(["--label", &format!("agent={name}")])
             .args(["--watch-label", &format!("{AGENT_LABEL}={name}")])
             .args(["--listen", "127.0.0.1:0", "--heartbeat", "1s"])
@@ -611,4 +642,202 @@ async fn an_agent_killed_mid_task_reports_it_and_never_runs_it_twice() {
         "{record:#}"
     );
     let _ = first_container;
+}
+
+/// A network namespace joined to this host by a veth pair on a /30 of
+/// 10.213.0.0/16: the host side is `host_ip`, the namespace side
+/// `ns_ip`. `cut` and `restore` take the host side down and up. Removed
+/// on drop.
+struct Netns {
+    name: String,
+    host_if: String,
+    host_ip: String,
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Netns {
+    fn create(scope: &DockerScope) -> Self {
+        let tag = &scope.id()[..8];
+        let n = u32::from_str_radix(tag, 16).unwrap();
+        let (a, b) = ((n >> 8) & 0xff, (n & 0x3f) * 4);
+        let name = format!("sx-{tag}");
+        let host_if = format!("sxh{tag}");
+        let ns_if = format!("sxn{tag}");
+        let host_ip = format!("10.213.{a}.{}", b + 1);
+        let ns_ip = format!("10.213.{a}.{}", b + 2);
+        ip(&["netns", "add", &name]);
+        let ns = Self {
+            name: name.clone(),
+            host_if: host_if.clone(),
+            host_ip: host_ip.clone(),
+        };
+        ip(&[
+            "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if,
+        ]);
+        ip(&["link", "set", &ns_if, "netns", &name]);
+        ip(&["addr", "add", &format!("{host_ip}/30"), "dev", &host_if]);
+        ip(&["link", "set", &host_if, "up"]);
+        ip(&[
+            "netns",
+            "exec",
+            &name,
+            "ip",
+            "addr",
+            "add",
+            &format!("{ns_ip}/30"),
+            "dev",
+            &ns_if,
+        ]);
+        ip(&["netns", "exec", &name, "ip", "link", "set", &ns_if, "up"]);
+        ip(&["netns", "exec", &name, "ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    fn cut(&self) {
+        ip(&["link", "set", &self.host_if, "down"]);
+    }
+
+    fn restore(&self) {
+        ip(&["link", "set", &self.host_if, "up"]);
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// An agent in a network namespace of its own dials the orchestrator over
+/// a veth link, not loopback; its link is cut while the task verifies
+/// health and restored after the task finished: the orchestrator sees the
+/// agent degraded, then the result arrives over the healed stream, and the
+/// task ran once (one attempt, the container never replaced).
+#[tokio::test]
+async fn an_agent_in_its_own_network_namespace_survives_its_link_being_cut() {
+    let images = test_images().await;
+    let scope = DockerScope::new();
+    let netns = Netns::create(&scope);
+    let data = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", data.path().join("orchestrator.db").display());
+    let listen = format!("{}:0", netns.host_ip);
+    let orchestrator = Process::start(
+        data.path(),
+        &db,
+        "replica-a",
+        &[
+            "--agent-listen",
+            &listen,
+            "--agent-heartbeat",
+            "1s",
+            "--task-timeout",
+            "90s",
+        ],
+    );
+    let endpoint = orchestrator.agents.clone().unwrap();
+    assert!(endpoint.contains(&netns.host_ip), "{endpoint}");
+    let stack = Stack {
+        hub: Hub::start(Backend::Sqlite, "").await,
+        orchestrator,
+        _data: data,
+    };
+    let name = scope.name("host-ns");
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens for OTLP on the far side: the agent's outbox keeps
+    // its reports; this test is about the orchestrator channel.
+    let otlp = format!("http://{}:9", netns.host_ip);
+    let _agent = AgentProcess::start_in(
+        Some(&netns.name),
+        &name,
+        dir.path(),
+        &endpoint,
+        Some(&stack.token()),
+        &otlp,
+    );
+    stack.wait_online(&[&name]).await;
+
+    let health = json!({
+        "check": "command",
+        "argv": ["/bin/busybox", "test", "-e", "/www/ready"],
+        "interval": "300ms",
+        "start_period": "120s",
+        "retries": 1,
+    });
+    stack
+        .apply(json!({
+            "environments": [{"name": "prod"}],
+            "components": components(images),
+            "targets": [target(&scope, "prod", &name, health)],
+        }))
+        .await;
+    stack.release("1.0.0", &images.v1).await;
+    let container = scope.name(&format!("prod-{name}-web"));
+    let p = stack
+        .promote("1.0.0", "prod", json!({"type": "all_at_once"}))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let agents = stack.agents();
+        let running = agents[0]["current_tasks"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t["state"] == "running"));
+        if running && kit::is_running(&container) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the task never ran: {agents:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = kit::container_id(&container).unwrap();
+
+    // Cut the link: heartbeats stop arriving, so the agent is no longer
+    // online.
+    netns.cut();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = stack.agents()[0]["status"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        if status == "degraded" || status == "offline" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {status} with its link cut"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The task finishes while the link is down (Docker is local to the
+    // agent); then the link comes back.
+    let ok = Command::new("docker")
+        .args(["exec", &container, "/bin/busybox", "touch", "/www/ready"])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    netns.restore();
+
+    let p = stack.wait_promotion(&p, Duration::from_secs(120)).await;
+    assert_eq!(p["state"], "deployed", "{p:#}");
+    let job = stack.job(p["job_id"].as_str().unwrap()).await;
+    assert_eq!(job["tasks"][0]["attempts"], 1, "{job:#}");
+    assert_eq!(
+        kit::container_id(&container),
+        Some(before),
+        "the container was created once"
+    );
+    stack.wait_online(&[&name]).await;
 }
