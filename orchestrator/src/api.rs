@@ -274,7 +274,12 @@ pub fn router(state: ApiState) -> Router {
 
 /// Prometheus metrics (docs/telemetry.md; `crate::metrics`).
 async fn metrics(State(state): State<ApiState>) -> Response {
-    match crate::metrics::render(&state.http_metrics, &state.orchestrator.store).await {
+    let heartbeat = state
+        .orchestrator
+        .agents
+        .as_ref()
+        .map_or(std::time::Duration::from_secs(30), |a| a.heartbeat);
+    match crate::metrics::render(&state.http_metrics, &state.orchestrator.store, heartbeat).await {
         Ok(body) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -7,7 +7,8 @@
 //! - **Estate-wide**, derived at each scrape from the database, which
 //!   keeps every promotion and job as history: releases, promotions and
 //!   deployments by outcome, deployment and approval durations, rollbacks,
-//!   active deployments, pending approvals, targets. They only grow (rows
+//!   active deployments, pending approvals, targets, agents (registered,
+//!   connected, heartbeat age) and their tasks. They only grow (rows
 //!   are never deleted), so the totals are true counters, and they survive
 //!   restarts and fail-over. Every replica reports the same values: in
 //!   PromQL aggregate them with `max`, not `sum`, across replicas.
@@ -27,9 +28,15 @@ const SLOW_BUCKETS: &[f64] = &[
 ];
 
 /// The `/metrics` body: the HTTP series and the estate-wide ones.
-pub async fn render(http: &HttpMetrics, store: &Store) -> Result<String, String> {
+/// `heartbeat` is the agents' heartbeat interval (an agent is connected
+/// while its last heartbeat is at most two intervals old).
+pub async fn render(
+    http: &HttpMetrics,
+    store: &Store,
+    heartbeat: std::time::Duration,
+) -> Result<String, String> {
     let rows = store.metric_rows().await.map_err(|e| e.to_string())?;
-    let estate = estate(&rows).map_err(|e| e.to_string())?;
+    let estate = estate(&rows, crate::store::now_ms(), heartbeat).map_err(|e| e.to_string())?;
     let mut families = http.gather();
     families.extend(estate.gather());
     let mut out = Vec::new();
@@ -64,8 +71,25 @@ fn seconds(from_ms: i64, to_ms: i64) -> f64 {
     (to_ms - from_ms).max(0) as f64 / 1000.0
 }
 
+/// The result label of a finished agent task: `succeeded`, `failed`, or
+/// `expired` (its deadline passed first).
+fn agent_task_status(state: &str, outcome: Option<&str>) -> &'static str {
+    if state == "expired" {
+        return "expired";
+    }
+    let success = outcome
+        .and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok())
+        .and_then(|v| v["success"].as_bool())
+        .unwrap_or(false);
+    if success { "succeeded" } else { "failed" }
+}
+
 /// Builds the estate-wide series from the database's rows.
-fn estate(rows: &MetricRows) -> prometheus::Result<Registry> {
+fn estate(
+    rows: &MetricRows,
+    now_ms: i64,
+    heartbeat: std::time::Duration,
+) -> prometheus::Result<Registry> {
     let r = Registry::new();
     let releases = IntCounterVec::new(
         Opts::new("sextant_releases_total", "Releases created."),
@@ -193,6 +217,64 @@ fn estate(rows: &MetricRows) -> prometheus::Result<Registry> {
     r.register(Box::new(rollbacks))?;
     r.register(Box::new(approval_duration))?;
     r.register(Box::new(targets))?;
+
+    let connected = prometheus::IntGauge::new(
+        "sextant_agents_connected",
+        "Agents with an open stream and a heartbeat at most two intervals old.",
+    )?;
+    let registered = prometheus::IntGauge::new(
+        "sextant_agents_registered",
+        "Agents registered and not revoked.",
+    )?;
+    let age = prometheus::GaugeVec::new(
+        Opts::new(
+            "sextant_agent_heartbeat_age_seconds",
+            "Seconds since each registered agent's last heartbeat.",
+        ),
+        &["agent"],
+    )?;
+    let fresh = 2 * heartbeat.as_millis() as i64;
+    for (name, revoked, session, last) in &rows.agents {
+        if !revoked {
+            registered.inc();
+            if let Some(t) = last {
+                age.with_label_values(&[name]).set(seconds(*t, now_ms));
+            }
+            if *session && last.is_some_and(|t| now_ms - t <= fresh) {
+                connected.inc();
+            }
+        }
+    }
+    let agent_tasks = IntCounterVec::new(
+        Opts::new(
+            "sextant_agent_tasks_total",
+            "Tasks sent to agents that ended, by agent name, kind (`deploy`, `rollback`, \
+             `compose`, `check`) and result (`succeeded`, `failed`, `expired`).",
+        ),
+        &["agent", "type", "status"],
+    )?;
+    let agent_duration = HistogramVec::new(
+        HistogramOpts::new(
+            "sextant_agent_task_duration_seconds",
+            "From queueing an agent task to its result or expiry.",
+        )
+        .buckets(vec![
+            0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+        ]),
+        &["type"],
+    )?;
+    for (agent, kind, state, outcome, created, updated) in &rows.agent_tasks {
+        let status = agent_task_status(state, outcome.as_deref());
+        agent_tasks.with_label_values(&[agent, kind, status]).inc();
+        agent_duration
+            .with_label_values(&[kind])
+            .observe(seconds(*created, *updated));
+    }
+    r.register(Box::new(connected))?;
+    r.register(Box::new(registered))?;
+    r.register(Box::new(age))?;
+    r.register(Box::new(agent_tasks))?;
+    r.register(Box::new(agent_duration))?;
     Ok(r)
 }
 
@@ -246,10 +328,47 @@ mod tests {
             rollbacks: vec![("dev".into(), Some("health".into())), ("prod".into(), None)],
             targets: vec![("prod".into(), "ssh".into(), 3)],
             approvals: vec![("prod".into(), 0, 7_200_000)],
+            agents: vec![
+                ("a".into(), false, true, Some(99_000)),
+                ("b".into(), false, true, Some(10_000)),
+                ("c".into(), false, false, None),
+                ("d".into(), true, false, None),
+            ],
+            agent_tasks: vec![
+                (
+                    "a".into(),
+                    "deploy".into(),
+                    "finished".into(),
+                    Some(r#"{"success":true}"#.into()),
+                    0,
+                    2_000,
+                ),
+                (
+                    "a".into(),
+                    "deploy".into(),
+                    "finished".into(),
+                    Some(r#"{"success":false}"#.into()),
+                    0,
+                    2_000,
+                ),
+                (
+                    "b".into(),
+                    "check".into(),
+                    "expired".into(),
+                    None,
+                    0,
+                    30_000,
+                ),
+            ],
         };
         let mut out = Vec::new();
         TextEncoder::new()
-            .encode(&estate(&rows).unwrap().gather(), &mut out)
+            .encode(
+                &estate(&rows, 100_000, std::time::Duration::from_secs(30))
+                    .unwrap()
+                    .gather(),
+                &mut out,
+            )
             .unwrap();
         let text = String::from_utf8(out).unwrap();
         for line in [
@@ -266,6 +385,14 @@ mod tests {
             r#"sextant_rollbacks_total{env="prod",reason="request"} 1"#,
             r#"sextant_approval_duration_seconds_sum{env="prod"} 7200"#,
             r#"sextant_targets_total{env="prod",type="ssh"} 3"#,
+            "sextant_agents_connected 1",
+            "sextant_agents_registered 3",
+            r#"sextant_agent_heartbeat_age_seconds{agent="b"} 90"#,
+            r#"sextant_agent_tasks_total{agent="a",status="succeeded",type="deploy"} 1"#,
+            r#"sextant_agent_tasks_total{agent="a",status="failed",type="deploy"} 1"#,
+            r#"sextant_agent_tasks_total{agent="b",status="expired",type="check"} 1"#,
+            r#"sextant_agent_task_duration_seconds_bucket{type="deploy",le="5"} 2"#,
+            r#"sextant_agent_task_duration_seconds_bucket{type="check",le="10"} 0"#,
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
         }

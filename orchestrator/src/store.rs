@@ -119,6 +119,11 @@ pub struct MetricRows {
     /// (environment, requested at, decided at) of promotions that waited
     /// for approval or gates.
     pub approvals: Vec<(String, i64, i64)>,
+    /// (name, revoked, has a session, last heartbeat) per agent.
+    pub agents: Vec<(String, bool, bool, Option<i64>)>,
+    /// (agent name, kind, state, outcome JSON, created at, updated at) of
+    /// finished and expired agent tasks.
+    pub agent_tasks: Vec<(String, String, String, Option<String>, i64, i64)>,
 }
 
 /// What applying one configuration object did.
@@ -505,6 +510,24 @@ impl Store {
             )
             .fetch_all(pool)
             .await?;
+            let agents = sqlx::query_as::<_, (String, Option<i64>, Option<String>, Option<i64>)>(
+                "SELECT name, revoked_at, session, last_heartbeat FROM agents",
+            )
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .map(|(name, revoked, session, heartbeat)| {
+                (name, revoked.is_some(), session.is_some(), heartbeat)
+            })
+            .collect();
+            let agent_tasks =
+                sqlx::query_as::<_, (String, String, String, Option<String>, i64, i64)>(
+                    "SELECT a.name, t.kind, t.state, t.outcome, t.created_at, t.updated_at \
+                     FROM agent_tasks t JOIN agents a ON a.id = t.agent_id \
+                     WHERE t.state IN ('finished', 'expired')",
+                )
+                .fetch_all(pool)
+                .await?;
             Ok(MetricRows {
                 releases,
                 promotions,
@@ -512,6 +535,8 @@ impl Store {
                 rollbacks,
                 targets,
                 approvals,
+                agents,
+                agent_tasks,
             })
         })
     }

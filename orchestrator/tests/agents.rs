@@ -447,6 +447,22 @@ async fn a_promotion_runs_on_agents_by_id_and_by_selector() {
     let text = logs.to_string();
     assert!(text.contains("agent host-b"), "{logs:#}");
 
+    // /metrics counts the agents and their tasks from the database.
+    let metrics = reqwest::get(format!("{}/metrics", replica.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "sextant_agents_connected 2",
+        "sextant_agents_registered 2",
+        r#"sextant_agent_tasks_total{agent="host-a",status="succeeded",type="deploy"} 1"#,
+        r#"sextant_agent_tasks_total{agent="host-b",status="succeeded",type="deploy"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+
     // A selector matching both agents is refused by name.
     replica
         .apply(json!([agent_target(

@@ -59,17 +59,11 @@ impl AgentExecutor {
                 })?
         } else {
             let mut matching: Vec<AgentRow> = store
-                .agents(tenant)
+                .agents_matching(tenant, &conn.selector)
                 .await
                 .map_err(unreachable)?
                 .into_iter()
-                .filter(|a| {
-                    a.revoked_at.is_none()
-                        && conn
-                            .selector
-                            .iter()
-                            .all(|(k, v)| a.labels.get(k) == Some(v))
-                })
+                .filter(|a| a.revoked_at.is_none())
                 .collect();
             match matching.len() {
                 1 => matching.remove(0),

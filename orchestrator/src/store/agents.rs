@@ -147,6 +147,18 @@ macro_rules! mail_row {
     }};
 }
 
+/// `text` as a literal inside a `LIKE … ESCAPE '\'` pattern.
+fn like_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// What an agent says about itself when it registers or connects.
 #[derive(Debug, Clone)]
 pub struct AgentInfo<'a> {
@@ -256,6 +268,44 @@ impl Store {
             .fetch_all(pool)
             .await?;
             rows.iter().map(|r| Ok(agent_row!(r))).collect()
+        })
+    }
+
+    /// A tenant's agents whose labels include every pair of `selector`, by
+    /// name. Labels are stored as compact JSON (`{"k":"v",…}`), so every
+    /// match contains the text `"k":"v"`; SQL keeps only rows containing
+    /// each pair's text (SQLite's `LIKE` also ignores ASCII case, so it may
+    /// keep more) and the exact comparison here drops the rest. A target
+    /// resolves its agent with this once per task: reading every agent of
+    /// the tenant instead made a job's cost grow with agents × targets.
+    pub async fn agents_matching(
+        &self,
+        tenant: &str,
+        selector: &BTreeMap<String, String>,
+    ) -> Result<Vec<AgentRow>> {
+        let patterns: Vec<String> = selector
+            .iter()
+            .map(|(k, v)| format!("%{}%", like_escape(&format!("{}:{}", json(k), json(v)))))
+            .collect();
+        let mut sql = format!("SELECT {AGENT_COLUMNS} FROM agents WHERE tenant = $1");
+        for i in 0..patterns.len() {
+            sql.push_str(&format!(" AND labels LIKE ${} ESCAPE '\\'", i + 2));
+        }
+        sql.push_str(" ORDER BY name, id");
+        on_pool!(self, |pool| {
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(tenant);
+            for p in &patterns {
+                query = query.bind(p);
+            }
+            let rows = query.fetch_all(pool).await?;
+            let mut agents = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let agent = agent_row!(r);
+                if selector.iter().all(|(k, v)| agent.labels.get(k) == Some(v)) {
+                    agents.push(agent);
+                }
+            }
+            Ok(agents)
         })
     }
 
@@ -518,5 +568,83 @@ impl Store {
             .await?;
             rows.iter().map(|r| Ok(mail_row!(r))).collect()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[tokio::test]
+    async fn selectors_match_labels_exactly_whatever_characters_they_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("o.db").display());
+        let store = Store::open(&url).await.unwrap();
+        let agents: [(&str, &[(&str, &str)]); 7] = [
+            ("a", &[("zone", "a"), ("role", "web")]),
+            ("b", &[("zone", "b"), ("role", "web")]),
+            ("upper", &[("zone", "A")]),
+            ("pct", &[("zone", "5%")]),
+            ("under", &[("z_ne", "a")]),
+            ("quote", &[("zone", "say \"a\"")]),
+            ("slash", &[("zone", "c:\\x")]),
+        ];
+        for (name, labels) in agents {
+            let token = format!("token-{name}");
+            store
+                .create_agent_token("default", "test", &token, i64::MAX)
+                .await
+                .unwrap();
+            let labels: BTreeMap<String, String> = labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            let info = AgentInfo {
+                name,
+                version: "0",
+                capabilities: &[],
+                labels: &labels,
+            };
+            store
+                .register_agent(&token, name, "hash", &info)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        let names = |selector: &[(&str, &str)]| {
+            let selector: BTreeMap<String, String> = selector
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            let store = store.clone();
+            async move {
+                store
+                    .agents_matching("default", &selector)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|a| a.name)
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(names(&[("zone", "a")]).await, ["a"]);
+        assert_eq!(names(&[("role", "web")]).await, ["a", "b"]);
+        assert_eq!(names(&[("role", "web"), ("zone", "b")]).await, ["b"]);
+        assert_eq!(names(&[("zone", "5%")]).await, ["pct"]);
+        assert!(names(&[("zone", "%")]).await.is_empty());
+        assert_eq!(names(&[("z_ne", "a")]).await, ["under"]);
+        assert_eq!(names(&[("zone", "say \"a\"")]).await, ["quote"]);
+        assert_eq!(names(&[("zone", "c:\\x")]).await, ["slash"]);
+        assert!(names(&[("zone", "")]).await.is_empty());
+        assert_eq!(names(&[]).await.len(), 7);
+        assert!(
+            store
+                .agents_matching("other", &BTreeMap::new())
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 }
