@@ -841,3 +841,63 @@ async fn an_agent_in_its_own_network_namespace_survives_its_link_being_cut() {
     );
     stack.wait_online(&[&name]).await;
 }
+
+/// A compose target through an agent: the agent receives the job's
+/// artifacts (the compose-lock among them, checked against their sha256)
+/// and applies the compose-lock service by service: the project's
+/// container runs the release's digest on the project network.
+#[tokio::test]
+async fn a_compose_target_gets_its_compose_lock_through_the_agent() {
+    let images = test_images().await;
+    let scope = DockerScope::new();
+    let stack = Stack::start().await;
+    let name = scope.name("host-c");
+    let dir = tempfile::tempdir().unwrap();
+    let _agent = AgentProcess::start(
+        &name,
+        dir.path(),
+        &stack.endpoint(),
+        Some(&stack.token()),
+        &stack.hub,
+    );
+    stack.wait_online(&[&name]).await;
+    let project = scope.name("shop");
+    let mut t = target(&scope, "prod", &name, docker_health());
+    t["deploy"] = json!({"template": "compose", "project": project});
+    stack
+        .apply(json!({
+            "environments": [{"name": "prod"}],
+            "components": components(images),
+            "targets": [t],
+        }))
+        .await;
+    stack.release("1.0.0", &images.v1).await;
+    let p = stack
+        .promote("1.0.0", "prod", json!({"type": "all_at_once"}))
+        .await;
+    let p = stack.wait_promotion(&p, Duration::from_secs(120)).await;
+    assert_eq!(p["state"], "deployed", "{p:#}");
+    let container = format!("{project}-web");
+    assert!(kit::is_running(&container), "{container} runs");
+    assert_eq!(
+        kit::image_of(&container).as_deref(),
+        Some(images.v1.as_str())
+    );
+    let labels = kit::labels(&container);
+    assert_eq!(
+        labels.get("sextant.compose.project"),
+        Some(&project),
+        "{labels:?}"
+    );
+    let network = kit::inspect(&container).unwrap()["HostConfig"]["NetworkMode"].clone();
+    assert_eq!(network, json!(format!("{project}_default")));
+
+    // The job's artifacts reached the agent, the compose-lock among them.
+    let job = stack.job(p["job_id"].as_str().unwrap()).await;
+    let run_key = format!("{}.1", job["tasks"][0]["id"].as_str().unwrap());
+    let artifacts = dir.path().join("artifacts").join(&run_key);
+    let lock = std::fs::read_to_string(artifacts.join("compose-lock.yml"))
+        .unwrap_or_else(|e| panic!("{}: {e}", artifacts.display()));
+    assert!(lock.contains(kit::digest_of(&images.v1)), "{lock}");
+    assert!(artifacts.join("release.json").exists());
+}
