@@ -19,7 +19,7 @@ use crate::model::{
     CanaryAnalysis, HealthCheck, JobKind, JobState, PromotionState, Strategy, TargetSpec, TaskState,
 };
 use crate::service::{Orchestrator, OrchestratorError, Result};
-use crate::store::{Job, NewJob, NewTask, Task, TaskResultRow, now_ms, rfc3339};
+use crate::store::{DeployedOn, Job, NewJob, NewTask, Task, TaskResultRow, now_ms, rfc3339};
 
 /// Why a job's tasks stopped: the message recorded on the job.
 type Failure = String;
@@ -197,11 +197,12 @@ impl Orchestrator {
         let now = rfc3339(now_ms());
         let names: std::collections::BTreeSet<&str> =
             tasks.iter().map(|t| t.target.as_str()).collect();
+        let mut generated = Vec::with_capacity(names.len());
         for name in &names {
             let Some(target) = targets.get(*name) else {
                 continue;
             };
-            let generated = artifacts::generate(&artifacts::Context {
+            let files = artifacts::generate(&artifacts::Context {
                 release: &release,
                 components: &components,
                 environment: &job.environment,
@@ -209,8 +210,13 @@ impl Orchestrator {
                 job_id: &job.id,
                 generated_at: &now,
             });
-            self.store.put_artifacts(&job.id, name, &generated).await?;
+            generated.push((*name, files));
         }
+        let by_target: Vec<(&str, &[crate::executor::Artifact])> = generated
+            .iter()
+            .map(|(name, files)| (*name, files.as_slice()))
+            .collect();
+        self.store.put_job_artifacts(&job.id, &by_target).await?;
         if let Some(outbox) = &self.outbox {
             let mut events = Vec::new();
             let at = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as u64;
@@ -380,7 +386,8 @@ impl Orchestrator {
                     let outcome = self.execute(job, &task, &target, executor.as_ref()).await?;
                     task = self.reload_task(&task.id).await?;
                     if task.state == TaskState::Dispatched {
-                        self.store
+                        task = match self
+                            .store
                             .move_task(
                                 &task.id,
                                 task.state,
@@ -390,8 +397,11 @@ impl Orchestrator {
                                 false,
                                 None,
                             )
-                            .await?;
-                        task = self.reload_task(&task.id).await?;
+                            .await?
+                        {
+                            Some(moved) => moved,
+                            None => self.reload_task(&task.id).await?,
+                        };
                     }
                     if outcome.success {
                         self.store
@@ -432,8 +442,7 @@ impl Orchestrator {
                             outcome.error.as_deref(),
                             outcome.error_type,
                         )
-                        .await?;
-                        true
+                        .await?
                     }
                 }
                 TaskState::Verifying => {
@@ -457,10 +466,13 @@ impl Orchestrator {
                 }
                 TaskState::Succeeded | TaskState::Failed | TaskState::Skipped => return Ok(()),
             };
-            if !moved {
-                tracing::debug!(task = %task.id, "Task moved by someone else; reloading");
-            }
-            task = self.reload_task(&task.id).await?;
+            task = match moved {
+                Some(moved) => moved,
+                None => {
+                    tracing::debug!(task = %task.id, "Task moved by someone else; reloading");
+                    self.reload_task(&task.id).await?
+                }
+            };
         }
     }
 
@@ -478,7 +490,7 @@ impl Orchestrator {
         exit_code: Option<i32>,
         error: Option<&str>,
         error_type: Option<ErrorType>,
-    ) -> Result<bool> {
+    ) -> Result<Option<Task>> {
         let result = TaskResultRow {
             exit_code,
             error,
@@ -496,7 +508,7 @@ impl Orchestrator {
                 Some(result),
             )
             .await?;
-        if moved {
+        if moved.is_some() {
             tracing::info!(task = %task.id, target = %task.target, state = %to, error, "Task finished");
             if let Some(error) = error {
                 self.log(task, LogStream::System, format!("{to}: {error}"))
@@ -755,24 +767,23 @@ impl Orchestrator {
     async fn complete(&self, job: &Job) -> Result<()> {
         let tasks = self.store.tasks(&job.id).await?;
         let blue_green = matches!(job.strategy, Strategy::BlueGreen {});
-        for t in tasks.iter().filter(|t| t.state == TaskState::Succeeded) {
-            // Blue-green: the live slot changes at the switch.
-            if blue_green && t.kind == TaskKind::Deploy {
-                continue;
-            }
-            self.store
-                .set_deployed(
-                    &job.tenant,
-                    &t.target,
-                    &t.component,
-                    &t.release_id,
-                    &t.image,
-                    &t.digest,
-                    t.slot.as_deref(),
-                    &job.id,
-                )
-                .await?;
-        }
+        // Blue-green: the live slot changes at the switch.
+        let deployed: Vec<DeployedOn<'_>> = tasks
+            .iter()
+            .filter(|t| t.state == TaskState::Succeeded)
+            .filter(|t| !(blue_green && t.kind == TaskKind::Deploy))
+            .map(|t| DeployedOn {
+                target: &t.target,
+                component: &t.component,
+                release_id: &t.release_id,
+                image: &t.image,
+                digest: &t.digest,
+                slot: t.slot.as_deref(),
+            })
+            .collect();
+        self.store
+            .set_deployed_all(&job.tenant, &job.id, &deployed)
+            .await?;
         self.move_job(job, JobState::Completed, None).await?;
         match job.kind {
             JobKind::Deploy => {
@@ -805,7 +816,7 @@ impl Orchestrator {
                 }
                 let id = self.store.create_job(&new).await?.unwrap_or_default();
                 tracing::info!(job = %job.id, rollback = %id, "Rollback job created");
-                self.wake.notify_waiters();
+                self.wake.notify_one();
                 id
             }
         };
@@ -947,7 +958,7 @@ impl Orchestrator {
                 "job {id} changed; try again"
             )));
         }
-        self.wake.notify_waiters();
+        self.wake.notify_one();
         self.load_job(id).await
     }
 }

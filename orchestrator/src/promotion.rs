@@ -80,7 +80,7 @@ impl Orchestrator {
             "Promotion requested"
         );
         self.evaluate_promotion(tenant, &promotion.id).await?;
-        self.wake.notify_waiters();
+        self.wake.notify_one();
         Ok(self
             .store
             .promotion(tenant, &promotion.id)
@@ -145,7 +145,7 @@ impl Orchestrator {
         }
         tracing::info!(promotion = id, actor, approve, "Approval recorded");
         self.evaluate_promotion(tenant, id).await?;
-        self.wake.notify_waiters();
+        self.wake.notify_one();
         self.store
             .promotion(tenant, id)
             .await?
@@ -407,7 +407,7 @@ impl Orchestrator {
             return Ok(());
         };
         tracing::info!(promotion = id, job = %job_id, "Deployment job created");
-        self.wake.notify_waiters();
+        self.wake.notify_one();
         Ok(())
     }
 

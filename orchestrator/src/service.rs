@@ -69,7 +69,8 @@ pub struct Orchestrator {
     agent: Option<Arc<dyn Executor>>,
     /// The agent channel of this replica (agents, tokens, the mailbox).
     pub agents: Option<Arc<crate::agents::AgentChannel>>,
-    /// Wakes the engine and the promotion loop early.
+    /// Wakes the engine loop early. `notify_one` keeps the wake-up as a
+    /// permit when the loop is busy claiming, so none is lost.
     pub wake: Notify,
 }
 

@@ -291,7 +291,22 @@ async fn scenario(backend: Backend) {
             .unwrap()
     );
     let task = &store.tasks(&job_id).await.unwrap()[0];
-    assert!(
+    let queued = store
+        .move_task(
+            &task.id,
+            TaskState::Pending,
+            TaskState::Queued,
+            "r-b",
+            lease,
+            false,
+            None,
+        )
+        .await
+        .unwrap()
+        .expect("pending → queued moves");
+    assert_eq!((queued.state, queued.attempts), (TaskState::Queued, 0));
+    // A compare-and-set from a state the task is no longer in does nothing.
+    assert_eq!(
         store
             .move_task(
                 &task.id,
@@ -303,23 +318,25 @@ async fn scenario(backend: Backend) {
                 None
             )
             .await
-            .unwrap()
+            .unwrap(),
+        None
     );
-    assert!(
-        store
-            .move_task(
-                &task.id,
-                TaskState::Queued,
-                TaskState::Dispatched,
-                "r-b",
-                lease,
-                true,
-                None
-            )
-            .await
-            .unwrap()
-    );
+    let moved = store
+        .move_task(
+            &task.id,
+            TaskState::Queued,
+            TaskState::Dispatched,
+            "r-b",
+            lease,
+            true,
+            None,
+        )
+        .await
+        .unwrap()
+        .expect("queued → dispatched moves");
     let task = store.task(&task.id).await.unwrap().unwrap();
+    // The move returns the row as it left it.
+    assert_eq!(moved, task);
     assert_eq!((task.state, task.attempts), (TaskState::Dispatched, 1));
     assert!(task.started_at.is_some());
 

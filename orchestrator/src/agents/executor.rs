@@ -18,7 +18,12 @@ use crate::executor::{
     ErrorType, Executor, LogStream, TaskEvent, TaskKind, TaskOutcome, TaskRequest,
 };
 use crate::model::{ContainerTemplate, DeployTemplate, TargetSpec};
+use crate::store::agents::MailStatus;
 use crate::store::{AgentRow, MailItem, MailState, now_ms};
+
+/// How often a task waiting for an agent whose stream this replica holds
+/// reads the mailbox when nothing woke it.
+const LOCAL_POLL: Duration = Duration::from_secs(5);
 
 /// Label naming the job that created a container (the hub links it).
 pub const JOB_LABEL: &str = "sextant.job";
@@ -272,7 +277,7 @@ impl AgentExecutor {
         let store = &self.channel.store;
         let mut seen = MailState::Queued;
         loop {
-            let row = match store.agent_task(run_key).await {
+            let row = match store.agent_task_status(run_key).await {
                 Ok(Some(row)) => row,
                 Ok(None) => {
                     return TaskOutcome::failed(
@@ -323,10 +328,18 @@ impl AgentExecutor {
                 }
                 continue;
             }
-            let pause = self
-                .channel
-                .poll
-                .min(Duration::from_millis(left.max(1) as u64));
+            // While this replica holds the agent's stream, it makes every
+            // change of the row itself (delivery, running, the result) and
+            // wakes this waiter each time; reading the mailbox on a timer
+            // is then only a safety net (the agent may have moved to
+            // another replica). Polling every `poll` for each of hundreds
+            // of open tasks was a large share of a big job's database work.
+            let every = if self.channel.holds_stream(&agent.id) {
+                self.channel.poll.max(LOCAL_POLL)
+            } else {
+                self.channel.poll
+            };
+            let pause = every.min(Duration::from_millis(left.max(1) as u64));
             tokio::select! {
                 () = waiter.notified() => {}
                 () = tokio::time::sleep(pause) => {}
@@ -335,7 +348,7 @@ impl AgentExecutor {
     }
 
     /// The failure of a task whose deadline passed.
-    async fn expired(&self, agent: &AgentRow, row: &MailItem) -> TaskOutcome {
+    async fn expired(&self, agent: &AgentRow, row: &MailStatus) -> TaskOutcome {
         let now = now_ms();
         let fresh = self.channel.store.agent(&agent.id).await.ok().flatten();
         let agent = fresh.as_ref().unwrap_or(agent);
@@ -412,7 +425,7 @@ fn service(template: &ContainerTemplate, request: &TaskRequest) -> ServiceSpec {
     }
 }
 
-fn outcome_of(row: &MailItem) -> TaskOutcome {
+fn outcome_of(row: &MailStatus) -> TaskOutcome {
     let r: StoredResult = row
         .outcome
         .as_deref()

@@ -281,6 +281,11 @@ impl AgentChannel {
         }
     }
 
+    /// Whether this replica holds a stream of `agent`.
+    fn holds_stream(&self, agent: &str) -> bool {
+        lock(&self.streams).contains_key(agent)
+    }
+
     /// How many agents hold a stream to this replica.
     pub fn local_streams(&self) -> usize {
         lock(&self.streams).len()

@@ -243,6 +243,9 @@ async fn read_stream(
             }
             agent_message::Body::Result(r) => {
                 let run_key = r.run_key.clone();
+                // The run is over: forget it, or a long-lived stream would
+                // keep one entry per task it ever ran.
+                tasks.remove(&run_key);
                 let stored = finish(channel, agent, r).await;
                 let ack = ServerMessage {
                     body: Some(server_message::Body::Ack(ResultAck { run_key })),
@@ -276,27 +279,44 @@ async fn update(
     u: sextant_protocol::v1::TaskUpdate,
 ) -> Result<(), String> {
     let store = &channel.store;
+    let mut moved = false;
     if !tasks.contains_key(&u.run_key) {
-        match store
-            .agent_task(&u.run_key)
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            Some(item) if item.agent_id == agent.id => {
-                tasks.insert(u.run_key.clone(), (item.task_id, item.attempt));
+        // A task's first update normally moves it delivered → running; the
+        // statement that moves it also says whose task it is.
+        let running = if u.status.is_empty() {
+            None
+        } else {
+            store
+                .agent_task_running_of(&u.run_key, &agent.id)
+                .await
+                .map_err(|e| e.to_string())?
+        };
+        if let Some(ids) = running {
+            moved = true;
+            tasks.insert(u.run_key.clone(), ids);
+        } else {
+            match store
+                .agent_task_status(&u.run_key)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                Some(item) if item.agent_id == agent.id => {
+                    tasks.insert(u.run_key.clone(), (item.task_id, item.attempt));
+                }
+                _ => return Ok(()),
             }
-            _ => return Ok(()),
         }
     }
     let Some((task_id, attempt)) = tasks.get(&u.run_key).cloned() else {
         return Ok(());
     };
-    if !u.status.is_empty()
-        && store
+    if !moved && !u.status.is_empty() {
+        moved = store
             .agent_task_running(&u.run_key)
             .await
-            .map_err(|e| e.to_string())?
-    {
+            .map_err(|e| e.to_string())?;
+    }
+    if moved {
         channel.notify(&u.run_key);
     }
     if task_id.is_empty() {
@@ -342,17 +362,7 @@ async fn finish(
     r: sextant_protocol::v1::TaskResult,
 ) -> Result<(), String> {
     let store = &channel.store;
-    let Some(item) = store
-        .agent_task(&r.run_key)
-        .await
-        .map_err(|e| e.to_string())?
-    else {
-        return Ok(());
-    };
-    if item.agent_id != agent.id {
-        tracing::warn!(agent = %agent.id, run_key = %r.run_key, "Agent sent a result for another agent's task; ignored");
-        return Ok(());
-    }
+    let run_key = r.run_key.clone();
     let stored = StoredResult {
         success: r.success,
         error: r.error,
@@ -364,15 +374,29 @@ async fn finish(
         agent: agent.name.clone(),
     };
     let json = serde_json::to_string(&stored).map_err(|e| e.to_string())?;
+    // One statement when the row is this agent's and open, which it
+    // almost always is; the row is read only to say why not.
     if store
-        .finish_agent_task(&r.run_key, &json)
+        .finish_agent_task(&run_key, &agent.id, &json)
         .await
         .map_err(|e| e.to_string())?
     {
-        channel.notify(&r.run_key);
-    } else {
-        tracing::info!(agent = %agent.id, run_key = %r.run_key, state = item.state.as_str(),
-            "Result for a task no longer open; kept out");
+        channel.notify(&run_key);
+        return Ok(());
+    }
+    match store
+        .agent_task_status(&run_key)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        None => {}
+        Some(item) if item.agent_id != agent.id => {
+            tracing::warn!(agent = %agent.id, %run_key, "Agent sent a result for another agent's task; ignored");
+        }
+        Some(item) => {
+            tracing::info!(agent = %agent.id, %run_key, state = item.state.as_str(),
+                "Result for a task no longer open; kept out");
+        }
     }
     Ok(())
 }

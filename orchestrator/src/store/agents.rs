@@ -89,6 +89,22 @@ pub struct MailItem {
     pub created_at: i64,
 }
 
+/// A mailbox row without its payload: what waiting for a task and
+/// recording its progress read, several times per task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailStatus {
+    pub run_key: String,
+    /// The orchestrator task it belongs to (empty for health checks).
+    pub task_id: String,
+    pub attempt: i64,
+    pub agent_id: String,
+    pub deadline: i64,
+    pub state: MailState,
+    pub deliveries: i64,
+    /// The agent's result (JSON), once finished.
+    pub outcome: Option<String>,
+}
+
 /// Why a registration token was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RegisterRefusal {
@@ -434,6 +450,33 @@ impl Store {
         })
     }
 
+    /// A mailbox row without its payload (the encoded task, which only
+    /// delivery needs).
+    pub async fn agent_task_status(&self, run_key: &str) -> Result<Option<MailStatus>> {
+        on_pool!(self, |pool| {
+            let row = sqlx::query(
+                "SELECT run_key, task_id, attempt, agent_id, deadline, state, deliveries, outcome \
+                 FROM agent_tasks WHERE run_key = $1",
+            )
+            .bind(run_key)
+            .fetch_optional(pool)
+            .await?;
+            row.map(|r| {
+                Ok(MailStatus {
+                    run_key: r.try_get("run_key")?,
+                    task_id: r.try_get("task_id")?,
+                    attempt: r.try_get("attempt")?,
+                    agent_id: r.try_get("agent_id")?,
+                    deadline: r.try_get("deadline")?,
+                    state: MailState::parse(&r.try_get::<String, _>("state")?)?,
+                    deliveries: r.try_get("deliveries")?,
+                    outcome: r.try_get("outcome")?,
+                })
+            })
+            .transpose()
+        })
+    }
+
     pub async fn agent_task(&self, run_key: &str) -> Result<Option<MailItem>> {
         on_pool!(self, |pool| {
             let row = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -489,17 +532,47 @@ impl Store {
         .await
     }
 
+    /// delivered → running for `agent`'s row; its (task id, attempt) if it
+    /// moved. One statement both moves the row and says whose task it is.
+    pub async fn agent_task_running_of(
+        &self,
+        run_key: &str,
+        agent: &str,
+    ) -> Result<Option<(String, i64)>> {
+        on_pool!(self, |pool| {
+            let row = sqlx::query(
+                "UPDATE agent_tasks SET state = 'running', updated_at = $3 \
+                 WHERE run_key = $1 AND agent_id = $2 AND state = 'delivered' \
+                 RETURNING task_id, attempt",
+            )
+            .bind(run_key)
+            .bind(agent)
+            .bind(now_ms())
+            .fetch_optional(pool)
+            .await?;
+            row.map(|r| Ok((r.try_get("task_id")?, r.try_get("attempt")?)))
+                .transpose()
+        })
+    }
+
     /// delivered → running.
     pub async fn agent_task_running(&self, run_key: &str) -> Result<bool> {
         self.move_agent_task(run_key, &["delivered"], MailState::Running, None, None)
             .await
     }
 
-    /// Records the agent's result; `false` if the row was finished or
-    /// expired already (the result is then ignored).
-    pub async fn finish_agent_task(&self, run_key: &str, outcome: &str) -> Result<bool> {
-        self.move_agent_task(
+    /// Records `agent`'s result; `false` if there is no such open row of
+    /// that agent (finished or expired already, or another agent's: the
+    /// result is then ignored).
+    pub async fn finish_agent_task(
+        &self,
+        run_key: &str,
+        agent: &str,
+        outcome: &str,
+    ) -> Result<bool> {
+        self.move_agent_task_of(
             run_key,
+            Some(agent),
             &["queued", "delivered", "running"],
             MailState::Finished,
             None,
@@ -529,28 +602,48 @@ impl Store {
         session: Option<&str>,
         outcome: Option<&str>,
     ) -> Result<bool> {
+        self.move_agent_task_of(run_key, None, from, to, session, outcome)
+            .await
+    }
+
+    /// Moves a row from one of `from` to `to` (of `agent` only, if given).
+    async fn move_agent_task_of(
+        &self,
+        run_key: &str,
+        agent: Option<&str>,
+        from: &[&str],
+        to: MailState,
+        session: Option<&str>,
+        outcome: Option<&str>,
+    ) -> Result<bool> {
         let states = from
             .iter()
             .map(|s| format!("'{s}'"))
             .collect::<Vec<_>>()
             .join(", ");
+        let of_agent = if agent.is_some() {
+            " AND agent_id = $7"
+        } else {
+            ""
+        };
         let sql = format!(
             "UPDATE agent_tasks SET state = $2, updated_at = $3, \
              session = COALESCE($4, session), outcome = COALESCE($5, outcome), \
-             deliveries = deliveries + $6 WHERE run_key = $1 AND state IN ({states})"
+             deliveries = deliveries + $6 WHERE run_key = $1 AND state IN ({states}){of_agent}"
         );
         let delivered = i64::from(to == MailState::Delivered);
         on_pool!(self, |pool| {
-            let n = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
                 .bind(run_key)
                 .bind(to.as_str())
                 .bind(now_ms())
                 .bind(session)
                 .bind(outcome)
-                .bind(delivered)
-                .execute(pool)
-                .await?
-                .rows_affected();
+                .bind(delivered);
+            if let Some(agent) = agent {
+                query = query.bind(agent);
+            }
+            let n = query.execute(pool).await?.rows_affected();
             Ok(n == 1)
         })
     }
