@@ -662,3 +662,110 @@ async fn a_container_left_aside_by_a_crash_is_the_rollback_target_of_the_next_ta
     assert!(kit::is_running(&v1.name));
     assert_eq!(scope.containers(), vec![v1.name.clone()]);
 }
+
+/// `docker exec CONTAINER /bin/busybox ARGS…`: (exit success, stdout).
+fn exec(container: &str, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new("docker")
+        .args(["exec", container, "/bin/busybox"])
+        .args(args)
+        .output()
+        .expect("docker exec");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+    )
+}
+
+/// Removes a named Docker volume when dropped (after the scope's containers).
+struct NamedVolume(String);
+
+impl Drop for NamedVolume {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["volume", "rm", "-f", &self.0])
+            .output();
+    }
+}
+
+#[tokio::test]
+async fn volumes_and_binds_are_mounted_and_survive_an_upgrade() {
+    let images = test_images().await;
+    let scope = DockerScope::new();
+    let dir = kit::data_dir();
+    let ex = executor(&dir).await;
+    // A host folder bound read-only, and a named volume.
+    let host = tempfile::tempdir().expect("dir");
+    std::fs::write(
+        host.path().join("marker"),
+        format!("bound {}\n", scope.id()),
+    )
+    .expect("write");
+    let volume = NamedVolume(scope.name("cache"));
+    let volumes = vec![
+        format!("{}:/config:ro", host.path().display()),
+        format!("{}:/cache", volume.0),
+    ];
+    // The health check passes only when the container sees the bound file.
+    let sees_marker = health(Probe::Command {
+        argv: vec![
+            "/bin/busybox".into(),
+            "grep".into(),
+            "-q".into(),
+            format!("bound {}", scope.id()),
+            "/config/marker".into(),
+        ],
+    });
+    let mut s = spec(&scope, "web", &images.v1, "v1");
+    s.volumes = volumes.clone();
+    s.health = sees_marker.clone();
+
+    let (outcome, _) = deploy(&ex, &s).await;
+
+    assert_status(&outcome, TaskStatus::Succeeded);
+    let info = kit::inspect(&s.name).unwrap();
+    let binds = info["HostConfig"]["Binds"].as_array().unwrap().clone();
+    assert_eq!(binds, volumes, "the binds as written in the spec");
+    let mounts = info["Mounts"].as_array().unwrap();
+    let mount = |target: &str| {
+        mounts
+            .iter()
+            .find(|m| m["Destination"] == target)
+            .unwrap_or_else(|| panic!("no mount on {target}: {mounts:#?}"))
+    };
+    let config = mount("/config");
+    assert_eq!(config["Type"], "bind");
+    assert_eq!(config["Source"], host.path().display().to_string());
+    assert_eq!(config["RW"], false);
+    let cache = mount("/cache");
+    assert_eq!(cache["Type"], "volume");
+    assert_eq!(cache["Name"], volume.0.as_str());
+    assert_eq!(cache["RW"], true);
+    assert_eq!(
+        exec(&s.name, &["cat", "/config/marker"]),
+        (true, format!("bound {}", scope.id()))
+    );
+    // Read-only as asked; the volume is writable.
+    assert!(!exec(&s.name, &["touch", "/config/new"]).0);
+    assert!(!host.path().join("new").exists());
+    assert!(exec(&s.name, &["sh", "-c", "echo kept > /cache/state"]).0);
+
+    // The upgraded container gets the same mounts and the volume's data.
+    let mut s2 = spec(&scope, "web", &images.v2, "v2");
+    s2.volumes = volumes.clone();
+    s2.health = sees_marker.clone();
+    let upgraded = deploy(&ex, &s2).await.0;
+    assert_status(&upgraded, TaskStatus::Succeeded);
+    assert_ne!(upgraded.container_id, outcome.container_id);
+    assert_eq!(
+        exec(&s2.name, &["cat", "/cache/state"]),
+        (true, "kept".to_owned())
+    );
+
+    // Without the bind the same check fails: the mount is what made it pass.
+    let mut unbound = spec(&scope, "other", &images.v1, "unbound");
+    unbound.health = sees_marker;
+    unbound.health.retries = Some(2);
+    let outcome = deploy(&ex, &unbound).await.0;
+    assert_status(&outcome, TaskStatus::Failed);
+    scope.cleanup();
+}
