@@ -603,6 +603,167 @@ mod tests {
         assert!(e.starts_with("--otlp-client-key"), "{e}");
     }
 
+    /// `sextant agent run ARGV` as the CLI parses it, with `env` standing
+    /// for the process environment: the same derived flags, variable names
+    /// and value parsers. Each argument's `env` is cleared and the value
+    /// `env` gives for its variable becomes its default, which clap feeds
+    /// through the same path as a variable (used only when the flag is
+    /// absent). The process environment is neither read nor changed, so
+    /// tests stay independent when run in parallel.
+    fn parse_with_env<'a>(
+        argv: impl IntoIterator<Item = &'a str>,
+        env: &[(&str, &str)],
+    ) -> Result<AgentArgs, clap::Error> {
+        use clap::{Args, FromArgMatches};
+
+        let mut command = AgentArgs::augment_args(clap::Command::new("agent"));
+        let variables: Vec<(clap::Id, String)> = command
+            .get_arguments()
+            .filter_map(|a| Some((a.get_id().clone(), a.get_env()?.to_str()?.to_owned())))
+            .collect();
+        for (id, variable) in variables {
+            let value = env
+                .iter()
+                .find(|(k, _)| *k == variable)
+                .map(|(_, v)| -> &'static str { Box::leak((*v).to_owned().into_boxed_str()) });
+            command = command.mut_arg(id, |arg| {
+                let arg = arg.env(None::<&str>);
+                match value {
+                    Some(v) => arg.default_value(v),
+                    None => arg,
+                }
+            });
+        }
+        let matches = command.try_get_matches_from(std::iter::once("agent").chain(argv))?;
+        AgentArgs::from_arg_matches(&matches)
+    }
+
+    #[test]
+    fn the_environment_variables_configure_the_agent() {
+        let env = [
+            ("SEXTANT_HOST_NAME", "edge-7"),
+            ("SEXTANT_ENVIRONMENT", "stage"),
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "http://hub-a:4318, http://hub-b:4318",
+            ),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("SEXTANT_DATA_DIR", "/var/lib/sextant-agent"),
+            ("SEXTANT_HEARTBEAT", "5s"),
+            ("DOCKER_HOST", "unix:///run/user/1000/docker.sock"),
+        ];
+        let c = parse_with_env([], &env)
+            .expect("parsed")
+            .resolve()
+            .expect("valid");
+        assert_eq!(c.host_name, "edge-7");
+        assert_eq!(c.environment, "stage");
+        assert_eq!(c.otlp_endpoints, ["http://hub-a:4318", "http://hub-b:4318"]);
+        assert_eq!(c.protocol, Protocol::HttpProtobuf);
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/sextant-agent"));
+        assert_eq!(c.heartbeat, Duration::from_secs(5));
+        assert_eq!(
+            c.docker_host.as_deref(),
+            Some("unix:///run/user/1000/docker.sock")
+        );
+        // Without the variables: the defaults, and the required ones missing.
+        let bare = [
+            "--host-name=h",
+            "--environment=dev",
+            "--otlp-endpoint=http://hub:4317",
+        ];
+        let c = parse_with_env(bare, &[]).unwrap().resolve().unwrap();
+        assert_eq!(c.protocol, Protocol::Grpc);
+        assert_eq!(c.data_dir, PathBuf::from("sextant-agent-data"));
+        assert_eq!(c.heartbeat, Duration::from_secs(30));
+        assert_eq!(c.docker_host, None);
+        let e = parse_with_env([], &env[..1])
+            .unwrap()
+            .resolve()
+            .unwrap_err();
+        assert!(e.to_string().contains("SEXTANT_ENVIRONMENT"), "{e}");
+    }
+
+    #[test]
+    fn a_flag_beats_its_variable_which_beats_the_file() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("agent.toml");
+        std::fs::write(
+            &path,
+            "host_name = \"h1\"\nenvironment = \"dev\"\notlp_endpoints = [\"http://hub:4317\"]\nheartbeat = \"10s\"\n",
+        )
+        .expect("write");
+        let config = format!("--config={}", path.display());
+        let heartbeat = |argv: &[&str], env: &[(&str, &str)]| {
+            parse_with_env(argv.iter().copied(), env)
+                .expect("parsed")
+                .resolve()
+                .expect("valid")
+                .heartbeat
+        };
+        let variable = [("SEXTANT_HEARTBEAT", "5s")];
+        assert_eq!(
+            heartbeat(&[&config, "--heartbeat=2s"], &variable),
+            Duration::from_secs(2),
+            "the flag wins"
+        );
+        assert_eq!(
+            heartbeat(&[&config], &variable),
+            Duration::from_secs(5),
+            "then the variable"
+        );
+        assert_eq!(
+            heartbeat(&[&config], &[]),
+            Duration::from_secs(10),
+            "then the file"
+        );
+        let file_only = format!("--config={}", dir.path().join("empty.toml").display());
+        std::fs::write(dir.path().join("empty.toml"), "").expect("write");
+        let bare = [
+            "--host-name=h",
+            "--environment=dev",
+            "--otlp-endpoint=http://hub:4317",
+        ];
+        assert_eq!(
+            heartbeat(&[&file_only, bare[0], bare[1], bare[2]], &[]),
+            Duration::from_secs(30),
+            "then the default"
+        );
+    }
+
+    #[test]
+    fn a_bad_variable_is_refused_by_the_setting_it_sets() {
+        let base = [
+            ("SEXTANT_HOST_NAME", "h1"),
+            ("SEXTANT_ENVIRONMENT", "dev"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://hub:4317"),
+        ];
+        let refused = |variable: &'static str, value: &'static str| {
+            let mut env = base.to_vec();
+            env.push((variable, value));
+            parse_with_env([], &env)
+                .expect("parsed")
+                .resolve()
+                .expect_err("refused")
+                .to_string()
+        };
+        let e = refused("SEXTANT_HEARTBEAT", "soon");
+        assert!(
+            e.starts_with("--heartbeat: ") && e.contains("\"soon\""),
+            "{e}"
+        );
+        let e = refused("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json");
+        assert!(
+            e.starts_with("--otlp-protocol: ") && e.contains("http/json"),
+            "{e}"
+        );
+        // A value clap itself cannot parse is refused with the flag's name.
+        let mut env = base.to_vec();
+        env.push(("SEXTANT_AGENT_LISTEN", "localhost"));
+        let e = parse_with_env([], &env).expect_err("refused").to_string();
+        assert!(e.contains("--listen") && e.contains("localhost"), "{e}");
+    }
+
     #[test]
     fn the_token_comes_from_otlp_headers() {
         assert_eq!(
