@@ -16,7 +16,8 @@ use crate::executor::{
     ErrorType, LogStream, TaskContext, TaskEvent, TaskKind, TaskOutcome, TaskRequest,
 };
 use crate::model::{
-    CanaryAnalysis, HealthCheck, JobKind, JobState, PromotionState, Strategy, TargetSpec, TaskState,
+    CanaryAnalysis, HealthCheck, JobKind, JobState, PromotionState, RollbackPolicy, Strategy,
+    TargetSpec, TaskState,
 };
 use crate::service::{Orchestrator, OrchestratorError, Result};
 use crate::store::{DeployedOn, Job, NewJob, NewTask, Task, TaskResultRow, now_ms, rfc3339};
@@ -734,19 +735,38 @@ impl Orchestrator {
         Ok(())
     }
 
-    /// Fails a job: a deploy job whose tasks changed anything rolls back;
-    /// otherwise it (and its promotion) fail.
+    /// Fails a job: a deploy job whose tasks changed anything rolls back,
+    /// unless its environment's rollback policy is `manual`; otherwise it
+    /// (and its promotion) fail.
     async fn fail_job(&self, job: &Job, why: &str) -> Result<()> {
         let tasks = self.store.tasks(&job.id).await?;
         let touched = affected(job, &tasks);
         if job.kind == JobKind::Deploy && !touched.is_empty() {
-            self.move_job(job, JobState::RollingBack, Some(why)).await?;
-        } else {
-            self.move_job(job, JobState::Failed, Some(why)).await?;
-            if job.kind == JobKind::Deploy {
-                self.move_promotion_of(job, PromotionState::Failed, why)
-                    .await?;
+            let policy = self
+                .store
+                .environments(&job.tenant)
+                .await?
+                .into_iter()
+                .find(|e| e.name == job.environment)
+                .map(|e| e.rollback)
+                .unwrap_or_default();
+            if policy == RollbackPolicy::Automatic {
+                self.move_job(job, JobState::RollingBack, Some(why)).await?;
+                return Ok(());
             }
+            let why = format!(
+                "{why} (rollback policy of {} is manual: roll back with `sextant rollback {}`)",
+                job.environment, job.id
+            );
+            self.move_job(job, JobState::Failed, Some(&why)).await?;
+            self.move_promotion_of(job, PromotionState::Failed, &why)
+                .await?;
+            return Ok(());
+        }
+        self.move_job(job, JobState::Failed, Some(why)).await?;
+        if job.kind == JobKind::Deploy {
+            self.move_promotion_of(job, PromotionState::Failed, why)
+                .await?;
         }
         Ok(())
     }

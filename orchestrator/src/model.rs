@@ -181,6 +181,30 @@ pub struct EnvironmentSpec {
     pub freeze_windows: Vec<FreezeWindow>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gates: Vec<GateSpec>,
+    /// What happens when a deploy job into this environment fails:
+    /// `automatic` (the default) rolls the targets it touched back at once;
+    /// `manual` leaves the job and its promotion `failed` for an operator
+    /// to roll back (`sextant rollback JOB`) or fix forward.
+    #[serde(default, skip_serializing_if = "RollbackPolicy::is_automatic")]
+    pub rollback: RollbackPolicy,
+}
+
+/// An environment's rollback policy on failure (`rollback:` in the YAML).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RollbackPolicy {
+    /// A failed deploy job (a task past tolerance, a canary breach) rolls
+    /// back by itself.
+    #[default]
+    Automatic,
+    /// A failed deploy job stays `failed`; rollback only on request.
+    Manual,
+}
+
+impl RollbackPolicy {
+    pub fn is_automatic(&self) -> bool {
+        *self == RollbackPolicy::Automatic
+    }
 }
 
 fn yes() -> bool {

@@ -229,6 +229,7 @@ impl Orchestrator {
             self.decide(
                 &p,
                 PromotionState::Rejected,
+                "sextant",
                 &detail,
                 json!({ "error": detail }),
             )
@@ -284,9 +285,10 @@ impl Orchestrator {
             "required_approvals": required,
         });
         if let Some(r) = rejected_by {
+            // The approver who refused is the actor of the move.
             let detail = format!("rejected by {}", r.approver);
             return self
-                .decide(&p, PromotionState::Rejected, &detail, record)
+                .decide(&p, PromotionState::Rejected, &r.approver, &detail, record)
                 .await;
         }
         if gate_decision == Decision::Deny {
@@ -296,8 +298,19 @@ impl Orchestrator {
                 .map(|r| format!("{}: {}", r.gate, r.reason))
                 .collect();
             let detail = format!("denied by gate {}", denied.join("; "));
+            // A manual gate closed by someone: they are the actor.
+            let actor = env
+                .gates
+                .iter()
+                .filter_map(|g| match g {
+                    GateSpec::Manual { name } => manual.get(name).filter(|m| !m.open),
+                    _ => None,
+                })
+                .map(|m| m.by.as_str())
+                .next()
+                .unwrap_or("sextant");
             return self
-                .decide(&p, PromotionState::Rejected, &detail, record)
+                .decide(&p, PromotionState::Rejected, actor, &detail, record)
                 .await;
         }
         if gate_decision == Decision::Pending || approved < required {
@@ -328,6 +341,7 @@ impl Orchestrator {
         self.decide(
             &p,
             PromotionState::Approved,
+            "sextant",
             "gates and approvals passed",
             record,
         )
@@ -340,6 +354,7 @@ impl Orchestrator {
         &self,
         p: &Promotion,
         to: PromotionState,
+        actor: &str,
         detail: &str,
         mut record: serde_json::Value,
     ) -> Result<()> {
@@ -347,7 +362,7 @@ impl Orchestrator {
         record["detail"] = json!(detail);
         if self
             .store
-            .move_promotion(&p.id, p.state, to, "sextant", Some(detail), None)
+            .move_promotion(&p.id, p.state, to, actor, Some(detail), None)
             .await?
         {
             self.store

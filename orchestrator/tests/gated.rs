@@ -298,3 +298,347 @@ async fn the_hub_gate_waits_until_the_release_is_healthy_in_the_previous_environ
         ]
     );
 }
+
+/// The promotion's last event.
+fn last_event(p: &Value) -> &Value {
+    p["events"].as_array().unwrap().last().unwrap()
+}
+
+fn out_text(out: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[tokio::test]
+async fn a_manual_gate_is_opened_or_closed_through_the_api_and_the_cli() {
+    let stack = Stack::start().await;
+    stack
+        .apply(json!({
+            "environments": [{"name": "prod", "gates": [{"type": "manual", "name": "release-manager"}]}],
+            "components": component(),
+            "targets": [stack.target("prod-1", "prod", "", None)],
+        }))
+        .await;
+    let (d1, d2) = (digest('1'), digest('2'));
+    stack.release("r1", &d1).await;
+    stack.release("r2", &d2).await;
+
+    // Waits for someone to open the gate, and says so.
+    let p = stack
+        .promote("r1", "prod", "alice", json!({"type": "all_at_once"}))
+        .await;
+    let id = p["id"].as_str().unwrap().to_owned();
+    let p = stack.wait_promotion(&id, &["awaiting_approval"]).await;
+    let detail = last_event(&p)["detail"].as_str().unwrap_or("").to_owned();
+    assert!(
+        detail.contains("manual:release-manager") && detail.contains("waiting for someone to open"),
+        "{p:#}"
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (_, p) = stack
+        .call("GET", &format!("/api/v1/promotions/{id}"), "t", None)
+        .await;
+    assert_eq!(p["state"], "awaiting_approval", "still waiting: {p:#}");
+    assert!(
+        stack.runs("prod-1").is_empty(),
+        "nothing deployed while closed"
+    );
+    // A gate the environment does not have is not found; a bad action is invalid.
+    let (status, body) = stack
+        .call(
+            "POST",
+            &format!("/api/v1/promotions/{id}/gates/nobody"),
+            "rm",
+            Some(json!({"action": "open"})),
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = stack
+        .call(
+            "POST",
+            &format!("/api/v1/promotions/{id}/gates/release-manager"),
+            "rm",
+            Some(json!({"action": "maybe"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+
+    // Opened through the API: it proceeds and deploys.
+    let (status, body) = stack
+        .call(
+            "POST",
+            &format!("/api/v1/promotions/{id}/gates/release-manager"),
+            "rm",
+            Some(json!({"action": "open", "comment": "go"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let p = stack
+        .wait_promotion(&id, &["deployed", "failed", "rolled_back", "rejected"])
+        .await;
+    assert_eq!(p["state"], "deployed", "{p:#}");
+    let result = gate(&p, "manual:release-manager");
+    assert_eq!(result["decision"], "allow", "{result}");
+    assert!(
+        result["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("opened by rm at "),
+        "{result}"
+    );
+    assert!(result["reason"].as_str().unwrap().ends_with(": go"));
+    assert_eq!(stack.current("prod-1"), image(&d1));
+
+    // Opened through `sextant gate open`: r2 proceeds too.
+    let p = stack
+        .promote("r2", "prod", "alice", json!({"type": "all_at_once"}))
+        .await;
+    let id = p["id"].as_str().unwrap().to_owned();
+    stack.wait_promotion(&id, &["awaiting_approval"]).await;
+    let out = stack
+        .cli("carol", &["gate", "open", &id, "release-manager"])
+        .await;
+    assert!(out.status.success(), "{}", out_text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("gate release-manager of promotion {id} opened")),
+        "{}",
+        out_text(&out)
+    );
+    let p = stack
+        .wait_promotion(&id, &["deployed", "failed", "rolled_back", "rejected"])
+        .await;
+    assert_eq!(p["state"], "deployed", "{p:#}");
+    assert!(
+        gate(&p, "manual:release-manager")["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("opened by carol"),
+        "{p:#}"
+    );
+    assert_eq!(stack.current("prod-1"), image(&d2));
+    let ran = stack.runs("prod-1").len();
+    assert_eq!(ran, 2, "{:?}", stack.runs("prod-1"));
+
+    // Closed through `sextant gate close`: refused, and carol is the actor.
+    let p = stack
+        .promote("r1", "prod", "alice", json!({"type": "all_at_once"}))
+        .await;
+    let id = p["id"].as_str().unwrap().to_owned();
+    stack.wait_promotion(&id, &["awaiting_approval"]).await;
+    let out = stack
+        .cli(
+            "carol",
+            &[
+                "gate",
+                "close",
+                &id,
+                "release-manager",
+                "--comment",
+                "not today",
+            ],
+        )
+        .await;
+    assert!(out.status.success(), "{}", out_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!(
+            "gate release-manager of promotion {id} closed\nstate     rejected"
+        )),
+        "{}",
+        out_text(&out)
+    );
+    let (_, p) = stack
+        .call("GET", &format!("/api/v1/promotions/{id}"), "t", None)
+        .await;
+    assert_eq!(p["state"], "rejected", "{p:#}");
+    let result = gate(&p, "manual:release-manager");
+    assert_eq!(result["decision"], "deny", "{result}");
+    assert!(
+        result["reason"]
+            .as_str()
+            .unwrap()
+            .contains("closed by carol"),
+        "{result}"
+    );
+    assert!(result["reason"].as_str().unwrap().ends_with(": not today"));
+    assert_eq!(last_event(&p)["actor"], "carol", "{p:#}");
+    assert_eq!(p["job_id"], Value::Null);
+    // A decided promotion's gate cannot be changed any more.
+    let out = stack
+        .cli("carol", &["gate", "open", &id, "release-manager"])
+        .await;
+    assert_eq!(out.status.code(), Some(5), "{}", out_text(&out));
+
+    // Closed through the API: refused as well.
+    let p = stack
+        .promote("r1", "prod", "alice", json!({"type": "all_at_once"}))
+        .await;
+    let id = p["id"].as_str().unwrap().to_owned();
+    let (status, p) = stack
+        .call(
+            "POST",
+            &format!("/api/v1/promotions/{id}/gates/release-manager"),
+            "dave",
+            Some(json!({"action": "close"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{p}");
+    assert_eq!(p["state"], "rejected", "{p:#}");
+    assert_eq!(last_event(&p)["actor"], "dave", "{p:#}");
+    assert_eq!(gate(&p, "manual:release-manager")["decision"], "deny");
+
+    // Neither refused promotion ran anything.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        stack.runs("prod-1").len(),
+        ran,
+        "{:?}",
+        stack.runs("prod-1")
+    );
+    assert_eq!(stack.current("prod-1"), image(&d2));
+}
+
+/// alice promotes r1 into prod, which waits for an approval.
+async fn awaiting(stack: &Stack) -> String {
+    let p = stack
+        .promote("r1", "prod", "alice", json!({"type": "all_at_once"}))
+        .await;
+    let id = p["id"].as_str().unwrap().to_owned();
+    let p = stack.wait_promotion(&id, &["awaiting_approval"]).await;
+    assert_eq!(p["events"][0]["actor"], "alice", "the requester: {p:#}");
+    assert_eq!(p["events"][0]["to"], "requested");
+    id
+}
+
+#[tokio::test]
+async fn reject_and_cancel_through_the_api_and_the_cli_record_the_actor() {
+    let stack = Stack::start().await;
+    stack
+        .apply(json!({
+            "environments": [{"name": "prod", "required_approvals": 1}],
+            "components": component(),
+            "targets": [stack.target("prod-1", "prod", "", None)],
+        }))
+        .await;
+    stack.release("r1", &digest('1')).await;
+
+    // Rejected through the API by bob.
+    let id = awaiting(&stack).await;
+    let (status, p) = stack
+        .call(
+            "POST",
+            &format!("/api/v1/promotions/{id}/reject"),
+            "bob",
+            Some(json!({"comment": "wrong build"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{p}");
+    assert_eq!(p["state"], "rejected", "{p:#}");
+    assert_eq!(
+        trail(&p),
+        ["requested", "awaiting_approval", "rejected"],
+        "{p:#}"
+    );
+    let e = last_event(&p);
+    assert_eq!(e["actor"], "bob", "{p:#}");
+    assert_eq!(e["from"], "awaiting_approval");
+    assert_eq!(e["detail"], "rejected by bob");
+    assert!(e["at"].as_str().is_some_and(|a| a.len() >= 20), "{e}");
+    assert_eq!(p["approvals"][0]["approver"], "bob", "{p:#}");
+    assert_eq!(p["approvals"][0]["decision"], "reject");
+    assert_eq!(p["approvals"][0]["comment"], "wrong build");
+    assert_eq!(p["decision"]["outcome"], "rejected", "{p:#}");
+    // Decided: neither another reject nor a cancel moves it.
+    let (status, _) = stack
+        .call(
+            "POST",
+            &format!("/api/v1/promotions/{id}/reject"),
+            "carol",
+            None,
+        )
+        .await;
+    assert_eq!(status, 409);
+    let (status, _) = stack
+        .call(
+            "POST",
+            &format!("/api/v1/promotions/{id}/cancel"),
+            "alice",
+            None,
+        )
+        .await;
+    assert_eq!(status, 409);
+
+    // Rejected through `sextant reject` by carol.
+    let id = awaiting(&stack).await;
+    let out = stack
+        .cli("carol", &["reject", &id, "--comment", "not now"])
+        .await;
+    assert!(out.status.success(), "{}", out_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains(&format!("promotion {id} rejected (0 approvals)")),
+        "{}",
+        out_text(&out)
+    );
+    let (_, p) = stack
+        .call("GET", &format!("/api/v1/promotions/{id}"), "t", None)
+        .await;
+    assert_eq!(p["state"], "rejected", "{p:#}");
+    assert_eq!(last_event(&p)["actor"], "carol", "{p:#}");
+    assert_eq!(p["approvals"][0]["comment"], "not now");
+
+    // Cancelled through the API by alice.
+    let id = awaiting(&stack).await;
+    let (status, p) = stack
+        .call(
+            "POST",
+            &format!("/api/v1/promotions/{id}/cancel"),
+            "alice",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{p}");
+    assert_eq!(p["state"], "cancelled", "{p:#}");
+    assert_eq!(
+        trail(&p),
+        ["requested", "awaiting_approval", "cancelled"],
+        "{p:#}"
+    );
+    assert_eq!(last_event(&p)["actor"], "alice", "{p:#}");
+    // A cancelled promotion takes no approval.
+    let (status, _) = stack
+        .call(
+            "POST",
+            &format!("/api/v1/promotions/{id}/approve"),
+            "bob",
+            None,
+        )
+        .await;
+    assert_eq!(status, 409);
+
+    // Cancelled through `sextant promotions cancel` by dave.
+    let id = awaiting(&stack).await;
+    let out = stack.cli("dave", &["promotions", "cancel", &id]).await;
+    assert!(out.status.success(), "{}", out_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("promotion {id} cancelled")),
+        "{}",
+        out_text(&out)
+    );
+    let (_, p) = stack
+        .call("GET", &format!("/api/v1/promotions/{id}"), "t", None)
+        .await;
+    assert_eq!(p["state"], "cancelled", "{p:#}");
+    assert_eq!(last_event(&p)["actor"], "dave", "{p:#}");
+    let again = stack.cli("dave", &["promotions", "cancel", &id]).await;
+    assert_eq!(again.status.code(), Some(5), "{}", out_text(&again));
+
+    // The promotions' waiting was recorded by the orchestrator itself.
+    assert_eq!(p["events"][1]["actor"], "sextant", "{p:#}");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(stack.runs("prod-1").is_empty(), "nothing deployed");
+}

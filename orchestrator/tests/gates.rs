@@ -74,6 +74,7 @@ impl Fixture {
                 separation_of_duties: true,
                 freeze_windows: vec![],
                 gates: vec![],
+                rollback: Default::default(),
             },
             manual: BTreeMap::new(),
             http: reqwest::Client::new(),

@@ -516,3 +516,501 @@ async fn desired_state_reaches_the_hub() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+fn out_text(out: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The lines of a task's log.
+async fn task_log(stack: &Stack, job: &str, task: &str) -> Vec<String> {
+    let (status, logs) = stack
+        .call(
+            "GET",
+            &format!("/api/v1/jobs/{job}/tasks/{task}/logs"),
+            "t",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{logs}");
+    logs.as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["line"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_tcp_health_check_passes_on_a_listening_port_and_fails_on_a_closed_one() {
+    let stack = Stack::start().await;
+    // A port the test listens on (the kernel completes the handshake), and
+    // one nobody listens on.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let open = listener.local_addr().unwrap().to_string();
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let mut up = stack.target("up-1", "up", "", None);
+    up["health"] = json!({"tcp": open, "retries": 3, "interval": "100ms", "timeout": "2s"});
+    let mut down = stack.target("down-1", "down", "", None);
+    down["health"] = json!({"tcp": closed, "retries": 3, "interval": "100ms", "timeout": "2s"});
+    stack
+        .apply(json!({
+            "environments": [{"name": "up"}, {"name": "down"}],
+            "components": component(),
+            "targets": [up, down],
+        }))
+        .await;
+    let d1 = digest('1');
+    stack.release("r1", &d1).await;
+
+    // Listening: healthy, deployed, and the log says how it was checked.
+    let p = stack
+        .promote_to_end("r1", "up", "alice", json!({"type": "all_at_once"}))
+        .await;
+    assert_eq!(p["state"], "deployed", "{p:#}");
+    let job = stack.job(p["job_id"].as_str().unwrap()).await;
+    let task = &job["tasks"][0];
+    assert_eq!(task["state"], "succeeded", "{job:#}");
+    let log = task_log(
+        &stack,
+        job["id"].as_str().unwrap(),
+        task["id"].as_str().unwrap(),
+    )
+    .await;
+    assert!(
+        log.iter()
+            .any(|l| l == &format!("health check passed (connected to {open})")),
+        "{log:#?}"
+    );
+
+    // Closed: every probe fails, the task fails as a health failure naming
+    // the address, and the job and its promotion fail (down-1 ran nothing
+    // before, so there is nothing to roll back to).
+    let p = stack
+        .promote_to_end("r1", "down", "alice", json!({"type": "all_at_once"}))
+        .await;
+    assert_eq!(p["state"], "failed", "{p:#}");
+    let job = stack.job(p["job_id"].as_str().unwrap()).await;
+    assert_eq!(job["state"], "failed", "{job:#}");
+    let task = &job["tasks"][0];
+    assert_eq!(task["state"], "failed", "{job:#}");
+    assert_eq!(task["error_type"], "health", "{job:#}");
+    let error = task["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("health check failed 3 time(s)")
+            && error.contains(&format!("connect {closed}")),
+        "{error}"
+    );
+    let log = task_log(
+        &stack,
+        job["id"].as_str().unwrap(),
+        task["id"].as_str().unwrap(),
+    )
+    .await;
+    for n in 1..=3 {
+        assert!(
+            log.iter()
+                .any(|l| l.starts_with(&format!("health check {n}/3 failed: connect {closed}"))),
+            "{log:#?}"
+        );
+    }
+    // The deploy command did run: it is the check that failed the task.
+    assert_eq!(stack.runs("down-1").len(), 1);
+    drop(listener);
+}
+
+#[tokio::test]
+async fn a_tcp_health_failure_rolls_back_to_the_previous_release() {
+    let stack = Stack::start().await;
+    // The target's "service" is the test's listener: it listens while r1
+    // runs, is closed before r2 is promoted (r2's check fails), and listens
+    // on the same port again once r2's task has failed, so the rollback to
+    // r1 passes its check.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut t = stack.target("svc-1", "prod", "", None);
+    t["health"] =
+        json!({"tcp": addr.to_string(), "retries": 3, "interval": "100ms", "timeout": "2s"});
+    stack
+        .apply(
+            json!({"environments": [{"name": "prod"}], "components": component(), "targets": [t]}),
+        )
+        .await;
+    let (d1, d2) = (digest('1'), digest('2'));
+    stack.release("r1", &d1).await;
+    stack.release("r2", &d2).await;
+    let p = stack
+        .promote_to_end("r1", "prod", "alice", json!({"type": "all_at_once"}))
+        .await;
+    assert_eq!(p["state"], "deployed", "{p:#}");
+
+    drop(listener);
+    let p = stack
+        .promote("r2", "prod", "alice", json!({"type": "all_at_once"}))
+        .await;
+    let id = p["id"].as_str().unwrap().to_owned();
+    // Once r2's task failed its check, r1 comes back: listen again.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let relisten = loop {
+        let (_, p) = stack
+            .call("GET", &format!("/api/v1/promotions/{id}"), "t", None)
+            .await;
+        if let Some(job) = p["job_id"].as_str() {
+            let job = stack.job(job).await;
+            if job["tasks"][0]["state"] == "failed" {
+                break std::net::TcpListener::bind(addr).unwrap();
+            }
+        }
+        assert!(Instant::now() < deadline, "r2 never failed: {p:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let p = stack
+        .wait_promotion(&id, &["deployed", "failed", "rolled_back"])
+        .await;
+    assert_eq!(p["state"], "rolled_back", "{p:#}");
+    let job = stack.job(p["job_id"].as_str().unwrap()).await;
+    assert_eq!(job["tasks"][0]["error_type"], "health", "{job:#}");
+    assert!(
+        job["tasks"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("connect {addr}")),
+        "{job:#}"
+    );
+    let child = stack.job(job["rollback_job_id"].as_str().unwrap()).await;
+    assert_eq!(child["state"], "completed", "{child:#}");
+    assert_eq!(child["tasks"][0]["digest"], d1.as_str(), "{child:#}");
+    assert_eq!(stack.current("svc-1"), image(&d1));
+    drop(relisten);
+}
+
+#[tokio::test]
+async fn sextant_rollback_redeploys_the_previous_digest_of_a_completed_job() {
+    let stack = Stack::start().await;
+    stack
+        .apply(json!({"environments": [{"name": "dev"}], "components": component(),
+            "targets": [stack.target("dev-1", "dev", "", None), stack.target("dev-2", "dev", "", None)]}))
+        .await;
+    let (d1, d2) = (digest('1'), digest('2'));
+    stack.release("r1", &d1).await;
+    stack.release("r2", &d2).await;
+    for r in ["r1", "r2"] {
+        let p = stack
+            .promote_to_end(r, "dev", "alice", json!({"type": "all_at_once"}))
+            .await;
+        assert_eq!(p["state"], "deployed", "{p:#}");
+    }
+    let (_, jobs) = stack.call("GET", "/api/v1/jobs?limit=1", "t", None).await;
+    let job_id = jobs[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(jobs[0]["release"], "r2", "{jobs:#}");
+    assert_eq!(stack.current("dev-1"), image(&d2));
+
+    let out = stack.cli("ops", &["rollback", &job_id]).await;
+    assert!(out.status.success(), "{}", out_text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "job {job_id} is rolling_back: its targets go back to what ran before r2 in dev"
+        )),
+        "{}",
+        out_text(&out)
+    );
+    assert!(
+        stdout.contains(&format!("sextant deployments watch {job_id}")),
+        "{stdout}"
+    );
+    let job = stack.wait_job(&job_id, &["rolled_back", "failed"]).await;
+    assert_eq!(job["state"], "rolled_back", "{job:#}");
+    let rolling_back = job["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["to"] == "rolling_back")
+        .unwrap_or_else(|| panic!("no rolling_back event: {job:#}"));
+    assert_eq!(rolling_back["actor"], "ops", "{job:#}");
+    assert_eq!(rolling_back["from"], "completed", "{job:#}");
+
+    // A rollback job of its own, linked to the original, deploying r1's
+    // digest on both targets.
+    let child_id = job["rollback_job_id"]
+        .as_str()
+        .expect("rollback job linked");
+    let child = stack.job(child_id).await;
+    assert_eq!(child["kind"], "rollback", "{child:#}");
+    assert_eq!(child["parent_job_id"], job_id.as_str(), "{child:#}");
+    assert_eq!(child["state"], "completed", "{child:#}");
+    let tasks = child["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 2, "{child:#}");
+    for t in tasks {
+        assert_eq!(t["kind"], "rollback", "{child:#}");
+        assert_eq!(t["digest"], d1.as_str(), "{child:#}");
+        assert_eq!(t["state"], "succeeded", "{child:#}");
+    }
+    for t in ["dev-1", "dev-2"] {
+        assert_eq!(stack.current(t), image(&d1), "{t}");
+        let runs = stack.runs(t);
+        assert_eq!(runs.len(), 3, "r1, r2, r1 again: {runs:?}");
+        assert!(runs[2].ends_with(&image(&d1)), "{runs:?}");
+    }
+    let (_, deployed) = stack
+        .call("GET", "/api/v1/deployed?target=dev-1", "t", None)
+        .await;
+    assert_eq!(deployed[0]["digest"], d1.as_str(), "{deployed:#}");
+    // The promotion of the rolled back job says so.
+    let (_, p) = stack
+        .call(
+            "GET",
+            &format!(
+                "/api/v1/promotions/{}",
+                job["promotion_id"].as_str().unwrap()
+            ),
+            "t",
+            None,
+        )
+        .await;
+    assert_eq!(p["state"], "rolled_back", "{p:#}");
+    // Once only: the CLI reports the conflict (exit 5).
+    let again = stack.cli("ops", &["rollback", &job_id]).await;
+    assert_eq!(again.status.code(), Some(5), "{}", out_text(&again));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("(conflict)"),
+        "{}",
+        out_text(&again)
+    );
+    // A rollback job itself is not rolled back.
+    let child_again = stack.cli("ops", &["rollback", child_id]).await;
+    assert_eq!(
+        child_again.status.code(),
+        Some(5),
+        "{}",
+        out_text(&child_again)
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_document_covers_releases_promotions_approvals_jobs_tasks_and_logs() {
+    let stack = Stack::start().await;
+    let res = stack
+        .http
+        .get(format!("{}/api/openapi.json", stack.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    let doc: Value = res.json().await.unwrap();
+    assert!(
+        doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
+        "{}",
+        doc["openapi"]
+    );
+    assert_eq!(doc["info"]["title"], "Sextant orchestrator API");
+    let paths = doc["paths"].as_object().expect("paths");
+    for (path, method) in [
+        ("/api/v1/releases", "post"),
+        ("/api/v1/releases", "get"),
+        ("/api/v1/releases/{release}", "get"),
+        ("/api/v1/releases/{release}/finalize", "post"),
+        ("/api/v1/promotions", "post"),
+        ("/api/v1/promotions", "get"),
+        ("/api/v1/promotions/{id}", "get"),
+        ("/api/v1/promotions/{id}/approve", "post"),
+        ("/api/v1/promotions/{id}/reject", "post"),
+        ("/api/v1/promotions/{id}/cancel", "post"),
+        ("/api/v1/promotions/{id}/gates/{gate}", "post"),
+        ("/api/v1/jobs", "get"),
+        ("/api/v1/jobs/{id}", "get"),
+        ("/api/v1/jobs/{id}/tasks/{task}/logs", "get"),
+        ("/api/v1/jobs/{id}/rollback", "post"),
+        ("/api/v1/apply", "post"),
+    ] {
+        let op = &paths
+            .get(path)
+            .unwrap_or_else(|| panic!("no {path} in {:?}", paths.keys()))[method];
+        assert!(op.is_object(), "no {method} {path}: {:#}", paths[path]);
+        assert!(
+            op["responses"].as_object().is_some_and(|r| !r.is_empty()),
+            "{method} {path} documents no response"
+        );
+    }
+    // Every documented route answers (none is a 404 "no such route").
+    let (status, _) = stack.call("GET", "/api/v1/jobs", "t", None).await;
+    assert_eq!(status, 200);
+    // The schemas the API returns are in the document.
+    let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+    for schema in [
+        "Release",
+        "PromotionDetail",
+        "JobDetail",
+        "Task",
+        "TaskLogLine",
+        "Approval",
+    ] {
+        assert!(
+            schemas.contains_key(schema),
+            "no schema {schema}: {:?}",
+            schemas.keys()
+        );
+    }
+    // The logs route says what it returns.
+    let logs = &paths["/api/v1/jobs/{id}/tasks/{task}/logs"]["get"]["responses"]["200"];
+    assert!(logs.to_string().contains("TaskLogLine"), "{logs:#}");
+}
+
+#[tokio::test]
+async fn the_rollback_policy_of_an_environment_is_automatic_or_manual() {
+    let stack = Stack::start().await;
+    let d2 = digest('2');
+    // Each target's health check fails while it runs r2.
+    let broken = |t: &str| format!("! grep -q {} {}/current", &d2[7..], stack.dir(t).display());
+    let doc = json!({
+        "environments": [
+            {"name": "auto"},
+            {"name": "hands-on", "rollback": "manual"},
+        ],
+        "components": component(),
+        "targets": [
+            stack.target("a-1", "auto", "", Some(&broken("a-1"))),
+            stack.target("m-1", "hands-on", "", Some(&broken("m-1"))),
+        ],
+    });
+    // Applied as a file through `sextant apply -f` (JSON is YAML).
+    let file = stack.root.path().join("sextant.yaml");
+    std::fs::write(&file, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+    let out = stack
+        .cli("ops", &["apply", "-f", file.to_str().unwrap()])
+        .await;
+    assert!(out.status.success(), "{}", out_text(&out));
+    let (_, envs) = stack.call("GET", "/api/v1/environments", "t", None).await;
+    let policy = |name: &str| {
+        envs.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .map(|e| e["rollback"].clone())
+            .unwrap()
+    };
+    assert_eq!(policy("hands-on"), "manual", "{envs:#}");
+    assert_eq!(
+        policy("auto"),
+        Value::Null,
+        "the default is not written: {envs:#}"
+    );
+    // Applying again changes nothing; an unknown policy is refused.
+    let again = stack
+        .cli("ops", &["apply", "-f", file.to_str().unwrap()])
+        .await;
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("0 created, 0 updated, 5 unchanged"),
+        "{}",
+        out_text(&again)
+    );
+    let bad = stack
+        .call(
+            "POST",
+            "/api/v1/apply",
+            "ops",
+            Some(json!({"environments": [{"name": "qa", "rollback": "sometimes"}]})),
+        )
+        .await;
+    assert_eq!(bad.0, 400, "{}", bad.1);
+    assert!(
+        bad.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("sometimes"),
+        "{}",
+        bad.1
+    );
+
+    let d1 = digest('1');
+    stack.release("r1", &d1).await;
+    stack.release("r2", &d2).await;
+    for env in ["auto", "hands-on"] {
+        let p = stack
+            .promote_to_end("r1", env, "alice", json!({"type": "all_at_once"}))
+            .await;
+        assert_eq!(p["state"], "deployed", "{p:#}");
+    }
+
+    // automatic (the default): r2 fails its check and is rolled back.
+    let p = stack
+        .promote_to_end("r2", "auto", "alice", json!({"type": "all_at_once"}))
+        .await;
+    assert_eq!(p["state"], "rolled_back", "{p:#}");
+    let job = stack.job(p["job_id"].as_str().unwrap()).await;
+    assert_eq!(job["state"], "rolled_back", "{job:#}");
+    assert!(job["rollback_job_id"].is_string(), "{job:#}");
+    assert_eq!(stack.current("a-1"), image(&d1));
+
+    // manual: the job and the promotion stay failed, r2 stays on the
+    // target, and no rollback job is made.
+    let p = stack
+        .promote_to_end("r2", "hands-on", "alice", json!({"type": "all_at_once"}))
+        .await;
+    assert_eq!(p["state"], "failed", "{p:#}");
+    let job_id = p["job_id"].as_str().unwrap().to_owned();
+    let job = stack.job(&job_id).await;
+    assert_eq!(job["state"], "failed", "{job:#}");
+    assert_eq!(job["tasks"][0]["error_type"], "health", "{job:#}");
+    let error = job["error"].as_str().unwrap();
+    assert!(
+        error.contains("m-1")
+            && error.contains("rollback policy of hands-on is manual")
+            && error.contains(&format!("sextant rollback {job_id}")),
+        "{error}"
+    );
+    let last = p["events"].as_array().unwrap().last().unwrap();
+    assert!(
+        last["detail"]
+            .as_str()
+            .unwrap()
+            .contains("rollback policy of hands-on is manual"),
+        "{p:#}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let job = stack.job(&job_id).await;
+    assert_eq!(job["state"], "failed", "still failed: {job:#}");
+    assert_eq!(job["rollback_job_id"], Value::Null, "{job:#}");
+    let (_, jobs) = stack.call("GET", "/api/v1/jobs", "t", None).await;
+    assert!(
+        !jobs
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["parent_job_id"] == job_id.as_str()),
+        "{jobs:#}"
+    );
+    assert_eq!(stack.current("m-1"), image(&d2), "left as it failed");
+    assert_eq!(stack.runs("m-1").len(), 2);
+
+    // The operator rolls it back by hand: back to r1.
+    let out = stack.cli("ops", &["rollback", &job_id]).await;
+    assert!(out.status.success(), "{}", out_text(&out));
+    let job = stack.wait_job(&job_id, &["rolled_back"]).await;
+    let child = stack.job(job["rollback_job_id"].as_str().unwrap()).await;
+    assert_eq!(child["parent_job_id"], job_id.as_str(), "{child:#}");
+    assert_eq!(child["state"], "completed", "{child:#}");
+    assert_eq!(child["tasks"][0]["digest"], d1.as_str(), "{child:#}");
+    assert_eq!(stack.current("m-1"), image(&d1));
+    let (_, p) = stack
+        .call(
+            "GET",
+            &format!("/api/v1/promotions/{}", p["id"].as_str().unwrap()),
+            "t",
+            None,
+        )
+        .await;
+    assert_eq!(p["state"], "rolled_back", "{p:#}");
+}

@@ -455,6 +455,8 @@ pub enum PromotionsCommand {
     },
     /// A promotion with its events, approvals and decision record.
     Show { promotion: String },
+    /// Cancel a promotion that has not started deploying.
+    Cancel { promotion: String },
 }
 
 pub async fn promotions(client: &Client, args: PromotionsArgs) -> anyhow::Result<i32> {
@@ -490,6 +492,20 @@ pub async fn promotions(client: &Client, args: PromotionsArgs) -> anyhow::Result
                 ]);
             }
             println!("{t}");
+        }
+        PromotionsCommand::Cancel { promotion } => {
+            let p = client
+                .post(
+                    &format!("/api/v1/promotions/{}/cancel", seg(&promotion)?),
+                    Body::None,
+                )
+                .await?;
+            if client.output == Output::Json {
+                print_json(&p)?;
+            } else {
+                println!("promotion {} cancelled", s(&p["id"]));
+                println!("state     {}", state_line(&p));
+            }
         }
         PromotionsCommand::Show { promotion } => {
             let p = client
@@ -602,9 +618,9 @@ pub struct GateTarget {
 }
 
 pub async fn gate(client: &Client, args: GateArgs) -> anyhow::Result<i32> {
-    let (action, g) = match &args.command {
-        GateCommand::Open(g) => ("open", g),
-        GateCommand::Close(g) => ("close", g),
+    let (action, done, g) = match &args.command {
+        GateCommand::Open(g) => ("open", "opened", g),
+        GateCommand::Close(g) => ("close", "closed", g),
     };
     let path = format!(
         "/api/v1/promotions/{}/gates/{}",
@@ -621,7 +637,7 @@ pub async fn gate(client: &Client, args: GateArgs) -> anyhow::Result<i32> {
         print_json(&p)?;
         return Ok(0);
     }
-    println!("gate {} of promotion {} {action}ed", g.gate, s(&p["id"]));
+    println!("gate {} of promotion {} {done}", g.gate, s(&p["id"]));
     println!("state     {}", state_line(&p));
     Ok(0)
 }

@@ -256,6 +256,39 @@ impl Stack {
             .1
     }
 
+    /// Runs the `sextant` binary (build it first: `cargo build --bin
+    /// sextant`) against this stack's orchestrator as `actor`. Async, so
+    /// the orchestrator in this runtime keeps answering meanwhile.
+    pub async fn cli(&self, actor: &str, args: &[&str]) -> std::process::Output {
+        tokio::process::Command::new(sextant_e2e::sextant_binary())
+            .args(args)
+            .args(["--orchestrator", &self.base, "--as", actor])
+            .env_remove("SEXTANT_CONFIG")
+            .env_remove("SEXTANT_TOKEN")
+            .env_remove("SEXTANT_ACTOR")
+            .env_remove("SEXTANT_ORCHESTRATOR_URL")
+            .output()
+            .await
+            .expect("run sextant")
+    }
+
+    /// Waits until the job reaches a state in `states`.
+    pub async fn wait_job(&self, id: &str, states: &[&str]) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let job = self.job(id).await;
+            if states.contains(&job["state"].as_str().unwrap_or("")) {
+                return job;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job stuck: {job:#}\n{}",
+                self.sshd.log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     pub fn current(&self, target: &str) -> String {
         std::fs::read_to_string(self.dir(target).join("current"))
             .unwrap_or_default()
