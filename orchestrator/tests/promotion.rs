@@ -1014,3 +1014,75 @@ async fn the_rollback_policy_of_an_environment_is_automatic_or_manual() {
         .await;
     assert_eq!(p["state"], "rolled_back", "{p:#}");
 }
+
+/// The most deploy commands that ran at the same time, from the
+/// `start NANOS` / `end NANOS` lines they appended to `timeline`.
+fn most_at_once(timeline: &Path) -> usize {
+    let text = std::fs::read_to_string(timeline).unwrap_or_default();
+    let mut moments: Vec<(u128, i32)> = text
+        .lines()
+        .filter_map(|l| {
+            let (what, at) = l.split_once(' ')?;
+            let at: u128 = at.trim().parse().ok()?;
+            // An end before a start at the same instant.
+            Some((at, if what == "start" { 1 } else { -1 }))
+        })
+        .collect();
+    moments.sort();
+    let (mut now, mut most) = (0, 0);
+    for (_, delta) in moments {
+        now += delta;
+        most = most.max(now);
+    }
+    most as usize
+}
+
+#[tokio::test]
+async fn all_at_once_runs_at_most_max_parallel_tasks_at_a_time() {
+    let stack = Stack::start().await;
+    let timeline = stack.root.path().join("timeline");
+    let t = timeline.display();
+    let record =
+        format!("echo start $(date +%s%N) >> {t}; sleep 1.5; echo end $(date +%s%N) >> {t};");
+    let targets: Vec<Value> = (1..=4)
+        .map(|i| stack.target(&format!("p-{i}"), "prod", &record, None))
+        .collect();
+    stack
+        .apply(json!({"environments": [{"name": "prod"}], "components": component(), "targets": targets}))
+        .await;
+    let (d1, d2) = (digest('1'), digest('2'));
+    stack.release("r1", &d1).await;
+    stack.release("r2", &d2).await;
+
+    // max_parallel 2: four tasks, never more than two at once (and two do
+    // run together).
+    let p = stack
+        .promote_to_end(
+            "r1",
+            "prod",
+            "alice",
+            json!({"type": "all_at_once", "max_parallel": 2}),
+        )
+        .await;
+    assert_eq!(p["state"], "deployed", "{p:#}");
+    let text = std::fs::read_to_string(&timeline).unwrap();
+    assert_eq!(text.lines().count(), 8, "{text}");
+    assert_eq!(most_at_once(&timeline), 2, "{text}");
+
+    // No limit (0): all four start together.
+    std::fs::remove_file(&timeline).unwrap();
+    let p = stack
+        .promote_to_end(
+            "r2",
+            "prod",
+            "alice",
+            json!({"type": "all_at_once", "max_parallel": 0}),
+        )
+        .await;
+    assert_eq!(p["state"], "deployed", "{p:#}");
+    let text = std::fs::read_to_string(&timeline).unwrap();
+    assert!(most_at_once(&timeline) > 2, "{text}");
+    for i in 1..=4 {
+        assert_eq!(stack.current(&format!("p-{i}")), image(&d2));
+    }
+}
