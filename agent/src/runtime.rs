@@ -183,7 +183,6 @@ impl Agent {
         // Endpoints and TLS files first: a bad one is refused before
         // anything else starts.
         let transports = transports(&config)?;
-        let docker = crate::executor::connect_docker(config.docker_host.as_deref()).await?;
         let registry = Registry::new();
         let outbox_metrics = OutboxMetrics::new();
         outbox_metrics.register(&registry)?;
@@ -226,51 +225,63 @@ impl Agent {
             };
         }
 
+        // The Docker engine may come up after the agent (or be down for a
+        // while): the agent serves its health (not ready) and sends what
+        // its outbox holds meanwhile; the observer and the orchestrator
+        // channel start once Docker has answered.
+        let docker = Arc::new(DockerLink::default());
         let identity = Identity {
             host: config.host_name.clone(),
             environment: config.environment.clone(),
             labels: config.labels.clone(),
         };
         let sink = OutboxSink::new(outbox.clone(), &identity, metrics.clone());
-        let mut observer = Observer::new(
-            docker.clone(),
-            config.environment.clone(),
-            ObserverConfig {
-                heartbeat: config.heartbeat,
-                resync: config.resync,
-                watch_labels: config.watch_labels.clone(),
-            },
-            sink,
-        );
-        let observer_cancel = cancel.clone();
+        let (link, docker_cancel) = (docker.clone(), cancel.clone());
+        let docker_config = config.clone();
         tasks.spawn(async move {
-            observer.run(observer_cancel).await;
-            Ok(())
-        });
-
-        if !config.orchestrator.is_empty() {
-            let runner = if config.dry_run {
+            let Some(docker) = link.connect(&docker_config, &docker_cancel).await else {
+                return Ok(());
+            };
+            let mut observer = Observer::new(
+                docker.clone(),
+                docker_config.environment.clone(),
+                ObserverConfig {
+                    heartbeat: docker_config.heartbeat,
+                    resync: docker_config.resync,
+                    watch_labels: docker_config.watch_labels.clone(),
+                },
+                sink,
+            );
+            let observer_cancel = docker_cancel.clone();
+            let observe = async move {
+                observer.run(observer_cancel).await;
+                Ok(())
+            };
+            if docker_config.orchestrator.is_empty() {
+                return observe.await;
+            }
+            let runner = if docker_config.dry_run {
                 crate::channel::Runner::DryRun {
                     delay: Duration::ZERO,
                     executed: Arc::default(),
                 }
             } else {
                 crate::channel::Runner::Docker(Arc::new(crate::executor::Executor::with_docker(
-                    docker.clone(),
-                    config.data_dir.clone(),
+                    docker,
+                    docker_config.data_dir.clone(),
                 )?))
             };
             let channel = crate::channel::ChannelConfig {
-                endpoints: config.orchestrator.clone(),
-                registration_token: config.registration_token.clone(),
-                name: config.host_name.clone(),
-                labels: config.labels.iter().cloned().collect(),
-                data_dir: config.data_dir.clone(),
+                endpoints: docker_config.orchestrator.clone(),
+                registration_token: docker_config.registration_token.clone(),
+                name: docker_config.host_name.clone(),
+                labels: docker_config.labels.iter().cloned().collect(),
+                data_dir: docker_config.data_dir.clone(),
                 max_backoff: Duration::from_secs(30),
             };
-            let channel_cancel = cancel.clone();
-            tasks.spawn(async move { crate::channel::run(channel, runner, channel_cancel).await });
-        }
+            let run_channel = crate::channel::run(channel, runner, docker_cancel);
+            tokio::try_join!(observe, run_channel).map(|_| ())
+        });
 
         let state = Arc::new(HealthState {
             docker,
@@ -313,8 +324,46 @@ impl Agent {
     }
 }
 
+/// The agent's Docker client, once the engine has answered.
+#[derive(Default)]
+struct DockerLink {
+    docker: std::sync::OnceLock<Docker>,
+    /// Why the engine could not be reached yet.
+    error: std::sync::Mutex<String>,
+}
+
+impl DockerLink {
+    /// Connects and agrees on an API version, retrying with backoff (up to
+    /// 5 s apart) until it works; `None` when cancelled first.
+    async fn connect(&self, config: &AgentConfig, cancel: &CancellationToken) -> Option<Docker> {
+        let mut backoff = Duration::from_millis(200);
+        let mut last = String::new();
+        loop {
+            match crate::executor::connect_docker(config.docker_host.as_deref()).await {
+                Ok(docker) => {
+                    tracing::info!("connected to the Docker engine");
+                    return Some(self.docker.get_or_init(|| docker).clone());
+                }
+                Err(e) => {
+                    let e = e.to_string();
+                    if e != last {
+                        tracing::warn!(error = %e, "Docker engine unreachable; retrying");
+                    }
+                    e.clone_into(&mut self.error.lock().unwrap_or_else(|p| p.into_inner()));
+                    last = e;
+                }
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return None,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
 struct HealthState {
-    docker: Docker,
+    docker: Arc<DockerLink>,
     registry: Registry,
     outbox: Outbox,
     journal: Journal,
@@ -360,7 +409,21 @@ async fn metrics_handler(State(state): State<Arc<HealthState>>) -> impl IntoResp
 }
 
 async fn ready(State(state): State<Arc<HealthState>>) -> impl IntoResponse {
-    match tokio::time::timeout(Duration::from_secs(3), state.docker.ping()).await {
+    let Some(docker) = state.docker.docker.get() else {
+        let error = state
+            .docker
+            .error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let why = if error.is_empty() {
+            "not connected to the Docker engine yet".to_owned()
+        } else {
+            format!("Docker engine unreachable: {error}")
+        };
+        return (StatusCode::SERVICE_UNAVAILABLE, why);
+    };
+    match tokio::time::timeout(Duration::from_secs(3), docker.ping()).await {
         Ok(Ok(_)) => (StatusCode::OK, "ready".to_owned()),
         Ok(Err(e)) => (
             StatusCode::SERVICE_UNAVAILABLE,

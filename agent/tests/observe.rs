@@ -31,6 +31,18 @@ impl AgentProcess {
         host: &str,
         scope: &DockerScope,
     ) -> Self {
+        Self::start_with(data_dir, endpoint, protocol, host, scope, &[])
+    }
+
+    /// [`AgentProcess::start`] with more arguments.
+    fn start_with(
+        data_dir: &Path,
+        endpoint: &str,
+        protocol: &str,
+        host: &str,
+        scope: &DockerScope,
+        extra: &[&str],
+    ) -> Self {
         let mut child = Command::new(sextant_binary())
             .args(["agent", "run", "--host-name", host, "--environment", "test"])
             .args(["--otlp-endpoint", endpoint, "--otlp-protocol", protocol])
@@ -45,6 +57,7 @@ impl AgentProcess {
             .args(["--watch-label", &scope.label_filter()])
             .arg("--data-dir")
             .arg(data_dir)
+            .args(extra)
             .env("RUST_LOG", "info,sextant_exporters=warn")
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .env_remove("OTEL_EXPORTER_OTLP_PROTOCOL")
@@ -398,5 +411,145 @@ async fn reports_through_the_rotel_collector() {
         |(rev, s, _)| *rev == v2 && s == "succeeded",
     )
     .await;
+    scope.cleanup();
+}
+
+/// A Unix socket at `path` that forwards every connection to the Docker
+/// engine's socket: Docker becomes reachable there while this lives, and
+/// unreachable again (connections cut, socket file removed) when dropped.
+struct DockerSocketProxy {
+    path: std::path::PathBuf,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DockerSocketProxy {
+    fn start(path: &Path) -> Self {
+        let engine = std::env::var("DOCKER_HOST")
+            .ok()
+            .and_then(|h| h.strip_prefix("unix://").map(str::to_owned))
+            .unwrap_or_else(|| "/var/run/docker.sock".to_owned());
+        let listener = tokio::net::UnixListener::bind(path).expect("bind the proxy socket");
+        let task = tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((mut client, _)) = listener.accept().await {
+                let engine = engine.clone();
+                connections.spawn(async move {
+                    if let Ok(mut server) = tokio::net::UnixStream::connect(&engine).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+        Self {
+            path: path.to_owned(),
+            task,
+        }
+    }
+}
+
+impl Drop for DockerSocketProxy {
+    fn drop(&mut self) {
+        // Aborting the accept loop drops its JoinSet, which aborts (and so
+        // closes) every forwarded connection.
+        self.task.abort();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// GETs `url`: (status, body).
+async fn get(url: &str) -> (u16, String) {
+    let res = reqwest::get(url).await.expect("GET");
+    let status = res.status().as_u16();
+    (status, res.text().await.expect("body"))
+}
+
+/// Polls `url` until its status is `status`, or fails after 30 s.
+async fn until_status(url: &str, status: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (got, body) = get(url).await;
+        if got == status {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url}: never {status}; last {got} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The value of the sample `line_prefix VALUE` in a Prometheus text page.
+fn sample(page: &str, line_prefix: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(line_prefix)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Docker is unreachable when the agent starts (its socket does not exist):
+/// the agent runs, not ready, and says why. Docker appears at that socket:
+/// ready, and the container is observed and sent to an endpoint where
+/// nothing listens, which the metrics count as attempts and connection
+/// failures. Docker goes away again: not ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_follows_the_docker_engine_and_failed_sends_are_counted() {
+    let images = test_images().await;
+    let scope = DockerScope::new();
+    let data = tempfile::tempdir().expect("dir");
+    let socket = data.path().join("docker.sock");
+    let closed = free_port();
+    let host = format!("agent-{}", scope.id());
+    let docker_host = format!("unix://{}", socket.display());
+    let agent = AgentProcess::start_with(
+        &data.path().join("data"),
+        &format!("http://{closed}"),
+        "grpc",
+        &host,
+        &scope,
+        &["--docker-host", &docker_host],
+    );
+    let ready = format!("http://{}/health/ready", agent.listen);
+    let metrics = format!("http://{}/metrics", agent.listen);
+
+    let (status, why) = get(&ready).await;
+    assert_eq!(status, 503, "{why}");
+    assert!(why.contains("Docker engine"), "{why}");
+    assert_eq!(
+        get(&format!("http://{}/health/live", agent.listen)).await.0,
+        200
+    );
+
+    let labels = BTreeMap::from([
+        ("sextant.application".to_owned(), "shop".to_owned()),
+        ("sextant.workload".to_owned(), "web".to_owned()),
+        ("sextant.target".to_owned(), "edge".to_owned()),
+    ]);
+    kit::run_unmanaged(&scope, &scope.name("web"), &images.v1, &labels);
+    let proxy = DockerSocketProxy::start(&socket);
+    assert_eq!(until_status(&ready, 200).await.trim(), "ready");
+
+    let attempts = r#"sextant_outbox_send_attempts_total{consumer="endpoint-0"}"#;
+    let failures =
+        r#"sextant_outbox_send_failures_total{consumer="endpoint-0",reason="connection"}"#;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, page) = get(&metrics).await;
+        let observed = sample(&page, "sextant_agent_observed_containers");
+        let sent = sample(&page, attempts).unwrap_or(0.0);
+        let failed = sample(&page, failures).unwrap_or(0.0);
+        if observed == Some(1.0) && sent >= 2.0 && failed >= 2.0 {
+            assert!(failed <= sent, "{page}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no counted failed sends to {closed}:\n{page}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    drop(proxy);
+    let why = until_status(&ready, 503).await;
+    assert!(why.contains("Docker engine"), "{why}");
+    drop(agent);
     scope.cleanup();
 }
