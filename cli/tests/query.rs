@@ -337,13 +337,253 @@ async fn rollout_gates_a_pipeline(backend: Backend) {
     assert_eq!(v["rollout"]["failed"], 1);
 }
 
+/// `sextant compare dev stage prod`: checkout is ahead in dev, cart is
+/// the same in all three.
+async fn compare_takes_three_environments(backend: Backend) {
+    let hub = seeded(backend).await;
+    desired(&hub, "checkout", "dev", "1.3", R3).await;
+    observed(&hub, "d1", "checkout", "dev", R3, "succeeded", None).await;
+    for env in ["dev", "stage", "prod"] {
+        desired(&hub, "cart", env, "7.0", R1).await;
+    }
+
+    let c = json(&hub, &["compare", "dev", "stage", "prod"]).await;
+    assert_eq!(
+        c["environments"],
+        serde_json::json!(["dev", "stage", "prod"])
+    );
+    let rows = c["workloads"].as_array().expect("workloads");
+    let names: Vec<&str> = rows.iter().filter_map(|r| r["workload"].as_str()).collect();
+    assert_eq!(names, ["cart", "checkout"], "{c}");
+    assert_eq!(rows[0]["differs"], false, "{c}");
+    assert_eq!(rows[1]["differs"], true, "{c}");
+    for (env, desired, running) in [
+        ("dev", "1.3", "1.3"),
+        ("stage", "1.2", "1.2"),
+        ("prod", "1.1", "1.1"),
+    ] {
+        let cell = &rows[1]["environments"][env];
+        assert_eq!(
+            (&cell["desired_versions"], &cell["deployed_versions"]),
+            (&serde_json::json!([desired]), &serde_json::json!([running])),
+            "{env}: {cell}"
+        );
+        assert_eq!(rows[0]["environments"][env]["desired_versions"][0], "7.0");
+    }
+
+    let table = ok(&hub, &["compare", "dev", "stage", "prod"]).await;
+    let header = table
+        .lines()
+        .find(|l| l.contains("APPLICATION"))
+        .expect("header");
+    let (dev, stage, prod) = (
+        header.find("dev").expect("dev"),
+        header.find("stage").expect("stage"),
+        header.find("prod").expect("prod"),
+    );
+    assert!(dev < stage && stage < prod, "{header}");
+    for needle in [
+        "desired 1.3",
+        "running 1.3",
+        "desired 1.2",
+        "desired 1.1",
+        "desired 7.0",
+    ] {
+        assert!(table.contains(needle), "{needle} not in\n{table}");
+    }
+    let cart = table
+        .lines()
+        .find(|l| l.contains("cart"))
+        .expect("cart row");
+    let checkout = table
+        .lines()
+        .find(|l| l.contains("checkout"))
+        .expect("checkout row");
+    assert!(cart.contains(" no "), "{cart}");
+    assert!(checkout.contains(" yes "), "{checkout}");
+
+    let only = json(&hub, &["compare", "dev", "stage", "prod", "--differences"]).await;
+    let names: Vec<&str> = only["workloads"]
+        .as_array()
+        .expect("workloads")
+        .iter()
+        .filter_map(|r| r["workload"].as_str())
+        .collect();
+    assert_eq!(names, ["checkout"]);
+}
+
+const TOKENS: &str = r#"
+[[tokens]]
+token = "q-ingest"
+tenant = "acme"
+scopes = ["ingest"]
+
+[[tokens]]
+token = "q-read"
+tenant = "acme"
+scopes = ["read"]
+"#;
+
+/// Runs `sextant ARGS` with `SEXTANT_TOKEN` set to `token`.
+async fn run_with_env_token(hub: &Hub, token: &str, args: &[&str]) -> Output {
+    let mut cmd = sextant(hub);
+    cmd.env("SEXTANT_TOKEN", token).args(args);
+    tokio::task::spawn_blocking(move || cmd.output().expect("run sextant"))
+        .await
+        .expect("join")
+}
+
+/// A hub with tokens: the read commands take the read token from `--token`
+/// or `SEXTANT_TOKEN`; without one, or with a wrong one, each fails with
+/// the hub's reason and exit code 1.
+async fn read_commands_send_the_token(backend: Backend) {
+    let hub = Hub::start(backend, TOKENS).await;
+    hub.wait_ready().await;
+    let report = |workload: &'static str, env: &'static str| {
+        vec![
+            "--application",
+            "shop",
+            "--workload",
+            workload,
+            "--environment",
+            env,
+            "--target",
+            "eu",
+        ]
+    };
+    let mut seeds: Vec<Vec<&str>> = Vec::new();
+    for (env, version, revision) in [("stage", "1.2", R2), ("prod", "1.1", R1)] {
+        let mut a = vec!["report", "desired"];
+        a.extend(report("checkout", env));
+        a.extend(["--version", version, "--revision", revision]);
+        seeds.push(a);
+    }
+    for (host, env, revision, status) in [
+        ("s1", "stage", R2, "succeeded"),
+        ("s2", "stage", R2, "failed"),
+        ("p1", "prod", R1, "succeeded"),
+    ] {
+        let mut a = vec!["report", "observed", "--host", host];
+        a.extend(report("checkout", env));
+        a.extend(["--revision", revision, "--status", status]);
+        seeds.push(a);
+    }
+    for args in &seeds {
+        let out = run_with_env_token(&hub, "q-ingest", args).await;
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+
+    // --token.
+    let status = json(&hub, &["status", "--env", "stage", "--token", "q-read"]).await;
+    assert_eq!(
+        (&status[0]["in_sync_hosts"], &status[0]["total_hosts"]),
+        (&1.into(), &2.into()),
+        "{status}"
+    );
+    let drift = json(&hub, &["drift", "--token", "q-read"]).await;
+    assert_eq!(drift[0]["host"], "s2", "{drift}");
+    let hosts = json(&hub, &["hosts", "--token", "q-read"]).await;
+    assert_eq!(hosts.as_array().map(Vec::len), Some(3), "{hosts}");
+    let out = run(
+        &hub,
+        &[
+            "rollout",
+            "--workload",
+            "checkout",
+            "--env",
+            "prod",
+            "--token",
+            "q-read",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("done: 1 hosts succeeded"));
+
+    // SEXTANT_TOKEN.
+    let out = run_with_env_token(&hub, "q-read", &["compare", "stage", "prod", "-o", "json"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let compare: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(compare["workloads"][0]["differs"], true, "{compare}");
+    let out = run_with_env_token(
+        &hub,
+        "q-read",
+        &[
+            "history",
+            "--workload",
+            "checkout",
+            "--env",
+            "prod",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let history: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(history.as_array().map(Vec::len), Some(2), "{history}");
+    let out = run_with_env_token(&hub, "q-read", &["status"]).await;
+    assert!(
+        out.status.success() && stdout(&out).contains("1.1 succeeded ×1"),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+
+    // No token, a wrong one, one without the read scope: exit code 1 and
+    // the hub's reason, never the token.
+    let commands: [&[&str]; 6] = [
+        &["status"],
+        &["compare", "stage", "prod"],
+        &["drift"],
+        &["history", "--workload", "checkout"],
+        &["hosts"],
+        &["rollout", "--workload", "checkout", "--env", "prod"],
+    ];
+    for command in commands {
+        let out = run(&hub, command).await;
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{command:?}: {err}");
+        assert!(
+            err.contains("401 Unauthorized (unauthenticated): missing bearer token")
+                && !err.contains("panicked"),
+            "{command:?}: {err}"
+        );
+        assert!(stdout(&out).is_empty(), "{command:?}: {}", stdout(&out));
+
+        let mut wrong = command.to_vec();
+        wrong.extend(["--token", "not-the-token"]);
+        let out = run(&hub, &wrong).await;
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{command:?}: {err}");
+        assert!(
+            err.contains("401 Unauthorized (unauthenticated): unknown bearer token")
+                && !err.contains("not-the-token"),
+            "{command:?}: {err}"
+        );
+
+        let out = run_with_env_token(&hub, "q-ingest", command).await;
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{command:?}: {err}");
+        assert!(
+            err.contains("403 Forbidden (forbidden): token lacks the `read` scope"),
+            "{command:?}: {err}"
+        );
+    }
+}
+
 macro_rules! both {
     ($($name:ident),*) => {
         mod sqlite { $(#[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await })* }
         mod postgres { $(#[tokio::test] async fn $name() { super::$name(super::Backend::Postgres).await })* }
     };
 }
-both!(read_commands_show_the_estate, rollout_gates_a_pipeline);
+both!(
+    read_commands_show_the_estate,
+    rollout_gates_a_pipeline,
+    read_commands_send_the_token,
+    compare_takes_three_environments
+);
 
 #[test]
 fn an_unreachable_hub_is_a_clear_error() {

@@ -22,6 +22,17 @@ pub enum Scope {
     Admin,
 }
 
+/// As spelled in the config file and the docs: `ingest`, `read`, `admin`.
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Scope::Ingest => "ingest",
+            Scope::Read => "read",
+            Scope::Admin => "admin",
+        })
+    }
+}
+
 /// The caller, once authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
@@ -42,7 +53,7 @@ pub enum AuthError {
     Missing,
     #[error("unknown bearer token")]
     Unknown,
-    #[error("token lacks the `{0:?}` scope")]
+    #[error("token lacks the `{0}` scope")]
     Forbidden(Scope),
 }
 
