@@ -337,13 +337,19 @@ macro_rules! catalog_base {
     };
 }
 
-/// Environments with target and host counts (ordered by the caller).
+/// Environments with target and host counts (ordered by the caller); both
+/// count only the targets that match the filters, and the hosts that
+/// report on them.
 pub(crate) const ENVIRONMENT_LIST_SQL: &str = concat!(
-    "SELECT e.name, COUNT(*), \
-       (SELECT COUNT(DISTINCT o.host_id) FROM observed_deployments o \
-        JOIN deployment_targets t3 ON t3.id = o.target_id WHERE t3.environment_id = e.id)",
-    catalog_base!(),
-    " GROUP BY e.id, e.name"
+    "SELECT e.name, COUNT(DISTINCT t.id), COUNT(DISTINCT o.host_id) \
+     FROM deployment_targets t",
+    target_joins!(),
+    " LEFT JOIN observed_deployments o ON o.target_id = t.id",
+    target_where!(),
+    " AND ($7 IS NULL OR EXISTS (SELECT 1 FROM observed_deployments o2 \
+       JOIN hosts h2 ON h2.id = o2.host_id \
+       WHERE o2.target_id = t.id AND h2.name = $7)) \
+     GROUP BY e.id, e.name"
 );
 
 /// Applications with workload counts; `$8`, `$9` cursor, `$10` limit.

@@ -381,6 +381,422 @@ async fn catalog_lists_page_and_filter(backend: Backend) {
     app.stop().await;
 }
 
+/// Three environments: `api` runs 2.0 everywhere (prod in two targets),
+/// `web` is ahead in dev, `db` is promoted everywhere but prod's host
+/// still runs the old revision, `cart` never reached prod.
+async fn compare_three_environments_cell_by_cell(backend: Backend) {
+    let app = spawn_app_with(backend, |_| {}).await;
+    let t = now();
+    let at = |w, e, tg| ("shop", w, e, tg);
+    let mut records = Vec::new();
+    for (env, target, host) in [
+        ("dev", "eu", "d1"),
+        ("stage", "eu", "s1"),
+        ("prod", "eu", "p1"),
+        ("prod", "us", "p2"),
+    ] {
+        records.push(desired(at("api", env, target), "2.0", "api2", t - 100 * S));
+        records.push(observed(
+            host,
+            at("api", env, target),
+            "api2",
+            "succeeded",
+            t - 10 * S,
+        ));
+    }
+    for (env, host, version, revision) in [
+        ("dev", "d1", "3.1", "web31"),
+        ("stage", "s1", "3.0", "web30"),
+        ("prod", "p1", "3.0", "web30"),
+    ] {
+        records.push(desired(
+            at("web", env, "eu"),
+            version,
+            revision,
+            t - 100 * S,
+        ));
+        records.push(observed(
+            host,
+            at("web", env, "eu"),
+            revision,
+            "succeeded",
+            t - 10 * S,
+        ));
+    }
+    records.push(desired(at("db", "prod", "eu"), "0.9", "db09", t - 200 * S));
+    records.push(observed(
+        "p1",
+        at("db", "prod", "eu"),
+        "db09",
+        "succeeded",
+        t - 150 * S,
+    ));
+    for (env, host) in [("dev", "d1"), ("stage", "s1"), ("prod", "p1")] {
+        records.push(desired(at("db", env, "eu"), "1.0", "db10", t - 100 * S));
+        if env != "prod" {
+            records.push(observed(
+                host,
+                at("db", env, "eu"),
+                "db10",
+                "succeeded",
+                t - 10 * S,
+            ));
+        }
+    }
+    for env in ["dev", "stage"] {
+        records.push(desired(at("cart", env, "eu"), "5.0", "cart5", t - 100 * S));
+    }
+    app.send_logs(&logs(records)).await;
+
+    let c = get_ok(&app, "/api/v1/compare?environments=dev,stage,prod").await;
+    assert_eq!(c["environments"], json!(["dev", "stage", "prod"]));
+    let rows = c["workloads"].as_array().expect("workloads");
+    let names: Vec<&str> = rows.iter().filter_map(|r| r["workload"].as_str()).collect();
+    assert_eq!(names, ["api", "cart", "db", "web"], "{c}");
+    let row = |w: &str| rows.iter().find(|r| r["workload"] == w).expect("row");
+    let cell = |w: &str, e: &str| {
+        let c = &row(w)["environments"][e];
+        (
+            c["desired_versions"].clone(),
+            c["deployed_versions"].clone(),
+        )
+    };
+    let v = |x: &[&str]| json!(x);
+
+    // The same everywhere, across two targets in prod.
+    assert_eq!(row("api")["differs"], false, "{c}");
+    for env in ["dev", "stage", "prod"] {
+        assert_eq!(cell("api", env), (v(&["2.0"]), v(&["2.0"])), "{env}");
+    }
+    let prod_targets: Vec<(Value, Value, Value)> = row("api")["environments"]["prod"]["targets"]
+        .as_array()
+        .expect("targets")
+        .iter()
+        .map(|t| {
+            (
+                t["target"].clone(),
+                t["desired"]["version"].clone(),
+                t["total_hosts"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        prod_targets,
+        [
+            (json!("eu"), json!("2.0"), json!(1)),
+            (json!("us"), json!("2.0"), json!(1))
+        ]
+    );
+
+    // Only the first environment differs.
+    assert_eq!(row("web")["differs"], true);
+    assert_eq!(cell("web", "dev"), (v(&["3.1"]), v(&["3.1"])));
+    assert_eq!(cell("web", "stage"), (v(&["3.0"]), v(&["3.0"])));
+    assert_eq!(cell("web", "prod"), (v(&["3.0"]), v(&["3.0"])));
+
+    // Only the third environment differs, and only in what runs there.
+    assert_eq!(row("db")["differs"], true);
+    assert_eq!(cell("db", "dev"), (v(&["1.0"]), v(&["1.0"])));
+    assert_eq!(cell("db", "stage"), (v(&["1.0"]), v(&["1.0"])));
+    assert_eq!(cell("db", "prod"), (v(&["1.0"]), v(&["0.9"])));
+
+    // Missing from the third environment.
+    assert_eq!(row("cart")["differs"], true);
+    assert_eq!(cell("cart", "dev"), (v(&["5.0"]), v(&[])));
+    assert!(row("cart")["environments"]["prod"].is_null(), "{c}");
+
+    // Two of the three agree on everything but web.
+    let c = get_ok(&app, "/api/v1/compare?environments=stage,prod&workload=web").await;
+    assert_eq!(c["workloads"][0]["differs"], false, "{c}");
+    app.stop().await;
+}
+
+/// `record` in `workspace`.
+fn in_workspace(mut record: Value, workspace: &str) -> Value {
+    record["attributes"]
+        .as_array_mut()
+        .expect("attributes")
+        .push(crate::helpers::kv("sextant.workspace", workspace));
+    record
+}
+
+/// checkout in prod, four ways, each with one drifting host: shop/eu
+/// (h-eu failed), shop/us (h-us on an old revision), the blog application's
+/// checkout (h-blog) and the team2 workspace's shop (h-t2).
+async fn filtered_estate(backend: Backend) -> (TestApp, u64) {
+    let app = spawn_app_with(backend, |_| {}).await;
+    let t = now();
+    let (eu, us) = (
+        ("shop", "checkout", "prod", "eu"),
+        ("shop", "checkout", "prod", "us"),
+    );
+    let blog = ("blog", "checkout", "prod", "eu");
+    app.send_logs(&logs(vec![
+        desired(eu, "1.0", "r1", t - 300 * S),
+        desired(us, "1.0", "r1", t - 300 * S),
+        desired(blog, "2.0", "b2", t - 250 * S),
+        in_workspace(desired(eu, "9.0", "x9", t - 220 * S), "team2"),
+        observed("h-eu", eu, "r1", "failed", t - 200 * S),
+        observed("h-blog", blog, "b1", "succeeded", t - 150 * S),
+        in_workspace(
+            observed("h-t2", eu, "x8", "succeeded", t - 120 * S),
+            "team2",
+        ),
+        observed("h-us", us, "r0", "succeeded", t - 10 * S),
+    ]))
+    .await;
+    (app, t)
+}
+
+fn field<'a>(items: &'a [Value], name: &str) -> Vec<&'a str> {
+    items
+        .iter()
+        .map(|i| i[name].as_str().unwrap_or("?"))
+        .collect()
+}
+
+/// History's `until` closes the time range; `target` (and the other
+/// filters) narrow it.
+async fn history_until_and_target_narrow_the_timeline(backend: Backend) {
+    let (app, t) = filtered_estate(backend).await;
+    let at = |back: u64| UnixNanos(i64::try_from(t - back * S).expect("fits")).to_rfc3339();
+    let page = |q: String| {
+        let app = &app;
+        async move {
+            let body = get_ok(app, &format!("/api/v1/history?workload=checkout{q}")).await;
+            body["items"].as_array().expect("items").clone()
+        }
+    };
+    let all = page(String::new()).await;
+    assert_eq!(all.len(), 8, "{all:?}");
+
+    // until alone: everything up to that time, newest first.
+    let early = page(format!("&until={}", at(230))).await;
+    let early: Vec<(&str, &str, &str)> = early
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap_or("?"),
+                e["application"].as_str().unwrap_or("?"),
+                e["target"].as_str().unwrap_or("?"),
+            )
+        })
+        .collect();
+    let mut sorted = early.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        [
+            ("desired", "blog", "eu"),
+            ("desired", "shop", "eu"),
+            ("desired", "shop", "us")
+        ]
+    );
+    assert_eq!(early[0].1, "blog", "newest first: {early:?}");
+    // since and until together: a window.
+    let window = page(format!("&since={}&until={}", at(260), at(180))).await;
+    let versions: Vec<(&str, &str)> = window
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap_or("?"),
+                e["version"].as_str().or(e["host"].as_str()).unwrap_or("?"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        versions,
+        [("observed", "1.0"), ("desired", "9.0"), ("desired", "2.0")],
+        "{window:?}"
+    );
+    assert_eq!(window[0]["host"], "h-eu");
+    // until as a duration back from now: everything here is newer.
+    assert!(page("&until=1h".into()).await.is_empty());
+    let (status, body) = app.get("/api/v1/history?until=tomorrow", None).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (400, &json!("invalid_query"))
+    );
+
+    // target.
+    let us = page("&target=us".into()).await;
+    assert_eq!(field(&us, "kind"), ["observed", "desired"], "{us:?}");
+    assert_eq!(field(&us, "target"), ["us", "us"]);
+    assert_eq!(us[0]["host"], "h-us");
+    let eu = page("&target=eu".into()).await;
+    assert_eq!(eu.len(), 6, "{eu:?}");
+    assert!(eu.iter().all(|e| e["target"] == "eu"), "{eu:?}");
+    // workspace and application.
+    let team2 = page("&workspace=team2".into()).await;
+    assert_eq!(field(&team2, "workspace"), ["team2", "team2"]);
+    assert_eq!(team2[0]["host"], "h-t2");
+    let blog = page("&application=blog".into()).await;
+    assert_eq!(field(&blog, "application"), ["blog", "blog"]);
+    assert_eq!(blog[0]["host"], "h-blog");
+    let default = page("&workspace=default".into()).await;
+    assert_eq!(default.len(), 6);
+    app.stop().await;
+}
+
+/// `workspace`, `application` and `target` each exclude rows from the
+/// lists, the host list, state and drift.
+async fn list_filters_exclude_rows(backend: Backend) {
+    let (app, _) = filtered_estate(backend).await;
+    let items = |path: &'static str| {
+        let app = &app;
+        async move { all_pages(app, path).await }
+    };
+
+    // Drift: four drifting hosts, one per filter.
+    assert_eq!(
+        field(&items("/api/v1/drift").await, "host"),
+        ["h-blog", "h-eu", "h-t2", "h-us"]
+    );
+    assert_eq!(
+        field(&items("/api/v1/drift?workspace=team2").await, "host"),
+        ["h-t2"]
+    );
+    assert_eq!(
+        field(&items("/api/v1/drift?workspace=default").await, "host"),
+        ["h-blog", "h-eu", "h-us"]
+    );
+    assert_eq!(
+        field(&items("/api/v1/drift?application=blog").await, "host"),
+        ["h-blog"]
+    );
+    assert_eq!(
+        field(&items("/api/v1/drift?target=us").await, "host"),
+        ["h-us"]
+    );
+    assert_eq!(
+        field(
+            &items("/api/v1/drift?application=shop&target=eu").await,
+            "host"
+        ),
+        ["h-eu", "h-t2"]
+    );
+
+    // Hosts.
+    assert_eq!(
+        field(&items("/api/v1/hosts").await, "host"),
+        ["h-blog", "h-eu", "h-t2", "h-us"]
+    );
+    assert_eq!(
+        field(&items("/api/v1/hosts?workspace=team2").await, "host"),
+        ["h-t2"]
+    );
+    assert_eq!(
+        field(&items("/api/v1/hosts?application=blog").await, "host"),
+        ["h-blog"]
+    );
+    assert_eq!(
+        field(&items("/api/v1/hosts?target=us").await, "host"),
+        ["h-us"]
+    );
+
+    // Catalog lists.
+    let apps = items("/api/v1/applications").await;
+    assert_eq!(field(&apps, "application"), ["blog", "shop", "shop"]);
+    let team2 = items("/api/v1/applications?workspace=team2").await;
+    assert_eq!(
+        team2,
+        [json!({"workspace": "team2", "application": "shop", "workloads": 1})]
+    );
+    let blog = items("/api/v1/workloads?application=blog").await;
+    assert_eq!(field(&blog, "application"), ["blog"]);
+    assert_eq!(items("/api/v1/workloads").await.len(), 3);
+    let us = items("/api/v1/targets?target=us").await;
+    assert_eq!(field(&us, "target"), ["us"]);
+    assert_eq!(us[0]["hosts"], 1);
+    assert_eq!(items("/api/v1/targets").await.len(), 4);
+    assert_eq!(
+        items("/api/v1/environments?workspace=team2").await,
+        [json!({"name": "prod", "targets": 1, "hosts": 1})]
+    );
+    assert_eq!(
+        items("/api/v1/environments?target=eu").await,
+        [json!({"name": "prod", "targets": 3, "hosts": 3})]
+    );
+
+    // State.
+    let state = get_ok(&app, "/api/v1/state").await;
+    assert_eq!(state.as_array().map(Vec::len), Some(4), "{state}");
+    for (query, expect) in [
+        ("workspace=team2", ("team2", "shop", "eu")),
+        ("application=blog", ("default", "blog", "eu")),
+        ("target=us", ("default", "shop", "us")),
+    ] {
+        let rows = get_ok(&app, &format!("/api/v1/state?{query}")).await;
+        let rows = rows.as_array().expect("rows");
+        assert_eq!(rows.len(), 1, "{query}: {rows:?}");
+        let r = &rows[0];
+        assert_eq!(
+            (
+                r["workspace"].as_str(),
+                r["application"].as_str(),
+                r["target"].as_str()
+            ),
+            (Some(expect.0), Some(expect.1), Some(expect.2)),
+            "{query}"
+        );
+    }
+    app.stop().await;
+}
+
+/// A host that reported 40 s ago is fresh by the default threshold (90 s)
+/// and stale with `stale_after_seconds = 20`.
+async fn a_shorter_stale_threshold_makes_hosts_stale_sooner(backend: Backend) {
+    async fn seeded(app: &TestApp) {
+        let t = now();
+        let at = ("shop", "checkout", "prod", "eu");
+        app.send_logs(&logs(vec![
+            desired(at, "1.0", "r1", t - 300 * S),
+            observed("fresh", at, "r1", "succeeded", t - 5 * S),
+            observed("quiet", at, "r1", "succeeded", t - 40 * S),
+        ]))
+        .await;
+    }
+    let default = spawn_app_with(backend, |_| {}).await;
+    seeded(&default).await;
+    assert_eq!(get_ok(&default, "/api/v1/drift").await["items"], json!([]));
+    let hosts = get_ok(&default, "/api/v1/hosts").await;
+    assert_eq!(hosts["items"][1]["stale"], false, "{hosts}");
+    default.stop().await;
+
+    let app = spawn_app_with(backend, |c| c.stale_after_seconds = 20).await;
+    seeded(&app).await;
+    let drift = get_ok(&app, "/api/v1/drift").await;
+    let found: Vec<(Value, Value)> = drift["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|d| (d["host"].clone(), d["drift"].clone()))
+        .collect();
+    assert_eq!(found, [(json!("quiet"), json!(["stale"]))], "{drift}");
+    let hosts = get_ok(&app, "/api/v1/hosts").await;
+    let stale: Vec<(Value, Value)> = hosts["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|h| (h["host"].clone(), h["stale"].clone()))
+        .collect();
+    assert_eq!(
+        stale,
+        [
+            (json!("fresh"), json!(false)),
+            (json!("quiet"), json!(true))
+        ]
+    );
+    assert_eq!(get_ok(&app, "/api/v1/hosts/quiet").await["stale"], true);
+    let (_, page) = app.get("/drift", None).await;
+    let page = page.as_str().expect("html");
+    assert!(
+        page.contains("quiet") && !page.contains(">fresh<"),
+        "{page}"
+    );
+    app.stop().await;
+}
+
 /// `observed` with `sextant.job.id`.
 fn observed_by(host: &str, revision: &str, status: &str, time: u64, job: Option<&str>) -> Value {
     let mut record = observed(host, ("shop", "web", "prod", "eu"), revision, status, time);
@@ -462,6 +878,10 @@ async fn host_view_links_the_job_that_last_changed_the_host(backend: Backend) {
 }
 
 on_both_backends!(
+    history_until_and_target_narrow_the_timeline,
+    list_filters_exclude_rows,
+    a_shorter_stale_threshold_makes_hosts_stale_sooner,
+    compare_three_environments_cell_by_cell,
     host_view_links_the_job_that_last_changed_the_host,
     catalog_lists_page_and_filter,
     environment_state_groups_versions_with_host_counts,
