@@ -54,7 +54,114 @@ async fn errors_have_one_shape(b: Backend) {
     app.stop().await;
 }
 
+/// The URL values of `src`, `href`, `action`, `srcset`, `poster`, `data`
+/// and `formaction` attributes, and of CSS `url(…)` and `@import`.
+fn referenced_urls(page: &str) -> Vec<String> {
+    let lower = page.to_ascii_lowercase();
+    let mut urls = Vec::new();
+    for attr in [
+        " src=",
+        " href=",
+        " action=",
+        " srcset=",
+        " poster=",
+        " data=",
+        " formaction=",
+    ] {
+        for (i, _) in lower.match_indices(attr) {
+            let rest = &page[i + attr.len()..];
+            let value = match rest.chars().next() {
+                Some(q @ ('"' | '\'')) => rest[1..].split(q).next().unwrap_or(""),
+                _ => rest
+                    .split(|c: char| c.is_whitespace() || c == '>')
+                    .next()
+                    .unwrap_or(""),
+            };
+            urls.extend(value.split(',').map(|v| v.trim().to_owned()));
+        }
+    }
+    for opener in ["url(", "@import"] {
+        for (i, _) in lower.match_indices(opener) {
+            let rest = page[i + opener.len()..].trim_start();
+            let value: String = rest
+                .trim_start_matches(['"', '\'', '('])
+                .chars()
+                .take_while(|c| !matches!(c, '"' | '\'' | ')' | ';'))
+                .collect();
+            urls.push(value.trim().to_owned());
+        }
+    }
+    urls
+}
+
+/// Every UI page loads nothing from anywhere but the hub: each URL it
+/// references is relative or the hub's own, and no other absolute URL
+/// appears in the page at all.
+async fn ui_pages_make_no_remote_requests(b: Backend) {
+    let (app, _) = crate::reports::estate_with(b, |_| {}).await;
+    let own = format!("http://{}/", app.api);
+    for path in [
+        "/",
+        "/compare?environments=stage,prod",
+        "/drift",
+        "/hosts",
+        "/hosts/s1",
+        "/workloads/checkout/history",
+        "/workloads/checkout/history?environment=stage",
+    ] {
+        let res = app
+            .client
+            .get(format!("http://{}{path}", app.api))
+            .send()
+            .await
+            .expect("page");
+        assert_eq!(res.status(), 200, "{path}");
+        assert!(
+            res.headers()["content-type"]
+                .to_str()
+                .unwrap_or("")
+                .starts_with("text/html"),
+            "{path}"
+        );
+        let page = res.text().await.expect("page");
+        let urls = referenced_urls(&page);
+        // The scan sees the navigation: it is not vacuous.
+        assert!(urls.iter().any(|u| u == "/drift"), "{path}: {urls:?}");
+        for url in &urls {
+            let lower = url.to_ascii_lowercase();
+            let absolute = lower.starts_with("//") || lower.contains("://");
+            assert!(
+                !absolute || lower.starts_with(&own),
+                "{path} references {url}"
+            );
+        }
+        for scheme in ["http://", "https://"] {
+            for (i, _) in page.match_indices(scheme) {
+                let rest = &page[i..];
+                assert!(
+                    rest.starts_with(&own) || rest.starts_with("http://www.w3.org/"),
+                    "{path} names a remote URL: {}",
+                    rest.chars().take(80).collect::<String>()
+                );
+            }
+        }
+    }
+    // The scanner finds what it should.
+    let remote = r#"<img src="https://cdn.example/x.png"><link href='//fonts.example/a.css'><style>@import "http://evil.example/b.css"; a{background:url(http://x.example/i.png)}</style>"#;
+    assert_eq!(
+        referenced_urls(remote),
+        [
+            "https://cdn.example/x.png",
+            "//fonts.example/a.css",
+            "http://x.example/i.png",
+            "http://evil.example/b.css"
+        ]
+    );
+    app.stop().await;
+}
+
 on_both_backends!(
+    ui_pages_make_no_remote_requests,
     health_reports_the_database,
     errors_have_one_shape,
     openapi_documents_every_endpoint
