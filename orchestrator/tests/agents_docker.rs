@@ -14,7 +14,10 @@
 //!   orchestrator's next attempt (a new run key) deploys;
 //! - an agent in a network namespace of its own (veth, 10.213.0.0/16)
 //!   dials the orchestrator's agent port on the veth address; its link is
-//!   cut mid-task and restored: the task runs once.
+//!   cut mid-task and restored: the task runs once;
+//! - two orchestrator processes on one PostgreSQL database: the one holding
+//!   a rolling job's lease is SIGKILLed mid-task, the other finishes the
+//!   job and every task runs once.
 //!
 //! The agents run on this host and share its Docker engine, so each agent
 //! watches only the containers labelled for it (`--watch-label`).
@@ -30,7 +33,7 @@ use std::time::{Duration, Instant};
 use common::process::Process;
 use serde_json::{Value, json};
 use sextant_e2e::docker::{self as kit, DockerScope, TestImages, test_images};
-use sextant_e2e::{Backend, Hub};
+use sextant_e2e::{Backend, Hub, TestDb};
 
 /// The label that tells the two agents' containers apart.
 const AGENT_LABEL: &str = "sextant.test.agent";
@@ -900,4 +903,340 @@ async fn a_compose_target_gets_its_compose_lock_through_the_agent() {
         .unwrap_or_else(|e| panic!("{}: {e}", artifacts.display()));
     assert!(lock.contains(kit::digest_of(&images.v1)), "{lock}");
     assert!(artifacts.join("release.json").exists());
+}
+
+/// Lets the task whose container is `container` pass its health check
+/// (the `/www/ready` file the command check waits for).
+fn let_pass(container: &str) {
+    let _ = Command::new("docker")
+        .args(["exec", container, "/bin/busybox", "touch", "/www/ready"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// The names of the containers of `scope` created since `since` (Unix
+/// seconds), one entry per `create` event.
+fn created_since(scope: &DockerScope, since: u64) -> Vec<String> {
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1;
+    let out = Command::new("docker")
+        .args(["events", "--since", &since.to_string()])
+        .args(["--until", &until.to_string()])
+        .args(["--filter", "type=container", "--filter", "event=create"])
+        .args(["--filter", &format!("label={}", scope.label_filter())])
+        .args(["--format", "{{.Actor.Attributes.name}}"])
+        .output()
+        .expect("docker events");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Two `sextant orchestrator` processes on one fresh PostgreSQL database
+/// and three agents, each given both agent endpoints. A rolling job (batch
+/// 1) whose tasks wait in their health check until the test lets them
+/// pass. The second target's agent is started once the job's lease has an
+/// owner and dials that replica first. Once the first task succeeded and
+/// the second runs on its agent, the replica holding the job's lease (and
+/// that agent's stream) is SIGKILLed: its agents reconnect to the other
+/// replica, which claims the job when the lease expires (job `attempts`
+/// 2), waits for the same run key and finishes the job. Every task ran
+/// once: attempt 1, one journal record per agent, each container created
+/// once.
+#[tokio::test]
+async fn killing_one_of_two_orchestrator_processes_mid_rolling_job_lets_the_other_finish_it() {
+    let images = test_images().await;
+    let scope = DockerScope::new();
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 1;
+    let db = TestDb::new(Backend::Postgres).await;
+    let (data_a, data_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let flags = ["--agent-heartbeat", "1s", "--task-timeout", "90s"];
+    let a = Process::start(data_a.path(), &db.url, "replica-a", &flags);
+    let mut other = Process::start(data_b.path(), &db.url, "replica-b", &flags);
+    let endpoints = [a.agents.clone().unwrap(), other.agents.clone().unwrap()];
+    let mut names = ["replica-a", "replica-b"];
+    let mut stack = Stack {
+        hub: Hub::start(Backend::Sqlite, "").await,
+        orchestrator: a,
+        _data: data_a,
+    };
+
+    let hosts: Vec<String> = (0..3).map(|i| scope.name(&format!("host-r{i}"))).collect();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let start_agent = |i: usize, endpoints: &[String]| {
+        AgentProcess::start(
+            &hosts[i],
+            dirs[i].path(),
+            &endpoints.join(","),
+            Some(&stack.token()),
+            &stack.hub,
+        )
+    };
+    // The agents of the first and last targets: one dials a first, one b.
+    let mut agents = vec![
+        start_agent(0, &endpoints),
+        start_agent(2, &[endpoints[1].clone(), endpoints[0].clone()]),
+    ];
+    stack.wait_online(&[&hosts[0], &hosts[2]]).await;
+    let listed = stack.agents();
+    for replica in names {
+        assert!(
+            listed.iter().any(|x| x["replica"] == replica),
+            "both replicas hold streams: {listed:#?}"
+        );
+    }
+
+    // Healthy only once /www/ready exists in the container: the test
+    // decides when each task may finish.
+    let health = json!({
+        "check": "command",
+        "argv": ["/bin/busybox", "test", "-e", "/www/ready"],
+        "interval": "300ms",
+        "start_period": "120s",
+        "retries": 1,
+    });
+    stack
+        .apply(json!({
+            "environments": [{"name": "prod"}],
+            "components": components(images),
+            "targets": hosts.iter().map(|h| target(&scope, "prod", h, health.clone())).collect::<Vec<_>>(),
+        }))
+        .await;
+    stack.release("1.0.0", &images.v1).await;
+    let p = stack
+        .promote(
+            "1.0.0",
+            "prod",
+            json!({"type": "rolling", "batch_size": 1, "pause": "1s"}),
+        )
+        .await;
+    let container_of =
+        |task: &Value| scope.name(&format!("{}-web", task["target"].as_str().unwrap()));
+    // The task of `hosts[i]`'s target, in batch `i` (targets go by name).
+    let task_of = |job: &Value, i: usize| {
+        let target = format!("prod-{}", hosts[i]);
+        let t = job["tasks"]
+            .as_array()
+            .and_then(|t| t.iter().find(|t| t["target"] == target.as_str()))
+            .cloned()
+            .unwrap_or(Value::Null);
+        if !t.is_null() {
+            assert_eq!(t["batch"], i, "{job:#}");
+        }
+        t
+    };
+
+    // The first task runs, held in its health check; the job's lease has
+    // an owner.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let (job_id, owner) = loop {
+        let (_, promotion) = call(
+            stack.base(),
+            "GET",
+            &format!("/api/v1/promotions/{p}"),
+            None,
+        )
+        .await;
+        if let Some(job_id) = promotion["job_id"].as_str() {
+            let job = stack.job(job_id).await;
+            let first = task_of(&job, 0);
+            if let Some(owner) = job["lease_owner"].as_str()
+                && first["state"] == "running"
+                && kit::is_running(&container_of(&first))
+            {
+                break (job_id.to_owned(), owner.to_owned());
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the first task never ran: {promotion:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(names.contains(&owner.as_str()), "{owner}");
+    // The second target's agent dials the lease owner first, so the task
+    // in flight when the owner is killed is on the killed replica's stream.
+    let (owner_at, other_at) = if owner == names[0] {
+        (&endpoints[0], &endpoints[1])
+    } else {
+        (&endpoints[1], &endpoints[0])
+    };
+    agents.push(start_agent(1, &[owner_at.clone(), other_at.clone()]));
+    stack.wait_online(&[&hosts[1]]).await;
+    let listed = stack.agents();
+    let second = listed.iter().find(|x| x["name"] == hosts[1]).unwrap();
+    assert_eq!(second["replica"], owner.as_str(), "{listed:#?}");
+
+    // Let the first task pass; then wait for the second to run on its
+    // agent, its container up and held in its health check.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let job = stack.job(&job_id).await;
+        let first = task_of(&job, 0);
+        if first["state"] == "succeeded" {
+            break;
+        }
+        let_pass(&container_of(&first));
+        assert!(
+            Instant::now() < deadline,
+            "the first task never finished: {job:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let held = loop {
+        let job = stack.job(&job_id).await;
+        let second = task_of(&job, 1);
+        if second["state"] == "running" && kit::is_running(&container_of(&second)) {
+            assert_eq!(job["state"], "running", "{job:#}");
+            assert_eq!(job["attempts"], 1, "{job:#}");
+            assert_eq!(job["lease_owner"], owner.as_str(), "{job:#}");
+            break second;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the second task never ran: {job:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let held_container = container_of(&held);
+    let held_id = kit::container_id(&held_container).unwrap();
+
+    // SIGKILL the replica holding the job's lease; `stack` keeps talking
+    // to the survivor.
+    if owner == names[0] {
+        std::mem::swap(&mut stack.orchestrator, &mut other);
+        names.swap(0, 1);
+    }
+    let (survivor, dead) = (names[0], names[1]);
+    other.kill9();
+
+    // The survivor claims the job once the lease has expired, while the
+    // held task still waits in its health check on the agent. (The claim
+    // and the attempt count are two statements: wait for both.)
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let job = stack.job(&job_id).await;
+        if job["lease_owner"] == survivor && job["attempts"] == 2 {
+            let t = job["tasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["id"] == held["id"])
+                .unwrap();
+            assert_ne!(t["state"], "succeeded", "the held task waits: {job:#}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{dead}'s lease never moved: {job:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Let every task pass until the promotion ends.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let p = loop {
+        let job = stack.job(&job_id).await;
+        for t in job["tasks"].as_array().unwrap() {
+            if t["state"] == "running" || t["state"] == "dispatched" {
+                let_pass(&container_of(t));
+            }
+        }
+        let (_, p) = call(
+            stack.base(),
+            "GET",
+            &format!("/api/v1/promotions/{p}"),
+            None,
+        )
+        .await;
+        if ["deployed", "failed", "rolled_back", "cancelled"]
+            .contains(&p["state"].as_str().unwrap_or(""))
+        {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "promotion stuck: {p:#}\n{job:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(p["state"], "deployed", "{p:#}");
+    let job = stack.job(&job_id).await;
+    assert_eq!(job["state"], "completed", "{job:#}");
+    assert_eq!(job["attempts"], 2, "one lease per replica: {job:#}");
+    let tasks = job["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 3, "{job:#}");
+    for t in tasks {
+        assert_eq!(
+            (t["state"].as_str(), t["attempts"].as_i64()),
+            (Some("succeeded"), Some(1)),
+            "{job:#}"
+        );
+    }
+
+    // Each task ran once. The held container was never replaced; each
+    // agent's journal holds one run key, attempt 1, finished; and Docker
+    // created each container once.
+    assert_eq!(kit::container_id(&held_container), Some(held_id));
+    for (host, dir) in hosts.iter().zip(&dirs) {
+        let t = tasks
+            .iter()
+            .find(|t| t["target"] == format!("prod-{host}"))
+            .unwrap();
+        let container = container_of(t);
+        let run_key = format!("{}.1", t["id"].as_str().unwrap());
+        assert_eq!(
+            kit::labels(&container).get("sextant.task"),
+            Some(&run_key),
+            "{container}"
+        );
+        assert_eq!(
+            kit::image_of(&container).as_deref(),
+            Some(images.v1.as_str())
+        );
+        let journal: Vec<String> = std::fs::read_dir(dir.path().join("tasks"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".json"))
+            .collect();
+        assert_eq!(journal, [format!("{run_key}.json")], "{host}");
+        let record: Value = serde_json::from_slice(
+            &std::fs::read(dir.path().join("tasks").join(format!("{run_key}.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(record["state"], "finished", "{host}: {record:#}");
+    }
+    let mut created = created_since(&scope, since);
+    created.sort();
+    let mut want: Vec<String> = tasks.iter().map(container_of).collect();
+    want.sort();
+    assert_eq!(created, want, "each container created once");
+
+    // The agents of the dead replica moved to the survivor.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed = stack.agents();
+        if listed.len() == 3
+            && listed
+                .iter()
+                .all(|x| x["replica"] == survivor && x["status"] == "online")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{listed:#?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(agents);
 }
