@@ -14,6 +14,7 @@ use serde_json::Value;
 use sextant_agent::executor::{
     DeploySpec, Executor, ExecutorConfig, HealthCheck, Probe, RestartPolicy, TaskStatus,
 };
+use sextant_agent::observe::{Observer, ObserverConfig, Report, ReportKind, Sink};
 use sextant_e2e::docker::{self as kit, DockerScope, test_images};
 use sextant_e2e::{Backend, Hub, rotel_binary, sextant_binary};
 
@@ -551,5 +552,133 @@ async fn ready_follows_the_docker_engine_and_failed_sends_are_counted() {
     let why = until_status(&ready, 503).await;
     assert!(why.contains("Docker engine"), "{why}");
     drop(agent);
+    scope.cleanup();
+}
+
+/// Change reports an observer handed to its sink: (status, message).
+#[derive(Clone, Default)]
+struct Recorded(std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>);
+
+impl Sink for Recorded {
+    fn report(&self, reports: &[Report]) -> Result<(), String> {
+        let mut seen = self.0.lock().unwrap();
+        for r in reports.iter().filter(|r| r.kind == ReportKind::Change) {
+            seen.push((
+                r.observation.status.as_str().to_owned(),
+                r.observation.message.clone().unwrap_or_default(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Recorded {
+    fn any(&self, check: impl Fn(&(String, String)) -> bool) -> bool {
+        self.0.lock().unwrap().iter().any(check)
+    }
+
+    /// Waits until a report passes `check`, or fails after `limit`.
+    async fn until(&self, what: &str, limit: Duration, check: impl Fn(&(String, String)) -> bool) {
+        let deadline = Instant::now() + limit;
+        while !self.any(&check) {
+            assert!(
+                Instant::now() < deadline,
+                "never {what}: {:?}",
+                self.0.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Removes a local image when dropped.
+struct LocalImage(String);
+
+impl Drop for LocalImage {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
+    }
+}
+
+/// The image of a stopped container is deleted: the engine raises no
+/// container event, so only the periodic resync sees that the image is now
+/// missing. Two observers watch the same container, one resyncing every
+/// second and one every hour: the first reports the change, the second
+/// (events alone) does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_resync_catches_a_change_no_event_reported() {
+    let images = test_images().await;
+    let scope = DockerScope::new();
+    // An image of this test's own (deleting the shared test image would
+    // disturb the other tests): v1 committed from a scratch container.
+    let base = scope.name("base");
+    kit::run_unmanaged(&scope, &base, &images.v1, &BTreeMap::new());
+    let image = LocalImage(scope.name("img"));
+    let out = Command::new("docker")
+        .args(["commit", &base, &image.0])
+        .output()
+        .expect("docker commit");
+    assert!(out.status.success(), "{out:?}");
+    kit::remove_container(&base);
+
+    let docker = sextant_agent::executor::connect_docker(None)
+        .await
+        .expect("Docker");
+    let observer = |resync: Duration| {
+        let sink = Recorded::default();
+        let mut observer = Observer::new(
+            docker.clone(),
+            "test",
+            ObserverConfig {
+                heartbeat: Duration::from_secs(3600),
+                resync,
+                watch_labels: vec![scope.label_filter()],
+            },
+            sink.clone(),
+        );
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let stop = cancel.clone();
+        tokio::spawn(async move { observer.run(stop).await });
+        (sink, cancel.drop_guard())
+    };
+    let (resyncing, _stop_fast) = observer(Duration::from_secs(1));
+    let (events_only, _stop_slow) = observer(Duration::from_secs(3600));
+
+    let labels = BTreeMap::from([
+        ("sextant.application".to_owned(), "shop".to_owned()),
+        ("sextant.workload".to_owned(), "web".to_owned()),
+        ("sextant.target".to_owned(), "edge".to_owned()),
+    ]);
+    let web = scope.name("web");
+    kit::run_unmanaged(&scope, &web, &image.0, &labels);
+    kit::stop_container(&web);
+    // Both see the stop through the event stream.
+    let stopped = |(status, why): &(String, String)| status == "failed" && !why.contains("missing");
+    for sink in [&resyncing, &events_only] {
+        sink.until("failed after the stop", Duration::from_secs(30), stopped)
+            .await;
+    }
+
+    let out = Command::new("docker")
+        .args(["rmi", "-f", &image.0])
+        .output()
+        .expect("docker rmi");
+    assert!(out.status.success(), "{out:?}");
+    let missing = |(status, why): &(String, String)| {
+        status == "failed" && why.contains("is missing") && why.contains(&image.0)
+    };
+    resyncing
+        .until(
+            "reported the missing image",
+            Duration::from_secs(15),
+            missing,
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !events_only.any(missing),
+        "the event stream did report it: {:?}",
+        events_only.0.lock().unwrap()
+    );
     scope.cleanup();
 }
