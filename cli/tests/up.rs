@@ -117,6 +117,23 @@ fn up_prints_where_it_listens_and_keeps_sqlite_in_the_data_dir() {
     );
     let ready = get(api, "/health/ready");
     assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+    // The banner names the UI, served at the API address.
+    assert_eq!(addr(&banner, "UI"), api, "{banner}");
+    assert!(
+        banner
+            .lines()
+            .any(|l| l.trim() == format!("UI           http://{api}/")),
+        "{banner}"
+    );
+    let home = get(api, "/");
+    assert!(
+        home.starts_with("HTTP/1.1 200")
+            && home
+                .to_ascii_lowercase()
+                .contains("content-type: text/html")
+            && home.contains("What runs where"),
+        "{home}"
+    );
     let state = get(api, "/api/v1/state");
     assert!(
         state.starts_with("HTTP/1.1 200") && state.ends_with("[]"),

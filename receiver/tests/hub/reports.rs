@@ -743,16 +743,16 @@ async fn list_filters_exclude_rows(backend: Backend) {
     app.stop().await;
 }
 
-/// A host that reported 40 s ago is fresh by the default threshold (90 s)
-/// and stale with `stale_after_seconds = 20`.
+/// A host that reported 60 s ago is fresh by the default threshold (90 s)
+/// and stale with `stale_after_seconds = 30`.
 async fn a_shorter_stale_threshold_makes_hosts_stale_sooner(backend: Backend) {
     async fn seeded(app: &TestApp) {
         let t = now();
         let at = ("shop", "checkout", "prod", "eu");
         app.send_logs(&logs(vec![
             desired(at, "1.0", "r1", t - 300 * S),
-            observed("fresh", at, "r1", "succeeded", t - 5 * S),
-            observed("quiet", at, "r1", "succeeded", t - 40 * S),
+            observed("fresh", at, "r1", "succeeded", t),
+            observed("quiet", at, "r1", "succeeded", t - 60 * S),
         ]))
         .await;
     }
@@ -763,7 +763,7 @@ async fn a_shorter_stale_threshold_makes_hosts_stale_sooner(backend: Backend) {
     assert_eq!(hosts["items"][1]["stale"], false, "{hosts}");
     default.stop().await;
 
-    let app = spawn_app_with(backend, |c| c.stale_after_seconds = 20).await;
+    let app = spawn_app_with(backend, |c| c.stale_after_seconds = 30).await;
     seeded(&app).await;
     let drift = get_ok(&app, "/api/v1/drift").await;
     let found: Vec<(Value, Value)> = drift["items"]
