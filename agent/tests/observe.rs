@@ -561,7 +561,7 @@ struct Recorded(std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>);
 
 impl Sink for Recorded {
     fn report(&self, reports: &[Report]) -> Result<(), String> {
-        let mut seen = self.0.lock().unwrap();
+        let mut seen = self.0.lock().expect("lock");
         for r in reports.iter().filter(|r| r.kind == ReportKind::Change) {
             seen.push((
                 r.observation.status.as_str().to_owned(),
@@ -574,7 +574,7 @@ impl Sink for Recorded {
 
 impl Recorded {
     fn any(&self, check: impl Fn(&(String, String)) -> bool) -> bool {
-        self.0.lock().unwrap().iter().any(check)
+        self.0.lock().expect("lock").iter().any(check)
     }
 
     /// Waits until a report passes `check`, or fails after `limit`.
@@ -584,7 +584,7 @@ impl Recorded {
             assert!(
                 Instant::now() < deadline,
                 "never {what}: {:?}",
-                self.0.lock().unwrap()
+                self.0.lock().expect("lock")
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -678,7 +678,7 @@ async fn the_resync_catches_a_change_no_event_reported() {
     assert!(
         !events_only.any(missing),
         "the event stream did report it: {:?}",
-        events_only.0.lock().unwrap()
+        events_only.0.lock().expect("lock")
     );
     scope.cleanup();
 }
