@@ -314,7 +314,11 @@ pub struct DriftArgs {
     #[arg(long = "env", short = 'e')]
     pub environment: Option<String>,
     #[arg(long)]
+    pub application: Option<String>,
+    #[arg(long)]
     pub workload: Option<String>,
+    #[arg(long)]
+    pub target: Option<String>,
     #[arg(long)]
     pub host: Option<String>,
 }
@@ -326,7 +330,9 @@ pub async fn drift(hub_args: &HubArgs, args: &DriftArgs) -> anyhow::Result<()> {
             "/api/v1/drift",
             &[
                 ("environment", args.environment.as_deref()),
+                ("application", args.application.as_deref()),
                 ("workload", args.workload.as_deref()),
+                ("target", args.target.as_deref()),
                 ("host", args.host.as_deref()),
             ],
         )
@@ -375,10 +381,17 @@ pub struct HistoryArgs {
     #[arg(long = "env", short = 'e')]
     pub environment: Option<String>,
     #[arg(long)]
+    pub application: Option<String>,
+    #[arg(long)]
+    pub target: Option<String>,
+    #[arg(long)]
     pub host: Option<String>,
     /// RFC 3339 time or a duration back from now: 30m, 12h, 7d.
     #[arg(long)]
     pub since: Option<String>,
+    /// The end of the time range (inclusive), like --since.
+    #[arg(long)]
+    pub until: Option<String>,
     /// At most this many entries, newest first.
     #[arg(long, default_value_t = 50)]
     pub limit: u32,
@@ -393,8 +406,11 @@ pub async fn history(hub_args: &HubArgs, args: &HistoryArgs) -> anyhow::Result<(
             &[
                 ("workload", Some(&args.workload)),
                 ("environment", args.environment.as_deref()),
+                ("application", args.application.as_deref()),
+                ("target", args.target.as_deref()),
                 ("host", args.host.as_deref()),
                 ("since", args.since.as_deref()),
+                ("until", args.until.as_deref()),
                 ("limit", Some(&limit)),
             ],
         )
@@ -444,7 +460,11 @@ pub struct HostsArgs {
     #[arg(long = "env", short = 'e')]
     pub environment: Option<String>,
     #[arg(long)]
+    pub application: Option<String>,
+    #[arg(long)]
     pub workload: Option<String>,
+    #[arg(long)]
+    pub target: Option<String>,
 }
 
 pub async fn hosts(hub_args: &HubArgs, args: &HostsArgs) -> anyhow::Result<()> {
@@ -454,7 +474,9 @@ pub async fn hosts(hub_args: &HubArgs, args: &HostsArgs) -> anyhow::Result<()> {
             "/api/v1/hosts",
             &[
                 ("environment", args.environment.as_deref()),
+                ("application", args.application.as_deref()),
                 ("workload", args.workload.as_deref()),
+                ("target", args.target.as_deref()),
             ],
         )
         .await?;

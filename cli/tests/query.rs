@@ -412,6 +412,130 @@ async fn compare_takes_three_environments(backend: Backend) {
     assert_eq!(names, ["checkout"]);
 }
 
+/// `history`, `drift` and `hosts` narrow by `--target` and
+/// `--application`; `history --until` ends the time range.
+async fn read_commands_narrow_by_target_application_and_time(backend: Backend) {
+    let hub = seeded(backend).await;
+    for (application, target, version, revision, host, running) in [
+        ("shop", "us", "1.1", R1, "u1", R2),
+        ("blog", "eu", "9.0", R3, "b1", R1),
+    ] {
+        let at = [
+            "--application",
+            application,
+            "--workload",
+            "checkout",
+            "--environment",
+            "prod",
+            "--target",
+            target,
+        ];
+        let mut d = vec!["report", "desired"];
+        d.extend(at);
+        d.extend(["--version", version, "--revision", revision]);
+        ok(&hub, &d).await;
+        let mut o = vec!["report", "observed", "--host", host];
+        o.extend(at);
+        o.extend(["--revision", running, "--status", "succeeded"]);
+        ok(&hub, &o).await;
+    }
+    let list = |v: &Value, field: &str| -> Vec<String> {
+        v.as_array()
+            .expect("array")
+            .iter()
+            .map(|e| e[field].as_str().unwrap_or("?").to_owned())
+            .collect()
+    };
+
+    let all = json(&hub, &["history", "--workload", "checkout"]).await;
+    assert_eq!(all.as_array().map(Vec::len), Some(9), "{all}");
+    let us = json(
+        &hub,
+        &["history", "--workload", "checkout", "--target", "us"],
+    )
+    .await;
+    assert_eq!(list(&us, "target"), ["us", "us"], "{us}");
+    assert_eq!(list(&us, "kind"), ["observed", "desired"]);
+    let blog = json(
+        &hub,
+        &["history", "--workload", "checkout", "--application", "blog"],
+    )
+    .await;
+    assert_eq!(list(&blog, "application"), ["blog", "blog"], "{blog}");
+
+    // --until is inclusive: up to stage's promotion, nothing observed after.
+    let stage = json(
+        &hub,
+        &["history", "--workload", "checkout", "--env", "stage"],
+    )
+    .await;
+    assert_eq!(list(&stage, "kind"), ["observed", "observed", "desired"]);
+    let promoted = stage[2]["at"].as_str().expect("at");
+    let until = json(
+        &hub,
+        &[
+            "history",
+            "--workload",
+            "checkout",
+            "--env",
+            "stage",
+            "--until",
+            promoted,
+        ],
+    )
+    .await;
+    assert_eq!(list(&until, "kind"), ["desired"], "{until}");
+    let observed_at = stage[1]["at"].as_str().expect("at");
+    let window = json(
+        &hub,
+        &[
+            "history",
+            "--workload",
+            "checkout",
+            "--env",
+            "stage",
+            "--since",
+            promoted,
+            "--until",
+            observed_at,
+        ],
+    )
+    .await;
+    assert_eq!(list(&window, "kind"), ["observed", "desired"], "{window}");
+    assert_eq!(window[0]["host"], "s1");
+
+    assert_eq!(
+        list(&json(&hub, &["drift"]).await, "host"),
+        ["b1", "s2", "u1"]
+    );
+    assert_eq!(
+        list(&json(&hub, &["drift", "--target", "us"]).await, "host"),
+        ["u1"]
+    );
+    assert_eq!(
+        list(
+            &json(&hub, &["drift", "--application", "blog"]).await,
+            "host"
+        ),
+        ["b1"]
+    );
+    assert_eq!(
+        list(&json(&hub, &["hosts", "--target", "us"]).await, "host"),
+        ["u1"]
+    );
+    assert_eq!(
+        list(
+            &json(&hub, &["hosts", "--application", "blog"]).await,
+            "host"
+        ),
+        ["b1"]
+    );
+    assert_eq!(
+        list(&json(&hub, &["hosts", "--target", "eu"]).await, "host"),
+        ["b1", "p1", "s1", "s2"]
+    );
+}
+
 const TOKENS: &str = r#"
 [[tokens]]
 token = "q-ingest"
@@ -582,7 +706,8 @@ both!(
     read_commands_show_the_estate,
     rollout_gates_a_pipeline,
     read_commands_send_the_token,
-    compare_takes_three_environments
+    compare_takes_three_environments,
+    read_commands_narrow_by_target_application_and_time
 );
 
 #[test]
