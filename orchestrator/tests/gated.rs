@@ -2,8 +2,13 @@
 //! SSH targets (the stack in `common/`): a freeze window refuses a
 //! promotion, a policy webhook keeps one waiting and then denies it, and
 //! the hub gate holds a promotion into stage until the hub has seen the
-//! release healthy in dev for long enough. In each case the decision record
-//! names the gate and why, and no target runs anything it should not.
+//! release healthy in dev for long enough; a manual gate is opened and
+//! closed through the API and `sextant gate`; promotions awaiting approval
+//! are rejected (`POST …/reject`, `sextant reject`) and cancelled (`POST
+//! …/cancel`, `sextant promotions cancel`), each event naming its actor.
+//! In each case the decision record names the gate and why, and no target
+//! runs anything it should not. The CLI parts run the `sextant` binary
+//! (`cargo build --bin sextant` first).
 
 #![allow(clippy::unwrap_used)]
 

@@ -4,7 +4,12 @@
 //! refused self-approval, a canary whose health check fails and rolls back
 //! by itself, a rolling job that stops at its first failure, a blue-green
 //! switch, and an orchestrator stopped mid-job whose successor resumes it
-//! without running any task twice. The stack is in `common/`.
+//! without running any task twice; tcp health checks passing, failing and
+//! rolling back; `sextant rollback JOB` of a completed job; an
+//! environment's rollback policy (automatic, manual); all-at-once's
+//! `max_parallel`; and the OpenAPI document. The stack is in `common/`;
+//! the CLI parts run the `sextant` binary (`cargo build --bin sextant`
+//! first).
 
 #![allow(clippy::unwrap_used)]
 
