@@ -182,7 +182,15 @@ async fn run(command: Command) -> anyhow::Result<i32> {
         Command::Drift(r) => done(query::drift(&r.hub, &r.args).await),
         Command::History(r) => done(query::history(&r.hub, &r.args).await),
         Command::Hosts(r) => done(query::hosts(&r.hub, &r.args).await),
-        Command::Rollout(r) => query::rollout(&r.hub, &r.args).await,
+        // A CD gate must tell "a host failed" (1) from "the hub could not
+        // be asked" (unreachable, refused token, bad answer): the latter is
+        // 4, not the general error code 1.
+        Command::Rollout(r) => Ok(query::rollout(&r.hub, &r.args)
+            .await
+            .unwrap_or_else(|error| {
+                eprintln!("Error: {error:#}");
+                query::ROLLOUT_UNANSWERED
+            })),
         Command::Agent { command } => agent::run(command).await,
         Command::Completions { shell } => {
             use clap::CommandFactory;

@@ -626,6 +626,10 @@ fn verdict(r: &Value, version: Option<&str>) -> Verdict {
     }
 }
 
+/// `sextant rollout`'s exit code when the hub could not answer
+/// (unreachable, a refused token, a bad answer).
+pub const ROLLOUT_UNANSWERED: i32 = 4;
+
 /// Runs `sextant rollout`; returns the process exit code.
 pub async fn rollout(hub_args: &HubArgs, args: &RolloutArgs) -> anyhow::Result<i32> {
     let hub = Hub::new(hub_args)?;

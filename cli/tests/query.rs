@@ -654,8 +654,9 @@ async fn read_commands_send_the_token(backend: Backend) {
         stderr(&out)
     );
 
-    // No token, a wrong one, one without the read scope: exit code 1 and
-    // the hub's reason, never the token.
+    // No token, a wrong one, one without the read scope: the error exit
+    // code (1; `rollout` 4, apart from its "a host failed") and the hub's
+    // reason, never the token.
     let commands: [&[&str]; 6] = [
         &["status"],
         &["compare", "stage", "prod"],
@@ -665,9 +666,10 @@ async fn read_commands_send_the_token(backend: Backend) {
         &["rollout", "--workload", "checkout", "--env", "prod"],
     ];
     for command in commands {
+        let code = if command[0] == "rollout" { 4 } else { 1 };
         let out = run(&hub, command).await;
         let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(1), "{command:?}: {err}");
+        assert_eq!(out.status.code(), Some(code), "{command:?}: {err}");
         assert!(
             err.contains("401 Unauthorized (unauthenticated): missing bearer token")
                 && !err.contains("panicked"),
@@ -679,7 +681,7 @@ async fn read_commands_send_the_token(backend: Backend) {
         wrong.extend(["--token", "not-the-token"]);
         let out = run(&hub, &wrong).await;
         let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(1), "{command:?}: {err}");
+        assert_eq!(out.status.code(), Some(code), "{command:?}: {err}");
         assert!(
             err.contains("401 Unauthorized (unauthenticated): unknown bearer token")
                 && !err.contains("not-the-token"),
@@ -688,7 +690,7 @@ async fn read_commands_send_the_token(backend: Backend) {
 
         let out = run_with_env_token(&hub, "q-ingest", command).await;
         let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(1), "{command:?}: {err}");
+        assert_eq!(out.status.code(), Some(code), "{command:?}: {err}");
         assert!(
             err.contains("403 Forbidden (forbidden): token lacks the `read` scope"),
             "{command:?}: {err}"
@@ -726,6 +728,19 @@ fn an_unreachable_hub_is_a_clear_error() {
     assert!(
         err.contains("cannot reach the hub at http://127.0.0.1:") && !err.contains("panicked"),
         "{err}"
+    );
+    // The rollout gate says "could not ask" apart from "a host failed" (1).
+    let out = Command::new(BIN)
+        .args(["rollout", "--workload", "w", "--env", "prod", "--hub"])
+        .arg(format!("http://127.0.0.1:{port}"))
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot reach the hub"),
+        "{}",
+        stderr(&out)
     );
 }
 
