@@ -354,6 +354,22 @@ fn records_appended_before_kill_9_survive_and_a_torn_tail_is_skipped() {
         let outbox = Outbox::open(dir.path(), small_config()).unwrap();
         let records = drain(&outbox, "default");
         let numbers: Vec<u64> = records.iter().map(number).collect();
+        let last_printed = *printed.last().unwrap();
+        if numbers.is_empty() {
+            // The kill landed after an acknowledgement and before the next
+            // record was whole: everything appended had been acknowledged.
+            // The child acknowledges just before appending record i with
+            // i + 1 a multiple of 50, so the last record it printed is i - 1.
+            assert!(
+                (last_printed + 2).is_multiple_of(50),
+                "round {round}: nothing left to read, yet record {last_printed} was printed after the last acknowledgement"
+            );
+            drop(outbox);
+            for entry in std::fs::read_dir(dir.path()).unwrap() {
+                std::fs::remove_file(entry.unwrap().path()).unwrap();
+            }
+            continue;
+        }
         let first = numbers[0];
         assert!(
             first == 0 || (first + 1).is_multiple_of(50),
@@ -364,7 +380,6 @@ fn records_appended_before_kill_9_survive_and_a_torn_tail_is_skipped() {
             numbers.windows(2).all(|w| w[1] == w[0] + 1),
             "in order, no gap"
         );
-        let last_printed = *printed.last().unwrap();
         assert!(
             *numbers.last().unwrap() >= last_printed,
             "round {round}: printed up to {last_printed}, found up to {:?}",
