@@ -915,31 +915,56 @@ fn let_pass(container: &str) {
         .status();
 }
 
-/// The names of the containers of `scope` created since `since` (Unix
-/// seconds), one entry per `create` event.
-fn created_since(scope: &DockerScope, since: u64) -> Vec<String> {
-    let until = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 1;
-    let out = Command::new("docker")
-        .args(["events", "--since", &since.to_string()])
-        .args(["--until", &until.to_string()])
-        .args(["--filter", "type=container", "--filter", "event=create"])
-        .args(["--filter", &format!("label={}", scope.label_filter())])
-        .args(["--format", "{{.Actor.Attributes.name}}"])
-        .output()
-        .expect("docker events");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect()
+/// Watches the `create` events of `scope`'s containers from now on. A
+/// stream, not `docker events --since` afterwards: the engine keeps only
+/// its last few hundred events, and the health checks' exec events of
+/// concurrent tests push older ones out.
+struct CreateWatch(Child);
+
+impl CreateWatch {
+    fn start(scope: &DockerScope) -> Self {
+        let child = Command::new("docker")
+            .args([
+                "events",
+                "--filter",
+                "type=container",
+                "--filter",
+                "event=create",
+            ])
+            .args(["--filter", &format!("label={}", scope.label_filter())])
+            .args(["--format", "{{.Actor.Attributes.name}}"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker events");
+        // Let it subscribe before anything is created.
+        std::thread::sleep(Duration::from_millis(500));
+        Self(child)
+    }
+
+    /// The names created so far, one entry per `create` event.
+    fn stop(mut self) -> Vec<String> {
+        use std::io::Read;
+        // Events are delivered asynchronously; give the last one a moment.
+        std::thread::sleep(Duration::from_secs(1));
+        let _ = self.0.kill();
+        let mut out = String::new();
+        let _ = self
+            .0
+            .stdout
+            .take()
+            .expect("stdout")
+            .read_to_string(&mut out);
+        let _ = self.0.wait();
+        out.lines().map(str::to_owned).collect()
+    }
+}
+
+impl Drop for CreateWatch {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Two `sextant orchestrator` processes on one fresh PostgreSQL database
@@ -957,11 +982,7 @@ fn created_since(scope: &DockerScope, since: u64) -> Vec<String> {
 async fn killing_one_of_two_orchestrator_processes_mid_rolling_job_lets_the_other_finish_it() {
     let images = test_images().await;
     let scope = DockerScope::new();
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        - 1;
+    let creates = CreateWatch::start(&scope);
     let db = TestDb::new(Backend::Postgres).await;
     let (data_a, data_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let flags = ["--agent-heartbeat", "1s", "--task-timeout", "90s"];
@@ -1218,7 +1239,7 @@ async fn killing_one_of_two_orchestrator_processes_mid_rolling_job_lets_the_othe
         .unwrap();
         assert_eq!(record["state"], "finished", "{host}: {record:#}");
     }
-    let mut created = created_since(&scope, since);
+    let mut created = creates.stop();
     created.sort();
     let mut want: Vec<String> = tasks.iter().map(container_of).collect();
     want.sort();
