@@ -115,9 +115,9 @@ impl Orchestrator {
 
     /// Moves a job forward until it is finished.
     pub(crate) async fn drive(&self, id: &str) -> Result<()> {
-        let attempts = self.store.bump_job_attempts(id).await?;
+        // `claim_job` counted this attempt.
         let mut job = self.load_job(id).await?;
-        if attempts > job.max_attempts && !job.state.is_terminal() {
+        if job.attempts > job.max_attempts && !job.state.is_terminal() {
             let why = format!(
                 "gave up after {} attempts to drive the job",
                 job.max_attempts

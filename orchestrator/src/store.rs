@@ -1345,13 +1345,14 @@ impl Store {
     ) -> Result<Option<String>> {
         let now = now_ms();
         let until = now + lease.as_millis() as i64;
+        // The jobs this replica drives already, as bound parameters.
         let skip_list = if skip.is_empty() {
             String::new()
         } else {
             format!(
                 " AND id NOT IN ({})",
-                skip.iter()
-                    .map(|s| format!("'{}'", s.replace('\'', "")))
+                (0..skip.len())
+                    .map(|i| format!("${}", i + 4))
                     .collect::<Vec<_>>()
                     .join(",")
             )
@@ -1363,21 +1364,25 @@ impl Store {
             } else {
                 ""
             };
+            // Each claim is an attempt at driving the job, counted in the
+            // same statement: a replica that dies right after claiming has
+            // still used one.
             let sql = format!(
-                "UPDATE jobs SET lease_owner = $1, lease_until = $2 WHERE id = ( \
+                "UPDATE jobs SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
+                 WHERE id = ( \
                      SELECT id FROM jobs WHERE {active} \
                        AND (lease_until < $3 OR lease_owner = $1){skip_list} \
                      ORDER BY created_at, id LIMIT 1{lock}) \
                  RETURNING id"
             );
-            Ok(
-                sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql.clone()))
-                    .bind(owner)
-                    .bind(until)
-                    .bind(now)
-                    .fetch_optional(pool)
-                    .await?,
-            )
+            let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(owner)
+                .bind(until)
+                .bind(now);
+            for id in skip {
+                query = query.bind(id);
+            }
+            Ok(query.fetch_optional(pool).await?)
         })
     }
 
@@ -1456,18 +1461,6 @@ impl Store {
             .await?;
             tx.commit().await?;
             Ok(true)
-        })
-    }
-
-    /// Counts one more attempt at driving a job (each claim after a crash).
-    pub async fn bump_job_attempts(&self, id: &str) -> Result<i64> {
-        on_pool!(self, |pool| {
-            Ok(sqlx::query_scalar::<_, i64>(
-                "UPDATE jobs SET attempts = attempts + 1 WHERE id = $1 RETURNING attempts",
-            )
-            .bind(id)
-            .fetch_one(pool)
-            .await?)
         })
     }
 

@@ -264,6 +264,22 @@ async fn scenario(backend: Backend) {
         !store.renew_job_lease(&job_id, "r-a", lease).await.unwrap(),
         "r-a lost it"
     );
+    // Each claim counted one attempt, in the claiming statement.
+    let job = store.job(None, &job_id).await.unwrap().unwrap();
+    assert_eq!(job.attempts, 2);
+    // A job the replica drives already is skipped (bound, not spliced).
+    tokio::time::sleep(lease + Duration::from_millis(100)).await;
+    assert_eq!(
+        store
+            .claim_job("r-a", lease, &[job_id.clone(), "x' OR '1'='1".into()])
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store.claim_job("r-a", lease, &[]).await.unwrap().as_deref(),
+        Some(job_id.as_str())
+    );
 
     // Job and task moves.
     assert!(
