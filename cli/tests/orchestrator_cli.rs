@@ -512,6 +512,31 @@ fn a_promotion_needs_an_approval_from_someone_else_then_its_job_fails_on_a_close
     );
     assert_eq!(last["tasks"][0]["target"], "web-1");
     assert_eq!(last["tasks"][0]["state"], "failed");
+    // On a terminal (a pseudo-terminal from util-linux `script`): a
+    // progress bar per target, left where it stood, naming the failure.
+    let mut script = Command::new("script");
+    for (k, v) in sextant().get_envs() {
+        match v {
+            Some(v) => script.env(k, v),
+            None => script.env_remove(k),
+        };
+    }
+    let tty = script
+        .args(["-qec"])
+        .arg(format!(
+            "{BIN} deployments watch {job} --orchestrator {}",
+            o.url
+        ))
+        .arg("/dev/null")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run script");
+    let screen = stdout(&tty);
+    assert_eq!(tty.status.code(), Some(1), "{screen}{}", stderr(&tty));
+    assert!(
+        screen.contains("web-1") && screen.contains("] 1/1 failed: web deploy: "),
+        "{screen}"
+    );
 
     let promotion = o.ok(None, &["promotions", "show", &id, "-o", "json"]);
     assert!(promotion.contains("\"state\": \"failed\""), "{promotion}");

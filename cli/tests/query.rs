@@ -274,6 +274,39 @@ async fn rollout_gates_a_pipeline(backend: Backend) {
         "{}",
         stderr(&out)
     );
+    // Not on a terminal: no progress bar.
+    assert!(
+        !stderr(&out).contains("hosts succeeded  "),
+        "{}",
+        stderr(&out)
+    );
+
+    // On a terminal (a pseudo-terminal from util-linux `script`), the
+    // same wait draws a progress bar: elapsed time, hosts succeeded out of
+    // reporting, and why it is still waiting.
+    let mut cmd = sextant(&hub);
+    cmd.args(["-qec"])
+        .arg(format!(
+            "{BIN} rollout --workload checkout --env prod --version 2.0 --wait --timeout 2s --interval 200ms"
+        ))
+        .arg("/dev/null");
+    let mut script = Command::new("script");
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => script.env(k, v),
+            None => script.env_remove(k),
+        };
+    }
+    script.args(cmd.get_args()).stdin(Stdio::null());
+    let out = tokio::task::spawn_blocking(move || script.output().expect("run script"))
+        .await
+        .expect("join");
+    let tty = stdout(&out);
+    assert_eq!(out.status.code(), Some(2), "{tty}{}", stderr(&out));
+    assert!(
+        tty.contains("[00:00:0") && tty.contains("1/1 hosts succeeded") && tty.contains("not 2.0"),
+        "{tty}"
+    );
 
     // Not done yet, without --wait.
     desired(&hub, "cart", "prod", "3.0", R3).await;
