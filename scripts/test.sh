@@ -20,6 +20,8 @@
 #     kustomize` and systemd-analyze for deploy/kubernetes and deploy/systemd;
 #   - iproute2 (`ip netns`, veth) for the agent test across a network
 #     namespace; the tests run as root (CI does), as `ip netns` needs;
+#   - bsdutils (util-linux `script`, essential on Debian) for the CLI's
+#     progress-bar tests on a pseudo-terminal;
 # then runs `cargo test --workspace`. Extra arguments go to cargo test.
 set -euo pipefail
 
@@ -59,6 +61,8 @@ command -v systemd-analyze >/dev/null || missing+=(systemd)
 # `ip netns` for the agent that dials the orchestrator from a network
 # namespace of its own (orchestrator/tests/agents_docker.rs).
 command -v ip >/dev/null || missing+=(iproute2)
+# util-linux `script` gives the CLI's progress-bar tests a pseudo-terminal.
+command -v script >/dev/null || missing+=(bsdutils)
 if [ ${#missing[@]} -gt 0 ]; then
     # The SSH and Prometheus tests start their own sshd and prometheus on
     # port 0; no test uses a system service, so keep apt from starting one
