@@ -23,13 +23,13 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sextant_e2e::docker::{DockerScope, TEST_LABEL, test_images};
-use sextant_e2e::{Backend, Hub, sextant_binary, workspace_root};
+use sextant_e2e::{Backend, Hub, release_sextant};
 
 /// Fresh agents started for the initial-resync figure, per variant.
 const RESTARTS: usize = 3;
@@ -72,48 +72,6 @@ impl Args {
         }
         args
     }
-}
-
-/// Builds the `sextant` binary in the release profile (what is measured)
-/// and returns its path, next to this bench binary in `target/release/`.
-fn release_sextant() -> PathBuf {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut build = Command::new(cargo);
-    // What cargo set for this bench would look like a change to build
-    // scripts that watch it (ring watches CARGO_MANIFEST_DIR) and rebuild
-    // the binary on every run.
-    for (key, _) in std::env::vars_os() {
-        let key = key.to_string_lossy();
-        if [
-            "CARGO_PKG_",
-            "CARGO_MANIFEST_",
-            "CARGO_CRATE_",
-            "CARGO_BIN_",
-        ]
-        .iter()
-        .any(|p| key.starts_with(p))
-            || key == "CARGO_PRIMARY_PACKAGE"
-            || key == "CARGO_TARGET_TMPDIR"
-        {
-            build.env_remove(&*key);
-        }
-    }
-    let status = build
-        .args(["build", "--release", "--bin", "sextant"])
-        .current_dir(workspace_root())
-        .status()
-        .expect("run cargo build");
-    assert!(
-        status.success(),
-        "cargo build --release --bin sextant failed"
-    );
-    let binary = sextant_binary();
-    assert!(
-        binary.parent().is_some_and(|d| d.ends_with("release")),
-        "not a release binary: {}",
-        binary.display()
-    );
-    binary
 }
 
 /// A `sextant agent run` process; killed when dropped.
@@ -404,7 +362,7 @@ async fn main() {
     let n = args.containers;
     let hb = args.heartbeat;
     let k = args.cycles;
-    let binary = release_sextant();
+    let binary = release_sextant(true);
     let ticks = clock_ticks();
     let images = test_images().await;
     let scope = DockerScope::new();

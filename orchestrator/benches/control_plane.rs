@@ -45,7 +45,6 @@ use std::time::{Duration, Instant};
 use futures::StreamExt as _;
 use serde_json::{Value, json};
 use sextant_agent::channel::{self, ChannelConfig, Runner};
-use sextant_e2e::workspace_root;
 use sextant_orchestrator::model::Span;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -216,49 +215,6 @@ impl Case {
         };
         args.delay * rounds as u32
     }
-}
-
-/// Builds `sextant` in the release profile (what is measured); returns
-/// `target/release/sextant` next to this bench binary.
-fn release_sextant(build: bool) -> PathBuf {
-    if build {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        // What cargo set for this bench would look like a change to build
-        // scripts that watch it, and rebuild the binary on every run.
-        for (key, _) in std::env::vars_os() {
-            let key = key.to_string_lossy();
-            if [
-                "CARGO_PKG_",
-                "CARGO_MANIFEST_",
-                "CARGO_CRATE_",
-                "CARGO_BIN_",
-            ]
-            .iter()
-            .any(|p| key.starts_with(p))
-                || key == "CARGO_PRIMARY_PACKAGE"
-                || key == "CARGO_TARGET_TMPDIR"
-            {
-                cmd.env_remove(&*key);
-            }
-        }
-        let status = cmd
-            .args(["build", "--release", "--bin", "sextant"])
-            .current_dir(workspace_root())
-            .status()
-            .expect("run cargo build");
-        assert!(
-            status.success(),
-            "cargo build --release --bin sextant failed"
-        );
-    }
-    let binary = sextant_e2e::sextant_binary();
-    assert!(
-        binary.parent().is_some_and(|d| d.ends_with("release")),
-        "not a release binary: {}",
-        binary.display()
-    );
-    binary
 }
 
 /// The `sextant orchestrator` process; killed when dropped.
@@ -775,7 +731,7 @@ async fn main() {
     let n = args.agents;
     let binary = match &args.binary {
         Some(path) => path.clone(),
-        None => release_sextant(args.build),
+        None => sextant_e2e::release_sextant(args.build),
     };
     let ticks = clock_ticks();
     if let Some(limit) = open_files_limit() {

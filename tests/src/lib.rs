@@ -154,6 +154,51 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// For benchmarks: builds `sextant` in the release profile (what they
+/// measure) unless `build` is false, and returns it, next to the running
+/// bench in `target/release/`.
+pub fn release_sextant(build: bool) -> PathBuf {
+    if build {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = std::process::Command::new(cargo);
+        // What cargo set for the bench would look like a change to build
+        // scripts that watch it (ring watches CARGO_MANIFEST_DIR), and
+        // rebuild the binary on every run.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            if [
+                "CARGO_PKG_",
+                "CARGO_MANIFEST_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+            ]
+            .iter()
+            .any(|p| key.starts_with(p))
+                || key == "CARGO_PRIMARY_PACKAGE"
+                || key == "CARGO_TARGET_TMPDIR"
+            {
+                cmd.env_remove(&*key);
+            }
+        }
+        let status = cmd
+            .args(["build", "--release", "--bin", "sextant"])
+            .current_dir(workspace_root())
+            .status()
+            .expect("run cargo build");
+        assert!(
+            status.success(),
+            "cargo build --release --bin sextant failed"
+        );
+    }
+    let binary = sextant_binary();
+    assert!(
+        binary.parent().is_some_and(|d| d.ends_with("release")),
+        "not a release binary: {}",
+        binary.display()
+    );
+    binary
+}
+
 /// The `sextant` binary built next to the running test (`target/<profile>/`).
 /// `cargo test --workspace` builds it, because `sextant-cli` has integration
 /// tests; `scripts/test.sh` also builds it first.
