@@ -324,15 +324,22 @@ pub(crate) fn history(rows: Vec<HistoryRow>) -> Vec<(HistoryEntry, HistoryCursor
         .collect()
 }
 
+/// With `$7`, only the targets host `$7` reports on.
+macro_rules! reported_by_host {
+    () => {
+        " AND ($7 IS NULL OR EXISTS (SELECT 1 FROM observed_deployments o2 \
+           JOIN hosts h2 ON h2.id = o2.host_id \
+           WHERE o2.target_id = t.id AND h2.name = $7))"
+    };
+}
+
 /// The filtered targets (and, with `$7`, only those `$7` reports on).
 macro_rules! catalog_base {
     () => {
         concat!(
             " FROM deployment_targets t",
             target_filter!(),
-            " AND ($7 IS NULL OR EXISTS (SELECT 1 FROM observed_deployments o2 \
-               JOIN hosts h2 ON h2.id = o2.host_id \
-               WHERE o2.target_id = t.id AND h2.name = $7))"
+            reported_by_host!()
         )
     };
 }
@@ -346,10 +353,8 @@ pub(crate) const ENVIRONMENT_LIST_SQL: &str = concat!(
     target_joins!(),
     " LEFT JOIN observed_deployments o ON o.target_id = t.id",
     target_where!(),
-    " AND ($7 IS NULL OR EXISTS (SELECT 1 FROM observed_deployments o2 \
-       JOIN hosts h2 ON h2.id = o2.host_id \
-       WHERE o2.target_id = t.id AND h2.name = $7)) \
-     GROUP BY e.id, e.name"
+    reported_by_host!(),
+    " GROUP BY e.id, e.name"
 );
 
 /// Applications with workload counts; `$8`, `$9` cursor, `$10` limit.
