@@ -1644,16 +1644,7 @@ impl Store {
     // -- artifacts and deployed state ------------------------------------------
 
     /// Stores artifacts of a job once: existing ones are kept as they are.
-    pub async fn put_artifacts(
-        &self,
-        job_id: &str,
-        target: &str,
-        artifacts: &[crate::executor::Artifact],
-    ) -> Result<()> {
-        self.put_job_artifacts(job_id, &[(target, artifacts)]).await
-    }
-
-    /// Stores the artifacts of many targets of a job in one transaction
+    /// The artifacts of many targets of a job go in one transaction
     /// (a job to 1,000 targets is one commit, not 1,000).
     pub async fn put_job_artifacts(
         &self,
@@ -1731,30 +1722,6 @@ impl Store {
                 })
                 .collect())
         })
-    }
-
-    /// Records what now runs on a (target, component).
-    #[allow(clippy::too_many_arguments)]
-    pub async fn set_deployed(
-        &self,
-        tenant: &str,
-        target: &str,
-        component: &str,
-        release_id: &str,
-        image: &str,
-        digest: &str,
-        slot: Option<&str>,
-        job_id: &str,
-    ) -> Result<()> {
-        let one = DeployedOn {
-            target,
-            component,
-            release_id,
-            image,
-            digest,
-            slot,
-        };
-        self.set_deployed_all(tenant, job_id, &[one]).await
     }
 
     /// Records what a job deployed on each of its targets, in one

@@ -12,7 +12,7 @@ use sextant_orchestrator::model::{
     ComponentSpec, EnvironmentSpec, JobKind, JobState, PromotionState, ReleaseComponent,
     ReleaseStatus, Strategy, TargetSpec, TaskState,
 };
-use sextant_orchestrator::store::{Change, NewJob, NewTask, Store};
+use sextant_orchestrator::store::{Change, DeployedOn, NewJob, NewTask, Store};
 
 fn env(name: &str) -> EnvironmentSpec {
     serde_norway::from_str(&format!("name: {name}")).expect("environment")
@@ -363,55 +363,64 @@ async fn scenario(backend: Backend) {
         sha256: "x".into(),
     };
     store
-        .put_artifacts(&job_id, "a", std::slice::from_ref(&a))
+        .put_job_artifacts(&job_id, &[("a", std::slice::from_ref(&a))])
         .await
         .unwrap();
     let b = Artifact {
         content: b"{\"changed\":true}".to_vec(),
         ..a.clone()
     };
-    store.put_artifacts(&job_id, "a", &[b]).await.unwrap();
+    store
+        .put_job_artifacts(&job_id, &[("a", &[b])])
+        .await
+        .unwrap();
     assert_eq!(store.artifacts(&job_id, "a").await.unwrap(), vec![a]);
 
     // Deployed rows keep what ran before.
     store
-        .set_deployed(
+        .set_deployed_all(
             "t1",
-            "a",
-            "web",
-            &r1.id,
-            &r1.components[0].image,
-            &r1.components[0].digest,
-            None,
             &job_id,
+            &[DeployedOn {
+                target: "a",
+                component: "web",
+                release_id: &r1.id,
+                image: &r1.components[0].image,
+                digest: &r1.components[0].digest,
+                slot: None,
+            }],
         )
         .await
         .unwrap();
     let r2 = store.release("t1", "r2").await.unwrap().unwrap();
     store
-        .set_deployed(
+        .set_deployed_all(
             "t1",
-            "a",
-            "web",
-            &r2.id,
-            &r2.components[0].image,
-            &r2.components[0].digest,
-            None,
             &job_id,
+            &[DeployedOn {
+                target: "a",
+                component: "web",
+                release_id: &r2.id,
+                image: &r2.components[0].image,
+                digest: &r2.components[0].digest,
+                slot: None,
+            }],
         )
         .await
         .unwrap();
     // The same digest again does not forget the previous one.
     store
-        .set_deployed(
+        .set_deployed_all(
             "t1",
-            "a",
-            "web",
-            &r2.id,
-            &r2.components[0].image,
-            &r2.components[0].digest,
-            None,
             &job_id,
+            &[DeployedOn {
+                target: "a",
+                component: "web",
+                release_id: &r2.id,
+                image: &r2.components[0].image,
+                digest: &r2.components[0].digest,
+                slot: None,
+            }],
         )
         .await
         .unwrap();
