@@ -310,6 +310,19 @@ fn target(scope: &DockerScope, env: &str, agent: &str, health: Value) -> Value {
     })
 }
 
+/// A health check that passes only once `/www/ready` exists in the
+/// container ([`let_pass`] writes it): the test decides when a task may
+/// finish.
+fn held_health() -> Value {
+    json!({
+        "check": "command",
+        "argv": ["/bin/busybox", "test", "-e", "/www/ready"],
+        "interval": "300ms",
+        "start_period": "120s",
+        "retries": 1,
+    })
+}
+
 fn docker_health() -> Value {
     json!({"check": "docker", "interval": "500ms", "retries": 3, "timeout": "2s"})
 }
@@ -545,13 +558,7 @@ async fn an_agent_killed_mid_task_reports_it_and_never_runs_it_twice() {
 
     // Healthy only once /www/ready exists in the container, which the test
     // writes: the task is held in its health check until then.
-    let health = json!({
-        "check": "command",
-        "argv": ["/bin/busybox", "test", "-e", "/www/ready"],
-        "interval": "300ms",
-        "start_period": "120s",
-        "retries": 1,
-    });
+    let health = held_health();
     stack
         .apply(json!({
             "environments": [{"name": "prod"}],
@@ -593,11 +600,7 @@ async fn an_agent_killed_mid_task_reports_it_and_never_runs_it_twice() {
     let p = loop {
         // Let whatever container now runs pass its health check.
         if kit::is_running(&container) {
-            let _ = Command::new("docker")
-                .args(["exec", &container, "/bin/busybox", "touch", "/www/ready"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            let_pass(&container);
         }
         let (_, p) = call(
             stack.base(),
@@ -772,13 +775,7 @@ async fn an_agent_in_its_own_network_namespace_survives_its_link_being_cut() {
     );
     stack.wait_online(&[&name]).await;
 
-    let health = json!({
-        "check": "command",
-        "argv": ["/bin/busybox", "test", "-e", "/www/ready"],
-        "interval": "300ms",
-        "start_period": "120s",
-        "retries": 1,
-    });
+    let health = held_health();
     stack
         .apply(json!({
             "environments": [{"name": "prod"}],
@@ -1023,13 +1020,7 @@ async fn killing_one_of_two_orchestrator_processes_mid_rolling_job_lets_the_othe
 
     // Healthy only once /www/ready exists in the container: the test
     // decides when each task may finish.
-    let health = json!({
-        "check": "command",
-        "argv": ["/bin/busybox", "test", "-e", "/www/ready"],
-        "interval": "300ms",
-        "start_period": "120s",
-        "retries": 1,
-    });
+    let health = held_health();
     stack
         .apply(json!({
             "environments": [{"name": "prod"}],
