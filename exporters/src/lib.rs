@@ -6,9 +6,11 @@
 //! `docs/outbox.md`.
 
 pub mod error;
+pub mod health;
 pub mod http_metrics;
 pub mod metrics;
 pub mod outbox;
+pub mod rate_limit;
 pub mod sender;
 
 pub use error::{OutboxError, Result};
