@@ -2,6 +2,7 @@
 
 mod cache;
 mod docs;
+mod health;
 mod reports;
 
 pub use cache::ReportCache;
@@ -127,8 +128,9 @@ pub fn router(state: ApiState) -> Router {
             async move { axum::response::Html(page.to_string()) }
         }),
     )
-    .route("/health/live", get(live))
-    .route("/health/ready", get(ready))
+    .route("/health", get(health::health))
+    .route("/health/live", get(health::live))
+    .route("/health/ready", get(health::ready))
     .route("/metrics", get(metrics))
     .route_layer(axum::middleware::from_fn_with_state(
         state.metrics.http.clone(),
@@ -471,25 +473,6 @@ async fn rollout_handler(
             "invalid_query",
             format!("hosts must be `attention` or `all`, not {other:?}"),
         )),
-    }
-}
-
-async fn live() -> Json<serde_json::Value> {
-    Json(serde_json::json!({"status": "live"}))
-}
-
-async fn ready(State(state): State<ApiState>) -> Response {
-    match state.store.ping().await {
-        Ok(()) => Json(serde_json::json!({"status": "ready", "database": state.store.backend()}))
-            .into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "Readiness check failed: database does not answer");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(serde_json::json!({"status": "not_ready", "database": state.store.backend(), "error": e.to_string()})),
-            )
-                .into_response()
-        }
     }
 }
 

@@ -1,8 +1,22 @@
 //! Health, errors and the API's edges.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::helpers::{Backend, on_both_backends, spawn_app};
+use crate::helpers::{Backend, TestApp, on_both_backends, spawn_app};
+
+/// `/health`'s one check, `database`: (HTTP status, overall status, the
+/// check's status), after checking the report's shape.
+async fn database_check(app: &TestApp) -> (u16, Value, Value) {
+    let (status, health) = app.get("/health", None).await;
+    assert_eq!(health["service"], "sextant-hub", "{health}");
+    assert!(health["version"].is_string(), "{health}");
+    let checks = health["checks"].as_array().expect("checks");
+    let names: Vec<&str> = checks.iter().filter_map(|c| c["name"].as_str()).collect();
+    assert_eq!(names, ["database"], "{health}");
+    let check = &checks[0];
+    assert!(check["latency_ms"].is_number(), "{health}");
+    (status, health["status"].clone(), check["status"].clone())
+}
 
 async fn health_reports_the_database(b: Backend) {
     let mut app = spawn_app(b).await;
@@ -10,13 +24,21 @@ async fn health_reports_the_database(b: Backend) {
     assert_eq!((status, &live["status"]), (200, &json!("live")));
     let (status, ready) = app.get("/health/ready", None).await;
     assert_eq!(status, 200, "{ready}");
+    let backend = if b == Backend::Sqlite {
+        "sqlite"
+    } else {
+        "postgres"
+    };
+    assert_eq!(ready["database"], backend);
     assert_eq!(
-        ready["database"],
-        if b == Backend::Sqlite {
-            "sqlite"
-        } else {
-            "postgres"
-        }
+        database_check(&app).await,
+        (200, json!("pass"), json!("pass"))
+    );
+    let (_, health) = app.get("/health", None).await;
+    assert_eq!(
+        health["checks"][0]["detail"],
+        format!("{backend} answers"),
+        "{health}"
     );
     if b == Backend::Postgres {
         // The database goes away: not ready, while still live.
@@ -26,6 +48,17 @@ async fn health_reports_the_database(b: Backend) {
             (status, &ready["status"]),
             (503, &json!("not_ready")),
             "{ready}"
+        );
+        assert_eq!(
+            database_check(&app).await,
+            (503, json!("fail"), json!("fail"))
+        );
+        let (_, health) = app.get("/health", None).await;
+        assert!(
+            health["checks"][0]["error"]
+                .as_str()
+                .is_some_and(|e| !e.is_empty()),
+            "{health}"
         );
         let (status, _) = app.get("/health/live", None).await;
         assert_eq!(status, 200);
