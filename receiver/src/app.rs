@@ -15,6 +15,7 @@ use crate::metrics::HubMetrics;
 use crate::otlp::http::HttpState;
 use crate::otlp::ingest::Ingestor;
 use crate::otlp::{grpc, http};
+use crate::rate_limit::SurfaceLimiter;
 use crate::store::{self, HubStore};
 
 /// A built, bound hub, ready to run.
@@ -30,6 +31,8 @@ pub struct Application {
     environments: Arc<[String]>,
     ui_refresh: std::time::Duration,
     orchestrator_url: Option<Arc<str>>,
+    api_limit: SurfaceLimiter,
+    ingest_limit: SurfaceLimiter,
 }
 
 impl Application {
@@ -52,6 +55,12 @@ impl Application {
                 "No tokens configured: listening on loopback only, everything belongs to tenant `default`"
             );
         }
+        let metrics = HubMetrics::new();
+        let limits = &config.rate_limits;
+        let api_limit = SurfaceLimiter::new(limits.api, crate::metrics::API, &metrics)
+            .context("rate_limits.api")?;
+        let ingest_limit = SurfaceLimiter::new(limits.ingest, crate::metrics::INGEST, &metrics)
+            .context("rate_limits.ingest")?;
         let url = config.database_url();
         let store = store::open(&url)
             .await
@@ -67,12 +76,14 @@ impl Application {
             api: bind(config.api_addr, "the API").await?,
             store,
             auth,
-            metrics: HubMetrics::new(),
+            metrics,
             max_request_bytes: config.max_request_bytes,
             stale_after: std::time::Duration::from_secs(config.stale_after_seconds),
             environments: config.environments.clone().into(),
             ui_refresh: std::time::Duration::from_secs(config.ui_refresh_seconds),
             orchestrator_url: config.orchestrator_url.as_deref().map(orchestrator_base),
+            api_limit,
+            ingest_limit,
         })
     }
 
@@ -114,6 +125,7 @@ impl Application {
             ingestor: ingestor.clone(),
             auth: self.auth.clone(),
             max_request_bytes: self.max_request_bytes,
+            rate_limit: self.ingest_limit.clone(),
         });
         let api = api::router(ApiState {
             store: self.store.clone(),
@@ -124,11 +136,13 @@ impl Application {
             ui_refresh: self.ui_refresh,
             reports: Arc::new(api::ReportCache::default()),
             orchestrator_url: self.orchestrator_url,
+            rate_limit: self.api_limit,
         });
         let grpc = grpc::serve(
             self.grpc,
             ingestor,
             self.auth,
+            self.ingest_limit,
             self.max_request_bytes,
             shutdown.clone(),
         );

@@ -9,6 +9,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use sextant_exporters::rate_limit::RateLimitConfig;
+
 use crate::auth::Scope;
 
 /// Default OTLP request limit, checked after decompression (the OTLP spec
@@ -27,6 +29,10 @@ const ENV_KEYS: &[&str] = &[
     "stale_after_seconds",
     "ui_refresh_seconds",
     "orchestrator_url",
+    "rate_limits.api.per_second",
+    "rate_limits.api.burst",
+    "rate_limits.ingest.per_second",
+    "rate_limits.ingest.burst",
 ];
 
 /// Configuration of the hub (`sextant up`).
@@ -61,6 +67,23 @@ pub struct HubConfig {
     /// from a host's deployments to the job that made them. `sextant up`
     /// sets it to its own orchestrator.
     pub orchestrator_url: Option<String>,
+    /// Per-tenant rate limits of the API and of OTLP ingest; unlimited by
+    /// default.
+    pub rate_limits: RateLimits,
+}
+
+/// Per-tenant request rates (`[rate_limits.api]`, `[rate_limits.ingest]`;
+/// `SEXTANT_RATE_LIMITS__API__PER_SECOND` and so on). Each tenant has its
+/// own budget; a request over it gets 429 with `Retry-After`, or
+/// `RESOURCE_EXHAUSTED` with `RetryInfo` over gRPC.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimits {
+    /// The read API (`/api/v1/…`); the UI, health and metrics are not
+    /// limited.
+    pub api: RateLimitConfig,
+    /// OTLP ingest, HTTP and gRPC together.
+    pub ingest: RateLimitConfig,
 }
 
 impl Default for HubConfig {
@@ -77,6 +100,7 @@ impl Default for HubConfig {
             ui_refresh_seconds: 15,
             tokens: Vec::new(),
             orchestrator_url: None,
+            rate_limits: RateLimits::default(),
         }
     }
 }
@@ -127,14 +151,15 @@ impl<'de> Deserialize<'de> for Secret {
 }
 
 impl HubConfig {
-    /// Defaults, then `file` (if any), then `SEXTANT_…` environment variables.
+    /// Defaults, then `file` (if any), then `SEXTANT_…` environment
+    /// variables (`__` nests: `SEXTANT_RATE_LIMITS__API__BURST`).
     pub fn load(file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
         let mut figment = Figment::from(Serialized::defaults(HubConfig::default()));
         if let Some(file) = file {
             figment = figment.merge(Toml::file_exact(file));
         }
         figment
-            .merge(Env::prefixed("SEXTANT_").only(ENV_KEYS))
+            .merge(Env::prefixed("SEXTANT_").split("__").only(ENV_KEYS))
             .extract()
             .map_err(Box::new)
     }
@@ -181,6 +206,28 @@ mod tests {
             assert_eq!(c.database_url(), "sqlite:///tmp/x/hub.db");
             assert_eq!(c.tokens[0].tenant, "acme");
             assert_eq!(format!("{:?}", c.tokens[0].token), "Secret(***)");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn rate_limits_are_off_by_default_and_nest_in_file_and_environment() {
+        figment::Jail::expect_with(|jail| {
+            assert!(HubConfig::default().rate_limits.api.is_unlimited());
+            assert!(HubConfig::default().rate_limits.ingest.is_unlimited());
+            jail.create_file(
+                "hub.toml",
+                r#"
+                [rate_limits.api]
+                per_second = 5
+                burst = 10
+                "#,
+            )?;
+            jail.set_env("SEXTANT_RATE_LIMITS__INGEST__PER_SECOND", "0.5");
+            jail.set_env("SEXTANT_RATE_LIMITS__API__BURST", "20");
+            let c = HubConfig::load(Some(Path::new("hub.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(c.rate_limits.api, RateLimitConfig::new(5.0, 20));
+            assert_eq!(c.rate_limits.ingest, RateLimitConfig::new(0.5, 0));
             Ok(())
         });
     }

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config;
 pub mod metrics;
 pub mod otlp;
+pub mod rate_limit;
 pub mod store;
 pub mod ui;
 

@@ -9,6 +9,10 @@ pub const LOGS: &str = "logs";
 pub const METRICS: &str = "metrics";
 pub const TRACES: &str = "traces";
 
+/// Rate-limit surface label values.
+pub const API: &str = "api";
+pub const INGEST: &str = "ingest";
+
 /// Metrics of the receiver and the ingest path.
 #[derive(Clone)]
 pub struct HubMetrics {
@@ -28,6 +32,9 @@ pub struct HubMetrics {
     pub drift_hosts: IntGaugeVec,
     /// Stale hosts by tenant and environment.
     pub stale_hosts: IntGaugeVec,
+    /// Requests refused by a per-tenant rate limit, by surface (`api`,
+    /// `ingest`).
+    pub rate_limited: IntCounterVec,
     /// When the drift gauges were last read from the store.
     pub drift_read_at: std::sync::Arc<tokio::sync::Mutex<Option<std::time::Instant>>>,
 }
@@ -90,6 +97,19 @@ impl HubMetrics {
             &["tenant", "env"],
         )
         .expect("valid metric");
+        let rate_limited = IntCounterVec::new(
+            Opts::new(
+                "sextant_rate_limited_total",
+                "Requests refused by a per-tenant rate limit, by surface (api: the read API; \
+                 ingest: OTLP over HTTP and gRPC).",
+            ),
+            &["surface"],
+        )
+        .expect("valid metric");
+        for surface in [API, INGEST] {
+            // Both series exist from the start, so a rate() sees the first refusal.
+            rate_limited.with_label_values(&[surface]);
+        }
         for c in [
             Box::new(drift_hosts.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(stale_hosts.clone()),
@@ -97,6 +117,7 @@ impl HubMetrics {
             Box::new(ingest_seconds.clone()),
             Box::new(batch_records.clone()),
             Box::new(report_cache.clone()),
+            Box::new(rate_limited.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }
@@ -109,6 +130,7 @@ impl HubMetrics {
             http: std::sync::Arc::default(),
             drift_hosts,
             stale_hosts,
+            rate_limited,
             drift_read_at: std::sync::Arc::default(),
         }
     }

@@ -15,7 +15,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
@@ -41,6 +41,8 @@ pub struct ApiState {
     pub reports: Arc<ReportCache>,
     /// The orchestrator's base URL, for links to jobs.
     pub orchestrator_url: Option<Arc<str>>,
+    /// Per-tenant limit of the `/api/v1` routes.
+    pub rate_limit: crate::rate_limit::SurfaceLimiter,
 }
 
 /// The OpenAPI document's frame; the paths come from the handlers.
@@ -147,6 +149,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Seconds for `Retry-After` (429 only).
+    retry_after: Option<u64>,
 }
 
 /// The one shape of every API error.
@@ -158,7 +162,7 @@ pub struct ErrorBody {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// Stable: `invalid_query`, `not_found`, `unauthenticated`, `forbidden`,
-    /// `unavailable`.
+    /// `rate_limited`, `unavailable`.
     code: String,
     /// For people; may change.
     message: String,
@@ -170,6 +174,26 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// 429 `rate_limited`, with `Retry-After`.
+    pub(crate) fn rate_limited(
+        tenant: &str,
+        limit: &str,
+        limited: sextant_exporters::rate_limit::RateLimited,
+    ) -> Self {
+        let secs = limited.retry_after_secs();
+        Self {
+            retry_after: Some(secs),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "tenant {tenant:?} is over its API rate limit ({limit}); retry in {secs} s"
+                ),
+            )
         }
     }
 }
@@ -182,7 +206,13 @@ impl IntoResponse for ApiError {
                 message: self.message,
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
     }
 }
 
@@ -216,11 +246,20 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
+/// Authenticates an API caller for reading, then takes one request from
+/// its tenant's rate limit.
 pub(crate) fn reader(state: &ApiState, headers: &HeaderMap) -> Result<Principal, ApiError> {
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    Ok(state.auth.check(authorization, Scope::Read)?)
+    let principal = state.auth.check(authorization, Scope::Read)?;
+    state
+        .rate_limit
+        .check(&principal.tenant)
+        .map_err(|limited| {
+            ApiError::rate_limited(&principal.tenant, &state.rate_limit.describe(), limited)
+        })?;
+    Ok(principal)
 }
 
 /// Filters of `GET /api/v1/state`.
@@ -245,6 +284,7 @@ struct StateParams {
         (status = 400, description = "Invalid query", body = ErrorBody),
         (status = 401, description = "Missing or unknown token", body = ErrorBody),
         (status = 403, description = "Token lacks the `read` scope", body = ErrorBody),
+        (status = 429, description = "Over the tenant's rate limit: retry after `Retry-After` seconds", body = ErrorBody),
         (status = 503, description = "The hub store is unavailable", body = ErrorBody),
     ),
     security((), ("bearer" = []))
@@ -325,6 +365,7 @@ pub(crate) fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
         (status = 400, description = "Invalid query", body = ErrorBody),
         (status = 401, description = "Missing or unknown token", body = ErrorBody),
         (status = 403, description = "Token lacks the `read` scope", body = ErrorBody),
+        (status = 429, description = "Over the tenant's rate limit: retry after `Retry-After` seconds", body = ErrorBody),
         (status = 503, description = "The hub store is unavailable", body = ErrorBody),
     ),
     security((), ("bearer" = []))
@@ -403,6 +444,7 @@ struct RolloutParams {
         (status = 400, description = "Invalid query", body = ErrorBody),
         (status = 401, description = "Missing or unknown token", body = ErrorBody),
         (status = 403, description = "Token lacks the `read` scope", body = ErrorBody),
+        (status = 429, description = "Over the tenant's rate limit: retry after `Retry-After` seconds", body = ErrorBody),
         (status = 503, description = "The hub store is unavailable", body = ErrorBody),
     ),
     security((), ("bearer" = []))

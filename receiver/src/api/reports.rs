@@ -102,6 +102,7 @@ impl TargetFilter {
         (status = 400, description = "Invalid query", body = ErrorBody),
         (status = 401, description = "Missing or unknown token", body = ErrorBody),
         (status = 403, description = "Token lacks the `read` scope", body = ErrorBody),
+        (status = 429, description = "Over the tenant's rate limit: retry after `Retry-After` seconds", body = ErrorBody),
         (status = 503, description = "The hub store is unavailable", body = ErrorBody),
     ),
     security((), ("bearer" = []))
@@ -235,6 +236,7 @@ fn split<const N: usize>(row: CatalogRow) -> Option<([String; N], Vec<i64>)> {
         (status = 400, description = "Invalid query", body = ErrorBody),
         (status = 401, description = "Missing or unknown token", body = ErrorBody),
         (status = 403, description = "Token lacks the `read` scope", body = ErrorBody),
+        (status = 429, description = "Over the tenant's rate limit: retry after `Retry-After` seconds", body = ErrorBody),
         (status = 503, description = "The hub store is unavailable", body = ErrorBody),
     ),
     security((), ("bearer" = []))
@@ -269,6 +271,7 @@ pub(crate) async fn environments(
         (status = 400, description = "Invalid query", body = ErrorBody),
         (status = 401, description = "Missing or unknown token", body = ErrorBody),
         (status = 403, description = "Token lacks the `read` scope", body = ErrorBody),
+        (status = 429, description = "Over the tenant's rate limit: retry after `Retry-After` seconds", body = ErrorBody),
         (status = 503, description = "The hub store is unavailable", body = ErrorBody),
     ),
     security((), ("bearer" = []))
@@ -303,6 +306,7 @@ pub(crate) async fn applications(
         (status = 400, description = "Invalid query", body = ErrorBody),
         (status = 401, description = "Missing or unknown token", body = ErrorBody),
         (status = 403, description = "Token lacks the `read` scope", body = ErrorBody),
+        (status = 429, description = "Over the tenant's rate limit: retry after `Retry-After` seconds", body = ErrorBody),
         (status = 503, description = "The hub store is unavailable", body = ErrorBody),
     ),
     security((), ("bearer" = []))
@@ -339,6 +343,7 @@ pub(crate) async fn workloads(
         (status = 400, description = "Invalid query", body = ErrorBody),
         (status = 401, description = "Missing or unknown token", body = ErrorBody),
         (status = 403, description = "Token lacks the `read` scope", body = ErrorBody),
+        (status = 429, description = "Over the tenant's rate limit: retry after `Retry-After` seconds", body = ErrorBody),
         (status = 503, description = "The hub store is unavailable", body = ErrorBody),
     ),
     security((), ("bearer" = []))
@@ -393,6 +398,7 @@ pub(crate) struct CompareParams {
         (status = 400, description = "Invalid query", body = ErrorBody),
         (status = 401, description = "Missing or unknown token", body = ErrorBody),
         (status = 403, description = "Token lacks the `read` scope", body = ErrorBody),
+        (status = 429, description = "Over the tenant's rate limit: retry after `Retry-After` seconds", body = ErrorBody),
         (status = 503, description = "The hub store is unavailable", body = ErrorBody),
     ),
     security((), ("bearer" = []))
@@ -484,6 +490,7 @@ pub(crate) struct DriftParams {
         (status = 400, description = "Invalid query", body = ErrorBody),
         (status = 401, description = "Missing or unknown token", body = ErrorBody),
         (status = 403, description = "Token lacks the `read` scope", body = ErrorBody),
+        (status = 429, description = "Over the tenant's rate limit: retry after `Retry-After` seconds", body = ErrorBody),
         (status = 503, description = "The hub store is unavailable", body = ErrorBody),
     ),
     security((), ("bearer" = []))
@@ -526,6 +533,7 @@ pub(crate) async fn drift(
         (status = 400, description = "Invalid query", body = ErrorBody),
         (status = 401, description = "Missing or unknown token", body = ErrorBody),
         (status = 403, description = "Token lacks the `read` scope", body = ErrorBody),
+        (status = 429, description = "Over the tenant's rate limit: retry after `Retry-After` seconds", body = ErrorBody),
         (status = 503, description = "The hub store is unavailable", body = ErrorBody),
     ),
     security((), ("bearer" = []))
@@ -621,6 +629,7 @@ pub(crate) fn parse_time(name: &str, value: &str, now: UnixNanos) -> Result<Unix
         (status = 400, description = "Invalid query", body = ErrorBody),
         (status = 401, description = "Missing or unknown token", body = ErrorBody),
         (status = 403, description = "Token lacks the `read` scope", body = ErrorBody),
+        (status = 429, description = "Over the tenant's rate limit: retry after `Retry-After` seconds", body = ErrorBody),
         (status = 503, description = "The hub store is unavailable", body = ErrorBody),
     ),
     security((), ("bearer" = []))

@@ -28,6 +28,7 @@ use tonic::{Request, Response, Status};
 
 use super::ingest::{IngestError, Ingestor};
 use crate::auth::{AuthError, Authenticator, Principal, Scope};
+use crate::rate_limit::SurfaceLimiter;
 
 /// The three OTLP services over one [`Ingestor`].
 #[derive(Clone)]
@@ -90,8 +91,12 @@ impl TraceService for OtlpGrpc {
     }
 }
 
-/// Checks the `authorization` metadata and attaches the [`Principal`].
-fn authenticate(auth: Authenticator) -> impl tonic::service::Interceptor + Clone {
+/// Checks the `authorization` metadata and the tenant's rate limit (before
+/// the message is decoded), and attaches the [`Principal`].
+fn authenticate(
+    auth: Authenticator,
+    limit: SurfaceLimiter,
+) -> impl tonic::service::Interceptor + Clone {
     move |mut request: Request<()>| {
         let header = request
             .metadata()
@@ -99,6 +104,13 @@ fn authenticate(auth: Authenticator) -> impl tonic::service::Interceptor + Clone
             .and_then(|v| v.to_str().ok());
         match auth.check(header, Scope::Ingest) {
             Ok(principal) => {
+                if let Err(limited) = limit.check(&principal.tenant) {
+                    return Err(crate::rate_limit::ingest_status(
+                        &principal.tenant,
+                        &limit.describe(),
+                        limited,
+                    ));
+                }
                 request.extensions_mut().insert(principal);
                 Ok(request)
             }
@@ -145,6 +157,7 @@ pub async fn serve(
     listener: TcpListener,
     ingestor: Ingestor,
     auth: Authenticator,
+    limit: SurfaceLimiter,
     max_request_bytes: usize,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
@@ -161,7 +174,7 @@ pub async fn serve(
         .max_decoding_message_size(max_request_bytes)
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip);
-    let interceptor = authenticate(auth);
+    let interceptor = authenticate(auth, limit);
     tonic::transport::Server::builder()
         .layer(tower::util::MapResponseLayer::new(otlp_status_codes))
         .add_service(InterceptedService::new(logs, interceptor.clone()))

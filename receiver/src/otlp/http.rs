@@ -17,6 +17,8 @@ use prost::Message;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use sextant_exporters::rate_limit::RateLimited;
+
 use super::ingest::Ingestor;
 use crate::auth::{AuthError, Authenticator, Scope};
 
@@ -26,6 +28,8 @@ pub struct HttpState {
     pub ingestor: Ingestor,
     pub auth: Authenticator,
     pub max_request_bytes: usize,
+    /// Per-tenant ingest limit (shared with OTLP/gRPC).
+    pub rate_limit: crate::rate_limit::SurfaceLimiter,
 }
 
 /// The OTLP/HTTP routes.
@@ -61,6 +65,9 @@ struct OtlpError {
     status: StatusCode,
     message: String,
     encoding: Encoding,
+    /// Over the tenant's rate limit: the status to send, with its
+    /// `RetryInfo`, and the `Retry-After` seconds.
+    limited: Option<(tonic::Status, u64)>,
 }
 
 impl OtlpError {
@@ -69,6 +76,24 @@ impl OtlpError {
             status,
             message: message.into(),
             encoding,
+            limited: None,
+        }
+    }
+
+    /// 429 with `Retry-After`, and `RetryInfo` in the body.
+    fn rate_limited(
+        tenant: &str,
+        state: &HttpState,
+        limited: RateLimited,
+        encoding: Encoding,
+    ) -> Self {
+        let status =
+            crate::rate_limit::ingest_status(tenant, &state.rate_limit.describe(), limited);
+        Self {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: status.message().to_owned(),
+            encoding,
+            limited: Some((status, limited.retry_after_secs())),
         }
     }
 }
@@ -77,6 +102,17 @@ impl OtlpError {
 struct JsonStatus<'a> {
     code: i32,
     message: &'a str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    details: Vec<JsonRetryInfo>,
+}
+
+/// A `google.rpc.RetryInfo` in an `Any`, as proto3 JSON spells it.
+#[derive(Serialize)]
+struct JsonRetryInfo {
+    #[serde(rename = "@type")]
+    type_url: &'static str,
+    #[serde(rename = "retryDelay")]
+    retry_delay: String,
 }
 
 impl IntoResponse for OtlpError {
@@ -85,20 +121,31 @@ impl IntoResponse for OtlpError {
             StatusCode::BAD_REQUEST => tonic::Code::InvalidArgument,
             StatusCode::UNAUTHORIZED => tonic::Code::Unauthenticated,
             StatusCode::FORBIDDEN => tonic::Code::PermissionDenied,
-            StatusCode::PAYLOAD_TOO_LARGE => tonic::Code::ResourceExhausted,
+            StatusCode::PAYLOAD_TOO_LARGE | StatusCode::TOO_MANY_REQUESTS => {
+                tonic::Code::ResourceExhausted
+            }
             StatusCode::SERVICE_UNAVAILABLE => tonic::Code::Unavailable,
             _ => tonic::Code::Unknown,
         } as i32;
-        let body = match self.encoding {
-            Encoding::Protobuf => tonic_types::Status {
+        let body = match (self.encoding, &self.limited) {
+            // tonic's details are the encoded google.rpc.Status, RetryInfo included.
+            (Encoding::Protobuf, Some((status, _))) => status.details().to_vec(),
+            (Encoding::Protobuf, None) => tonic_types::Status {
                 code,
                 message: self.message.clone(),
                 details: Vec::new(),
             }
             .encode_to_vec(),
-            Encoding::Json => serde_json::to_vec(&JsonStatus {
+            (Encoding::Json, limited) => serde_json::to_vec(&JsonStatus {
                 code,
                 message: &self.message,
+                details: limited
+                    .iter()
+                    .map(|(_, secs)| JsonRetryInfo {
+                        type_url: tonic_types::RetryInfo::TYPE_URL,
+                        retry_delay: format!("{secs}s"),
+                    })
+                    .collect(),
             })
             .unwrap_or_default(),
         };
@@ -112,6 +159,11 @@ impl IntoResponse for OtlpError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        if let Some((_, secs)) = self.limited {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }
@@ -157,8 +209,9 @@ pub fn gunzip_capped(body: &[u8], limit: usize) -> Result<Option<Vec<u8>>, std::
     Ok((out.len() <= limit).then_some(out))
 }
 
-/// Authenticates, checks the content type, reads the body within the limit,
-/// decompresses and decodes it.
+/// Authenticates, checks the content type and the tenant's rate limit
+/// (before the body is read: a refused request costs next to nothing),
+/// reads the body within the size limit, decompresses and decodes it.
 async fn read_request<T: Message + Default + DeserializeOwned>(
     state: &HttpState,
     headers: &HeaderMap,
@@ -178,6 +231,10 @@ async fn read_request<T: Message + Default + DeserializeOwned>(
             OtlpError::new(status, e.to_string(), Encoding::Protobuf)
         })?;
     let encoding = encoding(headers)?;
+    state
+        .rate_limit
+        .check(&principal.tenant)
+        .map_err(|limited| OtlpError::rate_limited(&principal.tenant, state, limited, encoding))?;
     let limit = state.max_request_bytes;
     let bytes: Bytes = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),

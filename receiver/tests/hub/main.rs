@@ -8,6 +8,7 @@ mod ingest;
 mod lists;
 mod otlp_errors;
 mod otlp_grpc;
+mod rate_limits;
 mod report_cache;
 mod reports;
 mod tenants;
