@@ -206,7 +206,10 @@ mod tests {
             assert_eq!(limiter.check("acme"), Ok(()));
         }
         for bad in [-1.0, f64::NAN, f64::INFINITY] {
-            assert!(TenantLimiter::new(RateLimitConfig::new(bad, 1)).is_err(), "{bad}");
+            assert!(
+                TenantLimiter::new(RateLimitConfig::new(bad, 1)).is_err(),
+                "{bad}"
+            );
         }
         // A rate above one per nanosecond is clamped, not refused.
         let fast = TenantLimiter::new(RateLimitConfig::new(1e12, 1)).expect("valid");

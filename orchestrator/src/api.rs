@@ -11,11 +11,12 @@ use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use sextant_exporters::rate_limit::{RateLimited, TenantLimiter};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -48,6 +49,8 @@ pub struct ApiState {
     /// Registries reached over plain HTTP when resolving tags.
     insecure_registries: Arc<Vec<String>>,
     http_metrics: Arc<sextant_exporters::http_metrics::HttpMetrics>,
+    /// Per-tenant request limit of every authenticated route.
+    rate_limit: TenantLimiter,
 }
 
 impl ApiState {
@@ -66,7 +69,14 @@ impl ApiState {
             ),
             insecure_registries: Arc::new(insecure_registries),
             http_metrics: Arc::default(),
+            rate_limit: TenantLimiter::unlimited(),
         }
+    }
+
+    /// Limits each tenant's requests (unlimited by default).
+    pub fn with_rate_limit(mut self, limit: TenantLimiter) -> Self {
+        self.rate_limit = limit;
+        self
     }
 }
 
@@ -76,6 +86,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Seconds for `Retry-After` (429 only).
+    retry_after: Option<u64>,
 }
 
 /// The one shape of every API error.
@@ -87,7 +99,7 @@ pub struct ErrorBody {
 #[derive(Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable: `invalid`, `not_found`, `conflict`, `forbidden`,
-    /// `unauthenticated`, `internal`.
+    /// `unauthenticated`, `rate_limited`, `internal`.
     code: String,
     message: String,
 }
@@ -100,7 +112,29 @@ impl IntoResponse for ApiError {
                 message: self.message,
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+impl ApiError {
+    /// 429 `rate_limited`, with `Retry-After`.
+    fn rate_limited(tenant: &str, limit: &TenantLimiter, limited: RateLimited) -> Self {
+        let secs = limited.retry_after_secs();
+        Self {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "rate_limited",
+            message: format!(
+                "tenant {tenant:?} is over its API rate limit ({}); retry in {secs} s",
+                limit.config().describe()
+            ),
+            retry_after: Some(secs),
+        }
     }
 }
 
@@ -120,6 +154,7 @@ impl From<OrchestratorError> for ApiError {
             status,
             code,
             message: e.to_string(),
+            retry_after: None,
         }
     }
 }
@@ -135,6 +170,7 @@ fn invalid(message: impl Into<String>) -> ApiError {
         status: StatusCode::BAD_REQUEST,
         code: "invalid",
         message: message.into(),
+        retry_after: None,
     }
 }
 
@@ -143,6 +179,7 @@ fn not_found(message: impl Into<String>) -> ApiError {
         status: StatusCode::NOT_FOUND,
         code: "not_found",
         message: message.into(),
+        retry_after: None,
     }
 }
 
@@ -160,6 +197,7 @@ impl FromRequestParts<ApiState> for Caller {
             status: StatusCode::UNAUTHORIZED,
             code: "unauthenticated",
             message: message.to_owned(),
+            retry_after: None,
         };
         if state.tokens.is_empty() {
             let actor = parts
@@ -170,10 +208,11 @@ impl FromRequestParts<ApiState> for Caller {
                 .filter(|v| !v.is_empty())
                 .unwrap_or("local")
                 .to_owned();
-            return Ok(Caller {
+            return Caller {
                 tenant: "default".into(),
                 actor,
-            });
+            }
+            .within_limit(state);
         }
         let token = parts
             .headers
@@ -185,10 +224,25 @@ impl FromRequestParts<ApiState> for Caller {
             .tokens
             .get(token.trim())
             .ok_or_else(|| unauthenticated("unknown bearer token"))?;
-        Ok(Caller {
+        Caller {
             tenant: t.tenant.clone(),
             actor: t.subject.clone(),
-        })
+        }
+        .within_limit(state)
+    }
+}
+
+impl Caller {
+    /// Takes one request from the caller's tenant's rate limit.
+    fn within_limit(self, state: &ApiState) -> Result<Self, ApiError> {
+        match state.rate_limit.check(&self.tenant) {
+            Ok(()) => Ok(self),
+            Err(limited) => Err(ApiError::rate_limited(
+                &self.tenant,
+                &state.rate_limit,
+                limited,
+            )),
+        }
     }
 }
 
@@ -260,6 +314,7 @@ pub fn router(state: ApiState) -> Router {
             }
         }),
     )
+    .route("/health", get(health))
     .route("/health/live", get(|| async { "ok" }))
     .route("/health/ready", get(ready))
     .route("/metrics", get(metrics))
@@ -287,6 +342,11 @@ async fn metrics(State(state): State<ApiState>) -> Response {
         )
             .into_response(),
     }
+}
+
+/// Every dependency with its latency (`crate::service_health`).
+async fn health(State(state): State<ApiState>) -> sextant_exporters::health::Report {
+    crate::service_health::report(&state.orchestrator).await
 }
 
 async fn ready(State(state): State<ApiState>) -> Response {
@@ -446,6 +506,7 @@ async fn create_release(
             status: StatusCode::CONFLICT,
             code: "conflict",
             message: format!("release {:?} exists; releases are immutable", body.name),
+            retry_after: None,
         })?;
     Ok((StatusCode::CREATED, Json(release)))
 }
@@ -894,6 +955,7 @@ fn channel(state: &ApiState) -> Result<&Arc<crate::agents::AgentChannel>, ApiErr
         status: StatusCode::SERVICE_UNAVAILABLE,
         code: "no_agent_channel",
         message: "this orchestrator runs no agent channel".into(),
+        retry_after: None,
     })
 }
 
@@ -937,6 +999,7 @@ fn find_agent(views: Vec<AgentView>, key: &str) -> Result<AgentView, ApiError> {
             status: StatusCode::CONFLICT,
             code: "ambiguous",
             message: format!("{n} agents are named {key}; use an id"),
+            retry_after: None,
         }),
     }
 }

@@ -18,6 +18,7 @@ pub mod promotion;
 pub mod registry;
 pub mod runtime;
 pub mod service;
+pub mod service_health;
 pub mod store;
 pub mod strategy;
 pub mod ui;

@@ -84,6 +84,19 @@ fn agent_task_status(state: &str, outcome: Option<&str>) -> &'static str {
     if success { "succeeded" } else { "failed" }
 }
 
+/// Whether an agent counts as connected: a stream is open and its last
+/// heartbeat (Unix ms) is at most two intervals old. `/metrics` and
+/// `/health` count alike.
+pub fn is_connected(
+    session: bool,
+    last_heartbeat: Option<i64>,
+    now_ms: i64,
+    heartbeat: std::time::Duration,
+) -> bool {
+    let fresh = 2 * heartbeat.as_millis() as i64;
+    session && last_heartbeat.is_some_and(|t| now_ms - t <= fresh)
+}
+
 /// Builds the estate-wide series from the database's rows.
 fn estate(
     rows: &MetricRows,
@@ -233,14 +246,13 @@ fn estate(
         ),
         &["agent"],
     )?;
-    let fresh = 2 * heartbeat.as_millis() as i64;
     for (name, revoked, session, last) in &rows.agents {
         if !revoked {
             registered.inc();
             if let Some(t) = last {
                 age.with_label_values(&[name]).set(seconds(*t, now_ms));
             }
-            if *session && last.is_some_and(|t| now_ms - t <= fresh) {
+            if is_connected(*session, *last, now_ms, heartbeat) {
                 connected.inc();
             }
         }

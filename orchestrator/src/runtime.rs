@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use sextant_exporters::outbox::{Outbox, OutboxConfig};
+pub use sextant_exporters::rate_limit::RateLimitConfig;
+use sextant_exporters::rate_limit::TenantLimiter;
 use sextant_exporters::sender::{self, HttpConfig, HttpTransport, Secret, SenderConfig};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -44,6 +46,8 @@ pub struct RuntimeConfig {
     /// Registry credentials for agent tasks, added as each task is
     /// delivered (`--registry-auth`).
     pub registry_auth: crate::agents::registry::RegistryAuths,
+    /// Per-tenant limit of the API's requests; unlimited by default.
+    pub api_rate_limit: RateLimitConfig,
     pub settings: Settings,
 }
 
@@ -76,6 +80,7 @@ pub async fn start(
     ssh: Arc<dyn Executor>,
     cancel: CancellationToken,
 ) -> anyhow::Result<Running> {
+    let rate_limit = TenantLimiter::new(config.api_rate_limit).context("invalid API rate limit")?;
     let store = Store::open(&config.database_url)
         .await
         .with_context(|| "cannot open the orchestrator database")?;
@@ -151,11 +156,14 @@ pub async fn start(
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let app = api::router(ApiState::new(
-        orchestrator.clone(),
-        &config.tokens,
-        config.insecure_registries.clone(),
-    ));
+    let app = api::router(
+        ApiState::new(
+            orchestrator.clone(),
+            &config.tokens,
+            config.insecure_registries.clone(),
+        )
+        .with_rate_limit(rate_limit),
+    );
     let c = cancel.clone();
     tasks.spawn(async move {
         axum::serve(listener, app)

@@ -4,6 +4,8 @@
 //! are checked without containers: registration tokens, revocation,
 //! selectors, the offline deadline, a stream cut mid-task, and a replica
 //! killed during a rolling job. The Docker side is `agents_docker.rs`.
+//! The API's `/health` (database and agents) and its per-tenant rate
+//! limit are checked here too, on the same replicas.
 
 #![allow(clippy::unwrap_used)]
 
@@ -17,7 +19,7 @@ use serde_json::{Value, json};
 use sextant_agent::channel::{self, ChannelConfig, Runner};
 use sextant_e2e::{Backend, TestDb};
 use sextant_orchestrator::executor::ssh::SshExecutor;
-use sextant_orchestrator::runtime::{self, Running, RuntimeConfig};
+use sextant_orchestrator::runtime::{self, RateLimitConfig, Running, RuntimeConfig};
 use sextant_orchestrator::service::Settings;
 use tokio_util::sync::CancellationToken;
 
@@ -66,6 +68,7 @@ impl Replica {
             agent_listen: Some("127.0.0.1:0".parse().unwrap()),
             agent_heartbeat: Duration::from_secs(1),
             registry_auth: Default::default(),
+            api_rate_limit: Default::default(),
             settings: Settings {
                 replica: name.into(),
                 lease: Duration::from_secs(2),
@@ -780,4 +783,159 @@ async fn registry_credentials_ride_with_the_delivery_and_are_never_stored() {
     );
     drop(tx);
     replica.crash().await;
+}
+
+/// `GET /health` of a replica: (HTTP status, body), after checking the
+/// report's shape: the two checks, each with a measured latency.
+async fn health(replica: &Replica) -> (u16, Value) {
+    let (status, body) = replica.call("GET", "/health", None).await;
+    assert_eq!(body["service"], "sextant-orchestrator", "{body}");
+    assert!(body["version"].is_string(), "{body}");
+    let checks = body["checks"].as_array().expect("checks");
+    let names: Vec<&str> = checks.iter().filter_map(|c| c["name"].as_str()).collect();
+    assert_eq!(names, ["database", "agents"], "{body}");
+    for check in checks {
+        assert!(check["latency_ms"].is_number(), "{body}");
+    }
+    (status, body)
+}
+
+/// The agents check: passes with no agents, passes with one connected,
+/// warns (still 200) once every registered agent is gone; the database
+/// check fails with 503 when the database goes away.
+async fn health_checks_the_database_and_counts_agents(backend: Backend) {
+    let mut db = TestDb::new(backend).await;
+    let data = tempfile::tempdir().unwrap();
+    let replica = Replica::start(&db.url, data.path(), "a", Duration::from_secs(30)).await;
+    let (status, body) = health(&replica).await;
+    assert_eq!((status, &body["status"]), (200, &json!("pass")), "{body}");
+    assert_eq!(body["checks"][0]["status"], "pass", "{body}");
+    let agents = &body["checks"][1];
+    assert_eq!(agents["status"], "pass", "{body}");
+    assert_eq!(agents["detail"], "no agents registered", "{body}");
+    assert_eq!(agents["observed"]["registered"], 0, "{body}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::start(
+        vec![replica.agents.clone()],
+        Some(replica.token().await),
+        "host-a",
+        &[],
+        dir.path(),
+        Duration::ZERO,
+    );
+    replica.wait_agents_online(&["host-a"]).await;
+    let (status, body) = health(&replica).await;
+    assert_eq!((status, &body["status"]), (200, &json!("pass")), "{body}");
+    let agents = &body["checks"][1]["observed"];
+    assert_eq!(
+        (&agents["registered"], &agents["connected"]),
+        (&json!(1), &json!(1)),
+        "{body}"
+    );
+    assert_eq!(agents["streams_on_this_replica"], 1, "{body}");
+
+    // The only agent goes away: registered, none connected, a warning.
+    agent.stop().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let body = loop {
+        let (status, body) = health(&replica).await;
+        if body["checks"][1]["status"] == "warn" {
+            assert_eq!((status, &body["status"]), (200, &json!("warn")), "{body}");
+            break body;
+        }
+        assert!(Instant::now() < deadline, "no warning: {body:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(body["checks"][1]["observed"]["connected"], 0, "{body}");
+    assert!(
+        body["checks"][1]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("none connected")),
+        "{body}"
+    );
+
+    if backend == Backend::Postgres {
+        db.drop_now().await;
+        let (status, body) = health(&replica).await;
+        assert_eq!((status, &body["status"]), (503, &json!("fail")), "{body}");
+        assert_eq!(body["checks"][0]["status"], "fail", "{body}");
+        assert!(body["checks"][0]["error"].is_string(), "{body}");
+        // /health/ready keeps its own answer.
+        let res = reqwest::get(format!("{}/health/ready", replica.base))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 503);
+    }
+}
+
+#[tokio::test]
+async fn health_checks_the_database_and_counts_agents_on_sqlite() {
+    health_checks_the_database_and_counts_agents(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn health_checks_the_database_and_counts_agents_on_postgres() {
+    health_checks_the_database_and_counts_agents(Backend::Postgres).await;
+}
+
+/// Each tenant has its own API budget: one over it gets 429 with
+/// Retry-After; another tenant, `/health` and an unknown token are not
+/// affected by it.
+#[tokio::test]
+async fn the_api_rate_limit_is_per_tenant() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let data = tempfile::tempdir().unwrap();
+    let token = |token: &str, tenant: &str| sextant_orchestrator::api::TokenConfig {
+        token: token.into(),
+        tenant: tenant.into(),
+        subject: format!("{tenant}-ops"),
+    };
+    let replica = Replica::start_with(&db.url, data.path(), "a", Duration::from_secs(30), |c| {
+        c.tokens = vec![
+            token("token-of-tenant-a", "a"),
+            token("token-of-tenant-b", "b"),
+        ];
+        // A burst of 2, then one request per 1000 s.
+        c.api_rate_limit = RateLimitConfig::new(0.001, 2);
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let get = |path: &str, token: &str| {
+        http.get(format!("{}{path}", replica.base))
+            .bearer_auth(token)
+            .send()
+    };
+    for _ in 0..2 {
+        let res = get("/api/v1/environments", "token-of-tenant-a")
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    let res = get("/api/v1/whoami", "token-of-tenant-a").await.unwrap();
+    assert_eq!(res.status(), 429);
+    let wait: u64 = res
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("a numeric Retry-After");
+    assert!((1..=1000).contains(&wait), "Retry-After {wait}");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("\"a\"")),
+        "{body}"
+    );
+
+    let res = get("/api/v1/environments", "token-of-tenant-b")
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "tenant b is not limited by a");
+    let res = get("/api/v1/environments", "not-a-token").await.unwrap();
+    assert_eq!(res.status(), 401);
+    let res = get("/health", "token-of-tenant-a").await.unwrap();
+    assert_eq!(res.status(), 200);
 }

@@ -221,6 +221,7 @@ async fn with_tokens_the_page_is_tenant_scoped() {
         agent_listen: None,
         agent_heartbeat: Duration::from_secs(30),
         registry_auth: Default::default(),
+        api_rate_limit: Default::default(),
         settings: Settings {
             replica: "replica-a".into(),
             poll: Duration::from_millis(200),

@@ -10,7 +10,7 @@ use clap::Args;
 use sextant_orchestrator::api::TokenConfig;
 use sextant_orchestrator::executor::ssh::SshExecutor;
 use sextant_orchestrator::model::Span;
-use sextant_orchestrator::runtime::{self, Running, RuntimeConfig};
+use sextant_orchestrator::runtime::{self, RateLimitConfig, Running, RuntimeConfig};
 use sextant_orchestrator::service::Settings;
 use tokio_util::sync::CancellationToken;
 
@@ -95,6 +95,34 @@ pub struct ServeArgs {
     /// stored in the database.
     #[arg(long, env = "SEXTANT_REGISTRY_AUTH_FILE", value_name = "CONFIG_JSON")]
     pub registry_auth: Option<PathBuf>,
+    /// Requests per second each tenant may make to the API (fractions
+    /// allowed); over it the API answers 429 with Retry-After. 0: unlimited.
+    #[arg(
+        long,
+        env = "SEXTANT_ORCHESTRATOR_API_RATE_LIMIT",
+        value_name = "PER_SECOND",
+        default_value_t = 0.0,
+        value_parser = rate_per_second
+    )]
+    pub api_rate_limit: f64,
+    /// Requests a tenant may make at once before --api-rate-limit applies
+    /// [default: the rate rounded up].
+    #[arg(
+        long,
+        env = "SEXTANT_ORCHESTRATOR_API_RATE_BURST",
+        value_name = "REQUESTS",
+        default_value_t = 0
+    )]
+    pub api_rate_burst: u32,
+}
+
+/// A rate limit's requests per second: a finite number of at least 0.
+fn rate_per_second(value: &str) -> Result<f64, String> {
+    let rate: f64 = value.parse().map_err(|e| format!("{e}"))?;
+    RateLimitConfig::new(rate, 0)
+        .validate()
+        .map(|()| rate)
+        .map_err(|e| e.to_string())
 }
 
 impl ServeArgs {
@@ -149,6 +177,7 @@ impl ServeArgs {
                     .map_err(|e| anyhow::anyhow!("--registry-auth: {e}"))?,
                 None => Default::default(),
             },
+            api_rate_limit: RateLimitConfig::new(self.api_rate_limit, self.api_rate_burst),
             settings,
         })
     }
@@ -196,6 +225,7 @@ pub fn local_config(
         agent_listen: Some(agent_listen),
         agent_heartbeat: std::time::Duration::from_secs(30),
         registry_auth: Default::default(),
+        api_rate_limit: Default::default(),
         settings: Settings::default(),
     }
 }

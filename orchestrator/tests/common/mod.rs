@@ -98,6 +98,7 @@ impl Stack {
             agent_listen: None,
             agent_heartbeat: Duration::from_secs(30),
             registry_auth: Default::default(),
+            api_rate_limit: Default::default(),
             settings: Settings {
                 replica: replica.into(),
                 lease: Duration::from_secs(2),
