@@ -28,6 +28,7 @@ use sextant_protocol::v1::{
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::executor::{
     ComposeLock, DeploySpec, Executor, RecordState, RegistryAuth, TaskEvent, TaskOutcome,
@@ -428,9 +429,26 @@ async fn execute(shared: &Arc<Shared>, task: pb::Task) -> TaskResult {
             format!("task {run_key} arrived after its deadline; not started"),
         );
     }
-    let span = tracing::info_span!("agent.execute", run_key = %run_key, kind = %task.kind,
-        traceparent = %task.traceparent);
-    let _guard = span.enter();
+    // A child of the orchestrator's task.dispatch (or health.check) span.
+    let span = tracing::info_span!("agent.execute", run_key = %run_key, kind = %task.kind);
+    sextant_exporters::telemetry::set_parent(&span, &task.traceparent);
+    async move {
+        tracing::info!(run_key = %run_key, kind = %task.kind, "Task started");
+        let result = run_task(shared, task).await;
+        if result.success {
+            tracing::info!(run_key = %run_key, digest = %result.deployed_digest, "Task succeeded");
+        } else {
+            tracing::warn!(run_key = %run_key, error_type = %result.error_type,
+                error = %result.error, "Task failed");
+        }
+        result
+    }
+    .instrument(span)
+    .await
+}
+
+async fn run_task(shared: &Arc<Shared>, task: pb::Task) -> TaskResult {
+    let run_key = task.run_key.clone();
     update(shared, &run_key, "running", vec![]);
     if let Err(e) = write_artifacts(&shared.data_dir, &run_key, &task.artifacts) {
         return failure(&run_key, "invalid", false, e);

@@ -21,6 +21,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use sextant_exporters::telemetry::{LogFormat, Telemetry};
 use sextant_receiver::auth::Scope;
 use sextant_receiver::{Application, HubConfig};
 use tokio_util::sync::CancellationToken;
@@ -151,13 +152,15 @@ impl UpArgs {
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // Traces and logs (docs/telemetry.md): `service.name` by role, unless
+    // OTEL_SERVICE_NAME says otherwise.
+    let service = match &cli.command {
+        Command::Up(_) => "sextant",
+        Command::Orchestrator(_) => "sextant-orchestrator",
+        Command::Agent { .. } => "sextant-agent",
+        _ => "sextant-cli",
+    };
+    let telemetry = Telemetry::init(service, LogFormat::from_env());
     let code = match run(cli.command).await {
         Ok(code) => code,
         Err(error) => {
@@ -166,6 +169,8 @@ async fn main() {
             1
         }
     };
+    // `exit` runs no destructors: flush the last spans and logs first.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
     std::process::exit(code)
 }
 

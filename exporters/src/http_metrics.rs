@@ -6,6 +6,10 @@
 //! the number of routes. Install [`track`] as a route layer
 //! (`Router::route_layer(from_fn_with_state(metrics, track))`): only then
 //! is the matched route known.
+//!
+//! The same middleware opens the request's server span (`METHOD /route`,
+//! a child of the caller's span when it sent W3C `traceparent`), except
+//! for scrapes and health probes, which would bury the traces that matter.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,6 +18,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use tracing::Instrument as _;
 
 /// The HTTP series of one service process.
 pub struct HttpMetrics {
@@ -84,9 +89,19 @@ pub async fn track(
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = request.method().as_str().to_owned();
+    let span = if path == "/metrics" || path.starts_with("/health") {
+        tracing::Span::none()
+    } else {
+        let span = tracing::info_span!("http.request", otel.name = %format!("{method} {path}"),
+            otel.kind = "server", http.request.method = %method, http.route = %path,
+            http.response.status_code = tracing::field::Empty);
+        crate::telemetry::set_parent_from_headers(&span, request.headers());
+        span
+    };
     metrics.in_flight.inc();
     let started = Instant::now();
-    let response = next.run(request).await;
+    let response = next.run(request).instrument(span.clone()).await;
+    span.record("http.response.status_code", response.status().as_u16());
     metrics.in_flight.dec();
     metrics
         .duration

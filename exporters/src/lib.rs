@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod rate_limit;
 pub mod sender;
+pub mod telemetry;
 
 pub use error::{OutboxError, Result};
 pub use metrics::{DropReason, OutboxMetrics};

@@ -7,8 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
+use sextant_exporters::telemetry;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::artifacts;
 use crate::desired::{self, Desired};
@@ -16,8 +18,8 @@ use crate::executor::{
     ErrorType, LogStream, TaskContext, TaskEvent, TaskKind, TaskOutcome, TaskRequest,
 };
 use crate::model::{
-    CanaryAnalysis, HealthCheck, JobKind, JobState, PromotionState, RollbackPolicy, Strategy,
-    TargetSpec, TaskState,
+    CanaryAnalysis, HealthCheck, HealthProbe, JobKind, JobState, PromotionState, RollbackPolicy,
+    Strategy, TargetSpec, TaskState,
 };
 use crate::service::{Orchestrator, OrchestratorError, Result};
 use crate::store::{DeployedOn, Job, NewJob, NewTask, Task, TaskResultRow, now_ms, rfc3339};
@@ -116,7 +118,7 @@ impl Orchestrator {
     /// Moves a job forward until it is finished.
     pub(crate) async fn drive(&self, id: &str) -> Result<()> {
         // `claim_job` counted this attempt.
-        let mut job = self.load_job(id).await?;
+        let job = self.load_job(id).await?;
         if job.attempts > job.max_attempts && !job.state.is_terminal() {
             let why = format!(
                 "gave up after {} attempts to drive the job",
@@ -126,8 +128,31 @@ impl Orchestrator {
             return Ok(());
         }
         let span = tracing::info_span!("deployment.execute", job = id, kind = %job.kind,
-            environment = %job.environment, release = %job.release);
-        let _guard = span.enter();
+            environment = %job.environment, release = %job.release, strategy = job.strategy.name(),
+            attempt = job.attempts);
+        // A child of the promotion's span, on whichever replica drives it.
+        if let Some(parent) = self.promotion_trace(&job).await? {
+            telemetry::set_parent(&span, &parent);
+        }
+        self.drive_job(job).instrument(span).await
+    }
+
+    /// The promotion's `traceparent` of a job (a rollback job's through its
+    /// promotion too).
+    async fn promotion_trace(&self, job: &Job) -> Result<Option<String>> {
+        let Some(promotion) = &job.promotion_id else {
+            return Ok(None);
+        };
+        Ok(self
+            .store
+            .promotion(&job.tenant, promotion)
+            .await?
+            .and_then(|p| p.traceparent))
+    }
+
+    async fn drive_job(&self, mut job: Job) -> Result<()> {
+        let id = job.id.clone();
+        let id = id.as_str();
         loop {
             match job.state {
                 JobState::Pending => {
@@ -535,10 +560,25 @@ impl Orchestrator {
         target: &TargetSpec,
         executor: &dyn crate::executor::Executor,
     ) -> Result<TaskOutcome> {
-        let request = self.task_request(job, task, target).await?;
+        let mut request = self.task_request(job, task, target).await?;
         let span = tracing::info_span!("task.dispatch", task = %task.id, target = %task.target,
             kind = task.kind.as_str(), attempt = request.attempt);
-        let _guard = span.enter();
+        // The agent's (or the SSH command's) span is a child of this one.
+        if let Some(tp) = telemetry::traceparent_of(&span) {
+            request.traceparent = Some(tp);
+        }
+        self.dispatch(task, target, executor, request)
+            .instrument(span)
+            .await
+    }
+
+    async fn dispatch(
+        &self,
+        task: &Task,
+        target: &TargetSpec,
+        executor: &dyn crate::executor::Executor,
+        request: TaskRequest,
+    ) -> Result<TaskOutcome> {
         let (tx, rx) = mpsc::channel(256);
         let guard = request.timeout + Duration::from_secs(30);
         let run = async move {
@@ -649,10 +689,19 @@ impl Orchestrator {
         let Some(check) = &target.health else {
             return Ok(Ok(()));
         };
-        let request = self.task_request(job, task, target).await?;
+        let mut request = self.task_request(job, task, target).await?;
         let check = with_slot(check, task.slot.as_deref());
-        let span = tracing::info_span!("health.check", task = %task.id, target = %task.target);
-        let _guard = span.enter();
+        let probe = match check.probe() {
+            Ok(HealthProbe::Http { .. }) => "http",
+            Ok(HealthProbe::Tcp { .. }) => "tcp",
+            Ok(HealthProbe::Command { .. }) => "command",
+            Err(_) => "invalid",
+        };
+        let span = tracing::info_span!("health.check", task = %task.id, target = %task.target,
+            probe);
+        if let Some(tp) = telemetry::traceparent_of(&span) {
+            request.traceparent = Some(tp);
+        }
         let (tx, rx) = mpsc::channel(64);
         let run = async move {
             let r =
@@ -660,8 +709,13 @@ impl Orchestrator {
             drop(tx);
             r
         };
-        let (result, drained) = tokio::join!(run, self.drain(task, rx));
+        let (result, drained) = async { tokio::join!(run, self.drain(task, rx)) }
+            .instrument(span.clone())
+            .await;
         drained?;
+        if let Err(why) = &result {
+            tracing::warn!(parent: &span, task = %task.id, target = %task.target, error = %why, "Health check failed");
+        }
         Ok(result)
     }
 

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::json;
+use sextant_exporters::telemetry::{self, KeyValue};
+use tracing::Instrument as _;
 
 use crate::executor::TaskKind;
 use crate::gates::{self, Decision, GateContext, ManualGateState};
@@ -13,7 +15,7 @@ use crate::model::{
     EnvironmentSpec, GateSpec, JobKind, PromotionState, Release, ReleaseStatus, Strategy,
 };
 use crate::service::{Orchestrator, OrchestratorError, Result};
-use crate::store::{NewJob, NewTask, Promotion};
+use crate::store::{NewJob, NewPromotion, NewTask, Promotion};
 
 /// A promotion request.
 #[derive(Debug, Clone)]
@@ -61,17 +63,38 @@ impl Orchestrator {
                 request.environment
             )));
         }
+        // The promotion's span: a child of the request's (and so of a CD
+        // pipeline's span when it sent `traceparent`); stored with the
+        // promotion so that everything after it joins its trace.
+        let span = tracing::info_span!("promotion", promotion.id = tracing::field::Empty,
+            release = %release.name, environment = %request.environment, actor);
+        let traceparent = telemetry::traceparent_of(&span);
+        self.create_and_evaluate(tenant, actor, request, &release, traceparent.as_deref())
+            .instrument(span)
+            .await
+    }
+
+    async fn create_and_evaluate(
+        &self,
+        tenant: &str,
+        actor: &str,
+        request: &PromotionRequest,
+        release: &Release,
+        traceparent: Option<&str>,
+    ) -> Result<Promotion> {
         let promotion = self
             .store
-            .create_promotion(
+            .create_promotion(&NewPromotion {
                 tenant,
-                &release.id,
-                &request.environment,
-                actor,
-                &request.strategy,
-                request.reason.as_deref(),
-            )
+                release_id: &release.id,
+                environment: &request.environment,
+                requested_by: actor,
+                strategy: &request.strategy,
+                reason: request.reason.as_deref(),
+                traceparent,
+            })
             .await?;
+        tracing::Span::current().record("promotion.id", promotion.id.as_str());
         tracing::info!(
             promotion = %promotion.id,
             release = %release.name,
@@ -138,13 +161,22 @@ impl Orchestrator {
                 env.approvers.join(", ")
             )));
         }
-        if !self.store.add_approval(id, actor, approve, comment).await? {
-            return Err(OrchestratorError::Conflict(format!(
-                "{actor} already decided on promotion {id}"
-            )));
+        // Recorded in the promotion's trace, linked to the request's.
+        let span = tracing::info_span!("promotion.approve", promotion.id = id, actor, approve);
+        if let Some(parent) = &p.traceparent {
+            telemetry::link_and_reparent(&span, parent);
         }
-        tracing::info!(promotion = id, actor, approve, "Approval recorded");
-        self.evaluate_promotion(tenant, id).await?;
+        async {
+            if !self.store.add_approval(id, actor, approve, comment).await? {
+                return Err(OrchestratorError::Conflict(format!(
+                    "{actor} already decided on promotion {id}"
+                )));
+            }
+            tracing::info!(promotion = id, actor, approve, "Approval recorded");
+            self.evaluate_promotion(tenant, id).await
+        }
+        .instrument(span)
+        .await?;
         self.wake.notify_one();
         self.store
             .promotion(tenant, id)
@@ -271,6 +303,7 @@ impl Orchestrator {
             hub: self.hub.as_ref(),
             http: &self.http,
         };
+        let evaluating = std::time::SystemTime::now();
         let results = gates::evaluate_all(&env.gates, &ctx).await;
         let gate_decision = gates::overall(&results);
         let approvals = self.store.approvals(id).await?;
@@ -287,6 +320,7 @@ impl Orchestrator {
         if let Some(r) = rejected_by {
             // The approver who refused is the actor of the move.
             let detail = format!("rejected by {}", r.approver);
+            trace_gates(&p, evaluating, &results, gate_decision, "rejected");
             return self
                 .decide(&p, PromotionState::Rejected, &r.approver, &detail, record)
                 .await;
@@ -298,6 +332,7 @@ impl Orchestrator {
                 .map(|r| format!("{}: {}", r.gate, r.reason))
                 .collect();
             let detail = format!("denied by gate {}", denied.join("; "));
+            trace_gates(&p, evaluating, &results, gate_decision, "rejected");
             // A manual gate closed by someone: they are the actor.
             let actor = env
                 .gates
@@ -315,6 +350,7 @@ impl Orchestrator {
         }
         if gate_decision == Decision::Pending || approved < required {
             if p.state == PromotionState::Requested {
+                trace_gates(&p, evaluating, &results, gate_decision, "awaiting_approval");
                 let mut waiting = Vec::new();
                 if approved < required {
                     waiting.push(format!("{approved}/{required} approvals"));
@@ -338,6 +374,7 @@ impl Orchestrator {
             }
             return Ok(());
         }
+        trace_gates(&p, evaluating, &results, gate_decision, "approved");
         self.decide(
             &p,
             PromotionState::Approved,
@@ -369,6 +406,9 @@ impl Orchestrator {
                 .write_decision(&p.id, to.as_str(), &record)
                 .await?;
             tracing::info!(promotion = %p.id, outcome = to.as_str(), detail, "Promotion decided");
+            if p.state == PromotionState::AwaitingApproval {
+                trace_approval_wait(p, to, actor);
+            }
         }
         Ok(())
     }
@@ -537,4 +577,63 @@ impl Orchestrator {
         }
         Ok(())
     }
+}
+
+/// Records the gate evaluation that moved a promotion (to waiting, or to a
+/// decision) as a `gate.evaluate` span of the promotion's trace; the
+/// evaluations that change nothing while it waits are not recorded.
+fn trace_gates(
+    p: &Promotion,
+    started: std::time::SystemTime,
+    results: &[gates::GateResult],
+    decision: Decision,
+    outcome: &'static str,
+) {
+    let Some(parent) = &p.traceparent else { return };
+    let names = |d: Decision| {
+        results
+            .iter()
+            .filter(|r| r.decision == d)
+            .map(|r| r.gate.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    telemetry::record_span(
+        "gate.evaluate",
+        parent,
+        started,
+        std::time::SystemTime::now(),
+        vec![
+            KeyValue::new("sextant.promotion.id", p.id.clone()),
+            KeyValue::new("sextant.gates", results.len() as i64),
+            KeyValue::new("sextant.gate.decision", decision.as_str()),
+            KeyValue::new("sextant.gates.denied", names(Decision::Deny)),
+            KeyValue::new("sextant.gates.pending", names(Decision::Pending)),
+            KeyValue::new("sextant.promotion.outcome", outcome),
+        ],
+    );
+}
+
+/// Records a promotion's wait for approvals and gates, from its request to
+/// the decision, as an `approval.wait` span of its trace.
+fn trace_approval_wait(p: &Promotion, to: PromotionState, actor: &str) {
+    let Some(parent) = &p.traceparent else { return };
+    let Ok(requested) = time::OffsetDateTime::parse(
+        &p.created_at,
+        &time::format_description::well_known::Rfc3339,
+    ) else {
+        return;
+    };
+    telemetry::record_span(
+        "approval.wait",
+        parent,
+        requested.into(),
+        std::time::SystemTime::now(),
+        vec![
+            KeyValue::new("sextant.promotion.id", p.id.clone()),
+            KeyValue::new("sextant.environment", p.environment.clone()),
+            KeyValue::new("sextant.promotion.outcome", to.as_str()),
+            KeyValue::new("sextant.actor", actor.to_owned()),
+        ],
+    );
 }

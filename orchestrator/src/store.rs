@@ -162,6 +162,10 @@ pub struct Promotion {
     pub job_id: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// The W3C `traceparent` of the promotion's span: its trace holds the
+    /// approval wait, the gates, the deployment and every task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// One change of a promotion, job or task, with its actor.
@@ -252,6 +256,19 @@ pub struct NewTask {
     pub timeout_ms: i64,
 }
 
+/// A promotion to create, in `requested`.
+#[derive(Debug, Clone, Copy)]
+pub struct NewPromotion<'a> {
+    pub tenant: &'a str,
+    pub release_id: &'a str,
+    pub environment: &'a str,
+    pub requested_by: &'a str,
+    pub strategy: &'a Strategy,
+    pub reason: Option<&'a str>,
+    /// The W3C `traceparent` of the span requesting it.
+    pub traceparent: Option<&'a str>,
+}
+
 /// A job to create.
 #[derive(Debug, Clone)]
 pub struct NewJob {
@@ -321,7 +338,8 @@ pub struct DecisionRecord {
 }
 
 const PROMOTION_COLUMNS: &str = "p.id, p.release_id, r.name AS release_name, p.environment, \
-     p.state, p.requested_by, p.strategy, p.reason, p.job_id, p.created_at, p.updated_at";
+     p.state, p.requested_by, p.strategy, p.reason, p.job_id, p.created_at, p.updated_at, \
+     p.traceparent";
 
 const JOB_COLUMNS: &str = "j.id, j.tenant, j.kind, j.promotion_id, j.parent_job_id, j.release_id, \
      r.name AS release_name, j.environment, j.strategy, j.state, j.attempts, j.max_attempts, \
@@ -346,6 +364,7 @@ macro_rules! promotion_row {
             job_id: r.try_get("job_id")?,
             created_at: rfc3339(r.try_get("created_at")?),
             updated_at: rfc3339(r.try_get("updated_at")?),
+            traceparent: r.try_get("traceparent")?,
         }
     }};
 }
@@ -882,23 +901,24 @@ impl Store {
 
     // -- promotions ---------------------------------------------------------
 
-    pub async fn create_promotion(
-        &self,
-        tenant: &str,
-        release_id: &str,
-        environment: &str,
-        requested_by: &str,
-        strategy: &Strategy,
-        reason: Option<&str>,
-    ) -> Result<Promotion> {
+    pub async fn create_promotion(&self, new: &NewPromotion<'_>) -> Result<Promotion> {
+        let NewPromotion {
+            tenant,
+            release_id,
+            environment,
+            requested_by,
+            strategy,
+            reason,
+            traceparent,
+        } = *new;
         let id = uuid::Uuid::new_v4().to_string();
         let now = now_ms();
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
             sqlx::query(
                 "INSERT INTO promotions (id, tenant, release_id, environment, state, requested_by, \
-                     strategy, reason, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, 'requested', $5, $6, $7, $8, $8)",
+                     strategy, reason, created_at, updated_at, traceparent) \
+                 VALUES ($1, $2, $3, $4, 'requested', $5, $6, $7, $8, $8, $9)",
             )
             .bind(&id)
             .bind(tenant)
@@ -908,6 +928,7 @@ impl Store {
             .bind(json(strategy))
             .bind(reason)
             .bind(now)
+            .bind(traceparent)
             .execute(&mut *tx)
             .await?;
             sqlx::query(
@@ -1833,9 +1854,11 @@ macro_rules! migrations {
 }
 
 fn sqlite_migrations() -> sqlx::migrate::Migrator {
-    migrations!("sqlite": 1 => "0001_orchestrator", 2 => "0002_one_rollback_job", 3 => "0003_agents")
+    migrations!("sqlite": 1 => "0001_orchestrator", 2 => "0002_one_rollback_job", 3 => "0003_agents",
+        4 => "0004_promotion_trace")
 }
 
 fn postgres_migrations() -> sqlx::migrate::Migrator {
-    migrations!("postgres": 1 => "0001_orchestrator", 2 => "0002_one_rollback_job", 3 => "0003_agents")
+    migrations!("postgres": 1 => "0001_orchestrator", 2 => "0002_one_rollback_job", 3 => "0003_agents",
+        4 => "0004_promotion_trace")
 }

@@ -71,6 +71,7 @@ impl AgentProcess {
             endpoint,
             token,
             &format!("http://{}", hub.grpc),
+            &[],
         )
     }
 
@@ -83,6 +84,7 @@ impl AgentProcess {
         endpoint: &str,
         token: Option<&str>,
         otlp: &str,
+        env: &[(&str, &str)],
     ) -> Self {
         let mut cmd = match netns {
             Some(ns) => {
@@ -108,6 +110,7 @@ impl AgentProcess {
             .env_remove("SEXTANT_REGISTRATION_TOKEN")
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         if let Some(t) = token {
@@ -140,13 +143,18 @@ struct Stack {
 
 impl Stack {
     async fn start() -> Self {
+        Self::start_env(&[]).await
+    }
+
+    /// Like [`Stack::start`], with `env` set for the orchestrator.
+    async fn start_env(env: &[(&str, &str)]) -> Self {
         let hub = Hub::start(Backend::Sqlite, "").await;
         hub.wait_ready().await;
         let data = tempfile::tempdir().unwrap();
         let db = format!("sqlite://{}", data.path().join("orchestrator.db").display());
         let hub_url = format!("http://{}", hub.api);
         let hub_otlp = format!("http://{}", hub.http);
-        let orchestrator = Process::start(
+        let orchestrator = Process::start_env(
             data.path(),
             &db,
             "replica-a",
@@ -160,6 +168,7 @@ impl Stack {
                 "--task-timeout",
                 "90s",
             ],
+            env,
         );
         Self {
             hub,
@@ -772,6 +781,7 @@ async fn an_agent_in_its_own_network_namespace_survives_its_link_being_cut() {
         &endpoint,
         Some(&stack.token()),
         &otlp,
+        &[],
     );
     stack.wait_online(&[&name]).await;
 
@@ -1251,4 +1261,190 @@ async fn killing_one_of_two_orchestrator_processes_mid_rolling_job_lets_the_othe
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     drop(agents);
+}
+
+/// Sextant's own traces (issue 7): one promotion, requested by a CD
+/// pipeline that sends `traceparent`, held for an approval, then deployed
+/// by an agent onto Docker, is one trace across the orchestrator and the
+/// agent, exported over OTLP/gRPC to a test collector: the pipeline's span
+/// → `POST /api/v1/promotions` → `promotion` → `approval.wait`,
+/// `gate.evaluate`, `deployment.execute` → `task.dispatch` →
+/// `agent.execute` (the agent process) → `health.check`. Logs go out over
+/// OTLP too, carrying the trace.
+#[tokio::test]
+async fn one_promotion_is_one_trace_across_the_orchestrator_and_the_agent() {
+    let images = test_images().await;
+    let scope = DockerScope::new();
+    let sink = sextant_e2e::otlp_sink::OtlpSink::start().await;
+    let otel: &[(&str, &str)] = &[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &sink.endpoint),
+        ("OTEL_LOGS_EXPORTER", "otlp"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ("OTEL_BLRP_SCHEDULE_DELAY", "100"),
+    ];
+    let stack = Stack::start_env(otel).await;
+    let host = scope.name("host-traced");
+    let dir = tempfile::tempdir().unwrap();
+    let _agent = AgentProcess::start_in(
+        None,
+        &host,
+        dir.path(),
+        &stack.endpoint(),
+        Some(&stack.token()),
+        &format!("http://{}", stack.hub.grpc),
+        otel,
+    );
+    stack.wait_online(&[&host]).await;
+    stack
+        .apply(json!({
+            "environments": [{"name": "prod", "required_approvals": 1}],
+            "components": components(images),
+            "targets": [target(&scope, "prod", &host, docker_health())],
+        }))
+        .await;
+    stack.release("1.0.0", &images.v1).await;
+
+    // The CD pipeline's span, as its traceparent header.
+    let pipeline_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let pipeline_span = "00f067aa0ba902b7";
+    let client = reqwest::Client::new();
+    let res = client
+        .post(format!("{}/api/v1/promotions", stack.base()))
+        .header("x-sextant-actor", "alice")
+        .header(
+            "traceparent",
+            format!("00-{pipeline_trace}-{pipeline_span}-01"),
+        )
+        .json(&json!({"release": "1.0.0", "environment": "prod",
+            "strategy": {"type": "all_at_once"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let promotion: Value = res.json().await.unwrap();
+    assert_eq!(promotion["state"], "awaiting_approval", "{promotion:#}");
+    let traceparent = promotion["traceparent"].as_str().unwrap().to_owned();
+    assert!(
+        traceparent.starts_with(&format!("00-{pipeline_trace}-")),
+        "the promotion joins the pipeline's trace: {traceparent}"
+    );
+    let id = promotion["id"].as_str().unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let res = client
+        .post(format!("{}/api/v1/promotions/{id}/approve", stack.base()))
+        .header("x-sextant-actor", "bob")
+        .json(&json!({"comment": "ship it"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let p = stack.wait_promotion(id, Duration::from_secs(120)).await;
+    assert_eq!(p["state"], "deployed", "{p:#}");
+
+    let chain = [
+        "promotion",
+        "approval.wait",
+        "gate.evaluate",
+        "deployment.execute",
+        "task.dispatch",
+        "agent.execute",
+        "health.check",
+    ];
+    let spans = sink
+        .wait_spans(Duration::from_secs(30), |spans| {
+            chain.iter().all(|name| {
+                spans
+                    .iter()
+                    .any(|s| s.name == *name && s.trace_id == pipeline_trace)
+            })
+        })
+        .await;
+    let trace: Vec<_> = spans
+        .iter()
+        .filter(|s| s.trace_id == pipeline_trace)
+        .collect();
+    let one = |name: &str, service: &str| {
+        let found: Vec<_> = trace
+            .iter()
+            .filter(|s| s.name == name && s.service == service)
+            .collect();
+        assert!(
+            !found.is_empty(),
+            "no {name} span from {service} in the trace; spans: {:#?}",
+            spans
+                .iter()
+                .map(|s| (&s.service, &s.name, &s.trace_id))
+                .collect::<Vec<_>>()
+        );
+        (*found[0]).clone()
+    };
+    let orchestrator = "sextant-orchestrator";
+    let request = one("POST /api/v1/promotions", orchestrator);
+    assert_eq!(request.parent_span_id, pipeline_span);
+    assert_eq!(request.attributes["http.route"], "/api/v1/promotions");
+    let root = one("promotion", orchestrator);
+    assert_eq!(root.parent_span_id, request.span_id);
+    assert_eq!(
+        traceparent,
+        format!("00-{pipeline_trace}-{}-01", root.span_id)
+    );
+    let wait = one("approval.wait", orchestrator);
+    assert_eq!(wait.parent_span_id, root.span_id);
+    assert_eq!(wait.attributes["sextant.promotion.outcome"], "approved");
+    assert_eq!(wait.attributes["sextant.actor"], "sextant");
+    let gates: Vec<_> = trace.iter().filter(|s| s.name == "gate.evaluate").collect();
+    assert!(gates.iter().all(|g| g.parent_span_id == root.span_id));
+    let outcomes: Vec<&str> = gates
+        .iter()
+        .map(|g| g.attributes["sextant.promotion.outcome"].as_str())
+        .collect();
+    assert!(
+        outcomes.contains(&"awaiting_approval") && outcomes.contains(&"approved"),
+        "{outcomes:?}"
+    );
+    let deployment = one("deployment.execute", orchestrator);
+    assert_eq!(deployment.parent_span_id, root.span_id);
+    let dispatch = one("task.dispatch", orchestrator);
+    assert_eq!(dispatch.parent_span_id, deployment.span_id);
+    // Across the process boundary: the agent's span is the dispatch's child.
+    let execute = one("agent.execute", "sextant-agent");
+    assert_eq!(execute.parent_span_id, dispatch.span_id);
+    let health = one("health.check", "sextant-agent");
+    assert_eq!(health.parent_span_id, execute.span_id);
+    assert_eq!(health.attributes["probe"], "docker HEALTHCHECK");
+
+    // The approval, another request, is recorded in the promotion's trace.
+    let approve = one("promotion.approve", orchestrator);
+    assert_eq!(approve.parent_span_id, root.span_id);
+    assert_eq!(approve.attributes["actor"], "bob");
+
+    // Logs over OTLP carry the trace and the span they were logged in: the
+    // orchestrator's job moves, the approval and the agent's task.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let logs = sink.logs();
+        let logged = |service: &str, body: &str, span: &str| {
+            logs.iter().any(|l| {
+                l.service == service
+                    && l.body == body
+                    && l.trace_id == pipeline_trace
+                    && l.span_id == span
+            })
+        };
+        if logged(orchestrator, "Job moved", &deployment.span_id)
+            && logged(orchestrator, "Approval recorded", &approve.span_id)
+            && logged("sextant-agent", "Task started", &execute.span_id)
+            && logged("sextant-agent", "Task succeeded", &execute.span_id)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "logs without the trace: {:#?}",
+            logs.iter()
+                .map(|l| (&l.service, &l.body, &l.trace_id))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

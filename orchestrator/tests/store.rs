@@ -12,7 +12,7 @@ use sextant_orchestrator::model::{
     ComponentSpec, EnvironmentSpec, JobKind, JobState, PromotionState, ReleaseComponent,
     ReleaseStatus, Strategy, TargetSpec, TaskState,
 };
-use sextant_orchestrator::store::{Change, DeployedOn, NewJob, NewTask, Store};
+use sextant_orchestrator::store::{Change, DeployedOn, NewJob, NewPromotion, NewTask, Store};
 
 fn env(name: &str) -> EnvironmentSpec {
     serde_norway::from_str(&format!("name: {name}")).expect("environment")
@@ -130,17 +130,23 @@ async fn scenario(backend: Backend) {
 
     // Promotions: compare-and-set moves with events; decision record once.
     let p = store
-        .create_promotion(
-            "t1",
-            &r1.id,
-            "dev",
-            "alice",
-            &Strategy::default(),
-            Some("why"),
-        )
+        .create_promotion(&NewPromotion {
+            tenant: "t1",
+            release_id: &r1.id,
+            environment: "dev",
+            requested_by: "alice",
+            strategy: &Strategy::default(),
+            reason: Some("why"),
+            traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+        })
         .await
         .unwrap();
     assert_eq!(p.state, PromotionState::Requested);
+    assert_eq!(
+        p.traceparent.as_deref(),
+        Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+        "the promotion keeps its trace"
+    );
     assert!(
         store
             .move_promotion(

@@ -20,6 +20,7 @@ use bollard::query_parameters::{
     RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use futures::StreamExt;
+use tracing::Instrument as _;
 
 use super::EventSender;
 use super::error::SpecError;
@@ -342,7 +343,14 @@ impl Ctx<'_> {
                 );
                 let emitted = Arc::new(AtomicUsize::new(0));
                 let follower = self.follow_logs(&new_id, name, Arc::clone(&emitted));
-                let verified = health::verify(self.docker, &new_id, &plan.spec.health).await;
+                let span = tracing::info_span!("health.check", container = %name,
+                    probe = probe_name(&plan.spec.health));
+                let verified = health::verify(self.docker, &new_id, &plan.spec.health)
+                    .instrument(span.clone())
+                    .await;
+                if let Err(why) = &verified {
+                    tracing::warn!(parent: &span, container = %name, error = %why, "Health check failed");
+                }
                 // Let the follower catch up with what was printed so far
                 // (a server logs a request just after answering it).
                 tokio::time::sleep(Duration::from_millis(100)).await;

@@ -20,6 +20,17 @@ impl Process {
     /// listener too) with a 2 s lease and a 200 ms poll, plus `extra` flags;
     /// `--no-hub` unless `extra` names a `--hub-url`.
     pub fn start(data: &Path, database_url: &str, replica: &str, extra: &[&str]) -> Self {
+        Self::start_env(data, database_url, replica, extra, &[])
+    }
+
+    /// Like [`Process::start`], with `env` set for the process.
+    pub fn start_env(
+        data: &Path,
+        database_url: &str,
+        replica: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let no_hub: &[&str] = if extra.contains(&"--hub-url") {
             &[]
         } else {
@@ -35,6 +46,7 @@ impl Process {
             .args(extra)
             .env_remove("SEXTANT_CONFIG")
             .env_remove("SEXTANT_INSECURE_REGISTRIES")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -1,0 +1,199 @@
+//! A test OTLP/gRPC sink: an OpenTelemetry collector stand-in on
+//! 127.0.0.1 port 0 that keeps every span and log record it is sent, so a
+//! test can check what Sextant's own telemetry exported.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use tokio::sync::oneshot;
+
+/// One exported span.
+#[derive(Debug, Clone)]
+pub struct SinkSpan {
+    /// The resource's `service.name`.
+    pub service: String,
+    pub name: String,
+    /// Lower-case hex, as in `traceparent`.
+    pub trace_id: String,
+    pub span_id: String,
+    /// Empty for a root span.
+    pub parent_span_id: String,
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// One exported log record.
+#[derive(Debug, Clone)]
+pub struct SinkLog {
+    pub service: String,
+    pub body: String,
+    pub severity: String,
+    /// Empty when the record was logged outside any span.
+    pub trace_id: String,
+    pub span_id: String,
+    pub attributes: BTreeMap<String, String>,
+}
+
+#[derive(Default)]
+struct Received {
+    spans: Mutex<Vec<SinkSpan>>,
+    logs: Mutex<Vec<SinkLog>>,
+}
+
+/// The sink; stops when dropped.
+pub struct OtlpSink {
+    /// `http://127.0.0.1:PORT`, for `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub endpoint: String,
+    received: Arc<Received>,
+    _stop: oneshot::Sender<()>,
+}
+
+impl OtlpSink {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the OTLP sink");
+        let endpoint = format!("http://{}", listener.local_addr().expect("local addr"));
+        let received = Arc::new(Received::default());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(Service(received.clone())))
+            .add_service(LogsServiceServer::new(Service(received.clone())))
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                async {
+                    let _ = stopped.await;
+                },
+            );
+        tokio::spawn(server);
+        Self {
+            endpoint,
+            received,
+            _stop: stop,
+        }
+    }
+
+    pub fn spans(&self) -> Vec<SinkSpan> {
+        lock(&self.received.spans).clone()
+    }
+
+    pub fn logs(&self) -> Vec<SinkLog> {
+        lock(&self.received.logs).clone()
+    }
+
+    /// Polls until `done` holds for the spans received (exporters batch),
+    /// or `limit` passes; returns the spans either way.
+    pub async fn wait_spans(
+        &self,
+        limit: Duration,
+        done: impl Fn(&[SinkSpan]) -> bool,
+    ) -> Vec<SinkSpan> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let spans = self.spans();
+            if done(&spans) || Instant::now() > deadline {
+                return spans;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+struct Service(Arc<Received>);
+
+fn text(value: Option<&AnyValue>) -> String {
+    match value.and_then(|v| v.value.as_ref()) {
+        Some(any_value::Value::StringValue(s)) => s.clone(),
+        Some(any_value::Value::IntValue(i)) => i.to_string(),
+        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
+        Some(any_value::Value::BoolValue(b)) => b.to_string(),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    }
+}
+
+fn attributes(kvs: &[KeyValue]) -> BTreeMap<String, String> {
+    kvs.iter()
+        .map(|kv| (kv.key.clone(), text(kv.value.as_ref())))
+        .collect()
+}
+
+fn service(resource: Option<&opentelemetry_proto::tonic::resource::v1::Resource>) -> String {
+    resource
+        .map(|r| attributes(&r.attributes))
+        .and_then(|a| a.get("service.name").cloned())
+        .unwrap_or_default()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tonic::async_trait]
+impl TraceService for Service {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut spans = lock(&self.0.spans);
+        for rs in request.into_inner().resource_spans {
+            let service = service(rs.resource.as_ref());
+            for ss in rs.scope_spans {
+                for s in ss.spans {
+                    spans.push(SinkSpan {
+                        service: service.clone(),
+                        name: s.name,
+                        trace_id: hex(&s.trace_id),
+                        span_id: hex(&s.span_id),
+                        parent_span_id: hex(&s.parent_span_id),
+                        attributes: attributes(&s.attributes),
+                    });
+                }
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl LogsService for Service {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        let mut logs = lock(&self.0.logs);
+        for rl in request.into_inner().resource_logs {
+            let service = service(rl.resource.as_ref());
+            for sl in rl.scope_logs {
+                for l in sl.log_records {
+                    logs.push(SinkLog {
+                        service: service.clone(),
+                        body: text(l.body.as_ref()),
+                        severity: l.severity_text,
+                        trace_id: hex(&l.trace_id),
+                        span_id: hex(&l.span_id),
+                        attributes: attributes(&l.attributes),
+                    });
+                }
+            }
+        }
+        Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
+    }
+}
