@@ -1,6 +1,9 @@
 //! `sextant agent run`: the observer writing into the durable outbox, one
-//! sender per OTLP endpoint draining it, and `/metrics`, `/health/live` and
-//! `/health/ready` (the Docker engine answers a ping).
+//! sender per OTLP endpoint draining it, and `/metrics`, `/health/live`,
+//! `/health/ready` (the Docker engine answers a ping) and `/health`
+//! ([`health`]).
+
+mod health;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -289,11 +292,17 @@ impl Agent {
             outbox,
             journal: Journal::open(&config.data_dir)?,
             tasks: metrics.tasks.clone(),
+            health: health::HealthConfig {
+                endpoints: config.otlp_endpoints.clone(),
+                data_dir: config.data_dir.clone(),
+                orchestrator: !config.orchestrator.is_empty(),
+            },
         });
         let app = Router::new()
             .route("/metrics", get(metrics_handler))
+            .route("/health", get(health::health))
             .route("/health/live", get(|| async { "ok" }))
-            .route("/health/ready", get(ready))
+            .route("/health/ready", get(health::ready))
             .with_state(state);
         let server_cancel = cancel.clone();
         tasks.spawn(async move {
@@ -368,6 +377,7 @@ struct HealthState {
     outbox: Outbox,
     journal: Journal,
     tasks: IntGaugeVec,
+    health: health::HealthConfig,
 }
 
 impl HealthState {
@@ -408,34 +418,6 @@ async fn metrics_handler(State(state): State<Arc<HealthState>>) -> impl IntoResp
     }
 }
 
-async fn ready(State(state): State<Arc<HealthState>>) -> impl IntoResponse {
-    let Some(docker) = state.docker.docker.get() else {
-        let error = state
-            .docker
-            .error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let why = if error.is_empty() {
-            "not connected to the Docker engine yet".to_owned()
-        } else {
-            format!("Docker engine unreachable: {error}")
-        };
-        return (StatusCode::SERVICE_UNAVAILABLE, why);
-    };
-    match tokio::time::timeout(Duration::from_secs(3), docker.ping()).await {
-        Ok(Ok(_)) => (StatusCode::OK, "ready".to_owned()),
-        Ok(Err(e)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("Docker engine unreachable: {e}"),
-        ),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Docker engine did not answer within 3 s".to_owned(),
-        ),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -468,5 +450,60 @@ mod tests {
                 "{protocol}: {e}"
             );
         }
+    }
+
+    /// Docker unreachable (its socket does not exist): `/health` fails with
+    /// 503 on the `docker` check and says why; the outbox and the
+    /// orchestrator registration are still reported.
+    #[tokio::test]
+    async fn health_fails_with_503_while_docker_is_unreachable() {
+        let dir = tempfile::tempdir().expect("dir");
+        let config = AgentArgs {
+            host_name: Some("h1".into()),
+            environment: Some("dev".into()),
+            otlp_endpoints: vec!["http://127.0.0.1:1".into()],
+            otlp_protocol: Some("http/protobuf".into()),
+            data_dir: Some(dir.path().to_owned()),
+            docker_host: Some(format!(
+                "unix://{}",
+                dir.path().join("no-docker.sock").display()
+            )),
+            orchestrator: Some("http://127.0.0.1:1".into()),
+            listen: Some("127.0.0.1:0".parse().expect("address")),
+            ..AgentArgs::default()
+        }
+        .resolve()
+        .expect("valid");
+        let cancel = CancellationToken::new();
+        let agent = Agent::start(config, cancel.clone()).await.expect("starts");
+        let res = reqwest::get(format!("http://{}/health", agent.listen))
+            .await
+            .expect("GET /health");
+        assert_eq!(res.status(), 503);
+        let body: serde_json::Value = res.json().await.expect("JSON");
+        assert_eq!(body["status"], "fail", "{body}");
+        assert_eq!(body["service"], "sextant-agent", "{body}");
+        let checks = body["checks"].as_array().expect("checks");
+        let names: Vec<&str> = checks.iter().filter_map(|c| c["name"].as_str()).collect();
+        assert_eq!(names, ["docker", "outbox", "orchestrator"], "{body}");
+        for check in checks {
+            assert!(check["latency_ms"].is_number(), "{body}");
+        }
+        assert_eq!(checks[0]["status"], "fail", "{body}");
+        assert!(
+            checks[0]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("Docker engine")),
+            "{body}"
+        );
+        assert_eq!(checks[1]["status"], "pass", "{body}");
+        assert_eq!(checks[2]["status"], "warn", "{body}");
+        // /health/ready keeps its plain answer.
+        let res = reqwest::get(format!("http://{}/health/ready", agent.listen))
+            .await
+            .expect("GET /health/ready");
+        assert_eq!(res.status(), 503);
+        cancel.cancel();
+        agent.wait().await.expect("stops cleanly");
     }
 }

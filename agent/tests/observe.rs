@@ -486,6 +486,25 @@ fn sample(page: &str, line_prefix: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(line_prefix)?.strip_prefix(' ')?.parse().ok())
 }
 
+/// `/health`'s answer: (HTTP status, the `docker` check's status), after
+/// checking the checks it lists and that each has a measured latency.
+async fn docker_check(url: &str) -> (u16, String) {
+    let (status, body) = get(url).await;
+    let body: Value = serde_json::from_str(&body).expect("JSON health report");
+    let checks = body["checks"].as_array().expect("checks");
+    let names: Vec<&str> = checks.iter().filter_map(|c| c["name"].as_str()).collect();
+    assert_eq!(names, ["docker", "outbox"], "{body}");
+    assert!(checks.iter().all(|c| c["latency_ms"].is_number()), "{body}");
+    let docker = &checks[0];
+    if docker["status"] == "fail" {
+        assert!(docker["error"].is_string(), "{body}");
+    }
+    (
+        status,
+        docker["status"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
 /// Docker is unreachable when the agent starts (its socket does not exist):
 /// the agent runs, not ready, and says why. Docker appears at that socket:
 /// ready, and the container is observed and sent to an endpoint where
@@ -511,6 +530,8 @@ async fn ready_follows_the_docker_engine_and_failed_sends_are_counted() {
     let ready = format!("http://{}/health/ready", agent.listen);
     let metrics = format!("http://{}/metrics", agent.listen);
 
+    let health = format!("http://{}/health", agent.listen);
+
     let (status, why) = get(&ready).await;
     assert_eq!(status, 503, "{why}");
     assert!(why.contains("Docker engine"), "{why}");
@@ -518,6 +539,7 @@ async fn ready_follows_the_docker_engine_and_failed_sends_are_counted() {
         get(&format!("http://{}/health/live", agent.listen)).await.0,
         200
     );
+    assert_eq!(docker_check(&health).await, (503, "fail".to_owned()));
 
     let labels = BTreeMap::from([
         ("sextant.application".to_owned(), "shop".to_owned()),
@@ -527,6 +549,7 @@ async fn ready_follows_the_docker_engine_and_failed_sends_are_counted() {
     kit::run_unmanaged(&scope, &scope.name("web"), &images.v1, &labels);
     let proxy = DockerSocketProxy::start(&socket);
     assert_eq!(until_status(&ready, 200).await.trim(), "ready");
+    assert_eq!(docker_check(&health).await, (200, "pass".to_owned()));
 
     let attempts = r#"sextant_outbox_send_attempts_total{consumer="endpoint-0"}"#;
     let failures =
@@ -551,6 +574,7 @@ async fn ready_follows_the_docker_engine_and_failed_sends_are_counted() {
     drop(proxy);
     let why = until_status(&ready, 503).await;
     assert!(why.contains("Docker engine"), "{why}");
+    assert_eq!(docker_check(&health).await, (503, "fail".to_owned()));
     drop(agent);
     scope.cleanup();
 }
