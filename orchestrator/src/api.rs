@@ -334,7 +334,14 @@ async fn metrics(State(state): State<ApiState>) -> Response {
         .agents
         .as_ref()
         .map_or(std::time::Duration::from_secs(30), |a| a.heartbeat);
-    match crate::metrics::render(&state.http_metrics, &state.orchestrator.store, heartbeat).await {
+    match crate::metrics::render(
+        &state.http_metrics,
+        &state.orchestrator.replica_metrics,
+        &state.orchestrator.store,
+        heartbeat,
+    )
+    .await
+    {
         Ok(body) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,

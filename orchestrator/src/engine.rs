@@ -153,6 +153,7 @@ impl Orchestrator {
     async fn drive_job(&self, mut job: Job) -> Result<()> {
         let id = job.id.clone();
         let id = id.as_str();
+        let was_running = !job.state.is_terminal();
         loop {
             match job.state {
                 JobState::Pending => {
@@ -171,7 +172,12 @@ impl Orchestrator {
                 JobState::Completed
                 | JobState::Failed
                 | JobState::RolledBack
-                | JobState::Cancelled => return Ok(()),
+                | JobState::Cancelled => {
+                    if was_running {
+                        self.replica_metrics.workflow_run(job.state.as_str());
+                    }
+                    return Ok(());
+                }
             }
             job = self.load_job(id).await?;
         }

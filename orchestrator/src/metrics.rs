@@ -27,17 +27,56 @@ const SLOW_BUCKETS: &[f64] = &[
     10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 86400.0,
 ];
 
-/// The `/metrics` body: the HTTP series and the estate-wide ones.
-/// `heartbeat` is the agents' heartbeat interval (an agent is connected
-/// while its last heartbeat is at most two intervals old).
+/// What this replica counts itself, unlike the estate-wide series: the
+/// jobs it drove to an end. Sum it across replicas.
+pub struct ReplicaMetrics {
+    workflow_runs: IntCounterVec,
+}
+
+impl ReplicaMetrics {
+    pub fn new() -> Self {
+        let workflow_runs = IntCounterVec::new(
+            Opts::new(
+                "sextant_workflow_runs_total",
+                "Jobs (deployments and rollbacks) this replica drove to an end, by final \
+                 state: completed, failed, rolled_back, cancelled.",
+            ),
+            &["status"],
+        )
+        .unwrap_or_else(|e| unreachable!("static metric definition: {e}"));
+        Self { workflow_runs }
+    }
+
+    /// Counts a job this replica moved to its final state `status`.
+    pub fn workflow_run(&self, status: &str) {
+        self.workflow_runs.with_label_values(&[status]).inc();
+    }
+
+    fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
+        prometheus::core::Collector::collect(&self.workflow_runs)
+    }
+}
+
+impl Default for ReplicaMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The `/metrics` body: the HTTP series, this replica's and the
+/// estate-wide ones. `heartbeat` is the agents' heartbeat interval (an
+/// agent is connected while its last heartbeat is at most two intervals
+/// old).
 pub async fn render(
     http: &HttpMetrics,
+    replica: &ReplicaMetrics,
     store: &Store,
     heartbeat: std::time::Duration,
 ) -> Result<String, String> {
     let rows = store.metric_rows().await.map_err(|e| e.to_string())?;
     let estate = estate(&rows, crate::store::now_ms(), heartbeat).map_err(|e| e.to_string())?;
     let mut families = http.gather();
+    families.extend(replica.gather());
     families.extend(estate.gather());
     let mut out = Vec::new();
     TextEncoder::new()
@@ -52,6 +91,18 @@ fn strategy_name(json: &str) -> String {
         .ok()
         .and_then(|v| v["type"].as_str().map(str::to_owned))
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// Why a job was rolled back, from the job's error: the engine writes
+/// "canary stage N breached: …" for a failed analysis; a failed health
+/// check is a task's error type; no error is a rollback someone asked for.
+fn rollback_reason(error: Option<&str>, health_failed: bool) -> &'static str {
+    match error {
+        None => "request",
+        Some(e) if e.starts_with("canary stage ") => "canary_analysis",
+        Some(_) if health_failed => "health",
+        Some(_) => "failure",
+    }
 }
 
 /// The outcome label of a finished deploy job, or `None` while it runs.
@@ -185,18 +236,16 @@ fn estate(
     let rollbacks = IntCounterVec::new(
         Opts::new(
             "sextant_rollbacks_total",
-            "Rollback jobs, by environment and reason: `failure` (the job failed) or \
-             `request` (someone asked).",
+            "Rollback jobs, by environment and reason: `canary_analysis` (a canary \
+             stage breached its analysis), `health` (a health check failed), `failure` \
+             (the job failed otherwise) or `request` (someone asked).",
         ),
         &["env", "reason"],
     )?;
-    for (env, error) in &rows.rollbacks {
-        let reason = if error.is_some() {
-            "failure"
-        } else {
-            "request"
-        };
-        rollbacks.with_label_values(&[env, reason]).inc();
+    for (env, error, health) in &rows.rollbacks {
+        rollbacks
+            .with_label_values(&[env, rollback_reason(error.as_deref(), *health != 0)])
+            .inc();
     }
     let approval_duration = HistogramVec::new(
         HistogramOpts::new(
@@ -337,7 +386,20 @@ mod tests {
                     Some(1),
                 ),
             ],
-            rollbacks: vec![("dev".into(), Some("health".into())), ("prod".into(), None)],
+            rollbacks: vec![
+                (
+                    "dev".into(),
+                    Some("1 task(s) failed: web-1 (web): x".into()),
+                    0,
+                ),
+                (
+                    "dev".into(),
+                    Some("1 task(s) failed: web-2 (web): unhealthy".into()),
+                    1,
+                ),
+                ("dev".into(), Some("canary stage 1 breached: 5xx".into()), 1),
+                ("prod".into(), None, 0),
+            ],
             targets: vec![("prod".into(), "ssh".into(), 3)],
             approvals: vec![("prod".into(), 0, 7_200_000)],
             agents: vec![
@@ -394,6 +456,8 @@ mod tests {
             r#"sextant_deployment_duration_seconds_bucket{env="prod",strategy="rolling",le="120"} 1"#,
             r#"sextant_deployment_duration_seconds_bucket{env="prod",strategy="rolling",le="60"} 0"#,
             r#"sextant_rollbacks_total{env="dev",reason="failure"} 1"#,
+            r#"sextant_rollbacks_total{env="dev",reason="health"} 1"#,
+            r#"sextant_rollbacks_total{env="dev",reason="canary_analysis"} 1"#,
             r#"sextant_rollbacks_total{env="prod",reason="request"} 1"#,
             r#"sextant_approval_duration_seconds_sum{env="prod"} 7200"#,
             r#"sextant_targets_total{env="prod",type="ssh"} 3"#,

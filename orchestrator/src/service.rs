@@ -72,6 +72,8 @@ pub struct Orchestrator {
     /// Wakes the engine loop early. `notify_one` keeps the wake-up as a
     /// permit when the loop is busy claiming, so none is lost.
     pub wake: Notify,
+    /// Series this replica counts itself (`sextant_workflow_runs_total`).
+    pub replica_metrics: crate::metrics::ReplicaMetrics,
 }
 
 impl std::fmt::Debug for Orchestrator {
@@ -103,6 +105,7 @@ impl Orchestrator {
             agent: None,
             agents: None,
             wake: Notify::new(),
+            replica_metrics: crate::metrics::ReplicaMetrics::new(),
         }
     }
 

@@ -125,8 +125,9 @@ pub struct MetricRows {
     pub promotions: Vec<(String, String, i64)>,
     /// (kind, environment, strategy JSON, state, created_at, finished_at)
     pub jobs: Vec<(String, String, String, String, i64, Option<i64>)>,
-    /// (environment, error of the job rolled back): one per rollback job.
-    pub rollbacks: Vec<(String, Option<String>)>,
+    /// (environment, error of the job rolled back, whether one of its tasks
+    /// failed its health check): one per rollback job.
+    pub rollbacks: Vec<(String, Option<String>, i64)>,
     /// (environment, execution model, targets)
     pub targets: Vec<(String, String, i64)>,
     /// (environment, requested at, decided at) of promotions that waited
@@ -529,8 +530,11 @@ impl Store {
             )
             .fetch_all(pool)
             .await?;
-            let rollbacks = sqlx::query_as::<_, (String, Option<String>)>(
-                "SELECT j.environment, p.error FROM jobs j JOIN jobs p ON p.id = j.parent_job_id \
+            let rollbacks = sqlx::query_as::<_, (String, Option<String>, i64)>(
+                "SELECT j.environment, p.error, CAST(CASE WHEN EXISTS (SELECT 1 FROM tasks t \
+                     WHERE t.job_id = p.id AND t.state = 'failed' AND t.error_type = 'health') \
+                     THEN 1 ELSE 0 END AS BIGINT) \
+                 FROM jobs j JOIN jobs p ON p.id = j.parent_job_id \
                  WHERE j.kind = 'rollback'",
             )
             .fetch_all(pool)

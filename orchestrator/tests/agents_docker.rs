@@ -57,6 +57,8 @@ async fn call(base: &str, method: &str, path: &str, body: Option<Value>) -> (u16
 /// A `sextant agent run` process; SIGKILLed when dropped.
 struct AgentProcess {
     child: Child,
+    /// Its health and metrics address, once its stderr has named it.
+    listen: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl AgentProcess {
@@ -112,12 +114,40 @@ impl AgentProcess {
             .env("RUST_LOG", "info")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .stderr(Stdio::piped());
         if let Some(t) = token {
             cmd.args(["--registration-token", t]);
         }
-        Self {
-            child: cmd.spawn().expect("start sextant agent run"),
+        let mut child = cmd.spawn().expect("start sextant agent run");
+        // Pass its stderr on, and note the address it serves metrics on.
+        let stderr = child.stderr.take().expect("stderr");
+        let listen = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let noted = listen.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some((_, addr)) = line.split_once("health and metrics on http://") {
+                    *noted.lock().unwrap() = Some(addr.trim().to_owned());
+                }
+                eprintln!("{line}");
+            }
+        });
+        Self { child, listen }
+    }
+
+    /// The agent's health and metrics address.
+    async fn listen(&self) -> std::net::SocketAddr {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(addr) = self.listen.lock().unwrap().clone() {
+                return addr.parse().expect("a socket address");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the agent never named its address"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
@@ -1270,9 +1300,11 @@ async fn killing_one_of_two_orchestrator_processes_mid_rolling_job_lets_the_othe
 /// → `POST /api/v1/promotions` → `promotion` → `approval.wait`,
 /// `gate.evaluate`, `deployment.execute` → `task.dispatch` →
 /// `agent.execute` (the agent process) → `health.check`. Logs go out over
-/// OTLP too, carrying the trace.
+/// OTLP too, carrying the trace. Then a real Prometheus scrapes the hub,
+/// the orchestrator and the agent.
 #[tokio::test]
-async fn one_promotion_is_one_trace_across_the_orchestrator_and_the_agent() {
+async fn one_promotion_is_one_trace_across_the_orchestrator_and_the_agent_and_prometheus_scrapes_all_three()
+ {
     let images = test_images().await;
     let scope = DockerScope::new();
     let sink = sextant_e2e::otlp_sink::OtlpSink::start().await;
@@ -1285,7 +1317,7 @@ async fn one_promotion_is_one_trace_across_the_orchestrator_and_the_agent() {
     let stack = Stack::start_env(otel).await;
     let host = scope.name("host-traced");
     let dir = tempfile::tempdir().unwrap();
-    let _agent = AgentProcess::start_in(
+    let agent = AgentProcess::start_in(
         None,
         &host,
         dir.path(),
@@ -1447,4 +1479,27 @@ async fn one_promotion_is_one_trace_across_the_orchestrator_and_the_agent() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+
+    // A real Prometheus scrapes all three services, and each shows its own
+    // series: the hub its ingest, the orchestrator the deployment, the run
+    // and the agent's task, the agent the task in its journal.
+    let orchestrator_addr: std::net::SocketAddr =
+        stack.base().trim_start_matches("http://").parse().unwrap();
+    let agent_addr = agent.listen().await;
+    let prometheus =
+        sextant_e2e::prometheus::Prometheus::start(&[stack.hub.api, orchestrator_addr, agent_addr])
+            .await;
+    for query in [
+        r#"sum(sextant_receiver_records_total{outcome="accepted"})"#,
+        r#"max(sextant_deployments_total{env="prod",strategy="all_at_once",status="succeeded"})"#,
+        r#"sum(sextant_workflow_runs_total{status="completed"})"#,
+        r#"max(sextant_approval_duration_seconds_count{env="prod"})"#,
+        r#"max(sextant_agent_tasks_total{type="deploy",status="succeeded"})"#,
+        r#"max(sextant_agents_connected)"#,
+        r#"sum(sextant_agent_tasks{kind="deploy",result="succeeded"})"#,
+    ] {
+        prometheus.wait_for(query, |v| v >= 1.0).await;
+    }
+    let up = prometheus.value("count(up == 1)").await;
+    assert_eq!(up, Some(3.0), "hub, orchestrator and agent are up");
 }

@@ -49,6 +49,8 @@ async fn prometheus_scrapes_the_orchestrator_and_the_hub() {
         r#"max(sextant_promotions_total{env="dev",status="deployed"})"#,
         r#"max(sextant_approval_pending_count{env="prod"})"#,
         r#"max(sextant_releases_total)"#,
+        // This replica drove the dev job to its end.
+        r#"sum(sextant_workflow_runs_total{status="completed"})"#,
         r#"sum(sextant_targets_total{type="ssh"})"#,
         r#"max(sextant_deployment_duration_seconds_count{env="dev"})"#,
         // HTTP series carry the route template, never a raw id.
