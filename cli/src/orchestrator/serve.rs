@@ -105,8 +105,8 @@ pub struct ServeArgs {
         value_parser = rate_per_second
     )]
     pub api_rate_limit: f64,
-    /// Requests a tenant may make at once before --api-rate-limit applies
-    /// [default: the rate rounded up].
+    /// Requests a tenant may make at once before --api-rate-limit applies;
+    /// 0: the rate rounded up.
     #[arg(
         long,
         env = "SEXTANT_ORCHESTRATOR_API_RATE_BURST",
