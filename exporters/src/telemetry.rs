@@ -300,6 +300,26 @@ pub fn set_parent_from_headers(span: &tracing::Span, headers: &http::HeaderMap) 
     cx.span().span_context().is_valid() && span.set_parent(cx).is_ok()
 }
 
+/// W3C `traceparent` (and `tracestate`) headers for the current span, for
+/// an outgoing request (a gate's webhook, the hub, a health probe); empty
+/// outside a traced span.
+pub fn current_headers() -> http::HeaderMap {
+    let mut carrier = HashMap::new();
+    let cx = tracing::Span::current().context();
+    if cx.span().span_context().is_valid() {
+        TraceContextPropagator::new().inject_context(&cx, &mut carrier);
+    }
+    carrier
+        .into_iter()
+        .filter_map(|(k, v)| {
+            Some((
+                http::HeaderName::from_bytes(k.as_bytes()).ok()?,
+                http::HeaderValue::from_str(&v).ok()?,
+            ))
+        })
+        .collect()
+}
+
 /// Records a span that has already happened (an approval's wait, from the
 /// request to the decision) under the span `parent` names. Nothing is
 /// recorded when `parent` does not parse.
@@ -725,6 +745,16 @@ mod tests {
             tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
             "{tp}"
         );
+    }
+
+    #[test]
+    fn outgoing_requests_carry_the_current_span() {
+        let (_captured, _guard) = subscriber(LogFormat::Json);
+        assert!(current_headers().is_empty(), "no span, no headers");
+        let span = tracing::info_span!("gate.webhook");
+        let headers = span.in_scope(current_headers);
+        let sent = headers["traceparent"].to_str().expect("ascii");
+        assert_eq!(Some(sent.to_owned()), traceparent_of(&span));
     }
 
     #[test]

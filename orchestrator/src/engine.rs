@@ -1155,6 +1155,7 @@ async fn prometheus_value(
     let url = format!("{}/api/v1/query", base.trim_end_matches('/'));
     let body: serde_json::Value = http
         .get(&url)
+        .headers(telemetry::current_headers())
         .query(&[("query", query)])
         .timeout(Duration::from_secs(10))
         .send()

@@ -22,6 +22,7 @@ async fn probe(
         HealthProbe::Http { url, expect_status } => {
             let response = http
                 .get(url)
+                .headers(sextant_exporters::telemetry::current_headers())
                 .timeout(timeout)
                 .send()
                 .await

@@ -176,9 +176,10 @@ impl Stack {
         Self::start_env(&[]).await
     }
 
-    /// Like [`Stack::start`], with `env` set for the orchestrator.
+    /// Like [`Stack::start`], with `env` set for the hub and the
+    /// orchestrator.
     async fn start_env(env: &[(&str, &str)]) -> Self {
-        let hub = Hub::start(Backend::Sqlite, "").await;
+        let hub = Hub::start_env(Backend::Sqlite, "", &[], env).await;
         hub.wait_ready().await;
         let data = tempfile::tempdir().unwrap();
         let db = format!("sqlite://{}", data.path().join("orchestrator.db").display());
@@ -1479,6 +1480,40 @@ async fn one_promotion_is_one_trace_across_the_orchestrator_and_the_agent_and_pr
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+
+    // Over gRPC too: an OTLP export carrying `traceparent` metadata (a
+    // collector's or an agent's span) is handled in a child span by the hub.
+    let mut client = opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient::connect(
+        format!("http://{}", stack.hub.grpc),
+    )
+    .await
+    .unwrap();
+    let mut export = tonic::Request::new(
+        opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest::default(),
+    );
+    let sender_span = "1122334455667788";
+    export.metadata_mut().insert(
+        "traceparent",
+        format!("00-{pipeline_trace}-{sender_span}-01")
+            .parse()
+            .unwrap(),
+    );
+    client.export(export).await.unwrap();
+    let spans = sink
+        .wait_spans(Duration::from_secs(20), |spans| {
+            spans.iter().any(|s| s.parent_span_id == sender_span)
+        })
+        .await;
+    let ingest = spans
+        .iter()
+        .find(|s| s.parent_span_id == sender_span)
+        .expect("the hub's export span is the sender's child");
+    assert_eq!(
+        (ingest.name.as_str(), ingest.service.as_str()),
+        ("otlp.export", "sextant")
+    );
+    assert_eq!(ingest.trace_id, pipeline_trace);
+    assert_eq!(ingest.attributes["signal"], "logs");
 
     // A real Prometheus scrapes all three services, and each shows its own
     // series: the hub its ingest, the orchestrator the deployment, the run

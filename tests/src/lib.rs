@@ -301,6 +301,16 @@ impl Hub {
     /// Like [`Hub::start`], with more arguments for `sextant up`; a listener
     /// flag among them (`--otlp-grpc-addr ADDR`) replaces port 0.
     pub async fn start_with(backend: Backend, config_toml: &str, extra: &[&str]) -> Self {
+        Self::start_env(backend, config_toml, extra, &[]).await
+    }
+
+    /// Like [`Hub::start_with`], with `env` set for the process.
+    pub async fn start_env(
+        backend: Backend,
+        config_toml: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let db = TestDb::new(backend).await;
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("sextant.toml");
@@ -324,6 +334,7 @@ impl Hub {
             .arg("--no-orchestrator")
             .args(extra)
             .env_remove("SEXTANT_CONFIG")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

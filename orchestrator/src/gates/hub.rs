@@ -143,7 +143,11 @@ impl HubClient {
         })?;
         url.query_pairs_mut().extend_pairs(query);
         let shown = url.to_string();
-        let mut req = self.http.get(url).timeout(REQUEST_TIMEOUT);
+        let mut req = self
+            .http
+            .get(url)
+            .timeout(REQUEST_TIMEOUT)
+            .headers(sextant_exporters::telemetry::current_headers());
         if let Some(token) = &self.token {
             req = req.bearer_auth(token);
         }

@@ -129,7 +129,13 @@ async fn ask(
             url.scheme()
         ));
     }
-    let sent = http.post(url).json(body).timeout(timeout).send().await;
+    let sent = http
+        .post(url)
+        .headers(sextant_exporters::telemetry::current_headers())
+        .json(body)
+        .timeout(timeout)
+        .send()
+        .await;
     let mut res = sent.map_err(|e| describe(e, timeout))?;
     let status = res.status();
     let mut bytes = Vec::new();

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::codec::CompressionEncoding;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
+use tracing::Instrument as _;
 
 use super::ingest::{IngestError, Ingestor};
 use crate::auth::{AuthError, Authenticator, Principal, Scope};
@@ -55,9 +56,11 @@ impl LogsService for OtlpGrpc {
         request: Request<ExportLogsServiceRequest>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
         let principal = principal(&request)?;
+        let span = export_span("logs", &request);
         let response = self
             .ingestor
             .logs(&principal, request.into_inner())
+            .instrument(span)
             .await
             .map_err(ingest_status)?;
         Ok(Response::new(response))
@@ -71,9 +74,11 @@ impl MetricsService for OtlpGrpc {
         request: Request<ExportMetricsServiceRequest>,
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
         let principal = principal(&request)?;
+        let span = export_span("metrics", &request);
         let response = self
             .ingestor
             .metrics(&principal, request.into_inner())
+            .instrument(span)
             .await
             .map_err(ingest_status)?;
         Ok(Response::new(response))
@@ -89,6 +94,22 @@ impl TraceService for OtlpGrpc {
         principal(&request)?;
         Ok(Response::new(self.ingestor.traces(request.get_ref())))
     }
+}
+
+/// The span of one export: a child of the sender's span when its metadata
+/// carries W3C `traceparent` (an agent's or a collector's).
+fn export_span<T>(signal: &'static str, request: &Request<T>) -> tracing::Span {
+    let span = tracing::info_span!(
+        "otlp.export",
+        otel.kind = "server",
+        signal,
+        rpc.system = "grpc"
+    );
+    sextant_exporters::telemetry::set_parent_from_headers(
+        &span,
+        &request.metadata().clone().into_headers(),
+    );
+    span
 }
 
 /// Checks the `authorization` metadata and the tenant's rate limit (before
