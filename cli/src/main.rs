@@ -227,7 +227,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             let port = if config.api_addr.port() == 0 { 0 } else { 8082 };
             SocketAddr::from(([127, 0, 0, 1], port))
         });
-        let local = orchestrator::serve::local_config(
+        let mut local = orchestrator::serve::local_config(
             listen,
             agent_listen,
             &config.data_dir,
@@ -235,6 +235,9 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             app.otlp_http_addr(),
             hub_token(&config),
         );
+        // One API budget per tenant for both APIs of `sextant up`: the
+        // hub's `[rate_limits.api]` applies to the orchestrator's too.
+        local.api_rate_limit = config.rate_limits.api;
         let database = local.database_url.clone();
         let running = orchestrator::serve::start(local, shutdown.clone())
             .await

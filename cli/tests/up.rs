@@ -216,3 +216,48 @@ fn a_broken_config_file_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+/// The hub's `[rate_limits.api]` also limits the API of the orchestrator
+/// `sextant up` starts beside it: per tenant, 429 with Retry-After once the
+/// burst is spent; health stays unlimited.
+#[test]
+fn up_limits_its_orchestrator_api_at_the_hub_api_rate() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("sextant.toml");
+    std::fs::write(&config, "[rate_limits.api]\nper_second = 0.1\nburst = 2\n")
+        .expect("write config");
+    let mut cmd = sextant();
+    cmd.arg("up")
+        .arg("--config")
+        .arg(&config)
+        .args([
+            "--otlp-grpc-addr",
+            "127.0.0.1:0",
+            "--otlp-http-addr",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--api-addr",
+            "127.0.0.1:0",
+            "--orchestrator-addr",
+            "127.0.0.1:0",
+        ])
+        .args(["--agent-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"));
+    let (child, banner) = start(cmd);
+    let orchestrator = addr(&banner, "orchestrator");
+    let statuses: Vec<String> = (0..3)
+        .map(|_| get(orchestrator, "/api/v1/environments"))
+        .collect();
+    assert!(statuses[0].starts_with("HTTP/1.1 200"), "{}", statuses[0]);
+    assert!(statuses[1].starts_with("HTTP/1.1 200"), "{}", statuses[1]);
+    let limited = &statuses[2];
+    assert!(limited.starts_with("HTTP/1.1 429"), "{limited}");
+    assert!(
+        limited.to_ascii_lowercase().contains("retry-after: "),
+        "{limited}"
+    );
+    let health = get(orchestrator, "/health");
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    terminate(child);
+}

@@ -36,11 +36,9 @@ async fn agents(orchestrator: &Orchestrator) -> crate::store::Result<Probe> {
         .agents
         .as_ref()
         .map_or(Duration::from_secs(30), |a| a.heartbeat);
-    // The rows `/metrics` reads; the store has no narrower cross-tenant
-    // agent query.
-    let rows = orchestrator.store.metric_rows().await?;
+    let agents = orchestrator.store.agent_liveness().await?;
     let now = crate::store::now_ms();
-    let live: Vec<_> = rows.agents.iter().filter(|a| !a.1).collect();
+    let live: Vec<_> = agents.iter().filter(|a| !a.1).collect();
     let registered = live.len() as u64;
     let connected = live
         .iter()

@@ -515,6 +515,26 @@ impl Store {
 
     /// What `/metrics` derives its estate-wide series from (every tenant):
     /// see [`crate::metrics`]. Times are Unix milliseconds.
+    /// (name, revoked, has a session, last heartbeat) of every agent of
+    /// every tenant: what `/health` needs of `metric_rows`, without the
+    /// jobs.
+    pub async fn agent_liveness(&self) -> Result<Vec<(String, bool, bool, Option<i64>)>> {
+        on_pool!(self, |pool| {
+            Ok(
+                sqlx::query_as::<_, (String, Option<i64>, Option<String>, Option<i64>)>(
+                    "SELECT name, revoked_at, session, last_heartbeat FROM agents",
+                )
+                .fetch_all(pool)
+                .await?
+                .into_iter()
+                .map(|(name, revoked, session, heartbeat)| {
+                    (name, revoked.is_some(), session.is_some(), heartbeat)
+                })
+                .collect(),
+            )
+        })
+    }
+
     pub async fn metric_rows(&self) -> Result<MetricRows> {
         on_pool!(self, |pool| {
             let releases: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM releases")
@@ -553,16 +573,7 @@ impl Store {
             )
             .fetch_all(pool)
             .await?;
-            let agents = sqlx::query_as::<_, (String, Option<i64>, Option<String>, Option<i64>)>(
-                "SELECT name, revoked_at, session, last_heartbeat FROM agents",
-            )
-            .fetch_all(pool)
-            .await?
-            .into_iter()
-            .map(|(name, revoked, session, heartbeat)| {
-                (name, revoked.is_some(), session.is_some(), heartbeat)
-            })
-            .collect();
+            let agents = self.agent_liveness().await?;
             let agent_tasks =
                 sqlx::query_as::<_, (String, String, String, Option<String>, i64, i64)>(
                     "SELECT a.name, t.kind, t.state, t.outcome, t.created_at, t.updated_at \
