@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+
 use axum::response::IntoResponse;
 use axum::routing::get;
 use bollard::Docker;
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use prometheus::{Encoder, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use prost::Message;
 use sextant_exporters::OutboxMetrics;
 use sextant_exporters::outbox::{AppendOutcome, Outbox, OutboxConfig, RecordKind};
@@ -403,19 +403,7 @@ impl HealthState {
 async fn metrics_handler(State(state): State<Arc<HealthState>>) -> impl IntoResponse {
     state.outbox.refresh_metrics();
     state.refresh_tasks().await;
-    let mut body = Vec::new();
-    match TextEncoder::new().encode(&state.registry.gather(), &mut body) {
-        Ok(()) => (
-            StatusCode::OK,
-            [(
-                header::CONTENT_TYPE,
-                TextEncoder::new().format_type().to_owned(),
-            )],
-            body,
-        )
-            .into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-    }
+    sextant_exporters::exposition::response(&state.registry.gather())
 }
 
 #[cfg(test)]

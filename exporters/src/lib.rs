@@ -6,6 +6,7 @@
 //! `docs/outbox.md`.
 
 pub mod error;
+pub mod exposition;
 pub mod health;
 pub mod http_metrics;
 pub mod metrics;

@@ -342,7 +342,14 @@ async fn metrics(State(state): State<ApiState>) -> Response {
     )
     .await
     {
-        Ok(body) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response(),
+        Ok(body) => (
+            [(
+                header::CONTENT_TYPE,
+                sextant_exporters::exposition::content_type(),
+            )],
+            body,
+        )
+            .into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("cannot read the metrics: {e}"),

@@ -15,9 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
-};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 use sextant_exporters::http_metrics::HttpMetrics;
 
 use crate::store::{MetricRows, Store};
@@ -78,11 +76,7 @@ pub async fn render(
     let mut families = http.gather();
     families.extend(replica.gather());
     families.extend(estate.gather());
-    let mut out = Vec::new();
-    TextEncoder::new()
-        .encode(&families, &mut out)
-        .map_err(|e| e.to_string())?;
-    String::from_utf8(out).map_err(|e| e.to_string())
+    sextant_exporters::exposition::encode(&families)
 }
 
 /// A job's strategy name from its stored JSON (`{"type": "rolling", …}`).
@@ -435,16 +429,12 @@ mod tests {
                 ),
             ],
         };
-        let mut out = Vec::new();
-        TextEncoder::new()
-            .encode(
-                &estate(&rows, 100_000, std::time::Duration::from_secs(30))
-                    .unwrap()
-                    .gather(),
-                &mut out,
-            )
-            .unwrap();
-        let text = String::from_utf8(out).unwrap();
+        let text = sextant_exporters::exposition::encode(
+            &estate(&rows, 100_000, std::time::Duration::from_secs(30))
+                .unwrap()
+                .gather(),
+        )
+        .unwrap();
         for line in [
             "sextant_releases_total 3",
             r#"sextant_promotions_total{env="prod",status="deployed"} 2"#,

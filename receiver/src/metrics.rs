@@ -1,8 +1,6 @@
 //! The hub's Prometheus metrics. The text encoder lives here and nowhere else.
 
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
-};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 /// Signal label values.
 pub const LOGS: &str = "logs";
@@ -144,15 +142,11 @@ impl HubMetrics {
         }
     }
 
-    /// The Prometheus text exposition.
-    pub fn encode(&self) -> String {
-        let mut buf = Vec::new();
+    /// The hub's series and its HTTP series, for `/metrics`.
+    pub fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
         let mut families = self.registry.gather();
         families.extend(self.http.gather());
-        if let Err(error) = TextEncoder::new().encode(&families, &mut buf) {
-            tracing::error!(%error, "Failed to encode metrics");
-        }
-        String::from_utf8(buf).unwrap_or_default()
+        families
     }
 }
 

@@ -520,11 +520,7 @@ async fn rollout_handler(
 
 async fn metrics(State(state): State<ApiState>) -> Response {
     refresh_drift_gauges(&state).await;
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.encode(),
-    )
-        .into_response()
+    sextant_exporters::exposition::response(&state.metrics.gather())
 }
 
 /// How long the drift and stale gauges are reused: counting stale hosts
