@@ -159,7 +159,7 @@ fn is_not_found(e: &DockerError) -> bool {
 impl Ctx<'_> {
     fn status(&self, container: &str, phase: Phase, message: impl Into<String>) {
         let message = message.into();
-        tracing::debug!(task = self.task_id, container, %phase, message = %message, "Task step");
+        tracing::debug!(task = self.task_id, container, %phase, detail = %message, "Task step");
         let _ = self.events.send(TaskEvent::Status {
             task_id: self.task_id.to_owned(),
             container: container.to_owned(),

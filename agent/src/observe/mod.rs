@@ -276,7 +276,7 @@ impl<S: Sink> Observer<S> {
                     target = %r.observation.placement.target,
                     revision = %r.observation.revision,
                     status = r.observation.status.as_str(),
-                    message = r.observation.message.as_deref().unwrap_or(""),
+                    detail = r.observation.message.as_deref().unwrap_or(""),
                     "container state changed"
                 );
             }

@@ -317,7 +317,7 @@ impl<T: Transport> Pipeline<T> {
                         consumer,
                         endpoint,
                         rejected,
-                        message = message.as_deref().unwrap_or(""),
+                        detail = message.as_deref().unwrap_or(""),
                         "Export partially rejected; rejected records are dropped"
                     );
                 }
