@@ -1,8 +1,8 @@
 //! Sextant's own telemetry, one setup for every service (docs/telemetry.md):
 //!
 //! - **Traces** through the opentelemetry SDK and tracing-opentelemetry:
-//!   every `tracing` span is an OpenTelemetry span, exported over OTLP/gRPC
-//!   when `OTEL_EXPORTER_OTLP_ENDPOINT` (or `…_TRACES_ENDPOINT`) or
+//!   every `tracing` span is an OpenTelemetry span, exported over OTLP
+//!   (gRPC, or `http/protobuf` as `OTEL_EXPORTER_OTLP_PROTOCOL` says) when `OTEL_EXPORTER_OTLP_ENDPOINT` (or `…_TRACES_ENDPOINT`) or
 //!   `OTEL_TRACES_EXPORTER=otlp` says so. The SDK and the exporter read the
 //!   other `OTEL_*` variables themselves (service name and resource,
 //!   sampler, batch settings, headers, timeout, compression).
@@ -25,6 +25,7 @@ pub use opentelemetry::KeyValue;
 use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _, Severity};
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::{Span as _, TraceContextExt as _, Tracer as _, TracerProvider as _};
+use opentelemetry_otlp::WithHttpConfig as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::logs::{SdkLogger, SdkLoggerProvider};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -102,29 +103,23 @@ impl Telemetry {
                 "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
                 &mut warnings,
             );
-        if traces || logs {
-            for var in [
-                "OTEL_EXPORTER_OTLP_PROTOCOL",
-                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-                "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",
-            ] {
-                if let Some(p) = env(var).filter(|p| p != "grpc") {
-                    warnings.push(format!(
-                        "{var}={p} is not supported: Sextant exports OTLP over gRPC (port 4317)"
-                    ));
-                }
-            }
-        }
         let resource = resource(service, &env);
         global_propagator();
 
         let mut tracer = SdkTracerProvider::builder().with_resource(resource.clone());
         let mut exporting_traces = false;
         if traces {
-            match opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .build()
+            let exporter = match protocol(&env, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", &mut warnings)
             {
+                Protocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
+                    .with_tonic()
+                    .build(),
+                Protocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
+                    .with_http()
+                    .with_http_client(RuntimeHttpClient::new())
+                    .build(),
+            };
+            match exporter {
                 Ok(exporter) => {
                     tracer = tracer.with_batch_exporter(exporter);
                     exporting_traces = true;
@@ -138,10 +133,16 @@ impl Telemetry {
         opentelemetry::global::set_tracer_provider(tracer.clone());
 
         let logger = if logs {
-            match opentelemetry_otlp::LogExporter::builder()
-                .with_tonic()
-                .build()
-            {
+            let exporter = match protocol(&env, "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", &mut warnings) {
+                Protocol::Grpc => opentelemetry_otlp::LogExporter::builder()
+                    .with_tonic()
+                    .build(),
+                Protocol::HttpProtobuf => opentelemetry_otlp::LogExporter::builder()
+                    .with_http()
+                    .with_http_client(RuntimeHttpClient::new())
+                    .build(),
+            };
+            match exporter {
                 Ok(exporter) => Some(
                     SdkLoggerProvider::builder()
                         .with_resource(resource)
@@ -218,6 +219,90 @@ fn selected(
             false
         }
         None => env(endpoint_var).is_some() || env("OTEL_EXPORTER_OTLP_ENDPOINT").is_some(),
+    }
+}
+
+/// How a signal is exported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Grpc,
+    HttpProtobuf,
+}
+
+/// `OTEL_EXPORTER_OTLP_<SIGNAL>_PROTOCOL`, else `OTEL_EXPORTER_OTLP_PROTOCOL`:
+/// `grpc` (Sextant's default: the collectors in otel-config/ listen on
+/// 4317) or `http/protobuf`. `http/json` is not offered; it falls back to
+/// `http/protobuf`, which every OTLP/HTTP receiver accepts too.
+fn protocol(
+    env: &impl Fn(&str) -> Option<String>,
+    signal_var: &str,
+    warnings: &mut Vec<String>,
+) -> Protocol {
+    let (var, value) = match env(signal_var) {
+        Some(v) => (signal_var, v),
+        None => match env("OTEL_EXPORTER_OTLP_PROTOCOL") {
+            Some(v) => ("OTEL_EXPORTER_OTLP_PROTOCOL", v),
+            None => return Protocol::Grpc,
+        },
+    };
+    match value.as_str() {
+        "grpc" => Protocol::Grpc,
+        "http/protobuf" => Protocol::HttpProtobuf,
+        "http/json" => {
+            warnings.push(format!(
+                "{var}=http/json is not supported; exporting http/protobuf instead"
+            ));
+            Protocol::HttpProtobuf
+        }
+        other => {
+            warnings.push(format!(
+                "{var}={other} is not a protocol (grpc, http/protobuf); exporting grpc"
+            ));
+            Protocol::Grpc
+        }
+    }
+}
+
+/// OTLP/HTTP through the services' own reqwest client. The SDK exports
+/// from its own thread, outside the Tokio runtime reqwest needs, so each
+/// request runs as a task on the runtime `init` was called in.
+#[derive(Debug)]
+struct RuntimeHttpClient {
+    client: reqwest::Client,
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+impl RuntimeHttpClient {
+    fn new() -> Self {
+        Self {
+            client: reqwest::Client::new(),
+            runtime: tokio::runtime::Handle::try_current().ok(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl opentelemetry_http::HttpClient for RuntimeHttpClient {
+    async fn send_bytes(
+        &self,
+        request: http::Request<bytes::Bytes>,
+    ) -> Result<http::Response<bytes::Bytes>, opentelemetry_http::HttpError> {
+        let Some(runtime) = &self.runtime else {
+            return Err("OTLP/HTTP export needs the Tokio runtime telemetry was set up in".into());
+        };
+        let request = reqwest::Request::try_from(request)?;
+        let client = self.client.clone();
+        let sent = runtime.spawn(async move {
+            let response = client.execute(request).await?;
+            let status = response.status();
+            let headers = response.headers().clone();
+            let body = response.bytes().await?;
+            let mut answer = http::Response::new(body);
+            *answer.status_mut() = status;
+            *answer.headers_mut() = headers;
+            Ok::<_, reqwest::Error>(answer)
+        });
+        Ok(sent.await??)
     }
 }
 

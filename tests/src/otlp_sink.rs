@@ -1,6 +1,7 @@
-//! A test OTLP/gRPC sink: an OpenTelemetry collector stand-in on
-//! 127.0.0.1 port 0 that keeps every span and log record it is sent, so a
-//! test can check what Sextant's own telemetry exported.
+//! A test OTLP sink: an OpenTelemetry collector stand-in on 127.0.0.1,
+//! port 0, over gRPC and over HTTP/protobuf (`/v1/traces`, `/v1/logs`),
+//! that keeps every span and log record it is sent (and over which
+//! protocol), so a test can check what Sextant's own telemetry exported.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -33,6 +34,8 @@ pub struct SinkSpan {
     /// Empty for a root span.
     pub parent_span_id: String,
     pub attributes: BTreeMap<String, String>,
+    /// `grpc` or `http`.
+    pub protocol: &'static str,
 }
 
 /// One exported log record.
@@ -45,6 +48,8 @@ pub struct SinkLog {
     pub trace_id: String,
     pub span_id: String,
     pub attributes: BTreeMap<String, String>,
+    /// `grpc` or `http`.
+    pub protocol: &'static str,
 }
 
 #[derive(Default)]
@@ -55,8 +60,10 @@ struct Received {
 
 /// The sink; stops when dropped.
 pub struct OtlpSink {
-    /// `http://127.0.0.1:PORT`, for `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    /// `http://127.0.0.1:PORT`, for `OTEL_EXPORTER_OTLP_ENDPOINT` (gRPC).
     pub endpoint: String,
+    /// `http://127.0.0.1:PORT`, for OTLP/HTTP (`/v1/traces`, `/v1/logs`).
+    pub http_endpoint: String,
     received: Arc<Received>,
     _stop: oneshot::Sender<()>,
 }
@@ -79,8 +86,18 @@ impl OtlpSink {
                 },
             );
         tokio::spawn(server);
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the OTLP/HTTP sink");
+        let http_endpoint = format!("http://{}", http.local_addr().expect("local addr"));
+        let app = axum::Router::new()
+            .route("/v1/traces", axum::routing::post(http_traces))
+            .route("/v1/logs", axum::routing::post(http_logs))
+            .with_state(received.clone());
+        tokio::spawn(async move { axum::serve(http, app).await });
         Self {
             endpoint,
+            http_endpoint,
             received,
             _stop: stop,
         }
@@ -146,14 +163,10 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-#[tonic::async_trait]
-impl TraceService for Service {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let mut spans = lock(&self.0.spans);
-        for rs in request.into_inner().resource_spans {
+fn keep_spans(received: &Received, request: ExportTraceServiceRequest, protocol: &'static str) {
+    let mut spans = lock(&received.spans);
+    {
+        for rs in request.resource_spans {
             let service = service(rs.resource.as_ref());
             for ss in rs.scope_spans {
                 for s in ss.spans {
@@ -164,22 +177,18 @@ impl TraceService for Service {
                         span_id: hex(&s.span_id),
                         parent_span_id: hex(&s.parent_span_id),
                         attributes: attributes(&s.attributes),
+                        protocol,
                     });
                 }
             }
         }
-        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
 }
 
-#[tonic::async_trait]
-impl LogsService for Service {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportLogsServiceRequest>,
-    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
-        let mut logs = lock(&self.0.logs);
-        for rl in request.into_inner().resource_logs {
+fn keep_logs(received: &Received, request: ExportLogsServiceRequest, protocol: &'static str) {
+    let mut logs = lock(&received.logs);
+    {
+        for rl in request.resource_logs {
             let service = service(rl.resource.as_ref());
             for sl in rl.scope_logs {
                 for l in sl.log_records {
@@ -190,10 +199,67 @@ impl LogsService for Service {
                         trace_id: hex(&l.trace_id),
                         span_id: hex(&l.span_id),
                         attributes: attributes(&l.attributes),
+                        protocol,
                     });
                 }
             }
         }
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for Service {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        keep_spans(&self.0, request.into_inner(), "grpc");
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl LogsService for Service {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        keep_logs(&self.0, request.into_inner(), "grpc");
         Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
+    }
+}
+
+/// OTLP/HTTP with protobuf bodies (what the SDKs send by default).
+async fn http_traces(
+    axum::extract::State(received): axum::extract::State<Arc<Received>>,
+    body: axum::body::Bytes,
+) -> (axum::http::StatusCode, Vec<u8>) {
+    use prost::Message as _;
+    match ExportTraceServiceRequest::decode(body) {
+        Ok(request) => {
+            keep_spans(&received, request, "http");
+            (
+                axum::http::StatusCode::OK,
+                ExportTraceServiceResponse::default().encode_to_vec(),
+            )
+        }
+        Err(_) => (axum::http::StatusCode::BAD_REQUEST, Vec::new()),
+    }
+}
+
+async fn http_logs(
+    axum::extract::State(received): axum::extract::State<Arc<Received>>,
+    body: axum::body::Bytes,
+) -> (axum::http::StatusCode, Vec<u8>) {
+    use prost::Message as _;
+    match ExportLogsServiceRequest::decode(body) {
+        Ok(request) => {
+            keep_logs(&received, request, "http");
+            (
+                axum::http::StatusCode::OK,
+                ExportLogsServiceResponse::default().encode_to_vec(),
+            )
+        }
+        Err(_) => (axum::http::StatusCode::BAD_REQUEST, Vec::new()),
     }
 }
