@@ -47,6 +47,20 @@ const SCOPE: &str = "sextant";
 /// What a redacted value is replaced with.
 pub const REDACTED: &str = "[REDACTED]";
 
+/// Builds a signal's OTLP exporter (`SpanExporter`, `LogExporter`: their
+/// builders share method names, not a trait) for a protocol.
+macro_rules! otlp_exporter {
+    ($exporter:ty, $protocol:expr) => {
+        match $protocol {
+            Protocol::Grpc => <$exporter>::builder().with_tonic().build(),
+            Protocol::HttpProtobuf => <$exporter>::builder()
+                .with_http()
+                .with_http_client(RuntimeHttpClient::new())
+                .build(),
+        }
+    };
+}
+
 /// How log lines are written to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -74,7 +88,6 @@ impl LogFormat {
 /// batched. Dropping it without a shutdown loses the last batch.
 pub struct Telemetry {
     tracer: SdkTracerProvider,
-    exporting_traces: bool,
     logger: Option<SdkLoggerProvider>,
 }
 
@@ -107,23 +120,10 @@ impl Telemetry {
         global_propagator();
 
         let mut tracer = SdkTracerProvider::builder().with_resource(resource.clone());
-        let mut exporting_traces = false;
         if traces {
-            let exporter = match protocol(&env, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", &mut warnings)
-            {
-                Protocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
-                    .with_tonic()
-                    .build(),
-                Protocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
-                    .with_http()
-                    .with_http_client(RuntimeHttpClient::new())
-                    .build(),
-            };
-            match exporter {
-                Ok(exporter) => {
-                    tracer = tracer.with_batch_exporter(exporter);
-                    exporting_traces = true;
-                }
+            let protocol = protocol(&env, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", &mut warnings);
+            match otlp_exporter!(opentelemetry_otlp::SpanExporter, protocol) {
+                Ok(exporter) => tracer = tracer.with_batch_exporter(exporter),
                 Err(e) => warnings.push(format!("cannot export traces over OTLP: {e}")),
             }
         }
@@ -133,16 +133,8 @@ impl Telemetry {
         opentelemetry::global::set_tracer_provider(tracer.clone());
 
         let logger = if logs {
-            let exporter = match protocol(&env, "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", &mut warnings) {
-                Protocol::Grpc => opentelemetry_otlp::LogExporter::builder()
-                    .with_tonic()
-                    .build(),
-                Protocol::HttpProtobuf => opentelemetry_otlp::LogExporter::builder()
-                    .with_http()
-                    .with_http_client(RuntimeHttpClient::new())
-                    .build(),
-            };
-            match exporter {
+            let protocol = protocol(&env, "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", &mut warnings);
+            match otlp_exporter!(opentelemetry_otlp::LogExporter, protocol) {
                 Ok(exporter) => Some(
                     SdkLoggerProvider::builder()
                         .with_resource(resource)
@@ -173,16 +165,7 @@ impl Telemetry {
         for warning in warnings {
             tracing::warn!("{warning}");
         }
-        Self {
-            tracer,
-            exporting_traces,
-            logger,
-        }
-    }
-
-    /// Whether spans leave the process.
-    pub fn exporting_traces(&self) -> bool {
-        self.exporting_traces
+        Self { tracer, logger }
     }
 
     /// Flushes and stops the exporters (blocking: their batch threads send

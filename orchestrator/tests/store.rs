@@ -9,7 +9,7 @@ use std::time::Duration;
 use sextant_e2e::{Backend, TestDb};
 use sextant_orchestrator::executor::{Artifact, TaskKind};
 use sextant_orchestrator::model::{
-    ComponentSpec, EnvironmentSpec, JobKind, JobState, PromotionState, ReleaseComponent,
+    ComponentSpec, EnvironmentSpec, JobKind, JobState, PromotionState, Release, ReleaseComponent,
     ReleaseStatus, Strategy, TargetSpec, TaskState,
 };
 use sextant_orchestrator::store::{Change, DeployedOn, NewJob, NewPromotion, NewTask, Store};
@@ -383,56 +383,33 @@ async fn scenario(backend: Backend) {
     assert_eq!(store.artifacts(&job_id, "a").await.unwrap(), vec![a]);
 
     // Deployed rows keep what ran before.
-    store
-        .set_deployed_all(
-            "t1",
-            &job_id,
-            &[DeployedOn {
-                target: "a",
-                component: "web",
-                release_id: &r1.id,
-                image: &r1.components[0].image,
-                digest: &r1.components[0].digest,
-                slot: None,
-            }],
-        )
-        .await
-        .unwrap();
+    deploy_on_a(&store, &job_id, &r1).await;
     let r2 = store.release("t1", "r2").await.unwrap().unwrap();
-    store
-        .set_deployed_all(
-            "t1",
-            &job_id,
-            &[DeployedOn {
-                target: "a",
-                component: "web",
-                release_id: &r2.id,
-                image: &r2.components[0].image,
-                digest: &r2.components[0].digest,
-                slot: None,
-            }],
-        )
-        .await
-        .unwrap();
+    deploy_on_a(&store, &job_id, &r2).await;
     // The same digest again does not forget the previous one.
-    store
-        .set_deployed_all(
-            "t1",
-            &job_id,
-            &[DeployedOn {
-                target: "a",
-                component: "web",
-                release_id: &r2.id,
-                image: &r2.components[0].image,
-                digest: &r2.components[0].digest,
-                slot: None,
-            }],
-        )
-        .await
-        .unwrap();
+    deploy_on_a(&store, &job_id, &r2).await;
     let d = &store.deployed("t1", Some("a")).await.unwrap()[0];
     assert_eq!(d.digest, r2.components[0].digest);
     assert_eq!(d.previous.as_ref().unwrap().digest, r1.components[0].digest);
+}
+
+/// Records that `release`'s web component runs on target `a`.
+async fn deploy_on_a(store: &Store, job_id: &str, release: &Release) {
+    store
+        .set_deployed_all(
+            "t1",
+            job_id,
+            &[DeployedOn {
+                target: "a",
+                component: "web",
+                release_id: &release.id,
+                image: &release.components[0].image,
+                digest: &release.components[0].digest,
+                slot: None,
+            }],
+        )
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
