@@ -165,21 +165,19 @@ fn hex(bytes: &[u8]) -> String {
 
 fn keep_spans(received: &Received, request: ExportTraceServiceRequest, protocol: &'static str) {
     let mut spans = lock(&received.spans);
-    {
-        for rs in request.resource_spans {
-            let service = service(rs.resource.as_ref());
-            for ss in rs.scope_spans {
-                for s in ss.spans {
-                    spans.push(SinkSpan {
-                        service: service.clone(),
-                        name: s.name,
-                        trace_id: hex(&s.trace_id),
-                        span_id: hex(&s.span_id),
-                        parent_span_id: hex(&s.parent_span_id),
-                        attributes: attributes(&s.attributes),
-                        protocol,
-                    });
-                }
+    for rs in request.resource_spans {
+        let service = service(rs.resource.as_ref());
+        for ss in rs.scope_spans {
+            for s in ss.spans {
+                spans.push(SinkSpan {
+                    service: service.clone(),
+                    name: s.name,
+                    trace_id: hex(&s.trace_id),
+                    span_id: hex(&s.span_id),
+                    parent_span_id: hex(&s.parent_span_id),
+                    attributes: attributes(&s.attributes),
+                    protocol,
+                });
             }
         }
     }
@@ -187,21 +185,19 @@ fn keep_spans(received: &Received, request: ExportTraceServiceRequest, protocol:
 
 fn keep_logs(received: &Received, request: ExportLogsServiceRequest, protocol: &'static str) {
     let mut logs = lock(&received.logs);
-    {
-        for rl in request.resource_logs {
-            let service = service(rl.resource.as_ref());
-            for sl in rl.scope_logs {
-                for l in sl.log_records {
-                    logs.push(SinkLog {
-                        service: service.clone(),
-                        body: text(l.body.as_ref()),
-                        severity: l.severity_text,
-                        trace_id: hex(&l.trace_id),
-                        span_id: hex(&l.span_id),
-                        attributes: attributes(&l.attributes),
-                        protocol,
-                    });
-                }
+    for rl in request.resource_logs {
+        let service = service(rl.resource.as_ref());
+        for sl in rl.scope_logs {
+            for l in sl.log_records {
+                logs.push(SinkLog {
+                    service: service.clone(),
+                    body: text(l.body.as_ref()),
+                    severity: l.severity_text,
+                    trace_id: hex(&l.trace_id),
+                    span_id: hex(&l.span_id),
+                    attributes: attributes(&l.attributes),
+                    protocol,
+                });
             }
         }
     }
@@ -229,37 +225,32 @@ impl LogsService for Service {
     }
 }
 
-/// OTLP/HTTP with protobuf bodies (what the SDKs send by default).
+/// OTLP/HTTP with protobuf bodies (what the SDKs send by default):
+/// decodes `R`, keeps it, answers an empty `A`.
+fn http_export<R: prost::Message + Default, A: prost::Message + Default>(
+    received: &Received,
+    body: &[u8],
+    keep: fn(&Received, R, &'static str),
+) -> (axum::http::StatusCode, Vec<u8>) {
+    match R::decode(body) {
+        Ok(request) => {
+            keep(received, request, "http");
+            (axum::http::StatusCode::OK, A::default().encode_to_vec())
+        }
+        Err(_) => (axum::http::StatusCode::BAD_REQUEST, Vec::new()),
+    }
+}
+
 async fn http_traces(
     axum::extract::State(received): axum::extract::State<Arc<Received>>,
     body: axum::body::Bytes,
 ) -> (axum::http::StatusCode, Vec<u8>) {
-    use prost::Message as _;
-    match ExportTraceServiceRequest::decode(body) {
-        Ok(request) => {
-            keep_spans(&received, request, "http");
-            (
-                axum::http::StatusCode::OK,
-                ExportTraceServiceResponse::default().encode_to_vec(),
-            )
-        }
-        Err(_) => (axum::http::StatusCode::BAD_REQUEST, Vec::new()),
-    }
+    http_export::<_, ExportTraceServiceResponse>(&received, &body, keep_spans)
 }
 
 async fn http_logs(
     axum::extract::State(received): axum::extract::State<Arc<Received>>,
     body: axum::body::Bytes,
 ) -> (axum::http::StatusCode, Vec<u8>) {
-    use prost::Message as _;
-    match ExportLogsServiceRequest::decode(body) {
-        Ok(request) => {
-            keep_logs(&received, request, "http");
-            (
-                axum::http::StatusCode::OK,
-                ExportLogsServiceResponse::default().encode_to_vec(),
-            )
-        }
-        Err(_) => (axum::http::StatusCode::BAD_REQUEST, Vec::new()),
-    }
+    http_export::<_, ExportLogsServiceResponse>(&received, &body, keep_logs)
 }
