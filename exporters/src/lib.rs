@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod rate_limit;
 pub mod sender;
+pub mod serve;
 pub mod telemetry;
 
 pub use error::{OutboxError, Result};

@@ -13,11 +13,15 @@ pub const MAX_NAME_LEN: usize = 512;
 /// Longest kept status message, in bytes; longer messages are truncated.
 pub const MAX_MESSAGE_LEN: usize = 4096;
 
+/// How errors name a log record's body, which stands in for
+/// `sextant.status.message`.
+const BODY: &str = "body";
+
 /// A read-only view of an event's attributes, already merged so that a
 /// record's own attribute wins over its resource's.
 pub trait AttributeSource {
     /// The attribute as text; `Err` carries a description of a value that
-    /// cannot be read as text (an array, a map, bytes).
+    /// is not a string (a number, a boolean, an array, a map, bytes).
     fn text(&self, key: &str) -> Result<Option<String>, String>;
 }
 
@@ -176,8 +180,19 @@ impl<S: AttributeSource> Reader<'_, S> {
                 key,
                 problem: format!("is longer than {MAX_NAME_LEN} bytes"),
             }),
+            Some(v) if v.contains('\0') => Err(self.nul(key)),
             Some(v) if v.trim().is_empty() => Ok(None),
             other => Ok(other),
+        }
+    }
+
+    /// A NUL (U+0000) is valid UTF-8 but no PostgreSQL text can hold it:
+    /// the record is refused on every backend alike, before it reaches one.
+    fn nul(&self, key: &'static str) -> EventError {
+        EventError::Invalid {
+            event: self.event,
+            key,
+            problem: "contains a NUL character (U+0000)".to_owned(),
         }
     }
 
@@ -257,11 +272,25 @@ impl ObservedDeployment {
             })?;
         let message = source
             .text(keys::STATUS_MESSAGE)
-            .ok()
-            .flatten()
-            .or_else(|| body.map(str::to_owned))
-            .filter(|m| !m.is_empty())
-            .map(truncate_message);
+            .map_err(|problem| EventError::Invalid {
+                event: keys::EVENT_OBSERVED,
+                key: keys::STATUS_MESSAGE,
+                problem,
+            })?;
+        let message = match message {
+            Some(m) if m.contains('\0') => return Err(r.nul(keys::STATUS_MESSAGE)),
+            Some(m) => Some(m),
+            None if body.is_some_and(|b| b.contains('\0')) => {
+                return Err(EventError::Invalid {
+                    event: keys::EVENT_OBSERVED,
+                    key: BODY,
+                    problem: "contains a NUL character (U+0000)".to_owned(),
+                });
+            }
+            None => body.map(str::to_owned),
+        }
+        .filter(|m| !m.is_empty())
+        .map(truncate_message);
         Ok(Self {
             placement,
             host,

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use sextant_exporters::serve::{ListenerLimits, fit_connections, serve_http};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -12,6 +13,8 @@ use crate::api::{self, ApiState};
 use crate::auth::Authenticator;
 use crate::config::HubConfig;
 use crate::metrics::HubMetrics;
+use crate::otlp::admission::Admission;
+use crate::otlp::body::BodyBudget;
 use crate::otlp::http::HttpState;
 use crate::otlp::ingest::Ingestor;
 use crate::otlp::{grpc, http};
@@ -27,12 +30,17 @@ pub struct Application {
     auth: Authenticator,
     metrics: HubMetrics,
     max_request_bytes: usize,
+    budget: BodyBudget,
+    listeners: ListenerLimits,
     stale_after: std::time::Duration,
+    max_future_skew: std::time::Duration,
     environments: Arc<[String]>,
     ui_refresh: std::time::Duration,
     orchestrator_url: Option<Arc<str>>,
     api_limit: SurfaceLimiter,
     ingest_limit: SurfaceLimiter,
+    metrics_require_token: bool,
+    metrics_max_environments: usize,
 }
 
 impl Application {
@@ -55,7 +63,31 @@ impl Application {
                 "No tokens configured: listening on loopback only, everything belongs to tenant `default`"
             );
         }
+        config.listeners.validate().context("listeners")?;
+        if config.metrics_require_token && config.tokens.is_empty() {
+            bail!(
+                "metrics_require_token needs [[tokens]]: add a token with the `metrics` scope \
+                 for the scraper"
+            );
+        }
+        let minimum = BodyBudget::minimum(config.max_request_bytes);
+        if config.max_inflight_request_bytes < minimum {
+            bail!(
+                "max_inflight_request_bytes ({}) must be at least four times max_request_bytes \
+                 ({}): one request holds its body, its gzip output and its decoded message; \
+                 raise it to {minimum} or lower max_request_bytes",
+                config.max_inflight_request_bytes,
+                config.max_request_bytes
+            );
+        }
         let metrics = HubMetrics::new();
+        let budget = BodyBudget::new(config.max_inflight_request_bytes)
+            .with_gauge(metrics.inflight_request_bytes.clone());
+        // Three listeners share the process's open files (docs/security.md).
+        let listeners = ListenerLimits {
+            max_connections: fit_connections(config.listeners.max_connections, 3),
+            ..config.listeners
+        };
         let limits = &config.rate_limits;
         let api_limit = SurfaceLimiter::new(limits.api, crate::metrics::API, &metrics)
             .context("rate_limits.api")?;
@@ -78,12 +110,17 @@ impl Application {
             auth,
             metrics,
             max_request_bytes: config.max_request_bytes,
+            budget,
+            listeners,
             stale_after: std::time::Duration::from_secs(config.stale_after_seconds),
+            max_future_skew: std::time::Duration::from_secs(config.max_future_skew_seconds),
             environments: config.environments.clone().into(),
             ui_refresh: std::time::Duration::from_secs(config.ui_refresh_seconds),
             orchestrator_url: config.orchestrator_url.as_deref().map(orchestrator_base),
             api_limit,
             ingest_limit,
+            metrics_require_token: config.metrics_require_token,
+            metrics_max_environments: config.metrics_max_environments.max(1),
         })
     }
 
@@ -120,13 +157,26 @@ impl Application {
 
     /// Serves until `shutdown` is cancelled, then drains in-flight requests.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let ingestor = Ingestor::new(self.store.clone(), self.metrics.clone());
+        let ingestor = Ingestor::new(
+            self.store.clone(),
+            self.metrics.clone(),
+            self.max_future_skew,
+        );
         let otlp_http = http::router(HttpState {
             ingestor: ingestor.clone(),
             auth: self.auth.clone(),
             max_request_bytes: self.max_request_bytes,
             rate_limit: self.ingest_limit.clone(),
+            budget: self.budget.clone(),
+            metrics: self.metrics.clone(),
         });
+        let admission = Admission {
+            auth: self.auth.clone(),
+            rate_limit: self.ingest_limit,
+            budget: self.budget,
+            max_request_bytes: self.max_request_bytes,
+            metrics: self.metrics.clone(),
+        };
         let api = api::router(ApiState {
             store: self.store.clone(),
             auth: self.auth.clone(),
@@ -137,19 +187,18 @@ impl Application {
             reports: Arc::new(api::ReportCache::default()),
             orchestrator_url: self.orchestrator_url,
             rate_limit: self.api_limit,
+            metrics_require_token: self.metrics_require_token,
+            metrics_max_environments: self.metrics_max_environments,
         });
         let grpc = grpc::serve(
             self.grpc,
             ingestor,
-            self.auth,
-            self.ingest_limit,
-            self.max_request_bytes,
+            admission,
+            self.listeners,
             shutdown.clone(),
         );
-        let http = axum::serve(self.http, otlp_http)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-        let api =
-            axum::serve(self.api, api).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let http = serve_http(self.http, otlp_http, self.listeners, shutdown.clone());
+        let api = serve_http(self.api, api, self.listeners, shutdown.clone());
         let (grpc, http, api) = tokio::join!(grpc, http, api);
         grpc.context("OTLP/gRPC server failed")?;
         http.context("OTLP/HTTP server failed")?;

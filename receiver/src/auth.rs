@@ -10,7 +10,7 @@ use crate::config::TokenConfig;
 /// Tenant used when no tokens are configured (loopback only).
 pub const DEFAULT_TENANT: &str = "default";
 
-/// What a token may do.
+/// What a token may do. `admin` may do everything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
@@ -18,6 +18,8 @@ pub enum Scope {
     Ingest,
     /// Read the API.
     Read,
+    /// Scrape `/metrics` (when `metrics_require_token` is set).
+    Metrics,
     /// Everything.
     Admin,
 }
@@ -28,6 +30,7 @@ impl std::fmt::Display for Scope {
         f.write_str(match self {
             Scope::Ingest => "ingest",
             Scope::Read => "read",
+            Scope::Metrics => "metrics",
             Scope::Admin => "admin",
         })
     }

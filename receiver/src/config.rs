@@ -10,12 +10,20 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use sextant_exporters::rate_limit::RateLimitConfig;
+use sextant_exporters::serve::ListenerLimits;
 
 use crate::auth::Scope;
 
 /// Default OTLP request limit, checked after decompression (the OTLP spec
 /// recommends accepting up to 64 MiB).
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
+
+/// Default memory budget of the OTLP requests in flight: 1 GiB, sixteen
+/// times the default request limit.
+pub const DEFAULT_MAX_INFLIGHT_REQUEST_BYTES: usize = 1024 * 1024 * 1024;
+
+/// Default clock-skew window for event times: five minutes.
+pub const DEFAULT_MAX_FUTURE_SKEW_SECONDS: u64 = 300;
 
 /// Environment variables read into [`HubConfig`], without their `SEXTANT_`
 /// prefix.
@@ -26,9 +34,17 @@ const ENV_KEYS: &[&str] = &[
     "database_url",
     "data_dir",
     "max_request_bytes",
+    "max_inflight_request_bytes",
+    "listeners.header_timeout_seconds",
+    "listeners.request_timeout_seconds",
+    "listeners.idle_timeout_seconds",
+    "listeners.max_connections",
     "stale_after_seconds",
+    "max_future_skew_seconds",
     "ui_refresh_seconds",
     "orchestrator_url",
+    "metrics_require_token",
+    "metrics_max_environments",
     "rate_limits.api.per_second",
     "rate_limits.api.burst",
     "rate_limits.ingest.per_second",
@@ -52,9 +68,25 @@ pub struct HubConfig {
     pub data_dir: PathBuf,
     /// Largest accepted OTLP request in bytes, after decompression.
     pub max_request_bytes: usize,
+    /// Memory budget of the OTLP requests in flight on both transports, in
+    /// bytes (`SEXTANT_MAX_INFLIGHT_REQUEST_BYTES`; default 1 GiB): their
+    /// bodies, gzip output and decoded messages (docs/security.md,
+    /// "Memory"). A request that finds no room is answered 429 with
+    /// `Retry-After` (gRPC: `RESOURCE_EXHAUSTED` with `RetryInfo`); one that
+    /// would decode into more than all of it, 413. At least four times
+    /// `max_request_bytes`.
+    pub max_inflight_request_bytes: usize,
+    /// Timeouts and the connection cap of each of the three listeners
+    /// (`[listeners]`; `SEXTANT_LISTENERS__HEADER_TIMEOUT_SECONDS` and so on).
+    pub listeners: ListenerLimits,
     /// A host with no report for this long is stale
     /// (`SEXTANT_STALE_AFTER_SECONDS`; default 90, three 30 s heartbeats).
     pub stale_after_seconds: u64,
+    /// How far ahead of the hub's clock an event time may be, in seconds
+    /// (`SEXTANT_MAX_FUTURE_SKEW_SECONDS`; default 300): a record dated
+    /// later is rejected with the reason, so that no report can stay
+    /// current state forever.
+    pub max_future_skew_seconds: u64,
     /// The order environments are shown in (`dev`, `qa`, `stage`, `prod`,
     /// or whatever a team uses). Unlisted environments follow, alphabetically.
     pub environments: Vec<String>,
@@ -70,6 +102,15 @@ pub struct HubConfig {
     /// Per-tenant rate limits of the API and of OTLP ingest; unlimited by
     /// default.
     pub rate_limits: RateLimits,
+    /// `/metrics` answers only a token with the `metrics` (or `admin`)
+    /// scope (`SEXTANT_METRICS_REQUIRE_TOKEN`; off by default, and only
+    /// possible with `[[tokens]]`). Its series name tenants and
+    /// environments.
+    pub metrics_require_token: bool,
+    /// Environments per tenant that get series of their own on `/metrics`
+    /// (`SEXTANT_METRICS_MAX_ENVIRONMENTS`; default 100): the configured
+    /// ones first, then by name; the rest add up under `env="_other"`.
+    pub metrics_max_environments: usize,
 }
 
 /// Per-tenant request rates (`[rate_limits.api]`, `[rate_limits.ingest]`;
@@ -95,12 +136,17 @@ impl Default for HubConfig {
             database_url: None,
             data_dir: PathBuf::from(".sextant"),
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            max_inflight_request_bytes: DEFAULT_MAX_INFLIGHT_REQUEST_BYTES,
+            listeners: ListenerLimits::default(),
             stale_after_seconds: 90,
+            max_future_skew_seconds: DEFAULT_MAX_FUTURE_SKEW_SECONDS,
             environments: Vec::new(),
             ui_refresh_seconds: 15,
             tokens: Vec::new(),
             orchestrator_url: None,
             rate_limits: RateLimits::default(),
+            metrics_require_token: false,
+            metrics_max_environments: 100,
         }
     }
 }
@@ -113,7 +159,7 @@ pub struct TokenConfig {
     pub token: Secret,
     /// The tenant whose data the token reads and writes.
     pub tenant: String,
-    /// `ingest`, `read`, `admin`.
+    /// `ingest`, `read`, `metrics`, `admin`.
     pub scopes: Vec<Scope>,
 }
 

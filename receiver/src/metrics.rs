@@ -1,6 +1,8 @@
 //! The hub's Prometheus metrics. The text encoder lives here and nowhere else.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 /// Signal label values.
 pub const LOGS: &str = "logs";
@@ -33,6 +35,11 @@ pub struct HubMetrics {
     /// Requests refused by a per-tenant rate limit, by surface (`api`,
     /// `ingest`).
     pub rate_limited: IntCounterVec,
+    /// OTLP requests refused before decoding, by reason (`too_large`,
+    /// `memory_budget`, `invalid_gzip`, `read_error`).
+    pub requests_refused: IntCounterVec,
+    /// Bytes of the memory budget held by OTLP requests in flight.
+    pub inflight_request_bytes: IntGauge,
     /// When the drift gauges were last read from the store.
     pub drift_read_at: std::sync::Arc<tokio::sync::Mutex<Option<std::time::Instant>>>,
 }
@@ -104,6 +111,25 @@ impl HubMetrics {
             &["surface"],
         )
         .expect("valid metric");
+        let requests_refused = IntCounterVec::new(
+            Opts::new(
+                "sextant_receiver_requests_refused_total",
+                "OTLP requests refused before decoding, by reason (too_large: over the request \
+                 size limit, or decoding into more than the whole memory budget; memory_budget: over the budget of requests in flight, retryable; \
+                 invalid_gzip; read_error).",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        for reason in ["too_large", "memory_budget", "invalid_gzip", "read_error"] {
+            requests_refused.with_label_values(&[reason]);
+        }
+        let inflight_request_bytes = IntGauge::new(
+            "sextant_receiver_inflight_request_bytes",
+            "Bytes of the memory budget held by OTLP requests in flight (bodies, their gzip \
+             output and the decoded estimate).",
+        )
+        .expect("valid metric");
         for surface in [API, INGEST] {
             // Both series exist from the start, so a rate() sees the first refusal.
             rate_limited.with_label_values(&[surface]);
@@ -116,6 +142,8 @@ impl HubMetrics {
             Box::new(batch_records.clone()),
             Box::new(report_cache.clone()),
             Box::new(rate_limited.clone()),
+            Box::new(requests_refused.clone()),
+            Box::new(inflight_request_bytes.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }
@@ -129,6 +157,8 @@ impl HubMetrics {
             drift_hosts,
             stale_hosts,
             rate_limited,
+            requests_refused,
+            inflight_request_bytes,
             drift_read_at: std::sync::Arc::default(),
         }
     }
@@ -140,6 +170,18 @@ impl HubMetrics {
                 .with_label_values(&[signal, outcome, reason])
                 .inc_by(n);
         }
+    }
+
+    /// Counts an OTLP request refused before decoding.
+    pub fn body_refused(&self, error: &crate::otlp::body::BodyError) {
+        use crate::otlp::body::BodyError;
+        let reason = match error {
+            BodyError::TooLarge { .. } | BodyError::DecodesTooLarge { .. } => "too_large",
+            BodyError::OverBudget { .. } => "memory_budget",
+            BodyError::Gzip(_) => "invalid_gzip",
+            BodyError::Read(_) => "read_error",
+        };
+        self.requests_refused.with_label_values(&[reason]).inc();
     }
 
     /// The hub's series and its HTTP series, for `/metrics`.

@@ -17,19 +17,30 @@ pub(super) async fn live() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "live"}))
 }
 
+/// How long `/health/ready` waits for the database: a load balancer or
+/// an orchestrator probing readiness wants an answer within a second or
+/// so, not after the store's own connection timeout.
+pub const READY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub(super) async fn ready(State(state): State<ApiState>) -> Response {
-    match state.store.ping().await {
-        Ok(()) => Json(serde_json::json!({"status": "ready", "database": state.store.backend()}))
-            .into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "Readiness check failed: database does not answer");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(serde_json::json!({"status": "not_ready", "database": state.store.backend(), "error": e.to_string()})),
-            )
-                .into_response()
+    let backend = state.store.backend();
+    let error = match tokio::time::timeout(READY_DEADLINE, state.store.ping()).await {
+        Ok(Ok(())) => {
+            return Json(serde_json::json!({"status": "ready", "database": backend}))
+                .into_response();
         }
-    }
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!(
+            "the database did not answer within {} ms",
+            READY_DEADLINE.as_millis()
+        ),
+    };
+    tracing::warn!(error = %error, "Readiness check failed: database does not answer");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(serde_json::json!({"status": "not_ready", "database": backend, "error": error})),
+    )
+        .into_response()
 }
 
 /// The hub depends on its database alone: OTLP is written to it and the

@@ -43,6 +43,11 @@ pub struct ApiState {
     pub orchestrator_url: Option<Arc<str>>,
     /// Per-tenant limit of the `/api/v1` routes.
     pub rate_limit: crate::rate_limit::SurfaceLimiter,
+    /// `/metrics` answers only a token with the `metrics` (or `admin`)
+    /// scope.
+    pub metrics_require_token: bool,
+    /// Environments per tenant with series of their own on `/metrics`.
+    pub metrics_max_environments: usize,
 }
 
 /// The OpenAPI document's frame; the paths come from the handlers.
@@ -139,7 +144,26 @@ pub fn router(state: ApiState) -> Router {
         sextant_exporters::http_metrics::track,
     ))
     .fallback(not_found)
+    .layer(axum::middleware::from_fn(refuse_nul))
     .with_state(state)
+}
+
+/// Refuses a percent-encoded NUL (`%00`) anywhere in the path or the query
+/// with 400: no name the hub stores can hold one, and PostgreSQL text cannot
+/// even be compared with it (docs/security.md). A raw NUL cannot reach here;
+/// HTTP parsing rejects it.
+async fn refuse_nul(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let uri = request.uri();
+    let has_nul = |s: &str| s.as_bytes().windows(3).any(|w| w == b"%00");
+    if has_nul(uri.path()) || uri.query().is_some_and(has_nul) {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "the request contains a NUL character (%00), which no name can hold",
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// An API error: `{"error": {"code": "...", "message": "..."}}`. The code
@@ -237,6 +261,14 @@ impl From<QueryRejection> for ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
+        if e.is_data_error() {
+            tracing::warn!(error = %e, cause = ?std::error::Error::source(&e), "Store refused a query's value");
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                "a value of the query cannot be stored or compared by the hub's database",
+            );
+        }
         tracing::error!(error = %e, cause = ?std::error::Error::source(&e), "Store read failed");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -518,7 +550,15 @@ async fn rollout_handler(
     }
 }
 
-async fn metrics(State(state): State<ApiState>) -> Response {
+async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    if state.metrics_require_token {
+        let authorization = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if let Err(e) = state.auth.check(authorization, Scope::Metrics) {
+            return ApiError::from(e).into_response();
+        }
+    }
     refresh_drift_gauges(&state).await;
     sextant_exporters::exposition::response(&state.metrics.gather())
 }
@@ -526,6 +566,10 @@ async fn metrics(State(state): State<ApiState>) -> Response {
 /// How long the drift and stale gauges are reused: counting stale hosts
 /// reads every current row.
 const DRIFT_GAUGES_FOR: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The `env` label value that stands for a tenant's environments past
+/// `metrics_max_environments`.
+pub const OTHER_ENVIRONMENTS: &str = "_other";
 
 /// Re-reads the drift and stale gauges when they are older than
 /// [`DRIFT_GAUGES_FOR`]; a store error keeps the last values and is logged.
@@ -542,7 +586,7 @@ async fn refresh_drift_gauges(state: &ApiState) {
             let m = &state.metrics;
             m.drift_hosts.reset();
             m.stale_hosts.reset();
-            for r in rows {
+            for r in bound_environments(rows, state.metrics_max_environments, &state.environments) {
                 for (reason, n) in [
                     ("no_desired", r.no_desired),
                     ("wrong_revision", r.wrong_revision),
@@ -562,6 +606,95 @@ async fn refresh_drift_gauges(state: &ApiState) {
     }
 }
 
+/// Keeps at most `max` environments per tenant as label values (the
+/// configured ones first, then by name) and adds the rest up under
+/// [`OTHER_ENVIRONMENTS`]: environment names are the senders' choice, and
+/// the series they make must not grow with whatever senders invent.
+fn bound_environments(
+    rows: Vec<crate::store::DriftCounts>,
+    max: usize,
+    order: &[String],
+) -> Vec<crate::store::DriftCounts> {
+    let mut by_tenant: std::collections::BTreeMap<String, Vec<crate::store::DriftCounts>> =
+        std::collections::BTreeMap::new();
+    for r in rows {
+        by_tenant.entry(r.tenant.clone()).or_default().push(r);
+    }
+    let mut out = Vec::new();
+    for (tenant, mut rows) in by_tenant {
+        sextant_model::order_environments(&mut rows, |r| r.environment.as_str(), order);
+        if rows.len() <= max {
+            out.extend(rows);
+            continue;
+        }
+        let rest = rows.split_off(max);
+        let mut other = crate::store::DriftCounts {
+            tenant,
+            environment: OTHER_ENVIRONMENTS.to_owned(),
+            ..Default::default()
+        };
+        for r in rest {
+            other.no_desired += r.no_desired;
+            other.wrong_revision += r.wrong_revision;
+            other.failed += r.failed;
+            other.stale_hosts += r.stale_hosts;
+        }
+        out.extend(rows);
+        out.push(other);
+    }
+    out
+}
+
 async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::DriftCounts;
+
+    fn row(tenant: &str, environment: &str, n: i64) -> DriftCounts {
+        DriftCounts {
+            tenant: tenant.into(),
+            environment: environment.into(),
+            no_desired: n,
+            wrong_revision: 2 * n,
+            failed: 0,
+            stale_hosts: 1,
+        }
+    }
+
+    #[test]
+    fn environments_past_the_limit_add_up_under_other_per_tenant() {
+        let rows = vec![
+            row("a", "zeta", 1),
+            row("a", "prod", 2),
+            row("a", "alpha", 4),
+            row("a", "beta", 8),
+            row("b", "x", 16),
+        ];
+        let out = bound_environments(rows, 2, &["prod".to_owned()]);
+        let got: Vec<(&str, &str, i64, i64, i64)> = out
+            .iter()
+            .map(|r| {
+                (
+                    r.tenant.as_str(),
+                    r.environment.as_str(),
+                    r.no_desired,
+                    r.wrong_revision,
+                    r.stale_hosts,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a", "prod", 2, 4, 1),
+                ("a", "alpha", 4, 8, 1),
+                ("a", OTHER_ENVIRONMENTS, 9, 18, 2),
+                ("b", "x", 16, 32, 1),
+            ]
+        );
+    }
 }

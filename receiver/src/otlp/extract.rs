@@ -30,7 +30,8 @@ impl Extracted {
         self.rejected.iter().map(|(_, n)| n).sum()
     }
 
-    fn reject(&mut self, reason: &'static str, message: String) {
+    /// Counts one rejected record under `reason`; the first message is kept.
+    pub fn reject(&mut self, reason: &'static str, message: String) {
         match self.rejected.iter_mut().find(|(r, _)| *r == reason) {
             Some((_, n)) => *n += 1,
             None => self.rejected.push((reason, 1)),
@@ -75,19 +76,20 @@ impl Merged<'_> {
 
 impl AttributeSource for Merged<'_> {
     fn text(&self, key: &str) -> Result<Option<String>, String> {
-        match self.get(key).and_then(|v| v.value.as_ref()) {
-            None => Ok(None),
-            Some(Value::StringValue(s)) => Ok(Some(s.clone())),
-            Some(Value::IntValue(i)) => Ok(Some(i.to_string())),
-            Some(Value::BoolValue(b)) => Ok(Some(b.to_string())),
-            Some(Value::DoubleValue(d)) => Ok(Some(d.to_string())),
-            Some(Value::ArrayValue(_)) => Err("must be a string, not an array".to_owned()),
-            Some(Value::KvlistValue(_)) => Err("must be a string, not a map".to_owned()),
-            Some(Value::BytesValue(_)) => Err("must be a string, not bytes".to_owned()),
-            Some(Value::StringValueStrindex(_)) => {
-                Err("must be a string, not a string-table reference".to_owned())
-            }
-        }
+        let kind = match self.get(key).and_then(|v| v.value.as_ref()) {
+            None => return Ok(None),
+            Some(Value::StringValue(s)) => return Ok(Some(s.clone())),
+            Some(Value::IntValue(_)) => "an integer",
+            Some(Value::BoolValue(_)) => "a boolean",
+            Some(Value::DoubleValue(_)) => "a double",
+            Some(Value::ArrayValue(_)) => "an array",
+            Some(Value::KvlistValue(_)) => "a map",
+            Some(Value::BytesValue(_)) => "bytes",
+            Some(Value::StringValueStrindex(_)) => "a string-table reference",
+        };
+        // Deployment attributes are strings (semantic conventions); a number
+        // or a boolean is a sender's mistake, refused rather than guessed.
+        Err(format!("must be a string, not {kind}"))
     }
 }
 
@@ -98,16 +100,53 @@ fn string_value(v: Option<&AnyValue>) -> Option<&str> {
     }
 }
 
-/// The time of an event: its own time, else its observed time, else now.
-fn event_time(time: u64, observed: u64, now: UnixNanos) -> UnixNanos {
-    UnixNanos::from_otlp(time)
-        .or_else(|| UnixNanos::from_otlp(observed))
-        .unwrap_or(now)
+/// Which event times the hub accepts: up to `max_ahead` past `now` (the
+/// senders' clock skew); a time beyond is refused, so that no report can
+/// stay current state forever (docs/security.md).
+#[derive(Debug, Clone, Copy)]
+pub struct TimeWindow {
+    pub now: UnixNanos,
+    pub max_ahead: std::time::Duration,
+}
+
+impl TimeWindow {
+    /// The window around the current time.
+    pub fn now(max_ahead: std::time::Duration) -> Self {
+        Self {
+            now: UnixNanos::now(),
+            max_ahead,
+        }
+    }
+
+    /// The time of an event: its own time, else its observed time, else
+    /// now. A time `i64` cannot hold (after 2262) or beyond the window is
+    /// refused with the field's name.
+    fn event_time(&self, time: u64, observed: u64) -> Result<UnixNanos, String> {
+        let (field, nanos) = match (time, observed) {
+            (0, 0) => return Ok(self.now),
+            (0, observed) => ("observedTimeUnixNano", observed),
+            (time, _) => ("timeUnixNano", time),
+        };
+        let at = UnixNanos::from_otlp(nanos).ok_or_else(|| {
+            format!("{field} {nanos} is beyond 2262-04-11, the latest time the hub stores")
+        })?;
+        let ahead = at.0.saturating_sub(self.now.0);
+        let window = i64::try_from(self.max_ahead.as_nanos()).unwrap_or(i64::MAX);
+        if ahead > window {
+            return Err(format!(
+                "{field} {} is {} s in the future, beyond the {} s clock-skew window \
+                 (max_future_skew_seconds)",
+                at.to_rfc3339(),
+                ahead / 1_000_000_000,
+                self.max_ahead.as_secs()
+            ));
+        }
+        Ok(at)
+    }
 }
 
 /// Reads the deployment events of a logs request.
-pub fn logs(request: &ExportLogsServiceRequest) -> Extracted {
-    let now = UnixNanos::now();
+pub fn logs(request: &ExportLogsServiceRequest, window: TimeWindow) -> Extracted {
     let mut out = Extracted::default();
     for (ri, resource_logs) in request.resource_logs.iter().enumerate() {
         let resource = resource_logs
@@ -130,7 +169,16 @@ pub fn logs(request: &ExportLogsServiceRequest) -> Extracted {
                     out.ignored += 1;
                     continue;
                 };
-                let at = event_time(record.time_unix_nano, record.observed_time_unix_nano, now);
+                let location = format!("resourceLogs[{ri}].scopeLogs[{si}].logRecords[{li}]");
+                let at = match window
+                    .event_time(record.time_unix_nano, record.observed_time_unix_nano)
+                {
+                    Ok(at) => at,
+                    Err(problem) => {
+                        out.reject("invalid_time", format!("{location}: {problem}"));
+                        continue;
+                    }
+                };
                 let event = match kind {
                     EventKind::Desired => {
                         DesiredDeployment::from_attributes(&attrs, at).map(DeploymentEvent::Desired)
@@ -143,10 +191,7 @@ pub fn logs(request: &ExportLogsServiceRequest) -> Extracted {
                 };
                 match event {
                     Ok(event) => out.events.push(event),
-                    Err(error) => out.reject_event(
-                        format!("resourceLogs[{ri}].scopeLogs[{si}].logRecords[{li}]"),
-                        error,
-                    ),
+                    Err(error) => out.reject_event(location, error),
                 }
             }
         }
@@ -155,8 +200,7 @@ pub fn logs(request: &ExportLogsServiceRequest) -> Extracted {
 }
 
 /// Reads the observed-state gauges of a metrics request. Counts data points.
-pub fn metrics(request: &ExportMetricsServiceRequest) -> Extracted {
-    let now = UnixNanos::now();
+pub fn metrics(request: &ExportMetricsServiceRequest, window: TimeWindow) -> Extracted {
     let mut out = Extracted::default();
     for (ri, resource_metrics) in request.resource_metrics.iter().enumerate() {
         let resource = resource_metrics
@@ -202,7 +246,13 @@ pub fn metrics(request: &ExportMetricsServiceRequest) -> Extracted {
                         record: &point.attributes,
                         resource,
                     };
-                    let at = event_time(point.time_unix_nano, 0, now);
+                    let at = match window.event_time(point.time_unix_nano, 0) {
+                        Ok(at) => at,
+                        Err(problem) => {
+                            out.reject("invalid_time", format!("{location}: {problem}"));
+                            continue;
+                        }
+                    };
                     match ObservedDeployment::from_attributes(&attrs, None, at) {
                         Ok(o) => out.events.push(DeploymentEvent::Observed(o)),
                         Err(error) => out.reject_event(location, error),

@@ -20,16 +20,16 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::codec::CompressionEncoding;
-use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
+use sextant_exporters::serve::ListenerLimits;
+
+use super::admission::{Admission, AdmissionLayer};
 use super::ingest::{IngestError, Ingestor};
-use crate::auth::{AuthError, Authenticator, Principal, Scope};
-use crate::rate_limit::SurfaceLimiter;
+use crate::auth::Principal;
 
 /// The three OTLP services over one [`Ingestor`].
 #[derive(Clone)]
@@ -112,35 +112,6 @@ fn export_span<T>(signal: &'static str, request: &Request<T>) -> tracing::Span {
     span
 }
 
-/// Checks the `authorization` metadata and the tenant's rate limit (before
-/// the message is decoded), and attaches the [`Principal`].
-fn authenticate(
-    auth: Authenticator,
-    limit: SurfaceLimiter,
-) -> impl tonic::service::Interceptor + Clone {
-    move |mut request: Request<()>| {
-        let header = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
-        match auth.check(header, Scope::Ingest) {
-            Ok(principal) => {
-                if let Err(limited) = limit.check(&principal.tenant) {
-                    return Err(crate::rate_limit::ingest_status(
-                        &principal.tenant,
-                        &limit.describe(),
-                        limited,
-                    ));
-                }
-                request.extensions_mut().insert(principal);
-                Ok(request)
-            }
-            Err(e @ AuthError::Forbidden(_)) => Err(Status::permission_denied(e.to_string())),
-            Err(e) => Err(Status::unauthenticated(e.to_string())),
-        }
-    }
-}
-
 /// Maps tonic's codes for bad requests to the ones OTLP prescribes. tonic
 /// answers an oversized message with OUT_OF_RANGE, which OTLP clients retry;
 /// OTLP wants RESOURCE_EXHAUSTED without RetryInfo, which they do not. A
@@ -173,34 +144,42 @@ fn otlp_status_codes<B>(mut response: http::Response<B>) -> http::Response<B> {
     response
 }
 
-/// Serves OTLP/gRPC on `listener` until `shutdown` is cancelled.
+/// Serves OTLP/gRPC on `listener` until `shutdown` is cancelled: every
+/// request admitted first ([`Admission`]: token, rate limit, size, memory
+/// budget, gzip), within the listener's limits.
 pub async fn serve(
     listener: TcpListener,
     ingestor: Ingestor,
-    auth: Authenticator,
-    limit: SurfaceLimiter,
-    max_request_bytes: usize,
+    admission: Admission,
+    limits: ListenerLimits,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     let svc = OtlpGrpc { ingestor };
+    // Admission has decompressed and size-checked every message already;
+    // tonic's own limit stays as a second guard.
+    let max = admission.max_request_bytes;
     let logs = LogsServiceServer::new(svc.clone())
-        .max_decoding_message_size(max_request_bytes)
+        .max_decoding_message_size(max)
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip);
     let metrics = MetricsServiceServer::new(svc.clone())
-        .max_decoding_message_size(max_request_bytes)
+        .max_decoding_message_size(max)
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip);
     let traces = TraceServiceServer::new(svc)
-        .max_decoding_message_size(max_request_bytes)
+        .max_decoding_message_size(max)
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip);
-    let interceptor = authenticate(auth, limit);
     tonic::transport::Server::builder()
+        .timeout(limits.request_timeout())
         .layer(tower::util::MapResponseLayer::new(otlp_status_codes))
-        .add_service(InterceptedService::new(logs, interceptor.clone()))
-        .add_service(InterceptedService::new(metrics, interceptor.clone()))
-        .add_service(InterceptedService::new(traces, interceptor))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
+        .layer(AdmissionLayer(admission))
+        .add_service(logs)
+        .add_service(metrics)
+        .add_service(traces)
+        .serve_with_incoming_shutdown(
+            sextant_exporters::serve::incoming(listener, limits),
+            shutdown.cancelled_owned(),
+        )
         .await
 }

@@ -1,15 +1,12 @@
 //! OTLP/HTTP: `POST /v1/logs`, `/v1/metrics` and `/v1/traces` with
 //! `application/x-protobuf` or `application/json` bodies, optionally gzip.
 
-use std::io::Read;
-
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -19,8 +16,11 @@ use serde::de::DeserializeOwned;
 
 use sextant_exporters::rate_limit::RateLimited;
 
+use super::body::{self, BodyBudget, BodyError, Charge};
+use super::estimate::{self, Signal};
 use super::ingest::Ingestor;
 use crate::auth::{AuthError, Authenticator, Scope};
+use crate::metrics::HubMetrics;
 
 /// State of the OTLP/HTTP routes.
 #[derive(Clone)]
@@ -30,6 +30,9 @@ pub struct HttpState {
     pub max_request_bytes: usize,
     /// Per-tenant ingest limit (shared with OTLP/gRPC).
     pub rate_limit: crate::rate_limit::SurfaceLimiter,
+    /// Memory of the requests in flight (shared with OTLP/gRPC).
+    pub budget: BodyBudget,
+    pub metrics: HubMetrics,
 }
 
 /// The OTLP/HTTP routes.
@@ -190,33 +193,44 @@ fn encoding(headers: &HeaderMap) -> Result<Encoding, OtlpError> {
     }
 }
 
-fn too_large(limit: usize, encoding: Encoding) -> OtlpError {
-    OtlpError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        format!("request body exceeds the limit of {limit} bytes"),
-        encoding,
-    )
-}
-
-/// Decompresses gzip, stopping at `limit` bytes of output so that a small
-/// body cannot expand without bound.
-#[allow(clippy::disallowed_methods)] // This is the capped decoder.
-pub fn gunzip_capped(body: &[u8], limit: usize) -> Result<Option<Vec<u8>>, std::io::Error> {
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(body)
-        .take(limit as u64 + 1)
-        .read_to_end(&mut out)?;
-    Ok((out.len() <= limit).then_some(out))
+impl OtlpError {
+    /// The answer to a body that could not be read: 413 over the size limit
+    /// (not retried), 429 with `Retry-After` over the memory budget, 400 for
+    /// a broken body.
+    fn body(error: BodyError, encoding: Encoding) -> Self {
+        let status = match &error {
+            BodyError::TooLarge { .. } | BodyError::DecodesTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            BodyError::OverBudget { .. } => {
+                let status = body::retry_later(error.to_string());
+                return Self {
+                    status: StatusCode::TOO_MANY_REQUESTS,
+                    message: status.message().to_owned(),
+                    encoding,
+                    limited: Some((status, body::RETRY_AFTER_SECS)),
+                };
+            }
+            BodyError::Gzip(_) | BodyError::Read(_) => StatusCode::BAD_REQUEST,
+        };
+        Self::new(status, error.to_string(), encoding)
+    }
 }
 
 /// Authenticates, checks the content type and the tenant's rate limit
 /// (before the body is read: a refused request costs next to nothing),
-/// reads the body within the size limit, decompresses and decodes it.
-async fn read_request<T: Message + Default + DeserializeOwned>(
+/// reads the body within the size limit and the memory budget, decompresses
+/// and decodes it. The returned [`Charge`] holds the request's share of the
+/// budget until it is dropped, after the answer.
+/// Bodies up to this size are decoded on the request's own task.
+const INLINE_DECODE_BYTES: usize = 64 * 1024;
+
+async fn read_request<T: Message + Default + DeserializeOwned + Send + 'static>(
     state: &HttpState,
+    signal: Signal,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(crate::auth::Principal, T, Encoding), OtlpError> {
+) -> Result<(crate::auth::Principal, T, Encoding, Charge), OtlpError> {
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
@@ -235,39 +249,15 @@ async fn read_request<T: Message + Default + DeserializeOwned>(
         .rate_limit
         .check(&principal.tenant)
         .map_err(|limited| OtlpError::rate_limited(&principal.tenant, state, limited, encoding))?;
-    let limit = state.max_request_bytes;
-    let bytes: Bytes = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            return Err(too_large(limit, encoding));
-        }
-        Err(e) => {
-            return Err(OtlpError::new(
-                StatusCode::BAD_REQUEST,
-                format!("cannot read request body: {e}"),
-                encoding,
-            ));
-        }
-    };
     let content_encoding = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("identity")
         .trim()
         .to_ascii_lowercase();
-    let bytes = match content_encoding.as_str() {
-        "identity" | "" => bytes,
-        "gzip" => match gunzip_capped(&bytes, limit) {
-            Ok(Some(plain)) => Bytes::from(plain),
-            Ok(None) => return Err(too_large(limit, encoding)),
-            Err(e) => {
-                return Err(OtlpError::new(
-                    StatusCode::BAD_REQUEST,
-                    format!("invalid gzip body: {e}"),
-                    encoding,
-                ));
-            }
-        },
+    let gzip = match content_encoding.as_str() {
+        "identity" | "" => false,
+        "gzip" => true,
         other => {
             return Err(OtlpError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -276,16 +266,61 @@ async fn read_request<T: Message + Default + DeserializeOwned>(
             ));
         }
     };
-    let request = match encoding {
-        Encoding::Protobuf => {
-            T::decode(bytes).map_err(|e| format!("invalid protobuf payload: {e}"))
+    let limit = state.max_request_bytes;
+    let mut charge = state.budget.charge();
+    let refused = |e: BodyError| {
+        state.metrics.body_refused(&e);
+        OtlpError::body(e, encoding)
+    };
+    let wire = body::read(body, limit, &mut charge)
+        .await
+        .map_err(refused)?;
+    // Decompressing and decoding a large body takes milliseconds of CPU:
+    // off the async threads, so other requests go on meanwhile.
+    let off_thread = gzip || wire.len() > INLINE_DECODE_BYTES;
+    let metrics = state.metrics.clone();
+    let decode = move || {
+        let refused = |e: BodyError| {
+            metrics.body_refused(&e);
+            OtlpError::body(e, encoding)
+        };
+        let plain = if gzip {
+            let plain = body::gunzip(&wire, limit, 0, &mut charge).map_err(refused)?;
+            charge.release(wire.len());
+            drop(wire);
+            plain.freeze()
+        } else {
+            wire
+        };
+        let decoded = match encoding {
+            Encoding::Protobuf => estimate::protobuf(signal, &plain),
+            Encoding::Json => estimate::json(&plain),
+        };
+        charge.add_decoded(decoded).map_err(refused)?;
+        let request = match encoding {
+            Encoding::Protobuf => {
+                T::decode(plain).map_err(|e| format!("invalid protobuf payload: {e}"))
+            }
+            Encoding::Json => serde_json::from_slice(&plain)
+                .map_err(|e| format!("invalid OTLP/JSON payload: {e}")),
         }
-        Encoding::Json => {
-            serde_json::from_slice(&bytes).map_err(|e| format!("invalid OTLP/JSON payload: {e}"))
-        }
-    }
-    .map_err(|message| OtlpError::new(StatusCode::BAD_REQUEST, message, encoding))?;
-    Ok((principal, request, encoding))
+        .map_err(|message| OtlpError::new(StatusCode::BAD_REQUEST, message, encoding))?;
+        // The bytes are gone; the decoded message stays charged.
+        charge.release(charge.held().saturating_sub(decoded));
+        Ok::<_, OtlpError>((request, charge))
+    };
+    let (request, charge) = if off_thread {
+        tokio::task::spawn_blocking(decode).await.map_err(|e| {
+            OtlpError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("decoding failed: {e}"),
+                encoding,
+            )
+        })??
+    } else {
+        decode()?
+    };
+    Ok((principal, request, encoding, charge))
 }
 
 fn respond<T: Message + Serialize>(response: &T, encoding: Encoding) -> Response {
@@ -310,8 +345,8 @@ async fn logs(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, OtlpError> {
-    let (principal, request, encoding) =
-        read_request::<ExportLogsServiceRequest>(&state, &headers, body).await?;
+    let (principal, request, encoding, _charge) =
+        read_request::<ExportLogsServiceRequest>(&state, Signal::Logs, &headers, body).await?;
     let response = state
         .ingestor
         .logs(&principal, request)
@@ -325,8 +360,9 @@ async fn metrics(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, OtlpError> {
-    let (principal, request, encoding) =
-        read_request::<ExportMetricsServiceRequest>(&state, &headers, body).await?;
+    let (principal, request, encoding, _charge) =
+        read_request::<ExportMetricsServiceRequest>(&state, Signal::Metrics, &headers, body)
+            .await?;
     let response = state
         .ingestor
         .metrics(&principal, request)
@@ -340,7 +376,7 @@ async fn traces(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, OtlpError> {
-    let (_, request, encoding) =
-        read_request::<ExportTraceServiceRequest>(&state, &headers, body).await?;
+    let (_, request, encoding, _charge) =
+        read_request::<ExportTraceServiceRequest>(&state, Signal::Traces, &headers, body).await?;
     Ok(respond(&state.ingestor.traces(&request), encoding))
 }

@@ -45,6 +45,20 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// The database refused the data itself (PostgreSQL's class 22, "data
+    /// exception": a NUL in text, a number out of range, …), not because
+    /// it is unavailable. Trying again cannot help: the request is bad.
+    pub fn is_data_error(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(e)) => {
+                e.code().is_some_and(|code| code.starts_with("22"))
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Filters of a state read. `None` matches everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StateQuery {

@@ -35,6 +35,11 @@ type CurrentRow = (
     i64,
 );
 
+/// How long a request waits for a database connection. With the database
+/// gone, sqlx keeps trying to connect until this passes: it is how soon
+/// ingest answers 503 with `Retry-After` (docs/security.md).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// The hub store on PostgreSQL.
 #[derive(Debug)]
 pub struct PostgresStore {
@@ -54,7 +59,7 @@ impl PostgresStore {
             .options([("plan_cache_mode", "force_custom_plan"), ("jit", "off")]);
         let pool = PgPoolOptions::new()
             .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await?;
         super::migrate::postgres().run(&pool).await?;

@@ -293,6 +293,9 @@ async fn drift_counts(
     Ok(counts)
 }
 
+/// Most environment columns the matrix shows.
+const MATRIX_ENVIRONMENTS: usize = 50;
+
 /// Home: the environment × workload matrix.
 async fn matrix(
     State(state): State<ApiState>,
@@ -315,6 +318,10 @@ async fn matrix(
     envs.dedup();
     envs.retain(|e| wanted.is_empty() || wanted.contains(e));
     order_environments(&mut envs, |e| e.as_str(), &state.environments);
+    // Environment names are the senders' choice: the page shows a bounded
+    // number of columns whatever they invent, and says what it left out.
+    let hidden = envs.len().saturating_sub(MATRIX_ENVIRONMENTS);
+    envs.truncate(MATRIX_ENVIRONMENTS);
 
     let mut rows: BTreeMap<(String, String, String), HashMap<String, Vec<TargetSummary>>> =
         BTreeMap::new();
@@ -336,6 +343,11 @@ async fn matrix(
             ("workload", "Workload", p.workload.as_deref()),
             ("environments", "Environments", p.environments.as_deref()),
         ]))
+        @if hidden > 0 {
+            p.note.hidden-environments {
+                (hidden) " more environments are not shown; list the ones to see under Environments (comma-separated)."
+            }
+        }
         @if rows.is_empty() {
             p.empty { "No deployment state yet. Send some over OTLP (see docs/otlp-conventions.md) or start with " code { "sextant up --demo" } "." }
         } @else {

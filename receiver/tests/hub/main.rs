@@ -4,6 +4,7 @@ mod helpers;
 
 mod api;
 mod counts;
+mod hardening;
 mod ingest;
 mod lists;
 mod otlp_errors;

@@ -1,5 +1,10 @@
 use super::*;
 
+/// The default window: five minutes ahead of now.
+fn window() -> TimeWindow {
+    TimeWindow::now(std::time::Duration::from_secs(300))
+}
+
 fn logs_json(json: &str) -> ExportLogsServiceRequest {
     serde_json::from_str(json).expect("valid OTLP JSON")
 }
@@ -34,7 +39,7 @@ fn event_name_field_or_attribute_and_record_wins_over_resource() {
         b = observed_attrs("failed"),
         name = kv("event.name", "sextant.deployment.observed"),
     );
-    let out = logs(&logs_json(&json));
+    let out = logs(&logs_json(&json), window());
     assert_eq!(out.ignored, 1);
     assert_eq!(out.rejected_total(), 0);
     assert_eq!(out.events.len(), 2);
@@ -70,7 +75,7 @@ fn a_bad_event_is_rejected_alone_with_its_location() {
         ok = observed_attrs("succeeded"),
         bad = observed_attrs("done"),
     );
-    let out = logs(&logs_json(&json));
+    let out = logs(&logs_json(&json), window());
     assert_eq!(out.events.len(), 1);
     assert_eq!(
         out.rejected,
@@ -93,7 +98,7 @@ fn non_string_attribute_is_rejected() {
         ]}}]}}]}}"#,
         a = observed_attrs("succeeded"),
     );
-    let out = logs(&logs_json(&json));
+    let out = logs(&logs_json(&json), window());
     assert!(
         out.error_message()
             .contains("`host.name` must be a string, not an array"),
@@ -116,7 +121,7 @@ fn gauges_become_observations_and_other_metrics_are_ignored() {
         a = observed_attrs("in_progress"),
     );
     let request: ExportMetricsServiceRequest = serde_json::from_str(&json).expect("valid");
-    let out = metrics(&request);
+    let out = metrics(&request, window());
     assert_eq!(out.events.len(), 1);
     assert_eq!(out.ignored, 2);
     assert_eq!(out.rejected, vec![("invalid_value", 1)]);
@@ -124,4 +129,54 @@ fn gauges_become_observations_and_other_metrics_are_ignored() {
         panic!("observed")
     };
     assert_eq!((o.host.as_str(), o.observed_at), ("h9", UnixNanos(5)));
+}
+
+#[test]
+fn event_times_beyond_i64_or_the_skew_window_are_refused() {
+    let w = TimeWindow {
+        now: UnixNanos(1_000_000_000_000),
+        max_ahead: std::time::Duration::from_secs(300),
+    };
+    assert_eq!(w.event_time(0, 0), Ok(w.now), "no time: the receive time");
+    assert_eq!(w.event_time(0, 7), Ok(UnixNanos(7)), "observed time");
+    assert_eq!(w.event_time(5, 7), Ok(UnixNanos(5)), "own time first");
+    let edge = 1_000_000_000_000 + 300_000_000_000;
+    assert_eq!(w.event_time(edge, 0), Ok(UnixNanos(edge as i64)));
+    let err = w.event_time(edge + 1, 0).expect_err("past the window");
+    assert!(
+        err.contains("timeUnixNano") && err.contains("clock-skew"),
+        "{err}"
+    );
+    let err = w.event_time(u64::MAX, 0).expect_err("beyond i64");
+    assert!(err.contains("beyond 2262"), "{err}");
+    let err = w
+        .event_time(0, i64::MAX as u64 + 1)
+        .expect_err("beyond i64");
+    assert!(err.starts_with("observedTimeUnixNano"), "{err}");
+}
+
+#[test]
+fn numbers_and_booleans_are_not_strings() {
+    for (value, kind) in [
+        (r#"{"intValue":"42"}"#, "an integer"),
+        (r#"{"boolValue":true}"#, "a boolean"),
+        (r#"{"doubleValue":1.5}"#, "a double"),
+        (r#"{"bytesValue":"AA=="}"#, "bytes"),
+    ] {
+        let json = format!(
+            r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[
+                {{"eventName":"sextant.deployment.observed","attributes":[{a},
+                  {{"key":"host.name","value":{value}}}]}}
+            ]}}]}}]}}"#,
+            a = observed_attrs("succeeded"),
+        );
+        let out = logs(&logs_json(&json), window());
+        assert_eq!(out.rejected, vec![("invalid_attribute", 1)], "{value}");
+        assert!(
+            out.error_message()
+                .contains(&format!("`host.name` must be a string, not {kind}")),
+            "{}",
+            out.error_message()
+        );
+    }
 }

@@ -1,0 +1,390 @@
+//! Every listener of every service, served with the same limits
+//! (docs/security.md, "Listeners"): a deadline for a request's headers, one
+//! for the whole request, an idle timeout on the connection, a cap on open
+//! connections, and an accept loop that survives running out of file
+//! descriptors instead of spinning on them.
+//!
+//! HTTP listeners go through [`serve_http`]; gRPC listeners hand tonic the
+//! stream of [`incoming`] connections, which carry the same idle timeout and
+//! connection cap.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::CancellationToken;
+
+/// File descriptors kept back from the connection caps for everything else
+/// a service opens: database connections and files, outbox segments, logs.
+pub const RESERVED_FILES: u64 = 128;
+
+/// How long a stopping server waits for open requests to finish.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// The limits of one listener. The defaults suit every Sextant listener;
+/// the hub reads them from its `[listeners]` table.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListenerLimits {
+    /// Seconds a client has to send a request's headers, counted from the
+    /// connection's first byte or from the end of its previous request;
+    /// a connection that sends nothing at all is closed after this too.
+    pub header_timeout_seconds: f64,
+    /// Seconds a request may take from its headers to its answer, body
+    /// included (HTTP 408 past it; gRPC: `DEADLINE_EXCEEDED`).
+    pub request_timeout_seconds: f64,
+    /// Seconds a connection may pass with nothing read or written before it
+    /// is closed (an open HTTP/2 connection between requests).
+    pub idle_timeout_seconds: f64,
+    /// Connections served at once on this listener; more wait in the
+    /// kernel's backlog until one closes. Lowered at start when the open
+    /// files limit is too low to hold them ([`fit_connections`]).
+    pub max_connections: usize,
+}
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout_seconds: 10.0,
+            request_timeout_seconds: 60.0,
+            idle_timeout_seconds: 120.0,
+            max_connections: 4096,
+        }
+    }
+}
+
+/// Why a [`ListenerLimits`] cannot be used.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LimitsError {
+    #[error("{0} must be a number of seconds greater than 0")]
+    Timeout(&'static str),
+    #[error("max_connections must be at least 1")]
+    Connections,
+}
+
+impl ListenerLimits {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<(), LimitsError> {
+        for (name, secs) in [
+            ("header_timeout_seconds", self.header_timeout_seconds),
+            ("request_timeout_seconds", self.request_timeout_seconds),
+            ("idle_timeout_seconds", self.idle_timeout_seconds),
+        ] {
+            if !(secs.is_finite() && secs > 0.0 && secs < 1e9) {
+                return Err(LimitsError::Timeout(name));
+            }
+        }
+        if self.max_connections == 0 {
+            return Err(LimitsError::Connections);
+        }
+        Ok(())
+    }
+
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.header_timeout_seconds)
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.request_timeout_seconds)
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.idle_timeout_seconds)
+    }
+}
+
+/// Raises the soft limit of open files to the hard limit, where the system
+/// allows; returns the soft limit in force afterwards (`None` where it
+/// cannot be read). Called once at start by every service.
+pub fn raise_open_files_limit() -> Option<u64> {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => Some(limit),
+        Err(error) => {
+            tracing::warn!(%error, "Cannot raise the open files limit");
+            rlimit::getrlimit(rlimit::Resource::NOFILE)
+                .ok()
+                .map(|(soft, _)| soft)
+        }
+    }
+}
+
+/// Fits `listeners` caps of `wanted` connections each into the open files
+/// limit, keeping [`RESERVED_FILES`] for the rest of the process: accepting
+/// past the limit fails with "Too many open files", and then every listener
+/// and the database fail together.
+pub fn fit_connections(wanted: usize, listeners: usize) -> usize {
+    let Ok((soft, _)) = rlimit::getrlimit(rlimit::Resource::NOFILE) else {
+        return wanted;
+    };
+    let room = soft.saturating_sub(RESERVED_FILES) / listeners.max(1) as u64;
+    let fitted = usize::try_from(room)
+        .unwrap_or(usize::MAX)
+        .clamp(1, wanted.max(1));
+    if fitted < wanted {
+        tracing::warn!(
+            wanted,
+            fitted,
+            open_files_limit = soft,
+            "Fewer connections per listener than configured: the open files limit is too low"
+        );
+    }
+    fitted
+}
+
+/// Accepts connections within a cap, wrapped with the idle timeout.
+struct Acceptor {
+    listener: TcpListener,
+    permits: Arc<Semaphore>,
+    limits: ListenerLimits,
+}
+
+impl Acceptor {
+    fn new(listener: TcpListener, limits: ListenerLimits) -> Self {
+        Self {
+            listener,
+            permits: Arc::new(Semaphore::new(limits.max_connections.max(1))),
+            limits,
+        }
+    }
+
+    /// The next connection, once one of the cap's places is free. Accept
+    /// errors (out of file descriptors, a connection reset before it was
+    /// accepted) are logged and waited out: they never stop the listener.
+    async fn accept(&self) -> Connection {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        loop {
+            match self.listener.accept().await {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    return Connection::new(stream, peer, &self.limits, permit);
+                }
+                Err(error) => {
+                    let pause = if is_connection_error(&error) {
+                        Duration::ZERO
+                    } else {
+                        // EMFILE/ENFILE/ENOMEM: a retry at once fails again.
+                        tracing::warn!(%error, "Cannot accept a connection; retrying shortly");
+                        Duration::from_millis(100)
+                    };
+                    tokio::time::sleep(pause).await;
+                }
+            }
+        }
+    }
+}
+
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+/// Serves `router` on `listener` with `limits` until `shutdown`, then lets
+/// open requests finish for up to ten seconds.
+pub async fn serve_http(
+    listener: TcpListener,
+    router: Router,
+    limits: ListenerLimits,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    let router = router.layer(tower_http::timeout::TimeoutLayer::with_status_code(
+        StatusCode::REQUEST_TIMEOUT,
+        limits.request_timeout(),
+    ));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout())
+        .keep_alive(true);
+    builder.http2().timer(TokioTimer::new());
+    let acceptor = Acceptor::new(listener, limits);
+    let graceful = GracefulShutdown::new();
+    loop {
+        let connection = tokio::select! {
+            c = acceptor.accept() => c,
+            () = shutdown.cancelled() => break,
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let serving = builder
+            .serve_connection(TokioIo::new(connection), service)
+            .into_owned();
+        let serving = graceful.watch(serving);
+        tokio::spawn(async move {
+            if let Err(error) = serving.await {
+                tracing::debug!(error = %error, "Connection closed with an error");
+            }
+        });
+    }
+    drop(acceptor);
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            drain_seconds = DRAIN.as_secs(),
+            "Requests still open at shutdown were cut off"
+        );
+    }
+    Ok(())
+}
+
+/// The connections of a gRPC listener for tonic's
+/// `serve_with_incoming_shutdown`, with the cap and the idle timeout. The
+/// request deadline is tonic's `Server::timeout`.
+pub fn incoming(
+    listener: TcpListener,
+    limits: ListenerLimits,
+) -> impl futures::Stream<Item = io::Result<Connection>> + Send + 'static {
+    let acceptor = Arc::new(Acceptor::new(listener, limits));
+    futures::stream::unfold(acceptor, |acceptor| async move {
+        let connection = acceptor.accept().await;
+        Some((Ok(connection), acceptor))
+    })
+}
+
+/// An accepted TCP connection that closes itself after a stretch with
+/// nothing read or written: the header timeout until its first byte, the
+/// idle timeout afterwards. It holds one place of its listener's cap.
+pub struct Connection {
+    stream: TcpStream,
+    peer: SocketAddr,
+    deadline: Pin<Box<Sleep>>,
+    idle: Duration,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Connection {
+    fn new(
+        stream: TcpStream,
+        peer: SocketAddr,
+        limits: &ListenerLimits,
+        permit: OwnedSemaphorePermit,
+    ) -> Self {
+        Self {
+            stream,
+            peer,
+            deadline: Box::pin(tokio::time::sleep(limits.header_timeout())),
+            idle: limits.idle_timeout(),
+            _permit: permit,
+        }
+    }
+
+    /// The client's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    fn active(&mut self) {
+        let next = Instant::now() + self.idle;
+        self.deadline.as_mut().reset(next);
+    }
+
+    /// `Pending` while the deadline is ahead; a timed-out error after it.
+    fn check_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        ready!(self.deadline.as_mut().poll(cx));
+        Poll::Ready(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "connection idle for too long",
+        ))
+    }
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.stream).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    self.active();
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => self.check_deadline(cx).map(Err),
+        }
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.stream).poll_write(cx, buf) {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    self.active();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            // A client that stops reading its answers is idle too.
+            Poll::Pending => self.check_deadline(cx).map(Err),
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.stream).poll_write_vectored(cx, bufs) {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    self.active();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => self.check_deadline(cx).map(Err),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+impl tonic::transport::server::Connected for Connection {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.stream.connect_info()
+    }
+}
