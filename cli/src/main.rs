@@ -161,6 +161,15 @@ async fn main() {
         _ => "sextant-cli",
     };
     let telemetry = Telemetry::init(service, LogFormat::from_env());
+    if matches!(
+        cli.command,
+        Command::Up(_) | Command::Orchestrator(_) | Command::Agent { .. }
+    ) {
+        // Servers hold a descriptor per connection: take what the system
+        // allows, and size the connection caps to it (docs/security.md).
+        let limit = sextant_exporters::serve::raise_open_files_limit();
+        tracing::debug!(open_files_limit = ?limit, "Open files limit");
+    }
     let code = match run(cli.command).await {
         Ok(code) => code,
         Err(error) => {

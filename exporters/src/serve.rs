@@ -6,7 +6,22 @@
 //!
 //! HTTP listeners go through [`serve_http`]; gRPC listeners hand tonic the
 //! stream of [`incoming`] connections, which carry the same idle timeout and
-//! connection cap.
+//! connection cap. Each listener counts the connections it refused at its
+//! cap in the counter it is given ([`refused_counter`]).
+
+/// The counter of connections a service's listeners refused at their cap,
+/// by listener: `sextant_listener_connections_refused_total{listener}`.
+pub fn refused_counter() -> prometheus::IntCounterVec {
+    prometheus::IntCounterVec::new(
+        prometheus::Opts::new(
+            "sextant_listener_connections_refused_total",
+            "Connections accepted and closed at once because their listener was at its \
+             max_connections, by listener.",
+        ),
+        &["listener"],
+    )
+    .expect("valid metric")
+}
 
 use std::io;
 use std::net::SocketAddr;
@@ -21,6 +36,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use prometheus::IntCounter;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -50,9 +66,9 @@ pub struct ListenerLimits {
     /// Seconds a connection may pass with nothing read or written before it
     /// is closed (an open HTTP/2 connection between requests).
     pub idle_timeout_seconds: f64,
-    /// Connections served at once on this listener; more wait in the
-    /// kernel's backlog until one closes. Lowered at start when the open
-    /// files limit is too low to hold them ([`fit_connections`]).
+    /// Connections served at once on this listener; one more is accepted
+    /// and closed at once. Lowered at start when the open files limit is
+    /// too low to hold them ([`fit_connections`]).
     pub max_connections: usize,
 }
 
@@ -150,30 +166,36 @@ struct Acceptor {
     listener: TcpListener,
     permits: Arc<Semaphore>,
     limits: ListenerLimits,
+    refused: IntCounter,
 }
 
 impl Acceptor {
-    fn new(listener: TcpListener, limits: ListenerLimits) -> Self {
+    fn new(listener: TcpListener, limits: ListenerLimits, refused: IntCounter) -> Self {
         Self {
             listener,
             permits: Arc::new(Semaphore::new(limits.max_connections.max(1))),
             limits,
+            refused,
         }
     }
 
-    /// The next connection, once one of the cap's places is free. Accept
-    /// errors (out of file descriptors, a connection reset before it was
-    /// accepted) are logged and waited out: they never stop the listener.
+    /// The next connection within the cap. One past the cap is accepted and
+    /// closed at once: left in the kernel's backlog, a flood would fill it
+    /// and new clients' handshakes would hang; closed, they see the refusal
+    /// and retry. Accept errors (out of file descriptors, a connection
+    /// reset before it was accepted) are logged and waited out: they never
+    /// stop the listener.
     async fn accept(&self) -> Connection {
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
         loop {
             match self.listener.accept().await {
                 Ok((stream, peer)) => {
+                    let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+                        self.refused.inc();
+                        tracing::debug!(%peer, max_connections = self.limits.max_connections,
+                            "Connection refused: the listener is at its cap");
+                        drop(stream);
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
                     return Connection::new(stream, peer, &self.limits, permit);
                 }
@@ -207,6 +229,7 @@ pub async fn serve_http(
     listener: TcpListener,
     router: Router,
     limits: ListenerLimits,
+    refused: IntCounter,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     let router = router.layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -220,7 +243,7 @@ pub async fn serve_http(
         .header_read_timeout(limits.header_timeout())
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
-    let acceptor = Acceptor::new(listener, limits);
+    let acceptor = Acceptor::new(listener, limits, refused);
     let graceful = GracefulShutdown::new();
     loop {
         let connection = tokio::select! {
@@ -257,8 +280,9 @@ pub async fn serve_http(
 pub fn incoming(
     listener: TcpListener,
     limits: ListenerLimits,
+    refused: IntCounter,
 ) -> impl futures::Stream<Item = io::Result<Connection>> + Send + 'static {
-    let acceptor = Arc::new(Acceptor::new(listener, limits));
+    let acceptor = Arc::new(Acceptor::new(listener, limits, refused));
     futures::stream::unfold(acceptor, |acceptor| async move {
         let connection = acceptor.accept().await;
         Some((Ok(connection), acceptor))
@@ -388,3 +412,6 @@ impl tonic::transport::server::Connected for Connection {
         self.stream.connect_info()
     }
 }
+
+#[cfg(test)]
+mod tests;

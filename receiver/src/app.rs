@@ -190,15 +190,29 @@ impl Application {
             metrics_require_token: self.metrics_require_token,
             metrics_max_environments: self.metrics_max_environments,
         });
+        let refused = |listener: &str| self.metrics.listener_refused.with_label_values(&[listener]);
         let grpc = grpc::serve(
             self.grpc,
             ingestor,
             admission,
             self.listeners,
+            refused("otlp_grpc"),
             shutdown.clone(),
         );
-        let http = serve_http(self.http, otlp_http, self.listeners, shutdown.clone());
-        let api = serve_http(self.api, api, self.listeners, shutdown.clone());
+        let http = serve_http(
+            self.http,
+            otlp_http,
+            self.listeners,
+            refused("otlp_http"),
+            shutdown.clone(),
+        );
+        let api = serve_http(
+            self.api,
+            api,
+            self.listeners,
+            refused("api"),
+            shutdown.clone(),
+        );
         let (grpc, http, api) = tokio::join!(grpc, http, api);
         grpc.context("OTLP/gRPC server failed")?;
         http.context("OTLP/HTTP server failed")?;

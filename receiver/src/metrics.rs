@@ -40,6 +40,9 @@ pub struct HubMetrics {
     pub requests_refused: IntCounterVec,
     /// Bytes of the memory budget held by OTLP requests in flight.
     pub inflight_request_bytes: IntGauge,
+    /// Connections refused at a listener's cap, by listener (`otlp_grpc`,
+    /// `otlp_http`, `api`).
+    pub listener_refused: IntCounterVec,
     /// When the drift gauges were last read from the store.
     pub drift_read_at: std::sync::Arc<tokio::sync::Mutex<Option<std::time::Instant>>>,
 }
@@ -130,6 +133,10 @@ impl HubMetrics {
              output and the decoded estimate).",
         )
         .expect("valid metric");
+        let listener_refused = sextant_exporters::serve::refused_counter();
+        for listener in ["otlp_grpc", "otlp_http", "api"] {
+            listener_refused.with_label_values(&[listener]);
+        }
         for surface in [API, INGEST] {
             // Both series exist from the start, so a rate() sees the first refusal.
             rate_limited.with_label_values(&[surface]);
@@ -144,6 +151,7 @@ impl HubMetrics {
             Box::new(rate_limited.clone()),
             Box::new(requests_refused.clone()),
             Box::new(inflight_request_bytes.clone()),
+            Box::new(listener_refused.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }
@@ -159,6 +167,7 @@ impl HubMetrics {
             rate_limited,
             requests_refused,
             inflight_request_bytes,
+            listener_refused,
             drift_read_at: std::sync::Arc::default(),
         }
     }

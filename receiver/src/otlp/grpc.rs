@@ -152,6 +152,7 @@ pub async fn serve(
     ingestor: Ingestor,
     admission: Admission,
     limits: ListenerLimits,
+    refused: prometheus::IntCounter,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     let svc = OtlpGrpc { ingestor };
@@ -178,7 +179,7 @@ pub async fn serve(
         .add_service(metrics)
         .add_service(traces)
         .serve_with_incoming_shutdown(
-            sextant_exporters::serve::incoming(listener, limits),
+            sextant_exporters::serve::incoming(listener, limits, refused),
             shutdown.cancelled_owned(),
         )
         .await
