@@ -267,9 +267,29 @@ fn up_limits_its_orchestrator_api_at_the_hub_api_rate() {
     terminate(child);
 }
 
+/// A `sextant up` that is killed when dropped, so a failed assertion
+/// leaves no process behind.
+struct Up(Option<Child>);
+
+impl Up {
+    /// Stops it as [`terminate`] does.
+    fn terminate(mut self) -> Output {
+        terminate(self.0.take().expect("still running"))
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// `sextant up --config CONFIG` with every listener on port 0, its data
 /// under `dir`, and only errors logged (so the piped stderr never fills).
-fn up_with(config: &std::path::Path, dir: &std::path::Path) -> (Child, String) {
+fn up_with(config: &std::path::Path, dir: &std::path::Path) -> (Up, String) {
     let mut cmd = sextant();
     cmd.arg("up")
         .arg("--config")
@@ -291,7 +311,8 @@ fn up_with(config: &std::path::Path, dir: &std::path::Path) -> (Child, String) {
     if std::env::var_os("TEST_LOG").is_none() {
         cmd.env("RUST_LOG", "error");
     }
-    start(cmd)
+    let (child, banner) = start(cmd);
+    (Up(Some(child)), banner)
 }
 
 /// One request to `base`: status and JSON body (`Null` if not JSON).
@@ -387,7 +408,7 @@ async fn up_orchestrator_refuses_callers_without_the_hub_tokens() {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("sextant.toml");
     std::fs::write(&config, HUB_TOKENS).expect("write config");
-    let (child, banner) = up_with(&config, dir.path());
+    let (up, banner) = up_with(&config, dir.path());
     let base = format!("http://{}", addr(&banner, "orchestrator"));
     let http = reqwest::Client::new();
 
@@ -449,7 +470,7 @@ async fn up_orchestrator_refuses_callers_without_the_hub_tokens() {
         let res = http.get(format!("{base}{path}")).send().await.expect(path);
         assert_eq!(res.status(), 200, "{path}");
     }
-    terminate(child);
+    up.terminate();
 }
 
 /// A hub token's `subject` is the actor the orchestrator records, and
@@ -478,7 +499,7 @@ scopes = ["read"]
 "#,
     )
     .expect("write config");
-    let (child, banner) = up_with(&config, dir.path());
+    let (up, banner) = up_with(&config, dir.path());
     let base = format!("http://{}", addr(&banner, "orchestrator"));
     let hub = format!("http://{}", addr(&banner, "API"));
     let http = reqwest::Client::new();
@@ -551,7 +572,7 @@ scopes = ["read"]
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    terminate(child);
+    up.terminate();
 }
 
 /// A fresh `sextant up` (no job has run yet) serves `/metrics` on the hub
@@ -562,7 +583,7 @@ async fn up_serves_metrics_before_any_job() {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("sextant.toml");
     std::fs::write(&config, "").expect("write config");
-    let (child, banner) = up_with(&config, dir.path());
+    let (up, banner) = up_with(&config, dir.path());
     let http = reqwest::Client::new();
     for label in ["API", "orchestrator"] {
         let url = format!("http://{}/metrics", addr(&banner, label));
@@ -578,5 +599,5 @@ async fn up_serves_metrics_before_any_job() {
         assert_eq!(status, 200, "{url}: {body}");
         assert_eq!(ctype, "text/plain; version=0.0.4", "{url}");
     }
-    terminate(child);
+    up.terminate();
 }
