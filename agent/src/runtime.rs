@@ -190,6 +190,8 @@ impl Agent {
         let outbox_metrics = OutboxMetrics::new();
         outbox_metrics.register(&registry)?;
         let metrics = AgentMetrics::new(&registry)?;
+        let refused = sextant_exporters::serve::refused_counter();
+        registry.register(Box::new(refused.clone()))?;
         let outbox_config = OutboxConfig {
             max_bytes: config.outbox_max_bytes,
             consumers: (0..config.otlp_endpoints.len()).map(consumer).collect(),
@@ -305,9 +307,16 @@ impl Agent {
             .route("/health/ready", get(health::ready))
             .with_state(state);
         let server_cancel = cancel.clone();
+        // The health listener has the same limits as every other
+        // (docs/security.md); one listener, so all the room it can get.
+        let limits = sextant_exporters::serve::ListenerLimits::default();
+        let limits = sextant_exporters::serve::ListenerLimits {
+            max_connections: sextant_exporters::serve::fit_connections(limits.max_connections, 1),
+            ..limits
+        };
+        let refused = refused.with_label_values(&["health"]);
         tasks.spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { server_cancel.cancelled().await })
+            sextant_exporters::serve::serve_http(listener, app, limits, refused, server_cancel)
                 .await
                 .map_err(anyhow::Error::from)
         });

@@ -243,10 +243,16 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             app.api_addr(),
             app.otlp_http_addr(),
             hub_token(&config),
+            // The hub's tokens, tenants and scopes guard the orchestrator's
+            // API too; without any, both are open (loopback only).
+            orchestrator::serve::hub_tokens(&config.tokens),
         );
         // One API budget per tenant for both APIs of `sextant up`: the
         // hub's `[rate_limits.api]` applies to the orchestrator's too.
         local.api_rate_limit = config.rate_limits.api;
+        // And the hub's listener limits and /metrics token.
+        local.listeners = config.listeners;
+        local.metrics_require_token = config.metrics_require_token;
         let database = local.database_url.clone();
         let running = orchestrator::serve::start(local, shutdown.clone())
             .await

@@ -16,6 +16,11 @@ fn sextant() -> Command {
         "SEXTANT_DATABASE_URL",
         "SEXTANT_DATA_DIR",
         "SEXTANT_MAX_REQUEST_BYTES",
+        "SEXTANT_TOKEN",
+        "SEXTANT_ACTOR",
+        "SEXTANT_ORCHESTRATOR_ADDR",
+        "SEXTANT_ORCHESTRATOR_URL",
+        "SEXTANT_AGENT_LISTEN_ADDR",
     ] {
         cmd.env_remove(var);
     }
@@ -260,4 +265,339 @@ fn up_limits_its_orchestrator_api_at_the_hub_api_rate() {
     let health = get(orchestrator, "/health");
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     terminate(child);
+}
+
+/// A `sextant up` that is killed when dropped, so a failed assertion
+/// leaves no process behind.
+struct Up(Option<Child>);
+
+impl Up {
+    /// Stops it as [`terminate`] does.
+    fn terminate(mut self) -> Output {
+        terminate(self.0.take().expect("still running"))
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `sextant up --config CONFIG` with every listener on port 0, its data
+/// under `dir`, and only errors logged (so the piped stderr never fills).
+fn up_with(config: &std::path::Path, dir: &std::path::Path) -> (Up, String) {
+    let mut cmd = sextant();
+    cmd.arg("up")
+        .arg("--config")
+        .arg(config)
+        .args([
+            "--otlp-grpc-addr",
+            "127.0.0.1:0",
+            "--otlp-http-addr",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--api-addr",
+            "127.0.0.1:0",
+            "--orchestrator-addr",
+            "127.0.0.1:0",
+        ])
+        .args(["--agent-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.join("data"));
+    if std::env::var_os("TEST_LOG").is_none() {
+        cmd.env("RUST_LOG", "error");
+    }
+    let (child, banner) = start(cmd);
+    (Up(Some(child)), banner)
+}
+
+/// One request to `base`: status and JSON body (`Null` if not JSON).
+async fn call(
+    http: &reqwest::Client,
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    actor: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+        .unwrap_or_else(|e| panic!("method {method}: {e}"));
+    let mut req = http.request(method.clone(), url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(a) = actor {
+        req = req.header("x-sextant-actor", a);
+    }
+    if method != reqwest::Method::GET {
+        req = req.json(&serde_json::json!({}));
+    }
+    let res = req
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// Every route of the orchestrator: each operation of its OpenAPI
+/// document (so a route added later is checked too) with its path
+/// parameters filled in, and the HTML job page, which the document leaves
+/// out.
+async fn orchestrator_routes(http: &reqwest::Client, base: &str) -> Vec<(String, String)> {
+    let (status, doc) = call(http, "GET", &format!("{base}/api/openapi.json"), None, None).await;
+    assert_eq!(status, 200, "the OpenAPI document stays open: {doc}");
+    let paths = doc["paths"]
+        .as_object()
+        .expect("paths in the OpenAPI document");
+    let mut routes = vec![("get".to_owned(), "/jobs/no-such-job".to_owned())];
+    for (path, ops) in paths {
+        let filled: String = path
+            .split('/')
+            .map(|seg| {
+                if seg.starts_with('{') {
+                    "no-such-id"
+                } else {
+                    seg
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        for method in ops.as_object().expect("operations").keys() {
+            if ["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                routes.push((method.clone(), filled.clone()));
+            }
+        }
+    }
+    // The document lists 23 operations today; fewer means it was misread.
+    assert!(routes.len() > 20, "{routes:?}");
+    routes
+}
+
+/// The hub's tokens without subjects (admin, read and ingest).
+const HUB_TOKENS: &str = r#"
+[[tokens]]
+token = "admin-token-0123456789"
+tenant = "acme"
+scopes = ["admin"]
+
+[[tokens]]
+token = "read-token-0123456789"
+tenant = "acme"
+scopes = ["read"]
+
+[[tokens]]
+token = "ingest-token-0123456789"
+tenant = "acme"
+scopes = ["ingest"]
+"#;
+
+/// With `[[tokens]]` in the hub's config, the orchestrator `sextant up`
+/// starts takes the same tokens: every route of its API (read from its
+/// OpenAPI document, so a route added later is checked too) and the job
+/// page answer 401 without a token and 403 to an `ingest`-only token; every
+/// route that changes state answers 403 (`forbidden`, naming the `deploy`
+/// scope) to a `read` token, which reads. The actor is the token's
+/// subject, derived from the token when the config names none, never the
+/// `X-Sextant-Actor` header. Health and metrics stay open.
+#[tokio::test]
+async fn up_orchestrator_refuses_callers_without_the_hub_tokens() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("sextant.toml");
+    std::fs::write(&config, HUB_TOKENS).expect("write config");
+    let (up, banner) = up_with(&config, dir.path());
+    let base = format!("http://{}", addr(&banner, "orchestrator"));
+    let http = reqwest::Client::new();
+
+    let mut wrong = Vec::new();
+    for (method, path) in orchestrator_routes(&http, &base).await {
+        let url = format!("{base}{path}");
+        let changes = method != "get";
+        let (status, body) = call(&http, &method, &url, None, Some("mallory")).await;
+        if status != 401 || body["error"]["code"] != "unauthenticated" {
+            wrong.push(format!("{method} {path} without a token: {status} {body}"));
+        }
+        let ingest = Some("ingest-token-0123456789");
+        let (status, body) = call(&http, &method, &url, ingest, None).await;
+        if status != 403 || body["error"]["code"] != "forbidden" {
+            wrong.push(format!(
+                "{method} {path} with an ingest token: {status} {body}"
+            ));
+        }
+        let read = Some("read-token-0123456789");
+        let (status, body) = call(&http, &method, &url, read, None).await;
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        if changes && (status != 403 || !message.contains("`deploy`")) {
+            wrong.push(format!(
+                "{method} {path} with a read token: {status} {body}"
+            ));
+        }
+        if !changes && matches!(status, 401 | 403) {
+            wrong.push(format!(
+                "{method} {path} refused a read token: {status} {body}"
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} wrong answers:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+
+    // The actor comes from the token, never from the header.
+    let (status, me) = call(
+        &http,
+        "GET",
+        &format!("{base}/api/v1/whoami"),
+        Some("admin-token-0123456789"),
+        Some("mallory"),
+    )
+    .await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["tenant"], "acme", "{me}");
+    let actor = me["actor"].as_str().unwrap_or_default();
+    assert!(
+        actor.starts_with("token-") && actor.len() == "token-".len() + 8,
+        "a subject derived from the token: {me}"
+    );
+    assert!(!actor.contains("admin-token"), "the token leaked: {me}");
+
+    for path in ["/health", "/health/live", "/health/ready", "/metrics"] {
+        let res = http.get(format!("{base}{path}")).send().await.expect(path);
+        assert_eq!(res.status(), 200, "{path}");
+    }
+    up.terminate();
+}
+
+/// A hub token's `subject` is the actor the orchestrator records, and
+/// the `deploy` scope changes state there while it grants nothing on the
+/// hub; the CLI's client commands work with `SEXTANT_TOKEN` against the
+/// orchestrator of `sextant up`, and a read token gets exit code 3
+/// naming the missing scope.
+#[tokio::test]
+async fn up_orchestrator_records_the_subject_and_needs_deploy_to_change() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("sextant.toml");
+    std::fs::write(
+        &config,
+        r#"
+[[tokens]]
+token = "deploy-token-0123456789"
+tenant = "acme"
+subject = "carol"
+scopes = ["deploy"]
+
+[[tokens]]
+token = "read-token-0123456789"
+tenant = "acme"
+subject = "rita"
+scopes = ["read"]
+"#,
+    )
+    .expect("write config");
+    let (up, banner) = up_with(&config, dir.path());
+    let base = format!("http://{}", addr(&banner, "orchestrator"));
+    let hub = format!("http://{}", addr(&banner, "API"));
+    let http = reqwest::Client::new();
+    let deploy = Some("deploy-token-0123456789");
+
+    let (status, me) = call(
+        &http,
+        "GET",
+        &format!("{base}/api/v1/whoami"),
+        deploy,
+        Some("mallory"),
+    )
+    .await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["actor"], "carol", "{me}");
+    assert_eq!(me["tenant"], "acme", "{me}");
+
+    // `deploy` grants nothing on the hub.
+    let (status, body) = call(&http, "GET", &format!("{hub}/api/v1/state"), deploy, None).await;
+    assert_eq!(status, 403, "{body}");
+
+    // The client commands, with the token from the environment.
+    let cli = |token: &str, args: &[&str], stdin: Option<&str>| {
+        let mut cmd = sextant();
+        cmd.args(args)
+            .args(["--orchestrator", &base])
+            .env("SEXTANT_TOKEN", token)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn sextant");
+        let mut input = child.stdin.take().expect("stdin");
+        if let Some(text) = stdin {
+            use std::io::Write as _;
+            input.write_all(text.as_bytes()).expect("stdin");
+        }
+        drop(input);
+        child.wait_with_output().expect("sextant exits")
+    };
+    let doc = "environments:\n  - name: dev\n";
+    let out = cli("deploy-token-0123456789", &["apply", "-f", "-"], Some(doc));
+    assert!(
+        out.status.success(),
+        "apply with a deploy token: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli("deploy-token-0123456789", &["agents", "token"], None);
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("sxr_"),
+        "agents token with a deploy token: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli("read-token-0123456789", &["agents", "token"], None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("forbidden") && stderr.contains("`deploy`"),
+        "{stderr}"
+    );
+    let out = cli("read-token-0123456789", &["promotions", "list"], None);
+    assert!(
+        out.status.success(),
+        "promotions with a read token: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli("not-a-token-0123456789", &["promotions", "list"], None);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    up.terminate();
+}
+
+/// A fresh `sextant up` (no job has run yet) serves `/metrics` on the hub
+/// and on its orchestrator at once: 200 in the text format Prometheus
+/// scrapes.
+#[tokio::test]
+async fn up_serves_metrics_before_any_job() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("sextant.toml");
+    std::fs::write(&config, "").expect("write config");
+    let (up, banner) = up_with(&config, dir.path());
+    let http = reqwest::Client::new();
+    for label in ["API", "orchestrator"] {
+        let url = format!("http://{}/metrics", addr(&banner, label));
+        let res = http.get(&url).send().await.expect("metrics");
+        let status = res.status();
+        let ctype = res
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body = res.text().await.unwrap_or_default();
+        assert_eq!(status, 200, "{url}: {body}");
+        assert_eq!(ctype, "text/plain; version=0.0.4", "{url}");
+    }
+    up.terminate();
 }

@@ -1,17 +1,21 @@
 //! The orchestrator's REST API (JSON, tenant-scoped), documented by the
 //! OpenAPI document at `/api/openapi.json`.
 //!
-//! **Who is calling.** With tokens configured, `Authorization: Bearer …`
-//! names the tenant and the actor (the token's subject). Without tokens
-//! (the local default, loopback only) the tenant is `default` and the actor
-//! is the `X-Sextant-Actor` header (`local` if absent).
+//! **Who is calling** (`crate::auth`). With tokens configured, every route
+//! of the API and the job page needs `Authorization: Bearer …`, which
+//! names the tenant and the actor (the token's subject; `X-Sextant-Actor`
+//! is ignored); `GET` needs the `read`, `deploy` or `admin` scope, every
+//! other method `deploy` or `admin`. Without tokens (the local default,
+//! loopback only) the tenant is `default` and the actor is the
+//! `X-Sextant-Actor` header (`local` if absent). The OpenAPI document,
+//! health and metrics are open.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -22,6 +26,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::agents::AgentView;
+use crate::auth::{Access, AuthError, Tokens};
 use crate::config::{Applied, Document};
 use crate::model::{
     ComponentSpec, EnvironmentSpec, PromotionState, Release, ReleaseComponent, Strategy, TargetSpec,
@@ -33,24 +38,20 @@ use crate::store::{
     TaskLogLine,
 };
 
-/// A bearer token: the tenant and the actor it stands for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TokenConfig {
-    pub token: String,
-    pub tenant: String,
-    pub subject: String,
-}
+pub use crate::auth::TokenConfig;
 
 /// API state.
 #[derive(Clone)]
 pub struct ApiState {
     pub orchestrator: Arc<Orchestrator>,
-    tokens: Arc<HashMap<String, TokenConfig>>,
+    tokens: Arc<Tokens>,
     /// Registries reached over plain HTTP when resolving tags.
     insecure_registries: Arc<Vec<String>>,
     http_metrics: Arc<sextant_exporters::http_metrics::HttpMetrics>,
     /// Per-tenant request limit of every authenticated route.
     rate_limit: TenantLimiter,
+    /// `/metrics` answers only a token with the `metrics` or `admin` scope.
+    metrics_require_token: bool,
 }
 
 impl ApiState {
@@ -61,16 +62,19 @@ impl ApiState {
     ) -> Self {
         Self {
             orchestrator,
-            tokens: Arc::new(
-                tokens
-                    .iter()
-                    .map(|t| (t.token.clone(), t.clone()))
-                    .collect(),
-            ),
+            tokens: Arc::new(Tokens::new(tokens)),
             insecure_registries: Arc::new(insecure_registries),
             http_metrics: Arc::default(),
             rate_limit: TenantLimiter::unlimited(),
+            metrics_require_token: false,
         }
+    }
+
+    /// Makes `/metrics` answer only a token with the `metrics` (or `admin`)
+    /// scope; it needs tokens.
+    pub fn with_metrics_token(mut self, required: bool) -> Self {
+        self.metrics_require_token = required;
+        self
     }
 
     /// Limits each tenant's requests (unlimited by default).
@@ -159,6 +163,25 @@ impl From<OrchestratorError> for ApiError {
     }
 }
 
+/// 401 `unauthenticated` without a known token, 403 `forbidden` (naming
+/// the missing scope) when its scopes do not cover the request.
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        let (status, code) = match e {
+            AuthError::Missing | AuthError::Unknown => {
+                (StatusCode::UNAUTHORIZED, "unauthenticated")
+            }
+            AuthError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+        };
+        Self {
+            status,
+            code,
+            message: e.to_string(),
+            retry_after: None,
+        }
+    }
+}
+
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         OrchestratorError::Store(e).into()
@@ -183,56 +206,62 @@ fn not_found(message: impl Into<String>) -> ApiError {
     }
 }
 
-/// The authenticated caller.
+/// The authenticated caller, as recorded in events and approvals.
+#[derive(Debug, Clone)]
 pub struct Caller {
     pub tenant: String,
     pub actor: String,
 }
 
+/// Takes the caller [`authenticate`] found; a route outside that layer
+/// authenticates here, with the same rules.
 impl FromRequestParts<ApiState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
-        let unauthenticated = |message: &str| ApiError {
-            status: StatusCode::UNAUTHORIZED,
-            code: "unauthenticated",
-            message: message.to_owned(),
-            retry_after: None,
-        };
-        if state.tokens.is_empty() {
-            let actor = parts
-                .headers
-                .get("x-sextant-actor")
-                .and_then(|v| v.to_str().ok())
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .unwrap_or("local")
-                .to_owned();
-            return Caller {
-                tenant: "default".into(),
-                actor,
-            }
-            .within_limit(state);
+        match parts.extensions.get::<Caller>() {
+            Some(caller) => Ok(caller.clone()),
+            None => Caller::authenticate(state, &parts.headers, &parts.method),
         }
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| unauthenticated("missing bearer token"))?;
-        let t = state
-            .tokens
-            .get(token.trim())
-            .ok_or_else(|| unauthenticated("unknown bearer token"))?;
-        Caller {
-            tenant: t.tenant.clone(),
-            actor: t.subject.clone(),
+    }
+}
+
+/// Authenticates every request of the API and the job page before its
+/// handler runs, so a route added later cannot be left open by a handler
+/// that forgets to ask for the [`Caller`]. The method says what the request
+/// needs (`crate::auth::Access`); the caller goes into the request's
+/// extensions for the handler.
+async fn authenticate(State(state): State<ApiState>, mut request: Request, next: Next) -> Response {
+    match Caller::authenticate(&state, request.headers(), request.method()) {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
         }
-        .within_limit(state)
+        Err(e) => e.into_response(),
     }
 }
 
 impl Caller {
+    /// Who sends `headers`, if they may make a `method` request; then one
+    /// request from their tenant's rate limit.
+    fn authenticate(
+        state: &ApiState,
+        headers: &HeaderMap,
+        method: &Method,
+    ) -> Result<Self, ApiError> {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let identity = state.tokens.authenticate(
+            header(header::AUTHORIZATION.as_str()),
+            header(ACTOR_HEADER),
+            Access::of(method),
+        )?;
+        Caller {
+            tenant: identity.tenant,
+            actor: identity.actor,
+        }
+        .within_limit(state)
+    }
+
     /// Takes one request from the caller's tenant's rate limit.
     fn within_limit(self, state: &ApiState) -> Result<Self, ApiError> {
         match state.rate_limit.check(&self.tenant) {
@@ -246,14 +275,21 @@ impl Caller {
     }
 }
 
+/// Who is acting, in open mode only.
+const ACTOR_HEADER: &str = "x-sextant-actor";
+
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Sextant orchestrator API",
-        description = "Releases pinned by digest, promotions with approvals and gates, deployment jobs and their tasks."
+        description = "Releases pinned by digest, promotions with approvals and gates, deployment jobs and their tasks. \
+            With tokens configured every operation needs `Authorization: Bearer TOKEN`: GET needs the `read`, \
+            `deploy` or `admin` scope, every other method `deploy` or `admin` (401 `unauthenticated`, \
+            403 `forbidden`). Without tokens (loopback only) the actor is the `X-Sextant-Actor` header."
     ),
+    modifiers(&BearerAuth),
     tags(
         (name = "config", description = "Environments, targets and components"),
         (name = "releases", description = "Immutable bundles of component digests"),
@@ -264,6 +300,21 @@ type ApiResult<T> = Result<Json<T>, ApiError>;
     )
 )]
 struct ApiDoc;
+
+/// Declares the `Authorization: Bearer` scheme every operation takes when
+/// tokens are configured.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
 
 fn api_routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -302,33 +353,50 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn router(state: ApiState) -> Router {
     let (api, doc) = api_routes();
     let json: Arc<str> = doc.to_pretty_json().unwrap_or_default().into();
-    api.route(
-        "/api/openapi.json",
-        get(move || {
-            let json = json.clone();
-            async move {
-                (
-                    [(header::CONTENT_TYPE, "application/json")],
-                    json.to_string(),
-                )
-            }
-        }),
-    )
-    .route("/health", get(health))
-    .route("/health/live", get(|| async { "ok" }))
-    .route("/health/ready", get(ready))
-    .route("/metrics", get(metrics))
-    .merge(crate::ui::router())
-    .route_layer(axum::middleware::from_fn_with_state(
-        state.http_metrics.clone(),
-        sextant_exporters::http_metrics::track,
-    ))
-    .fallback(|| async { not_found("no such route") })
-    .with_state(state)
+    // Everything above this layer needs a caller; what is added below it
+    // (the document, health, metrics) is open.
+    api.merge(crate::ui::router())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate,
+        ))
+        .route(
+            "/api/openapi.json",
+            get(move || {
+                let json = json.clone();
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "application/json")],
+                        json.to_string(),
+                    )
+                }
+            }),
+        )
+        .route("/health", get(health))
+        .route("/health/live", get(|| async { "ok" }))
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.http_metrics.clone(),
+            sextant_exporters::http_metrics::track,
+        ))
+        .fallback(|| async { not_found("no such route") })
+        .with_state(state)
 }
 
 /// Prometheus metrics (docs/telemetry.md; `crate::metrics`).
-async fn metrics(State(state): State<ApiState>) -> Response {
+async fn metrics(State(state): State<ApiState>, headers: axum::http::HeaderMap) -> Response {
+    if state.metrics_require_token {
+        let authorization = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if let Err(e) = state
+            .tokens
+            .authenticate(authorization, None, Access::Metrics)
+        {
+            return ApiError::from(e).into_response();
+        }
+    }
     let heartbeat = state
         .orchestrator
         .agents
@@ -363,12 +431,23 @@ async fn health(State(state): State<ApiState>) -> sextant_exporters::health::Rep
     crate::service_health::report(&state.orchestrator).await
 }
 
+/// How long `/health/ready` waits for the database, as the hub's does.
+const READY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(1);
+
 async fn ready(State(state): State<ApiState>) -> Response {
-    match state.orchestrator.store.ping().await {
-        Ok(()) => (StatusCode::OK, "ready").into_response(),
-        Err(e) => (
+    match tokio::time::timeout(READY_DEADLINE, state.orchestrator.store.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready").into_response(),
+        Ok(Err(e)) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("database unavailable: {e}"),
+        )
+            .into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "database unavailable: no answer within {} ms",
+                READY_DEADLINE.as_millis()
+            ),
         )
             .into_response(),
     }
@@ -947,8 +1026,9 @@ async fn deployed(
 #[derive(Debug, Serialize, ToSchema)]
 struct WhoAmI {
     tenant: String,
-    /// The actor recorded in events and approvals: the token's subject, or
-    /// the `X-Sextant-Actor` header when no tokens are configured.
+    /// The actor recorded in events and approvals: the token's subject
+    /// (the header is ignored then), or the `X-Sextant-Actor` header when
+    /// no tokens are configured.
     actor: String,
 }
 

@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 use sextant_exporters::http_metrics::HttpMetrics;
 
+use crate::model::JobState;
 use crate::store::{MetricRows, Store};
 
 /// Buckets for deployment and approval durations: 10 s to 1 day.
@@ -29,6 +30,9 @@ const SLOW_BUCKETS: &[f64] = &[
 /// jobs it drove to an end. Sum it across replicas.
 pub struct ReplicaMetrics {
     workflow_runs: IntCounterVec,
+    /// Connections refused at a listener's cap, by listener (`api`,
+    /// `agents`).
+    pub listener_refused: IntCounterVec,
 }
 
 impl ReplicaMetrics {
@@ -42,7 +46,21 @@ impl ReplicaMetrics {
             &["status"],
         )
         .unwrap_or_else(|e| unreachable!("static metric definition: {e}"));
-        Self { workflow_runs }
+        // Every final state at 0 from the start: a counter that appears only
+        // at its first increment makes `rate()` and `increase()` miss that
+        // increment, and an alert on failures has no series to read until
+        // the first failure.
+        for state in JobState::ALL.iter().filter(|s| s.is_terminal()) {
+            workflow_runs.with_label_values(&[state.as_str()]);
+        }
+        let listener_refused = sextant_exporters::serve::refused_counter();
+        for listener in ["api", "agents"] {
+            listener_refused.with_label_values(&[listener]);
+        }
+        Self {
+            workflow_runs,
+            listener_refused,
+        }
     }
 
     /// Counts a job this replica moved to its final state `status`.
@@ -51,7 +69,9 @@ impl ReplicaMetrics {
     }
 
     fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
-        prometheus::core::Collector::collect(&self.workflow_runs)
+        let mut families = prometheus::core::Collector::collect(&self.workflow_runs);
+        families.extend(prometheus::core::Collector::collect(&self.listener_refused));
+        families
     }
 }
 
@@ -177,9 +197,12 @@ fn estate(
         ),
         &["env"],
     )?;
+    // Gauges read 0, rather than vanish, in an environment with nothing
+    // waiting or running now: an absent series is "unknown" to PromQL.
     for (env, state, n) in &rows.promotions {
+        let pending = approval_pending.with_label_values(&[env]);
         if state == "awaiting_approval" {
-            approval_pending.with_label_values(&[env]).set(*n);
+            pending.set(*n);
         }
     }
     let deployments = IntCounterVec::new(
@@ -209,6 +232,7 @@ fn estate(
         if kind != "deploy" {
             continue;
         }
+        active.with_label_values(&[env]);
         match deployment_status(state) {
             Some(status) => {
                 let strategy = strategy_name(strategy);
@@ -443,6 +467,8 @@ mod tests {
             r#"sextant_deployments_total{env="prod",status="succeeded",strategy="rolling"} 1"#,
             r#"sextant_deployments_total{env="dev",status="rolled_back",strategy="canary"} 1"#,
             r#"sextant_deployments_active{env="prod"} 1"#,
+            r#"sextant_deployments_active{env="dev"} 0"#,
+            r#"sextant_approval_pending_count{env="dev"} 0"#,
             r#"sextant_deployment_duration_seconds_bucket{env="prod",strategy="rolling",le="120"} 1"#,
             r#"sextant_deployment_duration_seconds_bucket{env="prod",strategy="rolling",le="60"} 0"#,
             r#"sextant_rollbacks_total{env="dev",reason="failure"} 1"#,
@@ -464,5 +490,20 @@ mod tests {
         }
         // Promotions still waiting are not "total" outcomes.
         assert!(!text.contains(r#"status="awaiting_approval""#));
+    }
+
+    #[test]
+    fn workflow_runs_start_at_zero_for_every_final_state() {
+        let replica = ReplicaMetrics::new();
+        replica.workflow_run("failed");
+        let text = sextant_exporters::exposition::encode(&replica.gather()).unwrap();
+        for line in [
+            r#"sextant_workflow_runs_total{status="completed"} 0"#,
+            r#"sextant_workflow_runs_total{status="failed"} 1"#,
+            r#"sextant_workflow_runs_total{status="rolled_back"} 0"#,
+            r#"sextant_workflow_runs_total{status="cancelled"} 0"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
     }
 }

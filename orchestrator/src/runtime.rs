@@ -10,6 +10,7 @@ use sextant_exporters::outbox::{Outbox, OutboxConfig};
 pub use sextant_exporters::rate_limit::RateLimitConfig;
 use sextant_exporters::rate_limit::TenantLimiter;
 use sextant_exporters::sender::{self, HttpConfig, HttpTransport, Secret, SenderConfig};
+pub use sextant_exporters::serve::ListenerLimits;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -48,6 +49,12 @@ pub struct RuntimeConfig {
     pub registry_auth: crate::agents::registry::RegistryAuths,
     /// Per-tenant limit of the API's requests; unlimited by default.
     pub api_rate_limit: RateLimitConfig,
+    /// Timeouts and connection cap of the API and agent listeners
+    /// (docs/security.md, "Listeners"). The agent channel's streams live
+    /// long: its request deadline does not apply to them.
+    pub listeners: ListenerLimits,
+    /// `/metrics` answers only a token with the `metrics` or `admin` scope.
+    pub metrics_require_token: bool,
     pub settings: Settings,
 }
 
@@ -81,6 +88,21 @@ pub async fn start(
     cancel: CancellationToken,
 ) -> anyhow::Result<Running> {
     let rate_limit = TenantLimiter::new(config.api_rate_limit).context("invalid API rate limit")?;
+    config
+        .listeners
+        .validate()
+        .context("invalid listener limits")?;
+    if config.metrics_require_token && config.tokens.is_empty() {
+        anyhow::bail!("a token for /metrics needs tokens: configure some with the `metrics` scope");
+    }
+    // Two listeners share the process's open files.
+    let listeners = ListenerLimits {
+        max_connections: sextant_exporters::serve::fit_connections(
+            config.listeners.max_connections,
+            2,
+        ),
+        ..config.listeners
+    };
     let store = Store::open(&config.database_url)
         .await
         .with_context(|| "cannot open the orchestrator database")?;
@@ -131,13 +153,19 @@ pub async fn start(
             let addr = listener.local_addr()?;
             let service = AgentGrpc::new(channel.clone()).service();
             let c = cancel.clone();
+            let refused = orchestrator
+                .replica_metrics
+                .listener_refused
+                .with_label_values(&["agents"]);
             tasks.spawn(async move {
+                // Keepalive pings every 20 s keep a live agent's connection
+                // busy, so only a dead or silent one meets the idle timeout.
                 tonic::transport::Server::builder()
                     .http2_keepalive_interval(Some(std::time::Duration::from_secs(20)))
                     .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
                     .add_service(service)
                     .serve_with_incoming_shutdown(
-                        tokio_stream::wrappers::TcpListenerStream::new(listener),
+                        sextant_exporters::serve::incoming(listener, listeners, refused),
                         async move { c.cancelled().await },
                     )
                     .await
@@ -162,12 +190,16 @@ pub async fn start(
             &config.tokens,
             config.insecure_registries.clone(),
         )
-        .with_rate_limit(rate_limit),
+        .with_rate_limit(rate_limit)
+        .with_metrics_token(config.metrics_require_token),
     );
     let c = cancel.clone();
+    let refused = orchestrator
+        .replica_metrics
+        .listener_refused
+        .with_label_values(&["api"]);
     tasks.spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { c.cancelled().await })
+        sextant_exporters::serve::serve_http(listener, app, listeners, refused, c)
             .await
             .context("API server failed")
     });

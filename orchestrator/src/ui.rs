@@ -5,9 +5,10 @@
 //!
 //! The page reads what `GET /api/v1/jobs/{id}` reads, through the same
 //! store calls, and is scoped to the caller's tenant by the API's
-//! [`Caller`] extractor: without tokens (the local `sextant up` case) it
-//! opens in a browser; with tokens, a request without a bearer token gets
-//! the API's 401 JSON error.
+//! authentication ([`Caller`], `crate::auth`): without tokens it opens in
+//! a browser; with tokens it needs a bearer token with the `read`, `deploy`
+//! or `admin` scope, and a request without one gets the API's 401 JSON
+//! error.
 //!
 //! Hub links, when the orchestrator has a hub (`--hub-url`): the
 //! environment (`/?environments=ENV`), its hosts (`/hosts?environment=ENV`),

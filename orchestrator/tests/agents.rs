@@ -57,6 +57,8 @@ impl Replica {
     ) -> Self {
         trace();
         let mut config = RuntimeConfig {
+            listeners: Default::default(),
+            metrics_require_token: false,
             listen: "127.0.0.1:0".parse().unwrap(),
             database_url: db.to_owned(),
             data_dir: data.to_owned(),
@@ -886,10 +888,8 @@ async fn health_checks_the_database_and_counts_agents_on_postgres() {
 async fn the_api_rate_limit_is_per_tenant() {
     let db = TestDb::new(Backend::Sqlite).await;
     let data = tempfile::tempdir().unwrap();
-    let token = |token: &str, tenant: &str| sextant_orchestrator::api::TokenConfig {
-        token: token.into(),
-        tenant: tenant.into(),
-        subject: format!("{tenant}-ops"),
+    let token = |token: &str, tenant: &str| {
+        sextant_orchestrator::api::TokenConfig::admin(token, tenant, format!("{tenant}-ops"))
     };
     let replica = Replica::start_with(&db.url, data.path(), "a", Duration::from_secs(30), |c| {
         c.tokens = vec![

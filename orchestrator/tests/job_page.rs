@@ -201,12 +201,11 @@ async fn without_a_hub_the_page_says_so() {
 #[tokio::test]
 async fn with_tokens_the_page_is_tenant_scoped() {
     let data = tempfile::tempdir().unwrap();
-    let token = |token: &str, tenant: &str| TokenConfig {
-        token: token.into(),
-        tenant: tenant.into(),
-        subject: format!("{tenant}-admin"),
-    };
+    let token =
+        |token: &str, tenant: &str| TokenConfig::admin(token, tenant, format!("{tenant}-admin"));
     let config = RuntimeConfig {
+        listeners: Default::default(),
+        metrics_require_token: false,
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: format!("sqlite://{}", data.path().join("orchestrator.db").display()),
         data_dir: data.path().to_owned(),

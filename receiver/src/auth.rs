@@ -20,17 +20,25 @@ pub enum Scope {
     Read,
     /// Scrape `/metrics` (when `metrics_require_token` is set).
     Metrics,
+    /// Change state on the orchestrator `sextant up` starts beside the hub
+    /// (apply, releases, promotions, approvals, rollbacks, agent tokens);
+    /// it grants nothing on the hub itself, so a deploy pipeline's token
+    /// cannot send or read the hub's data unless it also has `ingest` or
+    /// `read`.
+    Deploy,
     /// Everything.
     Admin,
 }
 
-/// As spelled in the config file and the docs: `ingest`, `read`, `admin`.
+/// As spelled in the config file and the docs: `ingest`, `read`, `deploy`,
+/// `admin`.
 impl std::fmt::Display for Scope {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Scope::Ingest => "ingest",
             Scope::Read => "read",
             Scope::Metrics => "metrics",
+            Scope::Deploy => "deploy",
             Scope::Admin => "admin",
         })
     }
@@ -122,6 +130,7 @@ mod tests {
         Authenticator::new(&[TokenConfig {
             token: Secret::new("r"),
             tenant: "acme".into(),
+            subject: None,
             scopes: vec![Scope::Read],
         }])
     }
@@ -146,6 +155,22 @@ mod tests {
             a.check(Some("Basic r"), Scope::Read),
             Err(AuthError::Missing)
         );
+    }
+
+    #[test]
+    fn deploy_grants_nothing_on_the_hub() {
+        let a = Authenticator::new(&[TokenConfig {
+            token: Secret::new("d"),
+            tenant: "acme".into(),
+            subject: Some("ci".into()),
+            scopes: vec![Scope::Deploy],
+        }]);
+        for scope in [Scope::Read, Scope::Ingest] {
+            assert_eq!(
+                a.check(Some("Bearer d"), scope),
+                Err(AuthError::Forbidden(scope))
+            );
+        }
     }
 
     #[test]

@@ -159,7 +159,15 @@ pub struct TokenConfig {
     pub token: Secret,
     /// The tenant whose data the token reads and writes.
     pub tenant: String,
-    /// `ingest`, `read`, `metrics`, `admin`.
+    /// Who the token stands for: the actor the orchestrator of `sextant up`
+    /// records in approvals and events (the hub itself does not use it).
+    /// Without one the orchestrator derives a stable name from the token's
+    /// hash, never the token itself.
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// `ingest`, `read`, `metrics` (`/metrics` when it needs a token),
+    /// `deploy` (the orchestrator's changes only; nothing on the hub),
+    /// `admin`.
     pub scopes: Vec<Scope>,
 }
 
@@ -243,6 +251,12 @@ mod tests {
                 token = "t1"
                 tenant = "acme"
                 scopes = ["ingest", "read"]
+
+                [[tokens]]
+                token = "t2"
+                tenant = "acme"
+                subject = "release-pipeline"
+                scopes = ["deploy"]
                 "#,
             )?;
             jail.set_env("SEXTANT_API_ADDR", "127.0.0.1:9100");
@@ -251,6 +265,9 @@ mod tests {
             assert_eq!(c.api_addr, SocketAddr::from(([127, 0, 0, 1], 9100)));
             assert_eq!(c.database_url(), "sqlite:///tmp/x/hub.db");
             assert_eq!(c.tokens[0].tenant, "acme");
+            assert_eq!(c.tokens[0].subject, None);
+            assert_eq!(c.tokens[1].subject.as_deref(), Some("release-pipeline"));
+            assert_eq!(c.tokens[1].scopes, [Scope::Deploy]);
             assert_eq!(format!("{:?}", c.tokens[0].token), "Secret(***)");
             Ok(())
         });

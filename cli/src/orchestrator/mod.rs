@@ -24,7 +24,10 @@ pub struct ClientArgs {
         global = true
     )]
     pub orchestrator: String,
-    /// Bearer token (when the orchestrator has tokens; it names the actor).
+    /// Bearer token (when the orchestrator has tokens, as `sextant up` has
+    /// when the hub's config has `[[tokens]]`; it names the actor). Reading
+    /// needs the `read`, `deploy` or `admin` scope; changes `deploy` or
+    /// `admin`.
     #[arg(long, env = "SEXTANT_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
     /// Who is acting, sent as `X-Sextant-Actor` (used only when the

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::Args;
 use sextant_orchestrator::api::TokenConfig;
+use sextant_orchestrator::auth::{Access, Scope, derived_subject};
 use sextant_orchestrator::executor::ssh::SshExecutor;
 use sextant_orchestrator::model::Span;
 use sextant_orchestrator::runtime::{self, RateLimitConfig, Running, RuntimeConfig};
@@ -61,8 +62,10 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub insecure_registries: Vec<String>,
-    /// A YAML list of API tokens (`- {token, tenant, subject}`); the
-    /// subject is the actor. Without tokens only loopback addresses are
+    /// A YAML list of API tokens (`- {token, tenant, subject, scopes}`);
+    /// the subject is the actor. Scopes: `read` reads, `deploy` or `admin`
+    /// also change state, `ingest` grants nothing here; without `scopes` a
+    /// token is `admin`. Without tokens only loopback addresses are
     /// allowed, and the actor is the `X-Sextant-Actor` header.
     #[arg(long, env = "SEXTANT_ORCHESTRATOR_TOKENS_FILE")]
     pub tokens_file: Option<PathBuf>,
@@ -114,6 +117,10 @@ pub struct ServeArgs {
         default_value_t = 0
     )]
     pub api_rate_burst: u32,
+    /// `/metrics` answers only a token with the `metrics` (or `admin`)
+    /// scope; needs --tokens-file.
+    #[arg(long, env = "SEXTANT_ORCHESTRATOR_METRICS_REQUIRE_TOKEN")]
+    pub metrics_require_token: bool,
 }
 
 /// A rate limit's requests per second: a finite number of at least 0.
@@ -178,6 +185,8 @@ impl ServeArgs {
                 None => Default::default(),
             },
             api_rate_limit: RateLimitConfig::new(self.api_rate_limit, self.api_rate_burst),
+            listeners: Default::default(),
+            metrics_require_token: self.metrics_require_token,
             settings,
         })
     }
@@ -195,6 +204,15 @@ fn read_tokens(path: &Path) -> anyhow::Result<Vec<TokenConfig>> {
             path.display()
         );
     }
+    // The subject is the actor of approvals: a blank one would approve as
+    // nobody.
+    if let Some(t) = tokens.iter().find(|t| t.subject.trim().is_empty()) {
+        bail!(
+            "a token of tenant {} in {} has no subject",
+            t.tenant,
+            path.display()
+        );
+    }
     Ok(tokens)
 }
 
@@ -203,8 +221,43 @@ pub fn sqlite_url(data_dir: &Path) -> String {
     format!("sqlite://{}", data_dir.join("orchestrator.db").display())
 }
 
+/// The hub's `[[tokens]]` as the orchestrator of `sextant up` takes them:
+/// the same tokens, tenants and scopes, so one token works on both APIs.
+/// The actor is the entry's `subject`, or a name derived from the token's
+/// hash when it has none (never the token itself).
+pub fn hub_tokens(tokens: &[sextant_receiver::config::TokenConfig]) -> Vec<TokenConfig> {
+    tokens
+        .iter()
+        .map(|t| TokenConfig {
+            token: t.token.expose().to_owned(),
+            tenant: t.tenant.clone(),
+            subject: t
+                .subject
+                .as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map_or_else(|| derived_subject(t.token.expose()), str::to_owned),
+            scopes: t.scopes.iter().copied().map(scope).collect(),
+        })
+        .collect()
+}
+
+/// A hub scope as the orchestrator spells it. A match rather than a
+/// conversion by name, so a scope added to the hub does not compile until
+/// it is given a meaning here.
+fn scope(hub: sextant_receiver::auth::Scope) -> Scope {
+    use sextant_receiver::auth::Scope as Hub;
+    match hub {
+        Hub::Ingest => Scope::Ingest,
+        Hub::Read => Scope::Read,
+        Hub::Metrics => Scope::Metrics,
+        Hub::Deploy => Scope::Deploy,
+        Hub::Admin => Scope::Admin,
+    }
+}
+
 /// The runtime configuration of the orchestrator `sextant up` starts next
-/// to the hub.
+/// to the hub; `tokens` are the hub's ([`hub_tokens`]).
 pub fn local_config(
     listen: SocketAddr,
     agent_listen: SocketAddr,
@@ -212,6 +265,7 @@ pub fn local_config(
     hub_api: SocketAddr,
     hub_otlp: SocketAddr,
     hub_token: Option<String>,
+    tokens: Vec<TokenConfig>,
 ) -> RuntimeConfig {
     RuntimeConfig {
         listen,
@@ -220,12 +274,14 @@ pub fn local_config(
         hub_api: Some(format!("http://{}", reachable(hub_api))),
         hub_otlp: Some(format!("http://{}", reachable(hub_otlp))),
         hub_token,
-        tokens: Vec::new(),
+        tokens,
         insecure_registries: Vec::new(),
         agent_listen: Some(agent_listen),
         agent_heartbeat: std::time::Duration::from_secs(30),
         registry_auth: Default::default(),
         api_rate_limit: Default::default(),
+        listeners: Default::default(),
+        metrics_require_token: false,
         settings: Settings::default(),
     }
 }
@@ -250,6 +306,11 @@ pub async fn start(config: RuntimeConfig, cancel: CancellationToken) -> anyhow::
             "refusing to listen on non-loopback address {} with no tokens: without tokens \
              anyone can act as anyone (X-Sextant-Actor); pass --tokens-file",
             config.listen
+        );
+    }
+    if !config.tokens.is_empty() && !config.tokens.iter().any(|t| t.allows(Access::Change)) {
+        tracing::warn!(
+            "No token has the deploy or admin scope: the orchestrator's API is read-only"
         );
     }
     std::fs::create_dir_all(&config.data_dir)
@@ -293,4 +354,34 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     running.wait().await?;
     tracing::info!("Stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use sextant_receiver::auth::Scope as HubScope;
+    use sextant_receiver::config::{Secret, TokenConfig as HubToken};
+
+    use super::*;
+
+    #[test]
+    fn hub_tokens_keep_tenant_and_scopes_and_always_name_a_subject() {
+        let hub = |token: &str, subject: Option<&str>, scopes: &[HubScope]| HubToken {
+            token: Secret::new(token),
+            tenant: "acme".into(),
+            subject: subject.map(str::to_owned),
+            scopes: scopes.to_vec(),
+        };
+        let tokens = hub_tokens(&[
+            hub("deploy-token-0123456789", Some("ci"), &[HubScope::Deploy]),
+            hub("abc", None, &[HubScope::Ingest, HubScope::Read]),
+            hub("blank-subject-0123456789", Some(" "), &[HubScope::Admin]),
+        ]);
+        assert_eq!(tokens[0].subject, "ci");
+        assert_eq!(tokens[0].scopes, [Scope::Deploy]);
+        assert_eq!(tokens[1].subject, "token-ba7816bf");
+        assert_eq!(tokens[1].scopes, [Scope::Ingest, Scope::Read]);
+        assert_eq!(tokens[1].tenant, "acme");
+        assert!(tokens[2].subject.starts_with("token-"));
+        assert!(tokens[2].allows(Access::Change) && !tokens[1].allows(Access::Change));
+    }
 }

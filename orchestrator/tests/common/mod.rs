@@ -84,6 +84,8 @@ impl Stack {
 
     pub async fn start_replica(&mut self, replica: &str) {
         let config = RuntimeConfig {
+            listeners: Default::default(),
+            metrics_require_token: false,
             listen: "127.0.0.1:0".parse().expect("addr"),
             database_url: format!(
                 "sqlite://{}",

@@ -26,6 +26,7 @@ pub fn token(token: &str, tenant: &str, scopes: &[&str]) -> TokenConfig {
     TokenConfig {
         token: Secret::new(token),
         tenant: tenant.into(),
+        subject: None,
         scopes: scopes
             .iter()
             .map(|s| serde_json::from_value(json!(s)).expect("scope"))
