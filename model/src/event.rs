@@ -402,4 +402,124 @@ mod tests {
             .expect("valid");
         assert!(e.message.expect("message").len() <= MAX_MESSAGE_LEN);
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// Every key the decoders read.
+        const KEYS: &[&str] = &[
+            keys::HOST_NAME,
+            keys::K8S_CLUSTER_NAME,
+            keys::APPLICATION,
+            keys::WORKLOAD,
+            keys::ENVIRONMENT,
+            keys::TARGET,
+            keys::WORKSPACE,
+            keys::REVISION,
+            keys::VERSION,
+            keys::STATUS,
+            keys::STATUS_MESSAGE,
+            keys::RECONCILER_NAME,
+            keys::RECONCILER_TYPE,
+            keys::JOB_ID,
+            keys::BUILD_COMMIT,
+            keys::BUILD_ID,
+            keys::REPOSITORY_URL,
+        ];
+
+        /// Attributes as a sender may send them: text (with NULs, blanks,
+        /// long runs and any Unicode) or a value that is not text.
+        #[derive(Debug, Clone)]
+        struct Sent(Vec<(&'static str, Result<String, String>)>);
+
+        impl AttributeSource for Sent {
+            fn text(&self, key: &str) -> Result<Option<String>, String> {
+                // The last value of a key wins: the random ones override
+                // the valid base.
+                self.0
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, v)| v.clone())
+                    .transpose()
+            }
+        }
+
+        fn value() -> impl Strategy<Value = Result<String, String>> {
+            prop_oneof![
+                4 => "[a-z0-9:._-]{1,12}".prop_map(Ok),
+                2 => Just(Ok("succeeded".to_owned())),
+                1 => Just(Ok("failed".to_owned())),
+                2 => any::<String>().prop_map(Ok),
+                1 => "[a-z]{0,3}\\x00[a-z]{0,3}".prop_map(Ok),
+                1 => Just(Ok(" ".to_owned())),
+                1 => (0usize..3000).prop_map(|n| Ok("y".repeat(n))),
+                1 => Just(Err("must be a string, not an integer".to_owned())),
+            ]
+        }
+
+        /// A valid event's attributes with up to six of them replaced or
+        /// added at random, so that many cases decode and many do not.
+        fn sent() -> impl Strategy<Value = Sent> {
+            let base: Vec<(&'static str, Result<String, String>)> = [
+                (keys::HOST_NAME, "h1"),
+                (keys::APPLICATION, "shop"),
+                (keys::WORKLOAD, "checkout"),
+                (keys::ENVIRONMENT, "stage"),
+                (keys::TARGET, "eu"),
+                (keys::REVISION, "sha256:aa"),
+                (keys::VERSION, "1.0.0"),
+                (keys::STATUS, "succeeded"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k, Ok(v.to_owned())))
+            .collect();
+            proptest::collection::vec((proptest::sample::select(KEYS), value()), 0..6)
+                .prop_map(move |random| Sent(base.iter().cloned().chain(random).collect()))
+        }
+
+        fn clean(s: &str) -> bool {
+            !s.contains('\0') && !s.trim().is_empty() && s.len() <= MAX_NAME_LEN
+        }
+
+        proptest! {
+            #[test]
+            fn observed_events_hold_only_storable_text(attrs in sent(), body in proptest::option::of(any::<String>())) {
+                match ObservedDeployment::from_attributes(&attrs, body.as_deref(), UnixNanos(1)) {
+                    Ok(e) => {
+                        let p = &e.placement;
+                        for s in [&e.host, &p.application, &p.workload, &p.environment, &p.target, &p.workspace, &e.revision] {
+                            prop_assert!(clean(s), "{s:?}");
+                        }
+                        for s in [&e.reconciler.name, &e.reconciler.kind] {
+                            prop_assert!(!s.contains('\0') && s.len() <= MAX_NAME_LEN);
+                        }
+                        if let Some(job) = &e.job {
+                            prop_assert!(clean(job));
+                        }
+                        if let Some(m) = &e.message {
+                            prop_assert!(!m.contains('\0') && m.len() <= MAX_MESSAGE_LEN);
+                        }
+                    }
+                    Err(EventError::Missing { key, .. } | EventError::Invalid { key, .. }) => {
+                        prop_assert!(KEYS.contains(&key) || key == BODY);
+                    }
+                }
+            }
+
+            #[test]
+            fn desired_events_hold_only_storable_text(attrs in sent()) {
+                if let Ok(e) = DesiredDeployment::from_attributes(&attrs, UnixNanos(1)) {
+                    for s in [&e.version, &e.revision, &e.placement.target, &e.placement.environment] {
+                        prop_assert!(clean(s), "{s:?}");
+                    }
+                    for s in [&e.build_commit, &e.build_id, &e.repository_url].into_iter().flatten() {
+                        prop_assert!(clean(s), "{s:?}");
+                    }
+                }
+            }
+        }
+    }
 }

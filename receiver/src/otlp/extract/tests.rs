@@ -180,3 +180,61 @@ fn numbers_and_booleans_are_not_strings() {
         );
     }
 }
+
+mod properties {
+    use opentelemetry_proto::tonic::common::v1::{ArrayValue, KeyValueList};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn any_value() -> impl Strategy<Value = Option<Value>> {
+        prop_oneof![
+            Just(None),
+            any::<String>().prop_map(|s| Some(Value::StringValue(s))),
+            any::<i64>().prop_map(|i| Some(Value::IntValue(i))),
+            any::<bool>().prop_map(|b| Some(Value::BoolValue(b))),
+            any::<f64>().prop_map(|d| Some(Value::DoubleValue(d))),
+            any::<Vec<u8>>().prop_map(|b| Some(Value::BytesValue(b))),
+            Just(Some(Value::ArrayValue(ArrayValue::default()))),
+            Just(Some(Value::KvlistValue(KeyValueList::default()))),
+            any::<i32>().prop_map(|i| Some(Value::StringValueStrindex(i))),
+        ]
+    }
+
+    proptest! {
+        /// Only a string is text; anything else is refused with its kind.
+        #[test]
+        fn only_strings_are_text(record in any_value(), resource in any_value()) {
+            let kv = |v: &Option<Value>| KeyValue {
+                key: "k".into(),
+                value: Some(AnyValue { value: v.clone() }),
+                ..Default::default()
+            };
+            let (r, res) = ([kv(&record)], [kv(&resource)]);
+            let merged = Merged { record: &r, resource: &res };
+            match (&record, merged.text("k")) {
+                (Some(Value::StringValue(s)), Ok(Some(t))) => prop_assert_eq!(s, &t),
+                (Some(Value::StringValue(_)), other) => prop_assert!(false, "{other:?}"),
+                (None, Ok(None)) => {}
+                (None, other) => prop_assert!(false, "an empty value is absent: {other:?}"),
+                (Some(_), Err(problem)) => prop_assert!(problem.starts_with("must be a string, not ")),
+                (Some(_), Ok(v)) => prop_assert!(false, "{v:?}"),
+            }
+        }
+
+        /// A time taken is within the window and what `i64` holds; a time
+        /// refused names its field.
+        #[test]
+        fn event_times_are_in_the_window_or_refused(time in any::<u64>(), observed in any::<u64>(), now in 0i64..i64::MAX / 2, ahead in 0u64..1_000_000) {
+            let w = TimeWindow { now: UnixNanos(now), max_ahead: std::time::Duration::from_secs(ahead) };
+            match w.event_time(time, observed) {
+                Ok(at) => {
+                    prop_assert!(at.0 >= 0);
+                    prop_assert!(at.0 as i128 <= now as i128 + ahead as i128 * 1_000_000_000);
+                    prop_assert!(at.0 as u64 == time || (time == 0 && (at.0 as u64 == observed || (observed == 0 && at == w.now))));
+                }
+                Err(e) => prop_assert!(e.starts_with("timeUnixNano") || e.starts_with("observedTimeUnixNano"), "{e}"),
+            }
+        }
+    }
+}
