@@ -273,3 +273,33 @@ async fn an_agent_container_reports_to_a_hub_container_from_the_local_image() {
     scope.cleanup();
     assert!(Path::new(&hub_toml).exists());
 }
+
+/// The compose stack's orchestrator tokens are ones `sextant orchestrator`
+/// accepts (at least 16 characters each): it starts with them.
+#[test]
+fn the_compose_orchestrator_starts_with_its_tokens_file() {
+    use std::io::{BufRead, BufReader};
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(sextant_binary())
+        .args(["orchestrator", "--listen", "127.0.0.1:0", "--agent-listen"])
+        .args(["127.0.0.1:0", "--no-hub", "--tokens-file"])
+        .arg(workspace_root().join("deploy/compose/config/orchestrator-tokens.yaml"))
+        .arg("--data-dir")
+        .arg(data.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let up = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|line| line.starts_with("Press Ctrl-C"));
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        up,
+        "the orchestrator refused the compose tokens file:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
