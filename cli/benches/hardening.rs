@@ -16,6 +16,7 @@
 //! ```text
 //! cargo bench -p sextant-cli --bench hardening
 //! cargo bench -p sextant-cli --bench hardening -- --skip-idle
+//! cargo bench -p sextant-cli --bench hardening -- --skip-idle --skip-sequential --without events
 //! ```
 
 use std::io::{BufRead, BufReader, Write};
@@ -187,7 +188,7 @@ fn now() -> u64 {
 /// About 4 MiB of ordinary application logs: the hub counts and ignores
 /// them (a collector that forwards everything).
 fn app_logs(seed: usize) -> Vec<u8> {
-    let records = (0..14_000)
+    let records = (0..19_500)
         .map(|i| LogRecord {
             time_unix_nano: now(),
             severity_text: "INFO".into(),
@@ -208,9 +209,9 @@ fn app_logs(seed: usize) -> Vec<u8> {
     request(records).encode_to_vec()
 }
 
-/// About 4 MiB of deployment events: 400 hosts × 25 workloads, stored.
+/// About 4 MiB of deployment events: 432 hosts × 25 workloads, stored.
 fn deployment_events(seed: usize) -> Vec<u8> {
-    let records = (0..10_000)
+    let records = (0..10_800)
         .map(|i| LogRecord {
             time_unix_nano: now(),
             event_name: "sextant.deployment.observed".into(),
@@ -307,34 +308,42 @@ struct Load {
     bomb_records: Vec<u8>,
 }
 
-/// Sends the load to a fresh hub at `concurrency`; peak and final RSS and
-/// the answers by status.
-async fn memory_phase(load: &Load, concurrency: usize) -> (f64, f64, Vec<(u16, usize)>, Duration) {
+/// Sends the load `rounds` times to a fresh hub at `concurrency`; after
+/// each round, the peak and current RSS and the answers by status.
+async fn memory_phase(load: &Load, concurrency: usize, rounds: usize) {
     let hub = Service::hub();
     let url = format!("http://{}/v1/logs", hub.addr("OTLP/HTTP"));
     let client = reqwest::Client::new();
-    let mut jobs: Vec<(Vec<u8>, bool)> = Vec::new();
-    jobs.extend(load.app.iter().map(|b| (b.clone(), false)));
-    jobs.extend(load.events.iter().map(|b| (b.clone(), false)));
-    jobs.extend((0..load.body_bombs).map(|_| (load.bomb_body.clone(), true)));
-    jobs.extend((0..load.record_bombs).map(|_| (load.bomb_records.clone(), true)));
-    let started = Instant::now();
-    let semaphore = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));
-    let mut tasks = Vec::new();
-    for (body, gzipped) in jobs {
-        let (client, url, semaphore) = (client.clone(), url.clone(), semaphore.clone());
-        tasks.push(tokio::spawn(async move {
-            let _permit = semaphore.acquire_owned().await.expect("semaphore");
-            post(&client, &url, body, gzipped).await
-        }));
+    let (_, idle) = hub.memory();
+    println!("concurrency {concurrency:>3}: idle RSS {idle:.0} MiB");
+    for round in 1..=rounds {
+        let mut jobs: Vec<(Vec<u8>, bool)> = Vec::new();
+        jobs.extend(load.app.iter().map(|b| (b.clone(), false)));
+        jobs.extend(load.events.iter().map(|b| (b.clone(), false)));
+        jobs.extend((0..load.body_bombs).map(|_| (load.bomb_body.clone(), true)));
+        jobs.extend((0..load.record_bombs).map(|_| (load.bomb_records.clone(), true)));
+        let started = Instant::now();
+        let semaphore = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency));
+        let mut tasks = Vec::new();
+        for (body, gzipped) in jobs {
+            let (client, url, semaphore) = (client.clone(), url.clone(), semaphore.clone());
+            tasks.push(tokio::spawn(async move {
+                let _permit = semaphore.acquire_owned().await.expect("semaphore");
+                post(&client, &url, body, gzipped).await
+            }));
+        }
+        let mut statuses = std::collections::BTreeMap::new();
+        for t in tasks {
+            *statuses.entry(t.await.expect("task")).or_insert(0usize) += 1;
+        }
+        let took = started.elapsed();
+        let (peak, rss) = hub.memory();
+        println!(
+            "  round {round}: peak RSS {peak:>6.0} MiB, RSS after {rss:>6.0} MiB, {:>5.1} s, answers {:?}",
+            took.as_secs_f64(),
+            statuses
+        );
     }
-    let mut statuses = std::collections::BTreeMap::new();
-    for t in tasks {
-        *statuses.entry(t.await.expect("task")).or_insert(0usize) += 1;
-    }
-    let took = started.elapsed();
-    let (peak, rss) = hub.memory();
-    (peak, rss, statuses.into_iter().collect(), took)
 }
 
 /// `path` latency over `n` new connections: (median, max, failures).
@@ -412,31 +421,50 @@ async fn main() {
     );
 
     if !skip("--skip-memory") {
+        // `--without app|events|bombs` leaves a shape out, to see what
+        // each one costs.
+        let without = |shape: &str| {
+            args.windows(2)
+                .any(|w| w[0] == "--without" && w[1].split(',').any(|s| s == shape))
+        };
         let load = Load {
-            app: (0..150).map(app_logs).collect(),
-            events: (0..50).map(deployment_events).collect(),
-            body_bombs: 60,
-            record_bombs: 40,
+            app: if without("app") {
+                Vec::new()
+            } else {
+                (0..150).map(app_logs).collect()
+            },
+            events: if without("events") {
+                Vec::new()
+            } else {
+                (0..50).map(deployment_events).collect()
+            },
+            body_bombs: if without("bombs") { 0 } else { 60 },
+            record_bombs: if without("bombs") { 0 } else { 40 },
             bomb_body: bomb_body(),
             bomb_records: bomb_records(),
         };
         println!(
-            "load: 150 × {:.1} MiB app logs, 50 × {:.1} MiB deployment events, 60 × {} KiB gzip \
-             (60 MiB body), 40 × {} KiB gzip (30M empty records); default limits \
-             (64 MiB per request, 1 GiB in flight)",
-            load.app[0].len() as f64 / 1048576.0,
-            load.events[0].len() as f64 / 1048576.0,
+            "load: {} × {:.1} MiB app logs, {} × {:.1} MiB deployment events, {} × {} KiB gzip \
+             (60 MiB body), {} × {} KiB gzip (30M empty records); default limits \
+             (64 MiB per request, 512 MiB in flight)",
+            load.app.len(),
+            load.app.first().map_or(0, Vec::len) as f64 / 1048576.0,
+            load.events.len(),
+            load.events.first().map_or(0, Vec::len) as f64 / 1048576.0,
+            load.body_bombs,
             load.bomb_body.len() / 1024,
+            load.record_bombs,
             load.bomb_records.len() / 1024,
         );
-        for concurrency in [1, 300] {
-            let (peak, rss, statuses, took) = memory_phase(&load, concurrency).await;
-            println!(
-                "concurrency {concurrency:>3}: peak RSS {peak:>7.0} MiB, RSS after {rss:>6.0} MiB, \
-                 {:.1} s, answers {statuses:?}",
-                took.as_secs_f64()
-            );
+        if !skip("--skip-sequential") {
+            memory_phase(&load, 1, 1).await;
         }
+        let rounds = args
+            .windows(2)
+            .find(|w| w[0] == "--rounds")
+            .and_then(|w| w[1].parse().ok())
+            .unwrap_or(3);
+        memory_phase(&load, 300, rounds).await;
     }
 
     if !skip("--skip-idle") {
@@ -450,7 +478,7 @@ async fn main() {
             &[
                 (hub.addr("OTLP/gRPC"), per),
                 (hub.addr("OTLP/HTTP"), per),
-                (api, per - 1),
+                (api, per - 8),
             ],
         );
         drop(hub);
@@ -471,7 +499,7 @@ async fn main() {
             "orchestrator",
             &orchestrator,
             (api, "/health/ready"),
-            &[(agents, per), (api, per - 1)],
+            &[(agents, per), (api, per - 8)],
         );
         drop(orchestrator);
         let listen = std::net::TcpListener::bind("127.0.0.1:0")
@@ -482,7 +510,7 @@ async fn main() {
             "agent",
             &agent,
             (listen, "/health/live"),
-            &[(listen, per - 1)],
+            &[(listen, per - 8)],
         );
     }
 }

@@ -26,6 +26,13 @@ use sextant_receiver::auth::Scope;
 use sextant_receiver::{Application, HubConfig};
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc, not glibc's malloc: after a burst of large OTLP requests glibc
+/// keeps the freed memory in one arena per thread and the process stays at
+/// its peak, growing with each burst; mimalloc returns it
+/// (docs/performance.md, "Under hostile load").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Sextant: which version of every workload runs on every host in every
 /// environment.
 #[derive(Debug, Parser)]

@@ -601,3 +601,43 @@ async fn up_serves_metrics_before_any_job() {
     }
     up.terminate();
 }
+
+/// With `metrics_require_token`, the hub's and the orchestrator's
+/// `/metrics` answer only a token with the `metrics` (or `admin`) scope.
+#[tokio::test]
+async fn up_metrics_can_require_a_metrics_token() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("sextant.toml");
+    std::fs::write(
+        &config,
+        r#"metrics_require_token = true
+[[tokens]]
+token = "scraper-token-0001"
+tenant = "acme"
+scopes = ["metrics"]
+[[tokens]]
+token = "reader-token-00001"
+tenant = "acme"
+scopes = ["read"]
+"#,
+    )
+    .expect("write config");
+    let (up, banner) = up_with(&config, dir.path());
+    let http = reqwest::Client::new();
+    for label in ["API", "orchestrator"] {
+        let url = format!("http://{}/metrics", addr(&banner, label));
+        for (token, expected) in [
+            (None, 401),
+            (Some("reader-token-00001"), 403),
+            (Some("scraper-token-0001"), 200),
+        ] {
+            let mut req = http.get(&url);
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let res = req.send().await.expect("metrics");
+            assert_eq!(res.status(), expected, "{url} with {token:?}");
+        }
+    }
+    up.terminate();
+}

@@ -18,9 +18,10 @@ use crate::auth::Scope;
 /// recommends accepting up to 64 MiB).
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
 
-/// Default memory budget of the OTLP requests in flight: 1 GiB, sixteen
-/// times the default request limit.
-pub const DEFAULT_MAX_INFLIGHT_REQUEST_BYTES: usize = 1024 * 1024 * 1024;
+/// Default memory budget of the OTLP requests in flight: 512 MiB, eight
+/// times the default request limit (docs/performance.md, "Under hostile
+/// load": the hub's peak stays under 1 GiB).
+pub const DEFAULT_MAX_INFLIGHT_REQUEST_BYTES: usize = 512 * 1024 * 1024;
 
 /// Default clock-skew window for event times: five minutes.
 pub const DEFAULT_MAX_FUTURE_SKEW_SECONDS: u64 = 300;
@@ -69,7 +70,7 @@ pub struct HubConfig {
     /// Largest accepted OTLP request in bytes, after decompression.
     pub max_request_bytes: usize,
     /// Memory budget of the OTLP requests in flight on both transports, in
-    /// bytes (`SEXTANT_MAX_INFLIGHT_REQUEST_BYTES`; default 1 GiB): their
+    /// bytes (`SEXTANT_MAX_INFLIGHT_REQUEST_BYTES`; default 512 MiB): their
     /// bodies, gzip output and decoded messages (docs/security.md,
     /// "Memory"). A request that finds no room is answered 429 with
     /// `Retry-After` (gRPC: `RESOURCE_EXHAUSTED` with `RetryInfo`); one that

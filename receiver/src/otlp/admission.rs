@@ -101,7 +101,8 @@ impl Admission {
             Ok((plain, compressed, charge))
         };
         let (plain, compressed, charge) = if wire_len > INLINE_BYTES {
-            tokio::task::spawn_blocking(decompress)
+            self.budget
+                .decode(decompress)
                 .await
                 .map_err(|e| Status::internal(format!("decompressing failed: {e}")))??
         } else {

@@ -65,16 +65,37 @@ pub struct BodyBudget {
     total: usize,
     /// Bytes held, for `/metrics`.
     held: Option<IntGauge>,
+    /// Decompressions and decodes running at once, one per core: they are
+    /// CPU work, and spread over many threads each thread's allocator
+    /// keeps its own freed memory, so the process holds far more than the
+    /// requests do.
+    decoders: Arc<Semaphore>,
 }
 
 impl BodyBudget {
     pub fn new(total: usize) -> Self {
         let total = total.min(Semaphore::MAX_PERMITS);
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
         Self {
             permits: Arc::new(Semaphore::new(total)),
             total,
             held: None,
+            decoders: Arc::new(Semaphore::new(cores)),
         }
+    }
+
+    /// Runs `work` (decompressing, decoding) on the blocking pool once one
+    /// of the decoder places is free.
+    pub async fn decode<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, tokio::task::JoinError> {
+        let _place = self
+            .decoders
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        tokio::task::spawn_blocking(work).await
     }
 
     /// Reports the bytes held in `gauge`.
@@ -179,39 +200,73 @@ impl Drop for Charge {
     }
 }
 
-/// Reads a whole body of at most `limit` bytes, charging each frame as it
-/// arrives.
+/// Reads a whole body of at most `limit` bytes into one buffer of its own,
+/// charged as it grows. Each frame is copied out and dropped at once: a
+/// frame is a slice of the connection's read buffer, and holding it would
+/// hold that whole buffer, several times the frame, uncharged.
 pub async fn read<B>(body: B, limit: usize, charge: &mut Charge) -> Result<Bytes, BodyError>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: std::fmt::Display,
 {
     let mut body = std::pin::pin!(body);
-    let mut frames: Vec<Bytes> = Vec::new();
-    let mut total = 0usize;
+    // The announced length (`Content-Length`), when there is one within the
+    // limit, is reserved at once.
+    let announced = body.size_hint().exact().map(|n| n as usize);
+    if announced.is_some_and(|n| n > limit) {
+        return Err(BodyError::TooLarge { limit });
+    }
+    let mut out = BytesMut::new();
+    if let Some(n) = announced.filter(|n| *n > 0) {
+        if let Err(e) = charge.add(n) {
+            return Err(drain(body, limit, e).await);
+        }
+        out.reserve(n);
+    }
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
         let Ok(data) = frame.into_data() else {
             continue; // trailers
         };
-        total = total.saturating_add(data.len());
-        if total > limit {
+        let needed = out.len().saturating_add(data.len());
+        if needed > limit {
             return Err(BodyError::TooLarge { limit });
         }
-        charge.add(data.len())?;
-        frames.push(data);
+        if needed > out.capacity() {
+            let before = out.capacity();
+            let wanted = (before * 2).max(needed).max(64 * 1024).min(limit);
+            if let Err(e) = charge.add(wanted - before) {
+                let read = out.len() + data.len();
+                drop((out, data));
+                return Err(drain(body, limit.saturating_sub(read), e).await);
+            }
+            out.reserve(wanted - out.len());
+            if out.capacity() > wanted {
+                charge.add(out.capacity() - wanted)?;
+            }
+        }
+        out.extend_from_slice(&data);
     }
-    if frames.len() <= 1 {
-        return Ok(frames.pop().unwrap_or_default());
+    Ok(out.freeze())
+}
+
+/// Reads and drops the rest of a body refused for the budget, up to
+/// `limit` more bytes, so that the sender reads a clean 429 rather than a
+/// connection reset by a server that closed with its data unread; then
+/// returns `refused`. Nothing is kept, so nothing is charged.
+async fn drain<B>(mut body: std::pin::Pin<&mut B>, limit: usize, refused: BodyError) -> BodyError
+where
+    B: http_body::Body<Data = Bytes>,
+{
+    let mut left = limit;
+    while let Some(Ok(frame)) = body.frame().await {
+        let n = frame.data_ref().map_or(0, Bytes::len);
+        if n > left {
+            break;
+        }
+        left -= n;
     }
-    // One contiguous copy for the decoder; the frames go once it is made.
-    charge.add(total)?;
-    let mut whole = BytesMut::with_capacity(total);
-    for frame in frames.drain(..) {
-        whole.extend_from_slice(&frame);
-    }
-    charge.release(total);
-    Ok(whole.freeze())
+    refused
 }
 
 /// Size of the pieces gzip output is decoded and charged in.
@@ -339,7 +394,7 @@ mod tests {
 
     #[tokio::test]
     async fn bodies_are_read_within_the_limit_and_the_budget() {
-        let budget = BodyBudget::new(1000);
+        let budget = BodyBudget::new(1 << 20);
         let mut charge = budget.charge();
         let body = Full::new(Bytes::from_static(b"0123456789"));
         assert_eq!(

@@ -310,7 +310,7 @@ async fn read_request<T: Message + Default + DeserializeOwned + Send + 'static>(
         Ok::<_, OtlpError>((request, charge))
     };
     let (request, charge) = if off_thread {
-        tokio::task::spawn_blocking(decode).await.map_err(|e| {
+        state.budget.decode(decode).await.map_err(|e| {
             OtlpError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("decoding failed: {e}"),

@@ -53,12 +53,13 @@ impl Ingestor {
         principal: &Principal,
         request: ExportLogsServiceRequest,
     ) -> Result<ExportLogsServiceResponse, IngestError> {
+        let extracted = extract::logs(&request, self.window());
+        // The events are all that is kept; the request goes before the
+        // write, which may wait for the database (its charge of the memory
+        // budget covers the smaller events).
+        drop(request);
         let out = self
-            .store_extracted(
-                principal,
-                metrics::LOGS,
-                extract::logs(&request, self.window()),
-            )
+            .store_extracted(principal, metrics::LOGS, extracted)
             .await?;
         Ok(ExportLogsServiceResponse {
             partial_success: (out.rejected_total() > 0).then(|| ExportLogsPartialSuccess {
@@ -74,12 +75,10 @@ impl Ingestor {
         principal: &Principal,
         request: ExportMetricsServiceRequest,
     ) -> Result<ExportMetricsServiceResponse, IngestError> {
+        let extracted = extract::metrics(&request, self.window());
+        drop(request);
         let out = self
-            .store_extracted(
-                principal,
-                metrics::METRICS,
-                extract::metrics(&request, self.window()),
-            )
+            .store_extracted(principal, metrics::METRICS, extracted)
             .await?;
         Ok(ExportMetricsServiceResponse {
             partial_success: (out.rejected_total() > 0).then(|| ExportMetricsPartialSuccess {

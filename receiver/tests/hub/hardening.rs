@@ -645,6 +645,7 @@ on_both_backends!(
     concurrent_large_grpc_requests_past_the_budget_are_retryable,
     a_request_that_decodes_past_the_whole_budget_is_too_large,
     environment_labels_on_metrics_are_bounded,
+    metrics_can_require_a_metrics_token,
     stalled_connections_are_closed_on_every_listener,
 );
 
@@ -705,4 +706,61 @@ async fn stalled_connections_are_closed_on_every_listener(b: Backend) {
         futures::future::join_all(stalled.into_iter().map(|s| closed_by_server(s, within))).await;
     assert!(closed.iter().all(|c| *c), "closed: {closed:?}");
     app.stop().await;
+}
+
+// Finding 7: `/metrics` can ask for a token with the `metrics` scope.
+async fn metrics_can_require_a_metrics_token(b: Backend) {
+    use crate::helpers::token;
+    let app = crate::helpers::spawn_app_with(b, |c| {
+        c.tokens = vec![
+            token("scraper-token-0001", "acme", &["metrics"]),
+            token("reader-token-00001", "acme", &["read"]),
+            token("admin-token-000001", "acme", &["admin"]),
+        ];
+        c.metrics_require_token = true;
+    })
+    .await;
+    let (status, body) = app.get("/metrics", None).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = app.get("/metrics", Some("reader-token-00001")).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("`metrics`"),
+        "{body}"
+    );
+    for t in ["scraper-token-0001", "admin-token-000001"] {
+        let (status, body) = app.get("/metrics", Some(t)).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            body.as_str()
+                .unwrap_or_default()
+                .contains("sextant_receiver_records_total")
+        );
+    }
+    // The scope reads nothing else.
+    let (status, _) = app.get("/api/v1/state", Some("scraper-token-0001")).await;
+    assert_eq!(status, 403);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_metrics_token_without_tokens_is_refused_at_start() {
+    let db = crate::helpers::TestDb::new(Backend::Sqlite).await;
+    let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let config = sextant_receiver::HubConfig {
+        otlp_grpc_addr: any,
+        otlp_http_addr: any,
+        api_addr: any,
+        database_url: Some(db.url.clone()),
+        metrics_require_token: true,
+        ..sextant_receiver::HubConfig::default()
+    };
+    let err = sextant_receiver::Application::build(&config)
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("metrics_require_token"), "{err}");
 }
