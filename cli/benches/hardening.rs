@@ -338,8 +338,16 @@ async fn memory_phase(load: &Load, concurrency: usize, rounds: usize) {
         }
         let took = started.elapsed();
         let (peak, rss) = hub.memory();
+        // What the allocator gives back once the burst is over, while the
+        // hub goes on answering (a health probe a second).
+        let api = hub.addr("API");
+        for _ in 0..15 {
+            let _ = probe(api, "/health/ready", 1);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let (_, settled) = hub.memory();
         println!(
-            "  round {round}: peak RSS {peak:>6.0} MiB, RSS after {rss:>6.0} MiB, {:>5.1} s, answers {:?}",
+            "  round {round}: peak RSS {peak:>6.0} MiB, RSS after {rss:>6.0} MiB, 15 s later {settled:>6.0} MiB, {:>5.1} s, answers {:?}",
             took.as_secs_f64(),
             statuses
         );

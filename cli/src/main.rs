@@ -26,12 +26,12 @@ use sextant_receiver::auth::Scope;
 use sextant_receiver::{Application, HubConfig};
 use tokio_util::sync::CancellationToken;
 
-/// mimalloc, not glibc's malloc: after a burst of large OTLP requests glibc
-/// keeps the freed memory in one arena per thread and the process stays at
-/// its peak, growing with each burst; mimalloc returns it
+/// jemalloc, not glibc's malloc: after a burst of large OTLP requests glibc
+/// keeps the freed memory in its per-thread arenas and the process stays
+/// near its peak; jemalloc gives it back within seconds
 /// (docs/performance.md, "Under hostile load").
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Sextant: which version of every workload runs on every host in every
 /// environment.
