@@ -737,7 +737,7 @@ async fn metrics_can_require_a_metrics_token(b: Backend) {
         assert!(
             body.as_str()
                 .unwrap_or_default()
-                .contains("sextant_receiver_records_total")
+                .contains("sextant_receiver_requests_refused_total")
         );
     }
     // The scope reads nothing else.
