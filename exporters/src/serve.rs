@@ -356,13 +356,16 @@ impl AsyncRead for Connection {
     }
 }
 
-impl AsyncWrite for Connection {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
+impl Connection {
+    /// A write's outcome: progress keeps the connection alive; a write
+    /// that cannot go on (a client that stops reading its answers) is
+    /// idle too.
+    fn wrote(
+        &mut self,
         cx: &mut Context<'_>,
-        buf: &[u8],
+        poll: Poll<io::Result<usize>>,
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.stream).poll_write(cx, buf) {
+        match poll {
             Poll::Ready(Ok(n)) => {
                 if n > 0 {
                     self.active();
@@ -370,9 +373,19 @@ impl AsyncWrite for Connection {
                 Poll::Ready(Ok(n))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            // A client that stops reading its answers is idle too.
             Poll::Pending => self.check_deadline(cx).map(Err),
         }
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.wrote(cx, poll)
     }
 
     fn poll_write_vectored(
@@ -380,16 +393,8 @@ impl AsyncWrite for Connection {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.stream).poll_write_vectored(cx, bufs) {
-            Poll::Ready(Ok(n)) => {
-                if n > 0 {
-                    self.active();
-                }
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => self.check_deadline(cx).map(Err),
-        }
+        let poll = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.wrote(cx, poll)
     }
 
     fn is_write_vectored(&self) -> bool {
