@@ -19,6 +19,7 @@ use crate::otlp::http::HttpState;
 use crate::otlp::ingest::Ingestor;
 use crate::otlp::{grpc, http};
 use crate::rate_limit::SurfaceLimiter;
+use crate::reconcilers::{self, Reconcilers};
 use crate::store::{self, HubStore};
 
 /// A built, bound hub, ready to run.
@@ -41,6 +42,7 @@ pub struct Application {
     ingest_limit: SurfaceLimiter,
     metrics_require_token: bool,
     metrics_max_environments: usize,
+    reconcilers: Arc<Reconcilers>,
 }
 
 impl Application {
@@ -121,6 +123,7 @@ impl Application {
             ingest_limit,
             metrics_require_token: config.metrics_require_token,
             metrics_max_environments: config.metrics_max_environments.max(1),
+            reconcilers: Arc::new(Reconcilers::new(config.reconcilers.clone())),
         })
     }
 
@@ -161,15 +164,20 @@ impl Application {
             self.store.clone(),
             self.metrics.clone(),
             self.max_future_skew,
-        );
-        let otlp_http = http::router(HttpState {
+        )
+        .with_reconcilers(self.reconcilers);
+        let http_state = HttpState {
             ingestor: ingestor.clone(),
             auth: self.auth.clone(),
             max_request_bytes: self.max_request_bytes,
             rate_limit: self.ingest_limit.clone(),
             budget: self.budget.clone(),
             metrics: self.metrics.clone(),
-        });
+        };
+        // The reconcilers' webhooks share the OTLP/HTTP listener, its
+        // tokens, rate limit and memory budget (docs/reconcilers.md).
+        let otlp_http =
+            http::router(http_state.clone()).merge(reconcilers::http::router(http_state));
         let admission = Admission {
             auth: self.auth.clone(),
             rate_limit: self.ingest_limit,

@@ -55,6 +55,15 @@ impl Principal {
     fn allows(&self, scope: Scope) -> bool {
         self.scopes.contains(&scope) || self.scopes.contains(&Scope::Admin)
     }
+
+    /// A sender that proved itself some other way than a token (a Flux
+    /// `generic-hmac` signature): it may ingest into `tenant`, nothing else.
+    pub fn ingest_only(tenant: &str) -> Self {
+        Self {
+            tenant: Arc::from(tenant),
+            scopes: vec![Scope::Ingest],
+        }
+    }
 }
 
 /// Why a request was refused.

@@ -13,6 +13,7 @@ use sextant_exporters::rate_limit::RateLimitConfig;
 use sextant_exporters::serve::ListenerLimits;
 
 use crate::auth::Scope;
+use crate::reconcilers::ReconcilersConfig;
 
 /// Default OTLP request limit, checked after decompression (the OTLP spec
 /// recommends accepting up to 64 MiB).
@@ -112,6 +113,10 @@ pub struct HubConfig {
     /// (`SEXTANT_METRICS_MAX_ENVIRONMENTS`; default 100): the configured
     /// ones first, then by name; the rest add up under `env="_other"`.
     pub metrics_max_environments: usize,
+    /// Flux and Argo CD (`[reconcilers]`, docs/reconcilers.md): defaults
+    /// per cluster (`[[reconcilers.clusters]]`) and the keys of Flux
+    /// `generic-hmac` Providers (`[[reconcilers.hmac_keys]]`).
+    pub reconcilers: ReconcilersConfig,
 }
 
 /// Per-tenant request rates (`[rate_limits.api]`, `[rate_limits.ingest]`;
@@ -148,6 +153,7 @@ impl Default for HubConfig {
             rate_limits: RateLimits::default(),
             metrics_require_token: false,
             metrics_max_environments: 100,
+            reconcilers: ReconcilersConfig::default(),
         }
     }
 }

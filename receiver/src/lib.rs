@@ -10,6 +10,7 @@ pub mod config;
 pub mod metrics;
 pub mod otlp;
 pub mod rate_limit;
+pub mod reconcilers;
 pub mod store;
 pub mod ui;
 

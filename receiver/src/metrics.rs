@@ -8,6 +8,10 @@ use prometheus::{
 pub const LOGS: &str = "logs";
 pub const METRICS: &str = "metrics";
 pub const TRACES: &str = "traces";
+/// Flux notification-controller events (`POST /v1/reconcilers/flux`).
+pub const FLUX_EVENTS: &str = "flux_events";
+/// Argo CD Notifications (`POST /v1/reconcilers/argocd`).
+pub const ARGOCD: &str = "argocd";
 
 /// Rate-limit surface label values.
 pub const API: &str = "api";

@@ -2,6 +2,7 @@
 //! not deployment events are ignored; a deployment event that fails
 //! validation is rejected on its own and the rest of the batch is kept.
 
+use crate::reconcilers::{Attrs, Reconcilers, flux};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
@@ -19,6 +20,12 @@ pub struct Extracted {
     pub events: Vec<DeploymentEvent>,
     /// Records that are not deployment events.
     pub ignored: u64,
+    /// Records of a reconciler that map to no deployment event, by reason
+    /// label (a Flux `Alert`, a source used only for desired state, …).
+    pub ignored_for: Vec<(&'static str, u64)>,
+    /// Desired revisions of reconcilers' workloads in `events`, to remember
+    /// once the store has taken them ([`crate::reconcilers::DesiredMemo`]).
+    pub remember: Vec<(String, String)>,
     /// Rejected deployment events, by reason label.
     pub rejected: Vec<(&'static str, u64)>,
     /// The first problem, for `partial_success.error_message`.
@@ -39,7 +46,20 @@ impl Extracted {
         self.first_error.get_or_insert(message);
     }
 
-    fn reject_event(&mut self, location: String, error: EventError) {
+    /// Counts one record that maps to no deployment event under `reason`.
+    pub fn ignore(&mut self, reason: &'static str) {
+        match self.ignored_for.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, n)) => *n += 1,
+            None => self.ignored_for.push((reason, 1)),
+        }
+    }
+
+    /// Every ignored record, whatever the reason.
+    pub fn ignored_total(&self) -> u64 {
+        self.ignored + self.ignored_for.iter().map(|(_, n)| n).sum::<u64>()
+    }
+
+    pub(crate) fn reject_event(&mut self, location: String, error: EventError) {
         let reason = match error {
             EventError::Missing { .. } => "missing_attribute",
             EventError::Invalid { .. } => "invalid_attribute",
@@ -130,6 +150,11 @@ impl TimeWindow {
         let at = UnixNanos::from_otlp(nanos).ok_or_else(|| {
             format!("{field} {nanos} is beyond 2262-04-11, the latest time the hub stores")
         })?;
+        self.check(at, field)
+    }
+
+    /// `at` if it is within the window; the refusal names `field`.
+    pub fn check(&self, at: UnixNanos, field: &str) -> Result<UnixNanos, String> {
         let ahead = at.0.saturating_sub(self.now.0);
         let window = i64::try_from(self.max_ahead.as_nanos()).unwrap_or(i64::MAX);
         if ahead > window {
@@ -199,9 +224,17 @@ pub fn logs(request: &ExportLogsServiceRequest, window: TimeWindow) -> Extracted
     out
 }
 
-/// Reads the observed-state gauges of a metrics request. Counts data points.
-pub fn metrics(request: &ExportMetricsServiceRequest, window: TimeWindow) -> Extracted {
+/// Reads the observed-state gauges of a metrics request, and Flux's
+/// `gotk_resource_info` (mapped by [`crate::reconcilers::flux`] for
+/// `tenant`). Counts data points.
+pub fn metrics(
+    request: &ExportMetricsServiceRequest,
+    window: TimeWindow,
+    reconcilers: &Reconcilers,
+    tenant: &str,
+) -> Extracted {
     let mut out = Extracted::default();
+    let mut flux_series = Vec::new();
     for (ri, resource_metrics) in request.resource_metrics.iter().enumerate() {
         let resource = resource_metrics
             .resource
@@ -211,6 +244,17 @@ pub fn metrics(request: &ExportMetricsServiceRequest, window: TimeWindow) -> Ext
         for (si, scope_metrics) in resource_metrics.scope_metrics.iter().enumerate() {
             for (mi, metric) in scope_metrics.metrics.iter().enumerate() {
                 let location = format!("resourceMetrics[{ri}].scopeMetrics[{si}].metrics[{mi}]");
+                if metric.name == flux::GAUGE {
+                    flux_gauge(
+                        metric,
+                        resource,
+                        &location,
+                        window,
+                        &mut out,
+                        &mut flux_series,
+                    );
+                    continue;
+                }
                 if metric.name != keys::EVENT_OBSERVED {
                     out.ignored += data_points(metric.data.as_ref());
                     continue;
@@ -261,7 +305,93 @@ pub fn metrics(request: &ExportMetricsServiceRequest, window: TimeWindow) -> Ext
             }
         }
     }
+    if !flux_series.is_empty() {
+        flux::series(flux_series, reconcilers, tenant, &mut out);
+    }
     out
+}
+
+/// Reads the series of a `gotk_resource_info` gauge (the Prometheus labels
+/// are the data points' attributes; the collector's resource attributes
+/// such as `k8s.cluster.name` lie under them).
+fn flux_gauge(
+    metric: &opentelemetry_proto::tonic::metrics::v1::Metric,
+    resource: &[KeyValue],
+    location: &str,
+    window: TimeWindow,
+    out: &mut Extracted,
+    series: &mut Vec<flux::Series>,
+) {
+    // kube-state-metrics exposes it as a gauge; scraped as OpenMetrics, an
+    // `info` metric arrives as a non-monotonic sum.
+    let (points, field) = match &metric.data {
+        Some(Data::Gauge(gauge)) => (&gauge.data_points, "gauge"),
+        Some(Data::Sum(sum)) if !sum.is_monotonic => (&sum.data_points, "sum"),
+        other => {
+            let n = data_points(other.as_ref()).max(1);
+            for _ in 0..n {
+                out.reject(
+                    "not_a_gauge",
+                    format!(
+                        "{location}: metric `{}` must be a gauge (or a non-monotonic sum)",
+                        flux::GAUGE
+                    ),
+                );
+            }
+            return;
+        }
+    };
+    for (pi, point) in points.iter().enumerate() {
+        let location = format!("{location}.{field}.dataPoints[{pi}]");
+        let merged = Merged {
+            record: &point.attributes,
+            resource,
+        };
+        let text = |key: &str| string_value(merged.get(key)).map(str::to_owned);
+        let (Some(kind), Some(name)) = (text("customresource_kind"), text("name")) else {
+            out.reject(
+                "missing_attribute",
+                format!(
+                    "{location}: {} needs the labels `customresource_kind` and `name` \
+                     (Flux's kube-state-metrics config)",
+                    flux::GAUGE
+                ),
+            );
+            continue;
+        };
+        let at = match window.event_time(point.time_unix_nano, 0) {
+            Ok(at) => at,
+            Err(problem) => {
+                out.reject("invalid_time", format!("{location}: {problem}"));
+                continue;
+            }
+        };
+        let mut attrs = Attrs::default();
+        for key in [
+            keys::K8S_CLUSTER_NAME,
+            keys::ENVIRONMENT,
+            keys::APPLICATION,
+            keys::WORKLOAD,
+            keys::TARGET,
+            keys::WORKSPACE,
+        ] {
+            attrs.set_opt(key, string_value(merged.get(key)));
+        }
+        series.push(flux::Series {
+            kind,
+            namespace: text("exported_namespace")
+                .or_else(|| text("namespace"))
+                .unwrap_or_default(),
+            name,
+            ready: text("ready"),
+            suspended: text("suspended").is_some_and(|s| s.eq_ignore_ascii_case("true")),
+            revision: text("revision"),
+            source_name: text("source_name"),
+            attrs,
+            at,
+            location,
+        });
+    }
 }
 
 fn data_points(data: Option<&Data>) -> u64 {

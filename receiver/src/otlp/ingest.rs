@@ -16,6 +16,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use super::extract::{self, Extracted, TimeWindow};
 use crate::auth::Principal;
 use crate::metrics::{self, HubMetrics};
+use crate::reconcilers::Reconcilers;
 use crate::store::{HubStore, StoreError};
 
 /// Why a request could not be stored. Retryable by the client.
@@ -32,6 +33,8 @@ pub struct Ingestor {
     metrics: HubMetrics,
     /// How far ahead of the hub's clock an event time may be.
     max_future_skew: Duration,
+    /// Flux and Argo CD mapping (docs/reconcilers.md).
+    reconcilers: Arc<Reconcilers>,
 }
 
 impl Ingestor {
@@ -40,10 +43,21 @@ impl Ingestor {
             store,
             metrics,
             max_future_skew,
+            reconcilers: Arc::default(),
         }
     }
 
-    fn window(&self) -> TimeWindow {
+    /// Maps reconcilers' reports with `reconcilers`.
+    pub fn with_reconcilers(mut self, reconcilers: Arc<Reconcilers>) -> Self {
+        self.reconcilers = reconcilers;
+        self
+    }
+
+    pub fn reconcilers(&self) -> &Reconcilers {
+        &self.reconcilers
+    }
+
+    pub(crate) fn window(&self) -> TimeWindow {
         TimeWindow::now(self.max_future_skew)
     }
 
@@ -75,7 +89,12 @@ impl Ingestor {
         principal: &Principal,
         request: ExportMetricsServiceRequest,
     ) -> Result<ExportMetricsServiceResponse, IngestError> {
-        let extracted = extract::metrics(&request, self.window());
+        let extracted = extract::metrics(
+            &request,
+            self.window(),
+            &self.reconcilers,
+            &principal.tenant,
+        );
         drop(request);
         let out = self
             .store_extracted(principal, metrics::METRICS, extracted)
@@ -107,6 +126,17 @@ impl Ingestor {
         }
     }
 
+    /// Stores what a reconciler's webhook mapped (docs/reconcilers.md),
+    /// counted under `signal`.
+    pub async fn reconciled(
+        &self,
+        principal: &Principal,
+        signal: &'static str,
+        out: Extracted,
+    ) -> Result<Extracted, IngestError> {
+        self.store_extracted(principal, signal, out).await
+    }
+
     async fn store_extracted(
         &self,
         principal: &Principal,
@@ -114,7 +144,7 @@ impl Ingestor {
         mut out: Extracted,
     ) -> Result<Extracted, IngestError> {
         let started = Instant::now();
-        let total = out.events.len() as u64 + out.ignored + out.rejected_total();
+        let total = out.events.len() as u64 + out.ignored_total() + out.rejected_total();
         self.metrics
             .batch_records
             .with_label_values(&[signal])
@@ -145,6 +175,14 @@ impl Ingestor {
         );
         self.metrics
             .count(signal, "ignored", "not_deployment_event", out.ignored);
+        for (reason, n) in &out.ignored_for {
+            self.metrics.count(signal, "ignored", reason, *n);
+        }
+        // Desired revisions of reconcilers are sent once each, now that the
+        // store has them.
+        self.reconcilers
+            .desired
+            .remember(std::mem::take(&mut out.remember));
         for (reason, n) in &out.rejected {
             self.metrics.count(signal, "rejected", reason, *n);
         }

@@ -121,7 +121,7 @@ fn gauges_become_observations_and_other_metrics_are_ignored() {
         a = observed_attrs("in_progress"),
     );
     let request: ExportMetricsServiceRequest = serde_json::from_str(&json).expect("valid");
-    let out = metrics(&request, window());
+    let out = metrics(&request, window(), &Reconcilers::default(), "default");
     assert_eq!(out.events.len(), 1);
     assert_eq!(out.ignored, 2);
     assert_eq!(out.rejected, vec![("invalid_value", 1)]);
