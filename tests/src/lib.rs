@@ -10,6 +10,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+pub mod argocd;
 pub mod docker;
 pub mod otlp_sink;
 pub mod prometheus;

@@ -11,6 +11,7 @@ mod lists;
 mod otlp_errors;
 mod otlp_grpc;
 mod rate_limits;
+mod reconcilers;
 mod report_cache;
 mod reports;
 mod tenants;

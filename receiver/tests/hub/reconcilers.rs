@@ -1,0 +1,422 @@
+//! Flux and Argo CD into the hub over HTTP, on both backends: the webhooks'
+//! credentials (bearer token, Flux's generic-hmac signature), their answers
+//! to bad input, the gauge through OTLP/HTTP, and all sources in one drift
+//! list and one environment (docs/reconcilers.md).
+
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{Value, json};
+use sextant_receiver::config::Secret;
+use sextant_receiver::reconcilers::{ClusterMapping, HmacKey, ReconcilersConfig};
+
+use crate::helpers::{Backend, TestApp, logs, observed, on_both_backends, spawn_app_with, token};
+
+const INGEST: &str = "ingest-token-acme";
+const READ: &str = "read-token-acme";
+const HMAC_KEY: &str = "flux-provider-key-of-globex";
+
+fn fixture(name: &str) -> String {
+    let path = format!(
+        "{}/tests/fixtures/reconcilers/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as u64
+}
+
+/// A hub with tokens for tenant `acme`, an HMAC key for tenant `globex`
+/// and the Argo CD cluster placed in `prod` by the hub's mapping.
+async fn hub(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |c| {
+        c.tokens = vec![
+            token(INGEST, "acme", &["ingest"]),
+            token(READ, "acme", &["read"]),
+            token("read-token-globex", "globex", &["read"]),
+            token("metrics-token", "acme", &["metrics"]),
+        ];
+        c.reconcilers = ReconcilersConfig {
+            clusters: vec![ClusterMapping {
+                cluster: "gke-alpha-01-europe-west1".into(),
+                environment: Some("prod".into()),
+                ..ClusterMapping::default()
+            }],
+            hmac_keys: vec![HmacKey {
+                key: Secret::new(HMAC_KEY),
+                tenant: "globex".into(),
+            }],
+        };
+    })
+    .await
+}
+
+/// POSTs a webhook body as Flux's Forwarder and Argo CD's webhook service
+/// do: JSON, with the headers given.
+async fn post(app: &TestApp, path: &str, body: &str, headers: &[(&str, String)]) -> (u16, Value) {
+    let mut req = app
+        .client
+        .post(format!("http://{}{path}", app.http))
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    for (name, value) in headers {
+        req = req.header(*name, value);
+    }
+    let res = req.send().await.expect("webhook request");
+    let status = res.status().as_u16();
+    let text = res.text().await.expect("body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+fn bearer() -> (&'static str, String) {
+    ("authorization", format!("Bearer {INGEST}"))
+}
+
+/// `X-Signature: sha256=<hex>` as notification-controller's `generic-hmac`
+/// Provider computes it (internal/notifier/forwarder.go `sign`).
+fn signature(key: &str, body: &str) -> (&'static str, String) {
+    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key.as_bytes()).expect("key");
+    mac.update(body.as_bytes());
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    ("x-signature", format!("sha256={hex}"))
+}
+
+/// Rows of the drift list by workload.
+async fn drift(app: &TestApp, query: &str, token: &str) -> Vec<Value> {
+    let (status, page) = app.get(&format!("/api/v1/drift{query}"), Some(token)).await;
+    assert_eq!(status, 200, "{page}");
+    page["items"].as_array().cloned().unwrap_or_default()
+}
+
+fn workloads(rows: &[Value]) -> Vec<String> {
+    let mut names: Vec<String> = rows
+        .iter()
+        .map(|r| r["workload"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+async fn flux_events_with_a_token_or_a_signature(b: Backend) {
+    let app = hub(b).await;
+    let ok = fixture("flux-event-kustomization-succeeded.json");
+    let (status, answer) = post(&app, "/v1/reconcilers/flux", &ok, &[bearer()]).await;
+    assert_eq!((status, answer.clone()), (200, json!({"accepted": 1})));
+
+    // generic-hmac: the key's tenant, no token.
+    let failed = fixture("flux-event-helmrelease-upgrade-failed.json");
+    let (status, answer) = post(
+        &app,
+        "/v1/reconcilers/flux",
+        &failed,
+        &[signature(HMAC_KEY, &failed)],
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+
+    // A wrong key, a tampered body, no credential at all: 401.
+    let (status, answer) = post(
+        &app,
+        "/v1/reconcilers/flux",
+        &failed,
+        &[signature("another-key", &failed)],
+    )
+    .await;
+    assert_eq!(status, 401, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("X-Signature"),
+        "{answer}"
+    );
+    let tampered = failed.replace("1.4.2", "9.9.9");
+    let (status, _) = post(
+        &app,
+        "/v1/reconcilers/flux",
+        &tampered,
+        &[signature(HMAC_KEY, &failed)],
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, _) = post(&app, "/v1/reconcilers/flux", &ok, &[]).await;
+    assert_eq!(status, 401);
+
+    // Each event landed in its own tenant only.
+    // Events alone carry no desired state (the gauge's sources do).
+    let acme = drift(&app, "?environment=prod", READ).await;
+    assert_eq!(workloads(&acme), ["podinfo"]);
+    assert!(
+        acme[0]["drift"]
+            .as_array()
+            .expect("reasons")
+            .contains(&json!("no_desired_state")),
+        "{acme:#?}"
+    );
+    let (status, host) = app.get("/api/v1/hosts/prod-eu-1", Some(READ)).await;
+    assert_eq!(status, 200, "{host}");
+    let rows = host["deployments"].as_array().expect("deployments");
+    assert_eq!(rows.len(), 1, "{host}");
+    assert_eq!(rows[0]["workload"], "podinfo");
+    assert_eq!(rows[0]["reconciler"], "kustomize-controller");
+    assert_eq!(
+        rows[0]["revision"],
+        "main@sha1:5394cb7f48332b2de7c17dd8b8384bbc84b7e738"
+    );
+    let globex = drift(&app, "", "read-token-globex").await;
+    assert_eq!(workloads(&globex), ["checkout"], "failed is drift");
+    assert_eq!(globex[0]["status"], "failed");
+    app.stop().await;
+}
+
+async fn bad_flux_events_get_a_clear_answer_and_a_count(b: Backend) {
+    let app = hub(b).await;
+    let missing = fixture("flux-event-kustomization-no-revision.json");
+    let (status, answer) = post(&app, "/v1/reconcilers/flux", &missing, &[bearer()]).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        answer["error"],
+        "Flux event for Kustomization flux-system/apps has no revision: metadata `revision` \
+         (or `kustomize.toolkit.fluxcd.io/revision`) is missing"
+    );
+    let source = fixture("flux-event-gitrepository.json");
+    let (status, answer) = post(&app, "/v1/reconcilers/flux", &source, &[bearer()]).await;
+    assert_eq!(
+        (status, answer),
+        (200, json!({"accepted": 0, "ignored": "flux_source_event"}))
+    );
+    let image = fixture("flux-event-imageupdateautomation.json");
+    let (status, answer) = post(&app, "/v1/reconcilers/flux", &image, &[bearer()]).await;
+    assert_eq!(
+        (status, answer),
+        (
+            200,
+            json!({"accepted": 0, "ignored": "flux_kind_not_a_workload"})
+        )
+    );
+    let (status, answer) = post(&app, "/v1/reconcilers/flux", "{not json", &[bearer()]).await;
+    assert_eq!(status, 400);
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("invalid JSON payload"),
+        "{answer}"
+    );
+    // The documented event names no cluster unless the Provider's address does.
+    let docs = fixture("flux-event-docs-v1beta3.json");
+    let (status, answer) = post(&app, "/v1/reconcilers/flux", &docs, &[bearer()]).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("?cluster="),
+        "{answer}"
+    );
+    let (status, answer) = post(
+        &app,
+        "/v1/reconcilers/flux?cluster=stage-1&environment=stage",
+        &docs,
+        &[bearer()],
+    )
+    .await;
+    assert_eq!((status, answer), (200, json!({"accepted": 1})));
+
+    let metrics = app
+        .client
+        .get(format!("http://{}/metrics", app.api))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for (outcome, reason, n) in [
+        ("rejected", "missing_attribute", 2),
+        ("ignored", "flux_source_event", 1),
+        ("ignored", "flux_kind_not_a_workload", 1),
+        ("accepted", "deployment_event", 1),
+    ] {
+        let labels = [
+            format!("outcome=\"{outcome}\""),
+            format!("reason=\"{reason}\""),
+            "signal=\"flux_events\"".to_owned(),
+        ];
+        let found = metrics.lines().any(|line| {
+            line.starts_with("sextant_receiver_records_total{")
+                && labels.iter().all(|l| line.contains(l.as_str()))
+                && line.ends_with(&format!(" {n}"))
+        });
+        assert!(found, "{outcome} {reason} {n} missing from\n{metrics}");
+    }
+    app.stop().await;
+}
+
+/// The gauge, as a collector relays it, with a workload still on the
+/// commit before its source's: drift by revision; and the rest of the
+/// batch kept around the one series with no revision.
+async fn flux_gauge_over_otlp_gives_observed_and_desired_state(b: Backend) {
+    let app = hub(b).await;
+    let body = fixture("flux-gotk-resource-info.json").replace("TIME", &now_nanos().to_string());
+    let body: Value = serde_json::from_str(&body).expect("json");
+    let res = app.post_json("metrics", &body, Some(INGEST)).await;
+    assert_eq!(res.status(), 200);
+    let answer: Value = res.json().await.expect("json");
+    assert_eq!(
+        answer["partialSuccess"]["rejectedDataPoints"], 1,
+        "{answer}"
+    );
+    assert!(
+        answer["partialSuccess"]["errorMessage"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("flux-system/new-app has no `revision` label"),
+        "{answer}"
+    );
+    let rows = drift(&app, "?environment=prod", READ).await;
+    // apps: ready False and behind its source; legacy: suspended, its
+    // source not reported. podinfo and checkout are in sync; infra is still
+    // reconciling the desired revision, which is not drift.
+    assert_eq!(workloads(&rows), ["apps", "legacy"], "{rows:#?}");
+    let apps = rows.iter().find(|r| r["workload"] == "apps").expect("apps");
+    assert_eq!(
+        apps["desired"]["revision"],
+        "main@sha1:5394cb7f48332b2de7c17dd8b8384bbc84b7e738"
+    );
+    assert_eq!(
+        apps["revision"],
+        "main@sha1:69b59063470310ebbd88a9156325322a124e55a3"
+    );
+    // Scraped again 30 s later: the same state, no second assignment.
+    let before = app.db.count("desired_assignments").await;
+    let res = app.post_json("metrics", &body, Some(INGEST)).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(app.db.count("desired_assignments").await, before);
+    app.stop().await;
+}
+
+async fn argocd_notifications_rendered_from_the_shipped_template(b: Backend) {
+    let app = hub(b).await;
+    let context = json!({"argocdUrl": "https://argocd.example.com"});
+    let mut application = sextant_e2e::argocd::application();
+    let template = sextant_e2e::argocd::shipped_template();
+    // As the fixture is: git at rev1, the last sync applied ea87599.
+    let body =
+        sextant_e2e::argocd::render(&template, &json!({"app": application, "context": context}));
+    let (status, answer) = post(&app, "/v1/reconcilers/argocd", &body, &[bearer()]).await;
+    assert_eq!(
+        (status, answer),
+        (200, json!({"accepted": 2})),
+        "observed and desired"
+    );
+    let rows = drift(&app, "?environment=prod", READ).await;
+    assert_eq!(workloads(&rows), ["velero-test"]);
+    assert_eq!(rows[0]["desired"]["revision"], "rev1");
+    assert_eq!(rows[0]["host"], "gke-alpha-01-europe-west1");
+    // Synced to rev1: in sync, out of the drift list.
+    application["status"]["operationState"]["syncResult"]["revision"] = json!("rev1");
+    let body =
+        sextant_e2e::argocd::render(&template, &json!({"app": application, "context": context}));
+    let (status, answer) = post(&app, "/v1/reconcilers/argocd", &body, &[bearer()]).await;
+    assert_eq!(
+        (status, answer),
+        (200, json!({"accepted": 1})),
+        "desired known"
+    );
+    assert!(drift(&app, "?environment=prod", READ).await.is_empty());
+    // No revision at all: 400 naming the field; no token: 401.
+    application["status"]
+        .as_object_mut()
+        .expect("status")
+        .remove("sync");
+    let body =
+        sextant_e2e::argocd::render(&template, &json!({"app": application, "context": context}));
+    let (status, answer) = post(&app, "/v1/reconcilers/argocd", &body, &[bearer()]).await;
+    assert_eq!(status, 400);
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("`revision` (status.sync.revision)"),
+        "{answer}"
+    );
+    let (status, _) = post(&app, "/v1/reconcilers/argocd", &body, &[]).await;
+    assert_eq!(status, 401);
+    app.stop().await;
+}
+
+/// A Flux cluster, an Argo CD cluster and a Docker host with the agent in
+/// one environment: one drift list and one environment state.
+async fn flux_argocd_and_the_agent_side_by_side(b: Backend) {
+    let app = hub(b).await;
+    let now = now_nanos();
+    let gauge = fixture("flux-gotk-resource-info.json").replace("TIME", &now.to_string());
+    let res = app
+        .post_json(
+            "metrics",
+            &serde_json::from_str(&gauge).expect("json"),
+            Some(INGEST),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let body = sextant_e2e::argocd::render(
+        &sextant_e2e::argocd::shipped_template(),
+        &json!({"app": sextant_e2e::argocd::application(), "context": {}}),
+    );
+    let (status, _) = post(&app, "/v1/reconcilers/argocd", &body, &[bearer()]).await;
+    assert_eq!(status, 200);
+    let mut agent = observed(
+        "docker-host-1",
+        ("shop", "checkout", "prod", "dc1"),
+        "sha256:aa",
+        "failed",
+        now,
+    );
+    agent["attributes"]
+        .as_array_mut()
+        .expect("attributes")
+        .extend([
+            crate::helpers::kv("sextant.reconciler.type", "agent"),
+            crate::helpers::kv("sextant.reconciler.name", "agent-docker-host-1"),
+        ]);
+    let res = app
+        .post_json("logs", &logs(vec![agent]), Some(INGEST))
+        .await;
+    assert_eq!(res.status(), 200);
+
+    let rows = drift(&app, "?environment=prod", READ).await;
+    let mut hosts: Vec<&str> = rows.iter().filter_map(|r| r["host"].as_str()).collect();
+    hosts.dedup();
+    assert_eq!(
+        hosts,
+        ["docker-host-1", "gke-alpha-01-europe-west1", "prod-eu-1"],
+        "{rows:#?}"
+    );
+    let (status, state) = app.get("/api/v1/environments/prod/state", Some(READ)).await;
+    assert_eq!(status, 200, "{state}");
+    let text = state.to_string();
+    for target in ["dc1", "gke-alpha-01-europe-west1", "prod-eu-1"] {
+        assert!(text.contains(target), "{target} missing from {state}");
+    }
+    app.stop().await;
+}
+
+on_both_backends!(
+    flux_events_with_a_token_or_a_signature,
+    bad_flux_events_get_a_clear_answer_and_a_count,
+    flux_gauge_over_otlp_gives_observed_and_desired_state,
+    argocd_notifications_rendered_from_the_shipped_template,
+    flux_argocd_and_the_agent_side_by_side,
+);
