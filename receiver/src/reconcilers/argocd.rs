@@ -15,7 +15,7 @@ use sextant_model::{
     DeploymentEvent, DeploymentStatus, EventError, ObservedDeployment, UnixNanos, keys,
 };
 
-use super::{ARGOCD, Attrs, Reconcilers, flux};
+use super::{ARGOCD, Attrs, Reconcilers, desire, workload_defaults};
 use crate::otlp::extract::{Extracted, TimeWindow};
 
 /// One notification: the template's fields (nulls where the Application
@@ -227,7 +227,7 @@ impl Notification {
         };
         let project = nonempty(&self.project).unwrap_or("default").to_owned();
         // Argo CD's project is the application; the cluster is the target.
-        flux::workload_defaults(&mut attrs, reconcilers, &project, &app, &cluster);
+        workload_defaults(&mut attrs, reconcilers, &project, &app, &cluster);
         attrs.set(keys::RECONCILER_TYPE, ARGOCD);
         let instance = self
             .context
@@ -272,7 +272,7 @@ impl Notification {
         let at = window.now;
         let observed = ObservedDeployment::from_attributes(&attrs, None, at)?;
         out.events.push(DeploymentEvent::Observed(observed));
-        flux::desire(&attrs, &desired, at, reconcilers, tenant, &describe, out);
+        desire(&attrs, &desired, at, reconcilers, tenant, &describe, out);
         Ok(())
     }
 }

@@ -11,11 +11,10 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 use sextant_model::{
-    DeploymentEvent, DeploymentStatus, DesiredDeployment, EventError, ObservedDeployment,
-    UnixNanos, keys,
+    DeploymentEvent, DeploymentStatus, EventError, ObservedDeployment, UnixNanos, keys,
 };
 
-use super::{Attrs, FLUX, Reconcilers};
+use super::{Attrs, FLUX, Reconcilers, desire, workload_defaults};
 use crate::otlp::extract::Extracted;
 
 /// The metric kube-state-metrics names with Flux's config
@@ -189,68 +188,6 @@ fn source_kind(kind: &str) -> &'static str {
         "Bucket" => "Bucket",
         "HelmChart" => "HelmChart",
         _ => "HelmRepository",
-    }
-}
-
-/// The reconciler's own defaults under what the payload and the hub's
-/// config say: the cluster is the target, the object's namespace the
-/// application, its name the workload.
-pub(super) fn workload_defaults(
-    attrs: &mut Attrs,
-    reconcilers: &Reconcilers,
-    namespace: &str,
-    name: &str,
-    cluster: &str,
-) {
-    attrs.under_cluster_defaults(&reconcilers.config);
-    attrs.fill(keys::TARGET, cluster);
-    attrs.fill(keys::APPLICATION, namespace);
-    attrs.fill(keys::WORKLOAD, name);
-}
-
-/// A desired event for the placement in `attrs` at `revision`, unless the
-/// store already took it.
-pub(super) fn desire(
-    attrs: &Attrs,
-    revision: &str,
-    at: UnixNanos,
-    reconcilers: &Reconcilers,
-    tenant: &str,
-    location: &str,
-    out: &mut Extracted,
-) {
-    let mut desired = Attrs::default();
-    for key in [
-        keys::WORKSPACE,
-        keys::APPLICATION,
-        keys::WORKLOAD,
-        keys::ENVIRONMENT,
-        keys::TARGET,
-    ] {
-        desired.set_opt(key, attrs.get(key));
-    }
-    desired.set(keys::REVISION, revision);
-    desired.set(keys::VERSION, revision);
-    let memo_key = [
-        tenant,
-        attrs
-            .get(keys::WORKSPACE)
-            .unwrap_or(keys::DEFAULT_WORKSPACE),
-        attrs.get(keys::APPLICATION).unwrap_or_default(),
-        attrs.get(keys::WORKLOAD).unwrap_or_default(),
-        attrs.get(keys::ENVIRONMENT).unwrap_or_default(),
-        attrs.get(keys::TARGET).unwrap_or_default(),
-    ]
-    .join("\u{1f}");
-    if reconcilers.desired.known(&memo_key, revision) {
-        return;
-    }
-    match DesiredDeployment::from_attributes(&desired, at) {
-        Ok(d) => {
-            out.events.push(DeploymentEvent::Desired(d));
-            out.remember.push((memo_key, revision.to_owned()));
-        }
-        Err(error) => out.reject_event(location.to_owned(), error),
     }
 }
 

@@ -16,7 +16,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
-use sextant_model::{AttributeSource, keys};
+use sextant_model::{AttributeSource, DeploymentEvent, DesiredDeployment, UnixNanos, keys};
+
+use crate::otlp::extract::Extracted;
 
 use crate::config::Secret;
 
@@ -197,5 +199,67 @@ impl Reconcilers {
             config,
             desired: DesiredMemo::default(),
         }
+    }
+}
+
+/// The reconciler's own defaults under what the payload and the hub's
+/// config say: the cluster is the target, the object's namespace the
+/// application, its name the workload.
+pub(crate) fn workload_defaults(
+    attrs: &mut Attrs,
+    reconcilers: &Reconcilers,
+    namespace: &str,
+    name: &str,
+    cluster: &str,
+) {
+    attrs.under_cluster_defaults(&reconcilers.config);
+    attrs.fill(keys::TARGET, cluster);
+    attrs.fill(keys::APPLICATION, namespace);
+    attrs.fill(keys::WORKLOAD, name);
+}
+
+/// A desired event for the placement in `attrs` at `revision`, unless the
+/// store already took it.
+pub(crate) fn desire(
+    attrs: &Attrs,
+    revision: &str,
+    at: UnixNanos,
+    reconcilers: &Reconcilers,
+    tenant: &str,
+    location: &str,
+    out: &mut Extracted,
+) {
+    let mut desired = Attrs::default();
+    for key in [
+        keys::WORKSPACE,
+        keys::APPLICATION,
+        keys::WORKLOAD,
+        keys::ENVIRONMENT,
+        keys::TARGET,
+    ] {
+        desired.set_opt(key, attrs.get(key));
+    }
+    desired.set(keys::REVISION, revision);
+    desired.set(keys::VERSION, revision);
+    let memo_key = [
+        tenant,
+        attrs
+            .get(keys::WORKSPACE)
+            .unwrap_or(keys::DEFAULT_WORKSPACE),
+        attrs.get(keys::APPLICATION).unwrap_or_default(),
+        attrs.get(keys::WORKLOAD).unwrap_or_default(),
+        attrs.get(keys::ENVIRONMENT).unwrap_or_default(),
+        attrs.get(keys::TARGET).unwrap_or_default(),
+    ]
+    .join("\u{1f}");
+    if reconcilers.desired.known(&memo_key, revision) {
+        return;
+    }
+    match DesiredDeployment::from_attributes(&desired, at) {
+        Ok(d) => {
+            out.events.push(DeploymentEvent::Desired(d));
+            out.remember.push((memo_key, revision.to_owned()));
+        }
+        Err(error) => out.reject_event(location.to_owned(), error),
     }
 }

@@ -5,6 +5,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use super::*;
 use crate::otlp::extract::{self, TimeWindow};
 use crate::reconcilers::{ClusterMapping, ReconcilersConfig};
+use sextant_model::DesiredDeployment;
 
 /// The fixtures (receiver/tests/fixtures/reconcilers/README.md says where
 /// each comes from).
