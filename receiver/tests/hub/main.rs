@@ -14,4 +14,5 @@ mod rate_limits;
 mod report_cache;
 mod reports;
 mod tenants;
+mod tls;
 mod ui;
