@@ -324,6 +324,7 @@ pub fn incoming(
 /// stream once their handshake is done (each on its own task, within the
 /// header timeout); failed handshakes never do. The stream's [`Peer`] is
 /// in every request's extensions (tonic's connect info).
+#[cfg_attr(not(feature = "tls"), allow(unused_assignments))]
 pub fn incoming_tls(
     listener: TcpListener,
     limits: ListenerLimits,

@@ -24,6 +24,7 @@ use crate::error::{OutboxError, Result};
 /// `https://`, the public roots, the CA file and the client certificate;
 /// `http://` as it is; any other scheme refused. The agent's channel to
 /// the orchestrator dials with it too.
+#[cfg_attr(not(feature = "tls"), allow(unused_mut))]
 pub fn with_tls(mut endpoint: Endpoint, name: &str, config: &TlsConfig) -> Result<Endpoint> {
     let invalid = |reason: String| OutboxError::Endpoint {
         endpoint: name.to_owned(),
