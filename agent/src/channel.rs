@@ -49,6 +49,9 @@ pub struct ChannelConfig {
     pub data_dir: PathBuf,
     /// Most time between reconnects.
     pub max_backoff: Duration,
+    /// For `https://` endpoints: a CA to trust besides the public roots,
+    /// and a client certificate when the orchestrator requires one (mTLS).
+    pub tls: sextant_exporters::sender::TlsConfig,
 }
 
 /// What runs the tasks.
@@ -156,6 +159,10 @@ pub async fn run(
         !config.endpoints.is_empty(),
         "the agent channel needs at least one orchestrator endpoint"
     );
+    // A bad endpoint or TLS file stops the agent now, not at every retry.
+    for endpoint in &config.endpoints {
+        grpc_endpoint(endpoint, &config.tls)?;
+    }
     let identity = match Identity::load(&config.data_dir)? {
         Some(identity) => identity,
         None => {
@@ -208,9 +215,21 @@ pub async fn run(
     }
 }
 
-async fn connect(endpoint: &str) -> anyhow::Result<AgentServiceClient<tonic::transport::Channel>> {
-    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
-        .with_context(|| format!("invalid orchestrator endpoint {endpoint:?}"))?
+/// An orchestrator endpoint, over TLS when it is `https://`.
+fn grpc_endpoint(
+    endpoint: &str,
+    tls: &sextant_exporters::sender::TlsConfig,
+) -> anyhow::Result<tonic::transport::Endpoint> {
+    let parsed = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
+        .with_context(|| format!("invalid orchestrator endpoint {endpoint:?}"))?;
+    Ok(sextant_exporters::sender::with_tls(parsed, endpoint, tls)?)
+}
+
+async fn connect(
+    endpoint: &str,
+    tls: &sextant_exporters::sender::TlsConfig,
+) -> anyhow::Result<AgentServiceClient<tonic::transport::Channel>> {
+    let channel = grpc_endpoint(endpoint, tls)?
         .connect_timeout(Duration::from_secs(5))
         .http2_keep_alive_interval(Duration::from_secs(15))
         .keep_alive_timeout(Duration::from_secs(15))
@@ -239,7 +258,7 @@ async fn register(
             labels: config.labels.clone().into_iter().collect(),
         };
         let result = async {
-            let mut client = connect(endpoint).await?;
+            let mut client = connect(endpoint, &config.tls).await?;
             client.register(request).await.map_err(anyhow::Error::from)
         }
         .await;
@@ -285,7 +304,7 @@ async fn session(
     shared: &Arc<Shared>,
     out_rx: &mut mpsc::UnboundedReceiver<AgentMessage>,
 ) -> anyhow::Result<()> {
-    let mut client = connect(endpoint).await?;
+    let mut client = connect(endpoint, &config.tls).await?;
     let (tx, rx) = mpsc::unbounded_channel::<AgentMessage>();
     let running: Vec<String> = lock(&shared.running).iter().cloned().collect();
     let _ = tx.send(AgentMessage {

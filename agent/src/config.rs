@@ -85,6 +85,17 @@ pub struct AgentArgs {
     /// comma-separated; tried in turn. Without it the agent only observes.
     #[arg(long, env = "SEXTANT_ORCHESTRATOR")]
     pub orchestrator: Option<String>,
+    /// PEM file of CA certificates to trust for an `https://` orchestrator,
+    /// besides the public roots.
+    #[arg(long, env = "SEXTANT_ORCHESTRATOR_CA_FILE", value_name = "PEM")]
+    pub orchestrator_ca_file: Option<PathBuf>,
+    /// PEM file of the client certificate the orchestrator's agent
+    /// listener requires under mTLS (with `--orchestrator-client-key`).
+    #[arg(long, env = "SEXTANT_ORCHESTRATOR_CLIENT_CERT", value_name = "PEM")]
+    pub orchestrator_client_cert: Option<PathBuf>,
+    /// PEM file of that certificate's private key.
+    #[arg(long, env = "SEXTANT_ORCHESTRATOR_CLIENT_KEY", value_name = "PEM")]
+    pub orchestrator_client_key: Option<PathBuf>,
     /// A one-time token from `sextant agents token`, needed only for the
     /// first start (the identity is then kept in the data directory).
     #[arg(long, env = "SEXTANT_REGISTRATION_TOKEN", hide_env_values = true)]
@@ -122,6 +133,9 @@ struct AgentFile {
     outbox_max_bytes: Option<String>,
     docker_host: Option<String>,
     orchestrator: Option<String>,
+    orchestrator_ca_file: Option<PathBuf>,
+    orchestrator_client_cert: Option<PathBuf>,
+    orchestrator_client_key: Option<PathBuf>,
     registration_token: Option<String>,
     #[serde(default)]
     dry_run: bool,
@@ -157,6 +171,9 @@ pub struct AgentConfig {
     pub docker_host: Option<String>,
     /// The orchestrator's agent endpoints (empty: no agent channel).
     pub orchestrator: Vec<String>,
+    /// TLS of `https://` orchestrator endpoints: CA file, client
+    /// certificate and key.
+    pub orchestrator_tls: sextant_exporters::sender::TlsConfig,
     pub registration_token: Option<String>,
     pub dry_run: bool,
     pub listen: SocketAddr,
@@ -287,6 +304,26 @@ impl AgentArgs {
                 ));
             }
         };
+        let orchestrator_tls = sextant_exporters::sender::TlsConfig {
+            ca_file: self
+                .orchestrator_ca_file
+                .clone()
+                .or(file.orchestrator_ca_file),
+            client_cert: self
+                .orchestrator_client_cert
+                .clone()
+                .or(file.orchestrator_client_cert),
+            client_key: self
+                .orchestrator_client_key
+                .clone()
+                .or(file.orchestrator_client_key),
+        };
+        if orchestrator_tls.client_cert.is_some() != orchestrator_tls.client_key.is_some() {
+            return Err(invalid(
+                "--orchestrator-client-cert",
+                "needs --orchestrator-client-key too (and the other way round)",
+            ));
+        }
         let data_dir = self
             .data_dir
             .clone()
@@ -347,6 +384,7 @@ impl AgentArgs {
                         .collect()
                 })
                 .unwrap_or_default(),
+            orchestrator_tls,
             registration_token: self.registration_token.clone().or(file.registration_token),
             dry_run: self.dry_run || file.dry_run,
             listen: self
@@ -515,6 +553,48 @@ mod tests {
         typo.config = Some(path);
         let e = typo.resolve().expect_err("refused").to_string();
         assert!(e.contains("agent.toml"), "{e}");
+    }
+
+    #[test]
+    fn the_orchestrator_tls_files_come_from_flags_environment_and_file() {
+        use clap::{Args, FromArgMatches};
+
+        let command = AgentArgs::augment_args(clap::Command::new("agent"));
+        let matches = command
+            .try_get_matches_from([
+                "agent",
+                "--environment=dev",
+                "--host-name=h1",
+                "--otlp-endpoint=http://hub:4317",
+                "--orchestrator=https://orch:8082",
+                "--orchestrator-ca-file=/etc/sextant/ca.pem",
+                "--orchestrator-client-cert=/etc/sextant/agent.pem",
+                "--orchestrator-client-key=/etc/sextant/agent-key.pem",
+            ])
+            .expect("parsed");
+        let c = AgentArgs::from_arg_matches(&matches)
+            .expect("args")
+            .resolve()
+            .expect("valid");
+        assert_eq!(
+            c.orchestrator_tls,
+            sextant_exporters::sender::TlsConfig {
+                ca_file: Some("/etc/sextant/ca.pem".into()),
+                client_cert: Some("/etc/sextant/agent.pem".into()),
+                client_key: Some("/etc/sextant/agent-key.pem".into()),
+            }
+        );
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, "orchestrator_ca_file = \"/file/ca.pem\"\n").expect("write");
+        let mut from_file = args();
+        from_file.config = Some(path);
+        let c = from_file.resolve().expect("valid");
+        assert_eq!(c.orchestrator_tls.ca_file, Some("/file/ca.pem".into()));
+        let mut half = args();
+        half.orchestrator_client_key = Some("/k.pem".into());
+        let e = half.resolve().expect_err("refused").to_string();
+        assert!(e.contains("--orchestrator-client-cert"), "{e}");
     }
 
     #[test]

@@ -283,6 +283,7 @@ impl Agent {
                 labels: docker_config.labels.iter().cloned().collect(),
                 data_dir: docker_config.data_dir.clone(),
                 max_backoff: Duration::from_secs(30),
+                tls: docker_config.orchestrator_tls.clone(),
             };
             let run_channel = crate::channel::run(channel, runner, docker_cancel);
             tokio::try_join!(observe, run_channel).map(|_| ())

@@ -113,6 +113,19 @@ struct UpArgs {
     /// Data directory [env: SEXTANT_DATA_DIR] [default: .sextant]
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Certificate chain (PEM) the three hub listeners serve TLS with
+    /// [env: SEXTANT_TLS__CERT_FILE] [file: tls.cert_file]
+    #[arg(long, value_name = "PEM")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM) [env: SEXTANT_TLS__KEY_FILE]
+    /// [file: tls.key_file]
+    #[arg(long, value_name = "PEM")]
+    tls_key: Option<PathBuf>,
+    /// CA (PEM) client certificates must chain to: every client of the hub
+    /// then needs one (mTLS) [env: SEXTANT_TLS__CLIENT_CA_FILE] [file:
+    /// tls.client_ca_file]
+    #[arg(long, value_name = "PEM")]
+    tls_client_ca: Option<PathBuf>,
     /// Orchestrator API listen address [default: 127.0.0.1:8081, or port 0
     /// when the API's port is 0]
     #[arg(long, env = "SEXTANT_ORCHESTRATOR_ADDR")]
@@ -121,6 +134,8 @@ struct UpArgs {
     /// or port 0 when the API's port is 0]
     #[arg(long, env = "SEXTANT_AGENT_LISTEN_ADDR")]
     agent_addr: Option<SocketAddr>,
+    #[command(flatten)]
+    agent_tls: orchestrator::serve::AgentTlsArgs,
     /// Run the hub alone, without the orchestrator.
     #[arg(long)]
     no_orchestrator: bool,
@@ -148,6 +163,15 @@ impl UpArgs {
         }
         if let Some(d) = &self.data_dir {
             config.data_dir = d.clone();
+        }
+        if let Some(f) = &self.tls_cert {
+            config.tls.cert_file = Some(f.clone());
+        }
+        if let Some(f) = &self.tls_key {
+            config.tls.key_file = Some(f.clone());
+        }
+        if let Some(f) = &self.tls_client_ca {
+            config.tls.client_ca_file = Some(f.clone());
         }
         if self.demo && config.environments.is_empty() {
             config.environments = demo::ENVIRONMENTS.map(String::from).to_vec();
@@ -231,6 +255,18 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let mut app = Application::build(&config).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone())?);
+    if app.is_tls() && !args.no_orchestrator {
+        // Its hub client (gates, desired state) speaks plain HTTP to the
+        // hub's listeners; it would be refused.
+        anyhow::bail!(
+            "the orchestrator of `sextant up` cannot reach a hub that serves TLS yet: add \
+             --no-orchestrator and run `sextant orchestrator` on its own"
+        );
+    }
+    if app.is_tls() && args.demo {
+        anyhow::bail!("--demo sends over plain HTTP: it cannot be combined with TLS");
+    }
+    let local_agent_tls = args.agent_tls.config().is_enabled();
     let orchestrator = if args.no_orchestrator {
         None
     } else {
@@ -260,6 +296,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         // And the hub's listener limits and /metrics token.
         local.listeners = config.listeners;
         local.metrics_require_token = config.metrics_require_token;
+        local.agent_tls = args.agent_tls.config();
         let database = local.database_url.clone();
         let running = orchestrator::serve::start(local, shutdown.clone())
             .await
@@ -278,17 +315,26 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         "  database     {}",
         sextant_receiver::app::redact_url(&config.database_url())
     );
-    banner_line!(b, "  OTLP/gRPC    http://{}", app.otlp_grpc_addr());
+    let scheme = if app.is_tls() { "https" } else { "http" };
+    banner_line!(b, "  OTLP/gRPC    {scheme}://{}", app.otlp_grpc_addr());
     banner_line!(
         b,
-        "  OTLP/HTTP    http://{}/v1/logs, /v1/metrics, /v1/traces",
+        "  OTLP/HTTP    {scheme}://{}/v1/logs, /v1/metrics, /v1/traces",
         app.otlp_http_addr()
     );
-    banner_line!(b, "  UI           http://{}/", app.api_addr());
-    banner_line!(b, "  API          http://{}/api/v1/state", app.api_addr());
-    banner_line!(b, "  API docs     http://{}/api/docs", app.api_addr());
-    banner_line!(b, "  health       http://{}/health/ready", app.api_addr());
-    banner_line!(b, "  metrics      http://{}/metrics", app.api_addr());
+    banner_line!(b, "  UI           {scheme}://{}/", app.api_addr());
+    banner_line!(
+        b,
+        "  API          {scheme}://{}/api/v1/state",
+        app.api_addr()
+    );
+    banner_line!(b, "  API docs     {scheme}://{}/api/docs", app.api_addr());
+    banner_line!(
+        b,
+        "  health       {scheme}://{}/health/ready",
+        app.api_addr()
+    );
+    banner_line!(b, "  metrics      {scheme}://{}/metrics", app.api_addr());
     if let Some((running, database)) = &orchestrator {
         banner_line!(
             b,
@@ -297,7 +343,8 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         );
         banner_line!(b, "  orch. docs   http://{}/api/openapi.json", running.addr);
         if let Some(agents) = running.agent_addr {
-            banner_line!(b, "  agents       http://{agents} (gRPC)");
+            let scheme = if local_agent_tls { "https" } else { "http" };
+            banner_line!(b, "  agents       {scheme}://{agents} (gRPC)");
         }
     }
     banner_line!(b, "Press Ctrl-C to stop.");

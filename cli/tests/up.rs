@@ -641,3 +641,70 @@ scopes = ["read"]
     }
     up.terminate();
 }
+
+/// `--tls-cert`/`--tls-key`/`--tls-client-ca` on the command line: the
+/// banner says https, the API answers over mTLS to a client certificate
+/// of the CA and refuses one without; the orchestrator, which cannot yet
+/// reach a TLS hub, must be turned off.
+#[tokio::test]
+async fn up_serves_mtls_from_its_flags() {
+    let pki = sextant_e2e::pki::Pki::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tls_flags = |cmd: &mut Command| {
+        cmd.args(["up", "--data-dir"])
+            .arg(dir.path())
+            .args(["--otlp-grpc-addr", "127.0.0.1:0"])
+            .args(["--otlp-http-addr", "127.0.0.1:0"])
+            .args(["--api-addr", "127.0.0.1:0"])
+            .arg("--tls-cert")
+            .arg(&pki.server.cert)
+            .arg("--tls-key")
+            .arg(&pki.server.key)
+            .arg("--tls-client-ca")
+            .arg(&pki.ca_file);
+    };
+    let mut with_orchestrator = sextant();
+    tls_flags(&mut with_orchestrator);
+    let out = with_orchestrator.output().expect("run sextant up");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--no-orchestrator"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut cmd = sextant();
+    tls_flags(&mut cmd);
+    cmd.arg("--no-orchestrator");
+    let (child, banner) = start(cmd);
+    let api = banner
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("health"))
+        .and_then(|rest| rest.trim().strip_prefix("https://"))
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+        .unwrap_or_else(|| panic!("an https health address in:\n{banner}"));
+    assert!(banner.contains("OTLP/gRPC    https://"), "{banner}");
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&pki.ca_file).expect("CA")).expect("CA");
+    let client = |identity: Option<&sextant_e2e::pki::CertFiles>| {
+        let mut b = reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(ca.clone());
+        if let Some(files) = identity {
+            let mut pem = std::fs::read(&files.cert).expect("cert");
+            pem.extend(std::fs::read(&files.key).expect("key"));
+            b = b.identity(reqwest::Identity::from_pem(&pem).expect("identity"));
+        }
+        b.build().expect("client")
+    };
+    let url = format!("https://localhost:{}/health/ready", api.port());
+    let reader = pki.client("reader");
+    let answer = client(Some(&reader)).get(&url).send().await.expect("mTLS");
+    assert_eq!(answer.status(), 200);
+    assert!(
+        client(None).get(&url).send().await.is_err(),
+        "no certificate"
+    );
+    terminate(child);
+}

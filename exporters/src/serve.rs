@@ -8,6 +8,11 @@
 //! stream of [`incoming`] connections, which carry the same idle timeout and
 //! connection cap. Each listener counts the connections it refused at its
 //! cap in the counter it is given ([`refused_counter`]).
+//!
+//! Given a [`ServerTls`] ([`serve_http_tls`], [`incoming_tls`]), a listener
+//! speaks TLS, and with a client CA requires client certificates (`tls.rs`).
+//! Every request carries its connection's [`Peer`] in its extensions: the
+//! client's address and the names of its verified certificate.
 
 /// The counter of connections a service's listeners refused at their cap,
 /// by listener: `sextant_listener_connections_refused_total{listener}`.
@@ -43,6 +48,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt as _;
+
+mod tls;
+pub use tls::{CertName, ClientCertificate, ServerTls, ServerTlsConfig, TlsError};
 
 /// File descriptors kept back from the connection caps for everything else
 /// a service opens: database connections and files, outbox segments, logs.
@@ -185,7 +194,7 @@ impl Acceptor {
     /// and retry. Accept errors (out of file descriptors, a connection
     /// reset before it was accepted) are logged and waited out: they never
     /// stop the listener.
-    async fn accept(&self) -> Connection {
+    async fn accept(&self) -> (Timed, SocketAddr) {
         loop {
             match self.listener.accept().await {
                 Ok((stream, peer)) => {
@@ -197,7 +206,7 @@ impl Acceptor {
                         continue;
                     };
                     let _ = stream.set_nodelay(true);
-                    return Connection::new(stream, peer, &self.limits, permit);
+                    return (Timed::new(stream, &self.limits, permit), peer);
                 }
                 Err(error) => {
                     let pause = if is_connection_error(&error) {
@@ -232,6 +241,20 @@ pub async fn serve_http(
     refused: IntCounter,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
+    serve_http_tls(listener, router, limits, refused, None, shutdown).await
+}
+
+/// [`serve_http`], over TLS when `tls` is given. Each connection's
+/// handshake runs on its own task within the header timeout, so a client
+/// that stalls in it holds up nobody else.
+pub async fn serve_http_tls(
+    listener: TcpListener,
+    router: Router,
+    limits: ListenerLimits,
+    refused: IntCounter,
+    tls: Option<ServerTls>,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
     let router = router.layer(tower_http::timeout::TimeoutLayer::with_status_code(
         StatusCode::REQUEST_TIMEOUT,
         limits.request_timeout(),
@@ -246,17 +269,29 @@ pub async fn serve_http(
     let acceptor = Acceptor::new(listener, limits, refused);
     let graceful = GracefulShutdown::new();
     loop {
-        let connection = tokio::select! {
+        let (timed, addr) = tokio::select! {
             c = acceptor.accept() => c,
             () = shutdown.cancelled() => break,
         };
-        let service = TowerToHyperService::new(router.clone());
-        let serving = builder
-            .serve_connection(TokioIo::new(connection), service)
-            .into_owned();
-        let serving = graceful.watch(serving);
+        let watcher = graceful.watcher();
+        let (router, builder, tls) = (router.clone(), builder.clone(), tls.clone());
         tokio::spawn(async move {
-            if let Err(error) = serving.await {
+            let connection = match Connection::establish(timed, addr, tls.as_ref(), &limits).await {
+                Ok(connection) => connection,
+                Err(error) => {
+                    tracing::debug!(peer = %addr, %error, "TLS handshake failed");
+                    return;
+                }
+            };
+            let peer = connection.peer.clone();
+            let service = router.map_request(move |mut request: axum::extract::Request<_>| {
+                request.extensions_mut().insert(peer.clone());
+                request
+            });
+            let serving = builder
+                .serve_connection(TokioIo::new(connection), TowerToHyperService::new(service))
+                .into_owned();
+            if let Err(error) = watcher.watch(serving).await {
                 tracing::debug!(error = %error, "Connection closed with an error");
             }
         });
@@ -282,43 +317,231 @@ pub fn incoming(
     limits: ListenerLimits,
     refused: IntCounter,
 ) -> impl futures::Stream<Item = io::Result<Connection>> + Send + 'static {
-    let acceptor = Arc::new(Acceptor::new(listener, limits, refused));
-    futures::stream::unfold(acceptor, |acceptor| async move {
-        let connection = acceptor.accept().await;
-        Some((Ok(connection), acceptor))
+    incoming_tls(listener, limits, refused, None)
+}
+
+/// [`incoming`], over TLS when `tls` is given: connections come out of the
+/// stream once their handshake is done (each on its own task, within the
+/// header timeout); failed handshakes never do. The stream's [`Peer`] is
+/// in every request's extensions (tonic's connect info).
+#[cfg_attr(not(feature = "tls"), allow(unused_assignments))]
+pub fn incoming_tls(
+    listener: TcpListener,
+    limits: ListenerLimits,
+    refused: IntCounter,
+    tls: Option<ServerTls>,
+) -> impl futures::Stream<Item = io::Result<Connection>> + Send + 'static {
+    let acceptor = Acceptor::new(listener, limits, refused);
+    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Connection>>(64);
+    tokio::spawn(async move {
+        loop {
+            // Stops (and closes the listener) once tonic drops the stream.
+            let (timed, addr) = tokio::select! {
+                c = acceptor.accept() => c,
+                () = tx.closed() => break,
+            };
+            match &tls {
+                None => {
+                    let connection = Connection::plain(timed, addr);
+                    if tx.send(Ok(connection)).await.is_err() {
+                        break;
+                    }
+                }
+                Some(tls) => {
+                    let (tx, tls) = (tx.clone(), tls.clone());
+                    tokio::spawn(async move {
+                        match Connection::establish(timed, addr, Some(&tls), &limits).await {
+                            Ok(connection) => {
+                                let _ = tx.send(Ok(connection)).await;
+                            }
+                            Err(error) => {
+                                tracing::debug!(peer = %addr, %error, "TLS handshake failed");
+                            }
+                        }
+                    });
+                }
+            }
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move {
+        let connection = rx.recv().await?;
+        Some((connection, rx))
     })
+}
+
+/// Who is on the other end of a connection, in every request's
+/// extensions: the client's address and, over mTLS, the names of the
+/// certificate it presented (verified against the client CA).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    pub certificate: Option<Arc<ClientCertificate>>,
+}
+
+/// A served connection: plain TCP or TLS over it, and its [`Peer`].
+pub struct Connection {
+    io: Io,
+    peer: Peer,
+}
+
+enum Io {
+    Plain(Timed),
+    #[cfg(feature = "tls")]
+    Tls(Box<tokio_rustls::server::TlsStream<Timed>>),
+}
+
+impl Connection {
+    fn plain(timed: Timed, addr: SocketAddr) -> Self {
+        Self {
+            io: Io::Plain(timed),
+            peer: Peer {
+                addr,
+                certificate: None,
+            },
+        }
+    }
+
+    /// The connection as it will be served: with `tls`, after a handshake
+    /// that must finish within the header timeout, and then the first
+    /// request's headers must come within the header timeout again.
+    #[cfg_attr(not(feature = "tls"), allow(unused_variables))]
+    async fn establish(
+        timed: Timed,
+        addr: SocketAddr,
+        tls: Option<&ServerTls>,
+        limits: &ListenerLimits,
+    ) -> io::Result<Self> {
+        let Some(tls) = tls else {
+            return Ok(Self::plain(timed, addr));
+        };
+        #[cfg(feature = "tls")]
+        {
+            let mut stream =
+                tokio::time::timeout(limits.header_timeout(), tls.acceptor.accept(timed))
+                    .await
+                    .map_err(|_| {
+                        io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")
+                    })??;
+            let (timed, session) = stream.get_mut();
+            let certificate = session
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(ClientCertificate::from_der)
+                .map(Arc::new);
+            timed.expect_request();
+            Ok(Self {
+                io: Io::Tls(Box::new(stream)),
+                peer: Peer { addr, certificate },
+            })
+        }
+        #[cfg(not(feature = "tls"))]
+        match *tls {}
+    }
+
+    /// The client's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer.addr
+    }
+}
+
+/// Delegates to the plain or the TLS stream.
+macro_rules! io {
+    ($self:ident, $io:ident => $e:expr) => {
+        match &mut $self.get_mut().io {
+            Io::Plain($io) => {
+                let $io = Pin::new($io);
+                $e
+            }
+            #[cfg(feature = "tls")]
+            Io::Tls($io) => {
+                let $io = Pin::new($io.as_mut());
+                $e
+            }
+        }
+    };
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        io!(self, io => io.poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        io!(self, io => io.poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        io!(self, io => io.poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match &self.io {
+            Io::Plain(io) => io.is_write_vectored(),
+            #[cfg(feature = "tls")]
+            Io::Tls(io) => io.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        io!(self, io => io.poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        io!(self, io => io.poll_shutdown(cx))
+    }
+}
+
+impl tonic::transport::server::Connected for Connection {
+    type ConnectInfo = Peer;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.peer.clone()
+    }
 }
 
 /// An accepted TCP connection that closes itself after a stretch with
 /// nothing read or written: the header timeout until its first byte, the
 /// idle timeout afterwards. It holds one place of its listener's cap.
-pub struct Connection {
+struct Timed {
     stream: TcpStream,
-    peer: SocketAddr,
     deadline: Pin<Box<Sleep>>,
     idle: Duration,
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    header: Duration,
     _permit: OwnedSemaphorePermit,
 }
 
-impl Connection {
-    fn new(
-        stream: TcpStream,
-        peer: SocketAddr,
-        limits: &ListenerLimits,
-        permit: OwnedSemaphorePermit,
-    ) -> Self {
+impl Timed {
+    fn new(stream: TcpStream, limits: &ListenerLimits, permit: OwnedSemaphorePermit) -> Self {
         Self {
             stream,
-            peer,
             deadline: Box::pin(tokio::time::sleep(limits.header_timeout())),
             idle: limits.idle_timeout(),
+            header: limits.header_timeout(),
             _permit: permit,
         }
     }
 
-    /// The client's address.
-    pub fn peer(&self) -> SocketAddr {
-        self.peer
+    /// After a TLS handshake: the first request must start within the
+    /// header timeout, as on a fresh plain connection.
+    #[cfg(feature = "tls")]
+    fn expect_request(&mut self) {
+        let next = Instant::now() + self.header;
+        self.deadline.as_mut().reset(next);
     }
 
     fn active(&mut self) {
@@ -336,7 +559,7 @@ impl Connection {
     }
 }
 
-impl AsyncRead for Connection {
+impl AsyncRead for Timed {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -356,7 +579,7 @@ impl AsyncRead for Connection {
     }
 }
 
-impl Connection {
+impl Timed {
     /// A write's outcome: progress keeps the connection alive; a write
     /// that cannot go on (a client that stops reading its answers) is
     /// idle too.
@@ -378,7 +601,7 @@ impl Connection {
     }
 }
 
-impl AsyncWrite for Connection {
+impl AsyncWrite for Timed {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -407,14 +630,6 @@ impl AsyncWrite for Connection {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-}
-
-impl tonic::transport::server::Connected for Connection {
-    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.stream.connect_info()
     }
 }
 

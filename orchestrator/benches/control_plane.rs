@@ -492,6 +492,7 @@ impl Agents {
                 labels: BTreeMap::from([("n".to_owned(), i.to_string())]),
                 data_dir: root.join(format!("agent-{i:04}")),
                 max_backoff: Duration::from_secs(5),
+                tls: Default::default(),
             };
             let runner = Runner::DryRun {
                 delay,

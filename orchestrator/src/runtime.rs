@@ -10,7 +10,7 @@ use sextant_exporters::outbox::{Outbox, OutboxConfig};
 pub use sextant_exporters::rate_limit::RateLimitConfig;
 use sextant_exporters::rate_limit::TenantLimiter;
 use sextant_exporters::sender::{self, HttpConfig, HttpTransport, Secret, SenderConfig};
-pub use sextant_exporters::serve::ListenerLimits;
+pub use sextant_exporters::serve::{ListenerLimits, ServerTlsConfig};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -42,6 +42,10 @@ pub struct RuntimeConfig {
     /// Where agents dial in (gRPC); `None` runs no agent channel on this
     /// replica (it still queues tasks other replicas deliver).
     pub agent_listen: Option<SocketAddr>,
+    /// TLS of the agent listener: a certificate and key make it speak
+    /// TLS; a client CA makes every agent present a certificate that CA
+    /// signed (mTLS), on top of its registration token or secret.
+    pub agent_tls: ServerTlsConfig,
     /// How often agents send heartbeats.
     pub agent_heartbeat: std::time::Duration,
     /// Registry credentials for agent tasks, added as each task is
@@ -103,6 +107,10 @@ pub async fn start(
         ),
         ..config.listeners
     };
+    let agent_tls = config
+        .agent_tls
+        .load()
+        .context("invalid TLS settings of the agent listener")?;
     let store = Store::open(&config.database_url)
         .await
         .with_context(|| "cannot open the orchestrator database")?;
@@ -165,7 +173,9 @@ pub async fn start(
                     .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
                     .add_service(service)
                     .serve_with_incoming_shutdown(
-                        sextant_exporters::serve::incoming(listener, listeners, refused),
+                        sextant_exporters::serve::incoming_tls(
+                            listener, listeners, refused, agent_tls,
+                        ),
                         async move { c.cancelled().await },
                     )
                     .await

@@ -17,7 +17,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sextant_agent::channel::{self, ChannelConfig, Runner};
+use sextant_e2e::pki::{CertFiles, Pki};
 use sextant_e2e::{Backend, TestDb};
+use sextant_exporters::sender::TlsConfig;
+use sextant_exporters::serve::ServerTlsConfig;
 use sextant_orchestrator::executor::ssh::SshExecutor;
 use sextant_orchestrator::runtime::{self, RateLimitConfig, Running, RuntimeConfig};
 use sextant_orchestrator::service::Settings;
@@ -68,6 +71,7 @@ impl Replica {
             tokens: Vec::new(),
             insecure_registries: Vec::new(),
             agent_listen: Some("127.0.0.1:0".parse().unwrap()),
+            agent_tls: Default::default(),
             agent_heartbeat: Duration::from_secs(1),
             registry_auth: Default::default(),
             api_rate_limit: Default::default(),
@@ -229,6 +233,26 @@ impl Agent {
         data_dir: &Path,
         delay: Duration,
     ) -> Self {
+        Self::start_tls(
+            endpoints,
+            token,
+            name,
+            labels,
+            data_dir,
+            delay,
+            Default::default(),
+        )
+    }
+
+    fn start_tls(
+        endpoints: Vec<String>,
+        token: Option<String>,
+        name: &str,
+        labels: &[(&str, &str)],
+        data_dir: &Path,
+        delay: Duration,
+        tls: TlsConfig,
+    ) -> Self {
         let executed = Arc::new(AtomicU64::new(0));
         let config = ChannelConfig {
             endpoints,
@@ -240,6 +264,7 @@ impl Agent {
                 .collect::<BTreeMap<_, _>>(),
             data_dir: data_dir.to_owned(),
             max_backoff: Duration::from_millis(500),
+            tls,
         };
         let runner = Runner::DryRun {
             delay,
@@ -394,6 +419,89 @@ async fn registration_is_single_use_and_a_revoked_agent_is_refused() {
         .unwrap()
         .unwrap_err();
     assert!(format!("{err:#}").contains("revoked"), "{err:#}");
+}
+
+/// The agent listener over mTLS, with certificates made here: an agent
+/// with a certificate of the CA registers over https and comes online; one
+/// without a certificate, one with a certificate of another CA and one
+/// dialling plain text never get through, though they hold the same
+/// (single-use) registration token and keep retrying.
+#[tokio::test]
+async fn agents_connect_over_mtls_and_others_are_refused_at_the_handshake() {
+    let pki = Pki::new();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let data = tempfile::tempdir().unwrap();
+    let replica = Replica::start_with(&db.url, data.path(), "a", Duration::from_secs(30), |c| {
+        c.agent_tls = ServerTlsConfig {
+            cert_file: Some(pki.server.cert.clone()),
+            key_file: Some(pki.server.key.clone()),
+            client_ca_file: Some(pki.ca_file.clone()),
+        };
+    })
+    .await;
+    let port = replica.agents.rsplit(':').next().unwrap();
+    let https = format!("https://localhost:{port}");
+    let token = replica.token().await;
+    let tls = |cert: Option<&CertFiles>| TlsConfig {
+        ca_file: Some(pki.ca_file.clone()),
+        client_cert: cert.map(|c| c.cert.clone()),
+        client_key: cert.map(|c| c.key.clone()),
+    };
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let stranger = pki.stranger("host-stranger");
+    let refused = [
+        Agent::start_tls(
+            vec![https.clone()],
+            Some(token.clone()),
+            "host-no-cert",
+            &[],
+            dirs[0].path(),
+            Duration::ZERO,
+            tls(None),
+        ),
+        Agent::start_tls(
+            vec![https.clone()],
+            Some(token.clone()),
+            "host-stranger",
+            &[],
+            dirs[1].path(),
+            Duration::ZERO,
+            tls(Some(&stranger)),
+        ),
+        Agent::start(
+            vec![replica.agents.clone()],
+            Some(token.clone()),
+            "host-plain",
+            &[],
+            dirs[2].path(),
+            Duration::ZERO,
+        ),
+    ];
+    // Time for a few attempts each (backoff at most 0.5 s here).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(replica.agents().await.is_empty());
+    let cert = pki.client("host-tls");
+    let agent = Agent::start_tls(
+        vec![https.clone()],
+        Some(token),
+        "host-tls",
+        &[],
+        dirs[3].path(),
+        Duration::ZERO,
+        tls(Some(&cert)),
+    );
+    replica.wait_agents_online(&["host-tls"]).await;
+    let agents = replica.agents().await;
+    assert_eq!(agents.len(), 1, "{agents:#?}");
+    for other in refused {
+        assert!(!other.handle.is_finished(), "still retrying");
+        let err = other.stop().await.expect_err("never registered");
+        assert!(
+            format!("{err:#}").contains("stopped before registering"),
+            "{err:#}"
+        );
+    }
+    agent.stop().await.unwrap();
 }
 
 #[tokio::test]

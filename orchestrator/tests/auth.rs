@@ -51,6 +51,7 @@ async fn replica(dir: &std::path::Path, tokens: Vec<TokenConfig>) -> (Running, C
         tokens,
         insecure_registries: Vec::new(),
         agent_listen: Some("127.0.0.1:0".parse().unwrap()),
+        agent_tls: Default::default(),
         agent_heartbeat: Duration::from_secs(30),
         registry_auth: Default::default(),
         api_rate_limit: Default::default(),

@@ -218,6 +218,7 @@ async fn with_tokens_the_page_is_tenant_scoped() {
         ],
         insecure_registries: Vec::new(),
         agent_listen: None,
+        agent_tls: Default::default(),
         agent_heartbeat: Duration::from_secs(30),
         registry_auth: Default::default(),
         api_rate_limit: Default::default(),

@@ -98,6 +98,7 @@ async fn a_fresh_orchestrator_serves_its_metrics_at_once() {
         tokens: Vec::new(),
         insecure_registries: Vec::new(),
         agent_listen: None,
+        agent_tls: Default::default(),
         agent_heartbeat: Duration::from_secs(30),
         registry_auth: Default::default(),
         api_rate_limit: Default::default(),

@@ -1,9 +1,19 @@
 #!/usr/bin/env bash
-# Development certificates for mTLS between the edge and gateway collectors
-# and from the gateway to the backends: one CA, a server certificate for
-# the gateway, client certificates for the edge and for the gateway's
-# exporters. Not for production: keys are unencrypted, and the CA lives
-# next to them.
+# Development certificates for mTLS between the edge and gateway collectors,
+# from the gateway to the Sextant hub and to the backends: one CA, server
+# certificates for the gateway and for the hub, client certificates for the
+# edge and for the gateway's exporters. Not for production: keys are
+# unencrypted, and the CA lives next to them.
+#
+# The hub takes them as (docs/security.md, "TLS and client certificates"):
+#   [tls]
+#   cert_file = "hub.pem"
+#   key_file = "hub-key.pem"
+#   client_ca_file = "ca.pem"
+#   [[client_certs]]            # the gateway's certificate stands for a tenant
+#   subject = "CN=gateway"
+#   tenant = "team-a"
+#   scopes = ["ingest"]
 #
 #   ./gen-certs.sh [OUT_DIR]     (default ./tls)
 set -euo pipefail
@@ -27,7 +37,9 @@ issue() {
 
 issue gateway gateway.sextant.example serverAuth \
     "DNS:gateway.sextant.example,DNS:localhost,IP:127.0.0.1"
+issue hub sextant-hub.sextant.svc serverAuth \
+    "DNS:sextant-hub.sextant.svc,DNS:sextant-hub,DNS:localhost,IP:127.0.0.1"
 issue edge edge-1 clientAuth "DNS:edge-1"
 issue gateway-client gateway clientAuth "DNS:gateway"
 chmod 600 ./*-key.pem
-echo "certificates in $(pwd): ca.pem, gateway.pem, edge.pem, gateway-client.pem (and keys)"
+echo "certificates in $(pwd): ca.pem, gateway.pem, hub.pem, edge.pem, gateway-client.pem (and keys)"

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use sextant_exporters::serve::{ListenerLimits, fit_connections, serve_http};
+use sextant_exporters::serve::{ListenerLimits, ServerTls, fit_connections, serve_http_tls};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -33,6 +33,8 @@ pub struct Application {
     max_request_bytes: usize,
     budget: BodyBudget,
     listeners: ListenerLimits,
+    /// TLS of all three listeners, when configured.
+    tls: Option<ServerTls>,
     stale_after: std::time::Duration,
     max_future_skew: std::time::Duration,
     environments: Arc<[String]>,
@@ -49,7 +51,9 @@ impl Application {
     /// Opens and migrates the store and binds the three listeners. Port 0
     /// picks a free port (tests).
     pub async fn build(config: &HubConfig) -> anyhow::Result<Self> {
-        let auth = Authenticator::new(&config.tokens);
+        config.check_tls().map_err(anyhow::Error::msg)?;
+        let tls = config.tls.load().context("tls")?;
+        let auth = Authenticator::new(&config.tokens).with_client_certs(&config.client_certs);
         if auth.is_open() {
             let public = config.public_addrs();
             if !public.is_empty() {
@@ -114,6 +118,7 @@ impl Application {
             max_request_bytes: config.max_request_bytes,
             budget,
             listeners,
+            tls,
             stale_after: std::time::Duration::from_secs(config.stale_after_seconds),
             max_future_skew: std::time::Duration::from_secs(config.max_future_skew_seconds),
             environments: config.environments.clone().into(),
@@ -137,6 +142,11 @@ impl Application {
         self.http
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Whether the listeners speak TLS (`https://`).
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     pub fn api_addr(&self) -> SocketAddr {
@@ -205,20 +215,23 @@ impl Application {
             admission,
             self.listeners,
             refused("otlp_grpc"),
+            self.tls.clone(),
             shutdown.clone(),
         );
-        let http = serve_http(
+        let http = serve_http_tls(
             self.http,
             otlp_http,
             self.listeners,
             refused("otlp_http"),
+            self.tls.clone(),
             shutdown.clone(),
         );
-        let api = serve_http(
+        let api = serve_http_tls(
             self.api,
             api,
             self.listeners,
             refused("api"),
+            self.tls,
             shutdown.clone(),
         );
         let (grpc, http, api) = tokio::join!(grpc, http, api);

@@ -1,11 +1,14 @@
-//! Static bearer tokens mapping to a tenant and scopes.
+//! Static bearer tokens mapping to a tenant and scopes, and client
+//! certificates (verified by the listener's mTLS) mapping to them the same
+//! way.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use sextant_exporters::serve::{CertName, Peer};
 
-use crate::config::TokenConfig;
+use crate::config::{ClientCertConfig, TokenConfig};
 
 /// Tenant used when no tokens are configured (loopback only).
 pub const DEFAULT_TENANT: &str = "default";
@@ -77,10 +80,14 @@ pub enum AuthError {
     Forbidden(Scope),
 }
 
-/// Checks `Authorization: Bearer …` values.
+/// Checks `Authorization: Bearer …` values, and the client certificate a
+/// connection presented.
 #[derive(Debug, Clone)]
 pub struct Authenticator {
     tokens: Arc<HashMap<String, Principal>>,
+    /// `[[client_certs]]`, in the file's order: the first that names the
+    /// certificate wins.
+    certs: Arc<[(CertName, Principal)]>,
 }
 
 impl Authenticator {
@@ -99,12 +106,63 @@ impl Authenticator {
             .collect();
         Self {
             tokens: Arc::new(tokens),
+            certs: Arc::from(Vec::new()),
         }
     }
 
-    /// No tokens configured: every caller is tenant `default` with every scope.
+    /// Also maps client certificates to tenants and scopes
+    /// (`[[client_certs]]`).
+    pub fn with_client_certs(mut self, certs: &[ClientCertConfig]) -> Self {
+        self.certs = certs
+            .iter()
+            .map(|c| {
+                (
+                    c.subject.clone(),
+                    Principal {
+                        tenant: Arc::from(c.tenant.as_str()),
+                        scopes: c.scopes.clone(),
+                    },
+                )
+            })
+            .collect();
+        self
+    }
+
+    /// No tokens and no client certificates configured: every caller is
+    /// tenant `default` with every scope.
     pub fn is_open(&self) -> bool {
-        self.tokens.is_empty()
+        self.tokens.is_empty() && self.certs.is_empty()
+    }
+
+    /// Authenticates a request for `scope` by its `Authorization` header
+    /// or, when it has none, by the client certificate its connection
+    /// presented (`peer`, from the listener). A token, when sent, decides
+    /// alone: a gateway with a certificate of its own may forward its
+    /// senders' tokens. A certificate no `[[client_certs]]` entry names
+    /// authenticates nothing ([`AuthError::Missing`]; see
+    /// [`refusal_message`]).
+    pub fn check_request(
+        &self,
+        authorization: Option<&str>,
+        peer: Option<&Peer>,
+        scope: Scope,
+    ) -> Result<Principal, AuthError> {
+        let certificate = peer.and_then(|p| p.certificate.as_deref());
+        let (None, Some(certificate)) = (authorization, certificate) else {
+            return self.check(authorization, scope);
+        };
+        if self.is_open() {
+            return self.check(None, scope);
+        }
+        let Some((_, principal)) = self.certs.iter().find(|(name, _)| certificate.has(name)) else {
+            tracing::debug!(certificate = %certificate, "Client certificate not in [[client_certs]]");
+            return Err(AuthError::Missing);
+        };
+        if principal.allows(scope) {
+            Ok(principal.clone())
+        } else {
+            Err(AuthError::Forbidden(scope))
+        }
     }
 
     /// Authenticates an `Authorization` header value for `scope`.
@@ -127,6 +185,18 @@ impl Authenticator {
         } else {
             Err(AuthError::Forbidden(scope))
         }
+    }
+}
+
+/// What a refused request is told: the error, and for a client
+/// certificate that authenticated nothing, which one it was.
+pub fn refusal_message(error: &AuthError, peer: Option<&Peer>) -> String {
+    match (error, peer.and_then(|p| p.certificate.as_deref())) {
+        (AuthError::Missing, Some(certificate)) => format!(
+            "missing bearer token, and the client certificate ({certificate}) is not mapped \
+             to a tenant in [[client_certs]]"
+        ),
+        _ => error.to_string(),
     }
 }
 
@@ -180,6 +250,65 @@ mod tests {
                 Err(AuthError::Forbidden(scope))
             );
         }
+    }
+
+    fn gateway(scopes: Vec<Scope>) -> ClientCertConfig {
+        ClientCertConfig {
+            subject: "CN=edge-gateway-1".parse().expect("name"),
+            tenant: "acme".into(),
+            scopes,
+        }
+    }
+
+    fn peer(cn: &str) -> Peer {
+        Peer {
+            addr: "127.0.0.1:1".parse().expect("addr"),
+            certificate: Some(Arc::new(sextant_exporters::serve::ClientCertificate {
+                common_names: vec![cn.to_owned()],
+                ..Default::default()
+            })),
+        }
+    }
+
+    #[test]
+    fn a_mapped_certificate_is_a_principal_and_a_token_decides_when_sent() {
+        let a = auth().with_client_certs(&[gateway(vec![Scope::Ingest])]);
+        assert!(!a.is_open());
+        let gw = peer("edge-gateway-1");
+        let p = a
+            .check_request(None, Some(&gw), Scope::Ingest)
+            .expect("mapped certificate");
+        assert_eq!(&*p.tenant, "acme");
+        assert_eq!(
+            a.check_request(None, Some(&gw), Scope::Read),
+            Err(AuthError::Forbidden(Scope::Read))
+        );
+        // A token, when sent, decides: a read token reads, a wrong one is
+        // refused even with a mapped certificate.
+        assert!(
+            a.check_request(Some("Bearer r"), Some(&gw), Scope::Read)
+                .is_ok()
+        );
+        assert_eq!(
+            a.check_request(Some("Bearer x"), Some(&gw), Scope::Ingest),
+            Err(AuthError::Unknown)
+        );
+        // An unmapped certificate authenticates nothing, unless with a token.
+        let other = peer("someone-else");
+        let refused = a
+            .check_request(None, Some(&other), Scope::Ingest)
+            .expect_err("unmapped");
+        assert_eq!(refused, AuthError::Missing);
+        assert!(refusal_message(&refused, Some(&other)).contains("CN=someone-else"));
+        assert!(
+            a.check_request(Some("Bearer r"), Some(&other), Scope::Read)
+                .is_ok()
+        );
+        // No certificate, no token.
+        assert_eq!(
+            a.check_request(None, None, Scope::Ingest),
+            Err(AuthError::Missing)
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use sextant_exporters::rate_limit::RateLimitConfig;
 use sextant_exporters::serve::ListenerLimits;
+use sextant_exporters::serve::{CertName, ServerTlsConfig};
 
 use crate::auth::Scope;
 use crate::reconcilers::ReconcilersConfig;
@@ -41,6 +42,9 @@ const ENV_KEYS: &[&str] = &[
     "listeners.request_timeout_seconds",
     "listeners.idle_timeout_seconds",
     "listeners.max_connections",
+    "tls.cert_file",
+    "tls.key_file",
+    "tls.client_ca_file",
     "stale_after_seconds",
     "max_future_skew_seconds",
     "ui_refresh_seconds",
@@ -94,9 +98,18 @@ pub struct HubConfig {
     pub environments: Vec<String>,
     /// How often UI pages refresh themselves, in seconds; 0 turns it off.
     pub ui_refresh_seconds: u64,
-    /// Static bearer tokens. With none, the hub only listens on loopback and
-    /// everything belongs to tenant `default`.
+    /// Static bearer tokens. With none (and no `client_certs`), the hub
+    /// only listens on loopback and everything belongs to tenant `default`.
     pub tokens: Vec<TokenConfig>,
+    /// TLS of all three listeners (`[tls]`: `cert_file`, `key_file`,
+    /// `client_ca_file`; `SEXTANT_TLS__CERT_FILE` and so on; `sextant up
+    /// --tls-cert`, `--tls-key`, `--tls-client-ca`). With `client_ca_file`
+    /// every client must present a certificate that CA signed (mTLS).
+    pub tls: ServerTlsConfig,
+    /// Client certificates that authenticate OTLP requests without a token,
+    /// each mapped to a tenant and scopes (`[[client_certs]]`); needs
+    /// `tls.client_ca_file`.
+    pub client_certs: Vec<ClientCertConfig>,
     /// The orchestrator's base URL (`SEXTANT_ORCHESTRATOR_URL`), for links
     /// from a host's deployments to the job that made them. `sextant up`
     /// sets it to its own orchestrator.
@@ -149,6 +162,8 @@ impl Default for HubConfig {
             environments: Vec::new(),
             ui_refresh_seconds: 15,
             tokens: Vec::new(),
+            tls: ServerTlsConfig::default(),
+            client_certs: Vec::new(),
             orchestrator_url: None,
             rate_limits: RateLimits::default(),
             metrics_require_token: false,
@@ -175,6 +190,22 @@ pub struct TokenConfig {
     /// `ingest`, `read`, `metrics` (`/metrics` when it needs a token),
     /// `deploy` (the orchestrator's changes only; nothing on the hub),
     /// `admin`.
+    pub scopes: Vec<Scope>,
+}
+
+/// A client certificate that stands for a tenant, as a token does: a
+/// request over mTLS whose verified certificate carries `subject`, and
+/// that sends no bearer token, is this tenant with these scopes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCertConfig {
+    /// The certificate's name: `CN=edge-gateway-1` (subject common name),
+    /// `DNS:gateway.example.com` or `URI:spiffe://…` (subject alternative
+    /// names). Matched exactly; the first entry that matches wins.
+    pub subject: CertName,
+    /// The tenant whose data the certificate writes and reads.
+    pub tenant: String,
+    /// As a token's: `ingest`, `read`, `metrics`, `deploy`, `admin`.
     pub scopes: Vec<Scope>,
 }
 
@@ -230,6 +261,19 @@ impl HubConfig {
         self.database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("hub.db").display()))
+    }
+
+    /// Checks `[tls]` against `[[client_certs]]`: a certificate can only
+    /// be mapped where the listeners ask for one.
+    pub fn check_tls(&self) -> Result<(), String> {
+        if !self.client_certs.is_empty() && self.tls.client_ca_file.is_none() {
+            return Err(
+                "[[client_certs]] needs tls.client_ca_file (and tls.cert_file, tls.key_file): \
+                 without it no client presents a certificate"
+                    .to_owned(),
+            );
+        }
+        Ok(())
     }
 
     /// The addresses the hub listens on that are not loopback.
@@ -300,6 +344,63 @@ mod tests {
             assert_eq!(c.rate_limits.ingest, RateLimitConfig::new(0.5, 0));
             Ok(())
         });
+    }
+
+    #[test]
+    fn tls_and_client_certs_from_file_and_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "hub.toml",
+                r#"
+                [tls]
+                cert_file = "/etc/sextant/hub.pem"
+                key_file = "/etc/sextant/hub-key.pem"
+
+                [[client_certs]]
+                subject = "CN=edge-gateway-1"
+                tenant = "acme"
+                scopes = ["ingest"]
+
+                [[client_certs]]
+                subject = "URI:spiffe://example.com/gw"
+                tenant = "globex"
+                scopes = ["ingest", "read"]
+                "#,
+            )?;
+            jail.set_env("SEXTANT_TLS__CLIENT_CA_FILE", "/etc/sextant/ca.pem");
+            let c = HubConfig::load(Some(Path::new("hub.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(
+                c.tls.cert_file.as_deref(),
+                Some(Path::new("/etc/sextant/hub.pem"))
+            );
+            assert_eq!(
+                c.tls.client_ca_file.as_deref(),
+                Some(Path::new("/etc/sextant/ca.pem"))
+            );
+            assert_eq!(
+                c.client_certs[0].subject,
+                CertName::CommonName("edge-gateway-1".into())
+            );
+            assert_eq!(
+                c.client_certs[1].subject,
+                CertName::Uri("spiffe://example.com/gw".into())
+            );
+            assert!(c.check_tls().is_ok());
+            jail.create_file(
+                "bad.toml",
+                "[[client_certs]]\nsubject = \"edge\"\ntenant = \"a\"\nscopes = []\n",
+            )?;
+            let err = HubConfig::load(Some(Path::new("bad.toml"))).expect_err("not a name");
+            assert!(err.to_string().contains("CN="), "{err}");
+            Ok(())
+        });
+        let mut c = HubConfig::default();
+        c.client_certs.push(ClientCertConfig {
+            subject: CertName::CommonName("gw".into()),
+            tenant: "acme".into(),
+            scopes: vec![Scope::Ingest],
+        });
+        assert!(c.check_tls().is_err(), "client certs without a client CA");
     }
 
     #[test]

@@ -42,7 +42,10 @@ def exporters(protocol, endpoint, headers, gzip):
 
         common = dict(
             endpoint=endpoint,
-            insecure=True,
+            # https:// takes the CA and client certificate from the
+            # standard OTEL_EXPORTER_OTLP_CERTIFICATE, _CLIENT_KEY and
+            # _CLIENT_CERTIFICATE variables.
+            insecure=not endpoint.startswith("https://"),
             headers=headers,
             timeout=10,
             compression=grpc.Compression.Gzip if gzip else grpc.Compression.NoCompression,

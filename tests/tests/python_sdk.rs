@@ -263,3 +263,135 @@ cases! {
     postgres_grpc_gzip: Postgres, Grpc, true;
     postgres_http: Postgres, Http, false;
 }
+
+/// The SDK's exporters over mTLS (TLS settings from the standard
+/// `OTEL_EXPORTER_OTLP_CERTIFICATE`, `_CLIENT_KEY`, `_CLIENT_CERTIFICATE`
+/// variables) to a hub that requires client certificates and maps this
+/// one (`CN=edge-1`) to tenant acme: no token is sent. grpcio's TLS and
+/// the `requests` library are clients Sextant did not write; the
+/// certificates are `otel-config/gateway/gen-certs.sh`'s (openssl).
+/// Without a client certificate the export fails and nothing lands.
+#[tokio::test]
+async fn sdk_exports_over_mtls_with_a_mapped_client_certificate() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tls = dir.path().join("tls");
+    let out = Command::new(workspace_root().join("otel-config/gateway/gen-certs.sh"))
+        .arg(&tls)
+        .output()
+        .expect("run gen-certs.sh (needs openssl)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (ca_file, client_cert, client_key) = (
+        tls.join("ca.pem"),
+        tls.join("edge.pem"),
+        tls.join("edge-key.pem"),
+    );
+    let config = format!(
+        r#"
+[tls]
+cert_file = "{cert}"
+key_file = "{key}"
+client_ca_file = "{ca}"
+
+[[client_certs]]
+subject = "CN=edge-1"
+tenant = "acme"
+scopes = ["ingest"]
+
+[[tokens]]
+token = "read-acme"
+tenant = "acme"
+scopes = ["read"]
+"#,
+        cert = tls.join("hub.pem").display(),
+        key = tls.join("hub-key.pem").display(),
+        ca = ca_file.display(),
+    );
+    let hub = Hub::start(Backend::Sqlite, &config).await;
+    let send_tls = |protocol: &str, port: u16, host: &str, identity: bool| {
+        let mut cmd = Command::new(python());
+        cmd.arg(workspace_root().join("tests/python/otlp_send.py"))
+            .args(["--protocol", protocol])
+            .arg("--endpoint")
+            .arg(format!("https://localhost:{port}"))
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_HEADERS")
+            .env("OTEL_SDK_DISABLED", "false")
+            .env("OTEL_EXPORTER_OTLP_CERTIFICATE", &ca_file)
+            // `requests` lets these override the exporter's CA file.
+            .env_remove("REQUESTS_CA_BUNDLE")
+            .env_remove("CURL_CA_BUNDLE")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if identity {
+            cmd.env("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", &client_cert)
+                .env("OTEL_EXPORTER_OTLP_CLIENT_KEY", &client_key);
+        } else {
+            cmd.env_remove("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE")
+                .env_remove("OTEL_EXPORTER_OTLP_CLIENT_KEY");
+        }
+        let mut child = cmd.spawn().expect("start the Python OTLP client");
+        let items = json!([{
+            "kind": "log",
+            "resource": {"host.name": host},
+            "event_name": "sextant.deployment.observed",
+            "time_unix_nano": now_nanos() - 1_000_000_000,
+            "attributes": with(placement("eu-west"), json!({
+                "sextant.revision": REVISION,
+                "deployment.status": "succeeded",
+            })),
+        }]);
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(items.to_string().as_bytes())
+            .expect("write items");
+        let out = child.wait_with_output().expect("Python OTLP client");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, stderr) = send_tls("grpc", hub.grpc.port(), "grpc-host", true);
+    assert!(ok, "gRPC over mTLS: {stderr}");
+    let (ok, stderr) = send_tls("http", hub.http.port(), "http-host", true);
+    assert!(ok, "HTTP over mTLS: {stderr}");
+    let (ok, _) = send_tls("grpc", hub.grpc.port(), "refused-grpc", false);
+    assert!(!ok, "gRPC without a client certificate must fail");
+    let (ok, _) = send_tls("http", hub.http.port(), "refused-http", false);
+    assert!(!ok, "HTTP without a client certificate must fail");
+
+    // A reader presents a certificate of the CA too, and its token.
+    let mut pem = std::fs::read(tls.join("gateway-client.pem")).expect("cert");
+    pem.extend(std::fs::read(tls.join("gateway-client-key.pem")).expect("key"));
+    let state: Value = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(&ca_file).expect("CA")).expect("CA"),
+        )
+        .identity(reqwest::Identity::from_pem(&pem).expect("identity"))
+        .build()
+        .expect("client")
+        .get(format!("https://localhost:{}/api/v1/hosts", hub.api.port()))
+        .bearer_auth("read-acme")
+        .send()
+        .await
+        .expect("API over mTLS")
+        .json()
+        .await
+        .expect("JSON");
+    let mut hosts: Vec<&str> = state["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|h| h["host"].as_str())
+        .collect();
+    hosts.sort_unstable();
+    assert_eq!(hosts, ["grpc-host", "http-host"], "{state}");
+}

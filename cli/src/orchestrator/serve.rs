@@ -86,6 +86,8 @@ pub struct ServeArgs {
     /// other replicas deliver).
     #[arg(long)]
     pub no_agent_listener: bool,
+    #[command(flatten)]
+    pub agent_tls: AgentTlsArgs,
     /// How often agents send heartbeats; online means at most two missed.
     #[arg(long, env = "SEXTANT_AGENT_HEARTBEAT", value_parser = Span::parse, default_value = "30s")]
     pub agent_heartbeat: Span,
@@ -121,6 +123,33 @@ pub struct ServeArgs {
     /// scope; needs --tokens-file.
     #[arg(long, env = "SEXTANT_ORCHESTRATOR_METRICS_REQUIRE_TOKEN")]
     pub metrics_require_token: bool,
+}
+
+/// TLS of the agent listener, for `sextant orchestrator` and `sextant up`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct AgentTlsArgs {
+    /// Certificate chain (PEM) the agent listener serves TLS with; agents
+    /// then dial `https://`.
+    #[arg(long, env = "SEXTANT_AGENT_TLS_CERT_FILE", value_name = "PEM")]
+    pub agent_tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "SEXTANT_AGENT_TLS_KEY_FILE", value_name = "PEM")]
+    pub agent_tls_key: Option<PathBuf>,
+    /// CA (PEM) that agents' client certificates must chain to: an agent
+    /// without one is refused at the handshake (mTLS).
+    #[arg(long, env = "SEXTANT_AGENT_TLS_CLIENT_CA_FILE", value_name = "PEM")]
+    pub agent_tls_client_ca: Option<PathBuf>,
+}
+
+impl AgentTlsArgs {
+    /// The listener's TLS settings.
+    pub fn config(&self) -> runtime::ServerTlsConfig {
+        runtime::ServerTlsConfig {
+            cert_file: self.agent_tls_cert.clone(),
+            key_file: self.agent_tls_key.clone(),
+            client_ca_file: self.agent_tls_client_ca.clone(),
+        }
+    }
 }
 
 /// A rate limit's requests per second: a finite number of at least 0.
@@ -178,6 +207,7 @@ impl ServeArgs {
                     SocketAddr::new(self.listen.ip(), port)
                 })
             }),
+            agent_tls: self.agent_tls.config(),
             agent_heartbeat: self.agent_heartbeat.0,
             registry_auth: match &self.registry_auth {
                 Some(path) => sextant_orchestrator::agents::registry::RegistryAuths::load(path)
@@ -277,6 +307,7 @@ pub fn local_config(
         tokens,
         insecure_registries: Vec::new(),
         agent_listen: Some(agent_listen),
+        agent_tls: Default::default(),
         agent_heartbeat: std::time::Duration::from_secs(30),
         registry_auth: Default::default(),
         api_rate_limit: Default::default(),

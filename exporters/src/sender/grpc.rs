@@ -20,6 +20,51 @@ use super::tls::{self, TlsConfig};
 use super::transport::{ExportOutcome, FailureReason, LogsRequest, Transport, accepted};
 use crate::error::{OutboxError, Result};
 
+/// `endpoint` (named `name` in errors) with `config` applied: for
+/// `https://`, the public roots, the CA file and the client certificate;
+/// `http://` as it is; any other scheme refused. The agent's channel to
+/// the orchestrator dials with it too.
+#[cfg_attr(not(feature = "tls"), allow(unused_mut))]
+pub fn with_tls(mut endpoint: Endpoint, name: &str, config: &TlsConfig) -> Result<Endpoint> {
+    let invalid = |reason: String| OutboxError::Endpoint {
+        endpoint: name.to_owned(),
+        reason,
+    };
+    let material = tls::load(config)?;
+    match endpoint.uri().scheme_str() {
+        Some("http") => {}
+        #[cfg(feature = "tls")]
+        Some("https") => {
+            use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+            // The public roots stay trusted beside the CA file.
+            let mut tls = ClientTlsConfig::new().with_webpki_roots();
+            if let Some((pem, _)) = &material.ca {
+                tls = tls.ca_certificate(Certificate::from_pem(pem));
+            }
+            if let Some((cert, key)) = &material.identity {
+                tls = tls.identity(Identity::from_pem(cert, key));
+            }
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| invalid(error_chain(&e)))?;
+        }
+        #[cfg(not(feature = "tls"))]
+        Some("https") => {
+            let _ = material;
+            return Err(invalid(
+                "https needs sextant-exporters built with the `tls` feature".to_owned(),
+            ));
+        }
+        other => {
+            return Err(invalid(format!(
+                "unsupported scheme {:?}: use http:// or https://",
+                other.unwrap_or("")
+            )));
+        }
+    }
+    Ok(endpoint)
+}
+
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
 
 /// Settings of an OTLP/gRPC endpoint.
@@ -68,38 +113,7 @@ impl GrpcTransport {
             .map_err(|e| invalid(e.to_string()))?
             .connect_timeout(config.timeout.min(Duration::from_secs(5)))
             .timeout(config.timeout);
-        let material = tls::load(&config.tls)?;
-        match endpoint.uri().scheme_str() {
-            Some("http") => {}
-            #[cfg(feature = "tls")]
-            Some("https") => {
-                use tonic::transport::{Certificate, ClientTlsConfig, Identity};
-                // The public roots stay trusted beside the CA file.
-                let mut tls = ClientTlsConfig::new().with_webpki_roots();
-                if let Some((pem, _)) = &material.ca {
-                    tls = tls.ca_certificate(Certificate::from_pem(pem));
-                }
-                if let Some((cert, key)) = &material.identity {
-                    tls = tls.identity(Identity::from_pem(cert, key));
-                }
-                endpoint = endpoint
-                    .tls_config(tls)
-                    .map_err(|e| invalid(error_chain(&e)))?;
-            }
-            #[cfg(not(feature = "tls"))]
-            Some("https") => {
-                let _ = material;
-                return Err(invalid(
-                    "https needs sextant-exporters built with the `tls` feature".to_owned(),
-                ));
-            }
-            other => {
-                return Err(invalid(format!(
-                    "unsupported scheme {:?}: use http:// or https://",
-                    other.unwrap_or("")
-                )));
-            }
-        }
+        endpoint = with_tls(endpoint, &config.endpoint, &config.tls)?;
         endpoint = endpoint.http2_keep_alive_interval(Duration::from_secs(30));
         let mut client = tonic::client::Grpc::new(endpoint.connect_lazy())
             .accept_compressed(CompressionEncoding::Gzip)

@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 pub use backoff::BackoffConfig;
-pub use grpc::{GrpcConfig, GrpcTransport};
+pub use grpc::{GrpcConfig, GrpcTransport, with_tls};
 pub use http::{HttpConfig, HttpTransport};
 pub use tls::TlsConfig;
 pub use transport::{ExportOutcome, FailureReason, LogsRequest, Transport};

@@ -8,6 +8,8 @@ use tokio::net::TcpStream;
 
 use super::*;
 
+mod tls;
+
 fn limits(max_connections: usize) -> ListenerLimits {
     ListenerLimits {
         header_timeout_seconds: 0.5,

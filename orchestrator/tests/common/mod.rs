@@ -98,6 +98,7 @@ impl Stack {
             tokens: Vec::new(),
             insecure_registries: self.insecure_registries.clone(),
             agent_listen: None,
+            agent_tls: Default::default(),
             agent_heartbeat: Duration::from_secs(30),
             registry_auth: Default::default(),
             api_rate_limit: Default::default(),

@@ -11,13 +11,14 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{BufMut, Bytes};
-use http::{HeaderMap, Request, Response};
+use http::{Request, Response};
+use sextant_exporters::serve::Peer;
 use tonic::Status;
 use tonic::body::Body;
 
 use super::body::{self, BodyBudget, BodyError, Charge};
 use super::estimate::{self, Signal};
-use crate::auth::{AuthError, Authenticator, Principal, Scope};
+use crate::auth::{AuthError, Authenticator, Principal, Scope, refusal_message};
 use crate::metrics::HubMetrics;
 use crate::rate_limit::SurfaceLimiter;
 
@@ -37,7 +38,7 @@ pub struct Admission {
 impl Admission {
     /// Admits a request, or says why not.
     async fn admit(&self, request: Request<Body>) -> Result<(Request<Body>, Charge), Status> {
-        let principal = self.authenticate(request.headers())?;
+        let principal = self.authenticate(&request)?;
         // Unknown paths are answered by tonic (UNIMPLEMENTED) undecoded.
         let signal = match request.uri().path() {
             "/opentelemetry.proto.collector.logs.v1.LogsService/Export" => Some(Signal::Logs),
@@ -115,12 +116,22 @@ impl Admission {
         Ok((Request::from_parts(parts, one_frame(plain)), charge))
     }
 
-    fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, Status> {
-        let header = headers.get("authorization").and_then(|v| v.to_str().ok());
-        self.auth.check(header, Scope::Ingest).map_err(|e| match e {
-            AuthError::Forbidden(_) => Status::permission_denied(e.to_string()),
-            AuthError::Missing | AuthError::Unknown => Status::unauthenticated(e.to_string()),
-        })
+    /// The bearer token, or the client certificate of the connection
+    /// (tonic's connect info, [`Peer`]).
+    fn authenticate(&self, request: &Request<Body>) -> Result<Principal, Status> {
+        let header = request
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        let peer = request.extensions().get::<Peer>();
+        self.auth
+            .check_request(header, peer, Scope::Ingest)
+            .map_err(|e| match e {
+                AuthError::Forbidden(_) => Status::permission_denied(e.to_string()),
+                AuthError::Missing | AuthError::Unknown => {
+                    Status::unauthenticated(refusal_message(&e, peer))
+                }
+            })
     }
 }
 

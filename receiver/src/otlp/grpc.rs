@@ -25,7 +25,7 @@ use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
-use sextant_exporters::serve::ListenerLimits;
+use sextant_exporters::serve::{ListenerLimits, ServerTls};
 
 use super::admission::{Admission, AdmissionLayer};
 use super::ingest::{IngestError, Ingestor};
@@ -42,7 +42,7 @@ fn principal<T>(request: &Request<T>) -> Result<Principal, Status> {
         .extensions()
         .get::<Principal>()
         .cloned()
-        .ok_or_else(|| Status::unauthenticated("missing bearer token"))
+        .ok_or_else(|| Status::unauthenticated("not authenticated"))
 }
 
 fn ingest_status(error: IngestError) -> Status {
@@ -146,13 +146,16 @@ fn otlp_status_codes<B>(mut response: http::Response<B>) -> http::Response<B> {
 
 /// Serves OTLP/gRPC on `listener` until `shutdown` is cancelled: every
 /// request admitted first ([`Admission`]: token, rate limit, size, memory
-/// budget, gzip), within the listener's limits.
+/// budget, gzip), within the listener's limits; over TLS when `tls` is
+/// given, where a request's client certificate stands for a token
+/// ([`crate::auth::Authenticator::check_request`]).
 pub async fn serve(
     listener: TcpListener,
     ingestor: Ingestor,
     admission: Admission,
     limits: ListenerLimits,
     refused: prometheus::IntCounter,
+    tls: Option<ServerTls>,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     let svc = OtlpGrpc { ingestor };
@@ -179,7 +182,7 @@ pub async fn serve(
         .add_service(metrics)
         .add_service(traces)
         .serve_with_incoming_shutdown(
-            sextant_exporters::serve::incoming(listener, limits, refused),
+            sextant_exporters::serve::incoming_tls(listener, limits, refused, tls),
             shutdown.cancelled_owned(),
         )
         .await

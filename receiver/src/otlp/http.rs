@@ -1,6 +1,7 @@
 //! OTLP/HTTP: `POST /v1/logs`, `/v1/metrics` and `/v1/traces` with
 //! `application/x-protobuf` or `application/json` bodies, optionally gzip.
 
+use axum::Extension;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
@@ -15,11 +16,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use sextant_exporters::rate_limit::RateLimited;
+use sextant_exporters::serve::Peer;
 
 use super::body::{self, BodyBudget, BodyError, Charge};
 use super::estimate::{self, Signal};
 use super::ingest::Ingestor;
-use crate::auth::{AuthError, Authenticator, Scope};
+use crate::auth::{AuthError, Authenticator, Scope, refusal_message};
 use crate::metrics::HubMetrics;
 
 /// State of the OTLP/HTTP routes.
@@ -228,21 +230,23 @@ const INLINE_DECODE_BYTES: usize = 64 * 1024;
 async fn read_request<T: Message + Default + DeserializeOwned + Send + 'static>(
     state: &HttpState,
     signal: Signal,
+    peer: Option<&Peer>,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(crate::auth::Principal, T, Encoding, Charge), OtlpError> {
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
+    // Without a token, the client certificate the listener verified.
     let principal = state
         .auth
-        .check(authorization, Scope::Ingest)
+        .check_request(authorization, peer, Scope::Ingest)
         .map_err(|e| {
             let status = match e {
                 AuthError::Forbidden(_) => StatusCode::FORBIDDEN,
                 AuthError::Missing | AuthError::Unknown => StatusCode::UNAUTHORIZED,
             };
-            OtlpError::new(status, e.to_string(), Encoding::Protobuf)
+            OtlpError::new(status, refusal_message(&e, peer), Encoding::Protobuf)
         })?;
     let encoding = encoding(headers)?;
     state
@@ -342,11 +346,18 @@ fn unavailable(error: impl std::fmt::Display, encoding: Encoding) -> OtlpError {
 
 async fn logs(
     State(state): State<HttpState>,
+    peer: Option<Extension<Peer>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, OtlpError> {
-    let (principal, request, encoding, _charge) =
-        read_request::<ExportLogsServiceRequest>(&state, Signal::Logs, &headers, body).await?;
+    let (principal, request, encoding, _charge) = read_request::<ExportLogsServiceRequest>(
+        &state,
+        Signal::Logs,
+        peer.as_ref().map(|p| &p.0),
+        &headers,
+        body,
+    )
+    .await?;
     let response = state
         .ingestor
         .logs(&principal, request)
@@ -357,12 +368,18 @@ async fn logs(
 
 async fn metrics(
     State(state): State<HttpState>,
+    peer: Option<Extension<Peer>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, OtlpError> {
-    let (principal, request, encoding, _charge) =
-        read_request::<ExportMetricsServiceRequest>(&state, Signal::Metrics, &headers, body)
-            .await?;
+    let (principal, request, encoding, _charge) = read_request::<ExportMetricsServiceRequest>(
+        &state,
+        Signal::Metrics,
+        peer.as_ref().map(|p| &p.0),
+        &headers,
+        body,
+    )
+    .await?;
     let response = state
         .ingestor
         .metrics(&principal, request)
@@ -373,10 +390,17 @@ async fn metrics(
 
 async fn traces(
     State(state): State<HttpState>,
+    peer: Option<Extension<Peer>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, OtlpError> {
-    let (_, request, encoding, _charge) =
-        read_request::<ExportTraceServiceRequest>(&state, Signal::Traces, &headers, body).await?;
+    let (_, request, encoding, _charge) = read_request::<ExportTraceServiceRequest>(
+        &state,
+        Signal::Traces,
+        peer.as_ref().map(|p| &p.0),
+        &headers,
+        body,
+    )
+    .await?;
     Ok(respond(&state.ingestor.traces(&request), encoding))
 }

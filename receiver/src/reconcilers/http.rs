@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 
+use axum::Extension;
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
@@ -23,7 +24,9 @@ use serde::de::DeserializeOwned;
 
 use super::argocd::Notification;
 use super::flux::{self, Mapped};
-use crate::auth::{AuthError, Principal, Scope};
+use sextant_exporters::serve::Peer;
+
+use crate::auth::{AuthError, Principal, Scope, refusal_message};
 use crate::metrics;
 use crate::otlp::body::{self, BodyError};
 use crate::otlp::extract::Extracted;
@@ -81,23 +84,28 @@ impl IntoResponse for Refusal {
     }
 }
 
-fn auth_refusal(error: AuthError) -> Refusal {
+fn auth_refusal(error: AuthError, peer: Option<&Peer>) -> Refusal {
     let status = match error {
         AuthError::Forbidden(_) => StatusCode::FORBIDDEN,
         AuthError::Missing | AuthError::Unknown => StatusCode::UNAUTHORIZED,
     };
-    Refusal::new(status, error.to_string())
+    Refusal::new(status, refusal_message(&error, peer))
 }
 
-/// A bearer token with the `ingest` scope.
-fn bearer(state: &HttpState, headers: &HeaderMap) -> Result<Principal, Refusal> {
+/// A bearer token with the `ingest` scope or, without one, a client
+/// certificate `[[client_certs]]` maps (mTLS).
+fn bearer(
+    state: &HttpState,
+    headers: &HeaderMap,
+    peer: Option<&Peer>,
+) -> Result<Principal, Refusal> {
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     state
         .auth
-        .check(authorization, Scope::Ingest)
-        .map_err(auth_refusal)
+        .check_request(authorization, peer, Scope::Ingest)
+        .map_err(|e| auth_refusal(e, peer))
 }
 
 /// The tenant of the key whose HMAC of `body` is `signature`
@@ -152,6 +160,7 @@ fn verify(signature: &str, body: &[u8], keys: &[super::HmacKey]) -> Result<Strin
 async fn read<T: DeserializeOwned>(
     state: &HttpState,
     headers: &HeaderMap,
+    peer: Option<&Peer>,
     body: Body,
     signed: bool,
 ) -> Result<(Principal, T, body::Charge), Refusal> {
@@ -163,7 +172,7 @@ async fn read<T: DeserializeOwned>(
         .map(|v| v.to_str().unwrap_or_default().to_owned());
     let token = match signature {
         Some(_) => None,
-        None => Some(bearer(state, headers)?),
+        None => Some(bearer(state, headers, peer)?),
     };
     let mut charge = state.budget.charge();
     let bytes = body::read(body, state.max_request_bytes, &mut charge)
@@ -254,11 +263,14 @@ fn reject(
 async fn flux_event(
     State(state): State<HttpState>,
     Query(query): Query<HashMap<String, String>>,
+    peer: Option<Extension<Peer>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Refusal> {
     let signal = metrics::FLUX_EVENTS;
-    let (principal, event, _charge) = read::<flux::Event>(&state, &headers, body, true).await?;
+    let peer = peer.as_ref().map(|p| &p.0);
+    let (principal, event, _charge) =
+        read::<flux::Event>(&state, &headers, peer, body, true).await?;
     let reconcilers = state.ingestor.reconcilers();
     let mut out = Extracted::default();
     match event.map(&query, reconcilers, state.ingestor.window()) {
@@ -282,12 +294,14 @@ async fn flux_event(
 async fn argocd_notification(
     State(state): State<HttpState>,
     Query(query): Query<HashMap<String, String>>,
+    peer: Option<Extension<Peer>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Refusal> {
     let signal = metrics::ARGOCD;
+    let peer = peer.as_ref().map(|p| &p.0);
     let (principal, notification, _charge) =
-        read::<Notification>(&state, &headers, body, false).await?;
+        read::<Notification>(&state, &headers, peer, body, false).await?;
     let mut out = Extracted::default();
     if let Err(refused) = notification.map(
         &query,

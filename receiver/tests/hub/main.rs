@@ -15,4 +15,5 @@ mod reconcilers;
 mod report_cache;
 mod reports;
 mod tenants;
+mod tls;
 mod ui;

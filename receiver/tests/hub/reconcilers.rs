@@ -413,7 +413,79 @@ async fn flux_argocd_and_the_agent_side_by_side(b: Backend) {
     app.stop().await;
 }
 
+/// Over mTLS: a Flux cluster's client certificate, mapped to a tenant by
+/// `[[client_certs]]`, posts events with no token; a certificate no entry
+/// maps needs one.
+async fn webhooks_over_mtls_with_a_mapped_client_certificate(b: Backend) {
+    let pki = sextant_e2e::pki::Pki::new();
+    let app = spawn_app_with(b, |c| {
+        c.tls = sextant_exporters::serve::ServerTlsConfig {
+            cert_file: Some(pki.server.cert.clone()),
+            key_file: Some(pki.server.key.clone()),
+            client_ca_file: Some(pki.ca_file.clone()),
+        };
+        c.tokens = vec![token(READ, "acme", &["read"])];
+        c.client_certs = vec![sextant_receiver::config::ClientCertConfig {
+            subject: "CN=flux-prod-eu-1".parse().expect("name"),
+            tenant: "acme".into(),
+            scopes: serde_json::from_value(json!(["ingest"])).expect("scopes"),
+        }];
+    })
+    .await;
+    let client = |cn: &str| {
+        let files = pki.client(cn);
+        let mut pem = std::fs::read(&files.cert).expect("cert");
+        pem.extend(std::fs::read(&files.key).expect("key"));
+        reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(&std::fs::read(&pki.ca_file).expect("CA"))
+                    .expect("CA"),
+            )
+            .identity(reqwest::Identity::from_pem(&pem).expect("identity"))
+            .build()
+            .expect("client")
+    };
+    let url = format!("https://localhost:{}/v1/reconcilers/flux", app.http.port());
+    let body = fixture("flux-event-kustomization-succeeded.json");
+    let res = client("flux-prod-eu-1")
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(body.clone())
+        .send()
+        .await
+        .expect("served");
+    assert_eq!(res.status(), 200, "{:?}", res.text().await);
+    let res = client("someone-else")
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("served");
+    assert_eq!(res.status(), 401);
+    let text = res.text().await.expect("body");
+    assert!(text.contains("CN=someone-else"), "{text}");
+    let (status, host) = {
+        let res = client("flux-prod-eu-1")
+            .get(format!(
+                "https://localhost:{}/api/v1/hosts/prod-eu-1",
+                app.api.port()
+            ))
+            .bearer_auth(READ)
+            .send()
+            .await
+            .expect("served");
+        (res.status(), res.json::<Value>().await.expect("json"))
+    };
+    assert_eq!(status, 200, "{host}");
+    assert_eq!(host["deployments"][0]["workload"], "podinfo");
+    app.stop().await;
+}
+
 on_both_backends!(
+    webhooks_over_mtls_with_a_mapped_client_certificate,
     flux_events_with_a_token_or_a_signature,
     bad_flux_events_get_a_clear_answer_and_a_count,
     flux_gauge_over_otlp_gives_observed_and_desired_state,
