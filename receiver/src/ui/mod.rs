@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use serde::Deserialize;
+use sextant_model::view::Source;
 use sextant_model::{
     Comparison, DeploymentStatus, DriftReason, HistoryEntry, HostDeployment, TargetSummary,
     UnixNanos, order_environments,
@@ -25,7 +26,7 @@ use sextant_model::{
 
 use crate::api::ApiState;
 use crate::auth::{AuthError, Principal, Scope};
-use crate::store::{CurrentQuery, HistoryQuery, ListQuery, StateQuery};
+use crate::store::{CurrentQuery, HistoryQuery, ListQuery, SourceFilter, StateQuery};
 
 const CSS: &str = include_str!("sextant.css");
 const JS: &str = include_str!("sextant.js");
@@ -224,13 +225,84 @@ fn layout(title: &str, active: &str, refresh_ms: u64, body: Markup) -> Markup {
 
 /// A filter form whose fields become the URL's query.
 fn filter_form(action: &str, fields: &[(&str, &str, Option<&str>)]) -> Markup {
+    filter_form_with(action, fields, None)
+}
+
+/// A filter form with the source and reconciler filters after `fields`.
+fn filter_form_with(
+    action: &str,
+    fields: &[(&str, &str, Option<&str>)],
+    source: Option<&SourceParams>,
+) -> Markup {
     html! {
         form.filters method="get" action=(action) {
             @for (name, label, value) in fields {
                 label { (label) " " input type="text" name=(name) value=[value]; }
             }
+            @if let Some(p) = source {
+                @let current = p.source.as_deref().unwrap_or("");
+                label { "Source "
+                    select name="source" {
+                        option value="" selected[current.is_empty()] { "any" }
+                        @for s in Source::ALL {
+                            option value=(s.as_str()) selected[current == s.as_str()] { (s.as_str()) }
+                        }
+                        @if !current.is_empty() && current.parse::<Source>().is_err() {
+                            option value=(current) selected { (current) }
+                        }
+                    }
+                }
+                label { "Reconciler " input type="text" name="reconciler" value=[p.reconciler.as_deref()]; }
+            }
             button type="submit" { "Filter" }
             a href=(action) { "Clear" }
+        }
+    }
+}
+
+/// The source filter of a page: `source` (comma-separated source names)
+/// and `reconciler`, as the API takes them.
+#[derive(Debug, Default, Clone, Deserialize)]
+struct SourceParams {
+    source: Option<String>,
+    reconciler: Option<String>,
+}
+
+impl SourceParams {
+    /// The store's filter; an unknown source is a 400 page naming the
+    /// allowed ones.
+    fn filter(&self) -> Result<SourceFilter, UiError> {
+        crate::api::source_filter(self.source.as_deref(), self.reconciler.clone()).map_err(|e| {
+            UiError::Status(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "source={:?} is not a source: choose {}",
+                    self.source.as_deref().unwrap_or_default(),
+                    {
+                        let _ = e;
+                        Source::names()
+                    }
+                ),
+            )
+        })
+    }
+
+    /// The pairs to carry into links.
+    fn pairs(&self) -> [(&'static str, Option<&str>); 2] {
+        [
+            ("source", self.source.as_deref()),
+            ("reconciler", self.reconciler.as_deref()),
+        ]
+    }
+}
+
+/// A row's source as a small badge, with the reconciler's name.
+fn source_badge(source: Source, reconciler: Option<&str>) -> Markup {
+    html! {
+        span class={ "source src-" (source.as_str()) } data-source=(source.as_str())
+            title={ "reported by " (source.as_str()) @if let Some(r) = reconciler { " reconciler " (r) } } {
+            (source.as_str())
+            @if let Some(r) = reconciler { " " span.rname { (r) } }
         }
     }
 }
@@ -242,6 +314,8 @@ struct MatrixParams {
     workload: Option<String>,
     /// Comma-separated environments to show; all when empty.
     environments: Option<String>,
+    source: Option<String>,
+    reconciler: Option<String>,
 }
 
 fn env_list(s: Option<&str>) -> Vec<String> {
@@ -303,12 +377,17 @@ async fn matrix(
     Query(p): Query<MatrixParams>,
 ) -> Result<Markup, UiError> {
     let principal = viewer(&state, &headers)?;
+    let sp = SourceParams {
+        source: p.source.clone(),
+        reconciler: p.reconciler.clone(),
+    };
     let filter = StateQuery {
         workspace: p.workspace.clone(),
         application: p.application.clone(),
         workload: p.workload.clone(),
         environment: None,
         target: None,
+        source: sp.filter()?,
     };
     let summaries = state.store.summaries(&principal.tenant, &filter).await?;
     let drift = drift_counts(&state, &principal.tenant, filter).await?;
@@ -337,12 +416,12 @@ async fn matrix(
         .push(s);
     }
     let body = html! {
-        (filter_form("/", &[
+        (filter_form_with("/", &[
             ("workspace", "Workspace", p.workspace.as_deref()),
             ("application", "Application", p.application.as_deref()),
             ("workload", "Workload", p.workload.as_deref()),
             ("environments", "Environments", p.environments.as_deref()),
-        ]))
+        ], Some(&sp)))
         @if hidden > 0 {
             p.note.hidden-environments {
                 (hidden) " more environments are not shown; list the ones to see under Environments (comma-separated)."
@@ -398,8 +477,13 @@ async fn matrix(
 
 fn matrix_target(t: &TargetSummary) -> Markup {
     html! {
-        div.target {
+        div.target data-target=(t.at.target) {
             div.tname { (t.at.target) }
+            div.sources {
+                @for r in &t.sources {
+                    (source_badge(r.source, r.reconciler.as_deref()))
+                }
+            }
             div.desired {
                 @match &t.desired {
                     Some(d) => { "desired " strong.version { (d.version) } }
@@ -499,6 +583,8 @@ struct DriftParams {
     workload: Option<String>,
     host: Option<String>,
     cursor: Option<String>,
+    source: Option<String>,
+    reconciler: Option<String>,
 }
 
 /// The job column's cell: a link to the orchestrator's job page when the
@@ -526,14 +612,16 @@ fn deployments_table(
             table.list {
                 thead { tr {
                     @if show_host { th { "Host" } }
+                    th { "Source" }
                     th { "Workload" } th { "Environment" } th { "Target" } th { "Desired" }
                     th { "Running" } th { "Status" } th { "Drift" } th { "Reported" }
                     @if jobs { th { "Changed by" } }
                 } }
                 tbody {
                     @for d in rows {
-                        tr.drift[!d.drift.is_empty()] data-host=(d.host) data-workload=(d.at.workload) {
+                        tr.drift[!d.drift.is_empty()] data-host=(d.host) data-workload=(d.at.workload) data-source=(d.source.as_str()) {
                             @if show_host { td { a href={ "/hosts/" (path_segment(&d.host)) } { (d.host) } } }
+                            td { (source_badge(d.source, d.reconciler.as_deref())) }
                             td { (d.at.application) " / " (d.at.workload) }
                             td { (d.at.environment) }
                             td { (d.at.target) }
@@ -559,6 +647,10 @@ async fn drift(
     Query(p): Query<DriftParams>,
 ) -> Result<Markup, UiError> {
     let principal = viewer(&state, &headers)?;
+    let sp = SourceParams {
+        source: p.source.clone(),
+        reconciler: p.reconciler.clone(),
+    };
     let after = p
         .cursor
         .as_deref()
@@ -572,6 +664,7 @@ async fn drift(
                 filter: StateQuery {
                     environment: p.environment.clone(),
                     workload: p.workload.clone(),
+                    source: sp.filter()?,
                     ..StateQuery::default()
                 },
                 host: p.host.clone(),
@@ -593,11 +686,11 @@ async fn drift(
         .map(|(d, _)| d)
         .collect();
     let body = html! {
-        (filter_form("/drift", &[
+        (filter_form_with("/drift", &[
             ("environment", "Environment", p.environment.as_deref()),
             ("workload", "Workload", p.workload.as_deref()),
             ("host", "Host", p.host.as_deref()),
-        ]))
+        ], Some(&sp)))
         @if rows.is_empty() {
             p.empty.good { "No drift: every host runs what was promoted." }
         } @else {
@@ -609,6 +702,8 @@ async fn drift(
                 ("environment", p.environment.as_deref()),
                 ("workload", p.workload.as_deref()),
                 ("host", p.host.as_deref()),
+                sp.pairs()[0],
+                sp.pairs()[1],
                 ("cursor", Some(&cursor)),
             ])) } { "Next page →" }
         }
@@ -621,6 +716,8 @@ struct HostsParams {
     environment: Option<String>,
     host: Option<String>,
     after: Option<String>,
+    source: Option<String>,
+    reconciler: Option<String>,
 }
 
 /// All hosts with their last report and status counts.
@@ -630,6 +727,10 @@ async fn hosts(
     Query(p): Query<HostsParams>,
 ) -> Result<Markup, UiError> {
     let principal = viewer(&state, &headers)?;
+    let sp = SourceParams {
+        source: p.source.clone(),
+        reconciler: p.reconciler.clone(),
+    };
     let mut rows = state
         .store
         .hosts(
@@ -637,6 +738,7 @@ async fn hosts(
             &ListQuery {
                 filter: StateQuery {
                     environment: p.environment.clone(),
+                    source: sp.filter()?,
                     ..StateQuery::default()
                 },
                 host: p.host.clone(),
@@ -649,17 +751,18 @@ async fn hosts(
     rows.truncate(PAGE as usize);
     let stale_before = stale_before(&state).0;
     let body = html! {
-        (filter_form("/hosts", &[
+        (filter_form_with("/hosts", &[
             ("environment", "Environment", p.environment.as_deref()),
             ("host", "Host", p.host.as_deref()),
-        ]))
+        ], Some(&sp)))
         div.scroll {
             table.list {
-                thead { tr { th { "Host" } th { "Workloads" } th { "Succeeded" } th { "Failed" } th { "In progress" } th { "Last report" } } }
+                thead { tr { th { "Host" } th { "Sources" } th { "Workloads" } th { "Succeeded" } th { "Failed" } th { "In progress" } th { "Last report" } } }
                 tbody {
                     @for h in &rows {
                         tr.stale[h.last_seen_at < stale_before] data-host=(h.host) {
                             td { a href={ "/hosts/" (path_segment(&h.host)) } { (h.host) } }
+                            td { @for s in &h.sources { (source_badge(*s, None)) } }
                             td { (h.workloads) }
                             td { span.status.ok { (h.succeeded) } }
                             td { @if h.failed > 0 { span.status.bad { (h.failed) } } @else { "0" } }
@@ -676,6 +779,8 @@ async fn hosts(
                 a.next href={ "/hosts" (query_string(&[
                     ("environment", p.environment.as_deref()),
                     ("host", p.host.as_deref()),
+                    sp.pairs()[0],
+                    sp.pairs()[1],
                     ("after", Some(&last.host)),
                 ])) } { "Next page →" }
             }
@@ -689,15 +794,21 @@ async fn host(
     State(state): State<ApiState>,
     headers: HeaderMap,
     Path(name): Path<String>,
+    Query(sp): Query<SourceParams>,
 ) -> Result<Markup, UiError> {
     let principal = viewer(&state, &headers)?;
     let stale_before = stale_before(&state);
+    let source = sp.filter()?;
+    let filtered = !source.is_empty();
     let rows = state
         .store
         .current(
             &principal.tenant,
             &CurrentQuery {
-                filter: StateQuery::default(),
+                filter: StateQuery {
+                    source,
+                    ..StateQuery::default()
+                },
                 host: Some(name.clone()),
                 drift_only: false,
                 stale_before,
@@ -710,10 +821,16 @@ async fn host(
     let Some(last) = rows.iter().map(|d| d.observed_at).max() else {
         return Err(UiError::Status(
             StatusCode::NOT_FOUND,
-            format!("No host {name:?} has reported."),
+            if filtered {
+                format!("Host {name:?} has no deployments that pass the source filter.")
+            } else {
+                format!("No host {name:?} has reported.")
+            },
         ));
     };
+    let action = format!("/hosts/{}", path_segment(&name));
     let body = html! {
+        (filter_form_with(&action, &[], Some(&sp)))
         p.summary {
             "Last report " (when(last))
             @if last < stale_before { " " span.flag.stale { "stale" } }
@@ -811,9 +928,10 @@ async fn history(
                             }
                         }
                     }
-                    HistoryEntry::Observed { at, target, host, version, revision, status, message, .. } => {
+                    HistoryEntry::Observed { at, target, host, reconciler, source, version, revision, status, message } => {
                         li class={ "observed " (status_class(*status)) } {
                             (when(*at)) " "
+                            (source_badge(*source, reconciler.as_deref())) " "
                             a href={ "/hosts/" (path_segment(host)) } { (host) }
                             " reports " span.version { (version.as_deref().unwrap_or_else(|| short_revision(revision))) }
                             " " span class={ "status " (status_class(*status)) } { (status.as_str().replace('_', " ")) }

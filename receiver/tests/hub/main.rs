@@ -13,5 +13,6 @@ mod otlp_grpc;
 mod rate_limits;
 mod report_cache;
 mod reports;
+mod sources;
 mod tenants;
 mod ui;
