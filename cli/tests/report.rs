@@ -294,6 +294,7 @@ async fn kalypso_yaml_lands_as_desired_and_observed(backend: Backend) {
     let ok = host(target, "aks-dev-1");
     assert_eq!(ok["in_sync"], true, "{ok:#}");
     assert_eq!(ok["reconciler"], "hello-world-functional-test");
+    assert_eq!(ok["source"], "kalypso", "what came through Kalypso");
     assert_eq!(ok["message"], "Applied revision dev@sha1:4f1c2e9b");
     let failed = host(target, "aks-dev-2");
     assert_eq!(failed["status"], "failed");
