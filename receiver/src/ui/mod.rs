@@ -153,6 +153,12 @@ fn short_revision(r: &str) -> &str {
     hex.char_indices().nth(12).map_or(hex, |(i, _)| &hex[..i])
 }
 
+/// A filter field's value: an empty field (the filter form submits every
+/// field) filters nothing.
+fn given(value: &Option<String>) -> Option<String> {
+    value.clone().filter(|v| !v.is_empty())
+}
+
 /// A query string from the non-empty pairs.
 fn query_string(pairs: &[(&str, Option<&str>)]) -> String {
     let parts: Vec<String> = pairs
@@ -382,9 +388,9 @@ async fn matrix(
         reconciler: p.reconciler.clone(),
     };
     let filter = StateQuery {
-        workspace: p.workspace.clone(),
-        application: p.application.clone(),
-        workload: p.workload.clone(),
+        workspace: given(&p.workspace),
+        application: given(&p.application),
+        workload: given(&p.workload),
         environment: None,
         target: None,
         source: sp.filter()?,
@@ -518,8 +524,8 @@ async fn compare(
 ) -> Result<Markup, UiError> {
     let principal = viewer(&state, &headers)?;
     let filter = StateQuery {
-        application: p.application.clone(),
-        workload: p.workload.clone(),
+        application: given(&p.application),
+        workload: given(&p.workload),
         ..StateQuery::default()
     };
     let summaries = state.store.summaries(&principal.tenant, &filter).await?;
@@ -662,12 +668,12 @@ async fn drift(
             &principal.tenant,
             &CurrentQuery {
                 filter: StateQuery {
-                    environment: p.environment.clone(),
-                    workload: p.workload.clone(),
+                    environment: given(&p.environment),
+                    workload: given(&p.workload),
                     source: sp.filter()?,
                     ..StateQuery::default()
                 },
-                host: p.host.clone(),
+                host: given(&p.host),
                 drift_only: true,
                 stale_before: stale_before(&state),
                 after,
@@ -737,12 +743,12 @@ async fn hosts(
             &principal.tenant,
             &ListQuery {
                 filter: StateQuery {
-                    environment: p.environment.clone(),
+                    environment: given(&p.environment),
                     source: sp.filter()?,
                     ..StateQuery::default()
                 },
-                host: p.host.clone(),
-                after: p.after.clone(),
+                host: given(&p.host),
+                after: given(&p.after),
                 limit: PAGE + 1,
             },
         )
@@ -880,10 +886,10 @@ async fn history(
             &principal.tenant,
             &HistoryQuery {
                 filter: StateQuery {
-                    application: p.application.clone(),
+                    application: given(&p.application),
                     workload: Some(workload.clone()),
-                    environment: p.environment.clone(),
-                    target: p.target.clone(),
+                    environment: given(&p.environment),
+                    target: given(&p.target),
                     ..StateQuery::default()
                 },
                 host: None,

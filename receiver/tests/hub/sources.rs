@@ -428,7 +428,9 @@ async fn ui_matrix_and_drift_show_sources(backend: Backend) {
         "no source filter"
     );
 
-    let (_, html) = page("/?source=argocd").await;
+    // As the filter form submits it: every field, the empty ones too.
+    let (_, html) =
+        page("/?workspace=&application=&workload=&environments=&source=argocd&reconciler=").await;
     let cell = cell_of(&html, r#"data-environment="prod" data-workload="checkout""#);
     assert!(cell.contains(r#"data-target="cluster-b""#), "{cell}");
     assert!(!cell.contains(r#"data-target="cluster-a""#), "{cell}");
