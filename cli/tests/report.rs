@@ -598,4 +598,13 @@ async fn the_kalypso_doc_examples_work(backend: Backend) {
     let h = host(&targets[0], "aks-dev-1");
     assert_eq!(h["in_sync"], true, "{h:#}");
     assert_eq!(h["reconciler"], "hello-world-functional-test");
+    // The flag form names the same reconciler as the YAML: one row, source
+    // kalypso.
+    assert_eq!(h["source"], "kalypso", "{h:#}");
+    let rows = targets[0]["hosts"].as_array().expect("hosts");
+    assert_eq!(
+        rows.iter().filter(|r| r["host"] == "aks-dev-1").count(),
+        1,
+        "{rows:#?}"
+    );
 }
