@@ -87,13 +87,15 @@ macro_rules! source_where {
 }
 
 /// With a source filter in `$7` and `$8`, only the targets with a current
-/// row that passes it; without, every target.
+/// row that passes it (read off the per-reconciler host counters); without,
+/// every target.
 macro_rules! reported_by_source {
     () => {
         concat!(
             " AND ((CAST($7 AS TEXT) IS NULL AND CAST($8 AS TEXT) IS NULL) \
-               OR EXISTS (SELECT 1 FROM observed_deployments os \
-                 JOIN reconcilers rs ON rs.id = os.reconciler_id WHERE os.target_id = t.id",
+               OR EXISTS (SELECT 1 FROM reporter_counts rc \
+                 JOIN reconcilers rs ON rs.id = rc.reconciler_id \
+                 WHERE rc.target_id = t.id AND rc.hosts > 0",
             $crate::store::read::source_where!("rs", "$7", "$8"),
             "))"
         )

@@ -65,16 +65,18 @@ pub(crate) const DEPLOYED_BY_SOURCE_SQL: &str = concat!(
 
 pub(crate) type DeployedRow = (i64, String, String, i64, Option<String>);
 
-/// Current rows of the filtered targets counted per reconciler name and
-/// source (rows of one name whose types map to one source, `agent` and the
-/// older `docker`, count together); `$7`, `$8` the source filter.
+/// Hosts of the filtered targets per reconciler name and source, from the
+/// counters migration 0006/0007's triggers keep per (target, reconciler):
+/// a few rows per target, whatever the number of hosts. Reconcilers of one
+/// name whose types map to one source (`agent` and the older `docker`)
+/// count together; `$7`, `$8` the source filter.
 pub(crate) const SOURCES_SQL: &str = concat!(
     "SELECT t.id, r.name, ",
     source_of!("r"),
-    ", COUNT(*) FROM deployment_targets t",
+    ", CAST(SUM(c.hosts) AS BIGINT) FROM deployment_targets t",
     target_joins!(),
-    " JOIN observed_deployments o ON o.target_id = t.id \
-      JOIN reconcilers r ON r.id = o.reconciler_id",
+    " JOIN reporter_counts c ON c.target_id = t.id AND c.hosts > 0 \
+      JOIN reconcilers r ON r.id = c.reconciler_id",
     target_where!(),
     source_where!("r", "$7", "$8"),
     " GROUP BY t.id, r.name, ",
