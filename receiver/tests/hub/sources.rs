@@ -485,7 +485,58 @@ fn cell_of<'a>(html: &'a str, marker: &str) -> &'a str {
     &rest[..end]
 }
 
+/// An agent upgraded from type `docker` to `agent` (or a fleet with both)
+/// keeps one row per host and target: the two types of one name are one
+/// reconciler.
+async fn an_upgraded_agent_keeps_its_rows(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let t = now();
+    let at = ("shop", "checkout", "prod", "docker");
+    app.send_logs(&logs(vec![
+        desired(at, "1.2", "r2", t - 100 * S),
+        by(
+            observed("old", at, "r1", "succeeded", t - 50 * S),
+            "sextant-agent",
+            "docker",
+        ),
+    ]))
+    .await;
+    // The host's agent is upgraded; another host still runs an old one.
+    app.send_logs(&logs(vec![
+        by(
+            observed("old", at, "r2", "succeeded", t - 10 * S),
+            "sextant-agent",
+            "agent",
+        ),
+        by(
+            observed("other", at, "r2", "in_progress", t - 10 * S),
+            "sextant-agent",
+            "docker",
+        ),
+    ]))
+    .await;
+    let host = get_ok(&app, "/api/v1/hosts/old").await;
+    let rows = host["deployments"].as_array().expect("deployments");
+    assert_eq!(rows.len(), 1, "one row for old: {host}");
+    assert_eq!(rows[0]["revision"], "r2");
+    assert_eq!(rows[0]["source"], "agent");
+    let state = get_ok(&app, "/api/v1/environments/prod/state").await;
+    assert_eq!(
+        reporters(&state),
+        [(
+            "docker".to_owned(),
+            vec![reporter("agent", Some("sextant-agent"), 2)]
+        )],
+        "{state}"
+    );
+    // Drift: old is in sync now; nothing stale is left behind.
+    let drift = get_ok(&app, "/api/v1/drift").await;
+    assert_eq!(drift["items"], json!([]), "{drift}");
+    app.stop().await;
+}
+
 on_both_backends!(
+    an_upgraded_agent_keeps_its_rows,
     drift_rows_carry_their_source_and_filter_by_it,
     an_unknown_source_is_a_400_naming_the_allowed_ones,
     environment_state_shows_every_source_side_by_side,
