@@ -535,7 +535,63 @@ async fn an_upgraded_agent_keeps_its_rows(backend: Backend) {
     app.stop().await;
 }
 
+/// The OpenAPI document names the filters where they apply and the fields
+/// every observed row carries.
+async fn openapi_documents_sources(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let doc = get_ok(&app, "/api/openapi.json").await;
+    for path in [
+        "/api/v1/drift",
+        "/api/v1/environments/{environment}/state",
+        "/api/v1/hosts",
+        "/api/v1/hosts/{host}",
+        "/api/v1/state",
+        "/api/v1/history",
+    ] {
+        let params: Vec<&str> = doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{path} has parameters"))
+            .iter()
+            .map(|p| p["name"].as_str().expect("name"))
+            .collect();
+        assert!(
+            params.contains(&"source") && params.contains(&"reconciler"),
+            "{path}: {params:?}"
+        );
+    }
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["Source"]["enum"],
+        json!(["flux", "argocd", "agent", "kalypso", "otlp"]),
+        "{}",
+        schemas["Source"]
+    );
+    // A property of a schema, also where `#[serde(flatten)]` made it an allOf.
+    let has = |schema: &Value, name: &str| {
+        schema["properties"][name].is_object()
+            || schema["allOf"]
+                .as_array()
+                .is_some_and(|parts| parts.iter().any(|p| p["properties"][name].is_object()))
+    };
+    for (schema, field) in [
+        ("HostDeployment", "source"),
+        ("HostView", "source"),
+        ("SourceHosts", "source"),
+        ("TargetSummary", "sources"),
+        ("HostSummary", "sources"),
+        ("CompareTarget", "sources"),
+    ] {
+        assert!(
+            has(&schemas[schema], field),
+            "{schema}: {}",
+            schemas[schema]
+        );
+    }
+    app.stop().await;
+}
+
 on_both_backends!(
+    openapi_documents_sources,
     an_upgraded_agent_keeps_its_rows,
     drift_rows_carry_their_source_and_filter_by_it,
     an_unknown_source_is_a_400_naming_the_allowed_ones,
