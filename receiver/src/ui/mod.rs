@@ -278,16 +278,13 @@ impl SourceParams {
     /// The store's filter; an unknown source is a 400 page naming the
     /// allowed ones.
     fn filter(&self) -> Result<SourceFilter, UiError> {
-        crate::api::source_filter(self.source.as_deref(), self.reconciler.clone()).map_err(|e| {
+        crate::api::source_filter(self.source.as_deref(), self.reconciler.clone()).map_err(|_| {
             UiError::Status(
                 StatusCode::BAD_REQUEST,
                 format!(
-                    "source={:?} is not a source: choose {}",
+                    "source={:?} names no source: choose from {} (comma-separated)",
                     self.source.as_deref().unwrap_or_default(),
-                    {
-                        let _ = e;
-                        Source::names()
-                    }
+                    Source::names()
                 ),
             )
         })
