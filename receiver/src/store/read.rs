@@ -322,15 +322,15 @@ pub(crate) const STALE_COUNTS_SQL: &str = "SELECT tn.name, e.name, COUNT(*) FROM
      WHERE x.last_seen < $1 \
      GROUP BY tn.name, e.name";
 
-/// Whether any row of the group has source `$source` (1 or 0).
-macro_rules! has_source {
+/// 1 when reconciler row `r` has source `$source`, else 0.
+macro_rules! is_source {
     ($source:literal) => {
         concat!(
-            "CAST(MAX(CASE WHEN ",
+            "CASE WHEN ",
             $crate::store::read::source_of!("r"),
             " = '",
             $source,
-            "' THEN 1 ELSE 0 END) AS BIGINT)"
+            "' THEN 1 ELSE 0 END"
         )
     };
 }
@@ -339,29 +339,37 @@ macro_rules! has_source {
 /// filtered targets. After the filter parameters: `$7` host, `$8` after
 /// (exclusive), `$9` limit, `$10`, `$11` the source filter (counts and
 /// sources are of the rows it keeps). The five source flags follow
-/// [`Source::ALL`].
+/// [`Source::ALL`]. The reconcilers that pass the filter, with their flags,
+/// are computed once (`rs`), not once per current row: the per-row form
+/// took twice as long as the list without sources on 250,000 rows, this
+/// one about 1.5 times.
 pub(crate) const HOST_LIST_SQL: &str = concat!(
-    "SELECT h.name, MAX(o.observed_at), COUNT(DISTINCT t.workload_id), \
+    "WITH rs AS MATERIALIZED (SELECT r.id, ",
+    is_source!("flux"),
+    " AS is_flux, ",
+    is_source!("argocd"),
+    " AS is_argocd, ",
+    is_source!("agent"),
+    " AS is_agent, ",
+    is_source!("kalypso"),
+    " AS is_kalypso, ",
+    is_source!("otlp"),
+    " AS is_otlp FROM reconcilers r WHERE 1 = 1",
+    source_where!("r", "$10", "$11"),
+    ") SELECT h.name, MAX(o.observed_at), COUNT(DISTINCT t.workload_id), \
        SUM(CASE WHEN o.status = 'succeeded' THEN 1 ELSE 0 END), \
        SUM(CASE WHEN o.status = 'failed' THEN 1 ELSE 0 END), \
-       SUM(CASE WHEN o.status = 'in_progress' THEN 1 ELSE 0 END), ",
-    has_source!("flux"),
-    ", ",
-    has_source!("argocd"),
-    ", ",
-    has_source!("agent"),
-    ", ",
-    has_source!("kalypso"),
-    ", ",
-    has_source!("otlp"),
-    " FROM observed_deployments o \
+       SUM(CASE WHEN o.status = 'in_progress' THEN 1 ELSE 0 END), \
+       CAST(MAX(rs.is_flux) AS BIGINT), CAST(MAX(rs.is_argocd) AS BIGINT), \
+       CAST(MAX(rs.is_agent) AS BIGINT), CAST(MAX(rs.is_kalypso) AS BIGINT), \
+       CAST(MAX(rs.is_otlp) AS BIGINT) \
+     FROM observed_deployments o \
      JOIN hosts h ON h.id = o.host_id \
-     JOIN reconcilers r ON r.id = o.reconciler_id \
+     JOIN rs ON rs.id = o.reconciler_id \
      JOIN deployment_targets t ON t.id = o.target_id",
     target_filter!(),
-    " AND ($7 IS NULL OR h.name = $7) AND ($8 IS NULL OR h.name > $8)",
-    source_where!("r", "$10", "$11"),
-    " GROUP BY h.name ORDER BY h.name LIMIT $9"
+    " AND ($7 IS NULL OR h.name = $7) AND ($8 IS NULL OR h.name > $8) \
+     GROUP BY h.name ORDER BY h.name LIMIT $9"
 );
 
 pub(crate) type HostListSqlRow = (String, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64);
