@@ -148,6 +148,39 @@ fn version_or_revision(v: &Value) -> String {
         .unwrap_or_else(|| short_revision(s(&v["revision"])).to_owned())
 }
 
+/// The source filter of `status`, `drift` and `hosts`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SourceArgs {
+    /// Only what these sources report (repeat, or separate with commas).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_parser = clap::builder::PossibleValuesParser::new(SOURCES)
+    )]
+    pub source: Vec<String>,
+    /// Only what the reconciler of this name reports.
+    #[arg(long)]
+    pub reconciler: Option<String>,
+}
+
+/// The hub's sources (`source` in its answers).
+const SOURCES: [&str; 5] = ["flux", "argocd", "agent", "kalypso", "otlp"];
+
+impl SourceArgs {
+    /// The `source` query parameter: the sources, comma-separated.
+    fn sources(&self) -> Option<String> {
+        (!self.source.is_empty()).then(|| self.source.join(","))
+    }
+}
+
+/// A row's source with its reconciler's name: `flux prod-eu`, `otlp`.
+fn source_label(v: &Value) -> String {
+    match v["reconciler"].as_str() {
+        Some(r) if !r.is_empty() => format!("{} {r}", s(&v["source"])),
+        _ => s(&v["source"]).to_owned(),
+    }
+}
+
 /// `sextant status`: what runs where.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -158,6 +191,8 @@ pub struct StatusArgs {
     pub application: Option<String>,
     #[arg(long)]
     pub workload: Option<String>,
+    #[command(flatten)]
+    pub sources: SourceArgs,
 }
 
 pub async fn status(hub_args: &HubArgs, args: &StatusArgs) -> anyhow::Result<()> {
@@ -172,6 +207,7 @@ pub async fn status(hub_args: &HubArgs, args: &StatusArgs) -> anyhow::Result<()>
             .collect(),
     };
     let mut rows = Vec::new();
+    let sources = args.sources.sources();
     for env in &environments {
         let state = hub
             .get(
@@ -179,6 +215,8 @@ pub async fn status(hub_args: &HubArgs, args: &StatusArgs) -> anyhow::Result<()>
                 &[
                     ("application", args.application.as_deref()),
                     ("workload", args.workload.as_deref()),
+                    ("source", sources.as_deref()),
+                    ("reconciler", args.sources.reconciler.as_deref()),
                 ],
             )
             .await?;
@@ -192,6 +230,7 @@ pub async fn status(hub_args: &HubArgs, args: &StatusArgs) -> anyhow::Result<()>
         "APPLICATION",
         "WORKLOAD",
         "TARGET",
+        "SOURCE",
         "DESIRED",
         "DEPLOYED",
         "IN SYNC",
@@ -213,11 +252,18 @@ pub async fn status(hub_args: &HubArgs, args: &StatusArgs) -> anyhow::Result<()>
                     .collect()
             })
             .unwrap_or_default();
+        let sources: Vec<String> = r["sources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|x| format!("{} ×{}", source_label(x), n(&x["hosts"])))
+            .collect();
         t.add_row(vec![
             s(&r["environment"]).to_owned(),
             s(&r["application"]).to_owned(),
             s(&r["workload"]).to_owned(),
             s(&r["target"]).to_owned(),
+            sources.join("\n"),
             r["desired"]["version"].as_str().unwrap_or("-").to_owned(),
             deployed.join("\n"),
             format!("{}/{}", n(&r["in_sync_hosts"]), n(&r["total_hosts"])),
@@ -321,10 +367,13 @@ pub struct DriftArgs {
     pub target: Option<String>,
     #[arg(long)]
     pub host: Option<String>,
+    #[command(flatten)]
+    pub sources: SourceArgs,
 }
 
 pub async fn drift(hub_args: &HubArgs, args: &DriftArgs) -> anyhow::Result<()> {
     let hub = Hub::new(hub_args)?;
+    let sources = args.sources.sources();
     let items = hub
         .all(
             "/api/v1/drift",
@@ -334,6 +383,8 @@ pub async fn drift(hub_args: &HubArgs, args: &DriftArgs) -> anyhow::Result<()> {
                 ("workload", args.workload.as_deref()),
                 ("target", args.target.as_deref()),
                 ("host", args.host.as_deref()),
+                ("source", sources.as_deref()),
+                ("reconciler", args.sources.reconciler.as_deref()),
             ],
         )
         .await?;
@@ -346,6 +397,7 @@ pub async fn drift(hub_args: &HubArgs, args: &DriftArgs) -> anyhow::Result<()> {
     }
     let mut t = table(&[
         "HOST",
+        "SOURCE",
         "WORKLOAD",
         "ENVIRONMENT",
         "TARGET",
@@ -359,6 +411,7 @@ pub async fn drift(hub_args: &HubArgs, args: &DriftArgs) -> anyhow::Result<()> {
         let reasons: Vec<&str> = d["drift"].as_array().into_iter().flatten().map(s).collect();
         t.add_row(vec![
             s(&d["host"]).to_owned(),
+            source_label(d),
             format!("{}/{}", s(&d["application"]), s(&d["workload"])),
             s(&d["environment"]).to_owned(),
             s(&d["target"]).to_owned(),
@@ -465,10 +518,13 @@ pub struct HostsArgs {
     pub workload: Option<String>,
     #[arg(long)]
     pub target: Option<String>,
+    #[command(flatten)]
+    pub sources: SourceArgs,
 }
 
 pub async fn hosts(hub_args: &HubArgs, args: &HostsArgs) -> anyhow::Result<()> {
     let hub = Hub::new(hub_args)?;
+    let sources = args.sources.sources();
     let items = hub
         .all(
             "/api/v1/hosts",
@@ -477,6 +533,8 @@ pub async fn hosts(hub_args: &HubArgs, args: &HostsArgs) -> anyhow::Result<()> {
                 ("application", args.application.as_deref()),
                 ("workload", args.workload.as_deref()),
                 ("target", args.target.as_deref()),
+                ("source", sources.as_deref()),
+                ("reconciler", args.sources.reconciler.as_deref()),
             ],
         )
         .await?;
@@ -485,6 +543,7 @@ pub async fn hosts(hub_args: &HubArgs, args: &HostsArgs) -> anyhow::Result<()> {
     }
     let mut t = table(&[
         "HOST",
+        "SOURCE",
         "WORKLOADS",
         "SUCCEEDED",
         "FAILED",
@@ -493,8 +552,15 @@ pub async fn hosts(hub_args: &HubArgs, args: &HostsArgs) -> anyhow::Result<()> {
         "STALE",
     ]);
     for h in &items {
+        let sources: Vec<&str> = h["sources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(s)
+            .collect();
         t.add_row(vec![
             s(&h["host"]).to_owned(),
+            sources.join(","),
             n(&h["workloads"]).to_string(),
             n(&h["succeeded"]).to_string(),
             n(&h["failed"]).to_string(),

@@ -731,6 +731,202 @@ async fn read_commands_send_the_token(backend: Backend) {
     }
 }
 
+/// `field` of every element of a JSON array.
+fn list_of(v: &Value, field: &str) -> Vec<String> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|e| e[field].as_str().unwrap_or("?").to_owned())
+        .collect()
+}
+
+/// `host` reports workload checkout in prod on `target` as reconciler
+/// `name` of type `kind` (no reconciler when `None`).
+async fn observed_by(
+    hub: &Hub,
+    host: &str,
+    target: &str,
+    revision: &str,
+    status: &str,
+    reconciler: Option<(&str, &str)>,
+) {
+    let mut args = vec![
+        "report",
+        "observed",
+        "--host",
+        host,
+        "--application",
+        "shop",
+        "--workload",
+        "checkout",
+        "--environment",
+        "prod",
+        "--target",
+        target,
+        "--revision",
+        revision,
+        "--status",
+        status,
+    ];
+    if let Some((name, kind)) = reconciler {
+        args.extend(["--reconciler-name", name, "--reconciler-type", kind]);
+    }
+    ok(hub, &args).await;
+}
+
+/// A Flux cluster, an Argo CD cluster, an agent host and a bare report in
+/// prod: `drift`, `hosts` and `status` show each row's source and narrow
+/// by `--source` and `--reconciler`.
+async fn read_commands_show_and_filter_sources(backend: Backend) {
+    let hub = Hub::start(backend, "").await;
+    hub.wait_ready().await;
+    for target in ["cluster-a", "cluster-b", "docker"] {
+        ok(
+            &hub,
+            &[
+                "report",
+                "desired",
+                "--application",
+                "shop",
+                "--workload",
+                "checkout",
+                "--environment",
+                "prod",
+                "--target",
+                target,
+                "--version",
+                "1.2",
+                "--revision",
+                R2,
+            ],
+        )
+        .await;
+    }
+    observed_by(
+        &hub,
+        "cluster-a",
+        "cluster-a",
+        R1,
+        "succeeded",
+        Some(("flux-system", "flux")),
+    )
+    .await;
+    observed_by(
+        &hub,
+        "cluster-b",
+        "cluster-b",
+        R1,
+        "succeeded",
+        Some(("argocd-prod", "argocd")),
+    )
+    .await;
+    observed_by(
+        &hub,
+        "docker-1",
+        "docker",
+        R2,
+        "failed",
+        Some(("sextant-agent", "agent")),
+    )
+    .await;
+    observed_by(&hub, "manual-1", "docker", R1, "succeeded", None).await;
+
+    // JSON carries the source; --source narrows, repeated or comma-separated.
+    let drift = json(&hub, &["drift"]).await;
+    let rows: Vec<(&str, &str)> = drift
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|d| {
+            (
+                d["host"].as_str().unwrap_or(""),
+                d["source"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("cluster-a", "flux"),
+            ("cluster-b", "argocd"),
+            ("docker-1", "agent"),
+            ("manual-1", "otlp")
+        ],
+        "{drift:#}"
+    );
+    assert_eq!(
+        list_of(&json(&hub, &["drift", "--source", "flux"]).await, "host"),
+        ["cluster-a"]
+    );
+    assert_eq!(
+        list_of(
+            &json(&hub, &["drift", "--source", "agent,otlp"]).await,
+            "host"
+        ),
+        ["docker-1", "manual-1"]
+    );
+    assert_eq!(
+        list_of(
+            &json(&hub, &["drift", "--source", "flux", "--source", "argocd"]).await,
+            "host"
+        ),
+        ["cluster-a", "cluster-b"]
+    );
+    assert_eq!(
+        list_of(
+            &json(&hub, &["drift", "--reconciler", "argocd-prod"]).await,
+            "host"
+        ),
+        ["cluster-b"]
+    );
+    assert!(list_of(&json(&hub, &["drift", "--source", "kalypso"]).await, "host").is_empty());
+
+    // The table's SOURCE column: the source and the reconciler's name.
+    let table = ok(&hub, &["drift", "--source", "argocd"]).await;
+    assert!(table.contains("SOURCE"), "{table}");
+    assert!(table.contains("argocd argocd-prod"), "{table}");
+    assert!(!table.contains("cluster-a"), "{table}");
+
+    // hosts: the sources of each host, and the filter.
+    let hosts = json(&hub, &["hosts", "--source", "agent"]).await;
+    assert_eq!(list_of(&hosts, "host"), ["docker-1"]);
+    assert_eq!(hosts[0]["sources"], serde_json::json!(["agent"]));
+    let table = ok(&hub, &["hosts"]).await;
+    let line = table
+        .lines()
+        .find(|l| l.contains("cluster-b"))
+        .expect("cluster-b row");
+    assert!(
+        table.contains("SOURCE") && line.contains("argocd"),
+        "{table}"
+    );
+
+    // status: one row per target with who reports it.
+    let status = json(&hub, &["status", "--env", "prod", "--source", "flux"]).await;
+    assert_eq!(list_of(&status, "target"), ["cluster-a"], "{status:#}");
+    assert_eq!(status[0]["sources"][0]["source"], "flux");
+    assert_eq!(status[0]["sources"][0]["reconciler"], "flux-system");
+    let table = ok(&hub, &["status", "--env", "prod"]).await;
+    assert!(table.contains("SOURCE"), "{table}");
+    for shown in [
+        "flux flux-system ×1",
+        "argocd argocd-prod ×1",
+        "agent sextant-agent ×1",
+        "otlp ×1",
+    ] {
+        assert!(table.contains(shown), "{shown} missing: {table}");
+    }
+
+    // An unknown source is refused before the hub is asked.
+    let out = run(&hub, &["drift", "--source", "helm"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("flux") && stderr(&out).contains("kalypso"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 macro_rules! both {
     ($($name:ident),*) => {
         mod sqlite { $(#[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await })* }
@@ -742,7 +938,8 @@ both!(
     rollout_gates_a_pipeline,
     read_commands_send_the_token,
     compare_takes_three_environments,
-    read_commands_narrow_by_target_application_and_time
+    read_commands_narrow_by_target_application_and_time,
+    read_commands_show_and_filter_sources
 );
 
 #[test]

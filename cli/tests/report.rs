@@ -294,6 +294,7 @@ async fn kalypso_yaml_lands_as_desired_and_observed(backend: Backend) {
     let ok = host(target, "aks-dev-1");
     assert_eq!(ok["in_sync"], true, "{ok:#}");
     assert_eq!(ok["reconciler"], "hello-world-functional-test");
+    assert_eq!(ok["source"], "kalypso", "what came through Kalypso");
     assert_eq!(ok["message"], "Applied revision dev@sha1:4f1c2e9b");
     let failed = host(target, "aks-dev-2");
     assert_eq!(failed["status"], "failed");
@@ -597,4 +598,13 @@ async fn the_kalypso_doc_examples_work(backend: Backend) {
     let h = host(&targets[0], "aks-dev-1");
     assert_eq!(h["in_sync"], true, "{h:#}");
     assert_eq!(h["reconciler"], "hello-world-functional-test");
+    // The flag form names the same reconciler as the YAML: one row, source
+    // kalypso.
+    assert_eq!(h["source"], "kalypso", "{h:#}");
+    let rows = targets[0]["hosts"].as_array().expect("hosts");
+    assert_eq!(
+        rows.iter().filter(|r| r["host"] == "aks-dev-1").count(),
+        1,
+        "{rows:#?}"
+    );
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::event::DeploymentStatus;
 use crate::time::UnixNanos;
-use crate::view::DesiredView;
+use crate::view::{DesiredView, Source};
 
 /// Where a workload is deployed: (workspace, application, workload,
 /// environment, target).
@@ -34,6 +34,16 @@ pub struct DeployedGroup {
     pub desired: bool,
 }
 
+/// The hosts of a target that one reconciler reports for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct SourceHosts {
+    /// The reconciler's name, or null when the reports named none.
+    pub reconciler: Option<String>,
+    /// What kind of reporter it is.
+    pub source: Source,
+    pub hosts: u64,
+}
+
 /// One row of the environment state report: a target's scheduled version
 /// and what its hosts run, grouped by version and status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -46,6 +56,9 @@ pub struct TargetSummary {
     pub total_hosts: u64,
     /// Hosts on the desired revision with status `succeeded`.
     pub in_sync_hosts: u64,
+    /// Who reports the target's hosts: one entry per reconciler, by source
+    /// and then reconciler name. Their hosts add up to `total_hosts`.
+    pub sources: Vec<SourceHosts>,
 }
 
 impl TargetSummary {
@@ -77,7 +90,19 @@ impl TargetSummary {
             deployed,
             total_hosts,
             in_sync_hosts,
+            sources: Vec::new(),
         }
+    }
+
+    /// Sets the reporters of the target, in any order.
+    pub fn with_sources(mut self, mut sources: Vec<SourceHosts>) -> Self {
+        sources.sort_by(|a, b| {
+            a.source
+                .cmp(&b.source)
+                .then_with(|| a.reconciler.cmp(&b.reconciler))
+        });
+        self.sources = sources;
+        self
     }
 }
 
@@ -99,6 +124,8 @@ pub struct CompareTarget {
     pub desired: Option<DesiredView>,
     pub deployed: Vec<DeployedGroup>,
     pub total_hosts: u64,
+    /// Who reports the target's hosts, as in the environment state.
+    pub sources: Vec<SourceHosts>,
 }
 
 /// One workload compared across environments.
@@ -143,6 +170,7 @@ impl Comparison {
                 desired: s.desired,
                 deployed: s.deployed,
                 total_hosts: s.total_hosts,
+                sources: s.sources,
             });
         }
         let workloads = rows
@@ -283,7 +311,10 @@ impl DriftReason {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct HostDeployment {
     pub host: String,
+    /// The reconciler that reported, or null when none was named.
     pub reconciler: Option<String>,
+    /// What kind of reporter that is (the reconciler's type).
+    pub source: Source,
     #[serde(flatten)]
     pub at: TargetRef,
     pub desired: Option<DesiredView>,
@@ -356,6 +387,8 @@ pub enum HistoryEntry {
         target: TargetRef,
         host: String,
         reconciler: Option<String>,
+        /// What kind of reporter sent the change.
+        source: Source,
         version: Option<String>,
         revision: String,
         status: DeploymentStatus,
@@ -411,6 +444,35 @@ mod tests {
         assert_eq!(s.deployed[0].hosts, 25, "largest group first");
         assert!(s.deployed.iter().any(|g| g.desired && g.hosts == 8));
         assert!(!s.deployed[0].desired);
+    }
+
+    #[test]
+    fn sources_are_ordered_by_source_then_reconciler() {
+        let reporter = |reconciler: Option<&str>, source, hosts| SourceHosts {
+            reconciler: reconciler.map(str::to_owned),
+            source,
+            hosts,
+        };
+        let s = TargetSummary::new(at("prod", "eu"), None, vec![]).with_sources(vec![
+            reporter(None, Source::Otlp, 1),
+            reporter(Some("sextant-agent"), Source::Agent, 2),
+            reporter(Some("prod-b"), Source::Flux, 3),
+            reporter(Some("prod-a"), Source::Flux, 4),
+        ]);
+        let order: Vec<_> = s
+            .sources
+            .iter()
+            .map(|r| (r.source.as_str(), r.reconciler.as_deref()))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                ("flux", Some("prod-a")),
+                ("flux", Some("prod-b")),
+                ("agent", Some("sextant-agent")),
+                ("otlp", None),
+            ]
+        );
     }
 
     #[test]

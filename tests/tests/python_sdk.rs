@@ -197,12 +197,14 @@ async fn sdk_exports_reach_the_api(backend: Backend, protocol: Protocol, gzip: b
     };
     let eu1 = host("stage-eu-1");
     assert_eq!(eu1["reconciler"], "flux-system");
+    assert_eq!(eu1["source"], "flux");
     assert_eq!(eu1["status"], "succeeded");
     assert_eq!(eu1["message"], "Applied revision");
     assert_eq!(eu1["version"], "1.4.2");
     assert_eq!(eu1["in_sync"], true);
     let eu2 = host("stage-eu-2");
     assert_eq!(eu2["status"], "in_progress");
+    assert_eq!(eu2["source"], "otlp", "a reconciler name without a type");
     assert_eq!(eu2["in_sync"], false);
     assert_eq!(hosts.len(), 2, "{state}");
 

@@ -9,9 +9,11 @@ use sextant_model::{UnixNanos, keys};
 
 use super::status::Observation;
 
-/// The reconciler name and type the agent reports as.
+/// The reconciler name and type the agent reports as. The type is the
+/// hub's source `agent`; releases before it sent `docker`, which the hub
+/// also reads as `agent`.
 pub const RECONCILER_NAME: &str = "sextant-agent";
-pub const RECONCILER_TYPE: &str = "docker";
+pub const RECONCILER_TYPE: &str = "agent";
 /// Prefix of the agent's own labels on the resource.
 pub const LABEL_PREFIX: &str = "sextant.agent.label.";
 
@@ -174,6 +176,7 @@ mod tests {
         assert_eq!(parsed.status, DeploymentStatus::Failed);
         assert_eq!(parsed.message.as_deref(), Some("exited with code 3"));
         assert_eq!(parsed.reconciler.name, RECONCILER_NAME);
+        assert_eq!(parsed.reconciler.kind, "agent");
         assert_eq!(parsed.placement.target, "eu");
         assert_eq!(parsed.job.as_deref(), Some("job-1"));
     }

@@ -80,7 +80,6 @@ pub fn reconciler_field(key: &str) -> Option<String> {
     let field = match key {
         keys::HOST_NAME => "spec.hostName",
         keys::RECONCILER_NAME => "spec.reconcilerName",
-        keys::RECONCILER_TYPE => "spec.reconcilerType",
         keys::REVISION => "spec.deployment.gitOpsCommitId",
         keys::STATUS => "spec.deployment.status",
         keys::STATUS_MESSAGE => "spec.deployment.statusMessage",
@@ -445,6 +444,14 @@ fn status(origin: &str, status: &Option<String>) -> anyhow::Result<Option<&'stat
     })
 }
 
+/// The `sextant.reconciler.type` of observations imported from Kalypso: the
+/// hub's source `kalypso`.
+pub const KALYPSO_SOURCE: &str = "kalypso";
+
+/// The record attribute that keeps a Kalypso Reconciler's
+/// `spec.reconcilerType`; the hub does not read it.
+pub const KALYPSO_RECONCILER_TYPE: &str = "kalypso.reconciler.type";
+
 fn reconciler_event(
     origin: &str,
     r: &Reconciler,
@@ -470,7 +477,11 @@ fn reconciler_event(
     event
         .set(keys::HOST_NAME, s.host_name.clone())
         .set(keys::RECONCILER_NAME, s.reconciler_name.clone())
-        .set(keys::RECONCILER_TYPE, s.reconciler_type.clone());
+        // The hub's source for what came through Kalypso; Kalypso's own
+        // `spec.reconcilerType` (flux, arc, wo), the tool behind it, rides
+        // along under a key of its own.
+        .set(keys::RECONCILER_TYPE, Some(KALYPSO_SOURCE.to_owned()))
+        .set(KALYPSO_RECONCILER_TYPE, s.reconciler_type.clone());
     set_placement(&mut event, placement);
     event
         .set(
@@ -570,6 +581,8 @@ spec:
         assert_eq!(attr(o, keys::TARGET).as_deref(), Some("functional-test"));
         assert_eq!(attr(o, keys::WORKSPACE).as_deref(), Some("kaizentm"));
         assert_eq!(attr(o, keys::STATUS_MESSAGE), None);
+        assert_eq!(attr(o, keys::RECONCILER_TYPE).as_deref(), Some("kalypso"));
+        assert_eq!(attr(o, KALYPSO_RECONCILER_TYPE).as_deref(), Some("flux"));
         o.validate(reconciler_field).expect("valid observed");
     }
 

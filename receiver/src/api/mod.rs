@@ -7,7 +7,7 @@ mod reports;
 
 pub use cache::ReportCache;
 
-pub(crate) use reports::parse_time;
+pub(crate) use reports::{parse_time, source_filter};
 
 use std::sync::Arc;
 
@@ -304,6 +304,12 @@ struct StateParams {
     workload: Option<String>,
     environment: Option<String>,
     target: Option<String>,
+    /// Only hosts reported by these sources, comma-separated: `flux`,
+    /// `argocd`, `agent`, `kalypso`, `otlp`. Targets none of them reports
+    /// are left out.
+    source: Option<String>,
+    /// Only hosts reported by the reconciler of this name.
+    reconciler: Option<String>,
 }
 
 #[utoipa::path(
@@ -329,6 +335,7 @@ async fn state_handler(
     let principal = reader(&state, &headers)?;
     let Query(p) = params?;
     let query = StateQuery {
+        source: source_filter(p.source.as_deref(), p.reconciler)?,
         workspace: p.workspace,
         application: p.application,
         workload: p.workload,
@@ -353,6 +360,12 @@ struct HostsParams {
     environment: Option<String>,
     target: Option<String>,
     host: Option<String>,
+    /// Only hosts with rows from these sources, comma-separated: `flux`,
+    /// `argocd`, `agent`, `kalypso`, `otlp`; their counts are of those rows.
+    source: Option<String>,
+    /// Only hosts with rows from the reconciler of this name; their counts
+    /// are of those rows.
+    reconciler: Option<String>,
     limit: Option<u32>,
     cursor: Option<String>,
 }
@@ -412,6 +425,7 @@ async fn hosts_handler(
     let limit = page_limit(p.limit)?;
     let query = ListQuery {
         filter: StateQuery {
+            source: source_filter(p.source.as_deref(), p.reconciler)?,
             workspace: p.workspace,
             application: p.application,
             workload: p.workload,
@@ -442,6 +456,7 @@ async fn hosts_handler(
             succeeded: count(r.succeeded),
             failed: count(r.failed),
             in_progress: count(r.in_progress),
+            sources: r.sources,
             host: r.host,
         })
         .collect();
@@ -494,6 +509,7 @@ async fn rollout_handler(
         workload: Some(p.workload.clone()),
         environment: Some(p.environment.clone()),
         target: p.target.clone(),
+        source: crate::store::SourceFilter::default(),
     };
     let not_found = || {
         let target = p

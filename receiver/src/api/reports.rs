@@ -10,6 +10,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use sextant_model::view::Source;
 use sextant_model::{
     ApplicationItem, Comparison, EnvironmentItem, HistoryEntry, HostDeployment, HostDetail, Page,
     TargetItem, TargetRef, TargetSummary, UnixNanos, WorkloadItem, order_environments,
@@ -17,7 +18,9 @@ use sextant_model::{
 
 use super::cache::cached_json;
 use super::{ApiError, ApiState, ErrorBody, page_limit, reader};
-use crate::store::{CatalogKind, CatalogQuery, CatalogRow, CurrentQuery, HistoryQuery, StateQuery};
+use crate::store::{
+    CatalogKind, CatalogQuery, CatalogRow, CurrentQuery, HistoryQuery, SourceFilter, StateQuery,
+};
 
 fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message)
@@ -66,6 +69,33 @@ fn paginate<T, C: Serialize>(mut rows: Vec<(T, C)>, limit: u32) -> Page<T> {
     }
 }
 
+/// Reads `source` (comma-separated source names) and `reconciler` (a
+/// reconciler name) into a filter; an unknown source is a 400 that names
+/// the allowed ones. Empty values filter nothing.
+pub(crate) fn source_filter(
+    source: Option<&str>,
+    reconciler: Option<String>,
+) -> Result<SourceFilter, ApiError> {
+    let sources = source
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<Source>().map_err(|_| {
+                invalid(format!(
+                    "unknown source {s:?}: source takes {} (comma-separated)",
+                    Source::names()
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(SourceFilter {
+        sources,
+        reconciler: reconciler.filter(|r| !r.is_empty()),
+    })
+}
+
 /// The filters every report shares.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -75,17 +105,24 @@ pub(crate) struct TargetFilter {
     application: Option<String>,
     workload: Option<String>,
     target: Option<String>,
+    /// Only hosts reported by these sources, comma-separated: `flux`,
+    /// `argocd`, `agent`, `kalypso`, `otlp`. Targets none of them reports
+    /// are left out.
+    source: Option<String>,
+    /// Only hosts reported by the reconciler of this name.
+    reconciler: Option<String>,
 }
 
 impl TargetFilter {
-    fn query(self, environment: Option<String>) -> StateQuery {
-        StateQuery {
+    fn query(self, environment: Option<String>) -> Result<StateQuery, ApiError> {
+        Ok(StateQuery {
             workspace: self.workspace,
             application: self.application,
             workload: self.workload,
             environment,
             target: self.target,
-        }
+            source: source_filter(self.source.as_deref(), self.reconciler)?,
+        })
     }
 }
 
@@ -116,7 +153,7 @@ pub(crate) async fn environment_state(
     let principal = reader(&state, &headers)?;
     let Path(environment) = path?;
     let Query(filter) = params?;
-    let query = filter.query(Some(environment));
+    let query = filter.query(Some(environment))?;
     let key = cache_key(&(
         "environment_state",
         &query.environment,
@@ -124,6 +161,8 @@ pub(crate) async fn environment_state(
         &query.application,
         &query.workload,
         &query.target,
+        query.source.sources_param(),
+        &query.source.reconciler,
     ));
     let (store, tenant, query) = (&state.store, &principal.tenant, &query);
     cached_json(&state, tenant, key, move || async move {
@@ -187,6 +226,7 @@ async fn catalog_page(
             workload: p.workload,
             environment: p.environment,
             target: p.target,
+            source: SourceFilter::default(),
         },
         host: p.host,
         after: after.clone(),
@@ -447,6 +487,7 @@ pub(crate) async fn compare(
                 workload: p.workload.clone(),
                 environment: Some(environment.clone()),
                 target: None,
+                source: SourceFilter::default(),
             };
             async move { store.summaries(tenant, &query).await }
         });
@@ -474,6 +515,11 @@ pub(crate) struct DriftParams {
     environment: Option<String>,
     target: Option<String>,
     host: Option<String>,
+    /// Only rows from these sources, comma-separated: `flux`, `argocd`,
+    /// `agent`, `kalypso`, `otlp`.
+    source: Option<String>,
+    /// Only rows from the reconciler of this name.
+    reconciler: Option<String>,
     limit: Option<u32>,
     cursor: Option<String>,
 }
@@ -505,6 +551,7 @@ pub(crate) async fn drift(
     let limit = page_limit(p.limit)?;
     let query = CurrentQuery {
         filter: StateQuery {
+            source: source_filter(p.source.as_deref(), p.reconciler)?,
             workspace: p.workspace,
             application: p.application,
             workload: p.workload,
@@ -521,15 +568,27 @@ pub(crate) async fn drift(
     Ok(Json(paginate(rows, limit)))
 }
 
+/// Parameters of `GET /api/v1/hosts/{host}`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct HostParams {
+    /// Only rows from these sources, comma-separated: `flux`, `argocd`,
+    /// `agent`, `kalypso`, `otlp`.
+    source: Option<String>,
+    /// Only rows from the reconciler of this name.
+    reconciler: Option<String>,
+}
+
 /// `GET /api/v1/hosts/{host}`: everything a host runs.
 #[utoipa::path(
     get,
     path = "/api/v1/hosts/{host}",
     tag = "reports",
-    params(("host" = String, Path, description = "Host name")),
+    params(("host" = String, Path, description = "Host name"), HostParams),
     responses(
         (status = 200, description = "OK", body = HostDetail),
-        (status = 404, description = "No such host", body = ErrorBody),
+        (status = 404, description = "No such host (or none of its rows passes the source filter)", body = ErrorBody),
         (status = 400, description = "Invalid query", body = ErrorBody),
         (status = 401, description = "Missing or unknown token", body = ErrorBody),
         (status = 403, description = "Token lacks the `read` scope", body = ErrorBody),
@@ -542,12 +601,19 @@ pub(crate) async fn host(
     State(state): State<ApiState>,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
+    params: Result<Query<HostParams>, QueryRejection>,
 ) -> Result<Json<HostDetail>, ApiError> {
     let principal = reader(&state, &headers)?;
     let Path(host) = path?;
+    let Query(p) = params?;
+    let source = source_filter(p.source.as_deref(), p.reconciler)?;
+    let filtered = !source.is_empty();
     let stale_before = stale_before(&state);
     let query = CurrentQuery {
-        filter: StateQuery::default(),
+        filter: StateQuery {
+            source,
+            ..StateQuery::default()
+        },
         host: Some(host.clone()),
         drift_only: false,
         stale_before,
@@ -557,7 +623,11 @@ pub(crate) async fn host(
     let rows = state.store.current(&principal.tenant, &query).await?;
     let deployments: Vec<HostDeployment> = rows.into_iter().map(|(d, _)| d).collect();
     let Some(last_seen_at) = deployments.iter().map(|d| d.observed_at).max() else {
-        return Err(not_found(format!("no host {host:?}")));
+        return Err(not_found(if filtered {
+            format!("no host {host:?} with rows that pass the source filter")
+        } else {
+            format!("no host {host:?}")
+        }));
     };
     Ok(Json(HostDetail {
         host,
@@ -578,6 +648,12 @@ pub(crate) struct HistoryParams {
     environment: Option<String>,
     target: Option<String>,
     host: Option<String>,
+    /// Only observed changes from these sources, comma-separated: `flux`,
+    /// `argocd`, `agent`, `kalypso`, `otlp` (desired assignments are
+    /// always listed).
+    source: Option<String>,
+    /// Only observed changes from the reconciler of this name.
+    reconciler: Option<String>,
     /// RFC 3339 time, or a duration back from now: `30m`, `12h`, `7d`.
     since: Option<String>,
     until: Option<String>,
@@ -645,6 +721,7 @@ pub(crate) async fn history(
     let now = UnixNanos::now();
     let query = HistoryQuery {
         filter: StateQuery {
+            source: source_filter(p.source.as_deref(), p.reconciler)?,
             workspace: p.workspace,
             application: p.application,
             workload: p.workload,

@@ -91,8 +91,35 @@ impl DimKey {
             }
         }
     }
+}
 
-    /// The values of [`Self::upsert_sql`]'s parameters, in order.
+/// Reconciler types that name one reconciler: Sextant's agent reports type
+/// `agent`; its releases before sent `docker`. A hub that holds rows from
+/// older agents must not split a host's rows when the agent is upgraded.
+const AGENT_TYPES: [&str; 2] = ["agent", "docker"];
+
+impl DimKey {
+    /// For a reconciler of an agent type, the statement that picks the one
+    /// id its name's agent types share — the oldest row of either type,
+    /// which the upsert made sure exists — with `$1` tenant, `$2` name.
+    pub(crate) fn alias_sql(&self) -> Option<&'static str> {
+        match self {
+            DimKey::Reconciler { kind, .. } if AGENT_TYPES.contains(&kind.as_str()) => Some(
+                "SELECT MIN(id) FROM reconcilers \
+                 WHERE tenant_id = $1 AND name = $2 AND type IN ('agent', 'docker')",
+            ),
+            _ => None,
+        }
+    }
+
+    /// The values of [`Self::alias_sql`]'s parameters.
+    pub(crate) fn alias_binds(&self) -> Option<(i64, &str)> {
+        match self {
+            DimKey::Reconciler { tenant, name, .. } => Some((*tenant, name)),
+            _ => None,
+        }
+    }
+
     pub(crate) fn binds(&self, now: i64) -> Vec<Bind<'_>> {
         use Bind::{Int, Text};
         match self {
@@ -170,7 +197,15 @@ macro_rules! resolve_dim {
                         $crate::store::dims::Bind::Text(v) => q.bind(v.to_owned()),
                     };
                 }
-                let id = q.fetch_one($exec).await?;
+                let mut id = q.fetch_one($exec).await?;
+                if let (Some(sql), Some((tenant, name))) = (key.alias_sql(), key.alias_binds()) {
+                    id = sqlx::query_scalar::<_, Option<i64>>(sql)
+                        .bind(tenant)
+                        .bind(name.to_owned())
+                        .fetch_one($exec)
+                        .await?
+                        .unwrap_or(id);
+                }
                 $store.dims.put(key, id);
                 Ok(id)
             }

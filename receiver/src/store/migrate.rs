@@ -25,6 +25,7 @@ pub(crate) fn sqlite() -> Migrator {
         3 => "0003_deployed_counts",
         4 => "0004_change_mark",
         5 => "0005_observed_job",
+        6 => "0006_reporter_counts",
     ))
 }
 
@@ -37,6 +38,7 @@ pub(crate) fn postgres() -> Migrator {
         4 => "0004_deployed_counts_row_update",
         5 => "0005_change_mark",
         6 => "0006_observed_job",
+        7 => "0007_reporter_counts",
     ))
 }
 
@@ -109,5 +111,62 @@ mod tests {
                 ("r2".into(), "in_progress".into(), 1)
             ]
         );
+    }
+
+    /// Migration 0006 counts the hosts per (target, reconciler) a hub
+    /// already holds, then keeps counting new and deleted rows; status
+    /// changes and heartbeats leave the counters alone.
+    #[tokio::test]
+    async fn reporter_counts_start_from_existing_rows() {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .expect("in-memory SQLite");
+        let all = sqlite();
+        let before = Migrator::with_migrations(all.iter().take(5).cloned().collect());
+        before.run(&pool).await.expect("migrations 1 to 5");
+        sqlx::raw_sql(
+            "INSERT INTO tenants (id, name, created_at) VALUES (1, 'default', 0);
+             INSERT INTO workspaces (id, tenant_id, name) VALUES (1, 1, 'w');
+             INSERT INTO applications (id, tenant_id, workspace_id, name) VALUES (1, 1, 1, 'a');
+             INSERT INTO workloads (id, tenant_id, application_id, name) VALUES (1, 1, 1, 'k');
+             INSERT INTO environments (id, tenant_id, name) VALUES (1, 1, 'stage');
+             INSERT INTO deployment_targets (id, tenant_id, workload_id, environment_id, name)
+                 VALUES (1, 1, 1, 1, 'eu');
+             INSERT INTO reconcilers (id, tenant_id, name, type)
+                 VALUES (1, 1, '', ''), (2, 1, 'flux-system', 'flux');
+             INSERT INTO hosts (id, tenant_id, name) VALUES (1, 1, 'h1'), (2, 1, 'h2'), (3, 1, 'h3');
+             INSERT INTO observed_deployments (tenant_id, host_id, reconciler_id, target_id,
+                 revision, status, observed_at, changed_at)
+             VALUES (1, 1, 1, 1, 'r1', 'succeeded', 1, 1),
+                    (1, 2, 1, 1, 'r1', 'succeeded', 1, 1),
+                    (1, 3, 2, 1, 'r2', 'failed', 1, 1);",
+        )
+        .execute(&pool)
+        .await
+        .expect("rows before 0006");
+        all.run(&pool).await.expect("migration 6");
+        let counts = |pool| async move {
+            sqlx::query_as::<_, (i64, i64)>(
+                "SELECT reconciler_id, hosts FROM reporter_counts ORDER BY reconciler_id",
+            )
+            .fetch_all(pool)
+            .await
+            .expect("counters")
+        };
+        assert_eq!(counts(&pool).await, [(1, 2), (2, 1)]);
+        sqlx::raw_sql(
+            "UPDATE observed_deployments SET revision = 'r2', status = 'in_progress' WHERE host_id = 1;
+             UPDATE observed_deployments SET observed_at = 2 WHERE host_id = 2;
+             DELETE FROM observed_deployments WHERE host_id = 3;
+             INSERT INTO observed_deployments (tenant_id, host_id, reconciler_id, target_id,
+                 revision, status, observed_at, changed_at)
+             VALUES (1, 3, 1, 1, 'r2', 'succeeded', 3, 3);",
+        )
+        .execute(&pool)
+        .await
+        .expect("changes");
+        assert_eq!(counts(&pool).await, [(1, 3), (2, 0)]);
     }
 }

@@ -67,6 +67,37 @@ pub struct StateQuery {
     pub workload: Option<String>,
     pub environment: Option<String>,
     pub target: Option<String>,
+    /// Who reported: applied by the reads of current rows (state,
+    /// environment state, current, hosts), ignored by the catalog lists,
+    /// compare and history.
+    pub source: SourceFilter,
+}
+
+/// Only rows whose reconciler is of one of `sources` (empty: any) and, when
+/// set, named `reconciler`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct SourceFilter {
+    pub sources: Vec<sextant_model::view::Source>,
+    pub reconciler: Option<String>,
+}
+
+impl SourceFilter {
+    /// Filters nothing.
+    pub fn is_empty(&self) -> bool {
+        self.sources.is_empty() && self.reconciler.is_none()
+    }
+
+    /// The sources as the SQL takes them, `,flux,agent,` (each name between
+    /// commas), or NULL for any.
+    pub(crate) fn sources_param(&self) -> Option<String> {
+        if self.sources.is_empty() {
+            return None;
+        }
+        let mut names: Vec<&str> = self.sources.iter().map(|s| s.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        Some(format!(",{},", names.join(",")))
+    }
 }
 
 /// Filters and page of a list read. Rows come in name order, starting after
@@ -125,6 +156,8 @@ pub struct HostListRow {
     pub succeeded: i64,
     pub failed: i64,
     pub in_progress: i64,
+    /// The sources of its rows, in the order of `Source::ALL`.
+    pub sources: Vec<sextant_model::view::Source>,
 }
 
 /// What an ingest call wrote.

@@ -117,17 +117,21 @@ impl HubStore for PostgresStore {
         tenant: &str,
         query: &StateQuery,
     ) -> Result<Vec<TargetState>, StoreError> {
-        let targets: Vec<read::TargetRow> =
-            bind_filter!(sqlx::query_as(read::TARGETS_LATERAL_SQL), tenant, query)
-                .fetch_all(&self.pool)
-                .await?;
+        let targets: Vec<read::TargetRow> = read::bind_source!(
+            bind_filter!(sqlx::query_as(read::TARGETS_LATERAL_SQL), tenant, query),
+            query
+        )
+        .fetch_all(&self.pool)
+        .await?;
         if targets.is_empty() {
             return Ok(Vec::new());
         }
-        let hosts: Vec<read::HostRow> =
-            bind_filter!(sqlx::query_as(read::HOSTS_SQL), tenant, query)
-                .fetch_all(&self.pool)
-                .await?;
+        let hosts: Vec<read::HostRow> = read::bind_source!(
+            bind_filter!(sqlx::query_as(read::HOSTS_SQL), tenant, query),
+            query
+        )
+        .fetch_all(&self.pool)
+        .await?;
         Ok(read::assemble(targets, hosts))
     }
 
@@ -157,13 +161,15 @@ impl HubStore for PostgresStore {
     }
 
     async fn hosts(&self, tenant: &str, query: &ListQuery) -> Result<Vec<HostListRow>, StoreError> {
-        let rows: Vec<read::HostListSqlRow> =
+        let rows: Vec<read::HostListSqlRow> = read::bind_source!(
             bind_filter!(sqlx::query_as(read::HOST_LIST_SQL), tenant, &query.filter)
                 .bind(query.host.clone())
                 .bind(query.after.clone())
-                .bind(i64::from(query.limit))
-                .fetch_all(&self.pool)
-                .await?;
+                .bind(i64::from(query.limit)),
+            &query.filter
+        )
+        .fetch_all(&self.pool)
+        .await?;
         Ok(read::host_list(rows))
     }
 

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use sextant_model::view::Source;
 use sextant_model::{DeploymentStatus, DesiredView, HostView, TargetState, UnixNanos};
 
 /// Joins and filters shared by the state reads. Parameters: `$1` tenant,
@@ -44,6 +45,79 @@ macro_rules! target_where {
 
 pub(crate) use {target_filter, target_joins, target_where};
 
+/// The source of reconciler row `$r` (a [`sextant_model::view::Source`]
+/// name): its type, lowercased, when that is `flux`, `argocd`, `agent` or
+/// `kalypso`; `agent` for `docker`, the type older Sextant agents sent;
+/// `otlp` for anything else, `''` (no reconciler named) included. Stored
+/// rows keep the type they were reported with, so changing this mapping
+/// needs no migration and splits no host's rows.
+macro_rules! source_of {
+    ($r:literal) => {
+        concat!(
+            "(CASE LOWER(",
+            $r,
+            ".type) WHEN 'flux' THEN 'flux' WHEN 'argocd' THEN 'argocd' \
+               WHEN 'agent' THEN 'agent' WHEN 'docker' THEN 'agent' \
+               WHEN 'kalypso' THEN 'kalypso' ELSE 'otlp' END)"
+        )
+    };
+}
+
+/// Keeps the rows of reconciler row `$r` whose source is in `$sources`
+/// (`,flux,agent,`; NULL for any) and, when `$name` is not NULL, whose
+/// name is `$name`. See [`super::SourceFilter`].
+macro_rules! source_where {
+    ($r:literal, $sources:literal, $name:literal) => {
+        concat!(
+            " AND (CAST(",
+            $sources,
+            " AS TEXT) IS NULL OR CAST(",
+            $sources,
+            " AS TEXT) LIKE ('%,' || ",
+            $crate::store::read::source_of!($r),
+            " || ',%')) AND (CAST(",
+            $name,
+            " AS TEXT) IS NULL OR ",
+            $r,
+            ".name = CAST(",
+            $name,
+            " AS TEXT))"
+        )
+    };
+}
+
+/// With a source filter in `$7` and `$8`, only the targets with a current
+/// row that passes it (read off the per-reconciler host counters); without,
+/// every target.
+macro_rules! reported_by_source {
+    () => {
+        concat!(
+            " AND ((CAST($7 AS TEXT) IS NULL AND CAST($8 AS TEXT) IS NULL) \
+               OR EXISTS (SELECT 1 FROM reporter_counts rc \
+                 JOIN reconcilers rs ON rs.id = rc.reconciler_id \
+                 WHERE rc.target_id = t.id AND rc.hosts > 0",
+            $crate::store::read::source_where!("rs", "$7", "$8"),
+            "))"
+        )
+    };
+}
+
+pub(crate) use {source_of, source_where};
+
+/// Binds a [`super::SourceFilter`]: the sources, then the reconciler name.
+macro_rules! bind_source {
+    ($q:expr, $f:expr) => {
+        $q.bind($f.source.sources_param())
+            .bind($f.source.reconciler.clone())
+    };
+}
+pub(crate) use bind_source;
+
+/// Parses a source the SQL computed with [`source_of`].
+pub(crate) fn parse_source(source: &str) -> Source {
+    source.parse().unwrap_or(Source::Otlp)
+}
+
 /// Left-joins `vv`, the version a desired event named for revision
 /// `$revision` of `t`'s workload (the newest such row), or NULLs. The same
 /// answer as a correlated `ORDER BY id DESC LIMIT 1` subquery, which
@@ -61,7 +135,8 @@ macro_rules! newest_version_join {
     };
 }
 
-/// Targets with their latest desired assignment.
+/// Targets with their latest desired assignment; with a source filter
+/// (`$7`, `$8`), only those it leaves a current row of.
 pub(crate) const TARGETS_SQL: &str = concat!(
     "SELECT t.id, ws.name, a.name, w.name, e.name, t.name, v.version, v.revision, d.assigned_at \
      FROM deployment_targets t \
@@ -70,6 +145,7 @@ pub(crate) const TARGETS_SQL: &str = concat!(
          ORDER BY d2.assigned_at DESC, d2.id DESC LIMIT 1) \
      LEFT JOIN workload_versions v ON v.id = d.workload_version_id",
     target_filter!(),
+    reported_by_source!(),
     " ORDER BY ws.name, a.name, w.name, e.name, t.name"
 );
 
@@ -88,6 +164,7 @@ pub(crate) const TARGETS_LATERAL_SQL: &str = concat!(
          WHERE d2.target_id = t.id ORDER BY d2.assigned_at DESC, d2.id DESC LIMIT 1) d ON true \
       LEFT JOIN workload_versions v ON v.id = d.workload_version_id",
     target_where!(),
+    reported_by_source!(),
     " ORDER BY ws.name, a.name, w.name, e.name, t.name"
 );
 
@@ -104,10 +181,11 @@ pub(crate) type TargetRow = (
 );
 
 /// Current observed rows of the filtered targets, with the version a desired
-/// event named for their revision.
+/// event named for their revision; `$7`, `$8` the source filter.
 pub(crate) const HOSTS_SQL: &str = concat!(
-    "SELECT o.target_id, h.name, r.name, o.revision, o.status, o.message, o.observed_at, \
-       vv.version \
+    "SELECT o.target_id, h.name, r.name, ",
+    source_of!("r"),
+    ", o.revision, o.status, o.message, o.observed_at, vv.version \
      FROM deployment_targets t",
     target_joins!(),
     " JOIN observed_deployments o ON o.target_id = t.id \
@@ -115,11 +193,13 @@ pub(crate) const HOSTS_SQL: &str = concat!(
       JOIN reconcilers r ON r.id = o.reconciler_id",
     newest_version_join!("o.revision"),
     target_where!(),
+    source_where!("r", "$7", "$8"),
     " ORDER BY h.name, r.name"
 );
 
 pub(crate) type HostRow = (
     i64,
+    String,
     String,
     String,
     String,
@@ -145,8 +225,9 @@ pub(crate) const ATTENTION_HOSTS_SQL: &str = concat!(
           WHERE d2.target_id = t.id ORDER BY d2.assigned_at DESC, d2.id DESC LIMIT 1) AS desired \
        FROM deployment_targets t",
     target_filter!(),
-    ") SELECT t.name, td.desired, h.name, r.name, o.revision, o.status, o.message, \
-         o.observed_at, vv.version \
+    ") SELECT t.name, td.desired, h.name, r.name, ",
+    source_of!("r"),
+    ", o.revision, o.status, o.message, o.observed_at, vv.version \
        FROM td JOIN deployment_targets t ON t.id = td.target_id \
        JOIN observed_deployments o ON o.target_id = td.target_id \
        JOIN hosts h ON h.id = o.host_id \
@@ -161,6 +242,7 @@ pub(crate) const ATTENTION_HOSTS_SQL: &str = concat!(
 pub(crate) type AttentionRow = (
     String,
     Option<String>,
+    String,
     String,
     String,
     String,
@@ -180,6 +262,7 @@ pub(crate) fn attention_hosts(rows: Vec<AttentionRow>) -> Vec<(String, Option<St
                 desired,
                 host,
                 reconciler,
+                source,
                 revision,
                 status,
                 message,
@@ -193,6 +276,7 @@ pub(crate) fn attention_hosts(rows: Vec<AttentionRow>) -> Vec<(String, Option<St
                     HostView {
                         host,
                         reconciler: Some(reconciler).filter(|r| !r.is_empty()),
+                        source: parse_source(&source),
                         revision,
                         version,
                         status,
@@ -238,34 +322,87 @@ pub(crate) const STALE_COUNTS_SQL: &str = "SELECT tn.name, e.name, COUNT(*) FROM
      WHERE x.last_seen < $1 \
      GROUP BY tn.name, e.name";
 
-/// Hosts with their last report and status counts over the filtered targets.
-/// After the filter parameters: `$7` host, `$8` after (exclusive), `$9` limit.
+/// 1 when reconciler row `r` has source `$source`, else 0.
+macro_rules! is_source {
+    ($source:literal) => {
+        concat!(
+            "CASE WHEN ",
+            $crate::store::read::source_of!("r"),
+            " = '",
+            $source,
+            "' THEN 1 ELSE 0 END"
+        )
+    };
+}
+
+/// Hosts with their last report, status counts and sources over the
+/// filtered targets. After the filter parameters: `$7` host, `$8` after
+/// (exclusive), `$9` limit, `$10`, `$11` the source filter (counts and
+/// sources are of the rows it keeps). The five source flags follow
+/// [`Source::ALL`]. The reconcilers that pass the filter, with their flags,
+/// are computed once (`rs`), not once per current row: the per-row form
+/// took twice as long as the list without sources on 250,000 rows, this
+/// one about 1.5 times.
 pub(crate) const HOST_LIST_SQL: &str = concat!(
-    "SELECT h.name, MAX(o.observed_at), COUNT(DISTINCT t.workload_id), \
+    "WITH rs AS MATERIALIZED (SELECT r.id, ",
+    is_source!("flux"),
+    " AS is_flux, ",
+    is_source!("argocd"),
+    " AS is_argocd, ",
+    is_source!("agent"),
+    " AS is_agent, ",
+    is_source!("kalypso"),
+    " AS is_kalypso, ",
+    is_source!("otlp"),
+    " AS is_otlp FROM reconcilers r WHERE 1 = 1",
+    source_where!("r", "$10", "$11"),
+    ") SELECT h.name, MAX(o.observed_at), COUNT(DISTINCT t.workload_id), \
        SUM(CASE WHEN o.status = 'succeeded' THEN 1 ELSE 0 END), \
        SUM(CASE WHEN o.status = 'failed' THEN 1 ELSE 0 END), \
-       SUM(CASE WHEN o.status = 'in_progress' THEN 1 ELSE 0 END) \
+       SUM(CASE WHEN o.status = 'in_progress' THEN 1 ELSE 0 END), \
+       CAST(MAX(rs.is_flux) AS BIGINT), CAST(MAX(rs.is_argocd) AS BIGINT), \
+       CAST(MAX(rs.is_agent) AS BIGINT), CAST(MAX(rs.is_kalypso) AS BIGINT), \
+       CAST(MAX(rs.is_otlp) AS BIGINT) \
      FROM observed_deployments o \
      JOIN hosts h ON h.id = o.host_id \
+     JOIN rs ON rs.id = o.reconciler_id \
      JOIN deployment_targets t ON t.id = o.target_id",
     target_filter!(),
     " AND ($7 IS NULL OR h.name = $7) AND ($8 IS NULL OR h.name > $8) \
      GROUP BY h.name ORDER BY h.name LIMIT $9"
 );
 
-pub(crate) type HostListSqlRow = (String, i64, i64, i64, i64, i64);
+pub(crate) type HostListSqlRow = (String, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64);
 
 /// Builds host list rows from [`HOST_LIST_SQL`] results.
 pub(crate) fn host_list(rows: Vec<HostListSqlRow>) -> Vec<super::HostListRow> {
     rows.into_iter()
         .map(
-            |(host, last_seen_at, workloads, succeeded, failed, in_progress)| super::HostListRow {
+            |(
                 host,
                 last_seen_at,
                 workloads,
                 succeeded,
                 failed,
                 in_progress,
+                flux,
+                argocd,
+                agent,
+                kalypso,
+                otlp,
+            )| super::HostListRow {
+                host,
+                last_seen_at,
+                workloads,
+                succeeded,
+                failed,
+                in_progress,
+                sources: Source::ALL
+                    .into_iter()
+                    .zip([flux, argocd, agent, kalypso, otlp])
+                    .filter(|(_, seen)| *seen != 0)
+                    .map(|(source, _)| source)
+                    .collect(),
             },
         )
         .collect()
@@ -316,7 +453,9 @@ pub(crate) fn assemble(targets: Vec<TargetRow>, hosts: Vec<HostRow>) -> Vec<Targ
             },
         )
         .collect();
-    for (target_id, host, reconciler, revision, status, message, observed_at, version) in hosts {
+    for (target_id, host, reconciler, source, revision, status, message, observed_at, version) in
+        hosts
+    {
         let Some(&i) = index.get(&target_id) else {
             continue;
         };
@@ -327,6 +466,7 @@ pub(crate) fn assemble(targets: Vec<TargetRow>, hosts: Vec<HostRow>) -> Vec<Targ
         let view = HostView {
             host,
             reconciler: Some(reconciler).filter(|r| !r.is_empty()),
+            source: parse_source(&source),
             revision,
             version,
             status,

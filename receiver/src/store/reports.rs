@@ -4,12 +4,15 @@
 
 use std::collections::HashMap;
 
+use sextant_model::report::SourceHosts;
 use sextant_model::{
     DeployedGroup, DeploymentStatus, DesiredView, HistoryEntry, HostDeployment, StatusCounts,
     TargetRef, TargetSummary, UnixNanos,
 };
 
-use super::read::{TargetRow, target_filter, target_joins, target_where};
+use super::read::{
+    TargetRow, parse_source, source_of, source_where, target_filter, target_joins, target_where,
+};
 
 /// The version a desired event named for `o.revision` of `t`'s workload.
 macro_rules! version_of_revision {
@@ -45,10 +48,58 @@ pub(crate) const DEPLOYED_SQL: &str = concat!(
     target_where!()
 );
 
+/// [`DEPLOYED_SQL`]'s groups counted from the current rows that pass a
+/// source filter (`$7`, `$8`): the host counters do not know reconcilers,
+/// so a filtered report counts the rows it keeps.
+pub(crate) const DEPLOYED_BY_SOURCE_SQL: &str = concat!(
+    "SELECT t.id, o.revision, o.status, COUNT(*), ",
+    version_of_revision!("o.revision"),
+    " FROM deployment_targets t",
+    target_joins!(),
+    " JOIN observed_deployments o ON o.target_id = t.id \
+      JOIN reconcilers r ON r.id = o.reconciler_id",
+    target_where!(),
+    source_where!("r", "$7", "$8"),
+    " GROUP BY t.id, t.workload_id, o.revision, o.status"
+);
+
 pub(crate) type DeployedRow = (i64, String, String, i64, Option<String>);
 
-/// Builds environment-state summaries from the targets and their groups.
-pub(crate) fn summaries(targets: Vec<TargetRow>, groups: Vec<DeployedRow>) -> Vec<TargetSummary> {
+/// Hosts of the filtered targets per reconciler name and source, from the
+/// counters migration 0006/0007's triggers keep per (target, reconciler):
+/// a few rows per target, whatever the number of hosts. Reconcilers of one
+/// name whose types map to one source (`agent` and the older `docker`)
+/// count together; `$7`, `$8` the source filter.
+pub(crate) const SOURCES_SQL: &str = concat!(
+    "SELECT t.id, r.name, ",
+    source_of!("r"),
+    ", CAST(SUM(c.hosts) AS BIGINT) FROM deployment_targets t",
+    target_joins!(),
+    " JOIN reporter_counts c ON c.target_id = t.id AND c.hosts > 0 \
+      JOIN reconcilers r ON r.id = c.reconciler_id",
+    target_where!(),
+    source_where!("r", "$7", "$8"),
+    " GROUP BY t.id, r.name, ",
+    source_of!("r")
+);
+
+pub(crate) type SourceRow = (i64, String, String, i64);
+
+/// Builds environment-state summaries from the targets, their groups and
+/// their reporters.
+pub(crate) fn summaries(
+    targets: Vec<TargetRow>,
+    groups: Vec<DeployedRow>,
+    sources: Vec<SourceRow>,
+) -> Vec<TargetSummary> {
+    let mut reporters: HashMap<i64, Vec<SourceHosts>> = HashMap::new();
+    for (target, reconciler, source, hosts) in sources {
+        reporters.entry(target).or_default().push(SourceHosts {
+            reconciler: Some(reconciler).filter(|r| !r.is_empty()),
+            source: parse_source(&source),
+            hosts: u64::try_from(hosts).unwrap_or(0),
+        });
+    }
     let mut by_target: HashMap<i64, Vec<DeployedGroup>> = HashMap::new();
     for (target, revision, status, hosts, version) in groups {
         let Ok(status) = status.parse::<DeploymentStatus>() else {
@@ -78,6 +129,7 @@ pub(crate) fn summaries(targets: Vec<TargetRow>, groups: Vec<DeployedRow>) -> Ve
                     desired,
                     by_target.remove(&id).unwrap_or_default(),
                 )
+                .with_sources(reporters.remove(&id).unwrap_or_default())
             },
         )
         .collect()
@@ -101,9 +153,11 @@ fn desired_view(
 /// Current rows with their target's latest desired assignment. After the
 /// filter parameters: `$7` host, `$8` drift only (stale-before time; NULL
 /// for every row), `$9`..`$11` cursor (host name, target id, reconciler
-/// name; exclusive), `$12` limit.
+/// name; exclusive), `$12` limit, `$13`, `$14` the source filter.
 pub(crate) const CURRENT_SQL: &str = concat!(
-    "SELECT h.name AS host, r.name AS reconciler, ws.name AS workspace, \
+    "SELECT h.name AS host, r.name AS reconciler, ",
+    source_of!("r"),
+    " AS source, ws.name AS workspace, \
        a.name AS application, w.name AS workload, e.name AS environment, t.name AS target, \
        v.version AS version, v.revision AS desired_revision, d.assigned_at AS assigned_at, \
        o.revision AS revision, o.status AS status, o.message AS message, \
@@ -120,8 +174,9 @@ pub(crate) const CURRENT_SQL: &str = concat!(
     " AND ($7 IS NULL OR h.name = $7) \
       AND ($8 IS NULL OR v.revision IS NULL OR o.revision <> v.revision \
            OR o.status = 'failed' OR o.observed_at < $8) \
-      AND ($9 IS NULL OR (h.name, t.id, r.name) > (CAST($9 AS TEXT), CAST($10 AS BIGINT), CAST($11 AS TEXT))) \
-     ORDER BY h.name, t.id, r.name LIMIT $12"
+      AND ($9 IS NULL OR (h.name, t.id, r.name) > (CAST($9 AS TEXT), CAST($10 AS BIGINT), CAST($11 AS TEXT)))",
+    source_where!("r", "$13", "$14"),
+    " ORDER BY h.name, t.id, r.name LIMIT $12"
 );
 
 /// One row of [`CURRENT_SQL`], by column name.
@@ -129,6 +184,7 @@ pub(crate) const CURRENT_SQL: &str = concat!(
 pub(crate) struct CurrentRow {
     host: String,
     reconciler: String,
+    source: String,
     workspace: String,
     application: String,
     workload: String,
@@ -159,6 +215,7 @@ pub(crate) fn host_deployments(
             |CurrentRow {
                  host,
                  reconciler,
+                 source,
                  workspace,
                  application,
                  workload,
@@ -180,6 +237,7 @@ pub(crate) fn host_deployments(
                 let deployment = HostDeployment {
                     host,
                     reconciler: Some(reconciler).filter(|r| !r.is_empty()),
+                    source: parse_source(&source),
                     at: TargetRef {
                         workspace,
                         application,
@@ -207,32 +265,42 @@ pub(crate) fn host_deployments(
 /// Desired assignments and observed status changes, newest first. After the
 /// filter parameters: `$7` host (observed rows only, when set), `$8` since
 /// and `$9` until (inclusive, nanoseconds), `$10`, `$11` cursor (at, key;
-/// exclusive, descending), `$12` limit. The key is the row id, negated for
-/// desired assignments, so one integer tells both kind and row.
+/// exclusive, descending), `$12` limit, `$13`, `$14` the source filter
+/// (of observed rows; desired assignments are always listed). The key is
+/// the row id, negated for desired assignments, so one integer tells both
+/// kind and row.
 pub(crate) const HISTORY_SQL: &str = concat!(
-    "SELECT x.key, x.at, ws.name, a.name, w.name, e.name, t.name, x.host, x.reconciler, \
+    "SELECT x.key AS entry_key, x.at AS entry_at, ws.name AS workspace, a.name AS application, \
+       w.name AS workload, e.name AS environment, t.name AS target, x.host AS host, \
+       x.reconciler AS reconciler, x.source AS source, \
        CASE WHEN x.key > 0 THEN ",
     version_of_revision!("x.revision"),
-    " ELSE x.version END, \
-       x.revision, x.status, x.message, \
+    " ELSE x.version END AS version, \
+       x.revision AS revision, x.status AS status, x.message AS message, \
        CASE WHEN x.key < 0 THEN COALESCE((SELECT c.hosts FROM deployed_counts c \
-         WHERE c.target_id = x.target_id AND c.revision = x.revision AND c.status = 'succeeded'), 0) END, \
+         WHERE c.target_id = x.target_id AND c.revision = x.revision AND c.status = 'succeeded'), 0) END \
+         AS succeeded, \
        CASE WHEN x.key < 0 THEN COALESCE((SELECT c.hosts FROM deployed_counts c \
-         WHERE c.target_id = x.target_id AND c.revision = x.revision AND c.status = 'failed'), 0) END, \
+         WHERE c.target_id = x.target_id AND c.revision = x.revision AND c.status = 'failed'), 0) END \
+         AS failed, \
        CASE WHEN x.key < 0 THEN COALESCE((SELECT c.hosts FROM deployed_counts c \
          WHERE c.target_id = x.target_id AND c.revision = x.revision AND c.status = 'in_progress'), 0) END \
+         AS in_progress \
      FROM ( \
        SELECT -da.id AS key, da.assigned_at AS at, da.target_id AS target_id, \
-         CAST(NULL AS TEXT) AS host, CAST(NULL AS TEXT) AS reconciler, dv.version AS version, \
+         CAST(NULL AS TEXT) AS host, CAST(NULL AS TEXT) AS reconciler, \
+         CAST(NULL AS TEXT) AS source, dv.version AS version, \
          dv.revision AS revision, CAST(NULL AS TEXT) AS status, CAST(NULL AS TEXT) AS message \
        FROM desired_assignments da JOIN workload_versions dv ON dv.id = da.workload_version_id \
        UNION ALL \
-       SELECT oh.id, oh.observed_at, oh.target_id, hh.name, rr.name, CAST(NULL AS TEXT), \
-         oh.revision, oh.status, oh.message \
+       SELECT oh.id, oh.observed_at, oh.target_id, hh.name, rr.name, ",
+    source_of!("rr"),
+    ", CAST(NULL AS TEXT), oh.revision, oh.status, oh.message \
        FROM observed_history oh \
        JOIN hosts hh ON hh.id = oh.host_id \
-       JOIN reconcilers rr ON rr.id = oh.reconciler_id \
-     ) x \
+       JOIN reconcilers rr ON rr.id = oh.reconciler_id",
+    source_where!("rr", "$13", "$14"),
+    " ) x \
      JOIN deployment_targets t ON t.id = x.target_id",
     target_filter!(),
     " AND ($7 IS NULL OR x.host = $7) \
@@ -241,24 +309,27 @@ pub(crate) const HISTORY_SQL: &str = concat!(
      ORDER BY x.at DESC, x.key DESC LIMIT $12"
 );
 
-pub(crate) type HistoryRow = (
-    i64,
-    i64,
-    String,
-    String,
-    String,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-);
+/// One row of [`HISTORY_SQL`], by column name.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct HistoryRow {
+    entry_key: i64,
+    entry_at: i64,
+    workspace: String,
+    application: String,
+    workload: String,
+    environment: String,
+    target: String,
+    host: Option<String>,
+    reconciler: Option<String>,
+    source: Option<String>,
+    version: Option<String>,
+    revision: String,
+    status: Option<String>,
+    message: Option<String>,
+    succeeded: Option<i64>,
+    failed: Option<i64>,
+    in_progress: Option<i64>,
+}
 
 /// Where a page of history ended: (at, key).
 pub type HistoryCursor = (i64, i64);
@@ -268,24 +339,25 @@ pub(crate) fn history(rows: Vec<HistoryRow>) -> Vec<(HistoryEntry, HistoryCursor
     let count = |n: Option<i64>| n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
     rows.into_iter()
         .filter_map(
-            |(
-                key,
-                at,
-                workspace,
-                application,
-                workload,
-                environment,
-                target,
-                host,
-                reconciler,
-                version,
-                revision,
-                status,
-                message,
-                succeeded,
-                failed,
-                in_progress,
-            )| {
+            |HistoryRow {
+                 entry_key: key,
+                 entry_at: at,
+                 workspace,
+                 application,
+                 workload,
+                 environment,
+                 target,
+                 host,
+                 reconciler,
+                 source,
+                 version,
+                 revision,
+                 status,
+                 message,
+                 succeeded,
+                 failed,
+                 in_progress,
+             }| {
                 let target = TargetRef {
                     workspace,
                     application,
@@ -312,6 +384,7 @@ pub(crate) fn history(rows: Vec<HistoryRow>) -> Vec<(HistoryEntry, HistoryCursor
                         target,
                         host: host?,
                         reconciler: reconciler.filter(|r| !r.is_empty()),
+                        source: parse_source(source.as_deref().unwrap_or_default()),
                         version,
                         revision,
                         status: status?.parse().ok()?,
@@ -427,20 +500,40 @@ macro_rules! report_reads {
             tenant: &str,
             filter: &$crate::store::StateQuery,
         ) -> Result<Vec<sextant_model::TargetSummary>, $crate::store::StoreError> {
-            use $crate::store::read::{self, bind_filter};
+            use $crate::store::read::{self, bind_filter, bind_source};
             use $crate::store::reports;
-            let targets: Vec<read::TargetRow> =
-                bind_filter!(sqlx::query_as($targets), tenant, filter)
-                    .fetch_all(&self.$pool)
-                    .await?;
+            let targets: Vec<read::TargetRow> = bind_source!(
+                bind_filter!(sqlx::query_as($targets), tenant, filter),
+                filter
+            )
+            .fetch_all(&self.$pool)
+            .await?;
             if targets.is_empty() {
                 return Ok(Vec::new());
             }
-            let groups: Vec<reports::DeployedRow> =
+            let groups: Vec<reports::DeployedRow> = if filter.source.is_empty() {
                 bind_filter!(sqlx::query_as(reports::DEPLOYED_SQL), tenant, filter)
                     .fetch_all(&self.$pool)
-                    .await?;
-            Ok(reports::summaries(targets, groups))
+                    .await?
+            } else {
+                bind_source!(
+                    bind_filter!(
+                        sqlx::query_as(reports::DEPLOYED_BY_SOURCE_SQL),
+                        tenant,
+                        filter
+                    ),
+                    filter
+                )
+                .fetch_all(&self.$pool)
+                .await?
+            };
+            let sources: Vec<reports::SourceRow> = bind_source!(
+                bind_filter!(sqlx::query_as(reports::SOURCES_SQL), tenant, filter),
+                filter
+            )
+            .fetch_all(&self.$pool)
+            .await?;
+            Ok(reports::summaries(targets, groups, sources))
         }
 
         pub(crate) async fn read_current(
@@ -451,22 +544,24 @@ macro_rules! report_reads {
             Vec<(sextant_model::HostDeployment, $crate::store::CurrentCursor)>,
             $crate::store::StoreError,
         > {
-            use $crate::store::read::bind_filter;
+            use $crate::store::read::{bind_filter, bind_source};
             use $crate::store::reports;
             let (host, target, reconciler) = match &query.after {
                 Some((h, t, r)) => (Some(h.clone()), Some(*t), Some(r.clone())),
                 None => (None, None, None),
             };
-            let rows: Vec<reports::CurrentRow> =
+            let rows: Vec<reports::CurrentRow> = bind_source!(
                 bind_filter!(sqlx::query_as(reports::CURRENT_SQL), tenant, &query.filter)
                     .bind(query.host.clone())
                     .bind(query.drift_only.then_some(query.stale_before.0))
                     .bind(host)
                     .bind(target)
                     .bind(reconciler)
-                    .bind(i64::from(query.limit))
-                    .fetch_all(&self.$pool)
-                    .await?;
+                    .bind(i64::from(query.limit)),
+                &query.filter
+            )
+            .fetch_all(&self.$pool)
+            .await?;
             Ok(reports::host_deployments(rows, query.stale_before))
         }
 
@@ -478,22 +573,24 @@ macro_rules! report_reads {
             Vec<(sextant_model::HistoryEntry, $crate::store::HistoryCursor)>,
             $crate::store::StoreError,
         > {
-            use $crate::store::read::bind_filter;
+            use $crate::store::read::{bind_filter, bind_source};
             use $crate::store::reports;
             let (at, key) = match query.after {
                 Some((a, k)) => (Some(a), Some(k)),
                 None => (None, None),
             };
-            let rows: Vec<reports::HistoryRow> =
+            let rows: Vec<reports::HistoryRow> = bind_source!(
                 bind_filter!(sqlx::query_as(reports::HISTORY_SQL), tenant, &query.filter)
                     .bind(query.host.clone())
                     .bind(query.since.map(|t| t.0))
                     .bind(query.until.map(|t| t.0))
                     .bind(at)
                     .bind(key)
-                    .bind(i64::from(query.limit))
-                    .fetch_all(&self.$pool)
-                    .await?;
+                    .bind(i64::from(query.limit)),
+                &query.filter
+            )
+            .fetch_all(&self.$pool)
+            .await?;
             Ok(reports::history(rows))
         }
 

@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use serde::Deserialize;
+use sextant_model::view::Source;
 use sextant_model::{
     Comparison, DeploymentStatus, DriftReason, HistoryEntry, HostDeployment, TargetSummary,
     UnixNanos, order_environments,
@@ -25,7 +26,7 @@ use sextant_model::{
 
 use crate::api::ApiState;
 use crate::auth::{AuthError, Principal, Scope};
-use crate::store::{CurrentQuery, HistoryQuery, ListQuery, StateQuery};
+use crate::store::{CurrentQuery, HistoryQuery, ListQuery, SourceFilter, StateQuery};
 
 const CSS: &str = include_str!("sextant.css");
 const JS: &str = include_str!("sextant.js");
@@ -152,6 +153,12 @@ fn short_revision(r: &str) -> &str {
     hex.char_indices().nth(12).map_or(hex, |(i, _)| &hex[..i])
 }
 
+/// A filter field's value: an empty field (the filter form submits every
+/// field) filters nothing.
+fn given(value: &Option<String>) -> Option<String> {
+    value.clone().filter(|v| !v.is_empty())
+}
+
 /// A query string from the non-empty pairs.
 fn query_string(pairs: &[(&str, Option<&str>)]) -> String {
     let parts: Vec<String> = pairs
@@ -224,13 +231,81 @@ fn layout(title: &str, active: &str, refresh_ms: u64, body: Markup) -> Markup {
 
 /// A filter form whose fields become the URL's query.
 fn filter_form(action: &str, fields: &[(&str, &str, Option<&str>)]) -> Markup {
+    filter_form_with(action, fields, None)
+}
+
+/// A filter form with the source and reconciler filters after `fields`.
+fn filter_form_with(
+    action: &str,
+    fields: &[(&str, &str, Option<&str>)],
+    source: Option<&SourceParams>,
+) -> Markup {
     html! {
         form.filters method="get" action=(action) {
             @for (name, label, value) in fields {
                 label { (label) " " input type="text" name=(name) value=[value]; }
             }
+            @if let Some(p) = source {
+                @let current = p.source.as_deref().unwrap_or("");
+                label { "Source "
+                    select name="source" {
+                        option value="" selected[current.is_empty()] { "any" }
+                        @for s in Source::ALL {
+                            option value=(s.as_str()) selected[current == s.as_str()] { (s.as_str()) }
+                        }
+                        @if !current.is_empty() && current.parse::<Source>().is_err() {
+                            option value=(current) selected { (current) }
+                        }
+                    }
+                }
+                label { "Reconciler " input type="text" name="reconciler" value=[p.reconciler.as_deref()]; }
+            }
             button type="submit" { "Filter" }
             a href=(action) { "Clear" }
+        }
+    }
+}
+
+/// The source filter of a page: `source` (comma-separated source names)
+/// and `reconciler`, as the API takes them.
+#[derive(Debug, Default, Clone, Deserialize)]
+struct SourceParams {
+    source: Option<String>,
+    reconciler: Option<String>,
+}
+
+impl SourceParams {
+    /// The store's filter; an unknown source is a 400 page naming the
+    /// allowed ones.
+    fn filter(&self) -> Result<SourceFilter, UiError> {
+        crate::api::source_filter(self.source.as_deref(), self.reconciler.clone()).map_err(|_| {
+            UiError::Status(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "source={:?} names no source: choose from {} (comma-separated)",
+                    self.source.as_deref().unwrap_or_default(),
+                    Source::names()
+                ),
+            )
+        })
+    }
+
+    /// The pairs to carry into links.
+    fn pairs(&self) -> [(&'static str, Option<&str>); 2] {
+        [
+            ("source", self.source.as_deref()),
+            ("reconciler", self.reconciler.as_deref()),
+        ]
+    }
+}
+
+/// A row's source as a small badge, with the reconciler's name.
+fn source_badge(source: Source, reconciler: Option<&str>) -> Markup {
+    html! {
+        span class={ "source src-" (source.as_str()) } data-source=(source.as_str())
+            title={ "reported by " (source.as_str()) @if let Some(r) = reconciler { " reconciler " (r) } } {
+            (source.as_str())
+            @if let Some(r) = reconciler { " " span.rname { (r) } }
         }
     }
 }
@@ -242,6 +317,8 @@ struct MatrixParams {
     workload: Option<String>,
     /// Comma-separated environments to show; all when empty.
     environments: Option<String>,
+    source: Option<String>,
+    reconciler: Option<String>,
 }
 
 fn env_list(s: Option<&str>) -> Vec<String> {
@@ -303,12 +380,17 @@ async fn matrix(
     Query(p): Query<MatrixParams>,
 ) -> Result<Markup, UiError> {
     let principal = viewer(&state, &headers)?;
+    let sp = SourceParams {
+        source: p.source.clone(),
+        reconciler: p.reconciler.clone(),
+    };
     let filter = StateQuery {
-        workspace: p.workspace.clone(),
-        application: p.application.clone(),
-        workload: p.workload.clone(),
+        workspace: given(&p.workspace),
+        application: given(&p.application),
+        workload: given(&p.workload),
         environment: None,
         target: None,
+        source: sp.filter()?,
     };
     let summaries = state.store.summaries(&principal.tenant, &filter).await?;
     let drift = drift_counts(&state, &principal.tenant, filter).await?;
@@ -337,12 +419,12 @@ async fn matrix(
         .push(s);
     }
     let body = html! {
-        (filter_form("/", &[
+        (filter_form_with("/", &[
             ("workspace", "Workspace", p.workspace.as_deref()),
             ("application", "Application", p.application.as_deref()),
             ("workload", "Workload", p.workload.as_deref()),
             ("environments", "Environments", p.environments.as_deref()),
-        ]))
+        ], Some(&sp)))
         @if hidden > 0 {
             p.note.hidden-environments {
                 (hidden) " more environments are not shown; list the ones to see under Environments (comma-separated)."
@@ -398,8 +480,13 @@ async fn matrix(
 
 fn matrix_target(t: &TargetSummary) -> Markup {
     html! {
-        div.target {
+        div.target data-target=(t.at.target) {
             div.tname { (t.at.target) }
+            div.sources {
+                @for r in &t.sources {
+                    (source_badge(r.source, r.reconciler.as_deref()))
+                }
+            }
             div.desired {
                 @match &t.desired {
                     Some(d) => { "desired " strong.version { (d.version) } }
@@ -434,8 +521,8 @@ async fn compare(
 ) -> Result<Markup, UiError> {
     let principal = viewer(&state, &headers)?;
     let filter = StateQuery {
-        application: p.application.clone(),
-        workload: p.workload.clone(),
+        application: given(&p.application),
+        workload: given(&p.workload),
         ..StateQuery::default()
     };
     let summaries = state.store.summaries(&principal.tenant, &filter).await?;
@@ -499,6 +586,8 @@ struct DriftParams {
     workload: Option<String>,
     host: Option<String>,
     cursor: Option<String>,
+    source: Option<String>,
+    reconciler: Option<String>,
 }
 
 /// The job column's cell: a link to the orchestrator's job page when the
@@ -526,14 +615,16 @@ fn deployments_table(
             table.list {
                 thead { tr {
                     @if show_host { th { "Host" } }
+                    th { "Source" }
                     th { "Workload" } th { "Environment" } th { "Target" } th { "Desired" }
                     th { "Running" } th { "Status" } th { "Drift" } th { "Reported" }
                     @if jobs { th { "Changed by" } }
                 } }
                 tbody {
                     @for d in rows {
-                        tr.drift[!d.drift.is_empty()] data-host=(d.host) data-workload=(d.at.workload) {
+                        tr.drift[!d.drift.is_empty()] data-host=(d.host) data-workload=(d.at.workload) data-source=(d.source.as_str()) {
                             @if show_host { td { a href={ "/hosts/" (path_segment(&d.host)) } { (d.host) } } }
+                            td { (source_badge(d.source, d.reconciler.as_deref())) }
                             td { (d.at.application) " / " (d.at.workload) }
                             td { (d.at.environment) }
                             td { (d.at.target) }
@@ -559,6 +650,10 @@ async fn drift(
     Query(p): Query<DriftParams>,
 ) -> Result<Markup, UiError> {
     let principal = viewer(&state, &headers)?;
+    let sp = SourceParams {
+        source: p.source.clone(),
+        reconciler: p.reconciler.clone(),
+    };
     let after = p
         .cursor
         .as_deref()
@@ -570,11 +665,12 @@ async fn drift(
             &principal.tenant,
             &CurrentQuery {
                 filter: StateQuery {
-                    environment: p.environment.clone(),
-                    workload: p.workload.clone(),
+                    environment: given(&p.environment),
+                    workload: given(&p.workload),
+                    source: sp.filter()?,
                     ..StateQuery::default()
                 },
-                host: p.host.clone(),
+                host: given(&p.host),
                 drift_only: true,
                 stale_before: stale_before(&state),
                 after,
@@ -593,11 +689,11 @@ async fn drift(
         .map(|(d, _)| d)
         .collect();
     let body = html! {
-        (filter_form("/drift", &[
+        (filter_form_with("/drift", &[
             ("environment", "Environment", p.environment.as_deref()),
             ("workload", "Workload", p.workload.as_deref()),
             ("host", "Host", p.host.as_deref()),
-        ]))
+        ], Some(&sp)))
         @if rows.is_empty() {
             p.empty.good { "No drift: every host runs what was promoted." }
         } @else {
@@ -609,6 +705,8 @@ async fn drift(
                 ("environment", p.environment.as_deref()),
                 ("workload", p.workload.as_deref()),
                 ("host", p.host.as_deref()),
+                sp.pairs()[0],
+                sp.pairs()[1],
                 ("cursor", Some(&cursor)),
             ])) } { "Next page →" }
         }
@@ -621,6 +719,8 @@ struct HostsParams {
     environment: Option<String>,
     host: Option<String>,
     after: Option<String>,
+    source: Option<String>,
+    reconciler: Option<String>,
 }
 
 /// All hosts with their last report and status counts.
@@ -630,17 +730,22 @@ async fn hosts(
     Query(p): Query<HostsParams>,
 ) -> Result<Markup, UiError> {
     let principal = viewer(&state, &headers)?;
+    let sp = SourceParams {
+        source: p.source.clone(),
+        reconciler: p.reconciler.clone(),
+    };
     let mut rows = state
         .store
         .hosts(
             &principal.tenant,
             &ListQuery {
                 filter: StateQuery {
-                    environment: p.environment.clone(),
+                    environment: given(&p.environment),
+                    source: sp.filter()?,
                     ..StateQuery::default()
                 },
-                host: p.host.clone(),
-                after: p.after.clone(),
+                host: given(&p.host),
+                after: given(&p.after),
                 limit: PAGE + 1,
             },
         )
@@ -649,17 +754,18 @@ async fn hosts(
     rows.truncate(PAGE as usize);
     let stale_before = stale_before(&state).0;
     let body = html! {
-        (filter_form("/hosts", &[
+        (filter_form_with("/hosts", &[
             ("environment", "Environment", p.environment.as_deref()),
             ("host", "Host", p.host.as_deref()),
-        ]))
+        ], Some(&sp)))
         div.scroll {
             table.list {
-                thead { tr { th { "Host" } th { "Workloads" } th { "Succeeded" } th { "Failed" } th { "In progress" } th { "Last report" } } }
+                thead { tr { th { "Host" } th { "Sources" } th { "Workloads" } th { "Succeeded" } th { "Failed" } th { "In progress" } th { "Last report" } } }
                 tbody {
                     @for h in &rows {
                         tr.stale[h.last_seen_at < stale_before] data-host=(h.host) {
                             td { a href={ "/hosts/" (path_segment(&h.host)) } { (h.host) } }
+                            td { @for s in &h.sources { (source_badge(*s, None)) } }
                             td { (h.workloads) }
                             td { span.status.ok { (h.succeeded) } }
                             td { @if h.failed > 0 { span.status.bad { (h.failed) } } @else { "0" } }
@@ -676,6 +782,8 @@ async fn hosts(
                 a.next href={ "/hosts" (query_string(&[
                     ("environment", p.environment.as_deref()),
                     ("host", p.host.as_deref()),
+                    sp.pairs()[0],
+                    sp.pairs()[1],
                     ("after", Some(&last.host)),
                 ])) } { "Next page →" }
             }
@@ -689,15 +797,21 @@ async fn host(
     State(state): State<ApiState>,
     headers: HeaderMap,
     Path(name): Path<String>,
+    Query(sp): Query<SourceParams>,
 ) -> Result<Markup, UiError> {
     let principal = viewer(&state, &headers)?;
     let stale_before = stale_before(&state);
+    let source = sp.filter()?;
+    let filtered = !source.is_empty();
     let rows = state
         .store
         .current(
             &principal.tenant,
             &CurrentQuery {
-                filter: StateQuery::default(),
+                filter: StateQuery {
+                    source,
+                    ..StateQuery::default()
+                },
                 host: Some(name.clone()),
                 drift_only: false,
                 stale_before,
@@ -710,10 +824,16 @@ async fn host(
     let Some(last) = rows.iter().map(|d| d.observed_at).max() else {
         return Err(UiError::Status(
             StatusCode::NOT_FOUND,
-            format!("No host {name:?} has reported."),
+            if filtered {
+                format!("Host {name:?} has no deployments that pass the source filter.")
+            } else {
+                format!("No host {name:?} has reported.")
+            },
         ));
     };
+    let action = format!("/hosts/{}", path_segment(&name));
     let body = html! {
+        (filter_form_with(&action, &[], Some(&sp)))
         p.summary {
             "Last report " (when(last))
             @if last < stale_before { " " span.flag.stale { "stale" } }
@@ -763,10 +883,10 @@ async fn history(
             &principal.tenant,
             &HistoryQuery {
                 filter: StateQuery {
-                    application: p.application.clone(),
+                    application: given(&p.application),
                     workload: Some(workload.clone()),
-                    environment: p.environment.clone(),
-                    target: p.target.clone(),
+                    environment: given(&p.environment),
+                    target: given(&p.target),
                     ..StateQuery::default()
                 },
                 host: None,
@@ -811,9 +931,10 @@ async fn history(
                             }
                         }
                     }
-                    HistoryEntry::Observed { at, target, host, version, revision, status, message, .. } => {
+                    HistoryEntry::Observed { at, target, host, reconciler, source, version, revision, status, message } => {
                         li class={ "observed " (status_class(*status)) } {
                             (when(*at)) " "
+                            (source_badge(*source, reconciler.as_deref())) " "
                             a href={ "/hosts/" (path_segment(host)) } { (host) }
                             " reports " span.version { (version.as_deref().unwrap_or_else(|| short_revision(revision))) }
                             " " span class={ "status " (status_class(*status)) } { (status.as_str().replace('_', " ")) }

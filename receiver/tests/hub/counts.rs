@@ -1,6 +1,8 @@
 //! The host counters behind environment state, compare and history
-//! (migration 0003) stay equal to a count of current rows through inserts,
-//! status changes, heartbeats, replays, stale reports and concurrent batches.
+//! (migration 0003) and the per-reconciler ones behind environment state's
+//! sources (0006/0007) stay equal to a count of current rows through
+//! inserts, status changes, heartbeats, replays, stale reports and
+//! concurrent batches.
 
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -9,6 +11,17 @@ use serde_json::{Value, json};
 use sqlx::Row;
 
 use crate::helpers::{Backend, TestApp, desired, logs, observed, on_both_backends, spawn_app};
+use crate::sources::by;
+
+/// Host `h`'s record as its reconciler sends it: a third name none, a third
+/// Flux, a third Argo CD.
+fn from_reconciler(h: usize, record: Value) -> Value {
+    match h % 3 {
+        0 => record,
+        1 => by(record, "flux-system", "flux"),
+        _ => by(record, "argocd-prod", "argocd"),
+    }
+}
 
 const S: u64 = 1_000_000_000;
 const HOSTS: usize = 48;
@@ -60,16 +73,16 @@ async fn counters_follow_every_change(backend: Backend) {
                     continue;
                 }
                 last.insert((w, h), (rev, status));
-                records.push(observed(&host, at, REVISIONS[rev], STATUSES[status], t));
+                records.push(from_reconciler(
+                    h,
+                    observed(&host, at, REVISIONS[rev], STATUSES[status], t),
+                ));
                 // A report older than what the hub holds changes nothing.
                 if round > 0 && h % 7 == 0 {
                     let stale = (rng.pick(REVISIONS.len()), rng.pick(STATUSES.len()));
-                    records.push(observed(
-                        &host,
-                        at,
-                        REVISIONS[stale.0],
-                        STATUSES[stale.1],
-                        t - 30 * S,
+                    records.push(from_reconciler(
+                        h,
+                        observed(&host, at, REVISIONS[stale.0], STATUSES[stale.1], t - 30 * S),
                     ));
                 }
             }
@@ -130,6 +143,34 @@ async fn counters_follow_every_change(backend: Backend) {
     }
     assert_eq!(reported, expected);
 
+    // Who reports each target: every host once, by its reconciler.
+    for row in state.as_array().expect("rows") {
+        let workload = row["workload"].as_str().expect("workload");
+        let w = WORKLOADS
+            .iter()
+            .position(|x| *x == workload)
+            .expect("known");
+        let mut want: BTreeMap<String, u64> = BTreeMap::new();
+        for &(lw, h) in last.keys() {
+            if lw == w {
+                let source = ["otlp", "flux", "argocd"][h % 3];
+                *want.entry(source.to_owned()).or_default() += 1;
+            }
+        }
+        let got: BTreeMap<String, u64> = row["sources"]
+            .as_array()
+            .expect("sources")
+            .iter()
+            .map(|s| {
+                (
+                    s["source"].as_str().expect("source").to_owned(),
+                    s["hosts"].as_u64().expect("hosts"),
+                )
+            })
+            .collect();
+        assert_eq!(got, want, "{workload}: {row}");
+    }
+
     // The desired row of history counts r2's hosts of checkout by status.
     let (code, history) = app
         .get("/api/v1/history?workload=checkout&limit=1", None)
@@ -185,6 +226,36 @@ async fn assert_counters_match_rows(app: &TestApp) {
     };
     assert!(!counted.is_empty());
     assert_eq!(counters, counted);
+
+    const REPORTERS_COUNTED: &str = "SELECT target_id, reconciler_id, COUNT(*) AS n \
+        FROM observed_deployments GROUP BY target_id, reconciler_id \
+        ORDER BY target_id, reconciler_id";
+    const REPORTERS: &str = "SELECT target_id, reconciler_id, hosts AS n \
+        FROM reporter_counts WHERE hosts <> 0 ORDER BY target_id, reconciler_id";
+    macro_rules! read_reporters {
+        ($pool:expr) => {{
+            let pool = $pool.await.expect("db");
+            let mut out = Vec::new();
+            for sql in [REPORTERS_COUNTED, REPORTERS] {
+                let rows: Vec<(i64, i64, i64)> = sqlx::query(sql)
+                    .fetch_all(&pool)
+                    .await
+                    .expect("query")
+                    .iter()
+                    .map(|r| (r.get::<i64, _>(0), r.get::<i64, _>(1), r.get::<i64, _>(2)))
+                    .collect();
+                out.push(rows);
+            }
+            out
+        }};
+    }
+    let reporters = if app.db.url.starts_with("sqlite") {
+        read_reporters!(sqlx::SqlitePool::connect(&app.db.url))
+    } else {
+        read_reporters!(sqlx::PgPool::connect(&app.db.url))
+    };
+    assert!(reporters[0].len() > 2, "several reconcilers: {reporters:?}");
+    assert_eq!(reporters[1], reporters[0]);
 }
 
 on_both_backends!(counters_follow_every_change);

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
-use crate::helpers::{Backend, TestApp, logs, observed, on_both_backends};
+use crate::helpers::{Backend, TestApp, logs, observed, on_both_backends, spawn_app_with};
 use crate::reports::estate_with;
+use crate::sources::mixed_estate;
 
 /// A chromedriver process on a free loopback port; killed when dropped.
 struct Driver {
@@ -296,4 +297,107 @@ async fn ui_shows_what_runs_where(backend: Backend) {
     app.stop().await;
 }
 
-on_both_backends!(ui_shows_what_runs_where);
+/// A Flux cluster, an Argo CD cluster and agent hosts in one environment:
+/// the matrix shows their targets side by side in one cell, each with its
+/// source, the drift list names each row's source, and the source filter
+/// narrows both.
+async fn ui_shows_every_source_side_by_side(backend: Backend) {
+    let app = spawn_app_with(backend, |c| c.ui_refresh_seconds = 1).await;
+    mixed_estate(&app).await;
+    let driver = Driver::start().await;
+    let profile = tempfile::tempdir().expect("profile dir");
+    let browser = driver.browser(&profile).await;
+
+    open(&browser, &app, "/").await;
+    let cell = r#"td[data-environment="prod"][data-workload="checkout"]"#;
+    let badges = texts(&browser, &format!("{cell} .target .source")).await;
+    assert_eq!(
+        badges,
+        [
+            "flux flux-system",
+            "argocd argocd-prod",
+            "agent sextant-agent",
+            "otlp"
+        ],
+        "one cell, every source"
+    );
+    // Side by side: the three reporters' targets are stacked in the one
+    // cell, each with its badge inside it.
+    for (target, source) in [
+        ("cluster-a", "flux"),
+        ("cluster-b", "argocd"),
+        ("docker", "agent"),
+    ] {
+        assert_eq!(
+            count(
+                &browser,
+                &format!(
+                    r#"{cell} .target[data-target="{target}"] .source[data-source="{source}"]"#
+                )
+            )
+            .await,
+            1,
+            "{target}"
+        );
+    }
+    screenshot(&browser, backend, "matrix-sources").await;
+
+    // The source filter is a select in the filter form; choosing Argo CD
+    // leaves its cluster alone.
+    browser
+        .find(Locator::Css(
+            r#"select[name="source"] option[value="argocd"]"#,
+        ))
+        .await
+        .expect("argocd option")
+        .click()
+        .await
+        .expect("choose argocd");
+    browser
+        .find(Locator::Css("form.filters button"))
+        .await
+        .expect("filter button")
+        .click()
+        .await
+        .expect("filter");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !browser
+        .current_url()
+        .await
+        .expect("url")
+        .as_str()
+        .contains("source=argocd")
+    {
+        assert!(Instant::now() < deadline, "the filter did not submit");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut shown = Vec::new();
+    while shown.is_empty() {
+        assert!(Instant::now() < deadline, "the filtered page did not load");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        shown = texts(&browser, &format!("{cell} .target .source")).await;
+    }
+    assert_eq!(shown, ["argocd argocd-prod"]);
+
+    // Drift: one list, each row with its source.
+    open(&browser, &app, "/drift").await;
+    let rows = texts(&browser, "table.list tbody tr").await;
+    for (host, source) in [
+        ("cluster-b", "argocd"),
+        ("docker-1", "agent"),
+        ("manual-1", "otlp"),
+    ] {
+        assert!(
+            rows.iter()
+                .any(|r| r.starts_with(host) && r.contains(source)),
+            "{host} {source} not in {rows:?}"
+        );
+    }
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    screenshot(&browser, backend, "drift-sources").await;
+
+    browser.close().await.expect("close browser");
+    app.stop().await;
+}
+
+on_both_backends!(ui_shows_what_runs_where, ui_shows_every_source_side_by_side);
