@@ -404,6 +404,20 @@ async fn flux_argocd_and_the_agent_side_by_side(b: Backend) {
         ["docker-host-1", "gke-alpha-01-europe-west1", "prod-eu-1"],
         "{rows:#?}"
     );
+    // Each row says which source reported it, and the filter picks one.
+    for (host, source) in [
+        ("docker-host-1", "agent"),
+        ("gke-alpha-01-europe-west1", "argocd"),
+        ("prod-eu-1", "flux"),
+    ] {
+        let row = rows.iter().find(|r| r["host"] == host).expect("row");
+        assert_eq!(row["source"], source, "{row}");
+        let only = drift(&app, &format!("?environment=prod&source={source}"), READ).await;
+        assert!(
+            !only.is_empty() && only.iter().all(|r| r["host"] == host),
+            "{source}: {only:#?}"
+        );
+    }
     let (status, state) = app.get("/api/v1/environments/prod/state", Some(READ)).await;
     assert_eq!(status, 200, "{state}");
     let text = state.to_string();
