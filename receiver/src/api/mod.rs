@@ -11,6 +11,7 @@ pub(crate) use reports::{parse_time, source_filter};
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::Json;
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
@@ -19,6 +20,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
+use sextant_exporters::serve::Peer;
 use sextant_model::{HostSummary, Page, Rollout, TargetState, UnixNanos};
 
 use crate::auth::{AuthError, Authenticator, Principal, Scope};
@@ -280,11 +282,19 @@ impl From<crate::store::StoreError> for ApiError {
 
 /// Authenticates an API caller for reading, then takes one request from
 /// its tenant's rate limit.
-pub(crate) fn reader(state: &ApiState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+/// The caller of a read: a token with `read` or, without one, a client
+/// certificate `[[client_certs]]` maps with `read` (mTLS).
+pub(crate) fn reader(
+    state: &ApiState,
+    headers: &HeaderMap,
+    peer: Option<&Extension<Peer>>,
+) -> Result<Principal, ApiError> {
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let principal = state.auth.check(authorization, Scope::Read)?;
+    let principal = state
+        .auth
+        .check_request(authorization, peer.map(|p| &p.0), Scope::Read)?;
     state
         .rate_limit
         .check(&principal.tenant)
@@ -329,10 +339,11 @@ struct StateParams {
 )]
 async fn state_handler(
     State(state): State<ApiState>,
+    peer: Option<Extension<Peer>>,
     headers: HeaderMap,
     params: Result<Query<StateParams>, QueryRejection>,
 ) -> Result<Json<Vec<TargetState>>, ApiError> {
-    let principal = reader(&state, &headers)?;
+    let principal = reader(&state, &headers, peer.as_ref())?;
     let Query(p) = params?;
     let query = StateQuery {
         source: source_filter(p.source.as_deref(), p.reconciler)?,
@@ -417,10 +428,11 @@ pub(crate) fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
 )]
 async fn hosts_handler(
     State(state): State<ApiState>,
+    peer: Option<Extension<Peer>>,
     headers: HeaderMap,
     params: Result<Query<HostsParams>, QueryRejection>,
 ) -> Result<Json<Page<HostSummary>>, ApiError> {
-    let principal = reader(&state, &headers)?;
+    let principal = reader(&state, &headers, peer.as_ref())?;
     let Query(p) = params?;
     let limit = page_limit(p.limit)?;
     let query = ListQuery {
@@ -498,10 +510,11 @@ struct RolloutParams {
 )]
 async fn rollout_handler(
     State(state): State<ApiState>,
+    peer: Option<Extension<Peer>>,
     headers: HeaderMap,
     params: Result<Query<RolloutParams>, QueryRejection>,
 ) -> Result<Json<Rollout>, ApiError> {
-    let principal = reader(&state, &headers)?;
+    let principal = reader(&state, &headers, peer.as_ref())?;
     let Query(p) = params?;
     let query = StateQuery {
         workspace: p.workspace,

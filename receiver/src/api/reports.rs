@@ -2,6 +2,7 @@
 //! history. Each reads through the store and leaves the rules to
 //! `sextant-model`.
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -10,6 +11,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use sextant_exporters::serve::Peer;
 use sextant_model::view::Source;
 use sextant_model::{
     ApplicationItem, Comparison, EnvironmentItem, HistoryEntry, HostDeployment, HostDetail, Page,
@@ -146,11 +148,12 @@ impl TargetFilter {
 )]
 pub(crate) async fn environment_state(
     State(state): State<ApiState>,
+    peer: Option<Extension<Peer>>,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
     params: Result<Query<TargetFilter>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let principal = reader(&state, &headers)?;
+    let principal = reader(&state, &headers, peer.as_ref())?;
     let Path(environment) = path?;
     let Query(filter) = params?;
     let query = filter.query(Some(environment))?;
@@ -207,10 +210,11 @@ pub(crate) struct ListParams {
 async fn catalog_page(
     state: &ApiState,
     headers: &HeaderMap,
+    peer: Option<&Extension<Peer>>,
     kind: CatalogKind,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<(Vec<CatalogRow>, Option<String>), ApiError> {
-    let principal = reader(state, headers)?;
+    let principal = reader(state, headers, peer)?;
     let Query(p) = params?;
     let limit = page_limit(p.limit)?;
     let after: Option<Vec<String>> = p.cursor.as_deref().map(decode_cursor).transpose()?;
@@ -283,11 +287,18 @@ fn split<const N: usize>(row: CatalogRow) -> Option<([String; N], Vec<i64>)> {
 )]
 pub(crate) async fn environments(
     State(state): State<ApiState>,
+    peer: Option<Extension<Peer>>,
     headers: HeaderMap,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<Page<EnvironmentItem>>, ApiError> {
-    let (rows, next_cursor) =
-        catalog_page(&state, &headers, CatalogKind::Environments, params).await?;
+    let (rows, next_cursor) = catalog_page(
+        &state,
+        &headers,
+        peer.as_ref(),
+        CatalogKind::Environments,
+        params,
+    )
+    .await?;
     let items = rows
         .into_iter()
         .filter_map(split)
@@ -318,11 +329,18 @@ pub(crate) async fn environments(
 )]
 pub(crate) async fn applications(
     State(state): State<ApiState>,
+    peer: Option<Extension<Peer>>,
     headers: HeaderMap,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<Page<ApplicationItem>>, ApiError> {
-    let (rows, next_cursor) =
-        catalog_page(&state, &headers, CatalogKind::Applications, params).await?;
+    let (rows, next_cursor) = catalog_page(
+        &state,
+        &headers,
+        peer.as_ref(),
+        CatalogKind::Applications,
+        params,
+    )
+    .await?;
     let items = rows
         .into_iter()
         .filter_map(split)
@@ -353,11 +371,18 @@ pub(crate) async fn applications(
 )]
 pub(crate) async fn workloads(
     State(state): State<ApiState>,
+    peer: Option<Extension<Peer>>,
     headers: HeaderMap,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<Page<WorkloadItem>>, ApiError> {
-    let (rows, next_cursor) =
-        catalog_page(&state, &headers, CatalogKind::Workloads, params).await?;
+    let (rows, next_cursor) = catalog_page(
+        &state,
+        &headers,
+        peer.as_ref(),
+        CatalogKind::Workloads,
+        params,
+    )
+    .await?;
     let items = rows
         .into_iter()
         .filter_map(split)
@@ -390,10 +415,18 @@ pub(crate) async fn workloads(
 )]
 pub(crate) async fn targets(
     State(state): State<ApiState>,
+    peer: Option<Extension<Peer>>,
     headers: HeaderMap,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<Page<TargetItem>>, ApiError> {
-    let (rows, next_cursor) = catalog_page(&state, &headers, CatalogKind::Targets, params).await?;
+    let (rows, next_cursor) = catalog_page(
+        &state,
+        &headers,
+        peer.as_ref(),
+        CatalogKind::Targets,
+        params,
+    )
+    .await?;
     let items = rows
         .into_iter()
         .filter_map(split)
@@ -445,10 +478,11 @@ pub(crate) struct CompareParams {
 )]
 pub(crate) async fn compare(
     State(state): State<ApiState>,
+    peer: Option<Extension<Peer>>,
     headers: HeaderMap,
     params: Result<Query<CompareParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let principal = reader(&state, &headers)?;
+    let principal = reader(&state, &headers, peer.as_ref())?;
     let Query(p) = params?;
     let environments: Vec<String> = p
         .environments
@@ -543,10 +577,11 @@ pub(crate) struct DriftParams {
 )]
 pub(crate) async fn drift(
     State(state): State<ApiState>,
+    peer: Option<Extension<Peer>>,
     headers: HeaderMap,
     params: Result<Query<DriftParams>, QueryRejection>,
 ) -> Result<Json<Page<HostDeployment>>, ApiError> {
-    let principal = reader(&state, &headers)?;
+    let principal = reader(&state, &headers, peer.as_ref())?;
     let Query(p) = params?;
     let limit = page_limit(p.limit)?;
     let query = CurrentQuery {
@@ -599,11 +634,12 @@ pub(crate) struct HostParams {
 )]
 pub(crate) async fn host(
     State(state): State<ApiState>,
+    peer: Option<Extension<Peer>>,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
     params: Result<Query<HostParams>, QueryRejection>,
 ) -> Result<Json<HostDetail>, ApiError> {
-    let principal = reader(&state, &headers)?;
+    let principal = reader(&state, &headers, peer.as_ref())?;
     let Path(host) = path?;
     let Query(p) = params?;
     let source = source_filter(p.source.as_deref(), p.reconciler)?;
@@ -712,10 +748,11 @@ pub(crate) fn parse_time(name: &str, value: &str, now: UnixNanos) -> Result<Unix
 )]
 pub(crate) async fn history(
     State(state): State<ApiState>,
+    peer: Option<Extension<Peer>>,
     headers: HeaderMap,
     params: Result<Query<HistoryParams>, QueryRejection>,
 ) -> Result<Json<Page<HistoryEntry>>, ApiError> {
-    let principal = reader(&state, &headers)?;
+    let principal = reader(&state, &headers, peer.as_ref())?;
     let Query(p) = params?;
     let limit = page_limit(p.limit)?;
     let now = UnixNanos::now();

@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use axum::Extension;
 use axum::Form;
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -18,6 +19,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use serde::Deserialize;
+use sextant_exporters::serve::Peer;
 use sextant_model::view::Source;
 use sextant_model::{
     Comparison, DeploymentStatus, DriftReason, HistoryEntry, HostDeployment, TargetSummary,
@@ -87,7 +89,11 @@ impl IntoResponse for UiError {
 }
 
 /// The caller, from the Authorization header or the UI's cookie.
-fn viewer(state: &ApiState, headers: &HeaderMap) -> Result<Principal, UiError> {
+fn viewer(
+    state: &ApiState,
+    headers: &HeaderMap,
+    peer: Option<&Extension<Peer>>,
+) -> Result<Principal, UiError> {
     let header = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -100,9 +106,12 @@ fn viewer(state: &ApiState, headers: &HeaderMap) -> Result<Principal, UiError> {
         .filter_map(|kv| kv.trim().strip_prefix(COOKIE)?.strip_prefix('='))
         .next()
         .map(|t| format!("Bearer {t}"));
-    Ok(state
-        .auth
-        .check(header.or(cookie).as_deref(), Scope::Read)?)
+    // Without a token, a client certificate `[[client_certs]]` maps.
+    Ok(state.auth.check_request(
+        header.or(cookie).as_deref(),
+        peer.map(|p| &p.0),
+        Scope::Read,
+    )?)
 }
 
 fn stale_before(state: &ApiState) -> UnixNanos {
@@ -376,10 +385,11 @@ const MATRIX_ENVIRONMENTS: usize = 50;
 /// Home: the environment × workload matrix.
 async fn matrix(
     State(state): State<ApiState>,
+    peer: Option<Extension<Peer>>,
     headers: HeaderMap,
     Query(p): Query<MatrixParams>,
 ) -> Result<Markup, UiError> {
-    let principal = viewer(&state, &headers)?;
+    let principal = viewer(&state, &headers, peer.as_ref())?;
     let sp = SourceParams {
         source: p.source.clone(),
         reconciler: p.reconciler.clone(),
@@ -516,10 +526,11 @@ struct CompareParams {
 /// Environments side by side.
 async fn compare(
     State(state): State<ApiState>,
+    peer: Option<Extension<Peer>>,
     headers: HeaderMap,
     Query(p): Query<CompareParams>,
 ) -> Result<Markup, UiError> {
-    let principal = viewer(&state, &headers)?;
+    let principal = viewer(&state, &headers, peer.as_ref())?;
     let filter = StateQuery {
         application: given(&p.application),
         workload: given(&p.workload),
@@ -646,10 +657,11 @@ fn deployments_table(
 /// Every (host, target) that differs from desired state.
 async fn drift(
     State(state): State<ApiState>,
+    peer: Option<Extension<Peer>>,
     headers: HeaderMap,
     Query(p): Query<DriftParams>,
 ) -> Result<Markup, UiError> {
-    let principal = viewer(&state, &headers)?;
+    let principal = viewer(&state, &headers, peer.as_ref())?;
     let sp = SourceParams {
         source: p.source.clone(),
         reconciler: p.reconciler.clone(),
@@ -726,10 +738,11 @@ struct HostsParams {
 /// All hosts with their last report and status counts.
 async fn hosts(
     State(state): State<ApiState>,
+    peer: Option<Extension<Peer>>,
     headers: HeaderMap,
     Query(p): Query<HostsParams>,
 ) -> Result<Markup, UiError> {
-    let principal = viewer(&state, &headers)?;
+    let principal = viewer(&state, &headers, peer.as_ref())?;
     let sp = SourceParams {
         source: p.source.clone(),
         reconciler: p.reconciler.clone(),
@@ -795,11 +808,12 @@ async fn hosts(
 /// Everything one host runs.
 async fn host(
     State(state): State<ApiState>,
+    peer: Option<Extension<Peer>>,
     headers: HeaderMap,
     Path(name): Path<String>,
     Query(sp): Query<SourceParams>,
 ) -> Result<Markup, UiError> {
-    let principal = viewer(&state, &headers)?;
+    let principal = viewer(&state, &headers, peer.as_ref())?;
     let stale_before = stale_before(&state);
     let source = sp.filter()?;
     let filtered = !source.is_empty();
@@ -857,11 +871,12 @@ struct HistoryParams {
 /// A workload's history as a timeline.
 async fn history(
     State(state): State<ApiState>,
+    peer: Option<Extension<Peer>>,
     headers: HeaderMap,
     Path(workload): Path<String>,
     Query(p): Query<HistoryParams>,
 ) -> Result<Markup, UiError> {
-    let principal = viewer(&state, &headers)?;
+    let principal = viewer(&state, &headers, peer.as_ref())?;
     let now = UnixNanos::now();
     let since = match p.since.as_deref().filter(|s| !s.is_empty()) {
         Some(s) => Some(crate::api::parse_time("since", s, now).map_err(|_| {

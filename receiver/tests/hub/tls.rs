@@ -283,13 +283,13 @@ async fn a_mapped_certificate_lands_in_its_tenant_and_an_unmapped_one_needs_a_to
         .await
         .expect("an unmapped certificate with a token");
     // A mapped certificate does not grant what its scopes lack: the
-    // gateway's certificate has `ingest`, not `read`; reads take a token.
+    // gateway's certificate has `ingest`, not `read`.
     let read = https(&pki, Some(&acme_gateway))
         .get(format!("https://localhost:{}/api/v1/state", app.api.port()))
         .send()
         .await
         .expect("served");
-    assert_eq!(read.status(), 401);
+    assert_eq!(read.status(), 403);
 
     // Each tenant sees what its certificate (or token) sent, and only that.
     assert_eq!(hosts(&client, &app, "acme-token").await, ["acme-host"]);
@@ -300,7 +300,66 @@ async fn a_mapped_certificate_lands_in_its_tenant_and_an_unmapped_one_needs_a_to
     app.stop().await;
 }
 
+/// A certificate mapped with `read` reads the API and the UI with no
+/// token, its own tenant only; one mapped with `ingest` alone does not.
+async fn a_certificate_with_read_reads_the_api_and_the_ui(b: Backend) {
+    let pki = Pki::new();
+    let app = spawn_app_with(b, |c| {
+        c.tls = ServerTlsConfig {
+            cert_file: Some(pki.server.cert.clone()),
+            key_file: Some(pki.server.key.clone()),
+            client_ca_file: Some(pki.ca_file.clone()),
+        };
+        c.tokens = vec![token("acme-token", "acme", &["ingest", "read"])];
+        c.client_certs = vec![
+            ClientCertConfig {
+                subject: "CN=dashboard".parse().expect("name"),
+                tenant: "acme".into(),
+                scopes: serde_json::from_value(serde_json::json!(["read"])).expect("scopes"),
+            },
+            ClientCertConfig {
+                subject: "CN=edge-gateway-1".parse().expect("name"),
+                tenant: "acme".into(),
+                scopes: serde_json::from_value(serde_json::json!(["ingest"])).expect("scopes"),
+            },
+        ];
+    })
+    .await;
+    let with_token = https(&pki, Some(&pki.client("edge-gateway-1")));
+    let answer = post_logs(&with_token, &app, &batch("acme-host"), Some("acme-token"))
+        .await
+        .expect("served");
+    assert_eq!(answer.status(), 200);
+    let dashboard = https(&pki, Some(&pki.client("dashboard")));
+    let api = format!("https://localhost:{}", app.api.port());
+    let hosts: Value = dashboard
+        .get(format!("{api}/api/v1/hosts"))
+        .send()
+        .await
+        .expect("served")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(hosts["items"][0]["host"], "acme-host", "{hosts}");
+    let page = dashboard
+        .get(format!("{api}/hosts/acme-host"))
+        .send()
+        .await
+        .expect("served");
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.expect("html").contains("acme-host"));
+    let gateway = https(&pki, Some(&pki.client("edge-gateway-1")));
+    let refused = gateway
+        .get(format!("{api}/api/v1/hosts"))
+        .send()
+        .await
+        .expect("served");
+    assert_eq!(refused.status(), 403, "ingest only");
+    app.stop().await;
+}
+
 on_both_backends!(
+    a_certificate_with_read_reads_the_api_and_the_ui,
     every_listener_serves_tls,
     mtls_refuses_no_certificate_and_another_ca_at_the_handshake,
     a_mapped_certificate_lands_in_its_tenant_and_an_unmapped_one_needs_a_token,
