@@ -45,7 +45,8 @@ fn role(kind: &str) -> Role {
 
 /// Flux's Ready condition as a deployment status: `True` succeeded,
 /// `False` failed, `Unknown` (reconciling) or absent in progress. A
-/// suspended object keeps the status it had, with the message saying so.
+/// suspended object is never failed (in progress instead of failed), and
+/// its message says it is suspended.
 fn ready_status(ready: Option<&str>) -> DeploymentStatus {
     match ready {
         Some(r) if r.eq_ignore_ascii_case("true") => DeploymentStatus::Succeeded,
@@ -141,11 +142,20 @@ pub fn series(all: Vec<Series>, reconcilers: &Reconcilers, tenant: &str, out: &m
             continue;
         };
         attrs.set(keys::REVISION, revision);
-        let status = ready_status(s.ready.as_deref());
-        attrs.set(keys::STATUS, status_text(status));
+        let mut status = ready_status(s.ready.as_deref());
         if s.suspended {
-            attrs.set(keys::STATUS_MESSAGE, "suspended (spec.suspend: true)");
+            // Suspended is not failed: Flux stopped reconciling it on
+            // purpose, whatever its last Ready condition said.
+            let ready = s.ready.as_deref().unwrap_or("Unknown");
+            if status == DeploymentStatus::Failed {
+                status = DeploymentStatus::InProgress;
+            }
+            attrs.set(
+                keys::STATUS_MESSAGE,
+                format!("suspended (spec.suspend: true); Ready {ready}"),
+            );
         }
+        attrs.set(keys::STATUS, status_text(status));
         let observed = ObservedDeployment::from_attributes(&attrs, None, s.at);
         match observed {
             Ok(o) => out.events.push(DeploymentEvent::Observed(o)),

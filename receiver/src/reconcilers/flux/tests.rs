@@ -83,11 +83,12 @@ fn gauge_workloads_are_observed_on_their_cluster() {
         DeploymentStatus::InProgress,
         "Unknown"
     );
+    // Suspended with its Ready condition False: shown as suspended, not failed.
     let legacy = seen["legacy"];
-    assert_eq!(legacy.status, DeploymentStatus::Succeeded, "not failed");
+    assert_eq!(legacy.status, DeploymentStatus::InProgress, "not failed");
     assert_eq!(
         legacy.message.as_deref(),
-        Some("suspended (spec.suspend: true)")
+        Some("suspended (spec.suspend: true); Ready False")
     );
     let checkout = seen["checkout"];
     assert_eq!(checkout.revision, "1.4.2", "the chart version");
