@@ -334,10 +334,27 @@ pub struct HostDeployment {
 
 impl HostDeployment {
     /// Fills `in_sync` and `drift` from the other fields.
+    /// Whether a host with these rows is stale: its newest report from a
+    /// source that reports on a schedule is older than `stale_before`
+    /// (Argo CD's rows, sent only on change, never make a host stale).
+    pub fn host_is_stale(rows: &[HostDeployment], stale_before: UnixNanos) -> bool {
+        rows.iter()
+            .filter(|d| d.source.reports_periodically())
+            .map(|d| d.observed_at)
+            .max()
+            .is_some_and(|last| last < stale_before)
+    }
+
     pub fn measured(mut self, stale_before: UnixNanos) -> Self {
         let want = self.desired.as_ref().map(|d| d.revision.as_str());
         self.in_sync =
             want == Some(self.revision.as_str()) && self.status == DeploymentStatus::Succeeded;
+        // A source that reports only on change is never stale.
+        let stale_before = if self.source.reports_periodically() {
+            stale_before
+        } else {
+            UnixNanos(i64::MIN)
+        };
         self.drift = DriftReason::classify(
             want,
             &self.revision,

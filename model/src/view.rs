@@ -45,6 +45,21 @@ impl Source {
         Source::Otlp,
     ];
 
+    /// Whether this source reports on a schedule, so that silence means a
+    /// host is gone (stale). Argo CD Notifications posts only when an
+    /// Application's state changes: its rows are never stale
+    /// (docs/reconcilers.md, "Limits").
+    pub fn reports_periodically(self) -> bool {
+        !matches!(self, Source::Argocd)
+    }
+
+    /// Whether a host whose newest report is `last_seen_at` and whose rows
+    /// come from `sources` is stale: silent since `stale_before` and
+    /// reported by at least one source that reports on a schedule.
+    pub fn host_is_stale(sources: &[Source], last_seen_at: i64, stale_before: i64) -> bool {
+        last_seen_at < stale_before && sources.iter().any(|s| s.reports_periodically())
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Source::Flux => "flux",

@@ -462,7 +462,11 @@ async fn hosts_handler(
     let items = rows
         .into_iter()
         .map(|r| HostSummary {
-            stale: r.last_seen_at < stale_before,
+            stale: sextant_model::view::Source::host_is_stale(
+                &r.sources,
+                r.last_seen_at,
+                stale_before,
+            ),
             last_seen_at: UnixNanos(r.last_seen_at),
             workloads: count(r.workloads),
             succeeded: count(r.succeeded),

@@ -668,7 +668,7 @@ pub(crate) async fn host(
     Ok(Json(HostDetail {
         host,
         last_seen_at,
-        stale: last_seen_at < stale_before,
+        stale: HostDeployment::host_is_stale(&deployments, stale_before),
         deployments,
     }))
 }

@@ -311,11 +311,15 @@ pub(crate) const DRIFT_COUNTS_SQL: &str = "SELECT tn.name, e.name, \
 pub(crate) type DriftCountRow = (String, String, i64, i64, i64);
 
 /// Hosts per (tenant, environment) whose newest report there is older than
-/// `$1` (Unix nanoseconds). Reads every current row: the metrics handler
-/// caches the answer. Feeds `sextant_hub_stale_hosts`.
+/// `$1` (Unix nanoseconds), from sources that report on a schedule (Argo
+/// CD's rows are never stale: `Source::reports_periodically`). Reads every
+/// current row: the metrics handler caches the answer. Feeds
+/// `sextant_hub_stale_hosts`.
 pub(crate) const STALE_COUNTS_SQL: &str = "SELECT tn.name, e.name, COUNT(*) FROM ( \
        SELECT t.tenant_id, t.environment_id, o.host_id, MAX(o.observed_at) AS last_seen \
          FROM observed_deployments o JOIN deployment_targets t ON t.id = o.target_id \
+         JOIN reconcilers r ON r.id = o.reconciler_id \
+        WHERE LOWER(r.type) <> 'argocd' \
         GROUP BY t.tenant_id, t.environment_id, o.host_id) x \
      JOIN environments e ON e.id = x.environment_id \
      JOIN tenants tn ON tn.id = x.tenant_id \

@@ -173,7 +173,7 @@ pub(crate) const CURRENT_SQL: &str = concat!(
     target_where!(),
     " AND ($7 IS NULL OR h.name = $7) \
       AND ($8 IS NULL OR v.revision IS NULL OR o.revision <> v.revision \
-           OR o.status = 'failed' OR o.observed_at < $8) \
+           OR o.status = 'failed' OR (o.observed_at < $8 AND LOWER(r.type) <> 'argocd')) \
       AND ($9 IS NULL OR (h.name, t.id, r.name) > (CAST($9 AS TEXT), CAST($10 AS BIGINT), CAST($11 AS TEXT)))",
     source_where!("r", "$13", "$14"),
     " ORDER BY h.name, t.id, r.name LIMIT $12"

@@ -776,7 +776,8 @@ async fn hosts(
                 thead { tr { th { "Host" } th { "Sources" } th { "Workloads" } th { "Succeeded" } th { "Failed" } th { "In progress" } th { "Last report" } } }
                 tbody {
                     @for h in &rows {
-                        tr.stale[h.last_seen_at < stale_before] data-host=(h.host) {
+                        @let stale = Source::host_is_stale(&h.sources, h.last_seen_at, stale_before);
+                        tr.stale[stale] data-host=(h.host) {
                             td { a href={ "/hosts/" (path_segment(&h.host)) } { (h.host) } }
                             td { @for s in &h.sources { (source_badge(*s, None)) } }
                             td { (h.workloads) }
@@ -784,7 +785,7 @@ async fn hosts(
                             td { @if h.failed > 0 { span.status.bad { (h.failed) } } @else { "0" } }
                             td { @if h.in_progress > 0 { span.status.busy { (h.in_progress) } } @else { "0" } }
                             td { (when(UnixNanos(h.last_seen_at)))
-                                 @if h.last_seen_at < stale_before { " " span.flag.stale { "stale" } } }
+                                 @if stale { " " span.flag.stale { "stale" } } }
                         }
                     }
                 }
@@ -850,7 +851,7 @@ async fn host(
         (filter_form_with(&action, &[], Some(&sp)))
         p.summary {
             "Last report " (when(last))
-            @if last < stale_before { " " span.flag.stale { "stale" } }
+            @if HostDeployment::host_is_stale(&rows, stale_before) { " " span.flag.stale { "stale" } }
             " · " (rows.len()) " deployments"
             " · " a href={ "/drift" (query_string(&[("host", Some(&name))])) } { "drift of this host" }
         }

@@ -498,7 +498,87 @@ async fn webhooks_over_mtls_with_a_mapped_client_certificate(b: Backend) {
     app.stop().await;
 }
 
+/// Argo CD notifies only when an Application changes: its rows are never
+/// stale, while an agent's silent host is.
+async fn argocd_rows_are_never_stale(b: Backend) {
+    let app = spawn_app_with(b, |c| {
+        c.stale_after_seconds = 1;
+        c.reconcilers.clusters = vec![ClusterMapping {
+            cluster: "gke-alpha-01-europe-west1".into(),
+            environment: Some("prod".into()),
+            ..ClusterMapping::default()
+        }];
+    })
+    .await;
+    let mut application = sextant_e2e::argocd::application();
+    application["status"]["sync"]["revision"] = json!("ea8759964626a583667a2bfd08f334ec2070040a");
+    let body = sextant_e2e::argocd::render(
+        &sextant_e2e::argocd::shipped_template(),
+        &json!({"app": application, "context": {}}),
+    );
+    let (status, _) = post(&app, "/v1/reconcilers/argocd", &body, &[]).await;
+    assert_eq!(status, 200);
+    let at = ("shop", "checkout", "prod", "dc1");
+    app.send_logs(&logs(vec![
+        crate::helpers::desired(at, "1.0", "sha256:aa", now_nanos()),
+        observed("docker-host-1", at, "sha256:aa", "succeeded", now_nanos()),
+    ]))
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+
+    let (_, page) = app.get("/api/v1/drift?environment=prod", None).await;
+    let rows = page["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        workloads(&rows),
+        ["checkout"],
+        "only the agent's row: {rows:#?}"
+    );
+    assert_eq!(rows[0]["drift"], json!(["stale"]));
+    let (_, hosts) = app.get("/api/v1/hosts", None).await;
+    let stale: Vec<(String, bool)> = hosts["items"]
+        .as_array()
+        .expect("hosts")
+        .iter()
+        .map(|h| {
+            (
+                h["host"].as_str().unwrap_or_default().to_owned(),
+                h["stale"] == true,
+            )
+        })
+        .collect();
+    assert_eq!(
+        stale,
+        [
+            ("docker-host-1".to_owned(), true),
+            ("gke-alpha-01-europe-west1".to_owned(), false)
+        ]
+    );
+    let (_, argo) = app
+        .get("/api/v1/hosts/gke-alpha-01-europe-west1", None)
+        .await;
+    assert_eq!(argo["stale"], false, "{argo}");
+    assert_eq!(argo["deployments"][0]["drift"], json!([]), "{argo}");
+    let (_, agent) = app.get("/api/v1/hosts/docker-host-1", None).await;
+    assert_eq!(agent["stale"], true, "{agent}");
+    let page = app
+        .client
+        .get(format!("http://{}/hosts", app.api))
+        .send()
+        .await
+        .expect("UI")
+        .text()
+        .await
+        .expect("html");
+    assert_eq!(
+        page.matches("flag stale").count(),
+        1,
+        "one stale host in the UI"
+    );
+    app.stop().await;
+}
+
 on_both_backends!(
+    argocd_rows_are_never_stale,
     webhooks_over_mtls_with_a_mapped_client_certificate,
     flux_events_with_a_token_or_a_signature,
     bad_flux_events_get_a_clear_answer_and_a_count,
