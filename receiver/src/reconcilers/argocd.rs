@@ -11,11 +11,9 @@
 use std::collections::HashMap;
 
 use serde::Deserialize;
-use sextant_model::{
-    DeploymentEvent, DeploymentStatus, EventError, ObservedDeployment, UnixNanos, keys,
-};
+use sextant_model::{DeploymentEvent, DeploymentStatus, ObservedDeployment, UnixNanos, keys};
 
-use super::{ARGOCD, Attrs, Reconcilers, desire, workload_defaults};
+use super::{ARGOCD, Attrs, Reconcilers, Refused, desire, workload_defaults};
 use crate::otlp::extract::{Extracted, TimeWindow};
 
 /// One notification: the template's fields (nulls where the Application
@@ -82,17 +80,6 @@ pub struct Destination {
     pub name: Option<String>,
     #[serde(default)]
     pub namespace: Option<String>,
-}
-
-/// Why a notification was refused (400).
-#[derive(Debug, thiserror::Error)]
-pub enum Refused {
-    #[error("{0}")]
-    Missing(String),
-    #[error("{0}")]
-    Invalid(#[from] EventError),
-    #[error("{0}")]
-    Time(String),
 }
 
 fn nonempty(s: &Option<String>) -> Option<&str> {

@@ -10,11 +10,9 @@
 use std::collections::HashMap;
 
 use serde::Deserialize;
-use sextant_model::{
-    DeploymentEvent, DeploymentStatus, EventError, ObservedDeployment, UnixNanos, keys,
-};
+use sextant_model::{DeploymentEvent, DeploymentStatus, ObservedDeployment, UnixNanos, keys};
 
-use super::{Attrs, FLUX, Reconcilers, desire, workload_defaults};
+use super::{Attrs, FLUX, Reconcilers, Refused, desire, workload_defaults};
 use crate::otlp::extract::Extracted;
 
 /// The metric kube-state-metrics names with Flux's config
@@ -55,10 +53,6 @@ fn ready_status(ready: Option<&str>) -> DeploymentStatus {
     }
 }
 
-fn status_text(status: DeploymentStatus) -> &'static str {
-    status.as_str()
-}
-
 /// One `gotk_resource_info` series, as the collector handed it on.
 #[derive(Debug, Clone)]
 pub struct Series {
@@ -85,26 +79,22 @@ pub struct Series {
 /// observed events, and, where their source is in the same request,
 /// desired events (once per new revision).
 pub fn series(all: Vec<Series>, reconcilers: &Reconcilers, tenant: &str, out: &mut Extracted) {
-    // A source's fetched revision, by (cluster, kind, namespace, name).
-    let mut sources: HashMap<(String, &str, String, String), String> = HashMap::new();
+    // A source's fetched revision, by (cluster, kind, namespace, name);
+    // HelmCharts also by (cluster, name), whatever their namespace.
+    let mut sources: HashMap<(&str, &str, &str, &str), &str> = HashMap::new();
+    let mut charts: HashMap<(&str, &str), &str> = HashMap::new();
     for s in &all {
         if role(&s.kind) == Role::Source
             && let Some(revision) = s.revision.as_deref().filter(|r| !r.is_empty())
         {
             let cluster = s.attrs.get(keys::K8S_CLUSTER_NAME).unwrap_or_default();
-            let kind = source_kind(&s.kind);
-            sources.insert(
-                (
-                    cluster.to_owned(),
-                    kind,
-                    s.namespace.clone(),
-                    s.name.clone(),
-                ),
-                revision.to_owned(),
-            );
+            sources.insert((cluster, &s.kind, &s.namespace, &s.name), revision);
+            if s.kind == "HelmChart" {
+                charts.insert((cluster, &s.name), revision);
+            }
         }
     }
-    for s in all {
+    for s in &all {
         let controller = match role(&s.kind) {
             Role::Workload(controller) => controller,
             Role::Source => {
@@ -155,7 +145,7 @@ pub fn series(all: Vec<Series>, reconcilers: &Reconcilers, tenant: &str, out: &m
                 format!("suspended (spec.suspend: true); Ready {ready}"),
             );
         }
-        attrs.set(keys::STATUS, status_text(status));
+        attrs.set(keys::STATUS, status.as_str());
         let observed = ObservedDeployment::from_attributes(&attrs, None, s.at);
         match observed {
             Ok(o) => out.events.push(DeploymentEvent::Observed(o)),
@@ -168,36 +158,26 @@ pub fn series(all: Vec<Series>, reconcilers: &Reconcilers, tenant: &str, out: &m
             "Kustomization" => s.source_name.as_deref().and_then(|name| {
                 ["GitRepository", "OCIRepository", "Bucket"]
                     .iter()
-                    .find_map(|kind| {
-                        sources.get(&(cluster.clone(), *kind, s.namespace.clone(), name.to_owned()))
-                    })
+                    .find_map(|kind| sources.get(&(cluster.as_str(), *kind, &s.namespace, name)))
+                    .copied()
             }),
             // helm-controller names a HelmRelease's chart `<namespace>-<name>`
             // in the chart's source namespace.
-            _ => {
-                let chart = format!("{}-{}", s.namespace, s.name);
-                sources
-                    .iter()
-                    .find(|((c, kind, _, name), _)| {
-                        *c == cluster && *kind == "HelmChart" && *name == chart
-                    })
-                    .map(|(_, revision)| revision)
-            }
+            _ => charts
+                .get(&(cluster.as_str(), &format!("{}-{}", s.namespace, s.name)))
+                .copied(),
         };
-        if let Some(desired) = source {
-            desire(&attrs, desired, s.at, reconcilers, tenant, &s.location, out);
+        if let Some(revision) = source {
+            desire(
+                &attrs,
+                revision,
+                s.at,
+                reconcilers,
+                tenant,
+                &s.location,
+                out,
+            );
         }
-    }
-}
-
-/// The kinds as `&'static str`, for the source index.
-fn source_kind(kind: &str) -> &'static str {
-    match kind {
-        "GitRepository" => "GitRepository",
-        "OCIRepository" => "OCIRepository",
-        "Bucket" => "Bucket",
-        "HelmChart" => "HelmChart",
-        _ => "HelmRepository",
     }
 }
 
@@ -242,17 +222,6 @@ pub enum Mapped {
     Event(Box<ObservedDeployment>),
     /// Not a workload's event; the reason label.
     Ignored(&'static str),
-}
-
-/// Why a Flux event was refused (answered 400: resending cannot help).
-#[derive(Debug, thiserror::Error)]
-pub enum EventRefused {
-    #[error("{0}")]
-    Missing(String),
-    #[error("{0}")]
-    Invalid(#[from] EventError),
-    #[error("{0}")]
-    Time(String),
 }
 
 impl Event {
@@ -302,7 +271,7 @@ impl Event {
         query: &HashMap<String, String>,
         reconcilers: &Reconcilers,
         window: crate::otlp::extract::TimeWindow,
-    ) -> Result<Mapped, EventRefused> {
+    ) -> Result<Mapped, Refused> {
         let controller = match role(&self.involved_object.kind) {
             Role::Workload(controller) => controller,
             Role::Source => return Ok(Mapped::Ignored("flux_source_event")),
@@ -312,7 +281,7 @@ impl Event {
         attrs.layer_short(|k| query.get(k).cloned());
         attrs.layer_short(|k| self.short(k));
         let Some(cluster) = attrs.get(keys::K8S_CLUSTER_NAME).map(str::to_owned) else {
-            return Err(EventRefused::Missing(format!(
+            return Err(Refused::Missing(format!(
                 "{} names no cluster: add `cluster` to the Alert's eventMetadata or \
                  `?cluster=` to the Provider's address",
                 self.describe()
@@ -331,26 +300,26 @@ impl Event {
         );
         let Some(revision) = self.revision() else {
             let group = o.api_version.split('/').next().unwrap_or_default();
-            return Err(EventRefused::Missing(format!(
+            return Err(Refused::Missing(format!(
                 "{} has no revision: metadata `revision` (or `{group}/revision`) is missing",
                 self.describe()
             )));
         };
         attrs.set(keys::REVISION, revision);
-        attrs.set(keys::STATUS, status_text(self.status()));
+        attrs.set(keys::STATUS, self.status().as_str());
         attrs.set(keys::STATUS_MESSAGE, self.message.clone());
         let at = match self.timestamp.as_deref().filter(|t| !t.is_empty()) {
             None => window.now,
             Some(t) => {
                 let at = UnixNanos::parse_rfc3339(t).ok_or_else(|| {
-                    EventRefused::Time(format!(
+                    Refused::Time(format!(
                         "{}: timestamp {t:?} is not an RFC 3339 time",
                         self.describe()
                     ))
                 })?;
                 window
                     .check(at, "timestamp")
-                    .map_err(|p| EventRefused::Time(format!("{}: {p}", self.describe())))?
+                    .map_err(|p| Refused::Time(format!("{}: {p}", self.describe())))?
             }
         };
         let observed = ObservedDeployment::from_attributes(&attrs, None, at)?;

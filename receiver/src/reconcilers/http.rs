@@ -249,14 +249,9 @@ async fn store(
 }
 
 /// Counts a refused payload and answers 400 with the reason.
-fn reject(
-    state: &HttpState,
-    signal: &'static str,
-    reason: &'static str,
-    message: String,
-) -> Refusal {
-    state.metrics.count(signal, "rejected", reason, 1);
-    Refusal::new(StatusCode::BAD_REQUEST, message)
+fn reject(state: &HttpState, signal: &'static str, refused: &super::Refused) -> Refusal {
+    state.metrics.count(signal, "rejected", refused.reason(), 1);
+    Refusal::new(StatusCode::BAD_REQUEST, refused.to_string())
 }
 
 /// `POST /v1/reconcilers/flux`: one notification-controller event.
@@ -278,14 +273,7 @@ async fn flux_event(
             .events
             .push(sextant_model::DeploymentEvent::Observed(*observed)),
         Ok(Mapped::Ignored(reason)) => out.ignore(reason),
-        Err(refused) => {
-            let reason = match refused {
-                flux::EventRefused::Missing(_) => "missing_attribute",
-                flux::EventRefused::Invalid(_) => "invalid_attribute",
-                flux::EventRefused::Time(_) => "invalid_time",
-            };
-            return Err(reject(&state, signal, reason, refused.to_string()));
-        }
+        Err(refused) => return Err(reject(&state, signal, &refused)),
     }
     store(&state, &principal, signal, out).await
 }
@@ -310,12 +298,7 @@ async fn argocd_notification(
         state.ingestor.window(),
         &mut out,
     ) {
-        let reason = match refused {
-            super::argocd::Refused::Missing(_) => "missing_attribute",
-            super::argocd::Refused::Invalid(_) => "invalid_attribute",
-            super::argocd::Refused::Time(_) => "invalid_time",
-        };
-        return Err(reject(&state, signal, reason, refused.to_string()));
+        return Err(reject(&state, signal, &refused));
     }
     store(&state, &principal, signal, out).await
 }

@@ -67,6 +67,29 @@ pub struct HmacKey {
     pub tenant: String,
 }
 
+/// Why a reconciler's payload was refused (answered 400: resending it
+/// cannot help). The message names the field.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    #[error("{0}")]
+    Missing(String),
+    #[error("{0}")]
+    Invalid(#[from] sextant_model::EventError),
+    #[error("{0}")]
+    Time(String),
+}
+
+impl Refused {
+    /// The `reason` label it is counted under, as for OTLP records.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refused::Missing(_) => "missing_attribute",
+            Refused::Invalid(_) => "invalid_attribute",
+            Refused::Time(_) => "invalid_time",
+        }
+    }
+}
+
 /// The placement names a user can give without patching a reconciler, as
 /// the short keys of Flux event metadata, a webhook address's query and
 /// `[[reconcilers.clusters]]`, with the attribute each becomes.
