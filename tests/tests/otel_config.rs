@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sextant_e2e::{Backend, Hub, otelcol_contrib_binary, python, rotel_binary, workspace_root};
+use sextant_e2e::{Backend, Hub, Rotel, otelcol_contrib_binary, python, workspace_root};
 
 /// An otelcol-contrib process; killed when dropped.
 struct Collector {
@@ -231,26 +231,7 @@ async fn rotel_relays_to_a_hub_that_was_down_and_loses_nothing() {
             _ => {}
         }
     }
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("rotel.log");
-    let mut rotel = Command::new(rotel_binary())
-        .arg("start")
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .envs(env)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("start rotel");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(rotel_grpc).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "rotel never listened: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let rotel = Rotel::start(env, rotel_grpc).await;
 
     // The hub is down: rotel takes every record and keeps retrying.
     let now = std::time::SystemTime::now()
@@ -305,16 +286,13 @@ async fn rotel_relays_to_a_hub_that_was_down_and_loses_nothing() {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
-    let _ = rotel.kill();
-    let _ = rotel.wait();
+    let log = rotel.stop();
     let expected: Vec<String> = (0..N).map(|i| format!("relay-{i:02}")).collect();
     let mut got = hosts.clone();
     got.sort();
     assert_eq!(
-        got,
-        expected,
-        "every record once, through the outage; rotel log:\n{}",
-        std::fs::read_to_string(&log).unwrap_or_default()
+        got, expected,
+        "every record once, through the outage; rotel log:\n{log}"
     );
     // Each host's history holds its one report: nothing was duplicated.
     let history: Value = reqwest::get(format!(

@@ -6,14 +6,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, KeyInit, Mac};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use prost::Message;
 use serde_json::{Value, json};
-use sextant_e2e::{Backend, Hub, rotel_binary, workspace_root};
+use sextant_e2e::{Backend, Hub, Rotel, workspace_root};
 
 const CONFIG: &str = r#"
 [[tokens]]
@@ -78,15 +77,10 @@ async fn the_flux_gauge_through_rotel_gives_drift() {
     hub.wait_ready().await;
     let rotel_grpc = free_addr();
     let rotel_http = free_addr();
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("rotel.log");
     // A relay to the hub's OTLP/gRPC with the hub's token, as a cluster's
     // collector would send it.
-    let mut rotel = Command::new(rotel_binary())
-        .arg("start")
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .envs([
+    let rotel = Rotel::start(
+        [
             ("ROTEL_OTLP_GRPC_ENDPOINT", rotel_grpc.to_string()),
             ("ROTEL_OTLP_HTTP_ENDPOINT", rotel_http.to_string()),
             ("ROTEL_EXPORTER", "otlp".to_owned()),
@@ -99,20 +93,10 @@ async fn the_flux_gauge_through_rotel_gives_drift() {
                 "ROTEL_OTLP_EXPORTER_CUSTOM_HEADERS",
                 format!("authorization=Bearer {INGEST}"),
             ),
-        ])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("start rotel");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(rotel_http).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "rotel never listened: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        ],
+        rotel_http,
+    )
+    .await;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -138,13 +122,11 @@ async fn the_flux_gauge_through_rotel_gives_drift() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let _ = rotel.kill();
-    let _ = rotel.wait();
+    let log = rotel.stop();
     assert_eq!(
         workloads(&rows),
         ["apps", "legacy"],
-        "{rows:#?}\nrotel log:\n{}",
-        std::fs::read_to_string(&log).unwrap_or_default()
+        "{rows:#?}\nrotel log:\n{log}"
     );
     let apps = rows.iter().find(|r| r["workload"] == "apps").unwrap();
     assert_eq!(apps["host"], "prod-eu-1");
