@@ -168,6 +168,15 @@ impl Application {
         self.store.clone()
     }
 
+    /// Runs one stale sweep now (the hub also runs them in the background
+    /// while it serves) and returns how many rows it marked stale. Tools
+    /// that load an estate behind the hub's back call it before measuring.
+    pub async fn sweep_stale(&self) -> anyhow::Result<u64> {
+        let window = i64::try_from(self.stale_after.as_nanos()).unwrap_or(i64::MAX);
+        let stale_before = sextant_model::UnixNanos::now().0.saturating_sub(window);
+        Ok(self.store.sweep_stale(stale_before).await?)
+    }
+
     /// Serves until `shutdown` is cancelled, then drains in-flight requests.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let ingestor = Ingestor::new(

@@ -302,6 +302,13 @@ pub trait HubStore: Send + Sync + 'static {
     /// or for no such tenant; a report read after a settled mark is at
     /// least as new as the mark, and may be cached under it.
     async fn settled_change_mark(&self, tenant: &str) -> Result<Option<ChangeMark>, StoreError>;
+
+    /// Marks the current rows last observed before `stale_before` (Unix
+    /// nanoseconds) as past the stale threshold, and clears the mark of rows
+    /// observed since; returns how many rows it marked. The drift list and
+    /// counts read the marks (docs/performance.md, "Bounded reads"); reads
+    /// stay exact between sweeps, a sweep only keeps them cheap.
+    async fn sweep_stale(&self, stale_before: i64) -> Result<u64, StoreError>;
 }
 
 /// Opens (creating if needed) and migrates the store named by `url`.

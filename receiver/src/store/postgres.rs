@@ -214,6 +214,10 @@ impl HubStore for PostgresStore {
         Ok(row.map(ChangeMark::from))
     }
 
+    async fn sweep_stale(&self, _stale_before: i64) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
     async fn settled_change_mark(&self, tenant: &str) -> Result<Option<ChangeMark>, StoreError> {
         let tenant_id = match self.dims.get(&DimKey::Tenant(tenant.to_owned())) {
             Some(id) => Some(id),

@@ -306,6 +306,10 @@ impl HubStore for SqliteStore {
         Ok(row.map(ChangeMark::from))
     }
 
+    async fn sweep_stale(&self, _stale_before: i64) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
     async fn settled_change_mark(&self, tenant: &str) -> Result<Option<ChangeMark>, StoreError> {
         // One writer at a time, and a row's id is max(id) + 1 when it is
         // written: ids commit in order, so every mark is settled.
