@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use sextant_exporters::serve::{ListenerLimits, ServerTls, fit_connections, serve_http_tls};
@@ -243,11 +244,63 @@ impl Application {
             self.tls,
             shutdown.clone(),
         );
-        let (grpc, http, api) = tokio::join!(grpc, http, api);
+        let sweep = sweep_stale_until(
+            self.store.clone(),
+            self.stale_after,
+            self.metrics.clone(),
+            shutdown.clone(),
+        );
+        let (grpc, http, api, ()) = tokio::join!(grpc, http, api, sweep);
         grpc.context("OTLP/gRPC server failed")?;
         http.context("OTLP/HTTP server failed")?;
         api.context("API server failed")?;
         Ok(())
+    }
+}
+
+/// How often the stale sweep runs: a tenth of the stale threshold, between
+/// 1 s and 30 s. Reads stay exact between sweeps (see `store/drift.rs`);
+/// the period bounds how many rows a read finds that crossed the threshold
+/// since the last one.
+fn sweep_period(stale_after: Duration) -> Duration {
+    (stale_after / 10).clamp(Duration::from_secs(1), Duration::from_secs(30))
+}
+
+/// Runs the stale sweep on start and then every [`sweep_period`] until
+/// `shutdown`. A failed sweep is logged and counted, and tried again at the
+/// next period.
+async fn sweep_stale_until(
+    store: Arc<dyn HubStore>,
+    stale_after: Duration,
+    metrics: HubMetrics,
+    shutdown: CancellationToken,
+) {
+    let window = i64::try_from(stale_after.as_nanos()).unwrap_or(i64::MAX);
+    let mut ticks = tokio::time::interval(sweep_period(stale_after));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let stale_before = sextant_model::UnixNanos::now().0.saturating_sub(window);
+        let started = std::time::Instant::now();
+        let outcome = tokio::select! {
+            () = shutdown.cancelled() => return,
+            outcome = store.sweep_stale(stale_before) => outcome,
+        };
+        match outcome {
+            Ok(marked) => {
+                metrics.stale_marked.inc_by(marked);
+                if marked > 0 {
+                    tracing::debug!(marked, elapsed = ?started.elapsed(), "stale sweep");
+                }
+            }
+            Err(error) => {
+                metrics.stale_sweep_errors.inc();
+                tracing::warn!(%error, "stale sweep failed; trying again at the next period");
+            }
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! The hub's Prometheus metrics. The text encoder lives here and nowhere else.
 
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 /// Signal label values.
@@ -47,6 +47,10 @@ pub struct HubMetrics {
     /// Connections refused at a listener's cap, by listener (`otlp_grpc`,
     /// `otlp_http`, `api`).
     pub listener_refused: IntCounterVec,
+    /// Current rows the stale sweep marked past the stale threshold.
+    pub stale_marked: IntCounter,
+    /// Stale sweeps that failed (tried again at the next period).
+    pub stale_sweep_errors: IntCounter,
     /// When the drift gauges were last read from the store.
     pub drift_read_at: std::sync::Arc<tokio::sync::Mutex<Option<std::time::Instant>>>,
 }
@@ -141,6 +145,17 @@ impl HubMetrics {
         for listener in ["otlp_grpc", "otlp_http", "api"] {
             listener_refused.with_label_values(&[listener]);
         }
+        let stale_marked = IntCounter::new(
+            "sextant_hub_stale_marked_total",
+            "Current rows the stale sweep marked past the stale threshold (docs/performance.md, \
+             \"Bounded reads\").",
+        )
+        .expect("valid metric");
+        let stale_sweep_errors = IntCounter::new(
+            "sextant_hub_stale_sweep_errors_total",
+            "Stale sweeps that failed; each is tried again at the next period.",
+        )
+        .expect("valid metric");
         for surface in [API, INGEST] {
             // Both series exist from the start, so a rate() sees the first refusal.
             rate_limited.with_label_values(&[surface]);
@@ -156,6 +171,8 @@ impl HubMetrics {
             Box::new(requests_refused.clone()),
             Box::new(inflight_request_bytes.clone()),
             Box::new(listener_refused.clone()),
+            Box::new(stale_marked.clone()),
+            Box::new(stale_sweep_errors.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }
@@ -172,6 +189,8 @@ impl HubMetrics {
             requests_refused,
             inflight_request_bytes,
             listener_refused,
+            stale_marked,
+            stale_sweep_errors,
             drift_read_at: std::sync::Arc::default(),
         }
     }

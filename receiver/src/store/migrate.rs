@@ -26,6 +26,7 @@ pub(crate) fn sqlite() -> Migrator {
         4 => "0004_change_mark",
         5 => "0005_observed_job",
         6 => "0006_reporter_counts",
+        7 => "0007_drift_set",
     ))
 }
 
@@ -39,6 +40,7 @@ pub(crate) fn postgres() -> Migrator {
         5 => "0005_change_mark",
         6 => "0006_observed_job",
         7 => "0007_reporter_counts",
+        8 => "0008_drift_set",
     ))
 }
 

@@ -8,6 +8,7 @@
 //! PostgreSQL) and in their DDL.
 
 mod dims;
+pub(crate) mod drift;
 mod mark;
 mod migrate;
 pub mod plan;
@@ -309,6 +310,45 @@ pub trait HubStore: Send + Sync + 'static {
     /// counts read the marks (docs/performance.md, "Bounded reads"); reads
     /// stay exact between sweeps, a sweep only keeps them cheap.
     async fn sweep_stale(&self, stale_before: i64) -> Result<u64, StoreError>;
+
+    /// Drift per filtered target: drifting rows, of them failed, of them
+    /// stale (observed before `stale_before`), from the maintained counters
+    /// (a read of the drifting rows with a source filter).
+    async fn drift_summary(
+        &self,
+        tenant: &str,
+        filter: &StateQuery,
+        stale_before: UnixNanos,
+    ) -> Result<Vec<DriftSummary>, StoreError>;
+}
+
+/// Drift of one target ([`HubStore::drift_summary`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriftSummary {
+    pub workspace: String,
+    pub application: String,
+    pub workload: String,
+    pub environment: String,
+    pub rows: u64,
+    pub failed: u64,
+    pub stale: u64,
+}
+
+impl From<drift::DriftSummaryRow> for DriftSummary {
+    fn from(
+        (workspace, application, workload, environment, rows, failed, stale): drift::DriftSummaryRow,
+    ) -> Self {
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        Self {
+            workspace,
+            application,
+            workload,
+            environment,
+            rows: count(rows),
+            failed: count(failed),
+            stale: count(stale),
+        }
+    }
 }
 
 /// Opens (creating if needed) and migrates the store named by `url`.

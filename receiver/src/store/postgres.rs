@@ -50,6 +50,12 @@ pub struct PostgresStore {
 impl PostgresStore {
     /// Connects to `url` and applies migrations.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_with(url, 16).await
+    }
+
+    /// [`Self::open`] with a pool of at most `max_connections` (tests that
+    /// read one connection's statistics use 1).
+    pub(crate) async fn open_with(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         // Session settings for the hub's short queries (docs/performance.md,
         // "Query latency"): plan with the actual parameters every time, since
         // a generic plan cannot see which optional filters (`$n IS NULL OR
@@ -58,7 +64,7 @@ impl PostgresStore {
         let options = PgConnectOptions::from_str(url)?
             .options([("plan_cache_mode", "force_custom_plan"), ("jit", "off")]);
         let pool = PgPoolOptions::new()
-            .max_connections(16)
+            .max_connections(max_connections)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await?;
@@ -76,7 +82,7 @@ impl PostgresStore {
 }
 
 impl PostgresStore {
-    super::reports::report_reads!(pool, super::read::TARGETS_LATERAL_SQL);
+    super::reports::report_reads!(pool);
 }
 
 #[async_trait]
@@ -118,7 +124,7 @@ impl HubStore for PostgresStore {
         query: &StateQuery,
     ) -> Result<Vec<TargetState>, StoreError> {
         let targets: Vec<read::TargetRow> = read::bind_source!(
-            bind_filter!(sqlx::query_as(read::TARGETS_LATERAL_SQL), tenant, query),
+            bind_filter!(sqlx::query_as(read::TARGETS_SQL), tenant, query),
             query
         )
         .fetch_all(&self.pool)
@@ -214,8 +220,32 @@ impl HubStore for PostgresStore {
         Ok(row.map(ChangeMark::from))
     }
 
-    async fn sweep_stale(&self, _stale_before: i64) -> Result<u64, StoreError> {
-        Ok(0)
+    async fn sweep_stale(&self, stale_before: i64) -> Result<u64, StoreError> {
+        sqlx::query(super::drift::SWEEP_UNMARK_SQL)
+            .bind(stale_before)
+            .execute(&self.pool)
+            .await?;
+        let mut marked = 0u64;
+        loop {
+            let (rows, _joined): (i64, i64) = sqlx::query_as(super::drift::PG_SWEEP_MARK_SQL)
+                .bind(stale_before)
+                .bind(super::drift::SWEEP_BATCH)
+                .fetch_one(&self.pool)
+                .await?;
+            marked += u64::try_from(rows).unwrap_or(0);
+            if rows < super::drift::SWEEP_BATCH {
+                return Ok(marked);
+            }
+        }
+    }
+
+    async fn drift_summary(
+        &self,
+        tenant: &str,
+        filter: &StateQuery,
+        stale_before: UnixNanos,
+    ) -> Result<Vec<super::DriftSummary>, StoreError> {
+        self.read_drift_summary(tenant, filter, stale_before).await
     }
 
     async fn settled_change_mark(&self, tenant: &str) -> Result<Option<ChangeMark>, StoreError> {
@@ -444,7 +474,7 @@ impl PostgresStore {
                        $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::text[]) AS k \
                      ON CONFLICT (host_id, reconciler_id, target_id) DO UPDATE SET \
                        revision = excluded.revision, status = excluded.status, \
-                       message = excluded.message, observed_at = excluded.observed_at, \
+                       message = excluded.message, observed_at = excluded.observed_at, staleness = 0, \
                        changed_at = CASE WHEN excluded.changed_at > 0 THEN excluded.changed_at \
                                     ELSE observed_deployments.changed_at END, \
                        job_id = CASE WHEN excluded.changed_at > 0 THEN excluded.job_id \

@@ -135,34 +135,15 @@ macro_rules! newest_version_join {
     };
 }
 
-/// Targets with their latest desired assignment; with a source filter
-/// (`$7`, `$8`), only those it leaves a current row of.
+/// Targets with their latest desired assignment (kept on the target by
+/// migration 0008/0007's trigger); with a source filter (`$7`, `$8`), only
+/// those it leaves a current row of.
 pub(crate) const TARGETS_SQL: &str = concat!(
-    "SELECT t.id, ws.name, a.name, w.name, e.name, t.name, v.version, v.revision, d.assigned_at \
-     FROM deployment_targets t \
-     LEFT JOIN desired_assignments d ON d.id = ( \
-         SELECT d2.id FROM desired_assignments d2 WHERE d2.target_id = t.id \
-         ORDER BY d2.assigned_at DESC, d2.id DESC LIMIT 1) \
-     LEFT JOIN workload_versions v ON v.id = d.workload_version_id",
-    target_filter!(),
-    reported_by_source!(),
-    " ORDER BY ws.name, a.name, w.name, e.name, t.name"
-);
-
-/// [`TARGETS_SQL`] for PostgreSQL, same rows: each target's latest
-/// assignment is one backward step of `desired_assignments_latest`
-/// (`LATERAL … LIMIT 1`). Written as a join condition, PostgreSQL hashed every
-/// assignment of the tenant and ran the subquery per target: 25 ms against
-/// 6 ms for 500 targets (docs/performance.md, "Query latency"). SQLite has
-/// no `LATERAL`, and runs the subquery form as an index lookup anyway.
-pub(crate) const TARGETS_LATERAL_SQL: &str = concat!(
-    "SELECT t.id, ws.name, a.name, w.name, e.name, t.name, v.version, v.revision, d.assigned_at \
+    "SELECT t.id, ws.name, a.name, w.name, e.name, t.name, v.version, t.desired_revision, \
+       t.desired_at \
      FROM deployment_targets t",
     target_joins!(),
-    " LEFT JOIN LATERAL ( \
-         SELECT d2.workload_version_id, d2.assigned_at FROM desired_assignments d2 \
-         WHERE d2.target_id = t.id ORDER BY d2.assigned_at DESC, d2.id DESC LIMIT 1) d ON true \
-      LEFT JOIN workload_versions v ON v.id = d.workload_version_id",
+    " LEFT JOIN workload_versions v ON v.id = t.desired_version_id",
     target_where!(),
     reported_by_source!(),
     " ORDER BY ws.name, a.name, w.name, e.name, t.name"
@@ -219,10 +200,7 @@ pub(crate) type HostRow = (
 /// target: inlined, PostgreSQL ran the subquery for each of a target's 500
 /// rows, several times (82 ms against 11 ms on the benchmark's estate).
 pub(crate) const ATTENTION_HOSTS_SQL: &str = concat!(
-    "WITH td AS MATERIALIZED (SELECT t.id AS target_id, \
-        (SELECT v.revision FROM desired_assignments d2 \
-           JOIN workload_versions v ON v.id = d2.workload_version_id \
-          WHERE d2.target_id = t.id ORDER BY d2.assigned_at DESC, d2.id DESC LIMIT 1) AS desired \
+    "WITH td AS MATERIALIZED (SELECT t.id AS target_id, t.desired_revision AS desired \
        FROM deployment_targets t",
     target_filter!(),
     ") SELECT t.name, td.desired, h.name, r.name, ",
@@ -290,40 +268,43 @@ pub(crate) fn attention_hosts(rows: Vec<AttentionRow>) -> Vec<(String, Option<St
         .collect()
 }
 
-/// Drifting hosts per (tenant, environment), from the host counters: on a
-/// target with no desired state; on another revision than the desired one;
-/// failed on the desired one. Feeds `sextant_hub_drift_hosts`.
+/// Drifting hosts per (tenant, environment), from the host counters and
+/// each target's desired revision: on a target with no desired state; on
+/// another revision than the desired one; failed on the desired one. A few
+/// rows per target. Feeds `sextant_hub_drift_hosts`.
 pub(crate) const DRIFT_COUNTS_SQL: &str = "SELECT tn.name, e.name, \
-       CAST(SUM(CASE WHEN td.desired IS NULL THEN c.hosts ELSE 0 END) AS BIGINT), \
-       CAST(SUM(CASE WHEN td.desired IS NOT NULL AND c.revision <> td.desired THEN c.hosts ELSE 0 END) AS BIGINT), \
-       CAST(SUM(CASE WHEN td.desired IS NOT NULL AND c.revision = td.desired \
+       CAST(SUM(CASE WHEN t.desired_revision IS NULL THEN c.hosts ELSE 0 END) AS BIGINT), \
+       CAST(SUM(CASE WHEN t.desired_revision IS NOT NULL AND c.revision <> t.desired_revision \
+                THEN c.hosts ELSE 0 END) AS BIGINT), \
+       CAST(SUM(CASE WHEN t.desired_revision IS NOT NULL AND c.revision = t.desired_revision \
                 AND c.status = 'failed' THEN c.hosts ELSE 0 END) AS BIGINT) \
-     FROM (SELECT t.id, t.tenant_id, t.environment_id, \
-             (SELECT v.revision FROM desired_assignments d2 \
-                JOIN workload_versions v ON v.id = d2.workload_version_id \
-               WHERE d2.target_id = t.id ORDER BY d2.assigned_at DESC, d2.id DESC LIMIT 1) AS desired \
-           FROM deployment_targets t) td \
-     JOIN deployed_counts c ON c.target_id = td.id AND c.hosts > 0 \
-     JOIN environments e ON e.id = td.environment_id \
-     JOIN tenants tn ON tn.id = td.tenant_id \
+     FROM deployment_targets t \
+     JOIN deployed_counts c ON c.target_id = t.id AND c.hosts > 0 \
+     JOIN environments e ON e.id = t.environment_id \
+     JOIN tenants tn ON tn.id = t.tenant_id \
      GROUP BY tn.name, e.name";
 
 pub(crate) type DriftCountRow = (String, String, i64, i64, i64);
 
 /// Hosts per (tenant, environment) whose newest report there is older than
 /// `$1` (Unix nanoseconds), from sources that report on a schedule (Argo
-/// CD's rows are never stale: `Source::reports_periodically`). Reads every
-/// current row: the metrics handler caches the answer. Feeds
-/// `sextant_hub_stale_hosts`.
+/// CD's rows are never stale: `Source::reports_periodically`). The
+/// candidates are the rows observed before `$1`, found on the stale index
+/// (migration 0008/0007) rather than by reading every current row; each
+/// candidate host is then checked for a newer row in the environment.
+/// Feeds `sextant_hub_stale_hosts` (the metrics handler caches it).
 pub(crate) const STALE_COUNTS_SQL: &str = "SELECT tn.name, e.name, COUNT(*) FROM ( \
-       SELECT t.tenant_id, t.environment_id, o.host_id, MAX(o.observed_at) AS last_seen \
+       SELECT DISTINCT t.tenant_id, t.environment_id, o.host_id \
          FROM observed_deployments o JOIN deployment_targets t ON t.id = o.target_id \
          JOIN reconcilers r ON r.id = o.reconciler_id \
-        WHERE LOWER(r.type) <> 'argocd' \
-        GROUP BY t.tenant_id, t.environment_id, o.host_id) x \
+        WHERE o.staleness IN (0, 1) AND o.observed_at < $1 AND LOWER(r.type) <> 'argocd') x \
      JOIN environments e ON e.id = x.environment_id \
      JOIN tenants tn ON tn.id = x.tenant_id \
-     WHERE x.last_seen < $1 \
+     WHERE NOT EXISTS (SELECT 1 FROM observed_deployments o2 \
+         JOIN deployment_targets t2 ON t2.id = o2.target_id \
+         JOIN reconcilers r2 ON r2.id = o2.reconciler_id \
+        WHERE o2.host_id = x.host_id AND t2.environment_id = x.environment_id \
+          AND o2.observed_at >= $1 AND LOWER(r2.type) <> 'argocd') \
      GROUP BY tn.name, e.name";
 
 /// 1 when reconciler row `r` has source `$source`, else 0.

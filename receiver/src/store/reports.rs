@@ -26,16 +26,6 @@ macro_rules! version_of_revision {
     };
 }
 
-/// The latest desired assignment of target `t`, as `d` and its version `v`.
-macro_rules! latest_desired {
-    () => {
-        " LEFT JOIN desired_assignments d ON d.id = ( \
-             SELECT d2.id FROM desired_assignments d2 WHERE d2.target_id = t.id \
-             ORDER BY d2.assigned_at DESC, d2.id DESC LIMIT 1) \
-          LEFT JOIN workload_versions v ON v.id = d.workload_version_id"
-    };
-}
-
 /// Host counts of the filtered targets per (target, revision, status), from
 /// the counters that migration 0003's triggers keep in step with current
 /// rows: a few rows per target whatever the number of hosts.
@@ -150,33 +140,47 @@ fn desired_view(
     }
 }
 
-/// Current rows with their target's latest desired assignment. After the
-/// filter parameters: `$7` host, `$8` drift only (stale-before time; NULL
-/// for every row), `$9`..`$11` cursor (host name, target id, reconciler
-/// name; exclusive), `$12` limit, `$13`, `$14` the source filter.
+/// The columns of a [`CurrentRow`], from current row `o` of host `h`,
+/// reconciler `r` and target `t` (with its [`target_joins`]), and `v`,
+/// the version of `t`'s desired revision.
+macro_rules! current_columns {
+    () => {
+        concat!(
+            "SELECT h.name AS host, r.name AS reconciler, ",
+            $crate::store::read::source_of!("r"),
+            " AS source, ws.name AS workspace, \
+               a.name AS application, w.name AS workload, e.name AS environment, \
+               t.name AS target, v.version AS version, t.desired_revision AS desired_revision, \
+               t.desired_at AS assigned_at, o.revision AS revision, o.status AS status, \
+               o.message AS message, o.observed_at AS observed_at, o.job_id AS job, ",
+            $crate::store::reports::version_of_revision!("o.revision"),
+            " AS observed_version, t.id AS target_id"
+        )
+    };
+}
+pub(crate) use {current_columns, version_of_revision};
+
+/// Current rows with their target's latest desired assignment, host first
+/// (a host's rows are one index range of `observed_deployments`). After the
+/// filter parameters: `$7` host, `$8`..`$10` cursor (host name, target id,
+/// reconciler name; exclusive), `$11` limit, `$12`, `$13` the source
+/// filter. The drift list reads [`super::drift::DRIFT_SQL`] instead.
 pub(crate) const CURRENT_SQL: &str = concat!(
-    "SELECT h.name AS host, r.name AS reconciler, ",
-    source_of!("r"),
-    " AS source, ws.name AS workspace, \
-       a.name AS application, w.name AS workload, e.name AS environment, t.name AS target, \
-       v.version AS version, v.revision AS desired_revision, d.assigned_at AS assigned_at, \
-       o.revision AS revision, o.status AS status, o.message AS message, \
-       o.observed_at AS observed_at, o.job_id AS job, ",
-    version_of_revision!("o.revision"),
-    " AS observed_version, t.id AS target_id \
-     FROM deployment_targets t",
-    target_joins!(),
-    " JOIN observed_deployments o ON o.target_id = t.id \
-      JOIN hosts h ON h.id = o.host_id \
-      JOIN reconcilers r ON r.id = o.reconciler_id",
-    latest_desired!(),
+    current_columns!(),
+    " FROM hosts h JOIN tenants tn ON tn.id = h.tenant_id \
+      JOIN observed_deployments o ON o.host_id = h.id \
+      JOIN deployment_targets t ON t.id = o.target_id \
+      JOIN workloads w ON w.id = t.workload_id \
+      JOIN applications a ON a.id = w.application_id \
+      JOIN workspaces ws ON ws.id = a.workspace_id \
+      JOIN environments e ON e.id = t.environment_id \
+      JOIN reconcilers r ON r.id = o.reconciler_id \
+      LEFT JOIN workload_versions v ON v.id = t.desired_version_id",
     target_where!(),
     " AND ($7 IS NULL OR h.name = $7) \
-      AND ($8 IS NULL OR v.revision IS NULL OR o.revision <> v.revision \
-           OR o.status = 'failed' OR (o.observed_at < $8 AND LOWER(r.type) <> 'argocd')) \
-      AND ($9 IS NULL OR (h.name, t.id, r.name) > (CAST($9 AS TEXT), CAST($10 AS BIGINT), CAST($11 AS TEXT)))",
-    source_where!("r", "$13", "$14"),
-    " ORDER BY h.name, t.id, r.name LIMIT $12"
+      AND ($8 IS NULL OR (h.name, t.id, r.name) > (CAST($8 AS TEXT), CAST($9 AS BIGINT), CAST($10 AS TEXT)))",
+    source_where!("r", "$12", "$13"),
+    " ORDER BY h.name, t.id, r.name LIMIT $11"
 );
 
 /// One row of [`CURRENT_SQL`], by column name.
@@ -487,14 +491,12 @@ pub struct CatalogRow {
 }
 
 /// Inherent report reads of a store whose pool field is `$pool`, reading
-/// targets with `$targets` ([`read::TARGETS_SQL`] or
-/// [`read::TARGETS_LATERAL_SQL`]) and the host counts of [`DEPLOYED_SQL`];
-/// the `HubStore` impls delegate to them.
+/// targets with [`read::TARGETS_SQL`] and the host counts of
+/// [`DEPLOYED_SQL`]; the `HubStore` impls delegate to them.
 ///
 /// [`read::TARGETS_SQL`]: super::read::TARGETS_SQL
-/// [`read::TARGETS_LATERAL_SQL`]: super::read::TARGETS_LATERAL_SQL
 macro_rules! report_reads {
-    ($pool:ident, $targets:expr) => {
+    ($pool:ident) => {
         pub(crate) async fn read_summaries(
             &self,
             tenant: &str,
@@ -503,7 +505,7 @@ macro_rules! report_reads {
             use $crate::store::read::{self, bind_filter, bind_source};
             use $crate::store::reports;
             let targets: Vec<read::TargetRow> = bind_source!(
-                bind_filter!(sqlx::query_as($targets), tenant, filter),
+                bind_filter!(sqlx::query_as(read::TARGETS_SQL), tenant, filter),
                 filter
             )
             .fetch_all(&self.$pool)
@@ -550,19 +552,66 @@ macro_rules! report_reads {
                 Some((h, t, r)) => (Some(h.clone()), Some(*t), Some(r.clone())),
                 None => (None, None, None),
             };
-            let rows: Vec<reports::CurrentRow> = bind_source!(
-                bind_filter!(sqlx::query_as(reports::CURRENT_SQL), tenant, &query.filter)
+            let rows: Vec<reports::CurrentRow> = if query.drift_only {
+                bind_source!(
+                    bind_filter!(
+                        sqlx::query_as($crate::store::drift::DRIFT_SQL),
+                        tenant,
+                        &query.filter
+                    )
                     .bind(query.host.clone())
-                    .bind(query.drift_only.then_some(query.stale_before.0))
+                    .bind(query.stale_before.0)
                     .bind(host)
                     .bind(target)
                     .bind(reconciler)
                     .bind(i64::from(query.limit)),
-                &query.filter
-            )
-            .fetch_all(&self.$pool)
-            .await?;
+                    &query.filter
+                )
+                .fetch_all(&self.$pool)
+                .await?
+            } else {
+                bind_source!(
+                    bind_filter!(sqlx::query_as(reports::CURRENT_SQL), tenant, &query.filter)
+                        .bind(query.host.clone())
+                        .bind(host)
+                        .bind(target)
+                        .bind(reconciler)
+                        .bind(i64::from(query.limit)),
+                    &query.filter
+                )
+                .fetch_all(&self.$pool)
+                .await?
+            };
             Ok(reports::host_deployments(rows, query.stale_before))
+        }
+
+        pub(crate) async fn read_drift_summary(
+            &self,
+            tenant: &str,
+            filter: &$crate::store::StateQuery,
+            stale_before: sextant_model::UnixNanos,
+        ) -> Result<Vec<$crate::store::DriftSummary>, $crate::store::StoreError> {
+            use $crate::store::drift;
+            use $crate::store::read::{bind_filter, bind_source};
+            let rows: Vec<drift::DriftSummaryRow> = if filter.source.is_empty() {
+                bind_filter!(sqlx::query_as(drift::DRIFT_SUMMARY_SQL), tenant, filter)
+                    .bind(stale_before.0)
+                    .fetch_all(&self.$pool)
+                    .await?
+            } else {
+                bind_source!(
+                    bind_filter!(
+                        sqlx::query_as(drift::DRIFT_SUMMARY_BY_SOURCE_SQL),
+                        tenant,
+                        filter
+                    )
+                    .bind(stale_before.0),
+                    filter
+                )
+                .fetch_all(&self.$pool)
+                .await?
+            };
+            Ok(rows.into_iter().map(Into::into).collect())
         }
 
         pub(crate) async fn read_history(

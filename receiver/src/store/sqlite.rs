@@ -67,7 +67,7 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
-    super::reports::report_reads!(reader, super::read::TARGETS_SQL);
+    super::reports::report_reads!(reader);
 }
 
 #[async_trait]
@@ -154,7 +154,7 @@ impl HubStore for SqliteStore {
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $10) \
                      ON CONFLICT (host_id, reconciler_id, target_id) DO UPDATE SET \
                        revision = excluded.revision, status = excluded.status, \
-                       message = excluded.message, observed_at = excluded.observed_at, \
+                       message = excluded.message, observed_at = excluded.observed_at, staleness = 0, \
                        changed_at = CASE WHEN $9 THEN excluded.changed_at \
                                     ELSE observed_deployments.changed_at END, \
                        job_id = CASE WHEN $9 THEN excluded.job_id \
@@ -306,8 +306,32 @@ impl HubStore for SqliteStore {
         Ok(row.map(ChangeMark::from))
     }
 
-    async fn sweep_stale(&self, _stale_before: i64) -> Result<u64, StoreError> {
-        Ok(0)
+    async fn sweep_stale(&self, stale_before: i64) -> Result<u64, StoreError> {
+        sqlx::query(super::drift::SWEEP_UNMARK_SQL)
+            .bind(stale_before)
+            .execute(&self.writer)
+            .await?;
+        let mut marked = 0u64;
+        loop {
+            let done = sqlx::query(super::drift::SQLITE_SWEEP_MARK_SQL)
+                .bind(stale_before)
+                .bind(super::drift::SWEEP_BATCH)
+                .execute(&self.writer)
+                .await?;
+            marked += done.rows_affected();
+            if done.rows_affected() < super::drift::SWEEP_BATCH as u64 {
+                return Ok(marked);
+            }
+        }
+    }
+
+    async fn drift_summary(
+        &self,
+        tenant: &str,
+        filter: &StateQuery,
+        stale_before: UnixNanos,
+    ) -> Result<Vec<super::DriftSummary>, StoreError> {
+        self.read_drift_summary(tenant, filter, stale_before).await
     }
 
     async fn settled_change_mark(&self, tenant: &str) -> Result<Option<ChangeMark>, StoreError> {

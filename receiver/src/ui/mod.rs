@@ -350,31 +350,16 @@ async fn drift_counts(
 ) -> Result<DriftCounts, UiError> {
     let rows = state
         .store
-        .current(
-            tenant,
-            &CurrentQuery {
-                filter,
-                host: None,
-                drift_only: true,
-                stale_before: stale_before(state),
-                after: None,
-                limit: 100_000,
-            },
-        )
+        .drift_summary(tenant, &filter, stale_before(state))
         .await?;
     let mut counts = DriftCounts::new();
-    for (d, _) in rows {
+    for d in rows {
         let c = counts
-            .entry((
-                d.at.workspace,
-                d.at.application,
-                d.at.workload,
-                d.at.environment,
-            ))
+            .entry((d.workspace, d.application, d.workload, d.environment))
             .or_default();
-        c.0 += 1;
-        c.1 += u64::from(d.drift.contains(&DriftReason::Failed));
-        c.2 += u64::from(d.drift.contains(&DriftReason::Stale));
+        c.0 += d.rows;
+        c.1 += d.failed;
+        c.2 += d.stale;
     }
     Ok(counts)
 }

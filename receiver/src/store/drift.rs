@@ -1,0 +1,218 @@
+//! The drift set: reads of the current rows that drift, and the stale
+//! sweep that keeps them cheap (docs/performance.md, "Bounded reads").
+//!
+//! A current row drifts when its target has no desired state, it runs
+//! another revision than desired, it failed, or it is stale (observed before
+//! the stale threshold, from a source that reports on a schedule). The first
+//! three are kept in `drift_rows` by triggers (migration 0008 on
+//! PostgreSQL, 0007 on SQLite) in the transaction that writes the row or the
+//! desired state. Staleness moves with the clock, not with writes: the sweep
+//! marks rows that crossed the threshold (`staleness`), and moves them into
+//! `drift_rows`. Between sweeps a read adds the rows that crossed since the
+//! last one, found on the `(staleness, observed_at)` index, so answers are
+//! exact whenever the sweep last ran; the sweep only bounds how many such
+//! rows a read meets.
+
+/// Filters a drift read by the target filter parameters (`$1` tenant, `$2`
+/// workspace, `$3` application, `$4` workload, `$5` environment, `$6`
+/// target) on the ids of a row's environment, workload and target: each
+/// name is resolved to ids once (an uncorrelated subquery), so PostgreSQL
+/// can read `drift_rows` off the index of the filter it is given, in list
+/// order.
+macro_rules! drift_filters {
+    ($environment:literal, $workload:literal, $target:literal) => {
+        concat!(
+            " AND ($5 IS NULL OR ",
+            $environment,
+            " = (SELECT e.id FROM environments e \
+                 WHERE e.tenant_id = (SELECT id FROM tenants WHERE name = $1) AND e.name = $5)) \
+              AND (($2 IS NULL AND $3 IS NULL AND $4 IS NULL) OR ",
+            $workload,
+            " IN (SELECT w.id FROM workloads w \
+                   JOIN applications a ON a.id = w.application_id \
+                   JOIN workspaces ws ON ws.id = a.workspace_id \
+                  WHERE w.tenant_id = (SELECT id FROM tenants WHERE name = $1) \
+                    AND ($2 IS NULL OR ws.name = $2) AND ($3 IS NULL OR a.name = $3) \
+                    AND ($4 IS NULL OR w.name = $4))) \
+              AND ($6 IS NULL OR ",
+            $target,
+            " IN (SELECT t6.id FROM deployment_targets t6 \
+                  WHERE t6.tenant_id = (SELECT id FROM tenants WHERE name = $1) AND t6.name = $6))"
+        )
+    };
+}
+
+/// One page of the drift list, in (host, target id, reconciler) order.
+/// Parameters: the filter (`$1`..`$6`), `$7` host, `$8` stale-before time
+/// (Unix nanoseconds), `$9`..`$11` cursor (host name, target id, reconciler
+/// name; exclusive), `$12` limit, `$13`, `$14` the source filter. Columns
+/// of a [`super::reports::CurrentRow`].
+///
+/// The page's keys come from two ordered reads of at most `$12` rows each:
+/// `drift_rows` (rows off their desired state, or marked stale, that still
+/// are), and the rows that crossed the stale threshold since the last sweep
+/// (`staleness = 0`, observed before `$8`). Only the page's rows are then
+/// joined to their names and desired state. The cost follows the page, the
+/// filter's drifting rows skipped to reach it, and the rows the sweep has
+/// not reached yet; never the rows in sync.
+pub(crate) const DRIFT_SQL: &str = concat!(
+    "WITH k AS (SELECT * FROM (SELECT d.host_id, d.reconciler_id, d.target_id, \
+         d.host_name, d.reconciler_name \
+       FROM drift_rows d \
+       JOIN reconcilers r ON r.id = d.reconciler_id \
+       WHERE d.tenant_id = (SELECT id FROM tenants WHERE name = $1) \
+         AND (d.off_desired OR EXISTS (SELECT 1 FROM observed_deployments o \
+               WHERE o.host_id = d.host_id AND o.reconciler_id = d.reconciler_id \
+                 AND o.target_id = d.target_id AND o.observed_at < $8))",
+    drift_filters!("d.environment_id", "d.workload_id", "d.target_id"),
+    " AND ($7 IS NULL OR d.host_name = $7) \
+      AND ($9 IS NULL OR (d.host_name, d.target_id, d.reconciler_name) \
+           > (CAST($9 AS TEXT), CAST($10 AS BIGINT), CAST($11 AS TEXT)))",
+    super::read::source_where!("r", "$13", "$14"),
+    " ORDER BY d.host_name, d.target_id, d.reconciler_name LIMIT $12) marked \
+     UNION \
+     SELECT * FROM (SELECT o.host_id, o.reconciler_id, o.target_id, h.name, r.name \
+       FROM observed_deployments o \
+       JOIN hosts h ON h.id = o.host_id \
+       JOIN reconcilers r ON r.id = o.reconciler_id \
+       JOIN deployment_targets tx ON tx.id = o.target_id \
+       WHERE o.staleness = 0 AND o.observed_at < $8 AND LOWER(r.type) <> 'argocd' \
+         AND o.tenant_id = (SELECT id FROM tenants WHERE name = $1)",
+    drift_filters!("tx.environment_id", "tx.workload_id", "o.target_id"),
+    " AND ($7 IS NULL OR h.name = $7) \
+      AND ($9 IS NULL OR (h.name, o.target_id, r.name) \
+           > (CAST($9 AS TEXT), CAST($10 AS BIGINT), CAST($11 AS TEXT)))",
+    super::read::source_where!("r", "$13", "$14"),
+    " ORDER BY h.name, o.target_id, r.name LIMIT $12) crossed) ",
+    super::reports::current_columns!(),
+    " FROM k \
+      JOIN observed_deployments o ON o.host_id = k.host_id \
+        AND o.reconciler_id = k.reconciler_id AND o.target_id = k.target_id \
+      JOIN hosts h ON h.id = k.host_id \
+      JOIN reconcilers r ON r.id = k.reconciler_id \
+      JOIN deployment_targets t ON t.id = k.target_id \
+      JOIN workloads w ON w.id = t.workload_id \
+      JOIN applications a ON a.id = w.application_id \
+      JOIN workspaces ws ON ws.id = a.workspace_id \
+      JOIN environments e ON e.id = t.environment_id \
+      LEFT JOIN workload_versions v ON v.id = t.desired_version_id \
+      ORDER BY k.host_name, k.target_id, k.reconciler_name LIMIT $12"
+);
+
+/// Drift counts per target of the filtered ones (`$1`..`$6`): drifting
+/// rows, of them failed, of them stale. The maintained counters, plus the
+/// rows that crossed the stale threshold `$7` since the last sweep (stale;
+/// drifting too, unless already counted as off their desired state).
+/// Columns: workspace, application, workload, environment, rows, failed,
+/// stale. Without a source filter.
+pub(crate) const DRIFT_SUMMARY_SQL: &str = concat!(
+    "SELECT ws.name, a.name, w.name, e.name, \
+       CAST(c.rows + COALESCE(x.rows, 0) AS BIGINT), CAST(c.failed AS BIGINT), \
+       CAST(c.stale + COALESCE(x.stale, 0) AS BIGINT) \
+     FROM (SELECT target_id, SUM(rows) AS rows, SUM(failed) AS failed, SUM(stale) AS stale \
+           FROM (SELECT target_id, rows, failed, stale FROM drift_counts \
+                 WHERE tenant_id = (SELECT id FROM tenants WHERE name = $1) AND rows > 0 \
+                 UNION ALL \
+                 SELECT o.target_id, 0, 0, 0 FROM observed_deployments o \
+                   JOIN reconcilers r ON r.id = o.reconciler_id \
+                  WHERE o.staleness = 0 AND o.observed_at < $7 AND LOWER(r.type) <> 'argocd' \
+                    AND o.tenant_id = (SELECT id FROM tenants WHERE name = $1)) u \
+           GROUP BY target_id) c \
+     LEFT JOIN (SELECT o.target_id, \
+           SUM(CASE WHEN t.desired_revision IS NULL OR o.revision <> t.desired_revision \
+                    OR o.status = 'failed' THEN 0 ELSE 1 END) AS rows, COUNT(*) AS stale \
+         FROM observed_deployments o \
+         JOIN reconcilers r ON r.id = o.reconciler_id \
+         JOIN deployment_targets t ON t.id = o.target_id \
+        WHERE o.staleness = 0 AND o.observed_at < $7 AND LOWER(r.type) <> 'argocd' \
+          AND o.tenant_id = (SELECT id FROM tenants WHERE name = $1) \
+        GROUP BY o.target_id) x ON x.target_id = c.target_id \
+     JOIN deployment_targets t ON t.id = c.target_id",
+    super::read::target_joins!(),
+    super::read::target_where!(),
+    " AND c.rows + COALESCE(x.rows, 0) > 0"
+);
+
+/// One row of [`DRIFT_SUMMARY_SQL`].
+pub(crate) type DriftSummaryRow = (String, String, String, String, i64, i64, i64);
+
+/// [`DRIFT_SUMMARY_SQL`] counted from `drift_rows` for a source filter
+/// (`$8`, `$9`), which the counters do not know: a read of the tenant's
+/// drifting rows, not of its current rows. `$7` as there.
+pub(crate) const DRIFT_SUMMARY_BY_SOURCE_SQL: &str = concat!(
+    "SELECT ws.name, a.name, w.name, e.name, CAST(COUNT(*) AS BIGINT), \
+       CAST(SUM(CASE WHEN o.status = 'failed' THEN 1 ELSE 0 END) AS BIGINT), \
+       CAST(SUM(CASE WHEN o.observed_at < $7 THEN 1 ELSE 0 END) AS BIGINT) \
+     FROM (SELECT d.host_id, d.reconciler_id, d.target_id FROM drift_rows d \
+           WHERE d.tenant_id = (SELECT id FROM tenants WHERE name = $1) \
+           UNION \
+           SELECT o.host_id, o.reconciler_id, o.target_id FROM observed_deployments o \
+           WHERE o.staleness = 0 AND o.observed_at < $7 \
+             AND o.tenant_id = (SELECT id FROM tenants WHERE name = $1)) k \
+     JOIN observed_deployments o ON o.host_id = k.host_id \
+       AND o.reconciler_id = k.reconciler_id AND o.target_id = k.target_id \
+     JOIN reconcilers r ON r.id = o.reconciler_id \
+     JOIN deployment_targets t ON t.id = o.target_id",
+    super::read::target_joins!(),
+    super::read::target_where!(),
+    " AND (t.desired_revision IS NULL OR o.revision <> t.desired_revision \
+           OR o.status = 'failed' \
+           OR (o.observed_at < $7 AND LOWER(r.type) <> 'argocd'))",
+    super::read::source_where!("r", "$8", "$9"),
+    " GROUP BY ws.name, a.name, w.name, e.name"
+);
+
+/// Rows per sweep statement: a sweep is many short transactions, so ingest
+/// never waits long behind one.
+pub(crate) const SWEEP_BATCH: i64 = 5_000;
+
+/// PostgreSQL: marks up to `$2` rows observed before `$1` and not yet
+/// marked: stale (1), or past the threshold but never stale (2, Argo CD);
+/// rows a writer holds are skipped (it is refreshing them). The rows marked
+/// stale join `drift_rows` in the same statement (the row trigger leaves
+/// marking to this; see migration 0008). Returns the rows marked.
+pub(crate) const PG_SWEEP_MARK_SQL: &str = "WITH c AS ( \
+       SELECT o.host_id, o.reconciler_id, o.target_id FROM observed_deployments o \
+        WHERE o.staleness = 0 AND o.observed_at < $1 \
+        ORDER BY o.observed_at LIMIT $2 FOR UPDATE SKIP LOCKED), \
+     marked AS ( \
+       UPDATE observed_deployments o \
+          SET staleness = CASE WHEN LOWER(r.type) = 'argocd' THEN 2 ELSE 1 END \
+         FROM c, reconcilers r \
+        WHERE o.host_id = c.host_id AND o.reconciler_id = c.reconciler_id \
+          AND o.target_id = c.target_id AND r.id = o.reconciler_id \
+        RETURNING o.tenant_id, o.host_id, o.reconciler_id, o.target_id, o.revision, o.status, \
+          o.staleness, r.name AS reconciler_name), \
+     joined AS ( \
+       INSERT INTO drift_rows AS d (tenant_id, host_id, reconciler_id, target_id, host_name, \
+           reconciler_name, environment_id, workload_id, off_desired, failed, stale) \
+       SELECT m.tenant_id, m.host_id, m.reconciler_id, m.target_id, h.name, m.reconciler_name, \
+           t.environment_id, t.workload_id, \
+           drift_off_desired(t.desired_revision, m.revision, m.status), m.status = 'failed', true \
+         FROM marked m JOIN deployment_targets t ON t.id = m.target_id \
+         JOIN hosts h ON h.id = m.host_id \
+        WHERE m.staleness = 1 \
+        ORDER BY m.host_id, m.reconciler_id, m.target_id \
+       ON CONFLICT (host_id, reconciler_id, target_id) DO UPDATE SET stale = true \
+       RETURNING 1) \
+     SELECT (SELECT COUNT(*) FROM marked), (SELECT COUNT(*) FROM joined)";
+
+/// SQLite: [`PG_SWEEP_MARK_SQL`]'s marks; SQLite's row trigger moves the
+/// rows into `drift_rows`.
+pub(crate) const SQLITE_SWEEP_MARK_SQL: &str = "UPDATE observed_deployments \
+     SET staleness = CASE WHEN (SELECT LOWER(r.type) FROM reconcilers r \
+                                WHERE r.id = observed_deployments.reconciler_id) = 'argocd' \
+                          THEN 2 ELSE 1 END \
+     WHERE staleness = 0 AND observed_at < $1 \
+       AND (host_id, reconciler_id, target_id) IN ( \
+         SELECT host_id, reconciler_id, target_id FROM observed_deployments \
+          WHERE staleness = 0 AND observed_at < $1 ORDER BY observed_at LIMIT $2)";
+
+/// Clears the marks of rows observed at or after `$1`: only after the
+/// stale threshold was raised, since every write clears its row's mark.
+/// The row trigger takes rows no longer stale out of `drift_rows`.
+pub(crate) const SWEEP_UNMARK_SQL: &str =
+    "UPDATE observed_deployments SET staleness = 0 WHERE staleness IN (1, 2) AND observed_at >= $1";
+
+#[cfg(test)]
+mod tests;
