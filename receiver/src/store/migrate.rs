@@ -171,4 +171,124 @@ mod tests {
         .expect("changes");
         assert_eq!(counts(&pool).await, [(1, 3), (2, 0)]);
     }
+
+    /// Migration 0008 (PostgreSQL) / 0007 (SQLite) puts each target's
+    /// latest desired state on the target and collects the drifting rows a
+    /// hub already holds, with their counts; then triggers keep both.
+    async fn drift_set_starts_from_existing_rows(backend: sextant_e2e::Backend) {
+        let db = sextant_e2e::TestDb::new(backend).await;
+        let (all, before) = match backend {
+            sextant_e2e::Backend::Sqlite => (sqlite(), 6),
+            sextant_e2e::Backend::Postgres => (postgres(), 7),
+        };
+        let rows = "INSERT INTO tenants (name, created_at) VALUES ('default', 0);
+             INSERT INTO workspaces (tenant_id, name) VALUES (1, 'w');
+             INSERT INTO applications (tenant_id, workspace_id, name) VALUES (1, 1, 'a');
+             INSERT INTO workloads (tenant_id, application_id, name) VALUES (1, 1, 'k');
+             INSERT INTO environments (tenant_id, name) VALUES (1, 'stage');
+             INSERT INTO deployment_targets (tenant_id, workload_id, environment_id, name)
+                 VALUES (1, 1, 1, 'eu'), (1, 1, 1, 'us');
+             INSERT INTO workload_versions (tenant_id, workload_id, version, revision, first_seen_at)
+                 VALUES (1, 1, 'v1', 'r1', 0), (1, 1, 'v2', 'r2', 0);
+             INSERT INTO desired_assignments (tenant_id, target_id, workload_version_id,
+                 assigned_at, received_at)
+                 VALUES (1, 1, 2, 10, 10), (1, 1, 1, 20, 20);
+             INSERT INTO reconcilers (tenant_id, name, type) VALUES (1, '', '');
+             INSERT INTO hosts (tenant_id, name) VALUES (1, 'h1'), (1, 'h2'), (1, 'h3'), (1, 'h4');
+             INSERT INTO observed_deployments (tenant_id, host_id, reconciler_id, target_id,
+                 revision, status, observed_at, changed_at)
+             VALUES (1, 1, 1, 1, 'r1', 'succeeded', 1, 1),
+                    (1, 2, 1, 1, 'r2', 'succeeded', 1, 1),
+                    (1, 3, 1, 1, 'r1', 'failed', 1, 1),
+                    (1, 4, 1, 2, 'r1', 'succeeded', 1, 1);";
+        let changes = "INSERT INTO desired_assignments (tenant_id, target_id, workload_version_id,
+                 assigned_at, received_at) VALUES (1, 2, 1, 30, 30), (1, 1, 2, 5, 5);
+             UPDATE observed_deployments SET status = 'succeeded' WHERE host_id = 3;";
+        let drifting = "SELECT h.name FROM drift_rows d JOIN hosts h ON h.id = d.host_id
+             ORDER BY h.name";
+        let desired = "SELECT desired_revision FROM deployment_targets ORDER BY id";
+        let counted =
+            "SELECT CAST(SUM(rows) AS BIGINT), CAST(SUM(failed) AS BIGINT) FROM drift_counts";
+        macro_rules! check {
+            ($pool:expr) => {{
+                let pool = $pool;
+                Migrator::with_migrations(all.iter().take(before).cloned().collect())
+                    .run(&pool)
+                    .await
+                    .expect("migrations before");
+                sqlx::raw_sql(rows)
+                    .execute(&pool)
+                    .await
+                    .expect("rows before");
+                all.run(&pool).await.expect("the drift set's migration");
+                let names: Vec<String> = sqlx::query_scalar(drifting)
+                    .fetch_all(&pool)
+                    .await
+                    .expect("drift rows");
+                // h2 on another revision, h3 failed, h4 on a target with
+                // no desired state.
+                assert_eq!(names, ["h2", "h3", "h4"], "{backend:?}");
+                let revisions: Vec<Option<String>> = sqlx::query_scalar(desired)
+                    .fetch_all(&pool)
+                    .await
+                    .expect("desired");
+                assert_eq!(revisions, [Some("r1".to_owned()), None], "{backend:?}");
+                let counts: (i64, i64) = sqlx::query_as(counted)
+                    .fetch_one(&pool)
+                    .await
+                    .expect("counts");
+                assert_eq!(counts, (3, 1), "{backend:?}");
+                // An older assignment changes nothing; us gets r1; h3 recovers.
+                sqlx::raw_sql(changes)
+                    .execute(&pool)
+                    .await
+                    .expect("changes");
+                let names: Vec<String> = sqlx::query_scalar(drifting)
+                    .fetch_all(&pool)
+                    .await
+                    .expect("drift rows");
+                assert_eq!(names, ["h2"], "{backend:?}");
+                let revisions: Vec<Option<String>> = sqlx::query_scalar(desired)
+                    .fetch_all(&pool)
+                    .await
+                    .expect("desired");
+                assert_eq!(
+                    revisions,
+                    [Some("r1".to_owned()), Some("r1".to_owned())],
+                    "{backend:?}"
+                );
+                let counts: (i64, i64) = sqlx::query_as(counted)
+                    .fetch_one(&pool)
+                    .await
+                    .expect("counts");
+                assert_eq!(counts, (1, 0), "{backend:?}");
+            }};
+        }
+        match backend {
+            sextant_e2e::Backend::Sqlite => {
+                let options =
+                    <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&db.url)
+                        .expect("SQLite URL")
+                        .create_if_missing(true);
+                check!(
+                    sqlx::SqlitePool::connect_with(options)
+                        .await
+                        .expect("SQLite")
+                )
+            }
+            sextant_e2e::Backend::Postgres => {
+                check!(sqlx::PgPool::connect(&db.url).await.expect("PostgreSQL"))
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn drift_set_starts_from_existing_rows_on_sqlite() {
+        drift_set_starts_from_existing_rows(sextant_e2e::Backend::Sqlite).await;
+    }
+
+    #[tokio::test]
+    async fn drift_set_starts_from_existing_rows_on_postgres() {
+        drift_set_starts_from_existing_rows(sextant_e2e::Backend::Postgres).await;
+    }
 }
