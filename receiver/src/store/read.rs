@@ -194,20 +194,30 @@ pub(crate) type HostRow = (
 /// rollout: not `succeeded` on their target's latest desired revision.
 /// Failed (on the desired revision) first, then in progress, then on
 /// another revision; by host and reconciler; at most `$7` rows. Each row
-/// carries its target's name and desired revision. A CTE rather than
+/// carries its target's name and desired revision. The candidates are the
+/// targets' rows in the drift set that are off their desired state, and
+/// their rows in progress on it (an index range of
+/// `observed_deployments_target_revision`): a target whose hosts all run
+/// what was promoted costs no row read. The final `WHERE` measures each
+/// candidate again against the desired revision. A CTE rather than
 /// `LATERAL` so that one statement serves both backends; `MATERIALIZED`
-/// (PostgreSQL 12+, SQLite 3.35+) computes the desired revision once per
-/// target: inlined, PostgreSQL ran the subquery for each of a target's 500
-/// rows, several times (82 ms against 11 ms on the benchmark's estate).
+/// (PostgreSQL 12+, SQLite 3.35+) reads the targets once.
 pub(crate) const ATTENTION_HOSTS_SQL: &str = concat!(
     "WITH td AS MATERIALIZED (SELECT t.id AS target_id, t.desired_revision AS desired \
        FROM deployment_targets t",
     target_filter!(),
-    ") SELECT t.name, td.desired, h.name, r.name, ",
+    "), k AS (SELECT d.host_id, d.reconciler_id, d.target_id \
+         FROM td JOIN drift_rows d ON d.target_id = td.target_id WHERE d.off_desired \
+       UNION SELECT o.host_id, o.reconciler_id, o.target_id \
+         FROM td JOIN observed_deployments o ON o.target_id = td.target_id \
+          AND o.revision = td.desired AND o.status = 'in_progress') \
+     SELECT t.name, td.desired, h.name, r.name, ",
     source_of!("r"),
     ", o.revision, o.status, o.message, o.observed_at, vv.version \
-       FROM td JOIN deployment_targets t ON t.id = td.target_id \
-       JOIN observed_deployments o ON o.target_id = td.target_id \
+       FROM k JOIN td ON td.target_id = k.target_id \
+       JOIN deployment_targets t ON t.id = k.target_id \
+       JOIN observed_deployments o ON o.host_id = k.host_id \
+         AND o.reconciler_id = k.reconciler_id AND o.target_id = k.target_id \
        JOIN hosts h ON h.id = o.host_id \
        JOIN reconcilers r ON r.id = o.reconciler_id",
     newest_version_join!("o.revision"),

@@ -324,6 +324,22 @@ async fn drift_reads_cost_what_they_return() {
         "healthy drift page read {read} of {estate} current rows"
     );
 
+    // A rollout of a healthy workload reads no row to find none that needs
+    // attention.
+    let rollout = StateQuery {
+        workload: Some("svc-3".into()),
+        environment: Some("prod".into()),
+        ..StateQuery::default()
+    };
+    let before = rows_read(reader.pool()).await;
+    let listed = reader
+        .attention_hosts("default", &rollout, 100)
+        .await
+        .expect("rollout");
+    let read = rows_read(reader.pool()).await - before;
+    assert!(listed.is_empty());
+    assert!(read < 10, "healthy rollout read {read} rows");
+
     // The host view reads the host's rows.
     let host_view = CurrentQuery {
         host: Some("host-007".into()),
