@@ -168,10 +168,14 @@ impl HubStore for PostgresStore {
 
     async fn hosts(&self, tenant: &str, query: &ListQuery) -> Result<Vec<HostListRow>, StoreError> {
         let rows: Vec<read::HostListSqlRow> = read::bind_source!(
-            bind_filter!(sqlx::query_as(read::HOST_LIST_SQL), tenant, &query.filter)
-                .bind(query.host.clone())
-                .bind(query.after.clone())
-                .bind(i64::from(query.limit)),
+            bind_filter!(
+                sqlx::query_as(read::HOST_LIST_LATERAL_SQL),
+                tenant,
+                &query.filter
+            )
+            .bind(query.host.clone())
+            .bind(query.after.clone())
+            .bind(i64::from(query.limit)),
             &query.filter
         )
         .fetch_all(&self.pool)

@@ -11,7 +11,7 @@ use sextant_model::{
     Reconciler, UnixNanos,
 };
 
-use crate::store::{self, CurrentQuery, HubStore, PostgresStore, StateQuery};
+use crate::store::{self, CurrentQuery, HubStore, ListQuery, PostgresStore, StateQuery};
 
 const SECOND: i64 = 1_000_000_000;
 const ENVIRONMENTS: [&str; 2] = ["stage", "prod"];
@@ -314,6 +314,7 @@ async fn drift_reads_cost_what_they_return() {
     }
     let estate = i64::from(hosts as u16) * workloads as i64;
     let reader = PostgresStore::open_with(&db.url, 1).await.expect("reader");
+    analyze(&reader).await;
     let stale_before = now - 3600 * SECOND;
 
     // Healthy: nothing drifts, and nearly nothing is read to say so.
@@ -339,6 +340,25 @@ async fn drift_reads_cost_what_they_return() {
     let read = rows_read(reader.pool()).await - before;
     assert!(listed.is_empty());
     assert!(read < 10, "healthy rollout read {read} rows");
+
+    // A page of the host list reads its hosts' rows.
+    let before = rows_read(reader.pool()).await;
+    let listed = reader
+        .hosts(
+            "default",
+            &ListQuery {
+                limit: 20,
+                ..ListQuery::default()
+            },
+        )
+        .await
+        .expect("hosts");
+    let read = rows_read(reader.pool()).await - before;
+    assert_eq!(listed.len(), 20);
+    assert!(
+        read < 1_000,
+        "a page of 20 hosts read {read} of {estate} rows"
+    );
 
     // The host view reads the host's rows.
     let host_view = CurrentQuery {
