@@ -38,13 +38,23 @@
 //! tables is maintained by the load; only the secondary indexes and
 //! constraints of the two observed tables are dropped during their load.
 //! After it: `VACUUM (ANALYZE)` on PostgreSQL (a WAL checkpoint on SQLite,
-//! whose hub never analyzes), then one `Application::sweep_stale`, timed.
+//! whose hub never analyzes; `--sqlite-analyze` to compare), then one
+//! `Application::sweep_stale`, timed (and the database settled again if
+//! it marked rows).
+//!
+//! Each endpoint gets `--warmup` then `--requests` requests, within
+//! `--max-seconds` (20 s): at 1,000,000 rows the UI's matrix takes seconds
+//! a request, and the whole matrix would take hours. A failed request ends
+//! its endpoint's measurement, marks the cell and fails the run at the end.
 //!
 //! ```text
 //! cargo bench -p sextant-receiver --bench query_load -- --rows 200000 --requests 100 --warmup 10 --out q.md
 //! cargo bench -p sextant-receiver --bench query_load -- --rows 200000 --backend sqlite --requests 100 --warmup 10
 //! cargo bench -p sextant-receiver --bench query_load -- --rows 1000000 --requests 100 --warmup 10
 //! cargo bench -p sextant-receiver --bench query_load -- --rows 20000 --requests 20 --warmup 2   # quick
+//! # knobs: --geometry 100x25,1x500 --shapes healthy,drifting,stale,no-desired,mixed --workloads 100
+//! #        --versions 20 --assignments 10 --history <rows> --concurrency 1 --max-seconds 20
+//! #        --heartbeats 0 --keep --reuse <URL of a kept database> --sqlite-analyze
 //! # one estate like the earlier figures of docs/performance.md, with the heartbeat measurement:
 //! cargo bench -p sextant-receiver --bench query_load -- --rows 1000000 --geometry 100x500 \
 //!     --shapes mixed --history 10000000 --heartbeats 2
@@ -217,10 +227,17 @@ struct Args {
     /// Concurrent HTTP clients.
     #[arg(long, default_value_t = 1)]
     concurrency: usize,
-    /// Stop an endpoint's warm-up, and then its measurement, after this many
-    /// seconds (0: never); a cell with fewer requests says how many.
-    #[arg(long, default_value_t = 0)]
+    /// Seconds an endpoint may take (0: no limit): its warm-up stops after a
+    /// quarter of them, its measurement when they are up, each after one
+    /// request at least; a cell with fewer requests than asked says how
+    /// many (`n=`). Keeps a matrix with second-long endpoints feasible.
+    #[arg(long, default_value_t = 20)]
     max_seconds: u64,
+    /// ANALYZE SQLite databases after the load. The hub never does, so
+    /// by default the bench measures the plans a hub gets without
+    /// statistics.
+    #[arg(long)]
+    sqlite_analyze: bool,
     /// Heartbeat rounds to write after the first measurement, before a
     /// second one (0: none). A round moves `observed_at` of every fresh
     /// current row forward, 1,000 rows per transaction as the hub writes
@@ -239,6 +256,7 @@ struct Args {
     /// and kept by an earlier run of one size, geometry and shape given
     /// again here (`--keep`), instead of loading a new one: saves the load
     /// when comparing two builds. The hub applies newer migrations to it.
+    /// Within the hour of the load: fresh rows go stale after that.
     #[arg(long)]
     reuse: Option<String>,
     /// Accepted (and ignored) for `cargo bench` compatibility.
@@ -639,21 +657,33 @@ impl Db {
     }
 
     /// `VACUUM (ANALYZE)` of the whole database on PostgreSQL; on SQLite a
-    /// WAL checkpoint (the hub never runs ANALYZE there, so neither does
-    /// the bench: its plans are the ones a hub gets).
-    async fn settle(&self) -> anyhow::Result<()> {
+    /// WAL checkpoint, after an ANALYZE only if `sqlite_analyze` (the hub
+    /// never runs one there).
+    async fn settle(&self, sqlite_analyze: bool) -> anyhow::Result<()> {
         match self {
-            Self::Postgres(_) => self.execute("VACUUM (ANALYZE)").await?,
-            Self::Sqlite(_) => self.execute("PRAGMA wal_checkpoint(TRUNCATE)").await?,
-        };
+            Self::Postgres(_) => {
+                self.execute("VACUUM (ANALYZE)").await?;
+            }
+            Self::Sqlite(_) => {
+                if sqlite_analyze {
+                    self.execute("ANALYZE").await?;
+                }
+                self.execute("PRAGMA wal_checkpoint(TRUNCATE)").await?;
+            }
+        }
         Ok(())
     }
 
-    fn settle_name(&self) -> &'static str {
-        match self {
-            Self::Postgres(_) => "VACUUM (ANALYZE)",
-            Self::Sqlite(_) => "WAL checkpoint",
-        }
+    fn settle_name(&self, sqlite_analyze: bool) -> &'static str {
+        settle_name(self.backend(), sqlite_analyze)
+    }
+}
+
+fn settle_name(backend: Backend, sqlite_analyze: bool) -> &'static str {
+    match (backend, sqlite_analyze) {
+        (Backend::Postgres, _) => "VACUUM (ANALYZE)",
+        (Backend::Sqlite, false) => "WAL checkpoint",
+        (Backend::Sqlite, true) => "ANALYZE, WAL checkpoint",
     }
 }
 
@@ -1072,8 +1102,8 @@ fn ms(d: Duration) -> String {
 }
 
 /// Sends `count` requests (numbered from `offset`) with `concurrency`
-/// clients, stopping early after `budget`; returns the latencies and the
-/// bytes received, or the first failure.
+/// clients, none after `deadline` but the first; returns the latencies and
+/// the bytes received, or the first failure.
 async fn send(
     client: &reqwest::Client,
     base: &str,
@@ -1081,9 +1111,8 @@ async fn send(
     route: &Arc<Box<dyn Fn(usize) -> String + Send + Sync>>,
     count: usize,
     offset: usize,
+    deadline: Option<Instant>,
 ) -> anyhow::Result<(Vec<Duration>, usize)> {
-    let budget = (args.max_seconds > 0).then(|| Duration::from_secs(args.max_seconds));
-    let started = Instant::now();
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..args.concurrency {
@@ -1094,7 +1123,7 @@ async fn send(
             let mut bytes = 0;
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= count || budget.is_some_and(|b| started.elapsed() > b) {
+                if i >= count || (i > 0 && deadline.is_some_and(|d| Instant::now() > d)) {
                     break;
                 }
                 let url = format!("{base}{}", route(i + offset));
@@ -1124,8 +1153,9 @@ async fn send(
     Ok((sorted, bytes))
 }
 
-/// Sends `warmup` then `requests` requests to each endpoint. A failed
-/// request ends its endpoint's measurement and fails the run at the end.
+/// Sends `warmup` then `requests` requests to each endpoint, within
+/// `max_seconds`. A failed request ends its endpoint's measurement and
+/// fails the run at the end.
 async fn measure(
     client: &reqwest::Client,
     base: &str,
@@ -1139,9 +1169,13 @@ async fn measure(
             Route::Fail(error) => Outcome::Failed(error),
             Route::Path(route) => {
                 let route = Arc::new(route);
+                let started = Instant::now();
+                let budget = (args.max_seconds > 0).then(|| Duration::from_secs(args.max_seconds));
                 let sent = async {
-                    send(client, base, args, &route, args.warmup, args.requests).await?;
-                    send(client, base, args, &route, args.requests, 0).await
+                    let warm = budget.map(|b| started + b / 4);
+                    send(client, base, args, &route, args.warmup, args.requests, warm).await?;
+                    let deadline = budget.map(|b| started + b);
+                    send(client, base, args, &route, args.requests, 0, deadline).await
                 };
                 match sent.await {
                     Ok((sorted, bytes)) => Outcome::Measured {
@@ -1291,9 +1325,9 @@ async fn bench(
         None
     };
     let started = Instant::now();
-    db.settle().await?;
+    db.settle(args.sqlite_analyze).await?;
     let settle = started.elapsed().as_secs_f64();
-    println!("{}: {settle:.1}s", db.settle_name());
+    println!("{}: {settle:.1}s", db.settle_name(args.sqlite_analyze));
 
     let started = Instant::now();
     let swept = app.sweep_stale().await?;
@@ -1302,10 +1336,10 @@ async fn bench(
     if swept > 0 {
         // The sweep rewrote rows: measure on settled pages again.
         let started = Instant::now();
-        db.settle().await?;
+        db.settle(args.sqlite_analyze).await?;
         println!(
             "{} after the sweep: {:.1}s",
-            db.settle_name(),
+            db.settle_name(args.sqlite_analyze),
             started.elapsed().as_secs_f64()
         );
     }
@@ -1320,7 +1354,10 @@ async fn bench(
         args.requests, args.warmup, args.concurrency
     );
     let results = measure(&client, &base, args, estate).await;
-    print_table(&format!("after {}:", db.settle_name()), &results);
+    print_table(
+        &format!("after {}:", db.settle_name(args.sqlite_analyze)),
+        &results,
+    );
 
     let after_heartbeats = if args.heartbeats > 0 {
         heartbeats(&db, args, estate, now).await?;
@@ -1329,7 +1366,7 @@ async fn bench(
             &format!(
                 "after {} heartbeat rounds (every page of current state rewritten since {}):",
                 args.heartbeats,
-                db.settle_name()
+                db.settle_name(args.sqlite_analyze)
             ),
             &results,
         );
@@ -1513,18 +1550,19 @@ fn render_group(args: &Args, group: &Group) -> String {
     }
     let _ = writeln!(
         out,
-        "\np50 / p99 ms of {} requests per endpoint after {} warm-up, {} client(s); columns: \
-         shape, workloads per host × hosts per target. Whole run: {:.0} s.\n",
+        "\np50 / p99 ms of {} requests per endpoint after {} warm-up, {} client(s){}; \
+         columns: shape, workloads per host × hosts per target. Whole run: {:.0} s.\n",
         args.requests,
         args.warmup,
         args.concurrency,
+        match args.max_seconds {
+            0 => String::new(),
+            s => format!(", at most {s} s per endpoint (n=: fewer requests)"),
+        },
         group.wall.as_secs_f64()
     );
     render_table(&mut out, group, args.requests, |c| Some(&c.results));
-    let settle = match group.backend {
-        Backend::Postgres => "VACUUM (ANALYZE)",
-        Backend::Sqlite => "WAL checkpoint",
-    };
+    let settle = settle_name(group.backend, args.sqlite_analyze);
     let cells = &group.cells;
     let extra = [
         (
