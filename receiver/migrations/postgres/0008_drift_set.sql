@@ -12,8 +12,8 @@
 --    without a scan.
 -- 3. `drift_rows` holds the current rows that drift (no desired state,
 --    another revision than desired, failed, or marked stale), with the
---    names they are listed by, kept by triggers in the writing transaction.
---    A drift page reads its own rows off one of its indexes.
+--    names they are listed and filtered by, kept by triggers in the writing
+--    transaction. A drift page reads its own rows off one of its indexes.
 -- 4. `drift_counts` counts them per target, for the UI's counts and the
 --    hub's gauges.
 
@@ -47,6 +47,8 @@ CREATE TABLE drift_rows (
     reconciler_name TEXT    NOT NULL,
     environment_id  BIGINT  NOT NULL,
     workload_id     BIGINT  NOT NULL,
+    target_name     TEXT    NOT NULL,
+    workload_name   TEXT    NOT NULL,
     -- No desired state, another revision than desired, or failed.
     off_desired     BOOLEAN NOT NULL,
     failed          BOOLEAN NOT NULL,
@@ -58,7 +60,9 @@ CREATE INDEX drift_rows_by_host ON drift_rows (tenant_id, host_name, target_id, 
 CREATE INDEX drift_rows_by_environment
     ON drift_rows (environment_id, host_name, target_id, reconciler_name);
 CREATE INDEX drift_rows_by_workload
-    ON drift_rows (workload_id, host_name, target_id, reconciler_name);
+    ON drift_rows (tenant_id, workload_name, host_name, target_id, reconciler_name);
+CREATE INDEX drift_rows_by_target_name
+    ON drift_rows (tenant_id, target_name, host_name, target_id, reconciler_name);
 CREATE INDEX drift_rows_by_target ON drift_rows (target_id, host_name, reconciler_name);
 
 CREATE TABLE drift_counts (
@@ -78,11 +82,12 @@ LANGUAGE sql IMMUTABLE AS $$
 $$;
 
 INSERT INTO drift_rows (tenant_id, host_id, reconciler_id, target_id, host_name,
-                        reconciler_name, environment_id, workload_id, off_desired, failed, stale)
+                        reconciler_name, environment_id, workload_id, target_name, workload_name, off_desired, failed, stale)
 SELECT o.tenant_id, o.host_id, o.reconciler_id, o.target_id, h.name, r.name, t.environment_id,
-       t.workload_id, true, o.status = 'failed', false
+       t.workload_id, t.name, w.name, true, o.status = 'failed', false
 FROM observed_deployments o
 JOIN deployment_targets t ON t.id = o.target_id
+JOIN workloads w ON w.id = t.workload_id
 JOIN hosts h ON h.id = o.host_id
 JOIN reconcilers r ON r.id = o.reconciler_id
 WHERE drift_off_desired(t.desired_revision, o.revision, o.status);
@@ -147,10 +152,10 @@ CREATE FUNCTION drift_rows_after_insert() RETURNS TRIGGER
 LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO drift_rows (tenant_id, host_id, reconciler_id, target_id, host_name,
-                            reconciler_name, environment_id, workload_id, off_desired, failed,
+                            reconciler_name, environment_id, workload_id, target_name, workload_name, off_desired, failed,
                             stale)
     SELECT n.tenant_id, n.host_id, n.reconciler_id, n.target_id, h.name, r.name,
-           t.environment_id, t.workload_id,
+           t.environment_id, t.workload_id, t.name, (SELECT w.name FROM workloads w WHERE w.id = t.workload_id),
            drift_off_desired(t.desired_revision, n.revision, n.status), n.status = 'failed',
            n.staleness = 1
     FROM observed_new n
@@ -181,10 +186,10 @@ BEGIN
     SELECT * INTO t FROM deployment_targets WHERE id = NEW.target_id FOR SHARE;
     IF drift_off_desired(t.desired_revision, NEW.revision, NEW.status) OR NEW.staleness = 1 THEN
         INSERT INTO drift_rows AS d (tenant_id, host_id, reconciler_id, target_id, host_name,
-                                     reconciler_name, environment_id, workload_id, off_desired,
+                                     reconciler_name, environment_id, workload_id, target_name, workload_name, off_desired,
                                      failed, stale)
         SELECT NEW.tenant_id, NEW.host_id, NEW.reconciler_id, NEW.target_id, h.name, r.name,
-               t.environment_id, t.workload_id,
+               t.environment_id, t.workload_id, t.name, (SELECT w.name FROM workloads w WHERE w.id = t.workload_id),
                drift_off_desired(t.desired_revision, NEW.revision, NEW.status),
                NEW.status = 'failed', NEW.staleness = 1
         FROM hosts h, reconcilers r
@@ -257,10 +262,10 @@ BEGIN
       AND o.host_id = d.host_id AND o.reconciler_id = d.reconciler_id AND o.target_id = d.target_id
       AND o.staleness <> 1 AND NOT drift_off_desired(NEW.desired_revision, o.revision, o.status);
     INSERT INTO drift_rows AS d (tenant_id, host_id, reconciler_id, target_id, host_name,
-                                 reconciler_name, environment_id, workload_id, off_desired, failed,
+                                 reconciler_name, environment_id, workload_id, target_name, workload_name, off_desired, failed,
                                  stale)
     SELECT o.tenant_id, o.host_id, o.reconciler_id, o.target_id, h.name, r.name,
-           NEW.environment_id, NEW.workload_id,
+           NEW.environment_id, NEW.workload_id, NEW.name, (SELECT w.name FROM workloads w WHERE w.id = NEW.workload_id),
            drift_off_desired(NEW.desired_revision, o.revision, o.status), o.status = 'failed',
            o.staleness = 1
     FROM observed_deployments o

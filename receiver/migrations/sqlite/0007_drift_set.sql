@@ -27,6 +27,8 @@ CREATE TABLE drift_rows (
     reconciler_name TEXT    NOT NULL,
     environment_id  INTEGER NOT NULL,
     workload_id     INTEGER NOT NULL,
+    target_name     TEXT    NOT NULL,
+    workload_name   TEXT    NOT NULL,
     off_desired     INTEGER NOT NULL,
     failed          INTEGER NOT NULL,
     stale           INTEGER NOT NULL,
@@ -36,7 +38,9 @@ CREATE INDEX drift_rows_by_host ON drift_rows (tenant_id, host_name, target_id, 
 CREATE INDEX drift_rows_by_environment
     ON drift_rows (environment_id, host_name, target_id, reconciler_name);
 CREATE INDEX drift_rows_by_workload
-    ON drift_rows (workload_id, host_name, target_id, reconciler_name);
+    ON drift_rows (tenant_id, workload_name, host_name, target_id, reconciler_name);
+CREATE INDEX drift_rows_by_target_name
+    ON drift_rows (tenant_id, target_name, host_name, target_id, reconciler_name);
 CREATE INDEX drift_rows_by_target ON drift_rows (target_id, host_name, reconciler_name);
 
 CREATE TABLE drift_counts (
@@ -48,11 +52,12 @@ CREATE TABLE drift_counts (
 );
 
 INSERT INTO drift_rows (tenant_id, host_id, reconciler_id, target_id, host_name,
-                        reconciler_name, environment_id, workload_id, off_desired, failed, stale)
+                        reconciler_name, environment_id, workload_id, target_name, workload_name, off_desired, failed, stale)
 SELECT o.tenant_id, o.host_id, o.reconciler_id, o.target_id, h.name, r.name, t.environment_id,
-       t.workload_id, 1, o.status = 'failed', 0
+       t.workload_id, t.name, w.name, 1, o.status = 'failed', 0
 FROM observed_deployments o
 JOIN deployment_targets t ON t.id = o.target_id
+JOIN workloads w ON w.id = t.workload_id
 JOIN hosts h ON h.id = o.host_id
 JOIN reconcilers r ON r.id = o.reconciler_id
 WHERE t.desired_revision IS NULL OR o.revision <> t.desired_revision OR o.status = 'failed';
@@ -87,10 +92,10 @@ END;
 CREATE TRIGGER observed_deployments_drift_insert AFTER INSERT ON observed_deployments
 BEGIN
     INSERT INTO drift_rows (tenant_id, host_id, reconciler_id, target_id, host_name,
-                            reconciler_name, environment_id, workload_id, off_desired, failed,
+                            reconciler_name, environment_id, workload_id, target_name, workload_name, off_desired, failed,
                             stale)
     SELECT NEW.tenant_id, NEW.host_id, NEW.reconciler_id, NEW.target_id, h.name, r.name,
-           t.environment_id, t.workload_id,
+           t.environment_id, t.workload_id, t.name, (SELECT w.name FROM workloads w WHERE w.id = t.workload_id),
            t.desired_revision IS NULL OR NEW.revision <> t.desired_revision
              OR NEW.status = 'failed',
            NEW.status = 'failed', NEW.staleness = 1
@@ -112,10 +117,10 @@ BEGIN
           AND (t.desired_revision IS NULL OR NEW.revision <> t.desired_revision
                OR NEW.status = 'failed' OR NEW.staleness = 1));
     INSERT INTO drift_rows (tenant_id, host_id, reconciler_id, target_id, host_name,
-                            reconciler_name, environment_id, workload_id, off_desired, failed,
+                            reconciler_name, environment_id, workload_id, target_name, workload_name, off_desired, failed,
                             stale)
     SELECT NEW.tenant_id, NEW.host_id, NEW.reconciler_id, NEW.target_id, h.name, r.name,
-           t.environment_id, t.workload_id,
+           t.environment_id, t.workload_id, t.name, (SELECT w.name FROM workloads w WHERE w.id = t.workload_id),
            t.desired_revision IS NULL OR NEW.revision <> t.desired_revision
              OR NEW.status = 'failed',
            NEW.status = 'failed', NEW.staleness = 1
@@ -157,10 +162,10 @@ BEGIN
             AND NOT (NEW.desired_revision IS NULL OR o.revision <> NEW.desired_revision
                      OR o.status = 'failed'));
     INSERT INTO drift_rows (tenant_id, host_id, reconciler_id, target_id, host_name,
-                            reconciler_name, environment_id, workload_id, off_desired, failed,
+                            reconciler_name, environment_id, workload_id, target_name, workload_name, off_desired, failed,
                             stale)
     SELECT o.tenant_id, o.host_id, o.reconciler_id, o.target_id, h.name, r.name,
-           NEW.environment_id, NEW.workload_id,
+           NEW.environment_id, NEW.workload_id, NEW.name, (SELECT w.name FROM workloads w WHERE w.id = NEW.workload_id),
            NEW.desired_revision IS NULL OR o.revision <> NEW.desired_revision
              OR o.status = 'failed',
            o.status = 'failed', o.staleness = 1

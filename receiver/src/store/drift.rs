@@ -13,31 +13,39 @@
 //! exact whenever the sweep last ran; the sweep only bounds how many such
 //! rows a read meets.
 
-/// Filters a drift read by the target filter parameters (`$1` tenant, `$2`
-/// workspace, `$3` application, `$4` workload, `$5` environment, `$6`
-/// target) on the ids of a row's environment, workload and target: each
-/// name is resolved to ids once (an uncorrelated subquery), so PostgreSQL
-/// can read `drift_rows` off the index of the filter it is given, in list
-/// order.
+/// Filters `drift_rows d` by the target filter parameters (`$1` tenant,
+/// `$2` workspace, `$3` application, `$4` workload, `$5` environment, `$6`
+/// target). The environment is resolved to its id once (an uncorrelated
+/// subquery), workload and target names are columns of the row: whichever
+/// is given, PostgreSQL reads the rows off the index that starts with it,
+/// in list order.
 macro_rules! drift_filters {
-    ($environment:literal, $workload:literal, $target:literal) => {
+    () => {
+        " AND ($5 IS NULL OR d.environment_id = (SELECT e.id FROM environments e \
+             WHERE e.tenant_id = (SELECT id FROM tenants WHERE name = $1) AND e.name = $5)) \
+          AND ($4 IS NULL OR d.workload_name = $4) AND ($6 IS NULL OR d.target_name = $6) \
+          AND (($2 IS NULL AND $3 IS NULL) OR d.workload_id IN (SELECT w.id FROM workloads w \
+               JOIN applications a ON a.id = w.application_id \
+               JOIN workspaces ws ON ws.id = a.workspace_id \
+              WHERE w.tenant_id = (SELECT id FROM tenants WHERE name = $1) \
+                AND ($2 IS NULL OR ws.name = $2) AND ($3 IS NULL OR a.name = $3)))"
+    };
+}
+
+/// The tenant's current rows that crossed the stale threshold `$8` since
+/// the last sweep (`staleness = 0`, observed before it): one range of the
+/// stale index, computed first (`MATERIALIZED`) so the plan never walks
+/// other rows to find them, whatever the statistics say. Empty in a steady
+/// estate.
+macro_rules! crossed {
+    ($threshold:literal) => {
         concat!(
-            " AND ($5 IS NULL OR ",
-            $environment,
-            " = (SELECT e.id FROM environments e \
-                 WHERE e.tenant_id = (SELECT id FROM tenants WHERE name = $1) AND e.name = $5)) \
-              AND (($2 IS NULL AND $3 IS NULL AND $4 IS NULL) OR ",
-            $workload,
-            " IN (SELECT w.id FROM workloads w \
-                   JOIN applications a ON a.id = w.application_id \
-                   JOIN workspaces ws ON ws.id = a.workspace_id \
-                  WHERE w.tenant_id = (SELECT id FROM tenants WHERE name = $1) \
-                    AND ($2 IS NULL OR ws.name = $2) AND ($3 IS NULL OR a.name = $3) \
-                    AND ($4 IS NULL OR w.name = $4))) \
-              AND ($6 IS NULL OR ",
-            $target,
-            " IN (SELECT t6.id FROM deployment_targets t6 \
-                  WHERE t6.tenant_id = (SELECT id FROM tenants WHERE name = $1) AND t6.name = $6))"
+            "crossed AS MATERIALIZED (SELECT o.host_id, o.reconciler_id, o.target_id, \
+               o.revision, o.status \
+             FROM observed_deployments o \
+             WHERE o.staleness = 0 AND o.observed_at < ",
+            $threshold,
+            " AND o.tenant_id = (SELECT id FROM tenants WHERE name = $1))"
         )
     };
 }
@@ -49,46 +57,49 @@ macro_rules! drift_filters {
 /// of a [`super::reports::CurrentRow`].
 ///
 /// The page's keys come from two ordered reads of at most `$12` rows each:
-/// `drift_rows` (rows off their desired state, or marked stale, that still
-/// are), and the rows that crossed the stale threshold since the last sweep
-/// (`staleness = 0`, observed before `$8`). Only the page's rows are then
-/// joined to their names and desired state. The cost follows the page, the
-/// filter's drifting rows skipped to reach it, and the rows the sweep has
-/// not reached yet; never the rows in sync.
+/// `drift_rows` (rows off their desired state, or marked stale), off the
+/// index of the filter, and the rows that crossed the stale threshold since
+/// the last sweep. Only the page's rows are then joined to their names and
+/// desired state. The cost follows the page, the filter's drifting rows
+/// skipped to reach it, and the rows the sweep has not reached yet; never
+/// the rows in sync. (`h.id = o.host_id + 0` keeps the host out of the
+/// key's equivalence class: joined through it, PostgreSQL read the current
+/// rows of the page's hosts by host alone and filtered the rest.) A row
+/// marked stale under a lower threshold than `$8`
+/// (the threshold was raised since the sweep) is listed here with no
+/// reason, and left out by the caller until the next sweep unmarks it.
 pub(crate) const DRIFT_SQL: &str = concat!(
-    "WITH k AS (SELECT * FROM (SELECT d.host_id, d.reconciler_id, d.target_id, \
+    "WITH ",
+    crossed!("$8"),
+    ", k AS (SELECT * FROM (SELECT d.host_id, d.reconciler_id, d.target_id, \
          d.host_name, d.reconciler_name \
        FROM drift_rows d \
        JOIN reconcilers r ON r.id = d.reconciler_id \
-       WHERE d.tenant_id = (SELECT id FROM tenants WHERE name = $1) \
-         AND (d.off_desired OR EXISTS (SELECT 1 FROM observed_deployments o \
-               WHERE o.host_id = d.host_id AND o.reconciler_id = d.reconciler_id \
-                 AND o.target_id = d.target_id AND o.observed_at < $8))",
-    drift_filters!("d.environment_id", "d.workload_id", "d.target_id"),
+       WHERE d.tenant_id = (SELECT id FROM tenants WHERE name = $1)",
+    drift_filters!(),
     " AND ($7 IS NULL OR d.host_name = $7) \
       AND ($9 IS NULL OR (d.host_name, d.target_id, d.reconciler_name) \
            > (CAST($9 AS TEXT), CAST($10 AS BIGINT), CAST($11 AS TEXT)))",
     super::read::source_where!("r", "$13", "$14"),
     " ORDER BY d.host_name, d.target_id, d.reconciler_name LIMIT $12) marked \
      UNION \
-     SELECT * FROM (SELECT o.host_id, o.reconciler_id, o.target_id, h.name, r.name \
-       FROM observed_deployments o \
-       JOIN hosts h ON h.id = o.host_id \
-       JOIN reconcilers r ON r.id = o.reconciler_id \
-       JOIN deployment_targets tx ON tx.id = o.target_id \
-       WHERE o.staleness = 0 AND o.observed_at < $8 AND LOWER(r.type) <> 'argocd' \
-         AND o.tenant_id = (SELECT id FROM tenants WHERE name = $1)",
-    drift_filters!("tx.environment_id", "tx.workload_id", "o.target_id"),
-    " AND ($7 IS NULL OR h.name = $7) \
-      AND ($9 IS NULL OR (h.name, o.target_id, r.name) \
+     SELECT * FROM (SELECT c.host_id, c.reconciler_id, c.target_id, h.name, r.name \
+       FROM crossed c \
+       JOIN hosts h ON h.id = c.host_id \
+       JOIN reconcilers r ON r.id = c.reconciler_id \
+       JOIN deployment_targets t ON t.id = c.target_id",
+    super::read::target_joins!(),
+    super::read::target_where!(),
+    " AND LOWER(r.type) <> 'argocd' AND ($7 IS NULL OR h.name = $7) \
+      AND ($9 IS NULL OR (h.name, c.target_id, r.name) \
            > (CAST($9 AS TEXT), CAST($10 AS BIGINT), CAST($11 AS TEXT)))",
     super::read::source_where!("r", "$13", "$14"),
-    " ORDER BY h.name, o.target_id, r.name LIMIT $12) crossed) ",
+    " ORDER BY h.name, c.target_id, r.name LIMIT $12) crossed_page) ",
     super::reports::current_columns!(),
     " FROM k \
       JOIN observed_deployments o ON o.host_id = k.host_id \
         AND o.reconciler_id = k.reconciler_id AND o.target_id = k.target_id \
-      JOIN hosts h ON h.id = k.host_id \
+      JOIN hosts h ON h.id = o.host_id + 0 \
       JOIN reconcilers r ON r.id = k.reconciler_id \
       JOIN deployment_targets t ON t.id = k.target_id \
       JOIN workloads w ON w.id = t.workload_id \
@@ -106,27 +117,25 @@ pub(crate) const DRIFT_SQL: &str = concat!(
 /// Columns: workspace, application, workload, environment, rows, failed,
 /// stale. Without a source filter.
 pub(crate) const DRIFT_SUMMARY_SQL: &str = concat!(
-    "SELECT ws.name, a.name, w.name, e.name, \
+    "WITH ",
+    crossed!("$7"),
+    ", x AS (SELECT c.target_id, \
+           SUM(CASE WHEN t.desired_revision IS NULL OR c.revision <> t.desired_revision \
+                    OR c.status = 'failed' THEN 0 ELSE 1 END) AS rows, COUNT(*) AS stale \
+         FROM crossed c \
+         JOIN reconcilers r ON r.id = c.reconciler_id \
+         JOIN deployment_targets t ON t.id = c.target_id \
+        WHERE LOWER(r.type) <> 'argocd' \
+        GROUP BY c.target_id), \
+     u AS (SELECT target_id, rows, failed, stale FROM drift_counts \
+           WHERE tenant_id = (SELECT id FROM tenants WHERE name = $1) AND rows > 0 \
+           UNION ALL SELECT target_id, 0, 0, 0 FROM x), \
+     c AS (SELECT target_id, SUM(rows) AS rows, SUM(failed) AS failed, SUM(stale) AS stale \
+           FROM u GROUP BY target_id) \
+     SELECT ws.name, a.name, w.name, e.name, \
        CAST(c.rows + COALESCE(x.rows, 0) AS BIGINT), CAST(c.failed AS BIGINT), \
        CAST(c.stale + COALESCE(x.stale, 0) AS BIGINT) \
-     FROM (SELECT target_id, SUM(rows) AS rows, SUM(failed) AS failed, SUM(stale) AS stale \
-           FROM (SELECT target_id, rows, failed, stale FROM drift_counts \
-                 WHERE tenant_id = (SELECT id FROM tenants WHERE name = $1) AND rows > 0 \
-                 UNION ALL \
-                 SELECT o.target_id, 0, 0, 0 FROM observed_deployments o \
-                   JOIN reconcilers r ON r.id = o.reconciler_id \
-                  WHERE o.staleness = 0 AND o.observed_at < $7 AND LOWER(r.type) <> 'argocd' \
-                    AND o.tenant_id = (SELECT id FROM tenants WHERE name = $1)) u \
-           GROUP BY target_id) c \
-     LEFT JOIN (SELECT o.target_id, \
-           SUM(CASE WHEN t.desired_revision IS NULL OR o.revision <> t.desired_revision \
-                    OR o.status = 'failed' THEN 0 ELSE 1 END) AS rows, COUNT(*) AS stale \
-         FROM observed_deployments o \
-         JOIN reconcilers r ON r.id = o.reconciler_id \
-         JOIN deployment_targets t ON t.id = o.target_id \
-        WHERE o.staleness = 0 AND o.observed_at < $7 AND LOWER(r.type) <> 'argocd' \
-          AND o.tenant_id = (SELECT id FROM tenants WHERE name = $1) \
-        GROUP BY o.target_id) x ON x.target_id = c.target_id \
+     FROM c LEFT JOIN x ON x.target_id = c.target_id \
      JOIN deployment_targets t ON t.id = c.target_id",
     super::read::target_joins!(),
     super::read::target_where!(),
@@ -142,7 +151,8 @@ pub(crate) type DriftSummaryRow = (String, String, String, String, i64, i64, i64
 pub(crate) const DRIFT_SUMMARY_BY_SOURCE_SQL: &str = concat!(
     "SELECT ws.name, a.name, w.name, e.name, CAST(COUNT(*) AS BIGINT), \
        CAST(SUM(CASE WHEN o.status = 'failed' THEN 1 ELSE 0 END) AS BIGINT), \
-       CAST(SUM(CASE WHEN o.observed_at < $7 THEN 1 ELSE 0 END) AS BIGINT) \
+       CAST(SUM(CASE WHEN o.observed_at < $7 AND LOWER(r.type) <> 'argocd' THEN 1 ELSE 0 END) \
+         AS BIGINT) \
      FROM (SELECT d.host_id, d.reconciler_id, d.target_id FROM drift_rows d \
            WHERE d.tenant_id = (SELECT id FROM tenants WHERE name = $1) \
            UNION \
@@ -185,9 +195,9 @@ pub(crate) const PG_SWEEP_MARK_SQL: &str = "WITH c AS ( \
           o.staleness, r.name AS reconciler_name), \
      joined AS ( \
        INSERT INTO drift_rows AS d (tenant_id, host_id, reconciler_id, target_id, host_name, \
-           reconciler_name, environment_id, workload_id, off_desired, failed, stale) \
+           reconciler_name, environment_id, workload_id, target_name, workload_name, off_desired, failed, stale) \
        SELECT m.tenant_id, m.host_id, m.reconciler_id, m.target_id, h.name, m.reconciler_name, \
-           t.environment_id, t.workload_id, \
+           t.environment_id, t.workload_id, t.name, (SELECT w.name FROM workloads w WHERE w.id = t.workload_id), \
            drift_off_desired(t.desired_revision, m.revision, m.status), m.status = 'failed', true \
          FROM marked m JOIN deployment_targets t ON t.id = m.target_id \
          JOIN hosts h ON h.id = m.host_id \

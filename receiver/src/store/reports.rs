@@ -582,7 +582,16 @@ macro_rules! report_reads {
                 .fetch_all(&self.$pool)
                 .await?
             };
-            Ok(reports::host_deployments(rows, query.stale_before))
+            let rows = reports::host_deployments(rows, query.stale_before);
+            // A row marked stale under a lower threshold than this read's
+            // no longer drifts; the next sweep unmarks it (store/drift.rs).
+            Ok(if query.drift_only {
+                rows.into_iter()
+                    .filter(|(d, _)| !d.drift.is_empty())
+                    .collect()
+            } else {
+                rows
+            })
         }
 
         pub(crate) async fn read_drift_summary(
