@@ -45,6 +45,29 @@ macro_rules! target_where {
 
 pub(crate) use {target_filter, target_joins, target_where};
 
+/// The filter of [`target_where`] on target row `t` alone, without
+/// joining its names: the environment resolved to its id once, the
+/// workspace, application and workload to the ids of the workloads they
+/// name, each an uncorrelated subquery. For reads that meet many current
+/// rows per answer (a page of hosts), where five joins per row cost more
+/// than the rows. Starts with ` WHERE`.
+macro_rules! target_ids_where {
+    () => {
+        " WHERE t.tenant_id = (SELECT id FROM tenants WHERE name = $1) \
+            AND ($5 IS NULL OR t.environment_id = (SELECT e.id FROM environments e \
+                 WHERE e.tenant_id = (SELECT id FROM tenants WHERE name = $1) AND e.name = $5)) \
+            AND ($6 IS NULL OR t.name = $6) \
+            AND (($2 IS NULL AND $3 IS NULL AND $4 IS NULL) OR t.workload_id IN ( \
+                 SELECT w.id FROM workloads w \
+                 JOIN applications a ON a.id = w.application_id \
+                 JOIN workspaces ws ON ws.id = a.workspace_id \
+                 WHERE w.tenant_id = (SELECT id FROM tenants WHERE name = $1) \
+                   AND ($2 IS NULL OR ws.name = $2) \
+                   AND ($3 IS NULL OR a.name = $3) AND ($4 IS NULL OR w.name = $4)))"
+    };
+}
+use target_ids_where;
+
 /// The source of reconciler row `$r` (a [`sextant_model::view::Source`]
 /// name): its type, lowercased, when that is `flux`, `argocd`, `agent` or
 /// `kalypso`; `agent` for `docker`, the type older Sextant agents sent;
@@ -365,7 +388,7 @@ macro_rules! host_page {
                  AND (SELECT 1 FROM observed_deployments o \
                    JOIN rs ON rs.id = o.reconciler_id \
                    JOIN deployment_targets t ON t.id = o.target_id",
-            target_filter!(),
+            target_ids_where!(),
             " AND o.host_id = h.id LIMIT 1) IS NOT NULL \
                ORDER BY h.name LIMIT $9) "
         )
@@ -395,7 +418,7 @@ pub(crate) const HOST_LIST_SQL: &str = concat!(
      JOIN observed_deployments o ON o.host_id = page.id \
      JOIN rs ON rs.id = o.reconciler_id \
      JOIN deployment_targets t ON t.id = o.target_id",
-    target_filter!(),
+    target_ids_where!(),
     " GROUP BY page.name ORDER BY page.name"
 );
 
@@ -410,7 +433,7 @@ pub(crate) const HOST_LIST_LATERAL_SQL: &str = concat!(
     " FROM observed_deployments o \
      JOIN rs ON rs.id = o.reconciler_id \
      JOIN deployment_targets t ON t.id = o.target_id",
-    target_filter!(),
+    target_ids_where!(),
     " AND o.host_id = page.id) x WHERE x.last_seen IS NOT NULL ORDER BY page.name"
 );
 
