@@ -1234,15 +1234,23 @@ struct Cell {
 }
 
 /// Creates the database of one estate, measures it and drops it (unless
-/// `--keep`); or measures the `--reuse`d one.
+/// `--keep`), also when `stop` is cancelled meanwhile; or measures the
+/// `--reuse`d one.
 async fn run_cell(
     args: &Args,
     estate: &Estate,
     backend: Backend,
     admin: Option<&PgPool>,
+    stop: &CancellationToken,
 ) -> anyhow::Result<Cell> {
+    let measure_on = |url: String, fresh: bool| async move {
+        tokio::select! {
+            result = bench(args, estate, backend, &url, fresh) => result,
+            () = stop.cancelled() => Err(anyhow::anyhow!("interrupted")),
+        }
+    };
     if let Some(url) = &args.reuse {
-        let result = bench(args, estate, backend, url, false).await;
+        let result = measure_on(url.clone(), false).await;
         println!("\nreused and kept the database: {url}");
         return result;
     }
@@ -1256,7 +1264,7 @@ async fn run_cell(
             let mut url = url::Url::parse(args.admin_url.as_deref().unwrap_or_default())?;
             url.set_path(&name);
             let url = url.to_string();
-            let result = bench(args, estate, backend, &url, true).await;
+            let result = measure_on(url.clone(), true).await;
             if args.keep {
                 println!("\nkept the database: {url}");
             } else {
@@ -1269,7 +1277,7 @@ async fn run_cell(
         Backend::Sqlite => {
             let dir = tempfile::tempdir()?;
             let url = format!("sqlite://{}?mode=rwc", dir.path().join("hub.db").display());
-            let result = bench(args, estate, backend, &url, true).await;
+            let result = measure_on(url.clone(), true).await;
             if args.keep {
                 let dir = dir.keep();
                 println!("\nkept the database: {url} (in {})", dir.display());
@@ -1615,6 +1623,21 @@ fn render_group(args: &Args, group: &Group) -> String {
     out
 }
 
+/// Resolves on the first SIGINT or SIGTERM.
+async fn interrupted() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -1630,6 +1653,17 @@ async fn main() -> anyhow::Result<()> {
         .skip(1)
         .filter(|a| a != "--bench")
         .collect();
+    // SIGINT or SIGTERM stops the run between statements, and the
+    // database of the estate being measured is still dropped.
+    let stop = CancellationToken::new();
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            interrupted().await;
+            println!("\ninterrupted: stopping");
+            stop.cancel();
+        }
+    });
     let started = Instant::now();
     let mut markdown = format!(
         "Query latency by estate shape (`query_load -- {}`)\n",
@@ -1638,28 +1672,32 @@ async fn main() -> anyhow::Result<()> {
     let mut failures = Vec::new();
     for &rows in &args.rows {
         for &backend in &backends {
-            let group_started = Instant::now();
-            let mut cells = Vec::new();
-            for &geometry in &args.geometry {
-                for &shape in &args.shapes {
-                    let estate = Estate::new(&args, rows, geometry, shape)?;
-                    cells.push(run_cell(&args, &estate, backend, admin.as_ref()).await?);
-                }
-            }
-            let group = Group {
+            let mut group = Group {
                 rows,
                 backend,
-                cells,
-                wall: group_started.elapsed(),
+                cells: Vec::new(),
+                wall: Duration::ZERO,
             };
+            let group_started = Instant::now();
+            for &geometry in &args.geometry {
+                for &shape in &args.shapes {
+                    anyhow::ensure!(!stop.is_cancelled(), "interrupted");
+                    let estate = Estate::new(&args, rows, geometry, shape)?;
+                    let cell = run_cell(&args, &estate, backend, admin.as_ref(), &stop).await?;
+                    group.cells.push(cell);
+                    group.wall = group_started.elapsed();
+                    // The file holds every cell measured so far.
+                    if let Some(path) = &args.out {
+                        let partial = format!("{markdown}\n{}", render_group(&args, &group));
+                        std::fs::write(path, partial)
+                            .with_context(|| format!("cannot write {}", path.display()))?;
+                    }
+                }
+            }
             let table = render_group(&args, &group);
             println!("\n{table}");
             markdown.push('\n');
             markdown.push_str(&table);
-            if let Some(path) = &args.out {
-                std::fs::write(path, &markdown)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-            }
             failures.extend(group.failures());
         }
     }
