@@ -326,6 +326,8 @@ async fn main() -> anyhow::Result<()> {
         api_addr: any,
         database_url: Some(url.clone()),
         max_request_bytes: 256 * 1024 * 1024,
+        // A request holds its body, its gzip output and its decoded message.
+        max_inflight_request_bytes: 1024 * 1024 * 1024,
         ..HubConfig::default()
     };
     let app = Application::build(&config).await?;

@@ -66,7 +66,6 @@ macro_rules! target_ids_where {
                    AND ($3 IS NULL OR a.name = $3) AND ($4 IS NULL OR w.name = $4)))"
     };
 }
-use target_ids_where;
 
 /// The source of reconciler row `$r` (a [`sextant_model::view::Source`]
 /// name): its type, lowercased, when that is `flux`, `argocd`, `agent` or
@@ -217,30 +216,24 @@ pub(crate) type HostRow = (
 /// rollout: not `succeeded` on their target's latest desired revision.
 /// Failed (on the desired revision) first, then in progress, then on
 /// another revision; by host and reconciler; at most `$7` rows. Each row
-/// carries its target's name and desired revision. The candidates are the
-/// targets' rows in the drift set that are off their desired state, and
-/// their rows in progress on it (an index range of
-/// `observed_deployments_target_revision`): a target whose hosts all run
-/// what was promoted costs no row read. The final `WHERE` measures each
-/// candidate again against the desired revision. A CTE rather than
-/// `LATERAL` so that one statement serves both backends; `MATERIALIZED`
-/// (PostgreSQL 12+, SQLite 3.35+) reads the targets once.
+/// carries its target's name and desired revision (kept on the target).
+/// It reads the targets' current rows in index order: its cost follows the
+/// workload's hosts in the environment, not the estate. Reading candidates
+/// from the drift set instead (its rows off their desired state, and the
+/// rows in progress on it) read nothing on a healthy workload but took 2–3
+/// times as long when every host needs attention (docs/performance.md,
+/// "Bounded reads"). A CTE rather than `LATERAL` so that one statement
+/// serves both backends; `MATERIALIZED` (PostgreSQL 12+, SQLite 3.35+)
+/// reads the targets once.
 pub(crate) const ATTENTION_HOSTS_SQL: &str = concat!(
     "WITH td AS MATERIALIZED (SELECT t.id AS target_id, t.desired_revision AS desired \
        FROM deployment_targets t",
     target_filter!(),
-    "), k AS (SELECT d.host_id, d.reconciler_id, d.target_id \
-         FROM td JOIN drift_rows d ON d.target_id = td.target_id WHERE d.off_desired \
-       UNION SELECT o.host_id, o.reconciler_id, o.target_id \
-         FROM td JOIN observed_deployments o ON o.target_id = td.target_id \
-          AND o.revision = td.desired AND o.status = 'in_progress') \
-     SELECT t.name, td.desired, h.name, r.name, ",
+    ") SELECT t.name, td.desired, h.name, r.name, ",
     source_of!("r"),
     ", o.revision, o.status, o.message, o.observed_at, vv.version \
-       FROM k JOIN td ON td.target_id = k.target_id \
-       JOIN deployment_targets t ON t.id = k.target_id \
-       JOIN observed_deployments o ON o.host_id = k.host_id \
-         AND o.reconciler_id = k.reconciler_id AND o.target_id = k.target_id \
+       FROM td JOIN deployment_targets t ON t.id = td.target_id \
+       JOIN observed_deployments o ON o.target_id = td.target_id \
        JOIN hosts h ON h.id = o.host_id \
        JOIN reconcilers r ON r.id = o.reconciler_id",
     newest_version_join!("o.revision"),
