@@ -104,6 +104,7 @@ impl Application {
         let store = store::open(&url)
             .await
             .with_context(|| format!("cannot open the hub database {}", redact_url(&url)))?;
+        store.set_stale_after(std::time::Duration::from_secs(config.stale_after_seconds));
         let bind = |addr: SocketAddr, what: &'static str| async move {
             TcpListener::bind(addr)
                 .await

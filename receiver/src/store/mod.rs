@@ -311,6 +311,13 @@ pub trait HubStore: Send + Sync + 'static {
     /// stay exact between sweeps, a sweep only keeps them cheap.
     async fn sweep_stale(&self, stale_before: i64) -> Result<u64, StoreError>;
 
+    /// The stale threshold (`stale_after_seconds`). A write keeps a row's
+    /// stale mark while its new observation is still older than this
+    /// (a backlog replayed after an outage), so ingest and the sweep do
+    /// not mark and unmark the same rows in turn. Unset, every write
+    /// clears the mark.
+    fn set_stale_after(&self, window: std::time::Duration);
+
     /// Drift per filtered target: drifting rows, of them failed, of them
     /// stale (observed before `stale_before`), from the maintained counters
     /// (a read of the drifting rows with a source filter).
@@ -320,6 +327,27 @@ pub trait HubStore: Send + Sync + 'static {
         filter: &StateQuery,
         stale_before: UnixNanos,
     ) -> Result<Vec<DriftSummary>, StoreError>;
+}
+
+/// The stale threshold a store's writes compare with (see
+/// [`HubStore::set_stale_after`]): nanoseconds, 0 while unset.
+#[derive(Debug, Default)]
+pub(crate) struct StaleWindow(std::sync::atomic::AtomicI64);
+
+impl StaleWindow {
+    pub(crate) fn set(&self, window: std::time::Duration) {
+        let nanos = i64::try_from(window.as_nanos()).unwrap_or(i64::MAX);
+        self.0.store(nanos, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Observations before this are past the threshold as of `now`;
+    /// `i64::MIN` (none) while unset.
+    pub(crate) fn before(&self, now: i64) -> i64 {
+        match self.0.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => i64::MIN,
+            window => now.saturating_sub(window),
+        }
+    }
 }
 
 /// Drift of one target ([`HubStore::drift_summary`]).

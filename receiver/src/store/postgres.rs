@@ -45,6 +45,7 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct PostgresStore {
     pool: PgPool,
     pub(crate) dims: DimCache,
+    stale_window: super::StaleWindow,
 }
 
 impl PostgresStore {
@@ -72,6 +73,7 @@ impl PostgresStore {
         Ok(Self {
             pool,
             dims: DimCache::default(),
+            stale_window: super::StaleWindow::default(),
         })
     }
 
@@ -222,6 +224,10 @@ impl HubStore for PostgresStore {
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.map(ChangeMark::from))
+    }
+
+    fn set_stale_after(&self, window: std::time::Duration) {
+        self.stale_window.set(window);
     }
 
     async fn sweep_stale(&self, stale_before: i64) -> Result<u64, StoreError> {
@@ -478,7 +484,9 @@ impl PostgresStore {
                        $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::text[]) AS k \
                      ON CONFLICT (host_id, reconciler_id, target_id) DO UPDATE SET \
                        revision = excluded.revision, status = excluded.status, \
-                       message = excluded.message, observed_at = excluded.observed_at, staleness = 0, \
+                       message = excluded.message, observed_at = excluded.observed_at, \
+                       staleness = CASE WHEN excluded.observed_at < $11 \
+                                   THEN observed_deployments.staleness ELSE 0 END, \
                        changed_at = CASE WHEN excluded.changed_at > 0 THEN excluded.changed_at \
                                     ELSE observed_deployments.changed_at END, \
                        job_id = CASE WHEN excluded.changed_at > 0 THEN excluded.job_id \
@@ -495,6 +503,7 @@ impl PostgresStore {
                 .bind(&c.observed_at)
                 .bind(&c.extra)
                 .bind(&c.job)
+                .bind(self.stale_window.before(now))
                 .execute(&mut *tx)
                 .await?;
             }

@@ -29,6 +29,7 @@ pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
     pub(crate) dims: DimCache,
+    stale_window: super::StaleWindow,
 }
 
 impl SqliteStore {
@@ -62,6 +63,7 @@ impl SqliteStore {
             writer,
             reader,
             dims: DimCache::default(),
+            stale_window: super::StaleWindow::default(),
         })
     }
 }
@@ -154,7 +156,9 @@ impl HubStore for SqliteStore {
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $10) \
                      ON CONFLICT (host_id, reconciler_id, target_id) DO UPDATE SET \
                        revision = excluded.revision, status = excluded.status, \
-                       message = excluded.message, observed_at = excluded.observed_at, staleness = 0, \
+                       message = excluded.message, observed_at = excluded.observed_at, \
+                       staleness = CASE WHEN excluded.observed_at < $11 \
+                                   THEN observed_deployments.staleness ELSE 0 END, \
                        changed_at = CASE WHEN $9 THEN excluded.changed_at \
                                     ELSE observed_deployments.changed_at END, \
                        job_id = CASE WHEN $9 THEN excluded.job_id \
@@ -171,6 +175,7 @@ impl HubStore for SqliteStore {
                 .bind(row.observed_at)
                 .bind(changed)
                 .bind(&row.job)
+                .bind(self.stale_window.before(now))
                 .execute(&mut *tx)
                 .await?;
             }
@@ -304,6 +309,10 @@ impl HubStore for SqliteStore {
             .fetch_optional(&self.reader)
             .await?;
         Ok(row.map(ChangeMark::from))
+    }
+
+    fn set_stale_after(&self, window: std::time::Duration) {
+        self.stale_window.set(window);
     }
 
     async fn sweep_stale(&self, stale_before: i64) -> Result<u64, StoreError> {
