@@ -291,16 +291,36 @@ pub struct CompareArgs {
 pub async fn compare(hub_args: &HubArgs, args: &CompareArgs) -> anyhow::Result<()> {
     let hub = Hub::new(hub_args)?;
     let envs = args.environments.join(",");
-    let mut c = hub
-        .get(
-            "/api/v1/compare",
-            &[
-                ("environments", Some(&envs)),
-                ("application", args.application.as_deref()),
-                ("workload", args.workload.as_deref()),
-            ],
-        )
-        .await?;
+    // The hub answers a page of workloads at a time: follow the pages.
+    let mut c = Value::Null;
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut page = hub
+            .get(
+                "/api/v1/compare",
+                &[
+                    ("environments", Some(&envs)),
+                    ("application", args.application.as_deref()),
+                    ("workload", args.workload.as_deref()),
+                    ("limit", Some("1000")),
+                    ("cursor", cursor.as_deref()),
+                ],
+            )
+            .await?;
+        cursor = page["next_cursor"].as_str().map(str::to_owned);
+        if c.is_null() {
+            c = page;
+        } else if let (Some(all), Some(more)) = (
+            c["workloads"].as_array_mut(),
+            page["workloads"].as_array_mut(),
+        ) {
+            all.append(more);
+        }
+        if cursor.is_none() {
+            break;
+        }
+    }
+    c["next_cursor"] = Value::Null;
     if args.differences
         && let Some(rows) = c["workloads"].as_array_mut()
     {

@@ -147,7 +147,10 @@ pub struct CompareRow {
 pub struct Comparison {
     /// The environments compared, in the order asked.
     pub environments: Vec<String>,
+    /// One page of workloads, in (workspace, application, workload) order.
     pub workloads: Vec<CompareRow>,
+    /// Pass back as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
 }
 
 impl Comparison {
@@ -208,6 +211,7 @@ impl Comparison {
         Self {
             environments,
             workloads,
+            next_cursor: None,
         }
     }
 }

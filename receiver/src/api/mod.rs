@@ -352,6 +352,7 @@ async fn state_handler(
         workload: p.workload,
         environment: p.environment,
         target: p.target,
+        workloads: None,
     };
     Ok(Json(state.store.state(&principal.tenant, &query).await?))
 }
@@ -443,6 +444,7 @@ async fn hosts_handler(
             workload: p.workload,
             environment: p.environment,
             target: p.target,
+            workloads: None,
         },
         host: p.host,
         after: p.cursor.as_deref().map(decode_cursor).transpose()?,
@@ -527,6 +529,7 @@ async fn rollout_handler(
         environment: Some(p.environment.clone()),
         target: p.target.clone(),
         source: crate::store::SourceFilter::default(),
+        workloads: None,
     };
     let not_found = || {
         let target = p

@@ -22,6 +22,7 @@ use super::cache::cached_json;
 use super::{ApiError, ApiState, ErrorBody, page_limit, reader};
 use crate::store::{
     CatalogKind, CatalogQuery, CatalogRow, CurrentQuery, HistoryQuery, SourceFilter, StateQuery,
+    WorkloadKey,
 };
 
 fn invalid(message: impl Into<String>) -> ApiError {
@@ -124,6 +125,7 @@ impl TargetFilter {
             environment,
             target: self.target,
             source: source_filter(self.source.as_deref(), self.reconciler)?,
+            workloads: None,
         })
     }
 }
@@ -231,6 +233,7 @@ async fn catalog_page(
             environment: p.environment,
             target: p.target,
             source: SourceFilter::default(),
+            workloads: None,
         },
         host: p.host,
         after: after.clone(),
@@ -456,6 +459,12 @@ pub(crate) struct CompareParams {
     workspace: Option<String>,
     application: Option<String>,
     workload: Option<String>,
+    /// Most workloads per page (1–1000, default 100). A page also stops
+    /// before it would hold more than 1,000 targets, unless its first
+    /// workload alone has more.
+    limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
 }
 
 /// `GET /api/v1/compare?environments=dev,stage,prod`: per workload, the
@@ -503,37 +512,66 @@ pub(crate) async fn compare(
     {
         return Err(invalid(format!("environment {dup:?} is listed twice")));
     }
+    let limit = page_limit(p.limit)?;
+    let after: Option<WorkloadKey> = p.cursor.as_deref().map(decode_cursor).transpose()?;
     let key = cache_key(&(
         "compare",
         &environments,
         &p.workspace,
         &p.application,
         &p.workload,
+        limit,
+        &after,
     ));
     let (store, tenant, environments, p) = (&state.store, &principal.tenant, &environments, &p);
     cached_json(&state, tenant, key, move || async move {
+        let names = StateQuery {
+            workspace: p.workspace.clone(),
+            application: p.application.clone(),
+            workload: p.workload.clone(),
+            ..StateQuery::default()
+        };
+        let (range, next) = crate::store::plan_workload_page(
+            store.as_ref(),
+            tenant,
+            &names,
+            after,
+            limit,
+            crate::store::PAGE_TARGETS,
+        )
+        .await?;
         // One read per environment, run at once (each is its own statement
-        // on its own pooled connection).
+        // on its own pooled connection), of the page's workloads only.
         let reads = environments.iter().map(|environment| {
             let query = StateQuery {
-                workspace: p.workspace.clone(),
-                application: p.application.clone(),
-                workload: p.workload.clone(),
                 environment: Some(environment.clone()),
-                target: None,
-                source: SourceFilter::default(),
+                workloads: range.clone(),
+                ..names.clone()
             };
-            async move { store.summaries(tenant, &query).await }
+            let range = range.clone();
+            async move {
+                // An environment with no target at all is unknown.
+                let exists = p.application.is_some()
+                    || p.workload.is_some()
+                    || store.environment_exists(tenant, environment).await?;
+                let found = match range {
+                    Some(_) => store.summaries(tenant, &query).await?,
+                    None => Vec::new(),
+                };
+                Ok::<_, crate::store::StoreError>((exists, found))
+            }
         });
         let found = futures::future::try_join_all(reads).await?;
         let mut summaries = Vec::new();
-        for (environment, found) in environments.iter().zip(found) {
-            if found.is_empty() && p.application.is_none() && p.workload.is_none() {
+        for (environment, (exists, found)) in environments.iter().zip(found) {
+            if !exists {
                 return Err(not_found(format!("no environment {environment:?}")));
             }
             summaries.extend(found);
         }
-        to_json(&Comparison::build(environments.clone(), summaries))
+        let mut c = Comparison::build(environments.clone(), summaries);
+        c.next_cursor = next.as_ref().and_then(encode_cursor);
+        to_json(&c)
     })
     .await
 }
@@ -592,6 +630,7 @@ pub(crate) async fn drift(
             workload: p.workload,
             environment: p.environment,
             target: p.target,
+            workloads: None,
         },
         host: p.host,
         drift_only: true,
@@ -764,6 +803,7 @@ pub(crate) async fn history(
             workload: p.workload,
             environment: p.environment,
             target: p.target,
+            workloads: None,
         },
         host: p.host,
         since: p

@@ -116,10 +116,12 @@ pub(crate) const DRIFT_SQL: &str = concat!(
 /// drifting too, unless already counted as off their desired state).
 /// Columns: workspace, application, workload, environment, rows, failed,
 /// stale. Without a source filter.
-pub(crate) const DRIFT_SUMMARY_SQL: &str = concat!(
-    "WITH ",
-    crossed!("$7"),
-    ", x AS (SELECT c.target_id, \
+macro_rules! drift_summary_sql {
+    ($counters:expr, $targets:expr) => {
+        concat!(
+            "WITH ",
+            crossed!("$7"),
+            ", x AS (SELECT c.target_id, \
            SUM(CASE WHEN t.desired_revision IS NULL OR c.revision <> t.desired_revision \
                     OR c.status = 'failed' THEN 0 ELSE 1 END) AS rows, COUNT(*) AS stale \
          FROM crossed c \
@@ -128,8 +130,9 @@ pub(crate) const DRIFT_SUMMARY_SQL: &str = concat!(
         WHERE LOWER(r.type) <> 'argocd' \
         GROUP BY c.target_id), \
      u AS (SELECT target_id, rows, failed, stale FROM drift_counts \
-           WHERE tenant_id = (SELECT id FROM tenants WHERE name = $1) AND rows > 0 \
-           UNION ALL SELECT target_id, 0, 0, 0 FROM x), \
+           WHERE tenant_id = (SELECT id FROM tenants WHERE name = $1) AND rows > 0",
+            $counters,
+            " UNION ALL SELECT target_id, 0, 0, 0 FROM x), \
      c AS (SELECT target_id, SUM(rows) AS rows, SUM(failed) AS failed, SUM(stale) AS stale \
            FROM u GROUP BY target_id) \
      SELECT ws.name, a.name, w.name, e.name, \
@@ -137,9 +140,24 @@ pub(crate) const DRIFT_SUMMARY_SQL: &str = concat!(
        CAST(c.stale + COALESCE(x.stale, 0) AS BIGINT) \
      FROM c LEFT JOIN x ON x.target_id = c.target_id \
      JOIN deployment_targets t ON t.id = c.target_id",
-    super::read::target_joins!(),
-    super::read::target_where!(),
-    " AND c.rows + COALESCE(x.rows, 0) > 0"
+            super::read::target_joins!(),
+            super::read::target_where!(),
+            " AND c.rows + COALESCE(x.rows, 0) > 0",
+            $targets
+        )
+    };
+}
+pub(crate) const DRIFT_SUMMARY_SQL: &str = drift_summary_sql!("", "");
+
+/// [`DRIFT_SUMMARY_SQL`] of the workloads in a range (`$8`..`$13`): the
+/// counters of the page's targets only.
+pub(crate) const DRIFT_SUMMARY_RANGE_SQL: &str = drift_summary_sql!(
+    concat!(
+        " AND target_id IN (SELECT t.id FROM deployment_targets t WHERE 1 = 1",
+        super::read::workload_range!("t", "$8", "$9", "$10", "$11", "$12", "$13"),
+        ")"
+    ),
+    super::read::workload_range!("t", "$8", "$9", "$10", "$11", "$12", "$13")
 );
 
 /// One row of [`DRIFT_SUMMARY_SQL`].

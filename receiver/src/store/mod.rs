@@ -72,6 +72,65 @@ pub struct StateQuery {
     /// environment state, current, hosts), ignored by the catalog lists,
     /// compare and history.
     pub source: SourceFilter,
+    /// Only the targets of these workloads: applied by `summaries` and
+    /// `drift_summary` (a page of compare or of the UI matrix), ignored by
+    /// the other reads.
+    pub workloads: Option<WorkloadRange>,
+}
+
+/// A workload's names: workspace, application, workload.
+pub type WorkloadKey = (String, String, String);
+
+/// The workloads after `after` (from the first when `None`) up to and
+/// including `last`, in (workspace, application, workload) name order: one
+/// page of [`HubStore::workload_page`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct WorkloadRange {
+    pub after: Option<WorkloadKey>,
+    pub last: WorkloadKey,
+}
+
+/// Most targets a page of workloads holds (compare, the UI matrix), unless
+/// its first workload alone has more: a page's cost follows this, not the
+/// estate (docs/performance.md, "Bounded reads").
+pub const PAGE_TARGETS: u64 = 1_000;
+
+/// Plans one page of the filtered workloads (workspace, application and
+/// workload filters) after `after`: at most `limit` whole workloads and at
+/// most `max_targets` targets ([`PAGE_TARGETS`]), at least one workload. Returns the page's
+/// range (`None`: no workload left) and the key to continue after, when
+/// workloads remain.
+pub async fn plan_workload_page(
+    store: &dyn HubStore,
+    tenant: &str,
+    filter: &StateQuery,
+    after: Option<WorkloadKey>,
+    limit: u32,
+    max_targets: u64,
+) -> Result<(Option<WorkloadRange>, Option<WorkloadKey>), StoreError> {
+    let found = store
+        .workload_page(tenant, filter, after.as_ref(), limit.saturating_add(1))
+        .await?;
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let (mut taken, mut targets) = (0usize, 0u64);
+    for (_, n) in &found {
+        if taken == limit || (taken > 0 && targets + n > max_targets) {
+            break;
+        }
+        taken += 1;
+        targets += n;
+    }
+    let Some((last, _)) = taken.checked_sub(1).and_then(|i| found.get(i)) else {
+        return Ok((None, None));
+    };
+    let next = (taken < found.len()).then(|| last.clone());
+    Ok((
+        Some(WorkloadRange {
+            after,
+            last: last.clone(),
+        }),
+        next,
+    ))
 }
 
 /// Only rows whose reconciler is of one of `sources` (empty: any) and, when
@@ -258,6 +317,22 @@ pub trait HubStore: Send + Sync + 'static {
 
     /// Hosts that report for the filtered targets, by name, one page.
     async fn hosts(&self, tenant: &str, query: &ListQuery) -> Result<Vec<HostListRow>, StoreError>;
+
+    /// The filtered workloads (workspace, application and workload filters
+    /// only) in name order after `after`, at most `limit`, each with its
+    /// number of targets in every environment: the tenant's workloads, not
+    /// its targets or rows, are read. See [`plan_workload_page`].
+    async fn workload_page(
+        &self,
+        tenant: &str,
+        filter: &StateQuery,
+        after: Option<&WorkloadKey>,
+        limit: u32,
+    ) -> Result<Vec<(WorkloadKey, u64)>, StoreError>;
+
+    /// Whether `environment` has a target in the tenant: one index read.
+    async fn environment_exists(&self, tenant: &str, environment: &str)
+    -> Result<bool, StoreError>;
 
     /// Environment state: per filtered target, the desired version and the
     /// deployed versions grouped by (revision, status) with host counts.

@@ -157,19 +157,84 @@ macro_rules! newest_version_join {
     };
 }
 
+/// Keeps the targets `$t` of the workloads in a [`super::WorkloadRange`]:
+/// after (`$a1`, `$a2`, `$a3`) (all NULL: from the first) up to and
+/// including (`$l1`, `$l2`, `$l3`), in name order. The range's workloads
+/// are found among the tenant's workloads (`$1`), their targets by
+/// workload id: a page reads its own targets only.
+macro_rules! workload_range {
+    ($t:literal, $a1:literal, $a2:literal, $a3:literal, $l1:literal, $l2:literal, $l3:literal) => {
+        concat!(
+            " AND ",
+            $t,
+            ".workload_id IN (SELECT rw.id FROM workloads rw \
+               JOIN applications ra ON ra.id = rw.application_id \
+               JOIN workspaces rws ON rws.id = ra.workspace_id \
+              WHERE rw.tenant_id = (SELECT id FROM tenants WHERE name = $1) \
+                AND (CAST(",
+            $a1,
+            " AS TEXT) IS NULL OR (rws.name, ra.name, rw.name) > (CAST(",
+            $a1,
+            " AS TEXT), CAST(",
+            $a2,
+            " AS TEXT), CAST(",
+            $a3,
+            " AS TEXT))) AND (rws.name, ra.name, rw.name) <= (CAST(",
+            $l1,
+            " AS TEXT), CAST(",
+            $l2,
+            " AS TEXT), CAST(",
+            $l3,
+            " AS TEXT)))"
+        )
+    };
+}
+pub(crate) use workload_range;
+
+/// Binds a [`super::WorkloadRange`] for [`workload_range`]: the key to
+/// start after (or NULLs), then the last key.
+macro_rules! bind_range {
+    ($q:expr, $r:expr) => {{
+        let (a1, a2, a3) = match &$r.after {
+            Some((a, b, c)) => (Some(a.clone()), Some(b.clone()), Some(c.clone())),
+            None => (None, None, None),
+        };
+        $q.bind(a1)
+            .bind(a2)
+            .bind(a3)
+            .bind($r.last.0.clone())
+            .bind($r.last.1.clone())
+            .bind($r.last.2.clone())
+    }};
+}
+pub(crate) use bind_range;
+
 /// Targets with their latest desired assignment (kept on the target by
 /// migration 0008/0007's trigger); with a source filter (`$7`, `$8`), only
-/// those it leaves a current row of.
-pub(crate) const TARGETS_SQL: &str = concat!(
-    "SELECT t.id, ws.name, a.name, w.name, e.name, t.name, v.version, t.desired_revision, \
-       t.desired_at \
-     FROM deployment_targets t",
-    target_joins!(),
-    " LEFT JOIN workload_versions v ON v.id = t.desired_version_id",
-    target_where!(),
-    reported_by_source!(),
-    " ORDER BY ws.name, a.name, w.name, e.name, t.name"
-);
+/// those it leaves a current row of; `$extra` more conditions.
+macro_rules! targets_sql {
+    ($extra:expr) => {
+        concat!(
+            "SELECT t.id, ws.name, a.name, w.name, e.name, t.name, v.version, t.desired_revision, \
+               t.desired_at \
+             FROM deployment_targets t",
+            target_joins!(),
+            " LEFT JOIN workload_versions v ON v.id = t.desired_version_id",
+            target_where!(),
+            reported_by_source!(),
+            $extra,
+            " ORDER BY ws.name, a.name, w.name, e.name, t.name"
+        )
+    };
+}
+
+/// [`targets_sql`] of every filtered target.
+pub(crate) const TARGETS_SQL: &str = targets_sql!("");
+
+/// [`TARGETS_SQL`] of the workloads in a range (`$9`..`$14`).
+pub(crate) const TARGETS_RANGE_SQL: &str = targets_sql!(workload_range!(
+    "t", "$9", "$10", "$11", "$12", "$13", "$14"
+));
 
 pub(crate) type TargetRow = (
     i64,
@@ -217,30 +282,51 @@ pub(crate) type HostRow = (
 /// Failed (on the desired revision) first, then in progress, then on
 /// another revision; by host and reconciler; at most `$7` rows. Each row
 /// carries its target's name and desired revision (kept on the target).
-/// It reads the targets' current rows in index order: its cost follows the
-/// workload's hosts in the environment, not the estate. Reading candidates
-/// from the drift set instead (its rows off their desired state, and the
-/// rows in progress on it) read nothing on a healthy workload but took 2–3
-/// times as long when every host needs attention (docs/performance.md,
-/// "Bounded reads"). A CTE rather than `LATERAL` so that one statement
+///
+/// It picks the page before it reads the page's rows, from what is kept
+/// small: the failed and off-desired rows come from the drift set (its
+/// `off_desired` rows, by target, with the host and reconciler names the
+/// order needs; a failed one is looked up to tell failed on the desired
+/// revision from failed on another), the rows in progress on the desired
+/// revision from the targets' rows only where the host counters say a
+/// target has some. A healthy workload reads nothing; one whose every host
+/// needs attention reads its narrow drift rows and sorts them, then joins
+/// names, messages and versions for the page alone (docs/performance.md,
+/// "Bounded reads"). CTEs rather than `LATERAL` so that one statement
 /// serves both backends; `MATERIALIZED` (PostgreSQL 12+, SQLite 3.35+)
-/// reads the targets once.
+/// keeps each step where it is written.
 pub(crate) const ATTENTION_HOSTS_SQL: &str = concat!(
     "WITH td AS MATERIALIZED (SELECT t.id AS target_id, t.desired_revision AS desired \
        FROM deployment_targets t",
     target_filter!(),
-    ") SELECT t.name, td.desired, h.name, r.name, ",
+    "), cand AS MATERIALIZED ( \
+       SELECT CASE WHEN d.failed AND td.desired IS NOT NULL AND EXISTS ( \
+                   SELECT 1 FROM observed_deployments f WHERE f.host_id = d.host_id \
+                      AND f.reconciler_id = d.reconciler_id AND f.target_id = d.target_id \
+                      AND f.revision = td.desired) THEN 0 ELSE 2 END AS cls, \
+              d.host_name, d.reconciler_name, d.host_id, d.reconciler_id, d.target_id \
+         FROM td JOIN drift_rows d ON d.target_id = td.target_id \
+        WHERE d.off_desired \
+       UNION ALL \
+       SELECT 1, h.name, r.name, o.host_id, o.reconciler_id, o.target_id \
+         FROM td JOIN observed_deployments o ON o.target_id = td.target_id \
+         JOIN hosts h ON h.id = o.host_id \
+         JOIN reconcilers r ON r.id = o.reconciler_id \
+        WHERE td.desired IS NOT NULL AND EXISTS (SELECT 1 FROM deployed_counts c \
+                WHERE c.target_id = td.target_id AND c.revision = td.desired \
+                  AND c.status = 'in_progress' AND c.hosts > 0) \
+          AND o.status = 'in_progress' AND o.revision = td.desired), \
+     pg AS MATERIALIZED (SELECT * FROM cand \
+        ORDER BY cls, host_name, reconciler_name LIMIT $7) \
+     SELECT t.name, t.desired_revision, pg.host_name, pg.reconciler_name, ",
     source_of!("r"),
     ", o.revision, o.status, o.message, o.observed_at, vv.version \
-       FROM td JOIN deployment_targets t ON t.id = td.target_id \
-       JOIN observed_deployments o ON o.target_id = td.target_id \
-       JOIN hosts h ON h.id = o.host_id \
-       JOIN reconcilers r ON r.id = o.reconciler_id",
+       FROM pg JOIN observed_deployments o ON o.host_id = pg.host_id \
+         AND o.reconciler_id = pg.reconciler_id AND o.target_id = pg.target_id \
+       JOIN deployment_targets t ON t.id = pg.target_id \
+       JOIN reconcilers r ON r.id = pg.reconciler_id",
     newest_version_join!("o.revision"),
-    " WHERE NOT (o.status = 'succeeded' AND td.desired IS NOT NULL AND o.revision = td.desired) \
-      ORDER BY CASE WHEN td.desired IS NULL OR o.revision <> td.desired THEN 2 \
-                    WHEN o.status = 'failed' THEN 0 ELSE 1 END, h.name, r.name \
-      LIMIT $7"
+    " ORDER BY pg.cls, pg.host_name, pg.reconciler_name"
 );
 
 pub(crate) type AttentionRow = (

@@ -12,6 +12,7 @@ use sextant_model::{
 
 use super::read::{
     TargetRow, parse_source, source_of, source_where, target_filter, target_joins, target_where,
+    workload_range,
 };
 
 /// The version a desired event named for `o.revision` of `t`'s workload.
@@ -29,29 +30,50 @@ macro_rules! version_of_revision {
 /// Host counts of the filtered targets per (target, revision, status), from
 /// the counters that migration 0003's triggers keep in step with current
 /// rows: a few rows per target whatever the number of hosts.
-pub(crate) const DEPLOYED_SQL: &str = concat!(
-    "SELECT t.id, c.revision, c.status, c.hosts, ",
-    version_of_revision!("c.revision"),
-    " FROM deployment_targets t",
-    target_joins!(),
-    " JOIN deployed_counts c ON c.target_id = t.id AND c.hosts > 0",
-    target_where!()
-);
+macro_rules! deployed_sql {
+    ($extra:expr) => {
+        concat!(
+            "SELECT t.id, c.revision, c.status, c.hosts, ",
+            version_of_revision!("c.revision"),
+            " FROM deployment_targets t",
+            target_joins!(),
+            " JOIN deployed_counts c ON c.target_id = t.id AND c.hosts > 0",
+            target_where!(),
+            $extra
+        )
+    };
+}
+pub(crate) const DEPLOYED_SQL: &str = deployed_sql!("");
+
+/// [`DEPLOYED_SQL`] of the workloads in a range (`$7`..`$12`).
+pub(crate) const DEPLOYED_RANGE_SQL: &str =
+    deployed_sql!(workload_range!("t", "$7", "$8", "$9", "$10", "$11", "$12"));
 
 /// [`DEPLOYED_SQL`]'s groups counted from the current rows that pass a
 /// source filter (`$7`, `$8`): the host counters do not know reconcilers,
 /// so a filtered report counts the rows it keeps.
-pub(crate) const DEPLOYED_BY_SOURCE_SQL: &str = concat!(
-    "SELECT t.id, o.revision, o.status, COUNT(*), ",
-    version_of_revision!("o.revision"),
-    " FROM deployment_targets t",
-    target_joins!(),
-    " JOIN observed_deployments o ON o.target_id = t.id \
-      JOIN reconcilers r ON r.id = o.reconciler_id",
-    target_where!(),
-    source_where!("r", "$7", "$8"),
-    " GROUP BY t.id, t.workload_id, o.revision, o.status"
-);
+macro_rules! deployed_by_source_sql {
+    ($extra:expr) => {
+        concat!(
+            "SELECT t.id, o.revision, o.status, COUNT(*), ",
+            version_of_revision!("o.revision"),
+            " FROM deployment_targets t",
+            target_joins!(),
+            " JOIN observed_deployments o ON o.target_id = t.id \
+              JOIN reconcilers r ON r.id = o.reconciler_id",
+            target_where!(),
+            source_where!("r", "$7", "$8"),
+            $extra,
+            " GROUP BY t.id, t.workload_id, o.revision, o.status"
+        )
+    };
+}
+pub(crate) const DEPLOYED_BY_SOURCE_SQL: &str = deployed_by_source_sql!("");
+
+/// [`DEPLOYED_BY_SOURCE_SQL`] of the workloads in a range (`$9`..`$14`).
+pub(crate) const DEPLOYED_BY_SOURCE_RANGE_SQL: &str = deployed_by_source_sql!(workload_range!(
+    "t", "$9", "$10", "$11", "$12", "$13", "$14"
+));
 
 pub(crate) type DeployedRow = (i64, String, String, i64, Option<String>);
 
@@ -60,18 +82,50 @@ pub(crate) type DeployedRow = (i64, String, String, i64, Option<String>);
 /// a few rows per target, whatever the number of hosts. Reconcilers of one
 /// name whose types map to one source (`agent` and the older `docker`)
 /// count together; `$7`, `$8` the source filter.
-pub(crate) const SOURCES_SQL: &str = concat!(
-    "SELECT t.id, r.name, ",
-    source_of!("r"),
-    ", CAST(SUM(c.hosts) AS BIGINT) FROM deployment_targets t",
-    target_joins!(),
-    " JOIN reporter_counts c ON c.target_id = t.id AND c.hosts > 0 \
-      JOIN reconcilers r ON r.id = c.reconciler_id",
-    target_where!(),
-    source_where!("r", "$7", "$8"),
-    " GROUP BY t.id, r.name, ",
-    source_of!("r")
-);
+macro_rules! sources_sql {
+    ($extra:expr) => {
+        concat!(
+            "SELECT t.id, r.name, ",
+            source_of!("r"),
+            ", CAST(SUM(c.hosts) AS BIGINT) FROM deployment_targets t",
+            target_joins!(),
+            " JOIN reporter_counts c ON c.target_id = t.id AND c.hosts > 0 \
+              JOIN reconcilers r ON r.id = c.reconciler_id",
+            target_where!(),
+            source_where!("r", "$7", "$8"),
+            $extra,
+            " GROUP BY t.id, r.name, ",
+            source_of!("r")
+        )
+    };
+}
+pub(crate) const SOURCES_SQL: &str = sources_sql!("");
+
+/// [`SOURCES_SQL`] of the workloads in a range (`$9`..`$14`).
+pub(crate) const SOURCES_RANGE_SQL: &str = sources_sql!(workload_range!(
+    "t", "$9", "$10", "$11", "$12", "$13", "$14"
+));
+
+/// A target of environment `$2` of tenant `$1`, if there is one.
+pub(crate) const ENVIRONMENT_EXISTS_SQL: &str = "SELECT t.id FROM deployment_targets t \
+    WHERE t.environment_id = (SELECT e.id FROM environments e \
+      JOIN tenants tn ON tn.id = e.tenant_id WHERE tn.name = $1 AND e.name = $2) LIMIT 1";
+
+/// The filtered workloads (`$2`..`$4`) after (`$5`, `$6`, `$7`) (NULL: from
+/// the first) in name order, at most `$8`, each with its number of targets:
+/// the tenant's workloads are sorted, the targets of the page's only are
+/// counted.
+pub(crate) const WORKLOAD_PAGE_SQL: &str = "SELECT ws.name, a.name, w.name, \
+       (SELECT COUNT(*) FROM deployment_targets t WHERE t.workload_id = w.id) \
+     FROM workloads w \
+     JOIN applications a ON a.id = w.application_id \
+     JOIN workspaces ws ON ws.id = a.workspace_id \
+    WHERE w.tenant_id = (SELECT id FROM tenants WHERE name = $1) \
+      AND ($2 IS NULL OR ws.name = $2) AND ($3 IS NULL OR a.name = $3) \
+      AND ($4 IS NULL OR w.name = $4) \
+      AND (CAST($5 AS TEXT) IS NULL OR (ws.name, a.name, w.name) > \
+           (CAST($5 AS TEXT), CAST($6 AS TEXT), CAST($7 AS TEXT))) \
+    ORDER BY ws.name, a.name, w.name LIMIT $8";
 
 pub(crate) type SourceRow = (i64, String, String, i64);
 
@@ -502,40 +556,145 @@ macro_rules! report_reads {
             tenant: &str,
             filter: &$crate::store::StateQuery,
         ) -> Result<Vec<sextant_model::TargetSummary>, $crate::store::StoreError> {
-            use $crate::store::read::{self, bind_filter, bind_source};
+            use $crate::store::read::{self, bind_filter, bind_range, bind_source};
             use $crate::store::reports;
-            let targets: Vec<read::TargetRow> = bind_source!(
-                bind_filter!(sqlx::query_as(read::TARGETS_SQL), tenant, filter),
-                filter
-            )
-            .fetch_all(&self.$pool)
-            .await?;
+            let range = filter.workloads.as_ref();
+            let targets: Vec<read::TargetRow> = match range {
+                None => {
+                    bind_source!(
+                        bind_filter!(sqlx::query_as(read::TARGETS_SQL), tenant, filter),
+                        filter
+                    )
+                    .fetch_all(&self.$pool)
+                    .await?
+                }
+                Some(r) => {
+                    bind_range!(
+                        bind_source!(
+                            bind_filter!(sqlx::query_as(read::TARGETS_RANGE_SQL), tenant, filter),
+                            filter
+                        ),
+                        r
+                    )
+                    .fetch_all(&self.$pool)
+                    .await?
+                }
+            };
             if targets.is_empty() {
                 return Ok(Vec::new());
             }
-            let groups: Vec<reports::DeployedRow> = if filter.source.is_empty() {
-                bind_filter!(sqlx::query_as(reports::DEPLOYED_SQL), tenant, filter)
+            let groups: Vec<reports::DeployedRow> = match (filter.source.is_empty(), range) {
+                (true, None) => {
+                    bind_filter!(sqlx::query_as(reports::DEPLOYED_SQL), tenant, filter)
+                        .fetch_all(&self.$pool)
+                        .await?
+                }
+                (true, Some(r)) => {
+                    bind_range!(
+                        bind_filter!(sqlx::query_as(reports::DEPLOYED_RANGE_SQL), tenant, filter),
+                        r
+                    )
                     .fetch_all(&self.$pool)
                     .await?
-            } else {
-                bind_source!(
-                    bind_filter!(
-                        sqlx::query_as(reports::DEPLOYED_BY_SOURCE_SQL),
-                        tenant,
+                }
+                (false, None) => {
+                    bind_source!(
+                        bind_filter!(
+                            sqlx::query_as(reports::DEPLOYED_BY_SOURCE_SQL),
+                            tenant,
+                            filter
+                        ),
                         filter
-                    ),
-                    filter
-                )
-                .fetch_all(&self.$pool)
-                .await?
+                    )
+                    .fetch_all(&self.$pool)
+                    .await?
+                }
+                (false, Some(r)) => {
+                    bind_range!(
+                        bind_source!(
+                            bind_filter!(
+                                sqlx::query_as(reports::DEPLOYED_BY_SOURCE_RANGE_SQL),
+                                tenant,
+                                filter
+                            ),
+                            filter
+                        ),
+                        r
+                    )
+                    .fetch_all(&self.$pool)
+                    .await?
+                }
             };
-            let sources: Vec<reports::SourceRow> = bind_source!(
-                bind_filter!(sqlx::query_as(reports::SOURCES_SQL), tenant, filter),
-                filter
-            )
-            .fetch_all(&self.$pool)
-            .await?;
+            let sources: Vec<reports::SourceRow> = match range {
+                None => {
+                    bind_source!(
+                        bind_filter!(sqlx::query_as(reports::SOURCES_SQL), tenant, filter),
+                        filter
+                    )
+                    .fetch_all(&self.$pool)
+                    .await?
+                }
+                Some(r) => {
+                    bind_range!(
+                        bind_source!(
+                            bind_filter!(
+                                sqlx::query_as(reports::SOURCES_RANGE_SQL),
+                                tenant,
+                                filter
+                            ),
+                            filter
+                        ),
+                        r
+                    )
+                    .fetch_all(&self.$pool)
+                    .await?
+                }
+            };
             Ok(reports::summaries(targets, groups, sources))
+        }
+
+        pub(crate) async fn read_environment_exists(
+            &self,
+            tenant: &str,
+            environment: &str,
+        ) -> Result<bool, $crate::store::StoreError> {
+            let found: Option<i64> =
+                sqlx::query_scalar($crate::store::reports::ENVIRONMENT_EXISTS_SQL)
+                    .bind(tenant.to_owned())
+                    .bind(environment.to_owned())
+                    .fetch_optional(&self.$pool)
+                    .await?;
+            Ok(found.is_some())
+        }
+
+        pub(crate) async fn read_workload_page(
+            &self,
+            tenant: &str,
+            filter: &$crate::store::StateQuery,
+            after: Option<&$crate::store::WorkloadKey>,
+            limit: u32,
+        ) -> Result<Vec<($crate::store::WorkloadKey, u64)>, $crate::store::StoreError> {
+            use $crate::store::reports;
+            let (a1, a2, a3) = match after {
+                Some((a, b, c)) => (Some(a.clone()), Some(b.clone()), Some(c.clone())),
+                None => (None, None, None),
+            };
+            let rows: Vec<(String, String, String, i64)> =
+                sqlx::query_as(reports::WORKLOAD_PAGE_SQL)
+                    .bind(tenant.to_owned())
+                    .bind(filter.workspace.clone())
+                    .bind(filter.application.clone())
+                    .bind(filter.workload.clone())
+                    .bind(a1)
+                    .bind(a2)
+                    .bind(a3)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.$pool)
+                    .await?;
+            Ok(rows
+                .into_iter()
+                .map(|(ws, a, w, n)| ((ws, a, w), u64::try_from(n).unwrap_or(0)))
+                .collect())
         }
 
         pub(crate) async fn read_current(
@@ -601,25 +760,56 @@ macro_rules! report_reads {
             stale_before: sextant_model::UnixNanos,
         ) -> Result<Vec<$crate::store::DriftSummary>, $crate::store::StoreError> {
             use $crate::store::drift;
+            use $crate::store::read::bind_range;
             use $crate::store::read::{bind_filter, bind_source};
-            let rows: Vec<drift::DriftSummaryRow> = if filter.source.is_empty() {
-                bind_filter!(sqlx::query_as(drift::DRIFT_SUMMARY_SQL), tenant, filter)
-                    .bind(stale_before.0)
-                    .fetch_all(&self.$pool)
-                    .await?
-            } else {
-                bind_source!(
-                    bind_filter!(
-                        sqlx::query_as(drift::DRIFT_SUMMARY_BY_SOURCE_SQL),
-                        tenant,
-                        filter
-                    )
-                    .bind(stale_before.0),
-                    filter
-                )
-                .fetch_all(&self.$pool)
-                .await?
-            };
+            let rows: Vec<drift::DriftSummaryRow> =
+                match (filter.source.is_empty(), filter.workloads.as_ref()) {
+                    (true, None) => {
+                        bind_filter!(sqlx::query_as(drift::DRIFT_SUMMARY_SQL), tenant, filter)
+                            .bind(stale_before.0)
+                            .fetch_all(&self.$pool)
+                            .await?
+                    }
+                    (true, Some(r)) => {
+                        bind_range!(
+                            bind_filter!(
+                                sqlx::query_as(drift::DRIFT_SUMMARY_RANGE_SQL),
+                                tenant,
+                                filter
+                            )
+                            .bind(stale_before.0),
+                            r
+                        )
+                        .fetch_all(&self.$pool)
+                        .await?
+                    }
+                    (false, _) => {
+                        let rows: Vec<drift::DriftSummaryRow> = bind_source!(
+                            bind_filter!(
+                                sqlx::query_as(drift::DRIFT_SUMMARY_BY_SOURCE_SQL),
+                                tenant,
+                                filter
+                            )
+                            .bind(stale_before.0),
+                            filter
+                        )
+                        .fetch_all(&self.$pool)
+                        .await?;
+                        // The tenant's drifting rows are read either way
+                        // (docs/performance.md); a page keeps its workloads.
+                        match filter.workloads.as_ref() {
+                            None => rows,
+                            Some(r) => rows
+                                .into_iter()
+                                .filter(|(ws, a, w, ..)| {
+                                    let key = (ws.clone(), a.clone(), w.clone());
+                                    r.after.as_ref().is_none_or(|after| &key > after)
+                                        && key <= r.last
+                                })
+                                .collect(),
+                        }
+                    }
+                };
             Ok(rows.into_iter().map(Into::into).collect())
         }
 

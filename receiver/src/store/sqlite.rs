@@ -270,6 +270,24 @@ impl HubStore for SqliteStore {
         Ok(read::host_list(rows))
     }
 
+    async fn environment_exists(
+        &self,
+        tenant: &str,
+        environment: &str,
+    ) -> Result<bool, StoreError> {
+        self.read_environment_exists(tenant, environment).await
+    }
+
+    async fn workload_page(
+        &self,
+        tenant: &str,
+        filter: &StateQuery,
+        after: Option<&super::WorkloadKey>,
+        limit: u32,
+    ) -> Result<Vec<(super::WorkloadKey, u64)>, StoreError> {
+        self.read_workload_page(tenant, filter, after, limit).await
+    }
+
     async fn summaries(
         &self,
         tenant: &str,

@@ -28,7 +28,10 @@ use sextant_model::{
 
 use crate::api::ApiState;
 use crate::auth::{AuthError, Principal, Scope};
-use crate::store::{CurrentQuery, HistoryQuery, ListQuery, SourceFilter, StateQuery};
+use crate::store::{
+    CurrentQuery, HistoryQuery, ListQuery, PAGE_TARGETS, SourceFilter, StateQuery, WorkloadKey,
+    plan_workload_page,
+};
 
 const CSS: &str = include_str!("sextant.css");
 const JS: &str = include_str!("sextant.js");
@@ -328,6 +331,42 @@ struct MatrixParams {
     environments: Option<String>,
     source: Option<String>,
     reconciler: Option<String>,
+    /// The workload to continue after (a page's "next" link).
+    after: Option<String>,
+}
+
+/// Most workloads on a page of the matrix or of compare; a page also stops
+/// at [`crate::store::PAGE_TARGETS`] targets.
+const PAGE_WORKLOADS: u32 = 100;
+
+/// A page's "next" parameter: the last workload's names, as JSON.
+fn encode_after(key: &WorkloadKey) -> String {
+    serde_json::to_string(key).unwrap_or_default()
+}
+
+fn decode_after(after: Option<&str>) -> Result<Option<WorkloadKey>, UiError> {
+    match after.filter(|a| !a.is_empty()) {
+        None => Ok(None),
+        Some(a) => serde_json::from_str(a).map(Some).map_err(|_| {
+            UiError::Status(
+                StatusCode::BAD_REQUEST,
+                "invalid page: follow the page's Next link".into(),
+            )
+        }),
+    }
+}
+
+/// The link to the page after `next`, keeping the other parameters.
+fn next_link(path: &str, pairs: &[(&str, Option<&str>)], next: Option<&WorkloadKey>) -> Markup {
+    let Some(next) = next else {
+        return html! {};
+    };
+    let after = encode_after(next);
+    let mut all = pairs.to_vec();
+    all.push(("after", Some(after.as_str())));
+    html! {
+        p.pager { a.next rel="next" href={ (path) (query_string(&all)) } { "Next workloads →" } }
+    }
 }
 
 fn env_list(s: Option<&str>) -> Vec<String> {
@@ -386,9 +425,29 @@ async fn matrix(
         environment: None,
         target: None,
         source: sp.filter()?,
+        workloads: None,
     };
-    let summaries = state.store.summaries(&principal.tenant, &filter).await?;
-    let drift = drift_counts(&state, &principal.tenant, filter).await?;
+    // One page of workloads: its targets, not the tenant's, are read.
+    let (range, next) = plan_workload_page(
+        state.store.as_ref(),
+        &principal.tenant,
+        &filter,
+        decode_after(p.after.as_deref())?,
+        PAGE_WORKLOADS,
+        PAGE_TARGETS,
+    )
+    .await?;
+    let filter = StateQuery {
+        workloads: range.clone(),
+        ..filter
+    };
+    let (summaries, drift) = match range {
+        Some(_) => (
+            state.store.summaries(&principal.tenant, &filter).await?,
+            drift_counts(&state, &principal.tenant, filter).await?,
+        ),
+        None => (Vec::new(), DriftCounts::new()),
+    };
     let wanted = env_list(p.environments.as_deref());
     let mut envs: Vec<String> = summaries.iter().map(|s| s.at.environment.clone()).collect();
     envs.sort();
@@ -468,6 +527,14 @@ async fn matrix(
                     }
                 }
             }
+            (next_link("/", &[
+                ("workspace", p.workspace.as_deref()),
+                ("application", p.application.as_deref()),
+                ("workload", p.workload.as_deref()),
+                ("environments", p.environments.as_deref()),
+                ("source", p.source.as_deref()),
+                ("reconciler", p.reconciler.as_deref()),
+            ], next.as_ref()))
         }
     };
     Ok(page(&state, "What runs where", "/", body))
@@ -506,6 +573,8 @@ struct CompareParams {
     environments: Option<String>,
     application: Option<String>,
     workload: Option<String>,
+    /// The workload to continue after (a page's "next" link).
+    after: Option<String>,
 }
 
 /// Environments side by side.
@@ -521,7 +590,23 @@ async fn compare(
         workload: given(&p.workload),
         ..StateQuery::default()
     };
-    let summaries = state.store.summaries(&principal.tenant, &filter).await?;
+    let (range, next) = plan_workload_page(
+        state.store.as_ref(),
+        &principal.tenant,
+        &filter,
+        decode_after(p.after.as_deref())?,
+        PAGE_WORKLOADS,
+        PAGE_TARGETS,
+    )
+    .await?;
+    let filter = StateQuery {
+        workloads: range.clone(),
+        ..filter
+    };
+    let summaries = match range {
+        Some(_) => state.store.summaries(&principal.tenant, &filter).await?,
+        None => Vec::new(),
+    };
     let mut envs = env_list(p.environments.as_deref());
     if envs.is_empty() {
         envs = summaries.iter().map(|s| s.at.environment.clone()).collect();
@@ -572,6 +657,11 @@ async fn compare(
                 }
             }
         }
+        (next_link("/compare", &[
+            ("environments", p.environments.as_deref()),
+            ("application", p.application.as_deref()),
+            ("workload", p.workload.as_deref()),
+        ], next.as_ref()))
     };
     Ok(page(&state, "Compare environments", "/compare", body))
 }

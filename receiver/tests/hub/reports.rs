@@ -172,6 +172,39 @@ async fn compare_shows_where_environments_differ(backend: Backend) {
     app.stop().await;
 }
 
+/// Compare answers a page of workloads at a time (issue 18: three
+/// environments of 30,000 targets made a 24–28 MB answer); the pages
+/// together are the whole comparison.
+async fn compare_answers_in_pages(backend: Backend) {
+    let (app, _) = estate(backend).await;
+    let whole = get_ok(&app, "/api/v1/compare?environments=stage,prod").await;
+    assert_eq!(whole["next_cursor"], Value::Null, "{whole}");
+    let first = get_ok(&app, "/api/v1/compare?environments=stage,prod&limit=1").await;
+    let rows = first["workloads"].as_array().expect("workloads");
+    assert_eq!(rows.len(), 1, "{first}");
+    assert_eq!(rows[0]["workload"], "cart");
+    let cursor = first["next_cursor"].as_str().expect("a next page");
+    let second = get_ok(
+        &app,
+        &format!("/api/v1/compare?environments=stage,prod&limit=1&cursor={cursor}"),
+    )
+    .await;
+    assert_eq!(second["next_cursor"], Value::Null, "{second}");
+    let mut paged = first["workloads"].as_array().cloned().unwrap_or_default();
+    paged.extend(second["workloads"].as_array().cloned().unwrap_or_default());
+    assert_eq!(Value::Array(paged), whole["workloads"]);
+    for query in ["limit=0", "limit=1001", "cursor=zz"] {
+        let (got, body) = app
+            .get(
+                &format!("/api/v1/compare?environments=stage,prod&{query}"),
+                None,
+            )
+            .await;
+        assert_eq!(got, 400, "{query}: {body}");
+    }
+    app.stop().await;
+}
+
 async fn drift_names_each_host_and_why(backend: Backend) {
     let (app, _) = estate(backend).await;
     let items = all_pages(&app, "/api/v1/drift?limit=2").await;
@@ -886,6 +919,7 @@ on_both_backends!(
     catalog_lists_page_and_filter,
     environment_state_groups_versions_with_host_counts,
     compare_shows_where_environments_differ,
+    compare_answers_in_pages,
     drift_names_each_host_and_why,
     host_view_lists_everything_a_host_runs,
     history_is_newest_first_with_desired_host_counts,
