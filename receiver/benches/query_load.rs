@@ -1035,6 +1035,22 @@ async fn endpoints(client: &reqwest::Client, base: &str, estate: &Estate) -> Vec
                 format!("/api/v1/compare?environments={}", three.join(","))
             }),
         ),
+        endpoint(
+            "compare, 3 environments, a later page",
+            path(move |i| {
+                // Continues after a workload picked in turn: many pages,
+                // so most requests miss the report cache.
+                let w = pick(i, 7, estate.workloads);
+                let key = (
+                    "default",
+                    format!("app-{:02}", w % APPLICATIONS),
+                    format!("svc-{w:03}"),
+                );
+                let cursor = hex::encode(serde_json::to_vec(&key).unwrap_or_default());
+                let three = ENVIRONMENTS[..3].join(",");
+                format!("/api/v1/compare?environments={three}&cursor={cursor}")
+            }),
+        ),
         endpoint("drift, first page", path(|_| "/api/v1/drift".to_owned())),
         endpoint("drift, second page", second_page(client, base).await),
         endpoint(

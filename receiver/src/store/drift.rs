@@ -151,14 +151,24 @@ pub(crate) const DRIFT_SUMMARY_SQL: &str = drift_summary_sql!("", "");
 
 /// [`DRIFT_SUMMARY_SQL`] of the workloads in a range (`$8`..`$13`): the
 /// counters of the page's targets only.
-pub(crate) const DRIFT_SUMMARY_RANGE_SQL: &str = drift_summary_sql!(
-    concat!(
-        " AND target_id IN (SELECT t.id FROM deployment_targets t WHERE 1 = 1",
-        super::read::workload_range!("t", "$8", "$9", "$10", "$11", "$12", "$13"),
-        ")"
+pub(crate) const DRIFT_SUMMARY_RANGE_SQL: [&str; 2] = [
+    drift_summary_sql!(
+        concat!(
+            " AND target_id IN (SELECT t.id FROM deployment_targets t WHERE 1 = 1",
+            super::read::workload_range!(lite, "t", "$8", "$9", "$10", "$11", "$12", "$13"),
+            ")"
+        ),
+        super::read::workload_range!(lite, "t", "$8", "$9", "$10", "$11", "$12", "$13")
     ),
-    super::read::workload_range!("t", "$8", "$9", "$10", "$11", "$12", "$13")
-);
+    drift_summary_sql!(
+        concat!(
+            " AND target_id = ANY (ARRAY(SELECT t.id FROM deployment_targets t WHERE 1 = 1",
+            super::read::workload_range!(pg, "t", "$8", "$9", "$10", "$11", "$12", "$13"),
+            "))"
+        ),
+        super::read::workload_range!(pg, "t", "$8", "$9", "$10", "$11", "$12", "$13")
+    ),
+];
 
 /// One row of [`DRIFT_SUMMARY_SQL`].
 pub(crate) type DriftSummaryRow = (String, String, String, String, i64, i64, i64);

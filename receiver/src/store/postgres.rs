@@ -84,7 +84,7 @@ impl PostgresStore {
 }
 
 impl PostgresStore {
-    super::reports::report_reads!(pool);
+    super::reports::report_reads!(pool, super::read::RANGE_PG);
 }
 
 #[async_trait]

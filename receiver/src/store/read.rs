@@ -161,13 +161,30 @@ macro_rules! newest_version_join {
 /// after (`$a1`, `$a2`, `$a3`) (all NULL: from the first) up to and
 /// including (`$l1`, `$l2`, `$l3`), in name order. The range's workloads
 /// are found among the tenant's workloads (`$1`), their targets by
-/// workload id: a page reads its own targets only.
+/// workload id: a page reads its own targets only. `lite` writes
+/// `IN (subquery)`, which SQLite probes the index with; `pg` writes
+/// `= ANY (ARRAY(subquery))`, an index condition PostgreSQL evaluates once
+/// (given `IN`, its generic plans hash-joined every target of the tenant).
 macro_rules! workload_range {
-    ($t:literal, $a1:literal, $a2:literal, $a3:literal, $l1:literal, $l2:literal, $l3:literal) => {
+    (lite, $t:literal, $($p:literal),+) => {
+        concat!(" AND ", $t, ".workload_id IN (", $crate::store::read::range_workloads!($($p),+), ")")
+    };
+    (pg, $t:literal, $($p:literal),+) => {
         concat!(
             " AND ",
             $t,
-            ".workload_id IN (SELECT rw.id FROM workloads rw \
+            ".workload_id = ANY (ARRAY(",
+            $crate::store::read::range_workloads!($($p),+),
+            "))"
+        )
+    };
+}
+
+/// The ids of the workloads of [`workload_range`].
+macro_rules! range_workloads {
+    ($a1:literal, $a2:literal, $a3:literal, $l1:literal, $l2:literal, $l3:literal) => {
+        concat!(
+            "SELECT rw.id FROM workloads rw \
                JOIN applications ra ON ra.id = rw.application_id \
                JOIN workspaces rws ON rws.id = ra.workspace_id \
               WHERE rw.tenant_id = (SELECT id FROM tenants WHERE name = $1) \
@@ -185,10 +202,11 @@ macro_rules! workload_range {
             $l2,
             " AS TEXT), CAST(",
             $l3,
-            " AS TEXT)))"
+            " AS TEXT))"
         )
     };
 }
+pub(crate) use range_workloads;
 pub(crate) use workload_range;
 
 /// Binds a [`super::WorkloadRange`] for [`workload_range`]: the key to
@@ -231,10 +249,20 @@ macro_rules! targets_sql {
 /// [`targets_sql`] of every filtered target.
 pub(crate) const TARGETS_SQL: &str = targets_sql!("");
 
-/// [`TARGETS_SQL`] of the workloads in a range (`$9`..`$14`).
-pub(crate) const TARGETS_RANGE_SQL: &str = targets_sql!(workload_range!(
-    "t", "$9", "$10", "$11", "$12", "$13", "$14"
-));
+/// [`TARGETS_SQL`] of the workloads in a range (`$9`..`$14`): for SQLite,
+/// for PostgreSQL ([`RANGE_LITE`], [`RANGE_PG`]).
+pub(crate) const TARGETS_RANGE_SQL: [&str; 2] = [
+    targets_sql!(workload_range!(
+        lite, "t", "$9", "$10", "$11", "$12", "$13", "$14"
+    )),
+    targets_sql!(workload_range!(
+        pg, "t", "$9", "$10", "$11", "$12", "$13", "$14"
+    )),
+];
+
+/// Which of a `*_RANGE_SQL` pair a backend runs.
+pub(crate) const RANGE_LITE: usize = 0;
+pub(crate) const RANGE_PG: usize = 1;
 
 pub(crate) type TargetRow = (
     i64,
@@ -288,8 +316,8 @@ pub(crate) type HostRow = (
 /// `off_desired` rows, by target, with the host and reconciler names the
 /// order needs; a failed one is looked up to tell failed on the desired
 /// revision from failed on another), the rows in progress on the desired
-/// revision from the targets' rows only where the host counters say a
-/// target has some. A healthy workload reads nothing; one whose every host
+/// revision off the (target, revision, status) index of current rows. A
+/// healthy workload reads nothing; one whose every host
 /// needs attention reads its narrow drift rows and sorts them, then joins
 /// names, messages and versions for the page alone (docs/performance.md,
 /// "Bounded reads"). CTEs rather than `LATERAL` so that one statement
@@ -312,10 +340,7 @@ pub(crate) const ATTENTION_HOSTS_SQL: &str = concat!(
          FROM td JOIN observed_deployments o ON o.target_id = td.target_id \
          JOIN hosts h ON h.id = o.host_id \
          JOIN reconcilers r ON r.id = o.reconciler_id \
-        WHERE td.desired IS NOT NULL AND EXISTS (SELECT 1 FROM deployed_counts c \
-                WHERE c.target_id = td.target_id AND c.revision = td.desired \
-                  AND c.status = 'in_progress' AND c.hosts > 0) \
-          AND o.status = 'in_progress' AND o.revision = td.desired), \
+        WHERE o.status = 'in_progress' AND o.revision = td.desired), \
      pg AS MATERIALIZED (SELECT * FROM cand \
         ORDER BY cls, host_name, reconciler_name LIMIT $7) \
      SELECT t.name, t.desired_revision, pg.host_name, pg.reconciler_name, ",

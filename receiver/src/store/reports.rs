@@ -46,8 +46,14 @@ macro_rules! deployed_sql {
 pub(crate) const DEPLOYED_SQL: &str = deployed_sql!("");
 
 /// [`DEPLOYED_SQL`] of the workloads in a range (`$7`..`$12`).
-pub(crate) const DEPLOYED_RANGE_SQL: &str =
-    deployed_sql!(workload_range!("t", "$7", "$8", "$9", "$10", "$11", "$12"));
+pub(crate) const DEPLOYED_RANGE_SQL: [&str; 2] = [
+    deployed_sql!(workload_range!(
+        lite, "t", "$7", "$8", "$9", "$10", "$11", "$12"
+    )),
+    deployed_sql!(workload_range!(
+        pg, "t", "$7", "$8", "$9", "$10", "$11", "$12"
+    )),
+];
 
 /// [`DEPLOYED_SQL`]'s groups counted from the current rows that pass a
 /// source filter (`$7`, `$8`): the host counters do not know reconcilers,
@@ -71,9 +77,14 @@ macro_rules! deployed_by_source_sql {
 pub(crate) const DEPLOYED_BY_SOURCE_SQL: &str = deployed_by_source_sql!("");
 
 /// [`DEPLOYED_BY_SOURCE_SQL`] of the workloads in a range (`$9`..`$14`).
-pub(crate) const DEPLOYED_BY_SOURCE_RANGE_SQL: &str = deployed_by_source_sql!(workload_range!(
-    "t", "$9", "$10", "$11", "$12", "$13", "$14"
-));
+pub(crate) const DEPLOYED_BY_SOURCE_RANGE_SQL: [&str; 2] = [
+    deployed_by_source_sql!(workload_range!(
+        lite, "t", "$9", "$10", "$11", "$12", "$13", "$14"
+    )),
+    deployed_by_source_sql!(workload_range!(
+        pg, "t", "$9", "$10", "$11", "$12", "$13", "$14"
+    )),
+];
 
 pub(crate) type DeployedRow = (i64, String, String, i64, Option<String>);
 
@@ -102,9 +113,14 @@ macro_rules! sources_sql {
 pub(crate) const SOURCES_SQL: &str = sources_sql!("");
 
 /// [`SOURCES_SQL`] of the workloads in a range (`$9`..`$14`).
-pub(crate) const SOURCES_RANGE_SQL: &str = sources_sql!(workload_range!(
-    "t", "$9", "$10", "$11", "$12", "$13", "$14"
-));
+pub(crate) const SOURCES_RANGE_SQL: [&str; 2] = [
+    sources_sql!(workload_range!(
+        lite, "t", "$9", "$10", "$11", "$12", "$13", "$14"
+    )),
+    sources_sql!(workload_range!(
+        pg, "t", "$9", "$10", "$11", "$12", "$13", "$14"
+    )),
+];
 
 /// A target of environment `$2` of tenant `$1`, if there is one.
 pub(crate) const ENVIRONMENT_EXISTS_SQL: &str = "SELECT t.id FROM deployment_targets t \
@@ -550,7 +566,7 @@ pub struct CatalogRow {
 ///
 /// [`read::TARGETS_SQL`]: super::read::TARGETS_SQL
 macro_rules! report_reads {
-    ($pool:ident) => {
+    ($pool:ident, $range:expr) => {
         pub(crate) async fn read_summaries(
             &self,
             tenant: &str,
@@ -571,7 +587,11 @@ macro_rules! report_reads {
                 Some(r) => {
                     bind_range!(
                         bind_source!(
-                            bind_filter!(sqlx::query_as(read::TARGETS_RANGE_SQL), tenant, filter),
+                            bind_filter!(
+                                sqlx::query_as(read::TARGETS_RANGE_SQL[$range]),
+                                tenant,
+                                filter
+                            ),
                             filter
                         ),
                         r
@@ -591,7 +611,11 @@ macro_rules! report_reads {
                 }
                 (true, Some(r)) => {
                     bind_range!(
-                        bind_filter!(sqlx::query_as(reports::DEPLOYED_RANGE_SQL), tenant, filter),
+                        bind_filter!(
+                            sqlx::query_as(reports::DEPLOYED_RANGE_SQL[$range]),
+                            tenant,
+                            filter
+                        ),
                         r
                     )
                     .fetch_all(&self.$pool)
@@ -613,7 +637,7 @@ macro_rules! report_reads {
                     bind_range!(
                         bind_source!(
                             bind_filter!(
-                                sqlx::query_as(reports::DEPLOYED_BY_SOURCE_RANGE_SQL),
+                                sqlx::query_as(reports::DEPLOYED_BY_SOURCE_RANGE_SQL[$range]),
                                 tenant,
                                 filter
                             ),
@@ -638,7 +662,7 @@ macro_rules! report_reads {
                     bind_range!(
                         bind_source!(
                             bind_filter!(
-                                sqlx::query_as(reports::SOURCES_RANGE_SQL),
+                                sqlx::query_as(reports::SOURCES_RANGE_SQL[$range]),
                                 tenant,
                                 filter
                             ),
@@ -773,7 +797,7 @@ macro_rules! report_reads {
                     (true, Some(r)) => {
                         bind_range!(
                             bind_filter!(
-                                sqlx::query_as(drift::DRIFT_SUMMARY_RANGE_SQL),
+                                sqlx::query_as(drift::DRIFT_SUMMARY_RANGE_SQL[$range]),
                                 tenant,
                                 filter
                             )

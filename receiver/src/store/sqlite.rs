@@ -69,7 +69,7 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
-    super::reports::report_reads!(reader);
+    super::reports::report_reads!(reader, super::read::RANGE_LITE);
 }
 
 #[async_trait]

@@ -445,6 +445,37 @@ async fn drift_reads_cost_what_they_return() {
         "host view read {read} rows for {rows}"
     );
 
+    // Ten hosts of the healthy workload roll out again (in progress on the
+    // desired revision): the rollout reads those, not the other 90 rows.
+    let restarted: Vec<DeploymentEvent> = (0..10)
+        .map(|i| {
+            observed(
+                &format!("host-{:03}", 2 * i + 1),
+                "agent",
+                3,
+                "prod",
+                "good",
+                DeploymentStatus::InProgress,
+                now + SECOND / 2,
+            )
+        })
+        .collect();
+    store
+        .ingest("default", &restarted)
+        .await
+        .expect("in progress");
+    let before = rows_read(reader.pool()).await;
+    let listed = reader
+        .attention_hosts("default", &rollout, 100)
+        .await
+        .expect("rollout");
+    let read = rows_read(reader.pool()).await - before;
+    assert_eq!(listed.len(), 10);
+    assert!(
+        read < 40,
+        "a rollout with 10 hosts in progress read {read} rows"
+    );
+
     // Everything drifting: a page reads about a page.
     for batch in report("bad", now + SECOND) {
         store.ingest("default", &batch).await.expect("observed");
