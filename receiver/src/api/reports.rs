@@ -460,7 +460,7 @@ pub(crate) struct CompareParams {
     application: Option<String>,
     workload: Option<String>,
     /// Most workloads per page (1–1000, default 100). A page also stops
-    /// before it would hold more than 1,000 targets, unless its first
+    /// before it would hold more than 500 targets, unless its first
     /// workload alone has more.
     limit: Option<u32>,
     /// The `next_cursor` of the previous page.
@@ -540,35 +540,37 @@ pub(crate) async fn compare(
             crate::store::PAGE_TARGETS,
         )
         .await?;
-        // One read per environment, run at once (each is its own statement
-        // on its own pooled connection), of the page's workloads only.
-        let reads = environments.iter().map(|environment| {
-            let query = StateQuery {
-                environment: Some(environment.clone()),
-                workloads: range.clone(),
-                ..names.clone()
-            };
-            let range = range.clone();
-            async move {
-                // An environment with no target at all is unknown.
-                let exists = p.application.is_some()
-                    || p.workload.is_some()
-                    || store.environment_exists(tenant, environment).await?;
-                let found = match range {
-                    Some(_) => store.summaries(tenant, &query).await?,
-                    None => Vec::new(),
-                };
-                Ok::<_, crate::store::StoreError>((exists, found))
-            }
-        });
-        let found = futures::future::try_join_all(reads).await?;
-        let mut summaries = Vec::new();
-        for (environment, (exists, found)) in environments.iter().zip(found) {
-            if !exists {
+        // An environment with no target at all is unknown (an index read
+        // each, run at once).
+        if p.application.is_none() && p.workload.is_none() {
+            let known = futures::future::try_join_all(
+                environments
+                    .iter()
+                    .map(|environment| store.environment_exists(tenant, environment)),
+            )
+            .await?;
+            if let Some((environment, _)) = environments.iter().zip(known).find(|(_, k)| !k) {
                 return Err(not_found(format!("no environment {environment:?}")));
             }
-            summaries.extend(found);
         }
+        // One read of the page's workloads in every environment, those not
+        // compared dropped here: three statements to plan and run, not
+        // three per environment.
+        let summaries = match range {
+            Some(_) => {
+                let query = StateQuery {
+                    workloads: range,
+                    ..names
+                };
+                store
+                    .summaries(tenant, &query)
+                    .await?
+                    .into_iter()
+                    .filter(|s| environments.contains(&s.at.environment))
+                    .collect()
+            }
+            None => Vec::new(),
+        };
         let mut c = Comparison::build(environments.clone(), summaries);
         c.next_cursor = next.as_ref().and_then(encode_cursor);
         to_json(&c)

@@ -93,7 +93,10 @@ pub struct WorkloadRange {
 /// Most targets a page of workloads holds (compare, the UI matrix), unless
 /// its first workload alone has more: a page's cost follows this, not the
 /// estate (docs/performance.md, "Bounded reads").
-pub const PAGE_TARGETS: u64 = 1_000;
+pub const PAGE_TARGETS: u64 = 500;
+
+/// Workloads read per statement while planning a page.
+const PAGE_BATCH: usize = 16;
 
 /// Plans one page of the filtered workloads (workspace, application and
 /// workload filters) after `after`: at most `limit` whole workloads and at
@@ -108,17 +111,35 @@ pub async fn plan_workload_page(
     limit: u32,
     max_targets: u64,
 ) -> Result<(Option<WorkloadRange>, Option<WorkloadKey>), StoreError> {
-    let found = store
-        .workload_page(tenant, filter, after.as_ref(), limit.saturating_add(1))
-        .await?;
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    let (mut taken, mut targets) = (0usize, 0u64);
-    for (_, n) in &found {
-        if taken == limit || (taken > 0 && targets + n > max_targets) {
+    // Workloads come in small batches, each with its target count, until
+    // the page is full: a page of one wide workload counts a few workloads'
+    // targets, not `limit` workloads'.
+    let want = usize::try_from(limit)
+        .unwrap_or(usize::MAX)
+        .saturating_add(1);
+    let (mut found, mut from) = (Vec::new(), after.clone());
+    let (mut taken, mut targets, mut full) = (0usize, 0u64, false);
+    while !full && found.len() < want {
+        let batch = u32::try_from((want - found.len()).min(PAGE_BATCH)).unwrap_or(1);
+        let rows = store
+            .workload_page(tenant, filter, from.as_ref(), batch)
+            .await?;
+        let last_batch = rows.len() < batch as usize;
+        from = rows.last().map(|(k, _)| k.clone());
+        for (key, n) in rows {
+            if !full {
+                if taken + 1 == want || (taken > 0 && targets + n > max_targets) {
+                    full = true;
+                } else {
+                    taken += 1;
+                    targets += n;
+                }
+            }
+            found.push((key, n));
+        }
+        if last_batch {
             break;
         }
-        taken += 1;
-        targets += n;
     }
     let Some((last, _)) = taken.checked_sub(1).and_then(|i| found.get(i)) else {
         return Ok((None, None));

@@ -312,37 +312,47 @@ pub(crate) type HostRow = (
 /// carries its target's name and desired revision (kept on the target).
 ///
 /// It picks the page before it reads the page's rows, from what is kept
-/// small: the failed and off-desired rows come from the drift set (its
-/// `off_desired` rows, by target, with the host and reconciler names the
-/// order needs; a failed one is looked up to tell failed on the desired
-/// revision from failed on another), the rows in progress on the desired
-/// revision off the (target, revision, status) index of current rows. A
-/// healthy workload reads nothing; one whose every host
-/// needs attention reads its narrow drift rows and sorts them, then joins
-/// names, messages and versions for the page alone (docs/performance.md,
-/// "Bounded reads"). CTEs rather than `LATERAL` so that one statement
+/// small: the rows failed or in progress on the desired revision come off
+/// the (target, revision, status) index of current rows, one equality
+/// each (given `status IN (…)`, PostgreSQL read every row on the desired
+/// revision and filtered them); the rows on
+/// another revision (or with no desired state) from the drift set (its
+/// `off_desired` rows by target, which carry the host and reconciler names
+/// the order needs); a row failed on the desired revision is in both and
+/// takes the first class (grouped by row, not joined, so that the cost
+/// stays linear when both are large). A healthy
+/// workload reads nothing per host; one whose every host needs attention
+/// reads its narrow drift rows and sorts them, then joins messages and
+/// versions for the page alone (docs/performance.md, "Bounded reads").
+/// Looking each failed drift row up in the current table instead cost a
+/// random read per row. CTEs rather than `LATERAL` so that one statement
 /// serves both backends; `MATERIALIZED` (PostgreSQL 12+, SQLite 3.35+)
 /// keeps each step where it is written.
 pub(crate) const ATTENTION_HOSTS_SQL: &str = concat!(
     "WITH td AS MATERIALIZED (SELECT t.id AS target_id, t.desired_revision AS desired \
        FROM deployment_targets t",
     target_filter!(),
-    "), cand AS MATERIALIZED ( \
-       SELECT CASE WHEN d.failed AND td.desired IS NOT NULL AND EXISTS ( \
-                   SELECT 1 FROM observed_deployments f WHERE f.host_id = d.host_id \
-                      AND f.reconciler_id = d.reconciler_id AND f.target_id = d.target_id \
-                      AND f.revision = td.desired) THEN 0 ELSE 2 END AS cls, \
-              d.host_name, d.reconciler_name, d.host_id, d.reconciler_id, d.target_id \
-         FROM td JOIN drift_rows d ON d.target_id = td.target_id \
-        WHERE d.off_desired \
-       UNION ALL \
-       SELECT 1, h.name, r.name, o.host_id, o.reconciler_id, o.target_id \
+    "), od AS MATERIALIZED ( \
+       SELECT 0 AS cls, o.host_id, o.reconciler_id, o.target_id \
          FROM td JOIN observed_deployments o ON o.target_id = td.target_id \
-         JOIN hosts h ON h.id = o.host_id \
-         JOIN reconcilers r ON r.id = o.reconciler_id \
-        WHERE o.status = 'in_progress' AND o.revision = td.desired), \
-     pg AS MATERIALIZED (SELECT * FROM cand \
-        ORDER BY cls, host_name, reconciler_name LIMIT $7) \
+          AND o.revision = td.desired AND o.status = 'failed' \
+       UNION ALL \
+       SELECT 1, o.host_id, o.reconciler_id, o.target_id \
+         FROM td JOIN observed_deployments o ON o.target_id = td.target_id \
+          AND o.revision = td.desired AND o.status = 'in_progress'), \
+     cand AS MATERIALIZED ( \
+       SELECT od.cls, h.name AS host_name, r.name AS reconciler_name, \
+              od.host_id, od.reconciler_id, od.target_id \
+         FROM od JOIN hosts h ON h.id = od.host_id \
+         JOIN reconcilers r ON r.id = od.reconciler_id \
+       UNION ALL \
+       SELECT 2, d.host_name, d.reconciler_name, d.host_id, d.reconciler_id, d.target_id \
+         FROM td JOIN drift_rows d ON d.target_id = td.target_id \
+        WHERE d.off_desired), \
+     pg AS MATERIALIZED (SELECT MIN(cls) AS k, host_name, reconciler_name, \
+              host_id, reconciler_id, target_id \
+         FROM cand GROUP BY host_id, reconciler_id, target_id, host_name, reconciler_name \
+        ORDER BY k, host_name, reconciler_name LIMIT $7) \
      SELECT t.name, t.desired_revision, pg.host_name, pg.reconciler_name, ",
     source_of!("r"),
     ", o.revision, o.status, o.message, o.observed_at, vv.version \
@@ -351,7 +361,7 @@ pub(crate) const ATTENTION_HOSTS_SQL: &str = concat!(
        JOIN deployment_targets t ON t.id = pg.target_id \
        JOIN reconcilers r ON r.id = pg.reconciler_id",
     newest_version_join!("o.revision"),
-    " ORDER BY pg.cls, pg.host_name, pg.reconciler_name"
+    " ORDER BY pg.k, pg.host_name, pg.reconciler_name"
 );
 
 pub(crate) type AttentionRow = (
