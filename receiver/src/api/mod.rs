@@ -568,14 +568,16 @@ async fn rollout_handler(
             };
             // The counts come from the targets' host counters; only the
             // hosts that need attention are read one by one.
-            let summaries = state.store.summaries(&principal.tenant, &query).await?;
+            // Both at once, each on its own pooled connection.
+            let (summaries, listed) = futures::try_join!(
+                state.store.summaries(&principal.tenant, &query),
+                state
+                    .store
+                    .attention_hosts(&principal.tenant, &query, limit)
+            )?;
             if summaries.is_empty() {
                 return Err(not_found());
             }
-            let listed = state
-                .store
-                .attention_hosts(&principal.tenant, &query, limit)
-                .await?;
             Ok(Json(Rollout::from_summaries(&summaries, listed)))
         }
         other => Err(ApiError::new(

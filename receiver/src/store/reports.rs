@@ -608,105 +608,114 @@ macro_rules! report_reads {
             use $crate::store::read::{self, bind_filter, bind_range, bind_source};
             use $crate::store::reports;
             let range = filter.workloads.as_ref();
-            let targets: Vec<read::TargetRow> = match range {
-                None => {
-                    bind_source!(
-                        bind_filter!(sqlx::query_as(read::TARGETS_SQL), tenant, filter),
-                        filter
-                    )
-                    .fetch_all(&self.$pool)
-                    .await?
-                }
-                Some(r) => {
-                    bind_range!(
+            let targets = async {
+                Ok::<Vec<read::TargetRow>, $crate::store::StoreError>(match range {
+                    None => {
                         bind_source!(
-                            bind_filter!(
-                                sqlx::query_as(read::TARGETS_RANGE_SQL[$range]),
-                                tenant,
-                                filter
-                            ),
+                            bind_filter!(sqlx::query_as(read::TARGETS_SQL), tenant, filter),
                             filter
-                        ),
-                        r
-                    )
-                    .fetch_all(&self.$pool)
-                    .await?
-                }
-            };
-            if targets.is_empty() {
-                return Ok(Vec::new());
-            }
-            let groups: Vec<reports::DeployedRow> = match (filter.source.is_empty(), range) {
-                (true, None) => {
-                    bind_filter!(sqlx::query_as(reports::DEPLOYED_SQL), tenant, filter)
+                        )
                         .fetch_all(&self.$pool)
                         .await?
-                }
-                (true, Some(r)) => {
-                    bind_range!(
-                        bind_filter!(
-                            sqlx::query_as(reports::DEPLOYED_RANGE_SQL[$range]),
-                            tenant,
-                            filter
-                        ),
-                        r
-                    )
-                    .fetch_all(&self.$pool)
-                    .await?
-                }
-                (false, None) => {
-                    bind_source!(
-                        bind_filter!(
-                            sqlx::query_as(reports::DEPLOYED_BY_SOURCE_SQL),
-                            tenant,
-                            filter
-                        ),
-                        filter
-                    )
-                    .fetch_all(&self.$pool)
-                    .await?
-                }
-                (false, Some(r)) => {
-                    bind_range!(
-                        bind_source!(
-                            bind_filter!(
-                                sqlx::query_as(reports::DEPLOYED_BY_SOURCE_RANGE_SQL[$range]),
-                                tenant,
+                    }
+                    Some(r) => {
+                        bind_range!(
+                            bind_source!(
+                                bind_filter!(
+                                    sqlx::query_as(read::TARGETS_RANGE_SQL[$range]),
+                                    tenant,
+                                    filter
+                                ),
                                 filter
                             ),
-                            filter
-                        ),
-                        r
-                    )
-                    .fetch_all(&self.$pool)
-                    .await?
-                }
+                            r
+                        )
+                        .fetch_all(&self.$pool)
+                        .await?
+                    }
+                })
             };
-            let sources: Vec<reports::SourceRow> = match range {
-                None => {
-                    bind_source!(
-                        bind_filter!(sqlx::query_as(reports::SOURCES_SQL), tenant, filter),
-                        filter
-                    )
-                    .fetch_all(&self.$pool)
-                    .await?
-                }
-                Some(r) => {
-                    bind_range!(
+            let groups = async {
+                Ok::<Vec<reports::DeployedRow>, $crate::store::StoreError>(
+                    match (filter.source.is_empty(), range) {
+                        (true, None) => {
+                            bind_filter!(sqlx::query_as(reports::DEPLOYED_SQL), tenant, filter)
+                                .fetch_all(&self.$pool)
+                                .await?
+                        }
+                        (true, Some(r)) => {
+                            bind_range!(
+                                bind_filter!(
+                                    sqlx::query_as(reports::DEPLOYED_RANGE_SQL[$range]),
+                                    tenant,
+                                    filter
+                                ),
+                                r
+                            )
+                            .fetch_all(&self.$pool)
+                            .await?
+                        }
+                        (false, None) => {
+                            bind_source!(
+                                bind_filter!(
+                                    sqlx::query_as(reports::DEPLOYED_BY_SOURCE_SQL),
+                                    tenant,
+                                    filter
+                                ),
+                                filter
+                            )
+                            .fetch_all(&self.$pool)
+                            .await?
+                        }
+                        (false, Some(r)) => {
+                            bind_range!(
+                                bind_source!(
+                                    bind_filter!(
+                                        sqlx::query_as(
+                                            reports::DEPLOYED_BY_SOURCE_RANGE_SQL[$range]
+                                        ),
+                                        tenant,
+                                        filter
+                                    ),
+                                    filter
+                                ),
+                                r
+                            )
+                            .fetch_all(&self.$pool)
+                            .await?
+                        }
+                    },
+                )
+            };
+            let sources = async {
+                Ok::<Vec<reports::SourceRow>, $crate::store::StoreError>(match range {
+                    None => {
                         bind_source!(
-                            bind_filter!(
-                                sqlx::query_as(reports::SOURCES_RANGE_SQL[$range]),
-                                tenant,
+                            bind_filter!(sqlx::query_as(reports::SOURCES_SQL), tenant, filter),
+                            filter
+                        )
+                        .fetch_all(&self.$pool)
+                        .await?
+                    }
+                    Some(r) => {
+                        bind_range!(
+                            bind_source!(
+                                bind_filter!(
+                                    sqlx::query_as(reports::SOURCES_RANGE_SQL[$range]),
+                                    tenant,
+                                    filter
+                                ),
                                 filter
                             ),
-                            filter
-                        ),
-                        r
-                    )
-                    .fetch_all(&self.$pool)
-                    .await?
-                }
+                            r
+                        )
+                        .fetch_all(&self.$pool)
+                        .await?
+                    }
+                })
             };
+            // The three reads run at once, each on its own pooled connection.
+            let (targets, groups, sources) = futures::try_join!(targets, groups, sources)?;
             Ok(reports::summaries(targets, groups, sources))
         }
 

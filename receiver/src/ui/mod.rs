@@ -442,10 +442,16 @@ async fn matrix(
         ..filter
     };
     let (summaries, drift) = match range {
-        Some(_) => (
-            state.store.summaries(&principal.tenant, &filter).await?,
-            drift_counts(&state, &principal.tenant, filter).await?,
-        ),
+        Some(_) => {
+            // Both at once, each on its own pooled connection.
+            let summaries = async {
+                Ok::<_, UiError>(state.store.summaries(&principal.tenant, &filter).await?)
+            };
+            futures::try_join!(
+                summaries,
+                drift_counts(&state, &principal.tenant, filter.clone())
+            )?
+        }
         None => (Vec::new(), DriftCounts::new()),
     };
     let wanted = env_list(p.environments.as_deref());
