@@ -568,13 +568,16 @@ async fn rollout_handler(
             };
             // The counts come from the targets' host counters; only the
             // hosts that need attention are read one by one.
-            // Both at once, each on its own pooled connection.
-            let (summaries, listed) = futures::try_join!(
-                state.store.summaries(&principal.tenant, &query),
-                state
-                    .store
-                    .attention_hosts(&principal.tenant, &query, limit)
-            )?;
+            let summaries = state.store.summaries(&principal.tenant, &query);
+            let listed = state
+                .store
+                .attention_hosts(&principal.tenant, &query, limit);
+            // Both at once on PostgreSQL, each on its own pooled connection.
+            let (summaries, listed) = if state.store.backend() == "postgres" {
+                futures::try_join!(summaries, listed)?
+            } else {
+                (summaries.await?, listed.await?)
+            };
             if summaries.is_empty() {
                 return Err(not_found());
             }

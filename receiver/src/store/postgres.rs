@@ -149,11 +149,14 @@ impl HubStore for PostgresStore {
         query: &StateQuery,
         limit: u32,
     ) -> Result<Vec<(String, Option<String>, sextant_model::HostView)>, StoreError> {
-        let rows: Vec<read::AttentionRow> =
-            bind_filter!(sqlx::query_as(read::ATTENTION_HOSTS_SQL), tenant, query)
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await?;
+        let rows: Vec<read::AttentionRow> = bind_filter!(
+            sqlx::query_as(read::ATTENTION_HOSTS_SQL[read::RANGE_PG]),
+            tenant,
+            query
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
         Ok(read::attention_hosts(rows))
     }
 

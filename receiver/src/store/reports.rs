@@ -714,8 +714,14 @@ macro_rules! report_reads {
                     }
                 })
             };
-            // The three reads run at once, each on its own pooled connection.
-            let (targets, groups, sources) = futures::try_join!(targets, groups, sources)?;
+            // On PostgreSQL the three reads run at once, each on its own
+            // pooled connection; SQLite's reads compete for the same cores
+            // as the hub (run at once, a rollout took twice as long).
+            let (targets, groups, sources) = if $range == read::RANGE_PG {
+                futures::try_join!(targets, groups, sources)?
+            } else {
+                (targets.await?, groups.await?, sources.await?)
+            };
             Ok(reports::summaries(targets, groups, sources))
         }
 

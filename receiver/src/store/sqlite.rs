@@ -238,11 +238,14 @@ impl HubStore for SqliteStore {
         query: &StateQuery,
         limit: u32,
     ) -> Result<Vec<(String, Option<String>, sextant_model::HostView)>, StoreError> {
-        let rows: Vec<read::AttentionRow> =
-            bind_filter!(sqlx::query_as(read::ATTENTION_HOSTS_SQL), tenant, query)
-                .bind(i64::from(limit))
-                .fetch_all(&self.reader)
-                .await?;
+        let rows: Vec<read::AttentionRow> = bind_filter!(
+            sqlx::query_as(read::ATTENTION_HOSTS_SQL[read::RANGE_LITE]),
+            tenant,
+            query
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
         Ok(read::attention_hosts(rows))
     }
 

@@ -443,14 +443,16 @@ async fn matrix(
     };
     let (summaries, drift) = match range {
         Some(_) => {
-            // Both at once, each on its own pooled connection.
             let summaries = async {
                 Ok::<_, UiError>(state.store.summaries(&principal.tenant, &filter).await?)
             };
-            futures::try_join!(
-                summaries,
-                drift_counts(&state, &principal.tenant, filter.clone())
-            )?
+            let drift = drift_counts(&state, &principal.tenant, filter.clone());
+            // Both at once on PostgreSQL, each on its own pooled connection.
+            if state.store.backend() == "postgres" {
+                futures::try_join!(summaries, drift)?
+            } else {
+                (summaries.await?, drift.await?)
+            }
         }
         None => (Vec::new(), DriftCounts::new()),
     };
