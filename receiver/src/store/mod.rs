@@ -90,6 +90,13 @@ pub struct WorkloadRange {
     pub last: WorkloadKey,
 }
 
+impl WorkloadRange {
+    /// Whether workload `key` is in the range.
+    pub fn contains(&self, key: &WorkloadKey) -> bool {
+        self.after.as_ref().is_none_or(|after| key > after) && key <= &self.last
+    }
+}
+
 /// Most targets a page of workloads holds (compare, the UI matrix), unless
 /// its first workload alone has more: a page's cost follows this, not the
 /// estate (docs/performance.md, "Bounded reads").

@@ -227,6 +227,18 @@ macro_rules! bind_range {
 }
 pub(crate) use bind_range;
 
+/// Binds a page's range ([`bind_range`]) when there is one.
+macro_rules! bind_opt_range {
+    ($q:expr, $r:expr) => {{
+        let q = $q;
+        match $r {
+            Some(r) => $crate::store::read::bind_range!(q, r),
+            None => q,
+        }
+    }};
+}
+pub(crate) use bind_opt_range;
+
 /// Targets with their latest desired assignment (kept on the target by
 /// migration 0008/0007's trigger); with a source filter (`$7`, `$8`), only
 /// those it leaves a current row of; `$extra` more conditions.

@@ -605,119 +605,64 @@ macro_rules! report_reads {
             tenant: &str,
             filter: &$crate::store::StateQuery,
         ) -> Result<Vec<sextant_model::TargetSummary>, $crate::store::StoreError> {
-            use $crate::store::read::{self, bind_filter, bind_range, bind_source};
+            use $crate::store::read::{self, bind_filter, bind_opt_range, bind_source};
             use $crate::store::reports;
             let range = filter.workloads.as_ref();
-            let targets = async {
-                Ok::<Vec<read::TargetRow>, $crate::store::StoreError>(match range {
-                    None => {
-                        bind_source!(
-                            bind_filter!(sqlx::query_as(read::TARGETS_SQL), tenant, filter),
-                            filter
-                        )
-                        .fetch_all(&self.$pool)
-                        .await?
-                    }
-                    Some(r) => {
-                        bind_range!(
-                            bind_source!(
-                                bind_filter!(
-                                    sqlx::query_as(read::TARGETS_RANGE_SQL[$range]),
-                                    tenant,
-                                    filter
-                                ),
-                                filter
-                            ),
-                            r
-                        )
-                        .fetch_all(&self.$pool)
-                        .await?
-                    }
-                })
+            // Each statement has a twin for a page of workloads (its range
+            // bound last) and, for the host counts, one for a source filter.
+            let pick = |all: &'static str, page: [&'static str; 2]| match range {
+                None => all,
+                Some(_) => page[$range],
             };
-            let groups = async {
-                Ok::<Vec<reports::DeployedRow>, $crate::store::StoreError>(
-                    match (filter.source.is_empty(), range) {
-                        (true, None) => {
-                            bind_filter!(sqlx::query_as(reports::DEPLOYED_SQL), tenant, filter)
-                                .fetch_all(&self.$pool)
-                                .await?
-                        }
-                        (true, Some(r)) => {
-                            bind_range!(
-                                bind_filter!(
-                                    sqlx::query_as(reports::DEPLOYED_RANGE_SQL[$range]),
-                                    tenant,
-                                    filter
-                                ),
-                                r
-                            )
-                            .fetch_all(&self.$pool)
-                            .await?
-                        }
-                        (false, None) => {
-                            bind_source!(
-                                bind_filter!(
-                                    sqlx::query_as(reports::DEPLOYED_BY_SOURCE_SQL),
-                                    tenant,
-                                    filter
-                                ),
-                                filter
-                            )
-                            .fetch_all(&self.$pool)
-                            .await?
-                        }
-                        (false, Some(r)) => {
-                            bind_range!(
-                                bind_source!(
-                                    bind_filter!(
-                                        sqlx::query_as(
-                                            reports::DEPLOYED_BY_SOURCE_RANGE_SQL[$range]
-                                        ),
-                                        tenant,
-                                        filter
-                                    ),
-                                    filter
-                                ),
-                                r
-                            )
-                            .fetch_all(&self.$pool)
-                            .await?
-                        }
-                    },
-                )
+            let targets = bind_opt_range!(
+                bind_source!(
+                    bind_filter!(
+                        sqlx::query_as(pick(read::TARGETS_SQL, read::TARGETS_RANGE_SQL)),
+                        tenant,
+                        filter
+                    ),
+                    filter
+                ),
+                range
+            )
+            .fetch_all(&self.$pool);
+            let groups = {
+                let sql = if filter.source.is_empty() {
+                    pick(reports::DEPLOYED_SQL, reports::DEPLOYED_RANGE_SQL)
+                } else {
+                    pick(
+                        reports::DEPLOYED_BY_SOURCE_SQL,
+                        reports::DEPLOYED_BY_SOURCE_RANGE_SQL,
+                    )
+                };
+                let q = bind_filter!(sqlx::query_as(sql), tenant, filter);
+                let q = if filter.source.is_empty() {
+                    q
+                } else {
+                    bind_source!(q, filter)
+                };
+                bind_opt_range!(q, range).fetch_all(&self.$pool)
             };
-            let sources = async {
-                Ok::<Vec<reports::SourceRow>, $crate::store::StoreError>(match range {
-                    None => {
-                        bind_source!(
-                            bind_filter!(sqlx::query_as(reports::SOURCES_SQL), tenant, filter),
-                            filter
-                        )
-                        .fetch_all(&self.$pool)
-                        .await?
-                    }
-                    Some(r) => {
-                        bind_range!(
-                            bind_source!(
-                                bind_filter!(
-                                    sqlx::query_as(reports::SOURCES_RANGE_SQL[$range]),
-                                    tenant,
-                                    filter
-                                ),
-                                filter
-                            ),
-                            r
-                        )
-                        .fetch_all(&self.$pool)
-                        .await?
-                    }
-                })
-            };
+            let sources = bind_opt_range!(
+                bind_source!(
+                    bind_filter!(
+                        sqlx::query_as(pick(reports::SOURCES_SQL, reports::SOURCES_RANGE_SQL)),
+                        tenant,
+                        filter
+                    ),
+                    filter
+                ),
+                range
+            )
+            .fetch_all(&self.$pool);
             // On PostgreSQL the three reads run at once, each on its own
             // pooled connection; SQLite's reads compete for the same cores
             // as the hub (run at once, a rollout took twice as long).
-            let (targets, groups, sources) = if $range == read::RANGE_PG {
+            let (targets, groups, sources): (
+                Vec<read::TargetRow>,
+                Vec<reports::DeployedRow>,
+                Vec<reports::SourceRow>,
+            ) = if $range == read::RANGE_PG {
                 futures::try_join!(targets, groups, sources)?
             } else {
                 (targets.await?, groups.await?, sources.await?)
@@ -832,56 +777,39 @@ macro_rules! report_reads {
             stale_before: sextant_model::UnixNanos,
         ) -> Result<Vec<$crate::store::DriftSummary>, $crate::store::StoreError> {
             use $crate::store::drift;
-            use $crate::store::read::bind_range;
-            use $crate::store::read::{bind_filter, bind_source};
-            let rows: Vec<drift::DriftSummaryRow> =
-                match (filter.source.is_empty(), filter.workloads.as_ref()) {
-                    (true, None) => {
-                        bind_filter!(sqlx::query_as(drift::DRIFT_SUMMARY_SQL), tenant, filter)
-                            .bind(stale_before.0)
-                            .fetch_all(&self.$pool)
-                            .await?
-                    }
-                    (true, Some(r)) => {
-                        bind_range!(
-                            bind_filter!(
-                                sqlx::query_as(drift::DRIFT_SUMMARY_RANGE_SQL[$range]),
-                                tenant,
-                                filter
-                            )
-                            .bind(stale_before.0),
-                            r
-                        )
-                        .fetch_all(&self.$pool)
-                        .await?
-                    }
-                    (false, _) => {
-                        let rows: Vec<drift::DriftSummaryRow> = bind_source!(
-                            bind_filter!(
-                                sqlx::query_as(drift::DRIFT_SUMMARY_BY_SOURCE_SQL),
-                                tenant,
-                                filter
-                            )
-                            .bind(stale_before.0),
-                            filter
-                        )
-                        .fetch_all(&self.$pool)
-                        .await?;
-                        // The tenant's drifting rows are read either way
-                        // (docs/performance.md); a page keeps its workloads.
-                        match filter.workloads.as_ref() {
-                            None => rows,
-                            Some(r) => rows
-                                .into_iter()
-                                .filter(|(ws, a, w, ..)| {
-                                    let key = (ws.clone(), a.clone(), w.clone());
-                                    r.after.as_ref().is_none_or(|after| &key > after)
-                                        && key <= r.last
-                                })
-                                .collect(),
-                        }
-                    }
+            use $crate::store::read::{bind_filter, bind_opt_range, bind_source};
+            let range = filter.workloads.as_ref();
+            let rows: Vec<drift::DriftSummaryRow> = if filter.source.is_empty() {
+                let sql = match range {
+                    None => drift::DRIFT_SUMMARY_SQL,
+                    Some(_) => drift::DRIFT_SUMMARY_RANGE_SQL[$range],
                 };
+                bind_opt_range!(
+                    bind_filter!(sqlx::query_as(sql), tenant, filter).bind(stale_before.0),
+                    range
+                )
+                .fetch_all(&self.$pool)
+                .await?
+            } else {
+                // The tenant's drifting rows are read either way
+                // (docs/performance.md); a page keeps its workloads.
+                let rows: Vec<drift::DriftSummaryRow> = bind_source!(
+                    bind_filter!(
+                        sqlx::query_as(drift::DRIFT_SUMMARY_BY_SOURCE_SQL),
+                        tenant,
+                        filter
+                    )
+                    .bind(stale_before.0),
+                    filter
+                )
+                .fetch_all(&self.$pool)
+                .await?;
+                rows.into_iter()
+                    .filter(|(ws, a, w, ..)| {
+                        range.is_none_or(|r| r.contains(&(ws.clone(), a.clone(), w.clone())))
+                    })
+                    .collect()
+            };
             Ok(rows.into_iter().map(Into::into).collect())
         }
 

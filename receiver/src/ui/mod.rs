@@ -356,6 +356,34 @@ fn decode_after(after: Option<&str>) -> Result<Option<WorkloadKey>, UiError> {
     }
 }
 
+/// Narrows `filter` to one page of workloads after `after` (a page's
+/// "next" parameter): its targets, not the tenant's, are read. `None` in
+/// the returned filter's `workloads`: no workload left. Also returns the
+/// workload the next page starts after.
+async fn workload_page(
+    state: &ApiState,
+    tenant: &str,
+    filter: StateQuery,
+    after: Option<&str>,
+) -> Result<(StateQuery, Option<WorkloadKey>), UiError> {
+    let (range, next) = plan_workload_page(
+        state.store.as_ref(),
+        tenant,
+        &filter,
+        decode_after(after)?,
+        PAGE_WORKLOADS,
+        PAGE_TARGETS,
+    )
+    .await?;
+    Ok((
+        StateQuery {
+            workloads: range,
+            ..filter
+        },
+        next,
+    ))
+}
+
 /// The link to the page after `next`, keeping the other parameters.
 fn next_link(path: &str, pairs: &[(&str, Option<&str>)], next: Option<&WorkloadKey>) -> Markup {
     let Some(next) = next else {
@@ -427,21 +455,9 @@ async fn matrix(
         source: sp.filter()?,
         workloads: None,
     };
-    // One page of workloads: its targets, not the tenant's, are read.
-    let (range, next) = plan_workload_page(
-        state.store.as_ref(),
-        &principal.tenant,
-        &filter,
-        decode_after(p.after.as_deref())?,
-        PAGE_WORKLOADS,
-        PAGE_TARGETS,
-    )
-    .await?;
-    let filter = StateQuery {
-        workloads: range.clone(),
-        ..filter
-    };
-    let (summaries, drift) = match range {
+    let (filter, next) =
+        workload_page(&state, &principal.tenant, filter, p.after.as_deref()).await?;
+    let (summaries, drift) = match filter.workloads {
         Some(_) => {
             let summaries = async {
                 Ok::<_, UiError>(state.store.summaries(&principal.tenant, &filter).await?)
@@ -598,20 +614,9 @@ async fn compare(
         workload: given(&p.workload),
         ..StateQuery::default()
     };
-    let (range, next) = plan_workload_page(
-        state.store.as_ref(),
-        &principal.tenant,
-        &filter,
-        decode_after(p.after.as_deref())?,
-        PAGE_WORKLOADS,
-        PAGE_TARGETS,
-    )
-    .await?;
-    let filter = StateQuery {
-        workloads: range.clone(),
-        ..filter
-    };
-    let summaries = match range {
+    let (filter, next) =
+        workload_page(&state, &principal.tenant, filter, p.after.as_deref()).await?;
+    let summaries = match filter.workloads {
         Some(_) => state.store.summaries(&principal.tenant, &filter).await?,
         None => Vec::new(),
     };
