@@ -1022,6 +1022,24 @@ async fn endpoints(client: &reqwest::Client, base: &str, estate: &Estate) -> Vec
             path(move |i| format!("/api/v1/environments/{}/state", env(i))),
         ),
         endpoint(
+            "environment state, a later page",
+            path(move |i| {
+                // A page after a workload picked in turn, in an environment
+                // picked in turn: most requests miss the report cache.
+                let w = pick(i, 8, estate.workloads);
+                let key = (
+                    "default",
+                    format!("app-{:02}", w % APPLICATIONS),
+                    format!("svc-{w:03}"),
+                );
+                let cursor = hex::encode(serde_json::to_vec(&key).unwrap_or_default());
+                format!(
+                    "/api/v1/environments/{}/state?limit=100&cursor={cursor}",
+                    env(pick(i, 9, ENVIRONMENTS.len() as i64) as usize)
+                )
+            }),
+        ),
+        endpoint(
             "compare, 3 environments",
             path(move |i| {
                 // The four ways to leave one environment out, in turn.

@@ -346,10 +346,12 @@ pub trait HubStore: Send + Sync + 'static {
     /// Hosts that report for the filtered targets, by name, one page.
     async fn hosts(&self, tenant: &str, query: &ListQuery) -> Result<Vec<HostListRow>, StoreError>;
 
-    /// The filtered workloads (workspace, application and workload filters
-    /// only) in name order after `after`, at most `limit`, each with its
-    /// number of targets in every environment: the tenant's workloads, not
-    /// its targets or rows, are read. See [`plan_workload_page`].
+    /// The filtered workloads (workspace, application, workload and
+    /// environment filters only) in name order after `after`, at most
+    /// `limit`, each with its number of targets (in the environment when one
+    /// is named, leaving out the workloads with none there; else in every
+    /// environment): the tenant's workloads, not its targets or rows, are
+    /// read. See [`plan_workload_page`].
     async fn workload_page(
         &self,
         tenant: &str,

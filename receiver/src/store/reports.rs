@@ -160,13 +160,24 @@ pub(crate) const ENVIRONMENT_EXISTS_SQL: &str = "SELECT t.id FROM deployment_tar
     WHERE t.environment_id = (SELECT e.id FROM environments e \
       JOIN tenants tn ON tn.id = e.tenant_id WHERE tn.name = $1 AND e.name = $2) LIMIT 1";
 
+/// Target `t` is in environment `$9` of tenant `$1`, or `$9` is NULL.
+macro_rules! in_environment {
+    () => {
+        " AND ($9 IS NULL OR t.environment_id = (SELECT e.id FROM environments e \
+           WHERE e.tenant_id = (SELECT id FROM tenants WHERE name = $1) AND e.name = $9))"
+    };
+}
+
 /// The filtered workloads (`$2`..`$4`) after (`$5`, `$6`, `$7`) (NULL: from
-/// the first) in name order, at most `$8`, each with its number of targets:
-/// the tenant's workloads are sorted, the targets of the page's only are
-/// counted.
-pub(crate) const WORKLOAD_PAGE_SQL: &str = "SELECT ws.name, a.name, w.name, \
-       (SELECT COUNT(*) FROM deployment_targets t WHERE t.workload_id = w.id) \
-     FROM workloads w \
+/// the first) in name order, at most `$8`, each with its number of targets;
+/// with an environment `$9`, only the workloads with a target there, and
+/// only those targets counted. The tenant's workloads are sorted, the
+/// targets of the page's only are counted.
+pub(crate) const WORKLOAD_PAGE_SQL: &str = concat!(
+    "SELECT ws.name, a.name, w.name, \
+       (SELECT COUNT(*) FROM deployment_targets t WHERE t.workload_id = w.id",
+    in_environment!(),
+    ") FROM workloads w \
      JOIN applications a ON a.id = w.application_id \
      JOIN workspaces ws ON ws.id = a.workspace_id \
     WHERE w.tenant_id = (SELECT id FROM tenants WHERE name = $1) \
@@ -174,7 +185,11 @@ pub(crate) const WORKLOAD_PAGE_SQL: &str = "SELECT ws.name, a.name, w.name, \
       AND ($4 IS NULL OR w.name = $4) \
       AND (CAST($5 AS TEXT) IS NULL OR (ws.name, a.name, w.name) > \
            (CAST($5 AS TEXT), CAST($6 AS TEXT), CAST($7 AS TEXT))) \
-    ORDER BY ws.name, a.name, w.name LIMIT $8";
+      AND ($9 IS NULL OR EXISTS (SELECT 1 FROM deployment_targets t \
+           WHERE t.workload_id = w.id",
+    in_environment!(),
+    ")) ORDER BY ws.name, a.name, w.name LIMIT $8"
+);
 
 pub(crate) type SourceRow = (i64, String, String, i64);
 
@@ -706,6 +721,7 @@ macro_rules! report_reads {
                     .bind(a2)
                     .bind(a3)
                     .bind(i64::from(limit))
+                    .bind(filter.environment.clone())
                     .fetch_all(&self.$pool)
                     .await?;
             Ok(rows

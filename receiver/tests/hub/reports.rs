@@ -205,6 +205,69 @@ async fn compare_answers_in_pages(backend: Backend) {
     app.stop().await;
 }
 
+/// Environment state answers a page of whole workloads when asked
+/// (`limit`, `cursor`), the next page's address in a `Link` header (issue
+/// 18: 10,000 targets read after every change); unasked, the whole
+/// environment as before. Workloads with no target in the environment take
+/// no room in a page.
+async fn environment_state_answers_in_pages(backend: Backend) {
+    let (app, _) = estate(backend).await;
+    let get = |path: String| {
+        let (client, api) = (app.client.clone(), app.api);
+        async move {
+            let res = client
+                .get(format!("http://{api}{path}"))
+                .send()
+                .await
+                .expect("API request");
+            let status = res.status().as_u16();
+            let link = res
+                .headers()
+                .get("link")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let body: Value = res.json().await.expect("json");
+            (status, link, body)
+        }
+    };
+    let (status, link, whole) = get("/api/v1/environments/stage/state".into()).await;
+    assert_eq!((status, &link), (200, &None), "{whole}");
+    assert_eq!(whole.as_array().map(Vec::len), Some(2), "{whole}");
+    let (status, link, first) =
+        get("/api/v1/environments/stage/state?limit=1&source=otlp".into()).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first.as_array().map(Vec::len), Some(1), "{first}");
+    assert_eq!(first[0]["workload"], "cart");
+    let link = link.expect("a Link header to the next page");
+    let next = link
+        .strip_prefix('<')
+        .and_then(|l| l.strip_suffix(">; rel=\"next\""))
+        .unwrap_or_else(|| panic!("not a next link: {link}"));
+    assert!(
+        next.starts_with("/api/v1/environments/stage/state?source=otlp&limit=1&cursor="),
+        "{next}"
+    );
+    let (status, link, second) = get(next.to_owned()).await;
+    assert_eq!((status, &link), (200, &None), "{second}");
+    let mut paged = first.as_array().cloned().unwrap_or_default();
+    paged.extend(second.as_array().cloned().unwrap_or_default());
+    let (_, _, whole_agent) = get("/api/v1/environments/stage/state?source=otlp".into()).await;
+    assert_eq!(Value::Array(paged), whole_agent);
+    // prod has checkout only: cart takes no room in its page.
+    let (status, link, prod) = get("/api/v1/environments/prod/state?limit=1".into()).await;
+    assert_eq!((status, &link), (200, &None), "{prod}");
+    assert_eq!(prod.as_array().map(Vec::len), Some(1), "{prod}");
+    assert_eq!(prod[0]["workload"], "checkout");
+    let (status, link, none) = get("/api/v1/environments/qa/state?limit=5".into()).await;
+    assert_eq!((status, link, none), (200, None, json!([])));
+    for query in ["limit=0", "limit=1001", "cursor=zz"] {
+        let (status, _, body) = get(format!("/api/v1/environments/stage/state?{query}")).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_query", "{body}");
+    }
+    app.stop().await;
+}
+
 async fn drift_names_each_host_and_why(backend: Backend) {
     let (app, _) = estate(backend).await;
     let items = all_pages(&app, "/api/v1/drift?limit=2").await;
@@ -920,6 +983,7 @@ on_both_backends!(
     environment_state_groups_versions_with_host_counts,
     compare_shows_where_environments_differ,
     compare_answers_in_pages,
+    environment_state_answers_in_pages,
     drift_names_each_host_and_why,
     host_view_lists_everything_a_host_runs,
     history_is_newest_first_with_desired_host_counts,
