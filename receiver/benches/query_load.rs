@@ -831,8 +831,8 @@ async fn load(db: &Db, estate: &Estate, now: i64) -> anyhow::Result<()> {
             &format!("observed_deployments hosts {first}..={last}"),
             &format!(
                 "INSERT INTO observed_deployments (tenant_id, host_id, reconciler_id, target_id, \
-                   revision, status, message, observed_at, changed_at) \
-                 SELECT 1, m.x + 1, 1, {t}, vv.revision, m.status, m.message, \
+                   workload_id, revision, status, message, observed_at, changed_at) \
+                 SELECT 1, m.x + 1, 1, {t}, m.w + 1, vv.revision, m.status, m.message, \
                    m.base - (m.r % 30) * {SECOND}, m.base - 2 * {HOUR} - m.r * 60 * {SECOND} \
                  FROM ({placed}) m \
                  JOIN workload_versions vv ON vv.id = {version} \

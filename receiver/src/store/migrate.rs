@@ -27,6 +27,7 @@ pub(crate) fn sqlite() -> Migrator {
         5 => "0005_observed_job",
         6 => "0006_reporter_counts",
         7 => "0007_drift_set",
+        8 => "0008_observed_workload",
     ))
 }
 
@@ -41,6 +42,7 @@ pub(crate) fn postgres() -> Migrator {
         6 => "0006_observed_job",
         7 => "0007_reporter_counts",
         8 => "0008_drift_set",
+        9 => "0009_observed_workload",
     ))
 }
 

@@ -562,7 +562,7 @@ macro_rules! host_page {
 /// `rs` and targets `t`.
 macro_rules! host_aggregates {
     () => {
-        "MAX(o.observed_at) AS last_seen, COUNT(DISTINCT t.workload_id), \
+        "MAX(o.observed_at) AS last_seen, COUNT(DISTINCT o.workload_id), \
            SUM(CASE WHEN o.status = 'succeeded' THEN 1 ELSE 0 END), \
            SUM(CASE WHEN o.status = 'failed' THEN 1 ELSE 0 END), \
            SUM(CASE WHEN o.status = 'in_progress' THEN 1 ELSE 0 END), \
@@ -586,18 +586,24 @@ pub(crate) const HOST_LIST_SQL: &str = concat!(
 );
 
 /// [`HOST_LIST_SQL`] for PostgreSQL, same rows: each page host's rows are
-/// aggregated in a `LATERAL` subquery, one index range per host. As a join,
-/// PostgreSQL may hash the page against every current row when it thinks
-/// the table small; SQLite has no `LATERAL` and walks the key index anyway.
+/// read off the key, host first, and aggregated in turn (a lateral join: as
+/// a join, PostgreSQL may hash the page against every current row when it
+/// thinks the table small; SQLite has no `LATERAL` and walks the key index
+/// anyway), with no lookup per row: a row carries its workload (migration 0009) and
+/// the host its tenant, and a target filter, when there is one, is one
+/// hashed set of the matching targets. Planned with the parameters each
+/// time (see `PostgresStore::hosts`), the unused filters fold away.
 pub(crate) const HOST_LIST_LATERAL_SQL: &str = concat!(
     host_page!(),
     "SELECT page.name, x.* FROM page CROSS JOIN LATERAL (SELECT ",
     host_aggregates!(),
     " FROM observed_deployments o \
      JOIN rs ON rs.id = o.reconciler_id \
-     JOIN deployment_targets t ON t.id = o.target_id",
+     WHERE o.host_id = page.id \
+       AND (($2 IS NULL AND $3 IS NULL AND $4 IS NULL AND $5 IS NULL AND $6 IS NULL) \
+            OR o.target_id IN (SELECT t.id FROM deployment_targets t",
     target_ids_where!(),
-    " AND o.host_id = page.id) x WHERE x.last_seen IS NOT NULL ORDER BY page.name"
+    "))) x WHERE x.last_seen IS NOT NULL ORDER BY page.name"
 );
 
 pub(crate) type HostListSqlRow = (String, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64);

@@ -102,10 +102,13 @@ impl HubStore for SqliteStore {
         summary.desired_assignments = write_desired!(self, tx, tenant, desired, now);
 
         let mut batch: Vec<(ObservedKey, ObservedRow)> = Vec::new();
+        // Each target's workload, written on new rows (migration 0008).
+        let mut workloads: HashMap<i64, i64> = HashMap::new();
         let mut tenant_id = None;
         for event in events {
             let DeploymentEvent::Observed(o) = event else { continue };
             let ids = super::dims::resolve_placement!(self, &mut *tx, tenant, &o.placement)?;
+            workloads.insert(ids.target, ids.workload);
             let host = resolve_dim!(self, &mut *tx, DimKey::Host { tenant: ids.tenant, name: o.host.clone() })?;
             let reconciler = resolve_dim!(
                 self,
@@ -152,8 +155,8 @@ impl HubStore for SqliteStore {
             for ((host, reconciler, target), row, changed) in &plan.upserts {
                 sqlx::query(
                     "INSERT INTO observed_deployments (tenant_id, host_id, reconciler_id, target_id, \
-                       revision, status, message, observed_at, changed_at, job_id) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $10) \
+                       revision, status, message, observed_at, changed_at, job_id, workload_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $10, $12) \
                      ON CONFLICT (host_id, reconciler_id, target_id) DO UPDATE SET \
                        revision = excluded.revision, status = excluded.status, \
                        message = excluded.message, observed_at = excluded.observed_at, \
@@ -176,6 +179,7 @@ impl HubStore for SqliteStore {
                 .bind(changed)
                 .bind(&row.job)
                 .bind(self.stale_window.before(now))
+                .bind(workloads.get(target).copied().unwrap_or_default())
                 .execute(&mut *tx)
                 .await?;
             }
