@@ -38,14 +38,31 @@ macro_rules! deployed_sql {
         )
     };
     ($counts:expr, $extra:expr) => {
+        deployed_sql!(version_of_revision!("c.revision"), $counts, $extra)
+    };
+    ($version:expr, $counts:expr, $extra:expr) => {
         concat!(
             "SELECT t.id, c.revision, c.status, c.hosts, ",
-            version_of_revision!("c.revision"),
+            $version,
             " FROM deployment_targets t",
             target_joins!(),
             $counts,
             target_where!(),
             $extra
+        )
+    };
+}
+
+/// [`version_of_revision`] of each counter `c` as a lateral join `v`, so
+/// PostgreSQL memoizes it by (workload, revision): a page's 2,000 counters
+/// name about 100 of them (1M rows, 100×25), and a subquery runs once per
+/// counter (a third less time for the page's counters in `psql`).
+macro_rules! lateral_version {
+    () => {
+        concat!(
+            " LEFT JOIN LATERAL ",
+            version_of_revision!("c.revision"),
+            " v ON TRUE"
         )
     };
 }
@@ -75,7 +92,11 @@ pub(crate) const DEPLOYED_RANGE_SQL: [&str; 2] = [
         lite, "t", "$7", "$8", "$9", "$10", "$11", "$12"
     )),
     deployed_sql!(
-        lateral_counts!("deployed_counts", "c.revision, c.status, c.hosts"),
+        "v.version",
+        concat!(
+            lateral_counts!("deployed_counts", "c.revision, c.status, c.hosts"),
+            lateral_version!()
+        ),
         workload_range!(pg, "t", "$7", "$8", "$9", "$10", "$11", "$12")
     ),
 ];
