@@ -176,7 +176,8 @@ mod tests {
 
     /// Migration 0008 (PostgreSQL) / 0007 (SQLite) puts each target's
     /// latest desired state on the target and collects the drifting rows a
-    /// hub already holds, with their counts; then triggers keep both.
+    /// hub already holds, with their counts; then triggers keep both. The
+    /// next one gives every row its target's workload.
     async fn drift_set_starts_from_existing_rows(backend: sextant_e2e::Backend) {
         let db = sextant_e2e::TestDb::new(backend).await;
         let (all, before) = match backend {
@@ -223,6 +224,17 @@ mod tests {
                     .await
                     .expect("rows before");
                 all.run(&pool).await.expect("the drift set's migration");
+                // The later migration copies each row's workload from its
+                // target (0009 on PostgreSQL, 0008 on SQLite).
+                let carried: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM observed_deployments o \
+                     JOIN deployment_targets t ON t.id = o.target_id \
+                     WHERE o.workload_id = t.workload_id",
+                )
+                .fetch_one(&pool)
+                .await
+                .expect("workloads");
+                assert_eq!(carried, 4, "{backend:?}");
                 let names: Vec<String> = sqlx::query_scalar(drifting)
                     .fetch_all(&pool)
                     .await
