@@ -981,6 +981,17 @@ fn pick(i: usize, salt: u64, n: i64) -> i64 {
     (z % n as u64) as i64
 }
 
+/// The API cursor that continues after workload `w`: its names as the hub
+/// encodes a workload key (JSON, hex).
+fn workload_cursor(w: i64) -> String {
+    let key = (
+        "default",
+        format!("app-{:02}", w % APPLICATIONS),
+        format!("svc-{w:03}"),
+    );
+    hex::encode(serde_json::to_vec(&key).unwrap_or_default())
+}
+
 fn path(f: impl Fn(usize) -> String + Send + Sync + 'static) -> Route {
     Route::Path(Box::new(f))
 }
@@ -1026,13 +1037,7 @@ async fn endpoints(client: &reqwest::Client, base: &str, estate: &Estate) -> Vec
             path(move |i| {
                 // A page after a workload picked in turn, in an environment
                 // picked in turn: most requests miss the report cache.
-                let w = pick(i, 8, estate.workloads);
-                let key = (
-                    "default",
-                    format!("app-{:02}", w % APPLICATIONS),
-                    format!("svc-{w:03}"),
-                );
-                let cursor = hex::encode(serde_json::to_vec(&key).unwrap_or_default());
+                let cursor = workload_cursor(pick(i, 8, estate.workloads));
                 format!(
                     "/api/v1/environments/{}/state?limit=100&cursor={cursor}",
                     env(pick(i, 9, ENVIRONMENTS.len() as i64) as usize)
@@ -1058,13 +1063,7 @@ async fn endpoints(client: &reqwest::Client, base: &str, estate: &Estate) -> Vec
             path(move |i| {
                 // Continues after a workload picked in turn: many pages,
                 // so most requests miss the report cache.
-                let w = pick(i, 7, estate.workloads);
-                let key = (
-                    "default",
-                    format!("app-{:02}", w % APPLICATIONS),
-                    format!("svc-{w:03}"),
-                );
-                let cursor = hex::encode(serde_json::to_vec(&key).unwrap_or_default());
+                let cursor = workload_cursor(pick(i, 7, estate.workloads));
                 let three = ENVIRONMENTS[..3].join(",");
                 format!("/api/v1/compare?environments={three}&cursor={cursor}")
             }),
