@@ -45,7 +45,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt as _;
 use serde_json::{Value, json};
 use sextant_agent::channel::{self, ChannelConfig, Runner};
-use sextant_orchestrator::model::Span;
+use sextant_orchestrator::domain::Span;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio_util::sync::CancellationToken;

@@ -1,25 +1,28 @@
 //! The Sextant orchestrator: promotes digest-pinned releases through
 //! environments with approvals and gates, runs deployment jobs with
-//! strategies over SSH (and agents, issue 6), verifies health and rolls back.
-//! See docs/orchestrator.md.
+//! strategies over SSH or through agents, verifies health and rolls back.
+//! See docs/orchestrator.md and, for the layout, docs/architecture.md.
+//!
+//! Components, one folder each, data flowing one way:
+//! - [`api`] and [`ui`]: who is calling, and the HTTP surface over the rest;
+//! - [`promotion`]: requests, approvals and gates, and the only code that
+//!   moves a promotion's state;
+//! - [`jobs`]: the engine that claims jobs under leases and runs their tasks
+//!   by strategy, with health checks, canary analysis and rollback;
+//! - [`executor`]: how one task runs on one target (SSH, or an agent);
+//! - [`agents`]: the agent channel (registration, sessions, the mailbox);
+//! - [`store`]: the durable state, one file per entity.
 
 pub mod agents;
 pub mod api;
-pub mod artifacts;
-pub mod auth;
-pub mod config;
-pub mod desired;
-pub mod engine;
+pub mod app;
+pub mod apply;
+pub mod domain;
 pub mod executor;
-pub mod gates;
-pub mod health;
+pub mod jobs;
 pub mod metrics;
-pub mod model;
 pub mod promotion;
-pub mod registry;
-pub mod runtime;
 pub mod service;
-pub mod service_health;
 pub mod store;
-pub mod strategy;
+pub mod tag_resolver;
 pub mod ui;

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 use sextant_exporters::http_metrics::HttpMetrics;
 
-use crate::model::JobState;
+use crate::domain::JobState;
 use crate::store::{MetricRows, Store};
 
 /// Buckets for deployment and approval durations: 10 s to 1 day.

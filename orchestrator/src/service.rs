@@ -7,9 +7,9 @@ use std::time::Duration;
 use sextant_exporters::outbox::Outbox;
 use tokio::sync::Notify;
 
+use crate::domain::TargetSpec;
 use crate::executor::Executor;
-use crate::gates::HubClient;
-use crate::model::TargetSpec;
+use crate::promotion::gates::HubClient;
 use crate::store::{Store, StoreError};
 
 /// Why an operation was refused; the API maps each kind to one status and
@@ -117,7 +117,9 @@ impl Orchestrator {
 
     /// Runs agent targets through `channel` (docs/agent-channel.md).
     pub fn with_agent_channel(mut self, channel: Arc<crate::agents::AgentChannel>) -> Self {
-        self.agent = Some(Arc::new(crate::agents::AgentExecutor::new(channel.clone())));
+        self.agent = Some(Arc::new(crate::executor::agent::AgentExecutor::new(
+            channel.clone(),
+        )));
         self.agents = Some(channel);
         self
     }
@@ -128,8 +130,8 @@ impl Orchestrator {
         target: &TargetSpec,
     ) -> std::result::Result<Arc<dyn Executor>, String> {
         match target.connection()? {
-            crate::model::Connection::Ssh(_) => Ok(self.ssh.clone()),
-            crate::model::Connection::Agent(_) => self.agent.clone().ok_or_else(|| {
+            crate::domain::Connection::Ssh(_) => Ok(self.ssh.clone()),
+            crate::domain::Connection::Agent(_) => self.agent.clone().ok_or_else(|| {
                 format!(
                     "target {:?} uses execution model agent, which this orchestrator has no channel for yet",
                     target.name

@@ -21,8 +21,8 @@ use sextant_e2e::pki::{CertFiles, Pki};
 use sextant_e2e::{Backend, TestDb};
 use sextant_exporters::sender::TlsConfig;
 use sextant_exporters::serve::ServerTlsConfig;
+use sextant_orchestrator::app::{self, RateLimitConfig, Running, RuntimeConfig};
 use sextant_orchestrator::executor::ssh::SshExecutor;
-use sextant_orchestrator::runtime::{self, RateLimitConfig, Running, RuntimeConfig};
 use sextant_orchestrator::service::Settings;
 use tokio_util::sync::CancellationToken;
 
@@ -85,7 +85,7 @@ impl Replica {
         };
         configure(&mut config);
         let cancel = CancellationToken::new();
-        let running = runtime::start(config, Arc::new(SshExecutor::new()), cancel.clone())
+        let running = app::start(config, Arc::new(SshExecutor::new()), cancel.clone())
             .await
             .expect("orchestrator starts");
         Self {
@@ -819,7 +819,7 @@ async fn registry_credentials_ride_with_the_delivery_and_are_never_stored() {
     let data = tempfile::tempdir().unwrap();
     let mut replica =
         Replica::start_with(&db.url, data.path(), "a", Duration::from_secs(30), |c| {
-            c.registry_auth = sextant_orchestrator::agents::registry::RegistryAuths::parse(
+            c.registry_auth = sextant_orchestrator::agents::credentials::RegistryAuths::parse(
             r#"{"auths": {"127.0.0.1:5000": {"username": "puller", "password": "pull-s3cret"}}}"#,
         )
         .unwrap();

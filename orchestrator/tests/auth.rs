@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use sextant_orchestrator::api::TokenConfig;
+use sextant_orchestrator::app::{self, Running, RuntimeConfig};
 use sextant_orchestrator::executor::ssh::SshExecutor;
-use sextant_orchestrator::runtime::{self, Running, RuntimeConfig};
 use sextant_orchestrator::service::Settings;
 use tokio_util::sync::CancellationToken;
 
@@ -61,7 +61,7 @@ async fn replica(dir: &std::path::Path, tokens: Vec<TokenConfig>) -> (Running, C
         },
     };
     let cancel = CancellationToken::new();
-    let running = runtime::start(config, Arc::new(SshExecutor::new()), cancel.clone())
+    let running = app::start(config, Arc::new(SshExecutor::new()), cancel.clone())
         .await
         .unwrap();
     (running, cancel)

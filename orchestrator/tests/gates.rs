@@ -13,12 +13,12 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use serde_json::{Value, json};
 use sextant_e2e::{Backend, Hub};
-use sextant_orchestrator::gates::{
-    Decision, GateContext, GateResult, HubClient, ManualGateState, evaluate, evaluate_all, overall,
-};
-use sextant_orchestrator::model::{
+use sextant_orchestrator::domain::{
     ComponentSpec, EnvironmentSpec, FreezeWindow, GateSpec, Release, ReleaseComponent,
     ReleaseStatus, Span,
+};
+use sextant_orchestrator::promotion::gates::{
+    Decision, GateContext, GateResult, HubClient, ManualGateState, evaluate, evaluate_all, overall,
 };
 use time::OffsetDateTime;
 

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use common::{Stack, component, digest};
 use serde_json::{Value, json};
 use sextant_orchestrator::api::TokenConfig;
+use sextant_orchestrator::app::{self, RuntimeConfig};
 use sextant_orchestrator::executor::ssh::SshExecutor;
-use sextant_orchestrator::runtime::{self, RuntimeConfig};
 use sextant_orchestrator::service::Settings;
 use tokio_util::sync::CancellationToken;
 
@@ -231,7 +231,7 @@ async fn with_tokens_the_page_is_tenant_scoped() {
         },
     };
     let cancel = CancellationToken::new();
-    let running = runtime::start(config, Arc::new(SshExecutor::new()), cancel.clone())
+    let running = app::start(config, Arc::new(SshExecutor::new()), cancel.clone())
         .await
         .unwrap();
     let base = format!("http://{}", running.addr);

@@ -80,8 +80,8 @@ async fn a_fresh_orchestrator_serves_its_metrics_at_once() {
     use std::sync::Arc;
     use std::time::Duration;
 
+    use sextant_orchestrator::app::{self, RuntimeConfig};
     use sextant_orchestrator::executor::ssh::SshExecutor;
-    use sextant_orchestrator::runtime::{self, RuntimeConfig};
     use sextant_orchestrator::service::Settings;
     use tokio_util::sync::CancellationToken;
 
@@ -105,7 +105,7 @@ async fn a_fresh_orchestrator_serves_its_metrics_at_once() {
         settings: Settings::default(),
     };
     let cancel = CancellationToken::new();
-    let running = runtime::start(config, Arc::new(SshExecutor::new()), cancel.clone())
+    let running = app::start(config, Arc::new(SshExecutor::new()), cancel.clone())
         .await
         .unwrap();
     let res = reqwest::get(format!("http://{}/metrics", running.addr))

@@ -7,12 +7,14 @@
 use std::time::Duration;
 
 use sextant_e2e::{Backend, TestDb};
-use sextant_orchestrator::executor::{Artifact, TaskKind};
-use sextant_orchestrator::model::{
+use sextant_orchestrator::domain::{
     ComponentSpec, EnvironmentSpec, JobKind, JobState, PromotionState, Release, ReleaseComponent,
     ReleaseStatus, Strategy, TargetSpec, TaskState,
 };
-use sextant_orchestrator::store::{Change, DeployedOn, NewJob, NewPromotion, NewTask, Store};
+use sextant_orchestrator::executor::{Artifact, TaskKind};
+use sextant_orchestrator::store::{
+    Change, DeployedOn, NewJob, NewPromotion, NewTask, Store, TaskMove,
+};
 
 fn env(name: &str) -> EnvironmentSpec {
     serde_norway::from_str(&format!("name: {name}")).expect("environment")
@@ -316,12 +318,7 @@ async fn scenario(backend: Backend) {
     let queued = store
         .move_task(
             &task.id,
-            TaskState::Pending,
-            TaskState::Queued,
-            "r-b",
-            lease,
-            false,
-            None,
+            TaskMove::new(TaskState::Pending, TaskState::Queued, "r-b", lease),
         )
         .await
         .unwrap()
@@ -332,12 +329,7 @@ async fn scenario(backend: Backend) {
         store
             .move_task(
                 &task.id,
-                TaskState::Pending,
-                TaskState::Queued,
-                "r-b",
-                lease,
-                false,
-                None
+                TaskMove::new(TaskState::Pending, TaskState::Queued, "r-b", lease)
             )
             .await
             .unwrap(),
@@ -346,12 +338,7 @@ async fn scenario(backend: Backend) {
     let moved = store
         .move_task(
             &task.id,
-            TaskState::Queued,
-            TaskState::Dispatched,
-            "r-b",
-            lease,
-            true,
-            None,
+            TaskMove::new(TaskState::Queued, TaskState::Dispatched, "r-b", lease).new_attempt(),
         )
         .await
         .unwrap()

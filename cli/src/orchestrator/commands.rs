@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
-use sextant_orchestrator::model::Span;
+use sextant_orchestrator::domain::Span;
 
 use super::Output;
 use super::client::{Body, Client, print_json, s, short_digest, short_time, table};

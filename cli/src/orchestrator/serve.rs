@@ -8,10 +8,10 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::Args;
 use sextant_orchestrator::api::TokenConfig;
-use sextant_orchestrator::auth::{Access, Scope, derived_subject};
+use sextant_orchestrator::api::auth::{Access, Scope, derived_subject};
+use sextant_orchestrator::app::{self, RateLimitConfig, Running, RuntimeConfig};
+use sextant_orchestrator::domain::Span;
 use sextant_orchestrator::executor::ssh::SshExecutor;
-use sextant_orchestrator::model::Span;
-use sextant_orchestrator::runtime::{self, RateLimitConfig, Running, RuntimeConfig};
 use sextant_orchestrator::service::Settings;
 use tokio_util::sync::CancellationToken;
 
@@ -143,8 +143,8 @@ pub struct AgentTlsArgs {
 
 impl AgentTlsArgs {
     /// The listener's TLS settings.
-    pub fn config(&self) -> runtime::ServerTlsConfig {
-        runtime::ServerTlsConfig {
+    pub fn config(&self) -> app::ServerTlsConfig {
+        app::ServerTlsConfig {
             cert_file: self.agent_tls_cert.clone(),
             key_file: self.agent_tls_key.clone(),
             client_ca_file: self.agent_tls_client_ca.clone(),
@@ -210,7 +210,7 @@ impl ServeArgs {
             agent_tls: self.agent_tls.config(),
             agent_heartbeat: self.agent_heartbeat.0,
             registry_auth: match &self.registry_auth {
-                Some(path) => sextant_orchestrator::agents::registry::RegistryAuths::load(path)
+                Some(path) => sextant_orchestrator::agents::credentials::RegistryAuths::load(path)
                     .map_err(|e| anyhow::anyhow!("--registry-auth: {e}"))?,
                 None => Default::default(),
             },
@@ -346,7 +346,7 @@ pub async fn start(config: RuntimeConfig, cancel: CancellationToken) -> anyhow::
     }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
-    runtime::start(config, Arc::new(SshExecutor::new()), cancel).await
+    app::start(config, Arc::new(SshExecutor::new()), cancel).await
 }
 
 /// `sextant orchestrator`.

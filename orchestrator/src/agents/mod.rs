@@ -9,8 +9,7 @@
 //! - [`executor`]: [`AgentExecutor`], the job engine's executor for targets
 //!   of execution model `agent`: it queues a task and waits for its result.
 
-pub mod executor;
-pub mod registry;
+pub mod credentials;
 pub mod server;
 
 use std::collections::{BTreeMap, HashMap};
@@ -25,7 +24,6 @@ use utoipa::ToSchema;
 
 use crate::store::{AgentRow, MailItem, Store, rfc3339};
 
-pub use executor::AgentExecutor;
 pub use server::AgentGrpc;
 
 /// Prefix of agent credentials (`sxa_<agent id>.<secret>`).
@@ -175,7 +173,7 @@ pub struct AgentChannel {
     waiters: Mutex<HashMap<String, Arc<Notify>>>,
     dispatch: Notify,
     /// Credentials added to tasks as they are delivered (never stored).
-    pub registry_auth: registry::RegistryAuths,
+    pub registry_auth: credentials::RegistryAuths,
     /// Cancelled when the replica stops: every stream it holds ends, so
     /// the gRPC server's graceful shutdown does not wait for agents.
     shutdown: tokio_util::sync::CancellationToken,
@@ -202,7 +200,7 @@ impl AgentChannel {
         shutdown: tokio_util::sync::CancellationToken,
     ) -> Self {
         Self {
-            registry_auth: registry::RegistryAuths::default(),
+            registry_auth: credentials::RegistryAuths::default(),
             shutdown,
             store,
             replica,
@@ -232,19 +230,19 @@ impl AgentChannel {
         }
     }
 
-    fn waiter(&self, run_key: &str) -> Arc<Notify> {
+    pub(crate) fn waiter(&self, run_key: &str) -> Arc<Notify> {
         lock(&self.waiters)
             .entry(run_key.to_owned())
             .or_default()
             .clone()
     }
 
-    fn forget(&self, run_key: &str) {
+    pub(crate) fn forget(&self, run_key: &str) {
         lock(&self.waiters).remove(run_key);
     }
 
     /// Asks the dispatcher to look at the mailbox now.
-    fn wake_dispatch(&self) {
+    pub(crate) fn wake_dispatch(&self) {
         self.dispatch.notify_one();
     }
 
@@ -282,7 +280,7 @@ impl AgentChannel {
     }
 
     /// Whether this replica holds a stream of `agent`.
-    fn holds_stream(&self, agent: &str) -> bool {
+    pub(crate) fn holds_stream(&self, agent: &str) -> bool {
         lock(&self.streams).contains_key(agent)
     }
 

@@ -16,9 +16,10 @@
 //! mid-task safe: the engine re-executes every task it finds dispatched, and
 //! the executor resumes it.
 
+pub mod agent;
 pub mod ssh;
 
-pub use crate::agents::AgentExecutor;
+pub use agent::AgentExecutor;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -28,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use utoipa::ToSchema;
 
-use crate::model::TargetSpec;
+use crate::domain::TargetSpec;
 
 /// What a task does on its target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

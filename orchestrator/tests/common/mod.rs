@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sextant_e2e::sshd::Sshd;
+use sextant_orchestrator::app::{self, Running, RuntimeConfig};
 use sextant_orchestrator::executor::ssh::SshExecutor;
-use sextant_orchestrator::runtime::{self, Running, RuntimeConfig};
 use sextant_orchestrator::service::Settings;
 use tokio_util::sync::CancellationToken;
 
@@ -111,7 +111,7 @@ impl Stack {
             },
         };
         let cancel = CancellationToken::new();
-        let running = runtime::start(config, Arc::new(SshExecutor::new()), cancel.clone())
+        let running = app::start(config, Arc::new(SshExecutor::new()), cancel.clone())
             .await
             .expect("orchestrator starts");
         self.base = format!("http://{}", running.addr);

@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::domain::{DeployTemplate, TargetSpec};
 use crate::executor::{TaskKind, TaskRequest};
-use crate::model::{DeployTemplate, TargetSpec};
 
 /// The executor's files inside a run directory.
 pub const TASK_DIR: &str = ".task";

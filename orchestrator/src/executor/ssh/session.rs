@@ -13,8 +13,8 @@ use tokio::net::TcpStream;
 use tracing::Instrument as _;
 
 use super::known_hosts::{self, Verdict};
+use crate::domain::SshConnection;
 use crate::executor::{ErrorType, TaskOutcome};
-use crate::model::SshConnection;
 
 /// Why a connection could not be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

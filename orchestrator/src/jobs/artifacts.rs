@@ -8,8 +8,8 @@ use std::fmt::Write as _;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use crate::domain::{ComponentSpec, Release, TargetSpec};
 use crate::executor::Artifact;
-use crate::model::{ComponentSpec, Release, TargetSpec};
 
 /// Hex sha256.
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -167,7 +167,7 @@ pub fn generate(ctx: &Context<'_>) -> Vec<Artifact> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ReleaseComponent, ReleaseStatus};
+    use crate::domain::{ReleaseComponent, ReleaseStatus};
 
     #[test]
     fn compose_lock_pins_digests_and_names_its_hash() {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::hub::{error_chain, snippet};
 use super::{Decision, GateContext};
-use crate::model::Span;
+use crate::domain::Span;
 
 /// The timeout when the gate names none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);

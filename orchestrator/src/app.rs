@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::agents::{AgentChannel, AgentGrpc};
 use crate::api::{self, ApiState, TokenConfig};
 use crate::executor::Executor;
-use crate::gates::HubClient;
+use crate::promotion::gates::HubClient;
 use crate::service::{Orchestrator, Settings};
 use crate::store::Store;
 
@@ -50,7 +50,7 @@ pub struct RuntimeConfig {
     pub agent_heartbeat: std::time::Duration,
     /// Registry credentials for agent tasks, added as each task is
     /// delivered (`--registry-auth`).
-    pub registry_auth: crate::agents::registry::RegistryAuths,
+    pub registry_auth: crate::agents::credentials::RegistryAuths,
     /// Per-tenant limit of the API's requests; unlimited by default.
     pub api_rate_limit: RateLimitConfig,
     /// Timeouts and connection cap of the API and agent listeners
@@ -202,6 +202,7 @@ pub async fn start(
         )
         .with_rate_limit(rate_limit)
         .with_metrics_token(config.metrics_require_token),
+        crate::ui::router(),
     );
     let c = cancel.clone();
     let refused = orchestrator
@@ -216,6 +217,11 @@ pub async fn start(
     let (o, c) = (orchestrator.clone(), cancel.clone());
     tasks.spawn(async move {
         o.run(c).await;
+        Ok(())
+    });
+    let (o, c) = (orchestrator.clone(), cancel.clone());
+    tasks.spawn(async move {
+        o.run_promotions(c).await;
         Ok(())
     });
     tracing::info!(%addr, agents = ?agent_addr, backend = orchestrator.store.backend(), replica = %config.settings.replica,

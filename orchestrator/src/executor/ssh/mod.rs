@@ -49,8 +49,8 @@ use tracing::Instrument as _;
 
 use self::run::Run;
 use self::session::{Endpoint, Session};
+use crate::domain::TargetSpec;
 use crate::executor::{Executor, TaskEvent, TaskOutcome, TaskRequest};
-use crate::model::TargetSpec;
 
 /// Runs tasks on SSH targets. Cheap to clone settings; holds no connection
 /// between tasks.

@@ -10,7 +10,7 @@
 use time::{Date, OffsetDateTime, Time, UtcOffset, Weekday};
 
 use super::{Decision, GateContext, rfc3339};
-use crate::model::FreezeWindow;
+use crate::domain::FreezeWindow;
 
 /// The first window open at `now`, if any. Every window is checked for
 /// malformed times and days first, so one bad window is always an error.

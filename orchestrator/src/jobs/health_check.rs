@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use crate::domain::{HealthCheck, HealthProbe, TargetSpec};
 use crate::executor::{Executor, LogStream, TaskEvent, TaskRequest};
-use crate::model::{HealthCheck, HealthProbe, TargetSpec};
 
 /// Runs one probe.
 async fn probe(

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::model::{ComponentSpec, EnvironmentSpec, TargetSpec};
+use crate::domain::{ComponentSpec, EnvironmentSpec, TargetSpec};
 use crate::service::{Orchestrator, OrchestratorError, Result};
 use crate::store::Change;
 
@@ -55,9 +55,10 @@ impl Document {
                     e.approvers.len()
                 ));
             }
-            if let Err(why) =
-                crate::gates::freeze_window_open(&e.freeze_windows, time::OffsetDateTime::now_utc())
-            {
+            if let Err(why) = crate::promotion::gates::freeze_window_open(
+                &e.freeze_windows,
+                time::OffsetDateTime::now_utc(),
+            ) {
                 problems.push(format!("environment {:?}: {why}", e.name));
             }
         }
@@ -78,7 +79,7 @@ impl Document {
             }
             match t.connection() {
                 Err(why) => problems.push(why),
-                Ok(crate::model::Connection::Agent(agent)) => {
+                Ok(crate::domain::Connection::Agent(agent)) => {
                     if let Err(why) = agent_target_problem(t, agent) {
                         problems.push(why);
                     }
@@ -160,10 +161,10 @@ impl Orchestrator {
 
 /// What is wrong with an agent target that a task would only find out.
 fn agent_target_problem(
-    t: &crate::model::TargetSpec,
-    agent: &crate::model::AgentConnection,
+    t: &crate::domain::TargetSpec,
+    agent: &crate::domain::AgentConnection,
 ) -> std::result::Result<(), String> {
-    use crate::model::DeployTemplate;
+    use crate::domain::DeployTemplate;
     match (&agent.id, agent.selector.is_empty()) {
         (Some(_), false) => {
             return Err(format!(

@@ -2,20 +2,36 @@
 //! the decision record, and the deployment job an approved promotion
 //! starts.
 
+pub mod gates;
+
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
 use sextant_exporters::telemetry::{self, KeyValue};
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use crate::executor::TaskKind;
-use crate::gates::{self, Decision, GateContext, ManualGateState};
-use crate::model::{
+use crate::domain::{
     EnvironmentSpec, GateSpec, JobKind, PromotionState, Release, ReleaseStatus, Strategy,
 };
+use crate::executor::TaskKind;
 use crate::service::{Orchestrator, OrchestratorError, Result};
-use crate::store::{NewJob, NewPromotion, NewTask, Promotion};
+use crate::store::{Job, NewJob, NewPromotion, NewTask, Promotion};
+use gates::{Decision, GateContext, ManualGateState};
+
+/// How a deployment job ended, as the job engine reports it
+/// ([`Orchestrator::job_ended`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobEnd {
+    /// Every task succeeded and the deployment is recorded.
+    Deployed,
+    /// It failed, with no rollback (or the rollback failed).
+    Failed,
+    /// It failed and its rollback job restored what ran before.
+    RolledBack,
+}
 
 /// A promotion request.
 #[derive(Debug, Clone)]
@@ -51,7 +67,7 @@ impl Orchestrator {
             )));
         }
         self.environment(tenant, &request.environment).await?;
-        crate::strategy::validate(&request.strategy).map_err(OrchestratorError::Invalid)?;
+        crate::jobs::strategy::validate(&request.strategy).map_err(OrchestratorError::Invalid)?;
         if self
             .store
             .targets(tenant, Some(&request.environment))
@@ -490,14 +506,14 @@ impl Orchestrator {
             .await
             .map_err(|e| e.to_string())?;
         let blue_green = matches!(strategy, Strategy::BlueGreen {});
-        let batches = crate::strategy::batches(strategy, targets.len());
+        let batches = crate::jobs::strategy::batches(strategy, targets.len());
         let timeout_ms = self.settings.task_timeout.as_millis() as i64;
         let mut tasks = Vec::new();
         for (target, batch) in targets.iter().zip(batches) {
             if blue_green {
                 let has_switch = matches!(
                     target.deploy,
-                    Some(crate::model::DeployTemplate::Custom {
+                    Some(crate::domain::DeployTemplate::Custom {
                         switch: Some(_),
                         ..
                     })
@@ -553,7 +569,45 @@ impl Orchestrator {
         Ok(tasks)
     }
 
-    /// Re-evaluates every promotion still waiting (the promotion loop).
+    /// The promotion loop: re-evaluates every waiting promotion each
+    /// `poll`, until `cancel` fires.
+    pub async fn run_promotions(self: Arc<Self>, cancel: CancellationToken) {
+        loop {
+            if let Err(e) = self.evaluate_waiting().await {
+                tracing::warn!(error = %e, "Promotion loop failed; retrying");
+            }
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = tokio::time::sleep(self.settings.poll) => {}
+            }
+        }
+    }
+
+    /// The job engine's report that a deploy job ended: the job's promotion
+    /// follows (`deployed`, `failed` or `rolled_back`) unless it has moved
+    /// on. A rollback job's end is reported through the job it rolls back.
+    pub(crate) async fn job_ended(&self, job: &Job, end: JobEnd, detail: &str) -> Result<()> {
+        if job.kind != JobKind::Deploy {
+            return Ok(());
+        }
+        let to = match end {
+            JobEnd::Deployed => PromotionState::Deployed,
+            JobEnd::Failed => PromotionState::Failed,
+            JobEnd::RolledBack => PromotionState::RolledBack,
+        };
+        if let Some(p) = &job.promotion_id
+            && let Some(promotion) = self.store.promotion(&job.tenant, p).await?
+            && promotion.state.can_move_to(to)
+        {
+            self.store
+                .move_promotion(p, promotion.state, to, "sextant", Some(detail), None)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Re-evaluates every promotion still waiting (one pass of the
+    /// promotion loop).
     pub async fn evaluate_waiting(&self) -> Result<()> {
         for (tenant, id) in self
             .store

@@ -5,7 +5,7 @@
 //!
 //! The page reads what `GET /api/v1/jobs/{id}` reads, through the same
 //! store calls, and is scoped to the caller's tenant by the API's
-//! authentication ([`Caller`], `crate::auth`): without tokens it opens in
+//! authentication ([`Caller`], `crate::api::auth`): without tokens it opens in
 //! a browser; with tokens it needs a bearer token with the `read`, `deploy`
 //! or `admin` scope, and a request without one gets the API's 401 JSON
 //! error.
@@ -29,8 +29,8 @@ use axum::routing::get;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use crate::agents::AgentView;
-use crate::api::{ApiState, Caller};
-use crate::model::{AgentConnection, JobState, Strategy, TargetSpec, TaskState};
+use crate::api::state::{ApiState, Caller};
+use crate::domain::{AgentConnection, JobState, Strategy, TargetSpec, TaskState};
 use crate::store::{Job, Task};
 
 /// A few rules of the hub's stylesheet (receiver/src/ui/sextant.css).

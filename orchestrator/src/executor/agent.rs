@@ -12,12 +12,12 @@ use sextant_agent::executor::{ComposeLock, DeploySpec, ServiceSpec};
 use sextant_protocol::v1::{self as pb, task::Payload};
 use tokio::sync::mpsc;
 
-use super::server::StoredResult;
-use super::{AgentChannel, AgentStatus};
+use crate::agents::server::StoredResult;
+use crate::agents::{AgentChannel, AgentStatus};
+use crate::domain::{ContainerTemplate, DeployTemplate, TargetSpec};
 use crate::executor::{
     ErrorType, Executor, LogStream, TaskEvent, TaskKind, TaskOutcome, TaskRequest,
 };
-use crate::model::{ContainerTemplate, DeployTemplate, TargetSpec};
 use crate::store::agents::MailStatus;
 use crate::store::{AgentRow, MailItem, MailState, now_ms};
 
@@ -530,7 +530,7 @@ impl Executor for AgentExecutor {
 #[cfg(test)]
 mod tests {
     use super::container_name;
-    use crate::model::TargetSpec;
+    use crate::domain::TargetSpec;
 
     fn target(extra: serde_json::Value) -> TargetSpec {
         let mut t = serde_json::json!({"name": "t1", "environment": "prod", "agent": {"id": "a"}});

@@ -1,6 +1,6 @@
 //! The orchestrator's own health, `GET /health` (docs/telemetry.md
 //! "Health"): its database and its agents, each with the time the check
-//! took. Not to be confused with [`crate::health`], which verifies the
+//! took. Not to be confused with [`crate::jobs::health_check`], which verifies the
 //! targets a deployment changed.
 
 use std::time::Duration;

@@ -56,7 +56,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::{Decision, GateContext, human};
-use crate::model::{ReleaseComponent, Span};
+use crate::domain::{ReleaseComponent, Span};
 
 /// How long one hub request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);

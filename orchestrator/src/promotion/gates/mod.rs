@@ -27,7 +27,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
 
-use crate::model::{ComponentSpec, EnvironmentSpec, GateSpec, Release};
+use crate::domain::{ComponentSpec, EnvironmentSpec, GateSpec, Release};
 
 pub use freeze::freeze_window_open;
 pub use hub::HubClient;

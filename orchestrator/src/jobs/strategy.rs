@@ -1,7 +1,7 @@
 //! Strategies as plans: which batch each target belongs to, how many tasks
 //! of a batch run at once, and what is checked between batches.
 
-use crate::model::Strategy;
+use crate::domain::Strategy;
 
 /// Checks a strategy before a job is created.
 pub fn validate(strategy: &Strategy) -> Result<(), String> {

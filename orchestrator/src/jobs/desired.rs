@@ -9,7 +9,7 @@ use prost::Message;
 use sextant_exporters::outbox::{Outbox, RecordKind};
 use sextant_model::keys;
 
-use crate::model::ComponentSpec;
+use crate::domain::ComponentSpec;
 
 /// One desired assignment.
 #[derive(Debug, Clone, PartialEq, Eq)]

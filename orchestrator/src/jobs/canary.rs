@@ -1,0 +1,151 @@
+//! Canary analysis between stages: the hub's rollout of the stage's
+//! targets and a Prometheus threshold. Missing input is a breach.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use sextant_exporters::telemetry;
+
+use crate::domain::{CanaryAnalysis, TargetSpec, TaskState};
+use crate::service::Orchestrator;
+use crate::store::{Job, Task};
+
+impl Orchestrator {
+    /// Between canary stages: waits, then checks the hub's rollout for the
+    /// stage's targets and the Prometheus threshold. Missing input is a
+    /// breach.
+    pub(super) async fn analyse_canary(
+        &self,
+        job: &Job,
+        targets: &BTreeMap<String, TargetSpec>,
+        stage: &[&Task],
+        analysis: &CanaryAnalysis,
+    ) -> std::result::Result<(), String> {
+        if let Some(wait) = analysis.wait {
+            tokio::time::sleep(wait.0).await;
+        }
+        if let Some(t) = stage.iter().find(|t| t.state != TaskState::Succeeded) {
+            return Err(format!("task on {} is {}", t.target, t.state));
+        }
+        if analysis.hub_rollout {
+            let hub = self
+                .hub
+                .as_ref()
+                .ok_or("hub_rollout is set but no hub is configured")?;
+            let components = self
+                .store
+                .components(&job.tenant)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut checked = HashSet::new();
+            for t in stage {
+                let hub_target = targets
+                    .get(&t.target)
+                    .map(|s| s.hub_target().to_owned())
+                    .unwrap_or_else(|| t.target.clone());
+                if !checked.insert((hub_target.clone(), t.component.clone())) {
+                    continue;
+                }
+                let application = components
+                    .iter()
+                    .find(|c| c.name == t.component)
+                    .and_then(|c| c.application.clone())
+                    .unwrap_or_else(|| "default".into());
+                let rollout: Option<serde_json::Value> = hub
+                    .get(
+                        "/api/v1/rollout",
+                        &[
+                            ("workload", &t.component),
+                            ("environment", &job.environment),
+                            ("target", &hub_target),
+                            ("application", &application),
+                            ("hosts", "all"),
+                        ],
+                    )
+                    .await
+                    .map_err(|e| format!("hub rollout: {e}"))?;
+                let rollout = rollout.ok_or_else(|| {
+                    format!("the hub knows no {} in {}", t.component, job.environment)
+                })?;
+                check_rollout(&rollout, &t.digest).map_err(|why| {
+                    format!("hub rollout of {} on {hub_target}: {why}", t.component)
+                })?;
+            }
+        }
+        if let Some(p) = &analysis.prometheus {
+            let value = prometheus_value(&self.http, &p.url, &p.query).await?;
+            if value > p.max {
+                return Err(format!("{} = {value} is above {}", p.query, p.max));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks a hub rollout answer: at least one host on `digest`, every host
+/// on it succeeded.
+pub(super) fn check_rollout(
+    rollout: &serde_json::Value,
+    digest: &str,
+) -> std::result::Result<(), String> {
+    let hosts = rollout["hosts"]
+        .as_array()
+        .ok_or("the hub's answer has no hosts")?;
+    let mut on_digest = 0;
+    let mut bad = Vec::new();
+    for h in hosts {
+        let name = h["host"].as_str().unwrap_or("?");
+        let revision = h["revision"].as_str().unwrap_or("");
+        let status = h["status"].as_str().unwrap_or("");
+        if revision != digest {
+            bad.push(format!("{name} runs {revision}"));
+        } else if status != "succeeded" {
+            bad.push(format!("{name} is {status}"));
+        } else {
+            on_digest += 1;
+        }
+    }
+    if !bad.is_empty() {
+        return Err(bad.join(", "));
+    }
+    if on_digest == 0 {
+        return Err("no host reports the new digest yet".into());
+    }
+    Ok(())
+}
+
+/// The value of a Prometheus instant query (the first sample of a vector,
+/// or a scalar).
+pub(super) async fn prometheus_value(
+    http: &reqwest::Client,
+    base: &str,
+    query: &str,
+) -> std::result::Result<f64, String> {
+    let url = format!("{}/api/v1/query", base.trim_end_matches('/'));
+    let body: serde_json::Value = http
+        .get(&url)
+        .headers(telemetry::current_headers())
+        .query(&[("query", query)])
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .map_err(|e| format!("prometheus {url}: {e}"))?
+        .error_for_status()
+        .map_err(|e| format!("prometheus {url}: {e}"))?
+        .json()
+        .await
+        .map_err(|e| format!("prometheus {url}: {e}"))?;
+    let data = &body["data"];
+    let value = match data["resultType"].as_str() {
+        Some("vector") => data["result"]
+            .as_array()
+            .and_then(|r| r.first())
+            .map(|s| &s["value"][1]),
+        Some("scalar") => Some(&data["result"][1]),
+        _ => None,
+    };
+    value
+        .and_then(|v| v.as_str())
+        .and_then(|v| v.parse::<f64>().ok())
+        .ok_or_else(|| format!("prometheus query {query:?} returned no sample"))
+}
