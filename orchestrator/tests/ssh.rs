@@ -11,11 +11,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use sextant_e2e::sshd::{Sshd, kill_process, process_alive};
+use sextant_orchestrator::domain::task::{Artifact, ErrorType, LogStream, TaskKind};
 use sextant_orchestrator::domain::{DeployTemplate, SshConnection, TargetSpec};
 use sextant_orchestrator::executor::ssh::SshExecutor;
-use sextant_orchestrator::executor::{
-    Artifact, ErrorType, Executor, LogStream, TaskEvent, TaskKind, TaskOutcome, TaskRequest,
-};
+use sextant_orchestrator::executor::{Executor, TaskEvent, TaskOutcome, TaskRequest};
 use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 

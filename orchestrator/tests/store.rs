@@ -7,11 +7,11 @@
 use std::time::Duration;
 
 use sextant_e2e::{Backend, TestDb};
+use sextant_orchestrator::domain::task::{Artifact, TaskKind};
 use sextant_orchestrator::domain::{
     ComponentSpec, EnvironmentSpec, JobKind, JobState, PromotionState, Release, ReleaseComponent,
     ReleaseStatus, Strategy, TargetSpec, TaskState,
 };
-use sextant_orchestrator::executor::{Artifact, TaskKind};
 use sextant_orchestrator::store::{
     Change, DeployedOn, NewJob, NewPromotion, NewTask, Store, TaskMove,
 };

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{AgentChannel, CREDENTIAL_PREFIX, new_secret, secret_hash};
-use crate::executor::LogStream;
+use crate::domain::task::LogStream;
 use crate::store::AgentInfo;
 use crate::store::{AgentRow, RegisterRefusal};
 

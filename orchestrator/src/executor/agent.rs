@@ -14,10 +14,9 @@ use tokio::sync::mpsc;
 
 use crate::agents::server::StoredResult;
 use crate::agents::{AgentChannel, AgentStatus};
+use crate::domain::task::{ErrorType, LogStream, TaskKind};
 use crate::domain::{ContainerTemplate, DeployTemplate, TargetSpec};
-use crate::executor::{
-    ErrorType, Executor, LogStream, TaskEvent, TaskKind, TaskOutcome, TaskRequest,
-};
+use crate::executor::{Executor, TaskEvent, TaskOutcome, TaskRequest};
 use crate::store::agents::MailStatus;
 use crate::store::{AgentRow, MailItem, MailState, now_ms};
 

@@ -8,8 +8,8 @@ use std::fmt::Write as _;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use crate::domain::task::Artifact;
 use crate::domain::{ComponentSpec, Release, TargetSpec};
-use crate::executor::Artifact;
 
 /// Hex sha256.
 pub fn sha256_hex(bytes: &[u8]) -> String {

@@ -18,8 +18,8 @@ impl Orchestrator {
         let targets = self.targets(job).await?;
         let tasks = self.store.tasks(&job.id).await?;
         let last = tasks.iter().map(|t| t.batch).max().unwrap_or(0);
-        let tolerated = crate::jobs::strategy::tolerated_failures(&job.strategy);
-        let parallel = match crate::jobs::strategy::parallelism(&job.strategy) {
+        let tolerated = crate::domain::strategy::tolerated_failures(&job.strategy);
+        let parallel = match crate::domain::strategy::parallelism(&job.strategy) {
             0 => usize::MAX,
             n => n,
         };

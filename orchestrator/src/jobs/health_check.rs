@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use crate::domain::task::LogStream;
 use crate::domain::{HealthCheck, HealthProbe, TargetSpec};
-use crate::executor::{Executor, LogStream, TaskEvent, TaskRequest};
+use crate::executor::{Executor, TaskEvent, TaskRequest};
 
 /// Runs one probe.
 async fn probe(

@@ -9,9 +9,8 @@ use sextant_exporters::telemetry;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
+use crate::domain::task::TaskKind;
 use crate::domain::{JobKind, JobState, Strategy, TargetSpec, TaskState};
-use crate::executor::TaskKind;
-use crate::promotion::JobEnd;
 use crate::service::{Orchestrator, OrchestratorError, Result};
 use crate::store::{DeployedOn, Job, Task};
 
@@ -22,8 +21,21 @@ pub mod desired;
 pub mod health_check;
 mod prepare;
 mod rollback;
-pub mod strategy;
+
 mod task;
+
+/// How a deployment job ended: what the engine reports to the job's
+/// promotion, which reacts (`Orchestrator::job_ended` in
+/// [`crate::promotion`]). The engine never moves a promotion itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobEnd {
+    /// Every task succeeded and the deployment is recorded.
+    Deployed,
+    /// It failed, with no rollback (or the rollback failed).
+    Failed,
+    /// It failed and its rollback job restored what ran before.
+    RolledBack,
+}
 
 impl Orchestrator {
     /// Runs the job engine until `cancel` fires: claims jobs under leases

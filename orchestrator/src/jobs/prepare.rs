@@ -3,7 +3,6 @@
 
 use std::collections::HashSet;
 
-
 use crate::service::{Orchestrator, OrchestratorError, Result};
 use crate::store::{Job, now_ms, rfc3339};
 
@@ -40,7 +39,7 @@ impl Orchestrator {
             });
             generated.push((*name, files));
         }
-        let by_target: Vec<(&str, &[crate::executor::Artifact])> = generated
+        let by_target: Vec<(&str, &[crate::domain::task::Artifact])> = generated
             .iter()
             .map(|(name, files)| (*name, files.as_slice()))
             .collect();

@@ -4,10 +4,9 @@
 
 use std::time::Duration;
 
-
+use super::JobEnd;
+use crate::domain::task::TaskKind;
 use crate::domain::{JobKind, JobState, RollbackPolicy, Strategy, TaskState};
-use crate::executor::TaskKind;
-use crate::promotion::JobEnd;
 use crate::service::{Orchestrator, OrchestratorError, Result};
 use crate::store::{Job, NewJob, NewTask, Task};
 

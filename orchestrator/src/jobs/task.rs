@@ -8,8 +8,9 @@ use sextant_exporters::telemetry;
 use tokio::sync::mpsc;
 use tracing::Instrument as _;
 
+use crate::domain::task::{ErrorType, LogStream};
 use crate::domain::{HealthCheck, HealthProbe, TargetSpec, TaskState};
-use crate::executor::{ErrorType, LogStream, TaskContext, TaskEvent, TaskOutcome, TaskRequest};
+use crate::executor::{TaskContext, TaskEvent, TaskOutcome, TaskRequest};
 use crate::service::{Orchestrator, OrchestratorError, Result};
 use crate::store::{Job, Task, TaskMove, TaskResultRow};
 

@@ -13,25 +13,14 @@ use sextant_exporters::telemetry::{self, KeyValue};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
+use crate::domain::task::TaskKind;
 use crate::domain::{
     EnvironmentSpec, GateSpec, JobKind, PromotionState, Release, ReleaseStatus, Strategy,
 };
-use crate::executor::TaskKind;
+use crate::jobs::JobEnd;
 use crate::service::{Orchestrator, OrchestratorError, Result};
 use crate::store::{Job, NewJob, NewPromotion, NewTask, Promotion};
 use gates::{Decision, GateContext, ManualGateState};
-
-/// How a deployment job ended, as the job engine reports it
-/// ([`Orchestrator::job_ended`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobEnd {
-    /// Every task succeeded and the deployment is recorded.
-    Deployed,
-    /// It failed, with no rollback (or the rollback failed).
-    Failed,
-    /// It failed and its rollback job restored what ran before.
-    RolledBack,
-}
 
 /// A promotion request.
 #[derive(Debug, Clone)]
@@ -67,7 +56,7 @@ impl Orchestrator {
             )));
         }
         self.environment(tenant, &request.environment).await?;
-        crate::jobs::strategy::validate(&request.strategy).map_err(OrchestratorError::Invalid)?;
+        crate::domain::strategy::validate(&request.strategy).map_err(OrchestratorError::Invalid)?;
         if self
             .store
             .targets(tenant, Some(&request.environment))
@@ -506,7 +495,7 @@ impl Orchestrator {
             .await
             .map_err(|e| e.to_string())?;
         let blue_green = matches!(strategy, Strategy::BlueGreen {});
-        let batches = crate::jobs::strategy::batches(strategy, targets.len());
+        let batches = crate::domain::strategy::batches(strategy, targets.len());
         let timeout_ms = self.settings.task_timeout.as_millis() as i64;
         let mut tasks = Vec::new();
         for (target, batch) in targets.iter().zip(batches) {

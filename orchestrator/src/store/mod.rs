@@ -25,11 +25,11 @@ use sqlx::sqlite::{
 };
 use utoipa::ToSchema;
 
+use crate::domain::task::{ErrorType, LogStream, TaskKind};
 use crate::domain::{
     ComponentSpec, EnvironmentSpec, JobKind, JobState, PromotionState, Release, ReleaseComponent,
     ReleaseStatus, Strategy, TargetSpec, TaskState,
 };
-use crate::executor::{ErrorType, LogStream, TaskKind};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]

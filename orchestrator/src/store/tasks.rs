@@ -277,7 +277,7 @@ impl Store {
     pub async fn put_job_artifacts(
         &self,
         job_id: &str,
-        targets: &[(&str, &[crate::executor::Artifact])],
+        targets: &[(&str, &[crate::domain::task::Artifact])],
     ) -> Result<()> {
         let now = now_ms();
         on_pool!(self, |pool| {
@@ -308,7 +308,7 @@ impl Store {
         &self,
         job_id: &str,
         target: &str,
-    ) -> Result<Vec<crate::executor::Artifact>> {
+    ) -> Result<Vec<crate::domain::task::Artifact>> {
         on_pool!(self, |pool| {
             let rows = sqlx::query_as::<_, (String, Vec<u8>, String)>(
                 "SELECT name, content, sha256 FROM artifacts \
@@ -320,7 +320,7 @@ impl Store {
             .await?;
             Ok(rows
                 .into_iter()
-                .map(|(name, content, sha256)| crate::executor::Artifact {
+                .map(|(name, content, sha256)| crate::domain::task::Artifact {
                     name,
                     content,
                     sha256,

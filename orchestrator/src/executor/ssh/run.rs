@@ -10,7 +10,8 @@ use tracing::Instrument as _;
 use super::session::{self, Chunk, ConnectError, Endpoint, Session};
 use super::{SshExecutor, human, script, tail_note};
 use crate::domain::TargetSpec;
-use crate::executor::{ErrorType, LogStream, TaskEvent, TaskOutcome, TaskRequest};
+use crate::domain::task::{ErrorType, LogStream};
+use crate::executor::{TaskEvent, TaskOutcome, TaskRequest};
 
 /// Longest log line sent as one event; longer lines are split.
 const MAX_LINE: usize = 8 * 1024;

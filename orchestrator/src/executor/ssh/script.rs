@@ -12,8 +12,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::domain::task::TaskKind;
 use crate::domain::{DeployTemplate, TargetSpec};
-use crate::executor::{TaskKind, TaskRequest};
+use crate::executor::TaskRequest;
 
 /// The executor's files inside a run directory.
 pub const TASK_DIR: &str = ".task";
@@ -435,7 +436,7 @@ fn command(target: &TargetSpec, request: &TaskRequest) -> Result<String, String>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::executor::Artifact;
+    use crate::domain::task::Artifact;
 
     fn target(deploy: Option<DeployTemplate>) -> TargetSpec {
         TargetSpec {

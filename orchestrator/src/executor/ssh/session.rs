@@ -14,7 +14,8 @@ use tracing::Instrument as _;
 
 use super::known_hosts::{self, Verdict};
 use crate::domain::SshConnection;
-use crate::executor::{ErrorType, TaskOutcome};
+use crate::domain::task::ErrorType;
+use crate::executor::TaskOutcome;
 
 /// Why a connection could not be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

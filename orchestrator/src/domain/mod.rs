@@ -5,6 +5,9 @@
 //! the declarative YAML file (`sextant apply -f`), the API and the store, so
 //! one schema is documented once (docs/orchestrator.md).
 
+pub mod strategy;
+pub mod task;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
