@@ -19,6 +19,7 @@ use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, 
 use sextant_exporters::http_metrics::HttpMetrics;
 
 use crate::domain::JobState;
+use crate::domain::failure::FailureKind;
 use crate::store::{MetricRows, Store};
 
 /// Buckets for deployment and approval durations: 10 s to 1 day.
@@ -107,13 +108,13 @@ fn strategy_name(json: &str) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// Why a job was rolled back, from the job's error: the engine writes
-/// "canary stage N breached: …" for a failed analysis; a failed health
-/// check is a task's error type; no error is a rollback someone asked for.
-fn rollback_reason(error: Option<&str>, health_failed: bool) -> &'static str {
-    match error {
+/// Why a job was rolled back, from the kind of its failure: a canary
+/// breach; a failed health check (a task's error type); any other failure;
+/// or none at all, a rollback someone asked for.
+fn rollback_reason(failure: Option<FailureKind>, health_failed: bool) -> &'static str {
+    match failure {
         None => "request",
-        Some(e) if e.starts_with("canary stage ") => "canary_analysis",
+        Some(FailureKind::CanaryAnalysis) => "canary_analysis",
         Some(_) if health_failed => "health",
         Some(_) => "failure",
     }
@@ -260,9 +261,9 @@ fn estate(
         ),
         &["env", "reason"],
     )?;
-    for (env, error, health) in &rows.rollbacks {
+    for (env, failure, health) in &rows.rollbacks {
         rollbacks
-            .with_label_values(&[env, rollback_reason(error.as_deref(), *health != 0)])
+            .with_label_values(&[env, rollback_reason(*failure, *health != 0)])
             .inc();
     }
     let approval_duration = HistogramVec::new(
@@ -405,17 +406,9 @@ mod tests {
                 ),
             ],
             rollbacks: vec![
-                (
-                    "dev".into(),
-                    Some("1 task(s) failed: web-1 (web): x".into()),
-                    0,
-                ),
-                (
-                    "dev".into(),
-                    Some("1 task(s) failed: web-2 (web): unhealthy".into()),
-                    1,
-                ),
-                ("dev".into(), Some("canary stage 1 breached: 5xx".into()), 1),
+                ("dev".into(), Some(FailureKind::TasksFailed), 0),
+                ("dev".into(), Some(FailureKind::TasksFailed), 1),
+                ("dev".into(), Some(FailureKind::CanaryAnalysis), 1),
                 ("prod".into(), None, 0),
             ],
             targets: vec![("prod".into(), "ssh".into(), 3)],

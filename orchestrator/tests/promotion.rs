@@ -259,6 +259,8 @@ async fn canary_breach_rolls_back_and_rolling_stops_at_failure() {
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0]["target"], "c-2");
     assert_eq!(failed[0]["error_type"], "health");
+    // The job's failure is typed, not only words.
+    assert_eq!(job["failure"], "tasks_failed", "{job:#}");
     // Rolled back to r1 where r2 had gone; c-3 never saw r2.
     assert_eq!(stack.current("c-1"), image(&d1));
     assert_eq!(stack.current("c-2"), image(&d1));
@@ -740,6 +742,19 @@ async fn sextant_rollback_redeploys_the_previous_digest_of_a_completed_job() {
         .unwrap_or_else(|| panic!("no rolling_back event: {job:#}"));
     assert_eq!(rolling_back["actor"], "ops", "{job:#}");
     assert_eq!(rolling_back["from"], "completed", "{job:#}");
+    // Asked for, not failed: no failure kind, and the metrics count the
+    // rollback as a request (its error reads "rollback requested").
+    assert_eq!(job.get("failure"), None, "{job:#}");
+    let metrics = reqwest::get(format!("{}/metrics", stack.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"sextant_rollbacks_total{env="dev",reason="request"} 1"#),
+        "{metrics}"
+    );
 
     // A rollback job of its own, linked to the original, deploying r1's
     // digest on both targets.

@@ -297,6 +297,7 @@ async fn scenario(backend: Backend) {
                 JobState::Pending,
                 JobState::Preparing,
                 "sextant",
+                None,
                 None
             )
             .await
@@ -309,6 +310,7 @@ async fn scenario(backend: Backend) {
                 JobState::Pending,
                 JobState::Preparing,
                 "sextant",
+                None,
                 None
             )
             .await

@@ -5,6 +5,7 @@
 //! the declarative YAML file (`sextant apply -f`), the API and the store, so
 //! one schema is documented once (docs/orchestrator.md).
 
+pub mod failure;
 pub mod strategy;
 pub mod task;
 

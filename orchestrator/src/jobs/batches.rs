@@ -4,17 +4,18 @@
 
 use futures::StreamExt;
 
+use super::failure::JobFailure;
 use crate::domain::{Strategy, TaskState};
 use crate::service::{Orchestrator, Result};
 use crate::store::{Job, Task};
 
-/// Why a job's tasks stopped: the message recorded on the job.
-pub(super) type Failure = String;
-
 impl Orchestrator {
-    /// Runs the job's batches in order. `Ok(Err(why))` when the strategy
-    /// says stop (failures past tolerance, a canary breach).
-    pub(super) async fn run_batches(&self, job: &Job) -> Result<std::result::Result<(), Failure>> {
+    /// Runs the job's batches in order. `Ok(Err(failure))` when the
+    /// strategy says stop (failures past tolerance, a canary breach).
+    pub(super) async fn run_batches(
+        &self,
+        job: &Job,
+    ) -> Result<std::result::Result<(), JobFailure>> {
         let targets = self.targets(job).await?;
         let tasks = self.store.tasks(&job.id).await?;
         let last = tasks.iter().map(|t| t.batch).max().unwrap_or(0);
@@ -64,10 +65,10 @@ impl Orchestrator {
                         if let Err(breach) =
                             self.analyse_canary(job, &targets, &stage, analysis).await
                         {
-                            return Ok(Err(format!(
-                                "canary stage {} breached: {breach}",
-                                batch + 1
-                            )));
+                            return Ok(Err(JobFailure::CanaryBreach {
+                                stage: batch + 1,
+                                breach,
+                            }));
                         }
                     }
                     _ => {}
@@ -78,7 +79,7 @@ impl Orchestrator {
     }
 }
 
-pub(super) fn describe_failures(failed: &[&Task]) -> String {
+pub(super) fn describe_failures(failed: &[&Task]) -> JobFailure {
     let parts: Vec<String> = failed
         .iter()
         .map(|t| {
@@ -90,5 +91,8 @@ pub(super) fn describe_failures(failed: &[&Task]) -> String {
             )
         })
         .collect();
-    format!("{} task(s) failed: {}", failed.len(), parts.join("; "))
+    JobFailure::TasksFailed {
+        count: failed.len(),
+        detail: parts.join("; "),
+    }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use sextant_exporters::telemetry;
 
+use super::failure::{CanaryBreach, PrometheusError, RolloutProblem};
 use crate::domain::{CanaryAnalysis, TargetSpec, TaskState};
 use crate::service::Orchestrator;
 use crate::store::{Job, Task};
@@ -20,23 +21,23 @@ impl Orchestrator {
         targets: &BTreeMap<String, TargetSpec>,
         stage: &[&Task],
         analysis: &CanaryAnalysis,
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<(), CanaryBreach> {
         if let Some(wait) = analysis.wait {
             tokio::time::sleep(wait.0).await;
         }
         if let Some(t) = stage.iter().find(|t| t.state != TaskState::Succeeded) {
-            return Err(format!("task on {} is {}", t.target, t.state));
+            return Err(CanaryBreach::TaskNotSucceeded {
+                target: t.target.clone(),
+                state: t.state.to_string(),
+            });
         }
         if analysis.hub_rollout {
-            let hub = self
-                .hub
-                .as_ref()
-                .ok_or("hub_rollout is set but no hub is configured")?;
+            let hub = self.hub.as_ref().ok_or(CanaryBreach::NoHub)?;
             let components = self
                 .store
                 .components(&job.tenant)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| CanaryBreach::Store(e.to_string()))?;
             let mut checked = HashSet::new();
             for t in stage {
                 let hub_target = targets
@@ -63,19 +64,26 @@ impl Orchestrator {
                         ],
                     )
                     .await
-                    .map_err(|e| format!("hub rollout: {e}"))?;
-                let rollout = rollout.ok_or_else(|| {
-                    format!("the hub knows no {} in {}", t.component, job.environment)
+                    .map_err(|e| CanaryBreach::HubUnreachable(e.to_string()))?;
+                let rollout = rollout.ok_or_else(|| CanaryBreach::NotInHub {
+                    component: t.component.clone(),
+                    environment: job.environment.clone(),
                 })?;
-                check_rollout(&rollout, &t.digest).map_err(|why| {
-                    format!("hub rollout of {} on {hub_target}: {why}", t.component)
+                check_rollout(&rollout, &t.digest).map_err(|problem| CanaryBreach::Rollout {
+                    component: t.component.clone(),
+                    target: hub_target.clone(),
+                    problem,
                 })?;
             }
         }
         if let Some(p) = &analysis.prometheus {
             let value = prometheus_value(&self.http, &p.url, &p.query).await?;
             if value > p.max {
-                return Err(format!("{} = {value} is above {}", p.query, p.max));
+                return Err(CanaryBreach::AboveThreshold {
+                    query: p.query.clone(),
+                    value,
+                    max: p.max,
+                });
             }
         }
         Ok(())
@@ -87,10 +95,8 @@ impl Orchestrator {
 pub(super) fn check_rollout(
     rollout: &serde_json::Value,
     digest: &str,
-) -> std::result::Result<(), String> {
-    let hosts = rollout["hosts"]
-        .as_array()
-        .ok_or("the hub's answer has no hosts")?;
+) -> std::result::Result<(), RolloutProblem> {
+    let hosts = rollout["hosts"].as_array().ok_or(RolloutProblem::NoHosts)?;
     let mut on_digest = 0;
     let mut bad = Vec::new();
     for h in hosts {
@@ -106,10 +112,10 @@ pub(super) fn check_rollout(
         }
     }
     if !bad.is_empty() {
-        return Err(bad.join(", "));
+        return Err(RolloutProblem::Hosts(bad));
     }
     if on_digest == 0 {
-        return Err("no host reports the new digest yet".into());
+        return Err(RolloutProblem::NotYetReported);
     }
     Ok(())
 }
@@ -120,8 +126,12 @@ pub(super) async fn prometheus_value(
     http: &reqwest::Client,
     base: &str,
     query: &str,
-) -> std::result::Result<f64, String> {
+) -> std::result::Result<f64, PrometheusError> {
     let url = format!("{}/api/v1/query", base.trim_end_matches('/'));
+    let failed = |e: reqwest::Error| PrometheusError::Request {
+        url: url.clone(),
+        error: e.to_string(),
+    };
     let body: serde_json::Value = http
         .get(&url)
         .headers(telemetry::current_headers())
@@ -129,12 +139,12 @@ pub(super) async fn prometheus_value(
         .timeout(Duration::from_secs(10))
         .send()
         .await
-        .map_err(|e| format!("prometheus {url}: {e}"))?
+        .map_err(failed)?
         .error_for_status()
-        .map_err(|e| format!("prometheus {url}: {e}"))?
+        .map_err(failed)?
         .json()
         .await
-        .map_err(|e| format!("prometheus {url}: {e}"))?;
+        .map_err(failed)?;
     let data = &body["data"];
     let value = match data["resultType"].as_str() {
         Some("vector") => data["result"]
@@ -147,5 +157,7 @@ pub(super) async fn prometheus_value(
     value
         .and_then(|v| v.as_str())
         .and_then(|v| v.parse::<f64>().ok())
-        .ok_or_else(|| format!("prometheus query {query:?} returned no sample"))
+        .ok_or_else(|| PrometheusError::NoSample {
+            query: query.to_owned(),
+        })
 }

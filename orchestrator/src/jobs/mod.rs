@@ -9,15 +9,18 @@ use sextant_exporters::telemetry;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
+use crate::domain::failure::FailureKind;
 use crate::domain::task::TaskKind;
 use crate::domain::{JobKind, JobState, Strategy, TargetSpec, TaskState};
 use crate::service::{Orchestrator, OrchestratorError, Result};
 use crate::store::{DeployedOn, Job, Task};
+use failure::JobFailure;
 
 pub mod artifacts;
 mod batches;
 mod canary;
 pub mod desired;
+pub mod failure;
 pub mod health_check;
 mod prepare;
 mod rollback;
@@ -128,11 +131,10 @@ impl Orchestrator {
         // `claim_job` counted this attempt.
         let job = self.load_job(id).await?;
         if job.attempts > job.max_attempts && !job.state.is_terminal() {
-            let why = format!(
-                "gave up after {} attempts to drive the job",
-                job.max_attempts
-            );
-            self.fail_job(&job, &why).await?;
+            let failure = JobFailure::GaveUp {
+                attempts: job.max_attempts,
+            };
+            self.fail_job(&job, &failure).await?;
             return Ok(());
         }
         let span = tracing::info_span!("deployment.execute", job = id, kind = %job.kind,
@@ -173,7 +175,7 @@ impl Orchestrator {
                 }
                 JobState::Running => match self.run_batches(&job).await? {
                     Ok(()) => self.move_job(&job, JobState::Completing, None).await?,
-                    Err(why) => self.fail_job(&job, &why).await?,
+                    Err(failure) => self.fail_job(&job, &failure).await?,
                 },
                 JobState::Completing => self.complete(&job).await?,
                 JobState::RollingBack => self.roll_back(&job).await?,
@@ -199,9 +201,21 @@ impl Orchestrator {
     }
 
     async fn move_job(&self, job: &Job, to: JobState, detail: Option<&str>) -> Result<()> {
+        self.move_job_failing(job, to, detail, None).await
+    }
+
+    /// Moves a job to `failed` or `rolling_back` with its failure's message
+    /// and kind.
+    async fn move_job_failing(
+        &self,
+        job: &Job,
+        to: JobState,
+        detail: Option<&str>,
+        failure: Option<FailureKind>,
+    ) -> Result<()> {
         if !self
             .store
-            .move_job(&job.id, job.state, to, "sextant", detail)
+            .move_job(&job.id, job.state, to, "sextant", detail, failure)
             .await?
         {
             return Err(OrchestratorError::Conflict(format!(

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::JobEnd;
+use super::failure::JobFailure;
 use crate::domain::task::TaskKind;
 use crate::domain::{JobKind, JobState, RollbackPolicy, Strategy, TaskState};
 use crate::service::{Orchestrator, OrchestratorError, Result};
@@ -14,7 +15,9 @@ impl Orchestrator {
     /// Fails a job: a deploy job whose tasks changed anything rolls back,
     /// unless its environment's rollback policy is `manual`; otherwise it
     /// (and its promotion) fail.
-    pub(super) async fn fail_job(&self, job: &Job, why: &str) -> Result<()> {
+    pub(super) async fn fail_job(&self, job: &Job, failure: &JobFailure) -> Result<()> {
+        let kind = Some(failure.kind());
+        let why = failure.to_string();
         let tasks = self.store.tasks(&job.id).await?;
         let touched = affected(job, &tasks);
         if job.kind == JobKind::Deploy && !touched.is_empty() {
@@ -27,21 +30,22 @@ impl Orchestrator {
                 .map(|e| e.rollback)
                 .unwrap_or_default();
             if policy == RollbackPolicy::Automatic {
-                self.move_job(job, JobState::RollingBack, Some(why)).await?;
+                self.move_job_failing(job, JobState::RollingBack, Some(&why), kind)
+                    .await?;
                 return Ok(());
             }
             let why = format!(
                 "{why} (rollback policy of {} is manual: roll back with `sextant rollback {}`)",
                 job.environment, job.id
             );
-            self.move_job(job, JobState::Failed, Some(&why)).await?;
+            self.move_job_failing(job, JobState::Failed, Some(&why), kind)
+                .await?;
             self.job_ended(job, JobEnd::Failed, &why).await?;
             return Ok(());
         }
-        self.move_job(job, JobState::Failed, Some(why)).await?;
-        if job.kind == JobKind::Deploy {
-            self.job_ended(job, JobEnd::Failed, why).await?;
-        }
+        self.move_job_failing(job, JobState::Failed, Some(&why), kind)
+            .await?;
+        self.job_ended(job, JobEnd::Failed, &why).await?;
         Ok(())
     }
 
@@ -54,11 +58,9 @@ impl Orchestrator {
                 let tasks = self.store.tasks(&job.id).await?;
                 let new = self.rollback_plan(job, &tasks).await?;
                 if new.tasks.is_empty() {
-                    self.move_job(job, JobState::Failed, Some("nothing to roll back to"))
-                        .await?;
-                    self.job_ended(job, JobEnd::Failed, "nothing to roll back to")
-                        .await?;
-                    return Ok(());
+                    return self
+                        .rollback_failed(job, JobFailure::NothingToRollBack)
+                        .await;
                 }
                 let id = self.store.create_job(&new).await?.unwrap_or_default();
                 tracing::info!(job = %job.id, rollback = %id, "Rollback job created");
@@ -84,15 +86,22 @@ impl Orchestrator {
                     .await?;
                     return Ok(());
                 }
-                s if s.is_terminal() => {
-                    let why = format!("rollback job {child} ended {s}");
-                    self.move_job(job, JobState::Failed, Some(&why)).await?;
-                    self.job_ended(job, JobEnd::Failed, &why).await?;
-                    return Ok(());
+                state if state.is_terminal() => {
+                    let failure = JobFailure::RollbackEnded { child, state };
+                    return self.rollback_failed(job, failure).await;
                 }
                 _ => tokio::time::sleep(self.settings.poll.min(Duration::from_secs(1))).await,
             }
         }
+    }
+
+    /// A job whose rollback could not run or did not complete: it and its
+    /// promotion fail.
+    async fn rollback_failed(&self, job: &Job, failure: JobFailure) -> Result<()> {
+        let why = failure.to_string();
+        self.move_job_failing(job, JobState::Failed, Some(&why), Some(failure.kind()))
+            .await?;
+        self.job_ended(job, JobEnd::Failed, &why).await
     }
 
     pub(super) async fn rollback_child(&self, job: &Job) -> Result<Option<String>> {
@@ -196,6 +205,7 @@ impl Orchestrator {
                 JobState::RollingBack,
                 actor,
                 Some("rollback requested"),
+                None,
             )
             .await?
         {

@@ -23,6 +23,9 @@ pub struct Job {
     pub max_attempts: i64,
     pub lease_owner: Option<String>,
     pub error: Option<String>,
+    /// The kind of the job's failure, when it failed or rolled back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<FailureKind>,
     pub created_by: String,
     pub created_at: String,
     pub updated_at: String,
@@ -262,7 +265,9 @@ impl Store {
         })
     }
 
-    /// Moves a job (compare-and-set) and records the event.
+    /// Moves a job (compare-and-set) and records the event. Moving to
+    /// `failed` or `rolling_back` records `detail` as the job's error and
+    /// `failure` as its kind (each kept when `None`).
     pub async fn move_job(
         &self,
         id: &str,
@@ -270,42 +275,37 @@ impl Store {
         to: JobState,
         actor: &str,
         detail: Option<&str>,
+        failure: Option<FailureKind>,
     ) -> Result<bool> {
         let now = now_ms();
         let finished = to.is_terminal().then_some(now);
+        let event = EventRow {
+            id,
+            at: now,
+            actor,
+            from: from.as_str(),
+            to: to.as_str(),
+            detail,
+        };
         on_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
-            let n = sqlx::query(
-                "UPDATE jobs SET state = $3, updated_at = $4, finished_at = COALESCE($5, finished_at), \
-                     error = CASE WHEN $3 IN ('failed', 'rolling_back') THEN COALESCE($6, error) ELSE error END \
-                 WHERE id = $1 AND state = $2",
+            move_and_record!(
+                pool,
+                sqlx::query(
+                    "UPDATE jobs SET state = $3, updated_at = $4, finished_at = COALESCE($5, finished_at), \
+                         error = CASE WHEN $3 IN ('failed', 'rolling_back') THEN COALESCE($6, error) ELSE error END, \
+                         failure = CASE WHEN $3 IN ('failed', 'rolling_back') THEN COALESCE($7, failure) ELSE failure END \
+                     WHERE id = $1 AND state = $2",
+                )
+                .bind(id)
+                .bind(from.as_str())
+                .bind(to.as_str())
+                .bind(now)
+                .bind(finished)
+                .bind(detail)
+                .bind(failure.map(FailureKind::as_str)),
+                "job_events"("job_id"),
+                event
             )
-            .bind(id)
-            .bind(from.as_str())
-            .bind(to.as_str())
-            .bind(now)
-            .bind(finished)
-            .bind(detail)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if n == 0 {
-                return Ok(false);
-            }
-            sqlx::query(
-                "INSERT INTO job_events (job_id, at, actor, from_state, to_state, detail) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(id)
-            .bind(now)
-            .bind(actor)
-            .bind(from.as_str())
-            .bind(to.as_str())
-            .bind(detail)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(true)
         })
     }
 

@@ -25,6 +25,7 @@ use sqlx::sqlite::{
 };
 use utoipa::ToSchema;
 
+use crate::domain::failure::FailureKind;
 use crate::domain::task::{ErrorType, LogStream, TaskKind};
 use crate::domain::{
     ComponentSpec, EnvironmentSpec, JobKind, JobState, PromotionState, Release, ReleaseComponent,
@@ -112,7 +113,7 @@ pub struct MetricRows {
     pub jobs: Vec<(String, String, String, String, i64, Option<i64>)>,
     /// (environment, error of the job rolled back, whether one of its tasks
     /// failed its health check): one per rollback job.
-    pub rollbacks: Vec<(String, Option<String>, i64)>,
+    pub rollbacks: Vec<(String, Option<FailureKind>, i64)>,
     /// (environment, execution model, targets)
     pub targets: Vec<(String, String, i64)>,
     /// (environment, requested at, decided at) of promotions that waited
@@ -150,7 +151,7 @@ const PROMOTION_COLUMNS: &str = "p.id, p.release_id, r.name AS release_name, p.e
 
 const JOB_COLUMNS: &str = "j.id, j.tenant, j.kind, j.promotion_id, j.parent_job_id, j.release_id, \
      r.name AS release_name, j.environment, j.strategy, j.state, j.attempts, j.max_attempts, \
-     j.lease_owner, j.error, j.created_by, j.created_at, j.updated_at, j.finished_at";
+     j.lease_owner, j.error, j.failure, j.created_by, j.created_at, j.updated_at, j.finished_at";
 
 const TASK_COLUMNS: &str = "id, job_id, position, batch, kind, release_id, target, component, image, digest, \
      previous_digest, slot, state, attempts, max_attempts, timeout_ms, exit_code, error, \
@@ -194,6 +195,11 @@ macro_rules! job_row {
             max_attempts: r.try_get("max_attempts")?,
             lease_owner: r.try_get("lease_owner")?,
             error: r.try_get("error")?,
+            failure: r
+                .try_get::<Option<String>, _>("failure")?
+                .map(|f| f.parse())
+                .transpose()
+                .map_err(corrupt)?,
             created_by: r.try_get("created_by")?,
             created_at: rfc3339(r.try_get("created_at")?),
             updated_at: rfc3339(r.try_get("updated_at")?),
@@ -232,6 +238,49 @@ macro_rules! task_row {
             finished_at: r.try_get::<Option<i64>, _>("finished_at")?.map(rfc3339),
         }
     }};
+}
+
+/// A compare-and-set state move and its event, in one transaction: runs
+/// `$update` (whose `WHERE` holds the expected state) and, only if it
+/// matched a row, appends the event to `$table` (keyed by `$key`). The
+/// enclosing function returns `Ok(false)` when the row was not in the
+/// expected state, so two replicas never both move one row and history is
+/// only ever appended.
+macro_rules! move_and_record {
+    ($pool:expr, $update:expr, $table:literal($key:literal), $event:expr) => {{
+        let event: &EventRow<'_> = &$event;
+        let mut tx = $pool.begin().await?;
+        if $update.execute(&mut *tx).await?.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query(concat!(
+            "INSERT INTO ",
+            $table,
+            " (",
+            $key,
+            ", at, actor, from_state, to_state, detail) VALUES ($1, $2, $3, $4, $5, $6)"
+        ))
+        .bind(event.id)
+        .bind(event.at)
+        .bind(event.actor)
+        .bind(event.from)
+        .bind(event.to)
+        .bind(event.detail)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }};
+}
+
+/// The event of a state move ([`move_and_record!`]).
+struct EventRow<'a> {
+    id: &'a str,
+    at: i64,
+    actor: &'a str,
+    from: &'static str,
+    to: &'static str,
+    detail: Option<&'a str>,
 }
 
 fn event_row(
@@ -373,14 +422,20 @@ impl Store {
             .fetch_all(pool)
             .await?;
             let rollbacks = sqlx::query_as::<_, (String, Option<String>, i64)>(
-                "SELECT j.environment, p.error, CAST(CASE WHEN EXISTS (SELECT 1 FROM tasks t \
+                "SELECT j.environment, p.failure, CAST(CASE WHEN EXISTS (SELECT 1 FROM tasks t \
                      WHERE t.job_id = p.id AND t.state = 'failed' AND t.error_type = 'health') \
                      THEN 1 ELSE 0 END AS BIGINT) \
                  FROM jobs j JOIN jobs p ON p.id = j.parent_job_id \
                  WHERE j.kind = 'rollback'",
             )
             .fetch_all(pool)
-            .await?;
+            .await?
+            .into_iter()
+            .map(|(env, failure, health)| {
+                let failure = failure.map(|f| f.parse()).transpose().map_err(corrupt)?;
+                Ok((env, failure, health))
+            })
+            .collect::<Result<Vec<_>>>()?;
             let targets = sqlx::query_as::<_, (String, String, i64)>(
                 "SELECT environment, execution, COUNT(*) FROM targets \
                  GROUP BY environment, execution",
@@ -434,10 +489,10 @@ macro_rules! migrations {
 
 fn sqlite_migrations() -> sqlx::migrate::Migrator {
     migrations!("sqlite": 1 => "0001_orchestrator", 2 => "0002_one_rollback_job", 3 => "0003_agents",
-        4 => "0004_promotion_trace")
+        4 => "0004_promotion_trace", 5 => "0005_job_failure")
 }
 
 fn postgres_migrations() -> sqlx::migrate::Migrator {
     migrations!("postgres": 1 => "0001_orchestrator", 2 => "0002_one_rollback_job", 3 => "0003_agents",
-        4 => "0004_promotion_trace")
+        4 => "0004_promotion_trace", 5 => "0005_job_failure")
 }

@@ -192,37 +192,29 @@ impl Store {
         job_id: Option<&str>,
     ) -> Result<bool> {
         let now = now_ms();
+        let event = EventRow {
+            id,
+            at: now,
+            actor,
+            from: from.as_str(),
+            to: to.as_str(),
+            detail,
+        };
         on_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
-            let n = sqlx::query(
-                "UPDATE promotions SET state = $3, updated_at = $4, job_id = COALESCE($5, job_id) \
-                 WHERE id = $1 AND state = $2",
+            move_and_record!(
+                pool,
+                sqlx::query(
+                    "UPDATE promotions SET state = $3, updated_at = $4, job_id = COALESCE($5, job_id) \
+                     WHERE id = $1 AND state = $2",
+                )
+                .bind(id)
+                .bind(from.as_str())
+                .bind(to.as_str())
+                .bind(now)
+                .bind(job_id),
+                "promotion_events"("promotion_id"),
+                event
             )
-            .bind(id)
-            .bind(from.as_str())
-            .bind(to.as_str())
-            .bind(now)
-            .bind(job_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if n == 0 {
-                return Ok(false);
-            }
-            sqlx::query(
-                "INSERT INTO promotion_events (promotion_id, at, actor, from_state, to_state, detail) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(id)
-            .bind(now)
-            .bind(actor)
-            .bind(from.as_str())
-            .bind(to.as_str())
-            .bind(detail)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(true)
         })
     }
 
