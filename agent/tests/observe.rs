@@ -584,7 +584,9 @@ async fn ready_follows_the_docker_engine_and_failed_sends_are_counted() {
 struct Recorded(std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>);
 
 impl Sink for Recorded {
-    fn report(&self, reports: &[Report]) -> Result<(), String> {
+    type Error = std::convert::Infallible;
+
+    fn report(&self, reports: &[Report]) -> Result<(), Self::Error> {
         let mut seen = self.0.lock().expect("lock");
         for r in reports.iter().filter(|r| r.kind == ReportKind::Change) {
             seen.push((
