@@ -206,16 +206,33 @@ async fn nothing_is_lost_while_the_hub_is_down_or_the_agent_is_killed() {
     for w in ["a", "b"] {
         deploy(&executor, spec(&scope, w, &images.v1)).await;
     }
+    let heartbeats = r#"sextant_agent_reports_total{kind="heartbeat",outcome="stored"}"#;
+    let before = sample(&agent.metrics().await, heartbeats).unwrap_or(0.0);
     kit::stop_container(&scope.name("a"));
-    // Let the agent record it and a few heartbeats, then crash it.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Let the agent record it and a few heartbeats (two rounds of a and b),
+    // then crash it.
+    agent
+        .until_metrics("two heartbeats recorded after the stop", |page| {
+            sample(page, heartbeats).is_some_and(|n| n >= before + 4.0)
+        })
+        .await;
     agent.kill().await;
 
     // While the agent is down b is stopped; c is deployed on v2.
     kit::stop_container(&scope.name("b"));
     deploy(&executor, spec(&scope, "c", &images.v2)).await;
     agent.restart().await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The restarted agent lists a, b and c and records each (it starts with
+    // nothing reported), and fails to send them: the hub is still down.
+    let changes = r#"sextant_agent_reports_total{kind="state_change",outcome="stored"}"#;
+    let failures =
+        r#"sextant_outbox_send_failures_total{consumer="endpoint-0",reason="connection"}"#;
+    agent
+        .until_metrics("the three containers recorded and a failed send", |page| {
+            sample(page, changes).is_some_and(|n| n >= 3.0)
+                && sample(page, failures).is_some_and(|n| n >= 1.0)
+        })
+        .await;
 
     // The hub comes up where the agent has been sending all along.
     let hub = Hub::start_with(
