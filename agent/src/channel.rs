@@ -646,7 +646,7 @@ fn result_of(run_key: &str, outcome: TaskOutcome, interrupted: bool) -> TaskResu
 
 /// Why a task's artifacts could not be written.
 #[derive(Debug, thiserror::Error)]
-pub enum ArtifactError {
+enum ArtifactError {
     #[error("cannot create {}: {source}", .dir.display())]
     CreateDir {
         dir: PathBuf,

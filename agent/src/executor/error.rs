@@ -130,7 +130,7 @@ fn trimmed(output: &str) -> &str {
 
 /// Why a started container did not pass its health check.
 #[derive(Debug, thiserror::Error)]
-pub enum HealthError {
+pub(crate) enum HealthError {
     #[error("cannot inspect the container: {0}")]
     Inspect(#[source] DockerError),
     #[error("the container has no state")]
@@ -179,7 +179,7 @@ fn last_probe(last: &Option<(i64, String)>) -> String {
 /// A Docker step of a task that failed: setting a container aside,
 /// creating, starting, verifying, restoring.
 #[derive(Debug, thiserror::Error)]
-pub enum StepError {
+pub(crate) enum StepError {
     #[error("pull of {image} failed: {source}")]
     Pull {
         image: String,

@@ -17,8 +17,7 @@ use std::sync::{Arc, Mutex};
 use bollard::Docker;
 
 pub use error::{
-    DurationError, ExecuteError, HealthError, PlaceholderError, ProbeError, RestartPolicyError,
-    SpecError, StepError,
+    DurationError, ExecuteError, PlaceholderError, ProbeError, RestartPolicyError, SpecError,
 };
 pub use event::{Phase, PreviousContainer, ServiceOutcome, TaskEvent, TaskOutcome, TaskStatus};
 pub use journal::{Journal, RecordState, TaskKind, TaskRecord};
