@@ -470,7 +470,7 @@ async fn run_task(shared: &Arc<Shared>, task: pb::Task) -> TaskResult {
     let run_key = task.run_key.clone();
     update(shared, &run_key, "running", vec![]);
     if let Err(e) = write_artifacts(&shared.data_dir, &run_key, &task.artifacts) {
-        return failure(&run_key, "invalid", false, e);
+        return failure(&run_key, "invalid", false, e.to_string());
     }
     let auth = task.registry_auth.as_ref().map(|a| RegistryAuth {
         username: a.username.clone(),
@@ -511,7 +511,7 @@ async fn run_task(shared: &Arc<Shared>, task: pb::Task) -> TaskResult {
                     success: true,
                     ..TaskResult::default()
                 },
-                Err(e) => failure(&run_key, "health", false, e),
+                Err(e) => failure(&run_key, "health", false, e.to_string()),
             }
         }
         (Runner::Docker(executor), Some(payload)) => {
@@ -644,33 +644,64 @@ fn result_of(run_key: &str, outcome: TaskOutcome, interrupted: bool) -> TaskResu
     result
 }
 
+/// Why a task's artifacts could not be written.
+#[derive(Debug, thiserror::Error)]
+enum ArtifactError {
+    #[error("cannot create {}: {source}", .dir.display())]
+    CreateDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid artifact name {name:?}")]
+    InvalidName { name: String },
+    #[error("artifact {name} does not match its sha256 ({actual} ≠ {expected})")]
+    Checksum {
+        name: String,
+        actual: String,
+        expected: String,
+    },
+    #[error("cannot write {}: {source}", .path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// Writes the task's artifacts to `DATA_DIR/artifacts/RUN_KEY/`, checking
 /// each sha256.
 fn write_artifacts(
     data_dir: &Path,
     run_key: &str,
     artifacts: &[pb::Artifact],
-) -> Result<(), String> {
+) -> Result<(), ArtifactError> {
     use sha2::Digest as _;
     if artifacts.is_empty() {
         return Ok(());
     }
     let dir = data_dir.join("artifacts").join(run_key);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    if let Err(source) = std::fs::create_dir_all(&dir) {
+        return Err(ArtifactError::CreateDir { dir, source });
+    }
     for a in artifacts {
         if a.name.is_empty() || a.name.contains('/') || a.name.starts_with('.') {
-            return Err(format!("invalid artifact name {:?}", a.name));
+            return Err(ArtifactError::InvalidName {
+                name: a.name.clone(),
+            });
         }
         let sum = hex::encode(sha2::Sha256::digest(&a.content));
         if sum != a.sha256 {
-            return Err(format!(
-                "artifact {} does not match its sha256 ({sum} ≠ {})",
-                a.name, a.sha256
-            ));
+            return Err(ArtifactError::Checksum {
+                name: a.name.clone(),
+                actual: sum,
+                expected: a.sha256.clone(),
+            });
         }
         let path = dir.join(&a.name);
-        std::fs::write(&path, &a.content)
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        if let Err(source) = std::fs::write(&path, &a.content) {
+            return Err(ArtifactError::Write { path, source });
+        }
     }
     Ok(())
 }

@@ -91,13 +91,15 @@ impl OutboxSink {
 }
 
 impl Sink for OutboxSink {
+    type Error = sextant_exporters::OutboxError;
+
     fn observed(&self, containers: usize) {
         self.metrics
             .observed_containers
             .set(i64::try_from(containers).unwrap_or(i64::MAX));
     }
 
-    fn report(&self, reports: &[Report]) -> Result<(), String> {
+    fn report(&self, reports: &[Report]) -> Result<(), Self::Error> {
         let now = UnixNanos::now();
         let encoded: Vec<(RecordKind, Vec<u8>)> = reports
             .iter()
@@ -113,10 +115,7 @@ impl Sink for OutboxSink {
             .collect();
         let batch: Vec<(RecordKind, &[u8])> =
             encoded.iter().map(|(k, b)| (*k, b.as_slice())).collect();
-        let outcomes = self
-            .outbox
-            .append_batch(&batch)
-            .map_err(|e| e.to_string())?;
+        let outcomes = self.outbox.append_batch(&batch)?;
         for ((kind, _), outcome) in batch.iter().zip(outcomes) {
             let result = match outcome {
                 AppendOutcome::Stored { .. } => "stored",
@@ -347,8 +346,8 @@ impl Agent {
 #[derive(Default)]
 struct DockerLink {
     docker: std::sync::OnceLock<Docker>,
-    /// Why the engine could not be reached yet.
-    error: std::sync::Mutex<String>,
+    /// Why the engine could not be reached yet (the last attempt).
+    error: std::sync::Mutex<Option<Arc<bollard::errors::Error>>>,
 }
 
 impl DockerLink {
@@ -364,12 +363,13 @@ impl DockerLink {
                     return Some(self.docker.get_or_init(|| docker).clone());
                 }
                 Err(e) => {
-                    let e = e.to_string();
-                    if e != last {
-                        tracing::warn!(error = %e, "Docker engine unreachable; retrying");
+                    // Logged once per distinct error, not at every retry.
+                    let text = e.to_string();
+                    if text != last {
+                        tracing::warn!(error = %text, "Docker engine unreachable; retrying");
                     }
-                    e.clone_into(&mut self.error.lock().unwrap_or_else(|p| p.into_inner()));
-                    last = e;
+                    *self.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(e));
+                    last = text;
                 }
             }
             tokio::select! {

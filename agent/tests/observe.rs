@@ -1,104 +1,25 @@
 //! `sextant agent run` as a process, against the real Docker engine and the
 //! real hub (`sextant up`): what runs is reported, external changes are
 //! reported, and nothing recorded is lost while the hub is down or when the
-//! agent is killed with SIGKILL.
+//! agent is killed with SIGKILL. Each test starts its agent with
+//! [`helpers::spawn_agent`].
+
+mod helpers;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use helpers::{AgentSettings, TestAgent, eventually, free_port, sample, spawn_agent};
 use serde_json::Value;
 use sextant_agent::executor::{
     DeploySpec, Executor, ExecutorConfig, HealthCheck, Probe, RestartPolicy, TaskStatus,
 };
 use sextant_agent::observe::{Observer, ObserverConfig, Report, ReportKind, Sink};
 use sextant_e2e::docker::{self as kit, DockerScope, test_images};
-use sextant_e2e::{Backend, Hub, rotel_binary, sextant_binary};
-
-/// A `sextant agent run` process; killed when dropped.
-struct AgentProcess {
-    child: Child,
-    listen: SocketAddr,
-}
-
-impl AgentProcess {
-    fn start(
-        data_dir: &Path,
-        endpoint: &str,
-        protocol: &str,
-        host: &str,
-        scope: &DockerScope,
-    ) -> Self {
-        Self::start_with(data_dir, endpoint, protocol, host, scope, &[])
-    }
-
-    /// [`AgentProcess::start`] with more arguments.
-    fn start_with(
-        data_dir: &Path,
-        endpoint: &str,
-        protocol: &str,
-        host: &str,
-        scope: &DockerScope,
-        extra: &[&str],
-    ) -> Self {
-        let mut child = Command::new(sextant_binary())
-            .args(["agent", "run", "--host-name", host, "--environment", "test"])
-            .args(["--otlp-endpoint", endpoint, "--otlp-protocol", protocol])
-            .args([
-                "--heartbeat",
-                "1s",
-                "--resync",
-                "3s",
-                "--listen",
-                "127.0.0.1:0",
-            ])
-            .args(["--watch-label", &scope.label_filter()])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(extra)
-            .env("RUST_LOG", "info,sextant_exporters=warn")
-            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .env_remove("OTEL_EXPORTER_OTLP_PROTOCOL")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start sextant agent run");
-        let stderr = child.stderr.take().expect("stderr");
-        let mut lines = BufReader::new(stderr).lines();
-        let mut listen = None;
-        for line in lines.by_ref() {
-            let line = line.expect("agent stderr");
-            if let Some(rest) = line.split("health and metrics on http://").nth(1) {
-                listen = rest.trim().parse().ok();
-                break;
-            }
-            eprintln!("agent: {line}");
-        }
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                eprintln!("agent: {line}");
-            }
-        });
-        let listen = listen.expect("the agent printed its address");
-        Self { child, listen }
-    }
-
-    /// SIGKILL, as a crash would.
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for AgentProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use sextant_e2e::{Backend, Hub, rotel_binary};
 
 fn spec(scope: &DockerScope, workload: &str, image: &str) -> DeploySpec {
     DeploySpec {
@@ -169,18 +90,14 @@ async fn until<F>(
 where
     F: Fn(&(String, String, String)) -> bool,
 {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut last = None;
-    while Instant::now() < deadline {
-        last = current(hub, host, workload).await;
-        if let Some(row) = &last
-            && check(row)
-        {
-            return row.clone();
+    let what = format!("{workload} on {host} {what}");
+    eventually(&what, Duration::from_secs(60), || async {
+        match current(hub, host, workload).await {
+            Some(row) if check(&row) => ControlFlow::Break(row),
+            last => ControlFlow::Continue(last),
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("{workload} on {host}: never {what}; last seen {last:?}");
+    })
+    .await
 }
 
 /// Observed history of one host, oldest first: (workload, revision, status).
@@ -204,30 +121,23 @@ async fn history(hub: &Hub, host: &str) -> Vec<(String, String, String)> {
     rows
 }
 
-fn free_port() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_what_runs_and_external_changes() {
     let images = test_images().await;
     let scope = DockerScope::new();
     let hub = Hub::start(Backend::Sqlite, "").await;
     hub.wait_ready().await;
-    let data = tempfile::tempdir().expect("dir");
-    let host = format!("agent-{}", scope.id());
-    let agent = AgentProcess::start(
-        data.path(),
-        &format!("http://{}", hub.grpc),
-        "grpc",
-        &host,
+    let agent = spawn_agent(AgentSettings::new(
         &scope,
-    );
+        format!("http://{}", hub.grpc),
+        "grpc",
+    ))
+    .await;
+    let host = agent.host.clone();
 
     // The executor keeps its task journal in the agent's data dir, as
     // `sextant agent deploy --data-dir` does: the agent counts its tasks.
-    let executor = Executor::connect(ExecutorConfig::new(data.path()))
+    let executor = Executor::connect(ExecutorConfig::new(&agent.data_dir))
         .await
         .expect("Docker");
     deploy(&executor, spec(&scope, "web", &images.v1)).await;
@@ -257,12 +167,7 @@ async fn reports_what_runs_and_external_changes() {
     })
     .await;
 
-    let metrics = reqwest::get(format!("http://{}/metrics", agent.listen))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("body");
+    let metrics = agent.metrics().await;
     for name in [
         "sextant_agent_observed_containers",
         "sextant_agent_reports_total",
@@ -277,11 +182,8 @@ async fn reports_what_runs_and_external_changes() {
             .any(|l| l == r#"sextant_agent_tasks{kind="deploy",result="succeeded"} 1"#),
         "tasks by result missing from:\n{metrics}"
     );
-    let ready = reqwest::get(format!("http://{}/health/ready", agent.listen))
-        .await
-        .expect("ready");
-    assert_eq!(ready.status(), 200);
-    drop(agent);
+    assert_eq!(agent.get("/health/ready").await.0, 200);
+    agent.shutdown().await;
     scope.cleanup();
 }
 
@@ -293,11 +195,9 @@ async fn nothing_is_lost_while_the_hub_is_down_or_the_agent_is_killed() {
     let images = test_images().await;
     let scope = DockerScope::new();
     let grpc = free_port();
-    let data = tempfile::tempdir().expect("dir");
     let journal = tempfile::tempdir().expect("dir");
-    let host = format!("agent-{}", scope.id());
-    let endpoint = format!("http://{grpc}");
-    let agent = AgentProcess::start(data.path(), &endpoint, "grpc", &host, &scope);
+    let mut agent = spawn_agent(AgentSettings::new(&scope, format!("http://{grpc}"), "grpc")).await;
+    let host = agent.host.clone();
     let executor = Executor::connect(ExecutorConfig::new(journal.path()))
         .await
         .expect("Docker");
@@ -306,16 +206,33 @@ async fn nothing_is_lost_while_the_hub_is_down_or_the_agent_is_killed() {
     for w in ["a", "b"] {
         deploy(&executor, spec(&scope, w, &images.v1)).await;
     }
+    let heartbeats = r#"sextant_agent_reports_total{kind="heartbeat",outcome="stored"}"#;
+    let before = sample(&agent.metrics().await, heartbeats).unwrap_or(0.0);
     kit::stop_container(&scope.name("a"));
-    // Let the agent record it and a few heartbeats, then crash it.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    agent.kill();
+    // Let the agent record it and a few heartbeats (two rounds of a and b),
+    // then crash it.
+    agent
+        .until_metrics("two heartbeats recorded after the stop", |page| {
+            sample(page, heartbeats).is_some_and(|n| n >= before + 4.0)
+        })
+        .await;
+    agent.kill().await;
 
     // While the agent is down b is stopped; c is deployed on v2.
     kit::stop_container(&scope.name("b"));
     deploy(&executor, spec(&scope, "c", &images.v2)).await;
-    let agent = AgentProcess::start(data.path(), &endpoint, "grpc", &host, &scope);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    agent.restart().await;
+    // The restarted agent lists a, b and c and records each (it starts with
+    // nothing reported), and fails to send them: the hub is still down.
+    let changes = r#"sextant_agent_reports_total{kind="state_change",outcome="stored"}"#;
+    let failures =
+        r#"sextant_outbox_send_failures_total{consumer="endpoint-0",reason="connection"}"#;
+    agent
+        .until_metrics("the three containers recorded and a failed send", |page| {
+            sample(page, changes).is_some_and(|n| n >= 3.0)
+                && sample(page, failures).is_some_and(|n| n >= 1.0)
+        })
+        .await;
 
     // The hub comes up where the agent has been sending all along.
     let hub = Hub::start_with(
@@ -349,7 +266,7 @@ async fn nothing_is_lost_while_the_hub_is_down_or_the_agent_is_killed() {
     assert_eq!(of("a"), [ok.clone(), failed.clone()], "{got:?}");
     assert_eq!(of("b"), [ok, failed], "{got:?}");
     assert_eq!(of("c"), [(v2, "succeeded".to_owned())], "{got:?}");
-    drop(agent);
+    agent.shutdown().await;
     scope.cleanup();
 }
 
@@ -380,25 +297,23 @@ async fn reports_through_the_rotel_collector() {
         }
     }
     let _rotel = Kill(rotel);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(rotel_http).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "rotel never listened on {rotel_http}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let what = format!("rotel listening on {rotel_http}");
+    eventually(&what, Duration::from_secs(30), || async {
+        match tokio::net::TcpStream::connect(rotel_http).await {
+            Ok(_) => ControlFlow::Break(()),
+            Err(e) => ControlFlow::Continue(e),
+        }
+    })
+    .await;
 
-    let data = tempfile::tempdir().expect("dir");
     let journal = tempfile::tempdir().expect("dir");
-    let host = format!("agent-{}", scope.id());
-    let _agent = AgentProcess::start(
-        data.path(),
-        &format!("http://{rotel_http}"),
-        "http/protobuf",
-        &host,
+    let agent = spawn_agent(AgentSettings::new(
         &scope,
-    );
+        format!("http://{rotel_http}"),
+        "http/protobuf",
+    ))
+    .await;
+    let host = agent.host.clone();
     let executor = Executor::connect(ExecutorConfig::new(journal.path()))
         .await
         .expect("Docker");
@@ -412,6 +327,7 @@ async fn reports_through_the_rotel_collector() {
         |(rev, s, _)| *rev == v2 && s == "succeeded",
     )
     .await;
+    agent.shutdown().await;
     scope.cleanup();
 }
 
@@ -457,39 +373,10 @@ impl Drop for DockerSocketProxy {
     }
 }
 
-/// GETs `url`: (status, body).
-async fn get(url: &str) -> (u16, String) {
-    let res = reqwest::get(url).await.expect("GET");
-    let status = res.status().as_u16();
-    (status, res.text().await.expect("body"))
-}
-
-/// Polls `url` until its status is `status`, or fails after 30 s.
-async fn until_status(url: &str, status: u16) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (got, body) = get(url).await;
-        if got == status {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{url}: never {status}; last {got} {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// The value of the sample `line_prefix VALUE` in a Prometheus text page.
-fn sample(page: &str, line_prefix: &str) -> Option<f64> {
-    page.lines()
-        .find_map(|l| l.strip_prefix(line_prefix)?.strip_prefix(' ')?.parse().ok())
-}
-
 /// `/health`'s answer: (HTTP status, the `docker` check's status), after
 /// checking the checks it lists and that each has a measured latency.
-async fn docker_check(url: &str) -> (u16, String) {
-    let (status, body) = get(url).await;
+async fn docker_check(agent: &TestAgent) -> (u16, String) {
+    let (status, body) = agent.get("/health").await;
     let body: Value = serde_json::from_str(&body).expect("JSON health report");
     let checks = body["checks"].as_array().expect("checks");
     let names: Vec<&str> = checks.iter().filter_map(|c| c["name"].as_str()).collect();
@@ -514,32 +401,20 @@ async fn docker_check(url: &str) -> (u16, String) {
 async fn ready_follows_the_docker_engine_and_failed_sends_are_counted() {
     let images = test_images().await;
     let scope = DockerScope::new();
-    let data = tempfile::tempdir().expect("dir");
-    let socket = data.path().join("docker.sock");
+    let sockets = tempfile::tempdir().expect("dir");
+    let socket = sockets.path().join("docker.sock");
     let closed = free_port();
-    let host = format!("agent-{}", scope.id());
-    let docker_host = format!("unix://{}", socket.display());
-    let agent = AgentProcess::start_with(
-        &data.path().join("data"),
-        &format!("http://{closed}"),
-        "grpc",
-        &host,
-        &scope,
-        &["--docker-host", &docker_host],
-    );
-    let ready = format!("http://{}/health/ready", agent.listen);
-    let metrics = format!("http://{}/metrics", agent.listen);
+    let agent = spawn_agent(AgentSettings {
+        docker_host: Some(format!("unix://{}", socket.display())),
+        ..AgentSettings::new(&scope, format!("http://{closed}"), "grpc")
+    })
+    .await;
 
-    let health = format!("http://{}/health", agent.listen);
-
-    let (status, why) = get(&ready).await;
+    let (status, why) = agent.get("/health/ready").await;
     assert_eq!(status, 503, "{why}");
     assert!(why.contains("Docker engine"), "{why}");
-    assert_eq!(
-        get(&format!("http://{}/health/live", agent.listen)).await.0,
-        200
-    );
-    assert_eq!(docker_check(&health).await, (503, "fail".to_owned()));
+    assert_eq!(agent.get("/health/live").await.0, 200);
+    assert_eq!(docker_check(&agent).await, (503, "fail".to_owned()));
 
     let labels = BTreeMap::from([
         ("sextant.application".to_owned(), "shop".to_owned()),
@@ -548,34 +423,32 @@ async fn ready_follows_the_docker_engine_and_failed_sends_are_counted() {
     ]);
     kit::run_unmanaged(&scope, &scope.name("web"), &images.v1, &labels);
     let proxy = DockerSocketProxy::start(&socket);
-    assert_eq!(until_status(&ready, 200).await.trim(), "ready");
-    assert_eq!(docker_check(&health).await, (200, "pass".to_owned()));
+    assert_eq!(
+        agent.until_status("/health/ready", 200).await.trim(),
+        "ready"
+    );
+    assert_eq!(docker_check(&agent).await, (200, "pass".to_owned()));
 
     let attempts = r#"sextant_outbox_send_attempts_total{consumer="endpoint-0"}"#;
     let failures =
         r#"sextant_outbox_send_failures_total{consumer="endpoint-0",reason="connection"}"#;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, page) = get(&metrics).await;
-        let observed = sample(&page, "sextant_agent_observed_containers");
-        let sent = sample(&page, attempts).unwrap_or(0.0);
-        let failed = sample(&page, failures).unwrap_or(0.0);
-        if observed == Some(1.0) && sent >= 2.0 && failed >= 2.0 {
-            assert!(failed <= sent, "{page}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no counted failed sends to {closed}:\n{page}"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    let what = format!("the container observed and failed sends to {closed} counted");
+    let page = agent
+        .until_metrics(&what, |page| {
+            sample(page, "sextant_agent_observed_containers") == Some(1.0)
+                && sample(page, attempts).unwrap_or(0.0) >= 2.0
+                && sample(page, failures).unwrap_or(0.0) >= 2.0
+        })
+        .await;
+    // Read off one page; the agent keeps sending meanwhile.
+    let (sent, failed) = (sample(&page, attempts), sample(&page, failures));
+    assert!(failed <= sent, "{page}");
 
     drop(proxy);
-    let why = until_status(&ready, 503).await;
+    let why = agent.until_status("/health/ready", 503).await;
     assert!(why.contains("Docker engine"), "{why}");
-    assert_eq!(docker_check(&health).await, (503, "fail".to_owned()));
-    drop(agent);
+    assert_eq!(docker_check(&agent).await, (503, "fail".to_owned()));
+    agent.shutdown().await;
     scope.cleanup();
 }
 
@@ -584,7 +457,9 @@ async fn ready_follows_the_docker_engine_and_failed_sends_are_counted() {
 struct Recorded(std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>);
 
 impl Sink for Recorded {
-    fn report(&self, reports: &[Report]) -> Result<(), String> {
+    type Error = std::convert::Infallible;
+
+    fn report(&self, reports: &[Report]) -> Result<(), Self::Error> {
         let mut seen = self.0.lock().expect("lock");
         for r in reports.iter().filter(|r| r.kind == ReportKind::Change) {
             seen.push((
@@ -603,15 +478,14 @@ impl Recorded {
 
     /// Waits until a report passes `check`, or fails after `limit`.
     async fn until(&self, what: &str, limit: Duration, check: impl Fn(&(String, String)) -> bool) {
-        let deadline = Instant::now() + limit;
-        while !self.any(&check) {
-            assert!(
-                Instant::now() < deadline,
-                "never {what}: {:?}",
-                self.0.lock().expect("lock")
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        eventually(what, limit, || async {
+            if self.any(&check) {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(self.0.lock().expect("lock").clone())
+            }
+        })
+        .await;
     }
 }
 
@@ -698,6 +572,8 @@ async fn the_resync_catches_a_change_no_event_reported() {
             missing,
         )
         .await;
+    // Give the events-only observer as long again to (wrongly) report it: a
+    // wait on the real engine's event stream, so on the real clock.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(
         !events_only.any(missing),

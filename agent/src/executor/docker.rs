@@ -23,7 +23,7 @@ use futures::StreamExt;
 use tracing::Instrument as _;
 
 use super::EventSender;
-use super::error::SpecError;
+use super::error::{SpecError, StepError};
 use super::event::{Phase, PreviousContainer, TaskEvent, TaskOutcome, TaskStatus};
 use super::health;
 use super::journal::{Journal, TaskKind, now};
@@ -105,10 +105,10 @@ pub(crate) struct Failure {
 }
 
 impl Failure {
-    fn nothing_changed(message: String, previous: Option<&Aside>) -> Self {
+    fn nothing_changed(why: impl std::fmt::Display, previous: Option<&Aside>) -> Self {
         Self {
             status: TaskStatus::Failed,
-            message,
+            message: why.to_string(),
             logs: Vec::new(),
             previous: previous.map(|a| a.info.clone()),
             container_id: previous.map(|a| a.id.clone()),
@@ -176,15 +176,18 @@ impl Ctx<'_> {
         });
     }
 
-    async fn inspect(&self, name: &str) -> Result<Option<ContainerInspectResponse>, String> {
+    async fn inspect(&self, name: &str) -> Result<Option<ContainerInspectResponse>, StepError> {
         match self.docker.inspect_container(name, None).await {
             Ok(i) => Ok(Some(i)),
             Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(format!("cannot inspect container {name}: {e}")),
+            Err(source) => Err(StepError::Inspect {
+                name: name.to_owned(),
+                source,
+            }),
         }
     }
 
-    async fn remove(&self, id: &str) -> Result<(), String> {
+    async fn remove(&self, id: &str) -> Result<(), StepError> {
         let opts = RemoveContainerOptionsBuilder::new()
             .force(true)
             .v(true)
@@ -192,19 +195,26 @@ impl Ctx<'_> {
         match self.docker.remove_container(id, Some(opts)).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
-            Err(e) => Err(format!("cannot remove container {id}: {e}")),
+            Err(source) => Err(StepError::Remove {
+                id: id.to_owned(),
+                source,
+            }),
         }
     }
 
-    async fn rename(&self, id: &str, to: &str) -> Result<(), String> {
+    async fn rename(&self, id: &str, to: &str) -> Result<(), StepError> {
         let opts = RenameContainerOptionsBuilder::new().name(to).build();
         self.docker
             .rename_container(id, opts)
             .await
-            .map_err(|e| format!("cannot rename container {id} to {to}: {e}"))
+            .map_err(|source| StepError::Rename {
+                id: id.to_owned(),
+                to: to.to_owned(),
+                source,
+            })
     }
 
-    async fn pull(&self, plan: &Plan) -> Result<(), String> {
+    async fn pull(&self, plan: &Plan) -> Result<(), StepError> {
         let name = &plan.spec.name;
         self.status(name, Phase::Pulling, format!("pulling {}", plan.image));
         let opts = CreateImageOptionsBuilder::new()
@@ -219,7 +229,10 @@ impl Ctx<'_> {
         });
         let mut stream = self.docker.create_image(Some(opts), None, creds);
         while let Some(item) = stream.next().await {
-            item.map_err(|e| format!("pull of {} failed: {e}", plan.image))?;
+            item.map_err(|source| StepError::Pull {
+                image: plan.image.to_string(),
+                source,
+            })?;
         }
         Ok(())
     }
@@ -266,9 +279,16 @@ impl Ctx<'_> {
                     .await
                     .map_err(|m| Failure::nothing_changed(m, None))?;
                 // It ran before the crash stopped it for its successor.
-                self.docker.start_container(&id, None).await.map_err(|e| {
-                    Failure::nothing_changed(format!("cannot start leftover {id}: {e}"), None)
-                })?;
+                self.docker
+                    .start_container(&id, None)
+                    .await
+                    .map_err(|source| {
+                        let e = StepError::StartLeftover {
+                            id: id.clone(),
+                            source,
+                        };
+                        Failure::nothing_changed(e, None)
+                    })?;
             }
         }
         let previous = match self
@@ -298,8 +318,12 @@ impl Ctx<'_> {
             .await
         {
             Ok(r) => r.id,
-            Err(e) => {
-                let mut message = format!("cannot create container {name}: {e}");
+            Err(source) => {
+                let e = StepError::Create {
+                    name: name.to_owned(),
+                    source,
+                };
+                let mut message = e.to_string();
                 if let Some(prev) = &previous
                     && let Err(m) = self.rename(&prev.id, name).await
                 {
@@ -320,8 +344,12 @@ impl Ctx<'_> {
                 .stop_timeout
                 .map_or(10, |d| i32::try_from(d.0.as_secs()).unwrap_or(i32::MAX));
             let opts = StopContainerOptionsBuilder::new().t(t).build();
-            if let Err(e) = self.docker.stop_container(&prev.id, Some(opts)).await {
-                let mut message = format!("cannot stop previous container {}: {e}", prev.id);
+            if let Err(source) = self.docker.stop_container(&prev.id, Some(opts)).await {
+                let e = StepError::StopPrevious {
+                    id: prev.id.clone(),
+                    source,
+                };
+                let mut message = e.to_string();
                 if let Err(m) = self.remove(&new_id).await {
                     message.push_str(&format!("; {m}"));
                 }
@@ -334,7 +362,10 @@ impl Ctx<'_> {
 
         self.status(name, Phase::Starting, format!("starting {name} ({new_id})"));
         let verified = match self.docker.start_container(&new_id, None).await {
-            Err(e) => Err(format!("cannot start container {name}: {e}")),
+            Err(source) => Err(StepError::Start {
+                name: name.to_owned(),
+                source,
+            }),
             Ok(()) => {
                 self.status(
                     name,
@@ -362,7 +393,7 @@ impl Ctx<'_> {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 follower.abort();
-                verified
+                verified.map_err(StepError::from)
             }
         };
         match verified {
@@ -375,7 +406,7 @@ impl Ctx<'_> {
                 })
             }
             Err(reason) => {
-                self.status(name, Phase::Unhealthy, reason.clone());
+                self.status(name, Phase::Unhealthy, reason.to_string());
                 let logs = self.tail_logs(&new_id).await;
                 for line in &logs {
                     self.log(name, line);
@@ -392,7 +423,7 @@ impl Ctx<'_> {
         plan: &Plan,
         new_id: &str,
         previous: Option<Aside>,
-        reason: String,
+        reason: StepError,
         logs: Vec<String>,
     ) -> Failure {
         let name = &plan.spec.name;
@@ -427,7 +458,7 @@ impl Ctx<'_> {
         name: &str,
         new_id: &str,
         previous: Option<Aside>,
-    ) -> Result<Restored, String> {
+    ) -> Result<Restored, StepError> {
         self.status(name, Phase::RollingBack, format!("removing {new_id}"));
         self.remove(new_id).await?;
         let Some(prev) = previous else {
@@ -455,10 +486,16 @@ impl Ctx<'_> {
         self.docker
             .start_container(&prev.id, None)
             .await
-            .map_err(|e| format!("cannot start previous container {}: {e}", prev.id))?;
+            .map_err(|source| StepError::StartPrevious {
+                id: prev.id.clone(),
+                source,
+            })?;
         health::verify(self.docker, &prev.id, &prev.health)
             .await
-            .map_err(|e| format!("previous container {} is not healthy either: {e}", prev.id))?;
+            .map_err(|source| StepError::PreviousUnhealthy {
+                id: prev.id.clone(),
+                source,
+            })?;
         self.status(
             name,
             Phase::Healthy,
@@ -474,7 +511,7 @@ impl Ctx<'_> {
     }
 
     /// Rolls back a switched container (compose: an earlier service).
-    pub async fn rollback(&self, plan: &Plan, s: &Switched) -> Result<Restored, String> {
+    pub async fn rollback(&self, plan: &Plan, s: &Switched) -> Result<Restored, StepError> {
         let previous = s.previous.as_ref().map(|a| Aside {
             id: a.id.clone(),
             info: a.info.clone(),
@@ -624,11 +661,16 @@ impl Ctx<'_> {
         &self,
         name: &str,
         labels: &BTreeMap<String, String>,
-    ) -> Result<(), String> {
+    ) -> Result<(), StepError> {
         match self.docker.inspect_network(name, None).await {
             Ok(_) => return Ok(()),
             Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(format!("cannot inspect network {name}: {e}")),
+            Err(source) => {
+                return Err(StepError::InspectNetwork {
+                    name: name.to_owned(),
+                    source,
+                });
+            }
         }
         self.status(name, Phase::Creating, format!("creating network {name}"));
         let req = NetworkCreateRequest {
@@ -641,7 +683,10 @@ impl Ctx<'_> {
             .create_network(req)
             .await
             .map(|_| ())
-            .map_err(|e| format!("cannot create network {name}: {e}"))
+            .map_err(|source| StepError::CreateNetwork {
+                name: name.to_owned(),
+                source,
+            })
     }
 
     /// For a task found `running` in the journal: put back any container
@@ -667,7 +712,7 @@ impl Ctx<'_> {
                 ));
                 continue;
             }
-            let step = async || -> Result<(), String> {
+            let step = async || -> Result<(), StepError> {
                 if let Some(id) = current.as_ref().and_then(|c| c.id.clone()) {
                     self.remove(&id).await?;
                 }
@@ -675,7 +720,10 @@ impl Ctx<'_> {
                 self.docker
                     .start_container(&old_id, None)
                     .await
-                    .map_err(|e| format!("cannot start {old_id}: {e}"))
+                    .map_err(|source| StepError::StartAside {
+                        id: old_id.clone(),
+                        source,
+                    })
             };
             match step().await {
                 Ok(()) => notes.push(format!(

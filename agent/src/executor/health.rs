@@ -8,6 +8,7 @@ use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{ContainerInspectResponse, HealthStatusEnum};
 use futures::StreamExt;
 
+use super::error::{HealthError, PlaceholderError, ProbeError};
 use super::spec::{HealthCheck, Probe};
 
 /// Waits until `container` passes `check`; `Err` says why it did not.
@@ -15,7 +16,7 @@ pub(crate) async fn verify(
     docker: &Docker,
     container: &str,
     check: &HealthCheck,
-) -> Result<(), String> {
+) -> Result<(), HealthError> {
     let started = Instant::now();
     let retries = check.retries();
     let mut failures = 0u32;
@@ -24,22 +25,18 @@ pub(crate) async fn verify(
         let info = docker
             .inspect_container(container, None)
             .await
-            .map_err(|e| format!("cannot inspect the container: {e}"))?;
+            .map_err(HealthError::Inspect)?;
         not_running(&info)?;
         let result = match &check.probe {
             Probe::None => Ok(()),
             Probe::Docker => match docker_health(&info) {
                 DockerHealth::Healthy => Ok(()),
-                DockerHealth::Unhealthy(why) => {
-                    return Err(format!("Docker health check reports unhealthy{why}"));
+                DockerHealth::Unhealthy(last) => {
+                    return Err(HealthError::DockerUnhealthy { last });
                 }
-                DockerHealth::Missing => {
-                    return Err(
-                        "the image has no HEALTHCHECK, so the docker check cannot pass".into(),
-                    );
-                }
+                DockerHealth::Missing => return Err(HealthError::NoHealthcheck),
                 DockerHealth::Starting if deadline.is_some_and(|d| Instant::now() >= d) => {
-                    return Err("Docker health check still starting at the deadline".into());
+                    return Err(HealthError::DockerStarting);
                 }
                 DockerHealth::Starting => Err(None),
             },
@@ -63,7 +60,10 @@ pub(crate) async fn verify(
                 if started.elapsed() >= check.start_period() {
                     failures += 1;
                     if failures >= retries {
-                        return Err(format!("{why} ({failures} consecutive failed probes)"));
+                        return Err(HealthError::Probes {
+                            last: why,
+                            failures,
+                        });
                     }
                 }
             }
@@ -78,34 +78,28 @@ pub(crate) async fn verify(
 }
 
 /// Fails when the container is not running (it exited, or was never started).
-fn not_running(info: &ContainerInspectResponse) -> Result<(), String> {
+fn not_running(info: &ContainerInspectResponse) -> Result<(), HealthError> {
     let Some(state) = &info.state else {
-        return Err("the container has no state".into());
+        return Err(HealthError::NoState);
     };
     if state.running == Some(true) && state.restarting != Some(true) {
         return Ok(());
     }
-    let mut why = format!(
-        "the container is not running (status {}",
-        state
+    Err(HealthError::NotRunning {
+        status: state
             .status
             .map(|s| s.to_string())
-            .unwrap_or_else(|| "unknown".into())
-    );
-    if let Some(code) = state.exit_code {
-        why.push_str(&format!(", exit code {code}"));
-    }
-    if let Some(e) = state.error.as_deref().filter(|e| !e.is_empty()) {
-        why.push_str(&format!(", {e}"));
-    }
-    why.push(')');
-    Err(why)
+            .unwrap_or_else(|| "unknown".into()),
+        exit_code: state.exit_code,
+        error: state.error.clone(),
+    })
 }
 
 enum DockerHealth {
     Healthy,
     Starting,
-    Unhealthy(String),
+    /// With the exit code and output of Docker's last probe, if kept.
+    Unhealthy(Option<(i64, String)>),
     Missing,
 }
 
@@ -119,13 +113,11 @@ fn docker_health(info: &ContainerInspectResponse) -> DockerHealth {
                 .and_then(|h| h.log.as_ref())
                 .and_then(|l| l.last())
                 .map(|r| {
-                    format!(
-                        ": exit code {}, output {:?}",
+                    (
                         r.exit_code.unwrap_or(-1),
-                        r.output.as_deref().unwrap_or("").trim()
+                        r.output.clone().unwrap_or_default(),
                     )
-                })
-                .unwrap_or_default();
+                });
             DockerHealth::Unhealthy(last)
         }
         _ => DockerHealth::Missing,
@@ -172,15 +164,15 @@ async fn docker_deadline(docker: &Docker, container: &str, check: &HealthCheck) 
 pub(crate) fn substitute(
     info: &ContainerInspectResponse,
     template: &str,
-) -> Result<String, String> {
+) -> Result<String, PlaceholderError> {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(open) = rest.find('{') {
         out.push_str(&rest[..open]);
         let after = &rest[open + 1..];
-        let close = after
-            .find('}')
-            .ok_or_else(|| format!("unclosed '{{' in {template:?}"))?;
+        let close = after.find('}').ok_or_else(|| PlaceholderError::Unclosed {
+            template: template.to_owned(),
+        })?;
         let key = &after[..close];
         out.push_str(&resolve(info, key)?);
         rest = &after[close + 1..];
@@ -189,7 +181,7 @@ pub(crate) fn substitute(
     Ok(out)
 }
 
-fn resolve(info: &ContainerInspectResponse, key: &str) -> Result<String, String> {
+fn resolve(info: &ContainerInspectResponse, key: &str) -> Result<String, PlaceholderError> {
     let net = info.network_settings.as_ref();
     if key == "ip" {
         return net
@@ -200,7 +192,7 @@ fn resolve(info: &ContainerInspectResponse, key: &str) -> Result<String, String>
                 nets.into_iter()
                     .find_map(|(_, e)| e.ip_address.clone().filter(|ip| !ip.is_empty()))
             })
-            .ok_or_else(|| "the container has no IP address for {ip}".into());
+            .ok_or(PlaceholderError::NoAddress);
     }
     if let Some(port) = key.strip_prefix("port:") {
         let port_key = if port.contains('/') {
@@ -216,11 +208,11 @@ fn resolve(info: &ContainerInspectResponse, key: &str) -> Result<String, String>
                 b.iter()
                     .find_map(|b| b.host_port.clone().filter(|p| !p.is_empty()))
             })
-            .ok_or_else(|| format!("container port {port_key} is not published"));
+            .ok_or(PlaceholderError::NotPublished { port: port_key });
     }
-    Err(format!(
-        "unknown placeholder {{{key}}}: use {{ip}} or {{port:N}}"
-    ))
+    Err(PlaceholderError::Unknown {
+        key: key.to_owned(),
+    })
 }
 
 async fn probe_http(
@@ -228,18 +220,17 @@ async fn probe_http(
     url: &str,
     expect: Option<u16>,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), ProbeError> {
     let url = substitute(info, url)?;
     let client = reqwest::Client::builder()
         .timeout(timeout)
         .no_proxy()
         .build()
-        .map_err(|e| format!("http client: {e}"))?;
-    let res = client
-        .get(&url)
-        .send()
-        .await
-        .map_err(|e| format!("GET {url}: {e}"))?;
+        .map_err(ProbeError::HttpClient)?;
+    let res = match client.get(&url).send().await {
+        Ok(res) => res,
+        Err(source) => return Err(ProbeError::Get { url, source }),
+    };
     let status = res.status();
     let ok = match expect {
         Some(code) => status.as_u16() == code,
@@ -248,8 +239,11 @@ async fn probe_http(
     if ok {
         Ok(())
     } else {
-        let wanted = expect.map_or_else(|| "2xx".to_owned(), |c| c.to_string());
-        Err(format!("GET {url} answered {status}, expected {wanted}"))
+        Err(ProbeError::Status {
+            url,
+            status,
+            expected: expect.map_or_else(|| "2xx".to_owned(), |c| c.to_string()),
+        })
     }
 }
 
@@ -257,14 +251,12 @@ async fn probe_tcp(
     info: &ContainerInspectResponse,
     address: &str,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), ProbeError> {
     let address = substitute(info, address)?;
     match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&address)).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(format!("TCP connect to {address}: {e}")),
-        Err(_) => Err(format!(
-            "TCP connect to {address} timed out after {timeout:?}"
-        )),
+        Ok(Err(source)) => Err(ProbeError::Tcp { address, source }),
+        Err(_) => Err(ProbeError::TcpTimeout { address, timeout }),
     }
 }
 
@@ -273,7 +265,7 @@ pub(crate) async fn probe_command(
     container: &str,
     argv: &[String],
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), ProbeError> {
     let run = async {
         let exec = docker
             .create_exec(
@@ -286,14 +278,14 @@ pub(crate) async fn probe_command(
                 },
             )
             .await
-            .map_err(|e| format!("docker exec: {e}"))?;
+            .map_err(ProbeError::Exec)?;
         let mut output = String::new();
         if let StartExecResults::Attached {
             output: mut out, ..
         } = docker
             .start_exec(&exec.id, None::<StartExecOptions>)
             .await
-            .map_err(|e| format!("docker exec: {e}"))?
+            .map_err(ProbeError::Exec)?
         {
             while let Some(chunk) = out.next().await {
                 if let Ok(chunk) = chunk
@@ -306,17 +298,22 @@ pub(crate) async fn probe_command(
         let inspect = docker
             .inspect_exec(&exec.id)
             .await
-            .map_err(|e| format!("docker exec: {e}"))?;
+            .map_err(ProbeError::Exec)?;
         match inspect.exit_code {
             Some(0) => Ok(()),
-            code => Err(format!(
-                "command {argv:?} exited with {}: {}",
-                code.map_or_else(|| "no code".to_owned(), |c| c.to_string()),
-                output.trim()
-            )),
+            code => Err(ProbeError::Command {
+                argv: argv.to_vec(),
+                code,
+                output,
+            }),
         }
     };
     tokio::time::timeout(timeout, run)
         .await
-        .unwrap_or_else(|_| Err(format!("command {argv:?} timed out after {timeout:?}")))
+        .unwrap_or_else(|_| {
+            Err(ProbeError::CommandTimeout {
+                argv: argv.to_vec(),
+                timeout,
+            })
+        })
 }

@@ -16,7 +16,9 @@ use std::sync::{Arc, Mutex};
 
 use bollard::Docker;
 
-pub use error::{ExecuteError, SpecError};
+pub use error::{
+    DurationError, ExecuteError, PlaceholderError, ProbeError, RestartPolicyError, SpecError,
+};
 pub use event::{Phase, PreviousContainer, ServiceOutcome, TaskEvent, TaskOutcome, TaskStatus};
 pub use journal::{Journal, RecordState, TaskKind, TaskRecord};
 pub use spec::{
@@ -115,7 +117,7 @@ impl Executor {
         container: &str,
         argv: &[String],
         timeout: std::time::Duration,
-    ) -> Result<(), String> {
+    ) -> Result<(), ProbeError> {
         health::probe_command(&self.docker, container, argv, timeout).await
     }
 
@@ -201,7 +203,7 @@ impl Executor {
         };
         if let Err(e) = ctx.ensure_network(&lock.network(), &lock.labels).await {
             outcome.status = TaskStatus::Failed;
-            outcome.message = e;
+            outcome.message = e.to_string();
             outcome.finished_at = now();
             return outcome;
         }
@@ -245,7 +247,7 @@ impl Executor {
                         Ok(r) => (TaskStatus::RolledBack, r.message, r.container_id),
                         Err(e) => {
                             all_restored = false;
-                            (TaskStatus::Failed, e, None)
+                            (TaskStatus::Failed, e.to_string(), None)
                         }
                     };
                     rolled.push(ServiceOutcome {

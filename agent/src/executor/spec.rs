@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::error::SpecError;
+use super::error::{DurationError, RestartPolicyError, SpecError};
 use crate::labels;
 
 /// One container to deploy, pinned by digest. YAML- and JSON-friendly.
@@ -147,8 +147,8 @@ pub enum RestartPolicy {
 }
 
 impl TryFrom<String> for RestartPolicy {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
+    type Error = RestartPolicyError;
+    fn try_from(s: String) -> Result<Self, RestartPolicyError> {
         match s.as_str() {
             "no" | "" => Ok(Self::No),
             "always" => Ok(Self::Always),
@@ -158,12 +158,7 @@ impl TryFrom<String> for RestartPolicy {
                 .strip_prefix("on-failure:")
                 .and_then(|n| n.parse().ok())
                 .map(Self::OnFailure)
-                .ok_or_else(|| {
-                    format!(
-                        "unknown restart policy {other:?}: use no, always, unless-stopped, \
-                         on-failure or on-failure:N"
-                    )
-                }),
+                .ok_or_else(|| RestartPolicyError(other.to_owned())),
         }
     }
 }
@@ -193,9 +188,9 @@ enum DurationRepr {
 }
 
 impl TryFrom<DurationRepr> for HumanDuration {
-    type Error = String;
-    fn try_from(r: DurationRepr) -> Result<Self, String> {
-        let bad = |s: &str| format!("invalid duration {s:?}: write 500ms, 2s, 1m or 1h");
+    type Error = DurationError;
+    fn try_from(r: DurationRepr) -> Result<Self, DurationError> {
+        let bad = |s: &str| DurationError(s.to_owned());
         let secs = |f: f64, s: &str| Duration::try_from_secs_f64(f).map(Self).map_err(|_| bad(s));
         match r {
             DurationRepr::Seconds(f) => secs(f, &f.to_string()),

@@ -48,7 +48,10 @@ const STATE_EVENTS: [&str; 12] = [
 /// Where reports go. Appending must be quick and durable (the outbox writes
 /// to disk before anything is sent).
 pub trait Sink: Send + Sync {
-    fn report(&self, reports: &[Report]) -> Result<(), String>;
+    /// Why reports could not be recorded; the observer logs it and goes on.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    fn report(&self, reports: &[Report]) -> Result<(), Self::Error>;
 
     /// How many labelled containers the engine has, after each change.
     fn observed(&self, _containers: usize) {}

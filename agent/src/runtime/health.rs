@@ -33,27 +33,39 @@ pub(super) struct HealthConfig {
     pub orchestrator: bool,
 }
 
+/// Why the Docker engine does not answer a ping.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum PingError {
+    #[error("not connected to the Docker engine yet")]
+    NotConnected,
+    /// The ping failed, or (before the first connection) the last attempt
+    /// to connect did.
+    #[error("Docker engine unreachable: {0}")]
+    Unreachable(#[source] Arc<bollard::errors::Error>),
+}
+
+/// The outbox's figures could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read the outbox: {0}")]
+pub(super) struct OutboxReadError(#[source] tokio::task::JoinError);
+
 /// Pings the engine once it has answered; why not, otherwise.
-async fn docker_ping(link: &DockerLink) -> Result<(), String> {
+async fn docker_ping(link: &DockerLink) -> Result<(), PingError> {
     let Some(docker) = link.docker.get() else {
         let error = link.error.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        return Err(if error.is_empty() {
-            "not connected to the Docker engine yet".to_owned()
-        } else {
-            format!("Docker engine unreachable: {error}")
-        });
+        return Err(error.map_or(PingError::NotConnected, PingError::Unreachable));
     };
     docker
         .ping()
         .await
         .map(|_| ())
-        .map_err(|e| format!("Docker engine unreachable: {e}"))
+        .map_err(|e| PingError::Unreachable(Arc::new(e)))
 }
 
 pub(super) async fn ready(State(state): State<Arc<HealthState>>) -> impl IntoResponse {
     match tokio::time::timeout(CHECK_TIMEOUT, docker_ping(&state.docker)).await {
         Ok(Ok(())) => (StatusCode::OK, "ready".to_owned()),
-        Ok(Err(why)) => (StatusCode::SERVICE_UNAVAILABLE, why),
+        Ok(Err(why)) => (StatusCode::SERVICE_UNAVAILABLE, why.to_string()),
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
             "Docker engine did not answer within 3 s".to_owned(),
@@ -81,11 +93,11 @@ pub(super) async fn health(State(state): State<Arc<HealthState>>) -> Report {
 }
 
 /// Records not yet acknowledged per endpoint, and the oldest one's age.
-async fn outbox(outbox: Outbox, endpoints: Vec<String>) -> Result<Probe, String> {
+async fn outbox(outbox: Outbox, endpoints: Vec<String>) -> Result<Probe, OutboxReadError> {
     // Reads one record header per endpoint from disk.
     let stats = tokio::task::spawn_blocking(move || outbox.stats())
         .await
-        .map_err(|e| format!("cannot read the outbox: {e}"))?;
+        .map_err(OutboxReadError)?;
     let pending: u64 = stats.consumers.iter().map(|c| c.pending).sum();
     let oldest = stats.consumers.iter().filter_map(|c| c.oldest_age).max();
     let behind: Vec<String> = stats
