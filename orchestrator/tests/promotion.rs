@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 
 use common::{Stack, component, digest, image};
 use serde_json::{Value, json};
+use sextant_e2e::Backend;
 
-#[tokio::test]
-async fn dev_stage_prod_with_approvals() {
-    let stack = Stack::start().await;
+async fn dev_stage_prod_with_approvals(backend: Backend) {
+    let stack = Stack::start_on(backend).await;
     // Without tokens the actor is the X-Sextant-Actor header.
     let (status, me) = stack.call("GET", "/api/v1/whoami", "alice", None).await;
     assert_eq!(status, 200, "{me}");
@@ -174,7 +174,7 @@ async fn dev_stage_prod_with_approvals() {
         "{artifacts:?}"
     );
     // The version sticker reached the target's run directory.
-    let stickers = walk(&stack.sshd.work_dir(), "release.json");
+    let stickers = walk(&stack.sshd().work_dir(), "release.json");
     assert!(!stickers.is_empty(), "release.json uploaded");
 }
 
@@ -330,7 +330,7 @@ async fn blue_green_switches_and_keeps_the_old_slot() {
     let target = json!({
         "name": "bg-1",
         "environment": "prod",
-        "ssh": stack.sshd.ssh_json(),
+        "ssh": stack.sshd().ssh_json(),
         "deploy": {
             "template": "custom",
             "command": format!("mkdir -p {d}/$SEXTANT_SLOT && echo \"$SEXTANT_IMAGE\" > {d}/$SEXTANT_SLOT/image"),
@@ -697,9 +697,8 @@ async fn a_tcp_health_failure_rolls_back_to_the_previous_release() {
     drop(relisten);
 }
 
-#[tokio::test]
-async fn sextant_rollback_redeploys_the_previous_digest_of_a_completed_job() {
-    let stack = Stack::start().await;
+async fn sextant_rollback_redeploys_the_previous_digest_of_a_completed_job(backend: Backend) {
+    let stack = Stack::start_on(backend).await;
     stack
         .apply(json!({"environments": [{"name": "dev"}], "components": component(),
             "targets": [stack.target("dev-1", "dev", "", None), stack.target("dev-2", "dev", "", None)]}))
@@ -1105,4 +1104,24 @@ async fn all_at_once_runs_at_most_max_parallel_tasks_at_a_time() {
     for i in 1..=4 {
         assert_eq!(stack.current(&format!("p-{i}")), image(&d2));
     }
+}
+
+#[tokio::test]
+async fn dev_stage_prod_with_approvals_on_sqlite() {
+    dev_stage_prod_with_approvals(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn dev_stage_prod_with_approvals_on_postgres() {
+    dev_stage_prod_with_approvals(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn sextant_rollback_redeploys_the_previous_digest_of_a_completed_job_on_sqlite() {
+    sextant_rollback_redeploys_the_previous_digest_of_a_completed_job(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn sextant_rollback_redeploys_the_previous_digest_of_a_completed_job_on_postgres() {
+    sextant_rollback_redeploys_the_previous_digest_of_a_completed_job(Backend::Postgres).await;
 }

@@ -110,7 +110,7 @@ async fn the_docker_template_deploys_by_digest_and_rolls_back_a_failed_health_ch
     let mut target = json!({
         "name": "docker-1",
         "environment": "prod",
-        "ssh": stack.sshd.ssh_json(),
+        "ssh": stack.sshd().ssh_json(),
         "deploy": {
             "template": "docker",
             "name": container,
@@ -226,7 +226,7 @@ async fn the_compose_template_applies_the_compose_lock_over_ssh() {
             "targets": [{
                 "name": "compose-1",
                 "environment": "prod",
-                "ssh": stack.sshd.ssh_json(),
+                "ssh": stack.sshd().ssh_json(),
                 "deploy": {"template": "compose", "project": project},
                 "health": {"command": running, "retries": 20, "interval": "500ms", "timeout": "5s"},
             }],

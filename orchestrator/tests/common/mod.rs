@@ -1,7 +1,9 @@
-//! The test stack shared by the orchestrator's end-to-end tests: one
-//! orchestrator replica (the real runtime, in process, on SQLite) with SSH
-//! targets on a real OpenSSH server (Debian's sshd on 127.0.0.1, from the
-//! test kit), driven through its REST API.
+//! The test stack shared by the orchestrator's end-to-end tests (its
+//! `spawn_app`): one orchestrator replica (the real runtime, in process, on
+//! a database of its own: SQLite, or PostgreSQL with [`Stack::start_on`])
+//! with SSH targets on a real OpenSSH server (Debian's sshd on 127.0.0.1,
+//! from the test kit, started the first time a test asks for a target),
+//! driven through its REST API.
 //!
 //! Each target's deploy command records what it did under the test's
 //! directory: `<target>/current` (the image), `<target>/runs` (one line per
@@ -12,11 +14,12 @@
 pub mod process;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sextant_e2e::sshd::Sshd;
+use sextant_e2e::{Backend, TestDb};
 use sextant_orchestrator::app::{self, Running, RuntimeConfig};
 use sextant_orchestrator::executor::ssh::SshExecutor;
 use sextant_orchestrator::service::Settings;
@@ -27,9 +30,12 @@ pub fn digest(n: char) -> String {
 }
 
 pub struct Stack {
-    pub sshd: Sshd,
+    /// Started by [`Stack::sshd`] when a test first needs it.
+    sshd: OnceLock<Sshd>,
     pub root: tempfile::TempDir,
     pub data: tempfile::TempDir,
+    /// The orchestrator's database, dropped with the stack.
+    pub db: TestDb,
     pub running: Option<(Running, CancellationToken)>,
     pub base: String,
     pub http: reqwest::Client,
@@ -42,6 +48,16 @@ pub struct Stack {
 impl Stack {
     pub async fn start() -> Self {
         Self::start_with_hub(None).await
+    }
+
+    /// A stack whose orchestrator stores its state on `backend`.
+    pub async fn start_on(backend: Backend) -> Self {
+        Self::start_inner(None, Vec::new(), backend).await
+    }
+
+    /// The OpenSSH server the stack's targets live on.
+    pub fn sshd(&self) -> &Sshd {
+        self.sshd.get_or_init(Sshd::start)
     }
 
     /// A stack whose orchestrator reads `hub`'s API (gates, canary
@@ -57,21 +73,26 @@ impl Stack {
     /// A stack that resolves tags against `registry` (`host:port`) over
     /// plain HTTP.
     pub async fn start_trusting(registry: &str) -> Self {
-        Self::start_inner(None, vec![registry.to_owned()]).await
+        Self::start_inner(None, vec![registry.to_owned()], Backend::Sqlite).await
     }
 
     pub async fn start_with_hub(hub: Option<(String, String)>) -> Self {
-        Self::start_inner(hub, Vec::new()).await
+        Self::start_inner(hub, Vec::new(), Backend::Sqlite).await
     }
 
-    async fn start_inner(hub: Option<(String, String)>, insecure_registries: Vec<String>) -> Self {
-        let sshd = Sshd::start();
+    async fn start_inner(
+        hub: Option<(String, String)>,
+        insecure_registries: Vec<String>,
+        backend: Backend,
+    ) -> Self {
         let root = tempfile::tempdir().expect("root");
         let data = tempfile::tempdir().expect("data");
+        let db = TestDb::new(backend).await;
         let mut stack = Self {
-            sshd,
+            sshd: OnceLock::new(),
             root,
             data,
+            db,
             running: None,
             base: String::new(),
             http: reqwest::Client::new(),
@@ -87,10 +108,7 @@ impl Stack {
             listeners: Default::default(),
             metrics_require_token: false,
             listen: "127.0.0.1:0".parse().expect("addr"),
-            database_url: format!(
-                "sqlite://{}",
-                self.data.path().join("orchestrator.db").display()
-            ),
+            database_url: self.db.url.clone(),
             data_dir: self.data.path().to_owned(),
             hub_api: self.hub.as_ref().map(|h| h.0.clone()),
             hub_otlp: self.hub.as_ref().map(|h| h.1.clone()),
@@ -149,7 +167,7 @@ impl Stack {
         let mut t = json!({
             "name": name,
             "environment": environment,
-            "ssh": self.sshd.ssh_json(),
+            "ssh": self.sshd().ssh_json(),
             "deploy": {"template": "custom", "command": command},
         });
         if let Some(h) = health {
@@ -248,7 +266,7 @@ impl Stack {
             assert!(
                 Instant::now() < deadline,
                 "promotion stuck: {p:#}\n{}",
-                self.sshd.log()
+                self.sshd().log()
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -287,7 +305,7 @@ impl Stack {
             assert!(
                 Instant::now() < deadline,
                 "job stuck: {job:#}\n{}",
-                self.sshd.log()
+                self.sshd().log()
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
