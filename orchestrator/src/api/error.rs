@@ -76,11 +76,19 @@ impl From<OrchestratorError> for ApiError {
             OrchestratorError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
             OrchestratorError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             OrchestratorError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
-            OrchestratorError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            OrchestratorError::Store(store) => {
+                // The database's words stay in the log: they can name
+                // tables, hosts and users, and help no client.
+                tracing::error!(error = %store, cause = ?std::error::Error::source(store),
+                    "Store failed; answering 503");
+                return Self {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    code: "unavailable",
+                    message: "the orchestrator store is unavailable".into(),
+                    retry_after: None,
+                };
+            }
         };
-        if status == StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::error!(error = %e, "API request failed");
-        }
         Self {
             status,
             code,
