@@ -7,6 +7,8 @@
 pub mod event;
 pub mod keys;
 pub mod report;
+pub mod source;
+pub mod target;
 pub mod time;
 pub mod view;
 
@@ -17,7 +19,9 @@ pub use event::{
 pub use report::{
     ApplicationItem, CompareCell, CompareRow, CompareTarget, Comparison, DeployedGroup,
     DriftReason, EnvironmentItem, HistoryEntry, HostDeployment, HostDetail, StatusCounts,
-    TargetItem, TargetRef, TargetSummary, WorkloadItem, order_environments,
+    TargetItem, TargetSummary, WorkloadItem, order_environments,
 };
+pub use source::{Source, UnknownSource};
+pub use target::{DesiredView, TargetRef};
 pub use time::UnixNanos;
-pub use view::{DesiredView, HostSummary, HostView, Page, Rollout, RolloutHost, TargetState};
+pub use view::{HostSummary, HostView, Page, Rollout, RolloutHost, TargetState};

@@ -8,19 +8,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::event::DeploymentStatus;
+use crate::source::Source;
+use crate::target::DesiredView;
 use crate::time::UnixNanos;
-use crate::view::{DesiredView, Source};
 
-/// Where a workload is deployed: (workspace, application, workload,
-/// environment, target).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, utoipa::ToSchema)]
-pub struct TargetRef {
-    pub workspace: String,
-    pub application: String,
-    pub workload: String,
-    pub environment: String,
-    pub target: String,
-}
+// Its home is `target.rs`; this path still names it.
+pub use crate::target::TargetRef;
 
 /// Hosts of a target on one (revision, status).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
