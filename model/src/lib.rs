@@ -3,6 +3,10 @@
 //!
 //! This crate does no I/O. The receiver turns OTLP attributes into the
 //! [`AttributeSource`] view used here; the store persists the validated events.
+//!
+//! The read views and reports (`view`, `report`) are the hub API's
+//! contract: the hub serializes them and its clients (`sextant-kit`'s
+//! `HubClient`) deserialize the same types.
 
 pub mod event;
 pub mod keys;
@@ -11,6 +15,9 @@ pub mod source;
 pub mod target;
 pub mod time;
 pub mod view;
+
+#[cfg(test)]
+mod round_trip;
 
 pub use event::{
     AttributeSource, DeploymentEvent, DeploymentStatus, DesiredDeployment, EventError, EventKind,
@@ -24,4 +31,7 @@ pub use report::{
 pub use source::{Source, UnknownSource};
 pub use target::{DesiredView, TargetRef};
 pub use time::UnixNanos;
-pub use view::{HostSummary, HostView, Page, Rollout, RolloutHost, TargetState};
+pub use view::{
+    ErrorBody, ErrorDetail, HostSummary, HostView, HostsListed, Page, Progress, Rollout,
+    RolloutHost, TargetState,
+};

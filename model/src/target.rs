@@ -2,13 +2,15 @@
 //! and [`DesiredView`]. Shared by the read views (`view.rs`) and the
 //! reports (`report.rs`), so it depends on neither.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::time::UnixNanos;
 
 /// Where a workload is deployed: (workspace, application, workload,
 /// environment, target).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 pub struct TargetRef {
     pub workspace: String,
     pub application: String,
@@ -18,7 +20,7 @@ pub struct TargetRef {
 }
 
 /// The latest desired assignment of a target.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DesiredView {
     pub version: String,
     pub revision: String,

@@ -1,7 +1,7 @@
 //! What the hub answers: the current state per target and rollout progress.
 //! These are the JSON shapes of the read API.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::event::DeploymentStatus;
 use crate::report::TargetSummary;
@@ -12,7 +12,7 @@ pub use crate::source::{Source, UnknownSource};
 pub use crate::target::DesiredView;
 
 /// What one host (through one reconciler) reports for a target.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HostView {
     pub host: String,
     /// The reconciler that reported, or null when none was named.
@@ -30,7 +30,7 @@ pub struct HostView {
 }
 
 /// State of one (application, workload, environment, target).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TargetState {
     pub workspace: String,
     pub application: String,
@@ -62,7 +62,7 @@ impl HostView {
 /// then in progress, then pending, each by host name — up to a limit, with
 /// `hosts_omitted` counting the rest. `hosts_listed` says which list it is:
 /// `attention`, or `all` (every host, by target and host name).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Rollout {
     pub desired: Option<DesiredView>,
     pub total_hosts: usize,
@@ -71,21 +71,95 @@ pub struct Rollout {
     pub in_progress: usize,
     pub pending: usize,
     /// `attention` or `all`.
-    pub hosts_listed: &'static str,
+    pub hosts_listed: HostsListed,
     /// Hosts of the list left out by the limit.
     pub hosts_omitted: usize,
     pub hosts: Vec<RolloutHost>,
 }
 
 /// One host in a rollout, with the target it belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RolloutHost {
     pub target: String,
     #[serde(flatten)]
     pub host: HostView,
     /// `succeeded`, `failed`, `in_progress` (on the desired revision) or
     /// `pending` (on another revision).
-    pub progress: &'static str,
+    pub progress: Progress,
+}
+
+/// Which hosts a [`Rollout`] lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HostsListed {
+    /// The hosts not yet succeeded on their target's desired revision,
+    /// failed first, up to a limit.
+    Attention,
+    /// Every host, by target and host name.
+    All,
+}
+
+impl HostsListed {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Attention => "attention",
+            Self::All => "all",
+        }
+    }
+}
+
+/// Where a host of a [`Rollout`] stands against its target's desired
+/// revision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Progress {
+    /// On the desired revision, `succeeded`.
+    Succeeded,
+    /// On the desired revision, `failed`.
+    Failed,
+    /// On the desired revision, `in_progress`.
+    InProgress,
+    /// On another revision (or its target desires none).
+    Pending,
+}
+
+impl Progress {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::InProgress => "in_progress",
+            Self::Pending => "pending",
+        }
+    }
+}
+
+impl From<DeploymentStatus> for Progress {
+    /// A host on the desired revision progresses as its status says.
+    fn from(status: DeploymentStatus) -> Self {
+        match status {
+            DeploymentStatus::Succeeded => Self::Succeeded,
+            DeploymentStatus::Failed => Self::Failed,
+            DeploymentStatus::InProgress => Self::InProgress,
+        }
+    }
+}
+
+/// The one shape of every error the hub's API answers:
+/// `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong, in an [`ErrorBody`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable: `invalid_query`, `not_found`, `unauthenticated`, `forbidden`,
+    /// `rate_limited`, `unavailable`.
+    pub code: String,
+    /// For people; may change.
+    pub message: String,
 }
 
 impl Rollout {
@@ -100,7 +174,7 @@ impl Rollout {
             failed: 0,
             in_progress: 0,
             pending: 0,
-            hosts_listed: "all",
+            hosts_listed: HostsListed::All,
             hosts_omitted: 0,
             hosts: Vec::new(),
         };
@@ -115,14 +189,14 @@ impl Rollout {
                 rollout.total_hosts += 1;
                 let progress = if Some(host.revision.as_str()) != want {
                     rollout.pending += 1;
-                    "pending"
+                    Progress::Pending
                 } else {
                     match host.status {
                         DeploymentStatus::Succeeded => rollout.succeeded += 1,
                         DeploymentStatus::Failed => rollout.failed += 1,
                         DeploymentStatus::InProgress => rollout.in_progress += 1,
                     }
-                    host.status.as_str()
+                    Progress::from(host.status)
                 };
                 rollout.hosts.push(RolloutHost {
                     target: state.target.clone(),
@@ -150,7 +224,7 @@ impl Rollout {
             failed: 0,
             in_progress: 0,
             pending: 0,
-            hosts_listed: "attention",
+            hosts_listed: HostsListed::Attention,
             hosts_omitted: 0,
             hosts: Vec::new(),
         };
@@ -183,8 +257,8 @@ impl Rollout {
             });
             let host = host.with_sync(desired_view.as_ref());
             let progress = match &desired_view {
-                Some(d) if d.revision == host.revision => host.status.as_str(),
-                _ => "pending",
+                Some(d) if d.revision == host.revision => Progress::from(host.status),
+                _ => Progress::Pending,
             };
             rollout.hosts.push(RolloutHost {
                 target,
@@ -264,7 +338,7 @@ mod tests {
         assert_eq!(r.desired.as_ref().map(|d| d.revision.as_str()), Some("r2"));
         assert!(r.hosts[0].host.in_sync);
         assert!(!r.hosts[3].host.in_sync);
-        assert_eq!(r.hosts[4].progress, "pending");
+        assert_eq!(r.hosts[4].progress, Progress::Pending);
     }
 
     #[test]
@@ -326,9 +400,12 @@ mod tests {
             (100, 90, 4, 3, 3)
         );
         assert_eq!(r.desired.as_ref().map(|d| d.version.as_str()), Some("2"));
-        assert_eq!((r.hosts_listed, r.hosts_omitted), ("attention", 8));
-        assert_eq!(r.hosts[0].progress, "failed");
-        assert_eq!(r.hosts[1].progress, "pending");
+        assert_eq!(
+            (r.hosts_listed, r.hosts_omitted),
+            (HostsListed::Attention, 8)
+        );
+        assert_eq!(r.hosts[0].progress, Progress::Failed);
+        assert_eq!(r.hosts[1].progress, Progress::Pending);
         assert!(!r.hosts[1].host.in_sync);
     }
 
@@ -357,7 +434,7 @@ mod tests {
 
 /// One host in `GET /api/v1/hosts`: when it last reported, whether that is
 /// too long ago, and what it runs, counted by status.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HostSummary {
     pub host: String,
     /// The newest observation from this host, over all its targets.
@@ -376,7 +453,7 @@ pub struct HostSummary {
 
 /// One page of a list. `next_cursor` is opaque: pass it back as `cursor`
 /// for the next page; null on the last page.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,

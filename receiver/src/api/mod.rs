@@ -14,9 +14,9 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sextant_exporters::serve::Peer;
-use sextant_model::{HostSummary, Page, Rollout, TargetState, UnixNanos};
+use sextant_model::{ErrorBody, ErrorDetail, HostSummary, Page, Rollout, TargetState, UnixNanos};
 
 use crate::auth::{AuthError, Principal, Scope};
 use crate::read::{ApiState, ParamError, source_filter};
@@ -143,21 +143,6 @@ pub struct ApiError {
     message: String,
     /// Seconds for `Retry-After` (429 only).
     retry_after: Option<u64>,
-}
-
-/// The one shape of every API error.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    error: ErrorDetail,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct ErrorDetail {
-    /// Stable: `invalid_query`, `not_found`, `unauthenticated`, `forbidden`,
-    /// `rate_limited`, `unavailable`.
-    code: String,
-    /// For people; may change.
-    message: String,
 }
 
 impl ApiError {

@@ -13,11 +13,12 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sextant_exporters::serve::Peer;
 use sextant_model::{
-    ApplicationItem, Comparison, EnvironmentItem, HistoryEntry, HostDeployment, HostDetail, Page,
-    TargetItem, TargetRef, TargetSummary, UnixNanos, WorkloadItem, order_environments,
+    ApplicationItem, Comparison, EnvironmentItem, ErrorBody, HistoryEntry, HostDeployment,
+    HostDetail, Page, TargetItem, TargetRef, TargetSummary, UnixNanos, WorkloadItem,
+    order_environments,
 };
 
-use super::{ApiError, ErrorBody, page_limit, reader};
+use super::{ApiError, page_limit, reader};
 use crate::read::{ApiState, cached_json, parse_time, source_filter};
 use crate::store::{
     CatalogKind, CatalogQuery, CatalogRow, CurrentQuery, HistoryQuery, SourceFilter, StateQuery,
