@@ -570,19 +570,22 @@ pub struct RolloutArgs {
     pub interval: Duration,
 }
 
+/// A `--timeout` or `--interval` that is not a duration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a duration such as 90s, 10m or 1h")]
+pub struct DurationError(String);
+
 /// `90s`, `10m`, `1h`, `500ms`.
-fn parse_duration(s: &str) -> Result<Duration, String> {
+fn parse_duration(s: &str) -> Result<Duration, DurationError> {
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration such as 90s, 10m or 1h"))?;
+    let n: u64 = digits.parse().map_err(|_| DurationError(s.to_owned()))?;
     match unit {
         "ms" => Ok(Duration::from_millis(n)),
         "s" | "" => Ok(Duration::from_secs(n)),
         "m" => Ok(Duration::from_secs(n * 60)),
         "h" => Ok(Duration::from_secs(n * 3600)),
-        _ => Err(format!("{s:?} is not a duration such as 90s, 10m or 1h")),
+        _ => Err(DurationError(s.to_owned())),
     }
 }
 
@@ -761,7 +764,10 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
         assert!(parse_duration("ten").is_err());
-        assert!(parse_duration("5y").is_err());
+        assert_eq!(
+            parse_duration("5y").map_err(|e| e.to_string()),
+            Err("\"5y\" is not a duration such as 90s, 10m or 1h".to_owned())
+        );
     }
 
     /// A rollout of version 1.2 with these hosts: (host, target,

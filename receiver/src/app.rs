@@ -53,7 +53,7 @@ impl Application {
     /// Opens and migrates the store and binds the three listeners. Port 0
     /// picks a free port (tests).
     pub async fn build(config: &HubConfig) -> anyhow::Result<Self> {
-        config.check_tls().map_err(anyhow::Error::msg)?;
+        config.check_tls()?;
         let tls = config.tls.load().context("tls")?;
         let auth = Authenticator::new(&config.tokens).with_client_certs(&config.client_certs);
         if auth.is_open() {
