@@ -2,13 +2,20 @@
 //! `rollout`. Each asks the hub's API (`/api/v1/…`) and prints a table, or
 //! the API's JSON with `--output json`.
 
+use std::future::Future;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::{Args, ValueEnum};
 use comfy_table::Table;
-use serde_json::Value;
+use serde::Serialize;
+use sextant_kit::Secret;
+use sextant_kit::hub::{
+    CompareQuery, DriftQuery, HistoryQuery, HostsQuery, HubClient, HubError, PageRequest,
+    RolloutQuery, SourceFilter, StateFilter,
+};
+use sextant_model::{HistoryEntry, Progress, Rollout, Source, UnixNanos};
 
 /// How the hub is reached; shared by every read command.
 #[derive(Debug, Clone, Args)]
@@ -35,11 +42,11 @@ pub enum Output {
     Json,
 }
 
-/// A client of the hub's read API.
+/// The hub's read API, through the typed client, with the CLI's words for
+/// what went wrong.
 struct Hub {
+    client: HubClient,
     base: String,
-    token: Option<String>,
-    http: reqwest::Client,
 }
 
 impl Hub {
@@ -48,70 +55,58 @@ impl Hub {
         if !base.starts_with("http://") {
             bail!("--hub must be an http:// URL, got {base:?}");
         }
-        let http = reqwest::Client::builder()
+        let client = HubClient::builder(&base)
+            .token(args.token.clone().map(Secret::new))
             .timeout(Duration::from_secs(30))
-            .build()
-            .context("cannot build the HTTP client")?;
-        Ok(Self {
-            base,
-            token: args.token.clone(),
-            http,
-        })
+            .build();
+        let client = match client {
+            Ok(client) => client,
+            Err(HubError::Client(e)) => {
+                return Err(anyhow::Error::new(e).context("cannot build the HTTP client"));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Self { client, base })
     }
 
-    /// GETs `path` (with `query` pairs whose value is set) and returns the JSON.
-    async fn get(&self, path: &str, query: &[(&str, Option<&str>)]) -> anyhow::Result<Value> {
-        let pairs: Vec<(&str, &str)> = query
-            .iter()
-            .filter_map(|(k, v)| v.map(|v| (*k, v)))
-            .collect();
-        let mut req = self.http.get(format!("{}{path}", self.base)).query(&pairs);
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
-        let res = req.send().await.with_context(|| {
-            format!(
+    /// Waits for a request and words its error as the CLI always has.
+    async fn ask<T>(
+        &self,
+        request: impl Future<Output = Result<T, HubError>>,
+    ) -> anyhow::Result<T> {
+        request.await.map_err(|e| self.explain(e))
+    }
+
+    fn explain(&self, error: HubError) -> anyhow::Error {
+        match error {
+            HubError::Transport { source, .. } => anyhow::Error::new(source).context(format!(
                 "cannot reach the hub at {} (set --hub or SEXTANT_HUB_URL; is `sextant up` running?)",
                 self.base
-            )
-        })?;
-        let status = res.status();
-        let body: Value = res
-            .json()
-            .await
-            .with_context(|| format!("the hub answered {status} without JSON"))?;
-        if !status.is_success() {
-            let code = body["error"]["code"].as_str().unwrap_or("error");
-            let message = body["error"]["message"].as_str().unwrap_or("");
-            bail!("the hub answered {status} ({code}): {message}");
-        }
-        Ok(body)
-    }
-
-    /// Follows `next_cursor` and returns every item of a paginated list.
-    async fn all(&self, path: &str, query: &[(&str, Option<&str>)]) -> anyhow::Result<Vec<Value>> {
-        let mut items = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let mut q = query.to_vec();
-            q.push(("limit", Some("1000")));
-            q.push(("cursor", cursor.as_deref()));
-            let page = self.get(path, &q).await?;
-            items.extend(page["items"].as_array().cloned().unwrap_or_default());
-            match page["next_cursor"].as_str() {
-                Some(c) => cursor = Some(c.to_owned()),
-                None => return Ok(items),
+            )),
+            HubError::Status { status, body, .. } => {
+                match serde_json::from_str::<serde_json::Value>(&body) {
+                    Ok(body) => {
+                        let code = body["error"]["code"].as_str().unwrap_or("error");
+                        let message = body["error"]["message"].as_str().unwrap_or("");
+                        anyhow::anyhow!("the hub answered {status} ({code}): {message}")
+                    }
+                    Err(e) => without_json(status, e),
+                }
             }
+            HubError::Decode { status, source, .. } if !source.is_data() => {
+                without_json(status, source)
+            }
+            other => other.into(),
         }
     }
 }
 
-fn s(v: &Value) -> &str {
-    v.as_str().unwrap_or("")
-}
-
-fn n(v: &Value) -> u64 {
-    v.as_u64().unwrap_or(0)
+/// An answer that is not JSON at all, in the words `reqwest` used when the
+/// CLI read answers with it.
+fn without_json(status: reqwest::StatusCode, error: serde_json::Error) -> anyhow::Error {
+    anyhow::Error::new(error)
+        .context("error decoding response body")
+        .context(format!("the hub answered {status} without JSON"))
 }
 
 fn table(header: &[&str]) -> Table {
@@ -120,18 +115,21 @@ fn table(header: &[&str]) -> Table {
     t
 }
 
-fn print_json(v: &Value) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+/// Prints an answer as JSON the way the CLI always has: through
+/// `serde_json::Value`, whose objects keep their keys in order.
+fn print_json(answer: &impl Serialize) -> anyhow::Result<()> {
+    let value = serde_json::to_value(answer)?;
+    println!("{}", serde_json::to_string_pretty(&value)?);
     Ok(())
 }
 
 /// `2026-11-23T16:40:01.5Z` → `2026-11-23 16:40:01`.
-fn short_time(v: &Value) -> String {
-    let t = s(v);
+fn short_time(t: UnixNanos) -> String {
+    let t = t.to_rfc3339();
     if t.len() >= 19 {
         format!("{} {}", &t[..10], &t[11..19])
     } else {
-        t.to_owned()
+        t
     }
 }
 
@@ -141,11 +139,10 @@ fn short_revision(r: &str) -> &str {
 }
 
 /// A deployed group or host's version, or its short revision when unknown.
-fn version_or_revision(v: &Value) -> String {
-    v["version"]
-        .as_str()
+fn version_or_revision(version: Option<&str>, revision: &str) -> String {
+    version
         .map(str::to_owned)
-        .unwrap_or_else(|| short_revision(s(&v["revision"])).to_owned())
+        .unwrap_or_else(|| short_revision(revision).to_owned())
 }
 
 /// The source filter of `status`, `drift` and `hosts`.
@@ -167,17 +164,20 @@ pub struct SourceArgs {
 const SOURCES: [&str; 5] = ["flux", "argocd", "agent", "kalypso", "otlp"];
 
 impl SourceArgs {
-    /// The `source` query parameter: the sources, comma-separated.
-    fn sources(&self) -> Option<String> {
-        (!self.source.is_empty()).then(|| self.source.join(","))
+    /// The hub's source filter. Clap has checked the names.
+    fn filter(&self) -> SourceFilter {
+        SourceFilter {
+            sources: self.source.iter().filter_map(|s| s.parse().ok()).collect(),
+            reconciler: self.reconciler.clone(),
+        }
     }
 }
 
 /// A row's source with its reconciler's name: `flux prod-eu`, `otlp`.
-fn source_label(v: &Value) -> String {
-    match v["reconciler"].as_str() {
-        Some(r) if !r.is_empty() => format!("{} {r}", s(&v["source"])),
-        _ => s(&v["source"]).to_owned(),
+fn source_label(source: Source, reconciler: Option<&str>) -> String {
+    match reconciler {
+        Some(r) if !r.is_empty() => format!("{source} {r}"),
+        _ => source.to_string(),
     }
 }
 
@@ -200,30 +200,24 @@ pub async fn status(hub_args: &HubArgs, args: &StatusArgs) -> anyhow::Result<()>
     let environments: Vec<String> = match &args.environment {
         Some(e) => vec![e.clone()],
         None => hub
-            .all("/api/v1/environments", &[])
+            .ask(hub.client.all_environments())
             .await?
-            .iter()
-            .map(|e| s(&e["name"]).to_owned())
+            .into_iter()
+            .map(|e| e.name)
             .collect(),
     };
+    let filter = StateFilter {
+        application: args.application.clone(),
+        workload: args.workload.clone(),
+        source: args.sources.filter(),
+        ..StateFilter::default()
+    };
     let mut rows = Vec::new();
-    let sources = args.sources.sources();
     for env in &environments {
-        let state = hub
-            .get(
-                &format!("/api/v1/environments/{env}/state"),
-                &[
-                    ("application", args.application.as_deref()),
-                    ("workload", args.workload.as_deref()),
-                    ("source", sources.as_deref()),
-                    ("reconciler", args.sources.reconciler.as_deref()),
-                ],
-            )
-            .await?;
-        rows.extend(state.as_array().cloned().unwrap_or_default());
+        rows.extend(hub.ask(hub.client.environment_state(env, &filter)).await?);
     }
     if hub_args.output == Output::Json {
-        return print_json(&Value::Array(rows));
+        return print_json(&rows);
     }
     let mut t = table(&[
         "ENVIRONMENT",
@@ -236,37 +230,41 @@ pub async fn status(hub_args: &HubArgs, args: &StatusArgs) -> anyhow::Result<()>
         "IN SYNC",
     ]);
     for r in &rows {
-        let deployed: Vec<String> = r["deployed"]
-            .as_array()
-            .map(|groups| {
-                groups
-                    .iter()
-                    .map(|g| {
-                        format!(
-                            "{} {} ×{}",
-                            version_or_revision(g),
-                            s(&g["status"]),
-                            n(&g["hosts"])
-                        )
-                    })
-                    .collect()
+        let deployed: Vec<String> = r
+            .deployed
+            .iter()
+            .map(|g| {
+                format!(
+                    "{} {} ×{}",
+                    version_or_revision(g.version.as_deref(), &g.revision),
+                    g.status.as_str(),
+                    g.hosts
+                )
             })
-            .unwrap_or_default();
-        let sources: Vec<String> = r["sources"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|x| format!("{} ×{}", source_label(x), n(&x["hosts"])))
+            .collect();
+        let sources: Vec<String> = r
+            .sources
+            .iter()
+            .map(|x| {
+                format!(
+                    "{} ×{}",
+                    source_label(x.source, x.reconciler.as_deref()),
+                    x.hosts
+                )
+            })
             .collect();
         t.add_row(vec![
-            s(&r["environment"]).to_owned(),
-            s(&r["application"]).to_owned(),
-            s(&r["workload"]).to_owned(),
-            s(&r["target"]).to_owned(),
+            r.at.environment.clone(),
+            r.at.application.clone(),
+            r.at.workload.clone(),
+            r.at.target.clone(),
             sources.join("\n"),
-            r["desired"]["version"].as_str().unwrap_or("-").to_owned(),
+            r.desired
+                .as_ref()
+                .map_or("-", |d| d.version.as_str())
+                .to_owned(),
             deployed.join("\n"),
-            format!("{}/{}", n(&r["in_sync_hosts"]), n(&r["total_hosts"])),
+            format!("{}/{}", r.in_sync_hosts, r.total_hosts),
         ]);
     }
     println!("{t}");
@@ -290,41 +288,16 @@ pub struct CompareArgs {
 
 pub async fn compare(hub_args: &HubArgs, args: &CompareArgs) -> anyhow::Result<()> {
     let hub = Hub::new(hub_args)?;
-    let envs = args.environments.join(",");
+    let query = CompareQuery {
+        environments: args.environments.clone(),
+        application: args.application.clone(),
+        workload: args.workload.clone(),
+        ..CompareQuery::default()
+    };
     // The hub answers a page of workloads at a time: follow the pages.
-    let mut c = Value::Null;
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut page = hub
-            .get(
-                "/api/v1/compare",
-                &[
-                    ("environments", Some(&envs)),
-                    ("application", args.application.as_deref()),
-                    ("workload", args.workload.as_deref()),
-                    ("limit", Some("1000")),
-                    ("cursor", cursor.as_deref()),
-                ],
-            )
-            .await?;
-        cursor = page["next_cursor"].as_str().map(str::to_owned);
-        if c.is_null() {
-            c = page;
-        } else if let (Some(all), Some(more)) = (
-            c["workloads"].as_array_mut(),
-            page["workloads"].as_array_mut(),
-        ) {
-            all.append(more);
-        }
-        if cursor.is_none() {
-            break;
-        }
-    }
-    c["next_cursor"] = Value::Null;
-    if args.differences
-        && let Some(rows) = c["workloads"].as_array_mut()
-    {
-        rows.retain(|r| r["differs"].as_bool().unwrap_or(false));
+    let mut c = hub.ask(hub.client.compare_all(&query)).await?;
+    if args.differences {
+        c.workloads.retain(|r| r.differs);
     }
     if hub_args.output == Output::Json {
         return print_json(&c);
@@ -333,41 +306,19 @@ pub async fn compare(hub_args: &HubArgs, args: &CompareArgs) -> anyhow::Result<(
     header.extend(args.environments.iter().map(String::as_str));
     header.push("DIFFERS");
     let mut t = table(&header);
-    for r in c["workloads"].as_array().into_iter().flatten() {
-        let mut row = vec![
-            s(&r["application"]).to_owned(),
-            s(&r["workload"]).to_owned(),
-        ];
+    for r in &c.workloads {
+        let mut row = vec![r.application.clone(), r.workload.clone()];
         for env in &args.environments {
-            let cell = &r["environments"][env];
-            row.push(if cell.is_null() {
-                "-".to_owned()
-            } else {
-                let join = |v: &Value| {
-                    v.as_array()
-                        .map(|a| {
-                            a.iter()
-                                .map(|x| s(x).to_owned())
-                                .collect::<Vec<_>>()
-                                .join(",")
-                        })
-                        .unwrap_or_default()
-                };
-                format!(
+            row.push(match r.environments.get(env) {
+                None => "-".to_owned(),
+                Some(cell) => format!(
                     "desired {}\nrunning {}",
-                    join(&cell["desired_versions"]),
-                    join(&cell["deployed_versions"])
-                )
+                    cell.desired_versions.join(","),
+                    cell.deployed_versions.join(",")
+                ),
             });
         }
-        row.push(
-            if r["differs"].as_bool().unwrap_or(false) {
-                "yes"
-            } else {
-                "no"
-            }
-            .to_owned(),
-        );
+        row.push(if r.differs { "yes" } else { "no" }.to_owned());
         t.add_row(row);
     }
     println!("{t}");
@@ -393,23 +344,18 @@ pub struct DriftArgs {
 
 pub async fn drift(hub_args: &HubArgs, args: &DriftArgs) -> anyhow::Result<()> {
     let hub = Hub::new(hub_args)?;
-    let sources = args.sources.sources();
-    let items = hub
-        .all(
-            "/api/v1/drift",
-            &[
-                ("environment", args.environment.as_deref()),
-                ("application", args.application.as_deref()),
-                ("workload", args.workload.as_deref()),
-                ("target", args.target.as_deref()),
-                ("host", args.host.as_deref()),
-                ("source", sources.as_deref()),
-                ("reconciler", args.sources.reconciler.as_deref()),
-            ],
-        )
-        .await?;
+    let query = DriftQuery {
+        environment: args.environment.clone(),
+        application: args.application.clone(),
+        workload: args.workload.clone(),
+        target: args.target.clone(),
+        host: args.host.clone(),
+        source: args.sources.filter(),
+        ..DriftQuery::default()
+    };
+    let items = hub.ask(hub.client.all_drift(&query)).await?;
     if hub_args.output == Output::Json {
-        return print_json(&Value::Array(items));
+        return print_json(&items);
     }
     if items.is_empty() {
         println!("No drift: every host runs what was promoted.");
@@ -428,18 +374,21 @@ pub async fn drift(hub_args: &HubArgs, args: &DriftArgs) -> anyhow::Result<()> {
         "REPORTED",
     ]);
     for d in &items {
-        let reasons: Vec<&str> = d["drift"].as_array().into_iter().flatten().map(s).collect();
+        let reasons: Vec<&str> = d.drift.iter().map(|r| r.as_str()).collect();
         t.add_row(vec![
-            s(&d["host"]).to_owned(),
-            source_label(d),
-            format!("{}/{}", s(&d["application"]), s(&d["workload"])),
-            s(&d["environment"]).to_owned(),
-            s(&d["target"]).to_owned(),
-            d["desired"]["version"].as_str().unwrap_or("-").to_owned(),
-            version_or_revision(d),
-            s(&d["status"]).to_owned(),
+            d.host.clone(),
+            source_label(d.source, d.reconciler.as_deref()),
+            format!("{}/{}", d.at.application, d.at.workload),
+            d.at.environment.clone(),
+            d.at.target.clone(),
+            d.desired
+                .as_ref()
+                .map_or("-", |d| d.version.as_str())
+                .to_owned(),
+            version_or_revision(d.version.as_deref(), &d.revision),
+            d.status.as_str().to_owned(),
             reasons.join(", "),
-            short_time(&d["observed_at"]),
+            short_time(d.observed_at),
         ]);
     }
     println!("{t}");
@@ -472,24 +421,20 @@ pub struct HistoryArgs {
 
 pub async fn history(hub_args: &HubArgs, args: &HistoryArgs) -> anyhow::Result<()> {
     let hub = Hub::new(hub_args)?;
-    let limit = args.limit.clamp(1, 1000).to_string();
-    let page = hub
-        .get(
-            "/api/v1/history",
-            &[
-                ("workload", Some(&args.workload)),
-                ("environment", args.environment.as_deref()),
-                ("application", args.application.as_deref()),
-                ("target", args.target.as_deref()),
-                ("host", args.host.as_deref()),
-                ("since", args.since.as_deref()),
-                ("until", args.until.as_deref()),
-                ("limit", Some(&limit)),
-            ],
-        )
-        .await?;
+    let query = HistoryQuery {
+        workload: Some(args.workload.clone()),
+        environment: args.environment.clone(),
+        application: args.application.clone(),
+        target: args.target.clone(),
+        host: args.host.clone(),
+        since: args.since.clone(),
+        until: args.until.clone(),
+        ..HistoryQuery::default()
+    };
+    let page = PageRequest::first(args.limit.clamp(1, PageRequest::MAX_LIMIT));
+    let page = hub.ask(hub.client.history(&query, &page)).await?;
     if hub_args.output == Output::Json {
-        return print_json(&page["items"]);
+        return print_json(&page.items);
     }
     let mut t = table(&[
         "TIME",
@@ -500,28 +445,45 @@ pub async fn history(hub_args: &HubArgs, args: &HistoryArgs) -> anyhow::Result<(
         "VERSION",
         "STATUS",
     ]);
-    for e in page["items"].as_array().into_iter().flatten() {
-        let desired = s(&e["kind"]) == "desired";
-        let status = if desired {
-            let h = &e["hosts"];
-            format!(
-                "{} ok / {} in progress / {} failed",
-                n(&h["succeeded"]),
-                n(&h["in_progress"]),
-                n(&h["failed"])
-            )
-        } else {
-            s(&e["status"]).to_owned()
+    for e in &page.items {
+        let row = match e {
+            HistoryEntry::Desired {
+                at,
+                target,
+                version,
+                revision,
+                hosts,
+            } => [
+                short_time(*at),
+                "promoted".to_owned(),
+                target.environment.clone(),
+                target.target.clone(),
+                String::new(),
+                version_or_revision(Some(version), revision),
+                format!(
+                    "{} ok / {} in progress / {} failed",
+                    hosts.succeeded, hosts.in_progress, hosts.failed
+                ),
+            ],
+            HistoryEntry::Observed {
+                at,
+                target,
+                host,
+                version,
+                revision,
+                status,
+                ..
+            } => [
+                short_time(*at),
+                "observed".to_owned(),
+                target.environment.clone(),
+                target.target.clone(),
+                host.clone(),
+                version_or_revision(version.as_deref(), revision),
+                status.as_str().to_owned(),
+            ],
         };
-        t.add_row(vec![
-            short_time(&e["at"]),
-            if desired { "promoted" } else { "observed" }.to_owned(),
-            s(&e["environment"]).to_owned(),
-            s(&e["target"]).to_owned(),
-            s(&e["host"]).to_owned(),
-            version_or_revision(e),
-            status,
-        ]);
+        t.add_row(row.to_vec());
     }
     println!("{t}");
     Ok(())
@@ -544,22 +506,17 @@ pub struct HostsArgs {
 
 pub async fn hosts(hub_args: &HubArgs, args: &HostsArgs) -> anyhow::Result<()> {
     let hub = Hub::new(hub_args)?;
-    let sources = args.sources.sources();
-    let items = hub
-        .all(
-            "/api/v1/hosts",
-            &[
-                ("environment", args.environment.as_deref()),
-                ("application", args.application.as_deref()),
-                ("workload", args.workload.as_deref()),
-                ("target", args.target.as_deref()),
-                ("source", sources.as_deref()),
-                ("reconciler", args.sources.reconciler.as_deref()),
-            ],
-        )
-        .await?;
+    let query = HostsQuery {
+        environment: args.environment.clone(),
+        application: args.application.clone(),
+        workload: args.workload.clone(),
+        target: args.target.clone(),
+        source: args.sources.filter(),
+        ..HostsQuery::default()
+    };
+    let items = hub.ask(hub.client.all_hosts(&query)).await?;
     if hub_args.output == Output::Json {
-        return print_json(&Value::Array(items));
+        return print_json(&items);
     }
     let mut t = table(&[
         "HOST",
@@ -572,26 +529,16 @@ pub async fn hosts(hub_args: &HubArgs, args: &HostsArgs) -> anyhow::Result<()> {
         "STALE",
     ]);
     for h in &items {
-        let sources: Vec<&str> = h["sources"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(s)
-            .collect();
+        let sources: Vec<&str> = h.sources.iter().map(|s| s.as_str()).collect();
         t.add_row(vec![
-            s(&h["host"]).to_owned(),
+            h.host.clone(),
             sources.join(","),
-            n(&h["workloads"]).to_string(),
-            n(&h["succeeded"]).to_string(),
-            n(&h["failed"]).to_string(),
-            n(&h["in_progress"]).to_string(),
-            short_time(&h["last_seen_at"]),
-            if h["stale"].as_bool().unwrap_or(false) {
-                "stale"
-            } else {
-                ""
-            }
-            .to_owned(),
+            h.workloads.to_string(),
+            h.succeeded.to_string(),
+            h.failed.to_string(),
+            h.in_progress.to_string(),
+            short_time(h.last_seen_at),
+            if h.stale { "stale" } else { "" }.to_owned(),
         ]);
     }
     println!("{t}");
@@ -623,19 +570,22 @@ pub struct RolloutArgs {
     pub interval: Duration,
 }
 
+/// A `--timeout` or `--interval` that is not a duration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a duration such as 90s, 10m or 1h")]
+pub struct DurationError(String);
+
 /// `90s`, `10m`, `1h`, `500ms`.
-fn parse_duration(s: &str) -> Result<Duration, String> {
+fn parse_duration(s: &str) -> Result<Duration, DurationError> {
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration such as 90s, 10m or 1h"))?;
+    let n: u64 = digits.parse().map_err(|_| DurationError(s.to_owned()))?;
     match unit {
         "ms" => Ok(Duration::from_millis(n)),
         "s" | "" => Ok(Duration::from_secs(n)),
         "m" => Ok(Duration::from_secs(n * 60)),
         "h" => Ok(Duration::from_secs(n * 3600)),
-        _ => Err(format!("{s:?} is not a duration such as 90s, 10m or 1h")),
+        _ => Err(DurationError(s.to_owned())),
     }
 }
 
@@ -652,11 +602,11 @@ pub const EXIT_FAILED: i32 = 1;
 pub const EXIT_TIMEOUT: i32 = 2;
 pub const EXIT_NOT_DONE: i32 = 3;
 
-fn verdict(r: &Value, version: Option<&str>) -> Verdict {
+fn verdict(r: &Rollout, version: Option<&str>) -> Verdict {
     // `desired` is null when no target has one, or when the targets of the
     // environment disagree; each host is still measured against its own
     // target's desired revision.
-    let desired = r["desired"]["version"].as_str();
+    let desired = r.desired.as_ref().map(|d| d.version.as_str());
     if let Some(want) = version
         && desired != Some(want)
     {
@@ -667,19 +617,18 @@ fn verdict(r: &Value, version: Option<&str>) -> Verdict {
             ),
         });
     }
-    let failed: Vec<String> = r["hosts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|h| s(&h["progress"]) == "failed")
-        .map(|h| match h["message"].as_str() {
-            Some(m) => format!("{} ({}): {m}", s(&h["host"]), s(&h["target"])),
-            None => format!("{} ({})", s(&h["host"]), s(&h["target"])),
+    let failed: Vec<String> = r
+        .hosts
+        .iter()
+        .filter(|h| h.progress == Progress::Failed)
+        .map(|h| match &h.host.message {
+            Some(m) => format!("{} ({}): {m}", h.host.host, h.target),
+            None => format!("{} ({})", h.host.host, h.target),
         })
         .collect();
     if !failed.is_empty() {
         // The hub lists at most a page of the hosts needing attention.
-        let more = n(&r["failed"]).saturating_sub(failed.len() as u64);
+        let more = r.failed.saturating_sub(failed.len());
         let more = if more > 0 {
             format!("; and {more} more")
         } else {
@@ -687,23 +636,22 @@ fn verdict(r: &Value, version: Option<&str>) -> Verdict {
         };
         return Verdict::Failed(format!("failed on {}{more}", failed.join("; ")));
     }
-    let total = n(&r["total_hosts"]);
-    let ok = n(&r["succeeded"]);
+    let total = r.total_hosts;
+    let ok = r.succeeded;
     if total > 0 && ok == total {
         Verdict::Done
     } else {
-        let pending: Vec<&str> = r["hosts"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|h| s(&h["progress"]) != "succeeded")
-            .map(|h| s(&h["host"]))
+        let pending: Vec<&str> = r
+            .hosts
+            .iter()
+            .filter(|h| h.progress != Progress::Succeeded)
+            .map(|h| h.host.host.as_str())
             .collect();
         Verdict::Waiting(format!(
             "{ok}/{total} hosts succeeded; {} in progress, {} pending{}",
-            n(&r["in_progress"]),
-            n(&r["pending"]),
-            match (pending.is_empty(), n(&r["hosts_omitted"])) {
+            r.in_progress,
+            r.pending,
+            match (pending.is_empty(), r.hosts_omitted) {
                 (true, _) => String::new(),
                 (false, 0) => format!(" ({})", pending.join(", ")),
                 (false, more) => format!(" ({}, and {more} more)", pending.join(", ")),
@@ -719,12 +667,11 @@ pub const ROLLOUT_UNANSWERED: i32 = 4;
 /// Runs `sextant rollout`; returns the process exit code.
 pub async fn rollout(hub_args: &HubArgs, args: &RolloutArgs) -> anyhow::Result<i32> {
     let hub = Hub::new(hub_args)?;
-    let query = [
-        ("workload", Some(args.workload.as_str())),
-        ("environment", Some(args.environment.as_str())),
-        ("target", args.target.as_deref()),
-        ("application", args.application.as_deref()),
-    ];
+    let query = RolloutQuery {
+        target: args.target.clone(),
+        application: args.application.clone(),
+        ..RolloutQuery::new(&args.workload, &args.environment)
+    };
     let started = Instant::now();
     let bar = (args.wait && hub_args.output == Output::Table && std::io::stderr().is_terminal())
         .then(|| {
@@ -738,20 +685,20 @@ pub async fn rollout(hub_args: &HubArgs, args: &RolloutArgs) -> anyhow::Result<i
             bar
         });
     loop {
-        let r = match hub.get("/api/v1/rollout", &query).await {
-            Ok(r) => r,
+        let r = match hub.client.rollout(&query).await {
+            Ok(r) => Some(r),
             // Until the first report arrives the hub knows no such rollout.
-            Err(e) if args.wait && e.to_string().contains("(not_found)") => Value::Null,
-            Err(e) => return Err(e),
+            Err(e) if args.wait && e.is_not_found() => None,
+            Err(e) => return Err(hub.explain(e)),
         };
-        let v = if r.is_null() {
-            Verdict::Waiting("no host has reported yet".into())
-        } else {
-            verdict(&r, args.version.as_deref())
+        let v = match &r {
+            None => Verdict::Waiting("no host has reported yet".into()),
+            Some(r) => verdict(r, args.version.as_deref()),
         };
         if let Some(bar) = &bar {
-            bar.set_length(n(&r["total_hosts"]));
-            bar.set_position(n(&r["succeeded"]));
+            let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+            bar.set_length(r.as_ref().map_or(0, |r| count(r.total_hosts)));
+            bar.set_position(r.as_ref().map_or(0, |r| count(r.succeeded)));
             if let Verdict::Waiting(why) = &v {
                 bar.set_message(why.clone());
             }
@@ -763,13 +710,16 @@ pub async fn rollout(hub_args: &HubArgs, args: &RolloutArgs) -> anyhow::Result<i
                 bar.finish_and_clear();
             }
             let what = format!("{} in {}", args.workload, args.environment);
-            let version = r["desired"]["version"].as_str().unwrap_or("?");
+            let version = r
+                .as_ref()
+                .and_then(|r| r.desired.as_ref())
+                .map_or("?", |d| d.version.as_str());
             let (code, summary) = match v {
                 Verdict::Done => (
                     0,
                     format!(
                         "rollout of {what} to {version} is done: {} hosts succeeded",
-                        n(&r["total_hosts"])
+                        r.as_ref().map_or(0, |r| r.total_hosts)
                     ),
                 ),
                 Verdict::Failed(why) => (
@@ -806,7 +756,7 @@ pub async fn rollout(hub_args: &HubArgs, args: &RolloutArgs) -> anyhow::Result<i
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use sextant_model::{DeploymentStatus, DesiredView, HostView, HostsListed, RolloutHost};
 
     #[test]
     fn durations() {
@@ -814,20 +764,57 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
         assert!(parse_duration("ten").is_err());
-        assert!(parse_duration("5y").is_err());
+        assert_eq!(
+            parse_duration("5y").map_err(|e| e.to_string()),
+            Err("\"5y\" is not a duration such as 90s, 10m or 1h".to_owned())
+        );
     }
 
-    fn rollout(total: u64, ok: u64, hosts: Value) -> Value {
-        json!({"desired": {"version": "1.2", "revision": "r2"}, "total_hosts": total, "succeeded": ok,
-               "failed": 0, "in_progress": total - ok, "pending": 0, "hosts": hosts})
+    /// A rollout of version 1.2 with these hosts: (host, target,
+    /// progress, message).
+    fn rollout(total: usize, ok: usize, hosts: &[(&str, &str, Progress, Option<&str>)]) -> Rollout {
+        let hosts = hosts
+            .iter()
+            .map(|&(host, target, progress, message)| RolloutHost {
+                target: target.into(),
+                host: HostView {
+                    host: host.into(),
+                    reconciler: None,
+                    source: Source::Otlp,
+                    revision: "r2".into(),
+                    version: None,
+                    status: DeploymentStatus::Succeeded,
+                    message: message.map(str::to_owned),
+                    observed_at: UnixNanos(0),
+                    in_sync: false,
+                },
+                progress,
+            })
+            .collect();
+        Rollout {
+            desired: Some(DesiredView {
+                version: "1.2".into(),
+                revision: "r2".into(),
+                at: UnixNanos(0),
+            }),
+            total_hosts: total,
+            succeeded: ok,
+            failed: 0,
+            in_progress: total - ok,
+            pending: 0,
+            hosts_listed: HostsListed::All,
+            hosts_omitted: 0,
+            hosts,
+        }
     }
 
     #[test]
     fn verdicts() {
+        use Progress::*;
         let done = rollout(
             2,
             2,
-            json!([{"host": "a", "progress": "succeeded"}, {"host": "b", "progress": "succeeded"}]),
+            &[("a", "", Succeeded, None), ("b", "", Succeeded, None)],
         );
         assert_eq!(verdict(&done, None), Verdict::Done);
         assert_eq!(verdict(&done, Some("1.2")), Verdict::Done);
@@ -837,8 +824,10 @@ mod tests {
         let failed = rollout(
             2,
             1,
-            json!([{"host": "a", "progress": "succeeded"},
-            {"host": "b", "target": "eu", "progress": "failed", "message": "image pull backoff"}]),
+            &[
+                ("a", "", Succeeded, None),
+                ("b", "eu", Failed, Some("image pull backoff")),
+            ],
         );
         assert_eq!(
             verdict(&failed, None),
@@ -847,13 +836,13 @@ mod tests {
         let busy = rollout(
             2,
             1,
-            json!([{"host": "a", "progress": "succeeded"}, {"host": "b", "progress": "in_progress"}]),
+            &[("a", "", Succeeded, None), ("b", "", InProgress, None)],
         );
         assert!(
             matches!(verdict(&busy, None), Verdict::Waiting(w) if w.contains("1/2") && w.contains("(b)"))
         );
         assert!(matches!(
-            verdict(&rollout(0, 0, json!([])), None),
+            verdict(&rollout(0, 0, &[]), None),
             Verdict::Waiting(_)
         ));
     }

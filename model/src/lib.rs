@@ -3,12 +3,21 @@
 //!
 //! This crate does no I/O. The receiver turns OTLP attributes into the
 //! [`AttributeSource`] view used here; the store persists the validated events.
+//!
+//! The read views and reports (`view`, `report`) are the hub API's
+//! contract: the hub serializes them and its clients (`sextant-kit`'s
+//! `HubClient`) deserialize the same types.
 
 pub mod event;
 pub mod keys;
 pub mod report;
+pub mod source;
+pub mod target;
 pub mod time;
 pub mod view;
+
+#[cfg(test)]
+mod round_trip;
 
 pub use event::{
     AttributeSource, DeploymentEvent, DeploymentStatus, DesiredDeployment, EventError, EventKind,
@@ -17,7 +26,12 @@ pub use event::{
 pub use report::{
     ApplicationItem, CompareCell, CompareRow, CompareTarget, Comparison, DeployedGroup,
     DriftReason, EnvironmentItem, HistoryEntry, HostDeployment, HostDetail, StatusCounts,
-    TargetItem, TargetRef, TargetSummary, WorkloadItem, order_environments,
+    TargetItem, TargetSummary, WorkloadItem, order_environments,
 };
+pub use source::{Source, UnknownSource};
+pub use target::{DesiredView, TargetRef};
 pub use time::UnixNanos;
-pub use view::{DesiredView, HostSummary, HostView, Page, Rollout, RolloutHost, TargetState};
+pub use view::{
+    ErrorBody, ErrorDetail, HostSummary, HostView, HostsListed, Page, Progress, Rollout,
+    RolloutHost, TargetState,
+};

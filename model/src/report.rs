@@ -5,25 +5,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::event::DeploymentStatus;
+use crate::source::Source;
+use crate::target::DesiredView;
 use crate::time::UnixNanos;
-use crate::view::{DesiredView, Source};
 
-/// Where a workload is deployed: (workspace, application, workload,
-/// environment, target).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, utoipa::ToSchema)]
-pub struct TargetRef {
-    pub workspace: String,
-    pub application: String,
-    pub workload: String,
-    pub environment: String,
-    pub target: String,
-}
+// Its home is `target.rs`; this path still names it.
+pub use crate::target::TargetRef;
 
 /// Hosts of a target on one (revision, status).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeployedGroup {
     /// Known when a desired event named this revision.
     pub version: Option<String>,
@@ -35,7 +28,7 @@ pub struct DeployedGroup {
 }
 
 /// The hosts of a target that one reconciler reports for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SourceHosts {
     /// The reconciler's name, or null when the reports named none.
     pub reconciler: Option<String>,
@@ -46,7 +39,7 @@ pub struct SourceHosts {
 
 /// One row of the environment state report: a target's scheduled version
 /// and what its hosts run, grouped by version and status.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TargetSummary {
     #[serde(flatten)]
     pub at: TargetRef,
@@ -107,7 +100,7 @@ impl TargetSummary {
 }
 
 /// One environment's side of a comparison row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CompareCell {
     /// The environment's targets of this workload, with their state.
     pub targets: Vec<CompareTarget>,
@@ -118,7 +111,7 @@ pub struct CompareCell {
 }
 
 /// A target inside a comparison cell.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CompareTarget {
     pub target: String,
     pub desired: Option<DesiredView>,
@@ -129,7 +122,7 @@ pub struct CompareTarget {
 }
 
 /// One workload compared across environments.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CompareRow {
     pub workspace: String,
     pub application: String,
@@ -143,7 +136,7 @@ pub struct CompareRow {
 }
 
 /// The comparison report (`GET /api/v1/compare`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Comparison {
     /// The environments compared, in the order asked.
     pub environments: Vec<String>,
@@ -217,7 +210,7 @@ impl Comparison {
 }
 
 /// An environment in `GET /api/v1/environments`, in the configured order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EnvironmentItem {
     pub name: String,
     pub targets: u64,
@@ -225,7 +218,7 @@ pub struct EnvironmentItem {
 }
 
 /// An application in `GET /api/v1/applications`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ApplicationItem {
     pub workspace: String,
     pub application: String,
@@ -233,7 +226,7 @@ pub struct ApplicationItem {
 }
 
 /// A workload in `GET /api/v1/workloads`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WorkloadItem {
     pub workspace: String,
     pub application: String,
@@ -243,7 +236,7 @@ pub struct WorkloadItem {
 }
 
 /// A deployment target in `GET /api/v1/targets`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TargetItem {
     #[serde(flatten)]
     pub at: TargetRef,
@@ -261,7 +254,19 @@ pub fn order_environments<T>(items: &mut [T], name: impl Fn(&T) -> &str, order: 
 }
 
 /// Why a host's state for a target differs from what was promoted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum DriftReason {
     /// The host runs another revision than the desired one.
@@ -312,7 +317,7 @@ impl DriftReason {
 
 /// What one host reports for one target, measured against desired state.
 /// Rows of the host view and of the drift list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HostDeployment {
     pub host: String,
     /// The reconciler that reported, or null when none was named.
@@ -371,7 +376,7 @@ impl HostDeployment {
 }
 
 /// Everything a host runs (`GET /api/v1/hosts/{host}`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HostDetail {
     pub host: String,
     pub last_seen_at: UnixNanos,
@@ -380,7 +385,7 @@ pub struct HostDetail {
 }
 
 /// Host counts of a desired version's revision, by status.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StatusCounts {
     pub succeeded: u64,
     pub failed: u64,
@@ -388,7 +393,7 @@ pub struct StatusCounts {
 }
 
 /// One entry of history, newest first (`GET /api/v1/history`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum HistoryEntry {
     /// A desired assignment. `hosts` counts the target's hosts that now

@@ -1,6 +1,6 @@
 //! Timestamps as nanoseconds since the Unix epoch, the unit OTLP uses.
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -58,6 +58,17 @@ impl utoipa::ToSchema for UnixNanos {}
 impl Serialize for UnixNanos {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&self.to_rfc3339())
+    }
+}
+
+/// Reads what [`Serialize`] writes: RFC 3339, or the integer it falls
+/// back to for a time `time` cannot format.
+impl<'de> Deserialize<'de> for UnixNanos {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse_rfc3339(&text)
+            .or_else(|| text.parse().ok().map(Self))
+            .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not an RFC 3339 time")))
     }
 }
 

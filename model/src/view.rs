@@ -4,124 +4,15 @@
 use serde::{Deserialize, Serialize};
 
 use crate::event::DeploymentStatus;
+use crate::report::TargetSummary;
 use crate::time::UnixNanos;
 
-/// What kind of reporter an observed row came from: the reconciler type
-/// (`sextant.reconciler.type`) as the hub reads it. `flux`, `argocd`,
-/// `agent` (Sextant's own agent; its older releases sent `docker`) and
-/// `kalypso` (`sextant report -f` with Kalypso YAML) are named as they
-/// are sent, in any case; everything else, including a report that named
-/// no reconciler, is `otlp`. The hub maps types to sources when it reads
-/// (`store/read.rs`), so stored rows keep their reconciler.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Source {
-    Flux,
-    Argocd,
-    Agent,
-    Kalypso,
-    Otlp,
-}
-
-impl Source {
-    /// Every source, in the order lists and messages name them.
-    pub const ALL: [Source; 5] = [
-        Source::Flux,
-        Source::Argocd,
-        Source::Agent,
-        Source::Kalypso,
-        Source::Otlp,
-    ];
-
-    /// Whether this source reports on a schedule, so that silence means a
-    /// host is gone (stale). Argo CD Notifications posts only when an
-    /// Application's state changes: its rows are never stale
-    /// (docs/reconcilers.md, "Limits").
-    pub fn reports_periodically(self) -> bool {
-        !matches!(self, Source::Argocd)
-    }
-
-    /// Whether a host whose newest report is `last_seen_at` and whose rows
-    /// come from `sources` is stale: silent since `stale_before` and
-    /// reported by at least one source that reports on a schedule.
-    pub fn host_is_stale(sources: &[Source], last_seen_at: i64, stale_before: i64) -> bool {
-        last_seen_at < stale_before && sources.iter().any(|s| s.reports_periodically())
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Flux => "flux",
-            Source::Argocd => "argocd",
-            Source::Agent => "agent",
-            Source::Kalypso => "kalypso",
-            Source::Otlp => "otlp",
-        }
-    }
-
-    /// The source of a stored reconciler type; the same mapping as the
-    /// store's SQL (`source_of!` in `receiver/src/store/read.rs`).
-    pub fn of_reconciler_type(kind: &str) -> Self {
-        match kind.to_ascii_lowercase().as_str() {
-            "flux" => Source::Flux,
-            "argocd" => Source::Argocd,
-            "agent" | "docker" => Source::Agent,
-            "kalypso" => Source::Kalypso,
-            _ => Source::Otlp,
-        }
-    }
-
-    /// The allowed names, for error messages: `flux, argocd, agent, kalypso, otlp`.
-    pub fn names() -> String {
-        Self::ALL.map(Source::as_str).join(", ")
-    }
-}
-
-impl std::fmt::Display for Source {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A name that is not a source.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown source {0:?}: expected one of flux, argocd, agent, kalypso, otlp")]
-pub struct UnknownSource(pub String);
-
-impl std::str::FromStr for Source {
-    type Err = UnknownSource;
-
-    /// Exactly one of the canonical names (what the API accepts and
-    /// answers), not a reconciler type.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|source| source.as_str() == s)
-            .ok_or_else(|| UnknownSource(s.to_owned()))
-    }
-}
-
-/// The latest desired assignment of a target.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct DesiredView {
-    pub version: String,
-    pub revision: String,
-    pub at: UnixNanos,
-}
+// Their home is `source.rs` and `target.rs`; this path still names them.
+pub use crate::source::{Source, UnknownSource};
+pub use crate::target::DesiredView;
 
 /// What one host (through one reconciler) reports for a target.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HostView {
     pub host: String,
     /// The reconciler that reported, or null when none was named.
@@ -139,7 +30,7 @@ pub struct HostView {
 }
 
 /// State of one (application, workload, environment, target).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TargetState {
     pub workspace: String,
     pub application: String,
@@ -171,7 +62,7 @@ impl HostView {
 /// then in progress, then pending, each by host name — up to a limit, with
 /// `hosts_omitted` counting the rest. `hosts_listed` says which list it is:
 /// `attention`, or `all` (every host, by target and host name).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Rollout {
     pub desired: Option<DesiredView>,
     pub total_hosts: usize,
@@ -180,21 +71,95 @@ pub struct Rollout {
     pub in_progress: usize,
     pub pending: usize,
     /// `attention` or `all`.
-    pub hosts_listed: &'static str,
+    pub hosts_listed: HostsListed,
     /// Hosts of the list left out by the limit.
     pub hosts_omitted: usize,
     pub hosts: Vec<RolloutHost>,
 }
 
 /// One host in a rollout, with the target it belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RolloutHost {
     pub target: String,
     #[serde(flatten)]
     pub host: HostView,
     /// `succeeded`, `failed`, `in_progress` (on the desired revision) or
     /// `pending` (on another revision).
-    pub progress: &'static str,
+    pub progress: Progress,
+}
+
+/// Which hosts a [`Rollout`] lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HostsListed {
+    /// The hosts not yet succeeded on their target's desired revision,
+    /// failed first, up to a limit.
+    Attention,
+    /// Every host, by target and host name.
+    All,
+}
+
+impl HostsListed {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Attention => "attention",
+            Self::All => "all",
+        }
+    }
+}
+
+/// Where a host of a [`Rollout`] stands against its target's desired
+/// revision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Progress {
+    /// On the desired revision, `succeeded`.
+    Succeeded,
+    /// On the desired revision, `failed`.
+    Failed,
+    /// On the desired revision, `in_progress`.
+    InProgress,
+    /// On another revision (or its target desires none).
+    Pending,
+}
+
+impl Progress {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::InProgress => "in_progress",
+            Self::Pending => "pending",
+        }
+    }
+}
+
+impl From<DeploymentStatus> for Progress {
+    /// A host on the desired revision progresses as its status says.
+    fn from(status: DeploymentStatus) -> Self {
+        match status {
+            DeploymentStatus::Succeeded => Self::Succeeded,
+            DeploymentStatus::Failed => Self::Failed,
+            DeploymentStatus::InProgress => Self::InProgress,
+        }
+    }
+}
+
+/// The one shape of every error the hub's API answers:
+/// `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong, in an [`ErrorBody`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable: `invalid_query`, `not_found`, `unauthenticated`, `forbidden`,
+    /// `rate_limited`, `unavailable`.
+    pub code: String,
+    /// For people; may change.
+    pub message: String,
 }
 
 impl Rollout {
@@ -209,7 +174,7 @@ impl Rollout {
             failed: 0,
             in_progress: 0,
             pending: 0,
-            hosts_listed: "all",
+            hosts_listed: HostsListed::All,
             hosts_omitted: 0,
             hosts: Vec::new(),
         };
@@ -224,14 +189,14 @@ impl Rollout {
                 rollout.total_hosts += 1;
                 let progress = if Some(host.revision.as_str()) != want {
                     rollout.pending += 1;
-                    "pending"
+                    Progress::Pending
                 } else {
                     match host.status {
                         DeploymentStatus::Succeeded => rollout.succeeded += 1,
                         DeploymentStatus::Failed => rollout.failed += 1,
                         DeploymentStatus::InProgress => rollout.in_progress += 1,
                     }
-                    host.status.as_str()
+                    Progress::from(host.status)
                 };
                 rollout.hosts.push(RolloutHost {
                     target: state.target.clone(),
@@ -249,7 +214,7 @@ impl Rollout {
     /// listed them (at most the limit, in the documented order). Each
     /// listed host carries its target's desired revision.
     pub fn from_summaries(
-        summaries: &[crate::report::TargetSummary],
+        summaries: &[TargetSummary],
         listed: Vec<(String, Option<String>, HostView)>,
     ) -> Self {
         let mut rollout = Rollout {
@@ -259,7 +224,7 @@ impl Rollout {
             failed: 0,
             in_progress: 0,
             pending: 0,
-            hosts_listed: "attention",
+            hosts_listed: HostsListed::Attention,
             hosts_omitted: 0,
             hosts: Vec::new(),
         };
@@ -292,8 +257,8 @@ impl Rollout {
             });
             let host = host.with_sync(desired_view.as_ref());
             let progress = match &desired_view {
-                Some(d) if d.revision == host.revision => host.status.as_str(),
-                _ => "pending",
+                Some(d) if d.revision == host.revision => Progress::from(host.status),
+                _ => Progress::Pending,
             };
             rollout.hosts.push(RolloutHost {
                 target,
@@ -373,12 +338,13 @@ mod tests {
         assert_eq!(r.desired.as_ref().map(|d| d.revision.as_str()), Some("r2"));
         assert!(r.hosts[0].host.in_sync);
         assert!(!r.hosts[3].host.in_sync);
-        assert_eq!(r.hosts[4].progress, "pending");
+        assert_eq!(r.hosts[4].progress, Progress::Pending);
     }
 
     #[test]
     fn from_summaries_counts_every_host_and_lists_those_needing_attention() {
-        use crate::report::{DeployedGroup, TargetRef, TargetSummary};
+        use crate::report::DeployedGroup;
+        use crate::target::TargetRef;
         use DeploymentStatus::*;
         let group = |revision: &str, status, hosts| DeployedGroup {
             version: None,
@@ -434,34 +400,13 @@ mod tests {
             (100, 90, 4, 3, 3)
         );
         assert_eq!(r.desired.as_ref().map(|d| d.version.as_str()), Some("2"));
-        assert_eq!((r.hosts_listed, r.hosts_omitted), ("attention", 8));
-        assert_eq!(r.hosts[0].progress, "failed");
-        assert_eq!(r.hosts[1].progress, "pending");
-        assert!(!r.hosts[1].host.in_sync);
-    }
-
-    #[test]
-    fn reconciler_types_map_to_sources() {
-        for (kind, source) in [
-            ("flux", Source::Flux),
-            ("Flux", Source::Flux),
-            ("argocd", Source::Argocd),
-            ("agent", Source::Agent),
-            ("docker", Source::Agent),
-            ("kalypso", Source::Kalypso),
-            ("", Source::Otlp),
-            ("helm", Source::Otlp),
-        ] {
-            assert_eq!(Source::of_reconciler_type(kind), source, "{kind:?}");
-        }
-        for source in Source::ALL {
-            assert_eq!(source.as_str().parse::<Source>(), Ok(source));
-        }
-        let err = "docker".parse::<Source>().expect_err("not a source");
-        assert!(
-            err.to_string()
-                .contains("flux, argocd, agent, kalypso, otlp")
+        assert_eq!(
+            (r.hosts_listed, r.hosts_omitted),
+            (HostsListed::Attention, 8)
         );
+        assert_eq!(r.hosts[0].progress, Progress::Failed);
+        assert_eq!(r.hosts[1].progress, Progress::Pending);
+        assert!(!r.hosts[1].host.in_sync);
     }
 
     #[test]
@@ -489,7 +434,7 @@ mod tests {
 
 /// One host in `GET /api/v1/hosts`: when it last reported, whether that is
 /// too long ago, and what it runs, counted by status.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HostSummary {
     pub host: String,
     /// The newest observation from this host, over all its targets.
@@ -508,7 +453,7 @@ pub struct HostSummary {
 
 /// One page of a list. `next_cursor` is opaque: pass it back as `cursor`
 /// for the next page; null on the last page.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,

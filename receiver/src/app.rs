@@ -10,7 +10,6 @@ use sextant_exporters::serve::{ListenerLimits, ServerTls, fit_connections, serve
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, ApiState};
 use crate::auth::Authenticator;
 use crate::config::HubConfig;
 use crate::metrics::HubMetrics;
@@ -20,7 +19,9 @@ use crate::otlp::http::HttpState;
 use crate::otlp::ingest::Ingestor;
 use crate::otlp::{grpc, http};
 use crate::rate_limit::SurfaceLimiter;
+use crate::read::{ApiState, ReportCache};
 use crate::reconcilers::{self, Reconcilers};
+use crate::routes;
 use crate::store::{self, HubStore};
 
 /// A built, bound hub, ready to run.
@@ -52,7 +53,7 @@ impl Application {
     /// Opens and migrates the store and binds the three listeners. Port 0
     /// picks a free port (tests).
     pub async fn build(config: &HubConfig) -> anyhow::Result<Self> {
-        config.check_tls().map_err(anyhow::Error::msg)?;
+        config.check_tls()?;
         let tls = config.tls.load().context("tls")?;
         let auth = Authenticator::new(&config.tokens).with_client_certs(&config.client_certs);
         if auth.is_open() {
@@ -206,14 +207,14 @@ impl Application {
             max_request_bytes: self.max_request_bytes,
             metrics: self.metrics.clone(),
         };
-        let api = api::router(ApiState {
+        let api = routes::router(ApiState {
             store: self.store.clone(),
             auth: self.auth.clone(),
             metrics: self.metrics.clone(),
             stale_after: self.stale_after,
             environments: self.environments,
             ui_refresh: self.ui_refresh,
-            reports: Arc::new(api::ReportCache::default()),
+            reports: Arc::new(ReportCache::default()),
             orchestrator_url: self.orchestrator_url,
             rate_limit: self.api_limit,
             metrics_require_token: self.metrics_require_token,

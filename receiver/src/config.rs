@@ -265,13 +265,9 @@ impl HubConfig {
 
     /// Checks `[tls]` against `[[client_certs]]`: a certificate can only
     /// be mapped where the listeners ask for one.
-    pub fn check_tls(&self) -> Result<(), String> {
+    pub fn check_tls(&self) -> Result<(), TlsConfigError> {
         if !self.client_certs.is_empty() && self.tls.client_ca_file.is_none() {
-            return Err(
-                "[[client_certs]] needs tls.client_ca_file (and tls.cert_file, tls.key_file): \
-                 without it no client presents a certificate"
-                    .to_owned(),
-            );
+            return Err(TlsConfigError::ClientCertsWithoutCa);
         }
         Ok(())
     }
@@ -283,6 +279,16 @@ impl HubConfig {
             .filter(|a| !a.ip().is_loopback())
             .collect()
     }
+}
+
+/// `[tls]` and `[[client_certs]]` that do not fit together.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TlsConfigError {
+    #[error(
+        "[[client_certs]] needs tls.client_ca_file (and tls.cert_file, tls.key_file): \
+         without it no client presents a certificate"
+    )]
+    ClientCertsWithoutCa,
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use sextant_exporters::health::{self, CHECK_TIMEOUT, Probe, Report};
 
-use super::ApiState;
+use crate::read::ApiState;
 
 /// The service name `/health` reports.
 pub const SERVICE: &str = "sextant-hub";

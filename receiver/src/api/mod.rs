@@ -1,13 +1,8 @@
 //! The read API (JSON, tenant-scoped), health checks and `/metrics`.
 
-mod cache;
 mod docs;
 mod health;
 mod reports;
-
-pub use cache::ReportCache;
-
-pub(crate) use reports::{parse_time, source_filter};
 
 use std::sync::Arc;
 
@@ -19,38 +14,13 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sextant_exporters::serve::Peer;
-use sextant_model::{HostSummary, Page, Rollout, TargetState, UnixNanos};
+use sextant_model::{ErrorBody, ErrorDetail, HostSummary, Page, Rollout, TargetState, UnixNanos};
 
-use crate::auth::{AuthError, Authenticator, Principal, Scope};
-use crate::metrics::HubMetrics;
-use crate::store::{HubStore, ListQuery, StateQuery};
-
-/// State of the API routes.
-#[derive(Clone)]
-pub struct ApiState {
-    pub store: Arc<dyn HubStore>,
-    pub auth: Authenticator,
-    pub metrics: HubMetrics,
-    /// A host with no report for this long is stale.
-    pub stale_after: std::time::Duration,
-    /// The configured order of environments.
-    pub environments: Arc<[String]>,
-    /// How often UI pages refresh themselves.
-    pub ui_refresh: std::time::Duration,
-    /// Serialized environment-state and compare responses.
-    pub reports: Arc<ReportCache>,
-    /// The orchestrator's base URL, for links to jobs.
-    pub orchestrator_url: Option<Arc<str>>,
-    /// Per-tenant limit of the `/api/v1` routes.
-    pub rate_limit: crate::rate_limit::SurfaceLimiter,
-    /// `/metrics` answers only a token with the `metrics` (or `admin`)
-    /// scope.
-    pub metrics_require_token: bool,
-    /// Environments per tenant with series of their own on `/metrics`.
-    pub metrics_max_environments: usize,
-}
+use crate::auth::{AuthError, Principal, Scope};
+use crate::read::{ApiState, ParamError, source_filter};
+use crate::store::{ListQuery, StateQuery};
 
 /// The OpenAPI document's frame; the paths come from the handlers.
 #[derive(utoipa::OpenApi)]
@@ -112,10 +82,10 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     api_routes().1
 }
 
-/// The API, health and metrics routes.
-pub fn router(state: ApiState) -> Router {
+/// The API, its OpenAPI document and reference page, health and metrics
+/// routes, before the state is given (`routes::router` adds the UI).
+pub(crate) fn routes() -> Router<ApiState> {
     let (api, doc) = api_routes();
-    let api = api.merge(crate::ui::router());
     let json: Arc<str> = doc.to_pretty_json().unwrap_or_default().into();
     let page: Arc<str> = docs::render(&doc).into();
     api.route(
@@ -141,20 +111,16 @@ pub fn router(state: ApiState) -> Router {
     .route("/health/live", get(health::live))
     .route("/health/ready", get(health::ready))
     .route("/metrics", get(metrics))
-    .route_layer(axum::middleware::from_fn_with_state(
-        state.metrics.http.clone(),
-        sextant_exporters::http_metrics::track,
-    ))
-    .fallback(not_found)
-    .layer(axum::middleware::from_fn(refuse_nul))
-    .with_state(state)
 }
 
 /// Refuses a percent-encoded NUL (`%00`) anywhere in the path or the query
 /// with 400: no name the hub stores can hold one, and PostgreSQL text cannot
 /// even be compared with it (docs/security.md). A raw NUL cannot reach here;
 /// HTTP parsing rejects it.
-async fn refuse_nul(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+pub(crate) async fn refuse_nul(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
     let uri = request.uri();
     let has_nul = |s: &str| s.as_bytes().windows(3).any(|w| w == b"%00");
     if has_nul(uri.path()) || uri.query().is_some_and(has_nul) {
@@ -177,21 +143,6 @@ pub struct ApiError {
     message: String,
     /// Seconds for `Retry-After` (429 only).
     retry_after: Option<u64>,
-}
-
-/// The one shape of every API error.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    error: ErrorDetail,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct ErrorDetail {
-    /// Stable: `invalid_query`, `not_found`, `unauthenticated`, `forbidden`,
-    /// `rate_limited`, `unavailable`.
-    code: String,
-    /// For people; may change.
-    message: String,
 }
 
 impl ApiError {
@@ -252,6 +203,12 @@ impl From<AuthError> for ApiError {
                 ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string())
             }
         }
+    }
+}
+
+impl From<ParamError> for ApiError {
+    fn from(e: ParamError) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.to_string())
     }
 }
 
@@ -457,18 +414,12 @@ async fn hosts_handler(
     let next_cursor = more
         .then(|| rows.last().map(|r| encode_cursor(&r.host)))
         .flatten();
-    let stale_before = UnixNanos::now()
-        .0
-        .saturating_sub(i64::try_from(state.stale_after.as_nanos()).unwrap_or(i64::MAX));
+    let stale_before = state.stale_before().0;
     let count = |n: i64| u64::try_from(n).unwrap_or(0);
     let items = rows
         .into_iter()
         .map(|r| HostSummary {
-            stale: sextant_model::view::Source::host_is_stale(
-                &r.sources,
-                r.last_seen_at,
-                stale_before,
-            ),
+            stale: sextant_model::Source::host_is_stale(&r.sources, r.last_seen_at, stale_before),
             last_seen_at: UnixNanos(r.last_seen_at),
             workloads: count(r.workloads),
             succeeded: count(r.succeeded),
@@ -619,9 +570,7 @@ async fn refresh_drift_gauges(state: &ApiState) {
     if read_at.is_some_and(|at| at.elapsed() < DRIFT_GAUGES_FOR) {
         return;
     }
-    let stale_before = UnixNanos::now()
-        .0
-        .saturating_sub(i64::try_from(state.stale_after.as_nanos()).unwrap_or(i64::MAX));
+    let stale_before = state.stale_before().0;
     match state.store.drift_counts(stale_before).await {
         Ok(rows) => {
             let m = &state.metrics;
@@ -686,7 +635,7 @@ fn bound_environments(
     out
 }
 
-async fn not_found() -> ApiError {
+pub(crate) async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
 }
 

@@ -12,14 +12,14 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sextant_exporters::serve::Peer;
-use sextant_model::view::Source;
 use sextant_model::{
-    ApplicationItem, Comparison, EnvironmentItem, HistoryEntry, HostDeployment, HostDetail, Page,
-    TargetItem, TargetRef, TargetSummary, UnixNanos, WorkloadItem, order_environments,
+    ApplicationItem, Comparison, EnvironmentItem, ErrorBody, HistoryEntry, HostDeployment,
+    HostDetail, Page, TargetItem, TargetRef, TargetSummary, UnixNanos, WorkloadItem,
+    order_environments,
 };
 
-use super::cache::cached_json;
-use super::{ApiError, ApiState, ErrorBody, page_limit, reader};
+use super::{ApiError, page_limit, reader};
+use crate::read::{ApiState, cached_json, parse_time, source_filter};
 use crate::store::{
     CatalogKind, CatalogQuery, CatalogRow, CurrentQuery, HistoryQuery, SourceFilter, StateQuery,
     WorkloadKey,
@@ -51,12 +51,6 @@ fn decode_cursor<T: DeserializeOwned>(cursor: &str) -> Result<T, ApiError> {
         .ok_or_else(|| invalid("invalid cursor: pass back the next_cursor of the previous page"))
 }
 
-/// Rows observed before this are stale.
-fn stale_before(state: &ApiState) -> UnixNanos {
-    let window = i64::try_from(state.stale_after.as_nanos()).unwrap_or(i64::MAX);
-    UnixNanos(UnixNanos::now().0.saturating_sub(window))
-}
-
 /// Splits a page fetched with one extra row into the page and its cursor.
 fn paginate<T, C: Serialize>(mut rows: Vec<(T, C)>, limit: u32) -> Page<T> {
     let more = rows.len() > limit as usize;
@@ -70,33 +64,6 @@ fn paginate<T, C: Serialize>(mut rows: Vec<(T, C)>, limit: u32) -> Page<T> {
         items: rows.into_iter().map(|(item, _)| item).collect(),
         next_cursor,
     }
-}
-
-/// Reads `source` (comma-separated source names) and `reconciler` (a
-/// reconciler name) into a filter; an unknown source is a 400 that names
-/// the allowed ones. Empty values filter nothing.
-pub(crate) fn source_filter(
-    source: Option<&str>,
-    reconciler: Option<String>,
-) -> Result<SourceFilter, ApiError> {
-    let sources = source
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse::<Source>().map_err(|_| {
-                invalid(format!(
-                    "unknown source {s:?}: source takes {} (comma-separated)",
-                    Source::names()
-                ))
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(SourceFilter {
-        sources,
-        reconciler: reconciler.filter(|r| !r.is_empty()),
-    })
 }
 
 /// The filters every report shares.
@@ -696,7 +663,7 @@ pub(crate) async fn drift(
         },
         host: p.host,
         drift_only: true,
-        stale_before: stale_before(&state),
+        stale_before: state.stale_before(),
         after: p.cursor.as_deref().map(decode_cursor).transpose()?,
         limit: limit + 1,
     };
@@ -745,7 +712,7 @@ pub(crate) async fn host(
     let Query(p) = params?;
     let source = source_filter(p.source.as_deref(), p.reconciler)?;
     let filtered = !source.is_empty();
-    let stale_before = stale_before(&state);
+    let stale_before = state.stale_before();
     let query = CurrentQuery {
         filter: StateQuery {
             source,
@@ -796,38 +763,6 @@ pub(crate) struct HistoryParams {
     until: Option<String>,
     limit: Option<u32>,
     cursor: Option<String>,
-}
-
-/// Parses an RFC 3339 time or a duration back from now (`90s`, `30m`,
-/// `12h`, `7d`).
-pub(crate) fn parse_time(name: &str, value: &str, now: UnixNanos) -> Result<UnixNanos, ApiError> {
-    if let Some(t) = UnixNanos::parse_rfc3339(value) {
-        return Ok(t);
-    }
-    let (digits, unit) = value.split_at(
-        value
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(value.len()),
-    );
-    let seconds: i64 = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 604_800,
-        _ => 0,
-    };
-    digits
-        .parse::<i64>()
-        .ok()
-        .filter(|_| seconds > 0)
-        .and_then(|n| n.checked_mul(seconds)?.checked_mul(1_000_000_000))
-        .map(|back| UnixNanos(now.0.saturating_sub(back)))
-        .ok_or_else(|| {
-            invalid(format!(
-                "{name}={value:?} is neither an RFC 3339 time nor a duration such as 30m, 12h or 7d"
-            ))
-        })
 }
 
 /// `GET /api/v1/history`: desired assignments and observed status changes,
@@ -883,25 +818,4 @@ pub(crate) async fn history(
     };
     let rows = state.store.history(&principal.tenant, &query).await?;
     Ok(Json(paginate(rows, limit)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_are_rfc3339_or_durations_back_from_now() {
-        let now = UnixNanos(10 * 86_400 * 1_000_000_000);
-        assert_eq!(
-            parse_time("since", "7d", now).unwrap(),
-            UnixNanos(3 * 86_400 * 1_000_000_000)
-        );
-        assert_eq!(
-            parse_time("since", "1970-01-01T00:00:01Z", now).unwrap(),
-            UnixNanos(1_000_000_000)
-        );
-        for bad in ["", "7", "d", "7y", "-1d", "99999999999999999d"] {
-            assert!(parse_time("since", bad, now).is_err(), "{bad}");
-        }
-    }
 }

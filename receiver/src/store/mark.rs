@@ -1,4 +1,4 @@
-//! A tenant's change mark: what the report cache (`api/cache.rs`) keys its
+//! A tenant's change mark: what the report cache (`read/cache.rs`) keys its
 //! entries by, so that a cached environment state or compare is served only
 //! while nothing it shows has changed — in this hub or in any other replica
 //! on the same database.

@@ -170,7 +170,7 @@ pub async fn plan_workload_page(
 /// set, named `reconciler`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct SourceFilter {
-    pub sources: Vec<sextant_model::view::Source>,
+    pub sources: Vec<sextant_model::Source>,
     pub reconciler: Option<String>,
 }
 
@@ -250,7 +250,7 @@ pub struct HostListRow {
     pub failed: i64,
     pub in_progress: i64,
     /// The sources of its rows, in the order of `Source::ALL`.
-    pub sources: Vec<sextant_model::view::Source>,
+    pub sources: Vec<sextant_model::Source>,
 }
 
 /// What an ingest call wrote.

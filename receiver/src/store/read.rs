@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use sextant_model::view::Source;
+use sextant_model::Source;
 use sextant_model::{DeploymentStatus, DesiredView, HostView, TargetState, UnixNanos};
 
 /// Joins and filters shared by the state reads. Parameters: `$1` tenant,
@@ -67,7 +67,7 @@ macro_rules! target_ids_where {
     };
 }
 
-/// The source of reconciler row `$r` (a [`sextant_model::view::Source`]
+/// The source of reconciler row `$r` (a [`sextant_model::Source`]
 /// name): its type, lowercased, when that is `flux`, `argocd`, `agent` or
 /// `kalypso`; `agent` for `docker`, the type older Sextant agents sent;
 /// `otlp` for anything else, `''` (no reconciler named) included. Stored

@@ -20,14 +20,14 @@ use axum::routing::get;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use serde::Deserialize;
 use sextant_exporters::serve::Peer;
-use sextant_model::view::Source;
+use sextant_model::Source;
 use sextant_model::{
     Comparison, DeploymentStatus, DriftReason, HistoryEntry, HostDeployment, TargetSummary,
     UnixNanos, order_environments,
 };
 
-use crate::api::ApiState;
 use crate::auth::{AuthError, Principal, Scope};
+use crate::read::{ApiState, parse_time, source_filter};
 use crate::store::{
     CurrentQuery, HistoryQuery, ListQuery, PAGE_TARGETS, SourceFilter, StateQuery, WorkloadKey,
     plan_workload_page,
@@ -115,11 +115,6 @@ fn viewer(
         peer.map(|p| &p.0),
         Scope::Read,
     )?)
-}
-
-fn stale_before(state: &ApiState) -> UnixNanos {
-    let window = i64::try_from(state.stale_after.as_nanos()).unwrap_or(i64::MAX);
-    UnixNanos(UnixNanos::now().0.saturating_sub(window))
 }
 
 /// "42s ago", "3h ago": how long before now.
@@ -290,7 +285,7 @@ impl SourceParams {
     /// The store's filter; an unknown source is a 400 page naming the
     /// allowed ones.
     fn filter(&self) -> Result<SourceFilter, UiError> {
-        crate::api::source_filter(self.source.as_deref(), self.reconciler.clone()).map_err(|_| {
+        source_filter(self.source.as_deref(), self.reconciler.clone()).map_err(|_| {
             UiError::Status(
                 StatusCode::BAD_REQUEST,
                 format!(
@@ -417,7 +412,7 @@ async fn drift_counts(
 ) -> Result<DriftCounts, UiError> {
     let rows = state
         .store
-        .drift_summary(tenant, &filter, stale_before(state))
+        .drift_summary(tenant, &filter, state.stale_before())
         .await?;
     let mut counts = DriftCounts::new();
     for d in rows {
@@ -772,7 +767,7 @@ async fn drift(
                 },
                 host: given(&p.host),
                 drift_only: true,
-                stale_before: stale_before(&state),
+                stale_before: state.stale_before(),
                 after,
                 limit: PAGE + 1,
             },
@@ -853,7 +848,7 @@ async fn hosts(
         .await?;
     let more = rows.len() > PAGE as usize;
     rows.truncate(PAGE as usize);
-    let stale_before = stale_before(&state).0;
+    let stale_before = state.stale_before().0;
     let body = html! {
         (filter_form_with("/hosts", &[
             ("environment", "Environment", p.environment.as_deref()),
@@ -903,7 +898,7 @@ async fn host(
     Query(sp): Query<SourceParams>,
 ) -> Result<Markup, UiError> {
     let principal = viewer(&state, &headers, peer.as_ref())?;
-    let stale_before = stale_before(&state);
+    let stale_before = state.stale_before();
     let source = sp.filter()?;
     let filtered = !source.is_empty();
     let rows = state
@@ -968,7 +963,7 @@ async fn history(
     let principal = viewer(&state, &headers, peer.as_ref())?;
     let now = UnixNanos::now();
     let since = match p.since.as_deref().filter(|s| !s.is_empty()) {
-        Some(s) => Some(crate::api::parse_time("since", s, now).map_err(|_| {
+        Some(s) => Some(parse_time("since", s, now).map_err(|_| {
             UiError::Status(
                 StatusCode::BAD_REQUEST,
                 format!("since={s:?} is not a time or a duration such as 7d"),

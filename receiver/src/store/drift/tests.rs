@@ -7,7 +7,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sextant_e2e::{Backend, TestDb};
 use sextant_model::{
-    DeploymentEvent, DeploymentStatus, DesiredDeployment, ObservedDeployment, Placement,
+    DeploymentEvent, DeploymentStatus, DesiredDeployment, ObservedDeployment, Placement, Progress,
     Reconciler, UnixNanos,
 };
 
@@ -262,18 +262,18 @@ async fn attention_by_state(
     let mut rows: Vec<(u8, String, String, String, String)> = rollout
         .hosts
         .into_iter()
-        .filter(|h| h.progress != "succeeded")
+        .filter(|h| h.progress != Progress::Succeeded)
         .map(|h| {
             let class = match h.progress {
-                "failed" => 0,
-                "in_progress" => 1,
+                Progress::Failed => 0,
+                Progress::InProgress => 1,
                 _ => 2,
             };
             (
                 class,
                 h.host.host,
                 h.host.reconciler.unwrap_or_default(),
-                h.progress.to_owned(),
+                h.progress.as_str().to_owned(),
                 h.target,
             )
         })

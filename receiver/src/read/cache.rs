@@ -20,8 +20,8 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
-use super::{ApiError, ApiState};
-use crate::store::ChangeMark;
+use super::ApiState;
+use crate::store::{ChangeMark, StoreError};
 
 /// How many bytes of responses one hub keeps; the least recently used go
 /// first. A compare of three environments at 10,000 hosts × 100 workloads is
@@ -140,16 +140,18 @@ impl ReportCache {
 
 /// Serves the JSON report `key` of `tenant` from the cache while the
 /// tenant's change mark stands; otherwise runs `read` (which returns the
-/// serialized report) and keeps its result under a settled mark.
-pub(crate) async fn cached_json<F, Fut>(
+/// serialized report) and keeps its result under a settled mark. `E` is
+/// the caller's error, which the store's errors turn into.
+pub(crate) async fn cached_json<F, Fut, E>(
     state: &ApiState,
     tenant: &str,
     key: String,
     read: F,
-) -> Result<Response, ApiError>
+) -> Result<Response, E>
 where
     F: FnOnce() -> Fut,
-    Fut: Future<Output = Result<Bytes, ApiError>>,
+    Fut: Future<Output = Result<Bytes, E>>,
+    E: From<StoreError>,
 {
     let (body, outcome) = cached(state, tenant, &key, read).await?;
     state
@@ -160,15 +162,16 @@ where
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-async fn cached<F, Fut>(
+async fn cached<F, Fut, E>(
     state: &ApiState,
     tenant: &str,
     key: &str,
     read: F,
-) -> Result<(Bytes, Outcome), ApiError>
+) -> Result<(Bytes, Outcome), E>
 where
     F: FnOnce() -> Fut,
-    Fut: Future<Output = Result<Bytes, ApiError>>,
+    Fut: Future<Output = Result<Bytes, E>>,
+    E: From<StoreError>,
 {
     if let Some(mark) = state.store.change_mark(tenant).await?
         && let Some(body) = state.reports.get(tenant, key, mark)
