@@ -1,5 +1,11 @@
-//! Running the orchestrator: the store, the outbox and its sender to the
-//! hub, the API listener and the engine, until cancelled.
+//! Running the orchestrator, in the hub's shape: [`Application::build`]
+//! opens the store and the outbox and binds the listeners (so a test or the
+//! banner can read their addresses), [`Application::run_until_stopped`]
+//! runs every component on a child of one cancellation token, and stops
+//! them in order when it fires: the listeners stop accepting first, then
+//! the job engine, the promotion loop and the dispatcher finish what they
+//! hold, then the outbox's sender gets a last moment to deliver; every wait
+//! has a deadline. [`start`] does both for callers that want a handle.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,6 +27,8 @@ use crate::executor::Executor;
 use crate::promotion::gates::HubClient;
 use crate::service::{Orchestrator, Settings};
 use crate::store::Store;
+use axum::Router;
+use sextant_exporters::serve::ServerTls;
 
 /// How to run one orchestrator replica.
 #[derive(Debug, Clone)]
@@ -62,7 +70,273 @@ pub struct RuntimeConfig {
     pub settings: Settings,
 }
 
-/// A running orchestrator.
+/// How long each stage of shutdown may take before the next one starts.
+const STAGE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// One orchestrator replica, built and ready to run.
+pub struct Application {
+    orchestrator: Arc<Orchestrator>,
+    channel: Arc<AgentChannel>,
+    api: TcpListener,
+    addr: SocketAddr,
+    router: Router,
+    agents: Option<(TcpListener, Option<ServerTls>)>,
+    agent_addr: Option<SocketAddr>,
+    /// The outbox's sender to the hub's OTLP/HTTP endpoint.
+    sender: Option<(Outbox, HttpTransport)>,
+    listeners: ListenerLimits,
+    replica: String,
+}
+
+impl Application {
+    /// Checks `config`, opens the store and the outbox, and binds the API
+    /// (and agent) listeners; nothing runs yet. `ssh` runs SSH targets'
+    /// tasks.
+    pub async fn build(config: RuntimeConfig, ssh: Arc<dyn Executor>) -> anyhow::Result<Self> {
+        let rate_limit =
+            TenantLimiter::new(config.api_rate_limit).context("invalid API rate limit")?;
+        config
+            .listeners
+            .validate()
+            .context("invalid listener limits")?;
+        if config.metrics_require_token && config.tokens.is_empty() {
+            anyhow::bail!(
+                "a token for /metrics needs tokens: configure some with the `metrics` scope"
+            );
+        }
+        // Two listeners share the process's open files.
+        let listeners = ListenerLimits {
+            max_connections: sextant_exporters::serve::fit_connections(
+                config.listeners.max_connections,
+                2,
+            ),
+            ..config.listeners
+        };
+        let agent_tls = config
+            .agent_tls
+            .load()
+            .context("invalid TLS settings of the agent listener")?;
+        let store = Store::open(&config.database_url)
+            .await
+            .with_context(|| "cannot open the orchestrator database")?;
+        let sender = match &config.hub_otlp {
+            Some(endpoint) => {
+                let outbox = Outbox::open(
+                    config.data_dir.join("orchestrator-outbox"),
+                    OutboxConfig::default(),
+                )
+                .context("cannot open the orchestrator's outbox")?;
+                let transport = HttpTransport::new(HttpConfig {
+                    token: config.hub_token.clone().map(Secret::new),
+                    ..HttpConfig::new(endpoint.clone())
+                })
+                .context("invalid hub OTLP endpoint")?;
+                Some((outbox, transport))
+            }
+            None => None,
+        };
+        let hub = config
+            .hub_api
+            .as_ref()
+            .map(|url| HubClient::new(url.clone(), config.hub_token.clone()));
+        // The channel's own tasks (session streams) follow the engine's
+        // token, cancelled in `run_until_stopped`.
+        let mut channel = AgentChannel::new(
+            store.clone(),
+            config.settings.replica.clone(),
+            config.agent_heartbeat,
+            CancellationToken::new(),
+        );
+        channel.registry_auth = config.registry_auth.clone();
+        let channel = Arc::new(channel);
+        let outbox = sender.as_ref().map(|(o, _)| o.clone());
+        let orchestrator = Arc::new(
+            Orchestrator::new(store, config.settings.clone(), hub, outbox, ssh)
+                .with_agent_channel(channel.clone()),
+        );
+        let (agents, agent_addr) = match config.agent_listen {
+            Some(listen) => {
+                let listener = TcpListener::bind(listen)
+                    .await
+                    .with_context(|| format!("cannot listen for agents on {listen}"))?;
+                let addr = listener.local_addr()?;
+                (Some((listener, agent_tls)), Some(addr))
+            }
+            None => (None, None),
+        };
+        let api = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = api.local_addr()?;
+        let router = api::router(
+            ApiState::new(
+                orchestrator.clone(),
+                &config.tokens,
+                config.insecure_registries.clone(),
+            )
+            .with_rate_limit(rate_limit)
+            .with_metrics_token(config.metrics_require_token),
+            crate::ui::router(),
+        );
+        Ok(Self {
+            orchestrator,
+            channel,
+            api,
+            addr,
+            router,
+            agents,
+            agent_addr,
+            sender,
+            listeners,
+            replica: config.settings.replica,
+        })
+    }
+
+    /// The API's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The agent channel's gRPC address, if it listens.
+    pub fn agent_addr(&self) -> Option<SocketAddr> {
+        self.agent_addr
+    }
+
+    /// The replica's shared state.
+    pub fn orchestrator(&self) -> Arc<Orchestrator> {
+        self.orchestrator.clone()
+    }
+
+    /// Runs every component until `shutdown` fires or one of them fails,
+    /// then stops them in order (see the module docs).
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let (serving, working, sending) = (
+            shutdown.child_token(),
+            shutdown.child_token(),
+            shutdown.child_token(),
+        );
+        let o = &self.orchestrator;
+        let refused = |listener: &str| {
+            o.replica_metrics
+                .listener_refused
+                .with_label_values(&[listener])
+        };
+        let mut listeners = tokio::task::JoinSet::new();
+        if let Some((listener, tls)) = self.agents {
+            let service = AgentGrpc::new(self.channel.clone()).service();
+            let (limits, refused, c) = (self.listeners, refused("agents"), serving.clone());
+            listeners.spawn(async move {
+                // Keepalive pings every 20 s keep a live agent's connection
+                // busy, so only a dead or silent one meets the idle timeout.
+                tonic::transport::Server::builder()
+                    .http2_keepalive_interval(Some(std::time::Duration::from_secs(20)))
+                    .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
+                    .add_service(service)
+                    .serve_with_incoming_shutdown(
+                        sextant_exporters::serve::incoming_tls(listener, limits, refused, tls),
+                        async move { c.cancelled().await },
+                    )
+                    .await
+                    .context("agent channel server failed")
+            });
+        }
+        let (limits, refused_api, c) = (self.listeners, refused("api"), serving.clone());
+        let (api, router) = (self.api, self.router);
+        listeners.spawn(async move {
+            sextant_exporters::serve::serve_http(api, router, limits, refused_api, c)
+                .await
+                .context("API server failed")
+        });
+        let mut workers = tokio::task::JoinSet::new();
+        let (ch, c) = (self.channel.clone(), working.clone());
+        workers.spawn(async move {
+            crate::agents::server::dispatch(ch, c).await;
+            Ok(())
+        });
+        let (eng, c) = (o.clone(), working.clone());
+        workers.spawn(async move {
+            eng.run(c).await;
+            Ok(())
+        });
+        let (promo, c) = (o.clone(), working.clone());
+        workers.spawn(async move {
+            promo.run_promotions(c).await;
+            Ok(())
+        });
+        let session_token = self.channel.shutdown_token();
+        let mut senders = tokio::task::JoinSet::new();
+        if let Some((outbox, transport)) = self.sender {
+            let c = sending.clone();
+            senders.spawn(async move {
+                sender::run(outbox, "default", transport, SenderConfig::default(), c)
+                    .await
+                    .map_err(anyhow::Error::from)
+            });
+        }
+        tracing::info!(addr = %self.addr, agents = ?self.agent_addr, backend = o.store.backend(),
+            replica = %self.replica, "Sextant orchestrator started");
+        // Until asked to stop, or until a component fails.
+        let failed = tokio::select! {
+            () = shutdown.cancelled() => None,
+            Some(done) = listeners.join_next() => Some(done),
+            Some(done) = workers.join_next() => Some(done),
+            Some(done) = senders.join_next() => Some(done),
+        };
+        let mut result = match failed {
+            Some(done) => first_error(done).map_or(Ok(()), Err),
+            None => Ok(()),
+        };
+        // 1. Stop accepting requests and agent streams; the open sessions
+        // end too, or the gRPC server's graceful shutdown would wait for
+        // agents.
+        serving.cancel();
+        session_token.cancel();
+        drain("listeners", &mut listeners, &mut result).await;
+        // 2. The engine, the promotion loop and the dispatcher finish what
+        // they hold; leases left behind expire.
+        working.cancel();
+        drain("job engine", &mut workers, &mut result).await;
+        // 3. The sender delivers what the outbox holds, then stops; what
+        // it could not send stays on disk for the next start.
+        sending.cancel();
+        drain("outbox sender", &mut senders, &mut result).await;
+        shutdown.cancel();
+        result
+    }
+}
+
+/// The error of a finished task, if it failed or panicked.
+fn first_error(done: Result<anyhow::Result<()>, tokio::task::JoinError>) -> Option<anyhow::Error> {
+    match done {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e),
+        Err(e) => Some(anyhow::Error::from(e).context("an orchestrator task panicked")),
+    }
+}
+
+/// Waits up to [`STAGE_DEADLINE`] for `tasks` to end, keeping the first
+/// error; what is left then is aborted.
+async fn drain(
+    stage: &str,
+    tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+    result: &mut anyhow::Result<()>,
+) {
+    let ended = tokio::time::timeout(STAGE_DEADLINE, async {
+        while let Some(done) = tasks.join_next().await {
+            if let (Some(e), true) = (first_error(done), result.is_ok()) {
+                *result = Err(e);
+            }
+        }
+    })
+    .await;
+    if ended.is_err() {
+        tracing::warn!(stage, deadline = ?STAGE_DEADLINE, "Shutdown stage ran past its deadline; aborting it");
+        tasks.shutdown().await;
+    }
+}
+
+/// A running orchestrator: [`Application::run_until_stopped`] on a task of
+/// its own.
 pub struct Running {
     pub addr: SocketAddr,
     /// The agent channel's gRPC address, if it listens.
@@ -85,158 +359,16 @@ impl Running {
     }
 }
 
-/// Starts a replica; `ssh` runs SSH targets' tasks.
+/// Builds a replica and runs it until `cancel` fires; `ssh` runs SSH
+/// targets' tasks.
 pub async fn start(
     config: RuntimeConfig,
     ssh: Arc<dyn Executor>,
     cancel: CancellationToken,
 ) -> anyhow::Result<Running> {
-    let rate_limit = TenantLimiter::new(config.api_rate_limit).context("invalid API rate limit")?;
-    config
-        .listeners
-        .validate()
-        .context("invalid listener limits")?;
-    if config.metrics_require_token && config.tokens.is_empty() {
-        anyhow::bail!("a token for /metrics needs tokens: configure some with the `metrics` scope");
-    }
-    // Two listeners share the process's open files.
-    let listeners = ListenerLimits {
-        max_connections: sextant_exporters::serve::fit_connections(
-            config.listeners.max_connections,
-            2,
-        ),
-        ..config.listeners
-    };
-    let agent_tls = config
-        .agent_tls
-        .load()
-        .context("invalid TLS settings of the agent listener")?;
-    let store = Store::open(&config.database_url)
-        .await
-        .with_context(|| "cannot open the orchestrator database")?;
-    let mut tasks = tokio::task::JoinSet::new();
-    let outbox = match &config.hub_otlp {
-        Some(endpoint) => {
-            let outbox = Outbox::open(
-                config.data_dir.join("orchestrator-outbox"),
-                OutboxConfig::default(),
-            )
-            .context("cannot open the orchestrator's outbox")?;
-            let transport = HttpTransport::new(HttpConfig {
-                token: config.hub_token.clone().map(Secret::new),
-                ..HttpConfig::new(endpoint.clone())
-            })
-            .context("invalid hub OTLP endpoint")?;
-            let (o, c) = (outbox.clone(), cancel.clone());
-            tasks.spawn(async move {
-                sender::run(o, "default", transport, SenderConfig::default(), c)
-                    .await
-                    .map_err(anyhow::Error::from)
-            });
-            Some(outbox)
-        }
-        None => None,
-    };
-    let hub = config
-        .hub_api
-        .as_ref()
-        .map(|url| HubClient::new(url.clone(), config.hub_token.clone()));
-    let mut channel = AgentChannel::new(
-        store.clone(),
-        config.settings.replica.clone(),
-        config.agent_heartbeat,
-        cancel.clone(),
-    );
-    channel.registry_auth = config.registry_auth.clone();
-    let channel = Arc::new(channel);
-    let orchestrator = Arc::new(
-        Orchestrator::new(store, config.settings.clone(), hub, outbox, ssh)
-            .with_agent_channel(channel.clone()),
-    );
-    let agent_addr = match config.agent_listen {
-        Some(listen) => {
-            let listener = TcpListener::bind(listen)
-                .await
-                .with_context(|| format!("cannot listen for agents on {listen}"))?;
-            let addr = listener.local_addr()?;
-            let service = AgentGrpc::new(channel.clone()).service();
-            let c = cancel.clone();
-            let refused = orchestrator
-                .replica_metrics
-                .listener_refused
-                .with_label_values(&["agents"]);
-            tasks.spawn(async move {
-                // Keepalive pings every 20 s keep a live agent's connection
-                // busy, so only a dead or silent one meets the idle timeout.
-                tonic::transport::Server::builder()
-                    .http2_keepalive_interval(Some(std::time::Duration::from_secs(20)))
-                    .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
-                    .add_service(service)
-                    .serve_with_incoming_shutdown(
-                        sextant_exporters::serve::incoming_tls(
-                            listener, listeners, refused, agent_tls,
-                        ),
-                        async move { c.cancelled().await },
-                    )
-                    .await
-                    .context("agent channel server failed")
-            });
-            Some(addr)
-        }
-        None => None,
-    };
-    let (ch, c) = (channel.clone(), cancel.clone());
-    tasks.spawn(async move {
-        crate::agents::server::dispatch(ch, c).await;
-        Ok(())
-    });
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let addr = listener.local_addr()?;
-    let app = api::router(
-        ApiState::new(
-            orchestrator.clone(),
-            &config.tokens,
-            config.insecure_registries.clone(),
-        )
-        .with_rate_limit(rate_limit)
-        .with_metrics_token(config.metrics_require_token),
-        crate::ui::router(),
-    );
-    let c = cancel.clone();
-    let refused = orchestrator
-        .replica_metrics
-        .listener_refused
-        .with_label_values(&["api"]);
-    tasks.spawn(async move {
-        sextant_exporters::serve::serve_http(listener, app, listeners, refused, c)
-            .await
-            .context("API server failed")
-    });
-    let (o, c) = (orchestrator.clone(), cancel.clone());
-    tasks.spawn(async move {
-        o.run(c).await;
-        Ok(())
-    });
-    let (o, c) = (orchestrator.clone(), cancel.clone());
-    tasks.spawn(async move {
-        o.run_promotions(c).await;
-        Ok(())
-    });
-    tracing::info!(%addr, agents = ?agent_addr, backend = orchestrator.store.backend(), replica = %config.settings.replica,
-        "Sextant orchestrator started");
-    let c = cancel.clone();
-    let handle = tokio::spawn(async move {
-        let mut result = Ok(());
-        while let Some(done) = tasks.join_next().await {
-            if let Ok(Err(e)) | Err(e) = done.map_err(anyhow::Error::from) {
-                result = Err(e);
-                c.cancel();
-            }
-        }
-        result
-    });
+    let app = Application::build(config, ssh).await?;
+    let (addr, agent_addr, orchestrator) = (app.addr(), app.agent_addr(), app.orchestrator());
+    let handle = tokio::spawn(app.run_until_stopped(cancel.clone()));
     Ok(Running {
         addr,
         agent_addr,

@@ -170,6 +170,14 @@ fn estate(
     heartbeat: std::time::Duration,
 ) -> prometheus::Result<Registry> {
     let r = Registry::new();
+    promotion_series(&r, rows)?;
+    deployment_series(&r, rows)?;
+    agent_series(&r, rows, now_ms, heartbeat)?;
+    Ok(r)
+}
+
+/// Releases, promotions, and the approvals they waited for.
+fn promotion_series(r: &Registry, rows: &MetricRows) -> prometheus::Result<()> {
     let releases = IntCounterVec::new(
         Opts::new("sextant_releases_total", "Releases created."),
         &[],
@@ -206,6 +214,28 @@ fn estate(
             pending.set(*n);
         }
     }
+    let approval_duration = HistogramVec::new(
+        HistogramOpts::new(
+            "sextant_approval_duration_seconds",
+            "Promotions that waited for approval or gates, from request to decision.",
+        )
+        .buckets(SLOW_BUCKETS.to_vec()),
+        &["env"],
+    )?;
+    for (env, requested, decided) in &rows.approvals {
+        approval_duration
+            .with_label_values(&[env])
+            .observe(seconds(*requested, *decided));
+    }
+    r.register(Box::new(releases))?;
+    r.register(Box::new(promotions))?;
+    r.register(Box::new(approval_pending))?;
+    r.register(Box::new(approval_duration))?;
+    Ok(())
+}
+
+/// Deployment jobs by outcome, their durations, rollbacks and targets.
+fn deployment_series(r: &Registry, rows: &MetricRows) -> prometheus::Result<()> {
     let deployments = IntCounterVec::new(
         Opts::new(
             "sextant_deployments_total",
@@ -266,19 +296,6 @@ fn estate(
             .with_label_values(&[env, rollback_reason(*failure, *health != 0)])
             .inc();
     }
-    let approval_duration = HistogramVec::new(
-        HistogramOpts::new(
-            "sextant_approval_duration_seconds",
-            "Promotions that waited for approval or gates, from request to decision.",
-        )
-        .buckets(SLOW_BUCKETS.to_vec()),
-        &["env"],
-    )?;
-    for (env, requested, decided) in &rows.approvals {
-        approval_duration
-            .with_label_values(&[env])
-            .observe(seconds(*requested, *decided));
-    }
     let targets = IntGaugeVec::new(
         Opts::new(
             "sextant_targets_total",
@@ -289,16 +306,21 @@ fn estate(
     for (env, execution, n) in &rows.targets {
         targets.with_label_values(&[env, execution]).set(*n);
     }
-    r.register(Box::new(releases))?;
-    r.register(Box::new(promotions))?;
-    r.register(Box::new(approval_pending))?;
     r.register(Box::new(deployments))?;
     r.register(Box::new(duration))?;
     r.register(Box::new(active))?;
     r.register(Box::new(rollbacks))?;
-    r.register(Box::new(approval_duration))?;
     r.register(Box::new(targets))?;
+    Ok(())
+}
 
+/// Agents (registered, connected, heartbeat age) and their tasks.
+fn agent_series(
+    r: &Registry,
+    rows: &MetricRows,
+    now_ms: i64,
+    heartbeat: std::time::Duration,
+) -> prometheus::Result<()> {
     let connected = prometheus::IntGauge::new(
         "sextant_agents_connected",
         "Agents with an open stream and a heartbeat at most two intervals old.",
@@ -355,7 +377,7 @@ fn estate(
     r.register(Box::new(age))?;
     r.register(Box::new(agent_tasks))?;
     r.register(Box::new(agent_duration))?;
-    Ok(r)
+    Ok(())
 }
 
 #[cfg(test)]

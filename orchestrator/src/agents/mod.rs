@@ -230,6 +230,11 @@ impl AgentChannel {
         }
     }
 
+    /// The token that ends this replica's agent sessions.
+    pub fn shutdown_token(&self) -> tokio_util::sync::CancellationToken {
+        self.shutdown.clone()
+    }
+
     pub(crate) fn waiter(&self, run_key: &str) -> Arc<Notify> {
         lock(&self.waiters)
             .entry(run_key.to_owned())
