@@ -30,14 +30,44 @@ pub struct Applied {
     pub change: Change,
 }
 
+/// A document that is not YAML of the expected shape.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {source}")]
+pub struct ParseError {
+    #[source]
+    pub source: serde_norway::Error,
+}
+
+/// A document that parses but would write something wrong: each problem a
+/// sentence for the user.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", problems.join("; "))]
+pub struct Invalid {
+    pub problems: Vec<String>,
+}
+
+/// What is wrong with an agent target that a task would only find out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum AgentTargetProblem {
+    #[error("target {target:?}: agent names both an id and a selector; pick one")]
+    IdAndSelector { target: String },
+    #[error("target {target:?}: agent needs an id or a non-empty selector")]
+    NoAgent { target: String },
+    #[error(
+        "target {target:?}: agent targets take deploy template docker (the default) or compose; \
+         custom commands run over SSH"
+    )]
+    Custom { target: String },
+}
+
 impl Document {
     /// Parses YAML (JSON is YAML too), with the line of the first error.
-    pub fn parse(text: &str) -> std::result::Result<Self, String> {
-        serde_norway::from_str(text).map_err(|e| format!("invalid configuration: {e}"))
+    pub fn parse(text: &str) -> std::result::Result<Self, ParseError> {
+        serde_norway::from_str(text).map_err(|source| ParseError { source })
     }
 
     /// Checks references and shapes before anything is written.
-    pub fn validate(&self, known_environments: &[String]) -> std::result::Result<(), String> {
+    pub fn validate(&self, known_environments: &[String]) -> std::result::Result<(), Invalid> {
         let mut problems = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for e in &self.environments {
@@ -78,10 +108,10 @@ impl Document {
                 problems.push(format!("target {:?} is listed twice", t.name));
             }
             match t.connection() {
-                Err(why) => problems.push(why),
+                Err(why) => problems.push(why.to_string()),
                 Ok(crate::domain::Connection::Agent(agent)) => {
                     if let Err(why) = agent_target_problem(t, agent) {
-                        problems.push(why);
+                        problems.push(why.to_string());
                     }
                 }
                 Ok(_) => {}
@@ -116,7 +146,7 @@ impl Document {
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(problems.join("; "))
+            Err(Invalid { problems })
         }
     }
 }
@@ -127,7 +157,8 @@ impl Orchestrator {
     pub async fn apply(&self, tenant: &str, doc: &Document) -> Result<Vec<Applied>> {
         let existing = self.store.environments(tenant).await?;
         let known: Vec<String> = existing.iter().map(|e| e.name.clone()).collect();
-        doc.validate(&known).map_err(OrchestratorError::Invalid)?;
+        doc.validate(&known)
+            .map_err(|e| OrchestratorError::Invalid(e.to_string()))?;
         let mut out = Vec::new();
         // Without `order`, an environment's place is its position in the file.
         for (i, e) in doc.environments.iter().enumerate() {
@@ -163,38 +194,32 @@ impl Orchestrator {
 fn agent_target_problem(
     t: &crate::domain::TargetSpec,
     agent: &crate::domain::AgentConnection,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), AgentTargetProblem> {
     use crate::domain::DeployTemplate;
+    let target = || t.name.clone();
     match (&agent.id, agent.selector.is_empty()) {
         (Some(_), false) => {
-            return Err(format!(
-                "target {:?}: agent names both an id and a selector; pick one",
-                t.name
-            ));
+            return Err(AgentTargetProblem::IdAndSelector { target: target() });
         }
         (None, true) => {
-            return Err(format!(
-                "target {:?}: agent needs an id or a non-empty selector",
-                t.name
-            ));
+            return Err(AgentTargetProblem::NoAgent { target: target() });
         }
         _ => {}
     }
     if matches!(t.deploy, Some(DeployTemplate::Custom { .. })) {
-        return Err(format!(
-            "target {:?}: agent targets take deploy template docker (the default) or compose; \
-             custom commands run over SSH",
-            t.name
-        ));
+        return Err(AgentTargetProblem::Custom { target: target() });
     }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Document;
+    use super::{Document, Invalid};
 
-    fn validate(agent: serde_json::Value, deploy: Option<serde_json::Value>) -> Result<(), String> {
+    fn validate(
+        agent: serde_json::Value,
+        deploy: Option<serde_json::Value>,
+    ) -> Result<(), Invalid> {
         let mut target = serde_json::json!({"name": "t", "environment": "prod", "agent": agent});
         if let Some(d) = deploy {
             target["deploy"] = d;
@@ -203,7 +228,7 @@ mod tests {
             "environments": [{"name": "prod"}],
             "targets": [target],
         }))
-        .map_err(|e| e.to_string())?;
+        .expect("a document");
         doc.validate(&[])
     }
 
@@ -214,7 +239,9 @@ mod tests {
             validate(serde_json::json!({"selector": {"zone": "a"}}), None),
             Ok(())
         );
-        let none = validate(serde_json::json!({}), None).unwrap_err();
+        let none = validate(serde_json::json!({}), None)
+            .unwrap_err()
+            .to_string();
         assert!(
             none.contains("needs an id or a non-empty selector"),
             "{none}"
@@ -223,13 +250,15 @@ mod tests {
             serde_json::json!({"id": "a1", "selector": {"zone": "a"}}),
             None,
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(both.contains("both an id and a selector"), "{both}");
         let custom = validate(
             serde_json::json!({"id": "a1"}),
             Some(serde_json::json!({"template": "custom", "command": "true"})),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(custom.contains("custom commands run over SSH"), "{custom}");
     }
 }

@@ -30,6 +30,17 @@ pub enum OrchestratorError {
 
 pub type Result<T> = std::result::Result<T, OrchestratorError>;
 
+/// Why no executor can run a target's tasks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExecutorError {
+    #[error(transparent)]
+    Connection(#[from] crate::domain::ConnectionError),
+    #[error(
+        "target {target:?} uses execution model agent, which this orchestrator has no channel for yet"
+    )]
+    NoAgentChannel { target: String },
+}
+
 /// How the service runs.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -128,15 +139,16 @@ impl Orchestrator {
     pub fn executor_for(
         &self,
         target: &TargetSpec,
-    ) -> std::result::Result<Arc<dyn Executor>, String> {
+    ) -> std::result::Result<Arc<dyn Executor>, ExecutorError> {
         match target.connection()? {
             crate::domain::Connection::Ssh(_) => Ok(self.ssh.clone()),
-            crate::domain::Connection::Agent(_) => self.agent.clone().ok_or_else(|| {
-                format!(
-                    "target {:?} uses execution model agent, which this orchestrator has no channel for yet",
-                    target.name
-                )
-            }),
+            crate::domain::Connection::Agent(_) => {
+                self.agent
+                    .clone()
+                    .ok_or_else(|| ExecutorError::NoAgentChannel {
+                        target: target.name.clone(),
+                    })
+            }
         }
     }
 }

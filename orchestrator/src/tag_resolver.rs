@@ -4,6 +4,71 @@
 
 use std::time::Duration;
 
+/// An image reference that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImageRefError {
+    #[error("empty image reference")]
+    Empty,
+    #[error("{image}: only sha256 digests are supported")]
+    NotSha256 { image: String },
+    #[error("{image}: a sha256 digest has 64 hex digits")]
+    DigestLength { image: String },
+}
+
+/// A repository without a registry host, whose tags cannot be resolved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{repository}: name the registry (host[:port]/repository) so the tag can be resolved")]
+pub struct NoRegistry {
+    pub repository: String,
+}
+
+/// Why a tag could not be resolved to a digest.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error(transparent)]
+    Reference(#[from] ImageRefError),
+    #[error(transparent)]
+    NoRegistry(#[from] NoRegistry),
+    /// The registry could not be asked; `insecure` is whether plain HTTP
+    /// was allowed (the message hints at it when not).
+    #[error("cannot resolve {image}: {url}: {}{}", causes(source), insecure_hint(*insecure))]
+    Request {
+        image: String,
+        url: String,
+        insecure: bool,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("cannot resolve {image}: {url} answered {status}")]
+    Status {
+        image: String,
+        url: String,
+        status: reqwest::StatusCode,
+    },
+    #[error("cannot resolve {image}: no Docker-Content-Digest header")]
+    NoDigest { image: String },
+}
+
+/// The error and each of its causes, `a: b: c` (reqwest's message alone,
+/// "error sending request", hides why).
+fn causes(e: &reqwest::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    message
+}
+
+fn insecure_hint(insecure: bool) -> &'static str {
+    if insecure {
+        ""
+    } else {
+        " (a registry served over plain HTTP must be listed with --insecure-registry)"
+    }
+}
+
 /// An image reference split into repository and tag or digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRef {
@@ -14,17 +79,21 @@ pub struct ImageRef {
 }
 
 impl ImageRef {
-    pub fn parse(image: &str) -> Result<Self, String> {
+    pub fn parse(image: &str) -> Result<Self, ImageRefError> {
         let image = image.trim();
         if image.is_empty() {
-            return Err("empty image reference".into());
+            return Err(ImageRefError::Empty);
         }
         if let Some((repository, digest)) = image.split_once('@') {
             let hex = digest
                 .strip_prefix("sha256:")
-                .ok_or_else(|| format!("{image}: only sha256 digests are supported"))?;
+                .ok_or_else(|| ImageRefError::NotSha256 {
+                    image: image.to_owned(),
+                })?;
             if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-                return Err(format!("{image}: a sha256 digest has 64 hex digits"));
+                return Err(ImageRefError::DigestLength {
+                    image: image.to_owned(),
+                });
             }
             return Ok(Self {
                 repository: repository.to_owned(),
@@ -51,17 +120,16 @@ impl ImageRef {
 
     /// (registry host, path) of the repository; a reference without a
     /// registry host is refused (Sextant does not guess Docker Hub).
-    fn registry(&self) -> Result<(&str, &str), String> {
+    fn registry(&self) -> Result<(&str, &str), NoRegistry> {
         match self.repository.split_once('/') {
             Some((host, path))
                 if host.contains('.') || host.contains(':') || host == "localhost" =>
             {
                 Ok((host, path))
             }
-            _ => Err(format!(
-                "{}: name the registry (host[:port]/repository) so the tag can be resolved",
-                self.repository
-            )),
+            _ => Err(NoRegistry {
+                repository: self.repository.clone(),
+            }),
         }
     }
 }
@@ -72,7 +140,7 @@ pub async fn resolve(
     http: &reqwest::Client,
     image: &str,
     insecure: bool,
-) -> Result<(String, String, Option<String>), String> {
+) -> Result<(String, String, Option<String>), ResolveError> {
     let r = ImageRef::parse(image)?;
     if let Some(digest) = &r.digest {
         return Ok((format!("{}@{digest}", r.repository), digest.clone(), None));
@@ -90,32 +158,26 @@ pub async fn resolve(
         .timeout(Duration::from_secs(15))
         .send()
         .await
-        .map_err(|e| {
-            // reqwest's message alone ("error sending request") hides why.
-            let mut message = format!("cannot resolve {image}: {url}: {e}");
-            let mut source = std::error::Error::source(&e);
-            while let Some(cause) = source {
-                message.push_str(&format!(": {cause}"));
-                source = cause.source();
-            }
-            if !insecure {
-                message.push_str(
-                    " (a registry served over plain HTTP must be listed with --insecure-registry)",
-                );
-            }
-            message
+        .map_err(|source| ResolveError::Request {
+            image: image.to_owned(),
+            url: url.clone(),
+            insecure,
+            source,
         })?;
     if !response.status().is_success() {
-        return Err(format!(
-            "cannot resolve {image}: {url} answered {}",
-            response.status()
-        ));
+        return Err(ResolveError::Status {
+            image: image.to_owned(),
+            url,
+            status: response.status(),
+        });
     }
     let digest = response
         .headers()
         .get("docker-content-digest")
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| format!("cannot resolve {image}: no Docker-Content-Digest header"))?
+        .ok_or_else(|| ResolveError::NoDigest {
+            image: image.to_owned(),
+        })?
         .to_owned();
     ImageRef::parse(&format!("{}@{digest}", r.repository))?;
     Ok((format!("{}@{digest}", r.repository), digest, Some(tag)))

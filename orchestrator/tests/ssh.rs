@@ -661,7 +661,8 @@ async fn health_check_commands() {
             short,
         )
         .await
-        .expect_err("a failing check");
+        .expect_err("a failing check")
+        .to_string();
     assert!(err.contains('7') && err.contains("not ready yet"), "{err}");
     let started = Instant::now();
     let err = executor
@@ -672,7 +673,8 @@ async fn health_check_commands() {
             Duration::from_secs(1),
         )
         .await
-        .expect_err("a hung check");
+        .expect_err("a hung check")
+        .to_string();
     assert!(err.contains("timed out"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(10));
     let mut wrong = target.clone();
@@ -682,7 +684,8 @@ async fn health_check_commands() {
     let err = executor
         .check_command(&wrong, &request("check"), "true", short)
         .await
-        .expect_err("a wrong host key");
+        .expect_err("a wrong host key")
+        .to_string();
     assert!(err.contains("mismatch"), "{err}");
 }
 

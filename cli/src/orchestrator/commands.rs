@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
-use sextant_orchestrator::domain::Span;
+use sextant_orchestrator::domain::{Span, SpanError};
 
 use super::Output;
 use super::client::{Body, Client, print_json, s, short_digest, short_time, table};
 
-fn span(text: &str) -> Result<Span, String> {
+fn span(text: &str) -> Result<Span, SpanError> {
     Span::parse(text)
 }
 

@@ -5,7 +5,7 @@
 //! in production) and in the agent's memory for that one pull.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use sextant_agent::executor::{ComposeLock, DeploySpec};
@@ -23,6 +23,39 @@ impl std::fmt::Debug for RegistryAuths {
         // The registries, never the secrets.
         f.debug_set().entries(self.0.keys()).finish()
     }
+}
+
+/// Why a credentials file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: ParseError,
+    },
+}
+
+/// Why a Docker `config.json` is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error("not a Docker config.json: {source}")]
+    Json {
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("auths.{key}.auth is not base64 of user:password")]
+    NotBase64 { key: String },
+    #[error("auths.{key}.auth is not user:password")]
+    NotUserPassword { key: String },
+    #[error("auths.{key} has neither auth nor username and password")]
+    NoCredentials { key: String },
 }
 
 #[derive(serde::Deserialize)]
@@ -44,16 +77,21 @@ struct Entry {
 
 impl RegistryAuths {
     /// Reads a Docker `config.json` (`{"auths": {"HOST": {"auth": …}}}`).
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<Self, LoadError> {
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|source| LoadError::Parse {
+            path: path.to_owned(),
+            source,
+        })
     }
 
     /// Parses a Docker `config.json`.
-    pub fn parse(json: &str) -> Result<Self, String> {
+    pub fn parse(json: &str) -> Result<Self, ParseError> {
         let file: ConfigFile =
-            serde_json::from_str(json).map_err(|e| format!("not a Docker config.json: {e}"))?;
+            serde_json::from_str(json).map_err(|source| ParseError::Json { source })?;
         let mut auths = BTreeMap::new();
         for (key, entry) in file.auths {
             let (username, password) = match (entry.auth, entry.username, entry.password) {
@@ -62,19 +100,15 @@ impl RegistryAuths {
                         .decode(auth.trim())
                         .ok()
                         .and_then(|b| String::from_utf8(b).ok())
-                        .ok_or_else(|| {
-                            format!("auths.{key}.auth is not base64 of user:password")
-                        })?;
+                        .ok_or_else(|| ParseError::NotBase64 { key: key.clone() })?;
                     let (u, p) = decoded
                         .split_once(':')
-                        .ok_or_else(|| format!("auths.{key}.auth is not user:password"))?;
+                        .ok_or_else(|| ParseError::NotUserPassword { key: key.clone() })?;
                     (u.to_owned(), p.to_owned())
                 }
                 (None, Some(u), Some(p)) => (u, p),
                 _ => {
-                    return Err(format!(
-                        "auths.{key} has neither auth nor username and password"
-                    ));
+                    return Err(ParseError::NoCredentials { key });
                 }
             };
             let host = host_of_key(&key);
@@ -204,9 +238,13 @@ mod tests {
 
     #[test]
     fn a_bad_file_is_refused_with_the_reason() {
-        let err = RegistryAuths::parse(r#"{"auths": {"h:1": {"auth": "%%%"}}}"#).unwrap_err();
+        let err = RegistryAuths::parse(r#"{"auths": {"h:1": {"auth": "%%%"}}}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("auths.h:1.auth"), "{err}");
-        let err = RegistryAuths::parse(r#"{"auths": {"h:1": {}}}"#).unwrap_err();
+        let err = RegistryAuths::parse(r#"{"auths": {"h:1": {}}}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("neither auth"), "{err}");
         assert!(RegistryAuths::parse("nope").is_err());
     }

@@ -21,7 +21,17 @@ use tonic::{Request, Response, Status, Streaming};
 use super::{AgentChannel, CREDENTIAL_PREFIX, new_secret, secret_hash};
 use crate::domain::task::LogStream;
 use crate::store::AgentInfo;
-use crate::store::{AgentRow, RegisterRefusal};
+use crate::store::{AgentRow, RegisterRefusal, StoreError};
+
+/// Why an agent's message could not be stored (it is not acknowledged, so
+/// the agent sends it again on its next stream).
+#[derive(Debug, thiserror::Error)]
+enum MessageError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Encode(#[from] serde_json::Error),
+}
 
 /// How long a new stream may take to say Hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -237,7 +247,7 @@ async fn read_stream(
                 .store
                 .agent_heartbeat(&agent.id, session, &h.running)
                 .await
-                .map_err(|e| e.to_string()),
+                .map_err(MessageError::from),
             agent_message::Body::Update(u) => {
                 update(channel, agent, &mut tasks, u).await.map(|()| true)
             }
@@ -265,7 +275,7 @@ async fn read_stream(
             Err(e) => {
                 // Not acknowledged: the agent sends it again on its next stream.
                 tracing::warn!(agent = %agent.id, error = %e, "Cannot store an agent message; closing the stream");
-                let _ = tx.send(Err(Status::unavailable(e))).await;
+                let _ = tx.send(Err(Status::unavailable(e.to_string()))).await;
                 break;
             }
         }
@@ -277,7 +287,7 @@ async fn update(
     agent: &AgentRow,
     tasks: &mut HashMap<String, (String, i64)>,
     u: sextant_protocol::v1::TaskUpdate,
-) -> Result<(), String> {
+) -> Result<(), MessageError> {
     let store = &channel.store;
     let mut moved = false;
     if !tasks.contains_key(&u.run_key) {
@@ -286,20 +296,13 @@ async fn update(
         let running = if u.status.is_empty() {
             None
         } else {
-            store
-                .agent_task_running_of(&u.run_key, &agent.id)
-                .await
-                .map_err(|e| e.to_string())?
+            store.agent_task_running_of(&u.run_key, &agent.id).await?
         };
         if let Some(ids) = running {
             moved = true;
             tasks.insert(u.run_key.clone(), ids);
         } else {
-            match store
-                .agent_task_status(&u.run_key)
-                .await
-                .map_err(|e| e.to_string())?
-            {
+            match store.agent_task_status(&u.run_key).await? {
                 Some(item) if item.agent_id == agent.id => {
                     tasks.insert(u.run_key.clone(), (item.task_id, item.attempt));
                 }
@@ -311,10 +314,7 @@ async fn update(
         return Ok(());
     };
     if !moved && !u.status.is_empty() {
-        moved = store
-            .agent_task_running(&u.run_key)
-            .await
-            .map_err(|e| e.to_string())?;
+        moved = store.agent_task_running(&u.run_key).await?;
     }
     if moved {
         channel.notify(&u.run_key);
@@ -340,7 +340,7 @@ async fn update(
     store
         .append_logs(&task_id, attempt, &lines)
         .await
-        .map_err(|e| e.to_string())
+        .map_err(MessageError::from)
 }
 
 /// The result as the mailbox keeps it.
@@ -360,7 +360,7 @@ async fn finish(
     channel: &AgentChannel,
     agent: &AgentRow,
     r: sextant_protocol::v1::TaskResult,
-) -> Result<(), String> {
+) -> Result<(), MessageError> {
     let store = &channel.store;
     let run_key = r.run_key.clone();
     let stored = StoredResult {
@@ -373,22 +373,14 @@ async fn finish(
         replayed: r.replayed,
         agent: agent.name.clone(),
     };
-    let json = serde_json::to_string(&stored).map_err(|e| e.to_string())?;
+    let json = serde_json::to_string(&stored)?;
     // One statement when the row is this agent's and open, which it
     // almost always is; the row is read only to say why not.
-    if store
-        .finish_agent_task(&run_key, &agent.id, &json)
-        .await
-        .map_err(|e| e.to_string())?
-    {
+    if store.finish_agent_task(&run_key, &agent.id, &json).await? {
         channel.notify(&run_key);
         return Ok(());
     }
-    match store
-        .agent_task_status(&run_key)
-        .await
-        .map_err(|e| e.to_string())?
-    {
+    match store.agent_task_status(&run_key).await? {
         None => {}
         Some(item) if item.agent_id != agent.id => {
             tracing::warn!(agent = %agent.id, %run_key, "Agent sent a result for another agent's task; ignored");

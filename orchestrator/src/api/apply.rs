@@ -21,7 +21,7 @@ pub(super) async fn apply(
     caller: Caller,
     body: String,
 ) -> ApiResult<Vec<Applied>> {
-    let doc = Document::parse(&body).map_err(invalid)?;
+    let doc = Document::parse(&body).map_err(|e| invalid(e.to_string()))?;
     Ok(Json(state.orchestrator.apply(&caller.tenant, &doc).await?))
 }
 

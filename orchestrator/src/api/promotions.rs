@@ -100,7 +100,7 @@ pub(super) async fn list_promotions(
         .filter(|s| !s.is_empty())
         .map(|s| s.parse::<PromotionState>())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(invalid)?;
+        .map_err(|e| invalid(e.to_string()))?;
     Ok(Json(
         state
             .orchestrator

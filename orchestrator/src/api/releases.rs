@@ -61,7 +61,7 @@ pub(super) async fn create_release(
         let insecure = state.insecure_registries.iter().any(|r| r == host);
         let (pinned, digest, tag) = crate::tag_resolver::resolve(&o.http, &image, insecure)
             .await
-            .map_err(invalid)?;
+            .map_err(|e| invalid(e.to_string()))?;
         let repository = pinned.split('@').next().unwrap_or_default();
         if repository != spec.image {
             return Err(invalid(format!(

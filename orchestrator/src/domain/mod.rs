@@ -20,15 +20,28 @@ use utoipa::ToSchema;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Span(pub Duration);
 
+/// Why a duration does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpanError {
+    #[error("empty duration")]
+    Empty,
+    #[error("invalid duration {text:?}: expected a number")]
+    NoNumber { text: String },
+    #[error("invalid duration {text:?}")]
+    Number { text: String },
+    #[error("invalid duration {text:?}: unknown unit {unit:?} (use ms, s, m, h or d)")]
+    Unit { text: String, unit: String },
+}
+
 impl Span {
     pub const fn secs(s: u64) -> Self {
         Self(Duration::from_secs(s))
     }
 
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, SpanError> {
         let text = text.trim();
         if text.is_empty() {
-            return Err("empty duration".into());
+            return Err(SpanError::Empty);
         }
         let mut total = Duration::ZERO;
         let mut rest = text;
@@ -37,11 +50,13 @@ impl Span {
                 .find(|c: char| !c.is_ascii_digit())
                 .unwrap_or(rest.len());
             if digits == 0 {
-                return Err(format!("invalid duration {text:?}: expected a number"));
+                return Err(SpanError::NoNumber {
+                    text: text.to_owned(),
+                });
             }
-            let n: u64 = rest[..digits]
-                .parse()
-                .map_err(|_| format!("invalid duration {text:?}"))?;
+            let n: u64 = rest[..digits].parse().map_err(|_| SpanError::Number {
+                text: text.to_owned(),
+            })?;
             rest = &rest[digits..];
             let unit_len = rest
                 .find(|c: char| c.is_ascii_digit())
@@ -55,9 +70,10 @@ impl Span {
                 "h" => Duration::from_secs(n * 3600),
                 "d" => Duration::from_secs(n * 86_400),
                 other => {
-                    return Err(format!(
-                        "invalid duration {text:?}: unknown unit {other:?} (use ms, s, m, h or d)"
-                    ));
+                    return Err(SpanError::Unit {
+                        text: text.to_owned(),
+                        unit: other.to_owned(),
+                    });
                 }
             };
         }
@@ -254,9 +270,14 @@ pub struct HealthCheck {
     pub retries: u32,
 }
 
+/// A health check that does not name exactly one probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a health check names exactly one of http, tcp or command")]
+pub struct ProbeCountError;
+
 impl HealthCheck {
     /// The one probe this check runs.
-    pub fn probe(&self) -> Result<HealthProbe<'_>, String> {
+    pub fn probe(&self) -> Result<HealthProbe<'_>, ProbeCountError> {
         match (&self.http, &self.tcp, &self.command) {
             (Some(url), None, None) => Ok(HealthProbe::Http {
                 url,
@@ -264,7 +285,7 @@ impl HealthCheck {
             }),
             (None, Some(address), None) => Ok(HealthProbe::Tcp { address }),
             (None, None, Some(command)) => Ok(HealthProbe::Command { command }),
-            _ => Err("a health check names exactly one of http, tcp or command".into()),
+            _ => Err(ProbeCountError),
         }
     }
 }
@@ -424,20 +445,27 @@ pub struct TargetSpec {
     pub hub_target: Option<String>,
 }
 
+/// A target that does not name exactly one execution model.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectionError {
+    #[error("target {target:?} names both ssh and agent; pick one execution model")]
+    Both { target: String },
+    #[error("target {target:?} names neither ssh nor agent")]
+    Neither { target: String },
+}
+
 impl TargetSpec {
     /// The target's execution model; exactly one of `ssh` or `agent`.
-    pub fn connection(&self) -> Result<Connection<'_>, String> {
+    pub fn connection(&self) -> Result<Connection<'_>, ConnectionError> {
         match (&self.ssh, &self.agent) {
             (Some(ssh), None) => Ok(Connection::Ssh(ssh)),
             (None, Some(agent)) => Ok(Connection::Agent(agent)),
-            (Some(_), Some(_)) => Err(format!(
-                "target {:?} names both ssh and agent; pick one execution model",
-                self.name
-            )),
-            (None, None) => Err(format!(
-                "target {:?} names neither ssh nor agent",
-                self.name
-            )),
+            (Some(_), Some(_)) => Err(ConnectionError::Both {
+                target: self.name.clone(),
+            }),
+            (None, None) => Err(ConnectionError::Neither {
+                target: self.name.clone(),
+            }),
         }
     }
 
@@ -523,15 +551,27 @@ macro_rules! state_enum {
         }
 
         impl std::str::FromStr for $name {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, String> {
+            type Err = UnknownState;
+            fn from_str(s: &str) -> Result<Self, UnknownState> {
                 match s {
                     $($text => Ok($name::$variant),)+
-                    other => Err(format!(concat!("unknown ", stringify!($name), " {:?}"), other)),
+                    other => Err(UnknownState {
+                        kind: stringify!($name),
+                        value: other.to_owned(),
+                    }),
                 }
             }
         }
     };
+}
+
+/// A state (or kind) name that is not one of its enum's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind} {value:?}")]
+pub struct UnknownState {
+    /// The enum's name, e.g. `PromotionState`.
+    pub kind: &'static str,
+    pub value: String,
 }
 
 state_enum!(

@@ -3,26 +3,39 @@
 
 use crate::domain::Strategy;
 
+/// A strategy no job can follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StrategyError {
+    #[error("rolling: batch_size must be at least 1")]
+    BatchSize,
+    #[error("canary: at least one stage is needed")]
+    NoStages,
+    #[error("canary: stages are percentages from 1 to 100")]
+    StageRange,
+    #[error("canary: stages must ascend")]
+    NotAscending,
+    #[error("canary: the last stage must be 100")]
+    LastStage,
+}
+
 /// Checks a strategy before a job is created.
-pub fn validate(strategy: &Strategy) -> Result<(), String> {
+pub fn validate(strategy: &Strategy) -> Result<(), StrategyError> {
     match strategy {
         Strategy::AllAtOnce { .. } | Strategy::BlueGreen {} => Ok(()),
-        Strategy::Rolling { batch_size, .. } if *batch_size == 0 => {
-            Err("rolling: batch_size must be at least 1".into())
-        }
+        Strategy::Rolling { batch_size, .. } if *batch_size == 0 => Err(StrategyError::BatchSize),
         Strategy::Rolling { .. } => Ok(()),
         Strategy::Canary { stages, .. } => {
             if stages.is_empty() {
-                return Err("canary: at least one stage is needed".into());
+                return Err(StrategyError::NoStages);
             }
             if stages.iter().any(|s| *s == 0 || *s > 100) {
-                return Err("canary: stages are percentages from 1 to 100".into());
+                return Err(StrategyError::StageRange);
             }
             if stages.windows(2).any(|w| w[0] >= w[1]) {
-                return Err("canary: stages must ascend".into());
+                return Err(StrategyError::NotAscending);
             }
             if stages.last() != Some(&100) {
-                return Err("canary: the last stage must be 100".into());
+                return Err(StrategyError::LastStage);
             }
             Ok(())
         }

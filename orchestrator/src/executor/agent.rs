@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use prost::Message as _;
-use sextant_agent::executor::{ComposeLock, DeploySpec, ServiceSpec};
+use sextant_agent::executor::{ComposeLock, DeploySpec, ServiceSpec, SpecError};
 use sextant_protocol::v1::{self as pb, task::Payload};
 use tokio::sync::mpsc;
 
@@ -16,7 +16,7 @@ use crate::agents::server::StoredResult;
 use crate::agents::{AgentChannel, AgentStatus};
 use crate::domain::task::{ErrorType, LogStream, TaskKind};
 use crate::domain::{ContainerTemplate, DeployTemplate, TargetSpec};
-use crate::executor::{Executor, TaskEvent, TaskOutcome, TaskRequest};
+use crate::executor::{CheckError, Executor, TaskEvent, TaskOutcome, TaskRequest};
 use crate::store::agents::MailStatus;
 use crate::store::{AgentRow, MailItem, MailState, now_ms};
 
@@ -26,6 +26,27 @@ const LOCAL_POLL: Duration = Duration::from_secs(5);
 
 /// Label naming the job that created a container (the hub links it).
 pub const JOB_LABEL: &str = "sextant.job";
+
+/// Why a task cannot be turned into what an agent runs.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(
+        "target {target}: agents do not switch blue-green slots; deploy to agent targets with \
+         all-at-once, rolling or canary"
+    )]
+    Switch { target: String },
+    #[error(
+        "target {target}: agent targets take deploy template docker (the default) or compose; \
+         custom commands run over SSH"
+    )]
+    Custom { target: String },
+    /// The deploy spec or compose-lock the task makes is not one an agent
+    /// accepts.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Encode(#[from] serde_json::Error),
+}
 
 /// Runs tasks through agents.
 #[derive(Debug, Clone)]
@@ -100,7 +121,7 @@ impl AgentExecutor {
     }
 
     /// The protobuf task for `request` on `target`.
-    fn build(&self, target: &TargetSpec, request: &TaskRequest) -> Result<pb::Task, String> {
+    fn build(&self, target: &TargetSpec, request: &TaskRequest) -> Result<pb::Task, BuildError> {
         let run_key = request.run_key();
         let template = target
             .agent
@@ -113,18 +134,14 @@ impl AgentExecutor {
         }
         let (kind, payload) = match (&request.kind, &target.deploy) {
             (TaskKind::Switch, _) => {
-                return Err(format!(
-                    "target {}: agents do not switch blue-green slots; deploy to agent targets \
-                     with all-at-once, rolling or canary",
-                    target.name
-                ));
+                return Err(BuildError::Switch {
+                    target: target.name.clone(),
+                });
             }
             (_, Some(DeployTemplate::Custom { .. })) => {
-                return Err(format!(
-                    "target {}: agent targets take deploy template docker (the default) or \
-                     compose; custom commands run over SSH",
-                    target.name
-                ));
+                return Err(BuildError::Custom {
+                    target: target.name.clone(),
+                });
             }
             (_, Some(DeployTemplate::Compose { project })) => {
                 let lock = ComposeLock {
@@ -138,8 +155,8 @@ impl AgentExecutor {
                     registry_auth: None,
                     services: vec![service(&template, request)],
                 };
-                lock.service_specs().map_err(|e| e.to_string())?;
-                let json = serde_json::to_string(&lock).map_err(|e| e.to_string())?;
+                lock.service_specs()?;
+                let json = serde_json::to_string(&lock)?;
                 ("compose", Payload::ComposeJson(json))
             }
             (kind, _) => {
@@ -164,8 +181,8 @@ impl AgentExecutor {
                     health: template.health.clone(),
                     registry_auth: None,
                 };
-                spec.validate().map_err(|e| e.to_string())?;
-                let json = serde_json::to_string(&spec).map_err(|e| e.to_string())?;
+                spec.validate()?;
+                let json = serde_json::to_string(&spec)?;
                 let kind = if *kind == TaskKind::Rollback {
                     "rollback"
                 } else {
@@ -474,7 +491,7 @@ impl Executor for AgentExecutor {
         };
         let task = match self.build(target, request) {
             Ok(t) => t,
-            Err(why) => return TaskOutcome::failed(ErrorType::Invalid, false, why),
+            Err(why) => return TaskOutcome::failed(ErrorType::Invalid, false, why.to_string()),
         };
         self.run(
             &agent,
@@ -492,11 +509,11 @@ impl Executor for AgentExecutor {
         request: &TaskRequest,
         command: &str,
         timeout: Duration,
-    ) -> Result<(), String> {
+    ) -> Result<(), CheckError> {
         let agent = self
             .resolve(&request.context.tenant, target)
             .await
-            .map_err(|o| o.error.unwrap_or_default())?;
+            .map_err(|o| CheckError::Agent(o.error.unwrap_or_default()))?;
         let container = container_name(target, &request.component);
         let run_key = format!(
             "{}.check-{}",
@@ -521,7 +538,9 @@ impl Executor for AgentExecutor {
         if outcome.success {
             Ok(())
         } else {
-            Err(outcome.error.unwrap_or_else(|| "check failed".into()))
+            Err(CheckError::Failed(
+                outcome.error.unwrap_or_else(|| "check failed".into()),
+            ))
         }
     }
 }

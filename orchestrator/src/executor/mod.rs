@@ -118,6 +118,36 @@ impl TaskOutcome {
     }
 }
 
+/// Why a health-check command did not pass, for either executor.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// An SSH check on a target without an `ssh` connection.
+    #[error("target {target:?} has no ssh connection")]
+    NoSsh { target: String },
+    /// The SSH connection could not be set up or made.
+    #[error(transparent)]
+    Connect(#[from] ssh::ConnectError),
+    /// The SSH session failed while the check ran.
+    #[error("the check failed over SSH: {source}")]
+    Ssh {
+        #[source]
+        source: russh::Error,
+    },
+    /// The check outlived its timeout; `tail` is `: <last lines>` of its
+    /// output, or empty.
+    #[error("the check timed out after {}{tail}", ssh::human(*after))]
+    TimedOut { after: Duration, tail: String },
+    /// The check exited non-zero; `tail` as for `TimedOut`.
+    #[error("the check exited with {code}{tail}")]
+    Exited { code: u32, tail: String },
+    /// The target's agent cannot take the check (unknown, revoked …).
+    #[error("{0}")]
+    Agent(String),
+    /// The agent ran the check and reported it failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
 /// Runs tasks on targets of one execution model.
 #[async_trait]
 pub trait Executor: Send + Sync {
@@ -139,5 +169,5 @@ pub trait Executor: Send + Sync {
         request: &TaskRequest,
         command: &str,
         timeout: Duration,
-    ) -> Result<(), String>;
+    ) -> Result<(), CheckError>;
 }

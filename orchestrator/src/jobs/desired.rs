@@ -6,7 +6,8 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, Key
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
-use sextant_exporters::outbox::{Outbox, RecordKind};
+use sextant_exporters::OutboxError;
+use sextant_exporters::outbox::{AppendOutcome, Outbox, RecordKind};
 use sextant_model::keys;
 
 use crate::domain::ComponentSpec;
@@ -82,9 +83,26 @@ pub fn resource_logs(d: &Desired<'_>) -> ResourceLogs {
     }
 }
 
+/// Why desired state could not be made durable.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("cannot append desired state to the outbox: {source}")]
+    Append {
+        #[source]
+        source: OutboxError,
+    },
+    #[error("the outbox refused desired state: {outcome:?}")]
+    Refused { outcome: AppendOutcome },
+    #[error("cannot sync the outbox: {source}")]
+    Sync {
+        #[source]
+        source: OutboxError,
+    },
+}
+
 /// Appends desired events to the outbox (synced before returning, so a
 /// crash right after cannot lose an assignment the engine acted on).
-pub fn publish(outbox: &Outbox, events: &[Desired<'_>]) -> Result<(), String> {
+pub fn publish(outbox: &Outbox, events: &[Desired<'_>]) -> Result<(), PublishError> {
     if events.is_empty() {
         return Ok(());
     }
@@ -98,14 +116,14 @@ pub fn publish(outbox: &Outbox, events: &[Desired<'_>]) -> Result<(), String> {
         .collect();
     let outcomes = outbox
         .append_batch(&batch)
-        .map_err(|e| format!("cannot append desired state to the outbox: {e}"))?;
+        .map_err(|source| PublishError::Append { source })?;
     if let Some(dropped) = outcomes
         .iter()
-        .find(|o| matches!(o, sextant_exporters::outbox::AppendOutcome::Dropped(_)))
+        .find(|o| matches!(o, AppendOutcome::Dropped(_)))
     {
-        return Err(format!("the outbox refused desired state: {dropped:?}"));
+        return Err(PublishError::Refused { outcome: *dropped });
     }
     outbox
         .sync()
-        .map_err(|e| format!("cannot sync the outbox: {e}"))
+        .map_err(|source| PublishError::Sync { source })
 }

@@ -7,8 +7,43 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::domain::task::LogStream;
-use crate::domain::{HealthCheck, HealthProbe, TargetSpec};
-use crate::executor::{Executor, TaskEvent, TaskRequest};
+use crate::domain::{HealthCheck, HealthProbe, ProbeCountError, TargetSpec};
+use crate::executor::{CheckError, Executor, TaskEvent, TaskRequest};
+
+/// Why one probe failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error(transparent)]
+    Config(#[from] ProbeCountError),
+    #[error("GET {url}: {source}")]
+    Request {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("GET {url}: status {status}")]
+    Status { url: String, status: u16 },
+    #[error("connect {address}: {source}")]
+    Connect {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("connect {address}: timed out after {after:?}")]
+    ConnectTimeout { address: String, after: Duration },
+    #[error(transparent)]
+    Command(#[from] CheckError),
+}
+
+/// A target that failed its health check: every probe failed.
+#[derive(Debug, thiserror::Error)]
+#[error("health check failed {attempts} time(s); last: {last}")]
+pub struct HealthCheckFailed {
+    pub attempts: u32,
+    /// The last probe's failure.
+    #[source]
+    pub last: ProbeError,
+}
 
 /// Runs one probe.
 async fn probe(
@@ -17,7 +52,7 @@ async fn probe(
     request: &TaskRequest,
     executor: &dyn Executor,
     http: &reqwest::Client,
-) -> Result<String, String> {
+) -> Result<String, ProbeError> {
     let timeout = check.timeout.0;
     match check.probe()? {
         HealthProbe::Http { url, expect_status } => {
@@ -27,7 +62,10 @@ async fn probe(
                 .timeout(timeout)
                 .send()
                 .await
-                .map_err(|e| format!("GET {url}: {e}"))?;
+                .map_err(|source| ProbeError::Request {
+                    url: url.to_owned(),
+                    source,
+                })?;
             let status = response.status().as_u16();
             let ok = match expect_status {
                 Some(want) => status == want,
@@ -36,20 +74,30 @@ async fn probe(
             if ok {
                 Ok(format!("GET {url}: {status}"))
             } else {
-                Err(format!("GET {url}: status {status}"))
+                Err(ProbeError::Status {
+                    url: url.to_owned(),
+                    status,
+                })
             }
         }
         HealthProbe::Tcp { address } => {
             match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address)).await {
                 Ok(Ok(_)) => Ok(format!("connected to {address}")),
-                Ok(Err(e)) => Err(format!("connect {address}: {e}")),
-                Err(_) => Err(format!("connect {address}: timed out after {timeout:?}")),
+                Ok(Err(source)) => Err(ProbeError::Connect {
+                    address: address.to_owned(),
+                    source,
+                }),
+                Err(_) => Err(ProbeError::ConnectTimeout {
+                    address: address.to_owned(),
+                    after: timeout,
+                }),
             }
         }
         HealthProbe::Command { command } => executor
             .check_command(target, request, command, timeout)
             .await
-            .map(|()| format!("`{command}` exited 0")),
+            .map(|()| format!("`{command}` exited 0"))
+            .map_err(ProbeError::from),
     }
 }
 
@@ -62,10 +110,11 @@ pub async fn verify(
     executor: &dyn Executor,
     http: &reqwest::Client,
     events: &mpsc::Sender<TaskEvent>,
-) -> Result<(), String> {
+) -> Result<(), HealthCheckFailed> {
     let attempts = check.retries.max(1);
-    let mut last = String::new();
-    for attempt in 1..=attempts {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
         match probe(check, target, request, executor, http).await {
             Ok(note) => {
                 let _ = events
@@ -83,14 +132,14 @@ pub async fn verify(
                         line: format!("health check {attempt}/{attempts} failed: {why}"),
                     })
                     .await;
-                last = why;
+                if attempt >= attempts {
+                    return Err(HealthCheckFailed {
+                        attempts,
+                        last: why,
+                    });
+                }
             }
         }
-        if attempt < attempts {
-            tokio::time::sleep(check.interval.0.max(Duration::from_millis(10))).await;
-        }
+        tokio::time::sleep(check.interval.0.max(Duration::from_millis(10))).await;
     }
-    Err(format!(
-        "health check failed {attempts} time(s); last: {last}"
-    ))
 }

@@ -67,7 +67,8 @@ impl Orchestrator {
                     at,
                 });
             }
-            desired::publish(outbox, &events).map_err(OrchestratorError::Invalid)?;
+            desired::publish(outbox, &events)
+                .map_err(|e| OrchestratorError::Invalid(e.to_string()))?;
         }
         Ok(())
     }

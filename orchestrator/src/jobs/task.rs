@@ -11,6 +11,7 @@ use tracing::Instrument as _;
 use crate::domain::task::{ErrorType, LogStream};
 use crate::domain::{HealthCheck, HealthProbe, TargetSpec, TaskState};
 use crate::executor::{TaskContext, TaskEvent, TaskOutcome, TaskRequest};
+use crate::jobs::health_check::HealthCheckFailed;
 use crate::service::{Orchestrator, OrchestratorError, Result};
 use crate::store::{Job, Task, TaskMove, TaskResultRow};
 
@@ -91,7 +92,10 @@ impl Orchestrator {
                             self.finish_task(&task, TaskState::Succeeded, passed)
                                 .await?
                         }
-                        Err(why) => self.fail_task(&task, &why, ErrorType::Health).await?,
+                        Err(why) => {
+                            self.fail_task(&task, &why.to_string(), ErrorType::Health)
+                                .await?
+                        }
                     }
                 }
                 TaskState::Succeeded | TaskState::Failed | TaskState::Skipped => return Ok(()),
@@ -296,7 +300,7 @@ impl Orchestrator {
         task: &Task,
         target: &TargetSpec,
         executor: &dyn crate::executor::Executor,
-    ) -> Result<std::result::Result<(), String>> {
+    ) -> Result<std::result::Result<(), HealthCheckFailed>> {
         let Some(check) = &target.health else {
             return Ok(Ok(()));
         };

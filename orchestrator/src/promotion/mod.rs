@@ -33,6 +33,21 @@ pub struct PromotionRequest {
     pub task_timeout: Option<Duration>,
 }
 
+/// Why an approved promotion's tasks could not be planned (the promotion
+/// is cancelled with this as the reason).
+#[derive(Debug, thiserror::Error)]
+enum PlanError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("environment {environment} has no targets")]
+    NoTargets { environment: String },
+    #[error(
+        "blue-green needs a switch command, and target {target} has none (deploy.template: \
+         custom with switch)"
+    )]
+    NoSwitch { target: String },
+}
+
 impl Orchestrator {
     /// Requests a promotion of a finalized release into an environment and
     /// evaluates it at once.
@@ -56,7 +71,8 @@ impl Orchestrator {
             )));
         }
         self.environment(tenant, &request.environment).await?;
-        crate::domain::strategy::validate(&request.strategy).map_err(OrchestratorError::Invalid)?;
+        crate::domain::strategy::validate(&request.strategy)
+            .map_err(|e| OrchestratorError::Invalid(e.to_string()))?;
         if self
             .store
             .targets(tenant, Some(&request.environment))
@@ -438,6 +454,7 @@ impl Orchestrator {
         let tasks = match tasks {
             Ok(tasks) => tasks,
             Err(why) => {
+                let why = why.to_string();
                 self.store
                     .move_promotion(
                         id,
@@ -480,20 +497,14 @@ impl Orchestrator {
         environment: &str,
         release: &Release,
         strategy: &Strategy,
-    ) -> std::result::Result<Vec<NewTask>, String> {
-        let targets = self
-            .store
-            .targets(tenant, Some(environment))
-            .await
-            .map_err(|e| e.to_string())?;
+    ) -> std::result::Result<Vec<NewTask>, PlanError> {
+        let targets = self.store.targets(tenant, Some(environment)).await?;
         if targets.is_empty() {
-            return Err(format!("environment {environment} has no targets"));
+            return Err(PlanError::NoTargets {
+                environment: environment.to_owned(),
+            });
         }
-        let deployed = self
-            .store
-            .deployed(tenant, None)
-            .await
-            .map_err(|e| e.to_string())?;
+        let deployed = self.store.deployed(tenant, None).await?;
         let blue_green = matches!(strategy, Strategy::BlueGreen {});
         let batches = crate::domain::strategy::batches(strategy, targets.len());
         let timeout_ms = self.settings.task_timeout.as_millis() as i64;
@@ -508,11 +519,9 @@ impl Orchestrator {
                     })
                 );
                 if !has_switch {
-                    return Err(format!(
-                        "blue-green needs a switch command, and target {} has none \
-                         (deploy.template: custom with switch)",
-                        target.name
-                    ));
+                    return Err(PlanError::NoSwitch {
+                        target: target.name.clone(),
+                    });
                 }
             }
             for c in &release.components {

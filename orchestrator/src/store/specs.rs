@@ -28,7 +28,7 @@ impl Store {
     pub async fn put_target(&self, tenant: &str, spec: &TargetSpec) -> Result<Change> {
         let execution = spec
             .connection()
-            .map_err(StoreError::Corrupt)?
+            .map_err(super::corrupt)?
             .execution()
             .to_owned();
         let text = json(spec);

@@ -48,9 +48,10 @@ use tokio::sync::mpsc;
 use tracing::Instrument as _;
 
 use self::run::Run;
+pub use self::session::{ConnectError, HostKeyError};
 use self::session::{Endpoint, Session};
 use crate::domain::TargetSpec;
-use crate::executor::{Executor, TaskEvent, TaskOutcome, TaskRequest};
+use crate::executor::{CheckError, Executor, TaskEvent, TaskOutcome, TaskRequest};
 
 /// Runs tasks on SSH targets. Cheap to clone settings; holds no connection
 /// between tasks.
@@ -146,16 +147,16 @@ impl Executor for SshExecutor {
         _request: &TaskRequest,
         command: &str,
         timeout: Duration,
-    ) -> Result<(), String> {
+    ) -> Result<(), CheckError> {
         let Some(conn) = &target.ssh else {
-            return Err(format!("target {:?} has no ssh connection", target.name));
+            return Err(CheckError::NoSsh {
+                target: target.name.clone(),
+            });
         };
-        let endpoint = Endpoint::new(conn).map_err(|e| e.to_string())?;
+        let endpoint = Endpoint::new(conn)?;
         let span = tracing::info_span!("ssh.check", target = %target.name);
         async {
-            let session = Session::connect(&endpoint, self.connect_timeout)
-                .await
-                .map_err(|e| e.to_string())?;
+            let session = Session::connect(&endpoint, self.connect_timeout).await?;
             let wrapped = script::check(command, timeout);
             // The target's `timeout` stops the command; this one stops us.
             let ran = tokio::time::timeout(
@@ -165,19 +166,20 @@ impl Executor for SshExecutor {
             .await;
             session.close().await;
             match ran {
-                Err(_) => Err(format!("the check timed out after {}", human(timeout))),
-                Ok(Err(e)) => Err(format!("the check failed over SSH: {e}")),
+                Err(_) => Err(CheckError::TimedOut {
+                    after: timeout,
+                    tail: String::new(),
+                }),
+                Ok(Err(source)) => Err(CheckError::Ssh { source }),
                 Ok(Ok(out)) if out.exit == 0 => Ok(()),
-                Ok(Ok(out)) if out.exit == 124 => Err(format!(
-                    "the check timed out after {}{}",
-                    human(timeout),
-                    tail_note(&out.stdout_text(), &out.stderr_text())
-                )),
-                Ok(Ok(out)) => Err(format!(
-                    "the check exited with {}{}",
-                    out.exit,
-                    tail_note(&out.stdout_text(), &out.stderr_text())
-                )),
+                Ok(Ok(out)) if out.exit == 124 => Err(CheckError::TimedOut {
+                    after: timeout,
+                    tail: tail_note(&out.stdout_text(), &out.stderr_text()),
+                }),
+                Ok(Ok(out)) => Err(CheckError::Exited {
+                    code: out.exit,
+                    tail: tail_note(&out.stdout_text(), &out.stderr_text()),
+                }),
             }
         }
         .instrument(span)
@@ -200,7 +202,7 @@ fn tail_note(stdout: &str, stderr: &str) -> String {
     format!(": {}", lines[start..].join("\n"))
 }
 
-fn human(d: Duration) -> String {
+pub(super) fn human(d: Duration) -> String {
     if d.subsec_millis() == 0 {
         format!("{}s", d.as_secs())
     } else {

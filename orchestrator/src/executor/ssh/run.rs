@@ -159,7 +159,7 @@ impl<'a> Run<'a> {
             )));
         };
         let run_dir = script::run_dir(conn.work_dir.as_deref(), &self.run_key)
-            .map_err(|e| self.invalid(e))?;
+            .map_err(|e| self.invalid(e.to_string()))?;
         let mut names = std::collections::BTreeSet::new();
         for artifact in &self.request.artifacts {
             if !script::is_safe_name(&artifact.name) {
@@ -181,7 +181,8 @@ impl<'a> Run<'a> {
             }
         }
         // The template and vars, with placeholder paths.
-        script::deploy_script(self.target, self.request, "/", "/").map_err(|e| self.invalid(e))?;
+        script::deploy_script(self.target, self.request, "/", "/")
+            .map_err(|e| self.invalid(e.to_string()))?;
         let endpoint = Endpoint::new(conn).map_err(|e| e.outcome())?;
         Ok((endpoint, run_dir))
     }
@@ -388,7 +389,7 @@ impl<'a> Run<'a> {
     /// Uploads the artifacts, the wrapper and the deploy script.
     async fn upload(&self, session: &Session, dir: &str, home: &str) -> Result<(), TaskOutcome> {
         let script = script::deploy_script(self.target, self.request, home, dir)
-            .map_err(|e| self.invalid(e))?;
+            .map_err(|e| self.invalid(e.to_string()))?;
         let span = tracing::info_span!("ssh.upload", artifacts = self.request.artifacts.len());
         async {
             let task = script::TASK_DIR;

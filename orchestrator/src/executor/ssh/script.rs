@@ -83,21 +83,59 @@ fn is_container_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
+/// Why a run directory cannot be named.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RunDirError {
+    #[error("work_dir {work_dir:?} contains a line break or NUL")]
+    WorkDir { work_dir: String },
+    #[error(
+        "run key {run_key:?} is not a safe file name (letters, digits, '.', '_', '-'; \
+         not starting with '.')"
+    )]
+    RunKey { run_key: String },
+}
+
+/// Why the deploy script for a request cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScriptError {
+    #[error("variable name {name:?} is not a shell identifier ([A-Za-z_][A-Za-z0-9_]*)")]
+    VarName { name: String },
+    #[error("variable {name} is set by Sextant and cannot be overridden in vars")]
+    Reserved { name: String },
+    #[error("the value of {name} contains a NUL byte")]
+    Nul { name: String },
+    #[error("target {target:?} has no deploy template (custom, docker or compose)")]
+    NoTemplate { target: String },
+    #[error("slot {slot:?} is not a safe name")]
+    Slot { slot: String },
+    #[error("target {target:?}: a switch task needs the custom template's `switch` command")]
+    NoSwitchCommand { target: String },
+    #[error("target {target:?}: a switch task needs a custom template with a `switch` command")]
+    SwitchNeedsCustom { target: String },
+    #[error("target {target:?}: the custom command is empty")]
+    EmptyCommand { target: String },
+    #[error("container name {container:?} is not valid ([a-zA-Z0-9][a-zA-Z0-9_.-]*)")]
+    ContainerName { container: String },
+    #[error(
+        "target {target:?} uses the compose template but the task has no compose-lock.yml artifact"
+    )]
+    NoComposeLock { target: String },
+}
+
 /// The run directory as the remote shell should see it: `work_dir` (default
 /// `.sextant`, relative to the login directory) `/runs/<run_key>`.
-pub fn run_dir(work_dir: Option<&str>, run_key: &str) -> Result<String, String> {
+pub fn run_dir(work_dir: Option<&str>, run_key: &str) -> Result<String, RunDirError> {
     let work_dir = work_dir.unwrap_or(".sextant").trim_end_matches('/');
     let work_dir = if work_dir.is_empty() { "/" } else { work_dir };
     if work_dir.contains(['\n', '\r', '\0']) {
-        return Err(format!(
-            "work_dir {work_dir:?} contains a line break or NUL"
-        ));
+        return Err(RunDirError::WorkDir {
+            work_dir: work_dir.to_owned(),
+        });
     }
     if !is_safe_name(run_key) {
-        return Err(format!(
-            "run key {run_key:?} is not a safe file name (letters, digits, '.', '_', '-'; \
-             not starting with '.')"
-        ));
+        return Err(RunDirError::RunKey {
+            run_key: run_key.to_owned(),
+        });
     }
     Ok(format!("{}/runs/{run_key}", work_dir.trim_end_matches('/')))
 }
@@ -296,19 +334,15 @@ pub fn deploy_script(
     request: &TaskRequest,
     home: &str,
     artifact_dir: &str,
-) -> Result<String, String> {
+) -> Result<String, ScriptError> {
     let body = command(target, request)?;
     let mut vars: BTreeMap<&str, &str> = BTreeMap::new();
     for (name, value) in target.vars.iter().chain(request.vars.iter()) {
         if !is_identifier(name) {
-            return Err(format!(
-                "variable name {name:?} is not a shell identifier ([A-Za-z_][A-Za-z0-9_]*)"
-            ));
+            return Err(ScriptError::VarName { name: name.clone() });
         }
         if RESERVED.contains(&name.as_str()) {
-            return Err(format!(
-                "variable {name} is set by Sextant and cannot be overridden in vars"
-            ));
+            return Err(ScriptError::Reserved { name: name.clone() });
         }
         vars.insert(name, value);
     }
@@ -334,7 +368,9 @@ pub fn deploy_script(
     script.push('\n');
     for (name, value) in fixed.iter().map(|(n, v)| (*n, v.as_str())).chain(vars) {
         if value.contains('\0') {
-            return Err(format!("the value of {name} contains a NUL byte"));
+            return Err(ScriptError::Nul {
+                name: name.to_owned(),
+            });
         }
         let _ = writeln!(script, "export {name}={}", quote(value));
     }
@@ -347,36 +383,25 @@ pub fn deploy_script(
 }
 
 /// The command the target's template makes for this request's kind.
-fn command(target: &TargetSpec, request: &TaskRequest) -> Result<String, String> {
+fn command(target: &TargetSpec, request: &TaskRequest) -> Result<String, ScriptError> {
+    let name = || target.name.clone();
     let Some(template) = &target.deploy else {
-        return Err(format!(
-            "target {:?} has no deploy template (custom, docker or compose)",
-            target.name
-        ));
+        return Err(ScriptError::NoTemplate { target: name() });
     };
     if let Some(slot) = &request.slot
         && !is_safe_name(slot)
     {
-        return Err(format!("slot {slot:?} is not a safe name"));
+        return Err(ScriptError::Slot { slot: slot.clone() });
     }
     match (template, request.kind) {
         (DeployTemplate::Custom { switch, .. }, TaskKind::Switch) => match switch {
             Some(switch) if !switch.trim().is_empty() => Ok(switch.clone()),
-            _ => Err(format!(
-                "target {:?}: a switch task needs the custom template's `switch` command",
-                target.name
-            )),
+            _ => Err(ScriptError::NoSwitchCommand { target: name() }),
         },
-        (_, TaskKind::Switch) => Err(format!(
-            "target {:?}: a switch task needs a custom template with a `switch` command",
-            target.name
-        )),
+        (_, TaskKind::Switch) => Err(ScriptError::SwitchNeedsCustom { target: name() }),
         (DeployTemplate::Custom { command, .. }, _) => {
             if command.trim().is_empty() {
-                return Err(format!(
-                    "target {:?}: the custom command is empty",
-                    target.name
-                ));
+                return Err(ScriptError::EmptyCommand { target: name() });
             }
             Ok(command.clone())
         }
@@ -386,9 +411,7 @@ fn command(target: &TargetSpec, request: &TaskRequest) -> Result<String, String>
                 None => name.clone(),
             };
             if !is_container_name(&container) {
-                return Err(format!(
-                    "container name {container:?} is not valid ([a-zA-Z0-9][a-zA-Z0-9_.-]*)"
-                ));
+                return Err(ScriptError::ContainerName { container });
             }
             let container = quote(&container);
             let args: Vec<String> = args.iter().map(|a| quote(a)).collect();
@@ -410,10 +433,7 @@ fn command(target: &TargetSpec, request: &TaskRequest) -> Result<String, String>
                 .iter()
                 .any(|a| a.name == "compose-lock.yml")
             {
-                return Err(format!(
-                    "target {:?} uses the compose template but the task has no compose-lock.yml artifact",
-                    target.name
-                ));
+                return Err(ScriptError::NoComposeLock { target: name() });
             }
             let project = match project {
                 Some(p) => format!("-p {} ", quote(p)),
@@ -523,10 +543,14 @@ mod tests {
             command: "true".into(),
             switch: None,
         }));
-        let err = deploy_script(&t, &request(TaskKind::Switch), "/", "/d").unwrap_err();
+        let err = deploy_script(&t, &request(TaskKind::Switch), "/", "/d")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("switch"), "{err}");
         t.vars.insert("BAD-NAME".into(), "x".into());
-        let err = deploy_script(&t, &request(TaskKind::Deploy), "/", "/d").unwrap_err();
+        let err = deploy_script(&t, &request(TaskKind::Deploy), "/", "/d")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("BAD-NAME"), "{err}");
         t.vars.clear();
         t.vars.insert("SEXTANT_IMAGE".into(), "x".into());

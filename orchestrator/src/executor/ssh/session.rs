@@ -222,12 +222,74 @@ struct Verifier {
 enum HandlerError {
     #[error(transparent)]
     Ssh(#[from] russh::Error),
-    #[error("{0}")]
-    HostKey(String),
+    #[error(transparent)]
+    HostKey(#[from] HostKeyError),
+}
+
+/// Why the key a host presented is refused. `name` is the host as
+/// known_hosts names it, `presented` the key's algorithm and fingerprint.
+#[derive(Debug, thiserror::Error)]
+pub enum HostKeyError {
+    #[error(
+        "host key mismatch for {name}: the host presented {presented}, but the pinned host_key \
+         is {pinned}; refusing to connect (possible man-in-the-middle, or the host was \
+         reinstalled)"
+    )]
+    PinnedMismatch {
+        name: String,
+        presented: String,
+        pinned: String,
+    },
+    #[error("cannot read known_hosts {}: {source}", path.display())]
+    ReadKnownHosts {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "host key mismatch for {name}: the host presented {presented}, but {} records {}; \
+         refusing to connect (possible man-in-the-middle, or the host was reinstalled: remove \
+         the old line to accept the new key)",
+        path.display(),
+        recorded.join(", ")
+    )]
+    KnownHostsMismatch {
+        name: String,
+        presented: String,
+        path: PathBuf,
+        /// `<fingerprint> (line <n>)` for each line naming the host.
+        recorded: Vec<String>,
+    },
+    #[error("the host key of {name} ({presented}) is revoked in {} line {line}", path.display())]
+    Revoked {
+        name: String,
+        presented: String,
+        path: PathBuf,
+        line: usize,
+    },
+    #[error("cannot record the host key of {name} in {}: {source}", path.display())]
+    Record {
+        name: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the host key of {name} ({presented}) is unknown: it is not in {} and no host_key is \
+         pinned; add it (ssh-keyscan) or set trust_on_first_use",
+        path.display()
+    )]
+    Unknown {
+        name: String,
+        presented: String,
+        path: PathBuf,
+    },
+    #[error("{name} presented a host certificate; only plain host keys are accepted")]
+    Certificate { name: String },
 }
 
 impl Verifier {
-    fn verify(&self, key: &PublicKey) -> Result<(), String> {
+    fn verify(&self, key: &PublicKey) -> Result<(), HostKeyError> {
         let name = known_hosts::host_name(&self.host, self.port);
         let presented = format!("{} {}", key.algorithm(), known_hosts::fingerprint(key));
         match &self.policy {
@@ -235,21 +297,28 @@ impl Verifier {
                 if pinned.key_data() == key.key_data() {
                     Ok(())
                 } else {
-                    Err(format!(
-                        "host key mismatch for {name}: the host presented {presented}, but the \
-                         pinned host_key is {} {}; refusing to connect (possible \
-                         man-in-the-middle, or the host was reinstalled)",
-                        pinned.algorithm(),
-                        known_hosts::fingerprint(pinned)
-                    ))
+                    Err(HostKeyError::PinnedMismatch {
+                        name,
+                        presented,
+                        pinned: format!(
+                            "{} {}",
+                            pinned.algorithm(),
+                            known_hosts::fingerprint(pinned)
+                        ),
+                    })
                 }
             }
             HostKeyPolicy::KnownHosts {
                 path,
                 trust_on_first_use,
             } => {
-                let verdict = known_hosts::check(path, &self.host, self.port, key)
-                    .map_err(|e| format!("cannot read known_hosts {}: {e}", path.display()))?;
+                let verdict =
+                    known_hosts::check(path, &self.host, self.port, key).map_err(|source| {
+                        HostKeyError::ReadKnownHosts {
+                            path: path.clone(),
+                            source,
+                        }
+                    })?;
                 match verdict {
                     Verdict::Trusted => Ok(()),
                     Verdict::Mismatch(recorded) => {
@@ -257,24 +326,26 @@ impl Verifier {
                             .iter()
                             .map(|(line, fp)| format!("{fp} (line {line})"))
                             .collect();
-                        Err(format!(
-                            "host key mismatch for {name}: the host presented {presented}, but {} \
-                             records {}; refusing to connect (possible man-in-the-middle, or \
-                             the host was reinstalled: remove the old line to accept the new key)",
-                            path.display(),
-                            recorded.join(", ")
-                        ))
+                        Err(HostKeyError::KnownHostsMismatch {
+                            name,
+                            presented,
+                            path: path.clone(),
+                            recorded,
+                        })
                     }
-                    Verdict::Revoked(line) => Err(format!(
-                        "the host key of {name} ({presented}) is revoked in {} line {line}",
-                        path.display()
-                    )),
+                    Verdict::Revoked(line) => Err(HostKeyError::Revoked {
+                        name,
+                        presented,
+                        path: path.clone(),
+                        line,
+                    }),
                     Verdict::Unknown if *trust_on_first_use => {
-                        known_hosts::learn(path, &self.host, self.port, key).map_err(|e| {
-                            format!(
-                                "cannot record the host key of {name} in {}: {e}",
-                                path.display()
-                            )
+                        known_hosts::learn(path, &self.host, self.port, key).map_err(|source| {
+                            HostKeyError::Record {
+                                name: name.clone(),
+                                path: path.clone(),
+                                source,
+                            }
                         })?;
                         tracing::warn!(
                             host = %name,
@@ -284,11 +355,11 @@ impl Verifier {
                         );
                         Ok(())
                     }
-                    Verdict::Unknown => Err(format!(
-                        "the host key of {name} ({presented}) is unknown: it is not in {} and no \
-                         host_key is pinned; add it (ssh-keyscan) or set trust_on_first_use",
-                        path.display()
-                    )),
+                    Verdict::Unknown => Err(HostKeyError::Unknown {
+                        name,
+                        presented,
+                        path: path.clone(),
+                    }),
                 }
             }
         }
@@ -304,13 +375,13 @@ impl client::Handler for Verifier {
     ) -> Result<bool, Self::Error> {
         match server_public_key {
             PublicKeyOrCertificate::PublicKey { key, .. } => {
-                self.verify(key).map_err(HandlerError::HostKey)?;
+                self.verify(key)?;
                 Ok(true)
             }
-            PublicKeyOrCertificate::Certificate(_) => Err(HandlerError::HostKey(format!(
-                "{} presented a host certificate; only plain host keys are accepted",
-                known_hosts::host_name(&self.host, self.port)
-            ))),
+            PublicKeyOrCertificate::Certificate(_) => Err(HostKeyError::Certificate {
+                name: known_hosts::host_name(&self.host, self.port),
+            }
+            .into()),
         }
     }
 }
@@ -368,7 +439,7 @@ impl Session {
         let mut handle = client::connect_stream(Arc::new(config), socket, verifier)
             .await
             .map_err(|e| match e {
-                HandlerError::HostKey(m) => ConnectError::HostKey(m),
+                HandlerError::HostKey(e) => ConnectError::HostKey(e.to_string()),
                 HandlerError::Ssh(e) => {
                     ConnectError::Unreachable(format!("SSH handshake with {label} failed: {e}"))
                 }

@@ -12,12 +12,23 @@ use time::{Date, OffsetDateTime, Time, UtcOffset, Weekday};
 use super::{Decision, GateContext, rfc3339};
 use crate::domain::FreezeWindow;
 
+/// A freeze window with a malformed time or day; `window` is its name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FreezeWindowError {
+    #[error("{window:?}: start {text:?} is not a time HH:MM (00:00 to 23:59)")]
+    Start { window: String, text: String },
+    #[error("{window:?}: end {text:?} is not a time HH:MM (00:00 to 23:59)")]
+    End { window: String, text: String },
+    #[error("{window:?}: {text:?} is not a day (mon, tue, … sun)")]
+    Day { window: String, text: String },
+}
+
 /// The first window open at `now`, if any. Every window is checked for
 /// malformed times and days first, so one bad window is always an error.
 pub fn freeze_window_open(
     windows: &[FreezeWindow],
     now: OffsetDateTime,
-) -> Result<Option<&FreezeWindow>, String> {
+) -> Result<Option<&FreezeWindow>, FreezeWindowError> {
     Ok(open_window(windows, now)?.map(|(w, _)| w))
 }
 
@@ -78,7 +89,7 @@ impl Parsed<'_> {
 fn open_window(
     windows: &[FreezeWindow],
     now: OffsetDateTime,
-) -> Result<Option<(&FreezeWindow, OffsetDateTime)>, String> {
+) -> Result<Option<(&FreezeWindow, OffsetDateTime)>, FreezeWindowError> {
     let parsed = windows.iter().map(parse).collect::<Result<Vec<_>, _>>()?;
     let now = now.to_offset(UtcOffset::UTC);
     Ok(parsed
@@ -86,14 +97,25 @@ fn open_window(
         .find_map(|p| p.open_until(now).map(|ends| (p.window, ends))))
 }
 
-fn parse(window: &FreezeWindow) -> Result<Parsed<'_>, String> {
-    let name = &window.name;
-    let start = hhmm(&window.start).map_err(|e| format!("{name:?}: start {e}"))?;
-    let end = hhmm(&window.end).map_err(|e| format!("{name:?}: end {e}"))?;
+fn parse(window: &FreezeWindow) -> Result<Parsed<'_>, FreezeWindowError> {
+    let name = || window.name.clone();
+    let start = hhmm(&window.start).ok_or_else(|| FreezeWindowError::Start {
+        window: name(),
+        text: window.start.clone(),
+    })?;
+    let end = hhmm(&window.end).ok_or_else(|| FreezeWindowError::End {
+        window: name(),
+        text: window.end.clone(),
+    })?;
     let days = window
         .days
         .iter()
-        .map(|d| weekday(d).map_err(|e| format!("{name:?}: {e}")))
+        .map(|d| {
+            weekday(d).ok_or_else(|| FreezeWindowError::Day {
+                window: name(),
+                text: d.clone(),
+            })
+        })
         .collect::<Result<_, _>>()?;
     Ok(Parsed {
         window,
@@ -104,22 +126,18 @@ fn parse(window: &FreezeWindow) -> Result<Parsed<'_>, String> {
 }
 
 /// Strict `HH:MM`, 00:00 to 23:59.
-fn hhmm(text: &str) -> Result<Time, String> {
-    let bad = || format!("{text:?} is not a time HH:MM (00:00 to 23:59)");
-    let (h, m) = text.split_once(':').ok_or_else(bad)?;
+fn hhmm(text: &str) -> Option<Time> {
+    let (h, m) = text.split_once(':')?;
     let two_digits = |s: &str| s.len() == 2 && s.bytes().all(|b| b.is_ascii_digit());
     if !two_digits(h) || !two_digits(m) {
-        return Err(bad());
+        return None;
     }
-    let (h, m) = (
-        h.parse::<u8>().map_err(|_| bad())?,
-        m.parse::<u8>().map_err(|_| bad())?,
-    );
-    Time::from_hms(h, m, 0).map_err(|_| bad())
+    let (h, m) = (h.parse::<u8>().ok()?, m.parse::<u8>().ok()?);
+    Time::from_hms(h, m, 0).ok()
 }
 
 /// `mon` … `sun` or the full English name, in any case.
-fn weekday(text: &str) -> Result<Weekday, String> {
+fn weekday(text: &str) -> Option<Weekday> {
     let day = match text.trim().to_ascii_lowercase().as_str() {
         "mon" | "monday" => Weekday::Monday,
         "tue" | "tuesday" => Weekday::Tuesday,
@@ -128,9 +146,9 @@ fn weekday(text: &str) -> Result<Weekday, String> {
         "fri" | "friday" => Weekday::Friday,
         "sat" | "saturday" => Weekday::Saturday,
         "sun" | "sunday" => Weekday::Sunday,
-        _ => return Err(format!("{text:?} is not a day (mon, tue, … sun)")),
+        _ => return None,
     };
-    Ok(day)
+    Some(day)
 }
 
 #[cfg(test)]
@@ -223,7 +241,9 @@ mod tests {
                 window("ok", &[], "12:00", "13:00"),
                 window("bad", &days, start, end),
             ];
-            let err = freeze_window_open(&w, now).expect_err("malformed window");
+            let err = freeze_window_open(&w, now)
+                .expect_err("malformed window")
+                .to_string();
             assert!(err.contains("\"bad\""), "{err}");
         }
     }

@@ -369,6 +369,15 @@ pub(super) async fn evaluate(for_: Span, ctx: &GateContext<'_>) -> (Decision, St
     }
 }
 
+/// Why one component's health could not be told.
+#[derive(Debug, thiserror::Error)]
+enum ComponentError {
+    #[error("the release names this component, but it has no spec")]
+    NoSpec,
+    #[error(transparent)]
+    Hub(#[from] HubError),
+}
+
 /// Whether one component is healthy in `environment`, and since when.
 async fn component(
     hub: &HubClient,
@@ -376,9 +385,9 @@ async fn component(
     environment: &str,
     (threshold, now): (i128, i128),
     ctx: &GateContext<'_>,
-) -> Result<Health, String> {
+) -> Result<Health, ComponentError> {
     let Some(spec) = ctx.components.iter().find(|c| c.name == release.component) else {
-        return Err("the release names this component, but it has no spec".into());
+        return Err(ComponentError::NoSpec);
     };
     let workload = spec.name.as_str();
     let application = spec.application.as_deref().unwrap_or("default");
@@ -394,8 +403,7 @@ async fn component(
     rollout_query.push(("hosts", "all"));
     let Some(rollout) = hub
         .get::<RolloutBody>("/api/v1/rollout", &rollout_query)
-        .await
-        .map_err(|e| e.to_string())?
+        .await?
     else {
         return Ok(Health::Waiting(format!(
             "the hub knows no workload {workload:?} of application {application:?} there"
@@ -449,9 +457,7 @@ async fn component(
             "{succeeded}/{total} hosts succeeded ({detail})"
         )));
     }
-    let since = healthy_since(hub, &filter, digest, &rollout, threshold, now)
-        .await
-        .map_err(|e| e.to_string())?;
+    let since = healthy_since(hub, &filter, digest, &rollout, threshold, now).await?;
     Ok(Health::Since {
         since,
         hosts: total,

@@ -29,7 +29,7 @@ use utoipa::ToSchema;
 
 use crate::domain::{ComponentSpec, EnvironmentSpec, GateSpec, Release};
 
-pub use freeze::freeze_window_open;
+pub use freeze::{FreezeWindowError, freeze_window_open};
 pub use hub::HubClient;
 
 /// What a gate (or a set of gates) says about a promotion.

@@ -21,6 +21,52 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 /// The longest reason kept from a webhook's answer.
 const MAX_REASON_CHARS: usize = 1000;
 
+/// Why a webhook gave no decision; the URL is said once, by the caller.
+#[derive(Debug, thiserror::Error)]
+enum AskError {
+    #[error("invalid URL: {source}")]
+    Url {
+        #[source]
+        source: url::ParseError,
+    },
+    #[error("invalid URL: scheme {scheme:?} is not http(s)")]
+    Scheme { scheme: String },
+    #[error("no answer within {}", super::human(*after))]
+    Timeout { after: Duration },
+    /// The request failed connecting (`source` has no URL).
+    #[error("cannot connect: {}", error_chain(source))]
+    Connect {
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The request failed otherwise (`source` has no URL).
+    #[error("{}", error_chain(source))]
+    Request {
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("answer larger than {MAX_BODY_BYTES} bytes")]
+    TooLarge,
+    /// Not `200`; `body` is the start of the answer.
+    #[error("answered {status}: {body}")]
+    Status {
+        status: reqwest::StatusCode,
+        body: String,
+    },
+    /// Not the expected JSON; `body` is the start of the answer.
+    #[error(
+        "answer is not {{\"decision\": \"allow\"|\"deny\"|\"pending\", \"reason\": …}} \
+         ({source}): {body}"
+    )]
+    Malformed {
+        #[source]
+        source: serde_json::Error,
+        body: String,
+    },
+    #[error("unknown decision {decision:?} (expected allow, deny or pending)")]
+    Decision { decision: String },
+}
+
 /// What the gate POSTs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WebhookRequest {
@@ -96,7 +142,7 @@ pub(super) async fn evaluate(
     let call = ask(ctx.http, url, &body, timeout);
     let answer = match tokio::time::timeout(timeout, call).await {
         Ok(answer) => answer,
-        Err(_) => Err(format!("no answer within {}", super::human(timeout))),
+        Err(_) => Err(AskError::Timeout { after: timeout }),
     };
     match answer {
         Ok((decision, reason)) => {
@@ -121,13 +167,12 @@ async fn ask(
     url: &str,
     body: &WebhookRequest,
     timeout: Duration,
-) -> Result<(Decision, String), String> {
-    let url = url::Url::parse(url).map_err(|e| format!("invalid URL: {e}"))?;
+) -> Result<(Decision, String), AskError> {
+    let url = url::Url::parse(url).map_err(|source| AskError::Url { source })?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!(
-            "invalid URL: scheme {:?} is not http(s)",
-            url.scheme()
-        ));
+        return Err(AskError::Scheme {
+            scheme: url.scheme().to_owned(),
+        });
     }
     let sent = http
         .post(url)
@@ -141,27 +186,29 @@ async fn ask(
     let mut bytes = Vec::new();
     while let Some(chunk) = res.chunk().await.map_err(|e| describe(e, timeout))? {
         if bytes.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(format!("answer larger than {MAX_BODY_BYTES} bytes"));
+            return Err(AskError::TooLarge);
         }
         bytes.extend_from_slice(&chunk);
     }
     if status != reqwest::StatusCode::OK {
-        return Err(format!("answered {status}: {}", snippet(&bytes)));
+        return Err(AskError::Status {
+            status,
+            body: snippet(&bytes),
+        });
     }
-    let answer: WebhookAnswer = serde_json::from_slice(&bytes).map_err(|e| {
-        format!(
-            "answer is not {{\"decision\": \"allow\"|\"deny\"|\"pending\", \"reason\": …}} ({e}): {}",
-            snippet(&bytes)
-        )
-    })?;
+    let answer: WebhookAnswer =
+        serde_json::from_slice(&bytes).map_err(|source| AskError::Malformed {
+            source,
+            body: snippet(&bytes),
+        })?;
     let decision = match answer.decision.as_str() {
         "allow" => Decision::Allow,
         "deny" => Decision::Deny,
         "pending" => Decision::Pending,
         other => {
-            return Err(format!(
-                "unknown decision {other:?} (expected allow, deny or pending)"
-            ));
+            return Err(AskError::Decision {
+                decision: other.to_owned(),
+            });
         }
     };
     let mut reason = answer.reason.unwrap_or_default().trim().to_owned();
@@ -173,13 +220,13 @@ async fn ask(
 }
 
 /// A request error for people; the URL is said once, by the caller.
-fn describe(e: reqwest::Error, timeout: Duration) -> String {
-    let e = e.without_url();
-    if e.is_timeout() {
-        format!("no answer within {}", super::human(timeout))
-    } else if e.is_connect() {
-        format!("cannot connect: {}", error_chain(&e))
+fn describe(e: reqwest::Error, timeout: Duration) -> AskError {
+    let source = e.without_url();
+    if source.is_timeout() {
+        AskError::Timeout { after: timeout }
+    } else if source.is_connect() {
+        AskError::Connect { source }
     } else {
-        error_chain(&e)
+        AskError::Request { source }
     }
 }
