@@ -21,6 +21,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use sextant_protocol::AgentServiceClient;
+use sextant_protocol::deploy::{ComposeLock, DeploySpec, RegistryAuth};
 use sextant_protocol::v1::{
     self as pb, AgentMessage, Heartbeat, Hello, LogLine, RegisterRequest, ServerMessage,
     TaskResult, TaskUpdate, agent_message, server_message, task::Payload,
@@ -30,10 +31,7 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use crate::executor::{
-    ComposeLock, DeploySpec, Executor, RecordState, RegistryAuth, TaskEvent, TaskOutcome,
-    TaskStatus,
-};
+use crate::executor::{Executor, RecordState, TaskEvent, TaskOutcome, TaskStatus};
 
 /// How to reach the orchestrator and who this agent is.
 #[derive(Debug, Clone)]

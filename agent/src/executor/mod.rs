@@ -8,7 +8,6 @@ mod error;
 mod event;
 mod health;
 mod journal;
-mod spec;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -16,14 +15,14 @@ use std::sync::{Arc, Mutex};
 
 use bollard::Docker;
 
-pub use error::{
-    DurationError, ExecuteError, PlaceholderError, ProbeError, RestartPolicyError, SpecError,
-};
+pub use error::{ExecuteError, PlaceholderError, ProbeError};
 pub use event::{Phase, PreviousContainer, ServiceOutcome, TaskEvent, TaskOutcome, TaskStatus};
 pub use journal::{Journal, RecordState, TaskKind, TaskRecord};
-pub use spec::{
-    ComposeLock, DeploySpec, HealthCheck, HumanDuration, ImageRef, PortSpec, Probe, RegistryAuth,
-    RestartPolicy, ServiceSpec,
+// Re-exported until the orchestrator imports sextant_protocol::deploy (issue 19).
+// The executor's own code names ComposeLock and DeploySpec through this too;
+// it imports them from sextant_protocol::deploy once this goes.
+pub use sextant_protocol::deploy::{
+    ComposeLock, DeploySpec, HealthCheck, PortSpec, RestartPolicy, ServiceSpec,
 };
 
 use docker::{Failure, Plan, Switched};
