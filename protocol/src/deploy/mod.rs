@@ -14,10 +14,12 @@ mod duration;
 mod error;
 mod health;
 pub mod labels;
+mod outcome;
 mod spec;
 
 pub use compose::{ComposeLock, ServiceSpec};
 pub use duration::HumanDuration;
 pub use error::{DurationError, RestartPolicyError, SpecError};
 pub use health::{HealthCheck, Probe};
+pub use outcome::{ErrorKind, TaskOutcome};
 pub use spec::{DeploySpec, ImageRef, PortSpec, RegistryAuth, RestartPolicy};
