@@ -21,6 +21,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use sextant_protocol::AgentServiceClient;
+use sextant_protocol::deploy::{self, ComposeLock, DeploySpec, ErrorKind, RegistryAuth};
 use sextant_protocol::v1::{
     self as pb, AgentMessage, Heartbeat, Hello, LogLine, RegisterRequest, ServerMessage,
     TaskResult, TaskUpdate, agent_message, server_message, task::Payload,
@@ -30,10 +31,7 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use crate::executor::{
-    ComposeLock, DeploySpec, Executor, RecordState, RegistryAuth, TaskEvent, TaskOutcome,
-    TaskStatus,
-};
+use crate::executor::{self, Executor, RecordState, TaskEvent, TaskStatus};
 
 /// How to reach the orchestrator and who this agent is.
 #[derive(Debug, Clone)]
@@ -132,8 +130,8 @@ struct Shared {
     running: Mutex<HashSet<String>>,
     /// Results not yet acknowledged, by run key.
     unacked: Mutex<BTreeMap<String, TaskResult>>,
-    /// Dry-run results (the Docker runner has its journal).
-    dry_done: Mutex<HashMap<String, TaskResult>>,
+    /// Dry-run outcomes (the Docker runner has its journal).
+    dry_done: Mutex<HashMap<String, deploy::TaskOutcome>>,
     /// Updates and results for whichever stream is open.
     out: mpsc::UnboundedSender<AgentMessage>,
 }
@@ -400,24 +398,13 @@ fn accept(shared: &Arc<Shared>, task: pb::Task) {
     lock(&shared.running).insert(run_key.clone());
     let shared = shared.clone();
     tokio::spawn(async move {
-        let result = execute(&shared, task).await;
+        let result = execute(&shared, task).await.into_result(run_key.clone());
         lock(&shared.unacked).insert(run_key.clone(), result.clone());
         lock(&shared.running).remove(&run_key);
         let _ = shared.out.send(AgentMessage {
             body: Some(agent_message::Body::Result(result)),
         });
     });
-}
-
-fn failure(run_key: &str, error_type: &str, retryable: bool, error: String) -> TaskResult {
-    TaskResult {
-        run_key: run_key.to_owned(),
-        success: false,
-        error,
-        error_type: error_type.to_owned(),
-        retryable,
-        ..TaskResult::default()
-    }
 }
 
 fn update(shared: &Shared, run_key: &str, status: &str, logs: Vec<LogLine>) {
@@ -437,13 +424,13 @@ fn system(line: String) -> LogLine {
     }
 }
 
-async fn execute(shared: &Arc<Shared>, task: pb::Task) -> TaskResult {
+/// Runs a task; its outcome is what the agent sends as the `TaskResult`.
+async fn execute(shared: &Arc<Shared>, task: pb::Task) -> deploy::TaskOutcome {
     let run_key = task.run_key.clone();
     let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
     if task.deadline_unix_ms > 0 && now_ms as i64 > task.deadline_unix_ms {
-        return failure(
-            &run_key,
-            "timeout",
+        return deploy::TaskOutcome::failed(
+            ErrorKind::Timeout,
             false,
             format!("task {run_key} arrived after its deadline; not started"),
         );
@@ -453,24 +440,27 @@ async fn execute(shared: &Arc<Shared>, task: pb::Task) -> TaskResult {
     sextant_exporters::telemetry::set_parent(&span, &task.traceparent);
     async move {
         tracing::info!(run_key = %run_key, kind = %task.kind, "Task started");
-        let result = run_task(shared, task).await;
-        if result.success {
-            tracing::info!(run_key = %run_key, digest = %result.deployed_digest, "Task succeeded");
+        let outcome = run_task(shared, task).await;
+        if outcome.success {
+            tracing::info!(run_key = %run_key,
+                digest = %outcome.deployed_digest.as_deref().unwrap_or_default(), "Task succeeded");
         } else {
-            tracing::warn!(run_key = %run_key, error_type = %result.error_type,
-                error = %result.error, "Task failed");
+            tracing::warn!(run_key = %run_key,
+                error_type = %outcome.error_type.map_or("", ErrorKind::as_str),
+                error = %outcome.error.as_deref().unwrap_or_default(), "Task failed");
         }
-        result
+        outcome
     }
     .instrument(span)
     .await
 }
 
-async fn run_task(shared: &Arc<Shared>, task: pb::Task) -> TaskResult {
+async fn run_task(shared: &Arc<Shared>, task: pb::Task) -> deploy::TaskOutcome {
     let run_key = task.run_key.clone();
+    let invalid = |why: String| deploy::TaskOutcome::failed(ErrorKind::Invalid, false, why);
     update(shared, &run_key, "running", vec![]);
     if let Err(e) = write_artifacts(&shared.data_dir, &run_key, &task.artifacts) {
-        return failure(&run_key, "invalid", false, e.to_string());
+        return invalid(e.to_string());
     }
     let auth = task.registry_auth.as_ref().map(|a| RegistryAuth {
         username: a.username.clone(),
@@ -478,12 +468,12 @@ async fn run_task(shared: &Arc<Shared>, task: pb::Task) -> TaskResult {
         server_address: (!a.server_address.is_empty()).then(|| a.server_address.clone()),
     });
     match (&shared.runner, task.payload) {
-        (_, None) => failure(&run_key, "invalid", false, "the task has no payload".into()),
+        (_, None) => invalid("the task has no payload".into()),
         (Runner::DryRun { delay, executed }, Some(payload)) => {
             let done = lock(&shared.dry_done).get(&run_key).cloned();
-            if let Some(mut result) = done {
-                result.replayed = true;
-                return result;
+            if let Some(mut outcome) = done {
+                outcome.resumed = true;
+                return outcome;
             }
             executed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             tokio::time::sleep(*delay).await;
@@ -493,25 +483,19 @@ async fn run_task(shared: &Arc<Shared>, task: pb::Task) -> TaskResult {
                     .and_then(|s| s.image.rsplit_once('@').map(|(_, d)| d.to_owned())),
                 _ => None,
             };
-            let result = TaskResult {
-                run_key: run_key.clone(),
-                success: true,
-                deployed_digest: digest.unwrap_or_default(),
-                ..TaskResult::default()
+            let outcome = deploy::TaskOutcome {
+                deployed_digest: digest,
+                ..deploy::TaskOutcome::succeeded()
             };
-            lock(&shared.dry_done).insert(run_key, result.clone());
-            result
+            lock(&shared.dry_done).insert(run_key, outcome.clone());
+            outcome
         }
         (Runner::Docker(executor), Some(Payload::Check(check))) => {
             let argv = vec!["sh".to_owned(), "-c".to_owned(), check.command.clone()];
             let timeout = Duration::from_millis(u64::from(check.timeout_ms.max(100)));
             match executor.run_check(&check.container, &argv, timeout).await {
-                Ok(()) => TaskResult {
-                    run_key,
-                    success: true,
-                    ..TaskResult::default()
-                },
-                Err(e) => failure(&run_key, "health", false, e.to_string()),
+                Ok(()) => deploy::TaskOutcome::succeeded(),
+                Err(e) => deploy::TaskOutcome::failed(ErrorKind::Health, false, e.to_string()),
             }
         }
         (Runner::Docker(executor), Some(payload)) => {
@@ -562,22 +546,12 @@ async fn run_task(shared: &Arc<Shared>, task: pb::Task) -> TaskResult {
                     Ok(_) => {
                         drop(events);
                         let _ = forward.await;
-                        return failure(
-                            &run_key,
-                            "invalid",
-                            false,
-                            "the spec's task id is not its run key".into(),
-                        );
+                        return invalid("the spec's task id is not its run key".into());
                     }
                     Err(e) => {
                         drop(events);
                         let _ = forward.await;
-                        return failure(
-                            &run_key,
-                            "invalid",
-                            false,
-                            format!("bad deploy spec: {e}"),
-                        );
+                        return invalid(format!("bad deploy spec: {e}"));
                     }
                 },
                 Payload::ComposeJson(json) => match serde_json::from_str::<ComposeLock>(&json) {
@@ -588,60 +562,51 @@ async fn run_task(shared: &Arc<Shared>, task: pb::Task) -> TaskResult {
                     Ok(_) => {
                         drop(events);
                         let _ = forward.await;
-                        return failure(
-                            &run_key,
-                            "invalid",
-                            false,
-                            "the compose-lock's task id is not its run key".into(),
-                        );
+                        return invalid("the compose-lock's task id is not its run key".into());
                     }
                     Err(e) => {
                         drop(events);
                         let _ = forward.await;
-                        return failure(
-                            &run_key,
-                            "invalid",
-                            false,
-                            format!("bad compose-lock: {e}"),
-                        );
+                        return invalid(format!("bad compose-lock: {e}"));
                     }
                 },
                 Payload::Check(_) => {
                     drop(events);
                     let _ = forward.await;
-                    return failure(&run_key, "invalid", false, "misrouted check task".into());
+                    return invalid("misrouted check task".into());
                 }
             };
             let _ = forward.await;
             match outcome {
-                Ok(outcome) => result_of(&run_key, outcome, interrupted),
-                Err(e) => failure(&run_key, "invalid", false, e.to_string()),
+                Ok(record) => outcome_of(record, interrupted),
+                Err(e) => invalid(e.to_string()),
             }
         }
     }
 }
 
-fn result_of(run_key: &str, outcome: TaskOutcome, interrupted: bool) -> TaskResult {
-    let mut result = TaskResult {
-        run_key: run_key.to_owned(),
-        success: outcome.status == TaskStatus::Succeeded,
-        deployed_digest: outcome.deployed_digest.clone().unwrap_or_default(),
-        logs: outcome.logs.clone(),
-        replayed: outcome.replayed,
-        outcome_json: serde_json::to_string(&outcome).unwrap_or_default(),
-        ..TaskResult::default()
-    };
-    if !result.success {
-        result.error = outcome.message.clone();
-        (result.error_type, result.retryable) = match outcome.status {
-            TaskStatus::RolledBack => ("health".into(), false),
+/// The deploy contract's outcome of what the Docker executor recorded: the
+/// one place the agent's record becomes what it reports. `interrupted`:
+/// the journal found the run key running when the task started.
+fn outcome_of(record: executor::TaskOutcome, interrupted: bool) -> deploy::TaskOutcome {
+    let json = serde_json::to_string(&record).ok();
+    let mut outcome = if record.status == TaskStatus::Succeeded {
+        deploy::TaskOutcome::succeeded()
+    } else {
+        let (kind, retryable) = match record.status {
+            TaskStatus::RolledBack => (ErrorKind::Health, false),
             // The agent stopped while it ran: nothing runs it again under
             // this key; a new attempt (a new key) may.
-            _ if interrupted => ("connection".into(), true),
-            _ => ("command".into(), false),
+            _ if interrupted => (ErrorKind::Connection, true),
+            _ => (ErrorKind::Command, false),
         };
-    }
-    result
+        deploy::TaskOutcome::failed(kind, retryable, record.message)
+    };
+    outcome.deployed_digest = record.deployed_digest;
+    outcome.logs = record.logs;
+    outcome.resumed = record.replayed;
+    outcome.record = json;
+    outcome
 }
 
 /// Why a task's artifacts could not be written.
@@ -730,5 +695,67 @@ impl Backoff {
         let ceiling = self.next;
         self.next = (self.next * 2).min(self.max);
         ceiling.mul_f64(0.5 + rand::random::<f64>() * 0.5)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(status: TaskStatus) -> executor::TaskOutcome {
+        executor::TaskOutcome {
+            task_id: "t-1.1".into(),
+            status,
+            deployed_digest: (status == TaskStatus::Succeeded).then(|| "sha256:1".into()),
+            container_id: Some("c1".into()),
+            previous: None,
+            message: "what happened".into(),
+            logs: vec!["last".into()],
+            services: Vec::new(),
+            started_at: 1,
+            finished_at: 2,
+            replayed: false,
+        }
+    }
+
+    /// The `TaskResult` fields the agent sent before it reported a
+    /// [`deploy::TaskOutcome`].
+    #[test]
+    fn an_executor_record_becomes_the_result_it_was() {
+        let success = outcome_of(
+            executor::TaskOutcome {
+                replayed: true,
+                ..record(TaskStatus::Succeeded)
+            },
+            false,
+        )
+        .into_result("t-1.1");
+        assert!(success.success && success.replayed);
+        assert_eq!(success.deployed_digest, "sha256:1");
+        assert_eq!(
+            (success.error.as_str(), success.error_type.as_str()),
+            ("", "")
+        );
+        assert_eq!(success.logs, ["last"]);
+        let record_json: serde_json::Value = serde_json::from_str(&success.outcome_json).unwrap();
+        assert_eq!(record_json["container_id"], "c1");
+
+        for (status, interrupted, kind, retryable) in [
+            (TaskStatus::RolledBack, false, "health", false),
+            (TaskStatus::RolledBack, true, "health", false),
+            (TaskStatus::Failed, true, "connection", true),
+            (TaskStatus::Failed, false, "command", false),
+        ] {
+            let failed = outcome_of(record(status), interrupted).into_result("t-1.1");
+            assert!(!failed.success);
+            assert_eq!(failed.error, "what happened");
+            assert_eq!(
+                failed.error_type, kind,
+                "{status} interrupted={interrupted}"
+            );
+            assert_eq!(failed.retryable, retryable);
+            assert_eq!(failed.deployed_digest, "");
+            assert!(!failed.outcome_json.is_empty());
+        }
     }
 }

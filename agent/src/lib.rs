@@ -5,11 +5,9 @@
 pub mod channel;
 pub mod config;
 pub mod executor;
-pub mod labels;
 pub mod observe;
 pub mod runtime;
 
 pub use executor::{
-    ComposeLock, DeploySpec, EventSender, ExecuteError, Executor, ExecutorConfig, TaskEvent,
-    TaskOutcome, TaskStatus,
+    EventSender, ExecuteError, Executor, ExecutorConfig, TaskEvent, TaskOutcome, TaskStatus,
 };

@@ -7,12 +7,14 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use sextant_agent::executor::{
-    ComposeLock, DeploySpec, ExecuteError, Executor, ExecutorConfig, HealthCheck, Phase, PortSpec,
-    Probe, RecordState, RestartPolicy, ServiceSpec, SpecError, TaskEvent, TaskKind, TaskOutcome,
+    ExecuteError, Executor, ExecutorConfig, Phase, RecordState, TaskEvent, TaskKind, TaskOutcome,
     TaskRecord, TaskStatus,
 };
-use sextant_agent::labels;
 use sextant_e2e::docker::{self as kit, DockerScope, test_images};
+use sextant_protocol::deploy::{
+    ComposeLock, DeploySpec, HealthCheck, PortSpec, Probe, RestartPolicy, ServiceSpec, SpecError,
+    labels,
+};
 use tokio::sync::mpsc;
 
 const FAST: Duration = Duration::from_millis(300);

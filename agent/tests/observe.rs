@@ -14,12 +14,11 @@ use std::time::Duration;
 
 use helpers::{AgentSettings, TestAgent, eventually, free_port, sample, spawn_agent};
 use serde_json::Value;
-use sextant_agent::executor::{
-    DeploySpec, Executor, ExecutorConfig, HealthCheck, Probe, RestartPolicy, TaskStatus,
-};
+use sextant_agent::executor::{Executor, ExecutorConfig, TaskStatus};
 use sextant_agent::observe::{Observer, ObserverConfig, Report, ReportKind, Sink};
 use sextant_e2e::docker::{self as kit, DockerScope, test_images};
 use sextant_e2e::{Backend, Hub, rotel_binary};
+use sextant_protocol::deploy::{DeploySpec, HealthCheck, Probe, RestartPolicy};
 
 fn spec(scope: &DockerScope, workload: &str, image: &str) -> DeploySpec {
     DeploySpec {

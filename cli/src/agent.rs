@@ -5,9 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{ArgGroup, Args, Subcommand};
-use sextant_agent::executor::{
-    ComposeLock, DeploySpec, Executor, ExecutorConfig, TaskEvent, TaskOutcome, TaskStatus,
-};
+use sextant_agent::executor::{Executor, ExecutorConfig, TaskEvent, TaskOutcome, TaskStatus};
+use sextant_protocol::deploy::{ComposeLock, DeploySpec};
 
 /// The `sextant agent` subcommands.
 #[derive(Debug, Subcommand)]

@@ -20,15 +20,16 @@ use bollard::query_parameters::{
     RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use futures::StreamExt;
+use sextant_protocol::deploy::{
+    DeploySpec, HealthCheck, ImageRef, Probe, RestartPolicy, SpecError, labels,
+};
 use tracing::Instrument as _;
 
 use super::EventSender;
-use super::error::{SpecError, StepError};
+use super::error::StepError;
 use super::event::{Phase, PreviousContainer, TaskEvent, TaskOutcome, TaskStatus};
 use super::health;
 use super::journal::{Journal, TaskKind, now};
-use super::spec::{DeploySpec, HealthCheck, ImageRef, Probe, RestartPolicy};
-use crate::labels;
 
 /// How many of a failed container's last log lines go into the outcome.
 const LOG_TAIL: usize = 50;

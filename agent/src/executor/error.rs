@@ -1,5 +1,5 @@
-//! The executor's errors. [`SpecError`] and [`ExecuteError`] say why a task
-//! was refused before it ran; what goes wrong once a task runs ends up in a
+//! The executor's errors. [`ExecuteError`] (with the deploy contract's
+//! [`SpecError`]) says why a task was refused before it ran; what goes wrong once a task runs ends up in a
 //! [`TaskOutcome`](super::TaskOutcome) message, built from [`StepError`],
 //! [`HealthError`] and [`ProbeError`].
 
@@ -7,30 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bollard::errors::Error as DockerError;
-
-/// A spec or compose-lock file that cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum SpecError {
-    #[error("cannot parse the spec: {0}")]
-    Parse(String),
-    #[error(
-        "image {image:?} is not pinned by digest: write repository@sha256:<64 hex> \
-         (tags are refused so that exactly the promoted image runs)"
-    )]
-    NotPinned { image: String },
-    #[error("{0}")]
-    Invalid(String),
-}
-
-/// A restart policy that is not one of Docker's.
-#[derive(Debug, thiserror::Error)]
-#[error("unknown restart policy {0:?}: use no, always, unless-stopped, on-failure or on-failure:N")]
-pub struct RestartPolicyError(pub String);
-
-/// A duration that is not written `500ms`, `2s`, `1m`, `1h` or in seconds.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid duration {0:?}: write 500ms, 2s, 1m or 1h")]
-pub struct DurationError(pub String);
+use sextant_protocol::deploy::SpecError;
 
 /// Why [`Executor`](super::Executor) refused or could not record a task.
 #[derive(Debug, thiserror::Error)]
@@ -272,7 +249,7 @@ mod tests {
     /// these errors replaced.
     #[test]
     fn messages_read_as_before() {
-        let cases: [(Box<dyn std::error::Error>, &str); 9] = [
+        let cases: [(Box<dyn std::error::Error>, &str); 8] = [
             (
                 Box::new(HealthError::NotRunning {
                     status: "exited".into(),
@@ -326,11 +303,6 @@ mod tests {
             (
                 Box::new(PlaceholderError::NoAddress),
                 "the container has no IP address for {ip}",
-            ),
-            (
-                Box::new(RestartPolicyError("sometimes".into())),
-                "unknown restart policy \"sometimes\": use no, always, unless-stopped, \
-                 on-failure or on-failure:N",
             ),
         ];
         for (error, text) in cases {

@@ -7,9 +7,9 @@ use bollard::Docker;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{ContainerInspectResponse, HealthStatusEnum};
 use futures::StreamExt;
+use sextant_protocol::deploy::{HealthCheck, Probe};
 
 use super::error::{HealthError, PlaceholderError, ProbeError};
-use super::spec::{HealthCheck, Probe};
 
 /// Waits until `container` passes `check`; `Err` says why it did not.
 pub(crate) async fn verify(

@@ -8,7 +8,6 @@ mod error;
 mod event;
 mod health;
 mod journal;
-mod spec;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -16,15 +15,10 @@ use std::sync::{Arc, Mutex};
 
 use bollard::Docker;
 
-pub use error::{
-    DurationError, ExecuteError, PlaceholderError, ProbeError, RestartPolicyError, SpecError,
-};
+pub use error::{ExecuteError, PlaceholderError, ProbeError};
 pub use event::{Phase, PreviousContainer, ServiceOutcome, TaskEvent, TaskOutcome, TaskStatus};
 pub use journal::{Journal, RecordState, TaskKind, TaskRecord};
-pub use spec::{
-    ComposeLock, DeploySpec, HealthCheck, HumanDuration, ImageRef, PortSpec, Probe, RegistryAuth,
-    RestartPolicy, ServiceSpec,
-};
+use sextant_protocol::deploy::{ComposeLock, DeploySpec};
 
 use docker::{Failure, Plan, Switched};
 use journal::{Begin, now};

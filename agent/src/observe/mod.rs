@@ -15,6 +15,7 @@ use bollard::errors::Error as DockerError;
 use bollard::models::{ContainerInspectResponse, EventMessageTypeEnum, ImageInspect};
 use bollard::query_parameters::{EventsOptionsBuilder, ListContainersOptionsBuilder};
 use futures::StreamExt;
+use sextant_protocol::deploy::labels;
 use tokio_util::sync::CancellationToken;
 
 pub use otlp::{
@@ -22,8 +23,6 @@ pub use otlp::{
 };
 pub use status::{Observation, Placement, observe, placement, revision, status};
 pub use tracker::{Report, ReportKind, Tracker};
-
-use crate::labels;
 
 /// Container events that can change what is reported. Health-check probes
 /// raise `exec_*` events every interval on every container with a check;

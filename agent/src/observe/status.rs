@@ -8,8 +8,7 @@ use bollard::models::{
     ContainerInspectResponse, ContainerStateStatusEnum, HealthStatusEnum, ImageInspect,
 };
 use sextant_model::DeploymentStatus;
-
-use crate::labels;
+use sextant_protocol::deploy::labels;
 
 /// Where a container belongs: the hub's target, read from its labels.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
-use sextant_agent::executor::{ComposeLock, DeploySpec};
+use sextant_protocol::deploy::{ComposeLock, DeploySpec};
 use sextant_protocol::v1::{self as pb, task::Payload};
 
 /// Docker Hub's key in `config.json`.

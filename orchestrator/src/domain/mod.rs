@@ -332,7 +332,7 @@ pub struct ContainerTemplate {
     pub env: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<Object>)]
-    pub ports: Vec<sextant_agent::executor::PortSpec>,
+    pub ports: Vec<sextant_protocol::deploy::PortSpec>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -341,12 +341,12 @@ pub struct ContainerTemplate {
     pub network: Option<String>,
     #[serde(default)]
     #[schema(value_type = String)]
-    pub restart: sextant_agent::executor::RestartPolicy,
+    pub restart: sextant_protocol::deploy::RestartPolicy,
     /// The agent's own check of the new container (docker, http, tcp or
     /// command); on failure the agent restores the previous container.
     #[serde(default)]
     #[schema(value_type = Object)]
-    pub health: sextant_agent::executor::HealthCheck,
+    pub health: sextant_protocol::deploy::HealthCheck,
 }
 
 /// How a target is reached: its execution model.

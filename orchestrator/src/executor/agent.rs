@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use prost::Message as _;
-use sextant_agent::executor::{ComposeLock, DeploySpec, ServiceSpec, SpecError};
+use sextant_protocol::deploy::{ComposeLock, DeploySpec, ServiceSpec, SpecError};
 use sextant_protocol::v1::{self as pb, task::Payload};
 use tokio::sync::mpsc;
 
@@ -25,7 +25,7 @@ use crate::store::{AgentRow, MailItem, MailState, now_ms};
 const LOCAL_POLL: Duration = Duration::from_secs(5);
 
 /// Label naming the job that created a container (the hub links it).
-pub const JOB_LABEL: &str = "sextant.job";
+pub const JOB_LABEL: &str = sextant_protocol::deploy::labels::JOB;
 
 /// Why a task cannot be turned into what an agent runs.
 #[derive(Debug, thiserror::Error)]

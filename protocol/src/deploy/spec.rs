@@ -1,14 +1,14 @@
-//! What to deploy: the deploy spec and the compose-lock file, with their
-//! validation. The formats are documented in `docs/agent.md`.
+//! What to deploy: one container, pinned by digest ([`DeploySpec`]), with
+//! its image, ports, restart policy and registry credentials, and its
+//! validation. The format is documented in `docs/agent.md`.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::error::{DurationError, RestartPolicyError, SpecError};
-use crate::labels;
+use super::error::{RestartPolicyError, SpecError};
+use super::{HealthCheck, HumanDuration, Probe, labels};
 
 /// One container to deploy, pinned by digest. YAML- and JSON-friendly.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -175,124 +175,6 @@ impl From<RestartPolicy> for String {
     }
 }
 
-/// A duration written `500ms`, `2s`, `1m`, `1h` or as a number of seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "DurationRepr", into = "String")]
-pub struct HumanDuration(pub Duration);
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum DurationRepr {
-    Seconds(f64),
-    Text(String),
-}
-
-impl TryFrom<DurationRepr> for HumanDuration {
-    type Error = DurationError;
-    fn try_from(r: DurationRepr) -> Result<Self, DurationError> {
-        let bad = |s: &str| DurationError(s.to_owned());
-        let secs = |f: f64, s: &str| Duration::try_from_secs_f64(f).map(Self).map_err(|_| bad(s));
-        match r {
-            DurationRepr::Seconds(f) => secs(f, &f.to_string()),
-            DurationRepr::Text(s) => {
-                let t = s.trim();
-                let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
-                    (n, 0.001)
-                } else if let Some(n) = t.strip_suffix('s') {
-                    (n, 1.0)
-                } else if let Some(n) = t.strip_suffix('m') {
-                    (n, 60.0)
-                } else if let Some(n) = t.strip_suffix('h') {
-                    (n, 3600.0)
-                } else {
-                    (t, 1.0)
-                };
-                let f: f64 = num.trim().parse().map_err(|_| bad(&s))?;
-                secs(f * scale, &s)
-            }
-        }
-    }
-}
-
-impl From<HumanDuration> for String {
-    fn from(d: HumanDuration) -> Self {
-        let ms = d.0.as_millis();
-        if ms.is_multiple_of(1000) {
-            format!("{}s", ms / 1000)
-        } else {
-            format!("{ms}ms")
-        }
-    }
-}
-
-impl From<Duration> for HumanDuration {
-    fn from(d: Duration) -> Self {
-        Self(d)
-    }
-}
-
-/// How the new container's health is verified: a probe and its timing.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct HealthCheck {
-    /// What to probe.
-    #[serde(flatten)]
-    pub probe: Probe,
-    /// Per probe (default 2 s).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<HumanDuration>,
-    /// Between probes (default 1 s).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub interval: Option<HumanDuration>,
-    /// Consecutive failures, after the start period, that fail the check
-    /// (default 3).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retries: Option<u32>,
-    /// Failures in this window after start don't count (default 0).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub start_period: Option<HumanDuration>,
-}
-
-/// The probe of a [`HealthCheck`], tagged by `check`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(tag = "check", rename_all = "lowercase", deny_unknown_fields)]
-pub enum Probe {
-    /// Only that the container is running.
-    #[default]
-    None,
-    /// The image's Docker `HEALTHCHECK`.
-    Docker,
-    /// An HTTP GET from the agent. `{port:N}` and `{ip}` are substituted.
-    Http {
-        url: String,
-        /// The status to expect; absent means any 2xx.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        expect_status: Option<u16>,
-    },
-    /// A TCP connect from the agent. `{port:N}` and `{ip}` are substituted.
-    Tcp { address: String },
-    /// A command run inside the container (`docker exec`); exit 0 passes.
-    Command { argv: Vec<String> },
-}
-
-impl HealthCheck {
-    /// The per-probe timeout.
-    pub fn timeout(&self) -> Duration {
-        self.timeout.map_or(Duration::from_secs(2), |d| d.0)
-    }
-    /// The pause between probes.
-    pub fn interval(&self) -> Duration {
-        self.interval.map_or(Duration::from_secs(1), |d| d.0)
-    }
-    /// Consecutive failures that fail the check.
-    pub fn retries(&self) -> u32 {
-        self.retries.unwrap_or(3).max(1)
-    }
-    /// The grace window after start.
-    pub fn start_period(&self) -> Duration {
-        self.start_period.map_or(Duration::ZERO, |d| d.0)
-    }
-}
-
 /// Registry credentials for the pull. `Debug` hides the password.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -403,7 +285,7 @@ impl DeploySpec {
 }
 
 /// Task ids become file names in the journal, so they are kept plain.
-pub(crate) fn validate_task_id(id: &str) -> Result<(), SpecError> {
+pub(super) fn validate_task_id(id: &str) -> Result<(), SpecError> {
     let ok = !id.is_empty()
         && id.len() <= 128
         && !id.starts_with('.')
@@ -420,7 +302,7 @@ pub(crate) fn validate_task_id(id: &str) -> Result<(), SpecError> {
 }
 
 /// Docker's rule for container and network names.
-fn validate_name(field: &str, name: &str) -> Result<(), SpecError> {
+pub(super) fn validate_name(field: &str, name: &str) -> Result<(), SpecError> {
     let mut bytes = name.bytes();
     let ok = bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
         && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
@@ -434,133 +316,10 @@ fn validate_name(field: &str, name: &str) -> Result<(), SpecError> {
     }
 }
 
-/// A compose project whose services are pinned by digest, applied service by
-/// service. See `docs/agent.md`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ComposeLock {
-    /// The idempotency key of the whole apply.
-    pub task_id: String,
-    /// Containers are named `PROJECT-SERVICE`; the network `PROJECT_default`.
-    pub project: String,
-    /// `sextant.application` of every service.
-    pub application: String,
-    /// `sextant.target` of every service.
-    pub target: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub environment: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub release: Option<String>,
-    /// Labels on every container and on the project network.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
-    /// Credentials for every pull; a service may name its own.
-    #[serde(default, skip_serializing)]
-    pub registry_auth: Option<RegistryAuth>,
-    /// Applied in this order.
-    pub services: Vec<ServiceSpec>,
-}
-
-/// One service of a [`ComposeLock`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServiceSpec {
-    /// The service name: the network alias and `sextant.compose.service`.
-    pub name: String,
-    /// `sextant.workload`; defaults to the service name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workload: Option<String>,
-    /// `repository@sha256:…`.
-    pub image: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revision: Option<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub env: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ports: Vec<PortSpec>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub volumes: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub command: Option<Vec<String>>,
-    #[serde(default)]
-    pub restart: RestartPolicy,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stop_timeout: Option<HumanDuration>,
-    #[serde(default)]
-    pub health: HealthCheck,
-    #[serde(default, skip_serializing)]
-    pub registry_auth: Option<RegistryAuth>,
-}
-
-impl ComposeLock {
-    /// Parses a compose-lock file from YAML.
-    pub fn from_yaml(text: &str) -> Result<Self, SpecError> {
-        serde_norway::from_str(text).map_err(|e| SpecError::Parse(e.to_string()))
-    }
-
-    /// The project network's name.
-    pub fn network(&self) -> String {
-        format!("{}_default", self.project)
-    }
-
-    /// One deploy spec per service, in order, each validated. Their task ids
-    /// are `TASK_ID.SERVICE`.
-    pub fn service_specs(&self) -> Result<Vec<DeploySpec>, SpecError> {
-        validate_task_id(&self.task_id)?;
-        validate_name("project", &self.project)?;
-        if self.services.is_empty() {
-            return Err(SpecError::Invalid("a compose-lock needs services".into()));
-        }
-        let mut seen = std::collections::BTreeSet::new();
-        let mut out = Vec::with_capacity(self.services.len());
-        for s in &self.services {
-            validate_name("service name", &s.name)?;
-            if !seen.insert(s.name.as_str()) {
-                return Err(SpecError::Invalid(format!(
-                    "service {} appears twice",
-                    s.name
-                )));
-            }
-            let mut labels = self.labels.clone();
-            labels.extend(s.labels.clone());
-            let spec = DeploySpec {
-                task_id: format!("{}.{}", self.task_id, s.name),
-                name: format!("{}-{}", self.project, s.name),
-                image: s.image.clone(),
-                application: self.application.clone(),
-                workload: s.workload.clone().unwrap_or_else(|| s.name.clone()),
-                target: self.target.clone(),
-                environment: self.environment.clone(),
-                release: self.release.clone(),
-                revision: s.revision.clone(),
-                labels,
-                env: s.env.clone(),
-                ports: s.ports.clone(),
-                volumes: s.volumes.clone(),
-                command: s.command.clone(),
-                network: Some(self.network()),
-                restart: s.restart,
-                stop_timeout: s.stop_timeout,
-                health: s.health.clone(),
-                registry_auth: s
-                    .registry_auth
-                    .clone()
-                    .or_else(|| self.registry_auth.clone()),
-            };
-            spec.validate().map_err(|e| match e {
-                SpecError::Invalid(m) => SpecError::Invalid(format!("service {}: {m}", s.name)),
-                other => other,
-            })?;
-            out.push(spec);
-        }
-        Ok(out)
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -628,42 +387,5 @@ mod tests {
         spec.task_id = "ok".into();
         spec.labels.insert(labels::TASK.into(), "x".into());
         assert!(spec.validate().is_err());
-    }
-
-    #[test]
-    fn compose_lock_expands_services() {
-        let text = format!(
-            "task_id: r7\nproject: shop\napplication: shop\ntarget: eu\nlabels: {{team: a}}\n\
-             services:\n  - name: api\n    image: api@{DIGEST}\n    health: {{check: tcp, address: '127.0.0.1:{{port:80}}'}}\n\
-             \x20 - name: web\n    workload: frontend\n    image: web@{DIGEST}\n"
-        );
-        let lock = ComposeLock::from_yaml(&text).unwrap();
-        let specs = lock.service_specs().unwrap();
-        assert_eq!(specs.len(), 2);
-        assert_eq!(specs[0].name, "shop-api");
-        assert_eq!(specs[0].task_id, "r7.api");
-        assert_eq!(specs[1].workload, "frontend");
-        assert_eq!(specs[1].network.as_deref(), Some("shop_default"));
-        assert_eq!(specs[1].labels["team"], "a");
-        let tagged =
-            ComposeLock::from_yaml(&text.replace(&format!("web@{DIGEST}"), "web:latest")).unwrap();
-        assert!(matches!(
-            tagged.service_specs().unwrap_err(),
-            SpecError::NotPinned { .. }
-        ));
-    }
-
-    #[test]
-    fn durations() {
-        let d = |s: &str| serde_norway::from_str::<HumanDuration>(s).map(|d| d.0);
-        assert_eq!(d("2").unwrap(), Duration::from_secs(2));
-        assert_eq!(d("1.5").unwrap(), Duration::from_millis(1500));
-        assert_eq!(d("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(d("1m").unwrap(), Duration::from_secs(60));
-        assert!(d("-1s").is_err());
-        assert_eq!(
-            String::from(HumanDuration(Duration::from_millis(1500))),
-            "1500ms"
-        );
     }
 }

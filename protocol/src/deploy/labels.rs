@@ -1,5 +1,6 @@
-//! Label names on the containers the agent manages. The executor writes them;
-//! the observer reads them back to tell what runs on the host.
+//! Label names on the containers an agent manages. The agent's executor
+//! writes them; its observer reads them back to tell what runs on the host;
+//! the orchestrator sets [`JOB`] through a spec's own labels.
 
 /// The application (required).
 pub const APPLICATION: &str = "sextant.application";
