@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 use sextant_exporters::http_metrics::HttpMetrics;
 
+use crate::agents::server::StoredResult;
 use crate::domain::JobState;
 use crate::domain::failure::FailureKind;
 use crate::store::{MetricRows, Store};
@@ -143,10 +144,11 @@ fn agent_task_status(state: &str, outcome: Option<&str>) -> &'static str {
     if state == "expired" {
         return "expired";
     }
+    // The mailbox keeps the deploy contract's outcome; `success` is
+    // required, so a row without it counts as failed.
     let success = outcome
-        .and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok())
-        .and_then(|v| v["success"].as_bool())
-        .unwrap_or(false);
+        .and_then(|o| serde_json::from_str::<StoredResult>(o).ok())
+        .is_some_and(|r| r.outcome.success);
     if success { "succeeded" } else { "failed" }
 }
 

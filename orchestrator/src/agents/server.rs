@@ -2,6 +2,7 @@
 //! and the dispatcher that delivers queued tasks to the streams this
 //! replica holds.
 
+use sextant_protocol::deploy::TaskOutcome;
 use std::collections::{BTreeMap, HashMap};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -343,16 +344,13 @@ async fn update(
         .map_err(MessageError::from)
 }
 
-/// The result as the mailbox keeps it.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+/// The result as the mailbox keeps it: the deploy contract's outcome, as
+/// the agent sent it, and the agent's name.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct StoredResult {
-    pub success: bool,
-    pub error: String,
-    pub error_type: String,
-    pub retryable: bool,
-    pub deployed_digest: String,
-    pub logs: Vec<String>,
-    pub replayed: bool,
+    #[serde(flatten)]
+    pub outcome: TaskOutcome,
+    #[serde(default)]
     pub agent: String,
 }
 
@@ -362,15 +360,14 @@ async fn finish(
     r: sextant_protocol::v1::TaskResult,
 ) -> Result<(), MessageError> {
     let store = &channel.store;
-    let run_key = r.run_key.clone();
+    let (run_key, outcome) = TaskOutcome::from_result(r);
+    // The executor's full record stays with the agent: the mailbox keeps
+    // what the engine reads.
     let stored = StoredResult {
-        success: r.success,
-        error: r.error,
-        error_type: r.error_type,
-        retryable: r.retryable,
-        deployed_digest: r.deployed_digest,
-        logs: r.logs,
-        replayed: r.replayed,
+        outcome: TaskOutcome {
+            record: None,
+            ..outcome
+        },
         agent: agent.name.clone(),
     };
     let json = serde_json::to_string(&stored)?;

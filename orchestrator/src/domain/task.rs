@@ -65,3 +65,19 @@ pub enum ErrorType {
     /// The request itself is wrong (bad template, missing credential …).
     Invalid,
 }
+
+/// What an agent reported, in the orchestrator's terms; a kind from a
+/// newer agent is a failed command, as an unknown exit is.
+impl From<sextant_protocol::deploy::ErrorKind> for ErrorType {
+    fn from(kind: sextant_protocol::deploy::ErrorKind) -> Self {
+        use sextant_protocol::deploy::ErrorKind;
+        match kind {
+            ErrorKind::Connection => Self::Connection,
+            ErrorKind::HostKey => Self::HostKey,
+            ErrorKind::Command | ErrorKind::Unknown => Self::Command,
+            ErrorKind::Timeout => Self::Timeout,
+            ErrorKind::Health => Self::Health,
+            ErrorKind::Invalid => Self::Invalid,
+        }
+    }
+}

@@ -442,38 +442,42 @@ fn service(template: &ContainerTemplate, request: &TaskRequest) -> ServiceSpec {
 }
 
 fn outcome_of(row: &MailStatus) -> TaskOutcome {
-    let r: StoredResult = row
+    let resumed = row.deliveries > 1;
+    let Some(stored) = row
         .outcome
         .as_deref()
-        .and_then(|o| serde_json::from_str(o).ok())
-        .unwrap_or_default();
+        .and_then(|o| serde_json::from_str::<StoredResult>(o).ok())
+    else {
+        return TaskOutcome {
+            resumed,
+            ..TaskOutcome::failed(
+                ErrorType::Command,
+                false,
+                "the agent's result could not be read",
+            )
+        };
+    };
+    let (r, agent) = (stored.outcome, stored.agent);
     if r.success {
         return TaskOutcome {
             success: true,
             exit_code: Some(0),
-            deployed_digest: (!r.deployed_digest.is_empty()).then(|| r.deployed_digest.clone()),
+            deployed_digest: r.deployed_digest,
             stdout: r.logs.join("\n"),
-            resumed: r.replayed || row.deliveries > 1,
+            resumed: r.resumed || resumed,
             ..TaskOutcome::default()
         };
     }
-    let error_type = match r.error_type.as_str() {
-        "connection" => ErrorType::Connection,
-        "timeout" => ErrorType::Timeout,
-        "health" => ErrorType::Health,
-        "invalid" => ErrorType::Invalid,
-        _ => ErrorType::Command,
-    };
     TaskOutcome {
         success: false,
         exit_code: None,
-        error: Some(format!("agent {}: {}", r.agent, r.error)),
-        error_type: Some(error_type),
+        error: Some(format!("agent {agent}: {}", r.error.unwrap_or_default())),
+        error_type: Some(r.error_type.map_or(ErrorType::Command, ErrorType::from)),
         retryable: r.retryable,
         deployed_digest: None,
         stdout: String::new(),
         stderr: r.logs.join("\n"),
-        resumed: r.replayed || row.deliveries > 1,
+        resumed: r.resumed || resumed,
     }
 }
 
@@ -587,6 +591,49 @@ mod tests {
                 "web"
             ),
             "t1-web"
+        );
+    }
+
+    /// The mailbox row an agent's result makes, read back as the engine's
+    /// outcome: rows written before the deploy contract's `TaskOutcome`
+    /// (every key present) read as they did, and a row that is not an
+    /// outcome is a clear failure.
+    #[test]
+    fn a_stored_result_reads_back_as_the_engines_outcome() {
+        use super::outcome_of;
+        use crate::domain::task::ErrorType;
+        use crate::store::agents::{MailState, MailStatus};
+        let row = |outcome: &str, deliveries| MailStatus {
+            run_key: "t.1".into(),
+            task_id: "t".into(),
+            attempt: 1,
+            agent_id: "a".into(),
+            deadline: 0,
+            state: MailState::Finished,
+            deliveries,
+            outcome: Some(outcome.into()),
+        };
+        let old = r#"{"success":false,"error":"unhealthy","error_type":"health","retryable":false,"deployed_digest":"","logs":["a","b"],"replayed":false,"agent":"host-a"}"#;
+        let o = outcome_of(&row(old, 1));
+        assert!(!o.success);
+        assert_eq!(o.error.as_deref(), Some("agent host-a: unhealthy"));
+        assert_eq!(o.error_type, Some(ErrorType::Health));
+        assert_eq!(o.stderr, "a\nb");
+        assert!(!o.resumed);
+        let newer = r#"{"success":false,"error":"?","error_type":"quantum","retryable":true,"deployed_digest":"","logs":[],"replayed":false,"agent":"host-a"}"#;
+        let o = outcome_of(&row(newer, 2));
+        assert_eq!(o.error_type, Some(ErrorType::Command), "an unknown kind");
+        assert!(o.retryable && o.resumed);
+        let ok = r#"{"success":true,"error":"","error_type":"","retryable":false,"deployed_digest":"sha256:1","logs":["up"],"replayed":true,"agent":"host-a"}"#;
+        let o = outcome_of(&row(ok, 1));
+        assert!(o.success && o.resumed);
+        assert_eq!(o.deployed_digest.as_deref(), Some("sha256:1"));
+        assert_eq!(o.stdout, "up");
+        let o = outcome_of(&row("not json", 1));
+        assert!(!o.success);
+        assert_eq!(
+            o.error.as_deref(),
+            Some("the agent's result could not be read")
         );
     }
 }
