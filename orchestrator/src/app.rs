@@ -24,7 +24,6 @@ use tokio_util::sync::CancellationToken;
 use crate::agents::{AgentChannel, AgentGrpc};
 use crate::api::{self, ApiState, TokenConfig};
 use crate::executor::Executor;
-use crate::promotion::gates::HubClient;
 use crate::service::{Orchestrator, Settings};
 use crate::store::Store;
 use axum::Router;
@@ -137,8 +136,10 @@ impl Application {
         };
         let hub = config
             .hub_api
-            .as_ref()
-            .map(|url| HubClient::new(url.clone(), config.hub_token.clone()));
+            .as_deref()
+            .map(|url| crate::promotion::gates::hub::hub_client(url, config.hub_token.clone()))
+            .transpose()
+            .context("invalid hub API URL")?;
         // The channel's own tasks (session streams) follow the engine's
         // token, cancelled in `run_until_stopped`.
         let mut channel = AgentChannel::new(

@@ -9,8 +9,8 @@ use tokio::sync::Notify;
 
 use crate::domain::TargetSpec;
 use crate::executor::Executor;
-use crate::promotion::gates::HubClient;
 use crate::store::{Store, StoreError};
+use sextant_kit::hub::HubClient;
 
 /// Why an operation was refused; the API maps each kind to one status and
 /// a stable code.

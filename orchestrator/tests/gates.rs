@@ -13,12 +13,14 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use serde_json::{Value, json};
 use sextant_e2e::{Backend, Hub};
+use sextant_kit::hub::HubClient;
 use sextant_orchestrator::domain::{
     ComponentSpec, EnvironmentSpec, FreezeWindow, GateSpec, Release, ReleaseComponent,
     ReleaseStatus, Span,
 };
+use sextant_orchestrator::promotion::gates::hub::hub_client;
 use sextant_orchestrator::promotion::gates::{
-    Decision, GateContext, GateResult, HubClient, ManualGateState, evaluate, evaluate_all, overall,
+    Decision, GateContext, GateResult, ManualGateState, evaluate, evaluate_all, overall,
 };
 use time::OffsetDateTime;
 
@@ -413,7 +415,7 @@ async fn send(hub: &Hub, token: Option<&str>, records: Vec<Value>) {
 async fn previous_environment_healthy_asks_the_real_hub() {
     let hub = Hub::start(Backend::Sqlite, "").await;
     hub.wait_ready().await;
-    let client = HubClient::new(format!("http://{}", hub.api), None);
+    let client = hub_client(&format!("http://{}", hub.api), None).unwrap();
     send(
         &hub,
         None,
@@ -529,12 +531,12 @@ async fn previous_environment_healthy_asks_the_real_hub() {
     let f = Fixture::new(&["web"]);
     let r = evaluate(&healthy_for(0), &f.ctx(Some("dev"), None)).await;
     expect(&r, Decision::Deny, &["no hub"]);
-    let down = HubClient::new(format!("http://{}", closed_port().await), None);
+    let down = hub_client(&format!("http://{}", closed_port().await), None).unwrap();
     let r = evaluate(&healthy_for(0), &f.ctx(Some("dev"), Some(&down))).await;
-    expect(&r, Decision::Deny, &["unreachable"]);
+    expect(&r, Decision::Deny, &["cannot reach the hub"]);
     // Something that is not the hub answers: deny.
     let (policy, _) = policy_server().await;
-    let wrong = HubClient::new(format!("http://{policy}"), None);
+    let wrong = hub_client(&format!("http://{policy}"), None).unwrap();
     let r = evaluate(&healthy_for(0), &f.ctx(Some("dev"), Some(&wrong))).await;
     expect(&r, Decision::Deny, &["404"]);
 }
@@ -566,12 +568,12 @@ scopes = ["read"]
     let f = Fixture::new(&["web"]);
     let base = format!("http://{}", hub.api);
 
-    let reader = HubClient::new(base.clone(), Some("read-token".into()));
+    let reader = hub_client(&base, Some("read-token".into())).unwrap();
     let r = evaluate(&healthy_for(60), &f.ctx(Some("dev"), Some(&reader))).await;
     expect(&r, Decision::Allow, &["web 1/1 hosts"]);
 
     for (token, status) in [(None, "401"), (Some("ingest-token"), "403")] {
-        let client = HubClient::new(base.clone(), token.map(str::to_owned));
+        let client = hub_client(&base, token.map(str::to_owned)).unwrap();
         let r = evaluate(&healthy_for(60), &f.ctx(Some("dev"), Some(&client))).await;
         expect(&r, Decision::Deny, &[status]);
     }

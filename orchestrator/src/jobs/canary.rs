@@ -8,8 +8,11 @@ use sextant_exporters::telemetry;
 
 use super::failure::{CanaryBreach, PrometheusError, RolloutProblem};
 use crate::domain::{CanaryAnalysis, TargetSpec, TaskState};
+use crate::promotion::gates::hub::error_chain;
 use crate::service::Orchestrator;
 use crate::store::{Job, Task};
+use sextant_kit::hub::{Found as _, RolloutQuery};
+use sextant_model::{DeploymentStatus, HostsListed, Rollout};
 
 impl Orchestrator {
     /// Between canary stages: waits, then checks the hub's rollout for the
@@ -52,19 +55,17 @@ impl Orchestrator {
                     .find(|c| c.name == t.component)
                     .and_then(|c| c.application.clone())
                     .unwrap_or_else(|| "default".into());
-                let rollout: Option<serde_json::Value> = hub
-                    .get(
-                        "/api/v1/rollout",
-                        &[
-                            ("workload", &t.component),
-                            ("environment", &job.environment),
-                            ("target", &hub_target),
-                            ("application", &application),
-                            ("hosts", "all"),
-                        ],
-                    )
+                let query = RolloutQuery {
+                    target: Some(hub_target.clone()),
+                    application: Some(application),
+                    hosts: Some(HostsListed::All),
+                    ..RolloutQuery::new(&t.component, &job.environment)
+                };
+                let rollout = hub
+                    .rollout(&query)
                     .await
-                    .map_err(|e| CanaryBreach::HubUnreachable(e.to_string()))?;
+                    .found()
+                    .map_err(|e| CanaryBreach::HubUnreachable(error_chain(&e)))?;
                 let rollout = rollout.ok_or_else(|| CanaryBreach::NotInHub {
                     component: t.component.clone(),
                     environment: job.environment.clone(),
@@ -93,20 +94,17 @@ impl Orchestrator {
 /// Checks a hub rollout answer: at least one host on `digest`, every host
 /// on it succeeded.
 pub(super) fn check_rollout(
-    rollout: &serde_json::Value,
+    rollout: &Rollout,
     digest: &str,
 ) -> std::result::Result<(), RolloutProblem> {
-    let hosts = rollout["hosts"].as_array().ok_or(RolloutProblem::NoHosts)?;
     let mut on_digest = 0;
     let mut bad = Vec::new();
-    for h in hosts {
-        let name = h["host"].as_str().unwrap_or("?");
-        let revision = h["revision"].as_str().unwrap_or("");
-        let status = h["status"].as_str().unwrap_or("");
+    for h in &rollout.hosts {
+        let (name, revision, status) = (&h.host.host, &h.host.revision, h.host.status);
         if revision != digest {
             bad.push(format!("{name} runs {revision}"));
-        } else if status != "succeeded" {
-            bad.push(format!("{name} is {status}"));
+        } else if status != DeploymentStatus::Succeeded {
+            bad.push(format!("{name} is {}", status.as_str()));
         } else {
             on_digest += 1;
         }

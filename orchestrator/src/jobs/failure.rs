@@ -75,8 +75,6 @@ pub enum CanaryBreach {
 /// Why a hub rollout does not show the stage as done.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RolloutProblem {
-    #[error("the hub's answer has no hosts")]
-    NoHosts,
     /// Hosts on another revision, or not succeeded (one note each).
     #[error("{}", .0.join(", "))]
     Hosts(Vec<String>),

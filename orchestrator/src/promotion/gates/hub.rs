@@ -50,161 +50,36 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Deserialize;
-use serde::de::DeserializeOwned;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
+use sextant_kit::hub::{Found as _, HistoryQuery, HubClient, HubError, PageRequest, RolloutQuery};
+use sextant_model::{DeploymentStatus, HistoryEntry, HostsListed, Progress, Rollout, RolloutHost};
 
 use super::{Decision, GateContext, human};
 use crate::domain::{ReleaseComponent, Span};
 
 /// How long one hub request may take.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// History page size (the hub's largest).
 const HISTORY_PAGE: u32 = 1000;
 /// How many pages of history one component may read.
 pub const MAX_HISTORY_PAGES: usize = 20;
 /// The largest answer read from the hub.
-const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
-/// A client of the hub's read API. The hub derives the tenant from the
+/// The client the orchestrator reads the hub with (gates, canary analysis):
+/// the kit's typed [`HubClient`], with the orchestrator's timeouts and its
+/// trace context on every request. The hub derives the tenant from the
 /// bearer token (or uses `default` when it has no tokens).
-#[derive(Clone)]
-pub struct HubClient {
-    base_url: String,
-    token: Option<String>,
-    http: reqwest::Client,
-}
-
-impl std::fmt::Debug for HubClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HubClient")
-            .field("base_url", &self.base_url)
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .finish_non_exhaustive()
-    }
-}
-
-/// Why a hub request failed.
-#[derive(Debug, thiserror::Error)]
-pub enum HubError {
-    #[error("invalid hub URL {url:?}: {error}")]
-    Url { url: String, error: url::ParseError },
-    #[error("hub at {url} unreachable: {error}")]
-    Unreachable { url: String, error: String },
-    #[error("hub answered {status} to {url}: {message}")]
-    Status {
-        url: String,
-        status: u16,
-        message: String,
-    },
-    #[error("unexpected answer from the hub to {url}: {error}")]
-    Malformed { url: String, error: String },
-}
-
-impl HubClient {
-    /// A client of the hub's API at `base_url` (`http://127.0.0.1:8080`),
-    /// with a bearer token holding the `read` scope when the hub has tokens.
-    pub fn new(base_url: impl Into<String>, token: Option<String>) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .unwrap_or_default();
-        Self::with_client(base_url, token, http)
-    }
-
-    /// Like [`HubClient::new`], with a client of the caller's.
-    pub fn with_client(
-        base_url: impl Into<String>,
-        token: Option<String>,
-        http: reqwest::Client,
-    ) -> Self {
-        Self {
-            base_url: base_url.into().trim_end_matches('/').to_owned(),
-            token: token.filter(|t| !t.is_empty()),
-            http,
-        }
-    }
-
-    pub fn base_url(&self) -> &str {
-        &self.base_url
-    }
-
-    /// GETs `path` with `query`; `Ok(None)` on 404 `not_found`.
-    pub(crate) async fn get<T: DeserializeOwned>(
-        &self,
-        path: &str,
-        query: &[(&str, &str)],
-    ) -> Result<Option<T>, HubError> {
-        let raw = format!("{}{path}", self.base_url);
-        let mut url = url::Url::parse(&raw).map_err(|error| HubError::Url {
-            url: raw.clone(),
-            error,
-        })?;
-        url.query_pairs_mut().extend_pairs(query);
-        let shown = url.to_string();
-        let mut req = self
-            .http
-            .get(url)
-            .timeout(REQUEST_TIMEOUT)
-            .headers(sextant_exporters::telemetry::current_headers());
-        if let Some(token) = &self.token {
-            req = req.bearer_auth(token);
-        }
-        let unreachable = |e: reqwest::Error| HubError::Unreachable {
-            url: shown.clone(),
-            error: error_chain(&e.without_url()),
-        };
-        let mut res = req.send().await.map_err(unreachable)?;
-        let status = res.status();
-        let mut body = Vec::new();
-        while let Some(chunk) = res.chunk().await.map_err(unreachable)? {
-            if body.len() + chunk.len() > MAX_BODY_BYTES {
-                return Err(HubError::Malformed {
-                    url: shown,
-                    error: format!("answer larger than {MAX_BODY_BYTES} bytes"),
-                });
-            }
-            body.extend_from_slice(&chunk);
-        }
-        if status.is_success() {
-            return serde_json::from_slice(&body)
-                .map(Some)
-                .map_err(|e| HubError::Malformed {
-                    url: shown,
-                    error: e.to_string(),
-                });
-        }
-        // The hub's errors are `{"error": {"code", "message"}}`.
-        #[derive(Deserialize)]
-        struct ErrorBody {
-            error: ErrorDetail,
-        }
-        #[derive(Deserialize)]
-        struct ErrorDetail {
-            code: String,
-            message: String,
-        }
-        let detail = serde_json::from_slice::<ErrorBody>(&body).ok();
-        if status == reqwest::StatusCode::NOT_FOUND
-            && detail.as_ref().is_some_and(|d| d.error.code == "not_found")
-        {
-            return Ok(None);
-        }
-        let message = match detail {
-            Some(d) => format!("{}: {}", d.error.code, d.error.message),
-            None => snippet(&body),
-        };
-        Err(HubError::Status {
-            url: shown,
-            status: status.as_u16(),
-            message,
-        })
-    }
+pub fn hub_client(base_url: &str, token: Option<String>) -> Result<HubClient, HubError> {
+    HubClient::builder(base_url)
+        .token(token.map(sextant_kit::Secret::new))
+        .timeout(REQUEST_TIMEOUT)
+        .max_body_bytes(MAX_BODY_BYTES)
+        .headers(sextant_exporters::telemetry::current_headers)
+        .build()
 }
 
 /// The error with its causes, `a: b: c`.
-pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {
@@ -227,60 +102,6 @@ pub(super) fn snippet(body: &[u8]) -> String {
         None if text.is_empty() => "(empty body)".into(),
         None => text.to_owned(),
     }
-}
-
-// What the gate reads of the hub's answers (sextant_model::view and
-// report); unknown fields are ignored so the hub may add some.
-
-#[derive(Debug, Deserialize)]
-struct RolloutBody {
-    desired: Option<DesiredBody>,
-    hosts: Vec<RolloutHostBody>,
-}
-
-#[derive(Debug, Deserialize)]
-struct DesiredBody {
-    version: String,
-    revision: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct RolloutHostBody {
-    target: String,
-    host: String,
-    reconciler: Option<String>,
-    revision: String,
-    status: String,
-    message: Option<String>,
-    /// `succeeded`, `failed`, `in_progress` or `pending` (another revision).
-    progress: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct PageBody<T> {
-    items: Vec<T>,
-    next_cursor: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-enum HistoryBody {
-    Desired {
-        at: String,
-        target: String,
-        revision: String,
-    },
-    Observed {
-        at: String,
-        target: String,
-        host: String,
-        reconciler: Option<String>,
-        revision: String,
-        status: String,
-    },
-    /// A kind this gate does not know; skipped.
-    #[serde(other)]
-    Other,
 }
 
 /// One component's answer.
@@ -328,7 +149,7 @@ pub(super) async fn evaluate(for_: Span, ctx: &GateContext<'_>) -> (Decision, St
             Err(e) => {
                 return (
                     Decision::Deny,
-                    format!("component {:?}: {e}", component.component),
+                    format!("component {:?}: {}", component.component, error_chain(&e)),
                 );
             }
             Ok(Health::Waiting(why)) => waiting.push(format!("{}: {why}", component.component)),
@@ -392,19 +213,14 @@ async fn component(
     let workload = spec.name.as_str();
     let application = spec.application.as_deref().unwrap_or("default");
     let workspace = spec.workspace.as_deref().unwrap_or("default");
-    let filter = [
-        ("workload", workload),
-        ("environment", environment),
-        ("application", application),
-        ("workspace", workspace),
-    ];
     // Every host: the gate walks each one's history.
-    let mut rollout_query = filter.to_vec();
-    rollout_query.push(("hosts", "all"));
-    let Some(rollout) = hub
-        .get::<RolloutBody>("/api/v1/rollout", &rollout_query)
-        .await?
-    else {
+    let query = RolloutQuery {
+        application: Some(application.to_owned()),
+        workspace: Some(workspace.to_owned()),
+        hosts: Some(HostsListed::All),
+        ..RolloutQuery::new(workload, environment)
+    };
+    let Some(rollout) = hub.rollout(&query).await.found()? else {
         return Ok(Health::Waiting(format!(
             "the hub knows no workload {workload:?} of application {application:?} there"
         )));
@@ -428,21 +244,23 @@ async fn component(
         return Ok(Health::Waiting("no host reports it yet".into()));
     }
     let total = rollout.hosts.len();
-    let ok = |h: &RolloutHostBody| {
-        h.progress == "succeeded" && h.revision == digest && h.status == "succeeded"
+    let ok = |h: &RolloutHost| {
+        h.progress == Progress::Succeeded
+            && h.host.revision == digest
+            && h.host.status == DeploymentStatus::Succeeded
     };
     let succeeded = rollout.hosts.iter().filter(|h| ok(h)).count();
     if succeeded < total {
         let mut by_state: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for h in rollout.hosts.iter().filter(|h| !ok(h)) {
-            let what = match h.progress.as_str() {
-                "failed" => "failed",
-                "in_progress" => "in progress",
+            let what = match h.progress {
+                Progress::Failed => "failed",
+                Progress::InProgress => "in progress",
                 _ => "on another revision",
             };
-            let mut name = format!("{}/{}", h.target, h.host);
+            let mut name = format!("{}/{}", h.target, h.host.host);
             if what == "failed"
-                && let Some(m) = h.message.as_deref().filter(|m| !m.is_empty())
+                && let Some(m) = h.host.message.as_deref().filter(|m| !m.is_empty())
             {
                 name.push_str(&format!(" ({m})"));
             }
@@ -457,7 +275,14 @@ async fn component(
             "{succeeded}/{total} hosts succeeded ({detail})"
         )));
     }
-    let since = healthy_since(hub, &filter, digest, &rollout, threshold, now).await?;
+    let history = HistoryQuery {
+        workload: Some(workload.to_owned()),
+        environment: Some(environment.to_owned()),
+        application: Some(application.to_owned()),
+        workspace: Some(workspace.to_owned()),
+        ..HistoryQuery::default()
+    };
+    let since = healthy_since(hub, &history, digest, &rollout, threshold, now).await?;
     Ok(Health::Since {
         since,
         hosts: total,
@@ -491,9 +316,9 @@ impl Run {
 /// reported it succeeded (see the module docs).
 async fn healthy_since(
     hub: &HubClient,
-    filter: &[(&str, &str)],
+    query: &HistoryQuery,
     digest: &str,
-    rollout: &RolloutBody,
+    rollout: &Rollout,
     threshold: i128,
     now: i128,
 ) -> Result<i128, HubError> {
@@ -502,61 +327,53 @@ async fn healthy_since(
     let mut hosts: BTreeMap<(String, String, String), Run> = BTreeMap::new();
     for h in &rollout.hosts {
         targets.entry(h.target.as_str()).or_default();
-        let reconciler = h.reconciler.clone().unwrap_or_default();
+        let reconciler = h.host.reconciler.clone().unwrap_or_default();
         hosts
-            .entry((h.target.clone(), h.host.clone(), reconciler))
+            .entry((h.target.clone(), h.host.host.clone(), reconciler))
             .or_default();
     }
-    let limit = HISTORY_PAGE.to_string();
-    let mut cursor: Option<String> = None;
+    let mut page = PageRequest {
+        limit: Some(HISTORY_PAGE),
+        cursor: None,
+    };
     for _ in 0..MAX_HISTORY_PAGES {
-        let mut query: Vec<(&str, &str)> = filter.to_vec();
-        query.push(("limit", &limit));
-        if let Some(c) = &cursor {
-            query.push(("cursor", c));
-        }
-        let page = hub
-            .get::<PageBody<HistoryBody>>("/api/v1/history", &query)
-            .await?
-            .ok_or_else(|| HubError::Malformed {
-                url: format!("{}/api/v1/history", hub.base_url),
-                error: "not found".into(),
-            })?;
-        for entry in &page.items {
+        let answer = hub.history(query, &page).await?;
+        for entry in &answer.items {
             match entry {
-                HistoryBody::Desired {
+                HistoryEntry::Desired {
                     at,
                     target,
                     revision,
+                    ..
                 } => {
-                    if let Some(run) = targets.get_mut(target.as_str()) {
-                        run.see(nanos(at, hub)?, revision == digest, threshold);
+                    if let Some(run) = targets.get_mut(target.target.as_str()) {
+                        run.see(i128::from(at.0), revision == digest, threshold);
                     }
                 }
-                HistoryBody::Observed {
+                HistoryEntry::Observed {
                     at,
                     target,
                     host,
                     reconciler,
                     revision,
                     status,
+                    ..
                 } => {
                     let key = (
-                        target.clone(),
+                        target.target.clone(),
                         host.clone(),
                         reconciler.clone().unwrap_or_default(),
                     );
                     if let Some(run) = hosts.get_mut(&key) {
-                        let healthy = revision == digest && status == "succeeded";
-                        run.see(nanos(at, hub)?, healthy, threshold);
+                        let healthy = revision == digest && *status == DeploymentStatus::Succeeded;
+                        run.see(i128::from(at.0), healthy, threshold);
                     }
                 }
-                HistoryBody::Other => {}
             }
         }
         let all_done = targets.values().chain(hosts.values()).all(|r| r.done);
-        match page.next_cursor {
-            Some(next) if !all_done => cursor = Some(next),
+        match answer.next_cursor {
+            Some(next) if !all_done => page.cursor = Some(next),
             _ => break,
         }
     }
@@ -568,14 +385,4 @@ async fn healthy_since(
         .map(|r| r.start.unwrap_or(now))
         .max()
         .unwrap_or(now))
-}
-
-/// An RFC 3339 time of the hub, in Unix nanoseconds.
-fn nanos(at: &str, hub: &HubClient) -> Result<i128, HubError> {
-    OffsetDateTime::parse(at, &Rfc3339)
-        .map(|t| t.unix_timestamp_nanos())
-        .map_err(|e| HubError::Malformed {
-            url: format!("{}/api/v1/history", hub.base_url),
-            error: format!("time {at:?}: {e}"),
-        })
 }

@@ -20,6 +20,7 @@ pub mod freeze;
 pub mod hub;
 pub mod webhook;
 
+use sextant_kit::hub::HubClient;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -30,7 +31,6 @@ use utoipa::ToSchema;
 use crate::domain::{ComponentSpec, EnvironmentSpec, GateSpec, Release};
 
 pub use freeze::{FreezeWindowError, freeze_window_open};
-pub use hub::HubClient;
 
 /// What a gate (or a set of gates) says about a promotion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
