@@ -21,7 +21,12 @@ pub fn content_type() -> &'static str {
 /// same way. A family without a name cannot be written at all; it is left
 /// out with an error in the log rather than taking every other series
 /// down. `Err` remains for a failure of the encoder itself.
-pub fn encode(families: &[MetricFamily]) -> Result<String, String> {
+/// The text encoder failed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot encode the metrics: {0}")]
+pub struct EncodeError(#[from] prometheus::Error);
+
+pub fn encode(families: &[MetricFamily]) -> Result<String, EncodeError> {
     let encoder = TextEncoder::new();
     let mut out = String::new();
     for family in families {
@@ -35,9 +40,7 @@ pub fn encode(families: &[MetricFamily]) -> Result<String, String> {
         if family.get_metric().is_empty() {
             continue;
         }
-        encoder
-            .encode_utf8(std::slice::from_ref(family), &mut out)
-            .map_err(|e| format!("cannot encode the metrics: {e}"))?;
+        encoder.encode_utf8(std::slice::from_ref(family), &mut out)?;
     }
     Ok(out)
 }
@@ -49,7 +52,7 @@ pub fn response(families: &[MetricFamily]) -> Response {
         Ok(body) => ([(header::CONTENT_TYPE, content_type())], body).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "Cannot serve /metrics");
-            (StatusCode::INTERNAL_SERVER_ERROR, e).into_response()
+            (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
         }
     }
 }
@@ -105,6 +108,9 @@ mod tests {
         let text = String::from_utf8(body.to_vec()).expect("utf-8");
         assert!(text.contains("sextant_test_total 1"), "{text}");
         assert!(!text.contains("sextant_test_empty_total"), "{text}");
-        assert_eq!(encode(&Collector::collect(&empty)), Ok(String::new()));
+        assert_eq!(
+            encode(&Collector::collect(&empty)).ok(),
+            Some(String::new())
+        );
     }
 }

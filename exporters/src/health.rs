@@ -114,11 +114,11 @@ pub struct Check {
 
 impl Check {
     /// A check that took no time to know, e.g. a state kept in memory.
-    pub fn instant(name: &str, probe: Result<Probe, String>) -> Self {
+    pub fn instant(name: &str, probe: Result<Probe, impl Display>) -> Self {
         Self::from_outcome(name, Duration::ZERO, probe)
     }
 
-    fn from_outcome(name: &str, took: Duration, outcome: Result<Probe, String>) -> Self {
+    fn from_outcome(name: &str, took: Duration, outcome: Result<Probe, impl Display>) -> Self {
         // Whole microseconds: enough to tell a local from a remote database.
         let latency_ms = (took.as_secs_f64() * 1_000_000.0).round() / 1000.0;
         match outcome {
@@ -142,7 +142,7 @@ impl Check {
                 status: Status::Fail,
                 latency_ms,
                 detail: None,
-                error: Some(error),
+                error: Some(error.to_string()),
                 observed: BTreeMap::new(),
             },
         }
@@ -236,9 +236,11 @@ mod tests {
         .await;
         let warn = Check::instant(
             "agents",
-            Ok(Probe::warn("2 registered, none connected")
-                .with("registered", 2)
-                .with("connected", 0)),
+            Ok::<_, std::convert::Infallible>(
+                Probe::warn("2 registered, none connected")
+                    .with("registered", 2)
+                    .with("connected", 0),
+            ),
         );
         let report = Report::new("sextant-test", "1.0.0", vec![pass.clone(), warn.clone()]);
         assert_eq!(report.status, Status::Warn);
@@ -269,7 +271,7 @@ mod tests {
         let check = timed(
             "database",
             Duration::from_millis(50),
-            std::future::pending::<Result<Probe, String>>(),
+            std::future::pending::<Result<Probe, std::convert::Infallible>>(),
         )
         .await;
         assert_eq!(check.status, Status::Fail);

@@ -83,6 +83,17 @@ impl Default for ReplicaMetrics {
     }
 }
 
+/// Why `/metrics` could not be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("cannot build the estate's series: {0}")]
+    Registry(#[from] prometheus::Error),
+    #[error(transparent)]
+    Encode(#[from] sextant_exporters::exposition::EncodeError),
+}
+
 /// The `/metrics` body: the HTTP series, this replica's and the
 /// estate-wide ones. `heartbeat` is the agents' heartbeat interval (an
 /// agent is connected while its last heartbeat is at most two intervals
@@ -92,13 +103,13 @@ pub async fn render(
     replica: &ReplicaMetrics,
     store: &Store,
     heartbeat: std::time::Duration,
-) -> Result<String, String> {
-    let rows = store.metric_rows().await.map_err(|e| e.to_string())?;
-    let estate = estate(&rows, crate::store::now_ms(), heartbeat).map_err(|e| e.to_string())?;
+) -> Result<String, RenderError> {
+    let rows = store.metric_rows().await?;
+    let estate = estate(&rows, crate::store::now_ms(), heartbeat)?;
     let mut families = http.gather();
     families.extend(replica.gather());
     families.extend(estate.gather());
-    sextant_exporters::exposition::encode(&families)
+    Ok(sextant_exporters::exposition::encode(&families)?)
 }
 
 /// A job's strategy name from its stored JSON (`{"type": "rolling", …}`).
