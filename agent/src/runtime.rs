@@ -5,6 +5,7 @@
 
 mod health;
 
+use sextant_kit::Secret;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +22,7 @@ use prost::Message;
 use sextant_exporters::OutboxMetrics;
 use sextant_exporters::outbox::{AppendOutcome, Outbox, OutboxConfig, RecordKind};
 use sextant_exporters::sender::{
-    self, GrpcConfig, GrpcTransport, HttpConfig, HttpTransport, Secret, SenderConfig, TlsConfig,
+    self, GrpcConfig, GrpcTransport, HttpConfig, HttpTransport, SenderConfig, TlsConfig,
 };
 use sextant_model::UnixNanos;
 use tokio::net::TcpListener;

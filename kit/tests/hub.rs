@@ -305,7 +305,7 @@ async fn every_endpoint_decodes_into_the_model(backend: Backend) {
 
 async fn errors_say_what_went_wrong(backend: Backend) {
     let token = TokenConfig {
-        token: sextant_receiver::config::Secret::new("reader"),
+        token: sextant_kit::Secret::new("reader"),
         tenant: "shop".into(),
         subject: None,
         scopes: vec![

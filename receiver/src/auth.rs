@@ -203,7 +203,7 @@ pub fn refusal_message(error: &AuthError, peer: Option<&Peer>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
+    use sextant_kit::Secret;
 
     fn auth() -> Authenticator {
         Authenticator::new(&[TokenConfig {

@@ -1,13 +1,13 @@
 //! Hub configuration: defaults, then a TOML file, then `SEXTANT_…`
 //! environment variables; the CLI applies its flags last.
 
-use std::fmt;
+use sextant_kit::Secret;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use sextant_exporters::rate_limit::RateLimitConfig;
 use sextant_exporters::serve::ListenerLimits;
@@ -207,39 +207,6 @@ pub struct ClientCertConfig {
     pub tenant: String,
     /// As a token's: `ingest`, `read`, `metrics`, `deploy`, `admin`.
     pub scopes: Vec<Scope>,
-}
-
-/// A secret string that never reaches a log line.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself, for comparison.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl Serialize for Secret {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str("***")
-    }
-}
-
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer).map(Secret)
-    }
 }
 
 impl HubConfig {

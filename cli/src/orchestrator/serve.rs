@@ -389,8 +389,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use sextant_kit::Secret;
     use sextant_receiver::auth::Scope as HubScope;
-    use sextant_receiver::config::{Secret, TokenConfig as HubToken};
+    use sextant_receiver::config::TokenConfig as HubToken;
 
     use super::*;
 

@@ -1,7 +1,6 @@
 //! OTLP/HTTP protobuf export of one logs request, and what the hub answered.
 
-use std::fmt;
-use std::str::FromStr;
+pub use sextant_kit::Secret;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
@@ -14,30 +13,6 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 const PROTOBUF: &str = "application/x-protobuf";
 /// The most of a response body read; a hub answers in a few bytes.
 const MAX_RESPONSE_BYTES: usize = 1 << 20;
-
-/// A bearer token that never reaches a log line or `Debug` output.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl FromStr for Secret {
-    type Err = std::convert::Infallible;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Self(s.to_owned()))
-    }
-}
 
 /// The `/v1/logs` URL of an OTLP/HTTP endpoint given as a base URL
 /// (`http://host:4318`); a URL that already ends in `/v1/logs` is kept.

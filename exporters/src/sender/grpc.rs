@@ -14,11 +14,11 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
-use super::Secret;
 use super::http::error_chain;
 use super::tls::{self, TlsConfig};
 use super::transport::{ExportOutcome, FailureReason, LogsRequest, Transport, accepted};
 use crate::error::{OutboxError, Result};
+use sextant_kit::Secret;
 
 /// `endpoint` (named `name` in errors) with `config` applied: for
 /// `https://`, the public roots, the CA file and the client certificate;

@@ -8,10 +8,10 @@ use prost::Message;
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 
-use super::Secret;
 use super::tls::{self, TlsConfig};
 use super::transport::{ExportOutcome, FailureReason, LogsRequest, Transport, accepted};
 use crate::error::{OutboxError, Result};
+use sextant_kit::Secret;
 
 const PROTOBUF: &str = "application/x-protobuf";
 /// The most of a response body read.

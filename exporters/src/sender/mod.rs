@@ -11,7 +11,6 @@ mod pipeline;
 pub mod tls;
 pub mod transport;
 
-use std::fmt;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -25,26 +24,6 @@ pub use transport::{ExportOutcome, FailureReason, LogsRequest, Transport};
 use crate::error::{OutboxError, Result};
 use crate::outbox::Outbox;
 use pipeline::Pipeline;
-
-/// A bearer token that never reaches a log line or `Debug` output.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(token: impl Into<String>) -> Self {
-        Self(token.into())
-    }
-
-    pub(crate) fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
 
 /// How a sender batches and retries.
 #[derive(Debug, Clone)]

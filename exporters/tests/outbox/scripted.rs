@@ -2,6 +2,7 @@
 //! OTLP/gRPC server (tonic) that answer from a script, so retry delays,
 //! refusals, partial success and splitting can be checked exactly.
 
+use sextant_kit::Secret;
 use std::collections::VecDeque;
 use std::io::Read;
 use std::net::SocketAddr;
@@ -19,8 +20,8 @@ use opentelemetry_proto::tonic::collector::logs::v1::{
 };
 use prost::Message;
 use sextant_exporters::sender::{
-    self, BackoffConfig, GrpcConfig, GrpcTransport, HttpConfig, HttpTransport, Secret,
-    SenderConfig, Transport,
+    self, BackoffConfig, GrpcConfig, GrpcTransport, HttpConfig, HttpTransport, SenderConfig,
+    Transport,
 };
 use sextant_exporters::{DropReason, Outbox, RecordKind};
 use tokio_util::sync::CancellationToken;

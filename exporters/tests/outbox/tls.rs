@@ -3,6 +3,7 @@
 //! OTLP/HTTP behind tokio-rustls and OTLP/gRPC with tonic's
 //! `ServerTlsConfig`, optionally asking for a client certificate (mTLS).
 
+use sextant_kit::Secret;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use rcgen::{
 };
 use sextant_exporters::sender::{
     self, ExportOutcome, FailureReason, GrpcConfig, GrpcTransport, HttpConfig, HttpTransport,
-    LogsRequest, Secret, TlsConfig, Transport,
+    LogsRequest, TlsConfig, Transport,
 };
 use sextant_exporters::{DropReason, Outbox, OutboxError, RecordKind};
 use tokio::net::{TcpListener, TcpStream};

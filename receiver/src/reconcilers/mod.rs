@@ -20,7 +20,7 @@ use sextant_model::{AttributeSource, DeploymentEvent, DesiredDeployment, UnixNan
 
 use crate::otlp::extract::Extracted;
 
-use crate::config::Secret;
+use sextant_kit::Secret;
 
 /// Reconciler type of Flux reports.
 pub const FLUX: &str = "flux";

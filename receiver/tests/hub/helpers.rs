@@ -3,7 +3,8 @@
 use std::net::SocketAddr;
 
 use serde_json::{Value, json};
-use sextant_receiver::config::{Secret, TokenConfig};
+use sextant_kit::Secret;
+use sextant_receiver::config::TokenConfig;
 use sextant_receiver::{Application, HubConfig};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;

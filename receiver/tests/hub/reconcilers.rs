@@ -5,7 +5,7 @@
 
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
-use sextant_receiver::config::Secret;
+use sextant_kit::Secret;
 use sextant_receiver::reconcilers::{ClusterMapping, HmacKey, ReconcilersConfig};
 
 use crate::helpers::{Backend, TestApp, logs, observed, on_both_backends, spawn_app_with, token};
