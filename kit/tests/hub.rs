@@ -15,7 +15,7 @@ use sextant_kit::hub::{
     RolloutQuery, StateFilter,
 };
 use sextant_model::{DeploymentStatus, HistoryEntry, HostsListed, Progress};
-use sextant_receiver::config::TokenConfig;
+use sextant_receiver::auth::TokenConfig;
 use sextant_receiver::{Application, HubConfig};
 use tokio_util::sync::CancellationToken;
 

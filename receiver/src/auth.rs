@@ -8,7 +8,43 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use sextant_exporters::serve::{CertName, Peer};
 
-use crate::config::{ClientCertConfig, TokenConfig};
+use sextant_kit::Secret;
+
+/// A static token: who it belongs to and what it may do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// The bearer token.
+    pub token: Secret,
+    /// The tenant whose data the token reads and writes.
+    pub tenant: String,
+    /// Who the token stands for: the actor the orchestrator of `sextant up`
+    /// records in approvals and events (the hub itself does not use it).
+    /// Without one the orchestrator derives a stable name from the token's
+    /// hash, never the token itself.
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// `ingest`, `read`, `metrics` (`/metrics` when it needs a token),
+    /// `deploy` (the orchestrator's changes only; nothing on the hub),
+    /// `admin`.
+    pub scopes: Vec<Scope>,
+}
+
+/// A client certificate that stands for a tenant, as a token does: a
+/// request over mTLS whose verified certificate carries `subject`, and
+/// that sends no bearer token, is this tenant with these scopes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCertConfig {
+    /// The certificate's name: `CN=edge-gateway-1` (subject common name),
+    /// `DNS:gateway.example.com` or `URI:spiffe://…` (subject alternative
+    /// names). Matched exactly; the first entry that matches wins.
+    pub subject: CertName,
+    /// The tenant whose data the certificate writes and reads.
+    pub tenant: String,
+    /// As a token's: `ingest`, `read`, `metrics`, `deploy`, `admin`.
+    pub scopes: Vec<Scope>,
+}
 
 /// Tenant used when no tokens are configured (loopback only).
 pub const DEFAULT_TENANT: &str = "default";

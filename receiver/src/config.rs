@@ -1,7 +1,6 @@
 //! Hub configuration: defaults, then a TOML file, then `SEXTANT_…`
 //! environment variables; the CLI applies its flags last.
 
-use sextant_kit::Secret;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -11,9 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use sextant_exporters::rate_limit::RateLimitConfig;
 use sextant_exporters::serve::ListenerLimits;
-use sextant_exporters::serve::{CertName, ServerTlsConfig};
+use sextant_exporters::serve::ServerTlsConfig;
 
-use crate::auth::Scope;
+use crate::auth::{ClientCertConfig, TokenConfig};
 use crate::reconcilers::ReconcilersConfig;
 
 /// Default OTLP request limit, checked after decompression (the OTLP spec
@@ -173,42 +172,6 @@ impl Default for HubConfig {
     }
 }
 
-/// A static token: who it belongs to and what it may do.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenConfig {
-    /// The bearer token.
-    pub token: Secret,
-    /// The tenant whose data the token reads and writes.
-    pub tenant: String,
-    /// Who the token stands for: the actor the orchestrator of `sextant up`
-    /// records in approvals and events (the hub itself does not use it).
-    /// Without one the orchestrator derives a stable name from the token's
-    /// hash, never the token itself.
-    #[serde(default)]
-    pub subject: Option<String>,
-    /// `ingest`, `read`, `metrics` (`/metrics` when it needs a token),
-    /// `deploy` (the orchestrator's changes only; nothing on the hub),
-    /// `admin`.
-    pub scopes: Vec<Scope>,
-}
-
-/// A client certificate that stands for a tenant, as a token does: a
-/// request over mTLS whose verified certificate carries `subject`, and
-/// that sends no bearer token, is this tenant with these scopes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClientCertConfig {
-    /// The certificate's name: `CN=edge-gateway-1` (subject common name),
-    /// `DNS:gateway.example.com` or `URI:spiffe://…` (subject alternative
-    /// names). Matched exactly; the first entry that matches wins.
-    pub subject: CertName,
-    /// The tenant whose data the certificate writes and reads.
-    pub tenant: String,
-    /// As a token's: `ingest`, `read`, `metrics`, `deploy`, `admin`.
-    pub scopes: Vec<Scope>,
-}
-
 impl HubConfig {
     /// Defaults, then `file` (if any), then `SEXTANT_…` environment
     /// variables (`__` nests: `SEXTANT_RATE_LIMITS__API__BURST`).
@@ -262,6 +225,8 @@ pub enum TlsConfigError {
 #[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
 mod tests {
     use super::*;
+    use crate::auth::Scope;
+    use sextant_exporters::serve::CertName;
 
     #[test]
     fn file_then_environment() {

@@ -255,7 +255,7 @@ pub fn sqlite_url(data_dir: &Path) -> String {
 /// the same tokens, tenants and scopes, so one token works on both APIs.
 /// The actor is the entry's `subject`, or a name derived from the token's
 /// hash when it has none (never the token itself).
-pub fn hub_tokens(tokens: &[sextant_receiver::config::TokenConfig]) -> Vec<TokenConfig> {
+pub fn hub_tokens(tokens: &[sextant_receiver::auth::TokenConfig]) -> Vec<TokenConfig> {
     tokens
         .iter()
         .map(|t| TokenConfig {
@@ -391,7 +391,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 mod tests {
     use sextant_kit::Secret;
     use sextant_receiver::auth::Scope as HubScope;
-    use sextant_receiver::config::TokenConfig as HubToken;
+    use sextant_receiver::auth::TokenConfig as HubToken;
 
     use super::*;
 

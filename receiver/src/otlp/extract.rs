@@ -2,6 +2,8 @@
 //! not deployment events are ignored; a deployment event that fails
 //! validation is rejected on its own and the rest of the batch is kept.
 
+use super::outcome::Extracted;
+use super::window::TimeWindow;
 use crate::reconcilers::{Attrs, Reconcilers, flux};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -10,73 +12,8 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use opentelemetry_proto::tonic::metrics::v1::number_data_point;
 use sextant_model::{
-    AttributeSource, DeploymentEvent, DesiredDeployment, EventError, EventKind, ObservedDeployment,
-    UnixNanos, keys,
+    AttributeSource, DeploymentEvent, DesiredDeployment, EventKind, ObservedDeployment, keys,
 };
-
-/// The outcome of reading one request.
-#[derive(Debug, Default)]
-pub struct Extracted {
-    pub events: Vec<DeploymentEvent>,
-    /// Records that are not deployment events.
-    pub ignored: u64,
-    /// Records of a reconciler that map to no deployment event, by reason
-    /// label (a Flux `Alert`, a source used only for desired state, …).
-    pub ignored_for: Vec<(&'static str, u64)>,
-    /// Desired revisions of reconcilers' workloads in `events`, to remember
-    /// once the store has taken them ([`crate::reconcilers::DesiredMemo`]).
-    pub remember: Vec<(String, String)>,
-    /// Rejected deployment events, by reason label.
-    pub rejected: Vec<(&'static str, u64)>,
-    /// The first problem, for `partial_success.error_message`.
-    pub first_error: Option<String>,
-}
-
-impl Extracted {
-    pub fn rejected_total(&self) -> u64 {
-        self.rejected.iter().map(|(_, n)| n).sum()
-    }
-
-    /// Counts one rejected record under `reason`; the first message is kept.
-    pub fn reject(&mut self, reason: &'static str, message: String) {
-        match self.rejected.iter_mut().find(|(r, _)| *r == reason) {
-            Some((_, n)) => *n += 1,
-            None => self.rejected.push((reason, 1)),
-        }
-        self.first_error.get_or_insert(message);
-    }
-
-    /// Counts one record that maps to no deployment event under `reason`.
-    pub fn ignore(&mut self, reason: &'static str) {
-        match self.ignored_for.iter_mut().find(|(r, _)| *r == reason) {
-            Some((_, n)) => *n += 1,
-            None => self.ignored_for.push((reason, 1)),
-        }
-    }
-
-    /// Every ignored record, whatever the reason.
-    pub fn ignored_total(&self) -> u64 {
-        self.ignored + self.ignored_for.iter().map(|(_, n)| n).sum::<u64>()
-    }
-
-    pub(crate) fn reject_event(&mut self, location: String, error: EventError) {
-        let reason = match error {
-            EventError::Missing { .. } => "missing_attribute",
-            EventError::Invalid { .. } => "invalid_attribute",
-        };
-        self.reject(reason, format!("{location}: {error}"));
-    }
-
-    /// The `partial_success` error message: the first problem and how many
-    /// records were rejected.
-    pub fn error_message(&self) -> String {
-        match (&self.first_error, self.rejected_total()) {
-            (Some(first), 1) => first.clone(),
-            (Some(first), n) => format!("{n} deployment events rejected; first: {first}"),
-            (None, _) => String::new(),
-        }
-    }
-}
 
 /// A record's attributes over its resource's: the record wins.
 struct Merged<'a> {
@@ -117,73 +54,6 @@ fn string_value(v: Option<&AnyValue>) -> Option<&str> {
     match v?.value.as_ref()? {
         Value::StringValue(s) => Some(s),
         _ => None,
-    }
-}
-
-/// An event time the hub refuses; the message names the OTLP field.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TimeError {
-    /// After 2262-04-11: more than `i64` nanoseconds hold.
-    #[error("{field} {nanos} is beyond 2262-04-11, the latest time the hub stores")]
-    BeyondRange { field: &'static str, nanos: u64 },
-    /// Past the clock-skew window.
-    #[error(
-        "{field} {} is {ahead_secs} s in the future, beyond the {window_secs} s clock-skew \
-         window (max_future_skew_seconds)",
-        at.to_rfc3339()
-    )]
-    Ahead {
-        field: String,
-        at: UnixNanos,
-        ahead_secs: i64,
-        window_secs: u64,
-    },
-}
-
-/// Which event times the hub accepts: up to `max_ahead` past `now` (the
-/// senders' clock skew); a time beyond is refused, so that no report can
-/// stay current state forever (docs/security.md).
-#[derive(Debug, Clone, Copy)]
-pub struct TimeWindow {
-    pub now: UnixNanos,
-    pub max_ahead: std::time::Duration,
-}
-
-impl TimeWindow {
-    /// The window around the current time.
-    pub fn now(max_ahead: std::time::Duration) -> Self {
-        Self {
-            now: UnixNanos::now(),
-            max_ahead,
-        }
-    }
-
-    /// The time of an event: its own time, else its observed time, else
-    /// now. A time `i64` cannot hold (after 2262) or beyond the window is
-    /// refused with the field's name.
-    fn event_time(&self, time: u64, observed: u64) -> Result<UnixNanos, TimeError> {
-        let (field, nanos) = match (time, observed) {
-            (0, 0) => return Ok(self.now),
-            (0, observed) => ("observedTimeUnixNano", observed),
-            (time, _) => ("timeUnixNano", time),
-        };
-        let at = UnixNanos::from_otlp(nanos).ok_or(TimeError::BeyondRange { field, nanos })?;
-        self.check(at, field)
-    }
-
-    /// `at` if it is within the window; the refusal names `field`.
-    pub fn check(&self, at: UnixNanos, field: &str) -> Result<UnixNanos, TimeError> {
-        let ahead = at.0.saturating_sub(self.now.0);
-        let window = i64::try_from(self.max_ahead.as_nanos()).unwrap_or(i64::MAX);
-        if ahead > window {
-            return Err(TimeError::Ahead {
-                field: field.to_owned(),
-                at,
-                ahead_secs: ahead / 1_000_000_000,
-                window_secs: self.max_ahead.as_secs(),
-            });
-        }
-        Ok(at)
     }
 }
 

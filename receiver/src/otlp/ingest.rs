@@ -13,7 +13,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 
-use super::extract::{self, Extracted, TimeWindow};
+use super::extract;
+use super::outcome::Extracted;
+use super::window::TimeWindow;
 use crate::auth::Principal;
 use crate::metrics::{self, HubMetrics};
 use crate::reconcilers::Reconcilers;

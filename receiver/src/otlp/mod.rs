@@ -7,3 +7,5 @@ pub mod extract;
 pub mod grpc;
 pub mod http;
 pub mod ingest;
+pub mod outcome;
+pub mod window;

@@ -14,7 +14,8 @@ use serde::Deserialize;
 use sextant_model::{DeploymentEvent, DeploymentStatus, ObservedDeployment, UnixNanos, keys};
 
 use super::{ARGOCD, Attrs, Reconcilers, Refused, desire, workload_defaults};
-use crate::otlp::extract::{Extracted, TimeWindow};
+use crate::otlp::outcome::Extracted;
+use crate::otlp::window::TimeWindow;
 
 /// One notification: the template's fields (nulls where the Application
 /// has no such field yet).

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use sextant_model::{DeploymentEvent, DeploymentStatus, ObservedDeployment, UnixNanos, keys};
 
 use super::{Attrs, FLUX, Reconcilers, Refused, desire, workload_defaults};
-use crate::otlp::extract::Extracted;
+use crate::otlp::outcome::Extracted;
 
 /// The metric kube-state-metrics names with Flux's config
 /// (`metricNamePrefix: gotk`, metric `resource_info`).
@@ -270,7 +270,7 @@ impl Event {
         &self,
         query: &HashMap<String, String>,
         reconcilers: &Reconcilers,
-        window: crate::otlp::extract::TimeWindow,
+        window: crate::otlp::window::TimeWindow,
     ) -> Result<Mapped, Refused> {
         let controller = match role(&self.involved_object.kind) {
             Role::Workload(controller) => controller,

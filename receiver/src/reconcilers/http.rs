@@ -29,8 +29,8 @@ use sextant_exporters::serve::Peer;
 use crate::auth::{AuthError, Principal, Scope, refusal_message};
 use crate::metrics;
 use crate::otlp::body::{self, BodyError};
-use crate::otlp::extract::Extracted;
 use crate::otlp::http::HttpState;
+use crate::otlp::outcome::Extracted;
 
 /// The webhook routes, merged into the OTLP/HTTP router.
 pub fn router(state: HttpState) -> Router {

@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use sextant_model::{AttributeSource, DeploymentEvent, DesiredDeployment, UnixNanos, keys};
 
-use crate::otlp::extract::Extracted;
+use crate::otlp::outcome::Extracted;
 
 use sextant_kit::Secret;
 

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use serde_json::{Value, json};
 use sextant_kit::Secret;
-use sextant_receiver::config::TokenConfig;
+use sextant_receiver::auth::TokenConfig;
 use sextant_receiver::{Application, HubConfig};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;

@@ -439,7 +439,7 @@ async fn webhooks_over_mtls_with_a_mapped_client_certificate(b: Backend) {
             client_ca_file: Some(pki.ca_file.clone()),
         };
         c.tokens = vec![token(READ, "acme", &["read"])];
-        c.client_certs = vec![sextant_receiver::config::ClientCertConfig {
+        c.client_certs = vec![sextant_receiver::auth::ClientCertConfig {
             subject: "CN=flux-prod-eu-1".parse().expect("name"),
             tenant: "acme".into(),
             scopes: serde_json::from_value(json!(["ingest"])).expect("scopes"),

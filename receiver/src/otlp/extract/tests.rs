@@ -1,4 +1,5 @@
 use super::*;
+use sextant_model::UnixNanos;
 
 /// The default window: five minutes ahead of now.
 fn window() -> TimeWindow {

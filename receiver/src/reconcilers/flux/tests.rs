@@ -3,7 +3,8 @@ use std::time::Duration;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 
 use super::*;
-use crate::otlp::extract::{self, TimeWindow};
+use crate::otlp::extract;
+use crate::otlp::window::TimeWindow;
 use crate::reconcilers::{ClusterMapping, ReconcilersConfig};
 use sextant_model::DesiredDeployment;
 
