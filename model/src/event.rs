@@ -20,9 +20,19 @@ const BODY: &str = "body";
 /// A read-only view of an event's attributes, already merged so that a
 /// record's own attribute wins over its resource's.
 pub trait AttributeSource {
-    /// The attribute as text; `Err` carries a description of a value that
-    /// is not a string (a number, a boolean, an array, a map, bytes).
-    fn text(&self, key: &str) -> Result<Option<String>, String>;
+    /// The attribute as text; `Err` names what the value is instead (a
+    /// number, a boolean, an array, a map, bytes).
+    fn text(&self, key: &str) -> Result<Option<String>, NotAString>;
+}
+
+/// An attribute whose value is not a string: deployment attributes are
+/// strings (semantic conventions), and a number or a boolean is a sender's
+/// mistake, refused rather than guessed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("must be a string, not {kind}")]
+pub struct NotAString {
+    /// What the value is: `an integer`, `a boolean`, `an array` …
+    pub kind: &'static str,
 }
 
 /// Which deployment event a record carries, from its event name.
@@ -172,7 +182,7 @@ impl<S: AttributeSource> Reader<'_, S> {
             .map_err(|problem| EventError::Invalid {
                 event: self.event,
                 key,
-                problem,
+                problem: problem.to_string(),
             })?;
         match value {
             Some(v) if v.len() > MAX_NAME_LEN => Err(EventError::Invalid {
@@ -275,7 +285,7 @@ impl ObservedDeployment {
             .map_err(|problem| EventError::Invalid {
                 event: keys::EVENT_OBSERVED,
                 key: keys::STATUS_MESSAGE,
-                problem,
+                problem: problem.to_string(),
             })?;
         let message = match message {
             Some(m) if m.contains('\0') => return Err(r.nul(keys::STATUS_MESSAGE)),
@@ -327,7 +337,7 @@ mod tests {
     struct Attrs(HashMap<&'static str, &'static str>);
 
     impl AttributeSource for Attrs {
-        fn text(&self, key: &str) -> Result<Option<String>, String> {
+        fn text(&self, key: &str) -> Result<Option<String>, NotAString> {
             Ok(self.0.get(key).map(|v| (*v).to_owned()))
         }
     }
@@ -432,10 +442,10 @@ mod tests {
         /// Attributes as a sender may send them: text (with NULs, blanks,
         /// long runs and any Unicode) or a value that is not text.
         #[derive(Debug, Clone)]
-        struct Sent(Vec<(&'static str, Result<String, String>)>);
+        struct Sent(Vec<(&'static str, Result<String, NotAString>)>);
 
         impl AttributeSource for Sent {
-            fn text(&self, key: &str) -> Result<Option<String>, String> {
+            fn text(&self, key: &str) -> Result<Option<String>, NotAString> {
                 // The last value of a key wins: the random ones override
                 // the valid base.
                 self.0
@@ -447,7 +457,7 @@ mod tests {
             }
         }
 
-        fn value() -> impl Strategy<Value = Result<String, String>> {
+        fn value() -> impl Strategy<Value = Result<String, NotAString>> {
             prop_oneof![
                 4 => "[a-z0-9:._-]{1,12}".prop_map(Ok),
                 2 => Just(Ok("succeeded".to_owned())),
@@ -456,14 +466,14 @@ mod tests {
                 1 => "[a-z]{0,3}\\x00[a-z]{0,3}".prop_map(Ok),
                 1 => Just(Ok(" ".to_owned())),
                 1 => (0usize..3000).prop_map(|n| Ok("y".repeat(n))),
-                1 => Just(Err("must be a string, not an integer".to_owned())),
+                1 => Just(Err(NotAString { kind: "an integer" })),
             ]
         }
 
         /// A valid event's attributes with up to six of them replaced or
         /// added at random, so that many cases decode and many do not.
         fn sent() -> impl Strategy<Value = Sent> {
-            let base: Vec<(&'static str, Result<String, String>)> = [
+            let base: Vec<(&'static str, Result<String, NotAString>)> = [
                 (keys::HOST_NAME, "h1"),
                 (keys::APPLICATION, "shop"),
                 (keys::WORKLOAD, "checkout"),

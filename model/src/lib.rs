@@ -21,7 +21,7 @@ mod round_trip;
 
 pub use event::{
     AttributeSource, DeploymentEvent, DeploymentStatus, DesiredDeployment, EventError, EventKind,
-    ObservedDeployment, Placement, Reconciler,
+    NotAString, ObservedDeployment, Placement, Reconciler,
 };
 pub use report::{
     ApplicationItem, CompareCell, CompareRow, CompareTarget, Comparison, DeployedGroup,

@@ -121,7 +121,7 @@ mod tests {
     struct Merged(HashMap<String, String>);
 
     impl AttributeSource for Merged {
-        fn text(&self, key: &str) -> Result<Option<String>, String> {
+        fn text(&self, key: &str) -> Result<Option<String>, sextant_model::NotAString> {
             Ok(self.0.get(key).cloned())
         }
     }

@@ -119,7 +119,7 @@ impl Event {
 }
 
 impl AttributeSource for Event {
-    fn text(&self, key: &str) -> Result<Option<String>, String> {
+    fn text(&self, key: &str) -> Result<Option<String>, sextant_model::NotAString> {
         Ok(self
             .attributes
             .iter()

@@ -32,7 +32,7 @@ impl Merged<'_> {
 }
 
 impl AttributeSource for Merged<'_> {
-    fn text(&self, key: &str) -> Result<Option<String>, String> {
+    fn text(&self, key: &str) -> Result<Option<String>, sextant_model::NotAString> {
         let kind = match self.get(key).and_then(|v| v.value.as_ref()) {
             None => return Ok(None),
             Some(Value::StringValue(s)) => return Ok(Some(s.clone())),
@@ -44,9 +44,7 @@ impl AttributeSource for Merged<'_> {
             Some(Value::BytesValue(_)) => "bytes",
             Some(Value::StringValueStrindex(_)) => "a string-table reference",
         };
-        // Deployment attributes are strings (semantic conventions); a number
-        // or a boolean is a sender's mistake, refused rather than guessed.
-        Err(format!("must be a string, not {kind}"))
+        Err(sextant_model::NotAString { kind })
     }
 }
 

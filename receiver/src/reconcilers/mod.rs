@@ -169,7 +169,7 @@ impl Attrs {
 }
 
 impl AttributeSource for Attrs {
-    fn text(&self, key: &str) -> Result<Option<String>, String> {
+    fn text(&self, key: &str) -> Result<Option<String>, sextant_model::NotAString> {
         Ok(self.0.get(key).cloned())
     }
 }

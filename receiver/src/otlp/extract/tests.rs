@@ -225,7 +225,7 @@ mod properties {
                 (Some(Value::StringValue(_)), other) => prop_assert!(false, "{other:?}"),
                 (None, Ok(None)) => {}
                 (None, other) => prop_assert!(false, "an empty value is absent: {other:?}"),
-                (Some(_), Err(problem)) => prop_assert!(problem.starts_with("must be a string, not ")),
+                (Some(_), Err(problem)) => prop_assert!(problem.to_string().starts_with("must be a string, not ")),
                 (Some(_), Ok(v)) => prop_assert!(false, "{v:?}"),
             }
         }
