@@ -158,45 +158,9 @@ pub(super) async fn matrix(
     };
     let (filter, next) =
         workload_page(&state, &principal.tenant, filter, p.after.as_deref()).await?;
-    let (summaries, drift) = match filter.workloads {
-        Some(_) => {
-            let summaries = async {
-                Ok::<_, UiError>(state.store.summaries(&principal.tenant, &filter).await?)
-            };
-            let drift = drift_counts(&state, &principal.tenant, filter.clone());
-            // Both at once on PostgreSQL, each on its own pooled connection.
-            if state.store.backend() == "postgres" {
-                futures::try_join!(summaries, drift)?
-            } else {
-                (summaries.await?, drift.await?)
-            }
-        }
-        None => (Vec::new(), DriftCounts::new()),
-    };
-    let wanted = env_list(p.environments.as_deref());
-    let mut envs: Vec<String> = summaries.iter().map(|s| s.at.environment.clone()).collect();
-    envs.sort();
-    envs.dedup();
-    envs.retain(|e| wanted.is_empty() || wanted.contains(e));
-    order_environments(&mut envs, |e| e.as_str(), &state.environments);
-    // Environment names are the senders' choice: the page shows a bounded
-    // number of columns whatever they invent, and says what it left out.
-    let hidden = envs.len().saturating_sub(MATRIX_ENVIRONMENTS);
-    envs.truncate(MATRIX_ENVIRONMENTS);
-
-    let mut rows: BTreeMap<(String, String, String), HashMap<String, Vec<TargetSummary>>> =
-        BTreeMap::new();
-    for s in summaries {
-        rows.entry((
-            s.at.workspace.clone(),
-            s.at.application.clone(),
-            s.at.workload.clone(),
-        ))
-        .or_default()
-        .entry(s.at.environment.clone())
-        .or_default()
-        .push(s);
-    }
+    let (summaries, drift) = summaries_and_drift(&state, &principal.tenant, &filter).await?;
+    let (envs, hidden) = matrix_columns(&state, &summaries, p.environments.as_deref());
+    let rows = matrix_rows(summaries);
     let body = html! {
         (filter_form_with("/", &[
             ("workspace", "Workspace", p.workspace.as_deref()),
@@ -212,46 +176,7 @@ pub(super) async fn matrix(
         @if rows.is_empty() {
             p.empty { "No deployment state yet. Send some over OTLP (see docs/otlp-conventions.md) or start with " code { "sextant up --demo" } "." }
         } @else {
-            div.scroll {
-                table.matrix {
-                    thead { tr {
-                        th { "Workload" }
-                        @for env in &envs { th { (env) } }
-                    } }
-                    tbody {
-                        @for ((workspace, application, workload), cells) in &rows {
-                            tr {
-                                th scope="row" {
-                                    span.app { (application) @if workspace != "default" { " · " (workspace) } }
-                                    br;
-                                    (workload)
-                                }
-                                @for env in &envs {
-                                    @let targets = cells.get(env);
-                                    @let (drifting, failed, stale) = drift
-                                        .get(&(workspace.clone(), application.clone(), workload.clone(), env.clone()))
-                                        .copied()
-                                        .unwrap_or_default();
-                                    td.cell.drift[drifting > 0].failed[failed > 0].stale[stale > 0]
-                                        data-environment=(env) data-workload=(workload) {
-                                        @if let Some(targets) = targets {
-                                            @for t in targets { (matrix_target(t)) }
-                                            div.flags {
-                                                @if failed > 0 { span.flag.bad { (failed) " failed" } }
-                                                @if drifting > failed + stale { span.flag.warn { (drifting - failed - stale) " drifted" } }
-                                                @if stale > 0 { span.flag.stale { (stale) " stale" } }
-                                            }
-                                            a.more href={ "/workloads/" (path_segment(workload)) "/history" (query_string(&[("environment", Some(env)), ("application", Some(application))])) } { "history" }
-                                        } @else {
-                                            span.none { "—" }
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+            (matrix_table(&envs, &rows, &drift))
             (next_link("/", &[
                 ("workspace", p.workspace.as_deref()),
                 ("application", p.application.as_deref()),
@@ -263,6 +188,116 @@ pub(super) async fn matrix(
         }
     };
     Ok(page(&state, "What runs where", "/", body))
+}
+
+/// The summaries of a page's workloads and their drift counts; nothing
+/// when the page has no workloads.
+async fn summaries_and_drift(
+    state: &ApiState,
+    tenant: &str,
+    filter: &StateQuery,
+) -> Result<(Vec<TargetSummary>, DriftCounts), UiError> {
+    Ok(match filter.workloads {
+        Some(_) => {
+            let summaries =
+                async { Ok::<_, UiError>(state.store.summaries(tenant, filter).await?) };
+            let drift = drift_counts(state, tenant, filter.clone());
+            // Both at once on PostgreSQL, each on its own pooled connection.
+            if state.store.backend() == "postgres" {
+                futures::try_join!(summaries, drift)?
+            } else {
+                (summaries.await?, drift.await?)
+            }
+        }
+        None => (Vec::new(), DriftCounts::new()),
+    })
+}
+
+/// The matrix's environment columns, in the configured order and limited
+/// to the `environments` asked for, with how many were left out.
+fn matrix_columns(
+    state: &ApiState,
+    summaries: &[TargetSummary],
+    environments: Option<&str>,
+) -> (Vec<String>, usize) {
+    let wanted = env_list(environments);
+    let mut envs: Vec<String> = summaries.iter().map(|s| s.at.environment.clone()).collect();
+    envs.sort();
+    envs.dedup();
+    envs.retain(|e| wanted.is_empty() || wanted.contains(e));
+    order_environments(&mut envs, |e| e.as_str(), &state.environments);
+    // Environment names are the senders' choice: the page shows a bounded
+    // number of columns whatever they invent, and says what it left out.
+    let hidden = envs.len().saturating_sub(MATRIX_ENVIRONMENTS);
+    envs.truncate(MATRIX_ENVIRONMENTS);
+    (envs, hidden)
+}
+
+/// The matrix's rows: per (workspace, application, workload), the targets
+/// in each environment.
+type MatrixRows = BTreeMap<(String, String, String), HashMap<String, Vec<TargetSummary>>>;
+
+fn matrix_rows(summaries: Vec<TargetSummary>) -> MatrixRows {
+    let mut rows = MatrixRows::new();
+    for s in summaries {
+        rows.entry((
+            s.at.workspace.clone(),
+            s.at.application.clone(),
+            s.at.workload.clone(),
+        ))
+        .or_default()
+        .entry(s.at.environment.clone())
+        .or_default()
+        .push(s);
+    }
+    rows
+}
+
+/// The matrix itself: a row per workload, a cell per environment with its
+/// targets, drift flags and a link to the history.
+fn matrix_table(envs: &[String], rows: &MatrixRows, drift: &DriftCounts) -> Markup {
+    html! {
+        div.scroll {
+            table.matrix {
+                thead { tr {
+                    th { "Workload" }
+                    @for env in envs { th { (env) } }
+                } }
+                tbody {
+                    @for ((workspace, application, workload), cells) in rows {
+                        tr {
+                            th scope="row" {
+                                span.app { (application) @if workspace != "default" { " · " (workspace) } }
+                                br;
+                                (workload)
+                            }
+                            @for env in envs {
+                                @let targets = cells.get(env);
+                                @let (drifting, failed, stale) = drift
+                                    .get(&(workspace.clone(), application.clone(), workload.clone(), env.clone()))
+                                    .copied()
+                                    .unwrap_or_default();
+                                td.cell.drift[drifting > 0].failed[failed > 0].stale[stale > 0]
+                                    data-environment=(env) data-workload=(workload) {
+                                    @if let Some(targets) = targets {
+                                        @for t in targets { (matrix_target(t)) }
+                                        div.flags {
+                                            @if failed > 0 { span.flag.bad { (failed) " failed" } }
+                                            @if drifting > failed + stale { span.flag.warn { (drifting - failed - stale) " drifted" } }
+                                            @if stale > 0 { span.flag.stale { (stale) " stale" } }
+                                        }
+                                        a.more href={ "/workloads/" (path_segment(workload)) "/history" (query_string(&[("environment", Some(env)), ("application", Some(application))])) } { "history" }
+                                    } @else {
+                                        span.none { "—" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn matrix_target(t: &TargetSummary) -> Markup {
