@@ -287,15 +287,40 @@ impl<T: Transport> Pipeline<T> {
             // Cancelled: its batch was discarded.
             Err(_) => return,
         };
-        // An answer that raced its own cancellation: discarded too.
-        let Some(i) = self.window.iter().position(|s| s.id == id) else {
+        let Some((i, epoch)) = self.take_in_flight(id) else {
             return;
         };
+        // Sent after the last backoff started: says how the peer is now.
+        let current = epoch == self.epoch;
+        match outcome {
+            ExportOutcome::Accepted { rejected, message } => {
+                self.delivered(i, current, rejected, message);
+            }
+            ExportOutcome::Retry {
+                reason,
+                retry_after,
+                detail,
+            } => self.retry_later(i, current, reason, retry_after, detail),
+            ExportOutcome::Refused {
+                reason: FailureReason::TooLarge,
+                detail,
+            } if self.window[i].batch.len() > 1 => self.split_too_large(i, current, detail),
+            ExportOutcome::Refused { reason, detail } => {
+                self.drop_refused(i, current, reason, detail)
+            }
+        }
+    }
+
+    /// The window's slot of the request `id`, no longer in flight, with the
+    /// backoff epoch it was sent in; `None` for an answer that raced its own
+    /// cancellation (discarded too) or a slot not in flight.
+    fn take_in_flight(&mut self, id: u64) -> Option<(usize, u64)> {
+        let i = self.window.iter().position(|s| s.id == id)?;
         let epoch = match std::mem::replace(&mut self.window[i].state, State::Ready) {
             State::InFlight { epoch, .. } => epoch,
             other => {
                 self.window[i].state = other;
-                return;
+                return None;
             }
         };
         self.set_in_flight(self.in_flight.saturating_sub(1));
@@ -304,111 +329,126 @@ impl<T: Transport> Pipeline<T> {
         {
             b.probe = None;
         }
-        // Sent after the last backoff started: says how the peer is now.
-        let current = epoch == self.epoch;
+        Some((i, epoch))
+    }
+
+    /// The size of batch `i` and its first sequence number, for the logs.
+    fn batch_span(&self, i: usize) -> (usize, u64) {
+        let batch = &self.window[i].batch;
+        (batch.len(), batch.records.first().map_or(0, |r| r.seq))
+    }
+
+    /// Batch `i` was accepted (perhaps partly): settled, the limit grows
+    /// back, and a current answer ends the backoff.
+    fn delivered(&mut self, i: usize, current: bool, rejected: u64, message: Option<String>) {
+        if rejected > 0 || message.is_some() {
+            tracing::warn!(
+                consumer = self.consumer.as_str(),
+                endpoint = self.endpoint.as_str(),
+                rejected,
+                detail = message.as_deref().unwrap_or(""),
+                "Export partially rejected; rejected records are dropped"
+            );
+        }
+        self.window[i].state = State::Settled(Settled::Delivered { rejected });
+        if self.window[i].limit <= self.limit {
+            self.limit = (self.limit * 2).min(self.max_records);
+        }
+        if current {
+            self.backoff.reset();
+            self.paused = None;
+        }
+    }
+
+    /// Batch `i` failed for now: it stays, ready to be sent again, and a
+    /// current answer starts the next backoff.
+    fn retry_later(
+        &mut self,
+        i: usize,
+        current: bool,
+        reason: FailureReason,
+        retry_after: Option<Duration>,
+        detail: String,
+    ) {
         let consumer = self.consumer.as_str();
         let endpoint = self.endpoint.as_str();
-        let n = self.window[i].batch.len();
-        let first_seq = self.window[i].batch.records.first().map_or(0, |r| r.seq);
-        match outcome {
-            ExportOutcome::Accepted { rejected, message } => {
-                if rejected > 0 || message.is_some() {
-                    tracing::warn!(
-                        consumer,
-                        endpoint,
-                        rejected,
-                        detail = message.as_deref().unwrap_or(""),
-                        "Export partially rejected; rejected records are dropped"
-                    );
-                }
-                self.window[i].state = State::Settled(Settled::Delivered { rejected });
-                if self.window[i].limit <= self.limit {
-                    self.limit = (self.limit * 2).min(self.max_records);
-                }
-                if current {
-                    self.backoff.reset();
-                    self.paused = None;
-                }
-            }
-            ExportOutcome::Retry {
-                reason,
-                retry_after,
-                detail,
-            } => {
-                self.count_failure(reason);
-                // The batch stays where it is, ready to be sent again.
-                if current {
-                    let delay = self.backoff.next(retry_after);
-                    self.epoch += 1;
-                    self.paused = Some(Paused {
-                        until: Instant::now() + delay,
-                        probe: None,
-                    });
-                    tracing::warn!(
-                        consumer,
-                        endpoint,
-                        reason = reason.as_str(),
-                        error = detail,
-                        retry_in_ms = delay.as_millis() as u64,
-                        records = n,
-                        first_seq,
-                        "Export failed; will retry"
-                    );
-                } else {
-                    tracing::warn!(
-                        consumer,
-                        endpoint,
-                        reason = reason.as_str(),
-                        error = detail,
-                        records = n,
-                        first_seq,
-                        "Export failed; will retry after the current backoff"
-                    );
-                }
-            }
-            ExportOutcome::Refused {
-                reason: FailureReason::TooLarge,
-                detail,
-            } if n > 1 => {
-                self.count_failure(FailureReason::TooLarge);
-                self.limit = (n / 2).max(1);
-                tracing::warn!(
-                    consumer,
-                    endpoint,
-                    error = detail,
-                    records = n,
-                    next = self.limit,
-                    "Export refused as too large; splitting the batch"
-                );
-                // Read again from this batch on with the smaller limit; the
-                // batches after it are sent again as read then.
-                self.discard_from(i);
-                if current {
-                    self.paused = None;
-                }
-            }
-            ExportOutcome::Refused { reason, detail } => {
-                self.count_failure(reason);
-                let drop = match reason {
-                    FailureReason::BadRequest => DropReason::BadRequest,
-                    FailureReason::TooLarge => DropReason::TooLarge,
-                    _ => DropReason::Refused,
-                };
-                tracing::error!(
-                    consumer,
-                    endpoint,
-                    reason = reason.as_str(),
-                    error = detail,
-                    records = n,
-                    first_seq,
-                    "Export refused; batch dropped"
-                );
-                self.window[i].state = State::Settled(Settled::Dropped(drop));
-                if current {
-                    self.backoff.reset();
-                    self.paused = None;
-                }
-            }
+        let (n, first_seq) = self.batch_span(i);
+        self.count_failure(reason);
+        // The batch stays where it is, ready to be sent again.
+        if current {
+            let delay = self.backoff.next(retry_after);
+            self.epoch += 1;
+            self.paused = Some(Paused {
+                until: Instant::now() + delay,
+                probe: None,
+            });
+            tracing::warn!(
+                consumer,
+                endpoint,
+                reason = reason.as_str(),
+                error = detail,
+                retry_in_ms = delay.as_millis() as u64,
+                records = n,
+                first_seq,
+                "Export failed; will retry"
+            );
+        } else {
+            tracing::warn!(
+                consumer,
+                endpoint,
+                reason = reason.as_str(),
+                error = detail,
+                records = n,
+                first_seq,
+                "Export failed; will retry after the current backoff"
+            );
+        }
+    }
+
+    /// Batch `i` (more than one record) was refused as too large: the
+    /// limit halves and the window is read again from it.
+    fn split_too_large(&mut self, i: usize, current: bool, detail: String) {
+        let (n, _) = self.batch_span(i);
+        self.count_failure(FailureReason::TooLarge);
+        self.limit = (n / 2).max(1);
+        tracing::warn!(
+            consumer = self.consumer.as_str(),
+            endpoint = self.endpoint.as_str(),
+            error = detail,
+            records = n,
+            next = self.limit,
+            "Export refused as too large; splitting the batch"
+        );
+        // Read again from this batch on with the smaller limit; the
+        // batches after it are sent again as read then.
+        self.discard_from(i);
+        if current {
+            self.paused = None;
+        }
+    }
+
+    /// Batch `i` was refused for good: counted, logged and dropped.
+    fn drop_refused(&mut self, i: usize, current: bool, reason: FailureReason, detail: String) {
+        let (n, first_seq) = self.batch_span(i);
+        self.count_failure(reason);
+        let drop = match reason {
+            FailureReason::BadRequest => DropReason::BadRequest,
+            FailureReason::TooLarge => DropReason::TooLarge,
+            _ => DropReason::Refused,
+        };
+        tracing::error!(
+            consumer = self.consumer.as_str(),
+            endpoint = self.endpoint.as_str(),
+            reason = reason.as_str(),
+            error = detail,
+            records = n,
+            first_seq,
+            "Export refused; batch dropped"
+        );
+        self.window[i].state = State::Settled(Settled::Dropped(drop));
+        if current {
+            self.backoff.reset();
+            self.paused = None;
         }
     }
 
