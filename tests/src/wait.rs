@@ -8,10 +8,13 @@
 //! themselves what a timeout means; [`until_blocking`] and [`poll_blocking`]
 //! are the two for code on a plain thread.
 //!
-//! The deadline is measured on the wall clock (`std::time::Instant`),
-//! because what is polled lives outside tokio's clock. A timer inside the
-//! code under test that runs in the test's own runtime is not something to
-//! poll: run that test under `tokio::time::pause()` and `advance` instead.
+//! [`until`] and [`poll`] measure `within` on tokio's clock: the wall clock,
+//! or, in a test on paused time (`#[tokio::test(start_paused = true)]`),
+//! the paused clock, so a test that runs the code under test's timers on
+//! paused time can still wait for that code's effects. Don't poll another
+//! process on paused time: its progress is not measured by that clock.
+//! A timer inside the code under test is not something to poll with real
+//! waits: run that test on paused time instead.
 //!
 //! The check is an `FnMut` returning a future, so it can borrow the test's
 //! state; write it as `|| async { … }` and, when the future needs values the
@@ -78,13 +81,13 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
-    let deadline = Instant::now() + within;
+    let deadline = tokio::time::Instant::now() + within;
     loop {
         let last = match check().await {
             Ok(value) => return Ok(value),
             Err(last) => last,
         };
-        if Instant::now() >= deadline {
+        if tokio::time::Instant::now() >= deadline {
             return Err(last);
         }
         tokio::time::sleep(every).await;
