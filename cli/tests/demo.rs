@@ -2,10 +2,10 @@
 //! PostgreSQL: environments, hosts, a rollout in progress, a drifted host,
 //! a failed deployment, a stale host and days of history.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
-use sextant_e2e::{Backend, Hub};
+use sextant_e2e::{Backend, Hub, wait};
 
 async fn get(hub: &Hub, path: &str) -> Value {
     let res = reqwest::get(format!("http://{}{path}", hub.api))
@@ -18,18 +18,18 @@ async fn get(hub: &Hub, path: &str) -> Value {
 async fn the_demo_shows_a_real_picture(backend: Backend) {
     let hub = Hub::start_with(backend, "", &["--demo"]).await;
     hub.wait_ready().await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let environments = loop {
-        let envs = get(&hub, "/api/v1/environments").await;
-        if envs["items"].as_array().map(Vec::len) == Some(4) {
-            break envs;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the demo estate never arrived: {envs}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let environments = wait::until(
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || async {
+            let envs = get(&hub, "/api/v1/environments").await;
+            if envs["items"].as_array().map(Vec::len) == Some(4) {
+                return Ok(envs);
+            }
+            Err(format!("the demo estate never arrived: {envs}"))
+        },
+    )
+    .await;
     let names: Vec<&str> = environments["items"]
         .as_array()
         .expect("items")
@@ -39,18 +39,21 @@ async fn the_demo_shows_a_real_picture(backend: Backend) {
     assert_eq!(names, ["dev", "qa", "stage", "prod"], "promotion order");
 
     // History is written in one go; wait until the last request landed.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let hosts = get(&hub, "/api/v1/hosts").await;
-        let drift = get(&hub, "/api/v1/drift").await;
-        if hosts["items"].as_array().map(Vec::len) == Some(13)
-            && drift["items"].as_array().is_some_and(|d| d.len() >= 9)
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "hosts {hosts}\ndrift {drift}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait::until(
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || async {
+            let hosts = get(&hub, "/api/v1/hosts").await;
+            let drift = get(&hub, "/api/v1/drift").await;
+            if hosts["items"].as_array().map(Vec::len) == Some(13)
+                && drift["items"].as_array().is_some_and(|d| d.len() >= 9)
+            {
+                return Ok(());
+            }
+            Err(format!("hosts {hosts}\ndrift {drift}"))
+        },
+    )
+    .await;
 
     let drift = get(&hub, "/api/v1/drift").await;
     let has = |host: &str, workload: &str, reason: &str| {

@@ -9,6 +9,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use sextant_e2e::wait;
+
 const BIN: &str = env!("CARGO_BIN_EXE_sextant");
 
 /// Starts `sextant up` (the hub alone) with its open-files limit at 1,024,
@@ -92,6 +94,7 @@ fn idle_connections_past_the_open_files_limit_leave_health_and_ingest_answering(
         let target = if i % 2 == 0 { http } else { grpc };
         idle.push(TcpStream::connect(target).expect("connect"));
     }
+    // Real time: the hub, another process, accepts the connections meanwhile.
     std::thread::sleep(Duration::from_millis(500));
 
     let ready = request(
@@ -119,19 +122,15 @@ fn idle_connections_past_the_open_files_limit_leave_health_and_ingest_answering(
         {"key":"sextant.target","value":{"stringValue":"eu"}},
         {"key":"sextant.revision","value":{"stringValue":"sha256:aa"}},
         {"key":"deployment.status","value":{"stringValue":"succeeded"}}]}]}]}]}"#;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let ingest = loop {
-        if let Some(answer) = request(
+    let ingest = wait::until_blocking(Duration::from_secs(15), Duration::from_millis(250), || {
+        request(
             http,
             "POST /v1/logs HTTP/1.1\r\nContent-Type: application/json",
             body,
             Duration::from_secs(5),
-        ) {
-            break answer;
-        }
-        assert!(Instant::now() < deadline, "ingest never got through");
-        std::thread::sleep(Duration::from_millis(250));
-    };
+        )
+        .ok_or("ingest never got through")
+    });
     assert!(ingest.0.starts_with("HTTP/1.1 200"), "{ingest:?}");
     let (state, _) = request(
         api,

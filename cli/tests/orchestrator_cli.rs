@@ -6,7 +6,9 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use sextant_e2e::wait;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sextant");
 
@@ -173,18 +175,20 @@ impl Drop for Orchestrator {
 }
 
 fn wait_with_deadline(mut child: Child, limit: Duration) -> Output {
-    let deadline = Instant::now() + limit;
-    while child.try_wait().expect("try_wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("wait");
-            panic!(
-                "sextant did not finish within {limit:?}:\n{}{}",
-                stdout(&out),
-                stderr(&out)
-            );
+    let finished = wait::poll_blocking(limit, Duration::from_millis(50), || {
+        match child.try_wait().expect("try_wait") {
+            Some(_) => Ok(()),
+            None => Err(()),
         }
-        std::thread::sleep(Duration::from_millis(50));
+    });
+    if finished.is_err() {
+        let _ = child.kill();
+        let out = child.wait_with_output().expect("wait");
+        panic!(
+            "sextant did not finish within {limit:?}:\n{}{}",
+            stdout(&out),
+            stderr(&out)
+        );
     }
     child.wait_with_output().expect("wait")
 }

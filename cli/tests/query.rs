@@ -334,6 +334,7 @@ async fn rollout_gates_a_pipeline(backend: Backend) {
         "200ms",
     ]);
     let waiter = tokio::task::spawn_blocking(move || cmd.output().expect("run sextant"));
+    // Real time: the gate is another process, polling every 200 ms.
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(
         !waiter.is_finished(),

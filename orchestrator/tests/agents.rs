@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sextant_agent::channel::{self, ChannelConfig, Runner};
 use sextant_e2e::pki::{CertFiles, Pki};
+use sextant_e2e::wait;
 use sextant_e2e::{Backend, TestDb};
 use sextant_exporters::sender::TlsConfig;
 use sextant_exporters::serve::ServerTlsConfig;
@@ -136,20 +137,23 @@ impl Replica {
     }
 
     async fn wait_agents_online(&self, names: &[&str]) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let agents = self.agents().await;
-            let online = names.iter().all(|n| {
-                agents
-                    .iter()
-                    .any(|a| a["name"] == *n && a["status"] == "online")
-            });
-            if online {
-                return;
-            }
-            assert!(Instant::now() < deadline, "agents not online: {agents:#?}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait::until(
+            Duration::from_secs(20),
+            Duration::from_millis(100),
+            || async {
+                let agents = self.agents().await;
+                let online = names.iter().all(|n| {
+                    agents
+                        .iter()
+                        .any(|a| a["name"] == *n && a["status"] == "online")
+                });
+                if online {
+                    return Ok(());
+                }
+                Err(format!("agents not online: {agents:#?}"))
+            },
+        )
+        .await;
     }
 
     /// Applies the configuration with `targets` and creates releases r1
@@ -197,17 +201,16 @@ impl Replica {
     }
 
     async fn wait_promotion(&self, id: &str, limit: Duration) -> Value {
-        let deadline = Instant::now() + limit;
-        loop {
+        wait::until(limit, Duration::from_millis(100), || async {
             let p = self.promotion(id).await;
             if ["deployed", "failed", "rolled_back", "rejected", "cancelled"]
                 .contains(&p["state"].as_str().unwrap_or(""))
             {
-                return p;
+                return Ok(p);
             }
-            assert!(Instant::now() < deadline, "promotion stuck: {p:#}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            Err(format!("promotion stuck: {p:#}"))
+        })
+        .await
     }
 
     async fn job(&self, id: &str) -> Value {
@@ -368,6 +371,7 @@ async fn registration_is_single_use_and_a_revoked_agent_is_refused() {
         )
         .await;
     assert_eq!(status, 201, "{body}");
+    // Real time: the token's expiry is checked against the wall clock.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let e = Agent::start(
         vec![replica.agents.clone()],
@@ -653,6 +657,7 @@ async fn a_task_for_an_offline_agent_fails_at_its_deadline() {
         Duration::ZERO,
     );
     replica.wait_agents_online(&["host-a"]).await;
+    // Real time: a wrongly dispatched task would reach the agent over its real stream within it.
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(a.executed(), 0);
     a.stop().await.unwrap();
@@ -685,11 +690,17 @@ async fn a_task_survives_its_stream_dropping_and_runs_once() {
 
     // Wait until the agent runs it, then drop the stream by killing the
     // replica that holds it.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while agent.executed() == 0 {
-        assert!(Instant::now() < deadline, "the agent never got the task");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait::until(
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        || async {
+            if agent.executed() != 0 {
+                return Ok(());
+            }
+            Err("the agent never got the task")
+        },
+    )
+    .await;
     a.crash().await;
 
     // The agent reconnects to b, which delivers the run key again; the agent
@@ -744,24 +755,27 @@ async fn replicas_on_postgres_share_agents_and_one_finishes_the_others_rolling_j
 
     // Kill whichever replica holds the job's lease once the first task has
     // run.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let (job_id, owner) = loop {
-        let promotion = replicas[0].promotion(&p).await;
-        if let Some(job) = promotion["job_id"].as_str() {
-            let j = replicas[0].job(job).await;
-            let done = j["tasks"].as_array().map_or(0, |t| {
-                t.iter().filter(|t| t["state"] == "succeeded").count()
-            });
-            if done >= 1 && j["lease_owner"].is_string() && j["state"] == "running" {
-                break (
-                    job.to_owned(),
-                    j["lease_owner"].as_str().unwrap().to_owned(),
-                );
+    let (job_id, owner) = wait::until(
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || async {
+            let promotion = replicas[0].promotion(&p).await;
+            if let Some(job) = promotion["job_id"].as_str() {
+                let j = replicas[0].job(job).await;
+                let done = j["tasks"].as_array().map_or(0, |t| {
+                    t.iter().filter(|t| t["state"] == "succeeded").count()
+                });
+                if done >= 1 && j["lease_owner"].is_string() && j["state"] == "running" {
+                    return Ok((
+                        job.to_owned(),
+                        j["lease_owner"].as_str().unwrap().to_owned(),
+                    ));
+                }
             }
-        }
-        assert!(Instant::now() < deadline, "the job never started");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+            Err("the job never started")
+        },
+    )
+    .await;
     let (dead, alive) = if owner == "a" { (0, 1) } else { (1, 0) };
     replicas[dead].crash().await;
     let survivor = &replicas[alive];
@@ -783,18 +797,21 @@ async fn replicas_on_postgres_share_agents_and_one_finishes_the_others_rolling_j
         );
     }
     // Every agent ends up on the survivor.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let listed = survivor.agents().await;
-        if listed
-            .iter()
-            .all(|a| a["replica"] == survivor_name(alive) && a["status"] == "online")
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{listed:#?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait::until(
+        Duration::from_secs(20),
+        Duration::from_millis(200),
+        || async {
+            let listed = survivor.agents().await;
+            if listed
+                .iter()
+                .all(|a| a["replica"] == survivor_name(alive) && a["status"] == "online")
+            {
+                return Ok(());
+            }
+            Err(format!("{listed:#?}"))
+        },
+    )
+    .await;
     for agent in agents {
         agent.stop().await.unwrap();
     }
@@ -947,16 +964,19 @@ async fn health_checks_the_database_and_counts_agents(backend: Backend) {
 
     // The only agent goes away: registered, none connected, a warning.
     agent.stop().await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let body = loop {
-        let (status, body) = health(&replica).await;
-        if body["checks"][1]["status"] == "warn" {
-            assert_eq!((status, &body["status"]), (200, &json!("warn")), "{body}");
-            break body;
-        }
-        assert!(Instant::now() < deadline, "no warning: {body:#}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let body = wait::until(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || async {
+            let (status, body) = health(&replica).await;
+            if body["checks"][1]["status"] == "warn" {
+                assert_eq!((status, &body["status"]), (200, &json!("warn")), "{body}");
+                return Ok(body);
+            }
+            Err(format!("no warning: {body:#}"))
+        },
+    )
+    .await;
     assert_eq!(body["checks"][1]["observed"]["connected"], 0, "{body}");
     assert!(
         body["checks"][1]["detail"]

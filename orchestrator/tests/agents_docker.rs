@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use common::process::Process;
 use serde_json::{Value, json};
 use sextant_e2e::docker::{self as kit, DockerScope, TestImages, test_images};
+use sextant_e2e::wait;
 use sextant_e2e::{Backend, Hub, TestDb};
 
 /// The label that tells the two agents' containers apart.
@@ -138,17 +139,17 @@ impl AgentProcess {
 
     /// The agent's health and metrics address.
     async fn listen(&self) -> std::net::SocketAddr {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(addr) = self.listen.lock().unwrap().clone() {
-                return addr.parse().expect("a socket address");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the agent never named its address"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait::until(
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+            || async {
+                if let Some(addr) = self.listen.lock().unwrap().clone() {
+                    return Ok(addr.parse().expect("a socket address"));
+                }
+                Err("the agent never named its address")
+            },
+        )
+        .await
     }
 
     fn kill9(&mut self) {
@@ -248,19 +249,22 @@ impl Stack {
     }
 
     async fn wait_online(&self, names: &[&str]) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let agents = self.agents();
-            if names.iter().all(|n| {
-                agents
-                    .iter()
-                    .any(|a| a["name"] == *n && a["status"] == "online")
-            }) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "agents not online: {agents:#?}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        wait::until(
+            Duration::from_secs(60),
+            Duration::from_millis(200),
+            || async {
+                let agents = self.agents();
+                if names.iter().all(|n| {
+                    agents
+                        .iter()
+                        .any(|a| a["name"] == *n && a["status"] == "online")
+                }) {
+                    return Ok(());
+                }
+                Err(format!("agents not online: {agents:#?}"))
+            },
+        )
+        .await;
     }
 
     async fn apply(&self, doc: Value) {
@@ -292,8 +296,7 @@ impl Stack {
     }
 
     async fn wait_promotion(&self, id: &str, limit: Duration) -> Value {
-        let deadline = Instant::now() + limit;
-        loop {
+        wait::until(limit, Duration::from_millis(200), || async {
             let (_, p) = call(
                 self.base(),
                 "GET",
@@ -304,11 +307,11 @@ impl Stack {
             if ["deployed", "failed", "rolled_back", "rejected", "cancelled"]
                 .contains(&p["state"].as_str().unwrap_or(""))
             {
-                return p;
+                return Ok(p);
             }
-            assert!(Instant::now() < deadline, "promotion stuck: {p:#}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+            Err(format!("promotion stuck: {p:#}"))
+        })
+        .await
     }
 
     async fn job(&self, id: &str) -> Value {
@@ -492,7 +495,8 @@ async fn promotions_deploy_real_containers_through_two_agents_and_a_failed_canar
     // environment's job (the hub's host page links it).
     let deadline = Instant::now() + Duration::from_secs(60);
     for host in [&a, &b] {
-        loop {
+        let within = deadline.saturating_duration_since(Instant::now());
+        wait::until(within, Duration::from_millis(300), || async {
             let mut seen = hub_host(&stack.hub, host).await;
             seen.sort();
             let want: Vec<(String, String, String, String)> = ["dev", "prod", "stage"]
@@ -507,11 +511,11 @@ async fn promotions_deploy_real_containers_through_two_agents_and_a_failed_canar
                 })
                 .collect();
             if seen == want {
-                break;
+                return Ok(());
             }
-            assert!(Instant::now() < deadline, "hub for {host}: {seen:?}");
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
+            Err(format!("hub for {host}: {seen:?}"))
+        })
+        .await;
     }
 
     // The job page links each agent target to the hub's page of its host,
@@ -614,21 +618,24 @@ async fn an_agent_killed_mid_task_reports_it_and_never_runs_it_twice() {
 
     // Wait until the agent runs the task and its container is up, then
     // SIGKILL the agent.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let first_key = loop {
-        let agents = stack.agents();
-        let running = agents[0]["current_tasks"]
-            .as_array()
-            .and_then(|t| t.iter().find(|t| t["state"] == "running"))
-            .map(|t| t["run_key"].as_str().unwrap().to_owned());
-        if let Some(key) = running
-            && kit::is_running(&container)
-        {
-            break key;
-        }
-        assert!(Instant::now() < deadline, "the task never ran: {agents:#?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let first_key = wait::until(
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || async {
+            let agents = stack.agents();
+            let running = agents[0]["current_tasks"]
+                .as_array()
+                .and_then(|t| t.iter().find(|t| t["state"] == "running"))
+                .map(|t| t["run_key"].as_str().unwrap().to_owned());
+            if let Some(key) = running
+                && kit::is_running(&container)
+            {
+                return Ok(key);
+            }
+            Err(format!("the task never ran: {agents:#?}"))
+        },
+    )
+    .await;
     let first_container = kit::container_id(&container).unwrap();
     agent.kill9();
 
@@ -636,25 +643,28 @@ async fn an_agent_killed_mid_task_reports_it_and_never_runs_it_twice() {
     // delivers the same run key again; the agent's journal knows it was
     // interrupted, so it reports that rather than running it again.
     let _agent = AgentProcess::start(&a, dir.path(), &stack.endpoint(), None, &stack.hub);
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let p = loop {
-        // Let whatever container now runs pass its health check.
-        if kit::is_running(&container) {
-            let_pass(&container);
-        }
-        let (_, p) = call(
-            stack.base(),
-            "GET",
-            &format!("/api/v1/promotions/{p}"),
-            None,
-        )
-        .await;
-        if ["deployed", "failed", "rolled_back"].contains(&p["state"].as_str().unwrap_or("")) {
-            break p;
-        }
-        assert!(Instant::now() < deadline, "promotion stuck: {p:#}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let p = wait::until(
+        Duration::from_secs(90),
+        Duration::from_millis(200),
+        || async {
+            // Let whatever container now runs pass its health check.
+            if kit::is_running(&container) {
+                let_pass(&container);
+            }
+            let (_, p) = call(
+                stack.base(),
+                "GET",
+                &format!("/api/v1/promotions/{p}"),
+                None,
+            )
+            .await;
+            if ["deployed", "failed", "rolled_back"].contains(&p["state"].as_str().unwrap_or("")) {
+                return Ok(p);
+            }
+            Err(format!("promotion stuck: {p:#}"))
+        },
+    )
+    .await;
     assert_eq!(p["state"], "deployed", "{p:#}");
     let job = stack.job(p["job_id"].as_str().unwrap()).await;
     let task = &job["tasks"][0];
@@ -829,38 +839,41 @@ async fn an_agent_in_its_own_network_namespace_survives_its_link_being_cut() {
     let p = stack
         .promote("1.0.0", "prod", json!({"type": "all_at_once"}))
         .await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let agents = stack.agents();
-        let running = agents[0]["current_tasks"]
-            .as_array()
-            .is_some_and(|t| t.iter().any(|t| t["state"] == "running"));
-        if running && kit::is_running(&container) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the task never ran: {agents:#?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait::until(
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || async {
+            let agents = stack.agents();
+            let running = agents[0]["current_tasks"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|t| t["state"] == "running"));
+            if running && kit::is_running(&container) {
+                return Ok(());
+            }
+            Err(format!("the task never ran: {agents:#?}"))
+        },
+    )
+    .await;
     let before = kit::container_id(&container).unwrap();
 
     // Cut the link: heartbeats stop arriving, so the agent is no longer
     // online.
     netns.cut();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let status = stack.agents()[0]["status"]
-            .as_str()
-            .unwrap_or("")
-            .to_owned();
-        if status == "degraded" || status == "offline" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still {status} with its link cut"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait::until(
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async {
+            let status = stack.agents()[0]["status"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            if status == "degraded" || status == "offline" {
+                return Ok(());
+            }
+            Err(format!("still {status} with its link cut"))
+        },
+    )
+    .await;
     // The task finishes while the link is down (Docker is local to the
     // agent); then the link comes back.
     let ok = Command::new("docker")
@@ -868,6 +881,7 @@ async fn an_agent_in_its_own_network_namespace_survives_its_link_being_cut() {
         .status()
         .unwrap();
     assert!(ok.success());
+    // Real time: the agent, another process, finishes the task meanwhile.
     tokio::time::sleep(Duration::from_secs(2)).await;
     netns.restore();
 
@@ -1095,31 +1109,31 @@ async fn killing_one_of_two_orchestrator_processes_mid_rolling_job_lets_the_othe
 
     // The first task runs, held in its health check; the job's lease has
     // an owner.
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let (job_id, owner) = loop {
-        let (_, promotion) = call(
-            stack.base(),
-            "GET",
-            &format!("/api/v1/promotions/{p}"),
-            None,
-        )
-        .await;
-        if let Some(job_id) = promotion["job_id"].as_str() {
-            let job = stack.job(job_id).await;
-            let first = task_of(&job, 0);
-            if let Some(owner) = job["lease_owner"].as_str()
-                && first["state"] == "running"
-                && kit::is_running(&container_of(&first))
-            {
-                break (job_id.to_owned(), owner.to_owned());
+    let (job_id, owner) = wait::until(
+        Duration::from_secs(90),
+        Duration::from_millis(100),
+        || async {
+            let (_, promotion) = call(
+                stack.base(),
+                "GET",
+                &format!("/api/v1/promotions/{p}"),
+                None,
+            )
+            .await;
+            if let Some(job_id) = promotion["job_id"].as_str() {
+                let job = stack.job(job_id).await;
+                let first = task_of(&job, 0);
+                if let Some(owner) = job["lease_owner"].as_str()
+                    && first["state"] == "running"
+                    && kit::is_running(&container_of(&first))
+                {
+                    return Ok((job_id.to_owned(), owner.to_owned()));
+                }
             }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the first task never ran: {promotion:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+            Err(format!("the first task never ran: {promotion:#}"))
+        },
+    )
+    .await;
     assert!(names.contains(&owner.as_str()), "{owner}");
     // The second target's agent dials the lease owner first, so the task
     // in flight when the owner is killed is on the killed replica's stream.
@@ -1136,36 +1150,36 @@ async fn killing_one_of_two_orchestrator_processes_mid_rolling_job_lets_the_othe
 
     // Let the first task pass; then wait for the second to run on its
     // agent, its container up and held in its health check.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let job = stack.job(&job_id).await;
-        let first = task_of(&job, 0);
-        if first["state"] == "succeeded" {
-            break;
-        }
-        let_pass(&container_of(&first));
-        assert!(
-            Instant::now() < deadline,
-            "the first task never finished: {job:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let held = loop {
-        let job = stack.job(&job_id).await;
-        let second = task_of(&job, 1);
-        if second["state"] == "running" && kit::is_running(&container_of(&second)) {
-            assert_eq!(job["state"], "running", "{job:#}");
-            assert_eq!(job["attempts"], 1, "{job:#}");
-            assert_eq!(job["lease_owner"], owner.as_str(), "{job:#}");
-            break second;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the second task never ran: {job:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    wait::until(
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || async {
+            let job = stack.job(&job_id).await;
+            let first = task_of(&job, 0);
+            if first["state"] == "succeeded" {
+                return Ok(());
+            }
+            let_pass(&container_of(&first));
+            Err(format!("the first task never finished: {job:#}"))
+        },
+    )
+    .await;
+    let held = wait::until(
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || async {
+            let job = stack.job(&job_id).await;
+            let second = task_of(&job, 1);
+            if second["state"] == "running" && kit::is_running(&container_of(&second)) {
+                assert_eq!(job["state"], "running", "{job:#}");
+                assert_eq!(job["attempts"], 1, "{job:#}");
+                assert_eq!(job["lease_owner"], owner.as_str(), "{job:#}");
+                return Ok(second);
+            }
+            Err(format!("the second task never ran: {job:#}"))
+        },
+    )
+    .await;
     let held_container = container_of(&held);
     let held_id = kit::container_id(&held_container).unwrap();
 
@@ -1181,50 +1195,53 @@ async fn killing_one_of_two_orchestrator_processes_mid_rolling_job_lets_the_othe
     // The survivor claims the job once the lease has expired, while the
     // held task still waits in its health check on the agent. (The claim
     // and the attempt count are two statements: wait for both.)
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let job = stack.job(&job_id).await;
-        if job["lease_owner"] == survivor && job["attempts"] == 2 {
-            let t = job["tasks"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|t| t["id"] == held["id"])
-                .unwrap();
-            assert_ne!(t["state"], "succeeded", "the held task waits: {job:#}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{dead}'s lease never moved: {job:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait::until(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || async {
+            let job = stack.job(&job_id).await;
+            if job["lease_owner"] == survivor && job["attempts"] == 2 {
+                let t = job["tasks"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|t| t["id"] == held["id"])
+                    .unwrap();
+                assert_ne!(t["state"], "succeeded", "the held task waits: {job:#}");
+                return Ok(());
+            }
+            Err(format!("{dead}'s lease never moved: {job:#}"))
+        },
+    )
+    .await;
 
     // Let every task pass until the promotion ends.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let p = loop {
-        let job = stack.job(&job_id).await;
-        for t in job["tasks"].as_array().unwrap() {
-            if t["state"] == "running" || t["state"] == "dispatched" {
-                let_pass(&container_of(t));
+    let p = wait::until(
+        Duration::from_secs(120),
+        Duration::from_millis(200),
+        || async {
+            let job = stack.job(&job_id).await;
+            for t in job["tasks"].as_array().unwrap() {
+                if t["state"] == "running" || t["state"] == "dispatched" {
+                    let_pass(&container_of(t));
+                }
             }
-        }
-        let (_, p) = call(
-            stack.base(),
-            "GET",
-            &format!("/api/v1/promotions/{p}"),
-            None,
-        )
-        .await;
-        if ["deployed", "failed", "rolled_back", "cancelled"]
-            .contains(&p["state"].as_str().unwrap_or(""))
-        {
-            break p;
-        }
-        assert!(Instant::now() < deadline, "promotion stuck: {p:#}\n{job:#}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+            let (_, p) = call(
+                stack.base(),
+                "GET",
+                &format!("/api/v1/promotions/{p}"),
+                None,
+            )
+            .await;
+            if ["deployed", "failed", "rolled_back", "cancelled"]
+                .contains(&p["state"].as_str().unwrap_or(""))
+            {
+                return Ok(p);
+            }
+            Err(format!("promotion stuck: {p:#}\n{job:#}"))
+        },
+    )
+    .await;
     assert_eq!(p["state"], "deployed", "{p:#}");
     let job = stack.job(&job_id).await;
     assert_eq!(job["state"], "completed", "{job:#}");
@@ -1278,19 +1295,22 @@ async fn killing_one_of_two_orchestrator_processes_mid_rolling_job_lets_the_othe
     assert_eq!(created, want, "each container created once");
 
     // The agents of the dead replica moved to the survivor.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let listed = stack.agents();
-        if listed.len() == 3
-            && listed
-                .iter()
-                .all(|x| x["replica"] == survivor && x["status"] == "online")
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{listed:#?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait::until(
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async {
+            let listed = stack.agents();
+            if listed.len() == 3
+                && listed
+                    .iter()
+                    .all(|x| x["replica"] == survivor && x["status"] == "online")
+            {
+                return Ok(());
+            }
+            Err(format!("{listed:#?}"))
+        },
+    )
+    .await;
     drop(agents);
 }
 
@@ -1362,6 +1382,7 @@ async fn one_promotion_is_one_trace_across_the_orchestrator_and_the_agent_and_pr
         "the promotion joins the pipeline's trace: {traceparent}"
     );
     let id = promotion["id"].as_str().unwrap();
+    // Real time: the orchestrator, another process, works on the promotion meanwhile.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let res = client
         .post(format!("{}/api/v1/promotions/{id}/approve", stack.base()))
@@ -1453,33 +1474,35 @@ async fn one_promotion_is_one_trace_across_the_orchestrator_and_the_agent_and_pr
 
     // Logs over OTLP carry the trace and the span they were logged in: the
     // orchestrator's job moves, the approval and the agent's task.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let logs = sink.logs();
-        let logged = |service: &str, body: &str, span: &str| {
-            logs.iter().any(|l| {
-                l.service == service
-                    && l.body == body
-                    && l.trace_id == pipeline_trace
-                    && l.span_id == span
-            })
-        };
-        if logged(orchestrator, "Job moved", &deployment.span_id)
-            && logged(orchestrator, "Approval recorded", &approve.span_id)
-            && logged("sextant-agent", "Task started", &execute.span_id)
-            && logged("sextant-agent", "Task succeeded", &execute.span_id)
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "logs without the trace: {:#?}",
-            logs.iter()
-                .map(|l| (&l.service, &l.body, &l.trace_id))
-                .collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait::until(
+        Duration::from_secs(20),
+        Duration::from_millis(200),
+        || async {
+            let logs = sink.logs();
+            let logged = |service: &str, body: &str, span: &str| {
+                logs.iter().any(|l| {
+                    l.service == service
+                        && l.body == body
+                        && l.trace_id == pipeline_trace
+                        && l.span_id == span
+                })
+            };
+            if logged(orchestrator, "Job moved", &deployment.span_id)
+                && logged(orchestrator, "Approval recorded", &approve.span_id)
+                && logged("sextant-agent", "Task started", &execute.span_id)
+                && logged("sextant-agent", "Task succeeded", &execute.span_id)
+            {
+                return Ok(());
+            }
+            Err(format!(
+                "logs without the trace: {:#?}",
+                logs.iter()
+                    .map(|l| (&l.service, &l.body, &l.trace_id))
+                    .collect::<Vec<_>>()
+            ))
+        },
+    )
+    .await;
 
     // Over gRPC too: an OTLP export carrying `traceparent` metadata (a
     // collector's or an agent's span) is handled in a child span by the hub.

@@ -16,7 +16,9 @@ mod common;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use sextant_e2e::wait;
 
 use axum::Router;
 use axum::extract::State;
@@ -142,11 +144,17 @@ async fn a_policy_webhook_keeps_the_promotion_waiting_then_denies_it() {
         "{p:#}"
     );
     // The engine asks again while it waits.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while policy.seen.lock().unwrap().len() < 2 {
-        assert!(Instant::now() < deadline, "the policy was asked only once");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait::until(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || async {
+            if policy.seen.lock().unwrap().len() >= 2 {
+                return Ok(());
+            }
+            Err("the policy was asked only once")
+        },
+    )
+    .await;
     assert!(
         stack.runs("prod-1").is_empty(),
         "nothing deployed while pending"
@@ -270,6 +278,7 @@ async fn the_hub_gate_waits_until_the_release_is_healthy_in_the_previous_environ
         detail.contains("previous-environment-healthy"),
         "waits for the hub gate: {p:#}"
     );
+    // Real time: the orchestrator re-asks the hub over HTTP; the state must hold.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (_, p) = stack
         .call("GET", &format!("/api/v1/promotions/{id}"), "t", None)
@@ -343,6 +352,7 @@ async fn a_manual_gate_is_opened_or_closed_through_the_api_and_the_cli() {
         detail.contains("manual:release-manager") && detail.contains("waiting for someone to open"),
         "{p:#}"
     );
+    // Real time: the orchestrator (wall clock, database) would have acted within it.
     tokio::time::sleep(Duration::from_millis(600)).await;
     let (_, p) = stack
         .call("GET", &format!("/api/v1/promotions/{id}"), "t", None)
@@ -497,6 +507,7 @@ async fn a_manual_gate_is_opened_or_closed_through_the_api_and_the_cli() {
     assert_eq!(gate(&p, "manual:release-manager")["decision"], "deny");
 
     // Neither refused promotion ran anything.
+    // Real time: the orchestrator (wall clock, database) would have acted within it.
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(
         stack.runs("prod-1").len(),
@@ -644,6 +655,7 @@ async fn reject_and_cancel_through_the_api_and_the_cli_record_the_actor() {
 
     // The promotions' waiting was recorded by the orchestrator itself.
     assert_eq!(p["events"][1]["actor"], "sextant", "{p:#}");
+    // Real time: the orchestrator (wall clock, database) would have acted within it.
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert!(stack.runs("prod-1").is_empty(), "nothing deployed");
 }

@@ -260,6 +260,7 @@ async fn policy_server() -> (SocketAddr, Seen) {
         .route(
             "/slow",
             post(|| async {
+                // Slower than the gate's timeout; the orchestrator's HTTP client waits on real time.
                 tokio::time::sleep(Duration::from_secs(10)).await;
                 axum::Json(json!({"decision": "allow"}))
             }),

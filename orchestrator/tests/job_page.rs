@@ -13,7 +13,9 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use sextant_e2e::wait;
 
 use common::{Stack, component, digest};
 use serde_json::{Value, json};
@@ -127,16 +129,19 @@ async fn the_job_page_links_to_the_hubs_view_of_its_targets() {
     // The history link is the right filter: it shows the desired state the
     // orchestrator sent for eu-1, once its outbox has delivered it.
     let history = format!("{hub_base}/workloads/web/history?environment=dev&target=eu-1");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (status, _, body) = get(&http, &history, None).await;
-        assert_eq!(status, 200, "{body}");
-        if body.contains("Promoted") && body.contains("eu-1") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no desired state: {body}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait::until(
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async {
+            let (status, _, body) = get(&http, &history, None).await;
+            assert_eq!(status, 200, "{body}");
+            if body.contains("Promoted") && body.contains("eu-1") {
+                return Ok(());
+            }
+            Err(format!("no desired state: {body}"))
+        },
+    )
+    .await;
     // Orchestrator links: the JSON view of the same job.
     assert!(links.contains(&format!("/api/v1/jobs/{job}")), "{links:#?}");
 
@@ -273,15 +278,18 @@ async fn with_tokens_the_page_is_tenant_scoped() {
     .await;
     assert_eq!(status, 201, "{p}");
     let id = p["id"].as_str().unwrap().to_owned();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let job = loop {
-        let (_, p) = call("GET", &format!("/api/v1/promotions/{id}"), Value::Null).await;
-        if let Some(job) = p["job_id"].as_str() {
-            break job.to_owned();
-        }
-        assert!(Instant::now() < deadline, "no job: {p:#}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let job = wait::until(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || async {
+            let (_, p) = call("GET", &format!("/api/v1/promotions/{id}"), Value::Null).await;
+            if let Some(job) = p["job_id"].as_str() {
+                return Ok(job.to_owned());
+            }
+            Err(format!("no job: {p:#}"))
+        },
+    )
+    .await;
 
     let url = format!("{base}/jobs/{job}");
     // A browser without a token: the API's 401.

@@ -9,11 +9,12 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::process::Process;
 use serde_json::{Value, json};
 use sextant_e2e::sshd::Sshd;
+use sextant_e2e::wait;
 use sextant_e2e::{Backend, TestDb};
 
 async fn call(base: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -94,32 +95,41 @@ async fn killed_mid_job_resumes_without_running_a_task_twice(backend: Backend) {
     let id = p["id"].as_str().unwrap().to_owned();
 
     // k-2's command has started: SIGKILL the orchestrator.
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while runs(root.path(), "k-2").is_empty() {
-        assert!(Instant::now() < deadline, "k-2 never started");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait::until(
+        Duration::from_secs(90),
+        Duration::from_millis(50),
+        || async {
+            if !runs(root.path(), "k-2").is_empty() {
+                return Ok(());
+            }
+            Err("k-2 never started")
+        },
+    )
+    .await;
     first.kill9();
     assert!(runs(root.path(), "k-3").is_empty(), "k-3 had not started");
 
     // A new process on the same database takes the job over once the
     // lease has run out, follows k-2's run and deploys k-3.
     let second = Process::start(data.path(), &db.url, "replica-b", &[]);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let p = loop {
-        let (_, p) = call(
-            &second.base,
-            "GET",
-            &format!("/api/v1/promotions/{id}"),
-            None,
-        )
-        .await;
-        if ["deployed", "failed", "rolled_back"].contains(&p["state"].as_str().unwrap_or("")) {
-            break p;
-        }
-        assert!(Instant::now() < deadline, "stuck: {p:#}\n{}", sshd.log());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let p = wait::until(
+        Duration::from_secs(120),
+        Duration::from_millis(200),
+        || async {
+            let (_, p) = call(
+                &second.base,
+                "GET",
+                &format!("/api/v1/promotions/{id}"),
+                None,
+            )
+            .await;
+            if ["deployed", "failed", "rolled_back"].contains(&p["state"].as_str().unwrap_or("")) {
+                return Ok(p);
+            }
+            Err(format!("stuck: {p:#}\n{}", sshd.log()))
+        },
+    )
+    .await;
     assert_eq!(p["state"], "deployed", "{p:#}");
     for t in ["k-1", "k-2", "k-3"] {
         assert_eq!(

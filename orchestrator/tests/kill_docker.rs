@@ -11,12 +11,13 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::process::Process;
 use serde_json::{Value, json};
 use sextant_e2e::docker::{self as kit, DockerScope, test_images};
 use sextant_e2e::sshd::Sshd;
+use sextant_e2e::wait;
 
 async fn call(base: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
     let client = reqwest::Client::new();
@@ -119,49 +120,58 @@ async fn sigkill_while_verifying_a_docker_deploy_does_not_replace_the_container(
     };
 
     // Wait for the task to be verifying: the command has run.
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let job = loop {
-        if let Some(job) = job_id().await {
-            let (_, j) = call(&first.base, "GET", &format!("/api/v1/jobs/{job}"), None).await;
-            if j["tasks"][0]["state"] == "verifying" {
-                break job;
+    let job = wait::until(
+        Duration::from_secs(90),
+        Duration::from_millis(100),
+        || async {
+            if let Some(job) = job_id().await {
+                let (_, j) = call(&first.base, "GET", &format!("/api/v1/jobs/{job}"), None).await;
+                if j["tasks"][0]["state"] == "verifying" {
+                    return Ok(job);
+                }
             }
-        }
-        assert!(Instant::now() < deadline, "the task never verified");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+            Err("the task never verified")
+        },
+    )
+    .await;
     let before = created(&container).expect("the container exists");
     first.kill9();
 
     let second = Process::start(data.path(), &db, "replica-b", &[]);
     // Let the new process take the job over before the check can pass:
     // its lease (2 s) must have run out and the task been re-executed.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, j) = call(&second.base, "GET", &format!("/api/v1/jobs/{job}"), None).await;
-        if j["lease_owner"] == "replica-b" && j["tasks"][0]["state"] == "verifying" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "not taken over: {j:#}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait::until(
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || async {
+            let (_, j) = call(&second.base, "GET", &format!("/api/v1/jobs/{job}"), None).await;
+            if j["lease_owner"] == "replica-b" && j["tasks"][0]["state"] == "verifying" {
+                return Ok(());
+            }
+            Err(format!("not taken over: {j:#}"))
+        },
+    )
+    .await;
     std::fs::write(&ready, "").unwrap();
 
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let p = loop {
-        let (_, p) = call(
-            &second.base,
-            "GET",
-            &format!("/api/v1/promotions/{id}"),
-            None,
-        )
-        .await;
-        if ["deployed", "failed", "rolled_back"].contains(&p["state"].as_str().unwrap_or("")) {
-            break p;
-        }
-        assert!(Instant::now() < deadline, "stuck: {p:#}\n{}", sshd.log());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let p = wait::until(
+        Duration::from_secs(90),
+        Duration::from_millis(200),
+        || async {
+            let (_, p) = call(
+                &second.base,
+                "GET",
+                &format!("/api/v1/promotions/{id}"),
+                None,
+            )
+            .await;
+            if ["deployed", "failed", "rolled_back"].contains(&p["state"].as_str().unwrap_or("")) {
+                return Ok(p);
+            }
+            Err(format!("stuck: {p:#}\n{}", sshd.log()))
+        },
+    )
+    .await;
     assert_eq!(p["state"], "deployed", "{p:#}");
     let (_, j) = call(&second.base, "GET", &format!("/api/v1/jobs/{job}"), None).await;
     assert_eq!(j["state"], "completed", "{j:#}");

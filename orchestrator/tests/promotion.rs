@@ -16,11 +16,12 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Stack, component, digest, image};
 use serde_json::{Value, json};
 use sextant_e2e::Backend;
+use sextant_e2e::wait;
 
 async fn dev_stage_prod_with_approvals(backend: Backend) {
     let stack = Stack::start_on(backend).await;
@@ -384,15 +385,18 @@ async fn blue_green_switches_and_keeps_the_old_slot() {
         .await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["state"], "rolling_back", "{body}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let job = loop {
-        let job = stack.job(&job_id).await;
-        if job["state"] == "rolled_back" {
-            break job;
-        }
-        assert!(Instant::now() < deadline, "rollback stuck: {job:#}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let job = wait::until(
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || async {
+            let job = stack.job(&job_id).await;
+            if job["state"] == "rolled_back" {
+                return Ok(job);
+            }
+            Err(format!("rollback stuck: {job:#}"))
+        },
+    )
+    .await;
     assert_eq!(
         std::fs::read_link(dir.join("live")).unwrap(),
         dir.join("blue")
@@ -440,11 +444,17 @@ async fn a_stopped_orchestrator_is_resumed_without_running_a_task_twice() {
         .await;
     let id = p["id"].as_str().unwrap().to_owned();
     // Wait until the second target's command has started, then stop.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while stack.runs("k-2").is_empty() {
-        assert!(Instant::now() < deadline, "k-2 never started");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait::until(
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        || async {
+            if !stack.runs("k-2").is_empty() {
+                return Ok(());
+            }
+            Err("k-2 never started")
+        },
+    )
+    .await;
     stack.crash().await;
     assert_eq!(stack.current("k-3"), "", "k-3 had not started");
     // Another replica takes over once the lease expires.
@@ -497,31 +507,31 @@ async fn desired_state_reaches_the_hub() {
         "http://{}/api/v1/state?environment=dev&workload=web",
         hub.api
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let state: Value = stack
-            .http
-            .get(&url)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap_or(Value::Null);
-        let found = state.to_string();
-        if found.contains("2026.11.23")
-            && found.contains(&d1)
-            && found.contains("eu-1")
-            && found.contains("shop")
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the hub never showed the desired state: {state:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait::until(
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async {
+            let state: Value = stack
+                .http
+                .get(&url)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap_or(Value::Null);
+            let found = state.to_string();
+            if found.contains("2026.11.23")
+                && found.contains(&d1)
+                && found.contains("eu-1")
+                && found.contains("shop")
+            {
+                return Ok(());
+            }
+            Err(format!("the hub never showed the desired state: {state:#}"))
+        },
+    )
+    .await;
 }
 
 fn out_text(out: &std::process::Output) -> String {
@@ -663,20 +673,23 @@ async fn a_tcp_health_failure_rolls_back_to_the_previous_release() {
         .await;
     let id = p["id"].as_str().unwrap().to_owned();
     // Once r2's task failed its check, r1 comes back: listen again.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let relisten = loop {
-        let (_, p) = stack
-            .call("GET", &format!("/api/v1/promotions/{id}"), "t", None)
-            .await;
-        if let Some(job) = p["job_id"].as_str() {
-            let job = stack.job(job).await;
-            if job["tasks"][0]["state"] == "failed" {
-                break std::net::TcpListener::bind(addr).unwrap();
+    let relisten = wait::until(
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        || async {
+            let (_, p) = stack
+                .call("GET", &format!("/api/v1/promotions/{id}"), "t", None)
+                .await;
+            if let Some(job) = p["job_id"].as_str() {
+                let job = stack.job(job).await;
+                if job["tasks"][0]["state"] == "failed" {
+                    return Ok(std::net::TcpListener::bind(addr).unwrap());
+                }
             }
-        }
-        assert!(Instant::now() < deadline, "r2 never failed: {p:#}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+            Err(format!("r2 never failed: {p:#}"))
+        },
+    )
+    .await;
     let p = stack
         .wait_promotion(&id, &["deployed", "failed", "rolled_back"])
         .await;
@@ -998,6 +1011,7 @@ async fn the_rollback_policy_of_an_environment_is_automatic_or_manual() {
             .contains("rollback policy of hands-on is manual"),
         "{p:#}"
     );
+    // Real time: an automatic rollback (wall clock, database) would have begun within it.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let job = stack.job(&job_id).await;
     assert_eq!(job["state"], "failed", "still failed: {job:#}");

@@ -17,6 +17,7 @@ use std::time::Duration;
 use common::Stack;
 use serde_json::{Value, json};
 use sextant_e2e::docker::{self as kit, DockerScope, test_images};
+use sextant_e2e::wait;
 
 fn docker(args: &[&str]) -> String {
     let out = Command::new("docker").args(args).output().unwrap();
@@ -177,14 +178,17 @@ async fn the_docker_template_deploys_by_digest_and_rolls_back_a_failed_health_ch
         Some(images.v2.as_str())
     );
     assert!(kit::is_running(&container));
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while page().await.as_deref() != Some("sextant test web v2") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "v2 does not serve again"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait::until(
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async {
+            if page().await.as_deref() == Some("sextant test web v2") {
+                return Ok(());
+            }
+            Err("v2 does not serve again")
+        },
+    )
+    .await;
     scope.cleanup();
 }
 

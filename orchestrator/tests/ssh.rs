@@ -11,6 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use sextant_e2e::sshd::{Sshd, kill_process, process_alive};
+use sextant_e2e::wait;
 use sextant_orchestrator::domain::task::{Artifact, ErrorType, LogStream, TaskKind};
 use sextant_orchestrator::domain::{DeployTemplate, SshConnection, TargetSpec};
 use sextant_orchestrator::executor::ssh::SshExecutor;
@@ -233,19 +234,19 @@ echo "started the service"
 
     // The service runs, detached from the SSH session, and serves the new image.
     let url = format!("http://127.0.0.1:{port}/");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let body = loop {
-        if let Ok(res) = reqwest::get(&url).await
-            && res.status().is_success()
-        {
-            break res.text().await.expect("body");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the deployed service never answered on {url}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let body = wait::until(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || async {
+            if let Ok(res) = reqwest::get(&url).await
+                && res.status().is_success()
+            {
+                return Ok(res.text().await.expect("body"));
+            }
+            Err(format!("the deployed service never answered on {url}"))
+        },
+    )
+    .await;
     assert!(
         body.contains(&format!("registry.example/shop/web@{DIGEST}")),
         "{body}"
@@ -434,14 +435,17 @@ async fn timeout_kills_the_command() {
         .trim()
         .parse()
         .expect("pid");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while process_alive(pid) {
-        assert!(
-            Instant::now() < deadline,
-            "the command's child {pid} survived the timeout"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait::until(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || async {
+            if !process_alive(pid) {
+                return Ok(());
+            }
+            Err(format!("the command's child {pid} survived the timeout"))
+        },
+    )
+    .await;
 
     // Executing the same request again reports the same timeout, runs nothing.
     let (again, _) = run(
@@ -474,11 +478,17 @@ async fn a_task_never_runs_twice() {
             SshExecutor::new().execute(&target, &req, &tx).await
         })
     };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while lines(&counter) == 0 {
-        assert!(Instant::now() < deadline, "the command never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait::until(
+        Duration::from_secs(20),
+        Duration::from_millis(20),
+        || async {
+            if lines(&counter) != 0 {
+                return Ok(());
+            }
+            Err("the command never started")
+        },
+    )
+    .await;
     task.abort();
     assert!(task.await.is_err_and(|e| e.is_cancelled()));
 
@@ -703,11 +713,18 @@ async fn a_dropped_connection_is_reconnected_and_the_run_followed_to_its_end() {
     let executor = SshExecutor::new();
     let running = run(&executor, &target, &req);
     let cut = async {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while lines(&counter) == 0 {
-            assert!(Instant::now() < deadline, "the command never started");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait::until(
+            Duration::from_secs(20),
+            Duration::from_millis(20),
+            || async {
+                if lines(&counter) != 0 {
+                    return Ok(());
+                }
+                Err("the command never started")
+            },
+        )
+        .await;
+        // Real time: the command runs under sshd, another process.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let before = sshd.connections();
         sshd.drop_connections();
@@ -742,11 +759,17 @@ async fn a_run_killed_on_the_target_is_reported_lost_not_rerun() {
             SshExecutor::new().execute(&target, &req, &tx).await
         })
     };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while lines(&counter) == 0 {
-        assert!(Instant::now() < deadline, "the command never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait::until(
+        Duration::from_secs(20),
+        Duration::from_millis(20),
+        || async {
+            if lines(&counter) != 0 {
+                return Ok(());
+            }
+            Err("the command never started")
+        },
+    )
+    .await;
     task.abort();
     let _ = task.await;
     // The target loses the run (say, an OOM kill of everything): the wrapper
@@ -764,11 +787,17 @@ async fn a_run_killed_on_the_target_is_reported_lost_not_rerun() {
             .args(["-KILL", "--", &target])
             .status();
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while process_alive(wrapper) {
-        assert!(Instant::now() < deadline, "the wrapper survived SIGKILL");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait::until(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || async {
+            if !process_alive(wrapper) {
+                return Ok(());
+            }
+            Err("the wrapper survived SIGKILL")
+        },
+    )
+    .await;
 
     let started = Instant::now();
     let (outcome, _) = run(&SshExecutor::new(), &target, &req).await;

@@ -259,6 +259,7 @@ async fn scenario(backend: Backend) {
         "leased to r-a"
     );
     assert!(store.renew_job_lease(&job_id, "r-a", lease).await.unwrap());
+    // Real time: leases are stored as wall-clock timestamps in the database.
     tokio::time::sleep(lease + Duration::from_millis(100)).await;
     assert_eq!(
         store2
@@ -276,6 +277,7 @@ async fn scenario(backend: Backend) {
     let job = store.job(None, &job_id).await.unwrap().unwrap();
     assert_eq!(job.attempts, 2);
     // A job the replica drives already is skipped (bound, not spliced).
+    // Real time: leases are stored as wall-clock timestamps in the database.
     tokio::time::sleep(lease + Duration::from_millis(100)).await;
     assert_eq!(
         store

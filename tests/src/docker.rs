@@ -24,7 +24,7 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::process::{ChildStdin, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The label every container and network of a [`DockerScope`] carries.
 pub const TEST_LABEL: &str = "sextant.test";
@@ -149,18 +149,22 @@ rm -rf "$3""#;
             .stderr(Stdio::null())
             .spawn()
             .expect("start docker-registry");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if registry_answers(&addr) {
-                *REGISTRY_GUARD.lock().unwrap_or_else(|e| e.into_inner()) = child.stdin.take();
-                // The watchdog is reaped by nobody; it ends with the process.
-                std::mem::forget(child);
-                return addr;
-            }
-            if child.try_wait().ok().flatten().is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        // Ok(false): the registry exited (its port was taken, say).
+        let started =
+            crate::wait::poll_blocking(Duration::from_secs(15), Duration::from_millis(100), || {
+                if registry_answers(&addr) {
+                    Ok(true)
+                } else if child.try_wait().ok().flatten().is_some() {
+                    Ok(false)
+                } else {
+                    Err(())
+                }
+            });
+        if started == Ok(true) {
+            *REGISTRY_GUARD.lock().unwrap_or_else(|e| e.into_inner()) = child.stdin.take();
+            // The watchdog is reaped by nobody; it ends with the process.
+            std::mem::forget(child);
+            return addr;
         }
         drop(child.stdin.take());
         let _ = child.wait();
@@ -418,18 +422,15 @@ pub async fn get_page(container: &str, path: &str) -> Option<(u16, String)> {
 
 /// Waits until Docker reports the container `healthy` (panics after `limit`).
 pub async fn wait_healthy(container: &str, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    loop {
-        let status = health_status(container);
-        if status.as_deref() == Some("healthy") {
-            return;
+    crate::wait::until(limit, Duration::from_millis(200), || async {
+        match health_status(container) {
+            Some(status) if status == "healthy" => Ok(()),
+            status => Err(format!(
+                "{container} not healthy after {limit:?} (status {status:?})"
+            )),
         }
-        assert!(
-            Instant::now() < deadline,
-            "{container} not healthy after {limit:?} (status {status:?})"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await;
 }
 
 /// External change: someone runs `docker stop` on the container.

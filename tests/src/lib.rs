@@ -16,12 +16,13 @@ pub mod otlp_sink;
 pub mod pki;
 pub mod prometheus;
 pub mod sshd;
+pub mod wait;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The store backend a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -281,15 +282,16 @@ impl Rotel {
             log,
             _dir: dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(listens).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "rotel never listened: {}",
-                rotel.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let rotel_ref = &rotel;
+        wait::until(
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+            || async move {
+                std::net::TcpStream::connect(listens)
+                    .map_err(|_| format!("rotel never listened: {}", rotel_ref.log()))
+            },
+        )
+        .await;
         rotel
     }
 
@@ -423,18 +425,19 @@ impl Hub {
 
     /// Waits until `/health/ready` answers 200.
     pub async fn wait_ready(&self) {
-        let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let url = format!("http://{}/health/ready", self.api);
-            if let Ok(res) = client.get(&url).send().await
-                && res.status() == 200
-            {
-                return;
-            }
-            assert!(Instant::now() < deadline, "hub never became ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let client = &reqwest::Client::new();
+        let url = &format!("http://{}/health/ready", self.api);
+        wait::until(
+            Duration::from_secs(30),
+            Duration::from_millis(50),
+            || async move {
+                match client.get(url).send().await {
+                    Ok(res) if res.status() == 200 => Ok(()),
+                    _ => Err("hub never became ready"),
+                }
+            },
+        )
+        .await;
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
     LogsService, LogsServiceServer,
@@ -118,14 +118,13 @@ impl OtlpSink {
         limit: Duration,
         done: impl Fn(&[SinkSpan]) -> bool,
     ) -> Vec<SinkSpan> {
-        let deadline = Instant::now() + limit;
-        loop {
+        let done = &done;
+        let waited = crate::wait::poll(limit, Duration::from_millis(200), || async move {
             let spans = self.spans();
-            if done(&spans) || Instant::now() > deadline {
-                return spans;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+            if done(&spans) { Ok(spans) } else { Err(spans) }
+        })
+        .await;
+        waited.unwrap_or_else(|spans| spans)
     }
 }
 

@@ -11,7 +11,7 @@
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Where Debian installs the server.
 pub const PROMETHEUS: &str = "/usr/bin/prometheus";
@@ -93,19 +93,21 @@ impl Prometheus {
     /// Waits until `query` has a sample for which `check` holds; panics
     /// after 60 s with the last value.
     pub async fn wait_for(&self, query: &str, check: impl Fn(f64) -> bool) -> f64 {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let value = self.value(query).await;
-            if let Some(v) = value.filter(|v| check(*v)) {
-                return v;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "prometheus never saw {query} as wanted (last: {value:?}):\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        let check = &check;
+        crate::wait::until(
+            Duration::from_secs(60),
+            Duration::from_millis(250),
+            || async move {
+                let value = self.value(query).await;
+                value.filter(|v| check(*v)).ok_or_else(|| {
+                    format!(
+                        "prometheus never saw {query} as wanted (last: {value:?}):\n{}",
+                        self.log()
+                    )
+                })
+            },
+        )
+        .await
     }
 
     /// What Prometheus logged so far.
@@ -130,18 +132,20 @@ fn free_addr() -> SocketAddr {
 /// True once `/-/ready` answers 200; false if the process exits (the port
 /// was taken) or 30 s pass.
 async fn wait_ready(addr: SocketAddr, child: &mut Child) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let client = reqwest::Client::new();
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return false;
+    let client = &reqwest::Client::new();
+    // Ok(false): the process exited; Err: not ready yet.
+    let ready = crate::wait::poll(Duration::from_secs(30), Duration::from_millis(200), || {
+        let exited = matches!(child.try_wait(), Ok(Some(_)));
+        async move {
+            if exited {
+                return Ok(false);
+            }
+            match client.get(format!("http://{addr}/-/ready")).send().await {
+                Ok(res) if res.status().is_success() => Ok(true),
+                _ => Err(()),
+            }
         }
-        if let Ok(res) = client.get(format!("http://{addr}/-/ready")).send().await
-            && res.status().is_success()
-        {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    false
+    })
+    .await;
+    ready == Ok(true)
 }

@@ -11,11 +11,11 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use sextant_e2e::docker::DockerScope;
-use sextant_e2e::{sextant_binary, workspace_root};
+use sextant_e2e::{sextant_binary, wait, workspace_root};
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -180,26 +180,29 @@ async fn an_agent_container_reports_to_a_hub_container_from_the_local_image() {
             .bearer_auth("dev-read-token")
             .send()
     };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if read("/health/ready".into())
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            break;
-        }
-        let logs = Command::new("docker")
-            .args(["logs", &hub])
-            .output()
-            .unwrap();
-        assert!(
-            Instant::now() < deadline,
-            "the hub container never got ready:\n{}{}",
-            String::from_utf8_lossy(&logs.stdout),
-            String::from_utf8_lossy(&logs.stderr)
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    let (read, hub_ref) = (&read, &hub);
+    wait::until(
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        || async move {
+            if read("/health/ready".into())
+                .await
+                .is_ok_and(|r| r.status() == 200)
+            {
+                return Ok(());
+            }
+            let logs = Command::new("docker")
+                .args(["logs", hub_ref])
+                .output()
+                .unwrap();
+            Err(format!(
+                "the hub container never got ready:\n{}{}",
+                String::from_utf8_lossy(&logs.stdout),
+                String::from_utf8_lossy(&logs.stderr)
+            ))
+        },
+    )
+    .await;
     // Tokens are enforced: no token, no data.
     let anonymous = client
         .get(format!("{api}/api/v1/hosts"))
@@ -244,27 +247,30 @@ async fn an_agent_container_reports_to_a_hub_container_from_the_local_image() {
             "--watch-label",
         ])
         .arg(scope.label_filter()));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let view = loop {
-        let view: Value = match read("/api/v1/hosts/compose-agent".into()).await {
-            Ok(r) if r.status() == 200 => r.json().await.unwrap_or(Value::Null),
-            _ => Value::Null,
-        };
-        if view.to_string().contains("\"succeeded\"") {
-            break view;
-        }
-        let logs = Command::new("docker")
-            .args(["logs", &agent])
-            .output()
-            .unwrap();
-        assert!(
-            Instant::now() < deadline,
-            "the hub never showed the agent's report: {view:#}\nagent:\n{}{}",
-            String::from_utf8_lossy(&logs.stdout),
-            String::from_utf8_lossy(&logs.stderr)
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let agent_ref = &agent;
+    let view = wait::until(
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || async move {
+            let view: Value = match read("/api/v1/hosts/compose-agent".into()).await {
+                Ok(r) if r.status() == 200 => r.json().await.unwrap_or(Value::Null),
+                _ => Value::Null,
+            };
+            if view.to_string().contains("\"succeeded\"") {
+                return Ok(view);
+            }
+            let logs = Command::new("docker")
+                .args(["logs", agent_ref])
+                .output()
+                .unwrap();
+            Err(format!(
+                "the hub never showed the agent's report: {view:#}\nagent:\n{}{}",
+                String::from_utf8_lossy(&logs.stdout),
+                String::from_utf8_lossy(&logs.stderr)
+            ))
+        },
+    )
+    .await;
     let text = view.to_string();
     assert!(
         text.contains("\"hub\"") && text.contains("compose"),

@@ -16,10 +16,10 @@ use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
-use sextant_e2e::{Backend, Hub, Rotel, otelcol_contrib_binary, python, workspace_root};
+use sextant_e2e::{Backend, Hub, Rotel, otelcol_contrib_binary, python, wait, workspace_root};
 
 /// An otelcol-contrib process; killed when dropped.
 struct Collector {
@@ -71,29 +71,31 @@ fn line(host: &str, revision: &str, status: &str, time: &str) -> String {
 
 /// Polls the hub's host view until `host` runs `revision` with `status`.
 async fn until_host(hub: &Hub, collector: &Collector, host: &str, revision: &str, status: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let url = format!("http://{}/api/v1/hosts/{host}", hub.api);
-    loop {
-        let view: Value = match reqwest::get(&url).await {
-            Ok(r) => r.json().await.unwrap_or(Value::Null),
-            Err(_) => Value::Null,
-        };
-        let found = view["deployments"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .chain(view["items"].as_array().into_iter().flatten())
-            .any(|d| d["revision"] == revision && d["status"] == status);
-        if found {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the hub never showed {host} on {revision} {status}: {view:#}\ncollector log:\n{}",
-            collector.log()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let url = &format!("http://{}/api/v1/hosts/{host}", hub.api);
+    wait::until(
+        Duration::from_secs(60),
+        Duration::from_millis(250),
+        || async move {
+            let view: Value = match reqwest::get(url).await {
+                Ok(r) => r.json().await.unwrap_or(Value::Null),
+                Err(_) => Value::Null,
+            };
+            let found = view["deployments"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .chain(view["items"].as_array().into_iter().flatten())
+                .any(|d| d["revision"] == revision && d["status"] == status);
+            if found {
+                return Ok(());
+            }
+            Err(format!(
+                "the hub never showed {host} on {revision} {status}: {view:#}\ncollector log:\n{}",
+                collector.log()
+            ))
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -257,6 +259,8 @@ async fn rotel_relays_to_a_hub_that_was_down_and_loses_nothing() {
         })
         .collect();
     send_python(rotel_grpc, &Value::Array(items));
+    // Real time: rotel, another process, must try and fail against the
+    // absent hub before it comes up.
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     // The hub comes up where rotel has been sending all along.
@@ -267,25 +271,32 @@ async fn rotel_relays_to_a_hub_that_was_down_and_loses_nothing() {
     )
     .await;
     hub.wait_ready().await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let hosts = loop {
-        let page: Value = reqwest::get(format!("http://{}/api/v1/hosts?limit=1000", hub.api))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap_or(Value::Null);
-        let hosts: Vec<String> = page["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|h| h["host"].as_str().map(str::to_owned))
-            .collect();
-        if hosts.len() as u64 >= N || Instant::now() > deadline {
-            break hosts;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let url = &format!("http://{}/api/v1/hosts?limit=1000", hub.api);
+    let hosts = wait::poll(
+        Duration::from_secs(60),
+        Duration::from_millis(250),
+        || async move {
+            let page: Value = reqwest::get(url)
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap_or(Value::Null);
+            let hosts: Vec<String> = page["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|h| h["host"].as_str().map(str::to_owned))
+                .collect();
+            if hosts.len() as u64 >= N {
+                Ok(hosts)
+            } else {
+                Err(hosts)
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|hosts| hosts);
     let log = rotel.stop();
     let expected: Vec<String> = (0..N).map(|i| format!("relay-{i:02}")).collect();
     let mut got = hosts.clone();
@@ -453,6 +464,8 @@ async fn the_gateway_reaches_the_hub_over_mtls_through_an_outage_and_counts_exac
         )],
         dir.path(),
     );
+    // Real time: the collector, another process, reads the lines and
+    // retries against the absent hub.
     tokio::time::sleep(Duration::from_secs(4)).await;
 
     let hub_config = format!(
@@ -487,13 +500,14 @@ scopes = ["read", "metrics"]
         Some((&tls.join("edge.pem"), &tls.join("edge-key.pem"))),
     );
     let api = format!("https://localhost:{}", hub.api.port());
-    let hosts = |want: u64| {
-        let (reader, api) = (reader.clone(), api.clone());
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(60);
-            loop {
-                let page: Value = match reader
-                    .get(format!("{api}/api/v1/hosts?limit=1000"))
+    let (reader_ref, api_ref) = (&reader, &api);
+    let hosts = |want: u64| async move {
+        wait::poll(
+            Duration::from_secs(60),
+            Duration::from_millis(250),
+            || async move {
+                let page: Value = match reader_ref
+                    .get(format!("{api_ref}/api/v1/hosts?limit=1000"))
                     .bearer_auth("team-a-reader-0123456789")
                     .send()
                     .await
@@ -508,12 +522,15 @@ scopes = ["read", "metrics"]
                     .filter_map(|h| h["host"].as_str().map(str::to_owned))
                     .collect();
                 hosts.sort();
-                if hosts.len() as u64 >= want || Instant::now() > deadline {
-                    return hosts;
+                if hosts.len() as u64 >= want {
+                    Ok(hosts)
+                } else {
+                    Err(hosts)
                 }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-        }
+            },
+        )
+        .await
+        .unwrap_or_else(|hosts| hosts)
     };
     let early: Vec<String> = (0..N1).map(|i| format!("early-{i:02}")).collect();
     assert_eq!(
@@ -534,6 +551,8 @@ scopes = ["read", "metrics"]
 
     // Exactly once: the hub counted as many accepted records as were
     // written (a replay would count again, though the store absorbs it).
+    // Real time: a replay by the collector, another process, would arrive
+    // within it.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let metrics = reader
         .get(format!("{api}/metrics"))

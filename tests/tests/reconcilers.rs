@@ -6,13 +6,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hmac::{Hmac, KeyInit, Mac};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use prost::Message;
 use serde_json::{Value, json};
-use sextant_e2e::{Backend, Hub, Rotel, workspace_root};
+use sextant_e2e::{Backend, Hub, Rotel, wait, workspace_root};
 
 const CONFIG: &str = r#"
 [[tokens]]
@@ -114,14 +114,17 @@ async fn the_flux_gauge_through_rotel_gives_drift() {
         .unwrap();
     assert!(res.status().is_success(), "rotel refused: {}", res.status());
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let rows = loop {
-        let rows = drift(&hub).await;
-        if rows.len() >= 2 || Instant::now() > deadline {
-            break rows;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let hub_ref = &hub;
+    let rows = wait::poll(
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async move {
+            let rows = drift(hub_ref).await;
+            if rows.len() >= 2 { Ok(rows) } else { Err(rows) }
+        },
+    )
+    .await
+    .unwrap_or_else(|rows| rows);
     let log = rotel.stop();
     assert_eq!(
         workloads(&rows),

@@ -5,10 +5,10 @@
 //! `/v1/traces` and `/v1/logs`. The gRPC path, and one trace per
 //! promotion, are tested in orchestrator/tests/agents_docker.rs.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sextant_e2e::otlp_sink::OtlpSink;
-use sextant_e2e::{Backend, Hub};
+use sextant_e2e::{Backend, Hub, wait};
 
 #[tokio::test]
 async fn the_hub_exports_spans_and_logs_over_otlp_http_as_the_otel_variables_say() {
@@ -64,18 +64,18 @@ async fn the_hub_exports_spans_and_logs_over_otlp_http_as_the_otel_variables_say
     );
 
     // Logs too, over HTTP, with the same resource.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let logs = sink.logs();
-        if let Some(log) = logs
-            .iter()
-            .find(|l| l.body.contains("No tokens configured"))
-        {
-            assert_eq!(log.protocol, "http");
-            assert_eq!(log.service, "hub-under-test");
-            break;
-        }
-        assert!(Instant::now() < deadline, "no log records: {logs:#?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let log = wait::until(
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async {
+            let logs = sink.logs();
+            logs.iter()
+                .find(|l| l.body.contains("No tokens configured"))
+                .cloned()
+                .ok_or_else(|| format!("no log records: {logs:#?}"))
+        },
+    )
+    .await;
+    assert_eq!(log.protocol, "http");
+    assert_eq!(log.service, "hub-under-test");
 }

@@ -14,10 +14,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use sextant_e2e::docker::DockerScope;
-use sextant_e2e::sextant_binary;
+use sextant_e2e::{sextant_binary, wait};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use tokio::time::Instant;
 
 /// How a test wants its agent.
 pub struct AgentSettings {
@@ -234,18 +233,18 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = ControlFlow<T, L>>,
 {
-    let deadline = Instant::now() + limit;
-    loop {
-        let last = match probe().await {
-            ControlFlow::Break(value) => return value,
-            ControlFlow::Continue(last) => last,
-        };
-        assert!(
-            Instant::now() < deadline,
-            "never {what} within {limit:?}; last seen {last:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait::until(limit, Duration::from_millis(100), || {
+        let probe = probe();
+        async move {
+            match probe.await {
+                ControlFlow::Break(value) => Ok(value),
+                ControlFlow::Continue(last) => {
+                    Err(format!("never {what} within {limit:?}; last seen {last:?}"))
+                }
+            }
+        }
+    })
+    .await
 }
 
 /// The value of the sample `line_prefix VALUE` in a Prometheus text page.

@@ -1,12 +1,13 @@
 //! Shared helpers: payloads built per docs/otlp-conventions.md, outbox
 //! configs, polling.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
+use sextant_e2e::wait;
 use sextant_exporters::{FsyncPolicy, OutboxConfig};
 use sextant_model::keys;
 
@@ -98,14 +99,22 @@ pub fn small_config() -> OutboxConfig {
     }
 }
 
-/// Polls `check` until it holds, or panics after `timeout` naming `what`.
-pub async fn eventually(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if check().await {
-            return;
+/// Polls `check` until it holds, or panics after `timeout` naming `what`
+/// (on tokio's clock: the paused one in a test on paused time).
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    wait::until(timeout, Duration::from_millis(50), || {
+        let done = check();
+        async move {
+            if done.await {
+                Ok(())
+            } else {
+                Err(format!("timed out waiting for {what}"))
+            }
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
 }

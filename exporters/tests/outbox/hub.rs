@@ -69,7 +69,7 @@ impl HubProcess {
             .unwrap();
         self.child = Some(child);
         let url = format!("http://{}/health/ready", self.api);
-        eventually("the hub to be ready", Duration::from_secs(30), async || {
+        eventually("the hub to be ready", Duration::from_secs(30), || async {
             reqwest::get(&url).await.is_ok_and(|r| r.status() == 200)
         })
         .await;
@@ -198,11 +198,9 @@ async fn every_record_reaches_both_hubs_once_across_outages_and_restarts() {
             .unwrap();
     }
     let m = outbox.metrics().clone();
-    eventually(
-        "failed sends to both",
-        Duration::from_secs(10),
-        async || m.failures("http", "connection") >= 2 && m.failures("grpc", "connection") >= 2,
-    )
+    eventually("failed sends to both", Duration::from_secs(10), || async {
+        m.failures("http", "connection") >= 2 && m.failures("grpc", "connection") >= 2
+    })
     .await;
     assert_eq!(
         outbox
@@ -222,7 +220,7 @@ async fn every_record_reaches_both_hubs_once_across_outages_and_restarts() {
     eventually(
         "the first half delivered",
         Duration::from_secs(30),
-        async || o.stats().consumers.iter().all(|c| c.pending == 0),
+        || async { o.stats().consumers.iter().all(|c| c.pending == 0) },
     )
     .await;
     let first = [hubs[0].accepted().await, hubs[1].accepted().await];
@@ -238,6 +236,8 @@ async fn every_record_reaches_both_hubs_once_across_outages_and_restarts() {
             .append(RecordKind::StateChange, &observed_bytes(host, i))
             .unwrap();
     }
+    // Real time: the sender's attempts fail on real sockets to the killed
+    // hubs.
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(
         outbox
@@ -254,7 +254,7 @@ async fn every_record_reaches_both_hubs_once_across_outages_and_restarts() {
     eventually(
         "the second half delivered",
         Duration::from_secs(30),
-        async || o.stats().consumers.iter().all(|c| c.pending == 0),
+        || async { o.stats().consumers.iter().all(|c| c.pending == 0) },
     )
     .await;
     cancel.cancel();

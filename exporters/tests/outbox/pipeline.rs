@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use prost::Message;
@@ -239,11 +239,12 @@ fn start<T: Transport>(
 
 /// Lets the sender act on what it was just told, then checks that
 /// nothing moved: answers it must not act on leave no trace either way.
+/// On paused time: the clock jumps the 150 ms once every task is idle.
 async fn settle() {
     tokio::time::sleep(Duration::from_millis(150)).await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_cursor_waits_for_an_earlier_batch_that_is_retried_and_a_restart_resends_only_what_follows()
  {
     init_tracing();
@@ -269,7 +270,7 @@ async fn the_cursor_waits_for_an_earlier_batch_that_is_retried_and_a_restart_res
 
     // Batch 1 fails retryably, batch 3 is accepted: still nothing passes
     // batch 1, and nothing new is sent while it backs off.
-    let failed_at = Instant::now();
+    let failed_at = tokio::time::Instant::now();
     peer.answer(
         0,
         ExportOutcome::Retry {
@@ -293,7 +294,7 @@ async fn the_cursor_waits_for_an_earlier_batch_that_is_retried_and_a_restart_res
     // the window refills with batch 5.
     peer.answer(0, accepted());
     let o = outbox.clone();
-    eventually("the cursor to pass batch 3", WAIT, async || {
+    eventually("the cursor to pass batch 3", WAIT, || async {
         committed(&o) == 6
     })
     .await;
@@ -331,7 +332,10 @@ async fn the_cursor_waits_for_an_earlier_batch_that_is_retried_and_a_restart_res
     let peer = ByRule::new(|_| (Duration::ZERO, accepted()));
     let (cancel, task) = start(&outbox, peer.clone(), config(2, 4));
     let o = outbox.clone();
-    eventually("the outbox to drain", WAIT, async || committed(&o) == 10).await;
+    eventually("the outbox to drain", WAIT, || async {
+        committed(&o) == 10
+    })
+    .await;
     cancel.cancel();
     task.await.unwrap().unwrap();
     let mut resent = peer.log.lock().unwrap().clone();
@@ -340,7 +344,7 @@ async fn the_cursor_waits_for_an_earlier_batch_that_is_retried_and_a_restart_res
     assert_eq!(outbox.metrics().delivered("default"), 4);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn nothing_new_is_sent_while_a_failed_batch_backs_off() {
     init_tracing();
     let dir = tempfile::tempdir().unwrap();
@@ -375,14 +379,14 @@ async fn nothing_new_is_sent_while_a_failed_batch_backs_off() {
     peer.answer(4, accepted());
     peer.answer(2, accepted());
     let o = outbox.clone();
-    eventually("the outbox to drain", WAIT, async || committed(&o) == 6).await;
+    eventually("the outbox to drain", WAIT, || async { committed(&o) == 6 }).await;
     cancel.cancel();
     task.await.unwrap().unwrap();
     assert_eq!(outbox.metrics().failures("default", "throttled"), 1);
     assert_eq!(outbox.metrics().delivered("default"), 6);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn max_in_flight_bounds_the_requests_held_at_once() {
     init_tracing();
     for (max_in_flight, expected) in [(4, 4), (1, 1)] {
@@ -391,7 +395,10 @@ async fn max_in_flight_bounds_the_requests_held_at_once() {
         let peer = ByRule::new(|_| (Duration::from_millis(30), accepted()));
         let (cancel, task) = start(&outbox, peer.clone(), config(2, max_in_flight));
         let o = outbox.clone();
-        eventually("the outbox to drain", WAIT, async || committed(&o) == 40).await;
+        eventually("the outbox to drain", WAIT, || async {
+            committed(&o) == 40
+        })
+        .await;
         cancel.cancel();
         task.await.unwrap().unwrap();
         assert_eq!(peer.held.peak(), expected, "max_in_flight {max_in_flight}");
@@ -404,7 +411,7 @@ async fn max_in_flight_bounds_the_requests_held_at_once() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_split_or_a_refusal_in_the_middle_of_the_window_keeps_every_record_once_counted() {
     init_tracing();
     let dir = tempfile::tempdir().unwrap();
@@ -436,7 +443,10 @@ async fn a_split_or_a_refusal_in_the_middle_of_the_window_keeps_every_record_onc
     });
     let (cancel, task) = start(&outbox, peer.clone(), config(4, 3));
     let o = outbox.clone();
-    eventually("the outbox to drain", WAIT, async || committed(&o) == 16).await;
+    eventually("the outbox to drain", WAIT, || async {
+        committed(&o) == 16
+    })
+    .await;
     cancel.cancel();
     task.await.unwrap().unwrap();
 

@@ -240,7 +240,7 @@ pub async fn drain_through<T: Transport>(
         cancel.clone(),
     ));
     let o = outbox.clone();
-    eventually("the outbox to drain", Duration::from_secs(20), async || {
+    eventually("the outbox to drain", Duration::from_secs(20), || async {
         o.stats().consumers[0].pending == 0
     })
     .await;

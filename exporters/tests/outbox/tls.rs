@@ -244,7 +244,7 @@ async fn fails_without_dropping<T: Transport>(
     eventually(
         "three failed connections",
         Duration::from_secs(20),
-        async || m.failures("default", "connection") >= 3,
+        || async { m.failures("default", "connection") >= 3 },
     )
     .await;
     cancel.cancel();
@@ -277,7 +277,7 @@ async fn then_delivers<T: Transport>(outbox: &Outbox, transport: T, script: &Scr
         cancel.clone(),
     ));
     let o = outbox.clone();
-    eventually("the outbox to drain", Duration::from_secs(20), async || {
+    eventually("the outbox to drain", Duration::from_secs(20), || async {
         o.stats().consumers[0].pending == 0
     })
     .await;

@@ -15,15 +15,19 @@ pub mod process;
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use sextant_e2e::sshd::Sshd;
-use sextant_e2e::{Backend, TestDb};
+use sextant_e2e::{Backend, TestDb, wait};
 use sextant_orchestrator::app::{self, Running, RuntimeConfig};
 use sextant_orchestrator::executor::ssh::SshExecutor;
 use sextant_orchestrator::service::Settings;
 use tokio_util::sync::CancellationToken;
+
+/// How long a promotion or a job may take to reach the state a test waits
+/// for.
+const EVENTUALLY: Duration = Duration::from_secs(90);
 
 pub fn digest(n: char) -> String {
     format!("sha256:{}", n.to_string().repeat(64))
@@ -58,6 +62,12 @@ impl Stack {
     /// The OpenSSH server the stack's targets live on.
     pub fn sshd(&self) -> &Sshd {
         self.sshd.get_or_init(Sshd::start)
+    }
+
+    /// What sshd logged so far, empty if no test asked for it (a failure
+    /// message should not start it).
+    pub fn sshd_log(&self) -> String {
+        self.sshd.get().map(Sshd::log).unwrap_or_default()
     }
 
     /// A stack whose orchestrator reads `hub`'s API (gates, canary
@@ -255,21 +265,15 @@ impl Stack {
 
     /// Waits until the promotion reaches a state in `states`.
     pub async fn wait_promotion(&self, id: &str, states: &[&str]) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            let (_, p) = self
-                .call("GET", &format!("/api/v1/promotions/{id}"), "t", None)
-                .await;
+        let url = &format!("/api/v1/promotions/{id}");
+        wait::until(EVENTUALLY, Duration::from_millis(200), || async move {
+            let (_, p) = self.call("GET", url, "t", None).await;
             if states.contains(&p["state"].as_str().unwrap_or("")) {
-                return p;
+                return Ok(p);
             }
-            assert!(
-                Instant::now() < deadline,
-                "promotion stuck: {p:#}\n{}",
-                self.sshd().log()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+            Err(format!("promotion stuck: {p:#}\n{}", self.sshd_log()))
+        })
+        .await
     }
 
     pub async fn job(&self, id: &str) -> Value {
@@ -296,19 +300,14 @@ impl Stack {
 
     /// Waits until the job reaches a state in `states`.
     pub async fn wait_job(&self, id: &str, states: &[&str]) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
+        wait::until(EVENTUALLY, Duration::from_millis(200), || async {
             let job = self.job(id).await;
             if states.contains(&job["state"].as_str().unwrap_or("")) {
-                return job;
+                return Ok(job);
             }
-            assert!(
-                Instant::now() < deadline,
-                "job stuck: {job:#}\n{}",
-                self.sshd().log()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+            Err(format!("job stuck: {job:#}\n{}", self.sshd_log()))
+        })
+        .await
     }
 
     pub fn current(&self, target: &str) -> String {

@@ -524,6 +524,7 @@ async fn argocd_rows_are_never_stale(b: Backend) {
         observed("docker-host-1", at, "sha256:aa", "succeeded", now_nanos()),
     ]))
     .await;
+    // Real time: staleness is judged against the wall clock (stale after 1 s).
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
 
     let (_, page) = app.get("/api/v1/drift?environment=prod", None).await;

@@ -14,6 +14,7 @@ use serde_json::json;
 use crate::helpers::{Backend, TestApp, logs, observed, on_both_backends, spawn_app_with};
 use crate::reports::estate_with;
 use crate::sources::mixed_estate;
+use sextant_e2e::wait;
 
 /// A chromedriver process on a free loopback port; killed when dropped.
 struct Driver {
@@ -34,14 +35,17 @@ impl Driver {
             .spawn()
             .expect("start chromedriver (Debian package chromium-driver; ./scripts/test.sh installs it)");
         let driver = Self { child, port };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while reqwest::get(format!("http://127.0.0.1:{port}/status"))
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "chromedriver did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait::until(
+            Duration::from_secs(20),
+            Duration::from_millis(100),
+            || async move {
+                reqwest::get(format!("http://127.0.0.1:{port}/status"))
+                    .await
+                    .map(drop)
+                    .map_err(|_| "chromedriver did not start")
+            },
+        )
+        .await;
         driver
     }
 
@@ -225,11 +229,18 @@ async fn ui_shows_what_runs_where(backend: Backend) {
         t,
     )]))
     .await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while count(&browser, r#"tr[data-host="s3"]"#).await > 0 {
-        assert!(Instant::now() < deadline, "the drift page did not refresh");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait::until(
+        Duration::from_secs(15),
+        Duration::from_millis(200),
+        || async {
+            if count(&browser, r#"tr[data-host="s3"]"#).await > 0 {
+                Err("the drift page did not refresh")
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .await;
 
     // Hosts and a host page.
     open(&browser, &app, "/hosts").await;
@@ -360,23 +371,35 @@ async fn ui_shows_every_source_side_by_side(backend: Backend) {
         .click()
         .await
         .expect("filter");
+    // One deadline for both waits.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !browser
-        .current_url()
-        .await
-        .expect("url")
-        .as_str()
-        .contains("source=argocd")
-    {
-        assert!(Instant::now() < deadline, "the filter did not submit");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let mut shown = Vec::new();
-    while shown.is_empty() {
-        assert!(Instant::now() < deadline, "the filtered page did not load");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        shown = texts(&browser, &format!("{cell} .target .source")).await;
-    }
+    wait::until(
+        deadline.saturating_duration_since(Instant::now()),
+        Duration::from_millis(100),
+        || async {
+            let url = browser.current_url().await.expect("url");
+            if url.as_str().contains("source=argocd") {
+                Ok(())
+            } else {
+                Err("the filter did not submit")
+            }
+        },
+    )
+    .await;
+    let cells = &format!("{cell} .target .source");
+    let shown = wait::until(
+        deadline.saturating_duration_since(Instant::now()),
+        Duration::from_millis(100),
+        || async {
+            let shown = texts(&browser, cells).await;
+            if shown.is_empty() {
+                Err("the filtered page did not load")
+            } else {
+                Ok(shown)
+            }
+        },
+    )
+    .await;
     assert_eq!(shown, ["argocd argocd-prod"]);
 
     // Drift: one list, each row with its source.
