@@ -294,23 +294,7 @@ impl Orchestrator {
             .checked_sub(1)
             .map(|i| environments[i].name.as_str());
         let components = self.store.components(tenant).await?;
-        let manual: BTreeMap<String, ManualGateState> = self
-            .store
-            .manual_gates(id)
-            .await?
-            .into_iter()
-            .map(|(gate, (open, by, at, comment))| {
-                (
-                    gate,
-                    ManualGateState {
-                        open,
-                        by,
-                        at,
-                        comment,
-                    },
-                )
-            })
-            .collect();
+        let manual = self.manual_gate_states(id).await?;
         let ctx = GateContext {
             tenant,
             promotion_id: id,
@@ -347,24 +331,8 @@ impl Orchestrator {
                 .await;
         }
         if gate_decision == Decision::Deny {
-            let denied: Vec<String> = results
-                .iter()
-                .filter(|r| r.decision == Decision::Deny)
-                .map(|r| format!("{}: {}", r.gate, r.reason))
-                .collect();
-            let detail = format!("denied by gate {}", denied.join("; "));
+            let (detail, actor) = denial(&results, &env.gates, &manual);
             trace_gates(&p, evaluating, &results, gate_decision, "rejected");
-            // A manual gate closed by someone: they are the actor.
-            let actor = env
-                .gates
-                .iter()
-                .filter_map(|g| match g {
-                    GateSpec::Manual { name } => manual.get(name).filter(|m| !m.open),
-                    _ => None,
-                })
-                .map(|m| m.by.as_str())
-                .next()
-                .unwrap_or("sextant");
             return self
                 .decide(&p, PromotionState::Rejected, actor, &detail, record)
                 .await;
@@ -372,25 +340,7 @@ impl Orchestrator {
         if gate_decision == Decision::Pending || approved < required {
             if p.state == PromotionState::Requested {
                 trace_gates(&p, evaluating, &results, gate_decision, "awaiting_approval");
-                let mut waiting = Vec::new();
-                if approved < required {
-                    waiting.push(format!("{approved}/{required} approvals"));
-                }
-                waiting.extend(
-                    results
-                        .iter()
-                        .filter(|r| r.decision == Decision::Pending)
-                        .map(|r| format!("{}: {}", r.gate, r.reason)),
-                );
-                self.store
-                    .move_promotion(
-                        id,
-                        PromotionState::Requested,
-                        PromotionState::AwaitingApproval,
-                        "sextant",
-                        Some(&format!("waiting for {}", waiting.join("; "))),
-                        None,
-                    )
+                self.await_approval(&p, &results, (approved, required))
                     .await?;
             }
             return Ok(());
@@ -405,6 +355,56 @@ impl Orchestrator {
         )
         .await?;
         self.start_deployment(tenant, id).await
+    }
+
+    /// The manual gates of a promotion, opened or closed by someone.
+    async fn manual_gate_states(&self, id: &str) -> Result<BTreeMap<String, ManualGateState>> {
+        Ok(self
+            .store
+            .manual_gates(id)
+            .await?
+            .into_iter()
+            .map(|(gate, (open, by, at, comment))| {
+                let state = ManualGateState {
+                    open,
+                    by,
+                    at,
+                    comment,
+                };
+                (gate, state)
+            })
+            .collect())
+    }
+
+    /// A requested promotion that must wait: it moves to
+    /// `awaiting_approval`, saying what for (approvals, pending gates).
+    async fn await_approval(
+        &self,
+        p: &Promotion,
+        results: &[gates::GateResult],
+        (approved, required): (usize, usize),
+    ) -> Result<()> {
+        let mut waiting = Vec::new();
+        if approved < required {
+            waiting.push(format!("{approved}/{required} approvals"));
+        }
+        waiting.extend(
+            results
+                .iter()
+                .filter(|r| r.decision == Decision::Pending)
+                .map(|r| format!("{}: {}", r.gate, r.reason)),
+        );
+        self.store
+            .move_promotion(
+                &p.id,
+                PromotionState::Requested,
+                PromotionState::AwaitingApproval,
+                "sextant",
+                Some(&format!("waiting for {}", waiting.join("; "))),
+                None,
+            )
+            .await?;
+        Ok(())
     }
 
     /// Writes the decision record and moves the promotion.
@@ -629,6 +629,30 @@ impl Orchestrator {
         }
         Ok(())
     }
+}
+
+/// Why gates denied a promotion, and who did: a manual gate closed by
+/// someone makes them the actor, any other denial is the orchestrator's.
+fn denial<'a>(
+    results: &[gates::GateResult],
+    specs: &[GateSpec],
+    manual: &'a BTreeMap<String, ManualGateState>,
+) -> (String, &'a str) {
+    let denied: Vec<String> = results
+        .iter()
+        .filter(|r| r.decision == Decision::Deny)
+        .map(|r| format!("{}: {}", r.gate, r.reason))
+        .collect();
+    let actor = specs
+        .iter()
+        .filter_map(|g| match g {
+            GateSpec::Manual { name } => manual.get(name).filter(|m| !m.open),
+            _ => None,
+        })
+        .map(|m| m.by.as_str())
+        .next()
+        .unwrap_or("sextant");
+    (format!("denied by gate {}", denied.join("; ")), actor)
 }
 
 /// Records the gate evaluation that moved a promotion (to waiting, or to a
