@@ -309,20 +309,14 @@ impl Store {
         })
     }
 
+    /// The job's moves, oldest first.
     pub async fn job_events(&self, id: &str) -> Result<Vec<StateEvent>> {
-        on_pool!(self, |pool| {
-            let rows = sqlx::query_as::<_, (i64, String, Option<String>, String, Option<String>)>(
-                "SELECT at, actor, from_state, to_state, detail FROM job_events \
-                 WHERE job_id = $1 ORDER BY id",
-            )
-            .bind(id)
-            .fetch_all(pool)
-            .await?;
-            Ok(rows
-                .into_iter()
-                .map(|(at, actor, from, to, detail)| event_row(at, actor, from, to, detail))
-                .collect())
-        })
+        self.state_events(
+            "SELECT at, actor, from_state, to_state, detail FROM job_events \
+             WHERE job_id = $1 ORDER BY id",
+            id,
+        )
+        .await
     }
 
     /// The rollback job created for `job_id`, if any (there is at most one).

@@ -320,6 +320,22 @@ pub use promotions::{Approval, DecisionRecord, NewPromotion, Promotion};
 pub use tasks::{ArtifactInfo, NewTask, Task, TaskLogLine, TaskMove, TaskResultRow};
 
 impl Store {
+    /// The events `move_and_record!` appended for one promotion or job,
+    /// read by `sql` (which selects them by `$1`, oldest first).
+    async fn state_events(&self, sql: &'static str, id: &str) -> Result<Vec<StateEvent>> {
+        on_pool!(self, |pool| {
+            let rows =
+                sqlx::query_as::<_, (i64, String, Option<String>, String, Option<String>)>(sql)
+                    .bind(id)
+                    .fetch_all(pool)
+                    .await?;
+            Ok(rows
+                .into_iter()
+                .map(|(at, actor, from, to, detail)| event_row(at, actor, from, to, detail))
+                .collect())
+        })
+    }
+
     /// Opens `url` (`sqlite://PATH` or `postgres://…`) and applies migrations.
     pub async fn open(url: &str) -> Result<Self> {
         if url.starts_with("sqlite:") {

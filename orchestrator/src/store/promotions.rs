@@ -218,20 +218,14 @@ impl Store {
         })
     }
 
+    /// The promotion's moves, oldest first.
     pub async fn promotion_events(&self, id: &str) -> Result<Vec<StateEvent>> {
-        on_pool!(self, |pool| {
-            let rows = sqlx::query_as::<_, (i64, String, Option<String>, String, Option<String>)>(
-                "SELECT at, actor, from_state, to_state, detail FROM promotion_events \
-                 WHERE promotion_id = $1 ORDER BY id",
-            )
-            .bind(id)
-            .fetch_all(pool)
-            .await?;
-            Ok(rows
-                .into_iter()
-                .map(|(at, actor, from, to, detail)| event_row(at, actor, from, to, detail))
-                .collect())
-        })
+        self.state_events(
+            "SELECT at, actor, from_state, to_state, detail FROM promotion_events \
+             WHERE promotion_id = $1 ORDER BY id",
+            id,
+        )
+        .await
     }
 
     /// Records an approval; `false` if this approver already decided.
