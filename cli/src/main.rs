@@ -313,7 +313,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     banner_line!(
         b,
         "  database     {}",
-        sextant_receiver::app::redact_url(&config.database_url())
+        sextant_kit::database::redact_url(&config.database_url())
     );
     let scheme = if app.is_tls() { "https" } else { "http" };
     banner_line!(b, "  OTLP/gRPC    {scheme}://{}", app.otlp_grpc_addr());

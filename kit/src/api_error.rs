@@ -6,6 +6,7 @@
 //! client and stay in the log.
 
 use axum::Json;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sextant_model::{ErrorBody, ErrorDetail};
@@ -87,6 +88,21 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
+    }
+}
+
+/// A query string that does not parse: 400 `invalid_query`, with axum's
+/// words for what is wrong.
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text())
+    }
+}
+
+/// A path segment that does not parse: 400 `invalid_query`.
+impl From<PathRejection> for ApiError {
+    fn from(e: PathRejection) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text())
     }
 }
 

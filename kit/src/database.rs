@@ -9,10 +9,6 @@ use std::time::Duration;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 
-/// How long a query waits for a pooled connection before it fails (and
-/// the API answers 503) instead of queueing without end.
-pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// The two databases a service can keep its state in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -145,8 +145,8 @@ impl From<DeploymentStatus> for Progress {
     }
 }
 
-/// The one shape of every error the hub's API answers:
-/// `{"error": {"code": "...", "message": "..."}}`.
+/// The one shape of every error Sextant's APIs (the hub's and the
+/// orchestrator's) answer: `{"error": {"code": "...", "message": "..."}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
@@ -155,8 +155,9 @@ pub struct ErrorBody {
 /// What went wrong, in an [`ErrorBody`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
-    /// Stable: `invalid_query`, `not_found`, `unauthenticated`, `forbidden`,
-    /// `rate_limited`, `unavailable`.
+    /// Stable; each API lists its codes (the hub: `invalid_query`,
+    /// `not_found`, `unauthenticated`, `forbidden`, `rate_limited`,
+    /// `unavailable`).
     pub code: String,
     /// For people; may change.
     pub message: String,

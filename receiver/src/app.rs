@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use sextant_kit::database::redact_url;
 use sextant_kit::serve::{ListenerLimits, ServerTls, fit_connections, serve_http_tls};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -303,17 +304,6 @@ async fn sweep_stale_until(
                 tracing::warn!(%error, "stale sweep failed; trying again at the next period");
             }
         }
-    }
-}
-
-/// Hides the password of a database URL.
-pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_owned(),
     }
 }
 

@@ -1,12 +1,12 @@
 //! Hub configuration: defaults, then a TOML file, then `SEXTANT_…`
 //! environment variables; the CLI applies its flags last.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
+use sextant_kit::config::{ConfigError, Layers};
 
 use sextant_kit::rate_limit::RateLimitConfig;
 use sextant_kit::serve::ListenerLimits;
@@ -175,15 +175,21 @@ impl Default for HubConfig {
 impl HubConfig {
     /// Defaults, then `file` (if any), then `SEXTANT_…` environment
     /// variables (`__` nests: `SEXTANT_RATE_LIMITS__API__BURST`).
-    pub fn load(file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
-        let mut figment = Figment::from(Serialized::defaults(HubConfig::default()));
-        if let Some(file) = file {
-            figment = figment.merge(Toml::file_exact(file));
-        }
-        figment
-            .merge(Env::prefixed("SEXTANT_").split("__").only(ENV_KEYS))
-            .extract()
-            .map_err(Box::new)
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with_flags(file, &BTreeMap::<String, String>::new())
+    }
+
+    /// [`Self::load`], then the command line's `flags` over everything
+    /// (serialized with the keys of the file; unset flags left out).
+    pub fn load_with_flags(
+        file: Option<&Path>,
+        flags: &impl serde::Serialize,
+    ) -> Result<Self, ConfigError> {
+        Layers::new(HubConfig::default())
+            .file(file)
+            .env("SEXTANT_", ENV_KEYS)
+            .flags(flags)
+            .load()
     }
 
     /// The database URL, defaulting to SQLite in the data directory.

@@ -354,7 +354,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.config()?;
     let cancel = CancellationToken::new();
     tokio::spawn(crate::stop_on_signal(cancel.clone())?);
-    let database = sextant_receiver::app::redact_url(&config.database_url);
+    let database = sextant_kit::database::redact_url(&config.database_url);
     let hub = config.hub_api.clone();
     let hub_otlp = config.hub_otlp.clone();
     let replica = config.settings.replica.clone();

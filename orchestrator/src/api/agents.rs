@@ -36,11 +36,12 @@ pub(super) async fn whoami(caller: Caller) -> ApiResult<WhoAmI> {
 }
 
 pub(super) fn channel(state: &ApiState) -> Result<&Arc<crate::agents::AgentChannel>, ApiError> {
-    state.orchestrator.agents.as_ref().ok_or_else(|| ApiError {
-        status: StatusCode::SERVICE_UNAVAILABLE,
-        code: "no_agent_channel",
-        message: "this orchestrator runs no agent channel".into(),
-        retry_after: None,
+    state.orchestrator.agents.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_agent_channel",
+            "this orchestrator runs no agent channel",
+        )
     })
 }
 
@@ -83,12 +84,11 @@ pub(super) fn find_agent(views: Vec<AgentView>, key: &str) -> Result<AgentView, 
     match matching.len() {
         0 => Err(not_found(format!("no agent {key}"))),
         1 => Ok(matching.remove(0)),
-        n => Err(ApiError {
-            status: StatusCode::CONFLICT,
-            code: "ambiguous",
-            message: format!("{n} agents are named {key}; use an id"),
-            retry_after: None,
-        }),
+        n => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "ambiguous",
+            format!("{n} agents are named {key}; use an id"),
+        )),
     }
 }
 

@@ -86,11 +86,12 @@ pub(super) async fn create_release(
             !body.draft,
         )
         .await?
-        .ok_or_else(|| ApiError {
-            status: StatusCode::CONFLICT,
-            code: "conflict",
-            message: format!("release {:?} exists; releases are immutable", body.name),
-            retry_after: None,
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("release {:?} exists; releases are immutable", body.name),
+            )
         })?;
     Ok((StatusCode::CREATED, Json(release)))
 }

@@ -127,7 +127,7 @@ impl Caller {
             Ok(()) => Ok(self),
             Err(limited) => Err(ApiError::rate_limited(
                 &self.tenant,
-                &state.rate_limit,
+                &state.rate_limit.config().describe(),
                 limited,
             )),
         }

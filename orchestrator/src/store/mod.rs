@@ -14,15 +14,12 @@
 //! effect.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sextant_kit::database::Backend;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqlitePool, SqlitePoolOptions};
 use utoipa::ToSchema;
 
 use crate::domain::failure::FailureKind;
@@ -39,14 +36,8 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("schema migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("unsupported database URL {0:?}: expected sqlite://… or postgres://…")]
-    UnsupportedUrl(String),
-    #[error("cannot create the database directory {path}: {source}")]
-    Directory {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Open(#[from] sextant_kit::database::DatabaseError),
     #[error("corrupt row: {0}")]
     Corrupt(String),
 }
@@ -338,50 +329,38 @@ impl Store {
 
     /// Opens `url` (`sqlite://PATH` or `postgres://…`) and applies migrations.
     pub async fn open(url: &str) -> Result<Self> {
-        if url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(url)?
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                // With WAL, NORMAL syncs at checkpoints, not at every
-                // commit: a crash of the process loses nothing, a power
-                // loss at most the last transactions, never consistency
-                // (tasks are idempotent by run key, so a lost move is
-                // redone). FULL cost an fsync per commit: 0.6x the
-                // throughput of a 1,000-agent job (docs/performance.md).
-                .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(10))
-                .foreign_keys(true);
-            if let Some(dir) = Path::new(options.get_filename()).parent()
-                && !dir.as_os_str().is_empty()
-            {
-                std::fs::create_dir_all(dir).map_err(|source| StoreError::Directory {
-                    path: dir.display().to_string(),
-                    source,
-                })?;
+        match Backend::of(url)? {
+            Backend::Sqlite => {
+                // WAL with NORMAL syncs at checkpoints, not at every commit
+                // (kit::database): tasks are idempotent by run key, so a
+                // move lost to a power cut is redone. FULL cost an fsync
+                // per commit: 0.6x the throughput of a 1,000-agent job
+                // (docs/performance.md).
+                let options = sextant_kit::database::sqlite_options(url)?;
+                // One connection: SQLite has one writer, and every
+                // transaction here writes; queueing in the pool beats
+                // SQLITE_BUSY upgrades.
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .connect_with(options)
+                    .await?;
+                sqlite_migrations().run(&pool).await?;
+                Ok(Self {
+                    pool: Pool::Sqlite(pool),
+                })
             }
-            // One connection: SQLite has one writer, and every transaction
-            // here writes; queueing in the pool beats SQLITE_BUSY upgrades.
-            let pool = SqlitePoolOptions::new()
-                .max_connections(1)
-                .connect_with(options)
-                .await?;
-            sqlite_migrations().run(&pool).await?;
-            Ok(Self {
-                pool: Pool::Sqlite(pool),
-            })
-        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let options = PgConnectOptions::from_str(url)?;
-            let pool = PgPoolOptions::new()
-                .max_connections(8)
-                .acquire_timeout(Duration::from_secs(10))
-                .connect_with(options)
-                .await?;
-            postgres_migrations().run(&pool).await?;
-            Ok(Self {
-                pool: Pool::Postgres(pool),
-            })
-        } else {
-            Err(StoreError::UnsupportedUrl(url.to_owned()))
+            Backend::Postgres => {
+                let options = sextant_kit::database::postgres_options(url)?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(8)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(options)
+                    .await?;
+                postgres_migrations().run(&pool).await?;
+                Ok(Self {
+                    pool: Pool::Postgres(pool),
+                })
+            }
         }
     }
 

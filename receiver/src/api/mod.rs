@@ -11,12 +11,13 @@ use axum::Json;
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
+pub use sextant_kit::api_error::ApiError;
 use sextant_kit::serve::Peer;
-use sextant_model::{ErrorBody, ErrorDetail, HostSummary, Page, Rollout, TargetState, UnixNanos};
+use sextant_model::{ErrorBody, HostSummary, Page, Rollout, TargetState, UnixNanos};
 
 use crate::auth::{AuthError, Principal, Scope};
 use crate::read::{ApiState, ParamError, source_filter};
@@ -134,65 +135,6 @@ pub(crate) async fn refuse_nul(
     next.run(request).await
 }
 
-/// An API error: `{"error": {"code": "...", "message": "..."}}`. The code
-/// is stable; the message is for people.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    /// Seconds for `Retry-After` (429 only).
-    retry_after: Option<u64>,
-}
-
-impl ApiError {
-    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-
-    /// 429 `rate_limited`, with `Retry-After`.
-    pub(crate) fn rate_limited(
-        tenant: &str,
-        limit: &str,
-        limited: sextant_kit::rate_limit::RateLimited,
-    ) -> Self {
-        let secs = limited.retry_after_secs();
-        Self {
-            retry_after: Some(secs),
-            ..Self::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                format!(
-                    "tenant {tenant:?} is over its API rate limit ({limit}); retry in {secs} s"
-                ),
-            )
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code.to_owned(),
-                message: self.message,
-            },
-        };
-        let mut response = (self.status, Json(body)).into_response();
-        if let Some(secs) = self.retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
-        response
-    }
-}
-
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
@@ -212,12 +154,6 @@ impl From<ParamError> for ApiError {
     }
 }
 
-impl From<QueryRejection> for ApiError {
-    fn from(e: QueryRejection) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text())
-    }
-}
-
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         if e.is_data_error() {
@@ -228,12 +164,7 @@ impl From<crate::store::StoreError> for ApiError {
                 "a value of the query cannot be stored or compared by the hub's database",
             );
         }
-        tracing::error!(error = %e, cause = ?std::error::Error::source(&e), "Store read failed");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "the hub store is unavailable",
-        )
+        ApiError::unavailable("the hub store", &e)
     }
 }
 

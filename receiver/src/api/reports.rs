@@ -33,12 +33,6 @@ fn not_found(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
 }
 
-impl From<PathRejection> for ApiError {
-    fn from(e: PathRejection) -> Self {
-        invalid(e.body_text())
-    }
-}
-
 /// Encodes a keyset cursor: JSON, hex-encoded, so it is opaque and URL-safe.
 fn encode_cursor<T: Serialize>(key: &T) -> Option<String> {
     serde_json::to_vec(key).ok().map(hex::encode)

@@ -27,6 +27,7 @@ use sextant_model::{
 pub use mark::ChangeMark;
 pub use postgres::PostgresStore;
 pub use reports::{CatalogKind, CatalogRow, CurrentCursor, HistoryCursor};
+use sextant_kit::database::Backend;
 pub use sqlite::SqliteStore;
 
 /// Errors of the hub store.
@@ -36,14 +37,8 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("schema migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("unsupported database URL {0:?}: expected sqlite://… or postgres://…")]
-    UnsupportedUrl(String),
-    #[error("cannot create the database directory {path}")]
-    Directory {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Open(#[from] sextant_kit::database::DatabaseError),
 }
 
 impl StoreError {
@@ -491,11 +486,8 @@ impl From<drift::DriftSummaryRow> for DriftSummary {
 
 /// Opens (creating if needed) and migrates the store named by `url`.
 pub async fn open(url: &str) -> Result<Arc<dyn HubStore>, StoreError> {
-    if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::open(url).await?))
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PostgresStore::open(url).await?))
-    } else {
-        Err(StoreError::UnsupportedUrl(url.to_owned()))
-    }
+    Ok(match Backend::of(url)? {
+        Backend::Sqlite => Arc::new(SqliteStore::open(url).await?),
+        Backend::Postgres => Arc::new(PostgresStore::open(url).await?),
+    })
 }

@@ -3,14 +3,13 @@
 //! one appends history, each binding whole arrays through `unnest`.
 
 use std::collections::{HashMap, HashSet};
-use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sextant_model::{
     DeploymentEvent, HistoryEntry, HostDeployment, TargetState, TargetSummary, UnixNanos,
 };
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use super::dims::{DimCache, DimKey, resolve_dim, resolve_placement};
 use super::mark::{CHANGE_MARK_SQL, ChangeMark, ChangeMarkRow, MARK_LOCK_CLASS, lock_key};
@@ -62,7 +61,7 @@ impl PostgresStore {
         // a generic plan cannot see which optional filters (`$n IS NULL OR
         // …`) are set and picks nested loops over every host; and no JIT,
         // whose compilation cost more than the query it was meant to speed up.
-        let options = PgConnectOptions::from_str(url)?
+        let options = sextant_kit::database::postgres_options(url)?
             .options([("plan_cache_mode", "force_custom_plan"), ("jit", "off")]);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)

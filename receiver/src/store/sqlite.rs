@@ -2,17 +2,12 @@
 //! writes, as SQLite allows only one writer; readers use their own pool.
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::str::FromStr;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use sextant_model::{
     DeploymentEvent, HistoryEntry, HostDeployment, TargetState, TargetSummary, UnixNanos,
 };
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqlitePool, SqlitePoolOptions};
 
 use super::dims::{DimCache, DimKey, resolve_dim};
 use super::mark::{CHANGE_MARK_SQL, ChangeMark, ChangeMarkRow};
@@ -36,20 +31,7 @@ impl SqliteStore {
     /// Opens `url` (`sqlite://PATH`), creating the file and its directory,
     /// and applies migrations.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        if let Some(dir) = Path::new(options.get_filename()).parent()
-            && !dir.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::Directory {
-                path: dir.display().to_string(),
-                source,
-            })?;
-        }
+        let options = sextant_kit::database::sqlite_options(url)?;
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options.clone())
