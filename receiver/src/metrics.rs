@@ -57,141 +57,117 @@ pub struct HubMetrics {
 
 impl HubMetrics {
     pub fn new() -> Self {
-        let registry = Registry::new();
-        let records = IntCounterVec::new(
-            Opts::new(
+        let metrics = Self {
+            registry: Registry::new(),
+            records: counter_vec(
                 "sextant_receiver_records_total",
                 "OTLP records received, by signal, outcome (accepted, rejected, ignored) and reason.",
+                &["signal", "outcome", "reason"],
             ),
-            &["signal", "outcome", "reason"],
-        )
-        .expect("valid metric");
-        let ingest_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "sextant_receiver_ingest_duration_seconds",
-                "Time to validate and store one OTLP request, in seconds.",
-            )
-            .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-            ]),
-            &["signal"],
-        )
-        .expect("valid metric");
-        let batch_records = HistogramVec::new(
-            HistogramOpts::new(
-                "sextant_receiver_batch_records",
-                "Records per OTLP request.",
-            )
-            .buckets(prometheus::exponential_buckets(1.0, 4.0, 9).expect("valid buckets")),
-            &["signal"],
-        )
-        .expect("valid metric");
-        let report_cache = IntCounterVec::new(
-            Opts::new(
+            ingest_seconds: histogram_vec(
+                HistogramOpts::new(
+                    "sextant_receiver_ingest_duration_seconds",
+                    "Time to validate and store one OTLP request, in seconds.",
+                )
+                .buckets(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ]),
+            ),
+            batch_records: histogram_vec(
+                HistogramOpts::new(
+                    "sextant_receiver_batch_records",
+                    "Records per OTLP request.",
+                )
+                .buckets(prometheus::exponential_buckets(1.0, 4.0, 9).expect("valid buckets")),
+            ),
+            report_cache: counter_vec(
                 "sextant_api_report_cache_requests_total",
                 "Environment-state and compare requests, by how the report cache served them \
                  (hit, miss, uncached).",
+                &["result"],
             ),
-            &["result"],
-        )
-        .expect("valid metric");
-        let drift_hosts = IntGaugeVec::new(
-            Opts::new(
+            http: std::sync::Arc::default(),
+            drift_hosts: gauge_vec(
                 "sextant_hub_drift_hosts",
                 "Current (host, target) rows that differ from desired state, by tenant, \
                  environment and reason (no_desired, wrong_revision, failed).",
+                &["tenant", "env", "reason"],
             ),
-            &["tenant", "env", "reason"],
-        )
-        .expect("valid metric");
-        let stale_hosts = IntGaugeVec::new(
-            Opts::new(
+            stale_hosts: gauge_vec(
                 "sextant_hub_stale_hosts",
                 "Hosts with no report for longer than the stale threshold, by tenant and \
                  environment.",
+                &["tenant", "env"],
             ),
-            &["tenant", "env"],
-        )
-        .expect("valid metric");
-        let rate_limited = IntCounterVec::new(
-            Opts::new(
+            rate_limited: counter_vec(
                 "sextant_rate_limited_total",
                 "Requests refused by a per-tenant rate limit, by surface (api: the read API; \
                  ingest: OTLP over HTTP and gRPC).",
+                &["surface"],
             ),
-            &["surface"],
-        )
-        .expect("valid metric");
-        let requests_refused = IntCounterVec::new(
-            Opts::new(
+            requests_refused: counter_vec(
                 "sextant_receiver_requests_refused_total",
                 "OTLP requests refused before decoding, by reason (too_large: over the request \
                  size limit, or decoding into more than the whole memory budget; memory_budget: over the budget of requests in flight, retryable; \
                  invalid_gzip; read_error).",
+                &["reason"],
             ),
-            &["reason"],
-        )
-        .expect("valid metric");
-        for reason in ["too_large", "memory_budget", "invalid_gzip", "read_error"] {
-            requests_refused.with_label_values(&[reason]);
-        }
-        let inflight_request_bytes = IntGauge::new(
-            "sextant_receiver_inflight_request_bytes",
-            "Bytes of the memory budget held by OTLP requests in flight (bodies, their gzip \
-             output and the decoded estimate).",
-        )
-        .expect("valid metric");
-        let listener_refused = sextant_kit::serve::refused_counter();
-        for listener in ["otlp_grpc", "otlp_http", "api"] {
-            listener_refused.with_label_values(&[listener]);
-        }
-        let stale_marked = IntCounter::new(
-            "sextant_hub_stale_marked_total",
-            "Current rows the stale sweep marked past the stale threshold (docs/performance.md, \
-             \"Bounded reads\").",
-        )
-        .expect("valid metric");
-        let stale_sweep_errors = IntCounter::new(
-            "sextant_hub_stale_sweep_errors_total",
-            "Stale sweeps that failed; each is tried again at the next period.",
-        )
-        .expect("valid metric");
-        for surface in [API, INGEST] {
-            // Both series exist from the start, so a rate() sees the first refusal.
-            rate_limited.with_label_values(&[surface]);
-        }
-        for c in [
-            Box::new(drift_hosts.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(stale_hosts.clone()),
-            Box::new(records.clone()),
-            Box::new(ingest_seconds.clone()),
-            Box::new(batch_records.clone()),
-            Box::new(report_cache.clone()),
-            Box::new(rate_limited.clone()),
-            Box::new(requests_refused.clone()),
-            Box::new(inflight_request_bytes.clone()),
-            Box::new(listener_refused.clone()),
-            Box::new(stale_marked.clone()),
-            Box::new(stale_sweep_errors.clone()),
-        ] {
-            registry.register(c).expect("metric registered once");
-        }
-        Self {
-            registry,
-            records,
-            ingest_seconds,
-            batch_records,
-            report_cache,
-            http: std::sync::Arc::default(),
-            drift_hosts,
-            stale_hosts,
-            rate_limited,
-            requests_refused,
-            inflight_request_bytes,
-            listener_refused,
-            stale_marked,
-            stale_sweep_errors,
+            inflight_request_bytes: IntGauge::new(
+                "sextant_receiver_inflight_request_bytes",
+                "Bytes of the memory budget held by OTLP requests in flight (bodies, their gzip \
+                 output and the decoded estimate).",
+            )
+            .expect("valid metric"),
+            listener_refused: sextant_kit::serve::refused_counter(),
+            stale_marked: IntCounter::new(
+                "sextant_hub_stale_marked_total",
+                "Current rows the stale sweep marked past the stale threshold (docs/performance.md, \
+                 \"Bounded reads\").",
+            )
+            .expect("valid metric"),
+            stale_sweep_errors: IntCounter::new(
+                "sextant_hub_stale_sweep_errors_total",
+                "Stale sweeps that failed; each is tried again at the next period.",
+            )
+            .expect("valid metric"),
             drift_read_at: std::sync::Arc::default(),
+        };
+        metrics.start_series();
+        metrics.register();
+        metrics
+    }
+
+    /// Creates the series of every known label value, so that a rate()
+    /// sees the first event.
+    fn start_series(&self) {
+        for reason in ["too_large", "memory_budget", "invalid_gzip", "read_error"] {
+            self.requests_refused.with_label_values(&[reason]);
+        }
+        for listener in ["otlp_grpc", "otlp_http", "api"] {
+            self.listener_refused.with_label_values(&[listener]);
+        }
+        for surface in [API, INGEST] {
+            self.rate_limited.with_label_values(&[surface]);
+        }
+    }
+
+    /// Registers the hub's series (the HTTP series have their own registry).
+    fn register(&self) {
+        for c in [
+            Box::new(self.drift_hosts.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(self.stale_hosts.clone()),
+            Box::new(self.records.clone()),
+            Box::new(self.ingest_seconds.clone()),
+            Box::new(self.batch_records.clone()),
+            Box::new(self.report_cache.clone()),
+            Box::new(self.rate_limited.clone()),
+            Box::new(self.requests_refused.clone()),
+            Box::new(self.inflight_request_bytes.clone()),
+            Box::new(self.listener_refused.clone()),
+            Box::new(self.stale_marked.clone()),
+            Box::new(self.stale_sweep_errors.clone()),
+        ] {
+            self.registry.register(c).expect("metric registered once");
         }
     }
 
@@ -222,6 +198,21 @@ impl HubMetrics {
         families.extend(self.http.gather());
         families
     }
+}
+
+/// A counter with labels.
+fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
+}
+
+/// A gauge with labels.
+fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric")
+}
+
+/// A histogram by signal.
+fn histogram_vec(opts: HistogramOpts) -> HistogramVec {
+    HistogramVec::new(opts, &["signal"]).expect("valid metric")
 }
 
 impl Default for HubMetrics {

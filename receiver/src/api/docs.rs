@@ -93,59 +93,7 @@ pub fn render(doc: &utoipa::openapi::OpenApi) -> String {
                 continue;
             };
             for (method, op) in ops {
-                let _ = write!(
-                    html,
-                    "<section class=\"op\" id=\"op-{id}\"><h3><span class=\"method\">{m}</span> <code>{p}</code></h3>",
-                    id = esc(text(op, "operationId")),
-                    m = esc(&method.to_uppercase()),
-                    p = esc(path),
-                );
-                for key in ["summary", "description"] {
-                    let t = text(op, key);
-                    if !t.is_empty() && (key == "summary" || t != text(op, "summary")) {
-                        let _ = write!(html, "<p>{}</p>", esc(t));
-                    }
-                }
-                if let Some(params) = op["parameters"].as_array().filter(|p| !p.is_empty()) {
-                    html.push_str(
-                        "<table><tr><th>parameter</th><th>in</th><th>type</th><th>required</th><th>description</th></tr>",
-                    );
-                    for p in params {
-                        let _ = write!(
-                            html,
-                            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                            esc(text(p, "name")),
-                            esc(text(p, "in")),
-                            type_name(&p["schema"]),
-                            if p["required"].as_bool().unwrap_or(false) {
-                                "yes"
-                            } else {
-                                ""
-                            },
-                            esc(text(p, "description")),
-                        );
-                    }
-                    html.push_str("</table>");
-                }
-                if let Some(responses) = op["responses"].as_object() {
-                    html.push_str("<table><tr><th>status</th><th>body</th><th>meaning</th></tr>");
-                    for (status, r) in responses {
-                        let body = r["content"]["application/json"]["schema"].clone();
-                        let _ = write!(
-                            html,
-                            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-                            esc(status),
-                            if body.is_null() {
-                                String::new()
-                            } else {
-                                type_name(&body)
-                            },
-                            esc(text(r, "description")),
-                        );
-                    }
-                    html.push_str("</table>");
-                }
-                html.push_str("</section>");
+                operation(&mut html, path, method, op);
             }
         }
     }
@@ -153,44 +101,113 @@ pub fn render(doc: &utoipa::openapi::OpenApi) -> String {
     html.push_str("<h2>Schemas</h2>");
     if let Some(schemas) = doc["components"]["schemas"].as_object() {
         for (name, schema) in schemas {
-            let _ = write!(
-                html,
-                "<section class=\"schema\" id=\"schema-{n}\"><h3>{n}</h3>",
-                n = esc(name)
-            );
-            let d = text(schema, "description");
-            if !d.is_empty() {
-                let _ = write!(html, "<p>{}</p>", esc(d));
-            }
-            let required: Vec<&str> = schema["required"]
-                .as_array()
-                .map(|r| r.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            if let Some(props) = schema["properties"].as_object() {
-                html.push_str("<table><tr><th>field</th><th>type</th><th>required</th><th>description</th></tr>");
-                for (field, p) in props {
-                    let _ = write!(
-                        html,
-                        "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                        esc(field),
-                        type_name(p),
-                        if required.contains(&field.as_str()) {
-                            "yes"
-                        } else {
-                            ""
-                        },
-                        esc(text(p, "description")),
-                    );
-                }
-                html.push_str("</table>");
-            } else {
-                let _ = write!(html, "<p>{}</p>", type_name(schema));
-            }
-            html.push_str("</section>");
+            schema_section(&mut html, name, schema);
         }
     }
     html.push_str("</main></body></html>");
     html
+}
+
+/// One endpoint: method, path, summary, its parameters and its responses.
+fn operation(html: &mut String, path: &str, method: &str, op: &Value) {
+    let _ = write!(
+        html,
+        "<section class=\"op\" id=\"op-{id}\"><h3><span class=\"method\">{m}</span> <code>{p}</code></h3>",
+        id = esc(text(op, "operationId")),
+        m = esc(&method.to_uppercase()),
+        p = esc(path),
+    );
+    for key in ["summary", "description"] {
+        let t = text(op, key);
+        if !t.is_empty() && (key == "summary" || t != text(op, "summary")) {
+            let _ = write!(html, "<p>{}</p>", esc(t));
+        }
+    }
+    if let Some(params) = op["parameters"].as_array().filter(|p| !p.is_empty()) {
+        parameters(html, params);
+    }
+    if let Some(responses) = op["responses"].as_object() {
+        html.push_str("<table><tr><th>status</th><th>body</th><th>meaning</th></tr>");
+        for (status, r) in responses {
+            let body = r["content"]["application/json"]["schema"].clone();
+            let _ = write!(
+                html,
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(status),
+                if body.is_null() {
+                    String::new()
+                } else {
+                    type_name(&body)
+                },
+                esc(text(r, "description")),
+            );
+        }
+        html.push_str("</table>");
+    }
+    html.push_str("</section>");
+}
+
+/// An endpoint's parameters, as a table.
+fn parameters(html: &mut String, params: &[Value]) {
+    html.push_str(
+        "<table><tr><th>parameter</th><th>in</th><th>type</th><th>required</th><th>description</th></tr>",
+    );
+    for p in params {
+        let _ = write!(
+            html,
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(text(p, "name")),
+            esc(text(p, "in")),
+            type_name(&p["schema"]),
+            if p["required"].as_bool().unwrap_or(false) {
+                "yes"
+            } else {
+                ""
+            },
+            esc(text(p, "description")),
+        );
+    }
+    html.push_str("</table>");
+}
+
+/// One schema: its description and its fields.
+fn schema_section(html: &mut String, name: &str, schema: &Value) {
+    let _ = write!(
+        html,
+        "<section class=\"schema\" id=\"schema-{n}\"><h3>{n}</h3>",
+        n = esc(name)
+    );
+    let d = text(schema, "description");
+    if !d.is_empty() {
+        let _ = write!(html, "<p>{}</p>", esc(d));
+    }
+    let required: Vec<&str> = schema["required"]
+        .as_array()
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if let Some(props) = schema["properties"].as_object() {
+        html.push_str(
+            "<table><tr><th>field</th><th>type</th><th>required</th><th>description</th></tr>",
+        );
+        for (field, p) in props {
+            let _ = write!(
+                html,
+                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(field),
+                type_name(p),
+                if required.contains(&field.as_str()) {
+                    "yes"
+                } else {
+                    ""
+                },
+                esc(text(p, "description")),
+            );
+        }
+        html.push_str("</table>");
+    } else {
+        let _ = write!(html, "<p>{}</p>", type_name(schema));
+    }
+    html.push_str("</section>");
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#1d2430;background:#f7f8fa}\

@@ -2,20 +2,26 @@
 //! WAL mode) and a PostgreSQL implementation, both through sqlx with
 //! migrations applied at start.
 //!
-//! Both backends share the SQL of [`dims`] and [`read`] and the merge rules of
-//! [`plan`]; they differ in how a batch of observations is written (row by
-//! row inside one SQLite transaction, array-bound bulk statements on
-//! PostgreSQL) and in their DDL.
+//! Every read is written once, in [`reads`], from the SQL pieces of [`sql`],
+//! and runs on the store's [`StorePool`]: the trait's read methods are provided
+//! here, and a backend supplies only its pool. The backends share the
+//! dimension upserts of [`dims`], the write statements of [`write`] and the
+//! merge rules of [`plan`]; they differ in how a batch of observations is
+//! written (row by row inside one SQLite transaction, array-bound bulk
+//! statements on PostgreSQL), in the stale sweep and the settled change
+//! mark, and in their DDL.
 
 mod dims;
 pub(crate) mod drift;
 mod mark;
 mod migrate;
 pub mod plan;
+mod pool;
 mod postgres;
-mod read;
-mod reports;
+mod reads;
+mod sql;
 mod sqlite;
+mod write;
 
 use std::sync::Arc;
 
@@ -25,8 +31,9 @@ use sextant_model::{
 };
 
 pub use mark::ChangeMark;
+pub use pool::StorePool;
 pub use postgres::PostgresStore;
-pub use reports::{CatalogKind, CatalogRow, CurrentCursor, HistoryCursor};
+pub use reads::{CatalogKind, CatalogRow, CurrentCursor, HistoryCursor};
 use sextant_kit::database::Backend;
 pub use sqlite::SqliteStore;
 
@@ -261,7 +268,6 @@ pub struct IngestSummary {
     pub observed_late: usize,
 }
 
-/// The hub's storage. Every call is scoped to one tenant.
 /// Drifting and stale hosts of one (tenant, environment).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DriftCounts {
@@ -277,45 +283,22 @@ pub struct DriftCounts {
     pub stale_hosts: i64,
 }
 
-/// Merges the two count queries into [`DriftCounts`] rows.
-pub(crate) fn merge_drift_counts(
-    drift: Vec<read::DriftCountRow>,
-    stale: Vec<(String, String, i64)>,
-) -> Vec<DriftCounts> {
-    let mut by_env: std::collections::BTreeMap<(String, String), DriftCounts> =
-        std::collections::BTreeMap::new();
-    for (tenant, environment, no_desired, wrong_revision, failed) in drift {
-        let e = by_env
-            .entry((tenant.clone(), environment.clone()))
-            .or_insert(DriftCounts {
-                tenant,
-                environment,
-                ..DriftCounts::default()
-            });
-        e.no_desired = no_desired;
-        e.wrong_revision = wrong_revision;
-        e.failed = failed;
-    }
-    for (tenant, environment, hosts) in stale {
-        by_env
-            .entry((tenant.clone(), environment.clone()))
-            .or_insert(DriftCounts {
-                tenant,
-                environment,
-                ..DriftCounts::default()
-            })
-            .stale_hosts = hosts;
-    }
-    by_env.into_values().collect()
-}
-
+/// The hub's storage. Every call is scoped to one tenant.
 #[async_trait]
 pub trait HubStore: Send + Sync + 'static {
     /// `sqlite` or `postgres`.
-    fn backend(&self) -> &'static str;
+    fn backend(&self) -> &'static str {
+        self.reader().backend()
+    }
+
+    /// The pool the reads run on. Every read is written once (`reads/`),
+    /// as the provided methods below; a backend brings its writes.
+    fn reader(&self) -> StorePool<'_>;
 
     /// Answers when the database answers.
-    async fn ping(&self) -> Result<(), StoreError>;
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.reader().ping().await
+    }
 
     /// Writes a batch of validated events for `tenant`. Idempotent: replaying
     /// a batch changes nothing.
@@ -326,8 +309,13 @@ pub trait HubStore: Send + Sync + 'static {
     ) -> Result<IngestSummary, StoreError>;
 
     /// Current state per (application, workload, environment, target).
-    async fn state(&self, tenant: &str, query: &StateQuery)
-    -> Result<Vec<TargetState>, StoreError>;
+    async fn state(
+        &self,
+        tenant: &str,
+        query: &StateQuery,
+    ) -> Result<Vec<TargetState>, StoreError> {
+        reads::state(self.reader(), tenant, query).await
+    }
 
     /// The filtered targets' hosts that need attention in a rollout (see
     /// [`sextant_model::Rollout`]), at most `limit`, each with its target
@@ -337,14 +325,20 @@ pub trait HubStore: Send + Sync + 'static {
         tenant: &str,
         query: &StateQuery,
         limit: u32,
-    ) -> Result<Vec<(String, Option<String>, sextant_model::HostView)>, StoreError>;
+    ) -> Result<Vec<(String, Option<String>, sextant_model::HostView)>, StoreError> {
+        reads::attention_hosts(self.reader(), tenant, query, limit).await
+    }
 
     /// Drift and staleness per (tenant, environment), for the hub's gauges:
     /// see [`DriftCounts`].
-    async fn drift_counts(&self, stale_before: i64) -> Result<Vec<DriftCounts>, StoreError>;
+    async fn drift_counts(&self, stale_before: i64) -> Result<Vec<DriftCounts>, StoreError> {
+        reads::drift_counts(self.reader(), stale_before).await
+    }
 
     /// Hosts that report for the filtered targets, by name, one page.
-    async fn hosts(&self, tenant: &str, query: &ListQuery) -> Result<Vec<HostListRow>, StoreError>;
+    async fn hosts(&self, tenant: &str, query: &ListQuery) -> Result<Vec<HostListRow>, StoreError> {
+        reads::hosts(self.reader(), tenant, query).await
+    }
 
     /// The filtered workloads (workspace, application, workload and
     /// environment filters only) in name order after `after`, at most
@@ -358,11 +352,18 @@ pub trait HubStore: Send + Sync + 'static {
         filter: &StateQuery,
         after: Option<&WorkloadKey>,
         limit: u32,
-    ) -> Result<Vec<(WorkloadKey, u64)>, StoreError>;
+    ) -> Result<Vec<(WorkloadKey, u64)>, StoreError> {
+        reads::workload_page(self.reader(), tenant, filter, after, limit).await
+    }
 
     /// Whether `environment` has a target in the tenant: one index read.
-    async fn environment_exists(&self, tenant: &str, environment: &str)
-    -> Result<bool, StoreError>;
+    async fn environment_exists(
+        &self,
+        tenant: &str,
+        environment: &str,
+    ) -> Result<bool, StoreError> {
+        reads::environment_exists(self.reader(), tenant, environment).await
+    }
 
     /// Environment state: per filtered target, the desired version and the
     /// deployed versions grouped by (revision, status) with host counts.
@@ -370,7 +371,9 @@ pub trait HubStore: Send + Sync + 'static {
         &self,
         tenant: &str,
         filter: &StateQuery,
-    ) -> Result<Vec<TargetSummary>, StoreError>;
+    ) -> Result<Vec<TargetSummary>, StoreError> {
+        reads::summaries(self.reader(), tenant, filter).await
+    }
 
     /// Current rows measured against desired state, in (host, target,
     /// reconciler) order, one page.
@@ -378,7 +381,9 @@ pub trait HubStore: Send + Sync + 'static {
         &self,
         tenant: &str,
         query: &CurrentQuery,
-    ) -> Result<Vec<(HostDeployment, CurrentCursor)>, StoreError>;
+    ) -> Result<Vec<(HostDeployment, CurrentCursor)>, StoreError> {
+        reads::current(self.reader(), tenant, query).await
+    }
 
     /// Environments, applications, workloads or targets with their counts,
     /// in key order, one page (environments: all of them, unordered).
@@ -387,20 +392,26 @@ pub trait HubStore: Send + Sync + 'static {
         tenant: &str,
         kind: CatalogKind,
         query: &CatalogQuery,
-    ) -> Result<Vec<CatalogRow>, StoreError>;
+    ) -> Result<Vec<CatalogRow>, StoreError> {
+        reads::catalog(self.reader(), tenant, kind, query).await
+    }
 
     /// Desired assignments and observed changes, newest first, one page.
     async fn history(
         &self,
         tenant: &str,
         query: &HistoryQuery,
-    ) -> Result<Vec<(HistoryEntry, HistoryCursor)>, StoreError>;
+    ) -> Result<Vec<(HistoryEntry, HistoryCursor)>, StoreError> {
+        reads::history(self.reader(), tenant, query).await
+    }
 
     /// The tenant's change mark as committed now (`None`: no such tenant).
     /// It moves with every committed desired version, revision or status
     /// change and new target, whichever hub wrote it; heartbeats leave it
     /// alone. A few index reads.
-    async fn change_mark(&self, tenant: &str) -> Result<Option<ChangeMark>, StoreError>;
+    async fn change_mark(&self, tenant: &str) -> Result<Option<ChangeMark>, StoreError> {
+        reads::change_mark(self.reader(), tenant).await
+    }
 
     /// The change mark, if it is settled: no write of the tenant is between
     /// taking an id and committing, so no commit can later land below it
@@ -431,7 +442,9 @@ pub trait HubStore: Send + Sync + 'static {
         tenant: &str,
         filter: &StateQuery,
         stale_before: UnixNanos,
-    ) -> Result<Vec<DriftSummary>, StoreError>;
+    ) -> Result<Vec<DriftSummary>, StoreError> {
+        reads::drift_summary(self.reader(), tenant, filter, stale_before).await
+    }
 }
 
 /// The stale threshold a store's writes compare with (see
@@ -465,23 +478,6 @@ pub struct DriftSummary {
     pub rows: u64,
     pub failed: u64,
     pub stale: u64,
-}
-
-impl From<drift::DriftSummaryRow> for DriftSummary {
-    fn from(
-        (workspace, application, workload, environment, rows, failed, stale): drift::DriftSummaryRow,
-    ) -> Self {
-        let count = |n: i64| u64::try_from(n).unwrap_or(0);
-        Self {
-            workspace,
-            application,
-            workload,
-            environment,
-            rows: count(rows),
-            failed: count(failed),
-            stale: count(stale),
-        }
-    }
 }
 
 /// Opens (creating if needed) and migrates the store named by `url`.

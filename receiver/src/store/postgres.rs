@@ -2,24 +2,24 @@
 //! locks the current rows of a batch, one upserts the new current rows and
 //! one appends history, each binding whole arrays through `unnest`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sextant_model::{
-    DeploymentEvent, HistoryEntry, HostDeployment, TargetState, TargetSummary, UnixNanos,
-};
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sextant_model::{DeploymentEvent, UnixNanos};
+use sqlx::postgres::{PgArguments, PgPool, PgPoolOptions};
+use sqlx::query::Query;
+use sqlx::{Postgres, Transaction};
 
-use super::dims::{DimCache, DimKey, resolve_dim, resolve_placement};
+use super::dims::{DimCache, DimKey, resolve_dim};
 use super::mark::{CHANGE_MARK_SQL, ChangeMark, ChangeMarkRow, MARK_LOCK_CLASS, lock_key};
-use super::plan::{self, ObservedKey, ObservedRow};
-use super::read::{self, bind_filter, write_desired, write_late};
-use super::sqlite::status_str;
-use super::{
-    CatalogKind, CatalogQuery, CatalogRow, CurrentCursor, CurrentQuery, HistoryCursor,
-    HistoryQuery, HostListRow, HubStore, IngestSummary, ListQuery, StateQuery, StoreError,
+use super::plan::{ObservedKey, ObservedRow};
+use super::pool::StorePool;
+use super::write::{
+    CurrentRows, ObservedWriter, PlanWrite, desired_events, resolve_observed, stored,
+    write_desired, write_late, write_observed,
 };
+use super::{HubStore, IngestSummary, StoreError};
 
 /// A locked current row: host, reconciler and target ids, revision, status,
 /// message, job, observed_at.
@@ -82,19 +82,10 @@ impl PostgresStore {
     }
 }
 
-impl PostgresStore {
-    super::reports::report_reads!(pool, super::read::RANGE_PG);
-}
-
 #[async_trait]
 impl HubStore for PostgresStore {
-    fn backend(&self) -> &'static str {
-        "postgres"
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+    fn reader(&self) -> StorePool<'_> {
+        StorePool::Postgres(&self.pool)
     }
 
     async fn ingest(
@@ -119,168 +110,12 @@ impl HubStore for PostgresStore {
         }
     }
 
-    async fn state(
-        &self,
-        tenant: &str,
-        query: &StateQuery,
-    ) -> Result<Vec<TargetState>, StoreError> {
-        let targets: Vec<read::TargetRow> = read::bind_source!(
-            bind_filter!(sqlx::query_as(read::TARGETS_SQL), tenant, query),
-            query
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        if targets.is_empty() {
-            return Ok(Vec::new());
-        }
-        let hosts: Vec<read::HostRow> = read::bind_source!(
-            bind_filter!(sqlx::query_as(read::HOSTS_SQL), tenant, query),
-            query
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(read::assemble(targets, hosts))
-    }
-
-    async fn attention_hosts(
-        &self,
-        tenant: &str,
-        query: &StateQuery,
-        limit: u32,
-    ) -> Result<Vec<(String, Option<String>, sextant_model::HostView)>, StoreError> {
-        let rows: Vec<read::AttentionRow> = bind_filter!(
-            sqlx::query_as(read::ATTENTION_HOSTS_SQL[read::RANGE_PG]),
-            tenant,
-            query
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(read::attention_hosts(rows))
-    }
-
-    async fn drift_counts(&self, stale_before: i64) -> Result<Vec<super::DriftCounts>, StoreError> {
-        let drift: Vec<read::DriftCountRow> = sqlx::query_as(read::DRIFT_COUNTS_SQL)
-            .fetch_all(&self.pool)
-            .await?;
-        let stale: Vec<(String, String, i64)> = sqlx::query_as(read::STALE_COUNTS_SQL)
-            .bind(stale_before)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(super::merge_drift_counts(drift, stale))
-    }
-
-    async fn hosts(&self, tenant: &str, query: &ListQuery) -> Result<Vec<HostListRow>, StoreError> {
-        // Not kept prepared: after five executions PostgreSQL may keep a
-        // generic plan, which checks every filter parameter on each of a
-        // page's 10,000 rows; planned with the values, the unused filters
-        // fold away. Twice as fast at 1M rows (23 against 46 ms), for a
-        // parse and plan per request (docs/performance.md).
-        let rows: Vec<read::HostListSqlRow> = read::bind_source!(
-            bind_filter!(
-                sqlx::query_as(read::HOST_LIST_LATERAL_SQL).persistent(false),
-                tenant,
-                &query.filter
-            )
-            .bind(query.host.clone())
-            .bind(query.after.clone())
-            .bind(i64::from(query.limit)),
-            &query.filter
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(read::host_list(rows))
-    }
-
-    async fn environment_exists(
-        &self,
-        tenant: &str,
-        environment: &str,
-    ) -> Result<bool, StoreError> {
-        self.read_environment_exists(tenant, environment).await
-    }
-
-    async fn workload_page(
-        &self,
-        tenant: &str,
-        filter: &StateQuery,
-        after: Option<&super::WorkloadKey>,
-        limit: u32,
-    ) -> Result<Vec<(super::WorkloadKey, u64)>, StoreError> {
-        self.read_workload_page(tenant, filter, after, limit).await
-    }
-
-    async fn summaries(
-        &self,
-        tenant: &str,
-        filter: &StateQuery,
-    ) -> Result<Vec<TargetSummary>, StoreError> {
-        self.read_summaries(tenant, filter).await
-    }
-
-    async fn current(
-        &self,
-        tenant: &str,
-        query: &CurrentQuery,
-    ) -> Result<Vec<(HostDeployment, CurrentCursor)>, StoreError> {
-        self.read_current(tenant, query).await
-    }
-
-    async fn history(
-        &self,
-        tenant: &str,
-        query: &HistoryQuery,
-    ) -> Result<Vec<(HistoryEntry, HistoryCursor)>, StoreError> {
-        self.read_history(tenant, query).await
-    }
-
-    async fn catalog(
-        &self,
-        tenant: &str,
-        kind: CatalogKind,
-        query: &CatalogQuery,
-    ) -> Result<Vec<CatalogRow>, StoreError> {
-        self.read_catalog(tenant, kind, query).await
-    }
-
-    async fn change_mark(&self, tenant: &str) -> Result<Option<ChangeMark>, StoreError> {
-        let row: Option<ChangeMarkRow> = sqlx::query_as(CHANGE_MARK_SQL)
-            .bind(tenant)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(ChangeMark::from))
-    }
-
     fn set_stale_after(&self, window: std::time::Duration) {
         self.stale_window.set(window);
     }
 
     async fn sweep_stale(&self, stale_before: i64) -> Result<u64, StoreError> {
-        sqlx::query(super::drift::SWEEP_UNMARK_SQL)
-            .bind(stale_before)
-            .execute(&self.pool)
-            .await?;
-        let mut marked = 0u64;
-        loop {
-            let (rows, _joined): (i64, i64) = sqlx::query_as(super::drift::PG_SWEEP_MARK_SQL)
-                .bind(stale_before)
-                .bind(super::drift::SWEEP_BATCH)
-                .fetch_one(&self.pool)
-                .await?;
-            marked += u64::try_from(rows).unwrap_or(0);
-            if rows < super::drift::SWEEP_BATCH {
-                return Ok(marked);
-            }
-        }
-    }
-
-    async fn drift_summary(
-        &self,
-        tenant: &str,
-        filter: &StateQuery,
-        stale_before: UnixNanos,
-    ) -> Result<Vec<super::DriftSummary>, StoreError> {
-        self.read_drift_summary(tenant, filter, stale_before).await
+        super::drift::sweep(StorePool::Postgres(&self.pool), stale_before).await
     }
 
     async fn settled_change_mark(&self, tenant: &str) -> Result<Option<ChangeMark>, StoreError> {
@@ -319,12 +154,47 @@ impl HubStore for PostgresStore {
     }
 }
 
+impl PostgresStore {
+    /// One ingest transaction: desired assignments, then the batch's
+    /// observations, their current rows locked and written in bulk.
+    async fn write(
+        &self,
+        tenant: &str,
+        events: &[DeploymentEvent],
+    ) -> Result<IngestSummary, StoreError> {
+        // Resolve observed dimensions outside the transaction: they are
+        // idempotent upserts and are usually cached.
+        let batch = resolve_observed!(self, &self.pool, tenant, events);
+        let now = UnixNanos::now().0;
+        let mut tx = self.pool.begin().await?;
+        let mark_locked = if desired_events(events).next().is_some() {
+            let id = resolve_dim!(self, &self.pool, DimKey::Tenant(tenant.to_owned()))?;
+            hold_mark_lock(&mut tx, id).await?;
+            true
+        } else {
+            false
+        };
+        let desired_assignments = write_desired!(self, tx, tenant, desired_events(events), now);
+        let mut writer = BulkWriter {
+            tx: &mut tx,
+            mark_locked,
+        };
+        let stale_before = self.stale_window.before(now);
+        let observed = write_observed(&mut writer, batch, stale_before, now).await?;
+        tx.commit().await?;
+        Ok(IngestSummary {
+            desired_assignments,
+            ..observed
+        })
+    }
+}
+
 /// Holds the tenant's change-mark lock, shared, until `tx` ends. Taken before
 /// the first history or desired row of a transaction (see `store/mark.rs`);
 /// shared holders never wait for each other, only, for a moment, for a
 /// settled mark being read.
 async fn hold_mark_lock(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    tx: &mut Transaction<'_, Postgres>,
     tenant_id: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_advisory_xact_lock_shared($1, $2)")
@@ -377,199 +247,153 @@ impl Columns {
         self.extra.push(extra);
         self.job.push(row.job.clone());
     }
+
+    /// Binds the columns in order: `$2` to `$10` of the bulk statements.
+    fn bind<'q>(
+        &'q self,
+        query: Query<'q, Postgres, PgArguments>,
+    ) -> Query<'q, Postgres, PgArguments> {
+        query
+            .bind(&self.host)
+            .bind(&self.reconciler)
+            .bind(&self.target)
+            .bind(&self.revision)
+            .bind(&self.status)
+            .bind(&self.message)
+            .bind(&self.observed_at)
+            .bind(&self.extra)
+            .bind(&self.job)
+    }
 }
 
-impl PostgresStore {
-    async fn write(
-        &self,
-        tenant: &str,
-        events: &[DeploymentEvent],
-    ) -> Result<IngestSummary, StoreError> {
-        let now = UnixNanos::now().0;
-        let mut summary = IngestSummary::default();
+/// PostgreSQL's [`ObservedWriter`]: whole columns bound as arrays through
+/// `unnest`, one statement a step.
+struct BulkWriter<'a, 'c> {
+    tx: &'a mut Transaction<'c, Postgres>,
+    /// Whether the tenant's change-mark lock is held (desired rows took it).
+    mark_locked: bool,
+}
 
-        // Resolve observed dimensions outside the transaction: they are
-        // idempotent upserts and are usually cached.
-        let mut batch: Vec<(ObservedKey, ObservedRow)> = Vec::new();
-        // Each target's workload, written on new rows (migration 0009).
-        let mut workloads: HashMap<i64, i64> = HashMap::new();
-        let mut tenant_id = None;
-        for event in events {
-            let DeploymentEvent::Observed(o) = event else {
-                continue;
-            };
-            let ids = resolve_placement!(self, &self.pool, tenant, &o.placement)?;
-            workloads.insert(ids.target, ids.workload);
-            let host = resolve_dim!(
-                self,
-                &self.pool,
-                DimKey::Host {
-                    tenant: ids.tenant,
-                    name: o.host.clone()
-                }
-            )?;
-            let reconciler = resolve_dim!(
-                self,
-                &self.pool,
-                DimKey::Reconciler {
-                    tenant: ids.tenant,
-                    name: o.reconciler.name.clone(),
-                    kind: o.reconciler.kind.clone(),
-                }
-            )?;
-            tenant_id = Some(ids.tenant);
-            batch.push((
-                (host, reconciler, ids.target),
-                ObservedRow {
-                    revision: o.revision.clone(),
-                    status: o.status.as_str(),
-                    message: o.message.clone(),
-                    job: o.job.clone(),
-                    observed_at: o.observed_at.0,
-                },
-            ));
-        }
-
-        let mut tx = self.pool.begin().await?;
-        let mut mark_locked = false;
-        if events
+#[async_trait]
+impl ObservedWriter for BulkWriter<'_, '_> {
+    /// Locks the current rows of the batch's keys, in key order so that
+    /// concurrent batches cannot deadlock, and returns them.
+    async fn current_rows(
+        &mut self,
+        batch: &[(ObservedKey, ObservedRow)],
+    ) -> Result<CurrentRows, sqlx::Error> {
+        let mut keys: Vec<ObservedKey> = batch
             .iter()
-            .any(|e| matches!(e, DeploymentEvent::Desired(_)))
-        {
-            let id = resolve_dim!(self, &self.pool, DimKey::Tenant(tenant.to_owned()))?;
-            hold_mark_lock(&mut tx, id).await?;
-            mark_locked = true;
-        }
-        let desired = events.iter().filter_map(|e| match e {
-            DeploymentEvent::Desired(d) => Some(d),
-            DeploymentEvent::Observed(_) => None,
-        });
-        summary.desired_assignments = write_desired!(self, tx, tenant, desired, now);
+            .map(|(k, _)| *k)
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        keys.sort_unstable();
+        let (h, r, t): (Vec<i64>, Vec<i64>, Vec<i64>) = keys.iter().fold(
+            (Vec::new(), Vec::new(), Vec::new()),
+            |(mut h, mut r, mut t), k| {
+                h.push(k.0);
+                r.push(k.1);
+                t.push(k.2);
+                (h, r, t)
+            },
+        );
+        let rows: Vec<CurrentRow> = sqlx::query_as(
+            "SELECT o.host_id, o.reconciler_id, o.target_id, o.revision, o.status, o.message, o.job_id, o.observed_at \
+             FROM observed_deployments o \
+             JOIN unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS k(h, r, t) \
+               ON o.host_id = k.h AND o.reconciler_id = k.r AND o.target_id = k.t \
+             ORDER BY o.host_id, o.reconciler_id, o.target_id \
+             FOR UPDATE OF o",
+        )
+        .bind(&h)
+        .bind(&r)
+        .bind(&t)
+        .fetch_all(&mut **self.tx)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(h, r, t, revision, status, message, job, observed_at)| {
+                (
+                    (h, r, t),
+                    stored((revision, status, message, job, observed_at)),
+                )
+            })
+            .collect())
+    }
 
-        if let Some(tenant_id) = tenant_id {
-            let mut keys: Vec<ObservedKey> = batch
-                .iter()
-                .map(|(k, _)| *k)
-                .collect::<HashSet<_>>()
-                .into_iter()
-                .collect();
-            keys.sort_unstable();
-            let (h, r, t): (Vec<i64>, Vec<i64>, Vec<i64>) = keys.iter().fold(
-                (Vec::new(), Vec::new(), Vec::new()),
-                |(mut h, mut r, mut t), k| {
-                    h.push(k.0);
-                    r.push(k.1);
-                    t.push(k.2);
-                    (h, r, t)
-                },
-            );
-            // Lock in key order so concurrent batches cannot deadlock.
-            let rows: Vec<CurrentRow> = sqlx::query_as(
-                "SELECT o.host_id, o.reconciler_id, o.target_id, o.revision, o.status, o.message, o.job_id, o.observed_at \
-                 FROM observed_deployments o \
-                 JOIN unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS k(h, r, t) \
-                   ON o.host_id = k.h AND o.reconciler_id = k.r AND o.target_id = k.t \
-                 ORDER BY o.host_id, o.reconciler_id, o.target_id \
-                 FOR UPDATE OF o",
-            )
-            .bind(&h)
-            .bind(&r)
-            .bind(&t)
-            .fetch_all(&mut *tx)
+    /// History rows follow: the change mark must see them settle.
+    async fn before_appends(&mut self, tenant: i64) -> Result<(), sqlx::Error> {
+        if !self.mark_locked {
+            hold_mark_lock(self.tx, tenant).await?;
+            self.mark_locked = true;
+        }
+        Ok(())
+    }
+
+    async fn upsert_current(&mut self, write: &PlanWrite<'_>) -> Result<(), sqlx::Error> {
+        let upserts = &write.plan.upserts;
+        if upserts.is_empty() {
+            return Ok(());
+        }
+        let mut c = Columns::default();
+        let mut workload = Vec::with_capacity(upserts.len());
+        for (key, row, changed) in upserts {
+            c.push(*key, row, if *changed { row.observed_at } else { 0 });
+            workload.push(write.workloads.get(&key.2).copied().unwrap_or_default());
+        }
+        let upsert = sqlx::query(
+            "INSERT INTO observed_deployments (tenant_id, host_id, reconciler_id, target_id, \
+               revision, status, message, observed_at, changed_at, job_id, workload_id) \
+             SELECT $1, k.* FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::text[], \
+               $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::text[], \
+               $12::bigint[]) AS k \
+             ON CONFLICT (host_id, reconciler_id, target_id) DO UPDATE SET \
+               revision = excluded.revision, status = excluded.status, \
+               message = excluded.message, observed_at = excluded.observed_at, \
+               staleness = CASE WHEN excluded.observed_at < $11 \
+                           THEN observed_deployments.staleness ELSE 0 END, \
+               changed_at = CASE WHEN excluded.changed_at > 0 THEN excluded.changed_at \
+                            ELSE observed_deployments.changed_at END, \
+               job_id = CASE WHEN excluded.changed_at > 0 THEN excluded.job_id \
+                        ELSE COALESCE(excluded.job_id, observed_deployments.job_id) END \
+             WHERE observed_deployments.observed_at < excluded.observed_at",
+        )
+        .bind(write.tenant);
+        c.bind(upsert)
+            .bind(write.stale_before)
+            .bind(&workload)
+            .execute(&mut **self.tx)
             .await?;
-            let current: HashMap<ObservedKey, ObservedRow> = rows
-                .into_iter()
-                .map(|(h, r, t, revision, status, message, job, observed_at)| {
-                    let status = status_str(&status);
-                    (
-                        (h, r, t),
-                        ObservedRow {
-                            revision,
-                            status,
-                            message,
-                            job,
-                            observed_at,
-                        },
-                    )
-                })
-                .collect();
+        Ok(())
+    }
 
-            let plan = plan::plan(&current, batch);
-            // History rows follow: the change mark must see them settle.
-            let appends = !plan.history.is_empty() || !plan.late.is_empty();
-            if appends && !mark_locked {
-                hold_mark_lock(&mut tx, tenant_id).await?;
-            }
-            if !plan.upserts.is_empty() {
-                let mut c = Columns::default();
-                let mut workload = Vec::with_capacity(plan.upserts.len());
-                for (key, row, changed) in &plan.upserts {
-                    c.push(*key, row, if *changed { row.observed_at } else { 0 });
-                    workload.push(workloads.get(&key.2).copied().unwrap_or_default());
-                }
-                sqlx::query(
-                    "INSERT INTO observed_deployments (tenant_id, host_id, reconciler_id, target_id, \
-                       revision, status, message, observed_at, changed_at, job_id, workload_id) \
-                     SELECT $1, k.* FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::text[], \
-                       $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::text[], \
-                       $12::bigint[]) AS k \
-                     ON CONFLICT (host_id, reconciler_id, target_id) DO UPDATE SET \
-                       revision = excluded.revision, status = excluded.status, \
-                       message = excluded.message, observed_at = excluded.observed_at, \
-                       staleness = CASE WHEN excluded.observed_at < $11 \
-                                   THEN observed_deployments.staleness ELSE 0 END, \
-                       changed_at = CASE WHEN excluded.changed_at > 0 THEN excluded.changed_at \
-                                    ELSE observed_deployments.changed_at END, \
-                       job_id = CASE WHEN excluded.changed_at > 0 THEN excluded.job_id \
-                                ELSE COALESCE(excluded.job_id, observed_deployments.job_id) END \
-                     WHERE observed_deployments.observed_at < excluded.observed_at",
-                )
-                .bind(tenant_id)
-                .bind(&c.host)
-                .bind(&c.reconciler)
-                .bind(&c.target)
-                .bind(&c.revision)
-                .bind(&c.status)
-                .bind(&c.message)
-                .bind(&c.observed_at)
-                .bind(&c.extra)
-                .bind(&c.job)
-                .bind(self.stale_window.before(now))
-                .bind(&workload)
-                .execute(&mut *tx)
-                .await?;
-            }
-            if !plan.history.is_empty() {
-                let mut c = Columns::default();
-                for (key, row) in &plan.history {
-                    c.push(*key, row, now);
-                }
-                let done = sqlx::query(
-                    "INSERT INTO observed_history (tenant_id, host_id, reconciler_id, target_id, \
-                       revision, status, message, observed_at, received_at, job_id) \
-                     SELECT $1, k.* FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::text[], \
-                       $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::text[]) AS k \
-                     ON CONFLICT DO NOTHING",
-                )
-                .bind(tenant_id)
-                .bind(&c.host)
-                .bind(&c.reconciler)
-                .bind(&c.target)
-                .bind(&c.revision)
-                .bind(&c.status)
-                .bind(&c.message)
-                .bind(&c.observed_at)
-                .bind(&c.extra)
-                .bind(&c.job)
-                .execute(&mut *tx)
-                .await?;
-                summary.observed_history += done.rows_affected() as usize;
-            }
-            summary.observed_current = plan.upserts.len();
-            summary.observed_late = plan.late.len();
-            summary.observed_history += write_late!(tx, tenant_id, &plan.late, now);
+    async fn append_history(&mut self, write: &PlanWrite<'_>) -> Result<usize, sqlx::Error> {
+        if write.plan.history.is_empty() {
+            return Ok(0);
         }
-        tx.commit().await?;
-        Ok(summary)
+        let mut c = Columns::default();
+        for (key, row) in &write.plan.history {
+            c.push(*key, row, write.now);
+        }
+        let append = sqlx::query(
+            "INSERT INTO observed_history (tenant_id, host_id, reconciler_id, target_id, \
+               revision, status, message, observed_at, received_at, job_id) \
+             SELECT $1, k.* FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::text[], \
+               $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::text[]) AS k \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(write.tenant);
+        let done = c.bind(append).execute(&mut **self.tx).await?;
+        Ok(done.rows_affected() as usize)
+    }
+
+    async fn append_late(&mut self, write: &PlanWrite<'_>) -> Result<usize, sqlx::Error> {
+        Ok(write_late!(
+            *self.tx,
+            write.tenant,
+            &write.plan.late,
+            write.now
+        ))
     }
 }
