@@ -103,6 +103,29 @@ async fn texts(browser: &Client, css: &str) -> Vec<String> {
     serde_json::from_value(v).expect("strings")
 }
 
+/// Finds and clicks what `locator` names, again if a page refresh made
+/// the element stale between the two (the pages refresh every second in
+/// these tests, and a loaded machine can take longer than that).
+async fn click(browser: &Client, locator: Locator<'_>) {
+    let mut tries = 0;
+    loop {
+        let clicked = match browser.find(locator).await {
+            Ok(element) => element.click().await.map(drop),
+            Err(e) => Err(e),
+        };
+        match clicked {
+            Ok(()) => return,
+            Err(e) if tries < 5 && is_stale(&e) => tries += 1,
+            Err(e) => panic!("click {locator:?}: {e}"),
+        }
+    }
+}
+
+fn is_stale(e: &fantoccini::error::CmdError) -> bool {
+    matches!(e, fantoccini::error::CmdError::Standard(w)
+        if w.error == fantoccini::error::ErrorStatus::StaleElementReference)
+}
+
 async fn text(browser: &Client, css: &str) -> String {
     texts(browser, css)
         .await
@@ -250,13 +273,7 @@ async fn ui_shows_what_runs_where(backend: Backend) {
             .await
             .contains("stale")
     );
-    browser
-        .find(Locator::LinkText("s1"))
-        .await
-        .expect("link to s1")
-        .click()
-        .await
-        .expect("click");
+    click(&browser, Locator::LinkText("s1")).await;
     assert_eq!(text(&browser, "main h1").await, "Host s1");
     assert_eq!(count(&browser, "table.list tbody tr").await, 2);
     assert!(
@@ -313,7 +330,9 @@ async fn ui_shows_what_runs_where(backend: Backend) {
 /// source, the drift list names each row's source, and the source filter
 /// narrows both.
 async fn ui_shows_every_source_side_by_side(backend: Backend) {
-    let app = spawn_app_with(backend, |c| c.ui_refresh_seconds = 1).await;
+    // Nothing here waits on a refresh, and one between choosing a source
+    // and submitting would undo the choice.
+    let app = spawn_app_with(backend, |c| c.ui_refresh_seconds = 3600).await;
     mixed_estate(&app).await;
     let driver = Driver::start().await;
     let profile = tempfile::tempdir().expect("profile dir");
@@ -355,22 +374,12 @@ async fn ui_shows_every_source_side_by_side(backend: Backend) {
 
     // The source filter is a select in the filter form; choosing Argo CD
     // leaves its cluster alone.
-    browser
-        .find(Locator::Css(
-            r#"select[name="source"] option[value="argocd"]"#,
-        ))
-        .await
-        .expect("argocd option")
-        .click()
-        .await
-        .expect("choose argocd");
-    browser
-        .find(Locator::Css("form.filters button"))
-        .await
-        .expect("filter button")
-        .click()
-        .await
-        .expect("filter");
+    click(
+        &browser,
+        Locator::Css(r#"select[name="source"] option[value="argocd"]"#),
+    )
+    .await;
+    click(&browser, Locator::Css("form.filters button")).await;
     // One deadline for both waits.
     let deadline = Instant::now() + Duration::from_secs(10);
     wait::until(
