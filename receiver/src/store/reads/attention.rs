@@ -1,10 +1,12 @@
 //! The rollout's attention list: the hosts of the filtered targets that
 //! need attention, at most a page of them.
 
-use sextant_model::{DeploymentStatus, HostView, UnixNanos};
+use sextant_model::HostView;
+
+use super::state::{HostColumns, host_columns};
 
 use crate::store::pool::{PerBackend, Statement, StorePool};
-use crate::store::sql::{newest_version_join, parse_source, source_of, target_filter};
+use crate::store::sql::{newest_version_join, target_filter};
 use crate::store::{StateQuery, StoreError};
 
 /// See [`crate::store::HubStore::attention_hosts`].
@@ -74,10 +76,9 @@ macro_rules! attention_pg {
               host_id, reconciler_id, target_id \
          FROM cand GROUP BY host_id, reconciler_id, target_id, host_name, reconciler_name \
         ORDER BY k, host_name, reconciler_name LIMIT $7) \
-     SELECT t.name, t.desired_revision, pg.host_name, pg.reconciler_name, ",
-            source_of!("r"),
-            ", o.revision, o.status, o.message, o.observed_at, vv.version \
-       FROM pg JOIN observed_deployments o ON o.host_id = pg.host_id \
+     SELECT t.name AS target, t.desired_revision AS desired, ",
+            host_columns!("pg.host_name", "pg.reconciler_name"),
+            " FROM pg JOIN observed_deployments o ON o.host_id = pg.host_id \
          AND o.reconciler_id = pg.reconciler_id AND o.target_id = pg.target_id \
        JOIN deployment_targets t ON t.id = pg.target_id \
        JOIN reconcilers r ON r.id = pg.reconciler_id",
@@ -99,10 +100,9 @@ macro_rules! attention_lite {
     "WITH td AS MATERIALIZED (SELECT t.id AS target_id, t.desired_revision AS desired \
        FROM deployment_targets t",
     target_filter!(),
-    ") SELECT t.name, td.desired, h.name, r.name, ",
-    source_of!("r"),
-    ", o.revision, o.status, o.message, o.observed_at, vv.version \
-       FROM td JOIN deployment_targets t ON t.id = td.target_id \
+    ") SELECT t.name AS target, td.desired AS desired, ",
+    host_columns!("h.name", "r.name"),
+    " FROM td JOIN deployment_targets t ON t.id = td.target_id \
        JOIN observed_deployments o ON o.target_id = td.target_id \
        JOIN hosts h ON h.id = o.host_id \
        JOIN reconcilers r ON r.id = o.reconciler_id",
@@ -121,54 +121,20 @@ const ATTENTION_HOSTS_SQL: PerBackend = PerBackend {
     postgres: attention_pg!(),
 };
 
-/// A row of [`ATTENTION_HOSTS_SQL`].
-type AttentionRow = (
-    String,
-    Option<String>,
-    String,
-    String,
-    String,
-    String,
-    String,
-    Option<String>,
-    i64,
-    Option<String>,
-);
+/// A row of [`ATTENTION_HOSTS_SQL`], by column name: the target, its
+/// desired revision, the host's row.
+#[derive(Debug, sqlx::FromRow)]
+struct AttentionRow {
+    target: String,
+    desired: Option<String>,
+    #[sqlx(flatten)]
+    host: HostColumns,
+}
 
 /// Builds (target, desired revision, host) from [`ATTENTION_HOSTS_SQL`]
 /// rows; a row whose status does not parse is skipped.
 fn host_views(rows: Vec<AttentionRow>) -> Vec<(String, Option<String>, HostView)> {
     rows.into_iter()
-        .filter_map(
-            |(
-                target,
-                desired,
-                host,
-                reconciler,
-                source,
-                revision,
-                status,
-                message,
-                observed_at,
-                version,
-            )| {
-                let status = status.parse::<DeploymentStatus>().ok()?;
-                Some((
-                    target,
-                    desired,
-                    HostView {
-                        host,
-                        reconciler: Some(reconciler).filter(|r| !r.is_empty()),
-                        source: parse_source(&source),
-                        revision,
-                        version,
-                        status,
-                        message,
-                        observed_at: UnixNanos(observed_at),
-                        in_sync: false,
-                    },
-                ))
-            },
-        )
+        .filter_map(|row| Some((row.target, row.desired, row.host.view()?)))
         .collect()
 }

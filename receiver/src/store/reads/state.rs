@@ -7,10 +7,29 @@ use sextant_model::{DeploymentStatus, DesiredView, HostView, TargetState, UnixNa
 
 use crate::store::pool::{PerBackend, Statement, StorePool};
 use crate::store::sql::{
-    newest_version_join, parse_source, reported_by_source, source_of, source_where, target_joins,
+    newest_version_join, parse_source, reported_by_source, source_where, target_joins,
     target_where, workload_range,
 };
 use crate::store::{StateQuery, StoreError};
+
+/// The columns of a host's current row, named as [`HostColumns`] reads
+/// them: host `$host`, reconciler `$reconciler` (row `r`), the source,
+/// current row `o`'s revision, status, message and time, and `vv`, the
+/// version of its revision ([`newest_version_join`]).
+macro_rules! host_columns {
+    ($host:literal, $reconciler:literal) => {
+        concat!(
+            $host,
+            " AS host, ",
+            $reconciler,
+            " AS reconciler, ",
+            $crate::store::sql::source_of!("r"),
+            " AS source, o.revision AS revision, o.status AS status, o.message AS message, \
+               o.observed_at AS observed_at, vv.version AS version"
+        )
+    };
+}
+pub(crate) use host_columns;
 
 /// See [`crate::store::HubStore::state`]: the targets, then (when there
 /// are any) their current rows.
@@ -19,23 +38,17 @@ pub(crate) async fn state(
     tenant: &str,
     query: &StateQuery,
 ) -> Result<Vec<TargetState>, StoreError> {
-    let targets: Vec<TargetRow> = reader
-        .fetch_all(
-            Statement::new(TARGETS_SQL)
-                .filter(tenant, query)
-                .source(&query.source),
-        )
-        .await?;
+    // Both statements take the target filter, then the source filter.
+    let filtered = |sql| {
+        Statement::new(sql)
+            .filter(tenant, query)
+            .source(&query.source)
+    };
+    let targets: Vec<TargetRow> = reader.fetch_all(filtered(TARGETS_SQL)).await?;
     if targets.is_empty() {
         return Ok(Vec::new());
     }
-    let hosts: Vec<HostRow> = reader
-        .fetch_all(
-            Statement::new(HOSTS_SQL)
-                .filter(tenant, query)
-                .source(&query.source),
-        )
-        .await?;
+    let hosts: Vec<HostRow> = reader.fetch_all(filtered(HOSTS_SQL)).await?;
     Ok(assemble(targets, hosts))
 }
 
@@ -88,10 +101,9 @@ pub(crate) type TargetRow = (
 /// Current observed rows of the filtered targets, with the version a desired
 /// event named for their revision; `$7`, `$8` the source filter.
 pub(crate) const HOSTS_SQL: &str = concat!(
-    "SELECT o.target_id, h.name, r.name, ",
-    source_of!("r"),
-    ", o.revision, o.status, o.message, o.observed_at, vv.version \
-     FROM deployment_targets t",
+    "SELECT o.target_id AS target_id, ",
+    host_columns!("h.name", "r.name"),
+    " FROM deployment_targets t",
     target_joins!(),
     " JOIN observed_deployments o ON o.target_id = t.id \
       JOIN hosts h ON h.id = o.host_id \
@@ -102,18 +114,13 @@ pub(crate) const HOSTS_SQL: &str = concat!(
     " ORDER BY h.name, r.name"
 );
 
-/// A row of [`HOSTS_SQL`].
-pub(crate) type HostRow = (
-    i64,
-    String,
-    String,
-    String,
-    String,
-    String,
-    Option<String>,
-    i64,
-    Option<String>,
-);
+/// A row of [`HOSTS_SQL`], by column name.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct HostRow {
+    target_id: i64,
+    #[sqlx(flatten)]
+    host: HostColumns,
+}
 
 /// Builds the state view from the two reads.
 pub(crate) fn assemble(targets: Vec<TargetRow>, hosts: Vec<HostRow>) -> Vec<TargetState> {
@@ -140,31 +147,48 @@ pub(crate) fn assemble(targets: Vec<TargetRow>, hosts: Vec<HostRow>) -> Vec<Targ
             },
         )
         .collect();
-    for (target_id, host, reconciler, source, revision, status, message, observed_at, version) in
-        hosts
-    {
+    for HostRow { target_id, host } in hosts {
         let Some(&i) = index.get(&target_id) else {
             continue;
         };
-        let Ok(status) = status.parse::<DeploymentStatus>() else {
+        let Some(view) = host.view() else {
             continue;
         };
         let state = &mut states[i];
-        let view = HostView {
-            host,
-            reconciler: Some(reconciler).filter(|r| !r.is_empty()),
-            source: parse_source(&source),
-            revision,
-            version,
-            status,
-            message,
-            observed_at: UnixNanos(observed_at),
-            in_sync: false,
-        }
-        .with_sync(state.desired.as_ref());
-        state.hosts.push(view);
+        state.hosts.push(view.with_sync(state.desired.as_ref()));
     }
     states
+}
+
+/// A host's current row as [`host_columns`] selects it.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct HostColumns {
+    host: String,
+    reconciler: String,
+    source: String,
+    revision: String,
+    status: String,
+    message: Option<String>,
+    observed_at: i64,
+    version: Option<String>,
+}
+
+impl HostColumns {
+    /// The host view of the row (not yet measured against desired state);
+    /// `None` when its status does not parse.
+    pub(crate) fn view(self) -> Option<HostView> {
+        Some(HostView {
+            host: self.host,
+            reconciler: Some(self.reconciler).filter(|r| !r.is_empty()),
+            source: parse_source(&self.source),
+            revision: self.revision,
+            version: self.version,
+            status: self.status.parse::<DeploymentStatus>().ok()?,
+            message: self.message,
+            observed_at: UnixNanos(self.observed_at),
+            in_sync: false,
+        })
+    }
 }
 
 /// A target's desired state, from its three nullable columns.
