@@ -122,6 +122,46 @@ impl Identity {
     }
 }
 
+/// The tasks this agent runs now, counted so that its shutdown can let
+/// them finish before it stops. Cheap to clone; clones share the count.
+#[derive(Debug, Clone)]
+pub struct InFlight(Arc<tokio::sync::watch::Sender<usize>>);
+
+impl Default for InFlight {
+    fn default() -> Self {
+        Self(Arc::new(tokio::sync::watch::channel(0).0))
+    }
+}
+
+impl InFlight {
+    /// How many tasks run now.
+    pub fn count(&self) -> usize {
+        *self.0.borrow()
+    }
+
+    /// Resolves once no task runs.
+    pub async fn finished(&self) {
+        let mut count = self.0.subscribe();
+        // The sender lives in `self`: the wait cannot fail.
+        let _ = count.wait_for(|n| *n == 0).await;
+    }
+
+    /// Counts one more task until the guard is dropped (the task ended,
+    /// or panicked).
+    fn start(&self) -> InFlightGuard {
+        self.0.send_modify(|n| *n += 1);
+        InFlightGuard(self.clone())
+    }
+}
+
+struct InFlightGuard(InFlight);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
 /// What the agent's tasks share with its streams.
 struct Shared {
     runner: Runner,
@@ -134,6 +174,7 @@ struct Shared {
     dry_done: Mutex<HashMap<String, deploy::TaskOutcome>>,
     /// Updates and results for whichever stream is open.
     out: mpsc::UnboundedSender<AgentMessage>,
+    in_flight: InFlight,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -147,10 +188,22 @@ pub struct Refused(String);
 
 /// Registers (when there is no identity yet), then keeps a stream open
 /// until `cancel`. Returns an error only when the orchestrator refuses this
-/// agent for good (a bad token, a revoked agent).
+/// agent for good (a bad token, a revoked agent). Tasks still running when
+/// it returns go on by themselves.
 pub async fn run(
     config: ChannelConfig,
     runner: Runner,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    run_tracked(config, runner, InFlight::default(), cancel).await
+}
+
+/// [`run`], counting the tasks it starts in `in_flight`, so that the
+/// caller can wait for them once it has returned.
+pub async fn run_tracked(
+    config: ChannelConfig,
+    runner: Runner,
+    in_flight: InFlight,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(
@@ -185,6 +238,7 @@ pub async fn run(
         unacked: Mutex::default(),
         dry_done: Mutex::default(),
         out,
+        in_flight,
     });
     let mut backoff = Backoff::new(config.max_backoff);
     let mut attempt = 0usize;
@@ -397,7 +451,9 @@ fn accept(shared: &Arc<Shared>, task: pb::Task) {
     }
     lock(&shared.running).insert(run_key.clone());
     let shared = shared.clone();
+    let counted = shared.in_flight.start();
     tokio::spawn(async move {
+        let _counted = counted;
         let result = execute(&shared, task).await.into_result(run_key.clone());
         lock(&shared.unacked).insert(run_key.clone(), result.clone());
         lock(&shared.running).remove(&run_key);

@@ -13,7 +13,8 @@ use axum::response::IntoResponse;
 use sextant_exporters::health::{self, CHECK_TIMEOUT, Check, Probe, Report};
 use sextant_exporters::outbox::Outbox;
 
-use super::{DockerLink, HealthState};
+use super::docker::DockerLink;
+use super::routes::HealthState;
 
 /// The service name `/health` reports.
 pub const SERVICE: &str = "sextant-agent";
