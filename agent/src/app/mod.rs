@@ -127,7 +127,7 @@ impl Application {
         let outbox_metrics = OutboxMetrics::new();
         outbox_metrics.register(&registry)?;
         let metrics = AgentMetrics::new(&registry)?;
-        let refused = sextant_exporters::serve::refused_counter();
+        let refused = sextant_kit::serve::refused_counter();
         registry.register(Box::new(refused.clone()))?;
         let outbox_config = OutboxConfig {
             max_bytes: config.outbox_max_bytes,
@@ -280,15 +280,15 @@ impl Application {
         let mut intake = JoinSet::new();
         // The health listener has the same limits as every other
         // (docs/security.md); one listener, so all the room it can get.
-        let limits = sextant_exporters::serve::ListenerLimits::default();
-        let limits = sextant_exporters::serve::ListenerLimits {
-            max_connections: sextant_exporters::serve::fit_connections(limits.max_connections, 1),
+        let limits = sextant_kit::serve::ListenerLimits::default();
+        let limits = sextant_kit::serve::ListenerLimits {
+            max_connections: sextant_kit::serve::fit_connections(limits.max_connections, 1),
             ..limits
         };
         let (listener, router, refused) = (self.listener, self.router, self.refused);
         let c = cancel.child_token();
         intake.spawn(async move {
-            sextant_exporters::serve::serve_http(listener, router, limits, refused, c)
+            sextant_kit::serve::serve_http(listener, router, limits, refused, c)
                 .await
                 .map_err(AgentError::Serve)
         });

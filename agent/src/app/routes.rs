@@ -57,5 +57,5 @@ impl HealthState {
 async fn metrics(State(state): State<Arc<HealthState>>) -> impl IntoResponse {
     state.outbox.refresh_metrics();
     state.refresh_tasks().await;
-    sextant_exporters::exposition::response(&state.registry.gather())
+    sextant_kit::exposition::response(&state.registry.gather())
 }
