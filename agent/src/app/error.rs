@@ -28,8 +28,8 @@ pub enum AgentError {
     Serve(#[source] std::io::Error),
     #[error("the Docker executor cannot start: {0}")]
     Executor(#[source] ExecuteError),
-    #[error("{0:#}")]
-    Channel(anyhow::Error),
+    #[error(transparent)]
+    Channel(#[from] crate::channel::ChannelError),
     #[error("the outbox sender of {endpoint} failed: {source}")]
     Sender {
         endpoint: String,

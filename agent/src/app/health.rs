@@ -153,7 +153,7 @@ fn orchestrator(data_dir: &std::path::Path) -> Check {
         Ok(None) => Ok(Probe::warn(
             "not registered with the orchestrator yet (no identity)",
         )),
-        Err(e) => Err(format!("{e:#}")),
+        Err(e) => Err(e),
     };
     Check::instant("orchestrator", probe)
 }

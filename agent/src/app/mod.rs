@@ -39,7 +39,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::channel::{self, ChannelConfig, InFlight, Runner};
+use crate::channel::{self, ChannelConfig, ChannelError, InFlight, Runner};
 use crate::config::{AgentConfig, Protocol};
 use crate::executor::{Executor, Journal};
 use crate::observe::{Identity, Observer, ObserverConfig};
@@ -362,9 +362,11 @@ async fn watch_docker(
         tls: config.orchestrator_tls.clone(),
     };
     let run_channel = async {
-        channel::run_tracked(channel, runner, in_flight, cancel.clone())
-            .await
-            .map_err(AgentError::Channel)
+        match channel::run_tracked(channel, runner, in_flight, cancel.clone()).await {
+            // Asked to stop while it was still registering.
+            Ok(()) | Err(ChannelError::Stopped) => Ok(()),
+            Err(e) => Err(AgentError::Channel(e)),
+        }
     };
     tokio::try_join!(observe, run_channel).map(|_| ())
 }

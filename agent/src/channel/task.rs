@@ -1,126 +1,23 @@
-//! The agent's side of the orchestrator channel (docs/agent-channel.md).
-//!
-//! The agent dials out, so it works from behind NAT: it registers once with
-//! a one-time token (the identity it gets is kept in
-//! `DATA_DIR/agent-identity.json`), then keeps one stream open to one of the
-//! orchestrator's replicas, reconnecting with backoff and trying the next
-//! endpoint when one fails.
-//!
-//! **Never twice.** A task is identified by its run key. A task delivered
-//! again while it runs is not started again; a finished one answers with
-//! its recorded result (the executor's journal, so this survives a restart).
-//! Results are kept until the orchestrator acknowledges them and are sent
-//! again on every new stream, so a result produced while the link was down
-//! still arrives.
+//! What a stream delivers: a task is run at most once per run key (a
+//! delivery while it runs starts nothing; a finished one answers with its
+//! result), its updates and result go to whichever stream is open, and the
+//! executor's record becomes the deploy contract's outcome in one place,
+//! [`outcome_of`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Context as _;
-use serde::{Deserialize, Serialize};
-use sextant_protocol::AgentServiceClient;
 use sextant_protocol::deploy::{self, ComposeLock, DeploySpec, ErrorKind, RegistryAuth};
 use sextant_protocol::v1::{
-    self as pb, AgentMessage, Heartbeat, Hello, LogLine, RegisterRequest, ServerMessage,
-    TaskResult, TaskUpdate, agent_message, server_message, task::Payload,
+    self as pb, AgentMessage, LogLine, TaskResult, TaskUpdate, agent_message, task::Payload,
 };
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::UnboundedReceiverStream;
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use crate::executor::{self, Executor, RecordState, TaskEvent, TaskStatus};
-
-/// How to reach the orchestrator and who this agent is.
-#[derive(Debug, Clone)]
-pub struct ChannelConfig {
-    /// The orchestrator's agent endpoints (`http://host:8082`), tried in turn.
-    pub endpoints: Vec<String>,
-    /// A one-time registration token, needed only until the identity file
-    /// exists.
-    pub registration_token: Option<String>,
-    pub name: String,
-    pub labels: BTreeMap<String, String>,
-    /// The identity file and artifacts live here.
-    pub data_dir: PathBuf,
-    /// Most time between reconnects.
-    pub max_backoff: Duration,
-    /// For `https://` endpoints: a CA to trust besides the public roots,
-    /// and a client certificate when the orchestrator requires one (mTLS).
-    pub tls: sextant_exporters::sender::TlsConfig,
-}
-
-/// What runs the tasks.
-#[derive(Debug, Clone)]
-pub enum Runner {
-    /// The Docker executor.
-    Docker(Arc<Executor>),
-    /// Dry-run: every deploy succeeds after `delay` without touching Docker
-    /// (for the control-plane benchmark). Results are kept in memory;
-    /// `executed` counts the tasks actually run (not replayed).
-    DryRun {
-        delay: Duration,
-        executed: Arc<std::sync::atomic::AtomicU64>,
-    },
-}
-
-impl Runner {
-    fn capabilities(&self) -> Vec<String> {
-        match self {
-            Runner::Docker(_) => vec!["docker".into(), "compose".into()],
-            Runner::DryRun { .. } => vec!["docker".into(), "compose".into(), "dry-run".into()],
-        }
-    }
-}
-
-/// The identity registration gave this agent.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Identity {
-    pub agent_id: String,
-    pub credential: String,
-}
-
-const IDENTITY_FILE: &str = "agent-identity.json";
-
-impl Identity {
-    /// Reads `DATA_DIR/agent-identity.json`, if present.
-    pub fn load(data_dir: &Path) -> anyhow::Result<Option<Self>> {
-        let path = data_dir.join(IDENTITY_FILE);
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .with_context(|| format!("{} is not an agent identity", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
-        }
-    }
-
-    /// Writes the identity, readable by its owner only.
-    pub fn save(&self, data_dir: &Path) -> anyhow::Result<()> {
-        std::fs::create_dir_all(data_dir)
-            .with_context(|| format!("cannot create {}", data_dir.display()))?;
-        let path = data_dir.join(IDENTITY_FILE);
-        let tmp = data_dir.join(format!("{IDENTITY_FILE}.tmp"));
-        {
-            use std::io::Write as _;
-            #[cfg(unix)]
-            use std::os::unix::fs::OpenOptionsExt as _;
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            options.mode(0o600);
-            let mut file = options
-                .open(&tmp)
-                .with_context(|| format!("cannot write {}", tmp.display()))?;
-            file.write_all(&serde_json::to_vec_pretty(self)?)?;
-            file.sync_all()?;
-        }
-        std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(())
-    }
-}
+use super::Runner;
+use crate::executor::{self, RecordState, TaskEvent, TaskStatus};
 
 /// The tasks this agent runs now, counted so that its shutdown can let
 /// them finish before it stops. Cheap to clone; clones share the count.
@@ -163,280 +60,25 @@ impl Drop for InFlightGuard {
 }
 
 /// What the agent's tasks share with its streams.
-struct Shared {
-    runner: Runner,
-    data_dir: PathBuf,
+pub(super) struct Shared {
+    pub(super) runner: Runner,
+    pub(super) data_dir: PathBuf,
     /// Run keys being run now.
-    running: Mutex<HashSet<String>>,
+    pub(super) running: Mutex<HashSet<String>>,
     /// Results not yet acknowledged, by run key.
-    unacked: Mutex<BTreeMap<String, TaskResult>>,
+    pub(super) unacked: Mutex<BTreeMap<String, TaskResult>>,
     /// Dry-run outcomes (the Docker runner has its journal).
-    dry_done: Mutex<HashMap<String, deploy::TaskOutcome>>,
+    pub(super) dry_done: Mutex<HashMap<String, deploy::TaskOutcome>>,
     /// Updates and results for whichever stream is open.
-    out: mpsc::UnboundedSender<AgentMessage>,
-    in_flight: InFlight,
+    pub(super) out: mpsc::UnboundedSender<AgentMessage>,
+    pub(super) in_flight: InFlight,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
-
-/// A refusal that reconnecting cannot fix.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Refused(String);
-
-/// Registers (when there is no identity yet), then keeps a stream open
-/// until `cancel`. Returns an error only when the orchestrator refuses this
-/// agent for good (a bad token, a revoked agent). Tasks still running when
-/// it returns go on by themselves.
-pub async fn run(
-    config: ChannelConfig,
-    runner: Runner,
-    cancel: CancellationToken,
-) -> anyhow::Result<()> {
-    run_tracked(config, runner, InFlight::default(), cancel).await
-}
-
-/// [`run`], counting the tasks it starts in `in_flight`, so that the
-/// caller can wait for them once it has returned.
-pub async fn run_tracked(
-    config: ChannelConfig,
-    runner: Runner,
-    in_flight: InFlight,
-    cancel: CancellationToken,
-) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        !config.endpoints.is_empty(),
-        "the agent channel needs at least one orchestrator endpoint"
-    );
-    // A bad endpoint or TLS file stops the agent now, not at every retry.
-    for endpoint in &config.endpoints {
-        grpc_endpoint(endpoint, &config.tls)?;
-    }
-    let identity = match Identity::load(&config.data_dir)? {
-        Some(identity) => identity,
-        None => {
-            let Some(token) = &config.registration_token else {
-                anyhow::bail!(
-                    "no agent identity in {} and no registration token: create one with \
-                     `sextant agents token` and pass it as --registration-token",
-                    config.data_dir.display()
-                );
-            };
-            let identity = register(&config, &runner, token, &cancel).await?;
-            identity.save(&config.data_dir)?;
-            tracing::info!(agent = %identity.agent_id, "Registered with the orchestrator");
-            identity
-        }
-    };
-    let (out, mut out_rx) = mpsc::unbounded_channel();
-    let shared = Arc::new(Shared {
-        runner,
-        data_dir: config.data_dir.clone(),
-        running: Mutex::default(),
-        unacked: Mutex::default(),
-        dry_done: Mutex::default(),
-        out,
-        in_flight,
-    });
-    let mut backoff = Backoff::new(config.max_backoff);
-    let mut attempt = 0usize;
-    loop {
-        let endpoint = &config.endpoints[attempt % config.endpoints.len()];
-        let started = tokio::time::Instant::now();
-        let ended = tokio::select! {
-            () = cancel.cancelled() => return Ok(()),
-            r = session(endpoint, &config, &identity, &shared, &mut out_rx) => r,
-        };
-        match ended {
-            Ok(()) => tracing::info!(%endpoint, "Orchestrator stream closed; reconnecting"),
-            Err(e) if e.downcast_ref::<Refused>().is_some() => return Err(e),
-            Err(e) => {
-                tracing::warn!(%endpoint, error = %format!("{e:#}"), "Orchestrator stream failed; reconnecting")
-            }
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            backoff.reset();
-        }
-        attempt += 1;
-        tokio::select! {
-            () = cancel.cancelled() => return Ok(()),
-            () = tokio::time::sleep(backoff.next()) => {}
-        }
-    }
-}
-
-/// An orchestrator endpoint, over TLS when it is `https://`.
-fn grpc_endpoint(
-    endpoint: &str,
-    tls: &sextant_exporters::sender::TlsConfig,
-) -> anyhow::Result<tonic::transport::Endpoint> {
-    let parsed = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
-        .with_context(|| format!("invalid orchestrator endpoint {endpoint:?}"))?;
-    Ok(sextant_exporters::sender::with_tls(parsed, endpoint, tls)?)
-}
-
-async fn connect(
-    endpoint: &str,
-    tls: &sextant_exporters::sender::TlsConfig,
-) -> anyhow::Result<AgentServiceClient<tonic::transport::Channel>> {
-    let channel = grpc_endpoint(endpoint, tls)?
-        .connect_timeout(Duration::from_secs(5))
-        .http2_keep_alive_interval(Duration::from_secs(15))
-        .keep_alive_timeout(Duration::from_secs(15))
-        .keep_alive_while_idle(true)
-        .connect()
-        .await
-        .with_context(|| format!("cannot connect to {endpoint}"))?;
-    Ok(AgentServiceClient::new(channel))
-}
-
-async fn register(
-    config: &ChannelConfig,
-    runner: &Runner,
-    token: &str,
-    cancel: &CancellationToken,
-) -> anyhow::Result<Identity> {
-    let mut backoff = Backoff::new(config.max_backoff);
-    let mut attempt = 0usize;
-    loop {
-        let endpoint = &config.endpoints[attempt % config.endpoints.len()];
-        let request = RegisterRequest {
-            token: token.to_owned(),
-            name: config.name.clone(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            capabilities: runner.capabilities(),
-            labels: config.labels.clone().into_iter().collect(),
-        };
-        let result = async {
-            let mut client = connect(endpoint, &config.tls).await?;
-            client.register(request).await.map_err(anyhow::Error::from)
-        }
-        .await;
-        match result {
-            Ok(response) => {
-                let r = response.into_inner();
-                return Ok(Identity {
-                    agent_id: r.agent_id,
-                    credential: r.credential,
-                });
-            }
-            Err(e) => {
-                if let Some(status) = e.downcast_ref::<tonic::Status>()
-                    && matches!(
-                        status.code(),
-                        tonic::Code::Unauthenticated
-                            | tonic::Code::PermissionDenied
-                            | tonic::Code::InvalidArgument
-                    )
-                {
-                    return Err(Refused(format!(
-                        "the orchestrator refused the registration: {}",
-                        status.message()
-                    ))
-                    .into());
-                }
-                tracing::warn!(%endpoint, error = %format!("{e:#}"), "Cannot register yet; retrying");
-            }
-        }
-        attempt += 1;
-        tokio::select! {
-            () = cancel.cancelled() => anyhow::bail!("stopped before registering"),
-            () = tokio::time::sleep(backoff.next()) => {}
-        }
-    }
-}
-
-/// One stream: Hello, Welcome, then tasks down and updates up until it ends.
-async fn session(
-    endpoint: &str,
-    config: &ChannelConfig,
-    identity: &Identity,
-    shared: &Arc<Shared>,
-    out_rx: &mut mpsc::UnboundedReceiver<AgentMessage>,
-) -> anyhow::Result<()> {
-    let mut client = connect(endpoint, &config.tls).await?;
-    let (tx, rx) = mpsc::unbounded_channel::<AgentMessage>();
-    let running: Vec<String> = lock(&shared.running).iter().cloned().collect();
-    let _ = tx.send(AgentMessage {
-        body: Some(agent_message::Body::Hello(Hello {
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            capabilities: shared.runner.capabilities(),
-            labels: config.labels.clone().into_iter().collect(),
-            running,
-        })),
-    });
-    let mut request = tonic::Request::new(UnboundedReceiverStream::new(rx));
-    let bearer = format!("Bearer {}", identity.credential)
-        .parse()
-        .context("the agent credential is not a valid header value")?;
-    request.metadata_mut().insert("authorization", bearer);
-    let mut inbound = match client.session(request).await {
-        Ok(r) => r.into_inner(),
-        Err(status)
-            if matches!(
-                status.code(),
-                tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
-            ) =>
-        {
-            return Err(Refused(format!(
-                "the orchestrator refused agent {}: {}",
-                identity.agent_id,
-                status.message()
-            ))
-            .into());
-        }
-        Err(status) => return Err(status.into()),
-    };
-    let heartbeat = match inbound.message().await? {
-        Some(ServerMessage {
-            body: Some(server_message::Body::Welcome(w)),
-        }) => {
-            tracing::info!(%endpoint, replica = %w.replica, agent = %w.agent_id, "Connected to the orchestrator");
-            Duration::from_secs(u64::from(w.heartbeat_seconds.max(1)))
-        }
-        other => anyhow::bail!("expected Welcome, got {other:?}"),
-    };
-    // Results the last stream did not see acknowledged go again.
-    for result in lock(&shared.unacked).values() {
-        let _ = tx.send(AgentMessage {
-            body: Some(agent_message::Body::Result(result.clone())),
-        });
-    }
-    let mut ticker = tokio::time::interval(heartbeat);
-    ticker.tick().await;
-    loop {
-        tokio::select! {
-            message = inbound.message() => {
-                let Some(message) = message? else { return Ok(()) };
-                match message.body {
-                    Some(server_message::Body::Task(task)) => accept(shared, task),
-                    Some(server_message::Body::Ack(ack)) => {
-                        lock(&shared.unacked).remove(&ack.run_key);
-                    }
-                    Some(server_message::Body::Welcome(_)) | None => {}
-                }
-            }
-            _ = ticker.tick() => {
-                let running = lock(&shared.running).iter().cloned().collect();
-                if tx.send(AgentMessage {
-                    body: Some(agent_message::Body::Heartbeat(Heartbeat { running })),
-                }).is_err() {
-                    return Ok(());
-                }
-            }
-            Some(message) = out_rx.recv() => {
-                if tx.send(message).is_err() {
-                    return Ok(());
-                }
-            }
-        }
-    }
-}
-
 /// Takes a delivered task: runs it unless it runs already or has a result.
-fn accept(shared: &Arc<Shared>, task: pb::Task) {
+pub(super) fn accept(shared: &Arc<Shared>, task: pb::Task) {
     let run_key = task.run_key.clone();
     if lock(&shared.running).contains(&run_key) {
         tracing::info!(%run_key, "Task delivered again while it runs; not starting it twice");
@@ -725,33 +367,6 @@ fn write_artifacts(
         }
     }
     Ok(())
-}
-
-/// Exponential backoff with full jitter.
-struct Backoff {
-    next: Duration,
-    max: Duration,
-}
-
-impl Backoff {
-    const FIRST: Duration = Duration::from_millis(250);
-
-    fn new(max: Duration) -> Self {
-        Self {
-            next: Self::FIRST,
-            max: max.max(Self::FIRST),
-        }
-    }
-
-    fn reset(&mut self) {
-        self.next = Self::FIRST;
-    }
-
-    fn next(&mut self) -> Duration {
-        let ceiling = self.next;
-        self.next = (self.next * 2).min(self.max);
-        ceiling.mul_f64(0.5 + rand::random::<f64>() * 0.5)
-    }
 }
 
 #[cfg(test)]
