@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument as _;
 
 use super::Runner;
-use crate::executor::{self, RecordState, TaskEvent, TaskStatus};
+use crate::executor::{self, Executor, RecordState, TaskEvent, TaskStatus};
 
 /// The tasks this agent runs now, counted so that its shutdown can let
 /// them finish before it stops. Cheap to clone; clones share the count.
@@ -155,40 +156,23 @@ async fn execute(shared: &Arc<Shared>, task: pb::Task) -> deploy::TaskOutcome {
 
 async fn run_task(shared: &Arc<Shared>, task: pb::Task) -> deploy::TaskOutcome {
     let run_key = task.run_key.clone();
-    let invalid = |why: String| deploy::TaskOutcome::failed(ErrorKind::Invalid, false, why);
     update(shared, &run_key, "running", vec![]);
     if let Err(e) = write_artifacts(&shared.data_dir, &run_key, &task.artifacts) {
-        return invalid(e.to_string());
+        return invalid(&e);
     }
     let auth = task.registry_auth.as_ref().map(|a| RegistryAuth {
         username: a.username.clone(),
         password: a.password.clone(),
         server_address: (!a.server_address.is_empty()).then(|| a.server_address.clone()),
     });
-    match (&shared.runner, task.payload) {
-        (_, None) => invalid("the task has no payload".into()),
-        (Runner::DryRun { delay, executed }, Some(payload)) => {
-            let done = lock(&shared.dry_done).get(&run_key).cloned();
-            if let Some(mut outcome) = done {
-                outcome.resumed = true;
-                return outcome;
-            }
-            executed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            tokio::time::sleep(*delay).await;
-            let digest = match &payload {
-                Payload::DeployJson(json) => serde_json::from_str::<DeploySpec>(json)
-                    .ok()
-                    .and_then(|s| s.image.rsplit_once('@').map(|(_, d)| d.to_owned())),
-                _ => None,
-            };
-            let outcome = deploy::TaskOutcome {
-                deployed_digest: digest,
-                ..deploy::TaskOutcome::succeeded()
-            };
-            lock(&shared.dry_done).insert(run_key, outcome.clone());
-            outcome
+    let Some(payload) = task.payload else {
+        return invalid(&PayloadError::Missing);
+    };
+    match (&shared.runner, payload) {
+        (Runner::DryRun { delay, executed }, payload) => {
+            dry_run(shared, run_key, *delay, executed, &payload).await
         }
-        (Runner::Docker(executor), Some(Payload::Check(check))) => {
+        (Runner::Docker(executor), Payload::Check(check)) => {
             let argv = vec!["sh".to_owned(), "-c".to_owned(), check.command.clone()];
             let timeout = Duration::from_millis(u64::from(check.timeout_ms.max(100)));
             match executor.run_check(&check.container, &argv, timeout).await {
@@ -196,93 +180,168 @@ async fn run_task(shared: &Arc<Shared>, task: pb::Task) -> deploy::TaskOutcome {
                 Err(e) => deploy::TaskOutcome::failed(ErrorKind::Health, false, e.to_string()),
             }
         }
-        (Runner::Docker(executor), Some(payload)) => {
-            let interrupted = matches!(
-                executor.journal().read(&run_key),
-                Ok(Some(r)) if r.state == RecordState::Running
-            );
-            let (events, mut rx) = mpsc::unbounded_channel::<TaskEvent>();
-            let forward = {
-                let shared = shared.clone();
-                let run_key = run_key.clone();
-                tokio::spawn(async move {
-                    while let Some(event) = rx.recv().await {
-                        match event {
-                            TaskEvent::Status {
-                                container,
-                                phase,
-                                message,
-                                ..
-                            } => update(
-                                &shared,
-                                &run_key,
-                                &phase.to_string(),
-                                vec![system(format!("{container}: {message}"))],
-                            ),
-                            TaskEvent::Log {
-                                container, line, ..
-                            } => update(
-                                &shared,
-                                &run_key,
-                                "",
-                                vec![LogLine {
-                                    stream: "stdout".into(),
-                                    line: format!("{container}: {line}"),
-                                }],
-                            ),
-                            TaskEvent::Finished { .. } => {}
-                        }
-                    }
-                })
-            };
-            let outcome = match payload {
-                Payload::DeployJson(json) => match serde_json::from_str::<DeploySpec>(&json) {
-                    Ok(mut spec) if spec.task_id == run_key => {
-                        spec.registry_auth = auth;
-                        executor.deploy(&spec, events).await
-                    }
-                    Ok(_) => {
-                        drop(events);
-                        let _ = forward.await;
-                        return invalid("the spec's task id is not its run key".into());
-                    }
-                    Err(e) => {
-                        drop(events);
-                        let _ = forward.await;
-                        return invalid(format!("bad deploy spec: {e}"));
-                    }
-                },
-                Payload::ComposeJson(json) => match serde_json::from_str::<ComposeLock>(&json) {
-                    Ok(mut lock) if lock.task_id == run_key => {
-                        lock.registry_auth = auth;
-                        executor.apply_compose(&lock, events).await
-                    }
-                    Ok(_) => {
-                        drop(events);
-                        let _ = forward.await;
-                        return invalid("the compose-lock's task id is not its run key".into());
-                    }
-                    Err(e) => {
-                        drop(events);
-                        let _ = forward.await;
-                        return invalid(format!("bad compose-lock: {e}"));
-                    }
-                },
-                Payload::Check(_) => {
-                    drop(events);
-                    let _ = forward.await;
-                    return invalid("misrouted check task".into());
-                }
-            };
-            let _ = forward.await;
-            match outcome {
-                Ok(record) => outcome_of(record, interrupted),
-                Err(e) => invalid(e.to_string()),
-            }
+        (Runner::Docker(executor), payload) => {
+            run_docker(shared, executor, &run_key, payload, auth).await
         }
     }
 }
 
+/// A task that could not be run as it came.
+fn invalid(why: &dyn std::fmt::Display) -> deploy::TaskOutcome {
+    deploy::TaskOutcome::failed(ErrorKind::Invalid, false, why.to_string())
+}
+
+/// Dry-run: succeeds after `delay` (once per run key; again, it answers
+/// with the outcome it gave), deploying the spec's digest if it has one.
+async fn dry_run(
+    shared: &Shared,
+    run_key: String,
+    delay: Duration,
+    executed: &AtomicU64,
+    payload: &Payload,
+) -> deploy::TaskOutcome {
+    let done = lock(&shared.dry_done).get(&run_key).cloned();
+    if let Some(mut outcome) = done {
+        outcome.resumed = true;
+        return outcome;
+    }
+    executed.fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(delay).await;
+    let digest = match payload {
+        Payload::DeployJson(json) => serde_json::from_str::<DeploySpec>(json)
+            .ok()
+            .and_then(|s| s.image.rsplit_once('@').map(|(_, d)| d.to_owned())),
+        _ => None,
+    };
+    let outcome = deploy::TaskOutcome {
+        deployed_digest: digest,
+        ..deploy::TaskOutcome::succeeded()
+    };
+    lock(&shared.dry_done).insert(run_key, outcome.clone());
+    outcome
+}
+
+/// Why a payload is not a task the Docker executor can run.
+#[derive(Debug, thiserror::Error)]
+enum PayloadError {
+    #[error("the task has no payload")]
+    Missing,
+    #[error("bad deploy spec: {0}")]
+    Spec(#[source] serde_json::Error),
+    #[error("the spec's task id is not its run key")]
+    SpecKey,
+    #[error("bad compose-lock: {0}")]
+    Lock(#[source] serde_json::Error),
+    #[error("the compose-lock's task id is not its run key")]
+    LockKey,
+    #[error("misrouted check task")]
+    Check,
+}
+
+/// What the Docker executor is given.
+enum DockerTask {
+    Deploy(Box<DeploySpec>),
+    Compose(Box<ComposeLock>),
+}
+
+impl DockerTask {
+    /// The spec or compose-lock of `payload`, which must be `run_key`'s,
+    /// with the task's registry credentials.
+    fn parse(
+        payload: Payload,
+        run_key: &str,
+        auth: Option<RegistryAuth>,
+    ) -> Result<Self, PayloadError> {
+        match payload {
+            Payload::DeployJson(json) => {
+                let mut spec: DeploySpec =
+                    serde_json::from_str(&json).map_err(PayloadError::Spec)?;
+                if spec.task_id != run_key {
+                    return Err(PayloadError::SpecKey);
+                }
+                spec.registry_auth = auth;
+                Ok(Self::Deploy(Box::new(spec)))
+            }
+            Payload::ComposeJson(json) => {
+                let mut lock: ComposeLock =
+                    serde_json::from_str(&json).map_err(PayloadError::Lock)?;
+                if lock.task_id != run_key {
+                    return Err(PayloadError::LockKey);
+                }
+                lock.registry_auth = auth;
+                Ok(Self::Compose(Box::new(lock)))
+            }
+            Payload::Check(_) => Err(PayloadError::Check),
+        }
+    }
+}
+
+/// Deploys a spec or a compose-lock through the executor, passing its
+/// events on as updates.
+async fn run_docker(
+    shared: &Arc<Shared>,
+    executor: &Executor,
+    run_key: &str,
+    payload: Payload,
+    auth: Option<RegistryAuth>,
+) -> deploy::TaskOutcome {
+    let interrupted = matches!(
+        executor.journal().read(run_key),
+        Ok(Some(r)) if r.state == RecordState::Running
+    );
+    let (events, rx) = mpsc::unbounded_channel::<TaskEvent>();
+    let forward = tokio::spawn(forward_events(shared.clone(), run_key.to_owned(), rx));
+    let outcome = match DockerTask::parse(payload, run_key, auth) {
+        Ok(DockerTask::Deploy(spec)) => executor.deploy(&spec, events).await,
+        Ok(DockerTask::Compose(lock)) => executor.apply_compose(&lock, events).await,
+        Err(why) => {
+            drop(events);
+            let _ = forward.await;
+            return invalid(&why);
+        }
+    };
+    let _ = forward.await;
+    match outcome {
+        Ok(record) => outcome_of(record, interrupted),
+        Err(e) => invalid(&e),
+    }
+}
+
+/// Sends the executor's status and log events as updates of `run_key`,
+/// until the executor drops its sender.
+async fn forward_events(
+    shared: Arc<Shared>,
+    run_key: String,
+    mut rx: mpsc::UnboundedReceiver<TaskEvent>,
+) {
+    while let Some(event) = rx.recv().await {
+        match event {
+            TaskEvent::Status {
+                container,
+                phase,
+                message,
+                ..
+            } => update(
+                &shared,
+                &run_key,
+                &phase.to_string(),
+                vec![system(format!("{container}: {message}"))],
+            ),
+            TaskEvent::Log {
+                container, line, ..
+            } => update(
+                &shared,
+                &run_key,
+                "",
+                vec![LogLine {
+                    stream: "stdout".into(),
+                    line: format!("{container}: {line}"),
+                }],
+            ),
+            TaskEvent::Finished { .. } => {}
+        }
+    }
+}
 /// The deploy contract's outcome of what the Docker executor recorded: the
 /// one place the agent's record becomes what it reports. `interrupted`:
 /// the journal found the run key running when the task started.
