@@ -37,6 +37,7 @@ use sextant_exporters::sender::{
 use sextant_kit::Secret;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::channel::{self, ChannelConfig, ChannelError, InFlight, Runner};
@@ -50,6 +51,10 @@ pub use sink::{AgentMetrics, OutboxSink};
 /// How long each stage of shutdown may take before the next one starts:
 /// the three stages fit in the 10 s Docker gives a container to stop.
 pub const STAGE_DEADLINE: Duration = Duration::from_secs(3);
+
+/// How long the senders have to stop once told, when the flush took its
+/// whole deadline: they stop at once, but need to be polled to.
+const SENDER_STOP: Duration = Duration::from_millis(500);
 
 /// How often the last stage looks whether the senders have caught up.
 const FLUSH_POLL: Duration = Duration::from_millis(20);
@@ -222,7 +227,8 @@ impl Application {
         // 1. Stop taking new work: the listener, the Docker event watch and
         // the orchestrator session.
         intake.cancel();
-        drain("intake", &mut intakes, &mut result).await;
+        let deadline = Instant::now() + STAGE_DEADLINE;
+        drain("intake", &mut intakes, &mut result, deadline).await;
         // 2. The tasks the orchestrator gave finish (their journal records
         // them as running if they do not in time).
         if tokio::time::timeout(STAGE_DEADLINE, in_flight.finished())
@@ -232,8 +238,10 @@ impl Application {
             tracing::warn!(tasks = in_flight.count(), deadline = ?STAGE_DEADLINE,
                 "Tasks still running at shutdown; leaving them");
         }
-        // 3. The senders deliver what the outbox holds, then stop.
-        if tokio::time::timeout(STAGE_DEADLINE, caught_up(&outbox))
+        // 3. The senders deliver what the outbox holds, then stop, both
+        // within the one deadline.
+        let deadline = Instant::now() + STAGE_DEADLINE;
+        if tokio::time::timeout_at(deadline, caught_up(&outbox))
             .await
             .is_err()
         {
@@ -241,7 +249,8 @@ impl Application {
                 "Records left unsent at shutdown; they stay in the outbox for the next start");
         }
         sending.cancel();
-        drain("outbox senders", &mut senders, &mut result).await;
+        let deadline = deadline.max(Instant::now() + SENDER_STOP);
+        drain("outbox senders", &mut senders, &mut result, deadline).await;
         result
     }
 
@@ -396,14 +405,15 @@ fn failure(done: Result<Result<(), AgentError>, tokio::task::JoinError>) -> Opti
     }
 }
 
-/// Waits up to [`STAGE_DEADLINE`] for `tasks` to end, keeping the first
-/// error; what is left then is aborted.
+/// Waits until `deadline` for `tasks` to end, keeping the first error;
+/// what is left then is aborted.
 async fn drain(
     stage: &str,
     tasks: &mut JoinSet<Result<(), AgentError>>,
     result: &mut Result<(), AgentError>,
+    deadline: Instant,
 ) {
-    let ended = tokio::time::timeout(STAGE_DEADLINE, async {
+    let ended = tokio::time::timeout_at(deadline, async {
         while let Some(done) = tasks.join_next().await {
             if let (Some(e), true) = (failure(done), result.is_ok()) {
                 tracing::error!(stage, error = %e, "Agent component failed while stopping");
