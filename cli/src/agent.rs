@@ -52,14 +52,11 @@ pub async fn run(command: AgentCommand) -> anyhow::Result<i32> {
 
 async fn run_agent(args: &sextant_agent::config::AgentArgs) -> anyhow::Result<i32> {
     let config = args.resolve()?;
-    let cancel = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(crate::stop_on_signal(cancel.clone())?);
-    let agent = sextant_agent::runtime::Agent::start(config, cancel).await?;
-    eprintln!(
-        "sextant agent: health and metrics on http://{}",
-        agent.listen
-    );
-    agent.wait().await?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(crate::stop_on_signal(shutdown.clone())?);
+    let app = sextant_agent::app::Application::build(config).await?;
+    eprintln!("sextant agent: health and metrics on http://{}", app.addr());
+    app.run_until_stopped(shutdown).await?;
     Ok(0)
 }
 

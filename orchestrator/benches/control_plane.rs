@@ -474,7 +474,7 @@ impl Api {
 /// The N dry-run agents.
 struct Agents {
     cancel: CancellationToken,
-    handles: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    handles: Vec<tokio::task::JoinHandle<Result<(), channel::ChannelError>>>,
     executed: Vec<Arc<AtomicU64>>,
 }
 

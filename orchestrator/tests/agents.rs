@@ -223,7 +223,7 @@ impl Replica {
 /// An agent channel client in dry-run mode.
 struct Agent {
     cancel: CancellationToken,
-    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+    handle: tokio::task::JoinHandle<Result<(), channel::ChannelError>>,
     executed: Arc<AtomicU64>,
 }
 
@@ -286,7 +286,7 @@ impl Agent {
         self.executed.load(Ordering::SeqCst)
     }
 
-    async fn stop(self) -> anyhow::Result<()> {
+    async fn stop(self) -> Result<(), channel::ChannelError> {
         self.cancel.cancel();
         self.handle.await.unwrap()
     }

@@ -2,7 +2,7 @@
 //! stop the old, start and verify the new, then commit (remove the old) or
 //! roll back (restore the old and verify it again).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -10,19 +10,13 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::errors::Error as DockerError;
-use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, EndpointSettings, HealthConfig, HostConfig,
-    NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy as DockerRestart,
-    RestartPolicyNameEnum,
-};
+use bollard::models::{ContainerInspectResponse, NetworkCreateRequest};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, LogsOptionsBuilder,
     RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use futures::StreamExt;
-use sextant_protocol::deploy::{
-    DeploySpec, HealthCheck, ImageRef, Probe, RestartPolicy, SpecError, labels,
-};
+use sextant_protocol::deploy::{HealthCheck, Probe, labels};
 use tracing::Instrument as _;
 
 use super::EventSender;
@@ -30,6 +24,7 @@ use super::error::StepError;
 use super::event::{Phase, PreviousContainer, TaskEvent, TaskOutcome, TaskStatus};
 use super::health;
 use super::journal::{Journal, TaskKind, now};
+use super::plan::{Plan, create_body};
 
 /// How many of a failed container's last log lines go into the outcome.
 const LOG_TAIL: usize = 50;
@@ -37,42 +32,6 @@ const LOG_TAIL: usize = 50;
 /// The name an old container is kept under while its successor is verified.
 pub(crate) fn aside_name(name: &str) -> String {
     format!("{name}.sextant-prev")
-}
-
-/// One container to switch, with what the executor adds to its spec.
-#[derive(Debug)]
-pub(crate) struct Plan {
-    pub spec: DeploySpec,
-    pub image: ImageRef,
-    /// Compose only: the service (network alias).
-    pub service: Option<String>,
-    /// Every label the container gets.
-    pub labels: BTreeMap<String, String>,
-}
-
-impl Plan {
-    pub fn single(spec: &DeploySpec, image: ImageRef) -> Self {
-        let labels = spec.container_labels(&image);
-        Self {
-            spec: spec.clone(),
-            image,
-            service: None,
-            labels,
-        }
-    }
-
-    pub fn service(spec: &DeploySpec, project: &str, service: &str) -> Result<Self, SpecError> {
-        let image = spec.validate()?;
-        let mut labels = spec.container_labels(&image);
-        labels.insert(labels::COMPOSE_PROJECT.into(), project.into());
-        labels.insert(labels::COMPOSE_SERVICE.into(), service.into());
-        Ok(Self {
-            spec: spec.clone(),
-            image,
-            service: Some(service.to_owned()),
-            labels,
-        })
-    }
 }
 
 /// The old container, kept aside (renamed, stopped) until the new is healthy.
@@ -246,158 +205,13 @@ impl Ctx<'_> {
         self.pull(plan)
             .await
             .map_err(|m| Failure::nothing_changed(m, None))?;
-
-        // A container left aside by an earlier, interrupted task: if nothing
-        // runs under the name it is the last good version, so put it back and
-        // treat it as the previous container; otherwise it is stale.
-        let aside = aside_name(name);
-        let leftover = self
-            .inspect(&aside)
-            .await
-            .map_err(|m| Failure::nothing_changed(m, None))?;
-        if let Some(left) = leftover {
-            let id = left.id.unwrap_or_else(|| aside.clone());
-            let current = self
-                .inspect(name)
-                .await
-                .map_err(|m| Failure::nothing_changed(m, None))?;
-            if current.is_some() {
-                self.status(
-                    name,
-                    Phase::Cleanup,
-                    format!("removing stale {aside} ({id})"),
-                );
-                self.remove(&id)
-                    .await
-                    .map_err(|m| Failure::nothing_changed(m, None))?;
-            } else {
-                self.status(
-                    name,
-                    Phase::Cleanup,
-                    format!("restoring leftover {aside} ({id})"),
-                );
-                self.rename(&id, name)
-                    .await
-                    .map_err(|m| Failure::nothing_changed(m, None))?;
-                // It ran before the crash stopped it for its successor.
-                self.docker
-                    .start_container(&id, None)
-                    .await
-                    .map_err(|source| {
-                        let e = StepError::StartLeftover {
-                            id: id.clone(),
-                            source,
-                        };
-                        Failure::nothing_changed(e, None)
-                    })?;
-            }
-        }
-        let previous = match self
-            .inspect(name)
-            .await
-            .map_err(|m| Failure::nothing_changed(m, None))?
-        {
-            Some(old) => {
-                let prev = self.describe_previous(old);
-                self.rename(&prev.id, &aside)
-                    .await
-                    .map_err(|m| Failure::nothing_changed(m, None))?;
-                Some(prev)
-            }
-            None => None,
-        };
-
-        self.status(
-            name,
-            Phase::Creating,
-            format!("creating {name} from {}", plan.image),
-        );
-        let opts = CreateContainerOptionsBuilder::new().name(name).build();
-        let new_id = match self
-            .docker
-            .create_container(Some(opts), create_body(plan))
-            .await
-        {
-            Ok(r) => r.id,
-            Err(source) => {
-                let e = StepError::Create {
-                    name: name.to_owned(),
-                    source,
-                };
-                let mut message = e.to_string();
-                if let Some(prev) = &previous
-                    && let Err(m) = self.rename(&prev.id, name).await
-                {
-                    message.push_str(&format!("; {m}"));
-                }
-                return Err(Failure::nothing_changed(message, previous.as_ref()));
-            }
-        };
-
+        self.settle_leftover(name).await?;
+        let previous = self.set_aside(name).await?;
+        let new_id = self.create(plan, previous.as_ref()).await?;
         if let Some(prev) = previous.as_ref().filter(|p| p.was_running) {
-            self.status(
-                name,
-                Phase::StoppingOld,
-                format!("stopping previous {}", prev.id),
-            );
-            let t = plan
-                .spec
-                .stop_timeout
-                .map_or(10, |d| i32::try_from(d.0.as_secs()).unwrap_or(i32::MAX));
-            let opts = StopContainerOptionsBuilder::new().t(t).build();
-            if let Err(source) = self.docker.stop_container(&prev.id, Some(opts)).await {
-                let e = StepError::StopPrevious {
-                    id: prev.id.clone(),
-                    source,
-                };
-                let mut message = e.to_string();
-                if let Err(m) = self.remove(&new_id).await {
-                    message.push_str(&format!("; {m}"));
-                }
-                if let Err(m) = self.rename(&prev.id, name).await {
-                    message.push_str(&format!("; {m}"));
-                }
-                return Err(Failure::nothing_changed(message, Some(prev)));
-            }
+            self.stop_previous(plan, &new_id, prev).await?;
         }
-
-        self.status(name, Phase::Starting, format!("starting {name} ({new_id})"));
-        let verified = match self.docker.start_container(&new_id, None).await {
-            Err(source) => Err(StepError::Start {
-                name: name.to_owned(),
-                source,
-            }),
-            Ok(()) => {
-                self.status(
-                    name,
-                    Phase::Verifying,
-                    format!("verifying health ({})", probe_name(&plan.spec.health)),
-                );
-                let emitted = Arc::new(AtomicUsize::new(0));
-                let follower = self.follow_logs(&new_id, name, Arc::clone(&emitted));
-                let span = tracing::info_span!("health.check", container = %name,
-                    probe = probe_name(&plan.spec.health));
-                let verified = health::verify(self.docker, &new_id, &plan.spec.health)
-                    .instrument(span.clone())
-                    .await;
-                if let Err(why) = &verified {
-                    tracing::warn!(parent: &span, container = %name, error = %why, "Health check failed");
-                }
-                // Let the follower catch up with what was printed so far
-                // (a server logs a request just after answering it).
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                let printed = self.read_logs(&new_id, "all").await.len();
-                let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
-                while emitted.load(Ordering::Relaxed) < printed
-                    && tokio::time::Instant::now() < deadline
-                {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                follower.abort();
-                verified.map_err(StepError::from)
-            }
-        };
-        match verified {
+        match self.start_and_verify(plan, &new_id).await {
             Ok(()) => {
                 self.status(name, Phase::Healthy, format!("{name} is healthy"));
                 Ok(Switched {
@@ -414,6 +228,158 @@ impl Ctx<'_> {
                 }
                 Err(self.undo(plan, &new_id, previous, reason, logs).await)
             }
+        }
+    }
+
+    /// A container left aside by an earlier, interrupted task: if nothing
+    /// runs under `name` it is the last good version, so it is put back (and
+    /// becomes the previous container); otherwise it is stale and removed.
+    async fn settle_leftover(&self, name: &str) -> Result<(), Failure> {
+        let unchanged = |m: StepError| Failure::nothing_changed(m, None);
+        let aside = aside_name(name);
+        let Some(left) = self.inspect(&aside).await.map_err(unchanged)? else {
+            return Ok(());
+        };
+        let id = left.id.unwrap_or_else(|| aside.clone());
+        if self.inspect(name).await.map_err(unchanged)?.is_some() {
+            self.status(
+                name,
+                Phase::Cleanup,
+                format!("removing stale {aside} ({id})"),
+            );
+            return self.remove(&id).await.map_err(unchanged);
+        }
+        self.status(
+            name,
+            Phase::Cleanup,
+            format!("restoring leftover {aside} ({id})"),
+        );
+        self.rename(&id, name).await.map_err(unchanged)?;
+        // It ran before the crash stopped it for its successor.
+        self.docker
+            .start_container(&id, None)
+            .await
+            .map_err(|source| unchanged(StepError::StartLeftover { id, source }))
+    }
+
+    /// Renames the container running under `name`, if any, to its aside
+    /// name; it is the previous container.
+    async fn set_aside(&self, name: &str) -> Result<Option<Aside>, Failure> {
+        let unchanged = |m: StepError| Failure::nothing_changed(m, None);
+        let Some(old) = self.inspect(name).await.map_err(unchanged)? else {
+            return Ok(None);
+        };
+        let prev = self.describe_previous(old);
+        self.rename(&prev.id, &aside_name(name))
+            .await
+            .map_err(unchanged)?;
+        Ok(Some(prev))
+    }
+
+    /// Creates the new container; if Docker refuses, the previous one gets
+    /// its name back.
+    async fn create(&self, plan: &Plan, previous: Option<&Aside>) -> Result<String, Failure> {
+        let name = plan.spec.name.as_str();
+        self.status(
+            name,
+            Phase::Creating,
+            format!("creating {name} from {}", plan.image),
+        );
+        let opts = CreateContainerOptionsBuilder::new().name(name).build();
+        match self
+            .docker
+            .create_container(Some(opts), create_body(plan))
+            .await
+        {
+            Ok(r) => Ok(r.id),
+            Err(source) => {
+                let e = StepError::Create {
+                    name: name.to_owned(),
+                    source,
+                };
+                let mut message = e.to_string();
+                if let Some(prev) = previous
+                    && let Err(m) = self.rename(&prev.id, name).await
+                {
+                    message.push_str(&format!("; {m}"));
+                }
+                Err(Failure::nothing_changed(message, previous))
+            }
+        }
+    }
+
+    /// Stops the previous container; if it will not stop, the new one is
+    /// removed and the previous one gets its name back.
+    async fn stop_previous(&self, plan: &Plan, new_id: &str, prev: &Aside) -> Result<(), Failure> {
+        let name = plan.spec.name.as_str();
+        self.status(
+            name,
+            Phase::StoppingOld,
+            format!("stopping previous {}", prev.id),
+        );
+        let t = plan
+            .spec
+            .stop_timeout
+            .map_or(10, |d| i32::try_from(d.0.as_secs()).unwrap_or(i32::MAX));
+        let opts = StopContainerOptionsBuilder::new().t(t).build();
+        let Err(source) = self.docker.stop_container(&prev.id, Some(opts)).await else {
+            return Ok(());
+        };
+        let e = StepError::StopPrevious {
+            id: prev.id.clone(),
+            source,
+        };
+        let mut message = e.to_string();
+        if let Err(m) = self.remove(new_id).await {
+            message.push_str(&format!("; {m}"));
+        }
+        if let Err(m) = self.rename(&prev.id, name).await {
+            message.push_str(&format!("; {m}"));
+        }
+        Err(Failure::nothing_changed(message, Some(prev)))
+    }
+
+    /// Starts the new container and verifies its health, passing on what
+    /// it logs meanwhile.
+    async fn start_and_verify(&self, plan: &Plan, new_id: &str) -> Result<(), StepError> {
+        let name = plan.spec.name.as_str();
+        self.status(name, Phase::Starting, format!("starting {name} ({new_id})"));
+        self.docker
+            .start_container(new_id, None)
+            .await
+            .map_err(|source| StepError::Start {
+                name: name.to_owned(),
+                source,
+            })?;
+        self.status(
+            name,
+            Phase::Verifying,
+            format!("verifying health ({})", probe_name(&plan.spec.health)),
+        );
+        let emitted = Arc::new(AtomicUsize::new(0));
+        let follower = self.follow_logs(new_id, name, Arc::clone(&emitted));
+        let span = tracing::info_span!("health.check", container = %name,
+            probe = probe_name(&plan.spec.health));
+        let verified = health::verify(self.docker, new_id, &plan.spec.health)
+            .instrument(span.clone())
+            .await;
+        if let Err(why) = &verified {
+            tracing::warn!(parent: &span, container = %name, error = %why, "Health check failed");
+        }
+        self.catch_up_logs(new_id, &emitted).await;
+        follower.abort();
+        verified.map_err(StepError::from)
+    }
+
+    /// Lets the log follower catch up with what the container printed so
+    /// far (a server logs a request just after answering it), for up to a
+    /// second.
+    async fn catch_up_logs(&self, id: &str, emitted: &AtomicUsize) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let printed = self.read_logs(id, "all").await.len();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        while emitted.load(Ordering::Relaxed) < printed && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -748,77 +714,5 @@ fn probe_name(h: &HealthCheck) -> &'static str {
         Probe::Http { .. } => "http",
         Probe::Tcp { .. } => "tcp",
         Probe::Command { .. } => "command",
-    }
-}
-
-fn nanos(d: std::time::Duration) -> i64 {
-    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
-}
-
-/// The Docker create request for a plan.
-fn create_body(plan: &Plan) -> ContainerCreateBody {
-    let spec = &plan.spec;
-    let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
-    for p in &spec.ports {
-        port_bindings
-            .entry(p.key())
-            .or_insert_with(|| Some(Vec::new()))
-            .get_or_insert_with(Vec::new)
-            .push(PortBinding {
-                host_ip: p.host_ip.clone(),
-                host_port: Some(
-                    p.host_port
-                        .filter(|p| *p != 0)
-                        .map_or_else(String::new, |p| p.to_string()),
-                ),
-            });
-    }
-    let (restart_name, max_retry) = match spec.restart {
-        RestartPolicy::No => (RestartPolicyNameEnum::NO, None),
-        RestartPolicy::Always => (RestartPolicyNameEnum::ALWAYS, None),
-        RestartPolicy::UnlessStopped => (RestartPolicyNameEnum::UNLESS_STOPPED, None),
-        RestartPolicy::OnFailure(n) => (RestartPolicyNameEnum::ON_FAILURE, Some(i64::from(n))),
-    };
-    // Overrides of the image's HEALTHCHECK timing; Docker keeps the image's
-    // test and any value left unset.
-    let healthcheck = (spec.health.probe == Probe::Docker).then(|| HealthConfig {
-        test: None,
-        interval: spec.health.interval.map(|d| nanos(d.0)),
-        timeout: spec.health.timeout.map(|d| nanos(d.0)),
-        retries: spec.health.retries.map(i64::from),
-        start_period: spec.health.start_period.map(|d| nanos(d.0)),
-        start_interval: None,
-    });
-    let networking_config = spec.network.as_ref().map(|net| NetworkingConfig {
-        endpoints_config: Some(HashMap::from([(
-            net.clone(),
-            EndpointSettings {
-                aliases: plan.service.clone().map(|s| vec![s]),
-                ..Default::default()
-            },
-        )])),
-    });
-    ContainerCreateBody {
-        image: Some(plan.image.to_string()),
-        cmd: spec.command.clone(),
-        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-        labels: Some(plan.labels.clone().into_iter().collect()),
-        exposed_ports: Some(spec.ports.iter().map(|p| p.key()).collect()),
-        healthcheck,
-        stop_timeout: spec
-            .stop_timeout
-            .map(|d| i64::try_from(d.0.as_secs()).unwrap_or(i64::MAX)),
-        host_config: Some(HostConfig {
-            binds: Some(spec.volumes.clone()),
-            port_bindings: Some(port_bindings),
-            restart_policy: Some(DockerRestart {
-                name: Some(restart_name),
-                maximum_retry_count: max_retry,
-            }),
-            network_mode: spec.network.clone(),
-            ..Default::default()
-        }),
-        networking_config,
-        ..Default::default()
     }
 }

@@ -8,6 +8,7 @@ mod error;
 mod event;
 mod health;
 mod journal;
+mod plan;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -20,8 +21,9 @@ pub use event::{Phase, PreviousContainer, ServiceOutcome, TaskEvent, TaskOutcome
 pub use journal::{Journal, RecordState, TaskKind, TaskRecord};
 use sextant_protocol::deploy::{ComposeLock, DeploySpec};
 
-use docker::{Failure, Plan, Switched};
+use docker::{Failure, Switched};
 use journal::{Begin, now};
+use plan::Plan;
 
 /// Where the executor sends [`TaskEvent`]s. Sends never block; a dropped
 /// receiver is fine.
@@ -213,80 +215,10 @@ impl Executor {
             }
         }
         match failure {
-            None => {
-                for (plan, s) in &done {
-                    let message = ctx.commit(s).await;
-                    outcome.services.push(ServiceOutcome {
-                        service: plan.service.clone().unwrap_or_default(),
-                        container: plan.spec.name.clone(),
-                        status: TaskStatus::Succeeded,
-                        container_id: Some(s.new_id.clone()),
-                        deployed_digest: Some(plan.image.digest.clone()),
-                        previous: s.previous.as_ref().map(|a| a.info.clone()),
-                        message,
-                    });
-                }
-                outcome.message = format!(
-                    "deployed {} services of project {}, all healthy",
-                    done.len(),
-                    lock.project
-                );
-            }
-            Some((failed_plan, f)) => {
-                let failed_service = failed_plan.service.clone().unwrap_or_default();
-                let mut all_restored = f.status == TaskStatus::RolledBack || f.previous.is_none();
-                let mut rolled = Vec::new();
-                for (plan, s) in done.iter().rev() {
-                    let (status, message, id) = match ctx.rollback(plan, s).await {
-                        Ok(r) => (TaskStatus::RolledBack, r.message, r.container_id),
-                        Err(e) => {
-                            all_restored = false;
-                            (TaskStatus::Failed, e.to_string(), None)
-                        }
-                    };
-                    rolled.push(ServiceOutcome {
-                        service: plan.service.clone().unwrap_or_default(),
-                        container: plan.spec.name.clone(),
-                        status,
-                        container_id: id,
-                        deployed_digest: None,
-                        previous: s.previous.as_ref().map(|a| a.info.clone()),
-                        message,
-                    });
-                }
-                rolled.reverse();
-                outcome.services = rolled;
-                outcome.services.push(ServiceOutcome {
-                    service: failed_service.clone(),
-                    container: failed_plan.spec.name.clone(),
-                    status: f.status,
-                    container_id: f.container_id.clone(),
-                    deployed_digest: None,
-                    previous: f.previous.clone(),
-                    message: f.message.clone(),
-                });
-                outcome.logs = f.logs;
+            None => commit_services(ctx, lock, &done, &mut outcome).await,
+            Some((failed, f)) => {
                 let untouched = plans.len() - done.len() - 1;
-                outcome.status = if all_restored {
-                    TaskStatus::RolledBack
-                } else {
-                    TaskStatus::Failed
-                };
-                outcome.message = format!(
-                    "service {failed_service} failed: {}; {} earlier service(s) {}{}",
-                    f.message,
-                    done.len(),
-                    if all_restored {
-                        "rolled back and healthy"
-                    } else {
-                        "NOT all restored, see services"
-                    },
-                    if untouched > 0 {
-                        format!("; {untouched} later service(s) not attempted")
-                    } else {
-                        String::new()
-                    }
-                );
+                roll_back_services(ctx, &done, failed, f, untouched, &mut outcome).await;
             }
         }
         outcome.finished_at = now();
@@ -402,6 +334,99 @@ impl Executor {
         });
         Ok(outcome)
     }
+}
+
+/// Every service of a compose-lock switched and healthy: the old
+/// containers go.
+async fn commit_services(
+    ctx: &docker::Ctx<'_>,
+    lock: &ComposeLock,
+    done: &[(&Plan, Switched)],
+    outcome: &mut TaskOutcome,
+) {
+    for (plan, s) in done {
+        let message = ctx.commit(s).await;
+        outcome.services.push(ServiceOutcome {
+            service: plan.service.clone().unwrap_or_default(),
+            container: plan.spec.name.clone(),
+            status: TaskStatus::Succeeded,
+            container_id: Some(s.new_id.clone()),
+            deployed_digest: Some(plan.image.digest.clone()),
+            previous: s.previous.as_ref().map(|a| a.info.clone()),
+            message,
+        });
+    }
+    outcome.message = format!(
+        "deployed {} services of project {}, all healthy",
+        done.len(),
+        lock.project
+    );
+}
+
+/// Service `failed` of a compose-lock failed (and was rolled back by its
+/// switch): the services switched before it are rolled back, newest
+/// first; `untouched` later ones were not attempted.
+async fn roll_back_services(
+    ctx: &docker::Ctx<'_>,
+    done: &[(&Plan, Switched)],
+    failed: &Plan,
+    f: Failure,
+    untouched: usize,
+    outcome: &mut TaskOutcome,
+) {
+    let failed_service = failed.service.clone().unwrap_or_default();
+    let mut all_restored = f.status == TaskStatus::RolledBack || f.previous.is_none();
+    let mut rolled = Vec::new();
+    for (plan, s) in done.iter().rev() {
+        let (status, message, id) = match ctx.rollback(plan, s).await {
+            Ok(r) => (TaskStatus::RolledBack, r.message, r.container_id),
+            Err(e) => {
+                all_restored = false;
+                (TaskStatus::Failed, e.to_string(), None)
+            }
+        };
+        rolled.push(ServiceOutcome {
+            service: plan.service.clone().unwrap_or_default(),
+            container: plan.spec.name.clone(),
+            status,
+            container_id: id,
+            deployed_digest: None,
+            previous: s.previous.as_ref().map(|a| a.info.clone()),
+            message,
+        });
+    }
+    rolled.reverse();
+    outcome.services = rolled;
+    outcome.services.push(ServiceOutcome {
+        service: failed_service.clone(),
+        container: failed.spec.name.clone(),
+        status: f.status,
+        container_id: f.container_id.clone(),
+        deployed_digest: None,
+        previous: f.previous.clone(),
+        message: f.message.clone(),
+    });
+    outcome.logs = f.logs;
+    outcome.status = if all_restored {
+        TaskStatus::RolledBack
+    } else {
+        TaskStatus::Failed
+    };
+    outcome.message = format!(
+        "service {failed_service} failed: {}; {} earlier service(s) {}{}",
+        f.message,
+        done.len(),
+        if all_restored {
+            "rolled back and healthy"
+        } else {
+            "NOT all restored, see services"
+        },
+        if untouched > 0 {
+            format!("; {untouched} later service(s) not attempted")
+        } else {
+            String::new()
+        }
+    );
 }
 
 /// Marks a task id as running in this process until dropped.

@@ -13,7 +13,8 @@ use axum::response::IntoResponse;
 use sextant_exporters::outbox::Outbox;
 use sextant_kit::health::{self, CHECK_TIMEOUT, Check, Probe, Report};
 
-use super::{DockerLink, HealthState};
+use super::docker::DockerLink;
+use super::routes::HealthState;
 
 /// The service name `/health` reports.
 pub const SERVICE: &str = "sextant-agent";
@@ -152,7 +153,7 @@ fn orchestrator(data_dir: &std::path::Path) -> Check {
         Ok(None) => Ok(Probe::warn(
             "not registered with the orchestrator yet (no identity)",
         )),
-        Err(e) => Err(format!("{e:#}")),
+        Err(e) => Err(e),
     };
     Check::instant("orchestrator", probe)
 }

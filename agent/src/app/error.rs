@@ -1,0 +1,41 @@
+//! Why the agent could not start, or stopped on its own.
+
+use std::net::SocketAddr;
+
+use sextant_exporters::OutboxError;
+
+use crate::executor::ExecuteError;
+
+/// An agent that cannot be built, or a component that failed while it ran.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// An OTLP endpoint, or one of its TLS files, that cannot be used.
+    #[error(transparent)]
+    Endpoint(OutboxError),
+    #[error("cannot register the agent's metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("cannot open the outbox: {0}")]
+    Outbox(#[source] OutboxError),
+    #[error("cannot open the task journal: {0}")]
+    Journal(#[source] ExecuteError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the health and metrics listener failed: {0}")]
+    Serve(#[source] std::io::Error),
+    #[error("the Docker executor cannot start: {0}")]
+    Executor(#[source] ExecuteError),
+    #[error(transparent)]
+    Channel(#[from] crate::channel::ChannelError),
+    #[error("the outbox sender of {endpoint} failed: {source}")]
+    Sender {
+        endpoint: String,
+        #[source]
+        source: OutboxError,
+    },
+    #[error("an agent task panicked: {0}")]
+    Panicked(#[from] tokio::task::JoinError),
+}
