@@ -20,7 +20,7 @@ use std::time::Duration;
 use sextant_model::{EventKind, UnixNanos, keys};
 
 use crate::report::event::{Event, request};
-use crate::report::send::{Secret, export, logs_url};
+use crate::report::send::{Hub, Secret};
 
 const MINUTE: i64 = 60 * 1_000_000_000;
 const HOUR: i64 = 60 * MINUTE;
@@ -231,15 +231,9 @@ fn estate(now: i64) -> Estate {
 }
 
 /// Sends `events` in requests of at most 500.
-async fn send(url: &reqwest::Url, token: Option<&Secret>, events: &[Event]) -> anyhow::Result<()> {
+async fn send(hub: &Hub, events: &[Event]) -> anyhow::Result<()> {
     for chunk in events.chunks(500) {
-        let outcome = export(
-            url,
-            token,
-            &request(chunk, UnixNanos::now()),
-            Duration::from_secs(30),
-        )
-        .await?;
+        let outcome = hub.export(&request(chunk, UnixNanos::now())).await?;
         if outcome.rejected > 0 {
             anyhow::bail!(
                 "the hub rejected {} demo events: {}",
@@ -254,16 +248,17 @@ async fn send(url: &reqwest::Url, token: Option<&Secret>, events: &[Event]) -> a
 /// Seeds the estate through `otlp_http`, prints where to look, then keeps
 /// the hosts reporting every 30 s until the process ends.
 pub async fn run(otlp_http: SocketAddr, api: SocketAddr, token: Option<String>) {
-    let url = match logs_url(&format!("http://{otlp_http}")) {
-        Ok(url) => url,
+    let token: Option<Secret> = token.and_then(|t| t.parse().ok());
+    let endpoint = format!("http://{otlp_http}");
+    let hub = match Hub::new(&endpoint, token, Duration::from_secs(30)) {
+        Ok(hub) => hub,
         Err(error) => {
-            tracing::error!(%error, "Cannot seed the demo estate");
+            tracing::error!(error = format!("{error:#}"), "Cannot seed the demo estate");
             return;
         }
     };
-    let token: Option<Secret> = token.and_then(|t| t.parse().ok());
     let estate = estate(UnixNanos::now().0);
-    if let Err(error) = send(&url, token.as_ref(), &estate.history).await {
+    if let Err(error) = send(&hub, &estate.history).await {
         tracing::error!(error = format!("{error:#}"), "Cannot seed the demo estate");
         return;
     }
@@ -279,7 +274,7 @@ pub async fn run(otlp_http: SocketAddr, api: SocketAddr, token: Option<String>) 
         for e in &mut current {
             e.time = now;
         }
-        if let Err(error) = send(&url, token.as_ref(), &current).await {
+        if let Err(error) = send(&hub, &current).await {
             tracing::warn!(error = format!("{error:#}"), "Demo heartbeat failed");
         }
     }

@@ -26,6 +26,8 @@ pub const JOB_ID: &str = "sextant.job.id";
 pub const ENVIRONMENT: &str = "deployment.environment.name";
 /// Semconv `deployment.status` (development; `in_progress` is a custom value).
 pub const STATUS: &str = "deployment.status";
+/// Semconv `service.name` (stable): the reporting service, on the resource.
+pub const SERVICE_NAME: &str = "service.name";
 /// Semconv `service.version` (stable).
 pub const VERSION: &str = "service.version";
 /// Semconv `vcs.ref.head.revision`: the build commit.

@@ -1,8 +1,11 @@
 //! Sextant's shared domain model: the deployment events that arrive over OTLP,
 //! the attribute keys that carry them, and their validation.
 //!
-//! This crate does no I/O. The receiver turns OTLP attributes into the
-//! [`AttributeSource`] view used here; the store persists the validated events.
+//! This crate does no I/O. Every sender encodes its events with [`otlp`]
+//! (one `ResourceLogs` per batch: the reporter on the resource, one log
+//! record per event); the receiver reads OTLP attributes through the
+//! [`AttributeSource`] view used here; the store persists the validated
+//! events.
 //!
 //! The read views and reports (`view`, `report`) are the hub API's
 //! contract: the hub serializes them and its clients (`sextant-kit`'s
@@ -10,6 +13,7 @@
 
 pub mod event;
 pub mod keys;
+pub mod otlp;
 pub mod report;
 pub mod source;
 pub mod target;

@@ -2,10 +2,10 @@
 //! the agent's identity on the resource, the placement, revision and status
 //! on the record, event name `sextant.deployment.observed`.
 
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
-use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use sextant_model::{UnixNanos, keys};
+use sextant_model::otlp::{EventRecord, Reporter};
+use sextant_model::{EventKind, UnixNanos, keys};
 
 use super::status::Observation;
 
@@ -25,115 +25,55 @@ pub struct Identity {
     pub labels: Vec<(String, String)>,
 }
 
-fn kv(key: impl Into<String>, value: impl Into<String>) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.into())),
-        }),
-        ..Default::default()
-    }
+/// The agent as a reporter: the service, the host, the reconciler and the
+/// agent's labels.
+fn reporter(identity: &Identity) -> Reporter {
+    let reporter = Reporter::service(RECONCILER_NAME, env!("CARGO_PKG_VERSION"))
+        .with(keys::HOST_NAME, &identity.host)
+        .with(keys::RECONCILER_NAME, RECONCILER_NAME)
+        .with(keys::RECONCILER_TYPE, RECONCILER_TYPE);
+    identity.labels.iter().fold(reporter, |r, (k, v)| {
+        r.with(format!("{LABEL_PREFIX}{k}"), v)
+    })
 }
 
 /// The resource every record of this agent carries.
 pub fn resource(identity: &Identity) -> Resource {
-    let mut attributes = vec![
-        kv("service.name", RECONCILER_NAME),
-        kv("service.version", env!("CARGO_PKG_VERSION")),
-        kv(keys::HOST_NAME, &identity.host),
-        kv(keys::RECONCILER_NAME, RECONCILER_NAME),
-        kv(keys::RECONCILER_TYPE, RECONCILER_TYPE),
-    ];
-    attributes.extend(
-        identity
-            .labels
-            .iter()
-            .map(|(k, v)| kv(format!("{LABEL_PREFIX}{k}"), v)),
-    );
-    Resource {
-        attributes,
-        ..Default::default()
-    }
+    reporter(identity).resource()
 }
 
 /// One observation as a log record at time `at`.
 pub fn record(observation: &Observation, at: UnixNanos) -> LogRecord {
     let p = &observation.placement;
-    let mut attributes = vec![
-        kv(keys::APPLICATION, &p.application),
-        kv(keys::WORKLOAD, &p.workload),
-        kv(keys::ENVIRONMENT, &p.environment),
-        kv(keys::TARGET, &p.target),
-        kv(keys::REVISION, &observation.revision),
-        kv(keys::STATUS, observation.status.as_str()),
-        kv("container.id", &observation.container),
-        kv("container.name", &observation.name),
-    ];
-    if let Some(w) = &p.workspace {
-        attributes.push(kv(keys::WORKSPACE, w));
-    }
-    if let Some(m) = &observation.message {
-        attributes.push(kv(keys::STATUS_MESSAGE, m));
-    }
-    if let Some(r) = &observation.release {
-        attributes.push(kv(keys::VERSION, r));
-    }
-    if let Some(j) = &observation.job {
-        attributes.push(kv(keys::JOB_ID, j));
-    }
-    let time = u64::try_from(at.0).unwrap_or(0);
-    LogRecord {
-        time_unix_nano: time,
-        observed_time_unix_nano: time,
-        event_name: keys::EVENT_OBSERVED.to_owned(),
-        attributes,
-        ..Default::default()
-    }
+    EventRecord::new(EventKind::Observed, at)
+        .with(keys::APPLICATION, &p.application)
+        .with(keys::WORKLOAD, &p.workload)
+        .with(keys::ENVIRONMENT, &p.environment)
+        .with(keys::TARGET, &p.target)
+        .with(keys::REVISION, &observation.revision)
+        .with(keys::STATUS, observation.status.as_str())
+        .with("container.id", &observation.container)
+        .with("container.name", &observation.name)
+        .with_some(keys::WORKSPACE, p.workspace.as_deref())
+        .with_some(keys::STATUS_MESSAGE, observation.message.as_deref())
+        .with_some(keys::VERSION, observation.release.as_deref())
+        .with_some(keys::JOB_ID, observation.job.as_deref())
+        .into()
 }
 
 /// A whole `ResourceLogs` of one record: what one outbox record holds.
 pub fn resource_logs(resource: &Resource, record: LogRecord) -> ResourceLogs {
-    ResourceLogs {
-        resource: Some(resource.clone()),
-        scope_logs: vec![ScopeLogs {
-            scope: Some(InstrumentationScope {
-                name: RECONCILER_NAME.to_owned(),
-                version: env!("CARGO_PKG_VERSION").to_owned(),
-                ..Default::default()
-            }),
-            log_records: vec![record],
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
+    let scope = Reporter::service(RECONCILER_NAME, env!("CARGO_PKG_VERSION")).scope();
+    sextant_model::otlp::resource_logs(resource.clone(), scope, vec![record])
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
-    use sextant_model::{AttributeSource, DeploymentStatus, ObservedDeployment};
+    use sextant_model::otlp::{Merged, string_value};
+    use sextant_model::{DeploymentStatus, ObservedDeployment};
 
     use super::super::status::Placement;
     use super::*;
-
-    /// Attributes merged as the hub merges them: the record wins.
-    struct Merged(HashMap<String, String>);
-
-    impl AttributeSource for Merged {
-        fn text(&self, key: &str) -> Result<Option<String>, sextant_model::NotAString> {
-            Ok(self.0.get(key).cloned())
-        }
-    }
-
-    fn strings(attrs: &[KeyValue]) -> impl Iterator<Item = (String, String)> + '_ {
-        attrs
-            .iter()
-            .filter_map(|kv| match kv.value.as_ref()?.value.as_ref()? {
-                any_value::Value::StringValue(s) => Some((kv.key.clone(), s.clone())),
-                _ => None,
-            })
-    }
 
     /// The hub's own parser reads what the agent writes.
     #[test]
@@ -163,14 +103,16 @@ mod tests {
         let resource = logs.resource.as_ref().expect("resource");
         let record = &logs.scope_logs[0].log_records[0];
         assert_eq!(record.event_name, keys::EVENT_OBSERVED);
-        let mut merged: HashMap<String, String> = strings(&resource.attributes).collect();
-        merged.extend(strings(&record.attributes));
+        let merged = Merged {
+            record: &record.attributes,
+            resource: &resource.attributes,
+        };
         assert_eq!(
-            merged.get("sextant.agent.label.rack").map(String::as_str),
+            string_value(merged.get("sextant.agent.label.rack")),
             Some("r7")
         );
-        let parsed = ObservedDeployment::from_attributes(&Merged(merged), None, UnixNanos(42))
-            .expect("valid");
+        let parsed =
+            ObservedDeployment::from_attributes(&merged, None, UnixNanos(42)).expect("valid");
         assert_eq!(parsed.host, "h1");
         assert_eq!(parsed.revision, "sha256:aaa");
         assert_eq!(parsed.status, DeploymentStatus::Failed);

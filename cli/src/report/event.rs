@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 
 use anyhow::anyhow;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
-use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
-use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use sextant_model::otlp::{EventRecord, Reporter};
 use sextant_model::{
     AttributeSource, DeploymentEvent, DesiredDeployment, EventError, EventKind, ObservedDeployment,
     UnixNanos, keys,
@@ -16,7 +15,6 @@ use sextant_model::{
 
 /// `service.name` of the resource, and the instrumentation scope name.
 pub const SCOPE_NAME: &str = "sextant-cli";
-const SERVICE_NAME: &str = "service.name";
 
 /// Attribute keys that identify the reporter; they go on the resource.
 const RESOURCE_KEYS: [&str; 4] = [
@@ -73,6 +71,25 @@ impl Event {
             .map(|(k, v)| (*k, v.as_str()))
     }
 
+    /// Who reports it: the CLI relaying the event, with the event's
+    /// identity attributes.
+    fn reporter(&self) -> Reporter {
+        self.resource().fold(
+            Reporter::relay(SCOPE_NAME, env!("CARGO_PKG_VERSION")),
+            |reporter, (k, v)| reporter.with(k, v),
+        )
+    }
+
+    /// The log record; `now` is its observed time.
+    fn log_record(&self, now: UnixNanos) -> LogRecord {
+        self.record()
+            .fold(
+                EventRecord::new(self.kind, self.time).observed_at(now),
+                |record, (k, v)| record.with(k, v),
+            )
+            .into()
+    }
+
     /// Validates the event as the hub will. `field` names the flag or YAML
     /// field that carries an attribute, for the error message.
     pub fn validate(
@@ -103,17 +120,18 @@ impl Event {
 
     /// The attributes as a JSON object, for `--output json`.
     pub fn json(&self) -> serde_json::Value {
-        let object = |attrs: &mut dyn Iterator<Item = (&'static str, &str)>| {
-            let map: BTreeMap<&str, &str> = attrs.collect();
-            serde_json::json!(map)
-        };
-        let mut resource = std::iter::once((SERVICE_NAME, SCOPE_NAME)).chain(self.resource());
+        fn object<'a, K: Ord + serde::Serialize>(
+            attrs: impl Iterator<Item = (K, &'a str)>,
+        ) -> serde_json::Value {
+            serde_json::json!(attrs.collect::<BTreeMap<K, &str>>())
+        }
+        let reporter = self.reporter();
         serde_json::json!({
             "event": self.kind.event_name(),
             "origin": self.origin,
             "time": self.time.to_rfc3339(),
-            "resource": object(&mut resource),
-            "attributes": object(&mut self.record()),
+            "resource": object(reporter.attributes()),
+            "attributes": object(self.record()),
         })
     }
 }
@@ -128,58 +146,22 @@ impl AttributeSource for Event {
     }
 }
 
-fn key_value(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.to_owned(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.to_owned())),
-        }),
-        ..Default::default()
-    }
-}
-
 /// One OTLP logs request carrying `events`: one `ResourceLogs` per distinct
 /// reporter, in the order first seen. `now` is each record's observed time.
 pub fn request(events: &[Event], now: UnixNanos) -> ExportLogsServiceRequest {
-    let scope = InstrumentationScope {
-        name: SCOPE_NAME.to_owned(),
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-        ..Default::default()
-    };
-    // (resource attributes, the records of that reporter)
-    type Group<'a> = (Vec<(&'a str, &'a str)>, Vec<LogRecord>);
-    let mut groups: Vec<Group<'_>> = Vec::new();
+    let mut batches: Vec<(Reporter, Vec<LogRecord>)> = Vec::new();
     for event in events {
-        let resource: Vec<(&str, &str)> = event.resource().collect();
-        let record = LogRecord {
-            time_unix_nano: u64::try_from(event.time.0).unwrap_or_default(),
-            observed_time_unix_nano: u64::try_from(now.0).unwrap_or_default(),
-            event_name: event.kind.event_name().to_owned(),
-            attributes: event.record().map(|(k, v)| key_value(k, v)).collect(),
-            ..Default::default()
-        };
-        match groups.iter_mut().find(|(r, _)| *r == resource) {
+        let reporter = event.reporter();
+        let record = event.log_record(now);
+        match batches.iter_mut().find(|(r, _)| *r == reporter) {
             Some((_, records)) => records.push(record),
-            None => groups.push((resource, vec![record])),
+            None => batches.push((reporter, vec![record])),
         }
     }
     ExportLogsServiceRequest {
-        resource_logs: groups
+        resource_logs: batches
             .into_iter()
-            .map(|(resource, records)| ResourceLogs {
-                resource: Some(Resource {
-                    attributes: std::iter::once(key_value(SERVICE_NAME, SCOPE_NAME))
-                        .chain(resource.iter().map(|(k, v)| key_value(k, v)))
-                        .collect(),
-                    ..Default::default()
-                }),
-                scope_logs: vec![ScopeLogs {
-                    scope: Some(scope.clone()),
-                    log_records: records,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            })
+            .map(|(reporter, records)| reporter.logs(records))
             .collect(),
     }
 }

@@ -249,7 +249,11 @@ fn read_inputs(files: &[PathBuf]) -> anyhow::Result<Vec<kalypso::Input>> {
 pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
     let common = args.common;
     let now = UnixNanos::now();
-    let url = send::logs_url(&common.otlp_endpoint)?;
+    let hub = send::Hub::new(
+        &common.otlp_endpoint,
+        common.token,
+        Duration::from_secs(common.timeout),
+    )?;
     let (events, from_file) = match (args.event, args.files.is_empty()) {
         (Some(_), false) => bail!(
             "-f reads the event kinds from the YAML: use `sextant report -f FILE` without \
@@ -279,20 +283,14 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
         .context("nothing was sent")?;
 
     let request = event::request(&events, now);
-    let outcome = send::export(
-        &url,
-        common.token.as_ref(),
-        &request,
-        Duration::from_secs(common.timeout),
-    )
-    .await?;
+    let outcome = hub.export(&request).await?;
 
     let total = events.len();
     let rejected = usize::try_from(outcome.rejected.max(0)).unwrap_or(total);
     match common.output {
         Output::Json => {
             let report = serde_json::json!({
-                "endpoint": url.as_str(),
+                "endpoint": hub.url(),
                 "sent": total,
                 "accepted": total.saturating_sub(rejected),
                 "rejected": rejected,

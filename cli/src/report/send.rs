@@ -1,38 +1,78 @@
-//! OTLP/HTTP protobuf export of one logs request, and what the hub answered.
+//! One OTLP/HTTP protobuf export of a logs request through the exporters'
+//! HTTP transport, and what the hub answered, in words for the command line.
 
 pub use sextant_kit::Secret;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::anyhow;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
 use prost::Message;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
+use sextant_exporters::OutboxError;
+use sextant_exporters::sender::{FailureReason, HttpAnswer, HttpConfig, HttpTransport, NoAnswer};
 
-const PROTOBUF: &str = "application/x-protobuf";
-/// The most of a response body read; a hub answers in a few bytes.
-const MAX_RESPONSE_BYTES: usize = 1 << 20;
+/// The hub's OTLP/HTTP logs endpoint.
+pub struct Hub {
+    transport: HttpTransport,
+    timeout: Duration,
+}
 
-/// The `/v1/logs` URL of an OTLP/HTTP endpoint given as a base URL
-/// (`http://host:4318`); a URL that already ends in `/v1/logs` is kept.
-pub fn logs_url(endpoint: &str) -> anyhow::Result<reqwest::Url> {
-    let trimmed = endpoint.trim().trim_end_matches('/');
-    let full = if trimmed.ends_with("/v1/logs") {
-        trimmed.to_owned()
-    } else {
-        format!("{trimmed}/v1/logs")
-    };
-    let url = reqwest::Url::parse(&full).with_context(|| {
-        format!("invalid OTLP endpoint {endpoint:?} (expected e.g. http://127.0.0.1:4318)")
-    })?;
-    match url.scheme() {
-        "http" => Ok(url),
-        "https" => bail!(
-            "OTLP endpoint {endpoint}: this build of sextant speaks plain HTTP only; \
-             use http:// (for example through a local collector)"
-        ),
-        other => bail!("OTLP endpoint {endpoint}: unsupported scheme {other:?}, use http://"),
+impl Hub {
+    /// The endpoint given as a base URL (`http://host:4318`; a URL that
+    /// already ends in `/v1/logs` is kept), with `token` sent as a bearer
+    /// token and `timeout` for each request.
+    pub fn new(endpoint: &str, token: Option<Secret>, timeout: Duration) -> anyhow::Result<Self> {
+        let config = HttpConfig {
+            token,
+            timeout,
+            ..HttpConfig::new(endpoint)
+        };
+        let transport = HttpTransport::new(config).map_err(|e| match e {
+            OutboxError::Endpoint { reason, .. } => anyhow!(
+                "invalid OTLP endpoint {endpoint:?} (expected e.g. http://127.0.0.1:4318): {reason}"
+            ),
+            other => anyhow!(other),
+        })?;
+        Ok(Self { transport, timeout })
+    }
+
+    /// The `/v1/logs` URL events are POSTed to.
+    pub fn url(&self) -> &str {
+        self.transport.url().as_str()
+    }
+
+    /// POSTs `request` as protobuf, once. An HTTP error, an undecodable
+    /// answer or an unreachable hub is an `Err` whose message says what
+    /// happened and where.
+    pub async fn export(&self, request: &ExportLogsServiceRequest) -> anyhow::Result<Outcome> {
+        let url = self.url();
+        let answer = self
+            .transport
+            .post(request.encode_to_vec())
+            .await
+            .map_err(|e| no_answer(url, self.timeout, e))?;
+        if !answer.status.is_success() {
+            return Err(http_error(url, &answer));
+        }
+        let response = if answer.body.is_empty() {
+            ExportLogsServiceResponse::default()
+        } else {
+            ExportLogsServiceResponse::decode(answer.body.as_slice()).map_err(|e| {
+                anyhow!(
+                    "{url} answered {} with a body that is not an OTLP logs response ({e}); \
+                     is this an OTLP/HTTP endpoint?",
+                    answer.status
+                )
+            })?
+        };
+        Ok(match response.partial_success {
+            Some(p) => Outcome {
+                rejected: p.rejected_log_records,
+                message: Some(p.error_message).filter(|m| !m.is_empty()),
+            },
+            None => Outcome::default(),
+        })
     }
 }
 
@@ -45,86 +85,22 @@ pub struct Outcome {
     pub message: Option<String>,
 }
 
-/// POSTs `request` as protobuf. An HTTP error, an undecodable answer or an
-/// unreachable hub is an `Err` whose message says what happened and where.
-pub async fn export(
-    url: &reqwest::Url,
-    token: Option<&Secret>,
-    request: &ExportLogsServiceRequest,
-    timeout: Duration,
-) -> anyhow::Result<Outcome> {
-    let client = reqwest::Client::builder()
-        .connect_timeout(timeout.min(Duration::from_secs(5)))
-        .timeout(timeout)
-        .build()
-        .context("cannot build the HTTP client")?;
-    let mut http = client
-        .post(url.clone())
-        .header(CONTENT_TYPE, PROTOBUF)
-        .header(USER_AGENT, concat!("sextant/", env!("CARGO_PKG_VERSION")))
-        .body(request.encode_to_vec());
-    if let Some(token) = token {
-        http = http.header(AUTHORIZATION, format!("Bearer {}", token.expose()));
-    }
-    let mut response = http
-        .send()
-        .await
-        .map_err(|e| transport_error(url, timeout, &e))?;
-    let status = response.status();
-    let is_protobuf = response
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with(PROTOBUF));
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| transport_error(url, timeout, &e))?
-    {
-        let room = MAX_RESPONSE_BYTES.saturating_sub(body.len());
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-    }
-
-    if !status.is_success() {
-        return Err(http_error(url, status, is_protobuf, &body));
-    }
-    let answer = if body.is_empty() {
-        ExportLogsServiceResponse::default()
-    } else {
-        ExportLogsServiceResponse::decode(body.as_slice()).map_err(|e| {
-            anyhow!(
-                "{url} answered {status} with a body that is not an OTLP logs response ({e}); \
-                 is this an OTLP/HTTP endpoint?"
-            )
-        })?
-    };
-    Ok(match answer.partial_success {
-        Some(p) => Outcome {
-            rejected: p.rejected_log_records,
-            message: Some(p.error_message).filter(|m| !m.is_empty()),
-        },
-        None => Outcome::default(),
-    })
-}
-
 /// A failure before any HTTP status arrived.
-fn transport_error(url: &reqwest::Url, timeout: Duration, error: &reqwest::Error) -> anyhow::Error {
-    let mut cause = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(e) = source {
-        cause = e.to_string();
-        source = e.source();
-    }
-    if error.is_connect() {
+fn no_answer(url: &str, timeout: Duration, error: NoAnswer) -> anyhow::Error {
+    let NoAnswer {
+        reason,
+        connect,
+        detail,
+    } = error;
+    if connect {
         anyhow!(
-            "cannot connect to the hub's OTLP/HTTP endpoint {url}: {cause}. \
+            "cannot connect to the hub's OTLP/HTTP endpoint {url}: {detail}. \
              Is the hub running there? Set it with --otlp-endpoint or SEXTANT_OTLP_ENDPOINT"
         )
-    } else if error.is_timeout() {
+    } else if reason == FailureReason::Timeout {
         anyhow!("no answer from {url} within {} s", timeout.as_secs_f32())
     } else {
-        anyhow!("sending to {url} failed: {cause}")
+        anyhow!("sending to {url} failed: {detail}")
     }
 }
 
@@ -143,20 +119,13 @@ fn code_name(code: i32) -> &'static str {
 
 /// An HTTP error answer: the status, the hub's `google.rpc.Status` message
 /// (or the body's text when it is not one) and a hint.
-fn http_error(
-    url: &reqwest::Url,
-    status: reqwest::StatusCode,
-    is_protobuf: bool,
-    body: &[u8],
-) -> anyhow::Error {
-    let rpc = is_protobuf
-        .then(|| tonic_types::Status::decode(body).ok())
-        .flatten();
-    let detail = match rpc {
+fn http_error(url: &str, answer: &HttpAnswer) -> anyhow::Error {
+    let status = answer.status;
+    let detail = match answer.rpc_status() {
         Some(s) if !s.message.is_empty() => format!(" ({}): {}", code_name(s.code), s.message),
         Some(s) => format!(" ({})", code_name(s.code)),
         None => {
-            let text = String::from_utf8_lossy(body);
+            let text = String::from_utf8_lossy(&answer.body);
             let text = text.trim();
             if text.is_empty() {
                 String::new()
@@ -181,11 +150,14 @@ fn http_error(
 
 #[cfg(test)]
 mod tests {
+    use reqwest::StatusCode;
+    use sextant_exporters::sender::RpcStatus;
+
     use super::*;
 
     #[test]
     fn endpoint_becomes_the_logs_url() {
-        let url = |e| logs_url(e).map(|u| u.to_string());
+        let url = |e| Hub::new(e, None, Duration::from_secs(1)).map(|h| h.url().to_owned());
         assert_eq!(
             url("http://h:4318").ok().as_deref(),
             Some("http://h:4318/v1/logs")
@@ -198,25 +170,36 @@ mod tests {
             url("http://h/otlp/v1/logs").ok().as_deref(),
             Some("http://h/otlp/v1/logs")
         );
-        assert!(url("https://h").is_err());
-        assert!(url("h:4318").is_err());
+        assert_eq!(url("https://h").ok().as_deref(), Some("https://h/v1/logs"));
+        let err = url("h:4318").expect_err("no scheme");
+        assert!(
+            err.to_string()
+                .starts_with("invalid OTLP endpoint \"h:4318\""),
+            "{err}"
+        );
     }
 
     #[test]
     fn an_rpc_status_body_is_read() {
-        let body = tonic_types::Status {
+        let answer = |status, protobuf, body| HttpAnswer {
+            status,
+            retry_after: None,
+            protobuf,
+            body,
+        };
+        let body = RpcStatus {
             code: 16,
             message: "unknown bearer token".into(),
-            details: vec![],
         }
         .encode_to_vec();
-        let url = logs_url("http://127.0.0.1:1").expect("url");
-        let err = http_error(&url, reqwest::StatusCode::UNAUTHORIZED, true, &body).to_string();
+        let url = "http://127.0.0.1:1/v1/logs";
+        let err = http_error(url, &answer(StatusCode::UNAUTHORIZED, true, body)).to_string();
         assert!(
             err.contains("HTTP 401 Unauthorized (unauthenticated): unknown bearer token"),
             "{err}"
         );
-        let err = http_error(&url, reqwest::StatusCode::BAD_GATEWAY, false, b"<html>").to_string();
+        let html = answer(StatusCode::BAD_GATEWAY, false, b"<html>".to_vec());
+        let err = http_error(url, &html).to_string();
         assert!(err.contains("HTTP 502 Bad Gateway: <html>"), "{err}");
     }
 

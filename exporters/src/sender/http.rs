@@ -3,10 +3,13 @@
 use std::io::Write;
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
 use prost::Message;
 use reqwest::StatusCode;
-use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
+use reqwest::header::{
+    AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderName, RETRY_AFTER, USER_AGENT,
+};
 
 use super::tls::{self, TlsConfig};
 use super::transport::{ExportOutcome, FailureReason, LogsRequest, Transport, accepted};
@@ -116,7 +119,17 @@ impl HttpTransport {
         })
     }
 
-    async fn send(&self, request: LogsRequest) -> ExportOutcome {
+    /// The `/v1/logs` URL requests go to.
+    pub fn url(&self) -> &reqwest::Url {
+        &self.url
+    }
+
+    /// Sends one encoded `ExportLogsServiceRequest` once, without retrying,
+    /// and returns the answer as received. [`Transport::export`] is this,
+    /// classified; a caller that reports the answer itself (`sextant
+    /// report`) reads it here.
+    pub async fn post(&self, body: impl Into<Bytes>) -> std::result::Result<HttpAnswer, NoAnswer> {
+        let body: Bytes = body.into();
         let mut http = self
             .client
             .post(self.url.clone())
@@ -124,48 +137,115 @@ impl HttpTransport {
             .header(USER_AGENT, concat!("sextant/", env!("CARGO_PKG_VERSION")));
         if self.gzip {
             let mut gz = flate2::write::GzEncoder::new(
-                Vec::with_capacity(request.body.len() / 4),
+                Vec::with_capacity(body.len() / 4),
                 flate2::Compression::fast(),
             );
-            let body = gz.write_all(&request.body).and_then(|_| gz.finish());
+            let body = gz.write_all(&body).and_then(|_| gz.finish());
             match body {
                 Ok(body) => http = http.header(CONTENT_ENCODING, "gzip").body(body),
                 Err(e) => {
-                    return ExportOutcome::Retry {
+                    return Err(NoAnswer {
                         reason: FailureReason::Connection,
-                        retry_after: None,
+                        connect: false,
                         detail: format!("gzip failed: {e}"),
-                    };
+                    });
                 }
             }
         } else {
-            http = http.body(request.body);
+            http = http.body(body);
         }
         if let Some(token) = &self.token {
             http = http.header(AUTHORIZATION, format!("Bearer {}", token.expose()));
         }
-        let mut response = match http.send().await {
-            Ok(r) => r,
-            Err(e) => return transport_error(&e),
-        };
+        let mut response = http.send().await.map_err(|e| NoAnswer::from(&e))?;
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let header = |name: HeaderName| response.headers().get(name).and_then(|v| v.to_str().ok());
+        let retry_after = header(RETRY_AFTER).and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let protobuf = header(CONTENT_TYPE).is_some_and(|v| v.starts_with(PROTOBUF));
         let mut body = Vec::new();
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    let room = MAX_RESPONSE_BYTES.saturating_sub(body.len());
-                    body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                }
-                Ok(None) => break,
-                Err(e) => return transport_error(&e),
-            }
+        while let Some(chunk) = response.chunk().await.map_err(|e| NoAnswer::from(&e))? {
+            let room = MAX_RESPONSE_BYTES.saturating_sub(body.len());
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
         }
-        classify(status, retry_after, &body)
+        Ok(HttpAnswer {
+            status,
+            retry_after,
+            protobuf,
+            body,
+        })
+    }
+
+    async fn send(&self, request: LogsRequest) -> ExportOutcome {
+        match self.post(request.body).await {
+            Ok(answer) => answer.outcome(),
+            Err(none) => none.outcome(),
+        }
+    }
+}
+
+/// An OTLP/HTTP peer's answer to one request, as received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpAnswer {
+    pub status: StatusCode,
+    /// `Retry-After`, as a delay.
+    pub retry_after: Option<Duration>,
+    /// Whether the peer said the body is protobuf (`Content-Type`).
+    pub protobuf: bool,
+    /// The body, at most its first MiB.
+    pub body: Vec<u8>,
+}
+
+impl HttpAnswer {
+    /// What a sender makes of it, per the OTLP/HTTP rules.
+    pub fn outcome(&self) -> ExportOutcome {
+        classify(self.status, self.retry_after, &self.body)
+    }
+
+    /// The `google.rpc.Status` of a protobuf body (how OTLP/HTTP peers
+    /// explain an error).
+    pub fn rpc_status(&self) -> Option<RpcStatus> {
+        self.protobuf
+            .then(|| RpcStatus::decode(self.body.as_slice()).ok())
+            .flatten()
+    }
+}
+
+/// Why a request got no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoAnswer {
+    /// [`FailureReason::Timeout`] when no answer came in time, else
+    /// [`FailureReason::Connection`].
+    pub reason: FailureReason,
+    /// Whether no connection could be made at all (refused, DNS, TLS).
+    pub connect: bool,
+    /// The error and its sources (refused, reset, an unknown certificate
+    /// issuer, …).
+    pub detail: String,
+}
+
+impl NoAnswer {
+    /// A retry, as for every request that got no answer.
+    pub fn outcome(self) -> ExportOutcome {
+        ExportOutcome::Retry {
+            reason: self.reason,
+            retry_after: None,
+            detail: self.detail,
+        }
+    }
+}
+
+impl From<&reqwest::Error> for NoAnswer {
+    fn from(e: &reqwest::Error) -> Self {
+        let reason = if e.is_timeout() {
+            FailureReason::Timeout
+        } else {
+            FailureReason::Connection
+        };
+        Self {
+            reason,
+            connect: e.is_connect(),
+            detail: error_chain(e),
+        }
     }
 }
 
@@ -179,21 +259,6 @@ impl Transport for HttpTransport {
         request: LogsRequest,
     ) -> impl std::future::Future<Output = ExportOutcome> + Send {
         self.send(request)
-    }
-}
-
-fn transport_error(e: &reqwest::Error) -> ExportOutcome {
-    let reason = if e.is_timeout() {
-        FailureReason::Timeout
-    } else {
-        FailureReason::Connection
-    };
-    ExportOutcome::Retry {
-        reason,
-        retry_after: None,
-        // The source chain says what happened (refused, reset, an unknown
-        // certificate issuer, …).
-        detail: error_chain(e),
     }
 }
 
@@ -213,13 +278,15 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     detail
 }
 
-/// `google.rpc.Status`, as far as a message is concerned.
-#[derive(Clone, PartialEq, prost::Message)]
-struct RpcStatus {
+/// `google.rpc.Status`, as far as a message is concerned: the body of an
+/// OTLP/HTTP error answer.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct RpcStatus {
+    /// The gRPC code (`16` is `UNAUTHENTICATED`).
     #[prost(int32, tag = "1")]
-    code: i32,
+    pub code: i32,
     #[prost(string, tag = "2")]
-    message: String,
+    pub message: String,
 }
 
 /// Classifies an HTTP answer per the OTLP/HTTP rules.

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use backoff::BackoffConfig;
 pub use grpc::{GrpcConfig, GrpcTransport, with_tls};
-pub use http::{HttpConfig, HttpTransport};
+pub use http::{HttpAnswer, HttpConfig, HttpTransport, NoAnswer, RpcStatus};
 pub use tls::TlsConfig;
 pub use transport::{ExportOutcome, FailureReason, LogsRequest, Transport};
 

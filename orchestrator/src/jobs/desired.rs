@@ -2,13 +2,12 @@
 //! target a deployment is about to change, appended to the orchestrator's
 //! durable outbox and delivered by its sender (docs/otlp-conventions.md).
 
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
-use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
-use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
 use prost::Message;
 use sextant_exporters::OutboxError;
 use sextant_exporters::outbox::{AppendOutcome, Outbox, RecordKind};
-use sextant_model::keys;
+use sextant_model::otlp::{EventRecord, Reporter};
+use sextant_model::{EventKind, UnixNanos, keys};
 
 use crate::domain::ComponentSpec;
 
@@ -26,61 +25,27 @@ pub struct Desired<'a> {
     pub at: u64,
 }
 
-fn kv(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.to_owned(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.to_owned())),
-        }),
-        ..Default::default()
-    }
-}
-
 /// The event as a `ResourceLogs`.
 pub fn resource_logs(d: &Desired<'_>) -> ResourceLogs {
-    let record = LogRecord {
-        time_unix_nano: d.at,
-        observed_time_unix_nano: d.at,
-        event_name: keys::EVENT_DESIRED.to_owned(),
-        attributes: vec![
-            kv(
-                keys::WORKSPACE,
-                d.component
-                    .workspace
-                    .as_deref()
-                    .unwrap_or(keys::DEFAULT_WORKSPACE),
-            ),
-            kv(
-                keys::APPLICATION,
-                d.component.application.as_deref().unwrap_or("default"),
-            ),
-            kv(keys::WORKLOAD, &d.component.name),
-            kv(keys::ENVIRONMENT, d.environment),
-            kv(keys::TARGET, d.hub_target),
-            kv(keys::VERSION, d.release),
-            kv(keys::REVISION, d.digest),
-        ],
-        ..Default::default()
-    };
-    ResourceLogs {
-        resource: Some(Resource {
-            attributes: vec![
-                kv("service.name", "sextant-orchestrator"),
-                kv("service.version", env!("CARGO_PKG_VERSION")),
-            ],
-            ..Default::default()
-        }),
-        scope_logs: vec![ScopeLogs {
-            scope: Some(InstrumentationScope {
-                name: "sextant-orchestrator".into(),
-                version: env!("CARGO_PKG_VERSION").into(),
-                ..Default::default()
-            }),
-            log_records: vec![record],
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
+    let at = UnixNanos(i64::try_from(d.at).unwrap_or(i64::MAX));
+    let record = EventRecord::new(EventKind::Desired, at)
+        .with(
+            keys::WORKSPACE,
+            d.component
+                .workspace
+                .as_deref()
+                .unwrap_or(keys::DEFAULT_WORKSPACE),
+        )
+        .with(
+            keys::APPLICATION,
+            d.component.application.as_deref().unwrap_or("default"),
+        )
+        .with(keys::WORKLOAD, &d.component.name)
+        .with(keys::ENVIRONMENT, d.environment)
+        .with(keys::TARGET, d.hub_target)
+        .with(keys::VERSION, d.release)
+        .with(keys::REVISION, d.digest);
+    Reporter::service("sextant-orchestrator", env!("CARGO_PKG_VERSION")).logs(vec![record.into()])
 }
 
 /// Why desired state could not be made durable.

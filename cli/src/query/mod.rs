@@ -1,0 +1,189 @@
+//! The read commands: `status`, `compare`, `drift` (`state.rs`), `history`,
+//! `hosts` (`hosts.rs`) and `rollout` (`rollout.rs`). Each asks the hub's
+//! API (`/api/v1/…`) through `sextant-kit`'s `HubClient` and prints a
+//! table, or the API's JSON with `--output json`. What they share, the hub
+//! and its errors in the CLI's words, the output and the source filter, is
+//! here.
+
+mod hosts;
+mod rollout;
+mod state;
+
+pub use hosts::{HistoryArgs, HostsArgs, history, hosts};
+pub use rollout::{ROLLOUT_UNANSWERED, RolloutArgs, rollout};
+pub use state::{CompareArgs, DriftArgs, StatusArgs, compare, drift, status};
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::{Args, ValueEnum};
+use comfy_table::Table;
+use serde::Serialize;
+use sextant_kit::Secret;
+use sextant_kit::hub::{HubClient, HubError, SourceFilter};
+use sextant_model::{Source, UnixNanos};
+
+/// How the hub is reached; shared by every read command.
+#[derive(Debug, Clone, Args)]
+pub struct HubArgs {
+    /// The hub's API address.
+    #[arg(
+        long,
+        env = "SEXTANT_HUB_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    pub hub: String,
+    /// Bearer token with the `read` scope.
+    #[arg(long, env = "SEXTANT_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = Output::Table, global = true)]
+    pub output: Output,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+/// The hub's read API, through the typed client, with the CLI's words for
+/// what went wrong.
+struct Hub {
+    client: HubClient,
+    base: String,
+}
+
+impl Hub {
+    fn new(args: &HubArgs) -> anyhow::Result<Self> {
+        let base = args.hub.trim_end_matches('/').to_owned();
+        if !base.starts_with("http://") {
+            bail!("--hub must be an http:// URL, got {base:?}");
+        }
+        let client = HubClient::builder(&base)
+            .token(args.token.clone().map(Secret::new))
+            .timeout(Duration::from_secs(30))
+            .build();
+        let client = match client {
+            Ok(client) => client,
+            Err(HubError::Client(e)) => {
+                return Err(anyhow::Error::new(e).context("cannot build the HTTP client"));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Self { client, base })
+    }
+
+    /// Waits for a request and words its error as the CLI always has.
+    async fn ask<T>(
+        &self,
+        request: impl Future<Output = Result<T, HubError>>,
+    ) -> anyhow::Result<T> {
+        request.await.map_err(|e| self.explain(e))
+    }
+
+    fn explain(&self, error: HubError) -> anyhow::Error {
+        match error {
+            HubError::Transport { source, .. } => anyhow::Error::new(source).context(format!(
+                "cannot reach the hub at {} (set --hub or SEXTANT_HUB_URL; is `sextant up` running?)",
+                self.base
+            )),
+            HubError::Status { status, body, .. } => {
+                match serde_json::from_str::<serde_json::Value>(&body) {
+                    Ok(body) => {
+                        let code = body["error"]["code"].as_str().unwrap_or("error");
+                        let message = body["error"]["message"].as_str().unwrap_or("");
+                        anyhow::anyhow!("the hub answered {status} ({code}): {message}")
+                    }
+                    Err(e) => without_json(status, e),
+                }
+            }
+            HubError::Decode { status, source, .. } if !source.is_data() => {
+                without_json(status, source)
+            }
+            other => other.into(),
+        }
+    }
+}
+
+/// An answer that is not JSON at all, in the words `reqwest` used when the
+/// CLI read answers with it.
+fn without_json(status: reqwest::StatusCode, error: serde_json::Error) -> anyhow::Error {
+    anyhow::Error::new(error)
+        .context("error decoding response body")
+        .context(format!("the hub answered {status} without JSON"))
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.set_header(header.to_vec());
+    t
+}
+
+/// Prints an answer as JSON the way the CLI always has: through
+/// `serde_json::Value`, whose objects keep their keys in order.
+fn print_json(answer: &impl Serialize) -> anyhow::Result<()> {
+    let value = serde_json::to_value(answer)?;
+    println!("{}", serde_json::to_string_pretty(&value)?);
+    Ok(())
+}
+
+/// `2026-11-23T16:40:01.5Z` → `2026-11-23 16:40:01`.
+fn short_time(t: UnixNanos) -> String {
+    let t = t.to_rfc3339();
+    if t.len() >= 19 {
+        format!("{} {}", &t[..10], &t[11..19])
+    } else {
+        t
+    }
+}
+
+fn short_revision(r: &str) -> &str {
+    let hex = r.strip_prefix("sha256:").unwrap_or(r);
+    &hex[..12.min(hex.len())]
+}
+
+/// A deployed group or host's version, or its short revision when unknown.
+fn version_or_revision(version: Option<&str>, revision: &str) -> String {
+    version
+        .map(str::to_owned)
+        .unwrap_or_else(|| short_revision(revision).to_owned())
+}
+
+/// The source filter of `status`, `drift` and `hosts`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SourceArgs {
+    /// Only what these sources report (repeat, or separate with commas).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_parser = clap::builder::PossibleValuesParser::new(SOURCES)
+    )]
+    pub source: Vec<String>,
+    /// Only what the reconciler of this name reports.
+    #[arg(long)]
+    pub reconciler: Option<String>,
+}
+
+/// The hub's sources (`source` in its answers).
+const SOURCES: [&str; 5] = ["flux", "argocd", "agent", "kalypso", "otlp"];
+
+impl SourceArgs {
+    /// The hub's source filter. Clap has checked the names.
+    fn filter(&self) -> SourceFilter {
+        SourceFilter {
+            sources: self.source.iter().filter_map(|s| s.parse().ok()).collect(),
+            reconciler: self.reconciler.clone(),
+        }
+    }
+}
+
+/// A row's source with its reconciler's name: `flux prod-eu`, `otlp`.
+fn source_label(source: Source, reconciler: Option<&str>) -> String {
+    match reconciler {
+        Some(r) if !r.is_empty() => format!("{source} {r}"),
+        _ => source.to_string(),
+    }
+}

@@ -1,0 +1,299 @@
+//! `sextant up`: the hub on an embedded database in the data directory,
+//! the orchestrator next to it unless `--no-orchestrator`, and with
+//! `--demo` a demo estate sent through the hub's own OTLP receiver.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use sextant_receiver::auth::Scope;
+use sextant_receiver::{Application, HubConfig};
+use tokio_util::sync::CancellationToken;
+
+use crate::{banner, demo, orchestrator, stop_on_signal};
+
+/// Settings of `sextant up`. Each overrides the config file and the
+/// `SEXTANT_…` environment variable of the same name.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// TOML config file.
+    #[arg(long, env = "SEXTANT_CONFIG")]
+    config: Option<PathBuf>,
+    /// OTLP/gRPC listen address [env: SEXTANT_OTLP_GRPC_ADDR] [default: 127.0.0.1:4317]
+    #[arg(long)]
+    otlp_grpc_addr: Option<SocketAddr>,
+    /// OTLP/HTTP listen address [env: SEXTANT_OTLP_HTTP_ADDR] [default: 127.0.0.1:4318]
+    #[arg(long)]
+    otlp_http_addr: Option<SocketAddr>,
+    /// API listen address [env: SEXTANT_API_ADDR] [default: 127.0.0.1:8080]
+    #[arg(long)]
+    api_addr: Option<SocketAddr>,
+    /// sqlite://… or postgres://… [env: SEXTANT_DATABASE_URL] [default: sqlite://DATA_DIR/hub.db]
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Data directory [env: SEXTANT_DATA_DIR] [default: .sextant]
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Certificate chain (PEM) the three hub listeners serve TLS with
+    /// [env: SEXTANT_TLS__CERT_FILE] [file: tls.cert_file]
+    #[arg(long, value_name = "PEM")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM) [env: SEXTANT_TLS__KEY_FILE]
+    /// [file: tls.key_file]
+    #[arg(long, value_name = "PEM")]
+    tls_key: Option<PathBuf>,
+    /// CA (PEM) client certificates must chain to: every client of the hub
+    /// then needs one (mTLS) [env: SEXTANT_TLS__CLIENT_CA_FILE] [file:
+    /// tls.client_ca_file]
+    #[arg(long, value_name = "PEM")]
+    tls_client_ca: Option<PathBuf>,
+    /// Orchestrator API listen address [default: 127.0.0.1:8081, or port 0
+    /// when the API's port is 0]
+    #[arg(long, env = "SEXTANT_ORCHESTRATOR_ADDR")]
+    orchestrator_addr: Option<SocketAddr>,
+    /// Where agents dial the orchestrator (gRPC) [default: 127.0.0.1:8082,
+    /// or port 0 when the API's port is 0]
+    #[arg(long, env = "SEXTANT_AGENT_LISTEN_ADDR")]
+    agent_addr: Option<SocketAddr>,
+    #[command(flatten)]
+    agent_tls: orchestrator::serve::AgentTlsArgs,
+    /// Run the hub alone, without the orchestrator.
+    #[arg(long)]
+    no_orchestrator: bool,
+    /// Seed a realistic demo estate through the hub's own OTLP receiver and
+    /// keep its hosts reporting.
+    #[arg(long)]
+    demo: bool,
+}
+
+impl UpArgs {
+    fn config(&self) -> anyhow::Result<HubConfig> {
+        let mut config = HubConfig::load_with_flags(self.config.as_deref(), &self.flags())
+            .context("invalid configuration")?;
+        if self.demo && config.environments.is_empty() {
+            config.environments = demo::ENVIRONMENTS.map(String::from).to_vec();
+        }
+        Ok(config)
+    }
+
+    /// The hub settings given on the command line, under the file's keys:
+    /// the last layer of the hub's configuration (kit's `Layers`).
+    fn flags(&self) -> HubFlags {
+        HubFlags {
+            otlp_grpc_addr: self.otlp_grpc_addr,
+            otlp_http_addr: self.otlp_http_addr,
+            api_addr: self.api_addr,
+            database_url: self.database_url.clone(),
+            data_dir: self.data_dir.clone(),
+            tls: TlsFlags {
+                cert_file: self.tls_cert.clone(),
+                key_file: self.tls_key.clone(),
+                client_ca_file: self.tls_client_ca.clone(),
+            },
+        }
+    }
+}
+
+/// [`UpArgs::flags`]: a flag left out leaves the file and the
+/// environment in force.
+#[derive(serde::Serialize)]
+struct HubFlags {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    otlp_grpc_addr: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    otlp_http_addr: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api_addr: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<PathBuf>,
+    tls: TlsFlags,
+}
+
+#[derive(serde::Serialize)]
+struct TlsFlags {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cert_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_ca_file: Option<PathBuf>,
+}
+
+/// Runs `sextant up` until SIGINT or SIGTERM.
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    let config = args.config()?;
+    let mut app = Application::build(&config).await?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone())?);
+    if app.is_tls() && !args.no_orchestrator {
+        // Its hub client (gates, desired state) speaks plain HTTP to the
+        // hub's listeners; it would be refused.
+        anyhow::bail!(
+            "the orchestrator of `sextant up` cannot reach a hub that serves TLS yet: add \
+             --no-orchestrator and run `sextant orchestrator` on its own"
+        );
+    }
+    if app.is_tls() && args.demo {
+        anyhow::bail!("--demo sends over plain HTTP: it cannot be combined with TLS");
+    }
+    let orchestrator = if args.no_orchestrator {
+        None
+    } else {
+        let local = local_orchestrator(&args, &config, &app);
+        let database = local.database_url.clone();
+        let running = orchestrator::serve::start(local, shutdown.clone())
+            .await
+            .context(
+                "cannot start the orchestrator (use --orchestrator-addr, --agent-addr or \
+                 --no-orchestrator)",
+            )?;
+        // Host pages link the jobs that changed them to this orchestrator.
+        app.link_orchestrator(&format!("http://{}", running.addr));
+        Some((running, database))
+    };
+    let beside = orchestrator.as_ref().map(|(running, database)| Beside {
+        addr: running.addr,
+        agent_addr: running.agent_addr,
+        agent_tls: args.agent_tls.config().is_enabled(),
+        database,
+    });
+    banner(&up_banner(&app, &config, beside));
+    if args.demo {
+        tokio::spawn(demo::run(
+            app.otlp_http_addr(),
+            app.api_addr(),
+            ingest_token(&config),
+        ));
+    }
+
+    let hub = app.run_until_stopped(shutdown.clone()).await;
+    shutdown.cancel();
+    if let Some((running, _)) = orchestrator {
+        running.wait().await.context("the orchestrator failed")?;
+    }
+    hub?;
+    tracing::info!("Stopped");
+    Ok(())
+}
+
+/// The orchestrator `sextant up` runs beside the hub: the hub's tokens,
+/// rate limits and listener limits, on the hub's loopback ports' neighbours.
+fn local_orchestrator(
+    args: &UpArgs,
+    config: &HubConfig,
+    app: &Application,
+) -> sextant_orchestrator::app::RuntimeConfig {
+    // Tests bind everything to port 0; a fixed port would collide.
+    let port = |fixed| {
+        if config.api_addr.port() == 0 {
+            0
+        } else {
+            fixed
+        }
+    };
+    let listen = args
+        .orchestrator_addr
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], port(8081))));
+    let agent_listen = args
+        .agent_addr
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], port(8082))));
+    let mut local = orchestrator::serve::local_config(
+        listen,
+        agent_listen,
+        &config.data_dir,
+        app.api_addr(),
+        app.otlp_http_addr(),
+        hub_token(config),
+        // The hub's tokens, tenants and scopes guard the orchestrator's
+        // API too; without any, both are open (loopback only).
+        orchestrator::serve::hub_tokens(&config.tokens),
+    );
+    // One API budget per tenant for both APIs of `sextant up`: the
+    // hub's `[rate_limits.api]` applies to the orchestrator's too.
+    local.api_rate_limit = config.rate_limits.api;
+    // And the hub's listener limits and /metrics token.
+    local.listeners = config.listeners;
+    local.metrics_require_token = config.metrics_require_token;
+    local.agent_tls = args.agent_tls.config();
+    local
+}
+
+/// The orchestrator running beside the hub, as the banner names it.
+struct Beside<'a> {
+    addr: SocketAddr,
+    agent_addr: Option<SocketAddr>,
+    agent_tls: bool,
+    database: &'a str,
+}
+
+/// What `sextant up` prints once every listener is bound.
+fn up_banner(app: &Application, config: &HubConfig, orchestrator: Option<Beside<'_>>) -> String {
+    let mut b = String::new();
+    banner_line!(b, "Sextant hub is up ({} database)", app.store().backend());
+    banner_line!(
+        b,
+        "  database     {}",
+        sextant_kit::database::redact_url(&config.database_url())
+    );
+    let scheme = if app.is_tls() { "https" } else { "http" };
+    banner_line!(b, "  OTLP/gRPC    {scheme}://{}", app.otlp_grpc_addr());
+    banner_line!(
+        b,
+        "  OTLP/HTTP    {scheme}://{}/v1/logs, /v1/metrics, /v1/traces",
+        app.otlp_http_addr()
+    );
+    banner_line!(b, "  UI           {scheme}://{}/", app.api_addr());
+    banner_line!(
+        b,
+        "  API          {scheme}://{}/api/v1/state",
+        app.api_addr()
+    );
+    banner_line!(b, "  API docs     {scheme}://{}/api/docs", app.api_addr());
+    banner_line!(
+        b,
+        "  health       {scheme}://{}/health/ready",
+        app.api_addr()
+    );
+    banner_line!(b, "  metrics      {scheme}://{}/metrics", app.api_addr());
+    if let Some(o) = orchestrator {
+        banner_line!(
+            b,
+            "  orchestrator http://{}/api/v1 ({})",
+            o.addr,
+            o.database
+        );
+        banner_line!(b, "  orch. docs   http://{}/api/openapi.json", o.addr);
+        if let Some(agents) = o.agent_addr {
+            let scheme = if o.agent_tls { "https" } else { "http" };
+            banner_line!(b, "  agents       {scheme}://{agents} (gRPC)");
+        }
+    }
+    banner_line!(b, "Press Ctrl-C to stop.");
+    b
+}
+
+/// An ingest-capable token for the demo, when the hub has tokens.
+fn ingest_token(config: &HubConfig) -> Option<String> {
+    config
+        .tokens
+        .iter()
+        .find(|t| {
+            t.scopes
+                .iter()
+                .any(|s| matches!(s, Scope::Ingest | Scope::Admin))
+        })
+        .map(|t| t.token.expose().to_owned())
+}
+
+/// The hub token the local orchestrator uses to read the hub and send it
+/// desired state: an `admin` token, else an `ingest` one (desired state
+/// matters most), else a `read` one.
+fn hub_token(config: &HubConfig) -> Option<String> {
+    [Scope::Admin, Scope::Ingest, Scope::Read]
+        .iter()
+        .find_map(|scope| config.tokens.iter().find(|t| t.scopes.contains(scope)))
+        .map(|t| t.token.expose().to_owned())
+}
