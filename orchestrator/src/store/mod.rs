@@ -19,6 +19,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use sextant_protocol::deploy::ErrorKind;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -26,7 +27,7 @@ use sqlx::sqlite::{
 use utoipa::ToSchema;
 
 use crate::domain::failure::FailureKind;
-use crate::domain::task::{ErrorType, LogStream, TaskKind};
+use crate::domain::task::{LogStream, TaskKind};
 use crate::domain::{
     ComponentSpec, EnvironmentSpec, JobKind, JobState, PromotionState, Release, ReleaseComponent,
     ReleaseStatus, Strategy, TargetSpec, TaskState,
@@ -312,6 +313,8 @@ mod promotions;
 mod releases;
 mod specs;
 mod tasks;
+#[cfg(test)]
+mod tests;
 
 pub use agents::{AgentInfo, AgentRow, MailItem, MailState, RegisterRefusal};
 pub use deployed::{Deployed, DeployedOn, PreviousDeployment};

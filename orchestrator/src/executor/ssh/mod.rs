@@ -44,6 +44,7 @@ mod session;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sextant_protocol::deploy::TaskOutcome;
 use tokio::sync::mpsc;
 use tracing::Instrument as _;
 
@@ -51,7 +52,7 @@ use self::run::Run;
 pub use self::session::{ConnectError, HostKeyError};
 use self::session::{Endpoint, Session};
 use crate::domain::TargetSpec;
-use crate::executor::{CheckError, Executor, TaskEvent, TaskOutcome, TaskRequest};
+use crate::executor::{CheckError, Executor, TaskEvent, TaskRequest};
 
 /// Runs tasks on SSH targets. Cheap to clone settings; holds no connection
 /// between tasks.

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use sextant_protocol::deploy::{ErrorKind, TaskOutcome};
 use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 use tracing::Instrument as _;
@@ -10,8 +11,8 @@ use tracing::Instrument as _;
 use super::session::{self, Chunk, ConnectError, Endpoint, Session};
 use super::{SshExecutor, human, script, tail_note};
 use crate::domain::TargetSpec;
-use crate::domain::task::{ErrorType, LogStream};
-use crate::executor::{TaskEvent, TaskOutcome, TaskRequest};
+use crate::domain::task::LogStream;
+use crate::executor::{TaskEvent, TaskRequest};
 
 /// Longest log line sent as one event; longer lines are split.
 const MAX_LINE: usize = 8 * 1024;
@@ -147,34 +148,38 @@ impl<'a> Run<'a> {
     }
 
     fn invalid(&self, message: impl Into<String>) -> TaskOutcome {
-        TaskOutcome::failed(ErrorType::Invalid, false, message)
+        TaskOutcome::failed(ErrorKind::Invalid, false, message)
     }
 
     /// Checks what can be checked without the network.
-    fn validate(&self) -> Result<(Endpoint, String), TaskOutcome> {
+    fn validate(&self) -> Result<(Endpoint, String), Box<TaskOutcome>> {
+        let invalid = |message: String| Box::new(self.invalid(message));
         let Some(conn) = &self.target.ssh else {
-            return Err(self.invalid(format!(
+            return Err(invalid(format!(
                 "target {:?} has no ssh connection",
                 self.target.name
             )));
         };
         let run_dir = script::run_dir(conn.work_dir.as_deref(), &self.run_key)
-            .map_err(|e| self.invalid(e.to_string()))?;
+            .map_err(|e| invalid(e.to_string()))?;
         let mut names = std::collections::BTreeSet::new();
         for artifact in &self.request.artifacts {
             if !script::is_safe_name(&artifact.name) {
-                return Err(self.invalid(format!(
+                return Err(invalid(format!(
                     "artifact name {:?} is not a plain file name (letters, digits, '.', '_', '-'; \
                      not starting with '.')",
                     artifact.name
                 )));
             }
             if !names.insert(artifact.name.as_str()) {
-                return Err(self.invalid(format!("artifact {:?} appears twice", artifact.name)));
+                return Err(invalid(format!(
+                    "artifact {:?} appears twice",
+                    artifact.name
+                )));
             }
             let sha = hex::encode(Sha256::digest(&artifact.content));
             if !sha.eq_ignore_ascii_case(artifact.sha256.trim()) {
-                return Err(self.invalid(format!(
+                return Err(invalid(format!(
                     "artifact {:?} does not match its sha256 (recorded {}, content {sha})",
                     artifact.name, artifact.sha256
                 )));
@@ -182,15 +187,15 @@ impl<'a> Run<'a> {
         }
         // The template and vars, with placeholder paths.
         script::deploy_script(self.target, self.request, "/", "/")
-            .map_err(|e| self.invalid(e.to_string()))?;
-        let endpoint = Endpoint::new(conn).map_err(|e| e.outcome())?;
+            .map_err(|e| invalid(e.to_string()))?;
+        let endpoint = Endpoint::new(conn).map_err(|e| Box::new(e.outcome()))?;
         Ok((endpoint, run_dir))
     }
 
     pub(super) async fn execute(mut self) -> TaskOutcome {
         let (endpoint, run_dir) = match self.validate() {
             Ok(v) => v,
-            Err(outcome) => return outcome,
+            Err(outcome) => return *outcome,
         };
         self.note(format!(
             "Connecting to {}@{}:{}",
@@ -216,7 +221,7 @@ impl<'a> Run<'a> {
             Ok(out) => {
                 session.close().await;
                 return TaskOutcome::failed(
-                    ErrorType::Command,
+                    ErrorKind::Command,
                     false,
                     format!(
                         "cannot create the run directory {run_dir} on {}{}",
@@ -229,7 +234,7 @@ impl<'a> Run<'a> {
         };
         if prepared.dir.is_empty() || prepared.home.is_empty() {
             return TaskOutcome::failed(
-                ErrorType::Command,
+                ErrorKind::Command,
                 false,
                 format!(
                     "unexpected answer from {} while preparing {run_dir}",
@@ -282,7 +287,7 @@ impl<'a> Run<'a> {
                     Ok(out) => {
                         session.close().await;
                         return TaskOutcome::failed(
-                            ErrorType::Command,
+                            ErrorKind::Command,
                             false,
                             format!(
                                 "cannot start the command in {dir} on {} (exit {}){}",
@@ -308,7 +313,7 @@ impl<'a> Run<'a> {
         let Some(session) = session else {
             return match followed {
                 Followed::Failed(outcome) => outcome,
-                _ => TaskOutcome::failed(ErrorType::Connection, false, "lost the connection"),
+                _ => TaskOutcome::failed(ErrorKind::Connection, false, "lost the connection"),
             };
         };
         match followed {
@@ -324,7 +329,7 @@ impl<'a> Run<'a> {
                 let killed = self.step(&session, &kill, None).await;
                 if let Err(outcome) = killed {
                     return TaskOutcome::failed(
-                        ErrorType::Timeout,
+                        ErrorKind::Timeout,
                         true,
                         format!(
                             "the task timed out after {} and could not be killed: {}",
@@ -338,7 +343,7 @@ impl<'a> Run<'a> {
             Followed::Lost => {
                 session.close().await;
                 TaskOutcome::failed(
-                    ErrorType::Command,
+                    ErrorKind::Command,
                     false,
                     format!(
                         "the command of run {} on {} ended without recording an exit code \
@@ -370,12 +375,12 @@ impl<'a> Run<'a> {
         {
             Ok(Ok(out)) => Ok(out),
             Ok(Err(e)) => Err(TaskOutcome::failed(
-                ErrorType::Connection,
+                ErrorKind::Connection,
                 true,
                 format!("SSH to {} failed: {e}", session.label()),
             )),
             Err(_) => Err(TaskOutcome::failed(
-                ErrorType::Connection,
+                ErrorKind::Connection,
                 true,
                 format!(
                     "a command over SSH to {} did not answer within {}",
@@ -408,7 +413,7 @@ impl<'a> Run<'a> {
                     .await?;
                 if out.exit != 0 {
                     return Err(TaskOutcome::failed(
-                        ErrorType::Command,
+                        ErrorKind::Command,
                         false,
                         format!(
                             "cannot write {name} into {dir} on {} (exit {}){}",
@@ -427,7 +432,7 @@ impl<'a> Run<'a> {
                 let sha = hex::encode(Sha256::digest(content));
                 if !answer.is_empty() && answer != sha {
                     return Err(TaskOutcome::failed(
-                        ErrorType::Connection,
+                        ErrorKind::Connection,
                         true,
                         format!(
                             "{name} arrived corrupted on {} (sha256 {answer}, sent {sha})",
@@ -514,7 +519,7 @@ impl<'a> Run<'a> {
                     return (
                         Some(session),
                         Followed::Failed(TaskOutcome::failed(
-                            ErrorType::Command,
+                            ErrorKind::Command,
                             false,
                             format!(
                                 "following run {} on {} failed (exit {code}): its directory {dir} \
@@ -561,7 +566,7 @@ impl<'a> Run<'a> {
                 Err(ConnectError::Unreachable(message)) => {
                     if Instant::now() + delay >= give_up {
                         return Err(TaskOutcome::failed(
-                            ErrorType::Connection,
+                            ErrorKind::Connection,
                             // Not retryable: a retry would be a new attempt,
                             // and this one may still be running. Executing
                             // the same request again resumes it.
@@ -640,7 +645,7 @@ impl<'a> Run<'a> {
                     human(self.request.timeout),
                     tail_note(&base.stdout, &base.stderr)
                 )),
-                error_type: Some(ErrorType::Timeout),
+                error_type: Some(ErrorKind::Timeout),
                 retryable: true,
                 ..base
             },
@@ -650,7 +655,7 @@ impl<'a> Run<'a> {
                     endpoint.host,
                     tail_note(&base.stdout, &base.stderr)
                 )),
-                error_type: Some(ErrorType::Command),
+                error_type: Some(ErrorKind::Command),
                 retryable: false,
                 ..base
             },
@@ -659,7 +664,7 @@ impl<'a> Run<'a> {
                     "run {} on {} recorded no readable exit code",
                     self.run_key, endpoint.host
                 )),
-                error_type: Some(ErrorType::Command),
+                error_type: Some(ErrorKind::Command),
                 retryable: false,
                 ..base
             },
