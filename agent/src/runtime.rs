@@ -190,7 +190,7 @@ impl Agent {
         let outbox_metrics = OutboxMetrics::new();
         outbox_metrics.register(&registry)?;
         let metrics = AgentMetrics::new(&registry)?;
-        let refused = sextant_exporters::serve::refused_counter();
+        let refused = sextant_kit::serve::refused_counter();
         registry.register(Box::new(refused.clone()))?;
         let outbox_config = OutboxConfig {
             max_bytes: config.outbox_max_bytes,
@@ -310,14 +310,14 @@ impl Agent {
         let server_cancel = cancel.clone();
         // The health listener has the same limits as every other
         // (docs/security.md); one listener, so all the room it can get.
-        let limits = sextant_exporters::serve::ListenerLimits::default();
-        let limits = sextant_exporters::serve::ListenerLimits {
-            max_connections: sextant_exporters::serve::fit_connections(limits.max_connections, 1),
+        let limits = sextant_kit::serve::ListenerLimits::default();
+        let limits = sextant_kit::serve::ListenerLimits {
+            max_connections: sextant_kit::serve::fit_connections(limits.max_connections, 1),
             ..limits
         };
         let refused = refused.with_label_values(&["health"]);
         tasks.spawn(async move {
-            sextant_exporters::serve::serve_http(listener, app, limits, refused, server_cancel)
+            sextant_kit::serve::serve_http(listener, app, limits, refused, server_cancel)
                 .await
                 .map_err(anyhow::Error::from)
         });
@@ -414,7 +414,7 @@ impl HealthState {
 async fn metrics_handler(State(state): State<Arc<HealthState>>) -> impl IntoResponse {
     state.outbox.refresh_metrics();
     state.refresh_tasks().await;
-    sextant_exporters::exposition::response(&state.registry.gather())
+    sextant_kit::exposition::response(&state.registry.gather())
 }
 
 #[cfg(test)]

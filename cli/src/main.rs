@@ -198,7 +198,7 @@ async fn main() {
     ) {
         // Servers hold a descriptor per connection: take what the system
         // allows, and size the connection caps to it (docs/security.md).
-        let limit = sextant_exporters::serve::raise_open_files_limit();
+        let limit = sextant_kit::serve::raise_open_files_limit();
         tracing::debug!(open_files_limit = ?limit, "Open files limit");
     }
     let code = match run(cli.command).await {

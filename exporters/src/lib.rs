@@ -6,14 +6,9 @@
 //! `docs/outbox.md`.
 
 pub mod error;
-pub mod exposition;
-pub mod health;
-pub mod http_metrics;
 pub mod metrics;
 pub mod outbox;
-pub mod rate_limit;
 pub mod sender;
-pub mod serve;
 pub mod telemetry;
 
 pub use error::{OutboxError, Result};

@@ -1,12 +1,30 @@
-//! What Sextant's services and clients share. For now that is the typed
-//! client of the hub's read API ([`hub::HubClient`]), used by the CLI and
-//! meant for the orchestrator; the pieces every service repeats move here
-//! next.
+//! What Sextant's services and clients share, so that each piece is
+//! written once:
+//!
+//! - the service half: [`config`] (one layered loader: defaults, file,
+//!   environment, flags), [`serve`] (listeners with timeouts, a connection
+//!   cap, TLS and client certificates), [`health`], [`rate_limit`],
+//!   [`http_metrics`] and Prometheus [`exposition`], [`trace`] (a
+//!   request's W3C trace context), [`api_error`] (one error body, store
+//!   errors as 503 with no detail) and [`database`] (URLs redacted for
+//!   logs);
+//! - the client half: the typed client of the hub's read API
+//!   ([`hub::HubClient`]), used by the CLI and the orchestrator;
+//! - one [`Secret`] type that never prints its value.
 //!
 //! This crate depends on `sextant-model` for the hub's contract and on no
-//! service crate: the hub, the orchestrator and the agent may all use it.
+//! service crate: the hub, the orchestrator and the agent all use it.
 
+pub mod api_error;
+pub mod config;
+pub mod database;
+pub mod exposition;
+pub mod health;
+pub mod http_metrics;
 pub mod hub;
+pub mod rate_limit;
 pub mod secret;
+pub mod serve;
+pub mod trace;
 
 pub use secret::Secret;

@@ -13,11 +13,11 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use sextant_exporters::outbox::{Outbox, OutboxConfig};
-pub use sextant_exporters::rate_limit::RateLimitConfig;
-use sextant_exporters::rate_limit::TenantLimiter;
 use sextant_exporters::sender::{self, HttpConfig, HttpTransport, SenderConfig};
-pub use sextant_exporters::serve::{ListenerLimits, ServerTlsConfig};
 use sextant_kit::Secret;
+pub use sextant_kit::rate_limit::RateLimitConfig;
+use sextant_kit::rate_limit::TenantLimiter;
+pub use sextant_kit::serve::{ListenerLimits, ServerTlsConfig};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -28,7 +28,7 @@ use crate::executor::Executor;
 use crate::service::{Orchestrator, Settings};
 use crate::store::Store;
 use axum::Router;
-use sextant_exporters::serve::ServerTls;
+use sextant_kit::serve::ServerTls;
 
 /// How to run one orchestrator replica.
 #[derive(Debug, Clone)]
@@ -106,7 +106,7 @@ impl Application {
         }
         // Two listeners share the process's open files.
         let listeners = ListenerLimits {
-            max_connections: sextant_exporters::serve::fit_connections(
+            max_connections: sextant_kit::serve::fit_connections(
                 config.listeners.max_connections,
                 2,
             ),
@@ -235,7 +235,7 @@ impl Application {
                     .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
                     .add_service(service)
                     .serve_with_incoming_shutdown(
-                        sextant_exporters::serve::incoming_tls(listener, limits, refused, tls),
+                        sextant_kit::serve::incoming_tls(listener, limits, refused, tls),
                         async move { c.cancelled().await },
                     )
                     .await
@@ -245,7 +245,7 @@ impl Application {
         let (limits, refused_api, c) = (self.listeners, refused("api"), serving.clone());
         let (api, router) = (self.api, self.router);
         listeners.spawn(async move {
-            sextant_exporters::serve::serve_http(api, router, limits, refused_api, c)
+            sextant_kit::serve::serve_http(api, router, limits, refused_api, c)
                 .await
                 .context("API server failed")
         });

@@ -3,7 +3,7 @@
 //!
 //! Two kinds of series:
 //! - **HTTP**, counted by this replica as it serves (shared with the hub:
-//!   `sextant_exporters::http_metrics`).
+//!   `sextant_kit::http_metrics`).
 //! - **Estate-wide**, derived at each scrape from the database, which
 //!   keeps every promotion and job as history: releases, promotions and
 //!   deployments by outcome, deployment and approval durations, rollbacks,
@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
-use sextant_exporters::http_metrics::HttpMetrics;
+use sextant_kit::http_metrics::HttpMetrics;
 
 use crate::agents::server::StoredResult;
 use crate::domain::JobState;
@@ -55,7 +55,7 @@ impl ReplicaMetrics {
         for state in JobState::ALL.iter().filter(|s| s.is_terminal()) {
             workflow_runs.with_label_values(&[state.as_str()]);
         }
-        let listener_refused = sextant_exporters::serve::refused_counter();
+        let listener_refused = sextant_kit::serve::refused_counter();
         for listener in ["api", "agents"] {
             listener_refused.with_label_values(&[listener]);
         }
@@ -91,7 +91,7 @@ pub enum RenderError {
     #[error("cannot build the estate's series: {0}")]
     Registry(#[from] prometheus::Error),
     #[error(transparent)]
-    Encode(#[from] sextant_exporters::exposition::EncodeError),
+    Encode(#[from] sextant_kit::exposition::EncodeError),
 }
 
 /// The `/metrics` body: the HTTP series, this replica's and the
@@ -109,7 +109,7 @@ pub async fn render(
     let mut families = http.gather();
     families.extend(replica.gather());
     families.extend(estate.gather());
-    Ok(sextant_exporters::exposition::encode(&families)?)
+    Ok(sextant_kit::exposition::encode(&families)?)
 }
 
 /// A job's strategy name from its stored JSON (`{"type": "rolling", …}`).
@@ -481,7 +481,7 @@ mod tests {
                 ),
             ],
         };
-        let text = sextant_exporters::exposition::encode(
+        let text = sextant_kit::exposition::encode(
             &estate(&rows, 100_000, std::time::Duration::from_secs(30))
                 .unwrap()
                 .gather(),
@@ -524,7 +524,7 @@ mod tests {
     fn workflow_runs_start_at_zero_for_every_final_state() {
         let replica = ReplicaMetrics::new();
         replica.workflow_run("failed");
-        let text = sextant_exporters::exposition::encode(&replica.gather()).unwrap();
+        let text = sextant_kit::exposition::encode(&replica.gather()).unwrap();
         for line in [
             r#"sextant_workflow_runs_total{status="completed"} 0"#,
             r#"sextant_workflow_runs_total{status="failed"} 1"#,

@@ -21,7 +21,7 @@ use sextant_e2e::pki::{CertFiles, Pki};
 use sextant_e2e::wait;
 use sextant_e2e::{Backend, TestDb};
 use sextant_exporters::sender::TlsConfig;
-use sextant_exporters::serve::ServerTlsConfig;
+use sextant_kit::serve::ServerTlsConfig;
 use sextant_orchestrator::app::{self, RateLimitConfig, Running, RuntimeConfig};
 use sextant_orchestrator::executor::ssh::SshExecutor;
 use sextant_orchestrator::service::Settings;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use sextant_exporters::serve::{ListenerLimits, ServerTls, fit_connections, serve_http_tls};
+use sextant_kit::serve::{ListenerLimits, ServerTls, fit_connections, serve_http_tls};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use sextant_exporters::serve::{CertName, Peer};
+use sextant_kit::serve::{CertName, Peer};
 
 use sextant_kit::Secret;
 
@@ -299,7 +299,7 @@ mod tests {
     fn peer(cn: &str) -> Peer {
         Peer {
             addr: "127.0.0.1:1".parse().expect("addr"),
-            certificate: Some(Arc::new(sextant_exporters::serve::ClientCertificate {
+            certificate: Some(Arc::new(sextant_kit::serve::ClientCertificate {
                 common_names: vec![cn.to_owned()],
                 ..Default::default()
             })),

@@ -8,9 +8,9 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-use sextant_exporters::rate_limit::RateLimitConfig;
-use sextant_exporters::serve::ListenerLimits;
-use sextant_exporters::serve::ServerTlsConfig;
+use sextant_kit::rate_limit::RateLimitConfig;
+use sextant_kit::serve::ListenerLimits;
+use sextant_kit::serve::ServerTlsConfig;
 
 use crate::auth::{ClientCertConfig, TokenConfig};
 use crate::reconcilers::ReconcilersConfig;
@@ -226,7 +226,7 @@ pub enum TlsConfigError {
 mod tests {
     use super::*;
     use crate::auth::Scope;
-    use sextant_exporters::serve::CertName;
+    use sextant_kit::serve::CertName;
 
     #[test]
     fn file_then_environment() {

@@ -31,7 +31,7 @@ pub struct HubMetrics {
     /// served them (`hit`, `miss`, `uncached`).
     pub report_cache: IntCounterVec,
     /// The API's HTTP series (shared with the orchestrator).
-    pub http: std::sync::Arc<sextant_exporters::http_metrics::HttpMetrics>,
+    pub http: std::sync::Arc<sextant_kit::http_metrics::HttpMetrics>,
     /// Drifting (host, target) rows by tenant, environment and reason.
     pub drift_hosts: IntGaugeVec,
     /// Stale hosts by tenant and environment.
@@ -141,7 +141,7 @@ impl HubMetrics {
              output and the decoded estimate).",
         )
         .expect("valid metric");
-        let listener_refused = sextant_exporters::serve::refused_counter();
+        let listener_refused = sextant_kit::serve::refused_counter();
         for listener in ["otlp_grpc", "otlp_http", "api"] {
             listener_refused.with_label_values(&[listener]);
         }

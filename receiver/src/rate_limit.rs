@@ -1,13 +1,11 @@
 //! The hub's per-tenant rate limits: one [`SurfaceLimiter`] for the read
 //! API and one for OTLP ingest (HTTP and gRPC share it), each counting its
 //! refusals in `sextant_rate_limited_total{surface}`. The limiter itself is
-//! `sextant_exporters::rate_limit`; how a refusal is answered is up to each
+//! `sextant_kit::rate_limit`; how a refusal is answered is up to each
 //! transport.
 
 use prometheus::IntCounter;
-use sextant_exporters::rate_limit::{
-    InvalidRateLimit, RateLimitConfig, RateLimited, TenantLimiter,
-};
+use sextant_kit::rate_limit::{InvalidRateLimit, RateLimitConfig, RateLimited, TenantLimiter};
 
 use crate::metrics::HubMetrics;
 

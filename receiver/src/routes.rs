@@ -16,7 +16,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(ui::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state.metrics.http.clone(),
-            sextant_exporters::http_metrics::track,
+            sextant_kit::http_metrics::track,
         ))
         .fallback(api::not_found)
         .layer(axum::middleware::from_fn(api::refuse_nul))

@@ -10,8 +10,8 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use sextant_exporters::health::{self, CHECK_TIMEOUT, Check, Probe, Report};
 use sextant_exporters::outbox::Outbox;
+use sextant_kit::health::{self, CHECK_TIMEOUT, Check, Probe, Report};
 
 use super::{DockerLink, HealthState};
 

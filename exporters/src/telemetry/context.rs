@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::SystemTime;
 
-use opentelemetry::propagation::{Extractor, TextMapPropagator};
+use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{Span as _, TraceContextExt as _, Tracer as _};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -59,22 +59,6 @@ pub fn link_and_reparent(span: &tracing::Span, traceparent: &str) -> bool {
         span.add_link(caller);
     }
     true
-}
-
-/// Makes `span` a child of the caller's span when the request carries W3C
-/// `traceparent` (and `tracestate`) headers.
-pub fn set_parent_from_headers(span: &tracing::Span, headers: &http::HeaderMap) -> bool {
-    struct Headers<'a>(&'a http::HeaderMap);
-    impl Extractor for Headers<'_> {
-        fn get(&self, key: &str) -> Option<&str> {
-            self.0.get(key).and_then(|v| v.to_str().ok())
-        }
-        fn keys(&self) -> Vec<&str> {
-            self.0.keys().map(http::HeaderName::as_str).collect()
-        }
-    }
-    let cx = TraceContextPropagator::new().extract(&Headers(headers));
-    cx.span().span_context().is_valid() && span.set_parent(cx).is_ok()
 }
 
 /// W3C `traceparent` (and `tracestate`) headers for the current span, for

@@ -37,12 +37,10 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 pub use opentelemetry::KeyValue;
 
 use context::global_propagator;
-pub use context::{
-    current_headers, link_and_reparent, record_span, set_parent, set_parent_from_headers,
-    traceparent_of,
-};
+pub use context::{current_headers, link_and_reparent, record_span, set_parent, traceparent_of};
 use export::{Protocol, RuntimeHttpClient, protocol, resource, selected};
 pub use logs::{LogLayer, is_secret};
+pub use sextant_kit::trace::set_parent_from_headers;
 
 /// The instrumentation scope of Sextant's spans and logs.
 const SCOPE: &str = "sextant";

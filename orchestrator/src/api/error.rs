@@ -5,7 +5,7 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use sextant_exporters::rate_limit::{RateLimited, TenantLimiter};
+use sextant_kit::rate_limit::{RateLimited, TenantLimiter};
 use utoipa::ToSchema;
 
 use crate::api::auth::AuthError;

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use sextant_exporters::health::{self, CHECK_TIMEOUT, Probe, Report};
+use sextant_kit::health::{self, CHECK_TIMEOUT, Probe, Report};
 
 use crate::service::Orchestrator;
 

@@ -144,7 +144,7 @@ pub fn router(state: ApiState, pages: Router<ApiState>) -> Router {
         .route("/metrics", get(metrics))
         .route_layer(axum::middleware::from_fn_with_state(
             state.http_metrics.clone(),
-            sextant_exporters::http_metrics::track,
+            sextant_kit::http_metrics::track,
         ))
         .fallback(|| async { not_found("no such route") })
         .with_state(state)
@@ -179,7 +179,7 @@ async fn metrics(State(state): State<ApiState>, headers: axum::http::HeaderMap) 
         Ok(body) => (
             [(
                 header::CONTENT_TYPE,
-                sextant_exporters::exposition::content_type(),
+                sextant_kit::exposition::content_type(),
             )],
             body,
         )
@@ -193,7 +193,7 @@ async fn metrics(State(state): State<ApiState>, headers: axum::http::HeaderMap) 
 }
 
 /// Every dependency with its latency (`crate::api::health`).
-async fn health(State(state): State<ApiState>) -> sextant_exporters::health::Report {
+async fn health(State(state): State<ApiState>) -> sextant_kit::health::Report {
     crate::api::health::report(&state.orchestrator).await
 }
 

@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use sextant_exporters::rate_limit::TenantLimiter;
+use sextant_kit::rate_limit::TenantLimiter;
 
 use crate::api::auth::{Access, Tokens};
 use crate::service::Orchestrator;
@@ -24,7 +24,7 @@ pub struct ApiState {
     pub(super) tokens: Arc<Tokens>,
     /// Registries reached over plain HTTP when resolving tags.
     pub(super) insecure_registries: Arc<Vec<String>>,
-    pub(super) http_metrics: Arc<sextant_exporters::http_metrics::HttpMetrics>,
+    pub(super) http_metrics: Arc<sextant_kit::http_metrics::HttpMetrics>,
     /// Per-tenant request limit of every authenticated route.
     pub(super) rate_limit: TenantLimiter,
     /// `/metrics` answers only a token with the `metrics` or `admin` scope.

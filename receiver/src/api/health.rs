@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use sextant_exporters::health::{self, CHECK_TIMEOUT, Probe, Report};
+use sextant_kit::health::{self, CHECK_TIMEOUT, Probe, Report};
 
 use crate::read::ApiState;
 

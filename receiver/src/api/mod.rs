@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
-use sextant_exporters::serve::Peer;
+use sextant_kit::serve::Peer;
 use sextant_model::{ErrorBody, ErrorDetail, HostSummary, Page, Rollout, TargetState, UnixNanos};
 
 use crate::auth::{AuthError, Principal, Scope};
@@ -159,7 +159,7 @@ impl ApiError {
     pub(crate) fn rate_limited(
         tenant: &str,
         limit: &str,
-        limited: sextant_exporters::rate_limit::RateLimited,
+        limited: sextant_kit::rate_limit::RateLimited,
     ) -> Self {
         let secs = limited.retry_after_secs();
         Self {
@@ -552,7 +552,7 @@ async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Response 
         }
     }
     refresh_drift_gauges(&state).await;
-    sextant_exporters::exposition::response(&state.metrics.gather())
+    sextant_kit::exposition::response(&state.metrics.gather())
 }
 
 /// How long the drift and stale gauges are reused: counting stale hosts

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use sextant_exporters::serve::Peer;
+use sextant_kit::serve::Peer;
 use sextant_model::{
     ApplicationItem, Comparison, EnvironmentItem, ErrorBody, HistoryEntry, HostDeployment,
     HostDetail, Page, TargetItem, TargetRef, TargetSummary, UnixNanos, WorkloadItem,

@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 
 use bytes::{BufMut, Bytes};
 use http::{Request, Response};
-use sextant_exporters::serve::Peer;
+use sextant_kit::serve::Peer;
 use tonic::Status;
 use tonic::body::Body;
 

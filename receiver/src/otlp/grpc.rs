@@ -25,7 +25,7 @@ use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
-use sextant_exporters::serve::{ListenerLimits, ServerTls};
+use sextant_kit::serve::{ListenerLimits, ServerTls};
 
 use super::admission::{Admission, AdmissionLayer};
 use super::ingest::{IngestError, Ingestor};
@@ -182,7 +182,7 @@ pub async fn serve(
         .add_service(metrics)
         .add_service(traces)
         .serve_with_incoming_shutdown(
-            sextant_exporters::serve::incoming_tls(listener, limits, refused, tls),
+            sextant_kit::serve::incoming_tls(listener, limits, refused, tls),
             shutdown.cancelled_owned(),
         )
         .await

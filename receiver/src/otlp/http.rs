@@ -15,8 +15,8 @@ use prost::Message;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use sextant_exporters::rate_limit::RateLimited;
-use sextant_exporters::serve::Peer;
+use sextant_kit::rate_limit::RateLimited;
+use sextant_kit::serve::Peer;
 
 use super::body::{self, BodyBudget, BodyError, Charge};
 use super::estimate::{self, Signal};

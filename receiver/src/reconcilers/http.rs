@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 
 use super::argocd::Notification;
 use super::flux::{self, Mapped};
-use sextant_exporters::serve::Peer;
+use sextant_kit::serve::Peer;
 
 use crate::auth::{AuthError, Principal, Scope, refusal_message};
 use crate::metrics;

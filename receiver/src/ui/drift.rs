@@ -6,7 +6,7 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use maud::{Markup, html};
 use serde::Deserialize;
-use sextant_exporters::serve::Peer;
+use sextant_kit::serve::Peer;
 use sextant_model::HostDeployment;
 
 use crate::read::ApiState;

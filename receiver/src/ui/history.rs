@@ -5,7 +5,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use maud::{Markup, html};
 use serde::Deserialize;
-use sextant_exporters::serve::Peer;
+use sextant_kit::serve::Peer;
 use sextant_model::{HistoryEntry, UnixNanos};
 
 use crate::read::{ApiState, parse_time};

@@ -7,7 +7,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use maud::{Markup, html};
 use serde::Deserialize;
-use sextant_exporters::serve::Peer;
+use sextant_kit::serve::Peer;
 use sextant_model::{TargetSummary, order_environments};
 
 use crate::read::ApiState;

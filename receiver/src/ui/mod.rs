@@ -25,7 +25,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use maud::html;
-use sextant_exporters::serve::Peer;
+use sextant_kit::serve::Peer;
 
 use crate::auth::{AuthError, Principal, Scope};
 use crate::read::ApiState;

@@ -7,7 +7,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use prost::Message;
 use serde_json::Value;
-use sextant_exporters::rate_limit::RateLimitConfig;
+use sextant_kit::rate_limit::RateLimitConfig;
 use tonic::Code;
 use tonic_types::StatusExt as _;
 

@@ -433,7 +433,7 @@ async fn flux_argocd_and_the_agent_side_by_side(b: Backend) {
 async fn webhooks_over_mtls_with_a_mapped_client_certificate(b: Backend) {
     let pki = sextant_e2e::pki::Pki::new();
     let app = spawn_app_with(b, |c| {
-        c.tls = sextant_exporters::serve::ServerTlsConfig {
+        c.tls = sextant_kit::serve::ServerTlsConfig {
             cert_file: Some(pki.server.cert.clone()),
             key_file: Some(pki.server.key.clone()),
             client_ca_file: Some(pki.ca_file.clone()),

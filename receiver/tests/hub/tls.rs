@@ -10,7 +10,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use serde_json::Value;
 use sextant_e2e::pki::{CertFiles, Pki};
-use sextant_exporters::serve::ServerTlsConfig;
+use sextant_kit::serve::ServerTlsConfig;
 use sextant_receiver::auth::ClientCertConfig;
 use tokio::io::AsyncReadExt as _;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};

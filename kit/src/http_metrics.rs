@@ -95,7 +95,7 @@ pub async fn track(
         let span = tracing::info_span!("http.request", otel.name = %format!("{method} {path}"),
             otel.kind = "server", http.request.method = %method, http.route = %path,
             http.response.status_code = tracing::field::Empty);
-        crate::telemetry::set_parent_from_headers(&span, request.headers());
+        crate::trace::set_parent_from_headers(&span, request.headers());
         span
     };
     metrics.in_flight.inc();
