@@ -99,6 +99,23 @@ impl Lines {
     }
 }
 
+/// Why a run stopped before its command was followed.
+enum Stop {
+    /// The target refused a step: the session works, and is closed.
+    Refused(TaskOutcome),
+    /// The connection failed, or the target's answer made no sense.
+    Broken(TaskOutcome),
+}
+
+/// Where a run stands once it has been prepared.
+enum Begun {
+    /// It had finished before: its recorded result is read.
+    Finished,
+    /// It runs (started now or before), and has run for `elapsed` by the
+    /// target's clock.
+    Running { elapsed: Duration },
+}
+
 /// How following a started run ended.
 enum Followed {
     Finished,
@@ -213,100 +230,26 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Everything after connecting. Until the command starts, a failure is
-    /// retryable: nothing ran.
+    /// Everything after connecting: prepare, start (or find the run
+    /// started or finished already), follow, result. Until the command
+    /// starts, a failure is retryable: nothing ran.
     async fn on(&mut self, endpoint: &Endpoint, session: Session, run_dir: &str) -> TaskOutcome {
-        let prepared = match self.step(&session, &script::prepare(run_dir), None).await {
-            Ok(out) if out.exit == 0 => Prepared::parse(&out.stdout_text()),
-            Ok(out) => {
-                session.close().await;
-                return TaskOutcome::failed(
-                    ErrorKind::Command,
-                    false,
-                    format!(
-                        "cannot create the run directory {run_dir} on {}{}",
-                        endpoint.host,
-                        tail_note("", &out.stderr_text())
-                    ),
-                );
-            }
-            Err(outcome) => return outcome,
+        let begun = match self.prepare(endpoint, &session, run_dir).await {
+            Ok(prepared) => self
+                .begin(endpoint, &session, &prepared)
+                .await
+                .map(|begun| (prepared.dir, begun)),
+            Err(stop) => Err(stop),
         };
-        if prepared.dir.is_empty() || prepared.home.is_empty() {
-            return TaskOutcome::failed(
-                ErrorKind::Command,
-                false,
-                format!(
-                    "unexpected answer from {} while preparing {run_dir}",
-                    session.label()
-                ),
-            );
-        }
-        let dir = prepared.dir.clone();
-        let mut elapsed = prepared.elapsed();
-        match prepared.state.as_str() {
-            "done" => {
-                self.resumed = true;
-                self.note(format!(
-                    "Run {} already finished on {}; returning its recorded result",
-                    self.run_key,
-                    session.label()
-                ))
-                .await;
-                return self.result(endpoint, session, &dir, false).await;
+        let (dir, elapsed) = match begun {
+            Ok((dir, Begun::Finished)) => return self.result(endpoint, session, &dir, false).await,
+            Ok((dir, Begun::Running { elapsed })) => (dir, elapsed),
+            Err(Stop::Refused(outcome)) => {
+                session.close().await;
+                return outcome;
             }
-            "started" => {
-                self.resumed = true;
-                self.note(format!(
-                    "Run {} already started on {}; following it",
-                    self.run_key,
-                    session.label()
-                ))
-                .await;
-            }
-            _ => {
-                if let Err(outcome) = self.upload(&session, &dir, &prepared.home).await {
-                    session.close().await;
-                    return outcome;
-                }
-                match self.step(&session, &script::start(&dir), None).await {
-                    Ok(out) if out.exit == 0 && out.stdout_text().trim() == "started" => {
-                        elapsed = Duration::ZERO;
-                        tracing::info!(dir = %dir, "Command started");
-                        self.note(format!("Started the deploy command in {dir}"))
-                            .await;
-                    }
-                    Ok(out) if out.exit == 0 && out.stdout_text().trim() == "already" => {
-                        self.resumed = true;
-                        self.note(format!(
-                            "Run {} was started by someone else meanwhile; following it",
-                            self.run_key
-                        ))
-                        .await;
-                    }
-                    Ok(out) => {
-                        session.close().await;
-                        return TaskOutcome::failed(
-                            ErrorKind::Command,
-                            false,
-                            format!(
-                                "cannot start the command in {dir} on {} (exit {}){}",
-                                endpoint.host,
-                                out.exit,
-                                tail_note(&out.stdout_text(), &out.stderr_text())
-                            ),
-                        );
-                    }
-                    // We may not know whether it started: resume by the same key.
-                    Err(outcome) => {
-                        return TaskOutcome {
-                            retryable: false,
-                            ..outcome
-                        };
-                    }
-                }
-            }
-        }
+            Err(Stop::Broken(outcome)) => return outcome,
+        };
         self.emit(TaskEvent::Status("running".into())).await;
         let deadline = Instant::now() + self.request.timeout.saturating_sub(elapsed);
         let (session, followed) = self.follow(endpoint, session, &dir, deadline).await;
@@ -316,30 +259,153 @@ impl<'a> Run<'a> {
                 _ => TaskOutcome::failed(ErrorKind::Connection, false, "lost the connection"),
             };
         };
-        match followed {
-            Followed::Finished => self.result(endpoint, session, &dir, false).await,
-            Followed::TimedOut => {
-                tracing::warn!(timeout = ?self.request.timeout, "Task timed out; killing it");
+        self.conclude(endpoint, session, &dir, followed).await
+    }
+
+    /// Creates the run directory (or finds it) and reads what the target
+    /// knows of the run.
+    async fn prepare(
+        &self,
+        endpoint: &Endpoint,
+        session: &Session,
+        run_dir: &str,
+    ) -> Result<Prepared, Stop> {
+        let out = self
+            .step(session, &script::prepare(run_dir), None)
+            .await
+            .map_err(Stop::Broken)?;
+        if out.exit != 0 {
+            return Err(Stop::Refused(TaskOutcome::failed(
+                ErrorKind::Command,
+                false,
+                format!(
+                    "cannot create the run directory {run_dir} on {}{}",
+                    endpoint.host,
+                    tail_note("", &out.stderr_text())
+                ),
+            )));
+        }
+        let prepared = Prepared::parse(&out.stdout_text());
+        if prepared.dir.is_empty() || prepared.home.is_empty() {
+            return Err(Stop::Broken(TaskOutcome::failed(
+                ErrorKind::Command,
+                false,
+                format!(
+                    "unexpected answer from {} while preparing {run_dir}",
+                    session.label()
+                ),
+            )));
+        }
+        Ok(prepared)
+    }
+
+    /// Starts the command, unless the run already started or finished
+    /// (then it is resumed, not run twice).
+    async fn begin(
+        &mut self,
+        endpoint: &Endpoint,
+        session: &Session,
+        prepared: &Prepared,
+    ) -> Result<Begun, Stop> {
+        match prepared.state.as_str() {
+            "done" => {
+                self.resumed = true;
                 self.note(format!(
-                    "Timed out after {}; killing the command",
-                    human(self.request.timeout)
+                    "Run {} already finished on {}; returning its recorded result",
+                    self.run_key,
+                    session.label()
                 ))
                 .await;
-                let kill = script::kill(&dir, self.executor.kill_grace);
-                let killed = self.step(&session, &kill, None).await;
-                if let Err(outcome) = killed {
-                    return TaskOutcome::failed(
-                        ErrorKind::Timeout,
-                        true,
-                        format!(
-                            "the task timed out after {} and could not be killed: {}",
-                            human(self.request.timeout),
-                            outcome.error.unwrap_or_default()
-                        ),
-                    );
-                }
-                self.result(endpoint, session, &dir, true).await
+                Ok(Begun::Finished)
             }
+            "started" => {
+                self.resumed = true;
+                self.note(format!(
+                    "Run {} already started on {}; following it",
+                    self.run_key,
+                    session.label()
+                ))
+                .await;
+                Ok(Begun::Running {
+                    elapsed: prepared.elapsed(),
+                })
+            }
+            _ => {
+                self.upload(session, &prepared.dir, &prepared.home)
+                    .await
+                    .map_err(Stop::Refused)?;
+                self.start(endpoint, session, &prepared.dir)
+                    .await
+                    .map(|started_now| Begun::Running {
+                        elapsed: if started_now {
+                            Duration::ZERO
+                        } else {
+                            prepared.elapsed()
+                        },
+                    })
+            }
+        }
+    }
+
+    /// Starts the uploaded command; `true` if this call started it,
+    /// `false` if someone else did meanwhile.
+    async fn start(
+        &mut self,
+        endpoint: &Endpoint,
+        session: &Session,
+        dir: &str,
+    ) -> Result<bool, Stop> {
+        let out = match self.step(session, &script::start(dir), None).await {
+            Ok(out) => out,
+            // We may not know whether it started: resume by the same key.
+            Err(outcome) => {
+                return Err(Stop::Broken(TaskOutcome {
+                    retryable: false,
+                    ..outcome
+                }));
+            }
+        };
+        match (out.exit, out.stdout_text().trim()) {
+            (0, "started") => {
+                tracing::info!(dir = %dir, "Command started");
+                self.note(format!("Started the deploy command in {dir}"))
+                    .await;
+                Ok(true)
+            }
+            (0, "already") => {
+                self.resumed = true;
+                self.note(format!(
+                    "Run {} was started by someone else meanwhile; following it",
+                    self.run_key
+                ))
+                .await;
+                Ok(false)
+            }
+            _ => Err(Stop::Refused(TaskOutcome::failed(
+                ErrorKind::Command,
+                false,
+                format!(
+                    "cannot start the command in {dir} on {} (exit {}){}",
+                    endpoint.host,
+                    out.exit,
+                    tail_note(&out.stdout_text(), &out.stderr_text())
+                ),
+            ))),
+        }
+    }
+
+    /// The outcome of a run followed to its end (or its deadline) with the
+    /// session still open.
+    async fn conclude(
+        &self,
+        endpoint: &Endpoint,
+        session: Session,
+        dir: &str,
+        followed: Followed,
+    ) -> TaskOutcome {
+        match followed {
+            Followed::Finished => self.result(endpoint, session, dir, false).await,
+            Followed::TimedOut => self.kill(endpoint, session, dir).await,
             Followed::Lost => {
                 session.close().await;
                 TaskOutcome::failed(
@@ -357,6 +423,29 @@ impl<'a> Run<'a> {
                 outcome
             }
         }
+    }
+
+    /// Kills a command past its timeout and reads what it recorded.
+    async fn kill(&self, endpoint: &Endpoint, session: Session, dir: &str) -> TaskOutcome {
+        tracing::warn!(timeout = ?self.request.timeout, "Task timed out; killing it");
+        self.note(format!(
+            "Timed out after {}; killing the command",
+            human(self.request.timeout)
+        ))
+        .await;
+        let kill = script::kill(dir, self.executor.kill_grace);
+        if let Err(outcome) = self.step(&session, &kill, None).await {
+            return TaskOutcome::failed(
+                ErrorKind::Timeout,
+                true,
+                format!(
+                    "the task timed out after {} and could not be killed: {}",
+                    human(self.request.timeout),
+                    outcome.error.unwrap_or_default()
+                ),
+            );
+        }
+        self.result(endpoint, session, dir, true).await
     }
 
     /// Runs one bookkeeping command; a transport failure is a retryable
