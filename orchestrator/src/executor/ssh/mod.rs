@@ -37,6 +37,7 @@
 //! `shasum` if uploads are to be verified.
 
 mod known_hosts;
+mod lines;
 mod run;
 mod script;
 mod session;
