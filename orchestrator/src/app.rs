@@ -4,8 +4,8 @@
 //! runs every component on a child of one cancellation token, and stops
 //! them in order when it fires: the listeners stop accepting first, then
 //! the job engine, the promotion loop and the dispatcher finish what they
-//! hold, then the outbox's sender gets a last moment to deliver; every wait
-//! has a deadline. [`start`] does both for callers that want a handle.
+//! hold, then the outbox's sender delivers what the outbox holds before it
+//! stops; every stage has a deadline (orchestrator/tests/shutdown.rs). [`start`] does both for callers that want a handle.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -69,6 +69,9 @@ pub struct RuntimeConfig {
     pub metrics_require_token: bool,
     pub settings: Settings,
 }
+
+/// The outbox consumer the sender to the hub reads as.
+const SENDER_CONSUMER: &str = "default";
 
 /// How long each stage of shutdown may take before the next one starts.
 const STAGE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -212,10 +215,13 @@ impl Application {
     /// Runs every component until `shutdown` fires or one of them fails,
     /// then stops them in order (see the module docs).
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        // One token per stage, cancelled one after the other below. Not
+        // children of `shutdown`: a child fires with its parent, and every
+        // stage would stop at once.
         let (serving, working, sending) = (
-            shutdown.child_token(),
-            shutdown.child_token(),
-            shutdown.child_token(),
+            CancellationToken::new(),
+            CancellationToken::new(),
+            CancellationToken::new(),
         );
         let o = &self.orchestrator;
         let refused = |listener: &str| {
@@ -267,12 +273,19 @@ impl Application {
         });
         let session_token = self.channel.shutdown_token();
         let mut senders = tokio::task::JoinSet::new();
+        let outbox = self.sender.as_ref().map(|(outbox, _)| outbox.clone());
         if let Some((outbox, transport)) = self.sender {
             let c = sending.clone();
             senders.spawn(async move {
-                sender::run(outbox, "default", transport, SenderConfig::default(), c)
-                    .await
-                    .map_err(anyhow::Error::from)
+                sender::run(
+                    outbox,
+                    SENDER_CONSUMER,
+                    transport,
+                    SenderConfig::default(),
+                    c,
+                )
+                .await
+                .map_err(anyhow::Error::from)
             });
         }
         tracing::info!(addr = %self.addr, agents = ?self.agent_addr, backend = o.store.backend(),
@@ -298,8 +311,14 @@ impl Application {
         // they hold; leases left behind expire.
         working.cancel();
         drain("job engine", &mut workers, &mut result).await;
-        // 3. The sender delivers what the outbox holds, then stops; what
-        // it could not send stays on disk for the next start.
+        // 3. The sender delivers what the outbox holds (the engine's last
+        // desired state included), then stops; what it could not send
+        // stays on disk for the next start.
+        if let Some(outbox) = &outbox
+            && !senders.is_empty()
+        {
+            delivered(outbox).await;
+        }
         sending.cancel();
         drain("outbox sender", &mut senders, &mut result).await;
         shutdown.cancel();
@@ -334,6 +353,29 @@ async fn drain(
     if ended.is_err() {
         tracing::warn!(stage, deadline = ?STAGE_DEADLINE, "Shutdown stage ran past its deadline; aborting it");
         tasks.shutdown().await;
+    }
+}
+
+/// Waits up to [`STAGE_DEADLINE`] until the sender has delivered every
+/// record the outbox holds (the sender stops the moment it is cancelled,
+/// cutting off the requests it has in flight).
+async fn delivered(outbox: &Outbox) {
+    let pending = || {
+        outbox
+            .stats()
+            .consumers
+            .iter()
+            .find(|c| c.name == SENDER_CONSUMER)
+            .map_or(0, |c| c.pending)
+    };
+    let all = async {
+        while pending() > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    if tokio::time::timeout(STAGE_DEADLINE, all).await.is_err() {
+        tracing::warn!(pending = pending(), deadline = ?STAGE_DEADLINE,
+            "The outbox was not delivered before the deadline; the rest is sent at the next start");
     }
 }
 

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use sextant_protocol::deploy::ImageRef;
+
 /// An image reference that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ImageRefError {
@@ -11,7 +13,7 @@ pub enum ImageRefError {
     Empty,
     #[error("{image}: only sha256 digests are supported")]
     NotSha256 { image: String },
-    #[error("{image}: a sha256 digest has 64 hex digits")]
+    #[error("{image}: a sha256 digest has 64 lowercase hex digits, after a repository")]
     DigestLength { image: String },
 }
 
@@ -69,68 +71,56 @@ fn insecure_hint(insecure: bool) -> &'static str {
     }
 }
 
-/// An image reference split into repository and tag or digest.
+/// What a release names for a component: an image pinned by digest (the
+/// deploy contract's [`ImageRef`]), or a tag still to resolve.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageRef {
-    /// `registry[:port]/path`
-    pub repository: String,
-    pub tag: Option<String>,
-    pub digest: Option<String>,
+enum Named {
+    Pinned(ImageRef),
+    Tagged { repository: String, tag: String },
 }
 
-impl ImageRef {
-    pub fn parse(image: &str) -> Result<Self, ImageRefError> {
+impl Named {
+    fn parse(image: &str) -> Result<Self, ImageRefError> {
         let image = image.trim();
         if image.is_empty() {
             return Err(ImageRefError::Empty);
         }
-        if let Some((repository, digest)) = image.split_once('@') {
-            let hex = digest
-                .strip_prefix("sha256:")
-                .ok_or_else(|| ImageRefError::NotSha256 {
-                    image: image.to_owned(),
-                })?;
-            if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-                return Err(ImageRefError::DigestLength {
+        if let Some((_, digest)) = image.rsplit_once('@') {
+            if !digest.starts_with("sha256:") {
+                return Err(ImageRefError::NotSha256 {
                     image: image.to_owned(),
                 });
             }
-            return Ok(Self {
-                repository: repository.to_owned(),
-                tag: None,
-                digest: Some(digest.to_owned()),
+            return ImageRef::parse(image).map(Self::Pinned).map_err(|_| {
+                ImageRefError::DigestLength {
+                    image: image.to_owned(),
+                }
             });
         }
         // A tag follows the last ':' after the last '/' (a registry port
         // comes before the first '/').
         let slash = image.rfind('/').map(|i| i + 1).unwrap_or(0);
-        match image[slash..].rfind(':') {
-            Some(i) => Ok(Self {
-                repository: image[..slash + i].to_owned(),
-                tag: Some(image[slash + i + 1..].to_owned()),
-                digest: None,
-            }),
-            None => Ok(Self {
-                repository: image.to_owned(),
-                tag: Some("latest".into()),
-                digest: None,
-            }),
-        }
+        let (repository, tag) = match image[slash..].rfind(':') {
+            Some(i) => (&image[..slash + i], &image[slash + i + 1..]),
+            None => (image, "latest"),
+        };
+        Ok(Self::Tagged {
+            repository: repository.to_owned(),
+            tag: tag.to_owned(),
+        })
     }
+}
 
-    /// (registry host, path) of the repository; a reference without a
-    /// registry host is refused (Sextant does not guess Docker Hub).
-    fn registry(&self) -> Result<(&str, &str), NoRegistry> {
-        match self.repository.split_once('/') {
-            Some((host, path))
-                if host.contains('.') || host.contains(':') || host == "localhost" =>
-            {
-                Ok((host, path))
-            }
-            _ => Err(NoRegistry {
-                repository: self.repository.clone(),
-            }),
+/// (registry host, path) of `repository`; a repository without a registry
+/// host is refused (Sextant does not guess Docker Hub).
+fn registry(repository: &str) -> Result<(&str, &str), NoRegistry> {
+    match repository.split_once('/') {
+        Some((host, path)) if host.contains('.') || host.contains(':') || host == "localhost" => {
+            Ok((host, path))
         }
+        _ => Err(NoRegistry {
+            repository: repository.to_owned(),
+        }),
     }
 }
 
@@ -141,12 +131,13 @@ pub async fn resolve(
     image: &str,
     insecure: bool,
 ) -> Result<(String, String, Option<String>), ResolveError> {
-    let r = ImageRef::parse(image)?;
-    if let Some(digest) = &r.digest {
-        return Ok((format!("{}@{digest}", r.repository), digest.clone(), None));
-    }
-    let tag = r.tag.clone().unwrap_or_else(|| "latest".into());
-    let (host, path) = r.registry()?;
+    let (repository, tag) = match Named::parse(image)? {
+        Named::Pinned(pinned) => {
+            return Ok((pinned.to_string(), pinned.digest, None));
+        }
+        Named::Tagged { repository, tag } => (repository, tag),
+    };
+    let (host, path) = registry(&repository)?;
     let scheme = if insecure { "http" } else { "https" };
     let url = format!("{scheme}://{host}/v2/{path}/manifests/{tag}");
     let response = http
@@ -179,8 +170,11 @@ pub async fn resolve(
             image: image.to_owned(),
         })?
         .to_owned();
-    ImageRef::parse(&format!("{}@{digest}", r.repository))?;
-    Ok((format!("{}@{digest}", r.repository), digest, Some(tag)))
+    let pinned = format!("{repository}@{digest}");
+    match Named::parse(&pinned)? {
+        Named::Pinned(_) => Ok((pinned, digest, Some(tag))),
+        Named::Tagged { .. } => Err(ImageRefError::NotSha256 { image: pinned }.into()),
+    }
 }
 
 #[cfg(test)]
@@ -189,17 +183,33 @@ mod tests {
 
     #[test]
     fn references_split_into_repository_tag_and_digest() {
-        let r = ImageRef::parse("127.0.0.1:5000/shop/web:v2").unwrap();
-        assert_eq!(r.repository, "127.0.0.1:5000/shop/web");
-        assert_eq!(r.tag.as_deref(), Some("v2"));
-        let r = ImageRef::parse("127.0.0.1:5000/web").unwrap();
-        assert_eq!(r.tag.as_deref(), Some("latest"));
-        let pinned = format!("reg.example/web@sha256:{}", "a".repeat(64));
+        let tagged = |repository: &str, tag: &str| Named::Tagged {
+            repository: repository.into(),
+            tag: tag.into(),
+        };
         assert_eq!(
-            ImageRef::parse(&pinned).unwrap().digest.unwrap(),
-            format!("sha256:{}", "a".repeat(64))
+            Named::parse("127.0.0.1:5000/shop/web:v2").unwrap(),
+            tagged("127.0.0.1:5000/shop/web", "v2")
         );
-        assert!(ImageRef::parse("web@sha256:abc").is_err());
-        assert!(ImageRef::parse("web:v1").unwrap().registry().is_err());
+        assert_eq!(
+            Named::parse("127.0.0.1:5000/web").unwrap(),
+            tagged("127.0.0.1:5000/web", "latest")
+        );
+        let pinned = format!("reg.example/web@sha256:{}", "a".repeat(64));
+        let Named::Pinned(image) = Named::parse(&pinned).unwrap() else {
+            panic!("not pinned")
+        };
+        assert_eq!(image.digest, format!("sha256:{}", "a".repeat(64)));
+        assert_eq!(image.to_string(), pinned);
+        assert!(matches!(
+            Named::parse("web@sha256:abc"),
+            Err(ImageRefError::DigestLength { .. })
+        ));
+        assert!(matches!(
+            Named::parse("web@md5:abc"),
+            Err(ImageRefError::NotSha256 { .. })
+        ));
+        assert!(registry("web").is_err());
+        assert!(registry("localhost/web").is_ok());
     }
 }

@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 
 use sextant_e2e::sshd::{Sshd, kill_process, process_alive};
 use sextant_e2e::wait;
-use sextant_orchestrator::domain::task::{Artifact, ErrorType, LogStream, TaskKind};
+use sextant_orchestrator::domain::task::{Artifact, LogStream, TaskKind};
 use sextant_orchestrator::domain::{DeployTemplate, SshConnection, TargetSpec};
 use sextant_orchestrator::executor::ssh::SshExecutor;
-use sextant_orchestrator::executor::{Executor, TaskEvent, TaskOutcome, TaskRequest};
+use sextant_orchestrator::executor::{Executor, TaskEvent, TaskRequest};
+use sextant_protocol::deploy::{ErrorKind, TaskOutcome};
 use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 
@@ -268,7 +269,7 @@ async fn wrong_pinned_host_key_is_refused_before_anything_runs() {
         &request("hk-1"),
     )
     .await;
-    assert_eq!(outcome.error_type, Some(ErrorType::HostKey), "{outcome:?}");
+    assert_eq!(outcome.error_type, Some(ErrorKind::HostKey), "{outcome:?}");
     assert!(!outcome.retryable);
     assert!(!outcome.success);
     let error = outcome.error.unwrap_or_default();
@@ -316,7 +317,7 @@ async fn unknown_hosts_are_refused_unless_trusted_on_first_use() {
         &request("u-1"),
     )
     .await;
-    assert_eq!(outcome.error_type, Some(ErrorType::HostKey), "{outcome:?}");
+    assert_eq!(outcome.error_type, Some(ErrorKind::HostKey), "{outcome:?}");
     assert!(!outcome.retryable);
     assert!(
         outcome.error.as_deref().unwrap_or("").contains("unknown"),
@@ -369,7 +370,7 @@ async fn unknown_hosts_are_refused_unless_trusted_on_first_use() {
         &request("u-4"),
     )
     .await;
-    assert_eq!(outcome.error_type, Some(ErrorType::HostKey), "{outcome:?}");
+    assert_eq!(outcome.error_type, Some(ErrorKind::HostKey), "{outcome:?}");
     assert!(
         outcome.error.as_deref().unwrap_or("").contains("line 1"),
         "{outcome:?}"
@@ -390,7 +391,7 @@ async fn failing_command_reports_its_exit_code_and_stderr_tail() {
     )
     .await;
     assert!(!outcome.success);
-    assert_eq!(outcome.error_type, Some(ErrorType::Command), "{outcome:?}");
+    assert_eq!(outcome.error_type, Some(ErrorKind::Command), "{outcome:?}");
     assert!(!outcome.retryable);
     assert_eq!(outcome.exit_code, Some(3));
     let error = outcome.error.as_deref().unwrap_or("");
@@ -421,7 +422,7 @@ async fn timeout_kills_the_command() {
         &req,
     )
     .await;
-    assert_eq!(outcome.error_type, Some(ErrorType::Timeout), "{outcome:?}");
+    assert_eq!(outcome.error_type, Some(ErrorKind::Timeout), "{outcome:?}");
     assert!(outcome.retryable);
     assert!(!outcome.success);
     assert_eq!(outcome.stdout, "begun\n");
@@ -454,7 +455,7 @@ async fn timeout_kills_the_command() {
         &req,
     )
     .await;
-    assert_eq!(again.error_type, Some(ErrorType::Timeout), "{again:?}");
+    assert_eq!(again.error_type, Some(ErrorKind::Timeout), "{again:?}");
     assert!(again.resumed);
 }
 
@@ -543,7 +544,7 @@ async fn connection_and_configuration_failures() {
     let (outcome, _) = run(&executor, &target(ssh, "true"), &request("c-1")).await;
     assert_eq!(
         outcome.error_type,
-        Some(ErrorType::Connection),
+        Some(ErrorKind::Connection),
         "{outcome:?}"
     );
     assert!(outcome.retryable);
@@ -557,7 +558,7 @@ async fn connection_and_configuration_failures() {
     let (outcome, _) = run(&quick, &target(ssh, "true"), &request("c-0")).await;
     assert_eq!(
         outcome.error_type,
-        Some(ErrorType::Connection),
+        Some(ErrorKind::Connection),
         "{outcome:?}"
     );
     assert!(outcome.retryable);
@@ -581,7 +582,7 @@ async fn connection_and_configuration_failures() {
     let (outcome, _) = run(&executor, &target(ssh, "true"), &request("c-2")).await;
     assert_eq!(
         outcome.error_type,
-        Some(ErrorType::Connection),
+        Some(ErrorKind::Connection),
         "{outcome:?}"
     );
     assert!(!outcome.retryable);
@@ -605,7 +606,7 @@ async fn connection_and_configuration_failures() {
         let mut ssh = connection(&sshd);
         ssh.credential = credential;
         let (outcome, _) = run(&executor, &target(ssh, "true"), &request("c-3")).await;
-        assert_eq!(outcome.error_type, Some(ErrorType::Invalid), "{outcome:?}");
+        assert_eq!(outcome.error_type, Some(ErrorKind::Invalid), "{outcome:?}");
         assert!(
             outcome.error.as_deref().unwrap_or("").contains(expect),
             "{outcome:?}"
@@ -614,21 +615,21 @@ async fn connection_and_configuration_failures() {
     let mut no_template = target(connection(&sshd), "true");
     no_template.deploy = None;
     let (outcome, _) = run(&executor, &no_template, &request("c-4")).await;
-    assert_eq!(outcome.error_type, Some(ErrorType::Invalid), "{outcome:?}");
+    assert_eq!(outcome.error_type, Some(ErrorKind::Invalid), "{outcome:?}");
     let mut switch = request("c-5");
     switch.kind = TaskKind::Switch;
     let (outcome, _) = run(&executor, &target(connection(&sshd), "true"), &switch).await;
-    assert_eq!(outcome.error_type, Some(ErrorType::Invalid), "{outcome:?}");
+    assert_eq!(outcome.error_type, Some(ErrorKind::Invalid), "{outcome:?}");
     let mut bad = request("c-6");
     bad.artifacts = vec![Artifact {
         sha256: "00".into(),
         ..artifact("x.txt", "x")
     }];
     let (outcome, _) = run(&executor, &target(connection(&sshd), "true"), &bad).await;
-    assert_eq!(outcome.error_type, Some(ErrorType::Invalid), "{outcome:?}");
+    assert_eq!(outcome.error_type, Some(ErrorKind::Invalid), "{outcome:?}");
     let unsafe_key = request("../escape");
     let (outcome, _) = run(&executor, &target(connection(&sshd), "true"), &unsafe_key).await;
-    assert_eq!(outcome.error_type, Some(ErrorType::Invalid), "{outcome:?}");
+    assert_eq!(outcome.error_type, Some(ErrorKind::Invalid), "{outcome:?}");
 }
 
 #[tokio::test]
@@ -801,7 +802,7 @@ async fn a_run_killed_on_the_target_is_reported_lost_not_rerun() {
 
     let started = Instant::now();
     let (outcome, _) = run(&SshExecutor::new(), &target, &req).await;
-    assert_eq!(outcome.error_type, Some(ErrorType::Command), "{outcome:?}");
+    assert_eq!(outcome.error_type, Some(ErrorKind::Command), "{outcome:?}");
     assert!(outcome.resumed);
     assert!(
         outcome

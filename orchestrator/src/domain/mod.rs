@@ -14,10 +14,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-mod span;
 mod state;
 
-pub use span::{Span, SpanError};
+/// The deploy contract's one duration type (`250ms`, `30s`, `5m`, `1h30m`),
+/// under the name the orchestrator's documents and flags use.
+pub use sextant_protocol::deploy::{DurationError as SpanError, HumanDuration as Span};
 pub use state::{JobKind, JobState, PromotionState, TaskState, UnknownState};
 
 // ---------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 //! The vocabulary of a task as the store keeps it and every executor
-//! speaks it: what it does, the files it carries, its log streams and why
-//! it failed.
+//! speaks it: what it does, the files it carries and its log streams. Why
+//! it failed is the deploy contract's `ErrorKind`
+//! (`sextant_protocol::deploy`), as an agent reports it.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -46,38 +47,4 @@ pub enum LogStream {
     Stderr,
     /// The executor's own notes (connecting, uploading, resuming …).
     System,
-}
-
-/// Why a task failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorType {
-    /// The target could not be reached or authenticated.
-    Connection,
-    /// The host key did not match, or was unknown.
-    HostKey,
-    /// The deploy command exited non-zero.
-    Command,
-    /// The task ran past its timeout.
-    Timeout,
-    /// The deployment ran but its health check failed.
-    Health,
-    /// The request itself is wrong (bad template, missing credential …).
-    Invalid,
-}
-
-/// What an agent reported, in the orchestrator's terms; a kind from a
-/// newer agent is a failed command, as an unknown exit is.
-impl From<sextant_protocol::deploy::ErrorKind> for ErrorType {
-    fn from(kind: sextant_protocol::deploy::ErrorKind) -> Self {
-        use sextant_protocol::deploy::ErrorKind;
-        match kind {
-            ErrorKind::Connection => Self::Connection,
-            ErrorKind::HostKey => Self::HostKey,
-            ErrorKind::Command | ErrorKind::Unknown => Self::Command,
-            ErrorKind::Timeout => Self::Timeout,
-            ErrorKind::Health => Self::Health,
-            ErrorKind::Invalid => Self::Invalid,
-        }
-    }
 }

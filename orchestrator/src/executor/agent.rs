@@ -8,15 +8,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use prost::Message as _;
-use sextant_protocol::deploy::{ComposeLock, DeploySpec, ServiceSpec, SpecError};
+use sextant_protocol::deploy::{
+    ComposeLock, DeploySpec, ErrorKind, ServiceSpec, SpecError, TaskOutcome,
+};
 use sextant_protocol::v1::{self as pb, task::Payload};
 use tokio::sync::mpsc;
 
 use crate::agents::server::StoredResult;
 use crate::agents::{AgentChannel, AgentStatus};
-use crate::domain::task::{ErrorType, LogStream, TaskKind};
+use crate::domain::task::{LogStream, TaskKind};
 use crate::domain::{ContainerTemplate, DeployTemplate, TargetSpec};
-use crate::executor::{CheckError, Executor, TaskEvent, TaskOutcome, TaskRequest};
+use crate::executor::{CheckError, Executor, TaskEvent, TaskRequest};
 use crate::store::agents::MailStatus;
 use crate::store::{AgentRow, MailItem, MailState, now_ms};
 
@@ -62,13 +64,13 @@ impl AgentExecutor {
     /// The agent a target names: by id, or the one agent its selector
     /// matches.
     async fn resolve(&self, tenant: &str, target: &TargetSpec) -> Result<AgentRow, TaskOutcome> {
-        let invalid = |why: String| TaskOutcome::failed(ErrorType::Invalid, false, why);
+        let invalid = |why: String| TaskOutcome::failed(ErrorKind::Invalid, false, why);
         let Some(conn) = &target.agent else {
             return Err(invalid(format!("target {} has no agent", target.name)));
         };
         let store = &self.channel.store;
         let unreachable = |e: crate::store::StoreError| {
-            TaskOutcome::failed(ErrorType::Connection, true, e.to_string())
+            TaskOutcome::failed(ErrorKind::Connection, true, e.to_string())
         };
         let agent = if let Some(id) = &conn.id {
             store
@@ -269,7 +271,7 @@ impl AgentExecutor {
             }
             Err(e) => {
                 self.channel.forget(&run_key);
-                return TaskOutcome::failed(ErrorType::Connection, true, format!("mailbox: {e}"));
+                return TaskOutcome::failed(ErrorKind::Connection, true, format!("mailbox: {e}"));
             }
         }
         self.channel.wake_dispatch();
@@ -297,7 +299,7 @@ impl AgentExecutor {
                 Ok(Some(row)) => row,
                 Ok(None) => {
                     return TaskOutcome::failed(
-                        ErrorType::Connection,
+                        ErrorKind::Connection,
                         true,
                         format!("{run_key} vanished from the mailbox"),
                     );
@@ -330,7 +332,7 @@ impl AgentExecutor {
                 MailState::Finished => return outcome_of(&row),
                 MailState::Expired => {
                     return TaskOutcome::failed(
-                        ErrorType::Timeout,
+                        ErrorKind::Timeout,
                         false,
                         format!("{run_key} expired before agent {} finished it", agent.name),
                     );
@@ -375,7 +377,7 @@ impl AgentExecutor {
         );
         if row.state == MailState::Queued {
             TaskOutcome::failed(
-                ErrorType::Connection,
+                ErrorKind::Connection,
                 false,
                 format!(
                     "agent {} ({}) is {} ({seen}): task {} was not delivered before its deadline",
@@ -387,7 +389,7 @@ impl AgentExecutor {
             )
         } else {
             TaskOutcome::failed(
-                ErrorType::Timeout,
+                ErrorKind::Timeout,
                 false,
                 format!(
                     "agent {} ({}, {}) took task {} but sent no result before its deadline",
@@ -441,6 +443,10 @@ fn service(template: &ContainerTemplate, request: &TaskRequest) -> ServiceSpec {
     }
 }
 
+/// The engine's outcome of a finished mailbox row: the agent's outcome as
+/// it sent it, marked resumed when the row was delivered more than once,
+/// with the agent's name before its error. A kind this build does not know
+/// counts as `command`.
 fn outcome_of(row: &MailStatus) -> TaskOutcome {
     let resumed = row.deliveries > 1;
     let Some(stored) = row
@@ -451,33 +457,31 @@ fn outcome_of(row: &MailStatus) -> TaskOutcome {
         return TaskOutcome {
             resumed,
             ..TaskOutcome::failed(
-                ErrorType::Command,
+                ErrorKind::Command,
                 false,
                 "the agent's result could not be read",
             )
         };
     };
-    let (r, agent) = (stored.outcome, stored.agent);
-    if r.success {
+    let (reported, agent) = (stored.outcome, stored.agent);
+    let resumed = reported.resumed || resumed;
+    if reported.success {
         return TaskOutcome {
-            success: true,
-            exit_code: Some(0),
-            deployed_digest: r.deployed_digest,
-            stdout: r.logs.join("\n"),
-            resumed: r.resumed || resumed,
-            ..TaskOutcome::default()
+            deployed_digest: reported.deployed_digest,
+            logs: reported.logs,
+            resumed,
+            ..TaskOutcome::succeeded()
         };
     }
+    let kind = match reported.error_type {
+        None | Some(ErrorKind::Unknown) => ErrorKind::Command,
+        Some(kind) => kind,
+    };
+    let error = format!("agent {agent}: {}", reported.error.unwrap_or_default());
     TaskOutcome {
-        success: false,
-        exit_code: None,
-        error: Some(format!("agent {agent}: {}", r.error.unwrap_or_default())),
-        error_type: Some(r.error_type.map_or(ErrorType::Command, ErrorType::from)),
-        retryable: r.retryable,
-        deployed_digest: None,
-        stdout: String::new(),
-        stderr: r.logs.join("\n"),
-        resumed: r.resumed || resumed,
+        logs: reported.logs,
+        resumed,
+        ..TaskOutcome::failed(kind, reported.retryable, error)
     }
 }
 
@@ -495,7 +499,7 @@ impl Executor for AgentExecutor {
         };
         let task = match self.build(target, request) {
             Ok(t) => t,
-            Err(why) => return TaskOutcome::failed(ErrorType::Invalid, false, why.to_string()),
+            Err(why) => return TaskOutcome::failed(ErrorKind::Invalid, false, why.to_string()),
         };
         self.run(
             &agent,
@@ -601,8 +605,8 @@ mod tests {
     #[test]
     fn a_stored_result_reads_back_as_the_engines_outcome() {
         use super::outcome_of;
-        use crate::domain::task::ErrorType;
         use crate::store::agents::{MailState, MailStatus};
+        use sextant_protocol::deploy::ErrorKind;
         let row = |outcome: &str, deliveries| MailStatus {
             run_key: "t.1".into(),
             task_id: "t".into(),
@@ -617,18 +621,20 @@ mod tests {
         let o = outcome_of(&row(old, 1));
         assert!(!o.success);
         assert_eq!(o.error.as_deref(), Some("agent host-a: unhealthy"));
-        assert_eq!(o.error_type, Some(ErrorType::Health));
-        assert_eq!(o.stderr, "a\nb");
+        assert_eq!(o.error_type, Some(ErrorKind::Health));
+        assert_eq!(o.logs, ["a", "b"]);
+        assert_eq!(o.exit_code, None);
         assert!(!o.resumed);
         let newer = r#"{"success":false,"error":"?","error_type":"quantum","retryable":true,"deployed_digest":"","logs":[],"replayed":false,"agent":"host-a"}"#;
         let o = outcome_of(&row(newer, 2));
-        assert_eq!(o.error_type, Some(ErrorType::Command), "an unknown kind");
+        assert_eq!(o.error_type, Some(ErrorKind::Command), "an unknown kind");
         assert!(o.retryable && o.resumed);
         let ok = r#"{"success":true,"error":"","error_type":"","retryable":false,"deployed_digest":"sha256:1","logs":["up"],"replayed":true,"agent":"host-a"}"#;
         let o = outcome_of(&row(ok, 1));
         assert!(o.success && o.resumed);
         assert_eq!(o.deployed_digest.as_deref(), Some("sha256:1"));
-        assert_eq!(o.stdout, "up");
+        assert_eq!(o.logs, ["up"]);
+        assert_eq!(o.exit_code, Some(0));
         let o = outcome_of(&row("not json", 1));
         assert!(!o.success);
         assert_eq!(

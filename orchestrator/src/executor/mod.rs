@@ -7,8 +7,10 @@
 //!   a deadline, the digest-pinned image, the previous digest for rollback,
 //!   the artifacts and the W3C `traceparent`;
 //! - while it runs, [`TaskEvent`]s stream status and log lines back;
-//! - it ends in one [`TaskOutcome`]: success, or an error with its type and
-//!   whether a retry may help.
+//! - it ends in one [`TaskOutcome`] (the deploy contract's, which an agent
+//!   reports too): success, or an error with its `ErrorKind` and whether
+//!   a retry may help; the SSH executor adds the command's exit code and
+//!   output, an agent its container's last log lines.
 //!
 //! **Never twice.** Executing a request whose key already ran on the target
 //! returns the recorded outcome (or waits for the run still in progress)
@@ -28,7 +30,9 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use crate::domain::TargetSpec;
-use crate::domain::task::{Artifact, ErrorType, LogStream, TaskKind};
+use sextant_protocol::deploy::TaskOutcome;
+
+use crate::domain::task::{Artifact, LogStream, TaskKind};
 
 /// One task for one target.
 #[derive(Debug, Clone)]
@@ -86,36 +90,6 @@ pub enum TaskEvent {
         stream: LogStream,
         line: String,
     },
-}
-
-/// How a task ended.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct TaskOutcome {
-    pub success: bool,
-    pub exit_code: Option<i32>,
-    pub error: Option<String>,
-    pub error_type: Option<ErrorType>,
-    /// Whether running it again may succeed.
-    pub retryable: bool,
-    /// The digest now running, when the executor can tell.
-    pub deployed_digest: Option<String>,
-    pub stdout: String,
-    pub stderr: String,
-    /// The run had already happened (or was still running) and was not
-    /// started again.
-    pub resumed: bool,
-}
-
-impl TaskOutcome {
-    pub fn failed(error_type: ErrorType, retryable: bool, error: impl Into<String>) -> Self {
-        Self {
-            success: false,
-            error: Some(error.into()),
-            error_type: Some(error_type),
-            retryable,
-            ..Self::default()
-        }
-    }
 }
 
 /// Why a health-check command did not pass, for either executor.

@@ -5,12 +5,13 @@
 use std::time::Duration;
 
 use sextant_exporters::telemetry;
+use sextant_protocol::deploy::{ErrorKind, TaskOutcome};
 use tokio::sync::mpsc;
 use tracing::Instrument as _;
 
-use crate::domain::task::{ErrorType, LogStream};
+use crate::domain::task::LogStream;
 use crate::domain::{HealthCheck, HealthProbe, TargetSpec, TaskState};
-use crate::executor::{TaskContext, TaskEvent, TaskOutcome, TaskRequest};
+use crate::executor::{TaskContext, TaskEvent, TaskRequest};
 use crate::jobs::health_check::HealthCheckFailed;
 use crate::service::{Orchestrator, OrchestratorError, Result};
 use crate::store::{Job, Task, TaskMove, TaskResultRow};
@@ -27,13 +28,13 @@ impl Orchestrator {
     ) -> Result<()> {
         let Some(target) = target else {
             let why = format!("target {} no longer exists", task.target);
-            self.fail_task(&task, &why, ErrorType::Invalid).await?;
+            self.fail_task(&task, &why, ErrorKind::Invalid).await?;
             return Ok(());
         };
         let executor = match self.executor_for(&target) {
             Ok(e) => e,
             Err(why) => {
-                self.fail_task(&task, &why.to_string(), ErrorType::Invalid)
+                self.fail_task(&task, &why.to_string(), ErrorKind::Invalid)
                     .await?;
                 return Ok(());
             }
@@ -93,7 +94,7 @@ impl Orchestrator {
                                 .await?
                         }
                         Err(why) => {
-                            self.fail_task(&task, &why.to_string(), ErrorType::Health)
+                            self.fail_task(&task, &why.to_string(), ErrorKind::Health)
                                 .await?
                         }
                     }
@@ -131,7 +132,7 @@ impl Orchestrator {
         &self,
         task: &Task,
         why: &str,
-        kind: ErrorType,
+        kind: ErrorKind,
     ) -> Result<Option<Task>> {
         let result = TaskResultRow {
             exit_code: None,
@@ -206,7 +207,7 @@ impl Orchestrator {
             drop(tx);
             outcome.unwrap_or_else(|_| {
                 TaskOutcome::failed(
-                    ErrorType::Timeout,
+                    ErrorKind::Timeout,
                     true,
                     "the executor did not answer in time",
                 )

@@ -18,12 +18,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sextant_kit::database::Backend;
+use sextant_protocol::deploy::ErrorKind;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqlitePool, SqlitePoolOptions};
 use utoipa::ToSchema;
 
 use crate::domain::failure::FailureKind;
-use crate::domain::task::{ErrorType, LogStream, TaskKind};
+use crate::domain::task::{LogStream, TaskKind};
 use crate::domain::{
     ComponentSpec, EnvironmentSpec, JobKind, JobState, PromotionState, Release, ReleaseComponent,
     ReleaseStatus, Strategy, TargetSpec, TaskState,
@@ -303,6 +304,8 @@ mod promotions;
 mod releases;
 mod specs;
 mod tasks;
+#[cfg(test)]
+mod tests;
 
 pub use agents::{AgentInfo, AgentRow, MailItem, MailState, RegisterRefusal};
 pub use deployed::{Deployed, DeployedOn, PreviousDeployment};

@@ -29,7 +29,7 @@ pub struct Task {
     pub timeout_ms: i64,
     pub exit_code: Option<i64>,
     pub error: Option<String>,
-    pub error_type: Option<ErrorType>,
+    pub error_type: Option<ErrorKind>,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
 }
@@ -75,7 +75,7 @@ pub struct ArtifactInfo {
 pub struct TaskResultRow<'a> {
     pub exit_code: Option<i32>,
     pub error: Option<&'a str>,
-    pub error_type: Option<ErrorType>,
+    pub error_type: Option<ErrorKind>,
 }
 
 /// One compare-and-set move of a task: from `from` to `to`, with the

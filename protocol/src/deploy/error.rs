@@ -19,9 +19,10 @@ pub enum SpecError {
 #[error("unknown restart policy {0:?}: use no, always, unless-stopped, on-failure or on-failure:N")]
 pub struct RestartPolicyError(pub String);
 
-/// A duration that is not written `500ms`, `2s`, `1m`, `1h` or in seconds.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid duration {0:?}: write 500ms, 2s, 1m or 1h")]
+/// A duration that is not written `250ms`, `30s`, `5m`, `1h30m`, `1d` or
+/// in seconds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid duration {0:?}: write 250ms, 30s, 5m, 1h30m, 1d or a number of seconds")]
 pub struct DurationError(pub String);
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
 //! How a task ended: one [`TaskOutcome`] with a typed [`ErrorKind`], which
-//! an agent sends as a `TaskResult` and the orchestrator keeps as JSON.
+//! an agent sends as a `TaskResult`, the orchestrator keeps as JSON in its
+//! mailbox, and both of the orchestrator's executors (SSH and agent) return
+//! to its job engine.
 
 use std::fmt;
 
@@ -11,6 +13,7 @@ use crate::v1 as pb;
 /// agent) and what an agent reports; on the wire it is the lowercase name
 /// (`host_key` for [`HostKey`](Self::HostKey)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// The target could not be reached or authenticated, or the agent
@@ -102,9 +105,18 @@ pub struct TaskOutcome {
     /// The digest (`sha256:…`) now running, when known.
     #[serde(default, with = "empty_is_none")]
     pub deployed_digest: Option<String>,
-    /// Output worth showing: the failed container's last log lines.
+    /// Output worth showing: the failed container's last log lines (from
+    /// an agent).
     #[serde(default)]
     pub logs: Vec<String>,
+    /// The deploy command's standard output (its tail), from the
+    /// orchestrator's SSH executor. The channel does not carry it: an
+    /// agent's output is in `logs`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stdout: String,
+    /// The deploy command's standard error (its tail), as for `stdout`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stderr: String,
     /// The run had already happened and was not started again: the agent
     /// answered with the result it recorded. `replayed` on the wire.
     #[serde(default, rename = "replayed")]
@@ -169,6 +181,7 @@ impl TaskOutcome {
             logs: result.logs,
             resumed: result.replayed,
             record: text(result.outcome_json),
+            ..Self::default()
         };
         (result.run_key, outcome)
     }
@@ -302,6 +315,22 @@ mod tests {
                 serde_json::Value::from(kind.as_str())
             );
         }
+    }
+
+    /// An SSH command's output goes through JSON; it is not written when
+    /// empty, so an agent's outcome writes the keys it always did.
+    #[test]
+    fn command_output_is_kept_in_json_and_absent_when_empty() {
+        let outcome = TaskOutcome {
+            exit_code: Some(2),
+            stdout: "pulling\n".into(),
+            stderr: "no such image\n".into(),
+            ..TaskOutcome::failed(ErrorKind::Command, false, "exited with 2")
+        };
+        let json = serde_json::to_string(&outcome).unwrap();
+        assert_eq!(serde_json::from_str::<TaskOutcome>(&json).unwrap(), outcome);
+        let written = serde_json::to_value(TaskOutcome::succeeded()).unwrap();
+        assert!(written.get("stdout").is_none() && written.get("stderr").is_none());
     }
 
     /// The orchestrator's mailbox rows (its `StoredResult`, with the agent

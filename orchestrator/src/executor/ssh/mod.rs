@@ -37,6 +37,7 @@
 //! `shasum` if uploads are to be verified.
 
 mod known_hosts;
+mod lines;
 mod run;
 mod script;
 mod session;
@@ -44,6 +45,7 @@ mod session;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sextant_protocol::deploy::TaskOutcome;
 use tokio::sync::mpsc;
 use tracing::Instrument as _;
 
@@ -51,7 +53,7 @@ use self::run::Run;
 pub use self::session::{ConnectError, HostKeyError};
 use self::session::{Endpoint, Session};
 use crate::domain::TargetSpec;
-use crate::executor::{CheckError, Executor, TaskEvent, TaskOutcome, TaskRequest};
+use crate::executor::{CheckError, Executor, TaskEvent, TaskRequest};
 
 /// Runs tasks on SSH targets. Cheap to clone settings; holds no connection
 /// between tasks.

@@ -3,18 +3,18 @@
 
 use std::time::{Duration, Instant};
 
+use sextant_protocol::deploy::{ErrorKind, TaskOutcome};
 use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 use tracing::Instrument as _;
 
+use super::lines::Lines;
 use super::session::{self, Chunk, ConnectError, Endpoint, Session};
 use super::{SshExecutor, human, script, tail_note};
 use crate::domain::TargetSpec;
-use crate::domain::task::{ErrorType, LogStream};
-use crate::executor::{TaskEvent, TaskOutcome, TaskRequest};
+use crate::domain::task::LogStream;
+use crate::executor::{TaskEvent, TaskRequest};
 
-/// Longest log line sent as one event; longer lines are split.
-const MAX_LINE: usize = 8 * 1024;
 /// How long the small bookkeeping commands (prepare, start, result) may take.
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -56,46 +56,21 @@ impl Prepared {
     }
 }
 
-/// Splits a byte stream into log lines.
-struct Lines {
-    stream: LogStream,
-    buf: Vec<u8>,
+/// Why a run stopped before its command was followed.
+enum Stop {
+    /// The target refused a step: the session works, and is closed.
+    Refused(TaskOutcome),
+    /// The connection failed, or the target's answer made no sense.
+    Broken(TaskOutcome),
 }
 
-impl Lines {
-    fn new(stream: LogStream) -> Self {
-        Self {
-            stream,
-            buf: Vec::new(),
-        }
-    }
-
-    fn push(&mut self, data: &[u8], out: &mut Vec<TaskEvent>) {
-        self.buf.extend_from_slice(data);
-        while let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.buf.drain(..=pos).collect();
-            self.emit(&line[..line.len() - 1], out);
-        }
-        while self.buf.len() >= MAX_LINE {
-            let line: Vec<u8> = self.buf.drain(..MAX_LINE).collect();
-            self.emit(&line, out);
-        }
-    }
-
-    fn finish(&mut self, out: &mut Vec<TaskEvent>) {
-        if !self.buf.is_empty() {
-            let line = std::mem::take(&mut self.buf);
-            self.emit(&line, out);
-        }
-    }
-
-    fn emit(&self, line: &[u8], out: &mut Vec<TaskEvent>) {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        out.push(TaskEvent::Log {
-            stream: self.stream,
-            line: String::from_utf8_lossy(line).into_owned(),
-        });
-    }
+/// Where a run stands once it has been prepared.
+enum Begun {
+    /// It had finished before: its recorded result is read.
+    Finished,
+    /// It runs (started now or before), and has run for `elapsed` by the
+    /// target's clock.
+    Running { elapsed: Duration },
 }
 
 /// How following a started run ended.
@@ -147,34 +122,38 @@ impl<'a> Run<'a> {
     }
 
     fn invalid(&self, message: impl Into<String>) -> TaskOutcome {
-        TaskOutcome::failed(ErrorType::Invalid, false, message)
+        TaskOutcome::failed(ErrorKind::Invalid, false, message)
     }
 
     /// Checks what can be checked without the network.
-    fn validate(&self) -> Result<(Endpoint, String), TaskOutcome> {
+    fn validate(&self) -> Result<(Endpoint, String), Box<TaskOutcome>> {
+        let invalid = |message: String| Box::new(self.invalid(message));
         let Some(conn) = &self.target.ssh else {
-            return Err(self.invalid(format!(
+            return Err(invalid(format!(
                 "target {:?} has no ssh connection",
                 self.target.name
             )));
         };
         let run_dir = script::run_dir(conn.work_dir.as_deref(), &self.run_key)
-            .map_err(|e| self.invalid(e.to_string()))?;
+            .map_err(|e| invalid(e.to_string()))?;
         let mut names = std::collections::BTreeSet::new();
         for artifact in &self.request.artifacts {
             if !script::is_safe_name(&artifact.name) {
-                return Err(self.invalid(format!(
+                return Err(invalid(format!(
                     "artifact name {:?} is not a plain file name (letters, digits, '.', '_', '-'; \
                      not starting with '.')",
                     artifact.name
                 )));
             }
             if !names.insert(artifact.name.as_str()) {
-                return Err(self.invalid(format!("artifact {:?} appears twice", artifact.name)));
+                return Err(invalid(format!(
+                    "artifact {:?} appears twice",
+                    artifact.name
+                )));
             }
             let sha = hex::encode(Sha256::digest(&artifact.content));
             if !sha.eq_ignore_ascii_case(artifact.sha256.trim()) {
-                return Err(self.invalid(format!(
+                return Err(invalid(format!(
                     "artifact {:?} does not match its sha256 (recorded {}, content {sha})",
                     artifact.name, artifact.sha256
                 )));
@@ -182,15 +161,15 @@ impl<'a> Run<'a> {
         }
         // The template and vars, with placeholder paths.
         script::deploy_script(self.target, self.request, "/", "/")
-            .map_err(|e| self.invalid(e.to_string()))?;
-        let endpoint = Endpoint::new(conn).map_err(|e| e.outcome())?;
+            .map_err(|e| invalid(e.to_string()))?;
+        let endpoint = Endpoint::new(conn).map_err(|e| Box::new(e.outcome()))?;
         Ok((endpoint, run_dir))
     }
 
     pub(super) async fn execute(mut self) -> TaskOutcome {
         let (endpoint, run_dir) = match self.validate() {
             Ok(v) => v,
-            Err(outcome) => return outcome,
+            Err(outcome) => return *outcome,
         };
         self.note(format!(
             "Connecting to {}@{}:{}",
@@ -208,37 +187,83 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Everything after connecting. Until the command starts, a failure is
-    /// retryable: nothing ran.
+    /// Everything after connecting: prepare, start (or find the run
+    /// started or finished already), follow, result. Until the command
+    /// starts, a failure is retryable: nothing ran.
     async fn on(&mut self, endpoint: &Endpoint, session: Session, run_dir: &str) -> TaskOutcome {
-        let prepared = match self.step(&session, &script::prepare(run_dir), None).await {
-            Ok(out) if out.exit == 0 => Prepared::parse(&out.stdout_text()),
-            Ok(out) => {
-                session.close().await;
-                return TaskOutcome::failed(
-                    ErrorType::Command,
-                    false,
-                    format!(
-                        "cannot create the run directory {run_dir} on {}{}",
-                        endpoint.host,
-                        tail_note("", &out.stderr_text())
-                    ),
-                );
-            }
-            Err(outcome) => return outcome,
+        let begun = match self.prepare(endpoint, &session, run_dir).await {
+            Ok(prepared) => self
+                .begin(endpoint, &session, &prepared)
+                .await
+                .map(|begun| (prepared.dir, begun)),
+            Err(stop) => Err(stop),
         };
+        let (dir, elapsed) = match begun {
+            Ok((dir, Begun::Finished)) => return self.result(endpoint, session, &dir, false).await,
+            Ok((dir, Begun::Running { elapsed })) => (dir, elapsed),
+            Err(Stop::Refused(outcome)) => {
+                session.close().await;
+                return outcome;
+            }
+            Err(Stop::Broken(outcome)) => return outcome,
+        };
+        self.emit(TaskEvent::Status("running".into())).await;
+        let deadline = Instant::now() + self.request.timeout.saturating_sub(elapsed);
+        let (session, followed) = self.follow(endpoint, session, &dir, deadline).await;
+        let Some(session) = session else {
+            return match followed {
+                Followed::Failed(outcome) => outcome,
+                _ => TaskOutcome::failed(ErrorKind::Connection, false, "lost the connection"),
+            };
+        };
+        self.conclude(endpoint, session, &dir, followed).await
+    }
+
+    /// Creates the run directory (or finds it) and reads what the target
+    /// knows of the run.
+    async fn prepare(
+        &self,
+        endpoint: &Endpoint,
+        session: &Session,
+        run_dir: &str,
+    ) -> Result<Prepared, Stop> {
+        let out = self
+            .step(session, &script::prepare(run_dir), None)
+            .await
+            .map_err(Stop::Broken)?;
+        if out.exit != 0 {
+            return Err(Stop::Refused(TaskOutcome::failed(
+                ErrorKind::Command,
+                false,
+                format!(
+                    "cannot create the run directory {run_dir} on {}{}",
+                    endpoint.host,
+                    tail_note("", &out.stderr_text())
+                ),
+            )));
+        }
+        let prepared = Prepared::parse(&out.stdout_text());
         if prepared.dir.is_empty() || prepared.home.is_empty() {
-            return TaskOutcome::failed(
-                ErrorType::Command,
+            return Err(Stop::Broken(TaskOutcome::failed(
+                ErrorKind::Command,
                 false,
                 format!(
                     "unexpected answer from {} while preparing {run_dir}",
                     session.label()
                 ),
-            );
+            )));
         }
-        let dir = prepared.dir.clone();
-        let mut elapsed = prepared.elapsed();
+        Ok(prepared)
+    }
+
+    /// Starts the command, unless the run already started or finished
+    /// (then it is resumed, not run twice).
+    async fn begin(
+        &mut self,
+        endpoint: &Endpoint,
+        session: &Session,
+        prepared: &Prepared,
+    ) -> Result<Begun, Stop> {
         match prepared.state.as_str() {
             "done" => {
                 self.resumed = true;
@@ -248,7 +273,7 @@ impl<'a> Run<'a> {
                     session.label()
                 ))
                 .await;
-                return self.result(endpoint, session, &dir, false).await;
+                Ok(Begun::Finished)
             }
             "started" => {
                 self.resumed = true;
@@ -258,87 +283,90 @@ impl<'a> Run<'a> {
                     session.label()
                 ))
                 .await;
+                Ok(Begun::Running {
+                    elapsed: prepared.elapsed(),
+                })
             }
             _ => {
-                if let Err(outcome) = self.upload(&session, &dir, &prepared.home).await {
-                    session.close().await;
-                    return outcome;
-                }
-                match self.step(&session, &script::start(&dir), None).await {
-                    Ok(out) if out.exit == 0 && out.stdout_text().trim() == "started" => {
-                        elapsed = Duration::ZERO;
-                        tracing::info!(dir = %dir, "Command started");
-                        self.note(format!("Started the deploy command in {dir}"))
-                            .await;
-                    }
-                    Ok(out) if out.exit == 0 && out.stdout_text().trim() == "already" => {
-                        self.resumed = true;
-                        self.note(format!(
-                            "Run {} was started by someone else meanwhile; following it",
-                            self.run_key
-                        ))
-                        .await;
-                    }
-                    Ok(out) => {
-                        session.close().await;
-                        return TaskOutcome::failed(
-                            ErrorType::Command,
-                            false,
-                            format!(
-                                "cannot start the command in {dir} on {} (exit {}){}",
-                                endpoint.host,
-                                out.exit,
-                                tail_note(&out.stdout_text(), &out.stderr_text())
-                            ),
-                        );
-                    }
-                    // We may not know whether it started: resume by the same key.
-                    Err(outcome) => {
-                        return TaskOutcome {
-                            retryable: false,
-                            ..outcome
-                        };
-                    }
-                }
+                self.upload(session, &prepared.dir, &prepared.home)
+                    .await
+                    .map_err(Stop::Refused)?;
+                self.start(endpoint, session, &prepared.dir)
+                    .await
+                    .map(|started_now| Begun::Running {
+                        elapsed: if started_now {
+                            Duration::ZERO
+                        } else {
+                            prepared.elapsed()
+                        },
+                    })
             }
         }
-        self.emit(TaskEvent::Status("running".into())).await;
-        let deadline = Instant::now() + self.request.timeout.saturating_sub(elapsed);
-        let (session, followed) = self.follow(endpoint, session, &dir, deadline).await;
-        let Some(session) = session else {
-            return match followed {
-                Followed::Failed(outcome) => outcome,
-                _ => TaskOutcome::failed(ErrorType::Connection, false, "lost the connection"),
-            };
+    }
+
+    /// Starts the uploaded command; `true` if this call started it,
+    /// `false` if someone else did meanwhile.
+    async fn start(
+        &mut self,
+        endpoint: &Endpoint,
+        session: &Session,
+        dir: &str,
+    ) -> Result<bool, Stop> {
+        let out = match self.step(session, &script::start(dir), None).await {
+            Ok(out) => out,
+            // We may not know whether it started: resume by the same key.
+            Err(outcome) => {
+                return Err(Stop::Broken(TaskOutcome {
+                    retryable: false,
+                    ..outcome
+                }));
+            }
         };
-        match followed {
-            Followed::Finished => self.result(endpoint, session, &dir, false).await,
-            Followed::TimedOut => {
-                tracing::warn!(timeout = ?self.request.timeout, "Task timed out; killing it");
+        match (out.exit, out.stdout_text().trim()) {
+            (0, "started") => {
+                tracing::info!(dir = %dir, "Command started");
+                self.note(format!("Started the deploy command in {dir}"))
+                    .await;
+                Ok(true)
+            }
+            (0, "already") => {
+                self.resumed = true;
                 self.note(format!(
-                    "Timed out after {}; killing the command",
-                    human(self.request.timeout)
+                    "Run {} was started by someone else meanwhile; following it",
+                    self.run_key
                 ))
                 .await;
-                let kill = script::kill(&dir, self.executor.kill_grace);
-                let killed = self.step(&session, &kill, None).await;
-                if let Err(outcome) = killed {
-                    return TaskOutcome::failed(
-                        ErrorType::Timeout,
-                        true,
-                        format!(
-                            "the task timed out after {} and could not be killed: {}",
-                            human(self.request.timeout),
-                            outcome.error.unwrap_or_default()
-                        ),
-                    );
-                }
-                self.result(endpoint, session, &dir, true).await
+                Ok(false)
             }
+            _ => Err(Stop::Refused(TaskOutcome::failed(
+                ErrorKind::Command,
+                false,
+                format!(
+                    "cannot start the command in {dir} on {} (exit {}){}",
+                    endpoint.host,
+                    out.exit,
+                    tail_note(&out.stdout_text(), &out.stderr_text())
+                ),
+            ))),
+        }
+    }
+
+    /// The outcome of a run followed to its end (or its deadline) with the
+    /// session still open.
+    async fn conclude(
+        &self,
+        endpoint: &Endpoint,
+        session: Session,
+        dir: &str,
+        followed: Followed,
+    ) -> TaskOutcome {
+        match followed {
+            Followed::Finished => self.result(endpoint, session, dir, false).await,
+            Followed::TimedOut => self.kill(endpoint, session, dir).await,
             Followed::Lost => {
                 session.close().await;
                 TaskOutcome::failed(
-                    ErrorType::Command,
+                    ErrorKind::Command,
                     false,
                     format!(
                         "the command of run {} on {} ended without recording an exit code \
@@ -352,6 +380,29 @@ impl<'a> Run<'a> {
                 outcome
             }
         }
+    }
+
+    /// Kills a command past its timeout and reads what it recorded.
+    async fn kill(&self, endpoint: &Endpoint, session: Session, dir: &str) -> TaskOutcome {
+        tracing::warn!(timeout = ?self.request.timeout, "Task timed out; killing it");
+        self.note(format!(
+            "Timed out after {}; killing the command",
+            human(self.request.timeout)
+        ))
+        .await;
+        let kill = script::kill(dir, self.executor.kill_grace);
+        if let Err(outcome) = self.step(&session, &kill, None).await {
+            return TaskOutcome::failed(
+                ErrorKind::Timeout,
+                true,
+                format!(
+                    "the task timed out after {} and could not be killed: {}",
+                    human(self.request.timeout),
+                    outcome.error.unwrap_or_default()
+                ),
+            );
+        }
+        self.result(endpoint, session, dir, true).await
     }
 
     /// Runs one bookkeeping command; a transport failure is a retryable
@@ -370,12 +421,12 @@ impl<'a> Run<'a> {
         {
             Ok(Ok(out)) => Ok(out),
             Ok(Err(e)) => Err(TaskOutcome::failed(
-                ErrorType::Connection,
+                ErrorKind::Connection,
                 true,
                 format!("SSH to {} failed: {e}", session.label()),
             )),
             Err(_) => Err(TaskOutcome::failed(
-                ErrorType::Connection,
+                ErrorKind::Connection,
                 true,
                 format!(
                     "a command over SSH to {} did not answer within {}",
@@ -408,7 +459,7 @@ impl<'a> Run<'a> {
                     .await?;
                 if out.exit != 0 {
                     return Err(TaskOutcome::failed(
-                        ErrorType::Command,
+                        ErrorKind::Command,
                         false,
                         format!(
                             "cannot write {name} into {dir} on {} (exit {}){}",
@@ -427,7 +478,7 @@ impl<'a> Run<'a> {
                 let sha = hex::encode(Sha256::digest(content));
                 if !answer.is_empty() && answer != sha {
                     return Err(TaskOutcome::failed(
-                        ErrorType::Connection,
+                        ErrorKind::Connection,
                         true,
                         format!(
                             "{name} arrived corrupted on {} (sha256 {answer}, sent {sha})",
@@ -514,7 +565,7 @@ impl<'a> Run<'a> {
                     return (
                         Some(session),
                         Followed::Failed(TaskOutcome::failed(
-                            ErrorType::Command,
+                            ErrorKind::Command,
                             false,
                             format!(
                                 "following run {} on {} failed (exit {code}): its directory {dir} \
@@ -561,7 +612,7 @@ impl<'a> Run<'a> {
                 Err(ConnectError::Unreachable(message)) => {
                     if Instant::now() + delay >= give_up {
                         return Err(TaskOutcome::failed(
-                            ErrorType::Connection,
+                            ErrorKind::Connection,
                             // Not retryable: a retry would be a new attempt,
                             // and this one may still be running. Executing
                             // the same request again resumes it.
@@ -640,7 +691,7 @@ impl<'a> Run<'a> {
                     human(self.request.timeout),
                     tail_note(&base.stdout, &base.stderr)
                 )),
-                error_type: Some(ErrorType::Timeout),
+                error_type: Some(ErrorKind::Timeout),
                 retryable: true,
                 ..base
             },
@@ -650,7 +701,7 @@ impl<'a> Run<'a> {
                     endpoint.host,
                     tail_note(&base.stdout, &base.stderr)
                 )),
-                error_type: Some(ErrorType::Command),
+                error_type: Some(ErrorKind::Command),
                 retryable: false,
                 ..base
             },
@@ -659,7 +710,7 @@ impl<'a> Run<'a> {
                     "run {} on {} recorded no readable exit code",
                     self.run_key, endpoint.host
                 )),
-                error_type: Some(ErrorType::Command),
+                error_type: Some(ErrorKind::Command),
                 retryable: false,
                 ..base
             },
@@ -682,26 +733,6 @@ fn trim_tail(text: String, cap: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn lines_split_and_cap() {
-        let mut lines = Lines::new(LogStream::Stdout);
-        let mut out = Vec::new();
-        lines.push(b"one\ntw", &mut out);
-        lines.push(b"o\r\nthree", &mut out);
-        lines.finish(&mut out);
-        let texts: Vec<String> = out
-            .into_iter()
-            .map(|e| match e {
-                TaskEvent::Log { line, .. } => line,
-                TaskEvent::Status(s) => s,
-            })
-            .collect();
-        assert_eq!(texts, ["one", "two", "three"]);
-        let mut out = Vec::new();
-        lines.push(&vec![b'x'; MAX_LINE + 10], &mut out);
-        assert_eq!(out.len(), 1);
-    }
 
     #[test]
     fn prepared_state_parses() {

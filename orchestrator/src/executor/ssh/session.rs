@@ -9,13 +9,12 @@ use std::time::Duration;
 use russh::client::{self, Handle};
 use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
 use russh::{ChannelMsg, Disconnect};
+use sextant_protocol::deploy::{ErrorKind, TaskOutcome};
 use tokio::net::TcpStream;
 use tracing::Instrument as _;
 
 use super::known_hosts::{self, Verdict};
 use crate::domain::SshConnection;
-use crate::domain::task::ErrorType;
-use crate::executor::TaskOutcome;
 
 /// Why a connection could not be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,12 +37,12 @@ impl ConnectError {
     /// The task outcome for a connection that failed before anything ran.
     pub fn outcome(&self) -> TaskOutcome {
         match self {
-            ConnectError::Invalid(m) => TaskOutcome::failed(ErrorType::Invalid, false, m.clone()),
-            ConnectError::HostKey(m) => TaskOutcome::failed(ErrorType::HostKey, false, m.clone()),
+            ConnectError::Invalid(m) => TaskOutcome::failed(ErrorKind::Invalid, false, m.clone()),
+            ConnectError::HostKey(m) => TaskOutcome::failed(ErrorKind::HostKey, false, m.clone()),
             ConnectError::Unreachable(m) => {
-                TaskOutcome::failed(ErrorType::Connection, true, m.clone())
+                TaskOutcome::failed(ErrorKind::Connection, true, m.clone())
             }
-            ConnectError::Auth(m) => TaskOutcome::failed(ErrorType::Connection, false, m.clone()),
+            ConnectError::Auth(m) => TaskOutcome::failed(ErrorKind::Connection, false, m.clone()),
         }
     }
 }
