@@ -3,6 +3,8 @@
 
 use sextant_e2e::{Backend, TestDb};
 use sextant_protocol::deploy::ErrorKind;
+use sqlx::sqlite::SqliteConnectOptions;
+use std::str::FromStr as _;
 
 use super::*;
 

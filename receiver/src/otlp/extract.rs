@@ -7,53 +7,11 @@ use super::window::TimeWindow;
 use crate::reconcilers::{Attrs, Reconcilers, flux};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::any_value::Value;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use opentelemetry_proto::tonic::metrics::v1::number_data_point;
-use sextant_model::{
-    AttributeSource, DeploymentEvent, DesiredDeployment, EventKind, ObservedDeployment, keys,
-};
-
-/// A record's attributes over its resource's: the record wins.
-struct Merged<'a> {
-    record: &'a [KeyValue],
-    resource: &'a [KeyValue],
-}
-
-impl Merged<'_> {
-    fn get(&self, key: &str) -> Option<&AnyValue> {
-        self.record
-            .iter()
-            .chain(self.resource)
-            .find(|kv| kv.key == key)
-            .and_then(|kv| kv.value.as_ref())
-    }
-}
-
-impl AttributeSource for Merged<'_> {
-    fn text(&self, key: &str) -> Result<Option<String>, sextant_model::NotAString> {
-        let kind = match self.get(key).and_then(|v| v.value.as_ref()) {
-            None => return Ok(None),
-            Some(Value::StringValue(s)) => return Ok(Some(s.clone())),
-            Some(Value::IntValue(_)) => "an integer",
-            Some(Value::BoolValue(_)) => "a boolean",
-            Some(Value::DoubleValue(_)) => "a double",
-            Some(Value::ArrayValue(_)) => "an array",
-            Some(Value::KvlistValue(_)) => "a map",
-            Some(Value::BytesValue(_)) => "bytes",
-            Some(Value::StringValueStrindex(_)) => "a string-table reference",
-        };
-        Err(sextant_model::NotAString { kind })
-    }
-}
-
-fn string_value(v: Option<&AnyValue>) -> Option<&str> {
-    match v?.value.as_ref()? {
-        Value::StringValue(s) => Some(s),
-        _ => None,
-    }
-}
+use sextant_model::otlp::{Merged, string_value};
+use sextant_model::{DeploymentEvent, DesiredDeployment, EventKind, ObservedDeployment, keys};
 
 /// Reads the deployment events of a logs request.
 pub fn logs(request: &ExportLogsServiceRequest, window: TimeWindow) -> Extracted {

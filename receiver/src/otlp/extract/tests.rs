@@ -1,4 +1,7 @@
 use super::*;
+use opentelemetry_proto::tonic::common::v1::AnyValue;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use sextant_model::AttributeSource;
 use sextant_model::UnixNanos;
 
 /// The default window: five minutes ahead of now.
