@@ -17,6 +17,7 @@ pub mod agents;
 pub mod api;
 pub mod app;
 pub mod apply;
+pub mod config;
 pub mod domain;
 pub mod executor;
 pub mod jobs;

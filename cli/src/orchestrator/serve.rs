@@ -7,51 +7,61 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use serde::Serialize;
 use sextant_orchestrator::api::TokenConfig;
 use sextant_orchestrator::api::auth::{Access, Scope, derived_subject};
 use sextant_orchestrator::app::{self, RateLimitConfig, Running, RuntimeConfig};
+use sextant_orchestrator::config::OrchestratorConfig;
 use sextant_orchestrator::domain::Span;
 use sextant_orchestrator::executor::ssh::SshExecutor;
 use sextant_orchestrator::service::Settings;
 use tokio_util::sync::CancellationToken;
 
-/// Settings of `sextant orchestrator`; each flag also reads the
-/// environment variable it names.
-#[derive(Debug, Args)]
+/// Settings of `sextant orchestrator`: defaults, then the `--config` file,
+/// then these flags; each flag also reads the environment variable it
+/// names, and a variable counts as its flag.
+#[derive(Debug, Serialize, Args)]
 pub struct ServeArgs {
-    /// API listen address.
-    #[arg(
-        long,
-        env = "SEXTANT_ORCHESTRATOR_ADDR",
-        default_value = "127.0.0.1:8081"
-    )]
-    pub listen: SocketAddr,
+    /// A TOML file of settings, keyed by the flags' long names with `_`
+    /// for `-` (docs/orchestrator.md); flags and variables override it.
+    #[arg(long, env = "SEXTANT_ORCHESTRATOR_CONFIG", value_name = "TOML")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// API listen address [default: 127.0.0.1:8081]
+    #[arg(long, env = "SEXTANT_ORCHESTRATOR_ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
     /// sqlite://… or postgres://… [default: sqlite://DATA_DIR/orchestrator.db]
     #[arg(
         long,
         env = "SEXTANT_ORCHESTRATOR_DATABASE_URL",
         hide_env_values = true
     )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub database_url: Option<String>,
-    /// Data directory (the SQLite database and the outbox of desired state).
-    #[arg(long, env = "SEXTANT_DATA_DIR", default_value = ".sextant")]
-    pub data_dir: PathBuf,
-    /// The hub's API, for gates and canary analysis.
-    #[arg(long, env = "SEXTANT_HUB_URL", default_value = "http://127.0.0.1:8080")]
-    pub hub_url: String,
-    /// The hub's OTLP/HTTP endpoint, where desired state goes.
-    #[arg(
-        long,
-        env = "SEXTANT_HUB_OTLP_ENDPOINT",
-        default_value = "http://127.0.0.1:4318"
-    )]
-    pub hub_otlp_endpoint: String,
+    /// Data directory (the SQLite database and the outbox of desired
+    /// state) [default: .sextant]
+    #[arg(long, env = "SEXTANT_DATA_DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// The hub's API, for gates and canary analysis [default:
+    /// http://127.0.0.1:8080]
+    #[arg(long, env = "SEXTANT_HUB_URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hub_url: Option<String>,
+    /// The hub's OTLP/HTTP endpoint, where desired state goes [default:
+    /// http://127.0.0.1:4318]
+    #[arg(long, env = "SEXTANT_HUB_OTLP_ENDPOINT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hub_otlp_endpoint: Option<String>,
     /// Bearer token for the hub (scopes `read` and `ingest`, or `admin`).
     #[arg(long, env = "SEXTANT_HUB_TOKEN", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub hub_token: Option<String>,
     /// Run without a hub (the hub flags are ignored): no desired state is
     /// sent, and hub gates deny.
     #[arg(long)]
+    #[serde(skip_serializing_if = "is_false")]
     pub no_hub: bool,
     /// A registry (`host:port`) reached over plain HTTP to resolve tags.
     /// Repeatable.
@@ -61,6 +71,7 @@ pub struct ServeArgs {
         env = "SEXTANT_INSECURE_REGISTRIES",
         value_delimiter = ','
     )]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub insecure_registries: Vec<String>,
     /// A YAML list of API tokens (`- {token, tenant, subject, scopes}`);
     /// the subject is the actor. Scopes: `read` reads, `deploy` or `admin`
@@ -68,37 +79,49 @@ pub struct ServeArgs {
     /// token is `admin`. Without tokens only loopback addresses are
     /// allowed, and the actor is the `X-Sextant-Actor` header.
     #[arg(long, env = "SEXTANT_ORCHESTRATOR_TOKENS_FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tokens_file: Option<PathBuf>,
     /// This replica's name in job leases [default: orchestrator-<random>].
     #[arg(long, env = "SEXTANT_ORCHESTRATOR_REPLICA")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub replica: Option<String>,
-    /// How long a job lease lasts without renewal.
-    #[arg(long, env = "SEXTANT_ORCHESTRATOR_LEASE", value_parser = Span::parse, default_value = "15s")]
-    pub lease: Span,
-    /// How often the engine looks for jobs and gates are re-evaluated.
-    #[arg(long, env = "SEXTANT_ORCHESTRATOR_POLL", value_parser = Span::parse, default_value = "2s")]
-    pub poll: Span,
+    /// How long a job lease lasts without renewal [default: 15s]
+    #[arg(long, env = "SEXTANT_ORCHESTRATOR_LEASE", value_parser = Span::parse)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Span>,
+    /// How often the engine looks for jobs and gates are re-evaluated
+    /// [default: 2s]
+    #[arg(long, env = "SEXTANT_ORCHESTRATOR_POLL", value_parser = Span::parse)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub poll: Option<Span>,
     /// Where agents dial in (gRPC, docs/agent-channel.md) [default:
     /// 127.0.0.1:8082, or port 0 when --listen's port is 0]
     #[arg(long, env = "SEXTANT_AGENT_LISTEN_ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub agent_listen: Option<SocketAddr>,
     /// Accept no agent streams on this replica (it still queues tasks that
     /// other replicas deliver).
     #[arg(long)]
+    #[serde(skip_serializing_if = "is_false")]
     pub no_agent_listener: bool,
     #[command(flatten)]
+    #[serde(rename = "agent_tls")]
     pub agent_tls: AgentTlsArgs,
-    /// How often agents send heartbeats; online means at most two missed.
-    #[arg(long, env = "SEXTANT_AGENT_HEARTBEAT", value_parser = Span::parse, default_value = "30s")]
-    pub agent_heartbeat: Span,
-    /// Default timeout of a task (an agent task's deadline).
-    #[arg(long, env = "SEXTANT_TASK_TIMEOUT", value_parser = Span::parse, default_value = "10m")]
-    pub task_timeout: Span,
+    /// How often agents send heartbeats; online means at most two missed
+    /// [default: 30s]
+    #[arg(long, env = "SEXTANT_AGENT_HEARTBEAT", value_parser = Span::parse)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_heartbeat: Option<Span>,
+    /// Default timeout of a task (an agent task's deadline) [default: 10m]
+    #[arg(long, env = "SEXTANT_TASK_TIMEOUT", value_parser = Span::parse)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_timeout: Option<Span>,
     /// Registry credentials for agent tasks, in Docker's config.json format
     /// (`{"auths": {"HOST": {"auth": "base64(user:password)"}}}`): each task
     /// carries its image registry's credentials on delivery; they are never
     /// stored in the database.
     #[arg(long, env = "SEXTANT_REGISTRY_AUTH_FILE", value_name = "CONFIG_JSON")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub registry_auth: Option<PathBuf>,
     /// Requests per second each tenant may make to the API (fractions
     /// allowed); over it the API answers 429 with Retry-After. 0: unlimited.
@@ -106,38 +129,48 @@ pub struct ServeArgs {
         long,
         env = "SEXTANT_ORCHESTRATOR_API_RATE_LIMIT",
         value_name = "PER_SECOND",
-        default_value_t = 0.0,
         value_parser = rate_per_second
     )]
-    pub api_rate_limit: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_rate_limit: Option<f64>,
     /// Requests a tenant may make at once before --api-rate-limit applies;
     /// 0: the rate rounded up.
     #[arg(
         long,
         env = "SEXTANT_ORCHESTRATOR_API_RATE_BURST",
-        value_name = "REQUESTS",
-        default_value_t = 0
+        value_name = "REQUESTS"
     )]
-    pub api_rate_burst: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_rate_burst: Option<u32>,
     /// `/metrics` answers only a token with the `metrics` (or `admin`)
     /// scope; needs --tokens-file.
     #[arg(long, env = "SEXTANT_ORCHESTRATOR_METRICS_REQUIRE_TOKEN")]
+    #[serde(skip_serializing_if = "is_false")]
     pub metrics_require_token: bool,
 }
 
-/// TLS of the agent listener, for `sextant orchestrator` and `sextant up`.
-#[derive(Debug, Clone, Default, Args)]
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_false(b: &bool) -> bool {
+    !b
+}
+
+/// TLS of the agent listener, for `sextant orchestrator` and `sextant up`
+/// (serialized under the file's `[agent_tls]` keys).
+#[derive(Debug, Clone, Default, Serialize, Args)]
 pub struct AgentTlsArgs {
     /// Certificate chain (PEM) the agent listener serves TLS with; agents
     /// then dial `https://`.
     #[arg(long, env = "SEXTANT_AGENT_TLS_CERT_FILE", value_name = "PEM")]
+    #[serde(rename = "cert_file", skip_serializing_if = "Option::is_none")]
     pub agent_tls_cert: Option<PathBuf>,
     /// The certificate's private key (PEM).
     #[arg(long, env = "SEXTANT_AGENT_TLS_KEY_FILE", value_name = "PEM")]
+    #[serde(rename = "key_file", skip_serializing_if = "Option::is_none")]
     pub agent_tls_key: Option<PathBuf>,
     /// CA (PEM) that agents' client certificates must chain to: an agent
     /// without one is refused at the handshake (mTLS).
     #[arg(long, env = "SEXTANT_AGENT_TLS_CLIENT_CA_FILE", value_name = "PEM")]
+    #[serde(rename = "client_ca_file", skip_serializing_if = "Option::is_none")]
     pub agent_tls_client_ca: Option<PathBuf>,
 }
 
@@ -163,63 +196,78 @@ fn rate_per_second(value: &str) -> Result<f64, String> {
 
 impl ServeArgs {
     fn config(&self) -> anyhow::Result<RuntimeConfig> {
-        let tokens = match &self.tokens_file {
-            Some(path) => read_tokens(path)?,
-            None => Vec::new(),
-        };
-        let mut settings = Settings::default();
-        if let Some(r) = &self.replica {
-            settings.replica = r.clone();
-        }
-        if self.lease.0.is_zero() || self.poll.0.is_zero() {
-            bail!("--lease and --poll must be longer than zero");
-        }
-        settings.lease = self.lease.0;
-        settings.poll = self.poll.0;
-        if self.agent_heartbeat.0.is_zero() || self.task_timeout.0.is_zero() {
-            bail!("--agent-heartbeat and --task-timeout must be longer than zero");
-        }
-        settings.task_timeout = self.task_timeout.0;
-        let (hub_api, hub_otlp) = if self.no_hub {
-            (None, None)
-        } else {
-            (
-                Some(self.hub_url.trim_end_matches('/').to_owned()),
-                Some(self.hub_otlp_endpoint.clone()),
-            )
-        };
-        Ok(RuntimeConfig {
-            listen: self.listen,
-            database_url: self
-                .database_url
-                .clone()
-                .unwrap_or_else(|| sqlite_url(&self.data_dir)),
-            data_dir: self.data_dir.clone(),
-            hub_api,
-            hub_otlp,
-            hub_token: self.hub_token.clone(),
-            tokens,
-            insecure_registries: self.insecure_registries.clone(),
-            agent_listen: (!self.no_agent_listener).then(|| {
-                self.agent_listen.unwrap_or_else(|| {
-                    // Tests bind everything to port 0; a fixed port would collide.
-                    let port = if self.listen.port() == 0 { 0 } else { 8082 };
-                    SocketAddr::new(self.listen.ip(), port)
-                })
-            }),
-            agent_tls: self.agent_tls.config(),
-            agent_heartbeat: self.agent_heartbeat.0,
-            registry_auth: match &self.registry_auth {
-                Some(path) => sextant_orchestrator::agents::credentials::RegistryAuths::load(path)
-                    .map_err(|e| anyhow::anyhow!("--registry-auth: {e}"))?,
-                None => Default::default(),
-            },
-            api_rate_limit: RateLimitConfig::new(self.api_rate_limit, self.api_rate_burst),
-            listeners: Default::default(),
-            metrics_require_token: self.metrics_require_token,
-            settings,
-        })
+        let file = OrchestratorConfig::load(self.config.as_deref(), self)
+            .context("invalid configuration")?;
+        runtime_config(&file)
     }
+}
+
+/// The runtime configuration the settings describe, their files read.
+fn runtime_config(c: &OrchestratorConfig) -> anyhow::Result<RuntimeConfig> {
+    let tokens = match &c.tokens_file {
+        Some(path) => read_tokens(path)?,
+        None => Vec::new(),
+    };
+    let mut settings = Settings::default();
+    if let Some(r) = &c.replica {
+        settings.replica = r.clone();
+    }
+    if c.lease.0.is_zero() || c.poll.0.is_zero() {
+        bail!("--lease and --poll must be longer than zero");
+    }
+    settings.lease = c.lease.0;
+    settings.poll = c.poll.0;
+    if c.agent_heartbeat.0.is_zero() || c.task_timeout.0.is_zero() {
+        bail!("--agent-heartbeat and --task-timeout must be longer than zero");
+    }
+    settings.task_timeout = c.task_timeout.0;
+    let (hub_api, hub_otlp) = if c.no_hub {
+        (None, None)
+    } else {
+        (
+            Some(c.hub_url.trim_end_matches('/').to_owned()),
+            Some(c.hub_otlp_endpoint.clone()),
+        )
+    };
+    let api_rate_limit = RateLimitConfig::new(c.api_rate_limit, c.api_rate_burst);
+    api_rate_limit
+        .validate()
+        .context("api_rate_limit and api_rate_burst")?;
+    Ok(RuntimeConfig {
+        listen: c.listen,
+        database_url: c
+            .database_url
+            .clone()
+            .unwrap_or_else(|| sqlite_url(&c.data_dir)),
+        data_dir: c.data_dir.clone(),
+        hub_api,
+        hub_otlp,
+        hub_token: c.hub_token.as_ref().map(|t| t.expose().to_owned()),
+        tokens,
+        insecure_registries: c.insecure_registries.clone(),
+        agent_listen: (!c.no_agent_listener).then(|| {
+            c.agent_listen.unwrap_or_else(|| {
+                // Tests bind everything to port 0; a fixed port would collide.
+                let port = if c.listen.port() == 0 { 0 } else { 8082 };
+                SocketAddr::new(c.listen.ip(), port)
+            })
+        }),
+        agent_tls: app::ServerTlsConfig {
+            cert_file: c.agent_tls.cert_file.clone(),
+            key_file: c.agent_tls.key_file.clone(),
+            client_ca_file: c.agent_tls.client_ca_file.clone(),
+        },
+        agent_heartbeat: c.agent_heartbeat.0,
+        registry_auth: match &c.registry_auth {
+            Some(path) => sextant_orchestrator::agents::credentials::RegistryAuths::load(path)
+                .map_err(|e| anyhow::anyhow!("--registry-auth: {e}"))?,
+            None => Default::default(),
+        },
+        api_rate_limit,
+        listeners: Default::default(),
+        metrics_require_token: c.metrics_require_token,
+        settings,
+    })
 }
 
 fn read_tokens(path: &Path) -> anyhow::Result<Vec<TokenConfig>> {
@@ -394,6 +442,67 @@ mod tests {
     use sextant_receiver::auth::TokenConfig as HubToken;
 
     use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    fn runtime(argv: &[&str]) -> anyhow::Result<RuntimeConfig> {
+        use clap::Parser as _;
+        let cli = Cli::try_parse_from(std::iter::once("orchestrator").chain(argv.iter().copied()))?;
+        cli.args.config()
+    }
+
+    #[test]
+    fn settings_come_from_defaults_then_the_file_then_the_flags() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("orchestrator.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9081\"\nlease = \"1m\"\nno_hub = true\n\
+             insecure_registries = [\"registry.local:5000\"]\n\
+             [agent_tls]\ncert_file = \"agents.pem\"\n",
+        )
+        .expect("write");
+        let path = file.to_str().expect("utf-8");
+
+        let c = runtime(&[]).expect("defaults");
+        assert_eq!(c.listen, SocketAddr::from(([127, 0, 0, 1], 8081)));
+        assert_eq!(c.settings.lease, std::time::Duration::from_secs(15));
+        assert_eq!(c.hub_api.as_deref(), Some("http://127.0.0.1:8080"));
+
+        let c = runtime(&["--config", path]).expect("file");
+        assert_eq!(c.listen, SocketAddr::from(([127, 0, 0, 1], 9081)));
+        assert_eq!(c.settings.lease, std::time::Duration::from_secs(60));
+        assert_eq!(
+            c.settings.poll,
+            std::time::Duration::from_secs(2),
+            "a default"
+        );
+        assert_eq!(c.hub_api, None, "no_hub from the file");
+        assert_eq!(c.insecure_registries, ["registry.local:5000"]);
+        assert_eq!(c.agent_tls.cert_file, Some(PathBuf::from("agents.pem")));
+        assert_eq!(
+            c.agent_listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 8082)))
+        );
+
+        let c = runtime(&["--config", path, "--lease", "5s", "--listen", "127.0.0.1:0"])
+            .expect("flags");
+        assert_eq!(c.settings.lease, std::time::Duration::from_secs(5));
+        assert_eq!(c.listen, SocketAddr::from(([127, 0, 0, 1], 0)));
+        assert_eq!(c.agent_listen, Some(SocketAddr::from(([127, 0, 0, 1], 0))));
+        assert_eq!(c.insecure_registries, ["registry.local:5000"], "kept");
+
+        std::fs::write(&file, "lease = \"0s\"\n").expect("write");
+        let err = runtime(&["--config", path]).unwrap_err().to_string();
+        assert!(err.contains("longer than zero"), "{err}");
+        std::fs::write(&file, "leese = \"1m\"\n").expect("write");
+        let err = format!("{:#}", runtime(&["--config", path]).unwrap_err());
+        assert!(err.contains("leese"), "{err}");
+    }
 
     #[test]
     fn hub_tokens_keep_tenant_and_scopes_and_always_name_a_subject() {
