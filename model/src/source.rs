@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 /// `kalypso` (`sextant report -f` with Kalypso YAML) are named as they
 /// are sent, in any case; everything else, including a report that named
 /// no reconciler, is `otlp`. The hub maps types to sources when it reads
-/// (`store/read.rs`), so stored rows keep their reconciler.
+/// (`receiver/src/store/sql.rs`), so stored rows keep their reconciler.
 #[derive(
     Debug,
     Clone,
@@ -69,7 +69,7 @@ impl Source {
     }
 
     /// The source of a stored reconciler type; the same mapping as the
-    /// store's SQL (`source_of!` in `receiver/src/store/read.rs`).
+    /// store's SQL (`source_of!` in `receiver/src/store/sql.rs`).
     pub fn of_reconciler_type(kind: &str) -> Self {
         match kind.to_ascii_lowercase().as_str() {
             "flux" => Source::Flux,
