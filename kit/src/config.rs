@@ -110,6 +110,13 @@ impl Layers {
     }
 }
 
+/// For `#[serde(skip_serializing_if = "sextant_kit::config::is_false")]`
+/// on a switch flag: a switch not given leaves the file's value in force.
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde passes a reference
+pub fn is_false(b: &bool) -> bool {
+    !b
+}
+
 #[cfg(test)]
 #[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
 mod tests {

@@ -125,16 +125,12 @@ pub struct AgentArgs {
     /// Run orchestrator tasks without touching Docker: every deploy
     /// succeeds (for control-plane tests and benchmarks).
     #[arg(long, env = "SEXTANT_DRY_RUN")]
-    #[serde(skip_serializing_if = "is_false")]
+    #[serde(skip_serializing_if = "sextant_kit::config::is_false")]
     pub dry_run: bool,
     /// Address of `/metrics`, `/health/live` and `/health/ready`.
     #[arg(long, env = "SEXTANT_AGENT_LISTEN")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<SocketAddr>,
-}
-
-fn is_false(b: &bool) -> bool {
-    !b
 }
 
 /// What flags give under another setting's name: `--label` as the

@@ -61,7 +61,7 @@ pub struct ServeArgs {
     /// Run without a hub (the hub flags are ignored): no desired state is
     /// sent, and hub gates deny.
     #[arg(long)]
-    #[serde(skip_serializing_if = "is_false")]
+    #[serde(skip_serializing_if = "sextant_kit::config::is_false")]
     pub no_hub: bool,
     /// A registry (`host:port`) reached over plain HTTP to resolve tags.
     /// Repeatable.
@@ -102,7 +102,7 @@ pub struct ServeArgs {
     /// Accept no agent streams on this replica (it still queues tasks that
     /// other replicas deliver).
     #[arg(long)]
-    #[serde(skip_serializing_if = "is_false")]
+    #[serde(skip_serializing_if = "sextant_kit::config::is_false")]
     pub no_agent_listener: bool,
     #[command(flatten)]
     #[serde(rename = "agent_tls")]
@@ -145,13 +145,8 @@ pub struct ServeArgs {
     /// `/metrics` answers only a token with the `metrics` (or `admin`)
     /// scope; needs --tokens-file.
     #[arg(long, env = "SEXTANT_ORCHESTRATOR_METRICS_REQUIRE_TOKEN")]
-    #[serde(skip_serializing_if = "is_false")]
+    #[serde(skip_serializing_if = "sextant_kit::config::is_false")]
     pub metrics_require_token: bool,
-}
-
-#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
-fn is_false(b: &bool) -> bool {
-    !b
 }
 
 /// TLS of the agent listener, for `sextant orchestrator` and `sextant up`
