@@ -117,6 +117,8 @@ if [ "$(as_postgres "psql -p $pg_port -tAc \"select 1 from pg_roles where rolnam
     log "creating PostgreSQL role sextant"
     as_postgres "psql -p $pg_port -qc \"create role sextant login createdb password 'sextant'\""
 fi
+# A role left by something else may have another password: the tests need this one.
+as_postgres "psql -p $pg_port -qc \"alter role sextant login createdb password 'sextant'\""
 export SEXTANT_TEST_DATABASE_URL="postgres://sextant:sextant@127.0.0.1:${pg_port}/postgres"
 
 # --- Python OTLP clients ----------------------------------------------------
