@@ -10,11 +10,12 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use prometheus::{IntGaugeVec, Registry};
 use sextant_exporters::outbox::Outbox;
 use sextant_kit::health::{self, CHECK_TIMEOUT, Check, Probe, Report};
 
 use super::docker::DockerLink;
-use super::routes::HealthState;
+use crate::executor::Journal;
 
 /// The service name `/health` reports.
 pub const SERVICE: &str = "sextant-agent";
@@ -23,6 +24,17 @@ pub const SERVICE: &str = "sextant-agent";
 /// warning: the hub (or the collector in between) has not taken anything
 /// for a while. Nothing is lost meanwhile; the outbox keeps it on disk.
 pub const OUTBOX_BEHIND: Duration = Duration::from_secs(300);
+
+/// What the listener's routes read: the health probes' inputs and the
+/// metrics registry.
+pub(super) struct HealthState {
+    pub(super) docker: Arc<DockerLink>,
+    pub(super) registry: Registry,
+    pub(super) outbox: Outbox,
+    pub(super) journal: Journal,
+    pub(super) tasks: IntGaugeVec,
+    pub(super) health: HealthConfig,
+}
 
 /// What `/health` needs beyond the Docker link and the outbox.
 pub(super) struct HealthConfig {

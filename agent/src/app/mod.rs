@@ -158,7 +158,7 @@ impl Application {
             source,
         })?;
         let docker = Arc::new(DockerLink::default());
-        let router = routes::router(routes::HealthState {
+        let router = routes::router(health::HealthState {
             docker: docker.clone(),
             registry,
             outbox: outbox.clone(),

@@ -7,22 +7,8 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use prometheus::{IntGaugeVec, Registry};
-use sextant_exporters::outbox::Outbox;
 
-use super::docker::DockerLink;
-use super::health::{self, HealthConfig};
-use crate::executor::Journal;
-
-/// What the routes read.
-pub(super) struct HealthState {
-    pub(super) docker: Arc<DockerLink>,
-    pub(super) registry: Registry,
-    pub(super) outbox: Outbox,
-    pub(super) journal: Journal,
-    pub(super) tasks: IntGaugeVec,
-    pub(super) health: HealthConfig,
-}
+use super::health::{self, HealthState};
 
 /// The routes on `state`.
 pub(super) fn router(state: HealthState) -> Router {

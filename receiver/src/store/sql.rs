@@ -212,3 +212,24 @@ macro_rules! version_of_revision {
     };
 }
 pub(crate) use version_of_revision;
+
+/// The columns of a current row (`reads/current.rs`'s `CurrentRow`),
+/// from current row `o` of host `h`, reconciler `r` and target `t` (with
+/// its [`target_joins`]), and `v`, the version of `t`'s desired revision.
+/// The current read and the drift list both select them.
+macro_rules! current_columns {
+    () => {
+        concat!(
+            "SELECT h.name AS host, r.name AS reconciler, ",
+            $crate::store::sql::source_of!("r"),
+            " AS source, ws.name AS workspace, \
+               a.name AS application, w.name AS workload, e.name AS environment, \
+               t.name AS target, v.version AS version, t.desired_revision AS desired_revision, \
+               t.desired_at AS assigned_at, o.revision AS revision, o.status AS status, \
+               o.message AS message, o.observed_at AS observed_at, o.job_id AS job, ",
+            $crate::store::sql::version_of_revision!("o.revision"),
+            " AS observed_version, t.id AS target_id"
+        )
+    };
+}
+pub(crate) use current_columns;

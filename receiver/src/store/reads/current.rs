@@ -7,7 +7,7 @@ use sextant_model::{DeploymentStatus, HostDeployment, TargetRef, UnixNanos};
 use super::drift::DRIFT_SQL;
 use super::state::desired_view;
 use crate::store::pool::{Statement, StorePool};
-use crate::store::sql::{parse_source, source_where, target_where};
+use crate::store::sql::{current_columns, parse_source, source_where, target_where};
 use crate::store::{CurrentQuery, StoreError};
 
 /// See [`crate::store::HubStore::current`].
@@ -47,26 +47,6 @@ pub(crate) async fn current(
         rows
     })
 }
-
-/// The columns of a [`CurrentRow`], from current row `o` of host `h`,
-/// reconciler `r` and target `t` (with its [`target_joins`]), and `v`,
-/// the version of `t`'s desired revision.
-macro_rules! current_columns {
-    () => {
-        concat!(
-            "SELECT h.name AS host, r.name AS reconciler, ",
-            $crate::store::sql::source_of!("r"),
-            " AS source, ws.name AS workspace, \
-               a.name AS application, w.name AS workload, e.name AS environment, \
-               t.name AS target, v.version AS version, t.desired_revision AS desired_revision, \
-               t.desired_at AS assigned_at, o.revision AS revision, o.status AS status, \
-               o.message AS message, o.observed_at AS observed_at, o.job_id AS job, ",
-            $crate::store::sql::version_of_revision!("o.revision"),
-            " AS observed_version, t.id AS target_id"
-        )
-    };
-}
-pub(crate) use current_columns;
 
 /// Current rows with their target's latest desired assignment, host first
 /// (a host's rows are one index range of `observed_deployments`). After the

@@ -122,7 +122,7 @@ pub(crate) const DRIFT_SQL: &str = concat!(
            > (CAST($9 AS TEXT), CAST($10 AS BIGINT), CAST($11 AS TEXT)))",
     crate::store::sql::source_where!("r", "$13", "$14"),
     " ORDER BY h.name, c.target_id, r.name LIMIT $12) crossed_page) ",
-    super::current::current_columns!(),
+    crate::store::sql::current_columns!(),
     " FROM k \
       JOIN observed_deployments o ON o.host_id = k.host_id \
         AND o.reconciler_id = k.reconciler_id AND o.target_id = k.target_id \
