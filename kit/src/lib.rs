@@ -6,8 +6,9 @@
 //!   cap, TLS and client certificates), [`health`], [`rate_limit`],
 //!   [`http_metrics`] and Prometheus [`exposition`], [`trace`] (a
 //!   request's W3C trace context), [`api_error`] (one error body, store
-//!   errors as 503 with no detail) and [`database`] (URLs redacted for
-//!   logs);
+//!   errors as 503 with no detail), [`database`] (URLs redacted for
+//!   logs) and [`shutdown`] (stages stopped in order, each under a
+//!   deadline);
 //! - the client half: the typed client of the hub's read API
 //!   ([`hub::HubClient`]), used by the CLI and the orchestrator;
 //! - one [`Secret`] type that never prints its value.
@@ -25,6 +26,7 @@ pub mod hub;
 pub mod rate_limit;
 pub mod secret;
 pub mod serve;
+pub mod shutdown;
 pub mod trace;
 
 pub use secret::Secret;

@@ -872,7 +872,7 @@ struct Hub {
     db: Option<PgPool>,
     admin: Option<(PgPool, String)>,
     shutdown: CancellationToken,
-    server: JoinHandle<anyhow::Result<()>>,
+    server: JoinHandle<Result<(), sextant_receiver::app::AppError>>,
     _dir: tempfile::TempDir,
 }
 

@@ -36,6 +36,7 @@ pub enum AgentError {
         #[source]
         source: OutboxError,
     },
-    #[error("an agent task panicked: {0}")]
-    Panicked(#[from] tokio::task::JoinError),
+    /// A component that panicked.
+    #[error(transparent)]
+    Stopped(#[from] sextant_kit::shutdown::Stopped),
 }

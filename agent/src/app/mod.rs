@@ -35,8 +35,8 @@ use sextant_exporters::sender::{
     self, GrpcConfig, GrpcTransport, HttpConfig, HttpTransport, SenderConfig, TlsConfig,
 };
 use sextant_kit::Secret;
+use sextant_kit::shutdown::Stage;
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -200,9 +200,6 @@ impl Application {
         mut self,
         shutdown: CancellationToken,
     ) -> Result<(), AgentError> {
-        // One token per stage, not children of `shutdown`: that one only
-        // starts the stop, and the stages then end one after the other.
-        let (intake, sending) = (CancellationToken::new(), CancellationToken::new());
         let in_flight = InFlight::default();
         tracing::info!(
             host = %self.config.host_name,
@@ -211,24 +208,23 @@ impl Application {
             listen = %self.addr,
             "Sextant agent started"
         );
-        let mut senders = self.spawn_senders(&sending);
+        let mut senders = Stage::new("outbox senders");
+        self.spawn_senders(&mut senders);
         let outbox = self.outbox.clone();
-        let mut intakes = self.spawn_intake(&intake, &in_flight);
+        let mut intake = Stage::new("intake");
+        self.spawn_intake(&mut intake, &in_flight);
         // Until asked to stop, or until a component ends.
-        let ended = tokio::select! {
-            () = shutdown.cancelled() => None,
-            Some(done) = intakes.join_next() => Some(done),
-            Some(done) = senders.join_next() => Some(done),
+        let mut result = tokio::select! {
+            () = shutdown.cancelled() => Ok(()),
+            ended = intake.ended() => ended,
+            ended = senders.ended() => ended,
         };
-        let mut result = ended.and_then(failure).map_or(Ok(()), Err);
         if let Err(e) = &result {
             tracing::error!(error = %e, "Agent component failed; stopping");
         }
         // 1. Stop taking new work: the listener, the Docker event watch and
         // the orchestrator session.
-        intake.cancel();
-        let deadline = Instant::now() + STAGE_DEADLINE;
-        drain("intake", &mut intakes, &mut result, deadline).await;
+        intake.stop(STAGE_DEADLINE, &mut result).await;
         // 2. The tasks the orchestrator gave finish (their journal records
         // them as running if they do not in time).
         if tokio::time::timeout(STAGE_DEADLINE, in_flight.finished())
@@ -248,18 +244,16 @@ impl Application {
             tracing::warn!(deadline = ?STAGE_DEADLINE,
                 "Records left unsent at shutdown; they stay in the outbox for the next start");
         }
-        sending.cancel();
         let deadline = deadline.max(Instant::now() + SENDER_STOP);
-        drain("outbox senders", &mut senders, &mut result, deadline).await;
+        senders.stop_by(deadline, &mut result).await;
         result
     }
 
     /// One sender per endpoint, each on its own consumer of the outbox.
-    fn spawn_senders(&mut self, cancel: &CancellationToken) -> JoinSet<Result<(), AgentError>> {
-        let mut senders = JoinSet::new();
+    fn spawn_senders(&mut self, senders: &mut Stage<AgentError>) {
         let endpoints = self.config.otlp_endpoints.iter();
         for (i, (transport, endpoint)) in self.transports.drain(..).zip(endpoints).enumerate() {
-            let (outbox, cancel, name) = (self.outbox.clone(), cancel.child_token(), consumer(i));
+            let (outbox, cancel, name) = (self.outbox.clone(), senders.child_token(), consumer(i));
             let endpoint = endpoint.clone();
             let failed = move |source| AgentError::Sender { endpoint, source };
             let config = SenderConfig::default();
@@ -274,19 +268,13 @@ impl Application {
                         .await
                         .map_err(failed)
                 }),
-            };
+            }
         }
-        senders
     }
 
     /// What takes new work: the listener, and, once the Docker engine has
     /// answered, the observer and the orchestrator channel.
-    fn spawn_intake(
-        self,
-        cancel: &CancellationToken,
-        in_flight: &InFlight,
-    ) -> JoinSet<Result<(), AgentError>> {
-        let mut intake = JoinSet::new();
+    fn spawn_intake(self, intake: &mut Stage<AgentError>, in_flight: &InFlight) {
         // The health listener has the same limits as every other
         // (docs/security.md); one listener, so all the room it can get.
         let limits = sextant_kit::serve::ListenerLimits::default();
@@ -295,7 +283,7 @@ impl Application {
             ..limits
         };
         let (listener, router, refused) = (self.listener, self.router, self.refused);
-        let c = cancel.child_token();
+        let c = intake.child_token();
         intake.spawn(async move {
             sextant_kit::serve::serve_http(listener, router, limits, refused, c)
                 .await
@@ -307,9 +295,8 @@ impl Application {
             self.docker,
             sink,
             in_flight.clone(),
-            cancel.child_token(),
+            intake.child_token(),
         ));
-        intake
     }
 }
 
@@ -393,37 +380,5 @@ async fn caught_up(outbox: &Outbox) {
             Ok(_) => {}
             Err(_) => return,
         }
-    }
-}
-
-/// The error of a component that ended: its own, or its panic.
-fn failure(done: Result<Result<(), AgentError>, tokio::task::JoinError>) -> Option<AgentError> {
-    match done {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(e),
-        Err(e) => Some(AgentError::Panicked(e)),
-    }
-}
-
-/// Waits until `deadline` for `tasks` to end, keeping the first error;
-/// what is left then is aborted.
-async fn drain(
-    stage: &str,
-    tasks: &mut JoinSet<Result<(), AgentError>>,
-    result: &mut Result<(), AgentError>,
-    deadline: Instant,
-) {
-    let ended = tokio::time::timeout_at(deadline, async {
-        while let Some(done) = tasks.join_next().await {
-            if let (Some(e), true) = (failure(done), result.is_ok()) {
-                tracing::error!(stage, error = %e, "Agent component failed while stopping");
-                *result = Err(e);
-            }
-        }
-    })
-    .await;
-    if ended.is_err() {
-        tracing::warn!(stage, deadline = ?STAGE_DEADLINE, "Shutdown stage ran past its deadline; aborting it");
-        tasks.shutdown().await;
     }
 }

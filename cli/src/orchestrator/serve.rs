@@ -389,7 +389,7 @@ pub async fn start(config: RuntimeConfig, cancel: CancellationToken) -> anyhow::
     }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
-    app::start(config, Arc::new(SshExecutor::new()), cancel).await
+    Ok(app::start(config, Arc::new(SshExecutor::new()), cancel).await?)
 }
 
 /// `sextant orchestrator`.

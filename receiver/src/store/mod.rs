@@ -300,6 +300,11 @@ pub trait HubStore: Send + Sync + 'static {
         self.reader().ping().await
     }
 
+    /// Closes the store's connections, waiting for the ones in use to come
+    /// back: the last stage of the hub's shutdown. Every call after it
+    /// fails.
+    async fn close(&self);
+
     /// Writes a batch of validated events for `tenant`. Idempotent: replaying
     /// a batch changes nothing.
     async fn ingest(

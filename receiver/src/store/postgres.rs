@@ -88,6 +88,10 @@ impl HubStore for PostgresStore {
         StorePool::Postgres(&self.pool)
     }
 
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
     async fn ingest(
         &self,
         tenant: &str,

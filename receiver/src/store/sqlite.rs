@@ -70,6 +70,13 @@ impl SqliteStore {
 
 #[async_trait]
 impl HubStore for SqliteStore {
+    /// Readers first, then the one writer: as the last connection closes,
+    /// SQLite checkpoints the WAL into the database file.
+    async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
     async fn ingest(
         &self,
         tenant: &str,

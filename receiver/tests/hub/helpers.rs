@@ -19,7 +19,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub db: TestDb,
     shutdown: CancellationToken,
-    task: Option<JoinHandle<anyhow::Result<()>>>,
+    task: Option<JoinHandle<Result<(), sextant_receiver::app::AppError>>>,
 }
 
 /// A token for tests: (token, tenant, scopes).

@@ -14,6 +14,7 @@ mod rate_limits;
 mod reconcilers;
 mod report_cache;
 mod reports;
+mod shutdown;
 mod sources;
 mod tenants;
 mod tls;

@@ -30,7 +30,7 @@ struct Replica {
     http: SocketAddr,
     client: reqwest::Client,
     shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    task: tokio::task::JoinHandle<Result<(), sextant_receiver::app::AppError>>,
 }
 
 impl Replica {

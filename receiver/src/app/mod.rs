@@ -1,13 +1,22 @@
 //! The hub as one application: OTLP/gRPC, OTLP/HTTP and the API, each on its
-//! own listener, over one store.
+//! own listener, over one store. [`Application::build`] checks the
+//! configuration, opens the store and binds the listeners;
+//! [`Application::run_until_stopped`] serves until its token fires, then
+//! stops in stages, each under [`STAGE_DEADLINE`] (the kit's
+//! [`Stage`]s, as in the orchestrator and the agent): the listeners stop
+//! accepting and finish the requests in hand, then the stale sweep stops,
+//! then the store closes.
+
+mod error;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use futures::{FutureExt as _, TryFutureExt as _};
 use sextant_kit::database::redact_url;
 use sextant_kit::serve::{ListenerLimits, ServerTls, fit_connections, serve_http_tls};
+use sextant_kit::shutdown::Stage;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -24,6 +33,12 @@ use crate::read::{ApiState, ReportCache};
 use crate::reconcilers::{self, Reconcilers};
 use crate::routes;
 use crate::store::{self, HubStore};
+
+pub use error::AppError;
+
+/// How long each stage of the shutdown may take before the next one
+/// starts.
+pub const STAGE_DEADLINE: Duration = Duration::from_secs(10);
 
 /// A built, bound hub, ready to run.
 pub struct Application {
@@ -53,41 +68,33 @@ pub struct Application {
 impl Application {
     /// Opens and migrates the store and binds the three listeners. Port 0
     /// picks a free port (tests).
-    pub async fn build(config: &HubConfig) -> anyhow::Result<Self> {
+    pub async fn build(config: &HubConfig) -> Result<Self, AppError> {
         config.check_tls()?;
-        let tls = config.tls.load().context("tls")?;
+        let tls = config.tls.load().map_err(AppError::Tls)?;
         let auth = Authenticator::new(&config.tokens).with_client_certs(&config.client_certs);
         if auth.is_open() {
             let public = config.public_addrs();
             if !public.is_empty() {
                 let addrs: Vec<String> = public.iter().map(ToString::to_string).collect();
-                bail!(
-                    "refusing to listen on non-loopback address {} with no tokens configured: \
-                     anyone who can reach it could write and read deployment state. \
-                     Add [[tokens]] to the config file, or bind 127.0.0.1",
-                    addrs.join(", ")
-                );
+                return Err(AppError::OpenOnPublicAddress {
+                    addrs: addrs.join(", "),
+                });
             }
             tracing::warn!(
                 "No tokens configured: listening on loopback only, everything belongs to tenant `default`"
             );
         }
-        config.listeners.validate().context("listeners")?;
+        config.listeners.validate().map_err(AppError::Listeners)?;
         if config.metrics_require_token && config.tokens.is_empty() {
-            bail!(
-                "metrics_require_token needs [[tokens]]: add a token with the `metrics` scope \
-                 for the scraper"
-            );
+            return Err(AppError::MetricsWithoutTokens);
         }
         let minimum = BodyBudget::minimum(config.max_request_bytes);
         if config.max_inflight_request_bytes < minimum {
-            bail!(
-                "max_inflight_request_bytes ({}) must be at least four times max_request_bytes \
-                 ({}): one request holds its body, its gzip output and its decoded message; \
-                 raise it to {minimum} or lower max_request_bytes",
-                config.max_inflight_request_bytes,
-                config.max_request_bytes
-            );
+            return Err(AppError::InflightBudget {
+                inflight: config.max_inflight_request_bytes,
+                max: config.max_request_bytes,
+                minimum,
+            });
         }
         let metrics = HubMetrics::new();
         let budget = BodyBudget::new(config.max_inflight_request_bytes)
@@ -98,19 +105,22 @@ impl Application {
             ..config.listeners
         };
         let limits = &config.rate_limits;
-        let api_limit = SurfaceLimiter::new(limits.api, crate::metrics::API, &metrics)
-            .context("rate_limits.api")?;
-        let ingest_limit = SurfaceLimiter::new(limits.ingest, crate::metrics::INGEST, &metrics)
-            .context("rate_limits.ingest")?;
+        let limiter = |config, surface| {
+            SurfaceLimiter::new(config, surface, &metrics)
+                .map_err(|source| AppError::RateLimit { surface, source })
+        };
+        let api_limit = limiter(limits.api, crate::metrics::API)?;
+        let ingest_limit = limiter(limits.ingest, crate::metrics::INGEST)?;
         let url = config.database_url();
-        let store = store::open(&url)
-            .await
-            .with_context(|| format!("cannot open the hub database {}", redact_url(&url)))?;
+        let store = store::open(&url).await.map_err(|source| AppError::Store {
+            url: redact_url(&url),
+            source,
+        })?;
         store.set_stale_after(std::time::Duration::from_secs(config.stale_after_seconds));
         let bind = |addr: SocketAddr, what: &'static str| async move {
             TcpListener::bind(addr)
                 .await
-                .with_context(|| format!("cannot listen on {addr} for {what}"))
+                .map_err(|source| AppError::Listen { what, addr, source })
         };
         Ok(Self {
             grpc: bind(config.otlp_grpc_addr, "OTLP/gRPC").await?,
@@ -175,14 +185,19 @@ impl Application {
     /// Runs one stale sweep now (the hub also runs them in the background
     /// while it serves) and returns how many rows it marked stale. Tools
     /// that load an estate behind the hub's back call it before measuring.
-    pub async fn sweep_stale(&self) -> anyhow::Result<u64> {
+    pub async fn sweep_stale(&self) -> Result<u64, AppError> {
         let window = i64::try_from(self.stale_after.as_nanos()).unwrap_or(i64::MAX);
         let stale_before = sextant_model::UnixNanos::now().0.saturating_sub(window);
-        Ok(self.store.sweep_stale(stale_before).await?)
+        self.store
+            .sweep_stale(stale_before)
+            .await
+            .map_err(AppError::Sweep)
     }
 
-    /// Serves until `shutdown` is cancelled, then drains in-flight requests.
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    /// Serves until `shutdown` is cancelled or a component fails, then
+    /// stops in stages (see the module docs). The first failure, if any,
+    /// is the result.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), AppError> {
         let ingestor = Ingestor::new(
             self.store.clone(),
             self.metrics.clone(),
@@ -222,42 +237,69 @@ impl Application {
             metrics_max_environments: self.metrics_max_environments,
         });
         let refused = |listener: &str| self.metrics.listener_refused.with_label_values(&[listener]);
-        let grpc = grpc::serve(
-            self.grpc,
-            ingestor,
-            admission,
-            self.listeners,
-            refused("otlp_grpc"),
-            self.tls.clone(),
-            shutdown.clone(),
+        let mut serving = Stage::new("listeners");
+        serving.spawn(
+            grpc::serve(
+                self.grpc,
+                ingestor,
+                admission,
+                self.listeners,
+                refused("otlp_grpc"),
+                self.tls.clone(),
+                serving.child_token(),
+            )
+            .map_err(AppError::Grpc),
         );
-        let http = serve_http_tls(
-            self.http,
-            otlp_http,
-            self.listeners,
-            refused("otlp_http"),
-            self.tls.clone(),
-            shutdown.clone(),
+        for (what, listener, router) in
+            [("OTLP/HTTP", self.http, otlp_http), ("API", self.api, api)]
+        {
+            let label = if what == "API" { "api" } else { "otlp_http" };
+            serving.spawn(
+                serve_http_tls(
+                    listener,
+                    router,
+                    self.listeners,
+                    refused(label),
+                    self.tls.clone(),
+                    serving.child_token(),
+                )
+                .map_err(move |source| AppError::Http { what, source }),
+            );
+        }
+        let mut sweeping = Stage::new("stale sweep");
+        sweeping.spawn(
+            sweep_stale_until(
+                self.store.clone(),
+                self.stale_after,
+                self.metrics.clone(),
+                sweeping.child_token(),
+            )
+            .map(Ok),
         );
-        let api = serve_http_tls(
-            self.api,
-            api,
-            self.listeners,
-            refused("api"),
-            self.tls,
-            shutdown.clone(),
-        );
-        let sweep = sweep_stale_until(
-            self.store.clone(),
-            self.stale_after,
-            self.metrics.clone(),
-            shutdown.clone(),
-        );
-        let (grpc, http, api, ()) = tokio::join!(grpc, http, api, sweep);
-        grpc.context("OTLP/gRPC server failed")?;
-        http.context("OTLP/HTTP server failed")?;
-        api.context("API server failed")?;
-        Ok(())
+        // Until asked to stop, or until a component ends.
+        let mut result = tokio::select! {
+            () = shutdown.cancelled() => Ok(()),
+            ended = serving.ended() => ended,
+            ended = sweeping.ended() => ended,
+        };
+        if let Err(error) = &result {
+            tracing::error!(%error, "Hub component failed; stopping");
+        }
+        // 1. Stop accepting; the requests in hand finish (an acknowledged
+        // batch is committed before its answer goes out).
+        serving.stop(STAGE_DEADLINE, &mut result).await;
+        // 2. The stale sweep stops (an interrupted sweep is redone at the
+        // next start).
+        sweeping.stop(STAGE_DEADLINE, &mut result).await;
+        // 3. The store closes once its last connection comes back.
+        if tokio::time::timeout(STAGE_DEADLINE, self.store.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!(deadline = ?STAGE_DEADLINE, "The store did not close before the deadline");
+        }
+        shutdown.cancel();
+        result
     }
 }
 

@@ -5,19 +5,23 @@
 //! them in order when it fires: the listeners stop accepting first, then
 //! the job engine, the promotion loop and the dispatcher finish what they
 //! hold, then the outbox's sender delivers what the outbox holds before it
-//! stops; every stage has a deadline (orchestrator/tests/shutdown.rs). [`start`] does both for callers that want a handle.
+//! stops; every stage has a deadline (orchestrator/tests/shutdown.rs), and
+//! the stages are the kit's [`Stage`]s, as in the hub and the agent.
+//! [`start`] does both for callers that want a handle.
+
+mod error;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use sextant_exporters::outbox::{Outbox, OutboxConfig};
 use sextant_exporters::sender::{self, HttpConfig, HttpTransport, SenderConfig};
 use sextant_kit::Secret;
 pub use sextant_kit::rate_limit::RateLimitConfig;
 use sextant_kit::rate_limit::TenantLimiter;
 pub use sextant_kit::serve::{ListenerLimits, ServerTlsConfig};
+use sextant_kit::shutdown::{Stage, Stopped};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -29,6 +33,8 @@ use crate::service::{Orchestrator, Settings};
 use crate::store::Store;
 use axum::Router;
 use sextant_kit::serve::ServerTls;
+
+pub use error::AppError;
 
 /// How to run one orchestrator replica.
 #[derive(Debug, Clone)]
@@ -95,17 +101,11 @@ impl Application {
     /// Checks `config`, opens the store and the outbox, and binds the API
     /// (and agent) listeners; nothing runs yet. `ssh` runs SSH targets'
     /// tasks.
-    pub async fn build(config: RuntimeConfig, ssh: Arc<dyn Executor>) -> anyhow::Result<Self> {
-        let rate_limit =
-            TenantLimiter::new(config.api_rate_limit).context("invalid API rate limit")?;
-        config
-            .listeners
-            .validate()
-            .context("invalid listener limits")?;
+    pub async fn build(config: RuntimeConfig, ssh: Arc<dyn Executor>) -> Result<Self, AppError> {
+        let rate_limit = TenantLimiter::new(config.api_rate_limit).map_err(AppError::RateLimit)?;
+        config.listeners.validate().map_err(AppError::Listeners)?;
         if config.metrics_require_token && config.tokens.is_empty() {
-            anyhow::bail!(
-                "a token for /metrics needs tokens: configure some with the `metrics` scope"
-            );
+            return Err(AppError::MetricsWithoutTokens);
         }
         // Two listeners share the process's open files.
         let listeners = ListenerLimits {
@@ -115,25 +115,22 @@ impl Application {
             ),
             ..config.listeners
         };
-        let agent_tls = config
-            .agent_tls
-            .load()
-            .context("invalid TLS settings of the agent listener")?;
+        let agent_tls = config.agent_tls.load().map_err(AppError::AgentTls)?;
         let store = Store::open(&config.database_url)
             .await
-            .with_context(|| "cannot open the orchestrator database")?;
+            .map_err(AppError::Store)?;
         let sender = match &config.hub_otlp {
             Some(endpoint) => {
                 let outbox = Outbox::open(
                     config.data_dir.join("orchestrator-outbox"),
                     OutboxConfig::default(),
                 )
-                .context("cannot open the orchestrator's outbox")?;
+                .map_err(AppError::Outbox)?;
                 let transport = HttpTransport::new(HttpConfig {
                     token: config.hub_token.clone().map(Secret::new),
                     ..HttpConfig::new(endpoint.clone())
                 })
-                .context("invalid hub OTLP endpoint")?;
+                .map_err(AppError::HubOtlp)?;
                 Some((outbox, transport))
             }
             None => None,
@@ -143,7 +140,7 @@ impl Application {
             .as_deref()
             .map(|url| crate::promotion::gates::hub::hub_client(url, config.hub_token.clone()))
             .transpose()
-            .context("invalid hub API URL")?;
+            .map_err(AppError::HubApi)?;
         // The channel's own tasks (session streams) follow the engine's
         // token, cancelled in `run_until_stopped`.
         let mut channel = AgentChannel::new(
@@ -161,18 +158,12 @@ impl Application {
         );
         let (agents, agent_addr) = match config.agent_listen {
             Some(listen) => {
-                let listener = TcpListener::bind(listen)
-                    .await
-                    .with_context(|| format!("cannot listen for agents on {listen}"))?;
-                let addr = listener.local_addr()?;
+                let (listener, addr) = bind(listen, "agents").await?;
                 (Some((listener, agent_tls)), Some(addr))
             }
             None => (None, None),
         };
-        let api = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
-        let addr = api.local_addr()?;
+        let (api, addr) = bind(config.listen, "the API").await?;
         let router = api::router(
             ApiState::new(
                 orchestrator.clone(),
@@ -214,26 +205,18 @@ impl Application {
 
     /// Runs every component until `shutdown` fires or one of them fails,
     /// then stops them in order (see the module docs).
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        // One token per stage, cancelled one after the other below. Not
-        // children of `shutdown`: a child fires with its parent, and every
-        // stage would stop at once.
-        let (serving, working, sending) = (
-            CancellationToken::new(),
-            CancellationToken::new(),
-            CancellationToken::new(),
-        );
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), AppError> {
         let o = &self.orchestrator;
         let refused = |listener: &str| {
             o.replica_metrics
                 .listener_refused
                 .with_label_values(&[listener])
         };
-        let mut listeners = tokio::task::JoinSet::new();
+        let mut serving = Stage::new("listeners");
         if let Some((listener, tls)) = self.agents {
             let service = AgentGrpc::new(self.channel.clone()).service();
-            let (limits, refused, c) = (self.listeners, refused("agents"), serving.clone());
-            listeners.spawn(async move {
+            let (limits, refused, c) = (self.listeners, refused("agents"), serving.child_token());
+            serving.spawn(async move {
                 // Keepalive pings every 20 s keep a live agent's connection
                 // busy, so only a dead or silent one meets the idle timeout.
                 tonic::transport::Server::builder()
@@ -245,38 +228,38 @@ impl Application {
                         async move { c.cancelled().await },
                     )
                     .await
-                    .context("agent channel server failed")
+                    .map_err(AppError::AgentServer)
             });
         }
-        let (limits, refused_api, c) = (self.listeners, refused("api"), serving.clone());
+        let (limits, refused_api, c) = (self.listeners, refused("api"), serving.child_token());
         let (api, router) = (self.api, self.router);
-        listeners.spawn(async move {
+        serving.spawn(async move {
             sextant_kit::serve::serve_http(api, router, limits, refused_api, c)
                 .await
-                .context("API server failed")
+                .map_err(AppError::ApiServer)
         });
-        let mut workers = tokio::task::JoinSet::new();
-        let (ch, c) = (self.channel.clone(), working.clone());
-        workers.spawn(async move {
+        let mut working = Stage::new("job engine");
+        let (ch, c) = (self.channel.clone(), working.child_token());
+        working.spawn(async move {
             crate::agents::server::dispatch(ch, c).await;
             Ok(())
         });
-        let (eng, c) = (o.clone(), working.clone());
-        workers.spawn(async move {
+        let (eng, c) = (o.clone(), working.child_token());
+        working.spawn(async move {
             eng.run(c).await;
             Ok(())
         });
-        let (promo, c) = (o.clone(), working.clone());
-        workers.spawn(async move {
+        let (promo, c) = (o.clone(), working.child_token());
+        working.spawn(async move {
             promo.run_promotions(c).await;
             Ok(())
         });
         let session_token = self.channel.shutdown_token();
-        let mut senders = tokio::task::JoinSet::new();
+        let mut sending = Stage::new("outbox sender");
         let outbox = self.sender.as_ref().map(|(outbox, _)| outbox.clone());
         if let Some((outbox, transport)) = self.sender {
-            let c = sending.clone();
-            senders.spawn(async move {
+            let c = sending.child_token();
+            sending.spawn(async move {
                 sender::run(
                     outbox,
                     SENDER_CONSUMER,
@@ -285,75 +268,49 @@ impl Application {
                     c,
                 )
                 .await
-                .map_err(anyhow::Error::from)
+                .map_err(AppError::Sender)
             });
         }
         tracing::info!(addr = %self.addr, agents = ?self.agent_addr, backend = o.store.backend(),
             replica = %self.replica, "Sextant orchestrator started");
-        // Until asked to stop, or until a component fails.
-        let failed = tokio::select! {
-            () = shutdown.cancelled() => None,
-            Some(done) = listeners.join_next() => Some(done),
-            Some(done) = workers.join_next() => Some(done),
-            Some(done) = senders.join_next() => Some(done),
+        // Until asked to stop, or until a component ends.
+        let mut result = tokio::select! {
+            () = shutdown.cancelled() => Ok(()),
+            ended = serving.ended() => ended,
+            ended = working.ended() => ended,
+            ended = sending.ended() => ended,
         };
-        let mut result = match failed {
-            Some(done) => first_error(done).map_or(Ok(()), Err),
-            None => Ok(()),
-        };
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "Orchestrator component failed; stopping");
+        }
         // 1. Stop accepting requests and agent streams; the open sessions
         // end too, or the gRPC server's graceful shutdown would wait for
         // agents.
-        serving.cancel();
         session_token.cancel();
-        drain("listeners", &mut listeners, &mut result).await;
+        serving.stop(STAGE_DEADLINE, &mut result).await;
         // 2. The engine, the promotion loop and the dispatcher finish what
         // they hold; leases left behind expire.
-        working.cancel();
-        drain("job engine", &mut workers, &mut result).await;
+        working.stop(STAGE_DEADLINE, &mut result).await;
         // 3. The sender delivers what the outbox holds (the engine's last
         // desired state included), then stops; what it could not send
         // stays on disk for the next start.
         if let Some(outbox) = &outbox
-            && !senders.is_empty()
+            && !sending.is_empty()
         {
             delivered(outbox).await;
         }
-        sending.cancel();
-        drain("outbox sender", &mut senders, &mut result).await;
+        sending.stop(STAGE_DEADLINE, &mut result).await;
         shutdown.cancel();
         result
     }
 }
 
-/// The error of a finished task, if it failed or panicked.
-fn first_error(done: Result<anyhow::Result<()>, tokio::task::JoinError>) -> Option<anyhow::Error> {
-    match done {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(e),
-        Err(e) => Some(anyhow::Error::from(e).context("an orchestrator task panicked")),
-    }
-}
-
-/// Waits up to [`STAGE_DEADLINE`] for `tasks` to end, keeping the first
-/// error; what is left then is aborted.
-async fn drain(
-    stage: &str,
-    tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
-    result: &mut anyhow::Result<()>,
-) {
-    let ended = tokio::time::timeout(STAGE_DEADLINE, async {
-        while let Some(done) = tasks.join_next().await {
-            if let (Some(e), true) = (first_error(done), result.is_ok()) {
-                *result = Err(e);
-            }
-        }
-    })
-    .await;
-    if ended.is_err() {
-        tracing::warn!(stage, deadline = ?STAGE_DEADLINE, "Shutdown stage ran past its deadline; aborting it");
-        tasks.shutdown().await;
-    }
+/// Binds `addr` for `what`, with the address it got (port 0 picks one).
+async fn bind(addr: SocketAddr, what: &'static str) -> Result<(TcpListener, SocketAddr), AppError> {
+    let failed = |source| AppError::Listen { what, addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(failed)?;
+    let local = listener.local_addr().map_err(failed)?;
+    Ok((listener, local))
 }
 
 /// Waits up to [`STAGE_DEADLINE`] until the sender has delivered every
@@ -387,19 +344,21 @@ pub struct Running {
     pub agent_addr: Option<SocketAddr>,
     pub orchestrator: Arc<Orchestrator>,
     cancel: CancellationToken,
-    handle: JoinHandle<anyhow::Result<()>>,
+    handle: JoinHandle<Result<(), AppError>>,
 }
 
 impl Running {
     /// Stops everything and waits for it.
-    pub async fn stop(self) -> anyhow::Result<()> {
+    pub async fn stop(self) -> Result<(), AppError> {
         self.cancel.cancel();
-        self.handle.await.context("orchestrator task panicked")?
+        self.wait().await
     }
 
     /// Waits until `cancel` fires (or a part fails).
-    pub async fn wait(self) -> anyhow::Result<()> {
-        self.handle.await.context("orchestrator task panicked")?
+    pub async fn wait(self) -> Result<(), AppError> {
+        self.handle
+            .await
+            .map_err(|e| Stopped::new("orchestrator", e))?
     }
 }
 
@@ -409,7 +368,7 @@ pub async fn start(
     config: RuntimeConfig,
     ssh: Arc<dyn Executor>,
     cancel: CancellationToken,
-) -> anyhow::Result<Running> {
+) -> Result<Running, AppError> {
     let app = Application::build(config, ssh).await?;
     let (addr, agent_addr, orchestrator) = (app.addr(), app.agent_addr(), app.orchestrator());
     let handle = tokio::spawn(app.run_until_stopped(cancel.clone()));
