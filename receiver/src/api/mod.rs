@@ -6,11 +6,12 @@ mod reports;
 
 use std::sync::Arc;
 
-use axum::Extension;
 use axum::Json;
 use axum::Router;
+use axum::extract::FromRequestParts;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -20,7 +21,7 @@ use sextant_kit::serve::Peer;
 use sextant_model::{ErrorBody, HostSummary, Page, Rollout, TargetState, UnixNanos};
 
 use crate::auth::{AuthError, Principal, Scope};
-use crate::read::{ApiState, ParamError, source_filter};
+use crate::read::{ApiState, ParamError};
 use crate::store::{ListQuery, StateQuery};
 
 /// The OpenAPI document's frame; the paths come from the handlers.
@@ -168,29 +169,69 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
-/// Authenticates an API caller for reading, then takes one request from
-/// its tenant's rate limit.
-/// The caller of a read: a token with `read` or, without one, a client
-/// certificate `[[client_certs]]` maps with `read` (mTLS).
-pub(crate) fn reader(
-    state: &ApiState,
-    headers: &HeaderMap,
-    peer: Option<&Extension<Peer>>,
-) -> Result<Principal, ApiError> {
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let principal = state
-        .auth
-        .check_request(authorization, peer.map(|p| &p.0), Scope::Read)?;
-    state
-        .rate_limit
-        .check(&principal.tenant)
-        .map_err(|limited| {
-            ApiError::rate_limited(&principal.tenant, &state.rate_limit.describe(), limited)
-        })?;
-    Ok(principal)
+/// The caller of a read endpoint: authenticated with the `read` scope and
+/// within its tenant's rate limit. Extracting it answers 401, 403 or 429.
+pub(crate) struct Reader(pub(crate) Principal);
+
+impl FromRequestParts<ApiState> for Reader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let authorization = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let peer = parts.extensions.get::<Peer>();
+        let principal = state.auth.check_request(authorization, peer, Scope::Read)?;
+        state
+            .rate_limit
+            .check(&principal.tenant)
+            .map_err(|limited| {
+                ApiError::rate_limited(&principal.tenant, &state.rate_limit.describe(), limited)
+            })?;
+        Ok(Self(principal))
+    }
 }
+
+/// The error answers every read endpoint may give, for the OpenAPI
+/// document: `responses((status = 200, ...), ReadErrors)`.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // a description, never built
+pub(crate) enum ReadErrors {
+    #[response(status = 400, description = "Invalid query")]
+    InvalidQuery(ErrorBody),
+    #[response(status = 401, description = "Missing or unknown token")]
+    Unauthenticated(ErrorBody),
+    #[response(status = 403, description = "Token lacks the `read` scope")]
+    Forbidden(ErrorBody),
+    #[response(
+        status = 429,
+        description = "Over the tenant's rate limit: retry after `Retry-After` seconds"
+    )]
+    RateLimited(ErrorBody),
+    #[response(status = 503, description = "The hub store is unavailable")]
+    Unavailable(ErrorBody),
+}
+
+/// The [`StateQuery`] of a request's filters: `$p` has the fields
+/// `workspace`, `application`, `workload`, `environment`, `target`,
+/// `source` and `reconciler`. Evaluates to `Result<StateQuery, ApiError>`.
+macro_rules! state_query {
+    ($p:expr) => {
+        $crate::read::source_filter($p.source.as_deref(), $p.reconciler).map(|source| {
+            $crate::store::StateQuery {
+                source,
+                workspace: $p.workspace,
+                application: $p.application,
+                workload: $p.workload,
+                environment: $p.environment,
+                target: $p.target,
+                workloads: None,
+            }
+        })
+    };
+}
+pub(crate) use state_query;
 
 /// Filters of `GET /api/v1/state`.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -217,31 +258,17 @@ struct StateParams {
     params(StateParams),
     responses(
         (status = 200, description = "OK", body = Vec<TargetState>),
-        (status = 400, description = "Invalid query", body = ErrorBody),
-        (status = 401, description = "Missing or unknown token", body = ErrorBody),
-        (status = 403, description = "Token lacks the `read` scope", body = ErrorBody),
-        (status = 429, description = "Over the tenant's rate limit: retry after `Retry-After` seconds", body = ErrorBody),
-        (status = 503, description = "The hub store is unavailable", body = ErrorBody),
+        ReadErrors,
     ),
     security((), ("bearer" = []))
 )]
 async fn state_handler(
     State(state): State<ApiState>,
-    peer: Option<Extension<Peer>>,
-    headers: HeaderMap,
+    Reader(principal): Reader,
     params: Result<Query<StateParams>, QueryRejection>,
 ) -> Result<Json<Vec<TargetState>>, ApiError> {
-    let principal = reader(&state, &headers, peer.as_ref())?;
     let Query(p) = params?;
-    let query = StateQuery {
-        source: source_filter(p.source.as_deref(), p.reconciler)?,
-        workspace: p.workspace,
-        application: p.application,
-        workload: p.workload,
-        environment: p.environment,
-        target: p.target,
-        workloads: None,
-    };
+    let query = state_query!(p)?;
     Ok(Json(state.store.state(&principal.tenant, &query).await?))
 }
 
@@ -307,33 +334,19 @@ pub(crate) fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
     params(HostsParams),
     responses(
         (status = 200, description = "OK", body = Page<HostSummary>),
-        (status = 400, description = "Invalid query", body = ErrorBody),
-        (status = 401, description = "Missing or unknown token", body = ErrorBody),
-        (status = 403, description = "Token lacks the `read` scope", body = ErrorBody),
-        (status = 429, description = "Over the tenant's rate limit: retry after `Retry-After` seconds", body = ErrorBody),
-        (status = 503, description = "The hub store is unavailable", body = ErrorBody),
+        ReadErrors,
     ),
     security((), ("bearer" = []))
 )]
 async fn hosts_handler(
     State(state): State<ApiState>,
-    peer: Option<Extension<Peer>>,
-    headers: HeaderMap,
+    Reader(principal): Reader,
     params: Result<Query<HostsParams>, QueryRejection>,
 ) -> Result<Json<Page<HostSummary>>, ApiError> {
-    let principal = reader(&state, &headers, peer.as_ref())?;
     let Query(p) = params?;
     let limit = page_limit(p.limit)?;
     let query = ListQuery {
-        filter: StateQuery {
-            source: source_filter(p.source.as_deref(), p.reconciler)?,
-            workspace: p.workspace,
-            application: p.application,
-            workload: p.workload,
-            environment: p.environment,
-            target: p.target,
-            workloads: None,
-        },
+        filter: state_query!(p)?,
         host: p.host,
         after: p.cursor.as_deref().map(decode_cursor).transpose()?,
         // One more than asked tells whether there is a next page.
@@ -388,21 +401,15 @@ struct RolloutParams {
     responses(
         (status = 200, description = "OK", body = Rollout),
         (status = 404, description = "No such workload in the environment", body = ErrorBody),
-        (status = 400, description = "Invalid query", body = ErrorBody),
-        (status = 401, description = "Missing or unknown token", body = ErrorBody),
-        (status = 403, description = "Token lacks the `read` scope", body = ErrorBody),
-        (status = 429, description = "Over the tenant's rate limit: retry after `Retry-After` seconds", body = ErrorBody),
-        (status = 503, description = "The hub store is unavailable", body = ErrorBody),
+        ReadErrors,
     ),
     security((), ("bearer" = []))
 )]
 async fn rollout_handler(
     State(state): State<ApiState>,
-    peer: Option<Extension<Peer>>,
-    headers: HeaderMap,
+    Reader(principal): Reader,
     params: Result<Query<RolloutParams>, QueryRejection>,
 ) -> Result<Json<Rollout>, ApiError> {
-    let principal = reader(&state, &headers, peer.as_ref())?;
     let Query(p) = params?;
     let query = StateQuery {
         workspace: p.workspace,

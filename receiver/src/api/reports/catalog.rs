@@ -1,20 +1,17 @@
 //! The catalog lists: `GET /api/v1/environments`, `/applications`,
 //! `/workloads` and `/targets`, one page each.
 
-use axum::Extension;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
 use serde::Deserialize;
-use sextant_kit::serve::Peer;
 use sextant_model::{
-    ApplicationItem, EnvironmentItem, ErrorBody, Page, TargetItem, TargetRef, WorkloadItem,
-    order_environments,
+    ApplicationItem, EnvironmentItem, Page, TargetItem, TargetRef, WorkloadItem, order_environments,
 };
 
 use super::{decode_cursor, encode_cursor, invalid};
-use crate::api::{ApiError, page_limit, reader};
+use crate::api::{ApiError, ReadErrors, Reader, page_limit};
+use crate::auth::Principal;
 use crate::read::ApiState;
 use crate::store::{CatalogKind, CatalogQuery, CatalogRow, SourceFilter, StateQuery};
 
@@ -36,12 +33,10 @@ pub(crate) struct ListParams {
 /// Reads one page of a catalog list: the rows and the next cursor.
 async fn catalog_page(
     state: &ApiState,
-    headers: &HeaderMap,
-    peer: Option<&Extension<Peer>>,
+    principal: &Principal,
     kind: CatalogKind,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<(Vec<CatalogRow>, Option<String>), ApiError> {
-    let principal = reader(state, headers, peer)?;
     let Query(p) = params?;
     let limit = page_limit(p.limit)?;
     let after: Option<Vec<String>> = p.cursor.as_deref().map(decode_cursor).transpose()?;
@@ -105,28 +100,17 @@ fn split<const N: usize>(row: CatalogRow) -> Option<([String; N], Vec<i64>)> {
     params(ListParams),
     responses(
         (status = 200, description = "OK", body = Page<EnvironmentItem>),
-        (status = 400, description = "Invalid query", body = ErrorBody),
-        (status = 401, description = "Missing or unknown token", body = ErrorBody),
-        (status = 403, description = "Token lacks the `read` scope", body = ErrorBody),
-        (status = 429, description = "Over the tenant's rate limit: retry after `Retry-After` seconds", body = ErrorBody),
-        (status = 503, description = "The hub store is unavailable", body = ErrorBody),
+        ReadErrors,
     ),
     security((), ("bearer" = []))
 )]
 pub(crate) async fn environments(
     State(state): State<ApiState>,
-    peer: Option<Extension<Peer>>,
-    headers: HeaderMap,
+    Reader(principal): Reader,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<Page<EnvironmentItem>>, ApiError> {
-    let (rows, next_cursor) = catalog_page(
-        &state,
-        &headers,
-        peer.as_ref(),
-        CatalogKind::Environments,
-        params,
-    )
-    .await?;
+    let (rows, next_cursor) =
+        catalog_page(&state, &principal, CatalogKind::Environments, params).await?;
     let items = rows
         .into_iter()
         .filter_map(split)
@@ -147,28 +131,17 @@ pub(crate) async fn environments(
     params(ListParams),
     responses(
         (status = 200, description = "OK", body = Page<ApplicationItem>),
-        (status = 400, description = "Invalid query", body = ErrorBody),
-        (status = 401, description = "Missing or unknown token", body = ErrorBody),
-        (status = 403, description = "Token lacks the `read` scope", body = ErrorBody),
-        (status = 429, description = "Over the tenant's rate limit: retry after `Retry-After` seconds", body = ErrorBody),
-        (status = 503, description = "The hub store is unavailable", body = ErrorBody),
+        ReadErrors,
     ),
     security((), ("bearer" = []))
 )]
 pub(crate) async fn applications(
     State(state): State<ApiState>,
-    peer: Option<Extension<Peer>>,
-    headers: HeaderMap,
+    Reader(principal): Reader,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<Page<ApplicationItem>>, ApiError> {
-    let (rows, next_cursor) = catalog_page(
-        &state,
-        &headers,
-        peer.as_ref(),
-        CatalogKind::Applications,
-        params,
-    )
-    .await?;
+    let (rows, next_cursor) =
+        catalog_page(&state, &principal, CatalogKind::Applications, params).await?;
     let items = rows
         .into_iter()
         .filter_map(split)
@@ -189,28 +162,17 @@ pub(crate) async fn applications(
     params(ListParams),
     responses(
         (status = 200, description = "OK", body = Page<WorkloadItem>),
-        (status = 400, description = "Invalid query", body = ErrorBody),
-        (status = 401, description = "Missing or unknown token", body = ErrorBody),
-        (status = 403, description = "Token lacks the `read` scope", body = ErrorBody),
-        (status = 429, description = "Over the tenant's rate limit: retry after `Retry-After` seconds", body = ErrorBody),
-        (status = 503, description = "The hub store is unavailable", body = ErrorBody),
+        ReadErrors,
     ),
     security((), ("bearer" = []))
 )]
 pub(crate) async fn workloads(
     State(state): State<ApiState>,
-    peer: Option<Extension<Peer>>,
-    headers: HeaderMap,
+    Reader(principal): Reader,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<Page<WorkloadItem>>, ApiError> {
-    let (rows, next_cursor) = catalog_page(
-        &state,
-        &headers,
-        peer.as_ref(),
-        CatalogKind::Workloads,
-        params,
-    )
-    .await?;
+    let (rows, next_cursor) =
+        catalog_page(&state, &principal, CatalogKind::Workloads, params).await?;
     let items = rows
         .into_iter()
         .filter_map(split)
@@ -233,28 +195,17 @@ pub(crate) async fn workloads(
     params(ListParams),
     responses(
         (status = 200, description = "OK", body = Page<TargetItem>),
-        (status = 400, description = "Invalid query", body = ErrorBody),
-        (status = 401, description = "Missing or unknown token", body = ErrorBody),
-        (status = 403, description = "Token lacks the `read` scope", body = ErrorBody),
-        (status = 429, description = "Over the tenant's rate limit: retry after `Retry-After` seconds", body = ErrorBody),
-        (status = 503, description = "The hub store is unavailable", body = ErrorBody),
+        ReadErrors,
     ),
     security((), ("bearer" = []))
 )]
 pub(crate) async fn targets(
     State(state): State<ApiState>,
-    peer: Option<Extension<Peer>>,
-    headers: HeaderMap,
+    Reader(principal): Reader,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<Page<TargetItem>>, ApiError> {
-    let (rows, next_cursor) = catalog_page(
-        &state,
-        &headers,
-        peer.as_ref(),
-        CatalogKind::Targets,
-        params,
-    )
-    .await?;
+    let (rows, next_cursor) =
+        catalog_page(&state, &principal, CatalogKind::Targets, params).await?;
     let items = rows
         .into_iter()
         .filter_map(split)

@@ -1,17 +1,14 @@
 //! `GET /api/v1/compare`: environments side by side, a page of workloads
 //! at a time.
 
-use axum::Extension;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Deserialize;
-use sextant_kit::serve::Peer;
 use sextant_model::{Comparison, ErrorBody};
 
 use super::{cache_key, decode_cursor, encode_cursor, invalid, not_found, to_json};
-use crate::api::{ApiError, page_limit, reader};
+use crate::api::{ApiError, ReadErrors, Reader, page_limit};
 use crate::read::{ApiState, cached_json};
 use crate::store::{StateQuery, WorkloadKey};
 
@@ -43,21 +40,15 @@ pub(crate) struct CompareParams {
     responses(
         (status = 200, description = "OK", body = Comparison),
         (status = 404, description = "Unknown environment", body = ErrorBody),
-        (status = 400, description = "Invalid query", body = ErrorBody),
-        (status = 401, description = "Missing or unknown token", body = ErrorBody),
-        (status = 403, description = "Token lacks the `read` scope", body = ErrorBody),
-        (status = 429, description = "Over the tenant's rate limit: retry after `Retry-After` seconds", body = ErrorBody),
-        (status = 503, description = "The hub store is unavailable", body = ErrorBody),
+        ReadErrors,
     ),
     security((), ("bearer" = []))
 )]
 pub(crate) async fn compare(
     State(state): State<ApiState>,
-    peer: Option<Extension<Peer>>,
-    headers: HeaderMap,
+    Reader(principal): Reader,
     params: Result<Query<CompareParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let principal = reader(&state, &headers, peer.as_ref())?;
     let Query(p) = params?;
     let environments: Vec<String> = p
         .environments

@@ -1,18 +1,15 @@
 //! `GET /api/v1/drift`: the rows that differ from desired state, one page.
 
-use axum::Extension;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
 use serde::Deserialize;
-use sextant_kit::serve::Peer;
-use sextant_model::{ErrorBody, HostDeployment, Page};
+use sextant_model::{HostDeployment, Page};
 
 use super::{decode_cursor, paginate};
-use crate::api::{ApiError, page_limit, reader};
-use crate::read::{ApiState, source_filter};
-use crate::store::{CurrentQuery, StateQuery};
+use crate::api::{ApiError, ReadErrors, Reader, page_limit, state_query};
+use crate::read::ApiState;
+use crate::store::CurrentQuery;
 
 /// Parameters of `GET /api/v1/drift`.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -43,33 +40,19 @@ pub(crate) struct DriftParams {
     params(DriftParams),
     responses(
         (status = 200, description = "OK", body = Page<HostDeployment>),
-        (status = 400, description = "Invalid query", body = ErrorBody),
-        (status = 401, description = "Missing or unknown token", body = ErrorBody),
-        (status = 403, description = "Token lacks the `read` scope", body = ErrorBody),
-        (status = 429, description = "Over the tenant's rate limit: retry after `Retry-After` seconds", body = ErrorBody),
-        (status = 503, description = "The hub store is unavailable", body = ErrorBody),
+        ReadErrors,
     ),
     security((), ("bearer" = []))
 )]
 pub(crate) async fn drift(
     State(state): State<ApiState>,
-    peer: Option<Extension<Peer>>,
-    headers: HeaderMap,
+    Reader(principal): Reader,
     params: Result<Query<DriftParams>, QueryRejection>,
 ) -> Result<Json<Page<HostDeployment>>, ApiError> {
-    let principal = reader(&state, &headers, peer.as_ref())?;
     let Query(p) = params?;
     let limit = page_limit(p.limit)?;
     let query = CurrentQuery {
-        filter: StateQuery {
-            source: source_filter(p.source.as_deref(), p.reconciler)?,
-            workspace: p.workspace,
-            application: p.application,
-            workload: p.workload,
-            environment: p.environment,
-            target: p.target,
-            workloads: None,
-        },
+        filter: state_query!(p)?,
         host: p.host,
         drift_only: true,
         stale_before: state.stale_before(),

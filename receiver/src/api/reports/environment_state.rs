@@ -1,17 +1,16 @@
 //! `GET /api/v1/environments/{environment}/state`, whole or a page of
 //! workloads at a time.
 
+use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, Uri, header};
+use axum::http::{HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
 use serde::Deserialize;
-use sextant_kit::serve::Peer;
-use sextant_model::{ErrorBody, TargetSummary};
+use sextant_model::TargetSummary;
 
 use super::{cache_key, decode_cursor, encode_cursor, to_json};
-use crate::api::{ApiError, page_limit, reader};
+use crate::api::{ApiError, ReadErrors, Reader, page_limit};
 use crate::read::{ApiState, cached_json, source_filter};
 use crate::store::{StateQuery, WorkloadKey};
 
@@ -65,23 +64,17 @@ impl TargetFilter {
     responses(
         (status = 200, description = "OK", body = Vec<TargetSummary>,
             headers(("Link" = String, description = "With `limit` or `cursor`, when more workloads remain: `<address of the next page>; rel=\"next\"`"))),
-        (status = 400, description = "Invalid query", body = ErrorBody),
-        (status = 401, description = "Missing or unknown token", body = ErrorBody),
-        (status = 403, description = "Token lacks the `read` scope", body = ErrorBody),
-        (status = 429, description = "Over the tenant's rate limit: retry after `Retry-After` seconds", body = ErrorBody),
-        (status = 503, description = "The hub store is unavailable", body = ErrorBody),
+        ReadErrors,
     ),
     security((), ("bearer" = []))
 )]
 pub(crate) async fn environment_state(
     State(state): State<ApiState>,
-    peer: Option<Extension<Peer>>,
-    headers: HeaderMap,
+    Reader(principal): Reader,
     uri: Uri,
     path: Result<Path<String>, PathRejection>,
     params: Result<Query<TargetFilter>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let principal = reader(&state, &headers, peer.as_ref())?;
     let Path(environment) = path?;
     let Query(mut filter) = params?;
     let paged = filter.limit.is_some() || filter.cursor.is_some();

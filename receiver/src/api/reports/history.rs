@@ -1,19 +1,16 @@
 //! `GET /api/v1/history`: desired assignments and observed changes, one
 //! page.
 
-use axum::Extension;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
 use serde::Deserialize;
-use sextant_kit::serve::Peer;
-use sextant_model::{ErrorBody, HistoryEntry, Page, UnixNanos};
+use sextant_model::{HistoryEntry, Page, UnixNanos};
 
 use super::{decode_cursor, paginate};
-use crate::api::{ApiError, page_limit, reader};
-use crate::read::{ApiState, parse_time, source_filter};
-use crate::store::{HistoryQuery, StateQuery};
+use crate::api::{ApiError, ReadErrors, Reader, page_limit, state_query};
+use crate::read::{ApiState, parse_time};
+use crate::store::HistoryQuery;
 
 /// Parameters of `GET /api/v1/history`.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -48,34 +45,20 @@ pub(crate) struct HistoryParams {
     params(HistoryParams),
     responses(
         (status = 200, description = "OK", body = Page<HistoryEntry>),
-        (status = 400, description = "Invalid query", body = ErrorBody),
-        (status = 401, description = "Missing or unknown token", body = ErrorBody),
-        (status = 403, description = "Token lacks the `read` scope", body = ErrorBody),
-        (status = 429, description = "Over the tenant's rate limit: retry after `Retry-After` seconds", body = ErrorBody),
-        (status = 503, description = "The hub store is unavailable", body = ErrorBody),
+        ReadErrors,
     ),
     security((), ("bearer" = []))
 )]
 pub(crate) async fn history(
     State(state): State<ApiState>,
-    peer: Option<Extension<Peer>>,
-    headers: HeaderMap,
+    Reader(principal): Reader,
     params: Result<Query<HistoryParams>, QueryRejection>,
 ) -> Result<Json<Page<HistoryEntry>>, ApiError> {
-    let principal = reader(&state, &headers, peer.as_ref())?;
     let Query(p) = params?;
     let limit = page_limit(p.limit)?;
     let now = UnixNanos::now();
     let query = HistoryQuery {
-        filter: StateQuery {
-            source: source_filter(p.source.as_deref(), p.reconciler)?,
-            workspace: p.workspace,
-            application: p.application,
-            workload: p.workload,
-            environment: p.environment,
-            target: p.target,
-            workloads: None,
-        },
+        filter: state_query!(p)?,
         host: p.host,
         since: p
             .since

@@ -1,15 +1,13 @@
 //! `GET /api/v1/hosts/{host}`: the host view.
 
+use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
-use axum::{Extension, Json};
 use serde::Deserialize;
-use sextant_kit::serve::Peer;
 use sextant_model::{ErrorBody, HostDeployment, HostDetail};
 
 use super::not_found;
-use crate::api::{ApiError, reader};
+use crate::api::{ApiError, ReadErrors, Reader};
 use crate::read::{ApiState, source_filter};
 use crate::store::{CurrentQuery, StateQuery};
 
@@ -34,22 +32,16 @@ pub(crate) struct HostParams {
     responses(
         (status = 200, description = "OK", body = HostDetail),
         (status = 404, description = "No such host (or none of its rows passes the source filter)", body = ErrorBody),
-        (status = 400, description = "Invalid query", body = ErrorBody),
-        (status = 401, description = "Missing or unknown token", body = ErrorBody),
-        (status = 403, description = "Token lacks the `read` scope", body = ErrorBody),
-        (status = 429, description = "Over the tenant's rate limit: retry after `Retry-After` seconds", body = ErrorBody),
-        (status = 503, description = "The hub store is unavailable", body = ErrorBody),
+        ReadErrors,
     ),
     security((), ("bearer" = []))
 )]
 pub(crate) async fn host(
     State(state): State<ApiState>,
-    peer: Option<Extension<Peer>>,
-    headers: HeaderMap,
+    Reader(principal): Reader,
     path: Result<Path<String>, PathRejection>,
     params: Result<Query<HostParams>, QueryRejection>,
 ) -> Result<Json<HostDetail>, ApiError> {
-    let principal = reader(&state, &headers, peer.as_ref())?;
     let Path(host) = path?;
     let Query(p) = params?;
     let source = source_filter(p.source.as_deref(), p.reconciler)?;
