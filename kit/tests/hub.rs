@@ -12,7 +12,7 @@ use sextant_e2e::{Backend, TestDb};
 use sextant_kit::Secret;
 use sextant_kit::hub::{
     CompareQuery, DriftQuery, Found, HistoryQuery, HostsQuery, HubClient, HubError, PageRequest,
-    RolloutQuery, StateFilter,
+    RolloutQuery, RowFilter, StateFilter,
 };
 use sextant_model::{DeploymentStatus, HistoryEntry, HostsListed, Progress};
 use sextant_receiver::auth::TokenConfig;
@@ -226,8 +226,11 @@ async fn every_endpoint_decodes_into_the_model(backend: Backend) {
     let history = client
         .history(
             &HistoryQuery {
-                workload: Some("checkout".into()),
-                environment: Some("stage".into()),
+                filter: RowFilter {
+                    workload: Some("checkout".into()),
+                    environment: Some("stage".into()),
+                    ..RowFilter::default()
+                },
                 ..HistoryQuery::default()
             },
             &PageRequest::first(50),

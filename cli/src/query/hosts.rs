@@ -2,10 +2,10 @@
 //! changes of a workload) and `hosts` (each host's last report).
 
 use clap::Args;
-use sextant_kit::hub::{HistoryQuery, HostsQuery, PageRequest};
+use sextant_kit::hub::{HistoryQuery, PageRequest, RowFilter};
 use sextant_model::HistoryEntry;
 
-use super::{Hub, HubArgs, Output, SourceArgs, print_json, short_time, table, version_or_revision};
+use super::{FilterArgs, Hub, HubArgs, Output, print_json, short_time, table, version_or_revision};
 
 /// `sextant history --workload W`.
 #[derive(Debug, Args)]
@@ -34,14 +34,16 @@ pub struct HistoryArgs {
 pub async fn history(hub_args: &HubArgs, args: &HistoryArgs) -> anyhow::Result<()> {
     let hub = Hub::new(hub_args)?;
     let query = HistoryQuery {
-        workload: Some(args.workload.clone()),
-        environment: args.environment.clone(),
-        application: args.application.clone(),
-        target: args.target.clone(),
-        host: args.host.clone(),
+        filter: RowFilter {
+            workload: Some(args.workload.clone()),
+            environment: args.environment.clone(),
+            application: args.application.clone(),
+            target: args.target.clone(),
+            host: args.host.clone(),
+            ..RowFilter::default()
+        },
         since: args.since.clone(),
         until: args.until.clone(),
-        ..HistoryQuery::default()
     };
     let page = PageRequest::first(args.limit.clamp(1, PageRequest::MAX_LIMIT));
     let page = hub.ask(hub.client.history(&query, &page)).await?;
@@ -104,28 +106,13 @@ pub async fn history(hub_args: &HubArgs, args: &HistoryArgs) -> anyhow::Result<(
 /// `sextant hosts`.
 #[derive(Debug, Args)]
 pub struct HostsArgs {
-    #[arg(long = "env", short = 'e')]
-    pub environment: Option<String>,
-    #[arg(long)]
-    pub application: Option<String>,
-    #[arg(long)]
-    pub workload: Option<String>,
-    #[arg(long)]
-    pub target: Option<String>,
     #[command(flatten)]
-    pub sources: SourceArgs,
+    pub filter: FilterArgs,
 }
 
 pub async fn hosts(hub_args: &HubArgs, args: &HostsArgs) -> anyhow::Result<()> {
     let hub = Hub::new(hub_args)?;
-    let query = HostsQuery {
-        environment: args.environment.clone(),
-        application: args.application.clone(),
-        workload: args.workload.clone(),
-        target: args.target.clone(),
-        source: args.sources.filter(),
-        ..HostsQuery::default()
-    };
+    let query = args.filter.rows(None);
     let items = hub.ask(hub.client.all_hosts(&query)).await?;
     if hub_args.output == Output::Json {
         return print_json(&items);

@@ -21,7 +21,7 @@ use clap::{Args, ValueEnum};
 use comfy_table::Table;
 use serde::Serialize;
 use sextant_kit::Secret;
-use sextant_kit::hub::{HubClient, HubError, SourceFilter};
+use sextant_kit::hub::{HubClient, HubError, RowFilter, SourceFilter};
 use sextant_model::{Source, UnixNanos};
 
 /// How the hub is reached; shared by every read command.
@@ -165,6 +165,36 @@ pub struct SourceArgs {
     /// Only what the reconciler of this name reports.
     #[arg(long)]
     pub reconciler: Option<String>,
+}
+
+/// The filters `hosts` and `drift` share.
+#[derive(Debug, Args)]
+pub struct FilterArgs {
+    #[arg(long = "env", short = 'e')]
+    pub environment: Option<String>,
+    #[arg(long)]
+    pub application: Option<String>,
+    #[arg(long)]
+    pub workload: Option<String>,
+    #[arg(long)]
+    pub target: Option<String>,
+    #[command(flatten)]
+    pub sources: SourceArgs,
+}
+
+impl FilterArgs {
+    /// The hub's filter of these flags, for rows of `host` when named.
+    fn rows(&self, host: Option<&str>) -> RowFilter {
+        RowFilter {
+            environment: self.environment.clone(),
+            application: self.application.clone(),
+            workload: self.workload.clone(),
+            target: self.target.clone(),
+            host: host.map(str::to_owned),
+            source: self.sources.filter(),
+            workspace: None,
+        }
+    }
 }
 
 /// The hub's sources (`source` in its answers).

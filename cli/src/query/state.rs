@@ -3,10 +3,10 @@
 //! that differ from what was promoted).
 
 use clap::Args;
-use sextant_kit::hub::{CompareQuery, DriftQuery, StateFilter};
+use sextant_kit::hub::{CompareQuery, StateFilter};
 
 use super::{
-    Hub, HubArgs, Output, SourceArgs, print_json, short_time, source_label, table,
+    FilterArgs, Hub, HubArgs, Output, SourceArgs, print_json, short_time, source_label, table,
     version_or_revision,
 };
 
@@ -157,31 +157,15 @@ pub async fn compare(hub_args: &HubArgs, args: &CompareArgs) -> anyhow::Result<(
 /// `sextant drift`.
 #[derive(Debug, Args)]
 pub struct DriftArgs {
-    #[arg(long = "env", short = 'e')]
-    pub environment: Option<String>,
-    #[arg(long)]
-    pub application: Option<String>,
-    #[arg(long)]
-    pub workload: Option<String>,
-    #[arg(long)]
-    pub target: Option<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
     #[arg(long)]
     pub host: Option<String>,
-    #[command(flatten)]
-    pub sources: SourceArgs,
 }
 
 pub async fn drift(hub_args: &HubArgs, args: &DriftArgs) -> anyhow::Result<()> {
     let hub = Hub::new(hub_args)?;
-    let query = DriftQuery {
-        environment: args.environment.clone(),
-        application: args.application.clone(),
-        workload: args.workload.clone(),
-        target: args.target.clone(),
-        host: args.host.clone(),
-        source: args.sources.filter(),
-        ..DriftQuery::default()
-    };
+    let query = args.filter.rows(args.host.as_deref());
     let items = hub.ask(hub.client.all_drift(&query)).await?;
     if hub_args.output == Output::Json {
         return print_json(&items);

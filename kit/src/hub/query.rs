@@ -100,9 +100,10 @@ impl CompareQuery {
     }
 }
 
-/// `GET /api/v1/drift`: every (host, target) off its desired state.
+/// The filters of the hub's lists of rows (drift, history, hosts): each
+/// narrows the rows to one name, and `source` to what some sources report.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DriftQuery {
+pub struct RowFilter {
     pub environment: Option<String>,
     pub application: Option<String>,
     pub workspace: Option<String>,
@@ -112,34 +113,38 @@ pub struct DriftQuery {
     pub source: SourceFilter,
 }
 
-impl DriftQuery {
+impl RowFilter {
     pub(crate) fn pairs(&self, page: &PageRequest) -> Pairs {
         let mut pairs = Pairs::new();
-        push(&mut pairs, "environment", &self.environment);
-        push(&mut pairs, "application", &self.application);
-        push(&mut pairs, "workspace", &self.workspace);
-        push(&mut pairs, "workload", &self.workload);
-        push(&mut pairs, "target", &self.target);
-        push(&mut pairs, "host", &self.host);
-        self.source.push(&mut pairs);
+        self.push_to(&mut pairs);
         page.push_to(&mut pairs);
         pairs
     }
+
+    fn push_to(&self, pairs: &mut Pairs) {
+        push(pairs, "environment", &self.environment);
+        push(pairs, "application", &self.application);
+        push(pairs, "workspace", &self.workspace);
+        push(pairs, "workload", &self.workload);
+        push(pairs, "target", &self.target);
+        push(pairs, "host", &self.host);
+        self.source.push(pairs);
+    }
 }
+
+/// `GET /api/v1/drift`: every (host, target) off its desired state.
+pub type DriftQuery = RowFilter;
+
+/// `GET /api/v1/hosts`: hosts with when they last reported.
+pub type HostsQuery = RowFilter;
 
 /// `GET /api/v1/history`: desired assignments and observed status
 /// changes, newest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HistoryQuery {
-    pub workload: Option<String>,
-    pub environment: Option<String>,
-    pub application: Option<String>,
-    pub workspace: Option<String>,
-    pub target: Option<String>,
-    pub host: Option<String>,
-    /// Observed changes from these sources only (desired assignments are
-    /// always listed).
-    pub source: SourceFilter,
+    /// Its `source` keeps observed changes from those sources only
+    /// (desired assignments are always listed).
+    pub filter: RowFilter,
     /// An RFC 3339 time or a duration back from the hub's now (`30m`,
     /// `12h`, `7d`).
     pub since: Option<String>,
@@ -150,42 +155,9 @@ pub struct HistoryQuery {
 impl HistoryQuery {
     pub(crate) fn pairs(&self, page: &PageRequest) -> Pairs {
         let mut pairs = Pairs::new();
-        push(&mut pairs, "workload", &self.workload);
-        push(&mut pairs, "environment", &self.environment);
-        push(&mut pairs, "application", &self.application);
-        push(&mut pairs, "workspace", &self.workspace);
-        push(&mut pairs, "target", &self.target);
-        push(&mut pairs, "host", &self.host);
-        self.source.push(&mut pairs);
+        self.filter.push_to(&mut pairs);
         push(&mut pairs, "since", &self.since);
         push(&mut pairs, "until", &self.until);
-        page.push_to(&mut pairs);
-        pairs
-    }
-}
-
-/// `GET /api/v1/hosts`: hosts with when they last reported.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HostsQuery {
-    pub environment: Option<String>,
-    pub application: Option<String>,
-    pub workspace: Option<String>,
-    pub workload: Option<String>,
-    pub target: Option<String>,
-    pub host: Option<String>,
-    pub source: SourceFilter,
-}
-
-impl HostsQuery {
-    pub(crate) fn pairs(&self, page: &PageRequest) -> Pairs {
-        let mut pairs = Pairs::new();
-        push(&mut pairs, "environment", &self.environment);
-        push(&mut pairs, "application", &self.application);
-        push(&mut pairs, "workspace", &self.workspace);
-        push(&mut pairs, "workload", &self.workload);
-        push(&mut pairs, "target", &self.target);
-        push(&mut pairs, "host", &self.host);
-        self.source.push(&mut pairs);
         page.push_to(&mut pairs);
         pairs
     }

@@ -50,7 +50,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use sextant_kit::hub::{Found as _, HistoryQuery, HubClient, HubError, PageRequest, RolloutQuery};
+use sextant_kit::hub::{
+    Found as _, HistoryQuery, HubClient, HubError, PageRequest, RolloutQuery, RowFilter,
+};
 use sextant_model::{DeploymentStatus, HistoryEntry, HostsListed, Progress, Rollout, RolloutHost};
 
 use super::{Decision, GateContext, human};
@@ -276,10 +278,13 @@ async fn component(
         )));
     }
     let history = HistoryQuery {
-        workload: Some(workload.to_owned()),
-        environment: Some(environment.to_owned()),
-        application: Some(application.to_owned()),
-        workspace: Some(workspace.to_owned()),
+        filter: RowFilter {
+            workload: Some(workload.to_owned()),
+            environment: Some(environment.to_owned()),
+            application: Some(application.to_owned()),
+            workspace: Some(workspace.to_owned()),
+            ..RowFilter::default()
+        },
         ..HistoryQuery::default()
     };
     let since = healthy_since(hub, &history, digest, &rollout, threshold, now).await?;
