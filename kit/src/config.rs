@@ -75,8 +75,8 @@ impl From<figment::Error> for ConfigError {
 }
 
 /// The layers of one service's settings, merged in the order they are
-/// added: call [`Layers::file`], [`Layers::env`] and [`Layers::flags`] in
-/// that order.
+/// added: call [`Layers::file`], [`Layers::env`] or [`Layers::env_vars`],
+/// and [`Layers::flags`] in that order.
 #[derive(Clone)]
 #[must_use]
 pub struct Layers {

@@ -161,8 +161,8 @@ pub fn env_help(vars: &'static [EnvVar]) -> impl FnMut(clap::Arg) -> clap::Arg {
 struct Read {
     name: &'static str,
     key: &'static str,
-    /// The value, or why the text could not be read.
-    value: Result<Value, String>,
+    /// The value; `None` when the text is not valid UTF-8.
+    value: Option<Value>,
 }
 
 /// The provider of [`Layers::env_vars`](super::Layers::env_vars): the
@@ -182,8 +182,8 @@ impl EnvVars {
                 // specification has it for its own.
                 let text = env(v.name).filter(|value| !value.is_empty())?;
                 let value = match text.into_string() {
-                    Ok(text) => value(v.kind, &text).map(Ok)?,
-                    Err(_) => Err("not valid UTF-8".to_owned()),
+                    Ok(text) => Some(value(v.kind, &text)?),
+                    Err(_) => None,
                 };
                 Some(Read {
                     name: v.name,
@@ -238,10 +238,12 @@ impl Provider for EnvVars {
     fn data(&self) -> Result<Map<Profile, Dict>, Error> {
         let mut dict = Dict::new();
         for read in &self.read {
-            let value = read
-                .value
-                .clone()
-                .map_err(|problem| Error::from(format!("{}: {problem}", read.name)))?;
+            let value = read.value.clone().ok_or_else(|| {
+                Error::from(format!(
+                    "environment variable {}: not valid UTF-8",
+                    read.name
+                ))
+            })?;
             insert(&mut dict, read.key, value);
         }
         Ok(Profile::Default.collect(dict))

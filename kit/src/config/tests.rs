@@ -265,6 +265,17 @@ fn a_bad_variable_is_named_and_a_secret_never_shown() {
         let err = service(&[(name, value)]).unwrap_err().to_string();
         assert!(err.contains(name), "{err}");
     }
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStringExt as _;
+        let not_utf8 = |name: &str| (name == "KT_LEASE").then(|| OsString::from_vec(vec![0xff]));
+        let err = Layers::new(Service::default())
+            .env_vars(VARS, not_utf8)
+            .load::<Service>()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("KT_LEASE") && err.contains("UTF-8"), "{err}");
+    }
     let layers = Layers::new(Service::default()).env_vars(VARS, fixed_env(&[("KT_TOKEN", token)]));
     assert!(!format!("{layers:?}").contains(token), "{layers:?}");
 }
