@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use std::ffi::OsString;
 
+use sextant_kit::Secret;
 use sextant_kit::config::{Layers, file_path, process_env};
 
 pub use args::{AgentArgs, ENV};
@@ -41,7 +42,8 @@ pub struct AgentConfig {
     pub watch_labels: Vec<String>,
     pub otlp_endpoints: Vec<String>,
     pub protocol: Protocol,
-    pub token: Option<String>,
+    /// Bearer token for the OTLP endpoints (`Debug` shows `***`).
+    pub token: Option<Secret>,
     pub gzip: bool,
     /// Extra CA for `https://` endpoints.
     pub ca_file: Option<PathBuf>,
@@ -57,7 +59,8 @@ pub struct AgentConfig {
     /// TLS of `https://` orchestrator endpoints: CA file, client
     /// certificate and key.
     pub orchestrator_tls: sextant_exporters::sender::TlsConfig,
-    pub registration_token: Option<String>,
+    /// One-time registration token (`Debug` shows `***`).
+    pub registration_token: Option<Secret>,
     pub dry_run: bool,
     pub listen: SocketAddr,
 }

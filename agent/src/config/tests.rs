@@ -361,7 +361,12 @@ fn the_token_comes_from_the_flag_then_the_headers_then_the_file() {
     std::fs::write(&path, "otlp_token = \"from-file\"\n").expect("write");
     let mut a = args();
     a.config = Some(path);
-    let token = |a: &AgentArgs| a.resolve_in(no_env).expect("valid").token;
+    let token = |a: &AgentArgs| {
+        a.resolve_in(no_env)
+            .expect("valid")
+            .token
+            .map(|t| t.expose().to_owned())
+    };
     assert_eq!(token(&a).as_deref(), Some("from-file"));
     a.otlp_headers = Some("x-tenant=a,authorization=Bearer%20from-headers".into());
     assert_eq!(token(&a).as_deref(), Some("from-headers"));
@@ -438,16 +443,27 @@ fn each_kind_of_variable_keeps_its_meaning() {
     assert_eq!(c.resync, Duration::from_secs(90), "plain seconds");
     assert_eq!(c.listen, "0.0.0.0:9999".parse().unwrap());
     assert_eq!(c.orchestrator, ["http://o1:8082", "http://o2:8082"]);
-    assert_eq!(c.registration_token.as_deref(), Some("0123"), "text");
+    assert_eq!(
+        c.registration_token.as_ref().map(Secret::expose),
+        Some("0123"),
+        "text"
+    );
+    assert!(
+        !format!("{c:?}").contains("0123"),
+        "no secret in Debug: {c:?}"
+    );
 
     let headers = (
         "OTEL_EXPORTER_OTLP_HEADERS",
         "authorization=Bearer%20h-token",
     );
-    assert_eq!(with(&[headers]).unwrap().token.as_deref(), Some("h-token"));
+    assert_eq!(
+        with(&[headers]).unwrap().token.as_ref().map(Secret::expose),
+        Some("h-token")
+    );
     let c = with(&[headers, ("SEXTANT_OTLP_TOKEN", "12345")]).unwrap();
     assert_eq!(
-        c.token.as_deref(),
+        c.token.as_ref().map(Secret::expose),
         Some("12345"),
         "the token's own variable"
     );
