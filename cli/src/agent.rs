@@ -1,11 +1,13 @@
 //! `sextant agent …`: the agent's commands. Today `deploy`, which runs one
 //! task through the local Docker engine with the agent's executor.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{ArgGroup, Args, Subcommand};
+use serde::{Deserialize, Serialize};
 use sextant_agent::executor::{Executor, ExecutorConfig, TaskEvent, TaskOutcome, TaskStatus};
+use sextant_kit::config::{EnvVar, Layers, env_help, process_env};
 use sextant_protocol::deploy::{ComposeLock, DeploySpec};
 
 /// The `sextant agent` subcommands.
@@ -21,9 +23,15 @@ pub enum AgentCommand {
     Deploy(DeployArgs),
 }
 
+/// The variable of `sextant agent deploy`: the data directory, as the
+/// agent's. (`DOCKER_HOST` is read where Docker is dialled, as Docker's
+/// own clients read it.)
+const DEPLOY_ENV: &[EnvVar] = &[EnvVar::text("SEXTANT_DATA_DIR", "data_dir")];
+
 /// Settings of `sextant agent deploy`.
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("task").required(true).args(["spec", "compose_lock"])))]
+#[command(mut_args = env_help(DEPLOY_ENV))]
 pub struct DeployArgs {
     /// A deploy spec, YAML or JSON (see docs/agent.md).
     #[arg(long, value_name = "FILE")]
@@ -31,15 +39,50 @@ pub struct DeployArgs {
     /// A compose-lock file, YAML (see docs/agent.md).
     #[arg(long, value_name = "FILE")]
     compose_lock: Option<PathBuf>,
-    /// Data directory; the task journal is DATA_DIR/tasks.
-    #[arg(long, env = "SEXTANT_DATA_DIR", default_value = ".sextant")]
-    data_dir: PathBuf,
+    /// Data directory; the task journal is DATA_DIR/tasks [default: .sextant]
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
     /// Docker endpoint (unix://…, tcp://…); default DOCKER_HOST, else the local socket.
     #[arg(long)]
     docker_host: Option<String>,
     /// Print events and the outcome as JSON lines.
     #[arg(long)]
     json: bool,
+}
+
+/// The settings of `sextant agent deploy` that have a variable.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeploySettings {
+    data_dir: PathBuf,
+}
+
+/// The flags of [`DeploySettings`]; one left out leaves the variable's.
+#[derive(Serialize)]
+struct DeployFlags<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<&'a Path>,
+}
+
+impl DeployArgs {
+    /// The data directory: the flag, else `SEXTANT_DATA_DIR`, else `.sextant`.
+    fn data_dir(
+        &self,
+        env: impl Fn(&str) -> Option<std::ffi::OsString>,
+    ) -> anyhow::Result<PathBuf> {
+        let defaults = DeploySettings {
+            data_dir: PathBuf::from(".sextant"),
+        };
+        let flags = DeployFlags {
+            data_dir: self.data_dir.as_deref(),
+        };
+        let settings: DeploySettings = Layers::new(defaults)
+            .env_vars(DEPLOY_ENV, env)
+            .flags(&flags)
+            .load()
+            .context("invalid settings")?;
+        Ok(settings.data_dir)
+    }
 }
 
 /// Runs an agent command; returns the exit code.
@@ -84,7 +127,7 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<i32> {
         (None, None) => anyhow::bail!("give --spec FILE or --compose-lock FILE"),
     };
     let executor = Executor::connect(ExecutorConfig {
-        data_dir: args.data_dir.clone(),
+        data_dir: args.data_dir(process_env)?,
         docker_host: args.docker_host.clone(),
     })
     .await?;

@@ -192,3 +192,49 @@ pub(crate) fn banner(text: &str) {
         tracing::debug!(error = %e, "cannot print the banner");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+    use sextant_kit::config::EnvVar;
+
+    use super::Cli;
+
+    /// `sextant ARGS --help`, long form.
+    fn help(path: &[&str]) -> String {
+        let mut command = Cli::command();
+        for name in path {
+            command = command
+                .find_subcommand(name)
+                .unwrap_or_else(|| panic!("no subcommand {name}"))
+                .clone();
+        }
+        command.render_long_help().to_string()
+    }
+
+    fn assert_named(help: &str, vars: &[EnvVar]) {
+        for var in vars {
+            assert!(
+                help.contains(&format!("[env: {}]", var.name)),
+                "{} missing from:\n{help}",
+                var.name
+            );
+        }
+    }
+
+    /// Each variable a service reads is named in its `--help`, from the
+    /// list its settings are read with.
+    #[test]
+    fn help_names_every_environment_variable() {
+        use sextant_orchestrator::config::{AGENT_TLS_ENV, ENV};
+
+        let orchestrator = help(&["orchestrator"]);
+        assert_named(&orchestrator, ENV);
+        assert_named(&orchestrator, AGENT_TLS_ENV);
+        assert_named(&help(&["agent", "run"]), sextant_agent::config::ENV);
+        let up = help(&["up"]);
+        assert_named(&up, crate::up::ENV);
+        assert_named(&up, AGENT_TLS_ENV);
+        assert!(help(&["agent", "deploy"]).contains("[env: SEXTANT_DATA_DIR]"));
+    }
+}

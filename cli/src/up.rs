@@ -7,18 +7,31 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
+use serde::{Deserialize, Serialize};
+use sextant_kit::config::{EnvVar, Layers, env_help, file_path, process_env};
+use sextant_orchestrator::config::{AGENT_TLS_ENV, AgentTlsFiles};
 use sextant_receiver::auth::Scope;
 use sextant_receiver::{Application, HubConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::{banner, demo, orchestrator, stop_on_signal};
 
+/// The variables of `sextant up`'s own settings, beside the hub's
+/// (`HubConfig`'s `SEXTANT_…`, named in the flags' help) and the agent
+/// listener's TLS files ([`AGENT_TLS_ENV`]).
+pub(crate) const ENV: &[EnvVar] = &[
+    EnvVar::file("SEXTANT_CONFIG"),
+    EnvVar::text("SEXTANT_ORCHESTRATOR_ADDR", "orchestrator_addr"),
+    EnvVar::text("SEXTANT_AGENT_LISTEN_ADDR", "agent_addr"),
+];
+
 /// Settings of `sextant up`. Each overrides the config file and the
 /// `SEXTANT_…` environment variable of the same name.
 #[derive(Debug, Args)]
+#[command(mut_args = env_help(ENV))]
 pub struct UpArgs {
     /// TOML config file.
-    #[arg(long, env = "SEXTANT_CONFIG")]
+    #[arg(long)]
     config: Option<PathBuf>,
     /// OTLP/gRPC listen address [env: SEXTANT_OTLP_GRPC_ADDR] [default: 127.0.0.1:4317]
     #[arg(long)]
@@ -50,11 +63,11 @@ pub struct UpArgs {
     tls_client_ca: Option<PathBuf>,
     /// Orchestrator API listen address [default: 127.0.0.1:8081, or port 0
     /// when the API's port is 0]
-    #[arg(long, env = "SEXTANT_ORCHESTRATOR_ADDR")]
+    #[arg(long)]
     orchestrator_addr: Option<SocketAddr>,
     /// Where agents dial the orchestrator (gRPC) [default: 127.0.0.1:8082,
     /// or port 0 when the API's port is 0]
-    #[arg(long, env = "SEXTANT_AGENT_LISTEN_ADDR")]
+    #[arg(long)]
     agent_addr: Option<SocketAddr>,
     #[command(flatten)]
     agent_tls: orchestrator::serve::AgentTlsArgs,
@@ -69,7 +82,8 @@ pub struct UpArgs {
 
 impl UpArgs {
     fn config(&self) -> anyhow::Result<HubConfig> {
-        let mut config = HubConfig::load_with_flags(self.config.as_deref(), &self.flags())
+        let file = file_path(self.config.as_deref(), ENV, process_env);
+        let mut config = HubConfig::load_with_flags(file.as_deref(), &self.flags())
             .context("invalid configuration")?;
         if self.demo && config.environments.is_empty() {
             config.environments = demo::ENVIRONMENTS.map(String::from).to_vec();
@@ -92,6 +106,47 @@ impl UpArgs {
                 client_ca_file: self.tls_client_ca.clone(),
             },
         }
+    }
+}
+
+/// The settings of the orchestrator beside the hub: defaults, then the
+/// variables of [`ENV`] and [`AGENT_TLS_ENV`], then the flags (the hub's
+/// file has no keys for them).
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct OrchestratorSettings {
+    orchestrator_addr: Option<SocketAddr>,
+    agent_addr: Option<SocketAddr>,
+    agent_tls: AgentTlsFiles,
+}
+
+/// The flags of [`OrchestratorSettings`]; a flag left out leaves the
+/// variable in force.
+#[derive(Serialize)]
+struct OrchestratorFlags<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    orchestrator_addr: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agent_addr: Option<SocketAddr>,
+    agent_tls: &'a orchestrator::serve::AgentTlsArgs,
+}
+
+impl UpArgs {
+    fn orchestrator(
+        &self,
+        env: impl Fn(&str) -> Option<std::ffi::OsString>,
+    ) -> anyhow::Result<OrchestratorSettings> {
+        let flags = OrchestratorFlags {
+            orchestrator_addr: self.orchestrator_addr,
+            agent_addr: self.agent_addr,
+            agent_tls: &self.agent_tls,
+        };
+        Layers::new(OrchestratorSettings::default())
+            .env_vars(ENV, &env)
+            .env_vars(AGENT_TLS_ENV, &env)
+            .flags(&flags)
+            .load()
+            .context("invalid orchestrator settings")
     }
 }
 
@@ -125,6 +180,7 @@ struct TlsFlags {
 /// Runs `sextant up` until SIGINT or SIGTERM.
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let config = args.config()?;
+    let settings = args.orchestrator(process_env)?;
     let mut app = Application::build(&config).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone())?);
@@ -142,7 +198,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let orchestrator = if args.no_orchestrator {
         None
     } else {
-        let local = local_orchestrator(&args, &config, &app);
+        let local = local_orchestrator(&settings, &config, &app);
         let database = local.database_url.clone();
         let running = orchestrator::serve::start(local, shutdown.clone())
             .await
@@ -157,7 +213,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let beside = orchestrator.as_ref().map(|(running, database)| Beside {
         addr: running.addr,
         agent_addr: running.agent_addr,
-        agent_tls: args.agent_tls.config().is_enabled(),
+        agent_tls: settings.agent_tls.server_tls().is_enabled(),
         database,
     });
     banner(&up_banner(&app, &config, beside));
@@ -182,7 +238,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 /// The orchestrator `sextant up` runs beside the hub: the hub's tokens,
 /// rate limits and listener limits, on the hub's loopback ports' neighbours.
 fn local_orchestrator(
-    args: &UpArgs,
+    args: &OrchestratorSettings,
     config: &HubConfig,
     app: &Application,
 ) -> sextant_orchestrator::app::RuntimeConfig {
@@ -217,7 +273,7 @@ fn local_orchestrator(
     // And the hub's listener limits and /metrics token.
     local.listeners = config.listeners;
     local.metrics_require_token = config.metrics_require_token;
-    local.agent_tls = args.agent_tls.config();
+    local.agent_tls = args.agent_tls.server_tls();
     local
 }
 
@@ -296,4 +352,55 @@ fn hub_token(config: &HubConfig) -> Option<String> {
         .iter()
         .find_map(|scope| config.tokens.iter().find(|t| t.scopes.contains(scope)))
         .map(|t| t.token.expose().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+    use sextant_kit::config::fixed_env;
+
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: UpArgs,
+    }
+
+    fn orchestrator(argv: &[&str], env: &[(&str, &str)]) -> OrchestratorSettings {
+        Cli::parse_from(std::iter::once("up").chain(argv.iter().copied()))
+            .args
+            .orchestrator(fixed_env(env))
+            .expect("valid")
+    }
+
+    #[test]
+    fn the_orchestrators_addresses_come_from_flags_then_variables() {
+        let env = [
+            ("SEXTANT_ORCHESTRATOR_ADDR", "127.0.0.1:9081"),
+            ("SEXTANT_AGENT_LISTEN_ADDR", "0.0.0.0:9082"),
+            ("SEXTANT_AGENT_TLS_CERT_FILE", "/env/agents.pem"),
+        ];
+        let s = orchestrator(&[], &env);
+        assert_eq!(s.orchestrator_addr, Some("127.0.0.1:9081".parse().unwrap()));
+        assert_eq!(s.agent_addr, Some("0.0.0.0:9082".parse().unwrap()));
+        assert_eq!(s.agent_tls.cert_file, Some("/env/agents.pem".into()));
+        let s = orchestrator(
+            &[
+                "--orchestrator-addr=127.0.0.1:7081",
+                "--agent-tls-cert=/flag/agents.pem",
+            ],
+            &env,
+        );
+        assert_eq!(s.orchestrator_addr, Some("127.0.0.1:7081".parse().unwrap()));
+        assert_eq!(s.agent_addr, Some("0.0.0.0:9082".parse().unwrap()), "kept");
+        assert_eq!(s.agent_tls.cert_file, Some("/flag/agents.pem".into()));
+        let s = orchestrator(&[], &[]);
+        assert_eq!((s.orchestrator_addr, s.agent_addr), (None, None));
+
+        let bad = [("SEXTANT_ORCHESTRATOR_ADDR", "localhost")];
+        let e = Cli::parse_from(["up"]).args.orchestrator(fixed_env(&bad));
+        let e = format!("{:#}", e.unwrap_err());
+        assert!(e.contains("SEXTANT_ORCHESTRATOR_ADDR"), "{e}");
+    }
 }

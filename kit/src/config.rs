@@ -30,18 +30,31 @@
 //! ```
 //!
 //! Environment variables are read only for the keys a service names, so a
-//! stray `SEXTANT_…` meant for another service is never an error; `__`
-//! nests (`SEXTANT_RATE_LIMITS__API__BURST` is `rate_limits.api.burst`).
+//! stray `SEXTANT_…` meant for another service is never an error. Either
+//! as a prefix and keys ([`Layers::env`]; `__` nests:
+//! `SEXTANT_RATE_LIMITS__API__BURST` is `rate_limits.api.burst`), or as a
+//! list of variables by name, each with the key it sets and how its text is
+//! read ([`Layers::env_vars`], for names such as `DOCKER_HOST` or
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` that no prefix covers); [`env_help`] puts
+//! the same names into `--help`.
 //! A file key the settings do not know is an error when the settings
 //! `deny_unknown_fields`, and every error names the key and the layer it
 //! came from.
 
+mod env_vars;
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
+mod tests;
+
+use std::ffi::OsString;
 use std::path::Path;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+pub use env_vars::{EnvVar, Kind, env_help, file_path, fixed_env, process_env};
 
 /// Settings that could not be read: which key, from which layer, and why.
 #[derive(Debug, thiserror::Error)]
@@ -62,12 +75,21 @@ impl From<figment::Error> for ConfigError {
 }
 
 /// The layers of one service's settings, merged in the order they are
-/// added: call [`Layers::file`], [`Layers::env`] and [`Layers::flags`] in
-/// that order.
-#[derive(Debug, Clone)]
+/// added: call [`Layers::file`], [`Layers::env`] or [`Layers::env_vars`],
+/// and [`Layers::flags`] in that order.
+#[derive(Clone)]
 #[must_use]
 pub struct Layers {
     figment: Figment,
+}
+
+/// The layers' names only: their values may hold secrets.
+impl std::fmt::Debug for Layers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.figment.metadata().map(|m| &m.name))
+            .finish()
+    }
 }
 
 impl Layers {
@@ -96,6 +118,15 @@ impl Layers {
         self
     }
 
+    /// Merges the variables of `vars` that `env` has (a service passes
+    /// [`process_env`], a test [`fixed_env`]), each under its key and read
+    /// as its [`Kind`] says; an empty variable is unset. Errors name the
+    /// variable.
+    pub fn env_vars(mut self, vars: &[EnvVar], env: impl Fn(&str) -> Option<OsString>) -> Self {
+        self.figment = self.figment.merge(env_vars::EnvVars::read(vars, env));
+        self
+    }
+
     /// Merges what the command line gave: `flags` serializes only the
     /// flags that were set (skip `None` fields), so an absent flag leaves
     /// the file and the environment in force.
@@ -115,130 +146,4 @@ impl Layers {
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde passes a reference
 pub fn is_false(b: &bool) -> bool {
     !b
-}
-
-#[cfg(test)]
-#[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
-mod tests {
-    use std::collections::BTreeMap;
-
-    use serde::Deserialize;
-
-    use super::*;
-
-    #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
-    #[serde(default, deny_unknown_fields)]
-    struct Settings {
-        listen: String,
-        retries: u32,
-        nested: Nested,
-        labels: BTreeMap<String, String>,
-    }
-
-    #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
-    #[serde(default, deny_unknown_fields)]
-    struct Nested {
-        burst: u32,
-    }
-
-    #[derive(Default, Serialize)]
-    struct Flags {
-        #[serde(skip_serializing_if = "Option::is_none")]
-        retries: Option<u32>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        listen: Option<String>,
-    }
-
-    const KEYS: &[&str] = &["listen", "retries", "nested.burst"];
-
-    fn defaults() -> Settings {
-        Settings {
-            listen: "127.0.0.1:1".into(),
-            retries: 1,
-            ..Settings::default()
-        }
-    }
-
-    #[test]
-    fn each_layer_overrides_the_one_before() {
-        figment::Jail::expect_with(|jail| {
-            jail.create_file(
-                "s.toml",
-                "listen = \"file:2\"\nretries = 2\n[nested]\nburst = 2\n[labels]\nteam = \"a\"",
-            )?;
-            jail.set_env("KITTEST_RETRIES", "3");
-            jail.set_env("KITTEST_NESTED__BURST", "3");
-            jail.set_env("KITTEST_LABELS", "{other=\"b\"}"); // not in KEYS: ignored
-            let flags = Flags {
-                retries: Some(4),
-                listen: None,
-            };
-            let s: Settings = Layers::new(defaults())
-                .file(Some(Path::new("s.toml")))
-                .env("KITTEST_", KEYS)
-                .flags(&flags)
-                .load()
-                .map_err(|e| e.to_string())?;
-            assert_eq!(s.listen, "file:2", "no flag or variable: the file's");
-            assert_eq!(s.nested.burst, 3, "the variable over the file");
-            assert_eq!(s.retries, 4, "the flag over the variable");
-            assert_eq!(s.labels, BTreeMap::from([("team".into(), "a".into())]));
-            Ok(())
-        });
-    }
-
-    #[test]
-    fn no_file_and_no_flags_keep_the_defaults() {
-        figment::Jail::expect_with(|_| {
-            let s: Settings = Layers::new(defaults())
-                .file(None)
-                .env("KITTEST_", KEYS)
-                .flags(&Flags::default())
-                .load()
-                .map_err(|e| e.to_string())?;
-            assert_eq!(s, defaults());
-            Ok(())
-        });
-    }
-
-    #[test]
-    fn errors_name_the_key_and_the_layer() {
-        figment::Jail::expect_with(|jail| {
-            jail.create_file("s.toml", "retries = \"many\"")?;
-            let err = Layers::new(defaults())
-                .file(Some(Path::new("s.toml")))
-                .load::<Settings>()
-                .unwrap_err()
-                .to_string();
-            assert!(err.contains("retries"), "{err}");
-            assert!(err.contains("s.toml"), "{err}");
-
-            jail.create_file("u.toml", "retires = 2")?;
-            let err = Layers::new(defaults())
-                .file(Some(Path::new("u.toml")))
-                .load::<Settings>()
-                .unwrap_err()
-                .to_string();
-            assert!(err.contains("retires"), "an unknown key is named: {err}");
-
-            jail.set_env("KITTEST_RETRIES", "-1");
-            let err = Layers::new(defaults())
-                .env("KITTEST_", KEYS)
-                .load::<Settings>()
-                .unwrap_err()
-                .to_string();
-            assert!(err.contains("RETRIES") && err.contains("KITTEST_"), "{err}");
-
-            let err = Layers::new(defaults())
-                .file(Some(Path::new("missing.toml")))
-                .load::<Settings>()
-                .unwrap_err()
-                .to_string();
-            assert!(
-                err.contains("missing.toml"),
-                "a missing file is an error: {err}"
-            );
-            Ok(())
-        });
-    }
 }

@@ -1,8 +1,8 @@
 //! The settings of `sextant orchestrator`, read the way the hub and the
 //! agent read theirs (`sextant_kit::config::Layers`): defaults, then a
-//! TOML file (`--config`), then the command line. Each flag also reads the
-//! environment variable it names (clap), so a variable counts as a flag:
-//! it overrides the file, and a flag overrides it.
+//! TOML file (`--config` or `SEXTANT_ORCHESTRATOR_CONFIG`), then the
+//! environment variables of [`ENV`] and [`AGENT_TLS_ENV`], then the
+//! command line: a variable overrides the file, and a flag overrides it.
 //!
 //! The file's keys are the flags' long names with `_` for `-`:
 //!
@@ -18,14 +18,55 @@
 //! key_file = "/etc/sextant/agents.key"
 //! ```
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sextant_kit::Secret;
-use sextant_kit::config::{ConfigError, Layers};
+use sextant_kit::config::{ConfigError, EnvVar, Layers, file_path, process_env};
 
 use crate::domain::Span;
+
+/// The environment variables of the settings, each named after its flag
+/// in `--help`; durations are read as `--lease` reads them (`30s`, `1m`,
+/// plain seconds), the insecure registries as a comma-separated list.
+pub const ENV: &[EnvVar] = &[
+    EnvVar::file("SEXTANT_ORCHESTRATOR_CONFIG"),
+    EnvVar::text("SEXTANT_ORCHESTRATOR_ADDR", "listen"),
+    EnvVar::text("SEXTANT_ORCHESTRATOR_DATABASE_URL", "database_url"),
+    EnvVar::text("SEXTANT_DATA_DIR", "data_dir"),
+    EnvVar::text("SEXTANT_HUB_URL", "hub_url"),
+    EnvVar::text("SEXTANT_HUB_OTLP_ENDPOINT", "hub_otlp_endpoint"),
+    EnvVar::text("SEXTANT_HUB_TOKEN", "hub_token"),
+    EnvVar::list("SEXTANT_INSECURE_REGISTRIES", "insecure_registries"),
+    EnvVar::text("SEXTANT_ORCHESTRATOR_TOKENS_FILE", "tokens_file"),
+    EnvVar::text("SEXTANT_ORCHESTRATOR_REPLICA", "replica"),
+    EnvVar::text("SEXTANT_ORCHESTRATOR_LEASE", "lease"),
+    EnvVar::text("SEXTANT_ORCHESTRATOR_POLL", "poll"),
+    EnvVar::text("SEXTANT_AGENT_LISTEN_ADDR", "agent_listen"),
+    EnvVar::text("SEXTANT_AGENT_HEARTBEAT", "agent_heartbeat"),
+    EnvVar::text("SEXTANT_TASK_TIMEOUT", "task_timeout"),
+    EnvVar::text("SEXTANT_REGISTRY_AUTH_FILE", "registry_auth"),
+    EnvVar::parsed("SEXTANT_ORCHESTRATOR_API_RATE_LIMIT", "api_rate_limit"),
+    EnvVar::parsed("SEXTANT_ORCHESTRATOR_API_RATE_BURST", "api_rate_burst"),
+    EnvVar::parsed(
+        "SEXTANT_ORCHESTRATOR_METRICS_REQUIRE_TOKEN",
+        "metrics_require_token",
+    ),
+];
+
+/// The variables of the agent listener's TLS files (`[agent_tls]`), which
+/// `sextant up` reads too.
+pub const AGENT_TLS_ENV: &[EnvVar] = &[
+    EnvVar::text("SEXTANT_AGENT_TLS_CERT_FILE", "agent_tls.cert_file").flag("agent_tls_cert"),
+    EnvVar::text("SEXTANT_AGENT_TLS_KEY_FILE", "agent_tls.key_file").flag("agent_tls_key"),
+    EnvVar::text(
+        "SEXTANT_AGENT_TLS_CLIENT_CA_FILE",
+        "agent_tls.client_ca_file",
+    )
+    .flag("agent_tls_client_ca"),
+];
 
 /// Everything `sextant orchestrator` can be told.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,6 +128,17 @@ pub struct AgentTlsFiles {
     pub client_ca_file: Option<PathBuf>,
 }
 
+impl AgentTlsFiles {
+    /// The listener's TLS settings.
+    pub fn server_tls(&self) -> crate::app::ServerTlsConfig {
+        crate::app::ServerTlsConfig {
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+            client_ca_file: self.client_ca_file.clone(),
+        }
+    }
+}
+
 impl Default for OrchestratorConfig {
     fn default() -> Self {
         Self {
@@ -116,11 +168,28 @@ impl Default for OrchestratorConfig {
 }
 
 impl OrchestratorConfig {
-    /// Defaults, then `file` (if any), then `flags`: the settings the
-    /// command line (or its environment variables) gave, serialized under
-    /// the file's keys with the unset ones left out.
+    /// Defaults, then `file` (else the one `SEXTANT_ORCHESTRATOR_CONFIG`
+    /// names, if any), then the process's environment variables, then
+    /// `flags`: the settings the command line gave, serialized under the
+    /// file's keys with the unset ones left out.
     pub fn load(file: Option<&Path>, flags: &impl Serialize) -> Result<Self, ConfigError> {
-        Layers::new(Self::default()).file(file).flags(flags).load()
+        Self::load_in(file, process_env, flags)
+    }
+
+    /// [`Self::load`] with the variables `env` has (tests pass
+    /// [`sextant_kit::config::fixed_env`]).
+    pub fn load_in(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<OsString>,
+        flags: &impl Serialize,
+    ) -> Result<Self, ConfigError> {
+        let file = file_path(file, ENV, &env);
+        Layers::new(Self::default())
+            .file(file.as_deref())
+            .env_vars(ENV, &env)
+            .env_vars(AGENT_TLS_ENV, &env)
+            .flags(flags)
+            .load()
     }
 }
 
@@ -130,7 +199,14 @@ mod tests {
     use std::collections::BTreeMap;
     use std::time::Duration;
 
+    use sextant_kit::config::fixed_env;
+
     use super::*;
+
+    /// No environment variables at all, whatever the process has.
+    fn no_env(_: &str) -> Option<OsString> {
+        None
+    }
 
     #[derive(Default, Serialize)]
     struct Flags {
@@ -156,7 +232,8 @@ mod tests {
                 "#,
             )?;
             let file = Some(Path::new("orchestrator.toml"));
-            let c = OrchestratorConfig::load(file, &Flags::default()).map_err(|e| e.to_string())?;
+            let c = OrchestratorConfig::load_in(file, no_env, &Flags::default())
+                .map_err(|e| e.to_string())?;
             assert_eq!(c.listen, SocketAddr::from(([0, 0, 0, 0], 9081)));
             assert_eq!(c.lease.0, Duration::from_secs(60));
             assert_eq!(c.poll.0, Duration::from_secs(5));
@@ -172,7 +249,7 @@ mod tests {
                 lease: Some(Span(Duration::from_secs(7))),
                 hub_token: Some("from-a-flag".into()),
             };
-            let c = OrchestratorConfig::load(file, &flags).map_err(|e| e.to_string())?;
+            let c = OrchestratorConfig::load_in(file, no_env, &flags).map_err(|e| e.to_string())?;
             assert_eq!(c.lease.0, Duration::from_secs(7));
             assert_eq!(
                 c.hub_token.as_ref().map(Secret::expose),
@@ -185,7 +262,8 @@ mod tests {
 
     #[test]
     fn no_file_is_the_defaults() {
-        let c = OrchestratorConfig::load(None, &BTreeMap::<String, String>::new()).unwrap();
+        let c =
+            OrchestratorConfig::load_in(None, no_env, &BTreeMap::<String, String>::new()).unwrap();
         assert_eq!(c, OrchestratorConfig::default());
     }
 
@@ -193,16 +271,105 @@ mod tests {
     fn a_wrong_key_or_value_is_named() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("typo.toml", "leese = \"1m\"")?;
-            let err = OrchestratorConfig::load(Some(Path::new("typo.toml")), &Flags::default())
-                .unwrap_err()
-                .to_string();
+            let err = OrchestratorConfig::load_in(
+                Some(Path::new("typo.toml")),
+                no_env,
+                &Flags::default(),
+            )
+            .unwrap_err()
+            .to_string();
             assert!(err.contains("leese"), "{err}");
             jail.create_file("bad.toml", "lease = \"soon\"")?;
-            let err = OrchestratorConfig::load(Some(Path::new("bad.toml")), &Flags::default())
-                .unwrap_err()
-                .to_string();
+            let err =
+                OrchestratorConfig::load_in(Some(Path::new("bad.toml")), no_env, &Flags::default())
+                    .unwrap_err()
+                    .to_string();
             assert!(err.contains("lease") && err.contains("bad.toml"), "{err}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn each_variable_sets_its_setting_as_its_flag_did() {
+        let env = [
+            ("SEXTANT_ORCHESTRATOR_ADDR", "0.0.0.0:9081"),
+            ("SEXTANT_ORCHESTRATOR_LEASE", "30s"),
+            ("SEXTANT_ORCHESTRATOR_POLL", "5"),
+            ("SEXTANT_INSECURE_REGISTRIES", "a:5000,b:5000"),
+            ("SEXTANT_ORCHESTRATOR_METRICS_REQUIRE_TOKEN", "true"),
+            ("SEXTANT_ORCHESTRATOR_API_RATE_LIMIT", "0.5"),
+            ("SEXTANT_ORCHESTRATOR_API_RATE_BURST", "10"),
+            ("SEXTANT_HUB_TOKEN", "12345"),
+            ("SEXTANT_ORCHESTRATOR_REPLICA", "7"),
+            ("SEXTANT_AGENT_TLS_CERT_FILE", "/etc/agents.pem"),
+        ];
+        let c = OrchestratorConfig::load_in(None, fixed_env(&env), &Flags::default()).unwrap();
+        assert_eq!(c.listen, SocketAddr::from(([0, 0, 0, 0], 9081)));
+        assert_eq!(c.lease.0, Duration::from_secs(30), "a duration");
+        assert_eq!(c.poll.0, Duration::from_secs(5), "plain seconds");
+        assert_eq!(c.insecure_registries, ["a:5000", "b:5000"], "a list");
+        assert!(c.metrics_require_token, "a switch");
+        assert!((c.api_rate_limit - 0.5).abs() < f64::EPSILON, "a number");
+        assert_eq!(c.api_rate_burst, 10);
+        assert_eq!(c.hub_token.as_ref().map(Secret::expose), Some("12345"));
+        assert_eq!(c.replica.as_deref(), Some("7"), "text stays text");
+        assert_eq!(
+            c.agent_tls.cert_file,
+            Some(PathBuf::from("/etc/agents.pem"))
+        );
+    }
+
+    #[test]
+    fn a_flag_beats_its_variable_which_beats_the_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("o.toml", "lease = \"1m\"\npoll = \"9s\"\n")?;
+            let file = Some(Path::new("o.toml"));
+            let env = [
+                ("SEXTANT_ORCHESTRATOR_LEASE", "30s"),
+                ("SEXTANT_ORCHESTRATOR_POLL", "3s"),
+            ];
+            let flags = Flags {
+                lease: Some(Span(Duration::from_secs(7))),
+                hub_token: None,
+            };
+            let c = OrchestratorConfig::load_in(file, fixed_env(&env), &flags)
+                .map_err(|e| e.to_string())?;
+            assert_eq!(c.lease.0, Duration::from_secs(7), "the flag");
+            assert_eq!(
+                c.poll.0,
+                Duration::from_secs(3),
+                "the variable over the file"
+            );
+            let c = OrchestratorConfig::load_in(file, no_env, &flags).map_err(|e| e.to_string())?;
+            assert_eq!(c.poll.0, Duration::from_secs(9), "the file");
+
+            jail.create_file("env.toml", "replica = \"from-env-file\"\n")?;
+            let env = [("SEXTANT_ORCHESTRATOR_CONFIG", "env.toml")];
+            let c = OrchestratorConfig::load_in(None, fixed_env(&env), &Flags::default())
+                .map_err(|e| e.to_string())?;
+            assert_eq!(c.replica.as_deref(), Some("from-env-file"));
+            let c = OrchestratorConfig::load_in(file, fixed_env(&env), &Flags::default())
+                .map_err(|e| e.to_string())?;
+            assert_eq!(c.replica, None, "--config over the variable");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_bad_variable_is_named_and_the_token_never_shown() {
+        let secret = "s3cret-0123456789abcdef";
+        for (name, value) in [
+            ("SEXTANT_ORCHESTRATOR_LEASE", "soon"),
+            ("SEXTANT_ORCHESTRATOR_API_RATE_BURST", "many"),
+            ("SEXTANT_ORCHESTRATOR_METRICS_REQUIRE_TOKEN", "1"),
+            ("SEXTANT_ORCHESTRATOR_ADDR", "localhost"),
+        ] {
+            let env = [("SEXTANT_HUB_TOKEN", secret), (name, value)];
+            let err =
+                OrchestratorConfig::load_in(None, fixed_env(&env), &Flags::default()).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains(name), "{text}");
+            assert!(!format!("{text} {err:?}").contains(secret), "{err:?}");
+        }
     }
 }

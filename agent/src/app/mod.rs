@@ -34,7 +34,6 @@ use sextant_exporters::outbox::{Outbox, OutboxConfig};
 use sextant_exporters::sender::{
     self, GrpcConfig, GrpcTransport, HttpConfig, HttpTransport, SenderConfig, TlsConfig,
 };
-use sextant_kit::Secret;
 use sextant_kit::shutdown::Stage;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
@@ -78,7 +77,7 @@ fn transports(config: &AgentConfig) -> Result<Vec<AnyTransport>, AgentError> {
         client_cert: config.client_cert.as_ref().map(|(cert, _)| cert.clone()),
         client_key: config.client_cert.as_ref().map(|(_, key)| key.clone()),
     };
-    let token = config.token.clone().map(Secret::new);
+    let token = config.token.clone();
     config
         .otlp_endpoints
         .iter()
@@ -350,7 +349,10 @@ async fn watch_docker(
     };
     let channel = ChannelConfig {
         endpoints: config.orchestrator.clone(),
-        registration_token: config.registration_token.clone(),
+        registration_token: config
+            .registration_token
+            .as_ref()
+            .map(|t| t.expose().to_owned()),
         name: config.host_name.clone(),
         labels: config.labels.iter().cloned().collect(),
         data_dir: config.data_dir.clone(),

@@ -1,13 +1,13 @@
 //! The agent's settings, read through the shared layered loader
 //! ([`sextant_kit::config::Layers`]): defaults, then an optional TOML file
-//! (`--config`), then the command line.
+//! (`--config` or `SEXTANT_AGENT_CONFIG`), then environment variables,
+//! then the command line.
 //!
-//! Precedence: flag > environment variable > file > default. Each flag
-//! reads its own variable when it is not given (clap's `env`), so the
-//! variables keep their standard names: the OpenTelemetry ones name the
-//! OTLP endpoint, protocol, headers, compression and TLS files; the rest
-//! are `SEXTANT_…` (and `DOCKER_HOST`). [`args`] has the flags, [`settings`]
-//! the file's keys, the defaults and the checks.
+//! Precedence: flag > environment variable > file > default. The
+//! variables ([`ENV`]) keep their standard names: the OpenTelemetry ones
+//! name the OTLP endpoint, protocol, headers, compression and TLS files;
+//! the rest are `SEXTANT_…` (and `DOCKER_HOST`). [`args`] has the flags and
+//! the variables, [`settings`] the file's keys, the defaults and the checks.
 
 mod args;
 mod settings;
@@ -18,9 +18,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use sextant_kit::config::Layers;
+use std::ffi::OsString;
 
-pub use args::AgentArgs;
+use sextant_kit::Secret;
+use sextant_kit::config::{Layers, file_path, process_env};
+
+pub use args::{AgentArgs, ENV};
 pub use settings::{bytes, duration};
 
 /// OTLP transport of the endpoints.
@@ -39,7 +42,8 @@ pub struct AgentConfig {
     pub watch_labels: Vec<String>,
     pub otlp_endpoints: Vec<String>,
     pub protocol: Protocol,
-    pub token: Option<String>,
+    /// Bearer token for the OTLP endpoints (`Debug` shows `***`).
+    pub token: Option<Secret>,
     pub gzip: bool,
     /// Extra CA for `https://` endpoints.
     pub ca_file: Option<PathBuf>,
@@ -55,7 +59,8 @@ pub struct AgentConfig {
     /// TLS of `https://` orchestrator endpoints: CA file, client
     /// certificate and key.
     pub orchestrator_tls: sextant_exporters::sender::TlsConfig,
-    pub registration_token: Option<String>,
+    /// One-time registration token (`Debug` shows `***`).
+    pub registration_token: Option<Secret>,
     pub dry_run: bool,
     pub listen: SocketAddr,
 }
@@ -82,12 +87,23 @@ fn invalid(setting: &'static str, problem: impl Into<String>) -> ConfigError {
 }
 
 impl AgentArgs {
-    /// Merges the file (when `--config` names one) over the defaults, then
-    /// the flags and variables (already in `self`) over both, and checks
-    /// every value.
+    /// Merges the file (when `--config` or its variable names one) over the
+    /// defaults, the process's environment variables over both and the
+    /// flags (`self`) over all, and checks every value.
     pub fn resolve(&self) -> Result<AgentConfig, ConfigError> {
+        self.resolve_in(process_env)
+    }
+
+    /// [`Self::resolve`] with the variables `env` has (tests pass
+    /// [`sextant_kit::config::fixed_env`]).
+    pub fn resolve_in(
+        &self,
+        env: impl Fn(&str) -> Option<OsString>,
+    ) -> Result<AgentConfig, ConfigError> {
+        let file = file_path(self.config.as_deref(), ENV, &env);
         let settings: settings::Settings = Layers::new(settings::Settings::default())
-            .file(self.config.as_deref())
+            .file(file.as_deref())
+            .env_vars(ENV, &env)
             .flags(&self.renamed()?)
             .flags(self)
             .load()?;

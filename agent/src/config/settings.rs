@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use sextant_kit::Secret;
 
 use super::{AgentConfig, ConfigError, Protocol, invalid};
 
@@ -113,7 +114,7 @@ impl Settings {
             watch_labels: self.watch_labels,
             otlp_endpoints,
             protocol: protocol(&self.otlp_protocol)?,
-            token: self.otlp_token,
+            token: self.otlp_token.map(Secret::new),
             gzip: gzip(&self.otlp_compression)?,
             ca_file: self.otlp_ca_file,
             client_cert,
@@ -127,7 +128,7 @@ impl Settings {
                 .map(|o| list(o.split(',')))
                 .unwrap_or_default(),
             orchestrator_tls,
-            registration_token: self.registration_token,
+            registration_token: self.registration_token.map(Secret::new),
             dry_run: self.dry_run,
             listen: self.listen,
         })

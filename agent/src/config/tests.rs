@@ -1,8 +1,15 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use sextant_kit::config::fixed_env;
+
 use super::args::bearer_from_headers;
 use super::*;
+
+/// No environment variables at all, whatever the process has.
+fn no_env(_: &str) -> Option<std::ffi::OsString> {
+    None
+}
 
 fn args() -> AgentArgs {
     AgentArgs {
@@ -15,7 +22,7 @@ fn args() -> AgentArgs {
 
 #[test]
 fn defaults_and_units() {
-    let c = args().resolve().expect("valid");
+    let c = args().resolve_in(no_env).expect("valid");
     assert_eq!(c.heartbeat, Duration::from_secs(30));
     assert_eq!(c.protocol, Protocol::Grpc);
     assert!(c.gzip);
@@ -43,7 +50,7 @@ fn flags_win_over_the_file_and_bad_values_are_named() {
     let mut a = args();
     a.config = Some(path.clone());
     a.labels = vec!["zone=a".into()];
-    let c = a.resolve().expect("valid");
+    let c = a.resolve_in(no_env).expect("valid");
     assert_eq!(c.environment, "dev", "the flag wins");
     assert_eq!(
         c.heartbeat,
@@ -61,18 +68,18 @@ fn flags_win_over_the_file_and_bad_values_are_named() {
 
     let mut bad = args();
     bad.otlp_protocol = Some("http/json".into());
-    let e = bad.resolve().expect_err("refused").to_string();
+    let e = bad.resolve_in(no_env).expect_err("refused").to_string();
     assert!(
         e.contains("--otlp-protocol") && e.contains("http/json"),
         "{e}"
     );
     let mut none = args();
     none.otlp_endpoints.clear();
-    assert!(none.resolve().is_err());
+    assert!(none.resolve_in(no_env).is_err());
     std::fs::write(&path, "heartbeat = 30\n").expect("write");
     let mut typo = args();
     typo.config = Some(path);
-    let e = typo.resolve().expect_err("refused").to_string();
+    let e = typo.resolve_in(no_env).expect_err("refused").to_string();
     assert!(e.contains("agent.toml"), "{e}");
 }
 
@@ -95,7 +102,7 @@ fn the_orchestrator_tls_files_come_from_flags_environment_and_file() {
         .expect("parsed");
     let c = AgentArgs::from_arg_matches(&matches)
         .expect("args")
-        .resolve()
+        .resolve_in(no_env)
         .expect("valid");
     assert_eq!(
         c.orchestrator_tls,
@@ -110,11 +117,11 @@ fn the_orchestrator_tls_files_come_from_flags_environment_and_file() {
     std::fs::write(&path, "orchestrator_ca_file = \"/file/ca.pem\"\n").expect("write");
     let mut from_file = args();
     from_file.config = Some(path);
-    let c = from_file.resolve().expect("valid");
+    let c = from_file.resolve_in(no_env).expect("valid");
     assert_eq!(c.orchestrator_tls.ca_file, Some("/file/ca.pem".into()));
     let mut half = args();
     half.orchestrator_client_key = Some("/k.pem".into());
-    let e = half.resolve().expect_err("refused").to_string();
+    let e = half.resolve_in(no_env).expect_err("refused").to_string();
     assert!(e.contains("--orchestrator-client-cert"), "{e}");
 }
 
@@ -124,12 +131,9 @@ fn tls_files_come_from_flags_the_standard_variables_and_the_file() {
 
     let command = AgentArgs::augment_args(clap::Command::new("agent"));
     let env = |id: &str| {
-        command
-            .get_arguments()
-            .find(|a| a.get_id() == id)
-            .and_then(|a| a.get_env())
-            .and_then(|v| v.to_str())
-            .map(str::to_owned)
+        ENV.iter()
+            .find(|v| v.flag_id() == id)
+            .map(|v| v.name.to_owned())
     };
     assert_eq!(
         env("otlp_ca_file").as_deref(),
@@ -157,7 +161,7 @@ fn tls_files_come_from_flags_the_standard_variables_and_the_file() {
         ])
         .expect("parsed");
     let flags = AgentArgs::from_arg_matches(&matches).expect("args");
-    let c = flags.resolve().expect("valid");
+    let c = flags.resolve_in(no_env).expect("valid");
     assert_eq!(c.ca_file, Some(PathBuf::from("/etc/sextant/ca.pem")));
     assert_eq!(
         c.client_cert,
@@ -166,7 +170,7 @@ fn tls_files_come_from_flags_the_standard_variables_and_the_file() {
             PathBuf::from("/etc/sextant/agent-key.pem")
         ))
     );
-    assert_eq!(args().resolve().expect("valid").ca_file, None);
+    assert_eq!(args().resolve_in(no_env).expect("valid").ca_file, None);
 
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("agent.toml");
@@ -177,14 +181,14 @@ fn tls_files_come_from_flags_the_standard_variables_and_the_file() {
     .expect("write");
     let mut from_file = args();
     from_file.config = Some(path.clone());
-    let c = from_file.resolve().expect("valid");
+    let c = from_file.resolve_in(no_env).expect("valid");
     assert_eq!(c.ca_file, Some(PathBuf::from("/file/ca.pem")));
     assert_eq!(
         c.client_cert,
         Some((PathBuf::from("/file/c.pem"), PathBuf::from("/file/k.pem")))
     );
     from_file.otlp_ca_file = Some("/flag/ca.pem".into());
-    let c = from_file.resolve().expect("valid");
+    let c = from_file.resolve_in(no_env).expect("valid");
     assert_eq!(
         c.ca_file,
         Some(PathBuf::from("/flag/ca.pem")),
@@ -193,50 +197,33 @@ fn tls_files_come_from_flags_the_standard_variables_and_the_file() {
 
     let mut half = args();
     half.otlp_client_cert = Some("/c.pem".into());
-    let e = half.resolve().expect_err("refused").to_string();
+    let e = half.resolve_in(no_env).expect_err("refused").to_string();
     assert!(
         e.contains("--otlp-client-cert") && e.contains("--otlp-client-key"),
         "{e}"
     );
     let mut half = args();
     half.otlp_client_key = Some("/k.pem".into());
-    let e = half.resolve().expect_err("refused").to_string();
+    let e = half.resolve_in(no_env).expect_err("refused").to_string();
     assert!(e.starts_with("--otlp-client-key"), "{e}");
 }
 
-/// `sextant agent run ARGV` as the CLI parses it, with `env` standing
-/// for the process environment: the same derived flags, variable names
-/// and value parsers. Each argument's `env` is cleared and the value
-/// `env` gives for its variable becomes its default, which clap feeds
-/// through the same path as a variable (used only when the flag is
-/// absent). The process environment is neither read nor changed, so
-/// tests stay independent when run in parallel.
-fn parse_with_env<'a>(
+/// `sextant agent run ARGV` as the CLI parses it, resolved with `env` as
+/// the environment: the process's is neither read nor changed, so tests
+/// stay independent when run in parallel.
+fn resolve_with_env<'a>(
     argv: impl IntoIterator<Item = &'a str>,
     env: &[(&str, &str)],
-) -> Result<AgentArgs, clap::Error> {
+) -> Result<AgentConfig, ConfigError> {
     use clap::{Args, FromArgMatches};
 
-    let mut command = AgentArgs::augment_args(clap::Command::new("agent"));
-    let variables: Vec<(clap::Id, String)> = command
-        .get_arguments()
-        .filter_map(|a| Some((a.get_id().clone(), a.get_env()?.to_str()?.to_owned())))
-        .collect();
-    for (id, variable) in variables {
-        let value = env
-            .iter()
-            .find(|(k, _)| *k == variable)
-            .map(|(_, v)| -> &'static str { Box::leak((*v).to_owned().into_boxed_str()) });
-        command = command.mut_arg(id, |arg| {
-            let arg = arg.env(None::<&str>);
-            match value {
-                Some(v) => arg.default_value(v),
-                None => arg,
-            }
-        });
-    }
-    let matches = command.try_get_matches_from(std::iter::once("agent").chain(argv))?;
+    let command = AgentArgs::augment_args(clap::Command::new("agent"));
+    let matches = command
+        .try_get_matches_from(std::iter::once("agent").chain(argv))
+        .expect("parsed");
     AgentArgs::from_arg_matches(&matches)
+        .expect("args")
+        .resolve_in(fixed_env(env))
 }
 
 #[test]
@@ -253,10 +240,7 @@ fn the_environment_variables_configure_the_agent() {
         ("SEXTANT_HEARTBEAT", "5s"),
         ("DOCKER_HOST", "unix:///run/user/1000/docker.sock"),
     ];
-    let c = parse_with_env([], &env)
-        .expect("parsed")
-        .resolve()
-        .expect("valid");
+    let c = resolve_with_env([], &env).expect("valid");
     assert_eq!(c.host_name, "edge-7");
     assert_eq!(c.environment, "stage");
     assert_eq!(c.otlp_endpoints, ["http://hub-a:4318", "http://hub-b:4318"]);
@@ -273,15 +257,12 @@ fn the_environment_variables_configure_the_agent() {
         "--environment=dev",
         "--otlp-endpoint=http://hub:4317",
     ];
-    let c = parse_with_env(bare, &[]).unwrap().resolve().unwrap();
+    let c = resolve_with_env(bare, &[]).unwrap();
     assert_eq!(c.protocol, Protocol::Grpc);
     assert_eq!(c.data_dir, PathBuf::from("sextant-agent-data"));
     assert_eq!(c.heartbeat, Duration::from_secs(30));
     assert_eq!(c.docker_host, None);
-    let e = parse_with_env([], &env[..1])
-        .unwrap()
-        .resolve()
-        .unwrap_err();
+    let e = resolve_with_env([], &env[..1]).unwrap_err();
     assert!(e.to_string().contains("SEXTANT_ENVIRONMENT"), "{e}");
 }
 
@@ -296,9 +277,7 @@ fn a_flag_beats_its_variable_which_beats_the_file() {
     .expect("write");
     let config = format!("--config={}", path.display());
     let heartbeat = |argv: &[&str], env: &[(&str, &str)]| {
-        parse_with_env(argv.iter().copied(), env)
-            .expect("parsed")
-            .resolve()
+        resolve_with_env(argv.iter().copied(), env)
             .expect("valid")
             .heartbeat
     };
@@ -342,11 +321,7 @@ fn a_bad_variable_is_refused_by_the_setting_it_sets() {
     let refused = |variable: &'static str, value: &'static str| {
         let mut env = base.to_vec();
         env.push((variable, value));
-        parse_with_env([], &env)
-            .expect("parsed")
-            .resolve()
-            .expect_err("refused")
-            .to_string()
+        resolve_with_env([], &env).expect_err("refused").to_string()
     };
     let e = refused("SEXTANT_HEARTBEAT", "soon");
     assert!(
@@ -358,11 +333,14 @@ fn a_bad_variable_is_refused_by_the_setting_it_sets() {
         e.starts_with("--otlp-protocol: ") && e.contains("http/json"),
         "{e}"
     );
-    // A value clap itself cannot parse is refused with the flag's name.
-    let mut env = base.to_vec();
-    env.push(("SEXTANT_AGENT_LISTEN", "localhost"));
-    let e = parse_with_env([], &env).expect_err("refused").to_string();
-    assert!(e.contains("--listen") && e.contains("localhost"), "{e}");
+    // A value of the wrong type is refused with the variable's name.
+    let e = refused("SEXTANT_AGENT_LISTEN", "localhost");
+    assert!(
+        e.contains("SEXTANT_AGENT_LISTEN") && e.contains("environment variable"),
+        "{e}"
+    );
+    let e = refused("SEXTANT_DRY_RUN", "1");
+    assert!(e.contains("SEXTANT_DRY_RUN"), "{e}");
 }
 
 #[test]
@@ -383,7 +361,12 @@ fn the_token_comes_from_the_flag_then_the_headers_then_the_file() {
     std::fs::write(&path, "otlp_token = \"from-file\"\n").expect("write");
     let mut a = args();
     a.config = Some(path);
-    let token = |a: &AgentArgs| a.resolve().expect("valid").token;
+    let token = |a: &AgentArgs| {
+        a.resolve_in(no_env)
+            .expect("valid")
+            .token
+            .map(|t| t.expose().to_owned())
+    };
     assert_eq!(token(&a).as_deref(), Some("from-file"));
     a.otlp_headers = Some("x-tenant=a,authorization=Bearer%20from-headers".into());
     assert_eq!(token(&a).as_deref(), Some("from-headers"));
@@ -406,7 +389,7 @@ fn a_list_flag_replaces_the_files_and_labels_merge_by_key() {
     let mut a = args();
     a.config = Some(path);
     a.otlp_endpoints.clear();
-    let c = a.resolve().expect("valid");
+    let c = a.resolve_in(no_env).expect("valid");
     assert_eq!(
         c.otlp_endpoints,
         ["http://file:4317"],
@@ -416,7 +399,7 @@ fn a_list_flag_replaces_the_files_and_labels_merge_by_key() {
     a.otlp_endpoints = vec!["http://flag:4317".into()];
     a.watch_labels = vec!["team=b".into()];
     a.labels = vec!["zone=flag".into()];
-    let c = a.resolve().expect("valid");
+    let c = a.resolve_in(no_env).expect("valid");
     assert_eq!(c.otlp_endpoints, ["http://flag:4317"]);
     assert_eq!(c.watch_labels, ["team=b"]);
     assert_eq!(
@@ -427,6 +410,103 @@ fn a_list_flag_replaces_the_files_and_labels_merge_by_key() {
         ]
     );
     a.labels = vec!["=x".into()];
-    let e = a.resolve().expect_err("refused").to_string();
+    let e = a.resolve_in(no_env).expect_err("refused").to_string();
     assert!(e.starts_with("--label: "), "{e}");
+}
+
+/// Each kind of variable gives the setting it gave when clap read it: a
+/// switch, sizes and durations as text, an address, and secrets that no
+/// error shows.
+#[test]
+fn each_kind_of_variable_keeps_its_meaning() {
+    let base = [
+        ("SEXTANT_HOST_NAME", "h1"),
+        ("SEXTANT_ENVIRONMENT", "dev"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://hub:4317"),
+    ];
+    let with = |extra: &[(&str, &str)]| {
+        let mut env = base.to_vec();
+        env.extend_from_slice(extra);
+        resolve_with_env([], &env)
+    };
+    assert!(with(&[("SEXTANT_DRY_RUN", "true")]).unwrap().dry_run);
+    assert!(!with(&[("SEXTANT_DRY_RUN", "false")]).unwrap().dry_run);
+    let c = with(&[
+        ("SEXTANT_OUTBOX_MAX_BYTES", "1048576"),
+        ("SEXTANT_RESYNC", "90"),
+        ("SEXTANT_AGENT_LISTEN", "0.0.0.0:9999"),
+        ("SEXTANT_ORCHESTRATOR", "http://o1:8082,http://o2:8082"),
+        ("SEXTANT_REGISTRATION_TOKEN", "0123"),
+    ])
+    .unwrap();
+    assert_eq!(c.outbox_max_bytes, 1_048_576, "a number of bytes");
+    assert_eq!(c.resync, Duration::from_secs(90), "plain seconds");
+    assert_eq!(c.listen, "0.0.0.0:9999".parse().unwrap());
+    assert_eq!(c.orchestrator, ["http://o1:8082", "http://o2:8082"]);
+    assert_eq!(
+        c.registration_token.as_ref().map(Secret::expose),
+        Some("0123"),
+        "text"
+    );
+    assert!(
+        !format!("{c:?}").contains("0123"),
+        "no secret in Debug: {c:?}"
+    );
+
+    let headers = (
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        "authorization=Bearer%20h-token",
+    );
+    assert_eq!(
+        with(&[headers]).unwrap().token.as_ref().map(Secret::expose),
+        Some("h-token")
+    );
+    let c = with(&[headers, ("SEXTANT_OTLP_TOKEN", "12345")]).unwrap();
+    assert_eq!(
+        c.token.as_ref().map(Secret::expose),
+        Some("12345"),
+        "the token's own variable"
+    );
+    let secret = "s3cret-0123456789abcdef";
+    let e = with(&[
+        ("SEXTANT_OTLP_TOKEN", secret),
+        ("SEXTANT_REGISTRATION_TOKEN", secret),
+        ("SEXTANT_AGENT_LISTEN", "nowhere"),
+    ])
+    .unwrap_err();
+    assert!(e.to_string().contains("SEXTANT_AGENT_LISTEN"), "{e}");
+    assert!(!format!("{e} {e:?}").contains(secret), "{e:?}");
+}
+
+#[test]
+fn the_file_comes_from_the_flag_else_its_variable() {
+    let dir = tempfile::tempdir().expect("dir");
+    let from_env = dir.path().join("env.toml");
+    let from_flag = dir.path().join("flag.toml");
+    let settings =
+        "host_name = \"h1\"\nenvironment = \"dev\"\notlp_endpoints = [\"http://hub:4317\"]\n";
+    std::fs::write(&from_env, format!("{settings}heartbeat = \"7s\"\n")).expect("write");
+    std::fs::write(&from_flag, format!("{settings}heartbeat = \"9s\"\n")).expect("write");
+    let env = [("SEXTANT_AGENT_CONFIG", from_env.to_str().expect("utf-8"))];
+    let c = resolve_with_env([], &env).expect("valid");
+    assert_eq!(c.heartbeat, Duration::from_secs(7));
+    let flag = format!("--config={}", from_flag.display());
+    let c = resolve_with_env([flag.as_str()], &env).expect("valid");
+    assert_eq!(c.heartbeat, Duration::from_secs(9), "the flag's file");
+}
+
+#[test]
+fn help_names_every_variable() {
+    use clap::Args;
+
+    let help = AgentArgs::augment_args(clap::Command::new("agent"))
+        .render_long_help()
+        .to_string();
+    for var in ENV {
+        assert!(
+            help.contains(&format!("[env: {}]", var.name)),
+            "{} missing from:\n{help}",
+            var.name
+        );
+    }
 }

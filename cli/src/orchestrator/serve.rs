@@ -8,54 +8,52 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::Args;
 use serde::Serialize;
+use sextant_kit::config::env_help;
 use sextant_orchestrator::api::TokenConfig;
 use sextant_orchestrator::api::auth::{Access, Scope, derived_subject};
 use sextant_orchestrator::app::{self, RateLimitConfig, Running, RuntimeConfig};
-use sextant_orchestrator::config::OrchestratorConfig;
+use sextant_orchestrator::config::{AGENT_TLS_ENV, ENV, OrchestratorConfig};
 use sextant_orchestrator::domain::Span;
 use sextant_orchestrator::executor::ssh::SshExecutor;
 use sextant_orchestrator::service::Settings;
 use tokio_util::sync::CancellationToken;
 
 /// Settings of `sextant orchestrator`: defaults, then the `--config` file,
-/// then these flags; each flag also reads the environment variable it
-/// names, and a variable counts as its flag.
+/// then the environment variables `--help` names
+/// ([`sextant_orchestrator::config::ENV`]), then these flags.
 #[derive(Debug, Serialize, Args)]
+#[command(mut_args = env_help(ENV))]
 pub struct ServeArgs {
     /// A TOML file of settings, keyed by the flags' long names with `_`
     /// for `-` (docs/orchestrator.md); flags and variables override it.
-    #[arg(long, env = "SEXTANT_ORCHESTRATOR_CONFIG", value_name = "TOML")]
+    #[arg(long, value_name = "TOML")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
     /// API listen address [default: 127.0.0.1:8081]
-    #[arg(long, env = "SEXTANT_ORCHESTRATOR_ADDR")]
+    #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<SocketAddr>,
     /// sqlite://… or postgres://… [default: sqlite://DATA_DIR/orchestrator.db]
-    #[arg(
-        long,
-        env = "SEXTANT_ORCHESTRATOR_DATABASE_URL",
-        hide_env_values = true
-    )]
+    #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_url: Option<String>,
     /// Data directory (the SQLite database and the outbox of desired
     /// state) [default: .sextant]
-    #[arg(long, env = "SEXTANT_DATA_DIR")]
+    #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
     /// The hub's API, for gates and canary analysis [default:
     /// http://127.0.0.1:8080]
-    #[arg(long, env = "SEXTANT_HUB_URL")]
+    #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hub_url: Option<String>,
     /// The hub's OTLP/HTTP endpoint, where desired state goes [default:
     /// http://127.0.0.1:4318]
-    #[arg(long, env = "SEXTANT_HUB_OTLP_ENDPOINT")]
+    #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hub_otlp_endpoint: Option<String>,
     /// Bearer token for the hub (scopes `read` and `ingest`, or `admin`).
-    #[arg(long, env = "SEXTANT_HUB_TOKEN", hide_env_values = true)]
+    #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hub_token: Option<String>,
     /// Run without a hub (the hub flags are ignored): no desired state is
@@ -64,11 +62,10 @@ pub struct ServeArgs {
     #[serde(skip_serializing_if = "sextant_kit::config::is_false")]
     pub no_hub: bool,
     /// A registry (`host:port`) reached over plain HTTP to resolve tags.
-    /// Repeatable.
+    /// Repeatable, or comma-separated.
     #[arg(
         long = "insecure-registry",
         value_name = "HOST:PORT",
-        env = "SEXTANT_INSECURE_REGISTRIES",
         value_delimiter = ','
     )]
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -78,25 +75,25 @@ pub struct ServeArgs {
     /// also change state, `ingest` grants nothing here; without `scopes` a
     /// token is `admin`. Without tokens only loopback addresses are
     /// allowed, and the actor is the `X-Sextant-Actor` header.
-    #[arg(long, env = "SEXTANT_ORCHESTRATOR_TOKENS_FILE")]
+    #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tokens_file: Option<PathBuf>,
     /// This replica's name in job leases [default: orchestrator-<random>].
-    #[arg(long, env = "SEXTANT_ORCHESTRATOR_REPLICA")]
+    #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replica: Option<String>,
     /// How long a job lease lasts without renewal [default: 15s]
-    #[arg(long, env = "SEXTANT_ORCHESTRATOR_LEASE", value_parser = Span::parse)]
+    #[arg(long, value_parser = Span::parse)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lease: Option<Span>,
     /// How often the engine looks for jobs and gates are re-evaluated
     /// [default: 2s]
-    #[arg(long, env = "SEXTANT_ORCHESTRATOR_POLL", value_parser = Span::parse)]
+    #[arg(long, value_parser = Span::parse)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub poll: Option<Span>,
     /// Where agents dial in (gRPC, docs/agent-channel.md) [default:
     /// 127.0.0.1:8082, or port 0 when --listen's port is 0]
-    #[arg(long, env = "SEXTANT_AGENT_LISTEN_ADDR")]
+    #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent_listen: Option<SocketAddr>,
     /// Accept no agent streams on this replica (it still queues tasks that
@@ -109,75 +106,57 @@ pub struct ServeArgs {
     pub agent_tls: AgentTlsArgs,
     /// How often agents send heartbeats; online means at most two missed
     /// [default: 30s]
-    #[arg(long, env = "SEXTANT_AGENT_HEARTBEAT", value_parser = Span::parse)]
+    #[arg(long, value_parser = Span::parse)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent_heartbeat: Option<Span>,
     /// Default timeout of a task (an agent task's deadline) [default: 10m]
-    #[arg(long, env = "SEXTANT_TASK_TIMEOUT", value_parser = Span::parse)]
+    #[arg(long, value_parser = Span::parse)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub task_timeout: Option<Span>,
     /// Registry credentials for agent tasks, in Docker's config.json format
     /// (`{"auths": {"HOST": {"auth": "base64(user:password)"}}}`): each task
     /// carries its image registry's credentials on delivery; they are never
     /// stored in the database.
-    #[arg(long, env = "SEXTANT_REGISTRY_AUTH_FILE", value_name = "CONFIG_JSON")]
+    #[arg(long, value_name = "CONFIG_JSON")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub registry_auth: Option<PathBuf>,
     /// Requests per second each tenant may make to the API (fractions
     /// allowed); over it the API answers 429 with Retry-After. 0: unlimited.
-    #[arg(
-        long,
-        env = "SEXTANT_ORCHESTRATOR_API_RATE_LIMIT",
-        value_name = "PER_SECOND",
-        value_parser = rate_per_second
-    )]
+    #[arg(long, value_name = "PER_SECOND", value_parser = rate_per_second)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_rate_limit: Option<f64>,
     /// Requests a tenant may make at once before --api-rate-limit applies;
     /// 0: the rate rounded up.
-    #[arg(
-        long,
-        env = "SEXTANT_ORCHESTRATOR_API_RATE_BURST",
-        value_name = "REQUESTS"
-    )]
+    #[arg(long, value_name = "REQUESTS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_rate_burst: Option<u32>,
     /// `/metrics` answers only a token with the `metrics` (or `admin`)
     /// scope; needs --tokens-file.
-    #[arg(long, env = "SEXTANT_ORCHESTRATOR_METRICS_REQUIRE_TOKEN")]
+    #[arg(long)]
     #[serde(skip_serializing_if = "sextant_kit::config::is_false")]
     pub metrics_require_token: bool,
 }
 
 /// TLS of the agent listener, for `sextant orchestrator` and `sextant up`
-/// (serialized under the file's `[agent_tls]` keys).
+/// (serialized under the file's `[agent_tls]` keys; their variables are
+/// [`AGENT_TLS_ENV`]).
 #[derive(Debug, Clone, Default, Serialize, Args)]
+#[command(mut_args = env_help(AGENT_TLS_ENV))]
 pub struct AgentTlsArgs {
     /// Certificate chain (PEM) the agent listener serves TLS with; agents
     /// then dial `https://`.
-    #[arg(long, env = "SEXTANT_AGENT_TLS_CERT_FILE", value_name = "PEM")]
+    #[arg(long, value_name = "PEM")]
     #[serde(rename = "cert_file", skip_serializing_if = "Option::is_none")]
     pub agent_tls_cert: Option<PathBuf>,
     /// The certificate's private key (PEM).
-    #[arg(long, env = "SEXTANT_AGENT_TLS_KEY_FILE", value_name = "PEM")]
+    #[arg(long, value_name = "PEM")]
     #[serde(rename = "key_file", skip_serializing_if = "Option::is_none")]
     pub agent_tls_key: Option<PathBuf>,
     /// CA (PEM) that agents' client certificates must chain to: an agent
     /// without one is refused at the handshake (mTLS).
-    #[arg(long, env = "SEXTANT_AGENT_TLS_CLIENT_CA_FILE", value_name = "PEM")]
+    #[arg(long, value_name = "PEM")]
     #[serde(rename = "client_ca_file", skip_serializing_if = "Option::is_none")]
     pub agent_tls_client_ca: Option<PathBuf>,
-}
-
-impl AgentTlsArgs {
-    /// The listener's TLS settings.
-    pub fn config(&self) -> app::ServerTlsConfig {
-        app::ServerTlsConfig {
-            cert_file: self.agent_tls_cert.clone(),
-            key_file: self.agent_tls_key.clone(),
-            client_ca_file: self.agent_tls_client_ca.clone(),
-        }
-    }
 }
 
 /// A rate limit's requests per second: a finite number of at least 0.
@@ -247,11 +226,7 @@ fn runtime_config(c: &OrchestratorConfig) -> anyhow::Result<RuntimeConfig> {
                 SocketAddr::new(c.listen.ip(), port)
             })
         }),
-        agent_tls: app::ServerTlsConfig {
-            cert_file: c.agent_tls.cert_file.clone(),
-            key_file: c.agent_tls.key_file.clone(),
-            client_ca_file: c.agent_tls.client_ca_file.clone(),
-        },
+        agent_tls: c.agent_tls.server_tls(),
         agent_heartbeat: c.agent_heartbeat.0,
         registry_auth: match &c.registry_auth {
             Some(path) => sextant_orchestrator::agents::credentials::RegistryAuths::load(path)
