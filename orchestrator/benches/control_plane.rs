@@ -487,7 +487,7 @@ impl Agents {
             let counter = Arc::new(AtomicU64::new(0));
             let config = ChannelConfig {
                 endpoints: vec![endpoint.to_owned()],
-                registration_token: Some(token),
+                registration_token: Some(sextant_kit::Secret::new(token)),
                 name: format!("agent-{i:04}"),
                 labels: BTreeMap::from([("n".to_owned(), i.to_string())]),
                 data_dir: root.join(format!("agent-{i:04}")),

@@ -259,7 +259,7 @@ impl Agent {
         let executed = Arc::new(AtomicU64::new(0));
         let config = ChannelConfig {
             endpoints,
-            registration_token: token,
+            registration_token: token.map(sextant_kit::Secret::new),
             name: name.into(),
             labels: labels
                 .iter()

@@ -349,10 +349,7 @@ async fn watch_docker(
     };
     let channel = ChannelConfig {
         endpoints: config.orchestrator.clone(),
-        registration_token: config
-            .registration_token
-            .as_ref()
-            .map(|t| t.expose().to_owned()),
+        registration_token: config.registration_token.clone(),
         name: config.host_name.clone(),
         labels: config.labels.iter().cloned().collect(),
         data_dir: config.data_dir.clone(),

@@ -37,6 +37,7 @@ use crate::executor::Executor;
 pub use error::{ChannelError, EndpointError, Refused};
 use error::{SessionError, chain};
 pub use identity::{Identity, IdentityError};
+use sextant_kit::Secret;
 pub use task::InFlight;
 use task::{Shared, lock};
 
@@ -46,8 +47,8 @@ pub struct ChannelConfig {
     /// The orchestrator's agent endpoints (`http://host:8082`), tried in turn.
     pub endpoints: Vec<String>,
     /// A one-time registration token, needed only until the identity file
-    /// exists.
-    pub registration_token: Option<String>,
+    /// exists. A `Secret`: this config's `Debug` never shows it.
+    pub registration_token: Option<Secret>,
     pub name: String,
     pub labels: BTreeMap<String, String>,
     /// The identity file and artifacts live here.
@@ -117,7 +118,7 @@ pub async fn run_tracked(
                     data_dir: config.data_dir.clone(),
                 });
             };
-            let identity = register(&config, &runner, token, &cancel).await?;
+            let identity = register(&config, &runner, token.expose(), &cancel).await?;
             identity.save(&config.data_dir)?;
             tracing::info!(agent = %identity.agent_id, "Registered with the orchestrator");
             identity
@@ -360,5 +361,25 @@ impl Backoff {
         let ceiling = self.next;
         self.next = (self.next * 2).min(self.max);
         ceiling.mul_f64(0.5 + rand::random::<f64>() * 0.5)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_registration_token_never_shows_in_debug() {
+        let config = ChannelConfig {
+            endpoints: vec!["http://127.0.0.1:8082".into()],
+            registration_token: Some(Secret::new("sxt_reg_do_not_print")),
+            name: "agent".into(),
+            labels: BTreeMap::new(),
+            data_dir: PathBuf::from("/tmp"),
+            max_backoff: Duration::from_secs(1),
+            tls: sextant_exporters::sender::TlsConfig::default(),
+        };
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("sxt_reg_do_not_print"), "{debug}");
     }
 }
