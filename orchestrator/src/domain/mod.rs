@@ -215,38 +215,20 @@ pub struct AgentConnection {
     pub container: Option<ContainerTemplate>,
 }
 
-/// The container settings an agent target's tasks carry, in the agent's
-/// deploy-spec format (docs/agent.md); the image, the `sextant.` labels and
-/// the task id come from the task.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ContainerTemplate {
-    /// The container name; `{component}` is replaced (default: the
-    /// component's name).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// More container labels (the `sextant.` ones are the agent's).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub env: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schema(value_type = Vec<Object>)]
-    pub ports: Vec<sextant_protocol::deploy::PortSpec>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub volumes: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub command: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub network: Option<String>,
-    #[serde(default)]
-    #[schema(value_type = String)]
-    pub restart: sextant_protocol::deploy::RestartPolicy,
-    /// The agent's own check of the new container (docker, http, tcp or
-    /// command); on failure the agent restores the previous container.
-    #[serde(default)]
-    #[schema(value_type = Object)]
-    pub health: sextant_protocol::deploy::HealthCheck,
+sextant_protocol::with_container_settings! {
+    /// How an agent target's tasks run each component's container: a name
+    /// pattern and, flat beside it, the deploy contract's
+    /// [`ContainerSettings`](sextant_protocol::deploy::ContainerSettings)
+    /// (labels, env, ports, volumes, command, network, restart,
+    /// stop_timeout, health; docs/agent.md). The image, the `sextant.`
+    /// labels and the task id come from the task. An unknown key is refused.
+    #[derive(Debug, Clone, PartialEq, Default, Serialize, ToSchema)]
+    pub struct ContainerTemplate {
+        /// The container name; `{component}` is replaced (default: the
+        /// component's name).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub name: Option<String>,
+    }
 }
 
 /// How a target is reached: its execution model.
@@ -538,5 +520,32 @@ health:
         assert!(matches!(health.probe(), Ok(HealthProbe::Http { .. })));
         let bad = yaml.replace("user: deploy", "usr: deploy");
         assert!(serde_norway::from_str::<TargetSpec>(&bad).is_err());
+    }
+
+    /// An agent target's container template is the deploy contract's
+    /// settings beside a name pattern, read as YAML writes them; a
+    /// misspelt key is refused by name.
+    #[test]
+    fn container_templates_read_flat_and_refuse_unknown_keys() {
+        let yaml = r#"
+name: edge-1
+environment: dev
+agent:
+  id: a-1
+  container:
+    name: "{component}-live"
+    env: {PORT: 8080}
+    stop_timeout: 5s
+    health: {check: http, url: "http://{ip}:{port:8080}/"}
+"#;
+        let t: TargetSpec = serde_norway::from_str(yaml).unwrap();
+        let template = t.agent.unwrap().container.unwrap();
+        assert_eq!(template.name.as_deref(), Some("{component}-live"));
+        assert_eq!(template.container.env["PORT"], "8080");
+        assert_eq!(template.container.health.probe_name(), "http");
+        let err =
+            serde_norway::from_str::<TargetSpec>(&yaml.replace("stop_timeout", "stop_timout"))
+                .unwrap_err();
+        assert!(err.to_string().contains("stop_timout"), "{err}");
     }
 }
