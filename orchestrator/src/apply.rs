@@ -124,10 +124,8 @@ impl Document {
                     t.name, t.environment
                 ));
             }
-            if let Some(h) = &t.health
-                && let Err(why) = h.probe()
-            {
-                problems.push(format!("target {:?}: {why}", t.name));
+            if let Err(why) = crate::domain::health::problem(t) {
+                problems.push(why.to_string());
             }
             for key in t.vars.keys() {
                 let ok = key

@@ -1,20 +1,26 @@
-//! Health verification after a deployment: an http, tcp or command probe,
-//! retried `retries` times `interval` apart, each attempt bounded by
-//! `timeout`. Command probes run on the target through its executor.
+//! Health verification after a deployment: a target's `health:` (an http,
+//! tcp or command probe, or none), probed `interval` apart until one probe
+//! passes or `retries` probes after the start period have failed, each
+//! bounded by `timeout` (defaults in [`POST_DEPLOY`]). Command probes run on
+//! the target through its executor: over SSH on the host, or through the
+//! agent inside the container, as one shell string.
 
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use crate::domain::health::POST_DEPLOY;
 use crate::domain::task::LogStream;
-use crate::domain::{HealthCheck, HealthProbe, ProbeCountError, TargetSpec};
+use crate::domain::{HealthCheck, Probe, TargetSpec};
 use crate::executor::{CheckError, Executor, TaskEvent, TaskRequest};
 
 /// Why one probe failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
-    #[error(transparent)]
-    Config(#[from] ProbeCountError),
+    /// A probe the orchestrator does not run (`check: docker`); `apply`
+    /// refuses it, so only a target stored otherwise gets here.
+    #[error("the orchestrator cannot run a {probe} probe; it is an agent's")]
+    Unsupported { probe: &'static str },
     #[error("GET {url}: {source}")]
     Request {
         url: String,
@@ -53,9 +59,11 @@ async fn probe(
     executor: &dyn Executor,
     http: &reqwest::Client,
 ) -> Result<String, ProbeError> {
-    let timeout = check.timeout.0;
-    match check.probe()? {
-        HealthProbe::Http { url, expect_status } => {
+    let timeout = check.timing(POST_DEPLOY).timeout;
+    match &check.probe {
+        Probe::None => Ok("no probe configured".to_owned()),
+        Probe::Docker => Err(ProbeError::Unsupported { probe: "docker" }),
+        Probe::Http { url, expect_status } => {
             let response = http
                 .get(url)
                 .headers(sextant_exporters::telemetry::current_headers())
@@ -67,7 +75,7 @@ async fn probe(
                     source,
                 })?;
             let status = response.status().as_u16();
-            let ok = match expect_status {
+            let ok = match *expect_status {
                 Some(want) => status == want,
                 None => (200..300).contains(&status),
             };
@@ -80,8 +88,10 @@ async fn probe(
                 })
             }
         }
-        HealthProbe::Tcp { address } => {
-            match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address)).await {
+        Probe::Tcp { address } => {
+            match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address.as_str()))
+                .await
+            {
                 Ok(Ok(_)) => Ok(format!("connected to {address}")),
                 Ok(Err(source)) => Err(ProbeError::Connect {
                     address: address.to_owned(),
@@ -93,16 +103,20 @@ async fn probe(
                 }),
             }
         }
-        HealthProbe::Command { command } => executor
-            .check_command(target, request, command, timeout)
-            .await
-            .map(|()| format!("`{command}` exited 0"))
-            .map_err(ProbeError::from),
+        Probe::Command(cmd) => {
+            let command = cmd.shell();
+            executor
+                .check_command(target, request, &command, timeout)
+                .await
+                .map(|()| format!("`{command}` exited 0"))
+                .map_err(ProbeError::from)
+        }
     }
 }
 
 /// Verifies `target` with `check`: `Ok` at the first passing probe, `Err`
-/// with the last failure once `retries` probes have failed.
+/// with the last failure once `retries` probes have failed after the start
+/// period (failures within it are logged but not counted).
 pub async fn verify(
     check: &HealthCheck,
     target: &TargetSpec,
@@ -111,28 +125,25 @@ pub async fn verify(
     http: &reqwest::Client,
     events: &mpsc::Sender<TaskEvent>,
 ) -> Result<(), HealthCheckFailed> {
-    let attempts = check.retries.max(1);
-    let mut attempt = 0;
+    let timing = check.timing(POST_DEPLOY);
+    let attempts = timing.retries;
+    let started = tokio::time::Instant::now();
+    let mut failures = 0;
     loop {
-        attempt += 1;
         match probe(check, target, request, executor, http).await {
             Ok(note) => {
-                let _ = events
-                    .send(TaskEvent::Log {
-                        stream: LogStream::System,
-                        line: format!("health check passed ({note})"),
-                    })
-                    .await;
+                log(events, format!("health check passed ({note})")).await;
                 return Ok(());
             }
+            Err(why) if started.elapsed() < timing.start_period => {
+                let line = format!("health check failed in its start period: {why}");
+                log(events, line).await;
+            }
             Err(why) => {
-                let _ = events
-                    .send(TaskEvent::Log {
-                        stream: LogStream::System,
-                        line: format!("health check {attempt}/{attempts} failed: {why}"),
-                    })
-                    .await;
-                if attempt >= attempts {
+                failures += 1;
+                let line = format!("health check {failures}/{attempts} failed: {why}");
+                log(events, line).await;
+                if failures >= attempts {
                     return Err(HealthCheckFailed {
                         attempts,
                         last: why,
@@ -140,6 +151,16 @@ pub async fn verify(
                 }
             }
         }
-        tokio::time::sleep(check.interval.0.max(Duration::from_millis(10))).await;
+        tokio::time::sleep(timing.interval.max(Duration::from_millis(10))).await;
     }
+}
+
+/// One system line in the task's log.
+async fn log(events: &mpsc::Sender<TaskEvent>, line: String) {
+    let _ = events
+        .send(TaskEvent::Log {
+            stream: LogStream::System,
+            line,
+        })
+        .await;
 }
