@@ -164,3 +164,118 @@ async fn log(events: &mpsc::Sender<TaskEvent>, line: String) {
         })
         .await;
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use sextant_protocol::deploy::{ErrorKind, TaskOutcome};
+
+    use super::*;
+    use crate::domain::task::TaskKind;
+    use crate::executor::TaskContext;
+
+    /// An executor whose health-check commands always fail, recording them.
+    #[derive(Default)]
+    struct FailingChecks {
+        commands: Mutex<Vec<String>>,
+    }
+
+    #[async_trait]
+    impl Executor for FailingChecks {
+        async fn execute(
+            &self,
+            _: &TargetSpec,
+            _: &TaskRequest,
+            _: &mpsc::Sender<TaskEvent>,
+        ) -> TaskOutcome {
+            TaskOutcome::failed(ErrorKind::Invalid, false, "not in this test")
+        }
+
+        async fn check_command(
+            &self,
+            _: &TargetSpec,
+            _: &TaskRequest,
+            command: &str,
+            _: Duration,
+        ) -> Result<(), CheckError> {
+            self.commands.lock().unwrap().push(command.to_owned());
+            Err(CheckError::Exited {
+                code: 1,
+                tail: String::new(),
+            })
+        }
+    }
+
+    fn target(health: &str) -> TargetSpec {
+        serde_norway::from_str(&format!(
+            "name: web-1\nenvironment: dev\n\
+             ssh: {{host: 127.0.0.1, user: deploy, credential: 'file:/k'}}\n\
+             health: {health}\n"
+        ))
+        .unwrap()
+    }
+
+    fn request() -> TaskRequest {
+        TaskRequest {
+            task_id: "t".into(),
+            attempt: 1,
+            kind: TaskKind::Deploy,
+            release: "r".into(),
+            component: "web".into(),
+            image: "web@sha256:0".into(),
+            digest: "sha256:0".into(),
+            previous_digest: None,
+            slot: None,
+            artifacts: Vec::new(),
+            timeout: Duration::from_secs(1),
+            traceparent: None,
+            vars: Default::default(),
+            context: TaskContext::default(),
+        }
+    }
+
+    async fn run(health: &str) -> (Result<(), HealthCheckFailed>, Vec<String>) {
+        let target = target(health);
+        let executor = FailingChecks::default();
+        let (tx, mut rx) = mpsc::channel(1024);
+        let check = target.health.clone().unwrap();
+        let http = reqwest::Client::new();
+        let result = verify(&check, &target, &request(), &executor, &http, &tx).await;
+        drop(tx);
+        let mut lines = Vec::new();
+        while let Some(TaskEvent::Log { line, .. }) = rx.recv().await {
+            lines.push(line);
+        }
+        let commands = executor.commands.into_inner().unwrap();
+        assert_eq!(commands.len(), lines.len(), "{lines:?}");
+        (result, commands)
+    }
+
+    /// An argv runs on the target as one quoted shell string, retried
+    /// `retries` times.
+    #[tokio::test]
+    async fn a_command_probe_is_retried_then_fails() {
+        let (result, commands) =
+            run("{check: command, argv: [test, -f, '/srv/a b'], retries: 3, interval: 10ms}").await;
+        assert_eq!(result.unwrap_err().attempts, 3);
+        assert_eq!(commands, vec!["test -f '/srv/a b'"; 3]);
+    }
+
+    /// Failures within the start period are logged but not counted.
+    #[tokio::test]
+    async fn failures_in_the_start_period_do_not_count() {
+        let (result, commands) = run(
+            "{command: 'exit 1', retries: 2, interval: 10ms}", // the older spelling
+        )
+        .await;
+        assert_eq!((result.unwrap_err().attempts, commands.len()), (2, 2));
+        let (result, commands) = run(
+            "{check: command, command: 'exit 1', retries: 2, interval: 10ms, start_period: 300ms}",
+        )
+        .await;
+        assert_eq!(result.unwrap_err().attempts, 2);
+        assert!(commands.len() > 2, "{commands:?}");
+    }
+}
