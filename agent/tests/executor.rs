@@ -12,8 +12,8 @@ use sextant_agent::executor::{
 };
 use sextant_e2e::docker::{self as kit, DockerScope, test_images};
 use sextant_protocol::deploy::{
-    ComposeLock, DeploySpec, HealthCheck, PortSpec, Probe, RestartPolicy, ServiceSpec, SpecError,
-    labels,
+    ComposeLock, ContainerSettings, DeploySpec, HealthCheck, PortSpec, Probe, ProbeCommand,
+    RestartPolicy, ServiceSpec, SpecError, labels,
 };
 use tokio::sync::mpsc;
 
@@ -61,15 +61,17 @@ fn spec(scope: &DockerScope, name: &str, image: &str, task: &str) -> DeploySpec 
         environment: Some("test".into()),
         release: Some(task.into()),
         revision: None,
-        labels: scope.labels(),
-        env: BTreeMap::from([("GREETING".into(), "hello".into())]),
-        ports: published(),
-        volumes: Vec::new(),
-        command: None,
-        network: None,
-        restart: RestartPolicy::UnlessStopped,
-        stop_timeout: Some(Duration::from_secs(1).into()),
-        health: http_health(),
+        container: ContainerSettings {
+            labels: scope.labels(),
+            env: BTreeMap::from([("GREETING".into(), "hello".into())]),
+            ports: published(),
+            volumes: Vec::new(),
+            command: None,
+            network: None,
+            restart: RestartPolicy::UnlessStopped,
+            stop_timeout: Some(Duration::from_secs(1).into()),
+            health: http_health(),
+        },
         registry_auth: None,
     }
 }
@@ -213,13 +215,13 @@ async fn failed_docker_health_check_rolls_back_to_the_previous_version() {
     let dir = kit::data_dir();
     let ex = executor(&dir).await;
     let mut good = spec(&scope, "web", &images.v2, "v2");
-    good.health = docker_health();
+    good.container.health = docker_health();
     let v2 = deploy(&ex, &good).await.0;
     assert_status(&v2, TaskStatus::Succeeded);
     let v2_id = v2.container_id.unwrap();
 
     let mut bad = spec(&scope, "web", &images.broken, "broken");
-    bad.health = docker_health();
+    bad.container.health = docker_health();
     let (outcome, events) = deploy(&ex, &bad).await;
 
     assert_status(&outcome, TaskStatus::RolledBack);
@@ -277,14 +279,14 @@ async fn http_tcp_and_command_checks() {
     let ex = executor(&dir).await;
 
     let mut tcp = spec(&scope, "web", &images.v1, "tcp");
-    tcp.health = health(Probe::Tcp {
+    tcp.container.health = health(Probe::Tcp {
         address: "127.0.0.1:{port:8080}".into(),
     });
     assert_status(&deploy(&ex, &tcp).await.0, TaskStatus::Succeeded);
 
     let mut cmd = spec(&scope, "web", &images.v2, "cmd");
-    cmd.health = health(Probe::Command {
-        argv: [
+    cmd.container.health = health(Probe::Command(ProbeCommand::Argv(
+        [
             "/bin/busybox",
             "wget",
             "-q",
@@ -294,7 +296,7 @@ async fn http_tcp_and_command_checks() {
         ]
         .map(String::from)
         .to_vec(),
-    });
+    )));
     let v2 = deploy(&ex, &cmd).await.0;
     assert_status(&v2, TaskStatus::Succeeded);
 
@@ -314,10 +316,10 @@ async fn http_tcp_and_command_checks() {
 
     // A tcp check against a port nothing listens on fails.
     let mut closed = spec(&scope, "other", &images.v1, "closed");
-    closed.health = health(Probe::Tcp {
+    closed.container.health = health(Probe::Tcp {
         address: "127.0.0.1:1".into(),
     });
-    closed.health.retries = Some(2);
+    closed.container.health.retries = Some(2);
     let outcome = deploy(&ex, &closed).await.0;
     assert_status(&outcome, TaskStatus::Failed);
     assert!(
@@ -513,14 +515,12 @@ fn service(name: &str, image: &str) -> ServiceSpec {
         workload: None,
         image: image.into(),
         revision: None,
-        labels: BTreeMap::new(),
-        env: BTreeMap::new(),
-        ports: published(),
-        volumes: Vec::new(),
-        command: None,
-        restart: RestartPolicy::No,
-        stop_timeout: Some(Duration::from_secs(1).into()),
-        health: http_health(),
+        container: ContainerSettings {
+            ports: published(),
+            stop_timeout: Some(Duration::from_secs(1).into()),
+            health: http_health(),
+            ..ContainerSettings::default()
+        },
         registry_auth: None,
     }
 }
@@ -708,18 +708,16 @@ async fn volumes_and_binds_are_mounted_and_survive_an_upgrade() {
         format!("{}:/cache", volume.0),
     ];
     // The health check passes only when the container sees the bound file.
-    let sees_marker = health(Probe::Command {
-        argv: vec![
-            "/bin/busybox".into(),
-            "grep".into(),
-            "-q".into(),
-            format!("bound {}", scope.id()),
-            "/config/marker".into(),
-        ],
-    });
+    let sees_marker = health(Probe::Command(ProbeCommand::Argv(vec![
+        "/bin/busybox".into(),
+        "grep".into(),
+        "-q".into(),
+        format!("bound {}", scope.id()),
+        "/config/marker".into(),
+    ])));
     let mut s = spec(&scope, "web", &images.v1, "v1");
-    s.volumes = volumes.clone();
-    s.health = sees_marker.clone();
+    s.container.volumes = volumes.clone();
+    s.container.health = sees_marker.clone();
 
     let (outcome, _) = deploy(&ex, &s).await;
 
@@ -753,8 +751,8 @@ async fn volumes_and_binds_are_mounted_and_survive_an_upgrade() {
 
     // The upgraded container gets the same mounts and the volume's data.
     let mut s2 = spec(&scope, "web", &images.v2, "v2");
-    s2.volumes = volumes.clone();
-    s2.health = sees_marker.clone();
+    s2.container.volumes = volumes.clone();
+    s2.container.health = sees_marker.clone();
     let upgraded = deploy(&ex, &s2).await.0;
     assert_status(&upgraded, TaskStatus::Succeeded);
     assert_ne!(upgraded.container_id, outcome.container_id);
@@ -765,8 +763,8 @@ async fn volumes_and_binds_are_mounted_and_survive_an_upgrade() {
 
     // Without the bind the same check fails: the mount is what made it pass.
     let mut unbound = spec(&scope, "other", &images.v1, "unbound");
-    unbound.health = sees_marker;
-    unbound.health.retries = Some(2);
+    unbound.container.health = sees_marker;
+    unbound.container.health.retries = Some(2);
     let outcome = deploy(&ex, &unbound).await.0;
     assert_status(&outcome, TaskStatus::Failed);
     scope.cleanup();

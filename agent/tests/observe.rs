@@ -18,7 +18,7 @@ use sextant_agent::executor::{Executor, ExecutorConfig, TaskStatus};
 use sextant_agent::observe::{Observer, ObserverConfig, Report, ReportKind, Sink};
 use sextant_e2e::docker::{self as kit, DockerScope, test_images};
 use sextant_e2e::{Backend, Hub, rotel_binary};
-use sextant_protocol::deploy::{DeploySpec, HealthCheck, Probe, RestartPolicy};
+use sextant_protocol::deploy::{ContainerSettings, DeploySpec, HealthCheck, Probe, RestartPolicy};
 
 fn spec(scope: &DockerScope, workload: &str, image: &str) -> DeploySpec {
     DeploySpec {
@@ -31,20 +31,22 @@ fn spec(scope: &DockerScope, workload: &str, image: &str) -> DeploySpec {
         environment: None,
         release: Some("1.0".into()),
         revision: None,
-        labels: scope.labels(),
-        env: BTreeMap::new(),
-        ports: Vec::new(),
-        volumes: Vec::new(),
-        command: None,
-        network: None,
-        restart: RestartPolicy::No,
-        stop_timeout: Some(Duration::from_secs(1).into()),
-        health: HealthCheck {
-            probe: Probe::Docker,
-            timeout: Some(Duration::from_secs(1).into()),
-            interval: Some(Duration::from_millis(300).into()),
-            retries: Some(4),
-            start_period: None,
+        container: ContainerSettings {
+            labels: scope.labels(),
+            env: BTreeMap::new(),
+            ports: Vec::new(),
+            volumes: Vec::new(),
+            command: None,
+            network: None,
+            restart: RestartPolicy::No,
+            stop_timeout: Some(Duration::from_secs(1).into()),
+            health: HealthCheck {
+                probe: Probe::Docker,
+                timeout: Some(Duration::from_secs(1).into()),
+                interval: Some(Duration::from_millis(300).into()),
+                retries: Some(4),
+                start_period: None,
+            },
         },
         registry_auth: None,
     }

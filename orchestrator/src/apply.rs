@@ -47,7 +47,7 @@ pub struct Invalid {
 }
 
 /// What is wrong with an agent target that a task would only find out.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 enum AgentTargetProblem {
     #[error("target {target:?}: agent names both an id and a selector; pick one")]
     IdAndSelector { target: String },
@@ -58,6 +58,14 @@ enum AgentTargetProblem {
          custom commands run over SSH"
     )]
     Custom { target: String },
+    /// Container settings the agent would refuse (a reserved label, a
+    /// health probe it cannot run …).
+    #[error("target {target:?}: agent.container: {source}")]
+    Container {
+        target: String,
+        #[source]
+        source: sextant_protocol::deploy::SpecError,
+    },
 }
 
 impl Document {
@@ -124,10 +132,8 @@ impl Document {
                     t.name, t.environment
                 ));
             }
-            if let Some(h) = &t.health
-                && let Err(why) = h.probe()
-            {
-                problems.push(format!("target {:?}: {why}", t.name));
+            if let Err(why) = crate::domain::health::problem(t) {
+                problems.push(why.to_string());
             }
             for key in t.vars.keys() {
                 let ok = key
@@ -209,6 +215,15 @@ fn agent_target_problem(
     if matches!(t.deploy, Some(DeployTemplate::Custom { .. })) {
         return Err(AgentTargetProblem::Custom { target: target() });
     }
+    if let Some(template) = &agent.container {
+        template
+            .container
+            .validate()
+            .map_err(|source| AgentTargetProblem::Container {
+                target: target(),
+                source,
+            })?;
+    }
     Ok(())
 }
 
@@ -260,5 +275,39 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(custom.contains("custom commands run over SSH"), "{custom}");
+    }
+
+    /// The container template is checked as the agent would check it,
+    /// naming the target.
+    #[test]
+    fn an_agent_target_s_container_settings_are_checked_at_apply() {
+        for (container, word) in [
+            (
+                serde_json::json!({"labels": {"sextant.task": "x"}}),
+                "sextant.task",
+            ),
+            (
+                serde_json::json!({"health": {"check": "http", "url": "https://h/"}}),
+                "http://",
+            ),
+            (
+                serde_json::json!({"health": {"check": "command", "argv": []}}),
+                "command",
+            ),
+        ] {
+            let err = validate(
+                serde_json::json!({"id": "a1", "container": container}),
+                None,
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("\"t\"") && err.contains(word), "{err}");
+        }
+        let shell =
+            serde_json::json!({"health": {"check": "command", "command": "test -f /ready"}});
+        assert_eq!(
+            validate(serde_json::json!({"id": "a1", "container": shell}), None),
+            Ok(())
+        );
     }
 }

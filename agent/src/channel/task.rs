@@ -173,7 +173,8 @@ async fn run_task(shared: &Arc<Shared>, task: pb::Task) -> deploy::TaskOutcome {
             dry_run(shared, run_key, *delay, executed, &payload).await
         }
         (Runner::Docker(executor), Payload::Check(check)) => {
-            let argv = vec!["sh".to_owned(), "-c".to_owned(), check.command.clone()];
+            // The orchestrator sends one shell string, as a `command:` probe.
+            let argv = deploy::ProbeCommand::Shell(check.command.clone()).argv();
             let timeout = Duration::from_millis(u64::from(check.timeout_ms.max(100)));
             match executor.run_check(&check.container, &argv, timeout).await {
                 Ok(()) => deploy::TaskOutcome::succeeded(),

@@ -319,6 +319,7 @@ impl Ctx<'_> {
         );
         let t = plan
             .spec
+            .container
             .stop_timeout
             .map_or(10, |d| i32::try_from(d.0.as_secs()).unwrap_or(i32::MAX));
         let opts = StopContainerOptionsBuilder::new().t(t).build();
@@ -354,13 +355,16 @@ impl Ctx<'_> {
         self.status(
             name,
             Phase::Verifying,
-            format!("verifying health ({})", probe_name(&plan.spec.health)),
+            format!(
+                "verifying health ({})",
+                probe_name(&plan.spec.container.health)
+            ),
         );
         let emitted = Arc::new(AtomicUsize::new(0));
         let follower = self.follow_logs(new_id, name, Arc::clone(&emitted));
         let span = tracing::info_span!("health.check", container = %name,
-            probe = probe_name(&plan.spec.health));
-        let verified = health::verify(self.docker, new_id, &plan.spec.health)
+            probe = probe_name(&plan.spec.container.health));
+        let verified = health::verify(self.docker, new_id, &plan.spec.container.health)
             .instrument(span.clone())
             .await;
         if let Err(why) = &verified {

@@ -48,7 +48,7 @@ pub(crate) async fn verify(
             Probe::Tcp { address } => probe_tcp(&info, address, check.timeout())
                 .await
                 .map_err(Some),
-            Probe::Command { argv } => probe_command(docker, container, argv, check.timeout())
+            Probe::Command(cmd) => probe_command(docker, container, &cmd.argv(), check.timeout())
                 .await
                 .map_err(Some),
         };

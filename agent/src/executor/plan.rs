@@ -52,7 +52,7 @@ fn nanos(d: std::time::Duration) -> i64 {
 
 /// The Docker create request for a plan.
 pub(crate) fn create_body(plan: &Plan) -> ContainerCreateBody {
-    let spec = &plan.spec;
+    let spec = &plan.spec.container;
     let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
     for p in &spec.ports {
         port_bindings

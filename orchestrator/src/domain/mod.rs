@@ -6,6 +6,7 @@
 //! one schema is documented once (docs/orchestrator.md).
 
 pub mod failure;
+pub mod health;
 pub mod strategy;
 pub mod task;
 
@@ -19,6 +20,7 @@ mod state;
 /// The deploy contract's one duration type (`250ms`, `30s`, `5m`, `1h30m`),
 /// under the name the orchestrator's documents and flags use.
 pub use sextant_protocol::deploy::{DurationError as SpanError, HumanDuration as Span};
+pub use sextant_protocol::deploy::{HealthCheck, Probe, ProbeCommand};
 pub use state::{JobKind, JobState, PromotionState, TaskState, UnknownState};
 
 // ---------------------------------------------------------------------------
@@ -131,75 +133,6 @@ fn yes() -> bool {
     true
 }
 
-/// A health probe run after a deployment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HealthProbe<'a> {
-    /// GET `url`; healthy on `expect_status` (default: any 2xx).
-    Http {
-        url: &'a str,
-        expect_status: Option<u16>,
-    },
-    /// A TCP connect to `host:port`.
-    Tcp { address: &'a str },
-    /// A shell command run on the target (over SSH); healthy on exit 0.
-    Command { command: &'a str },
-}
-
-/// A health check with retries: exactly one of `http`, `tcp` or `command`.
-/// Healthy as soon as one probe passes; failed after `retries` failed probes
-/// `interval` apart.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct HealthCheck {
-    /// GET this URL; healthy on `expect_status` (default: any 2xx).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub http: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expect_status: Option<u16>,
-    /// Connect to this `host:port`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tcp: Option<String>,
-    /// Run this shell command on the target; healthy on exit 0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub command: Option<String>,
-    #[serde(default = "default_probe_timeout")]
-    pub timeout: Span,
-    #[serde(default = "default_probe_interval")]
-    pub interval: Span,
-    #[serde(default = "default_probe_retries")]
-    pub retries: u32,
-}
-
-/// A health check that does not name exactly one probe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("a health check names exactly one of http, tcp or command")]
-pub struct ProbeCountError;
-
-impl HealthCheck {
-    /// The one probe this check runs.
-    pub fn probe(&self) -> Result<HealthProbe<'_>, ProbeCountError> {
-        match (&self.http, &self.tcp, &self.command) {
-            (Some(url), None, None) => Ok(HealthProbe::Http {
-                url,
-                expect_status: self.expect_status,
-            }),
-            (None, Some(address), None) => Ok(HealthProbe::Tcp { address }),
-            (None, None, Some(command)) => Ok(HealthProbe::Command { command }),
-            _ => Err(ProbeCountError),
-        }
-    }
-}
-
-fn default_probe_timeout() -> Span {
-    Span::secs(5)
-}
-fn default_probe_interval() -> Span {
-    Span::secs(2)
-}
-fn default_probe_retries() -> u32 {
-    5
-}
-
 /// Where an agent target's tasks go: an agent by id, or the one agent whose
 /// labels match `selector` (a target is one host, so a selector matching
 /// two agents is refused). See docs/agent-channel.md.
@@ -215,38 +148,20 @@ pub struct AgentConnection {
     pub container: Option<ContainerTemplate>,
 }
 
-/// The container settings an agent target's tasks carry, in the agent's
-/// deploy-spec format (docs/agent.md); the image, the `sextant.` labels and
-/// the task id come from the task.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ContainerTemplate {
-    /// The container name; `{component}` is replaced (default: the
-    /// component's name).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// More container labels (the `sextant.` ones are the agent's).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub env: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schema(value_type = Vec<Object>)]
-    pub ports: Vec<sextant_protocol::deploy::PortSpec>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub volumes: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub command: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub network: Option<String>,
-    #[serde(default)]
-    #[schema(value_type = String)]
-    pub restart: sextant_protocol::deploy::RestartPolicy,
-    /// The agent's own check of the new container (docker, http, tcp or
-    /// command); on failure the agent restores the previous container.
-    #[serde(default)]
-    #[schema(value_type = Object)]
-    pub health: sextant_protocol::deploy::HealthCheck,
+sextant_protocol::with_container_settings! {
+    /// How an agent target's tasks run each component's container: a name
+    /// pattern and, flat beside it, the deploy contract's
+    /// [`ContainerSettings`](sextant_protocol::deploy::ContainerSettings)
+    /// (labels, env, ports, volumes, command, network, restart,
+    /// stop_timeout, health; docs/agent.md). The image, the `sextant.`
+    /// labels and the task id come from the task. An unknown key is refused.
+    #[derive(Debug, Clone, PartialEq, Default, Serialize, ToSchema)]
+    pub struct ContainerTemplate {
+        /// The container name; `{component}` is replaced (default: the
+        /// component's name).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub name: Option<String>,
+    }
 }
 
 /// How a target is reached: its execution model.
@@ -334,7 +249,16 @@ pub struct TargetSpec {
     pub labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deploy: Option<DeployTemplate>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The orchestrator's own check once a deploy task has succeeded, in
+    /// the deploy contract's shape (`check: http|tcp|command|none`, see
+    /// [`health`]); the older flat spelling (`http:`, `tcp:`, `command:`)
+    /// is still read.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "health::read"
+    )]
+    #[schema(value_type = Option<Object>)]
     pub health: Option<HealthCheck>,
     /// Extra variables exported to the deploy command.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -534,9 +458,54 @@ health:
         };
         assert_eq!(ssh.port, 2222);
         let health = t.health.as_ref().unwrap();
-        assert_eq!(health.retries, 3);
-        assert!(matches!(health.probe(), Ok(HealthProbe::Http { .. })));
+        assert_eq!(health.retries, Some(3));
+        assert!(matches!(health.probe, Probe::Http { .. }));
         let bad = yaml.replace("user: deploy", "usr: deploy");
         assert!(serde_norway::from_str::<TargetSpec>(&bad).is_err());
+    }
+
+    /// An agent target's container template is the deploy contract's
+    /// settings beside a name pattern, read as YAML writes them; a
+    /// misspelt key is refused by name.
+    #[test]
+    fn container_templates_read_flat_and_refuse_unknown_keys() {
+        let yaml = r#"
+name: edge-1
+environment: dev
+agent:
+  id: a-1
+  container:
+    name: "{component}-live"
+    env: {PORT: 8080}
+    stop_timeout: 5s
+    health: {check: http, url: "http://{ip}:{port:8080}/"}
+"#;
+        let t: TargetSpec = serde_norway::from_str(yaml).unwrap();
+        let template = t.agent.unwrap().container.unwrap();
+        assert_eq!(template.name.as_deref(), Some("{component}-live"));
+        assert_eq!(template.container.env["PORT"], "8080");
+        assert_eq!(template.container.health.probe_name(), "http");
+        let err =
+            serde_norway::from_str::<TargetSpec>(&yaml.replace("stop_timeout", "stop_timout"))
+                .unwrap_err();
+        assert!(err.to_string().contains("stop_timout"), "{err}");
+    }
+
+    /// A target's `health:` takes the deploy contract's shape, as the
+    /// agent's container health does.
+    #[test]
+    fn target_health_takes_the_check_shape() {
+        let yaml = r#"
+name: web-1
+environment: dev
+ssh: {host: 127.0.0.1, user: deploy, credential: file:/k}
+health:
+  check: http
+  url: http://127.0.0.1:8080/health
+  expect_status: 204
+  retries: 3
+"#;
+        let t: TargetSpec = serde_norway::from_str(yaml).unwrap();
+        assert!(t.health.is_some());
     }
 }

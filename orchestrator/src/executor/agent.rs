@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use prost::Message as _;
 use sextant_protocol::deploy::{
-    ComposeLock, DeploySpec, ErrorKind, ServiceSpec, SpecError, TaskOutcome,
+    ComposeLock, ContainerSettings, DeploySpec, ErrorKind, ServiceSpec, SpecError, TaskOutcome,
 };
 use sextant_protocol::v1::{self as pb, task::Payload};
 use tokio::sync::mpsc;
@@ -130,7 +130,7 @@ impl AgentExecutor {
             .as_ref()
             .and_then(|a| a.container.clone())
             .unwrap_or_default();
-        let mut labels = template.labels.clone();
+        let mut labels = template.container.labels.clone();
         if !request.context.job_id.is_empty() {
             labels.insert(JOB_LABEL.to_owned(), request.context.job_id.clone());
         }
@@ -172,15 +172,10 @@ impl AgentExecutor {
                     environment: Some(request.context.environment.clone()),
                     release: Some(request.release.clone()),
                     revision: None,
-                    labels,
-                    env: template.env.clone(),
-                    ports: template.ports.clone(),
-                    volumes: template.volumes.clone(),
-                    command: template.command.clone(),
-                    network: template.network.clone(),
-                    restart: template.restart,
-                    stop_timeout: None,
-                    health: template.health.clone(),
+                    container: ContainerSettings {
+                        labels,
+                        ..template.container.clone()
+                    },
                     registry_auth: None,
                 };
                 spec.validate()?;
@@ -424,21 +419,20 @@ fn container_name(target: &TargetSpec, component: &str) -> String {
     )
 }
 
-/// One compose-lock service for the task's component.
+/// One compose-lock service for the task's component: the template's
+/// settings but its labels (the lock carries them for every container) and
+/// its network (a service joins the project's).
 fn service(template: &ContainerTemplate, request: &TaskRequest) -> ServiceSpec {
     ServiceSpec {
         name: request.component.clone(),
         workload: Some(request.component.clone()),
         image: request.image.clone(),
         revision: None,
-        labels: Default::default(),
-        env: template.env.clone(),
-        ports: template.ports.clone(),
-        volumes: template.volumes.clone(),
-        command: template.command.clone(),
-        restart: template.restart,
-        stop_timeout: None,
-        health: template.health.clone(),
+        container: ContainerSettings {
+            labels: Default::default(),
+            network: None,
+            ..template.container.clone()
+        },
         registry_auth: None,
     }
 }

@@ -9,8 +9,9 @@ use sextant_protocol::deploy::{ErrorKind, TaskOutcome};
 use tokio::sync::mpsc;
 use tracing::Instrument as _;
 
+use crate::domain::health::with_slot;
 use crate::domain::task::LogStream;
-use crate::domain::{HealthCheck, HealthProbe, TargetSpec, TaskState};
+use crate::domain::{TargetSpec, TaskState};
 use crate::executor::{TaskContext, TaskEvent, TaskRequest};
 use crate::jobs::health_check::HealthCheckFailed;
 use crate::service::{Orchestrator, OrchestratorError, Result};
@@ -307,12 +308,7 @@ impl Orchestrator {
         };
         let mut request = self.task_request(job, task, target).await?;
         let check = with_slot(check, task.slot.as_deref());
-        let probe = match check.probe() {
-            Ok(HealthProbe::Http { .. }) => "http",
-            Ok(HealthProbe::Tcp { .. }) => "tcp",
-            Ok(HealthProbe::Command { .. }) => "command",
-            Err(_) => "invalid",
-        };
+        let probe = check.probe_name();
         let span = tracing::info_span!("health.check", task = %task.id, target = %task.target,
             probe);
         if let Some(tp) = telemetry::traceparent_of(&span) {
@@ -343,16 +339,5 @@ pub(super) fn row(outcome: &TaskOutcome) -> TaskResultRow<'_> {
         exit_code: outcome.exit_code,
         error: outcome.error.as_deref(),
         error_type: outcome.error_type,
-    }
-}
-
-pub(super) fn with_slot(check: &HealthCheck, slot: Option<&str>) -> HealthCheck {
-    let slot = slot.unwrap_or("");
-    let sub = |s: &Option<String>| s.as_ref().map(|v| v.replace("{slot}", slot));
-    HealthCheck {
-        http: sub(&check.http),
-        tcp: sub(&check.tcp),
-        command: sub(&check.command),
-        ..check.clone()
     }
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::SpecError;
 use super::spec::{validate_name, validate_task_id};
-use super::{DeploySpec, HealthCheck, HumanDuration, PortSpec, RegistryAuth, RestartPolicy};
+use super::{ContainerSettings, DeploySpec, RegistryAuth};
 
 /// A compose project whose services are pinned by digest, applied service by
 /// service. See `docs/agent.md`.
@@ -35,37 +35,24 @@ pub struct ComposeLock {
     pub services: Vec<ServiceSpec>,
 }
 
-/// One service of a [`ComposeLock`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServiceSpec {
-    /// The service name: the network alias and `sextant.compose.service`.
-    pub name: String,
-    /// `sextant.workload`; defaults to the service name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workload: Option<String>,
-    /// `repository@sha256:…`.
-    pub image: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revision: Option<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub env: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ports: Vec<PortSpec>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub volumes: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub command: Option<Vec<String>>,
-    #[serde(default)]
-    pub restart: RestartPolicy,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stop_timeout: Option<HumanDuration>,
-    #[serde(default)]
-    pub health: HealthCheck,
-    #[serde(default, skip_serializing)]
-    pub registry_auth: Option<RegistryAuth>,
+crate::with_container_settings! {
+    /// One service of a [`ComposeLock`]: its name, image and identity and,
+    /// flat beside them, how it runs ([`ContainerSettings`]). A service
+    /// joins the project's network, so its `network` must be left out.
+    #[derive(Debug, Clone, PartialEq, Serialize)]
+    pub struct ServiceSpec {
+        /// The service name: the network alias and `sextant.compose.service`.
+        pub name: String,
+        /// `sextant.workload`; defaults to the service name.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub workload: Option<String>,
+        /// `repository@sha256:…`.
+        pub image: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub revision: Option<String>,
+        #[serde(default, skip_serializing)]
+        pub registry_auth: Option<RegistryAuth>,
+    }
 }
 
 impl ComposeLock {
@@ -97,8 +84,15 @@ impl ComposeLock {
                     s.name
                 )));
             }
+            if let Some(network) = &s.container.network {
+                return Err(SpecError::Invalid(format!(
+                    "service {}: network {network:?}: a service joins the project network {}",
+                    s.name,
+                    self.network()
+                )));
+            }
             let mut labels = self.labels.clone();
-            labels.extend(s.labels.clone());
+            labels.extend(s.container.labels.clone());
             let spec = DeploySpec {
                 task_id: format!("{}.{}", self.task_id, s.name),
                 name: format!("{}-{}", self.project, s.name),
@@ -109,15 +103,11 @@ impl ComposeLock {
                 environment: self.environment.clone(),
                 release: self.release.clone(),
                 revision: s.revision.clone(),
-                labels,
-                env: s.env.clone(),
-                ports: s.ports.clone(),
-                volumes: s.volumes.clone(),
-                command: s.command.clone(),
-                network: Some(self.network()),
-                restart: s.restart,
-                stop_timeout: s.stop_timeout,
-                health: s.health.clone(),
+                container: ContainerSettings {
+                    labels,
+                    network: Some(self.network()),
+                    ..s.container.clone()
+                },
                 registry_auth: s
                     .registry_auth
                     .clone()
@@ -152,13 +142,28 @@ mod tests {
         assert_eq!(specs[0].name, "shop-api");
         assert_eq!(specs[0].task_id, "r7.api");
         assert_eq!(specs[1].workload, "frontend");
-        assert_eq!(specs[1].network.as_deref(), Some("shop_default"));
-        assert_eq!(specs[1].labels["team"], "a");
+        assert_eq!(specs[1].container.network.as_deref(), Some("shop_default"));
+        assert_eq!(specs[1].container.labels["team"], "a");
         let tagged =
             ComposeLock::from_yaml(&text.replace(&format!("web@{DIGEST}"), "web:latest")).unwrap();
         assert!(matches!(
             tagged.service_specs().unwrap_err(),
             SpecError::NotPinned { .. }
         ));
+    }
+
+    #[test]
+    fn a_service_keeps_to_the_project_network() {
+        let text = format!(
+            "task_id: r7\nproject: shop\napplication: shop\ntarget: eu\n\
+             services:\n  - name: api\n    image: api@{DIGEST}\n    network: other\n"
+        );
+        let err = ComposeLock::from_yaml(&text)
+            .unwrap()
+            .service_specs()
+            .unwrap_err();
+        assert!(err.to_string().contains("shop_default"), "{err}");
+        let misspelt = ComposeLock::from_yaml(&text.replace("network: other", "enviroment: {}"));
+        assert!(misspelt.unwrap_err().to_string().contains("enviroment"));
     }
 }

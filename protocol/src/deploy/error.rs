@@ -19,6 +19,11 @@ pub enum SpecError {
 #[error("unknown restart policy {0:?}: use no, always, unless-stopped, on-failure or on-failure:N")]
 pub struct RestartPolicyError(pub String);
 
+/// A command probe that names neither or both of `argv` and `command`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a command probe takes exactly one of argv: [..] or command: \"shell string\"")]
+pub struct ProbeCommandError;
+
 /// A duration that is not written `250ms`, `30s`, `5m`, `1h30m`, `1d` or
 /// in seconds.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -10,6 +10,7 @@
 //! orchestrator depending on the agent. No I/O.
 
 mod compose;
+mod container;
 mod duration;
 mod error;
 mod health;
@@ -18,8 +19,9 @@ mod outcome;
 mod spec;
 
 pub use compose::{ComposeLock, ServiceSpec};
+pub use container::ContainerSettings;
 pub use duration::HumanDuration;
-pub use error::{DurationError, RestartPolicyError, SpecError};
-pub use health::{HealthCheck, Probe};
+pub use error::{DurationError, ProbeCommandError, RestartPolicyError, SpecError};
+pub use health::{HealthCheck, HealthTiming, Probe, ProbeCommand};
 pub use outcome::{ErrorKind, TaskOutcome};
 pub use spec::{DeploySpec, ImageRef, PortSpec, RegistryAuth, RestartPolicy};

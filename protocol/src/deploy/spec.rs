@@ -8,64 +8,42 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::error::{RestartPolicyError, SpecError};
-use super::{HealthCheck, HumanDuration, Probe, labels};
+use super::labels;
 
-/// One container to deploy, pinned by digest. YAML- and JSON-friendly.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DeploySpec {
-    /// The idempotency key: a repeat of a finished task returns its recorded
-    /// outcome. `[A-Za-z0-9._-]`, at most 128 characters.
-    pub task_id: String,
-    /// The container name.
-    pub name: String,
-    /// `repository@sha256:<64 hex>`; a tag alone is refused.
-    pub image: String,
-    /// `sextant.application`.
-    pub application: String,
-    /// `sextant.workload`.
-    pub workload: String,
-    /// `sextant.target`.
-    pub target: String,
-    /// `sextant.environment`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub environment: Option<String>,
-    /// `sextant.release`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub release: Option<String>,
-    /// `sextant.revision`; defaults to the image digest.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revision: Option<String>,
-    /// More labels; the `sextant.` ones above are reserved.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
-    /// Environment variables.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub env: BTreeMap<String, String>,
-    /// Published ports.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ports: Vec<PortSpec>,
-    /// Binds and volumes in Docker's `SOURCE:TARGET[:OPTIONS]` syntax.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub volumes: Vec<String>,
-    /// Overrides the image's CMD.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub command: Option<Vec<String>>,
-    /// A network to join (must exist) instead of the default bridge.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub network: Option<String>,
-    /// Docker's restart policy.
-    #[serde(default)]
-    pub restart: RestartPolicy,
-    /// Grace period when stopping the old container, before SIGKILL.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stop_timeout: Option<HumanDuration>,
-    /// How to tell the new container is healthy.
-    #[serde(default)]
-    pub health: HealthCheck,
-    /// Credentials for the pull; never serialized (so never journaled).
-    #[serde(default, skip_serializing)]
-    pub registry_auth: Option<RegistryAuth>,
+crate::with_container_settings! {
+    /// One container to deploy, pinned by digest: who it is (image, name,
+    /// `sextant.` identity) and, flat beside that, how it runs
+    /// ([`ContainerSettings`](super::ContainerSettings): labels, env,
+    /// ports, volumes, command, network, restart, stop_timeout, health).
+    /// YAML- and JSON-friendly; an unknown key is refused.
+    #[derive(Debug, Clone, PartialEq, Serialize)]
+    pub struct DeploySpec {
+        /// The idempotency key: a repeat of a finished task returns its recorded
+        /// outcome. `[A-Za-z0-9._-]`, at most 128 characters.
+        pub task_id: String,
+        /// The container name.
+        pub name: String,
+        /// `repository@sha256:<64 hex>`; a tag alone is refused.
+        pub image: String,
+        /// `sextant.application`.
+        pub application: String,
+        /// `sextant.workload`.
+        pub workload: String,
+        /// `sextant.target`.
+        pub target: String,
+        /// `sextant.environment`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub environment: Option<String>,
+        /// `sextant.release`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub release: Option<String>,
+        /// `sextant.revision`; defaults to the image digest.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub revision: Option<String>,
+        /// Credentials for the pull; never serialized (so never journaled).
+        #[serde(default, skip_serializing)]
+        pub registry_auth: Option<RegistryAuth>,
+    }
 }
 
 /// A pinned image reference, parsed from `repository@sha256:…`.
@@ -216,53 +194,14 @@ impl DeploySpec {
                 return Err(SpecError::Invalid(format!("{field} must not be empty")));
             }
         }
-        if let Some(key) = self
-            .labels
-            .keys()
-            .find(|k| labels::RESERVED.contains(&k.as_str()))
-        {
-            return Err(SpecError::Invalid(format!(
-                "label {key} is set by the agent; use the spec's own field"
-            )));
-        }
-        if let Some(key) = self.env.keys().find(|k| k.is_empty() || k.contains('=')) {
-            return Err(SpecError::Invalid(format!(
-                "invalid environment variable name {key:?}"
-            )));
-        }
-        if let Some(p) = self.ports.iter().find(|p| {
-            p.container_port == 0 || !matches!(p.protocol.as_str(), "tcp" | "udp" | "sctp")
-        }) {
-            return Err(SpecError::Invalid(format!(
-                "invalid port {}: container_port must be 1-65535 and protocol tcp, udp or sctp",
-                p.key()
-            )));
-        }
-        if let Some(v) = self.volumes.iter().find(|v| v.split(':').count() < 2) {
-            return Err(SpecError::Invalid(format!(
-                "invalid volume {v:?}: write SOURCE:TARGET[:OPTIONS]"
-            )));
-        }
-        match &self.health.probe {
-            Probe::Command { argv } if argv.is_empty() => {
-                return Err(SpecError::Invalid(
-                    "health check command needs a non-empty argv".into(),
-                ));
-            }
-            Probe::Http { url, .. } if !url.starts_with("http://") => {
-                return Err(SpecError::Invalid(format!(
-                    "health check url {url:?} must start with http://"
-                )));
-            }
-            _ => {}
-        }
+        self.container.validate()?;
         Ok(image)
     }
 
     /// The labels the container is created with: the spec's own, then the
     /// `sextant.` identity labels.
     pub fn container_labels(&self, image: &ImageRef) -> BTreeMap<String, String> {
-        let mut out = self.labels.clone();
+        let mut out = self.container.labels.clone();
         let mut put = |k: &str, v: &str| {
             out.insert(k.to_owned(), v.to_owned());
         };
@@ -321,6 +260,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::deploy::Probe;
 
     const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
@@ -340,11 +280,11 @@ mod tests {
         let image = spec.validate().unwrap();
         assert_eq!(image.repository, "127.0.0.1:5000/a/web");
         assert_eq!(image.digest, DIGEST);
-        assert_eq!(spec.restart, RestartPolicy::OnFailure(3));
-        assert_eq!(spec.health.timeout(), Duration::from_millis(500));
-        assert_eq!(spec.health.retries(), 2);
-        assert_eq!(spec.ports[0].key(), "8080/tcp");
-        assert!(matches!(spec.health.probe, Probe::Http { .. }));
+        assert_eq!(spec.container.restart, RestartPolicy::OnFailure(3));
+        assert_eq!(spec.container.health.timeout(), Duration::from_millis(500));
+        assert_eq!(spec.container.health.retries(), 2);
+        assert_eq!(spec.container.ports[0].key(), "8080/tcp");
+        assert!(matches!(spec.container.health.probe, Probe::Http { .. }));
         let labels = spec.container_labels(&image);
         assert_eq!(labels[labels::REVISION], DIGEST);
         assert_eq!(labels[labels::TASK], "t-1");
@@ -353,7 +293,7 @@ mod tests {
         assert!(!serde_json::to_string(&spec).unwrap().contains("hunter2"));
         let back: DeploySpec =
             serde_json::from_str(&serde_json::to_string(&spec).unwrap()).unwrap();
-        assert_eq!(back.health, spec.health);
+        assert_eq!(back.container.health, spec.container.health);
     }
 
     #[test]
@@ -375,7 +315,11 @@ mod tests {
     #[test]
     fn refuses_unknown_keys_and_bad_values() {
         let text = yaml(&format!("web@{DIGEST}"));
-        assert!(DeploySpec::from_yaml(&format!("{text}colour: red\n")).is_err());
+        let unknown = DeploySpec::from_yaml(&format!("{text}colour: red\n")).unwrap_err();
+        assert!(unknown.to_string().contains("colour"), "{unknown}");
+        // A misspelt container setting is refused by name too.
+        let misspelt = DeploySpec::from_yaml(&text.replace("stop_timeout", "stop_timout"));
+        assert!(misspelt.unwrap_err().to_string().contains("stop_timout"));
         assert!(DeploySpec::from_yaml(&text.replace("on-failure:3", "sometimes")).is_err());
         assert!(DeploySpec::from_yaml(&text.replace("500ms", "soon")).is_err());
         assert!(
@@ -385,7 +329,30 @@ mod tests {
         spec.task_id = "../etc".into();
         assert!(spec.validate().is_err());
         spec.task_id = "ok".into();
-        spec.labels.insert(labels::TASK.into(), "x".into());
+        spec.container
+            .labels
+            .insert(labels::TASK.into(), "x".into());
         assert!(spec.validate().is_err());
+    }
+
+    /// The settings read as YAML writes them (`PORT: 8080` is the string
+    /// `"8080"`), and the spec's JSON keeps its flat keys.
+    #[test]
+    fn container_settings_sit_flat_beside_the_identity() {
+        let text = format!(
+            "{}env: {{PORT: 8080, DEBUG: true}}\ncommand: [sleep, 300]\nnetwork: shop\n",
+            yaml(&format!("web@{DIGEST}"))
+        );
+        let spec = DeploySpec::from_yaml(&text).unwrap();
+        assert_eq!(spec.container.env["PORT"], "8080");
+        assert_eq!(spec.container.env["DEBUG"], "true");
+        assert_eq!(spec.container.command.as_deref().unwrap(), ["sleep", "300"]);
+        let json = serde_json::to_value(&spec).unwrap();
+        assert_eq!(json["network"], "shop");
+        assert_eq!(json["restart"], "on-failure:3");
+        assert_eq!(json["env"]["PORT"], "8080");
+        assert!(json.get("container").is_none());
+        let back: DeploySpec = serde_json::from_value(json).unwrap();
+        assert_eq!(back.container, spec.container);
     }
 }
