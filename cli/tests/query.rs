@@ -144,6 +144,10 @@ async fn read_commands_show_the_estate(backend: Backend) {
         (&status[0]["in_sync_hosts"], &status[0]["total_hosts"]),
         (&1.into(), &2.into())
     );
+    let on_target = json(&hub, &["status", "--env", "stage", "--target", "eu"]).await;
+    assert_eq!(on_target, status, "every target is eu");
+    let elsewhere = json(&hub, &["status", "--env", "stage", "--target", "us"]).await;
+    assert_eq!(elsewhere.as_array().map(Vec::len), Some(0), "{elsewhere}");
     let table = ok(&hub, &["status"]).await;
     for needle in [
         "ENVIRONMENT",

@@ -57,6 +57,29 @@ pub use tls::{CertName, ClientCertificate, ServerTls, ServerTlsConfig, TlsError}
 /// a service opens: database connections and files, outbox segments, logs.
 pub const RESERVED_FILES: u64 = 128;
 
+/// A listener that could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr} for {what}: {source}")]
+pub struct BindError {
+    /// What the listener is for: `the API`, `OTLP/gRPC`, `agents`.
+    pub what: &'static str,
+    pub addr: SocketAddr,
+    #[source]
+    pub source: io::Error,
+}
+
+/// Binds `addr` for `what` (named in the error) and returns the listener
+/// with the address it got: port 0 picks a free one.
+pub async fn bind(
+    addr: SocketAddr,
+    what: &'static str,
+) -> Result<(TcpListener, SocketAddr), BindError> {
+    let failed = |source| BindError { what, addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(failed)?;
+    let local = listener.local_addr().map_err(failed)?;
+    Ok((listener, local))
+}
+
 /// How long a stopping server waits for open requests to finish.
 const DRAIN: Duration = Duration::from_secs(10);
 

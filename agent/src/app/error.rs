@@ -1,7 +1,5 @@
 //! Why the agent could not start, or stopped on its own.
 
-use std::net::SocketAddr;
-
 use sextant_exporters::OutboxError;
 
 use crate::executor::ExecuteError;
@@ -18,12 +16,8 @@ pub enum AgentError {
     Outbox(#[source] OutboxError),
     #[error("cannot open the task journal: {0}")]
     Journal(#[source] ExecuteError),
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Listen(#[from] sextant_kit::serve::BindError),
     #[error("the health and metrics listener failed: {0}")]
     Serve(#[source] std::io::Error),
     #[error("the Docker executor cannot start: {0}")]

@@ -145,17 +145,8 @@ impl Application {
         )
         .map_err(AgentError::Outbox)?;
         let journal = Journal::open(&config.data_dir).map_err(AgentError::Journal)?;
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| AgentError::Listen {
-                    addr: config.listen,
-                    source,
-                })?;
-        let addr = listener.local_addr().map_err(|source| AgentError::Listen {
-            addr: config.listen,
-            source,
-        })?;
+        let (listener, addr) =
+            sextant_kit::serve::bind(config.listen, "health and metrics").await?;
         let docker = Arc::new(DockerLink::default());
         let router = routes::router(health::HealthState {
             docker: docker.clone(),

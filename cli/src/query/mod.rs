@@ -167,9 +167,10 @@ pub struct SourceArgs {
     pub reconciler: Option<String>,
 }
 
-/// The filters `hosts` and `drift` share.
+/// The filters `status`, `hosts` and `drift` share.
 #[derive(Debug, Args)]
 pub struct FilterArgs {
+    /// Only this environment.
     #[arg(long = "env", short = 'e')]
     pub environment: Option<String>,
     #[arg(long)]

@@ -6,26 +6,20 @@ use clap::Args;
 use sextant_kit::hub::{CompareQuery, StateFilter};
 
 use super::{
-    FilterArgs, Hub, HubArgs, Output, SourceArgs, print_json, short_time, source_label, table,
+    FilterArgs, Hub, HubArgs, Output, print_json, short_time, source_label, table,
     version_or_revision,
 };
 
 /// `sextant status`: what runs where.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Only this environment.
-    #[arg(long = "env", short = 'e')]
-    pub environment: Option<String>,
-    #[arg(long)]
-    pub application: Option<String>,
-    #[arg(long)]
-    pub workload: Option<String>,
     #[command(flatten)]
-    pub sources: SourceArgs,
+    pub filter: FilterArgs,
 }
 
 pub async fn status(hub_args: &HubArgs, args: &StatusArgs) -> anyhow::Result<()> {
     let hub = Hub::new(hub_args)?;
+    let args = &args.filter;
     let environments: Vec<String> = match &args.environment {
         Some(e) => vec![e.clone()],
         None => hub
@@ -38,6 +32,7 @@ pub async fn status(hub_args: &HubArgs, args: &StatusArgs) -> anyhow::Result<()>
     let filter = StateFilter {
         application: args.application.clone(),
         workload: args.workload.clone(),
+        target: args.target.clone(),
         source: args.sources.filter(),
         ..StateFilter::default()
     };

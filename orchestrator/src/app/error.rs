@@ -1,11 +1,9 @@
 //! Why an orchestrator replica could not start, or stopped on its own.
 
-use std::net::SocketAddr;
-
 use sextant_exporters::OutboxError;
 use sextant_kit::hub::HubError;
 use sextant_kit::rate_limit::InvalidRateLimit;
-use sextant_kit::serve::{LimitsError, TlsError};
+use sextant_kit::serve::{BindError, LimitsError, TlsError};
 use sextant_kit::shutdown::Stopped;
 
 use crate::store::StoreError;
@@ -30,13 +28,8 @@ pub enum AppError {
     HubOtlp(#[source] OutboxError),
     #[error("invalid hub API URL: {0}")]
     HubApi(#[source] HubError),
-    #[error("cannot listen on {addr} for {what}: {source}")]
-    Listen {
-        what: &'static str,
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Listen(#[from] BindError),
     #[error("the API server failed: {0}")]
     ApiServer(#[source] std::io::Error),
     #[error("the agent channel server failed: {0}")]

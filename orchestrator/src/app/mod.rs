@@ -32,7 +32,7 @@ use crate::executor::Executor;
 use crate::service::{Orchestrator, Settings};
 use crate::store::Store;
 use axum::Router;
-use sextant_kit::serve::ServerTls;
+use sextant_kit::serve::{ServerTls, bind};
 
 pub use error::AppError;
 
@@ -303,14 +303,6 @@ impl Application {
         shutdown.cancel();
         result
     }
-}
-
-/// Binds `addr` for `what`, with the address it got (port 0 picks one).
-async fn bind(addr: SocketAddr, what: &'static str) -> Result<(TcpListener, SocketAddr), AppError> {
-    let failed = |source| AppError::Listen { what, addr, source };
-    let listener = TcpListener::bind(addr).await.map_err(failed)?;
-    let local = listener.local_addr().map_err(failed)?;
-    Ok((listener, local))
 }
 
 /// Waits up to [`STAGE_DEADLINE`] until the sender has delivered every

@@ -1,9 +1,7 @@
 //! Why the hub could not start, or stopped on its own.
 
-use std::net::SocketAddr;
-
 use sextant_kit::rate_limit::InvalidRateLimit;
-use sextant_kit::serve::{LimitsError, TlsError};
+use sextant_kit::serve::{BindError, LimitsError, TlsError};
 use sextant_kit::shutdown::Stopped;
 
 use crate::config::TlsConfigError;
@@ -52,13 +50,8 @@ pub enum AppError {
         #[source]
         source: StoreError,
     },
-    #[error("cannot listen on {addr} for {what}: {source}")]
-    Listen {
-        what: &'static str,
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Listen(#[from] BindError),
     #[error("the stale sweep failed: {0}")]
     Sweep(#[source] StoreError),
     #[error("the OTLP/gRPC server failed: {0}")]

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use futures::{FutureExt as _, TryFutureExt as _};
 use sextant_kit::database::redact_url;
-use sextant_kit::serve::{ListenerLimits, ServerTls, fit_connections, serve_http_tls};
+use sextant_kit::serve::{ListenerLimits, ServerTls, bind, fit_connections, serve_http_tls};
 use sextant_kit::shutdown::Stage;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -117,15 +117,10 @@ impl Application {
             source,
         })?;
         store.set_stale_after(std::time::Duration::from_secs(config.stale_after_seconds));
-        let bind = |addr: SocketAddr, what: &'static str| async move {
-            TcpListener::bind(addr)
-                .await
-                .map_err(|source| AppError::Listen { what, addr, source })
-        };
         Ok(Self {
-            grpc: bind(config.otlp_grpc_addr, "OTLP/gRPC").await?,
-            http: bind(config.otlp_http_addr, "OTLP/HTTP").await?,
-            api: bind(config.api_addr, "the API").await?,
+            grpc: bind(config.otlp_grpc_addr, "OTLP/gRPC").await?.0,
+            http: bind(config.otlp_http_addr, "OTLP/HTTP").await?.0,
+            api: bind(config.api_addr, "the API").await?.0,
             store,
             auth,
             metrics,
