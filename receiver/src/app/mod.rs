@@ -189,10 +189,29 @@ impl Application {
             .map_err(AppError::Sweep)
     }
 
+    /// The API listener's router (read API, UI, health, `/metrics`), for
+    /// tests that call it without a socket.
+    pub fn api_router(&self) -> axum::Router {
+        routes::router(ApiState {
+            store: self.store.clone(),
+            auth: self.auth.clone(),
+            metrics: self.metrics.clone(),
+            stale_after: self.stale_after,
+            environments: self.environments.clone(),
+            ui_refresh: self.ui_refresh,
+            reports: Arc::new(ReportCache::default()),
+            orchestrator_url: self.orchestrator_url.clone(),
+            rate_limit: self.api_limit.clone(),
+            metrics_require_token: self.metrics_require_token,
+            metrics_max_environments: self.metrics_max_environments,
+        })
+    }
+
     /// Serves until `shutdown` is cancelled or a component fails, then
     /// stops in stages (see the module docs). The first failure, if any,
     /// is the result.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), AppError> {
+        let api = self.api_router();
         let ingestor = Ingestor::new(
             self.store.clone(),
             self.metrics.clone(),
@@ -218,19 +237,6 @@ impl Application {
             max_request_bytes: self.max_request_bytes,
             metrics: self.metrics.clone(),
         };
-        let api = routes::router(ApiState {
-            store: self.store.clone(),
-            auth: self.auth.clone(),
-            metrics: self.metrics.clone(),
-            stale_after: self.stale_after,
-            environments: self.environments,
-            ui_refresh: self.ui_refresh,
-            reports: Arc::new(ReportCache::default()),
-            orchestrator_url: self.orchestrator_url,
-            rate_limit: self.api_limit,
-            metrics_require_token: self.metrics_require_token,
-            metrics_max_environments: self.metrics_max_environments,
-        });
         let refused = |listener: &str| self.metrics.listener_refused.with_label_values(&[listener]);
         let mut serving = Stage::new("listeners");
         serving.spawn(

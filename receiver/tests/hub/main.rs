@@ -14,6 +14,7 @@ mod rate_limits;
 mod reconcilers;
 mod report_cache;
 mod reports;
+mod router;
 mod shutdown;
 mod sources;
 mod tenants;
