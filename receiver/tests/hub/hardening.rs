@@ -604,8 +604,11 @@ async fn a_database_that_went_away_is_reported_quickly() {
     let (status, body) = app.get("/health/ready", None).await;
     let ready_took = started.elapsed();
     assert_eq!(status, 503, "{body}");
+    // The bounds leave room for a loaded CI machine (this test once took
+    // just over 2 s there) while still telling the deadlines (1 s, 3 s)
+    // from sqlx's own 30 s acquire timeout, the hang this finding was.
     assert!(
-        ready_took < std::time::Duration::from_secs(2),
+        ready_took < std::time::Duration::from_secs(5),
         "/health/ready took {ready_took:?}, its deadline is about a second"
     );
     let started = std::time::Instant::now();
@@ -626,7 +629,7 @@ async fn a_database_that_went_away_is_reported_quickly() {
     assert_eq!(res.status(), 503);
     assert!(res.headers().contains_key("retry-after"));
     assert!(
-        ingest_took < std::time::Duration::from_secs(5),
+        ingest_took < std::time::Duration::from_secs(10),
         "ingest took {ingest_took:?} to say 503"
     );
     app.stop().await;
