@@ -90,13 +90,15 @@ impl Hub {
                 "cannot reach the hub at {} (set --hub or SEXTANT_HUB_URL; is `sextant up` running?)",
                 self.base
             )),
+            HubError::Status {
+                status,
+                error: Some(e),
+                ..
+            } => anyhow::anyhow!("the hub answered {status} ({}): {}", e.code, e.message),
+            // JSON, but not the error body the API documents.
             HubError::Status { status, body, .. } => {
-                match serde_json::from_str::<serde_json::Value>(&body) {
-                    Ok(body) => {
-                        let code = body["error"]["code"].as_str().unwrap_or("error");
-                        let message = body["error"]["message"].as_str().unwrap_or("");
-                        anyhow::anyhow!("the hub answered {status} ({code}): {message}")
-                    }
+                match serde_json::from_str::<serde::de::IgnoredAny>(&body) {
+                    Ok(_) => anyhow::anyhow!("the hub answered {status} (error): "),
                     Err(e) => without_json(status, e),
                 }
             }
@@ -216,5 +218,49 @@ fn source_label(source: Source, reconciler: Option<&str>) -> String {
     match reconciler {
         Some(r) if !r.is_empty() => format!("{source} {r}"),
         _ => source.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sextant_model::ErrorDetail;
+
+    fn hub() -> Hub {
+        Hub::new(&HubArgs {
+            hub: "http://127.0.0.1:1".into(),
+            token: None,
+            output: Output::Table,
+        })
+        .expect("hub")
+    }
+
+    fn status(error: Option<ErrorDetail>, body: &str) -> HubError {
+        HubError::Status {
+            url: "http://127.0.0.1:1/api/v1/drift".into(),
+            status: reqwest::StatusCode::BAD_REQUEST,
+            error,
+            body: body.into(),
+        }
+    }
+
+    #[test]
+    fn the_hubs_error_body_is_told_in_words() {
+        let detail = ErrorDetail {
+            code: "invalid_query".into(),
+            message: "limit 0 is out of range".into(),
+        };
+        let said = hub().explain(status(Some(detail), "")).to_string();
+        assert_eq!(
+            said,
+            "the hub answered 400 Bad Request (invalid_query): limit 0 is out of range"
+        );
+        let said = hub().explain(status(None, r#"{"oops": 1}"#)).to_string();
+        assert_eq!(said, "the hub answered 400 Bad Request (error): ");
+        let said = format!("{:#}", hub().explain(status(None, "<html>")));
+        assert!(
+            said.starts_with("the hub answered 400 Bad Request without JSON"),
+            "{said}"
+        );
     }
 }
