@@ -189,19 +189,20 @@ impl Executor for SshExecutor {
     }
 }
 
-/// `: <last lines>` of a command's output, stderr first, or nothing.
+/// `: <last lines>` of a command's output, or nothing: the last lines of
+/// stdout, then those of stderr after `stderr:`, so that noise on one
+/// stream (a login shell's profile that warns) never hides the other.
 fn tail_note(stdout: &str, stderr: &str) -> String {
-    let text = if stderr.trim().is_empty() {
-        stdout
-    } else {
-        stderr
+    let tail = |text: &str| {
+        let lines: Vec<&str> = text.trim_end().lines().collect();
+        lines[lines.len().saturating_sub(10)..].join("\n")
     };
-    let lines: Vec<&str> = text.trim_end().lines().collect();
-    if lines.is_empty() {
-        return String::new();
+    match (stdout.trim().is_empty(), stderr.trim().is_empty()) {
+        (true, true) => String::new(),
+        (false, true) => format!(": {}", tail(stdout)),
+        (true, false) => format!(": {}", tail(stderr)),
+        (false, false) => format!(": {}\nstderr: {}", tail(stdout), tail(stderr)),
     }
-    let start = lines.len().saturating_sub(10);
-    format!(": {}", lines[start..].join("\n"))
 }
 
 pub(super) fn human(d: Duration) -> String {
@@ -222,5 +223,15 @@ mod tests {
         assert_eq!(tail_note("x\n", ""), ": x");
         assert_eq!(tail_note("", ""), "");
         assert_eq!(human(Duration::from_millis(1500)), "1.5s");
+    }
+
+    /// A login shell's noise on stderr (a profile that warns) must not
+    /// hide what the command itself printed (a CI failure: `pyenv:
+    /// cannot rehash` replaced the check's `not ready yet`).
+    #[test]
+    fn a_note_keeps_stdout_when_stderr_has_lines_too() {
+        let note = tail_note("not ready yet\n", "pyenv: cannot rehash\n");
+        assert!(note.contains("not ready yet"), "{note}");
+        assert!(note.contains("pyenv: cannot rehash"), "{note}");
     }
 }
