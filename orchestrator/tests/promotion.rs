@@ -534,6 +534,92 @@ async fn desired_state_reaches_the_hub() {
     .await;
 }
 
+/// Issue 20: desired state is exactly what was applied. A rolling job
+/// stops at r-2's failure and rolls back; r-3, which it never reached,
+/// keeps r1 as its desired state, and the rollback tells the hub r1 by
+/// name (not the release's id) for the targets it touched.
+#[tokio::test]
+async fn desired_state_is_what_was_applied() {
+    let hub = sextant_e2e::Hub::start(sextant_e2e::Backend::Sqlite, "").await;
+    hub.wait_ready().await;
+    let stack = Stack::start_for(&hub).await;
+    let (d1, d2) = (digest('1'), digest('2'));
+    let r2_fail =
+        format!("if [ \"$SEXTANT_DIGEST\" = \"{d2}\" ]; then echo broken >&2; exit 3; fi;");
+    let releases = stack.dir("r-1").join("releases");
+    let record_release = format!("echo \"$SEXTANT_RELEASE\" >> {};", releases.display());
+    stack
+        .apply(json!({
+            "environments": [{"name": "rolling"}],
+            "components": component(),
+            "targets": [
+                stack.target("r-1", "rolling", &record_release, None),
+                stack.target("r-2", "rolling", &r2_fail, None),
+                stack.target("r-3", "rolling", "", None),
+            ],
+        }))
+        .await;
+    stack.release("r1", &d1).await;
+    stack.release("r2", &d2).await;
+    let p = stack
+        .promote_to_end("r1", "rolling", "alice", json!({"type": "all_at_once"}))
+        .await;
+    assert_eq!(p["state"], "deployed", "{p:#}");
+    let p = stack
+        .promote_to_end(
+            "r2",
+            "rolling",
+            "alice",
+            json!({"type": "rolling", "batch_size": 1, "max_unavailable": 0}),
+        )
+        .await;
+    assert_eq!(p["state"], "rolled_back", "{p:#}");
+
+    // The desired assignments the hub recorded per target, oldest first.
+    let assignments = |target: &'static str| {
+        let url = format!(
+            "http://{}/api/v1/history?workload=web&environment=rolling&target={target}&limit=100",
+            hub.api
+        );
+        let http = stack.http.clone();
+        async move {
+            let history: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+            let mut versions: Vec<String> = history["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["kind"] == "desired")
+                .map(|e| e["version"].as_str().unwrap_or("?").to_owned())
+                .collect();
+            versions.reverse();
+            versions
+        }
+    };
+    // Once the rollback's assignment to r-2 has arrived, every earlier
+    // one has: the outbox delivers in order.
+    wait::until(
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async {
+            match assignments("r-2").await {
+                v if v.len() >= 3 => Ok(()),
+                v => Err(format!("r-2's assignments so far: {v:?}")),
+            }
+        },
+    )
+    .await;
+    assert_eq!(assignments("r-1").await, ["r1", "r2", "r1"]);
+    assert_eq!(assignments("r-2").await, ["r1", "r2", "r1"]);
+    assert_eq!(
+        assignments("r-3").await,
+        ["r1"],
+        "the job never reached r-3"
+    );
+    // The deploy command got the release's name, the rollback's included.
+    let told = std::fs::read_to_string(&releases).expect("releases");
+    assert_eq!(told.lines().collect::<Vec<_>>(), ["r1", "r2", "r1"]);
+}
+
 fn out_text(out: &std::process::Output) -> String {
     format!(
         "exit {:?}\nstdout: {}\nstderr: {}",

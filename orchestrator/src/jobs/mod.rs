@@ -274,14 +274,20 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The release name a task carries to its target: the job's release for
-/// its own tasks; for rollback tasks the id of the release restored (the
-/// engine has no name at hand, and the id is unique).
-fn release_name_of<'a>(task: &'a Task, job: &'a Job) -> &'a str {
-    if task.release_id == job.release_id {
-        &job.release
-    } else {
-        &task.release_id
+impl Orchestrator {
+    /// The name of the release a task puts on its target: the job's for
+    /// its own tasks; for a rollback task, the release it restores (its id
+    /// only if that release is gone). `SEXTANT_RELEASE` and the hub's
+    /// desired version are this name.
+    async fn release_name_of(&self, task: &Task, job: &Job) -> Result<String> {
+        if task.release_id == job.release_id {
+            return Ok(job.release.clone());
+        }
+        Ok(self
+            .store
+            .release(&job.tenant, &task.release_id)
+            .await?
+            .map_or_else(|| task.release_id.clone(), |r| r.name))
     }
 }
 

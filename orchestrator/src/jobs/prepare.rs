@@ -1,17 +1,18 @@
-//! Preparing a job: its artifacts, generated once per target, and the
-//! desired state told to the hub before anything changes.
+//! Preparing a job: its artifacts, generated once per target; and, as each
+//! task is about to change its target, the desired state told to the hub
+//! ([`Orchestrator::announce`]).
 
-use std::collections::HashSet;
-
+use crate::domain::TargetSpec;
+use crate::domain::task::TaskKind;
 use crate::service::{Orchestrator, OrchestratorError, Result};
-use crate::store::{Job, now_ms, rfc3339};
+use crate::store::{Job, Task, now_ms, rfc3339};
 
+use super::artifacts;
 use super::desired::{self, Desired};
-use super::{artifacts, release_name_of};
 
 impl Orchestrator {
     /// Generates and stores the artifacts of every target (once; a resumed
-    /// job keeps the first ones), then tells the hub what is about to run.
+    /// job keeps the first ones).
     pub(super) async fn prepare(&self, job: &Job) -> Result<()> {
         let tasks = self.store.tasks(&job.id).await?;
         let targets = self.targets(job).await?;
@@ -44,32 +45,35 @@ impl Orchestrator {
             .map(|(name, files)| (*name, files.as_slice()))
             .collect();
         self.store.put_job_artifacts(&job.id, &by_target).await?;
-        if let Some(outbox) = &self.outbox {
-            let mut events = Vec::new();
-            let at = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as u64;
-            let mut seen = HashSet::new();
-            for t in &tasks {
-                let (Some(target), Some(component)) = (
-                    targets.get(&t.target),
-                    components.iter().find(|c| c.name == t.component),
-                ) else {
-                    continue;
-                };
-                if !seen.insert((target.hub_target().to_owned(), t.component.clone())) {
-                    continue;
-                }
-                events.push(Desired {
-                    component,
-                    environment: &job.environment,
-                    hub_target: target.hub_target(),
-                    release: release_name_of(t, job),
-                    digest: &t.digest,
-                    at,
-                });
-            }
-            desired::publish(outbox, &events)
-                .map_err(|e| OrchestratorError::Invalid(e.to_string()))?;
-        }
         Ok(())
+    }
+
+    /// Tells the hub, through the outbox, what `task` is about to put on
+    /// `target`: only then, so a target the job never reaches (a canary
+    /// stopped, a rolling job halted) keeps its desired state. A rollback
+    /// task announces the release it restores, by name. A blue-green
+    /// switch changes no version and announces nothing.
+    pub(super) async fn announce(&self, job: &Job, task: &Task, target: &TargetSpec) -> Result<()> {
+        let Some(outbox) = &self.outbox else {
+            return Ok(());
+        };
+        if task.kind == TaskKind::Switch {
+            return Ok(());
+        }
+        let components = self.store.components(&job.tenant).await?;
+        let Some(component) = components.iter().find(|c| c.name == task.component) else {
+            return Ok(());
+        };
+        let release = self.release_name_of(task, job).await?;
+        let at = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as u64;
+        let event = Desired {
+            component,
+            environment: &job.environment,
+            hub_target: target.hub_target(),
+            release: &release,
+            digest: &task.digest,
+            at,
+        };
+        desired::publish(outbox, &[event]).map_err(|e| OrchestratorError::Invalid(e.to_string()))
     }
 }

@@ -17,7 +17,7 @@ use crate::jobs::health_check::HealthCheckFailed;
 use crate::service::{Orchestrator, OrchestratorError, Result};
 use crate::store::{Job, Task, TaskMove, TaskResultRow};
 
-use super::{release_name_of, traceparent};
+use super::traceparent;
 
 impl Orchestrator {
     /// Drives one task to a terminal state.
@@ -48,6 +48,9 @@ impl Orchestrator {
                         .await?
                 }
                 TaskState::Queued => {
+                    if task.attempts == 0 {
+                        self.announce(job, &task, &target).await?;
+                    }
                     let change = self.task_move(&task, TaskState::Dispatched).new_attempt();
                     self.step(&task, change).await?
                 }
@@ -239,7 +242,7 @@ impl Orchestrator {
             task_id: task.id.clone(),
             attempt: task.attempts.max(1) as u32,
             kind: task.kind,
-            release: release_name_of(task, job).to_owned(),
+            release: self.release_name_of(task, job).await?,
             component: task.component.clone(),
             image: task.image.clone(),
             digest: task.digest.clone(),
