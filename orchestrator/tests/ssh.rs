@@ -67,6 +67,7 @@ fn request(task_id: &str) -> TaskRequest {
         attempt: 1,
         kind: TaskKind::Deploy,
         release: "2024.06.1".into(),
+        release_id: "release-id".into(),
         component: "web".into(),
         image: format!("registry.example/shop/web@{DIGEST}"),
         digest: DIGEST.into(),

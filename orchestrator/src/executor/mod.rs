@@ -42,8 +42,10 @@ pub struct TaskRequest {
     /// 1 for the first attempt; a retry is a new attempt and runs again.
     pub attempt: u32,
     pub kind: TaskKind,
-    /// Release name.
+    /// Release name (`SEXTANT_RELEASE`).
     pub release: String,
+    /// The release's id (`SEXTANT_RELEASE_ID`).
+    pub release_id: String,
     pub component: String,
     /// `repository@sha256:…`
     pub image: String,

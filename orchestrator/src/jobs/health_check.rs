@@ -223,6 +223,7 @@ mod tests {
             attempt: 1,
             kind: TaskKind::Deploy,
             release: "r".into(),
+            release_id: "release-id".into(),
             component: "web".into(),
             image: "web@sha256:0".into(),
             digest: "sha256:0".into(),

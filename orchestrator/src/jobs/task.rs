@@ -243,6 +243,7 @@ impl Orchestrator {
             attempt: task.attempts.max(1) as u32,
             kind: task.kind,
             release: self.release_name_of(task, job).await?,
+            release_id: task.release_id.clone(),
             component: task.component.clone(),
             image: task.image.clone(),
             digest: task.digest.clone(),

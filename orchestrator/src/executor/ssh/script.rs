@@ -32,6 +32,7 @@ pub const FOLLOW_LOST: u32 = 11;
 /// Variables the executor sets itself; `vars` may not override them.
 const RESERVED: &[&str] = &[
     "SEXTANT_RELEASE",
+    "SEXTANT_RELEASE_ID",
     "SEXTANT_COMPONENT",
     "SEXTANT_IMAGE",
     "SEXTANT_DIGEST",
@@ -348,6 +349,7 @@ pub fn deploy_script(
     }
     let mut fixed: Vec<(&str, String)> = vec![
         ("SEXTANT_RELEASE", request.release.clone()),
+        ("SEXTANT_RELEASE_ID", request.release_id.clone()),
         ("SEXTANT_COMPONENT", request.component.clone()),
         ("SEXTANT_IMAGE", request.image.clone()),
         ("SEXTANT_DIGEST", request.digest.clone()),
@@ -478,6 +480,7 @@ mod tests {
             attempt: 1,
             kind,
             release: "r'1".into(),
+            release_id: "0b6c7f0e-1".into(),
             component: "web".into(),
             image: "reg/web@sha256:abc".into(),
             digest: "sha256:abc".into(),
@@ -532,6 +535,7 @@ mod tests {
             script.contains("export SEXTANT_RELEASE='r'\\''1'\n"),
             "{script}"
         );
+        assert!(script.contains("export SEXTANT_RELEASE_ID='0b6c7f0e-1'\n"));
         assert!(script.contains("export TRACEPARENT='00-abc-def-01'\n"));
         assert!(script.contains("export SEXTANT_PREVIOUS_DIGEST=''\n"));
         assert_eq!(sh(&script), "r'1 8080\n");
