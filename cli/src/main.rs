@@ -52,7 +52,7 @@ enum Command {
     /// Start the local stack: the hub (OTLP receiver and read API) on an
     /// embedded SQLite database in the data directory, and the orchestrator
     /// next to it.
-    Up(up::UpArgs),
+    Up(Box<up::UpArgs>),
     /// Run one orchestrator replica: promotions, approvals, gates and
     /// deployment jobs, with its REST API.
     Orchestrator(Box<orchestrator::serve::ServeArgs>),
@@ -125,7 +125,7 @@ async fn main() {
 async fn run(command: Command) -> anyhow::Result<i32> {
     let done = |r: anyhow::Result<()>| r.map(|()| 0);
     match command {
-        Command::Up(args) => done(up::run(args).await),
+        Command::Up(args) => done(up::run(*args).await),
         Command::Orchestrator(args) => done(orchestrator::serve::run(*args).await),
         Command::Deploy(command) => orchestrator::run(command).await,
         Command::Report(args) => done(report::run(*args).await),

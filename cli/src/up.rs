@@ -9,7 +9,8 @@ use anyhow::Context;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use sextant_kit::config::{EnvVar, Layers, env_help, file_path, process_env};
-use sextant_orchestrator::config::{AGENT_TLS_ENV, AgentTlsFiles};
+use sextant_orchestrator::config::{AGENT_TLS_ENV, AgentTlsFiles, OrchestratorConfig};
+use sextant_orchestrator::domain::Span;
 use sextant_receiver::auth::Scope;
 use sextant_receiver::{Application, HubConfig};
 use tokio_util::sync::CancellationToken;
@@ -71,6 +72,8 @@ pub struct UpArgs {
     agent_addr: Option<SocketAddr>,
     #[command(flatten)]
     agent_tls: orchestrator::serve::AgentTlsArgs,
+    #[command(flatten)]
+    orchestrator: UpOrchestratorArgs,
     /// Run the hub alone, without the orchestrator.
     #[arg(long)]
     no_orchestrator: bool,
@@ -78,6 +81,59 @@ pub struct UpArgs {
     /// keep its hosts reporting.
     #[arg(long)]
     demo: bool,
+}
+
+/// The orchestrator's own settings, which `sextant up` takes as
+/// `sextant orchestrator` does: from its TOML file, its environment
+/// variables and these flags (`OrchestratorConfig`'s layers). What the hub
+/// beside it decides (its address, token, tokens, rate limit, listener
+/// limits, `/metrics` token and data directory) comes from the hub.
+#[derive(Debug, Default, Serialize, Args)]
+pub struct UpOrchestratorArgs {
+    /// The orchestrator's TOML settings, the file `sextant orchestrator
+    /// --config` reads [env: SEXTANT_ORCHESTRATOR_CONFIG]
+    #[arg(long, value_name = "TOML")]
+    #[serde(skip)]
+    orchestrator_config: Option<PathBuf>,
+    /// A registry (`host:port`) the orchestrator reaches over plain HTTP to
+    /// resolve tags. Repeatable, or comma-separated [env:
+    /// SEXTANT_INSECURE_REGISTRIES]
+    #[arg(
+        long = "insecure-registry",
+        value_name = "HOST:PORT",
+        value_delimiter = ','
+    )]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    insecure_registries: Vec<String>,
+    /// The orchestrator's name in job leases [env:
+    /// SEXTANT_ORCHESTRATOR_REPLICA] [default: orchestrator-<random>]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replica: Option<String>,
+    /// How long a job lease lasts without renewal [env:
+    /// SEXTANT_ORCHESTRATOR_LEASE] [default: 15s]
+    #[arg(long, value_parser = Span::parse)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lease: Option<Span>,
+    /// How often the engine looks for jobs and gates are re-evaluated [env:
+    /// SEXTANT_ORCHESTRATOR_POLL] [default: 2s]
+    #[arg(long, value_parser = Span::parse)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    poll: Option<Span>,
+    /// How often agents send heartbeats [env: SEXTANT_AGENT_HEARTBEAT]
+    /// [default: 30s]
+    #[arg(long, value_parser = Span::parse)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agent_heartbeat: Option<Span>,
+    /// Default timeout of a task [env: SEXTANT_TASK_TIMEOUT] [default: 10m]
+    #[arg(long, value_parser = Span::parse)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    task_timeout: Option<Span>,
+    /// Registry credentials for agent tasks, in Docker's config.json format
+    /// [env: SEXTANT_REGISTRY_AUTH_FILE]
+    #[arg(long, value_name = "CONFIG_JSON")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    registry_auth: Option<PathBuf>,
 }
 
 impl UpArgs {
@@ -118,6 +174,9 @@ struct OrchestratorSettings {
     orchestrator_addr: Option<SocketAddr>,
     agent_addr: Option<SocketAddr>,
     agent_tls: AgentTlsFiles,
+    /// The orchestrator's own settings ([`UpOrchestratorArgs`]).
+    #[serde(skip)]
+    own: OrchestratorConfig,
 }
 
 /// The flags of [`OrchestratorSettings`]; a flag left out leaves the
@@ -141,12 +200,19 @@ impl UpArgs {
             agent_addr: self.agent_addr,
             agent_tls: &self.agent_tls,
         };
-        Layers::new(OrchestratorSettings::default())
+        let mut settings: OrchestratorSettings = Layers::new(OrchestratorSettings::default())
             .env_vars(ENV, &env)
             .env_vars(AGENT_TLS_ENV, &env)
             .flags(&flags)
             .load()
-            .context("invalid orchestrator settings")
+            .context("invalid orchestrator settings")?;
+        settings.own = OrchestratorConfig::load_in(
+            self.orchestrator.orchestrator_config.as_deref(),
+            &env,
+            &self.orchestrator,
+        )
+        .context("invalid orchestrator settings")?;
+        Ok(settings)
     }
 }
 
@@ -198,7 +264,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let orchestrator = if args.no_orchestrator {
         None
     } else {
-        let local = local_orchestrator(&settings, &config, &app);
+        let local = local_orchestrator(&settings, &config, &app)?;
         let database = local.database_url.clone();
         let running = orchestrator::serve::start(local, shutdown.clone())
             .await
@@ -235,13 +301,17 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The orchestrator `sextant up` runs beside the hub: the hub's tokens,
-/// rate limits and listener limits, on the hub's loopback ports' neighbours.
+/// The orchestrator `sextant up` runs beside the hub: its own settings
+/// (file, environment, flags: [`UpOrchestratorArgs`]) read as `sextant
+/// orchestrator` reads them, with the hub's address, token, tokens,
+/// tenants, rate limit, listener limits and `/metrics` token, on the hub's
+/// loopback ports' neighbours, its SQLite database in the hub's data
+/// directory unless its settings name one.
 fn local_orchestrator(
     args: &OrchestratorSettings,
     config: &HubConfig,
     app: &Application,
-) -> sextant_orchestrator::app::RuntimeConfig {
+) -> anyhow::Result<sextant_orchestrator::app::RuntimeConfig> {
     // Tests bind everything to port 0; a fixed port would collide.
     let port = |fixed| {
         if config.api_addr.port() == 0 {
@@ -250,23 +320,29 @@ fn local_orchestrator(
             fixed
         }
     };
-    let listen = args
+    let mut own = args.own.clone();
+    own.listen = args
         .orchestrator_addr
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], port(8081))));
-    let agent_listen = args
-        .agent_addr
-        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], port(8082))));
-    let mut local = orchestrator::serve::local_config(
-        listen,
-        agent_listen,
-        &config.data_dir,
-        app.api_addr(),
-        app.otlp_http_addr(),
-        hub_token(config),
+    own.agent_listen = Some(
+        args.agent_addr
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], port(8082)))),
+    );
+    own.no_agent_listener = false;
+    own.data_dir = config.data_dir.clone();
+    own.no_hub = false;
+    own.hub_url = format!("http://{}", orchestrator::serve::reachable(app.api_addr()));
+    own.hub_otlp_endpoint = format!(
+        "http://{}",
+        orchestrator::serve::reachable(app.otlp_http_addr())
+    );
+    own.hub_token = hub_token(config).map(sextant_kit::Secret::new);
+    let mut local = orchestrator::serve::runtime_config(&own)?;
+    if own.tokens_file.is_none() {
         // The hub's tokens, tenants and scopes guard the orchestrator's
         // API too; without any, both are open (loopback only).
-        orchestrator::serve::hub_tokens(&config.tokens),
-    );
+        local.tokens = orchestrator::serve::hub_tokens(&config.tokens);
+    }
     // One API budget per tenant for both APIs of `sextant up`: the
     // hub's `[rate_limits.api]` applies to the orchestrator's too.
     local.api_rate_limit = config.rate_limits.api;
@@ -274,7 +350,7 @@ fn local_orchestrator(
     local.listeners = config.listeners;
     local.metrics_require_token = config.metrics_require_token;
     local.agent_tls = args.agent_tls.server_tls();
-    local
+    Ok(local)
 }
 
 /// The orchestrator running beside the hub, as the banner names it.

@@ -708,3 +708,119 @@ async fn up_serves_mtls_from_its_flags() {
     );
     terminate(child);
 }
+
+/// Issue 20: `sextant up` takes the orchestrator's own settings as
+/// `sextant orchestrator` does, by environment, flag and file. The case
+/// that failed: a plain-HTTP registry named in
+/// `SEXTANT_INSECURE_REGISTRIES` was still asked over HTTPS. Here the
+/// registry (a closed port) is only ever asked, never answers: the error
+/// names the URL the orchestrator tried.
+#[test]
+fn up_takes_the_orchestrators_settings_by_environment_flag_and_file() {
+    let registry = "127.0.0.1:9";
+    let dir = tempfile::tempdir().expect("temp dir");
+    let orchestrator_toml = dir.path().join("orchestrator.toml");
+    std::fs::write(
+        &orchestrator_toml,
+        format!("insecure_registries = [\"{registry}\"]\nlease = \"20s\"\n"),
+    )
+    .expect("write orchestrator config");
+    // How the setting is given: its name, the flags, the variables.
+    type Way<'a> = (&'a str, Vec<String>, Vec<(&'a str, &'a str)>);
+    let ways: [Way<'_>; 4] = [
+        (
+            "environment",
+            vec![],
+            vec![("SEXTANT_INSECURE_REGISTRIES", registry)],
+        ),
+        (
+            "flag",
+            vec!["--insecure-registry".into(), registry.into()],
+            vec![],
+        ),
+        (
+            "file",
+            vec![
+                "--orchestrator-config".into(),
+                orchestrator_toml.display().to_string(),
+            ],
+            vec![],
+        ),
+        ("none", vec![], vec![]),
+    ];
+    for (i, (how, flags, env)) in ways.into_iter().enumerate() {
+        let config = dir.path().join(format!("sextant-{i}.toml"));
+        std::fs::write(&config, "").expect("write config");
+        let data = dir.path().join(format!("up-{i}"));
+        std::fs::create_dir_all(&data).expect("data dir");
+        let mut cmd = sextant();
+        cmd.env_remove("SEXTANT_INSECURE_REGISTRIES")
+            .env_remove("SEXTANT_ORCHESTRATOR_CONFIG")
+            .arg("up")
+            .arg("--config")
+            .arg(&config)
+            .args([
+                "--otlp-grpc-addr",
+                "127.0.0.1:0",
+                "--otlp-http-addr",
+                "127.0.0.1:0",
+            ])
+            .args([
+                "--api-addr",
+                "127.0.0.1:0",
+                "--orchestrator-addr",
+                "127.0.0.1:0",
+            ])
+            .args(["--agent-addr", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .args(&flags)
+            .envs(env.iter().copied());
+        if std::env::var_os("TEST_LOG").is_none() {
+            cmd.env("RUST_LOG", "error");
+        }
+        let (child, banner) = start(cmd);
+        let up = Up(Some(child));
+        let base = format!("http://{}", addr(&banner, "orchestrator"));
+        let cli = |args: &[&str], stdin: Option<&str>| {
+            let mut cmd = sextant();
+            cmd.args(args)
+                .args(["--orchestrator", &base])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            let mut child = cmd.spawn().expect("spawn sextant");
+            let mut input = child.stdin.take().expect("stdin");
+            if let Some(text) = stdin {
+                use std::io::Write as _;
+                input.write_all(text.as_bytes()).expect("stdin");
+            }
+            drop(input);
+            child.wait_with_output().expect("sextant exits")
+        };
+        let doc = format!(
+            "environments:\n  - name: dev\ncomponents:\n  - name: web\n    image: {registry}/web\n"
+        );
+        let out = cli(&["apply", "-f", "-"], Some(&doc));
+        assert!(
+            out.status.success(),
+            "{how}: apply: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = cli(&["release", "create", "r1", "--component", "web=:v1"], None);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{how}: the registry never answers");
+        if how == "none" {
+            assert!(
+                stderr.contains(&format!("https://{registry}/v2/")),
+                "{how}: {stderr}"
+            );
+            assert!(stderr.contains("--insecure-registry"), "{how}: {stderr}");
+        } else {
+            assert!(
+                stderr.contains(&format!("http://{registry}/v2/")),
+                "{how}: {stderr}"
+            );
+        }
+        up.terminate();
+    }
+}

@@ -177,7 +177,7 @@ impl ServeArgs {
 }
 
 /// The runtime configuration the settings describe, their files read.
-fn runtime_config(c: &OrchestratorConfig) -> anyhow::Result<RuntimeConfig> {
+pub(crate) fn runtime_config(c: &OrchestratorConfig) -> anyhow::Result<RuntimeConfig> {
     let tokens = match &c.tokens_file {
         Some(path) => read_tokens(path)?,
         None => Vec::new(),
@@ -304,39 +304,8 @@ fn scope(hub: sextant_receiver::auth::Scope) -> Scope {
     }
 }
 
-/// The runtime configuration of the orchestrator `sextant up` starts next
-/// to the hub; `tokens` are the hub's ([`hub_tokens`]).
-pub fn local_config(
-    listen: SocketAddr,
-    agent_listen: SocketAddr,
-    data_dir: &Path,
-    hub_api: SocketAddr,
-    hub_otlp: SocketAddr,
-    hub_token: Option<String>,
-    tokens: Vec<TokenConfig>,
-) -> RuntimeConfig {
-    RuntimeConfig {
-        listen,
-        database_url: sqlite_url(data_dir),
-        data_dir: data_dir.to_path_buf(),
-        hub_api: Some(format!("http://{}", reachable(hub_api))),
-        hub_otlp: Some(format!("http://{}", reachable(hub_otlp))),
-        hub_token,
-        tokens,
-        insecure_registries: Vec::new(),
-        agent_listen: Some(agent_listen),
-        agent_tls: Default::default(),
-        agent_heartbeat: std::time::Duration::from_secs(30),
-        registry_auth: Default::default(),
-        api_rate_limit: Default::default(),
-        listeners: Default::default(),
-        metrics_require_token: false,
-        settings: Settings::default(),
-    }
-}
-
 /// A listener bound to 0.0.0.0 or :: is reached over loopback.
-fn reachable(addr: SocketAddr) -> SocketAddr {
+pub(crate) fn reachable(addr: SocketAddr) -> SocketAddr {
     let mut addr = addr;
     if addr.ip().is_unspecified() {
         addr.set_ip(match addr {
