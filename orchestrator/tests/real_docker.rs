@@ -153,6 +153,24 @@ async fn the_docker_template_deploys_by_digest_and_rolls_back_a_failed_health_ch
         Some(images.v1.as_str())
     );
     assert_eq!(page().await.as_deref(), Some("sextant test web v1"));
+    // Labelled as an agent labels its containers, the job included.
+    let labels = kit::labels(&container);
+    assert_eq!(
+        labels.get("sextant.job"),
+        p["job_id"].as_str().map(str::to_owned).as_ref()
+    );
+    assert_eq!(
+        labels.get("sextant.release").map(String::as_str),
+        Some("r1")
+    );
+    assert_eq!(
+        labels.get("sextant.workload").map(String::as_str),
+        Some("web")
+    );
+    assert_eq!(
+        labels.get("sextant.application").map(String::as_str),
+        Some("shop")
+    );
 
     let p = stack
         .promote_to_end("r2", "prod", "alice", json!({"type": "all_at_once"}))
@@ -178,6 +196,17 @@ async fn the_docker_template_deploys_by_digest_and_rolls_back_a_failed_health_ch
         Some(images.v2.as_str())
     );
     assert!(kit::is_running(&container));
+    // The rollback's container names r2 by name, and the rollback job.
+    let labels = kit::labels(&container);
+    assert_eq!(
+        labels.get("sextant.release").map(String::as_str),
+        Some("r2")
+    );
+    assert_eq!(
+        labels.get("sextant.job"),
+        job["rollback_job_id"].as_str().map(str::to_owned).as_ref(),
+        "{job:#}"
+    );
     wait::until(
         Duration::from_secs(30),
         Duration::from_millis(200),
@@ -249,6 +278,7 @@ async fn the_compose_template_applies_the_compose_lock_over_ssh() {
             labels.get("sextant.release").map(String::as_str),
             Some(release)
         );
+        assert!(labels.contains_key("sextant.job"), "{labels:?}");
         (
             kit::image_of(&id).unwrap(),
             json!(labels.get("sextant.revision")),

@@ -65,6 +65,7 @@ pub fn compose_lock(ctx: &Context<'_>) -> Artifact {
             ("sextant.environment", ctx.environment),
             ("sextant.release", ctx.release.name.as_str()),
             ("sextant.revision", c.digest.as_str()),
+            ("sextant.job", ctx.job_id),
         ] {
             let _ = writeln!(body, "      {k}: {}", quoted(v));
         }
@@ -200,6 +201,12 @@ mod tests {
         let lock = compose_lock(&ctx);
         let text = String::from_utf8(lock.content.clone()).unwrap();
         assert!(text.contains("image: \"127.0.0.1:5000/web@sha256:abc\""));
+        // Labelled for the agent, the job included (issue 20).
+        assert!(text.contains("      sextant.job: \"j-1\"\n"), "{text}");
+        assert!(
+            text.contains("      sextant.release: \"2026.11.1\"\n"),
+            "{text}"
+        );
         let (header, body) = text.split_once("services:").unwrap();
         let body = format!("services:{body}");
         assert!(header.contains(&sha256_hex(body.as_bytes())));

@@ -328,6 +328,26 @@ pub fn check(command: &str, timeout: Duration) -> String {
     )
 }
 
+/// `--label` flags for `docker run`: the `sextant.*` labels an agent puts
+/// on the containers it deploys (`sextant_protocol::deploy::labels`), the
+/// job included, so an agent observing the host reports the container
+/// with its job.
+fn container_labels(target: &TargetSpec, request: &TaskRequest) -> String {
+    use sextant_protocol::deploy::labels;
+    [
+        (labels::APPLICATION, request.context.application.as_str()),
+        (labels::WORKLOAD, request.component.as_str()),
+        (labels::TARGET, target.hub_target()),
+        (labels::ENVIRONMENT, request.context.environment.as_str()),
+        (labels::RELEASE, request.release.as_str()),
+        (labels::REVISION, request.digest.as_str()),
+        (labels::JOB, request.context.job_id.as_str()),
+    ]
+    .iter()
+    .map(|(k, v)| format!("--label {} ", quote(&format!("{k}={v}"))))
+    .collect()
+}
+
 /// Builds `script.sh`: the exports, a `cd` to the login directory, and the
 /// command the target's template makes for this request.
 pub fn deploy_script(
@@ -416,6 +436,7 @@ fn command(target: &TargetSpec, request: &TaskRequest) -> Result<String, ScriptE
                 return Err(ScriptError::ContainerName { container });
             }
             let container = quote(&container);
+            let labels = container_labels(target, request);
             let args: Vec<String> = args.iter().map(|a| quote(a)).collect();
             let args = if args.is_empty() {
                 String::new()
@@ -426,7 +447,7 @@ fn command(target: &TargetSpec, request: &TaskRequest) -> Result<String, ScriptE
                 "set -eu\n\
                  docker pull \"$SEXTANT_IMAGE\"\n\
                  docker rm -f {container} > /dev/null 2>&1 || true\n\
-                 docker run -d --name {container} {args}\"$SEXTANT_IMAGE\"\n"
+                 docker run -d --name {container} {labels}{args}\"$SEXTANT_IMAGE\"\n"
             ))
         }
         (DeployTemplate::Compose { project }, _) => {
@@ -459,6 +480,7 @@ fn command(target: &TargetSpec, request: &TaskRequest) -> Result<String, ScriptE
 mod tests {
     use super::*;
     use crate::domain::task::Artifact;
+    use crate::executor::TaskContext;
 
     fn target(deploy: Option<DeployTemplate>) -> TargetSpec {
         TargetSpec {
@@ -490,7 +512,12 @@ mod tests {
             timeout: Duration::from_secs(60),
             traceparent: Some("00-abc-def-01".into()),
             vars: BTreeMap::new(),
-            context: Default::default(),
+            context: TaskContext {
+                tenant: "default".into(),
+                job_id: "j-1".into(),
+                environment: "dev".into(),
+                application: "shop".into(),
+            },
         }
     }
 
@@ -575,8 +602,16 @@ mod tests {
             script.contains("docker pull \"$SEXTANT_IMAGE\"\n"),
             "{script}"
         );
+        // Labelled as the agent labels its containers, the job included,
+        // so an agent on the host links the container to its job.
         assert!(
-            script.contains("docker run -d --name 'web-blue' '-p' '8080:80' \"$SEXTANT_IMAGE\"\n"),
+            script.contains(
+                "docker run -d --name 'web-blue' --label 'sextant.application=shop' \
+                 --label 'sextant.workload=web' --label 'sextant.target=web-1' \
+                 --label 'sextant.environment=dev' --label 'sextant.release=r'\\''1' \
+                 --label 'sextant.revision=sha256:abc' --label 'sextant.job=j-1' \
+                 '-p' '8080:80' \"$SEXTANT_IMAGE\"\n"
+            ),
             "{script}"
         );
         assert!(deploy_script(&t, &request(TaskKind::Switch), "/", "/d").is_err());
