@@ -325,7 +325,9 @@ async fn canary_breach_rolls_back_and_rolling_stops_at_failure() {
 
 #[tokio::test]
 async fn blue_green_switches_and_keeps_the_old_slot() {
-    let stack = Stack::start().await;
+    let hub = sextant_e2e::Hub::start(sextant_e2e::Backend::Sqlite, "").await;
+    hub.wait_ready().await;
+    let stack = Stack::start_for(&hub).await;
     let dir = stack.dir("bg-1");
     let d = dir.display();
     let target = json!({
@@ -411,6 +413,42 @@ async fn blue_green_switches_and_keeps_the_old_slot() {
     assert_eq!(child["state"], "completed");
     assert_eq!(child["tasks"][0]["kind"], "switch", "{child:#}");
     assert_eq!(child["rollback_job_id"], Value::Null);
+    // The hub was told each release as it went live, the switch back
+    // included (by the release's name).
+    let url = format!(
+        "http://{}/api/v1/history?workload=web&environment=prod&target=bg-1&limit=100",
+        hub.api
+    );
+    wait::until(
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async {
+            let history: Value = stack
+                .http
+                .get(&url)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let mut desired: Vec<String> = history["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["kind"] == "desired")
+                .map(|e| e["version"].as_str().unwrap_or("?").to_owned())
+                .collect();
+            desired.reverse();
+            if desired == ["r1", "r2", "r1"] {
+                return Ok(());
+            }
+            Err(format!(
+                "the hub's desired assignments of bg-1: {desired:?}"
+            ))
+        },
+    )
+    .await;
     // A job rolls back once: asking again is a conflict.
     let (status, body) = stack
         .call(

@@ -52,12 +52,14 @@ impl Orchestrator {
     /// `target`: only then, so a target the job never reaches (a canary
     /// stopped, a rolling job halted) keeps its desired state. A rollback
     /// task announces the release it restores, by name. A blue-green
-    /// switch changes no version and announces nothing.
+    /// switch to the job's own release announces nothing (its deploy task
+    /// did); a switch back to an earlier release, a blue-green rollback,
+    /// does.
     pub(super) async fn announce(&self, job: &Job, task: &Task, target: &TargetSpec) -> Result<()> {
         let Some(outbox) = &self.outbox else {
             return Ok(());
         };
-        if task.kind == TaskKind::Switch {
+        if task.kind == TaskKind::Switch && task.release_id == job.release_id {
             return Ok(());
         }
         let components = self.store.components(&job.tenant).await?;
