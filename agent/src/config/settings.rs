@@ -192,28 +192,17 @@ fn system_host_name() -> Option<String> {
         .map(|h| h.trim().to_owned())
 }
 
-/// `500ms`, `30s`, `5m`, `1h`, or plain seconds.
+/// A duration as the deploy contract writes them (`500ms`, `30s`, `5m`,
+/// `1h30m`, or plain seconds: `HumanDuration`), above zero.
 pub fn duration(setting: &'static str, text: &str) -> Result<Duration, ConfigError> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (n, unit) = text.split_at(split);
-    let n: u64 = n
-        .parse()
-        .map_err(|_| invalid(setting, format!("{text:?} is not a duration like 30s")))?;
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "" | "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        _ => {
-            return Err(invalid(
+    let d = sextant_protocol::deploy::HumanDuration::parse(text)
+        .map_err(|_| {
+            invalid(
                 setting,
-                format!("{text:?}: unit must be ms, s, m or h"),
-            ));
-        }
-    };
+                format!("{:?} is not a duration like 30s", text.trim()),
+            )
+        })?
+        .0;
     if d.is_zero() {
         return Err(invalid(setting, "must be above zero"));
     }
