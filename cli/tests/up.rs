@@ -21,6 +21,8 @@ fn sextant() -> Command {
         "SEXTANT_ORCHESTRATOR_ADDR",
         "SEXTANT_ORCHESTRATOR_URL",
         "SEXTANT_AGENT_LISTEN_ADDR",
+        "SEXTANT_INSECURE_REGISTRIES",
+        "SEXTANT_ORCHESTRATOR_CONFIG",
     ] {
         cmd.env_remove(var);
     }
@@ -231,25 +233,7 @@ fn up_limits_its_orchestrator_api_at_the_hub_api_rate() {
     let config = dir.path().join("sextant.toml");
     std::fs::write(&config, "[rate_limits.api]\nper_second = 0.1\nburst = 2\n")
         .expect("write config");
-    let mut cmd = sextant();
-    cmd.arg("up")
-        .arg("--config")
-        .arg(&config)
-        .args([
-            "--otlp-grpc-addr",
-            "127.0.0.1:0",
-            "--otlp-http-addr",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--api-addr",
-            "127.0.0.1:0",
-            "--orchestrator-addr",
-            "127.0.0.1:0",
-        ])
-        .args(["--agent-addr", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("data"));
-    let (child, banner) = start(cmd);
+    let (child, banner) = start(up_command(&config, &dir.path().join("data")));
     let orchestrator = addr(&banner, "orchestrator");
     let statuses: Vec<String> = (0..3)
         .map(|_| get(orchestrator, "/api/v1/environments"))
@@ -288,8 +272,8 @@ impl Drop for Up {
 }
 
 /// `sextant up --config CONFIG` with every listener on port 0, its data
-/// under `dir`, and only errors logged (so the piped stderr never fills).
-fn up_with(config: &std::path::Path, dir: &std::path::Path) -> (Up, String) {
+/// in `data`, and only errors logged (so the piped stderr never fills).
+fn up_command(config: &std::path::Path, data: &std::path::Path) -> Command {
     let mut cmd = sextant();
     cmd.arg("up")
         .arg("--config")
@@ -307,12 +291,39 @@ fn up_with(config: &std::path::Path, dir: &std::path::Path) -> (Up, String) {
             "127.0.0.1:0",
         ])
         .args(["--agent-addr", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.join("data"));
+        .arg(data);
     if std::env::var_os("TEST_LOG").is_none() {
         cmd.env("RUST_LOG", "error");
     }
-    let (child, banner) = start(cmd);
+    cmd
+}
+
+/// [`up_command`] with its data under `dir`, started.
+fn up_with(config: &std::path::Path, dir: &std::path::Path) -> (Up, String) {
+    let (child, banner) = start(up_command(config, &dir.join("data")));
     (Up(Some(child)), banner)
+}
+
+/// A client command against the orchestrator at `base`, with `token` in
+/// `SEXTANT_TOKEN` when given and `stdin` as its input.
+fn client(base: &str, token: Option<&str>, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = sextant();
+    cmd.args(args)
+        .args(["--orchestrator", base])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(token) = token {
+        cmd.env("SEXTANT_TOKEN", token);
+    }
+    let mut child = cmd.spawn().expect("spawn sextant");
+    let mut input = child.stdin.take().expect("stdin");
+    if let Some(text) = stdin {
+        use std::io::Write as _;
+        input.write_all(text.as_bytes()).expect("stdin");
+    }
+    drop(input);
+    child.wait_with_output().expect("sextant exits")
 }
 
 /// One request to `base`: status and JSON body (`Null` if not JSON).
@@ -522,23 +533,8 @@ scopes = ["read"]
     assert_eq!(status, 403, "{body}");
 
     // The client commands, with the token from the environment.
-    let cli = |token: &str, args: &[&str], stdin: Option<&str>| {
-        let mut cmd = sextant();
-        cmd.args(args)
-            .args(["--orchestrator", &base])
-            .env("SEXTANT_TOKEN", token)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn sextant");
-        let mut input = child.stdin.take().expect("stdin");
-        if let Some(text) = stdin {
-            use std::io::Write as _;
-            input.write_all(text.as_bytes()).expect("stdin");
-        }
-        drop(input);
-        child.wait_with_output().expect("sextant exits")
-    };
+    let cli =
+        |token: &str, args: &[&str], stdin: Option<&str>| client(&base, Some(token), args, stdin);
     let doc = "environments:\n  - name: dev\n";
     let out = cli("deploy-token-0123456789", &["apply", "-f", "-"], Some(doc));
     assert!(
@@ -753,50 +749,12 @@ fn up_takes_the_orchestrators_settings_by_environment_flag_and_file() {
         std::fs::write(&config, "").expect("write config");
         let data = dir.path().join(format!("up-{i}"));
         std::fs::create_dir_all(&data).expect("data dir");
-        let mut cmd = sextant();
-        cmd.env_remove("SEXTANT_INSECURE_REGISTRIES")
-            .env_remove("SEXTANT_ORCHESTRATOR_CONFIG")
-            .arg("up")
-            .arg("--config")
-            .arg(&config)
-            .args([
-                "--otlp-grpc-addr",
-                "127.0.0.1:0",
-                "--otlp-http-addr",
-                "127.0.0.1:0",
-            ])
-            .args([
-                "--api-addr",
-                "127.0.0.1:0",
-                "--orchestrator-addr",
-                "127.0.0.1:0",
-            ])
-            .args(["--agent-addr", "127.0.0.1:0", "--data-dir"])
-            .arg(&data)
-            .args(&flags)
-            .envs(env.iter().copied());
-        if std::env::var_os("TEST_LOG").is_none() {
-            cmd.env("RUST_LOG", "error");
-        }
+        let mut cmd = up_command(&config, &data);
+        cmd.args(&flags).envs(env.iter().copied());
         let (child, banner) = start(cmd);
         let up = Up(Some(child));
         let base = format!("http://{}", addr(&banner, "orchestrator"));
-        let cli = |args: &[&str], stdin: Option<&str>| {
-            let mut cmd = sextant();
-            cmd.args(args)
-                .args(["--orchestrator", &base])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
-            let mut child = cmd.spawn().expect("spawn sextant");
-            let mut input = child.stdin.take().expect("stdin");
-            if let Some(text) = stdin {
-                use std::io::Write as _;
-                input.write_all(text.as_bytes()).expect("stdin");
-            }
-            drop(input);
-            child.wait_with_output().expect("sextant exits")
-        };
+        let cli = |args: &[&str], stdin: Option<&str>| client(&base, None, args, stdin);
         let doc = format!(
             "environments:\n  - name: dev\ncomponents:\n  - name: web\n    image: {registry}/web\n"
         );

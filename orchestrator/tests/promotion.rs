@@ -415,31 +415,11 @@ async fn blue_green_switches_and_keeps_the_old_slot() {
     assert_eq!(child["rollback_job_id"], Value::Null);
     // The hub was told each release as it went live, the switch back
     // included (by the release's name).
-    let url = format!(
-        "http://{}/api/v1/history?workload=web&environment=prod&target=bg-1&limit=100",
-        hub.api
-    );
     wait::until(
         Duration::from_secs(30),
         Duration::from_millis(200),
         || async {
-            let history: Value = stack
-                .http
-                .get(&url)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            let mut desired: Vec<String> = history["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|e| e["kind"] == "desired")
-                .map(|e| e["version"].as_str().unwrap_or("?").to_owned())
-                .collect();
-            desired.reverse();
+            let desired = desired_versions(&stack, &hub, "prod", "bg-1").await;
             if desired == ["r1", "r2", "r1"] {
                 return Ok(());
             }
@@ -613,26 +593,7 @@ async fn desired_state_is_what_was_applied() {
         .await;
     assert_eq!(p["state"], "rolled_back", "{p:#}");
 
-    // The desired assignments the hub recorded per target, oldest first.
-    let assignments = |target: &'static str| {
-        let url = format!(
-            "http://{}/api/v1/history?workload=web&environment=rolling&target={target}&limit=100",
-            hub.api
-        );
-        let http = stack.http.clone();
-        async move {
-            let history: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
-            let mut versions: Vec<String> = history["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|e| e["kind"] == "desired")
-                .map(|e| e["version"].as_str().unwrap_or("?").to_owned())
-                .collect();
-            versions.reverse();
-            versions
-        }
-    };
+    let assignments = |target: &'static str| desired_versions(&stack, &hub, "rolling", target);
     // Once the rollback's assignment to r-2 has arrived, every earlier
     // one has: the outbox delivers in order.
     wait::until(
@@ -656,6 +617,38 @@ async fn desired_state_is_what_was_applied() {
     // The deploy command got the release's name, the rollback's included.
     let told = std::fs::read_to_string(&releases).expect("releases");
     assert_eq!(told.lines().collect::<Vec<_>>(), ["r1", "r2", "r1"]);
+}
+
+/// The versions of the desired assignments the hub recorded for `web` on
+/// `target` in `environment`, oldest first.
+async fn desired_versions(
+    stack: &Stack,
+    hub: &sextant_e2e::Hub,
+    environment: &str,
+    target: &str,
+) -> Vec<String> {
+    let url = format!(
+        "http://{}/api/v1/history?workload=web&environment={environment}&target={target}&limit=100",
+        hub.api
+    );
+    let history: Value = stack
+        .http
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut versions: Vec<String> = history["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "desired")
+        .map(|e| e["version"].as_str().unwrap_or("?").to_owned())
+        .collect();
+    versions.reverse();
+    versions
 }
 
 fn out_text(out: &std::process::Output) -> String {

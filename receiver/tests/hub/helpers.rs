@@ -49,9 +49,9 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_with(backend, |_| {}).await
 }
 
-pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut HubConfig)) -> TestApp {
-    init_tracing();
-    let db = TestDb::new(backend).await;
+/// A hub's settings for a test: every listener on port 0, `db` as its
+/// database, then `configure`.
+pub fn hub_config(db: &TestDb, configure: impl FnOnce(&mut HubConfig)) -> HubConfig {
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
     let mut config = HubConfig {
         otlp_grpc_addr: any,
@@ -61,6 +61,13 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut HubCon
         ..HubConfig::default()
     };
     configure(&mut config);
+    config
+}
+
+pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut HubConfig)) -> TestApp {
+    init_tracing();
+    let db = TestDb::new(backend).await;
+    let config = hub_config(&db, configure);
     let app = Application::build(&config).await.expect("hub builds");
     let (grpc, http, api) = (app.otlp_grpc_addr(), app.otlp_http_addr(), app.api_addr());
     let shutdown = CancellationToken::new();

@@ -2,8 +2,6 @@
 //! builds answers requests through `tower::ServiceExt::oneshot`, on a
 //! database of the test's own. The real-socket tests are the other files.
 
-use std::net::SocketAddr;
-
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
@@ -11,19 +9,10 @@ use serde_json::Value;
 use sextant_receiver::{Application, HubConfig};
 use tower::ServiceExt as _;
 
-use crate::helpers::{Backend, TestDb, on_both_backends, token};
+use crate::helpers::{Backend, TestDb, hub_config, on_both_backends, token};
 
 async fn router(db: &TestDb, configure: impl FnOnce(&mut HubConfig)) -> Router {
-    let any = SocketAddr::from(([127, 0, 0, 1], 0));
-    let mut config = HubConfig {
-        otlp_grpc_addr: any,
-        otlp_http_addr: any,
-        api_addr: any,
-        database_url: Some(db.url.clone()),
-        ..HubConfig::default()
-    };
-    configure(&mut config);
-    Application::build(&config)
+    Application::build(&hub_config(db, configure))
         .await
         .expect("hub builds")
         .api_router()

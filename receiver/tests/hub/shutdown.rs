@@ -6,24 +6,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use sextant_e2e::wait;
+use sextant_receiver::Application;
 use sextant_receiver::store::{ListQuery, StateQuery};
-use sextant_receiver::{Application, HubConfig};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{Backend, TestDb, logs, observed, on_both_backends};
-
-fn config(db: &TestDb) -> HubConfig {
-    let any = SocketAddr::from(([127, 0, 0, 1], 0));
-    HubConfig {
-        otlp_grpc_addr: any,
-        otlp_http_addr: any,
-        api_addr: any,
-        database_url: Some(db.url.clone()),
-        ..HubConfig::default()
-    }
-}
+use crate::helpers::{Backend, TestDb, hub_config, logs, observed, on_both_backends};
 
 /// The hub's `sextant_receiver_inflight_request_bytes` now.
 async fn inflight_bytes(api: SocketAddr) -> Result<u64, String> {
@@ -42,7 +31,9 @@ async fn inflight_bytes(api: SocketAddr) -> Result<u64, String> {
 
 async fn a_request_in_hand_is_answered_and_kept_before_the_store_closes(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let app = Application::build(&config(&db)).await.expect("hub builds");
+    let app = Application::build(&hub_config(&db, |_| {}))
+        .await
+        .expect("hub builds");
     let (http, api, store) = (app.otlp_http_addr(), app.api_addr(), app.store());
     let shutdown = CancellationToken::new();
     let run = tokio::spawn(app.run_until_stopped(shutdown.clone()));
@@ -108,7 +99,7 @@ async fn a_request_in_hand_is_answered_and_kept_before_the_store_closes(backend:
     assert!(store.ping().await.is_err(), "the store is closed last");
 
     // What was acknowledged is there at the next start.
-    let app = Application::build(&config(&db))
+    let app = Application::build(&hub_config(&db, |_| {}))
         .await
         .expect("hub builds again");
     let hosts = app
