@@ -32,6 +32,9 @@ pub const SERVICE_NAME: &str = "service.name";
 pub const VERSION: &str = "service.version";
 /// Semconv `vcs.ref.head.revision`: the build commit.
 pub const BUILD_COMMIT: &str = "vcs.ref.head.revision";
+/// When the build commit was made (RFC 3339), on a desired or an observed
+/// event: where DORA's change lead time starts (`docs/insights.md`).
+pub const COMMIT_TIME: &str = "sextant.commit.time";
 /// Semconv `vcs.repository.url.full`.
 pub const REPOSITORY_URL: &str = "vcs.repository.url.full";
 /// Semconv `host.name`.

@@ -12,6 +12,7 @@
 //! `HubClient`) deserialize the same types.
 
 pub mod event;
+pub mod insights;
 pub mod keys;
 pub mod otlp;
 pub mod report;
@@ -27,6 +28,7 @@ pub use event::{
     AttributeSource, DeploymentEvent, DeploymentStatus, DesiredDeployment, EventError, EventKind,
     NotAString, ObservedDeployment, Placement, Reconciler,
 };
+pub use insights::{Band, Bucket, DoraGroup, DoraMetrics, DoraPoint, DoraReport};
 pub use report::{
     ApplicationItem, CompareCell, CompareRow, CompareTarget, Comparison, DeployedGroup,
     DriftReason, EnvironmentItem, HistoryEntry, HostDeployment, HostDetail, StatusCounts,
