@@ -110,6 +110,19 @@ fn desired(app: &str, workload: &str, env: &str, target: &str, version: &str, at
             keys::BUILD_ID,
             Some(format!("{}", 1000 + version.len() * 37)),
         );
+    // Stage and prod are promoted by the orchestrator, with approvals: the
+    // hub's rows say which promotion, job and approvers set them.
+    let approvers = match env {
+        "stage" => Some("alice"),
+        "prod" => Some("alice, bob"),
+        _ => None,
+    };
+    if let Some(approvers) = approvers {
+        let id = format!("{workload}-{version}-{env}");
+        e.set(keys::PROMOTION_ID, Some(format!("demo-promotion-{id}")))
+            .set(keys::JOB_ID, Some(format!("demo-job-{id}-{target}")))
+            .set(keys::APPROVER, Some(approvers));
+    }
     e
 }
 

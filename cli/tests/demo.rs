@@ -86,6 +86,19 @@ async fn the_demo_shows_a_real_picture(backend: Backend) {
         "a failed deployment: {drift}"
     );
     assert!(has("qa-1", "checkout", "stale"), "a stale host: {drift}");
+    // The drifted host says what set its desired state.
+    let drifted = drift["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|d| d["host"] == "prod-us-3" && d["workload"] == "indexer")
+        .expect("prod-us-3's indexer");
+    let origin = &drifted["desired"]["origin"];
+    assert_eq!(origin["approved_by"], "alice, bob", "{drifted}");
+    assert_eq!(
+        origin["promotion"], "demo-promotion-indexer-0.21.0-prod",
+        "{drifted}"
+    );
 
     let rollout = get(
         &hub,

@@ -6,6 +6,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::keys;
+use crate::target::DesiredOrigin;
 use crate::time::UnixNanos;
 
 /// Longest accepted identifier (application, host, revision, …), in bytes.
@@ -127,6 +128,8 @@ pub struct DesiredDeployment {
     pub build_commit: Option<String>,
     pub build_id: Option<String>,
     pub repository_url: Option<String>,
+    /// What set it: promotion, job, approver, trace (no links).
+    pub origin: DesiredOrigin,
     /// When the assignment was made; the latest assignment wins.
     pub at: UnixNanos,
 }
@@ -165,6 +168,13 @@ pub enum EventError {
     Invalid {
         event: &'static str,
         key: &'static str,
+        problem: String,
+    },
+    /// A field of the log record itself (`trace_id`, `span_id`).
+    #[error("{event} record field `{field}` {problem}")]
+    Field {
+        event: &'static str,
+        field: &'static str,
         problem: String,
     },
 }
@@ -243,9 +253,43 @@ impl DesiredDeployment {
             build_commit: r.optional(keys::BUILD_COMMIT)?,
             build_id: r.optional(keys::BUILD_ID)?,
             repository_url: r.optional(keys::REPOSITORY_URL)?,
+            origin: DesiredOrigin {
+                promotion: r.optional(keys::PROMOTION_ID)?,
+                job: r.optional(keys::JOB_ID)?,
+                approved_by: r.optional(keys::APPROVER)?,
+                ..DesiredOrigin::default()
+            },
             at,
         })
     }
+
+    /// Takes the trace context from the log record's own `trace_id` and
+    /// `span_id` fields: empty or all zero is none; any other length than
+    /// 16 and 8 bytes rejects the record.
+    pub fn traced(mut self, trace_id: &[u8], span_id: &[u8]) -> Result<Self, EventError> {
+        self.origin.trace_id = trace_field("trace_id", trace_id, 16)?;
+        self.origin.span_id = trace_field("span_id", span_id, 8)?;
+        Ok(self)
+    }
+}
+
+/// A log record's trace or span id as lowercase hex.
+fn trace_field(
+    field: &'static str,
+    bytes: &[u8],
+    len: usize,
+) -> Result<Option<String>, EventError> {
+    if bytes.iter().all(|b| *b == 0) {
+        return Ok(None);
+    }
+    if bytes.len() != len {
+        return Err(EventError::Field {
+            event: keys::EVENT_DESIRED,
+            field,
+            problem: format!("is {} bytes; it must be {len}", bytes.len()),
+        });
+    }
+    Ok(Some(bytes.iter().map(|b| format!("{b:02x}")).collect()))
 }
 
 impl ObservedDeployment {
@@ -515,6 +559,9 @@ mod tests {
                     }
                     Err(EventError::Missing { key, .. } | EventError::Invalid { key, .. }) => {
                         prop_assert!(KEYS.contains(&key) || key == BODY);
+                    }
+                    Err(EventError::Field { field, .. }) => {
+                        prop_assert!(false, "an observed event has no record field check: {field}");
                     }
                 }
             }

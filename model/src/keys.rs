@@ -21,6 +21,10 @@ pub const STATUS_MESSAGE: &str = "sextant.status.message";
 /// The orchestrator job that made an observed deployment (the hub links
 /// the host to it).
 pub const JOB_ID: &str = "sextant.job.id";
+/// The orchestrator promotion that set a desired assignment.
+pub const PROMOTION_ID: &str = "sextant.promotion.id";
+/// Who approved a desired assignment (comma-separated when several did).
+pub const APPROVER: &str = "sextant.approver";
 
 /// Semconv `deployment.environment.name` (stable).
 pub const ENVIRONMENT: &str = "deployment.environment.name";

@@ -35,7 +35,7 @@ pub use report::{
     TargetItem, TargetSummary, WorkloadItem, order_environments,
 };
 pub use source::{Source, UnknownSource};
-pub use target::{DesiredView, TargetRef};
+pub use target::{DesiredOrigin, DesiredView, TargetRef};
 pub use time::UnixNanos;
 pub use view::{
     ErrorBody, ErrorDetail, HostSummary, HostView, HostsListed, Page, Progress, Rollout,

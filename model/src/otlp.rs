@@ -162,6 +162,14 @@ impl EventRecord {
         self
     }
 
+    /// Sets the record's trace context (W3C trace and span ids).
+    #[must_use]
+    pub fn traced(mut self, trace_id: [u8; 16], span_id: [u8; 8]) -> Self {
+        self.0.trace_id = trace_id.to_vec();
+        self.0.span_id = span_id.to_vec();
+        self
+    }
+
     /// Adds an attribute when there is one.
     #[must_use]
     pub fn with_some(self, key: impl Into<String>, value: Option<impl Into<String>>) -> Self {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::DeploymentStatus;
 use crate::source::Source;
-use crate::target::DesiredView;
+use crate::target::{DesiredOrigin, DesiredView};
 use crate::time::UnixNanos;
 
 // Its home is `target.rs`; this path still names it.
@@ -405,6 +405,9 @@ pub enum HistoryEntry {
         version: String,
         revision: String,
         hosts: StatusCounts,
+        /// What set it, when the sender said.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        origin: Option<DesiredOrigin>,
     },
     /// An observed status change of one host.
     Observed {
@@ -419,6 +422,9 @@ pub enum HistoryEntry {
         revision: String,
         status: DeploymentStatus,
         message: Option<String>,
+        /// The orchestrator job that made the change, when one did.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        job: Option<String>,
     },
 }
 
@@ -442,6 +448,7 @@ mod tests {
             version: version.into(),
             revision: revision.into(),
             at: UnixNanos(0),
+            origin: None,
         })
     }
 

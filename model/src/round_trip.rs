@@ -51,6 +51,7 @@ fn desired(revision: &str) -> DesiredView {
         version: "1.2".into(),
         revision: revision.into(),
         at: AT,
+        origin: None,
     }
 }
 
@@ -258,6 +259,7 @@ fn history_of_both_kinds() {
                     failed: 1,
                     in_progress: 0,
                 },
+                origin: None,
             },
             HistoryEntry::Observed {
                 at: AT,
@@ -269,6 +271,7 @@ fn history_of_both_kinds() {
                 revision: "r2".into(),
                 status: Failed,
                 message: None,
+                job: None,
             },
         ],
         next_cursor: Some("00ff".into()),

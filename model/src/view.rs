@@ -255,6 +255,7 @@ impl Rollout {
                 version: String::new(),
                 revision,
                 at: UnixNanos(0),
+                origin: None,
             });
             let host = host.with_sync(desired_view.as_ref());
             let progress = match &desired_view {
@@ -296,6 +297,7 @@ mod tests {
             version: "1".into(),
             revision: r.into(),
             at: UnixNanos(0),
+            origin: None,
         });
         TargetState {
             workspace: "default".into(),
@@ -365,6 +367,7 @@ mod tests {
             version: "2".into(),
             revision: "r2".into(),
             at: UnixNanos(0),
+            origin: None,
         });
         let summary = TargetSummary::new(
             at,

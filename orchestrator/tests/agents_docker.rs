@@ -1472,6 +1472,27 @@ async fn one_promotion_is_one_trace_across_the_orchestrator_and_the_agent_and_pr
     assert_eq!(approve.parent_span_id, root.span_id);
     assert_eq!(approve.attributes["actor"], "bob");
 
+    // The desired state the job sent the hub carries the promotion's trace
+    // context in the record's own fields, and what set it.
+    let url = format!("http://{}/api/v1/history?environment=prod", stack.hub.api);
+    let origin = wait::until(
+        Duration::from_secs(20),
+        Duration::from_millis(200),
+        || async {
+            let history: Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+            history["items"]
+                .as_array()
+                .and_then(|items| items.iter().find(|e| e["kind"] == "desired"))
+                .map(|e| e["origin"].clone())
+                .ok_or(format!("no desired entry yet: {history}"))
+        },
+    )
+    .await;
+    assert_eq!(origin["trace_id"], pipeline_trace, "{origin}");
+    assert_eq!(origin["span_id"], root.span_id.as_str(), "{origin}");
+    assert_eq!(origin["promotion"], id, "{origin}");
+    assert_eq!(origin["approved_by"], "bob", "{origin}");
+
     // Logs over OTLP carry the trace and the span they were logged in: the
     // orchestrator's job moves, the approval and the agent's task.
     wait::until(

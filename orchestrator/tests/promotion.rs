@@ -619,6 +619,76 @@ async fn desired_state_is_what_was_applied() {
     assert_eq!(told.lines().collect::<Vec<_>>(), ["r1", "r2", "r1"]);
 }
 
+/// The desired state an approved promotion sends names what set it: the
+/// hub's history carries the promotion, the job and the approver.
+#[tokio::test]
+async fn desired_state_names_its_promotion_job_and_approver() {
+    let hub = sextant_e2e::Hub::start(sextant_e2e::Backend::Sqlite, "").await;
+    hub.wait_ready().await;
+    let stack = Stack::start_for(&hub).await;
+    stack
+        .apply(json!({
+            "environments": [{"name": "gated", "required_approvals": 1}],
+            "components": component(),
+            "targets": [stack.target("g-1", "gated", "", None)],
+        }))
+        .await;
+    stack.release("r1", &digest('1')).await;
+    let p = stack
+        .promote("r1", "gated", "alice", json!({"type": "all_at_once"}))
+        .await;
+    let id = p["id"].as_str().unwrap().to_owned();
+    let (status, body) = stack
+        .call(
+            "POST",
+            &format!("/api/v1/promotions/{id}/approve"),
+            "bob",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let p = stack.wait_promotion(&id, &["deployed", "failed"]).await;
+    assert_eq!(p["state"], "deployed", "{p:#}");
+    let job = p["job_id"]
+        .as_str()
+        .expect("the promotion's job")
+        .to_owned();
+
+    let url = format!(
+        "http://{}/api/v1/history?workload=web&environment=gated&target=g-1",
+        hub.api
+    );
+    let origin = wait::until(
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async {
+            let history: Value = stack
+                .http
+                .get(&url)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            history["items"]
+                .as_array()
+                .and_then(|items| items.iter().find(|e| e["kind"] == "desired"))
+                .map(|e| e["origin"].clone())
+                .ok_or(format!("no desired entry yet: {history}"))
+        },
+    )
+    .await;
+    assert_eq!(origin["promotion"], id.as_str(), "{origin}");
+    assert_eq!(origin["job"], job.as_str(), "{origin}");
+    assert_eq!(origin["approved_by"], "bob", "{origin}");
+    // This in-process orchestrator has no tracer, so its promotion has no
+    // trace of its own and the event none either (agents_docker.rs's
+    // traced promotion checks the trace id on the hub).
+    assert_eq!(p["traceparent"], Value::Null, "{p:#}");
+    assert_eq!(origin.get("trace_id"), None, "{origin}");
+}
+
 /// The versions of the desired assignments the hub recorded for `web` on
 /// `target` in `environment`, oldest first.
 async fn desired_versions(

@@ -163,6 +163,7 @@ async fn shutdown_stops_accepting_then_delivers_the_outbox() {
             release: "v9",
             digest: &digest,
             at: 1,
+            origin: Default::default(),
         }],
     )
     .unwrap();

@@ -67,6 +67,7 @@ pub async fn history(hub_args: &HubArgs, args: &HistoryArgs) -> anyhow::Result<(
                 version,
                 revision,
                 hosts,
+                ..
             } => [
                 short_time(*at),
                 "promoted".to_owned(),

@@ -263,6 +263,7 @@ mod tests {
                 version: "1.2".into(),
                 revision: "r2".into(),
                 at: UnixNanos(0),
+                origin: None,
             }),
             total_hosts: total,
             succeeded: ok,

@@ -106,12 +106,15 @@ impl Event {
         parsed.map_err(|error| {
             let key = match &error {
                 EventError::Missing { key, .. } | EventError::Invalid { key, .. } => *key,
+                EventError::Field { field, .. } => *field,
             };
             let problem = match (&error, field(key)) {
                 (EventError::Missing { .. }, Some(field)) => {
                     format!("{field} is required and must not be empty ({error})")
                 }
-                (EventError::Invalid { .. }, Some(field)) => format!("{field}: {error}"),
+                (EventError::Invalid { .. } | EventError::Field { .. }, Some(field)) => {
+                    format!("{field}: {error}")
+                }
                 (_, None) => error.to_string(),
             };
             anyhow!("{}: {problem}", self.origin)

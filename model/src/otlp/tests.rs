@@ -136,6 +136,7 @@ fn desired() -> impl Strategy<Value = (DesiredDeployment, bool)> {
                     build_commit: commit,
                     build_id: build,
                     repository_url: repository,
+                    origin: Default::default(),
                     at,
                 };
                 (d, given)

@@ -8,7 +8,7 @@ use crate::service::{Orchestrator, OrchestratorError, Result};
 use crate::store::{Job, Task, now_ms, rfc3339};
 
 use super::artifacts;
-use super::desired::{self, Desired};
+use super::desired::{self, Desired, Origin};
 
 impl Orchestrator {
     /// Generates and stores the artifacts of every target (once; a resumed
@@ -68,6 +68,7 @@ impl Orchestrator {
         };
         let release = self.release_name_of(task, job).await?;
         let at = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as u64;
+        let (traceparent, approved_by) = self.promotion_origin(job).await?;
         let event = Desired {
             component,
             environment: &job.environment,
@@ -75,7 +76,38 @@ impl Orchestrator {
             release: &release,
             digest: &task.digest,
             at,
+            origin: Origin {
+                promotion: job.promotion_id.as_deref(),
+                job: Some(&job.id),
+                approved_by,
+                traceparent: traceparent.as_deref(),
+            },
         };
         desired::publish(outbox, &[event]).map_err(|e| OrchestratorError::Invalid(e.to_string()))
+    }
+
+    /// The promotion's `traceparent` and who approved it (comma-separated,
+    /// in the order they did), for a job's desired state.
+    async fn promotion_origin(&self, job: &Job) -> Result<(Option<String>, Option<String>)> {
+        let Some(id) = &job.promotion_id else {
+            return Ok((None, None));
+        };
+        let traceparent = self
+            .store
+            .promotion(&job.tenant, id)
+            .await?
+            .and_then(|p| p.traceparent);
+        let approvers: Vec<String> = self
+            .store
+            .approvals(id)
+            .await?
+            .into_iter()
+            .filter(|a| a.decision == "approve")
+            .map(|a| a.approver)
+            .collect();
+        Ok((
+            traceparent,
+            Some(approvers.join(", ")).filter(|a| !a.is_empty()),
+        ))
     }
 }

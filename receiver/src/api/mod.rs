@@ -269,7 +269,9 @@ async fn state_handler(
 ) -> Result<Json<Vec<TargetState>>, ApiError> {
     let Query(p) = params?;
     let query = state_query!(p)?;
-    Ok(Json(state.store.state(&principal.tenant, &query).await?))
+    let mut states = state.store.state(&principal.tenant, &query).await?;
+    state.links.fill(&mut states);
+    Ok(Json(states))
 }
 
 /// Default and largest page size of a list.

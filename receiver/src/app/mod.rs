@@ -29,7 +29,7 @@ use crate::otlp::http::HttpState;
 use crate::otlp::ingest::Ingestor;
 use crate::otlp::{grpc, http};
 use crate::rate_limit::SurfaceLimiter;
-use crate::read::{ApiState, ReportCache};
+use crate::read::{ApiState, Links, ReportCache};
 use crate::reconcilers::{self, Reconcilers};
 use crate::routes;
 use crate::store::{self, HubStore};
@@ -200,7 +200,9 @@ impl Application {
             environments: self.environments.clone(),
             ui_refresh: self.ui_refresh,
             reports: Arc::new(ReportCache::default()),
-            orchestrator_url: self.orchestrator_url.clone(),
+            links: Links {
+                orchestrator: self.orchestrator_url.clone(),
+            },
             rate_limit: self.api_limit.clone(),
             metrics_require_token: self.metrics_require_token,
             metrics_max_environments: self.metrics_max_environments,

@@ -48,9 +48,9 @@ pub fn logs(request: &ExportLogsServiceRequest, window: TimeWindow) -> Extracted
                     }
                 };
                 let event = match kind {
-                    EventKind::Desired => {
-                        DesiredDeployment::from_attributes(&attrs, at).map(DeploymentEvent::Desired)
-                    }
+                    EventKind::Desired => DesiredDeployment::from_attributes(&attrs, at)
+                        .and_then(|d| d.traced(&record.trace_id, &record.span_id))
+                        .map(DeploymentEvent::Desired),
                     EventKind::Observed => {
                         let body = string_value(record.body.as_ref());
                         ObservedDeployment::from_attributes(&attrs, body, at)

@@ -54,6 +54,7 @@ impl Extracted {
         let reason = match error {
             EventError::Missing { .. } => "missing_attribute",
             EventError::Invalid { .. } => "invalid_attribute",
+            EventError::Field { .. } => "invalid_field",
         };
         self.reject(reason, format!("{location}: {error}"));
     }

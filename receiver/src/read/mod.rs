@@ -4,10 +4,12 @@
 //! that depend on this module; `routes` assembles them.
 
 mod cache;
+mod links;
 mod params;
 
 pub use cache::ReportCache;
 pub(crate) use cache::cached_json;
+pub use links::{Linked, Links};
 pub use params::ParamError;
 pub(crate) use params::{parse_time, source_filter};
 
@@ -34,8 +36,8 @@ pub struct ApiState {
     pub ui_refresh: std::time::Duration,
     /// Serialized environment-state and compare responses.
     pub reports: Arc<ReportCache>,
-    /// The orchestrator's base URL, for links to jobs.
-    pub orchestrator_url: Option<Arc<str>>,
+    /// Where links to jobs, promotions, traces and logs point.
+    pub links: Links,
     /// Per-tenant limit of the `/api/v1` routes.
     pub rate_limit: crate::rate_limit::SurfaceLimiter,
     /// `/metrics` answers only a token with the `metrics` (or `admin`)

@@ -228,8 +228,38 @@ macro_rules! current_columns {
                t.desired_at AS assigned_at, o.revision AS revision, o.status AS status, \
                o.message AS message, o.observed_at AS observed_at, o.job_id AS job, ",
             $crate::store::sql::version_of_revision!("o.revision"),
-            " AS observed_version, t.id AS target_id"
+            " AS observed_version, t.id AS target_id, ",
+            $crate::store::sql::origin_columns!("da")
         )
     };
 }
 pub(crate) use current_columns;
+
+/// The origin of desired assignment `$da` (promotion, job, approver,
+/// trace), as [`super::reads::OriginColumns`] reads them.
+macro_rules! origin_columns {
+    ($da:literal) => {
+        concat!(
+            $da,
+            ".promotion_id AS origin_promotion, ",
+            $da,
+            ".job_id AS origin_job, ",
+            $da,
+            ".approved_by AS origin_approved_by, ",
+            $da,
+            ".trace_id AS origin_trace_id, ",
+            $da,
+            ".span_id AS origin_span_id"
+        )
+    };
+}
+pub(crate) use origin_columns;
+
+/// Joins `da`, target `t`'s latest desired assignment, for
+/// [`origin_columns`].
+macro_rules! latest_assignment_join {
+    () => {
+        " LEFT JOIN desired_assignments da ON da.id = t.desired_assignment_id"
+    };
+}
+pub(crate) use latest_assignment_join;

@@ -205,8 +205,9 @@ pub(crate) const UPSERT_VERSION_SQL: &str = "INSERT INTO workload_versions \
 
 /// Appends a desired assignment; a replay is a no-op.
 pub(crate) const INSERT_ASSIGNMENT_SQL: &str = "INSERT INTO desired_assignments \
-     (tenant_id, target_id, workload_version_id, assigned_at, received_at) \
-     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
+     (tenant_id, target_id, workload_version_id, assigned_at, received_at, \
+      promotion_id, job_id, approved_by, trace_id, span_id) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING";
 
 /// The history row just before a late observation.
 pub(crate) const PREVIOUS_HISTORY_SQL: &str = "SELECT revision, status, message, observed_at \
@@ -243,6 +244,11 @@ macro_rules! write_desired {
                 .bind(version_id)
                 .bind(d.at.0)
                 .bind($now)
+                .bind(d.origin.promotion.clone())
+                .bind(d.origin.job.clone())
+                .bind(d.origin.approved_by.clone())
+                .bind(d.origin.trace_id.clone())
+                .bind(d.origin.span_id.clone())
                 .execute(&mut *$tx)
                 .await?;
             written += done.rows_affected() as usize;

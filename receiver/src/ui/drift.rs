@@ -13,8 +13,8 @@ use crate::read::ApiState;
 use crate::store::{CurrentQuery, StateQuery};
 
 use super::layout::{
-    SourceParams, filter_form_with, given, page, path_segment, query_string, reason_label,
-    short_revision, source_badge, status_class, when,
+    SourceParams, filter_form_with, given, origin_line, page, path_segment, query_string,
+    reason_label, short_revision, source_badge, status_class, when,
 };
 use super::{PAGE, UiError, viewer};
 
@@ -30,7 +30,7 @@ pub(super) struct DriftParams {
 
 /// The job column's cell: a link to the orchestrator's job page when the
 /// hub knows the orchestrator, else the job id.
-fn job_cell(job: Option<&str>, orchestrator: Option<&str>) -> Markup {
+pub(super) fn job_cell(job: Option<&str>, orchestrator: Option<&str>) -> Markup {
     html! {
         @match (job, orchestrator) {
             (Some(job), Some(base)) => {
@@ -66,7 +66,7 @@ pub(super) fn deployments_table(
                             td { (d.at.application) " / " (d.at.workload) }
                             td { (d.at.environment) }
                             td { (d.at.target) }
-                            td { @match &d.desired { Some(v) => { (v.version) }, None => { span.none { "—" } } } }
+                            td { @match &d.desired { Some(v) => { (v.version) (origin_line(v)) }, None => { span.none { "—" } } } }
                             td title=(d.revision) { (d.version.as_deref().unwrap_or_else(|| short_revision(&d.revision))) }
                             td { span class={ "status " (status_class(d.status)) } { (d.status.as_str().replace('_', " ")) }
                                  @if let Some(m) = &d.message { div.small { (m) } } }
@@ -122,11 +122,12 @@ pub(super) async fn drift(
         .flatten()
         .and_then(|(_, c)| serde_json::to_vec(c).ok())
         .map(hex::encode);
-    let rows: Vec<HostDeployment> = rows
+    let mut rows: Vec<HostDeployment> = rows
         .into_iter()
         .take(PAGE as usize)
         .map(|(d, _)| d)
         .collect();
+    state.links.fill(&mut rows);
     let body = html! {
         (filter_form_with("/drift", &[
             ("environment", "Environment", p.environment.as_deref()),
@@ -137,7 +138,7 @@ pub(super) async fn drift(
             p.empty.good { "No drift: every host runs what was promoted." }
         } @else {
             p { (rows.len()) @if next.is_some() { "+" } " drifting deployments." }
-            (deployments_table(&rows, true, state.orchestrator_url.as_deref()))
+            (deployments_table(&rows, true, state.links.orchestrator.as_deref()))
         }
         @if let Some(cursor) = next {
             a.next href={ "/drift" (query_string(&[

@@ -6,14 +6,15 @@ use axum::http::{HeaderMap, StatusCode};
 use maud::{Markup, html};
 use serde::Deserialize;
 use sextant_kit::serve::Peer;
-use sextant_model::{HistoryEntry, UnixNanos};
+use sextant_model::{DesiredView, HistoryEntry, UnixNanos};
 
 use crate::read::{ApiState, parse_time};
 use crate::store::{HistoryQuery, StateQuery};
 
+use super::drift::job_cell;
 use super::layout::{
-    filter_form, given, page, path_segment, query_string, short_revision, source_badge,
-    status_class, when,
+    filter_form, given, origin_line, page, path_segment, query_string, short_revision,
+    source_badge, status_class, when,
 };
 use super::{PAGE, UiError, viewer};
 
@@ -75,11 +76,12 @@ pub(super) async fn history(
         .flatten()
         .and_then(|(_, c)| serde_json::to_vec(c).ok())
         .map(hex::encode);
-    let entries: Vec<HistoryEntry> = rows
+    let mut entries: Vec<HistoryEntry> = rows
         .into_iter()
         .take(PAGE as usize)
         .map(|(e, _)| e)
         .collect();
+    state.links.fill(&mut entries);
     let action = format!("/workloads/{}/history", path_segment(&workload));
     let body = html! {
         (filter_form(&action, &[
@@ -92,11 +94,12 @@ pub(super) async fn history(
         ol.timeline {
             @for e in &entries {
                 @match e {
-                    HistoryEntry::Desired { at, target, version, hosts, .. } => {
+                    HistoryEntry::Desired { at, target, version, revision, hosts, origin } => {
                         li.desired {
                             (when(*at)) " "
                             strong { "Promoted " span.version { (version) } }
                             " to " (target.environment) " / " (target.target)
+                            (origin_line(&DesiredView { version: version.clone(), revision: revision.clone(), at: *at, origin: origin.clone() }))
                             div.small {
                                 span.status.ok { (hosts.succeeded) " succeeded" } " "
                                 span.status.busy { (hosts.in_progress) " in progress" } " "
@@ -104,7 +107,7 @@ pub(super) async fn history(
                             }
                         }
                     }
-                    HistoryEntry::Observed { at, target, host, reconciler, source, version, revision, status, message } => {
+                    HistoryEntry::Observed { at, target, host, reconciler, source, version, revision, status, message, job } => {
                         li class={ "observed " (status_class(*status)) } {
                             (when(*at)) " "
                             (source_badge(*source, reconciler.as_deref())) " "
@@ -112,6 +115,7 @@ pub(super) async fn history(
                             " reports " span.version { (version.as_deref().unwrap_or_else(|| short_revision(revision))) }
                             " " span class={ "status " (status_class(*status)) } { (status.as_str().replace('_', " ")) }
                             " in " (target.environment) " / " (target.target)
+                            @if let Some(job) = job { " by job " (job_cell(Some(job), state.links.orchestrator.as_deref())) }
                             @if let Some(m) = message { div.small { (m) } }
                         }
                     }

@@ -127,7 +127,8 @@ pub(super) async fn host(
             },
         )
         .await?;
-    let rows: Vec<HostDeployment> = rows.into_iter().map(|(d, _)| d).collect();
+    let mut rows: Vec<HostDeployment> = rows.into_iter().map(|(d, _)| d).collect();
+    state.links.fill(&mut rows);
     let Some(last) = rows.iter().map(|d| d.observed_at).max() else {
         return Err(UiError::Status(
             StatusCode::NOT_FOUND,
@@ -147,7 +148,7 @@ pub(super) async fn host(
             " · " (rows.len()) " deployments"
             " · " a href={ "/drift" (query_string(&[("host", Some(&name))])) } { "drift of this host" }
         }
-        (deployments_table(&rows, false, state.orchestrator_url.as_deref()))
+        (deployments_table(&rows, false, state.links.orchestrator.as_deref()))
     };
     Ok(page(&state, &format!("Host {name}"), "/hosts", body))
 }

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use serde::Deserialize;
 use sextant_model::Source;
-use sextant_model::{DeploymentStatus, DriftReason, UnixNanos};
+use sextant_model::{DeploymentStatus, DesiredView, DriftReason, UnixNanos};
 
 use crate::read::{ApiState, source_filter};
 use crate::store::SourceFilter;
@@ -208,6 +208,40 @@ pub(super) fn source_badge(source: Source, reconciler: Option<&str>) -> Markup {
             title={ "reported by " (source.as_str()) @if let Some(r) = reconciler { " reconciler " (r) } } {
             (source.as_str())
             @if let Some(r) = reconciler { " " span.rname { (r) } }
+        }
+    }
+}
+
+/// Why a target wants its desired version: the job and promotion that set
+/// it, who approved it, when, and links to its trace and logs; only when
+/// the sender said nothing more.
+pub(super) fn origin_line(desired: &DesiredView) -> Markup {
+    let Some(o) = &desired.origin else {
+        return html! { div.small.origin { "set " (when(desired.at)) } };
+    };
+    html! {
+        div.small.origin {
+            "set "
+            @if let Some(job) = &o.job {
+                "by job "
+                @match &o.job_url {
+                    Some(url) => { a.job href=(url) title={ "job " (job) } { (short_revision(job)) } }
+                    None => { span title=(job) { (short_revision(job)) } }
+                }
+                " "
+            }
+            @if let Some(promotion) = &o.promotion {
+                "of promotion "
+                @match &o.promotion_url {
+                    Some(url) => { a.promotion href=(url) title={ "promotion " (promotion) } { (short_revision(promotion)) } }
+                    None => { span title=(promotion) { (short_revision(promotion)) } }
+                }
+                " "
+            }
+            @if let Some(who) = &o.approved_by { "approved by " span.approver { (who) } " " }
+            (when(desired.at))
+            @if let Some(url) = &o.trace_url { " · " a.trace href=(url) title=[o.trace_id.as_deref()] { "trace" } }
+            @if let Some(url) = &o.logs_url { " · " a.logs href=(url) { "logs" } }
         }
     }
 }

@@ -973,7 +973,107 @@ async fn host_view_links_the_job_that_last_changed_the_host(backend: Backend) {
     app.stop().await;
 }
 
+/// A desired event's origin (promotion, job, approver, and the trace
+/// context in the record's own fields) reaches every row that shows the
+/// desired state: drift, host, history, state; with links to the
+/// orchestrator. A trace id of the wrong length rejects its record alone.
+async fn rows_say_what_set_their_desired_state(backend: Backend) {
+    let app = spawn_app_with(backend, |c| {
+        c.orchestrator_url = Some("http://orchestrator.example:8081".into());
+    })
+    .await;
+    let t = now();
+    let at = ("shop", "web", "prod", "eu");
+    let mut set = desired(at, "v2", "r2", t - 20 * S);
+    let attrs = set["attributes"].as_array_mut().expect("attributes");
+    attrs.push(crate::helpers::kv("sextant.promotion.id", "prom-1"));
+    attrs.push(crate::helpers::kv("sextant.job.id", "job-1"));
+    attrs.push(crate::helpers::kv("sextant.approver", "alice, bob"));
+    set["traceId"] = json!("4bf92f3577b34da6a3ce929d0e0e4736");
+    set["spanId"] = json!("00f067aa0ba902b7");
+    app.send_logs(&logs(vec![
+        set,
+        observed("h1", at, "r1", "succeeded", t - 10 * S),
+    ]))
+    .await;
+    let want = json!({
+        "promotion": "prom-1",
+        "job": "job-1",
+        "approved_by": "alice, bob",
+        "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+        "span_id": "00f067aa0ba902b7",
+        "job_url": "http://orchestrator.example:8081/jobs/job-1",
+        "promotion_url": "http://orchestrator.example:8081/api/v1/promotions/prom-1",
+    });
+    let drift = get_ok(&app, "/api/v1/drift").await;
+    assert_eq!(drift["items"][0]["desired"]["origin"], want, "{drift}");
+    let host = get_ok(&app, "/api/v1/hosts/h1").await;
+    assert_eq!(host["deployments"][0]["desired"]["origin"], want, "{host}");
+    let state = get_ok(&app, "/api/v1/state").await;
+    assert_eq!(state[0]["desired"]["origin"], want, "{state}");
+    let history = get_ok(&app, "/api/v1/history").await;
+    let set = history["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|e| e["kind"] == "desired")
+        .expect("the desired entry");
+    assert_eq!(set["origin"], want, "{history}");
+
+    for path in ["/drift", "/hosts/h1", "/workloads/web/history"] {
+        let (status, page) = app.get(path, None).await;
+        assert_eq!(status, 200, "{path}");
+        let page = page.as_str().expect("html");
+        for needle in [
+            r#"href="http://orchestrator.example:8081/jobs/job-1""#,
+            r#"href="http://orchestrator.example:8081/api/v1/promotions/prom-1""#,
+            "approved by ",
+            "alice, bob",
+        ] {
+            assert!(page.contains(needle), "{path} lacks {needle}: {page}");
+        }
+    }
+
+    // An assignment that says nothing of its origin has none.
+    app.send_logs(&logs(vec![desired(at, "v3", "r3", t - 5 * S)]))
+        .await;
+    let drift = get_ok(&app, "/api/v1/drift").await;
+    assert_eq!(drift["items"][0]["desired"]["version"], "v3");
+    assert_eq!(drift["items"][0]["desired"].get("origin"), None, "{drift}");
+
+    // A trace id of 8 bytes is refused with its field named; the record
+    // beside it is kept.
+    let mut bad = desired(at, "v4", "r4", t - 4 * S);
+    bad["traceId"] = json!("00f067aa0ba902b7");
+    let res = app
+        .post_json(
+            "logs",
+            &logs(vec![bad, observed("h2", at, "r3", "succeeded", t - 3 * S)]),
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let answer: Value = res.json().await.expect("json");
+    assert_eq!(
+        answer["partialSuccess"]["rejectedLogRecords"], 1,
+        "{answer}"
+    );
+    let message = answer["partialSuccess"]["errorMessage"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.contains("record field `trace_id` is 8 bytes; it must be 16"),
+        "{message}"
+    );
+    assert_eq!(
+        get_ok(&app, "/api/v1/hosts/h2").await["deployments"][0]["revision"],
+        "r3"
+    );
+    app.stop().await;
+}
+
 on_both_backends!(
+    rows_say_what_set_their_desired_state,
     history_until_and_target_narrow_the_timeline,
     list_filters_exclude_rows,
     a_shorter_stale_threshold_makes_hosts_stale_sooner,

@@ -59,6 +59,7 @@ pub(crate) async fn drift(
         after: p.cursor.as_deref().map(decode_cursor).transpose()?,
         limit: limit + 1,
     };
-    let rows = state.store.current(&principal.tenant, &query).await?;
+    let mut rows = state.store.current(&principal.tenant, &query).await?;
+    state.links.fill(&mut rows);
     Ok(Json(paginate(rows, limit)))
 }

@@ -117,9 +117,11 @@ pub(crate) async fn environment_state(
         &query.source.reconciler,
         &query.workloads,
     ));
-    let query = &query;
+    let (query, links) = (&query, &state.links);
     let mut response = cached_json(&state, tenant, key, move || async move {
-        to_json(&store.summaries(tenant, query).await?)
+        let mut summaries = store.summaries(tenant, query).await?;
+        links.fill(&mut summaries);
+        to_json(&summaries)
     })
     .await?;
     if let Some(cursor) = next {

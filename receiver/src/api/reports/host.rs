@@ -58,7 +58,8 @@ pub(crate) async fn host(
         after: None,
         limit: u32::MAX,
     };
-    let rows = state.store.current(&principal.tenant, &query).await?;
+    let mut rows = state.store.current(&principal.tenant, &query).await?;
+    state.links.fill(&mut rows);
     let deployments: Vec<HostDeployment> = rows.into_iter().map(|(d, _)| d).collect();
     let Some(last_seen_at) = deployments.iter().map(|d| d.observed_at).max() else {
         return Err(not_found(if filtered {

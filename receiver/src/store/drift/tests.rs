@@ -34,6 +34,7 @@ fn desired(workload: usize, environment: &str, revision: &str, at: i64) -> Deplo
         build_commit: None,
         build_id: None,
         repository_url: None,
+        origin: Default::default(),
         at: UnixNanos(at),
     })
 }
@@ -633,6 +634,7 @@ async fn workload_pages_cover_the_estate(backend: Backend) {
                     build_commit: None,
                     build_id: None,
                     repository_url: None,
+                    origin: Default::default(),
                     at: UnixNanos(now - 60 * SECOND),
                 }));
                 events.push(DeploymentEvent::Observed(ObservedDeployment {

@@ -5,9 +5,11 @@
 use sextant_model::{DeploymentStatus, HostDeployment, TargetRef, UnixNanos};
 
 use super::drift::DRIFT_SQL;
-use super::state::desired_view;
+use super::state::{OriginColumns, desired_view};
 use crate::store::pool::{Statement, StorePool};
-use crate::store::sql::{current_columns, parse_source, source_where, target_where};
+use crate::store::sql::{
+    current_columns, latest_assignment_join, parse_source, source_where, target_where,
+};
 use crate::store::{CurrentQuery, StoreError};
 
 /// See [`crate::store::HubStore::current`].
@@ -64,6 +66,7 @@ const CURRENT_SQL: &str = concat!(
       JOIN environments e ON e.id = t.environment_id \
       JOIN reconcilers r ON r.id = o.reconciler_id \
       LEFT JOIN workload_versions v ON v.id = t.desired_version_id",
+    latest_assignment_join!(),
     target_where!(),
     " AND ($7 IS NULL OR h.name = $7) \
       AND ($8 IS NULL OR (h.name, t.id, r.name) > (CAST($8 AS TEXT), CAST($9 AS BIGINT), CAST($10 AS TEXT)))",
@@ -92,6 +95,8 @@ pub(crate) struct CurrentRow {
     job: Option<String>,
     observed_version: Option<String>,
     target_id: i64,
+    #[sqlx(flatten)]
+    origin: OriginColumns,
 }
 
 /// Where a page of current rows ended: (host, target id, reconciler name).
@@ -123,6 +128,7 @@ fn host_deployments(
                  job,
                  observed_version,
                  target_id,
+                 origin,
              }| {
                 let status = status.parse::<DeploymentStatus>().ok()?;
                 let cursor = (host.clone(), target_id, reconciler.clone());
@@ -137,7 +143,7 @@ fn host_deployments(
                         environment,
                         target,
                     },
-                    desired: desired_view(version, desired_revision, assigned_at),
+                    desired: desired_view(version, desired_revision, assigned_at, origin),
                     version: observed_version,
                     revision,
                     status,

@@ -133,8 +133,9 @@ pub(crate) const DRIFT_SQL: &str = concat!(
       JOIN applications a ON a.id = w.application_id \
       JOIN workspaces ws ON ws.id = a.workspace_id \
       JOIN environments e ON e.id = t.environment_id \
-      LEFT JOIN workload_versions v ON v.id = t.desired_version_id \
-      ORDER BY k.host_name, k.target_id, k.reconciler_name LIMIT $12"
+      LEFT JOIN workload_versions v ON v.id = t.desired_version_id",
+    crate::store::sql::latest_assignment_join!(),
+    " ORDER BY k.host_name, k.target_id, k.reconciler_name LIMIT $12"
 );
 
 /// Drift counts per target of the filtered ones (`$1`..`$6`): drifting

@@ -3,9 +3,10 @@
 
 use sextant_model::{HistoryEntry, StatusCounts, TargetRef, UnixNanos};
 
+use super::state::OriginColumns;
 use crate::store::pool::{Statement, StorePool};
 use crate::store::sql::{
-    parse_source, source_of, source_where, target_filter, version_of_revision,
+    origin_columns, parse_source, source_of, source_where, target_filter, version_of_revision,
 };
 use crate::store::{HistoryQuery, StoreError};
 
@@ -58,17 +59,22 @@ const HISTORY_SQL: &str = concat!(
          AS failed, \
        CASE WHEN x.key < 0 THEN COALESCE((SELECT c.hosts FROM deployed_counts c \
          WHERE c.target_id = x.target_id AND c.revision = x.revision AND c.status = 'in_progress'), 0) END \
-         AS in_progress \
+         AS in_progress, \
+       x.origin_promotion AS origin_promotion, x.origin_job AS origin_job, \
+       x.origin_approved_by AS origin_approved_by, x.origin_trace_id AS origin_trace_id, \
+       x.origin_span_id AS origin_span_id \
      FROM ( \
        SELECT -da.id AS key, da.assigned_at AS at, da.target_id AS target_id, \
          CAST(NULL AS TEXT) AS host, CAST(NULL AS TEXT) AS reconciler, \
          CAST(NULL AS TEXT) AS source, dv.version AS version, \
-         dv.revision AS revision, CAST(NULL AS TEXT) AS status, CAST(NULL AS TEXT) AS message \
-       FROM desired_assignments da JOIN workload_versions dv ON dv.id = da.workload_version_id \
+         dv.revision AS revision, CAST(NULL AS TEXT) AS status, CAST(NULL AS TEXT) AS message, ",
+    origin_columns!("da"),
+    " FROM desired_assignments da JOIN workload_versions dv ON dv.id = da.workload_version_id \
        UNION ALL \
        SELECT oh.id, oh.observed_at, oh.target_id, hh.name, rr.name, ",
     source_of!("rr"),
-    ", CAST(NULL AS TEXT), oh.revision, oh.status, oh.message \
+    ", CAST(NULL AS TEXT), oh.revision, oh.status, oh.message, \
+       CAST(NULL AS TEXT), oh.job_id, CAST(NULL AS TEXT), CAST(NULL AS TEXT), CAST(NULL AS TEXT) \
        FROM observed_history oh \
        JOIN hosts hh ON hh.id = oh.host_id \
        JOIN reconcilers rr ON rr.id = oh.reconciler_id",
@@ -102,6 +108,8 @@ struct HistoryRow {
     succeeded: Option<i64>,
     failed: Option<i64>,
     in_progress: Option<i64>,
+    #[sqlx(flatten)]
+    origin: OriginColumns,
 }
 
 /// Where a page of history ended: (at, key).
@@ -130,6 +138,7 @@ fn entries(rows: Vec<HistoryRow>) -> Vec<(HistoryEntry, HistoryCursor)> {
                  succeeded,
                  failed,
                  in_progress,
+                 origin,
              }| {
                 let target = TargetRef {
                     workspace,
@@ -150,6 +159,7 @@ fn entries(rows: Vec<HistoryRow>) -> Vec<(HistoryEntry, HistoryCursor)> {
                             failed: count(failed),
                             in_progress: count(in_progress),
                         },
+                        origin: origin.view(),
                     }
                 } else {
                     HistoryEntry::Observed {
@@ -162,6 +172,7 @@ fn entries(rows: Vec<HistoryRow>) -> Vec<(HistoryEntry, HistoryCursor)> {
                         revision,
                         status: status?.parse().ok()?,
                         message,
+                        job: origin.job(),
                     }
                 };
                 Some((entry, cursor))

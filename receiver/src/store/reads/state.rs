@@ -3,12 +3,14 @@
 
 use std::collections::HashMap;
 
-use sextant_model::{DeploymentStatus, DesiredView, HostView, TargetState, UnixNanos};
+use sextant_model::{
+    DeploymentStatus, DesiredOrigin, DesiredView, HostView, TargetState, UnixNanos,
+};
 
 use crate::store::pool::{PerBackend, Statement, StorePool};
 use crate::store::sql::{
-    newest_version_join, parse_source, reported_by_source, source_where, target_joins,
-    target_where, workload_range,
+    latest_assignment_join, newest_version_join, origin_columns, parse_source, reported_by_source,
+    source_where, target_joins, target_where, workload_range,
 };
 use crate::store::{StateQuery, StoreError};
 
@@ -58,11 +60,14 @@ pub(crate) async fn state(
 macro_rules! targets_sql {
     ($extra:expr) => {
         concat!(
-            "SELECT t.id, ws.name, a.name, w.name, e.name, t.name, v.version, t.desired_revision, \
-               t.desired_at \
-             FROM deployment_targets t",
+            "SELECT t.id AS id, ws.name AS workspace, a.name AS application, w.name AS workload, \
+               e.name AS environment, t.name AS target, v.version AS version, \
+               t.desired_revision AS revision, t.desired_at AS at, ",
+            origin_columns!("da"),
+            " FROM deployment_targets t",
             target_joins!(),
             " LEFT JOIN workload_versions v ON v.id = t.desired_version_id",
+            latest_assignment_join!(),
             target_where!(),
             reported_by_source!(),
             $extra,
@@ -85,18 +90,33 @@ pub(crate) const TARGETS_RANGE_SQL: PerBackend = PerBackend {
 };
 
 /// A row of [`TARGETS_SQL`]: target id, its names, its desired version,
-/// revision and time.
-pub(crate) type TargetRow = (
-    i64,
-    String,
-    String,
-    String,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<i64>,
-);
+/// revision, time and origin.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct TargetRow {
+    pub(crate) id: i64,
+    pub(crate) workspace: String,
+    pub(crate) application: String,
+    pub(crate) workload: String,
+    pub(crate) environment: String,
+    pub(crate) target: String,
+    version: Option<String>,
+    revision: Option<String>,
+    at: Option<i64>,
+    #[sqlx(flatten)]
+    origin: OriginColumns,
+}
+
+impl TargetRow {
+    /// The target's desired state.
+    pub(crate) fn desired(&mut self) -> Option<DesiredView> {
+        desired_view(
+            self.version.take(),
+            self.revision.take(),
+            self.at,
+            std::mem::take(&mut self.origin),
+        )
+    }
+}
 
 /// Current observed rows of the filtered targets, with the version a desired
 /// event named for their revision; `$7`, `$8` the source filter.
@@ -128,24 +148,19 @@ pub(crate) fn assemble(targets: Vec<TargetRow>, hosts: Vec<HostRow>) -> Vec<Targ
     let mut states: Vec<TargetState> = targets
         .into_iter()
         .enumerate()
-        .map(
-            |(
-                i,
-                (id, workspace, application, workload, environment, target, version, revision, at),
-            )| {
-                index.insert(id, i);
-                let desired = desired_view(version, revision, at);
-                TargetState {
-                    workspace,
-                    application,
-                    workload,
-                    environment,
-                    target,
-                    desired,
-                    hosts: Vec::new(),
-                }
-            },
-        )
+        .map(|(i, mut row)| {
+            index.insert(row.id, i);
+            let desired = row.desired();
+            TargetState {
+                workspace: row.workspace,
+                application: row.application,
+                workload: row.workload,
+                environment: row.environment,
+                target: row.target,
+                desired,
+                hosts: Vec::new(),
+            }
+        })
         .collect();
     for HostRow { target_id, host } in hosts {
         let Some(&i) = index.get(&target_id) else {
@@ -191,18 +206,52 @@ impl HostColumns {
     }
 }
 
-/// A target's desired state, from its three nullable columns.
+/// A target's desired state, from its three nullable columns and the
+/// origin of its latest assignment.
 pub(crate) fn desired_view(
     version: Option<String>,
     revision: Option<String>,
     at: Option<i64>,
+    origin: OriginColumns,
 ) -> Option<DesiredView> {
     match (version, revision, at) {
         (Some(version), Some(revision), Some(at)) => Some(DesiredView {
             version,
             revision,
             at: UnixNanos(at),
+            origin: origin.view(),
         }),
         _ => None,
+    }
+}
+
+/// A desired assignment's origin as [`crate::store::sql::origin_columns`]
+/// selects it.
+#[derive(Debug, Default, sqlx::FromRow)]
+pub(crate) struct OriginColumns {
+    origin_promotion: Option<String>,
+    origin_job: Option<String>,
+    origin_approved_by: Option<String>,
+    origin_trace_id: Option<String>,
+    origin_span_id: Option<String>,
+}
+
+impl OriginColumns {
+    /// The job alone (an observed change's, in history).
+    pub(crate) fn job(self) -> Option<String> {
+        self.origin_job
+    }
+
+    /// The origin, when the assignment's sender said anything of it.
+    pub(crate) fn view(self) -> Option<DesiredOrigin> {
+        DesiredOrigin {
+            promotion: self.origin_promotion,
+            job: self.origin_job,
+            approved_by: self.origin_approved_by,
+            trace_id: self.origin_trace_id,
+            span_id: self.origin_span_id,
+            ..DesiredOrigin::default()
+        }
+        .known()
     }
 }

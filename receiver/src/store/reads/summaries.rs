@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use sextant_model::report::SourceHosts;
 use sextant_model::{DeployedGroup, DeploymentStatus, TargetRef, TargetSummary};
 
-use super::state::{TARGETS_RANGE_SQL, TARGETS_SQL, TargetRow, desired_view};
+use super::state::{TARGETS_RANGE_SQL, TARGETS_SQL, TargetRow};
 use crate::store::pool::{PerBackend, Statement, StorePool};
 use crate::store::sql::{
     parse_source, source_of, source_where, target_joins, target_where, version_of_revision,
@@ -243,22 +243,20 @@ fn assemble(
     }
     targets
         .into_iter()
-        .map(
-            |(id, workspace, application, workload, environment, target, version, revision, at)| {
-                let desired = desired_view(version, revision, at);
-                TargetSummary::new(
-                    TargetRef {
-                        workspace,
-                        application,
-                        workload,
-                        environment,
-                        target,
-                    },
-                    desired,
-                    by_target.remove(&id).unwrap_or_default(),
-                )
-                .with_sources(reporters.remove(&id).unwrap_or_default())
-            },
-        )
+        .map(|mut row| {
+            let desired = row.desired();
+            TargetSummary::new(
+                TargetRef {
+                    workspace: row.workspace,
+                    application: row.application,
+                    workload: row.workload,
+                    environment: row.environment,
+                    target: row.target,
+                },
+                desired,
+                by_target.remove(&row.id).unwrap_or_default(),
+            )
+            .with_sources(reporters.remove(&row.id).unwrap_or_default())
+        })
         .collect()
 }
