@@ -71,6 +71,10 @@ enum Command {
     History(Read<query::HistoryArgs>),
     /// Hosts with their last report and status counts.
     Hosts(Read<query::HostsArgs>),
+    /// Delivery performance: DORA's five metrics from the hub's history
+    /// (deployment frequency, change lead time, change fail rate, failed
+    /// deployment recovery time, deployment rework rate).
+    Dora(Read<query::DoraArgs>),
     /// Whether a rollout is done; with --wait, wait for it (a CD gate).
     /// Exit codes: 0 done, 1 a host failed, 2 timeout, 3 not done yet.
     Rollout(Read<query::RolloutArgs>),
@@ -134,6 +138,7 @@ async fn run(command: Command) -> anyhow::Result<i32> {
         Command::Drift(r) => done(query::drift(&r.hub, &r.args).await),
         Command::History(r) => done(query::history(&r.hub, &r.args).await),
         Command::Hosts(r) => done(query::hosts(&r.hub, &r.args).await),
+        Command::Dora(r) => done(query::dora(&r.hub, &r.args).await),
         // A CD gate must tell "a host failed" (1) from "the hub could not
         // be asked" (unreachable, refused token, bad answer): the latter is
         // 4, not the general error code 1.

@@ -148,3 +148,40 @@ pub struct DoraReport {
     /// Per (workspace, application, workload, environment), by name.
     pub groups: Vec<DoraGroup>,
 }
+
+/// A rate as a percentage with one decimal (`25.0%`); `—` when unknown.
+pub fn percent(rate: Option<f64>) -> String {
+    rate.map_or_else(|| "—".to_owned(), |v| format!("{:.1}%", v * 100.0))
+}
+
+/// A duration in seconds as people read it: `2d 3h`, `3h 12m`, `4m 5s`
+/// or `12s`; `—` when unknown.
+pub fn duration(seconds: Option<f64>) -> String {
+    let Some(s) = seconds else {
+        return "—".to_owned();
+    };
+    let s = s.max(0.0).round() as u64;
+    let (d, h, m, sec) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60, s % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{sec}s"),
+        (0, 0, _) => format!("{m}m {sec}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_rates_read_at_a_glance() {
+        assert_eq!(duration(None), "—");
+        assert_eq!(duration(Some(12.4)), "12s");
+        assert_eq!(duration(Some(245.0)), "4m 5s");
+        assert_eq!(duration(Some(3.0 * 3600.0 + 720.0)), "3h 12m");
+        assert_eq!(duration(Some(2.0 * 86_400.0 + 3.0 * 3600.0)), "2d 3h");
+        assert_eq!(percent(Some(0.25)), "25.0%");
+        assert_eq!(percent(None), "—");
+    }
+}

@@ -5,10 +5,12 @@
 //! and its errors in the CLI's words, the output and the source filter, is
 //! here.
 
+mod dora;
 mod hosts;
 mod rollout;
 mod state;
 
+pub use dora::{DoraArgs, dora};
 pub use hosts::{HistoryArgs, HostsArgs, history, hosts};
 pub use rollout::{ROLLOUT_UNANSWERED, RolloutArgs, rollout};
 pub use state::{CompareArgs, DriftArgs, StatusArgs, compare, drift, status};
@@ -187,7 +189,7 @@ pub struct FilterArgs {
 
 impl FilterArgs {
     /// The hub's filter of these flags, for rows of `host` when named.
-    fn rows(&self, host: Option<&str>) -> RowFilter {
+    pub(super) fn rows(&self, host: Option<&str>) -> RowFilter {
         RowFilter {
             environment: self.environment.clone(),
             application: self.application.clone(),

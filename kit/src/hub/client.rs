@@ -8,14 +8,14 @@ use std::time::Duration;
 use reqwest::header::HeaderMap;
 use serde::de::DeserializeOwned;
 use sextant_model::{
-    Comparison, EnvironmentItem, ErrorBody, HistoryEntry, HostDeployment, HostSummary, Page,
-    Rollout, TargetSummary,
+    Comparison, DoraReport, EnvironmentItem, ErrorBody, HistoryEntry, HostDeployment, HostSummary,
+    Page, Rollout, TargetSummary,
 };
 
 use super::error::HubError;
 use super::query::{
-    CompareQuery, DriftQuery, HistoryQuery, HostsQuery, PageRequest, Pairs, RolloutQuery,
-    StateFilter,
+    CompareQuery, DoraQuery, DriftQuery, HistoryQuery, HostsQuery, PageRequest, Pairs,
+    RolloutQuery, StateFilter,
 };
 use crate::Secret;
 
@@ -240,6 +240,11 @@ impl HubClient {
         page: &PageRequest,
     ) -> Result<Page<HistoryEntry>, HubError> {
         self.get(&["history"], &query.pairs(page)).await
+    }
+
+    /// `GET /api/v1/insights/dora`: DORA's five metrics over a window.
+    pub async fn dora(&self, query: &DoraQuery) -> Result<DoraReport, HubError> {
+        self.get(&["insights", "dora"], &query.pairs()).await
     }
 
     /// `GET /api/v1/hosts`: one page of hosts with when they last reported.

@@ -27,6 +27,6 @@ pub mod query;
 pub use client::{HubClient, HubClientBuilder};
 pub use error::{Found, HubError};
 pub use query::{
-    CompareQuery, DriftQuery, HistoryQuery, HostsQuery, PageRequest, RolloutQuery, RowFilter,
-    SourceFilter, StateFilter,
+    CompareQuery, DoraQuery, DriftQuery, HistoryQuery, HostsQuery, PageRequest, RolloutQuery,
+    RowFilter, SourceFilter, StateFilter,
 };

@@ -163,6 +163,30 @@ impl HistoryQuery {
     }
 }
 
+/// `GET /api/v1/insights/dora`: DORA's five metrics over a window.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DoraQuery {
+    /// Its `host` is not used: deployments are per target.
+    pub filter: RowFilter,
+    /// An RFC 3339 time or a duration back from the hub's now; the hub's
+    /// default is 30 days back.
+    pub since: Option<String>,
+    pub until: Option<String>,
+    /// `day` or `week`.
+    pub bucket: Option<String>,
+}
+
+impl DoraQuery {
+    pub(crate) fn pairs(&self) -> Pairs {
+        let mut pairs = Pairs::new();
+        self.filter.push_to(&mut pairs);
+        push(&mut pairs, "since", &self.since);
+        push(&mut pairs, "until", &self.until);
+        push(&mut pairs, "bucket", &self.bucket);
+        pairs
+    }
+}
+
 /// `GET /api/v1/rollout`: a workload's rollout in one environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RolloutQuery {
