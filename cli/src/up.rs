@@ -338,6 +338,9 @@ fn local_orchestrator(
     );
     own.hub_token = hub_token(config).map(sextant_kit::Secret::new);
     let mut local = orchestrator::serve::runtime_config(&own)?;
+    // It runs in this process, whose spans and logs carry `sextant up`'s
+    // service.name.
+    local.links.service = sextant_exporters::telemetry::service_name("sextant");
     if own.tokens_file.is_none() {
         // The hub's tokens, tenants and scopes guard the orchestrator's
         // API too; without any, both are open (loopback only).

@@ -4,8 +4,9 @@
 //! - the service half: [`config`] (one layered loader: defaults, file,
 //!   environment, flags), [`serve`] (listeners with timeouts, a connection
 //!   cap, TLS and client certificates), [`health`], [`rate_limit`],
-//!   [`http_metrics`] and Prometheus [`exposition`], [`trace`] (a
-//!   request's W3C trace context), [`api_error`] (one error body, store
+//!   [`http_metrics`] and Prometheus [`exposition`] (classic and
+//!   OpenMetrics, with exemplars), [`trace`] (a request's W3C trace
+//!   context), [`links`] (trace and log links from URL templates), [`api_error`] (one error body, store
 //!   errors as 503 with no detail), [`database`] (URLs redacted for
 //!   logs) and [`shutdown`] (stages stopped in order, each under a
 //!   deadline);
@@ -23,6 +24,7 @@ pub mod exposition;
 pub mod health;
 pub mod http_metrics;
 pub mod hub;
+pub mod links;
 pub mod rate_limit;
 pub mod secret;
 pub mod serve;

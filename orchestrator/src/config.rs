@@ -54,6 +54,8 @@ pub const ENV: &[EnvVar] = &[
         "SEXTANT_ORCHESTRATOR_METRICS_REQUIRE_TOKEN",
         "metrics_require_token",
     ),
+    EnvVar::text("SEXTANT_TRACE_URL_TEMPLATE", "trace_url_template"),
+    EnvVar::text("SEXTANT_LOGS_URL_TEMPLATE", "logs_url_template"),
 ];
 
 /// The variables of the agent listener's TLS files (`[agent_tls]`), which
@@ -117,6 +119,13 @@ pub struct OrchestratorConfig {
     pub api_rate_burst: u32,
     /// `/metrics` answers only a token with the `metrics` or `admin` scope.
     pub metrics_require_token: bool,
+    /// The link of a trace id on the job page and in the JSON, with
+    /// `{trace_id}`, `{service}`, `{from}`, `{to}` (`sextant_kit::links`);
+    /// empty: no trace links. Default: Tempo in the Grafana of deploy/.
+    pub trace_url_template: String,
+    /// The link of a trace's log lines, with the same placeholders; empty:
+    /// no log links. Default: Loki in the Grafana of deploy/.
+    pub logs_url_template: String,
 }
 
 /// The agent listener's certificate, key and client CA (PEM files).
@@ -163,6 +172,12 @@ impl Default for OrchestratorConfig {
             api_rate_limit: 0.0,
             api_rate_burst: 0,
             metrics_require_token: false,
+            trace_url_template: sextant_kit::links::grafana::tempo_trace(
+                sextant_kit::links::grafana::BASE,
+            ),
+            logs_url_template: sextant_kit::links::grafana::loki_logs(
+                sextant_kit::links::grafana::BASE,
+            ),
         }
     }
 }
@@ -302,6 +317,8 @@ mod tests {
             ("SEXTANT_HUB_TOKEN", "12345"),
             ("SEXTANT_ORCHESTRATOR_REPLICA", "7"),
             ("SEXTANT_AGENT_TLS_CERT_FILE", "/etc/agents.pem"),
+            ("SEXTANT_TRACE_URL_TEMPLATE", "http://t/{trace_id}"),
+            ("SEXTANT_LOGS_URL_TEMPLATE", "http://l/{trace_id}"),
         ];
         let c = OrchestratorConfig::load_in(None, fixed_env(&env), &Flags::default()).unwrap();
         assert_eq!(c.listen, SocketAddr::from(([0, 0, 0, 0], 9081)));
@@ -313,6 +330,8 @@ mod tests {
         assert_eq!(c.api_rate_burst, 10);
         assert_eq!(c.hub_token.as_ref().map(Secret::expose), Some("12345"));
         assert_eq!(c.replica.as_deref(), Some("7"), "text stays text");
+        assert_eq!(c.trace_url_template, "http://t/{trace_id}");
+        assert_eq!(c.logs_url_template, "http://l/{trace_id}");
         assert_eq!(
             c.agent_tls.cert_file,
             Some(PathBuf::from("/etc/agents.pem"))

@@ -1,5 +1,6 @@
-//! The orchestrator's `/metrics` (Prometheus text format; the names are
-//! the contract in docs/telemetry.md).
+//! The orchestrator's `/metrics` (the classic text format, or OpenMetrics
+//! with exemplars when the scraper asks for it; the names are the contract
+//! in docs/telemetry.md).
 //!
 //! Two kinds of series:
 //! - **HTTP**, counted by this replica as it serves (shared with the hub:
@@ -12,16 +13,28 @@
 //!   are never deleted), so the totals are true counters, and they survive
 //!   restarts and fail-over. Every replica reports the same values: in
 //!   PromQL aggregate them with `max`, not `sum`, across replicas.
+//!
+//! `sextant_deployment_duration_seconds` carries exemplars: each bucket
+//! the trace id (`trace_id`) of the newest job that ended in it, from its
+//! promotion's `traceparent`, stamped with the job's end. It is a native
+//! `prometheus_client` histogram, since the `prometheus` crate has no
+//! exemplars; the other series are the `prometheus` crate's and join it in
+//! one `prometheus_client` registry per scrape (`sextant_kit::exposition`),
+//! which writes either format.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, UNIX_EPOCH};
 
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus_client::metrics::exemplar::HistogramWithExemplars;
+use prometheus_client::metrics::family::Family;
+use sextant_kit::exposition::{Families, Format};
 use sextant_kit::http_metrics::HttpMetrics;
 
 use crate::agents::server::StoredResult;
 use crate::domain::JobState;
 use crate::domain::failure::FailureKind;
-use crate::store::{MetricRows, Store};
+use crate::store::{MetricJob, MetricRows, Store};
 
 /// Buckets for deployment and approval durations: 10 s to 1 day.
 const SLOW_BUCKETS: &[f64] = &[
@@ -90,26 +103,68 @@ pub enum RenderError {
     Store(#[from] crate::store::StoreError),
     #[error("cannot build the estate's series: {0}")]
     Registry(#[from] prometheus::Error),
-    #[error(transparent)]
-    Encode(#[from] sextant_kit::exposition::EncodeError),
+    #[error("cannot encode the metrics")]
+    Encode(#[from] std::fmt::Error),
 }
 
-/// The `/metrics` body: the HTTP series, this replica's and the
-/// estate-wide ones. `heartbeat` is the agents' heartbeat interval (an
+/// The `/metrics` body in `format`: the HTTP series, this replica's and
+/// the estate-wide ones. `heartbeat` is the agents' heartbeat interval (an
 /// agent is connected while its last heartbeat is at most two intervals
 /// old).
 pub async fn render(
     http: &HttpMetrics,
     replica: &ReplicaMetrics,
     store: &Store,
-    heartbeat: std::time::Duration,
+    heartbeat: Duration,
+    format: Format,
 ) -> Result<String, RenderError> {
     let rows = store.metric_rows().await?;
     let estate = estate(&rows, crate::store::now_ms(), heartbeat)?;
     let mut families = http.gather();
     families.extend(replica.gather());
-    families.extend(estate.gather());
-    Ok(sextant_kit::exposition::encode(&families)?)
+    Ok(encode(families, estate, format)?)
+}
+
+/// `families` and the estate's series in `format`.
+fn encode(
+    mut families: Vec<prometheus::proto::MetricFamily>,
+    estate: Estate,
+    format: Format,
+) -> Result<String, std::fmt::Error> {
+    families.extend(estate.registry.gather());
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register_collector(Box::new(Families(families)));
+    // `prometheus_client` adds the help's final period.
+    registry.register(
+        DURATION,
+        "Deployment jobs from creation to their end, by environment and strategy; \
+         exemplars: the trace id of the newest job in each bucket",
+        estate.durations,
+    );
+    sextant_kit::exposition::encode_registry(&registry, format)
+}
+
+const DURATION: &str = "sextant_deployment_duration_seconds";
+
+/// The exemplar's labels: `trace_id`, the name the Grafana datasource's
+/// `exemplarTraceIdDestinations` reads (deploy/grafana/provisioning).
+type TraceLabel = Vec<(&'static str, String)>;
+
+/// `sextant_deployment_duration_seconds` by `env` and `strategy`.
+type Durations = Family<
+    Vec<(&'static str, String)>,
+    HistogramWithExemplars<TraceLabel>,
+    fn() -> HistogramWithExemplars<TraceLabel>,
+>;
+
+fn duration_histogram() -> HistogramWithExemplars<TraceLabel> {
+    HistogramWithExemplars::new(SLOW_BUCKETS.iter().copied())
+}
+
+/// The estate-wide series: the `prometheus` crate's, and the durations.
+struct Estate {
+    registry: Registry,
+    durations: Durations,
 }
 
 /// A job's strategy name from its stored JSON (`{"type": "rolling", …}`).
@@ -177,16 +232,42 @@ pub fn is_connected(
 }
 
 /// Builds the estate-wide series from the database's rows.
-fn estate(
-    rows: &MetricRows,
-    now_ms: i64,
-    heartbeat: std::time::Duration,
-) -> prometheus::Result<Registry> {
+fn estate(rows: &MetricRows, now_ms: i64, heartbeat: Duration) -> prometheus::Result<Estate> {
     let r = Registry::new();
     promotion_series(&r, rows)?;
     deployment_series(&r, rows)?;
     agent_series(&r, rows, now_ms, heartbeat)?;
-    Ok(r)
+    Ok(Estate {
+        registry: r,
+        durations: durations(&rows.jobs),
+    })
+}
+
+/// The durations of ended deploy jobs, oldest end first, so that each
+/// bucket's exemplar is the newest job in it that has a trace.
+fn durations(jobs: &[MetricJob]) -> Durations {
+    let durations = Durations::new_with_constructor(duration_histogram);
+    let mut ended: Vec<(&MetricJob, i64)> = jobs
+        .iter()
+        .filter(|j| j.kind == "deploy" && deployment_status(&j.state).is_some())
+        .filter_map(|j| j.finished_at.map(|f| (j, f)))
+        .collect();
+    ended.sort_by_key(|(_, finished)| *finished);
+    for (job, finished) in ended {
+        let trace = job
+            .traceparent
+            .as_deref()
+            .and_then(sextant_kit::links::trace_id_of)
+            .map(|id| vec![("trace_id", id.to_owned())]);
+        let at = UNIX_EPOCH + Duration::from_millis(u64::try_from(finished).unwrap_or(0));
+        durations
+            .get_or_create(&vec![
+                ("env", job.environment.clone()),
+                ("strategy", strategy_name(&job.strategy)),
+            ])
+            .observe(seconds(job.created_at, finished), trace, Some(at));
+    }
+    durations
 }
 
 /// Releases, promotions, and the approvals they waited for.
@@ -256,14 +337,6 @@ fn deployment_series(r: &Registry, rows: &MetricRows) -> prometheus::Result<()> 
         ),
         &["env", "strategy", "status"],
     )?;
-    let duration = HistogramVec::new(
-        HistogramOpts::new(
-            "sextant_deployment_duration_seconds",
-            "Deployment jobs from creation to their end, by environment and strategy.",
-        )
-        .buckets(SLOW_BUCKETS.to_vec()),
-        &["env", "strategy"],
-    )?;
     let active = IntGaugeVec::new(
         Opts::new(
             "sextant_deployments_active",
@@ -272,22 +345,18 @@ fn deployment_series(r: &Registry, rows: &MetricRows) -> prometheus::Result<()> 
         &["env"],
     )?;
     let mut running: BTreeMap<&str, i64> = BTreeMap::new();
-    for (kind, env, strategy, state, created, finished) in &rows.jobs {
-        if kind != "deploy" {
+    for job in &rows.jobs {
+        if job.kind != "deploy" {
             continue;
         }
+        let env = job.environment.as_str();
         active.with_label_values(&[env]);
-        match deployment_status(state) {
+        match deployment_status(&job.state) {
             Some(status) => {
-                let strategy = strategy_name(strategy);
+                let strategy = strategy_name(&job.strategy);
                 deployments
                     .with_label_values(&[env, &strategy, status])
                     .inc();
-                if let Some(finished) = finished {
-                    duration
-                        .with_label_values(&[env, &strategy])
-                        .observe(seconds(*created, *finished));
-                }
             }
             None => *running.entry(env).or_default() += 1,
         }
@@ -320,7 +389,6 @@ fn deployment_series(r: &Registry, rows: &MetricRows) -> prometheus::Result<()> 
         targets.with_label_values(&[env, execution]).set(*n);
     }
     r.register(Box::new(deployments))?;
-    r.register(Box::new(duration))?;
     r.register(Box::new(active))?;
     r.register(Box::new(rollbacks))?;
     r.register(Box::new(targets))?;
@@ -407,38 +475,10 @@ mod tests {
                 ("dev".into(), "rolled_back".into(), 1),
             ],
             jobs: vec![
-                (
-                    "deploy".into(),
-                    "prod".into(),
-                    r#"{"type":"rolling"}"#.into(),
-                    "completed".into(),
-                    0,
-                    Some(90_000),
-                ),
-                (
-                    "deploy".into(),
-                    "prod".into(),
-                    r#"{"type":"rolling"}"#.into(),
-                    "running".into(),
-                    0,
-                    None,
-                ),
-                (
-                    "deploy".into(),
-                    "dev".into(),
-                    r#"{"type":"canary"}"#.into(),
-                    "rolled_back".into(),
-                    0,
-                    Some(5_000),
-                ),
-                (
-                    "rollback".into(),
-                    "dev".into(),
-                    r#"{"type":"all_at_once"}"#.into(),
-                    "completed".into(),
-                    0,
-                    Some(1),
-                ),
+                job("deploy", "prod", "rolling", "completed", Some(90_000), None),
+                job("deploy", "prod", "rolling", "running", None, None),
+                job("deploy", "dev", "canary", "rolled_back", Some(5_000), None),
+                job("rollback", "dev", "all_at_once", "completed", Some(1), None),
             ],
             rollbacks: vec![
                 ("dev".into(), Some(FailureKind::TasksFailed), 0),
@@ -481,12 +521,7 @@ mod tests {
                 ),
             ],
         };
-        let text = sextant_kit::exposition::encode(
-            &estate(&rows, 100_000, std::time::Duration::from_secs(30))
-                .unwrap()
-                .gather(),
-        )
-        .unwrap();
+        let text = estate_text(&rows, Format::Prometheus);
         for line in [
             "sextant_releases_total 3",
             r#"sextant_promotions_total{env="prod",status="deployed"} 2"#,
@@ -503,7 +538,7 @@ mod tests {
             r#"sextant_rollbacks_total{env="dev",reason="health"} 1"#,
             r#"sextant_rollbacks_total{env="dev",reason="canary_analysis"} 1"#,
             r#"sextant_rollbacks_total{env="prod",reason="request"} 1"#,
-            r#"sextant_approval_duration_seconds_sum{env="prod"} 7200"#,
+            r#"sextant_approval_duration_seconds_sum{env="prod"} 7200.0"#,
             r#"sextant_targets_total{env="prod",type="ssh"} 3"#,
             "sextant_agents_connected 1",
             "sextant_agents_registered 3",
@@ -518,6 +553,94 @@ mod tests {
         }
         // Promotions still waiting are not "total" outcomes.
         assert!(!text.contains(r#"status="awaiting_approval""#));
+    }
+
+    fn job(
+        kind: &str,
+        env: &str,
+        strategy: &str,
+        state: &str,
+        finished_at: Option<i64>,
+        traceparent: Option<&str>,
+    ) -> MetricJob {
+        MetricJob {
+            kind: kind.into(),
+            environment: env.into(),
+            strategy: format!(r#"{{"type":"{strategy}"}}"#),
+            state: state.into(),
+            created_at: 0,
+            finished_at,
+            traceparent: traceparent.map(str::to_owned),
+        }
+    }
+
+    fn estate_text(rows: &MetricRows, format: Format) -> String {
+        let estate = estate(rows, 100_000, Duration::from_secs(30)).unwrap();
+        encode(ReplicaMetrics::new().gather(), estate, format).unwrap()
+    }
+
+    /// OpenMetrics: each duration bucket carries the trace id of the
+    /// newest job that ended in it, stamped with its end; counters are
+    /// named without `_total` in their family; the body ends in `# EOF`.
+    /// The classic format has the same series without exemplars.
+    #[test]
+    fn openmetrics_durations_carry_the_jobs_trace_ids() {
+        let old = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let new = "0af7651916cd43dd8448eb211c80319c";
+        let rows = MetricRows {
+            jobs: vec![
+                // Both end in the 10 s bucket; the newer one is its exemplar.
+                job(
+                    "deploy",
+                    "prod",
+                    "rolling",
+                    "completed",
+                    Some(9_000),
+                    Some(&format!("00-{new}-00f067aa0ba902b7-01")),
+                ),
+                job(
+                    "deploy",
+                    "prod",
+                    "rolling",
+                    "completed",
+                    Some(8_000),
+                    Some(&format!("00-{old}-00f067aa0ba902b7-01")),
+                ),
+                // No trace: counted, no exemplar.
+                job("deploy", "prod", "rolling", "failed", Some(100_000), None),
+                job("deploy", "prod", "rolling", "running", None, None),
+            ],
+            ..MetricRows::default()
+        };
+        let text = estate_text(&rows, Format::OpenMetrics);
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        for line in [
+            "# TYPE sextant_deployment_duration_seconds histogram",
+            &format!(
+                r#"sextant_deployment_duration_seconds_bucket{{le="10.0",env="prod",strategy="rolling"}} 2 # {{trace_id="{new}"}} 9.0 9.0"#
+            ),
+            r#"sextant_deployment_duration_seconds_bucket{le="120.0",env="prod",strategy="rolling"} 3"#,
+            r#"sextant_deployment_duration_seconds_count{env="prod",strategy="rolling"} 3"#,
+            "# TYPE sextant_workflow_runs counter",
+            r#"sextant_workflow_runs_total{status="completed"} 0"#,
+            r#"sextant_deployments_total{env="prod",status="succeeded",strategy="rolling"} 2"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+        assert!(!text.contains(old), "{text}");
+
+        let classic = estate_text(&rows, Format::Prometheus);
+        for line in [
+            "# TYPE sextant_workflow_runs_total counter",
+            r#"sextant_deployment_duration_seconds_bucket{env="prod",strategy="rolling",le="10"} 2"#,
+            r#"sextant_deployment_duration_seconds_bucket{env="prod",strategy="rolling",le="+Inf"} 3"#,
+        ] {
+            assert!(
+                classic.lines().any(|l| l == line),
+                "{line} missing:\n{classic}"
+            );
+        }
+        assert!(!classic.contains("trace_id") && !classic.contains("# EOF"));
     }
 
     #[test]

@@ -63,6 +63,7 @@ impl Replica {
         let mut config = RuntimeConfig {
             listeners: Default::default(),
             metrics_require_token: false,
+            links: Default::default(),
             listen: "127.0.0.1:0".parse().unwrap(),
             database_url: db.to_owned(),
             data_dir: data.to_owned(),

@@ -42,6 +42,7 @@ async fn replica(dir: &std::path::Path, tokens: Vec<TokenConfig>) -> (Running, C
     let config = RuntimeConfig {
         listeners: Default::default(),
         metrics_require_token: false,
+        links: Default::default(),
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: format!("sqlite://{}", dir.join("orchestrator.db").display()),
         data_dir: dir.to_owned(),

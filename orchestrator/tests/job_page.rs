@@ -165,6 +165,8 @@ async fn the_job_page_links_to_the_hubs_view_of_its_targets() {
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("Parent job"), "{page}");
     assert!(page.contains("rollback"), "{page}");
+    // Its tasks restore r1, named (not by the release's id).
+    assert!(page.contains(r#"class="task-release">r1<"#), "{page}");
     assert!(hrefs(&page).contains(&format!("/jobs/{failed}")), "{page}");
 
     // An unknown job: a 404 page.
@@ -211,6 +213,7 @@ async fn with_tokens_the_page_is_tenant_scoped() {
     let config = RuntimeConfig {
         listeners: Default::default(),
         metrics_require_token: false,
+        links: Default::default(),
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: format!("sqlite://{}", data.path().join("orchestrator.db").display()),
         data_dir: data.path().to_owned(),

@@ -70,6 +70,159 @@ async fn prometheus_scrapes_the_orchestrator_and_the_hub() {
     );
 }
 
+/// Spans get trace contexts, as under `sextant orchestrator` (its
+/// `Telemetry::init`), without exporting anything or printing logs.
+fn trace_contexts() {
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("test"));
+    // Once per test binary; a second call finds it installed.
+    let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer));
+}
+
+/// One real promotion, requested by a pipeline that sends `traceparent`:
+/// its trace id is the exemplar of the deployment duration histogram in a
+/// real Prometheus with exemplar storage (scraped in OpenMetrics), and
+/// its trace and log links, made from the configured templates, are in
+/// the job's and the promotion's JSON and on their pages.
+#[tokio::test]
+async fn a_promotions_trace_id_is_an_exemplar_and_a_link() {
+    trace_contexts();
+    let links = sextant_kit::links::TraceLinks::from_settings(
+        (
+            "trace_url_template",
+            "http://grafana.test/explore?trace={trace_id}&service={service}",
+        ),
+        (
+            "logs_url_template",
+            "http://grafana.test/logs?q={trace_id}&from={from}&to={to}",
+        ),
+        "sextant-orchestrator",
+    )
+    .unwrap();
+    let stack = Stack::start_linked(links).await;
+    stack
+        .apply(json!({
+            "environments": [{"name": "dev"}],
+            "components": component(),
+            "targets": [stack.target("dev-1", "dev", "", None)],
+        }))
+        .await;
+    stack.release("r1", &digest('1')).await;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let res = stack
+        .http
+        .post(format!("{}/api/v1/promotions", stack.base))
+        .header("x-sextant-actor", "alice")
+        .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+        .json(&json!({"release": "r1", "environment": "dev",
+            "strategy": {"type": "all_at_once"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let promotion: serde_json::Value = res.json().await.unwrap();
+    let id = promotion["id"].as_str().unwrap().to_owned();
+    assert!(
+        promotion["traceparent"]
+            .as_str()
+            .is_some_and(|t| t.starts_with(&format!("00-{trace}-"))),
+        "{promotion:#}"
+    );
+    let promotion = stack.wait_promotion(&id, &["deployed"]).await;
+    let job_id = promotion["job_id"].as_str().unwrap().to_owned();
+
+    // The links: exact for a template without a window, and the window
+    // (the job's creation and end, 5 minutes wider each side) in the other.
+    let trace_url =
+        format!("http://grafana.test/explore?trace={trace}&service=sextant-orchestrator");
+    let job = stack.job(&job_id).await;
+    assert_eq!(job["trace_url"], trace_url.as_str(), "{job:#}");
+    let ms = |field: &str| {
+        let t = time::OffsetDateTime::parse(
+            job[field].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
+        (t.unix_timestamp_nanos() / 1_000_000) as i64
+    };
+    assert_eq!(
+        job["logs_url"],
+        format!(
+            "http://grafana.test/logs?q={trace}&from={}&to={}",
+            ms("created_at") - 300_000,
+            ms("finished_at") + 300_000
+        )
+        .as_str(),
+        "{job:#}"
+    );
+    assert_eq!(promotion["trace_url"], trace_url.as_str(), "{promotion:#}");
+    for list in ["/api/v1/jobs", "/api/v1/promotions"] {
+        let body: serde_json::Value = stack
+            .http
+            .get(format!("{}{list}", stack.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(body[0]["trace_url"], trace_url.as_str(), "{list}: {body:#}");
+    }
+    // Both pages link the trace and its logs (`&` is `&amp;` in HTML).
+    let href = format!(r#"href="{}""#, trace_url.replace('&', "&amp;"));
+    for page in [format!("/jobs/{job_id}"), format!("/promotions/{id}")] {
+        let html = stack
+            .http
+            .get(format!("{}{page}", stack.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(html.contains(&href), "{page}: {href} missing:\n{html}");
+        assert!(html.contains(">logs</a>"), "{page}:\n{html}");
+    }
+
+    // Prometheus with exemplar storage reads the trace id off the
+    // duration histogram.
+    let orchestrator: SocketAddr = stack.base.trim_start_matches("http://").parse().unwrap();
+    let prometheus = Prometheus::start_with_exemplars(&[orchestrator]).await;
+    let query = r#"sextant_deployment_duration_seconds_bucket{env="dev"}"#;
+    let p = &prometheus;
+    let found = sextant_e2e::wait::until(
+        std::time::Duration::from_secs(60),
+        std::time::Duration::from_millis(500),
+        || async move {
+            let series = p.exemplars(query).await;
+            let ids: Vec<String> = series
+                .iter()
+                .flat_map(|s| s["exemplars"].as_array().cloned().unwrap_or_default())
+                .filter_map(|e| e["labels"]["trace_id"].as_str().map(str::to_owned))
+                .collect();
+            if ids.iter().any(|t| t == trace) {
+                Ok(series)
+            } else {
+                Err(format!(
+                    "no exemplar with trace_id {trace} yet: {series:#?}\n{}",
+                    p.log()
+                ))
+            }
+        },
+    )
+    .await;
+    assert!(
+        found
+            .iter()
+            .all(|s| s["seriesLabels"]["__name__"] == "sextant_deployment_duration_seconds_bucket"),
+        "{found:#?}"
+    );
+    drop(prometheus);
+}
+
 /// A fresh orchestrator, before any job has ended, serves `/metrics` at
 /// once: 200 in the text format Prometheus scrapes, with this replica's
 /// job counter already at 0 for every final state, and a body promtool
@@ -89,6 +242,7 @@ async fn a_fresh_orchestrator_serves_its_metrics_at_once() {
     let config = RuntimeConfig {
         listeners: Default::default(),
         metrics_require_token: false,
+        links: Default::default(),
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: format!("sqlite://{}", data.path().join("orchestrator.db").display()),
         data_dir: data.path().to_owned(),
@@ -126,6 +280,27 @@ async fn a_fresh_orchestrator_serves_its_metrics_at_once() {
         assert!(body.lines().any(|l| l == line), "{line} missing:\n{body}");
     }
     promtool_accepts(&body);
+    // What Prometheus asks for: OpenMetrics, ending in `# EOF`.
+    let res = reqwest::Client::new()
+        .get(format!("http://{}/metrics", running.addr))
+        .header(
+            "accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let open = res.text().await.unwrap();
+    assert!(open.ends_with("# EOF\n"), "{open}");
+    assert!(
+        open.lines()
+            .any(|l| l == r#"sextant_workflow_runs_total{status="completed"} 0"#),
+        "{open}"
+    );
     cancel.cancel();
     running.wait().await.unwrap();
 }

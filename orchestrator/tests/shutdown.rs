@@ -91,6 +91,7 @@ fn config(db: &TestDb, data: &std::path::Path, hub: SocketAddr) -> RuntimeConfig
     RuntimeConfig {
         listeners: Default::default(),
         metrics_require_token: false,
+        links: Default::default(),
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: db.url.clone(),
         data_dir: data.to_owned(),

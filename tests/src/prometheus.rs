@@ -27,6 +27,18 @@ impl Prometheus {
     /// Starts Prometheus scraping `targets` (`host:port`, path `/metrics`)
     /// every second, and waits until it answers `/-/ready`.
     pub async fn start(targets: &[SocketAddr]) -> Self {
+        Self::start_with(targets, &[]).await
+    }
+
+    /// [`Self::start`] with exemplar storage on
+    /// (`--enable-feature=exemplar-storage`): exemplars of OpenMetrics
+    /// scrapes can be read back with [`Self::exemplars`].
+    pub async fn start_with_exemplars(targets: &[SocketAddr]) -> Self {
+        Self::start_with(targets, &["--enable-feature=exemplar-storage"]).await
+    }
+
+    /// [`Self::start`] with more command-line arguments.
+    pub async fn start_with(targets: &[SocketAddr], args: &[&str]) -> Self {
         assert!(
             Path::new(PROMETHEUS).exists(),
             "{PROMETHEUS} is missing: install Debian's prometheus (./scripts/test.sh does)"
@@ -55,6 +67,7 @@ impl Prometheus {
                     dir.path().join("data").display()
                 ))
                 .arg(format!("--web.listen-address={addr}"))
+                .args(args)
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(dir.path().join("prometheus.log")).expect("log"))
                 .spawn()
@@ -108,6 +121,28 @@ impl Prometheus {
             },
         )
         .await
+    }
+
+    /// The exemplars of the series `query` selects
+    /// (`/api/v1/query_exemplars`, over all time): the `data` array, one
+    /// entry per series with its `seriesLabels` and `exemplars` (each with
+    /// `labels`, `value`, `timestamp`); empty when there are none or the
+    /// query failed.
+    pub async fn exemplars(&self, query: &str) -> Vec<serde_json::Value> {
+        let body: Option<serde_json::Value> = async {
+            reqwest::Client::new()
+                .get(format!("{}/api/v1/query_exemplars", self.url()))
+                .query(&[("query", query), ("start", "0"), ("end", "4102444800")])
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()
+        }
+        .await;
+        body.and_then(|b| b["data"].as_array().cloned())
+            .unwrap_or_default()
     }
 
     /// What Prometheus logged so far.

@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use serde::Serialize;
 use sextant_kit::config::env_help;
+use sextant_kit::links::TraceLinks;
 use sextant_orchestrator::api::TokenConfig;
 use sextant_orchestrator::api::auth::{Access, Scope, derived_subject};
 use sextant_orchestrator::app::{self, RateLimitConfig, Running, RuntimeConfig};
@@ -135,6 +136,17 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "sextant_kit::config::is_false")]
     pub metrics_require_token: bool,
+    /// Link of a trace id on the job page and in the JSON: a URL with
+    /// {trace_id}, {service}, {from} and {to}; "" for none [default:
+    /// Tempo in Grafana at http://127.0.0.1:3000, as in deploy/]
+    #[arg(long, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_url_template: Option<String>,
+    /// Link of a trace's log lines, with the same placeholders; "" for
+    /// none [default: Loki in Grafana at http://127.0.0.1:3000]
+    #[arg(long, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logs_url_template: Option<String>,
 }
 
 /// TLS of the agent listener, for `sextant orchestrator` and `sextant up`
@@ -236,6 +248,12 @@ pub(crate) fn runtime_config(c: &OrchestratorConfig) -> anyhow::Result<RuntimeCo
         api_rate_limit,
         listeners: Default::default(),
         metrics_require_token: c.metrics_require_token,
+        links: TraceLinks::from_settings(
+            ("trace_url_template", &c.trace_url_template),
+            ("logs_url_template", &c.logs_url_template),
+            &sextant_exporters::telemetry::service_name("sextant-orchestrator"),
+        )
+        .map_err(anyhow::Error::msg)?,
         settings,
     })
 }
@@ -441,6 +459,46 @@ mod tests {
         std::fs::write(&file, "leese = \"1m\"\n").expect("write");
         let err = format!("{:#}", runtime(&["--config", path]).unwrap_err());
         assert!(err.contains("leese"), "{err}");
+    }
+
+    /// The trace and log links: Grafana's Explore in deploy/'s stack by
+    /// default, a flag's template, "" for none, and a misspelt placeholder
+    /// stops the start naming the setting.
+    #[test]
+    fn link_templates_default_to_the_deploy_grafana_and_a_bad_one_stops_the_start() {
+        let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let tp = format!("00-{trace}-00f067aa0ba902b7-01");
+        let c = runtime(&[]).expect("defaults");
+        let links = c.links.of(Some(&tp), 0, 0);
+        let url = links.trace_url.expect("a trace link");
+        assert!(
+            url.starts_with("http://127.0.0.1:3000/explore?panes=") && url.contains(trace),
+            "{url}"
+        );
+        assert!(links.logs_url.is_some_and(|u| u.contains(trace)));
+
+        let c = runtime(&[
+            "--trace-url-template",
+            "",
+            "--logs-url-template",
+            "https://logs.example/?t={trace_id}",
+        ])
+        .expect("flags");
+        let links = c.links.of(Some(&tp), 0, 0);
+        assert_eq!(links.trace_url, None);
+        assert_eq!(
+            links.logs_url,
+            Some(format!("https://logs.example/?t={trace}"))
+        );
+
+        let err = format!(
+            "{:#}",
+            runtime(&["--trace-url-template", "http://g/{traceid}"]).unwrap_err()
+        );
+        assert!(
+            err.contains("trace_url_template") && err.contains("{traceid}"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -62,6 +62,17 @@ macro_rules! otlp_exporter {
     };
 }
 
+/// The `service.name` [`Telemetry::init`] gives the resource for the role
+/// `service`: the role's, unless `OTEL_SERVICE_NAME` or
+/// `OTEL_RESOURCE_ATTRIBUTES` names another (for links to the service's
+/// traces and logs, `sextant_kit::links`).
+pub fn service_name(service: &str) -> String {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    resource(service, &env)
+        .get(&opentelemetry::Key::new("service.name"))
+        .map_or_else(|| service.to_owned(), |v| v.to_string())
+}
+
 /// How log lines are written to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {

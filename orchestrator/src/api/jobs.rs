@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::store::{ArtifactInfo, Deployed, Job, StateEvent, Store, Task, TaskLogLine};
+use crate::store::{ArtifactInfo, Deployed, Job, StateEvent, Task, TaskLogLine};
 
 use super::error::*;
 use super::state::*;
@@ -21,24 +21,58 @@ pub(super) struct JobParams {
     limit: Option<i64>,
 }
 
+/// A job with the links of its trace.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct JobView {
+    #[serde(flatten)]
+    job: Job,
+    #[serde(flatten)]
+    links: TraceUrls,
+}
+
+/// The links of a trace (`trace_url_template`, `logs_url_template`):
+/// null without a trace id or without a template.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct TraceUrls {
+    /// The trace, e.g. in Grafana's Explore on Tempo.
+    trace_url: Option<String>,
+    /// The trace's log lines, e.g. in Grafana's Explore on Loki.
+    logs_url: Option<String>,
+}
+
+impl From<sextant_kit::links::Links> for TraceUrls {
+    fn from(l: sextant_kit::links::Links) -> Self {
+        Self {
+            trace_url: l.trace_url,
+            logs_url: l.logs_url,
+        }
+    }
+}
+
 /// Jobs, newest first.
 #[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs", params(JobParams),
-    responses((status = 200, body = [Job])))]
+    responses((status = 200, body = [JobView])))]
 pub(super) async fn list_jobs(
     State(state): State<ApiState>,
     caller: Caller,
     Query(q): Query<JobParams>,
-) -> ApiResult<Vec<Job>> {
+) -> ApiResult<Vec<JobView>> {
+    let jobs = state
+        .orchestrator
+        .store
+        .jobs(
+            &caller.tenant,
+            q.active,
+            q.limit.unwrap_or(100).clamp(1, 1000),
+        )
+        .await?;
     Ok(Json(
-        state
-            .orchestrator
-            .store
-            .jobs(
-                &caller.tenant,
-                q.active,
-                q.limit.unwrap_or(100).clamp(1, 1000),
-            )
-            .await?,
+        jobs.into_iter()
+            .map(|job| JobView {
+                links: super::links::job(&state.links, &job).into(),
+                job,
+            })
+            .collect(),
     ))
 }
 
@@ -47,6 +81,8 @@ pub(super) async fn list_jobs(
 pub(super) struct JobDetail {
     #[serde(flatten)]
     job: Job,
+    #[serde(flatten)]
+    links: TraceUrls,
     /// The rollback job created for this job, once there is one.
     rollback_job_id: Option<String>,
     tasks: Vec<Task>,
@@ -67,12 +103,14 @@ pub(super) async fn get_job(
         .job(Some(&caller.tenant), &id)
         .await?
         .ok_or_else(|| not_found(format!("no job {id:?}")))?;
-    Ok(Json(job_detail(store, job).await?))
+    Ok(Json(job_detail(&state, job).await?))
 }
 
-pub(super) async fn job_detail(store: &Store, job: Job) -> Result<JobDetail, ApiError> {
+pub(super) async fn job_detail(state: &ApiState, job: Job) -> Result<JobDetail, ApiError> {
+    let store = &state.orchestrator.store;
     let id = job.id.clone();
     Ok(JobDetail {
+        links: super::links::job(&state.links, &job).into(),
         rollback_job_id: store.rollback_job_of(&id).await?,
         tasks: store.tasks(&id).await?,
         events: store.job_events(&id).await?,
@@ -136,7 +174,7 @@ pub(super) async fn rollback(
         .orchestrator
         .request_rollback(&caller.tenant, &caller.actor, &id)
         .await?;
-    let detail = job_detail(&state.orchestrator.store, job).await?;
+    let detail = job_detail(&state, job).await?;
     Ok((StatusCode::ACCEPTED, Json(detail)))
 }
 

@@ -17,6 +17,7 @@ mod agents;
 mod apply;
 mod error;
 mod jobs;
+pub mod links;
 mod promotions;
 mod releases;
 pub mod state;
@@ -168,22 +169,21 @@ async fn metrics(State(state): State<ApiState>, headers: axum::http::HeaderMap) 
         .agents
         .as_ref()
         .map_or(std::time::Duration::from_secs(30), |a| a.heartbeat);
+    // OpenMetrics, with exemplars, for a scraper that prefers it (as
+    // Prometheus does); the classic text format otherwise.
+    let format = sextant_kit::exposition::Format::negotiate(
+        headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()),
+    );
     match crate::metrics::render(
         &state.http_metrics,
         &state.orchestrator.replica_metrics,
         &state.orchestrator.store,
         heartbeat,
+        format,
     )
     .await
     {
-        Ok(body) => (
-            [(
-                header::CONTENT_TYPE,
-                sextant_kit::exposition::content_type(),
-            )],
-            body,
-        )
-            .into_response(),
+        Ok(body) => ([(header::CONTENT_TYPE, format.content_type())], body).into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("cannot read the metrics: {e}"),

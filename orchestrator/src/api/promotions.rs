@@ -12,6 +12,7 @@ use crate::promotion::PromotionRequest;
 use crate::store::{Approval, DecisionRecord, Promotion, StateEvent};
 
 use super::error::*;
+use super::jobs::TraceUrls;
 use super::state::*;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -29,6 +30,8 @@ pub(super) struct NewPromotion {
 pub(super) struct PromotionDetail {
     #[serde(flatten)]
     promotion: Promotion,
+    #[serde(flatten)]
+    links: TraceUrls,
     events: Vec<StateEvent>,
     approvals: Vec<Approval>,
     decision: Option<DecisionRecord>,
@@ -45,6 +48,7 @@ pub(super) async fn promotion_detail(
         .await?
         .ok_or_else(|| not_found(format!("no promotion {id:?}")))?;
     Ok(Json(PromotionDetail {
+        links: super::links::promotion(&state.links, &promotion).into(),
         events: store.promotion_events(id).await?,
         approvals: store.approvals(id).await?,
         decision: store.decision(id).await?,
@@ -84,14 +88,23 @@ pub(super) struct PromotionParams {
     limit: Option<i64>,
 }
 
+/// A promotion with the links of its trace.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct PromotionView {
+    #[serde(flatten)]
+    promotion: Promotion,
+    #[serde(flatten)]
+    links: TraceUrls,
+}
+
 /// Promotions, newest first.
 #[utoipa::path(get, path = "/api/v1/promotions", tag = "promotions", params(PromotionParams),
-    responses((status = 200, body = [Promotion]), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = [PromotionView]), (status = 400, body = ErrorBody)))]
 pub(super) async fn list_promotions(
     State(state): State<ApiState>,
     caller: Caller,
     Query(q): Query<PromotionParams>,
-) -> ApiResult<Vec<Promotion>> {
+) -> ApiResult<Vec<PromotionView>> {
     let states = q
         .state
         .as_deref()
@@ -101,16 +114,23 @@ pub(super) async fn list_promotions(
         .map(|s| s.parse::<PromotionState>())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| invalid(e.to_string()))?;
+    let promotions = state
+        .orchestrator
+        .store
+        .promotions(
+            &caller.tenant,
+            &states,
+            q.limit.unwrap_or(100).clamp(1, 1000),
+        )
+        .await?;
     Ok(Json(
-        state
-            .orchestrator
-            .store
-            .promotions(
-                &caller.tenant,
-                &states,
-                q.limit.unwrap_or(100).clamp(1, 1000),
-            )
-            .await?,
+        promotions
+            .into_iter()
+            .map(|promotion| PromotionView {
+                links: super::links::promotion(&state.links, &promotion).into(),
+                promotion,
+            })
+            .collect(),
     ))
 }
 

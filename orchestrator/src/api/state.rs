@@ -29,6 +29,8 @@ pub struct ApiState {
     pub(super) rate_limit: TenantLimiter,
     /// `/metrics` answers only a token with the `metrics` or `admin` scope.
     pub(super) metrics_require_token: bool,
+    /// Trace and log links of the trace ids the API and the pages show.
+    pub(crate) links: Arc<sextant_kit::links::TraceLinks>,
 }
 
 impl ApiState {
@@ -44,7 +46,14 @@ impl ApiState {
             http_metrics: Arc::default(),
             rate_limit: TenantLimiter::unlimited(),
             metrics_require_token: false,
+            links: Arc::default(),
         }
+    }
+
+    /// Shows trace and log links made from these templates.
+    pub fn with_links(mut self, links: sextant_kit::links::TraceLinks) -> Self {
+        self.links = Arc::new(links);
+        self
     }
 
     /// Makes `/metrics` answer only a token with the `metrics` (or `admin`)

@@ -73,6 +73,9 @@ pub struct RuntimeConfig {
     pub listeners: ListenerLimits,
     /// `/metrics` answers only a token with the `metrics` or `admin` scope.
     pub metrics_require_token: bool,
+    /// Trace and log links for every trace id the job page and the JSON
+    /// show (`trace_url_template`, `logs_url_template`); none by default.
+    pub links: sextant_kit::links::TraceLinks,
     pub settings: Settings,
 }
 
@@ -171,7 +174,8 @@ impl Application {
                 config.insecure_registries.clone(),
             )
             .with_rate_limit(rate_limit)
-            .with_metrics_token(config.metrics_require_token),
+            .with_metrics_token(config.metrics_require_token)
+            .with_links(config.links.clone()),
             crate::ui::router(),
         );
         Ok(Self {

@@ -30,6 +30,10 @@ pub struct Job {
     pub created_at: String,
     pub updated_at: String,
     pub finished_at: Option<String>,
+    /// The W3C `traceparent` of the job's promotion (a rollback job's
+    /// too): the job's spans are in its trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
     #[serde(skip)]
     pub tenant: String,
 }

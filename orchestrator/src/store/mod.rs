@@ -101,8 +101,8 @@ pub struct MetricRows {
     pub releases: i64,
     /// (environment, state, promotions)
     pub promotions: Vec<(String, String, i64)>,
-    /// (kind, environment, strategy JSON, state, created_at, finished_at)
-    pub jobs: Vec<(String, String, String, String, i64, Option<i64>)>,
+    /// Every job.
+    pub jobs: Vec<MetricJob>,
     /// (environment, error of the job rolled back, whether one of its tasks
     /// failed its health check): one per rollback job.
     pub rollbacks: Vec<(String, Option<FailureKind>, i64)>,
@@ -116,6 +116,24 @@ pub struct MetricRows {
     /// (agent name, kind, state, outcome JSON, created at, updated at) of
     /// finished and expired agent tasks.
     pub agent_tasks: Vec<(String, String, String, Option<String>, i64, i64)>,
+}
+
+/// What `/metrics` reads of one job.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetricJob {
+    /// `deploy` or `rollback`.
+    pub kind: String,
+    pub environment: String,
+    /// The strategy as stored (JSON).
+    pub strategy: String,
+    pub state: String,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms, once the job has ended.
+    pub finished_at: Option<i64>,
+    /// The `traceparent` of the job's promotion (a rollback job's too),
+    /// whose trace id becomes the job's exemplar.
+    pub traceparent: Option<String>,
 }
 
 /// What applying one configuration object did.
@@ -143,7 +161,8 @@ const PROMOTION_COLUMNS: &str = "p.id, p.release_id, r.name AS release_name, p.e
 
 const JOB_COLUMNS: &str = "j.id, j.tenant, j.kind, j.promotion_id, j.parent_job_id, j.release_id, \
      r.name AS release_name, j.environment, j.strategy, j.state, j.attempts, j.max_attempts, \
-     j.lease_owner, j.error, j.failure, j.created_by, j.created_at, j.updated_at, j.finished_at";
+     j.lease_owner, j.error, j.failure, j.created_by, j.created_at, j.updated_at, j.finished_at, \
+     (SELECT p.traceparent FROM promotions p WHERE p.id = j.promotion_id) AS traceparent";
 
 const TASK_COLUMNS: &str = "id, job_id, position, batch, kind, release_id, target, component, image, digest, \
      previous_digest, slot, state, attempts, max_attempts, timeout_ms, exit_code, error, \
@@ -196,6 +215,7 @@ macro_rules! job_row {
             created_at: rfc3339(r.try_get("created_at")?),
             updated_at: rfc3339(r.try_get("updated_at")?),
             finished_at: r.try_get::<Option<i64>, _>("finished_at")?.map(rfc3339),
+            traceparent: r.try_get("traceparent")?,
         }
     }};
 }
@@ -414,11 +434,37 @@ impl Store {
             )
             .fetch_all(pool)
             .await?;
-            let jobs = sqlx::query_as::<_, (String, String, String, String, i64, Option<i64>)>(
-                "SELECT kind, environment, strategy, state, created_at, finished_at FROM jobs",
+            type JobRow = (
+                String,
+                String,
+                String,
+                String,
+                i64,
+                Option<i64>,
+                Option<String>,
+            );
+            let jobs = sqlx::query_as::<_, JobRow>(
+                "SELECT j.kind, j.environment, j.strategy, j.state, j.created_at, j.finished_at, \
+                     p.traceparent \
+                 FROM jobs j LEFT JOIN promotions p ON p.id = j.promotion_id",
             )
             .fetch_all(pool)
-            .await?;
+            .await?
+            .into_iter()
+            .map(
+                |(kind, environment, strategy, state, created_at, finished_at, traceparent)| {
+                    MetricJob {
+                        kind,
+                        environment,
+                        strategy,
+                        state,
+                        created_at,
+                        finished_at,
+                        traceparent,
+                    }
+                },
+            )
+            .collect();
             let rollbacks = sqlx::query_as::<_, (String, Option<String>, i64)>(
                 "SELECT j.environment, p.failure, CAST(CASE WHEN EXISTS (SELECT 1 FROM tasks t \
                      WHERE t.job_id = p.id AND t.state = 'failed' AND t.error_type = 'health') \

@@ -18,6 +18,10 @@
 //! target=HUB_TARGET`). An SSH target's `ssh.host` is an address to
 //! connect to, not necessarily the host name it reports to the hub, so it
 //! gets no host link.
+//!
+//! Trace and log links (`trace_url_template`, `logs_url_template`;
+//! `crate::api::links`) wherever the job's or the promotion's trace id is
+//! known. `GET /promotions/{id}` shows a promotion, its trail and its job.
 
 use std::collections::HashMap;
 
@@ -62,7 +66,9 @@ const REFRESH_SECS: u32 = 5;
 
 /// The HTML routes.
 pub fn router() -> Router<ApiState> {
-    Router::new().route("/jobs/{id}", get(job_page))
+    Router::new()
+        .route("/jobs/{id}", get(job_page))
+        .route("/promotions/{id}", get(promotion_page))
 }
 
 /// The frame of a page; `refresh` reloads it every few seconds.
@@ -241,6 +247,27 @@ fn job_href(id: &str) -> String {
     path
 }
 
+fn promotion_href(id: &str) -> String {
+    let mut path = String::from("/promotions/");
+    path.extend(url::form_urlencoded::byte_serialize(id.as_bytes()));
+    path
+}
+
+/// The "trace" and "logs" links of a trace, or a dash when neither is
+/// known.
+fn trace_links(links: &sextant_kit::links::Links) -> Markup {
+    html! {
+        @if links.trace_url.is_none() && links.logs_url.is_none() {
+            span.none { "—" }
+        } @else {
+            span.links.trace-links {
+                @if let Some(url) = &links.trace_url { a href=(url) rel="noopener" { "trace" } }
+                @if let Some(url) = &links.logs_url { a href=(url) rel="noopener" { "logs" } }
+            }
+        }
+    }
+}
+
 fn opt(v: Option<&str>) -> Markup {
     html! {
         @match v {
@@ -306,6 +333,17 @@ async fn render(
     };
     let tasks = store.tasks(&job.id).await?;
     let rollback_job = store.rollback_job_of(&job.id).await?;
+    // A rollback's tasks restore other releases than the job's: by name.
+    let mut releases: HashMap<String, String> = HashMap::new();
+    for t in &tasks {
+        if t.release_id != job.release_id && !releases.contains_key(&t.release_id) {
+            let name = store
+                .release(tenant, &t.release_id)
+                .await?
+                .map_or_else(|| t.release_id.clone(), |r| r.name);
+            releases.insert(t.release_id.clone(), name);
+        }
+    }
     let hub = o.hub.as_ref().and_then(|h| HubLinks::new(h.base_url()));
 
     let specs: HashMap<String, TargetSpec> = store
@@ -340,8 +378,9 @@ async fn render(
         })
         .collect();
 
+    let links = crate::api::links::job(&state.links, &job);
     let body = html! {
-        (job_summary(&job, rollback_job.as_deref()))
+        (job_summary(&job, rollback_job.as_deref(), &links))
         h2 { "On the hub" }
         @match &hub {
             Some(hub) => {
@@ -359,7 +398,7 @@ async fn render(
         @if tasks.is_empty() {
             p.empty { "This job has no tasks yet." }
         } @else {
-            (task_table(&tasks, &targets, hub.as_ref(), &job.environment))
+            (task_table(&tasks, &targets, &releases, hub.as_ref(), &job.environment))
         }
     };
     let title = format!("Job {}", job.id);
@@ -371,7 +410,90 @@ async fn render(
     )))
 }
 
-fn job_summary(job: &Job, rollback_job: Option<&str>) -> Markup {
+/// A promotion, its trail, its job and its trace.
+async fn promotion_page(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Response {
+    let store = &state.orchestrator.store;
+    let read = async {
+        let Some(p) = store.promotion(&caller.tenant, &id).await? else {
+            return Ok(None);
+        };
+        let events = store.promotion_events(&p.id).await?;
+        Ok::<_, crate::store::StoreError>(Some((p, events)))
+    };
+    match read.await {
+        Ok(Some((p, events))) => {
+            let links = crate::api::links::promotion(&state.links, &p);
+            let hub = state
+                .orchestrator
+                .hub
+                .as_ref()
+                .and_then(|h| HubLinks::new(h.base_url()));
+            let body = html! {
+                div.scroll {
+                    table.summary {
+                        tbody {
+                            tr { th scope="row" { "Id" } td.mono #promotion-id { (p.id) } }
+                            tr { th scope="row" { "State" } td { span.status #promotion-state { (p.state.as_str()) } } }
+                            tr { th scope="row" { "Release" } td { (p.release) " " span.small.mono { (p.release_id) } } }
+                            tr { th scope="row" { "Environment" } td { (p.environment) } }
+                            tr { th scope="row" { "Strategy" } td { (strategy_label(&p.strategy)) } }
+                            tr { th scope="row" { "Requested" } td { (p.created_at) " by " (p.requested_by) } }
+                            @if let Some(reason) = &p.reason {
+                                tr { th scope="row" { "Reason" } td { (reason) } }
+                            }
+                            tr { th scope="row" { "Job" } td.mono { @match &p.job_id {
+                                Some(job) => { a href=(job_href(job)) { (job) } }
+                                None => { span.none { "—" } }
+                            } } }
+                            tr { th scope="row" { "Trace" } td #promotion-trace { (trace_links(&links)) } }
+                            tr { th scope="row" { "JSON" } td { a href={ "/api/v1" (promotion_href(&p.id)) } { "GET /api/v1" (promotion_href(&p.id)) } } }
+                        }
+                    }
+                }
+                h2 { "Events" }
+                div.scroll {
+                    table.list {
+                        thead { tr { th { "At" } th { "Actor" } th { "From" } th { "To" } th { "Detail" } } }
+                        tbody {
+                            @for e in &events {
+                                tr {
+                                    td { (e.at) } td { (e.actor) } td { (opt(e.from.as_deref())) }
+                                    td { (e.to) } td { (e.detail.as_deref().unwrap_or("")) }
+                                }
+                            }
+                        }
+                    }
+                }
+            };
+            let page = layout(
+                &format!("Promotion {}", p.id),
+                hub.as_ref(),
+                !p.state.is_terminal(),
+                body,
+            );
+            ([(header::CACHE_CONTROL, "no-store")], page).into_response()
+        }
+        Ok(None) => error_page(
+            StatusCode::NOT_FOUND,
+            "Promotion not found",
+            &format!("No promotion {id:?}."),
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, promotion = %id, "Store read failed for the promotion page");
+            error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Error",
+                "the orchestrator's store is unavailable",
+            )
+        }
+    }
+}
+
+fn job_summary(job: &Job, rollback_job: Option<&str>, links: &sextant_kit::links::Links) -> Markup {
     html! {
         div.scroll {
             table.summary {
@@ -392,8 +514,9 @@ fn job_summary(job: &Job, rollback_job: Option<&str>) -> Markup {
                         tr { th scope="row" { "Error" } td.error { (error) } }
                     }
                     @if let Some(promotion) = &job.promotion_id {
-                        tr { th scope="row" { "Promotion" } td.mono { (promotion) } }
+                        tr { th scope="row" { "Promotion" } td.mono { a href=(promotion_href(promotion)) { (promotion) } } }
                     }
+                    tr { th scope="row" { "Trace" } td #job-trace { (trace_links(links)) } }
                     @if let Some(parent) = &job.parent_job_id {
                         tr { th scope="row" { "Parent job" } td.mono { a href=(job_href(parent)) { (parent) } } }
                     }
@@ -410,6 +533,7 @@ fn job_summary(job: &Job, rollback_job: Option<&str>) -> Markup {
 fn task_table(
     tasks: &[Task],
     targets: &HashMap<&str, TargetView<'_>>,
+    releases: &HashMap<String, String>,
     hub: Option<&HubLinks>,
     environment: &str,
 ) -> Markup {
@@ -430,6 +554,9 @@ fn task_table(
                             td {
                                 (t.component)
                                 div.small.mono title=(t.image) { (t.digest) }
+                                @if let Some(name) = releases.get(&t.release_id) {
+                                    div.small { "release " span.task-release { (name) } }
+                                }
                                 @if let (Some(hub), Some(view)) = (hub, view) {
                                     div.small.links {
                                         a href=(hub.history(&t.component, environment, view.hub_target(t))) { "history on the hub" }

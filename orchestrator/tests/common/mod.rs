@@ -47,6 +47,8 @@ pub struct Stack {
     pub hub: Option<(String, String)>,
     /// Registries (`host:port`) reached over plain HTTP to resolve tags.
     pub insecure_registries: Vec<String>,
+    /// Trace and log link templates of the replicas (none by default).
+    pub links: sextant_kit::links::TraceLinks,
 }
 
 impl Stack {
@@ -56,7 +58,7 @@ impl Stack {
 
     /// A stack whose orchestrator stores its state on `backend`.
     pub async fn start_on(backend: Backend) -> Self {
-        Self::start_inner(None, Vec::new(), backend).await
+        Self::start_inner(None, Vec::new(), backend, Default::default()).await
     }
 
     /// The OpenSSH server the stack's targets live on.
@@ -83,17 +85,29 @@ impl Stack {
     /// A stack that resolves tags against `registry` (`host:port`) over
     /// plain HTTP.
     pub async fn start_trusting(registry: &str) -> Self {
-        Self::start_inner(None, vec![registry.to_owned()], Backend::Sqlite).await
+        Self::start_inner(
+            None,
+            vec![registry.to_owned()],
+            Backend::Sqlite,
+            Default::default(),
+        )
+        .await
     }
 
     pub async fn start_with_hub(hub: Option<(String, String)>) -> Self {
-        Self::start_inner(hub, Vec::new(), Backend::Sqlite).await
+        Self::start_inner(hub, Vec::new(), Backend::Sqlite, Default::default()).await
+    }
+
+    /// A stack whose replicas show trace and log links made by `links`.
+    pub async fn start_linked(links: sextant_kit::links::TraceLinks) -> Self {
+        Self::start_inner(None, Vec::new(), Backend::Sqlite, links).await
     }
 
     async fn start_inner(
         hub: Option<(String, String)>,
         insecure_registries: Vec<String>,
         backend: Backend,
+        links: sextant_kit::links::TraceLinks,
     ) -> Self {
         let root = tempfile::tempdir().expect("root");
         let data = tempfile::tempdir().expect("data");
@@ -108,6 +122,7 @@ impl Stack {
             http: reqwest::Client::new(),
             hub,
             insecure_registries,
+            links,
         };
         stack.start_replica("replica-a").await;
         stack
@@ -117,6 +132,7 @@ impl Stack {
         let config = RuntimeConfig {
             listeners: Default::default(),
             metrics_require_token: false,
+            links: self.links.clone(),
             listen: "127.0.0.1:0".parse().expect("addr"),
             database_url: self.db.url.clone(),
             data_dir: self.data.path().to_owned(),
