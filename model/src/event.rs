@@ -128,8 +128,9 @@ pub struct DesiredDeployment {
     pub build_commit: Option<String>,
     pub build_id: Option<String>,
     pub repository_url: Option<String>,
-    /// What set it: promotion, job, approver, trace (no links).
-    pub origin: DesiredOrigin,
+    /// What set it: promotion, job, approver, trace (no links). Boxed:
+    /// most assignments carry none of it.
+    pub origin: Box<DesiredOrigin>,
     /// When the assignment was made; the latest assignment wins.
     pub at: UnixNanos,
 }
@@ -253,14 +254,24 @@ impl DesiredDeployment {
             build_commit: r.optional(keys::BUILD_COMMIT)?,
             build_id: r.optional(keys::BUILD_ID)?,
             repository_url: r.optional(keys::REPOSITORY_URL)?,
-            origin: DesiredOrigin {
+            origin: Box::new(DesiredOrigin {
                 promotion: r.optional(keys::PROMOTION_ID)?,
                 job: r.optional(keys::JOB_ID)?,
                 approved_by: r.optional(keys::APPROVER)?,
                 ..DesiredOrigin::default()
-            },
+            }),
             at,
         })
+    }
+
+    /// Records the sender's `service.name` (whose logs a trace's log link
+    /// shows); too long or empty is left out.
+    #[must_use]
+    pub fn sent_by(mut self, service: Option<&str>) -> Self {
+        self.origin.service = service
+            .filter(|s| !s.trim().is_empty() && s.len() <= MAX_NAME_LEN && !s.contains('\0'))
+            .map(str::to_owned);
+        self
     }
 
     /// Takes the trace context from the log record's own `trace_id` and

@@ -48,6 +48,9 @@ pub struct DesiredOrigin {
     /// The W3C span id, 16 lowercase hex digits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub span_id: Option<String>,
+    /// The sender's `service.name` (the `{service}` of trace and log links).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -48,6 +48,8 @@ const ENV_KEYS: &[&str] = &[
     "max_future_skew_seconds",
     "ui_refresh_seconds",
     "orchestrator_url",
+    "trace_url_template",
+    "logs_url_template",
     "metrics_require_token",
     "metrics_max_environments",
     "rate_limits.api.per_second",
@@ -113,6 +115,15 @@ pub struct HubConfig {
     /// from a host's deployments to the job that made them. `sextant up`
     /// sets it to its own orchestrator.
     pub orchestrator_url: Option<String>,
+    /// The trace viewer's URL of a trace id (`SEXTANT_TRACE_URL_TEMPLATE`),
+    /// with `{trace_id}`, `{service}`, `{from}`, `{to}` (Unix ms); the
+    /// default opens it in the Grafana (Tempo) of deploy/compose. Empty:
+    /// no trace links.
+    pub trace_url_template: String,
+    /// The log viewer's URL of a trace's logs (`SEXTANT_LOGS_URL_TEMPLATE`),
+    /// the same placeholders; the default opens Loki in that Grafana.
+    /// Empty: no log links.
+    pub logs_url_template: String,
     /// Per-tenant rate limits of the API and of OTLP ingest; unlimited by
     /// default.
     pub rate_limits: RateLimits,
@@ -164,6 +175,12 @@ impl Default for HubConfig {
             tls: ServerTlsConfig::default(),
             client_certs: Vec::new(),
             orchestrator_url: None,
+            trace_url_template: sextant_kit::links::grafana::tempo_trace(
+                sextant_kit::links::grafana::BASE,
+            ),
+            logs_url_template: sextant_kit::links::grafana::loki_logs(
+                sextant_kit::links::grafana::BASE,
+            ),
             rate_limits: RateLimits::default(),
             metrics_require_token: false,
             metrics_max_environments: 100,

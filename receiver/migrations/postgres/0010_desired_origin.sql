@@ -7,3 +7,5 @@ ALTER TABLE desired_assignments ADD COLUMN job_id TEXT;
 ALTER TABLE desired_assignments ADD COLUMN approved_by TEXT;
 ALTER TABLE desired_assignments ADD COLUMN trace_id TEXT;
 ALTER TABLE desired_assignments ADD COLUMN span_id TEXT;
+-- The sender's service.name: whose logs the trace's log link shows.
+ALTER TABLE desired_assignments ADD COLUMN service TEXT;

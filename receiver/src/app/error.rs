@@ -27,6 +27,10 @@ pub enum AppError {
          for the scraper"
     )]
     MetricsWithoutTokens,
+    /// `trace_url_template` or `logs_url_template` does not parse; the
+    /// message names the setting.
+    #[error("{0}")]
+    LinkTemplate(String),
     #[error(
         "max_inflight_request_bytes ({inflight}) must be at least four times max_request_bytes \
          ({max}): one request holds its body, its gzip output and its decoded message; \

@@ -33,6 +33,7 @@ use crate::read::{ApiState, Links, ReportCache};
 use crate::reconcilers::{self, Reconcilers};
 use crate::routes;
 use crate::store::{self, HubStore};
+use sextant_kit::links::TraceLinks;
 
 pub use error::AppError;
 
@@ -58,6 +59,7 @@ pub struct Application {
     environments: Arc<[String]>,
     ui_refresh: std::time::Duration,
     orchestrator_url: Option<Arc<str>>,
+    trace_links: Arc<TraceLinks>,
     api_limit: SurfaceLimiter,
     ingest_limit: SurfaceLimiter,
     metrics_require_token: bool,
@@ -85,6 +87,12 @@ impl Application {
             );
         }
         config.listeners.validate().map_err(AppError::Listeners)?;
+        let trace_links = TraceLinks::from_settings(
+            ("trace_url_template", &config.trace_url_template),
+            ("logs_url_template", &config.logs_url_template),
+            "",
+        )
+        .map_err(AppError::LinkTemplate)?;
         if config.metrics_require_token && config.tokens.is_empty() {
             return Err(AppError::MetricsWithoutTokens);
         }
@@ -133,6 +141,7 @@ impl Application {
             environments: config.environments.clone().into(),
             ui_refresh: std::time::Duration::from_secs(config.ui_refresh_seconds),
             orchestrator_url: config.orchestrator_url.as_deref().map(orchestrator_base),
+            trace_links: Arc::new(trace_links),
             api_limit,
             ingest_limit,
             metrics_require_token: config.metrics_require_token,
@@ -202,6 +211,7 @@ impl Application {
             reports: Arc::new(ReportCache::default()),
             links: Links {
                 orchestrator: self.orchestrator_url.clone(),
+                traces: self.trace_links.clone(),
             },
             rate_limit: self.api_limit.clone(),
             metrics_require_token: self.metrics_require_token,

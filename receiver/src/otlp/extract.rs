@@ -50,6 +50,7 @@ pub fn logs(request: &ExportLogsServiceRequest, window: TimeWindow) -> Extracted
                 let event = match kind {
                     EventKind::Desired => DesiredDeployment::from_attributes(&attrs, at)
                         .and_then(|d| d.traced(&record.trace_id, &record.span_id))
+                        .map(|d| d.sent_by(string_value(attrs.get(keys::SERVICE_NAME))))
                         .map(DeploymentEvent::Desired),
                     EventKind::Observed => {
                         let body = string_value(record.body.as_ref());

@@ -249,7 +249,9 @@ macro_rules! origin_columns {
             $da,
             ".trace_id AS origin_trace_id, ",
             $da,
-            ".span_id AS origin_span_id"
+            ".span_id AS origin_span_id, ",
+            $da,
+            ".service AS origin_service"
         )
     };
 }

@@ -206,8 +206,8 @@ pub(crate) const UPSERT_VERSION_SQL: &str = "INSERT INTO workload_versions \
 /// Appends a desired assignment; a replay is a no-op.
 pub(crate) const INSERT_ASSIGNMENT_SQL: &str = "INSERT INTO desired_assignments \
      (tenant_id, target_id, workload_version_id, assigned_at, received_at, \
-      promotion_id, job_id, approved_by, trace_id, span_id) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING";
+      promotion_id, job_id, approved_by, trace_id, span_id, service) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING";
 
 /// The history row just before a late observation.
 pub(crate) const PREVIOUS_HISTORY_SQL: &str = "SELECT revision, status, message, observed_at \
@@ -249,6 +249,7 @@ macro_rules! write_desired {
                 .bind(d.origin.approved_by.clone())
                 .bind(d.origin.trace_id.clone())
                 .bind(d.origin.span_id.clone())
+                .bind(d.origin.service.clone())
                 .execute(&mut *$tx)
                 .await?;
             written += done.rows_affected() as usize;

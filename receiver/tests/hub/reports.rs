@@ -980,6 +980,9 @@ async fn host_view_links_the_job_that_last_changed_the_host(backend: Backend) {
 async fn rows_say_what_set_their_desired_state(backend: Backend) {
     let app = spawn_app_with(backend, |c| {
         c.orchestrator_url = Some("http://orchestrator.example:8081".into());
+        c.trace_url_template = "http://tempo.example/trace/{trace_id}".into();
+        c.logs_url_template =
+            "http://loki.example/?q={service}%7C{trace_id}&from={from}&to={to}".into();
     })
     .await;
     let t = now();
@@ -991,11 +994,13 @@ async fn rows_say_what_set_their_desired_state(backend: Backend) {
     attrs.push(crate::helpers::kv("sextant.approver", "alice, bob"));
     set["traceId"] = json!("4bf92f3577b34da6a3ce929d0e0e4736");
     set["spanId"] = json!("00f067aa0ba902b7");
-    app.send_logs(&logs(vec![
-        set,
-        observed("h1", at, "r1", "succeeded", t - 10 * S),
-    ]))
-    .await;
+    let mut request = logs(vec![set, observed("h1", at, "r1", "succeeded", t - 10 * S)]);
+    request["resourceLogs"][0]["resource"]["attributes"] =
+        json!([crate::helpers::kv("service.name", "sextant-orchestrator")]);
+    app.send_logs(&request).await;
+    // The links' window: five minutes either side of the assignment.
+    let ms = (t - 20 * S) as i64 / 1_000_000;
+    let (from, to) = (ms - 300_000, ms + 300_000);
     let want = json!({
         "promotion": "prom-1",
         "job": "job-1",
@@ -1004,6 +1009,11 @@ async fn rows_say_what_set_their_desired_state(backend: Backend) {
         "span_id": "00f067aa0ba902b7",
         "job_url": "http://orchestrator.example:8081/jobs/job-1",
         "promotion_url": "http://orchestrator.example:8081/api/v1/promotions/prom-1",
+        "service": "sextant-orchestrator",
+        "trace_url": "http://tempo.example/trace/4bf92f3577b34da6a3ce929d0e0e4736",
+        "logs_url": format!(
+            "http://loki.example/?q=sextant-orchestrator%7C4bf92f3577b34da6a3ce929d0e0e4736&from={from}&to={to}"
+        ),
     });
     let drift = get_ok(&app, "/api/v1/drift").await;
     assert_eq!(drift["items"][0]["desired"]["origin"], want, "{drift}");
@@ -1029,6 +1039,8 @@ async fn rows_say_what_set_their_desired_state(backend: Backend) {
             r#"href="http://orchestrator.example:8081/api/v1/promotions/prom-1""#,
             "approved by ",
             "alice, bob",
+            r#"href="http://tempo.example/trace/4bf92f3577b34da6a3ce929d0e0e4736""#,
+            "http://loki.example/?q=sextant-orchestrator%7C4bf92f3577b34da6a3ce929d0e0e4736",
         ] {
             assert!(page.contains(needle), "{path} lacks {needle}: {page}");
         }
@@ -1088,3 +1100,30 @@ on_both_backends!(
     host_view_lists_everything_a_host_runs,
     history_is_newest_first_with_desired_host_counts,
 );
+
+/// A link template with a placeholder the hub does not know stops it at
+/// start, naming the setting; an empty one turns its links off.
+#[tokio::test]
+async fn a_bad_link_template_is_refused_at_start() {
+    let db = crate::helpers::TestDb::new(Backend::Sqlite).await;
+    let config = crate::helpers::hub_config(&db, |c| {
+        c.logs_url_template = "http://loki.example/?q={trace}".into();
+    });
+    let error = match sextant_receiver::app::Application::build(&config).await {
+        Ok(_) => panic!("a hub with an unknown placeholder started"),
+        Err(error) => error.to_string(),
+    };
+    assert!(
+        error.starts_with("logs_url_template:") && error.contains("{trace}"),
+        "{error}"
+    );
+    let config = crate::helpers::hub_config(&db, |c| {
+        c.trace_url_template = String::new();
+        c.logs_url_template = " ".into();
+    });
+    assert!(
+        sextant_receiver::app::Application::build(&config)
+            .await
+            .is_ok()
+    );
+}

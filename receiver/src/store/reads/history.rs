@@ -62,7 +62,7 @@ const HISTORY_SQL: &str = concat!(
          AS in_progress, \
        x.origin_promotion AS origin_promotion, x.origin_job AS origin_job, \
        x.origin_approved_by AS origin_approved_by, x.origin_trace_id AS origin_trace_id, \
-       x.origin_span_id AS origin_span_id \
+       x.origin_span_id AS origin_span_id, x.origin_service AS origin_service \
      FROM ( \
        SELECT -da.id AS key, da.assigned_at AS at, da.target_id AS target_id, \
          CAST(NULL AS TEXT) AS host, CAST(NULL AS TEXT) AS reconciler, \
@@ -74,7 +74,8 @@ const HISTORY_SQL: &str = concat!(
        SELECT oh.id, oh.observed_at, oh.target_id, hh.name, rr.name, ",
     source_of!("rr"),
     ", CAST(NULL AS TEXT), oh.revision, oh.status, oh.message, \
-       CAST(NULL AS TEXT), oh.job_id, CAST(NULL AS TEXT), CAST(NULL AS TEXT), CAST(NULL AS TEXT) \
+       CAST(NULL AS TEXT), oh.job_id, CAST(NULL AS TEXT), CAST(NULL AS TEXT), CAST(NULL AS TEXT), \
+       CAST(NULL AS TEXT) \
        FROM observed_history oh \
        JOIN hosts hh ON hh.id = oh.host_id \
        JOIN reconcilers rr ON rr.id = oh.reconciler_id",

@@ -234,6 +234,7 @@ pub(crate) struct OriginColumns {
     origin_approved_by: Option<String>,
     origin_trace_id: Option<String>,
     origin_span_id: Option<String>,
+    origin_service: Option<String>,
 }
 
 impl OriginColumns {
@@ -250,6 +251,7 @@ impl OriginColumns {
             approved_by: self.origin_approved_by,
             trace_id: self.origin_trace_id,
             span_id: self.origin_span_id,
+            service: self.origin_service,
             ..DesiredOrigin::default()
         }
         .known()
