@@ -9,7 +9,10 @@
 //!   progress, one still on the previous version;
 //! - `payments/gateway` failed on stage-us-1 (readiness probe);
 //! - prod-us-3 runs an older `search/indexer` than was promoted (drift);
-//! - qa-1 stopped reporting two hours ago (stale).
+//! - qa-1 stopped reporting two hours ago (stale);
+//! - yesterday `shop/cart` 2.1.0 crash-looped on prod-eu-1, was rolled back
+//!   to 2.0.1 and fixed forward with 2.1.1 (with the commit times on every
+//!   release, the insights page has all five DORA metrics to show).
 //!
 //! After the history, every host but qa-1 reports its current state every
 //! 30 s, as agents do, so nothing goes stale while the demo runs.
@@ -98,8 +101,37 @@ struct Estate {
     current: Vec<Event>,
 }
 
-fn desired(app: &str, workload: &str, env: &str, target: &str, version: &str, at: i64) -> Event {
+/// When the commit behind a workload's release was made: some hours before
+/// the release reached dev (where DORA's change lead time starts).
+fn committed_at(workload: &str, version: &str, now: i64) -> i64 {
+    let Some((index, release)) = WORKLOADS.iter().enumerate().find_map(|(i, (_, w, versions))| {
+        (*w == workload)
+            .then(|| versions.iter().position(|v| *v == version).map(|r| (i, r)))
+            .flatten()
+    }) else {
+        // The hotfix: committed an hour before it shipped.
+        return now - DAY + 3 * HOUR;
+    };
+    let dev = promoted_at(release, "dev", now).unwrap_or(now - 11 * HOUR);
+    dev - 2 * HOUR - index as i64 * 40 * MINUTE
+}
+
+/// A desired event at `at` in an estate seeded at `now`.
+#[allow(clippy::too_many_arguments)]
+fn desired(
+    app: &str,
+    workload: &str,
+    env: &str,
+    target: &str,
+    version: &str,
+    at: i64,
+    now: i64,
+) -> Event {
     let mut e = Event::new(EventKind::Desired, "demo", UnixNanos(at));
+    e.set(
+        keys::COMMIT_TIME,
+        Some(UnixNanos(committed_at(workload, version, now)).to_rfc3339()),
+    );
     e.set(keys::APPLICATION, Some(app))
         .set(keys::WORKLOAD, Some(workload))
         .set(keys::ENVIRONMENT, Some(env))
@@ -152,6 +184,53 @@ fn observed(
     e
 }
 
+/// `cart` 2.1.0 to prod-eu at `at`: the first host crash-loops and the
+/// rollout halts; half an hour later 2.0.1 is restored there (a rollback);
+/// four hours later the hotfix 2.1.1 reaches every host. DORA sees a failed
+/// deployment, a rework deployment, a recovery and a fix.
+#[allow(clippy::too_many_arguments)]
+fn cart_incident(
+    app: &str,
+    workload: &str,
+    env: &str,
+    target: &str,
+    hosts: &[&str],
+    at: i64,
+    now: i64,
+) -> Vec<Event> {
+    let ev = |host: &str, version: &str, status: &str, message: &str, t: i64| {
+        observed(host, app, workload, env, target, version, status, message, t)
+    };
+    let first = hosts[0];
+    let mut events = vec![
+        desired(app, workload, env, target, "2.1.0", at, now),
+        ev(first, "2.1.0", "in_progress", "pulling image", at + MINUTE),
+        ev(
+            first,
+            "2.1.0",
+            "failed",
+            "CrashLoopBackOff: CART_REDIS_URL is not set",
+            at + 4 * MINUTE,
+        ),
+        desired(app, workload, env, target, "2.0.1", at + 30 * MINUTE, now),
+        ev(first, "2.0.1", "succeeded", "rolled back", at + 32 * MINUTE),
+    ];
+    let fix = at + 4 * HOUR;
+    events.push(desired(app, workload, env, target, "2.1.1", fix, now));
+    for (i, host) in hosts.iter().enumerate() {
+        let started = fix + MINUTE + i as i64 * 30_000_000_000;
+        events.push(ev(host, "2.1.1", "in_progress", "pulling image", started));
+        events.push(ev(
+            host,
+            "2.1.1",
+            "succeeded",
+            "rollout complete",
+            started + 2 * MINUTE,
+        ));
+    }
+    events
+}
+
 fn estate(now: i64) -> Estate {
     let mut history = Vec::new();
     let mut current = Vec::new();
@@ -170,7 +249,13 @@ fn estate(now: i64) -> Estate {
                     None if rollout_now && target == "prod-eu" => now - 20 * MINUTE,
                     None => continue,
                 };
-                history.push(desired(app, workload, env, target, version, at));
+                if workload == "cart" && target == "prod-eu" && release == 1 {
+                    // A failed release, rolled back, then fixed forward.
+                    history.extend(cart_incident(app, workload, env, target, hosts, at, now));
+                    last.fill(("2.1.1", "succeeded", "rollout complete"));
+                    continue;
+                }
+                history.push(desired(app, workload, env, target, version, at, now));
                 for (i, host) in hosts.iter().enumerate() {
                     let started = at + MINUTE + i as i64 * 30_000_000_000;
                     let done = started + 2 * MINUTE;
