@@ -136,6 +136,7 @@ fn desired() -> impl Strategy<Value = (DesiredDeployment, bool)> {
                     build_commit: commit,
                     build_id: build,
                     repository_url: repository,
+                    commit_time: None,
                     at,
                 };
                 (d, given)
@@ -173,6 +174,7 @@ fn observed() -> impl Strategy<Value = (ObservedDeployment, bool)> {
                     // An empty message is left out: none arrives.
                     message: message.filter(|m| !m.is_empty()),
                     job,
+                    commit_time: None,
                     observed_at: at,
                 };
                 (o, given)

@@ -34,6 +34,7 @@ fn desired(workload: usize, environment: &str, revision: &str, at: i64) -> Deplo
         build_commit: None,
         build_id: None,
         repository_url: None,
+        commit_time: None,
         at: UnixNanos(at),
     })
 }
@@ -58,6 +59,7 @@ fn observed(
         status,
         message: None,
         job: None,
+        commit_time: None,
         observed_at: UnixNanos(at),
     })
 }
@@ -633,6 +635,7 @@ async fn workload_pages_cover_the_estate(backend: Backend) {
                     build_commit: None,
                     build_id: None,
                     repository_url: None,
+                    commit_time: None,
                     at: UnixNanos(now - 60 * SECOND),
                 }));
                 events.push(DeploymentEvent::Observed(ObservedDeployment {
@@ -646,6 +649,7 @@ async fn workload_pages_cover_the_estate(backend: Backend) {
                     status: DeploymentStatus::Succeeded,
                     message: None,
                     job: None,
+                    commit_time: None,
                     observed_at: UnixNanos(now),
                 }));
             }
