@@ -28,6 +28,7 @@ pub(crate) fn sqlite() -> Migrator {
         6 => "0006_reporter_counts",
         7 => "0007_drift_set",
         8 => "0008_observed_workload",
+        10 => "0010_deployments",
     ))
 }
 
@@ -43,6 +44,7 @@ pub(crate) fn postgres() -> Migrator {
         7 => "0007_reporter_counts",
         8 => "0008_drift_set",
         9 => "0009_observed_workload",
+        11 => "0011_deployments",
     ))
 }
 
