@@ -220,12 +220,15 @@ pub fn report(
             for t in tallies.into_iter().flatten().chain(std::iter::once(point)) {
                 t.deployments += 1;
                 if let (Some(done), Some(from)) = (known(f.first_succeeded_at), f.lead_start) {
-                    t.lead_times.push((done - from).max(0) as f64 / SECOND as f64);
+                    t.lead_times
+                        .push((done - from).max(0) as f64 / SECOND as f64);
                 }
                 if let Some(failed) = known(f.failed_at) {
                     t.failed += 1;
                     match recovered {
-                        Some(ok) => t.recoveries.push((ok - failed).max(0) as f64 / SECOND as f64),
+                        Some(ok) => t
+                            .recoveries
+                            .push((ok - failed).max(0) as f64 / SECOND as f64),
                         None => t.unrecovered += 1,
                     }
                 }
@@ -258,13 +261,15 @@ pub fn report(
         series,
         groups: by_group
             .into_iter()
-            .map(|((workspace, application, workload, environment), t)| DoraGroup {
-                workspace: workspace.clone(),
-                application: application.clone(),
-                workload: workload.clone(),
-                environment: environment.clone(),
-                metrics: t.metrics(window),
-            })
+            .map(
+                |((workspace, application, workload, environment), t)| DoraGroup {
+                    workspace: workspace.clone(),
+                    application: application.clone(),
+                    workload: workload.clone(),
+                    environment: environment.clone(),
+                    metrics: t.metrics(window),
+                },
+            )
             .collect(),
     }
 }

@@ -428,7 +428,8 @@ mod tests {
 
     #[test]
     fn commit_time_is_an_optional_rfc3339_time() {
-        let e = ObservedDeployment::from_attributes(&observed(), None, UnixNanos(1)).expect("valid");
+        let e =
+            ObservedDeployment::from_attributes(&observed(), None, UnixNanos(1)).expect("valid");
         assert_eq!(e.commit_time, None);
         let mut a = observed();
         a.0.insert(keys::COMMIT_TIME, "1970-01-01T00:00:02Z");
