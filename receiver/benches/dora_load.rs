@@ -136,7 +136,7 @@ async fn bench_one(
     let deploys_per_target = args.days * 24 / args.every_hours;
     let rows_per_target = deploys_per_target * hosts * 2;
     let targets = (args.rows / rows_per_target).max(1);
-    let workloads = targets.div_ceil(4);
+    let workloads = (targets + 3) / 4;
     let started = Instant::now();
     load(&pool, now, args, failing, hosts, targets, workloads).await?;
     let load_time = started.elapsed();

@@ -411,7 +411,10 @@ mod tests {
         }
     }
 
-    fn summary(out: &[Deployment]) -> Vec<(i64, &str, bool, bool, bool, Option<i64>)> {
+    /// Start, revision, baseline, rollback, rework and failed_at.
+    type Summary<'a> = (i64, &'a str, bool, bool, bool, Option<i64>);
+
+    fn summary(out: &[Deployment]) -> Vec<Summary<'_>> {
         out.iter()
             .map(|d| {
                 (
