@@ -507,4 +507,86 @@ mod tests {
             ]
         );
     }
+
+    /// A hub upgraded with history already stored: migration 0010 fills
+    /// `revision_times` and lists the targets, and the store's first start
+    /// rebuilds their deployments (here: baseline r1, r2, then a rollback
+    /// to r1 that fails r2 and is rework).
+    #[tokio::test]
+    async fn an_upgraded_hub_rebuilds_its_deployments_at_first_start() {
+        use sqlx::migrate::Migrator;
+        use sqlx::sqlite::SqlitePoolOptions;
+
+        use crate::store::HubStore as _;
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("hub.db").display());
+        let options = sextant_kit::database::sqlite_options(&url).expect("url");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .expect("SQLite");
+        let all = crate::store::migrate::sqlite();
+        Migrator::with_migrations(all.iter().take(8).cloned().collect())
+            .run(&pool)
+            .await
+            .expect("migrations before 0010");
+        sqlx::raw_sql(
+            "INSERT INTO tenants (id, name, created_at) VALUES (1, 'default', 0);
+             INSERT INTO workspaces (id, tenant_id, name) VALUES (1, 1, 'w');
+             INSERT INTO applications (id, tenant_id, workspace_id, name) VALUES (1, 1, 1, 'a');
+             INSERT INTO workloads (id, tenant_id, application_id, name) VALUES (1, 1, 1, 'k');
+             INSERT INTO environments (id, tenant_id, name) VALUES (1, 1, 'prod');
+             INSERT INTO deployment_targets (id, tenant_id, workload_id, environment_id, name)
+                 VALUES (1, 1, 1, 1, 'eu');
+             INSERT INTO reconcilers (id, tenant_id, name, type) VALUES (1, 1, '', '');
+             INSERT INTO hosts (id, tenant_id, name) VALUES (1, 1, 'h1');
+             INSERT INTO observed_deployments (tenant_id, host_id, reconciler_id, target_id,
+                 revision, status, observed_at, changed_at, workload_id)
+             VALUES (1, 1, 1, 1, 'r1', 'succeeded', 30, 30, 1);
+             INSERT INTO observed_history (tenant_id, host_id, reconciler_id, target_id,
+                 revision, status, observed_at, received_at)
+             VALUES (1, 1, 1, 1, 'r1', 'succeeded', 10, 0),
+                    (1, 1, 1, 1, 'r2', 'failed', 20, 0),
+                    (1, 1, 1, 1, 'r1', 'succeeded', 30, 0);",
+        )
+        .execute(&pool)
+        .await
+        .expect("a hub's history before 0010");
+        pool.close().await;
+        let store = crate::store::SqliteStore::open(&url)
+            .await
+            .expect("upgrade");
+        let crate::store::StorePool::Sqlite(reader) = store.reader() else {
+            unreachable!("a SQLite store reads SQLite");
+        };
+        let rows: Vec<(i64, String, i64, i64, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT started_at, revision, baseline, rollback, rework, failed_at \
+             FROM deployments ORDER BY started_at",
+        )
+        .fetch_all(reader)
+        .await
+        .expect("deployments");
+        assert_eq!(
+            rows,
+            [
+                (10, "r1".into(), 1, 0, 0, None),
+                (20, "r2".into(), 0, 0, 0, Some(20)),
+                (30, "r1".into(), 0, 1, 1, None),
+            ]
+        );
+        let first_seen: Vec<(String, i64)> =
+            sqlx::query_as("SELECT revision, first_seen_at FROM revision_times ORDER BY revision")
+                .fetch_all(reader)
+                .await
+                .expect("revision times");
+        assert_eq!(first_seen, [("r1".into(), 10), ("r2".into(), 20)]);
+        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deployments_backfill")
+            .fetch_one(reader)
+            .await
+            .expect("backfill list");
+        assert_eq!(left, 0);
+        store.close().await;
+    }
 }
