@@ -273,8 +273,9 @@ async fn load(
                CASE WHEN s.n = 1 AND {failing} AND k % 5 = 0 AND k > 0 AND i = 0 \
                  THEN 'failed' ELSE s.st END, NULL, \
                {start} + k * {every} + t * 1000 + i * {SECOND} + s.n * 60 * {SECOND}, 0 \
-             FROM generate_series(0, {}) t, generate_series(0, {}) k, generate_series(0, {}) i, \
-               (VALUES (0, 'in_progress'), (1, 'succeeded')) AS s(n, st)",
+             FROM generate_series(0::bigint, {}) t, generate_series(0::bigint, {}) k, \
+               generate_series(0::bigint, {}) i, \
+               (VALUES (0::bigint, 'in_progress'), (1::bigint, 'succeeded')) AS s(n, st)",
             targets - 1,
             deploys - 1,
             hosts - 1
