@@ -131,6 +131,9 @@ pub struct DesiredDeployment {
     /// What set it: promotion, job, approver, trace (no links). Boxed:
     /// most assignments carry none of it.
     pub origin: Box<DesiredOrigin>,
+    /// When the revision's commit was made (`sextant.commit.time`): where
+    /// DORA's change lead time starts (`docs/insights.md`).
+    pub commit_time: Option<UnixNanos>,
     /// When the assignment was made; the latest assignment wins.
     pub at: UnixNanos,
 }
@@ -147,6 +150,9 @@ pub struct ObservedDeployment {
     /// The orchestrator job whose deployment this is (`sextant.job.id`),
     /// when one made it.
     pub job: Option<String>,
+    /// When the revision's commit was made (`sextant.commit.time`), when
+    /// the reporter knows it.
+    pub commit_time: Option<UnixNanos>,
     pub observed_at: UnixNanos,
 }
 
@@ -224,6 +230,23 @@ impl<S: AttributeSource> Reader<'_, S> {
         })
     }
 
+    /// An optional RFC 3339 time (`sextant.commit.time`): a value that is
+    /// not one is refused with the key named, like any invalid attribute.
+    fn time(&self, key: &'static str) -> Result<Option<UnixNanos>, EventError> {
+        let Some(value) = self.optional(key)? else {
+            return Ok(None);
+        };
+        UnixNanos::parse_rfc3339(value.trim())
+            .map(Some)
+            .ok_or_else(|| EventError::Invalid {
+                event: self.event,
+                key,
+                problem: format!(
+                    "has invalid value {value:?} (expected an RFC 3339 time such as 2026-11-06T21:20:00Z)"
+                ),
+            })
+    }
+
     fn placement(&self) -> Result<Placement, EventError> {
         Ok(Placement {
             application: self.required(keys::APPLICATION)?,
@@ -260,6 +283,7 @@ impl DesiredDeployment {
                 approved_by: r.optional(keys::APPROVER)?,
                 ..DesiredOrigin::default()
             }),
+            commit_time: r.time(keys::COMMIT_TIME)?,
             at,
         })
     }
@@ -367,6 +391,7 @@ impl ObservedDeployment {
             status,
             message,
             job: r.optional(keys::JOB_ID)?,
+            commit_time: r.time(keys::COMMIT_TIME)?,
             observed_at,
         })
     }
@@ -457,6 +482,28 @@ mod tests {
     }
 
     #[test]
+    fn commit_time_is_an_optional_rfc3339_time() {
+        let e =
+            ObservedDeployment::from_attributes(&observed(), None, UnixNanos(1)).expect("valid");
+        assert_eq!(e.commit_time, None);
+        let mut a = observed();
+        a.0.insert(keys::COMMIT_TIME, "1970-01-01T00:00:02Z");
+        a.0.insert(keys::VERSION, "1.0.0");
+        let e = ObservedDeployment::from_attributes(&a, None, UnixNanos(1)).expect("valid");
+        assert_eq!(e.commit_time, Some(UnixNanos(2_000_000_000)));
+        let d = DesiredDeployment::from_attributes(&a, UnixNanos(3)).expect("valid");
+        assert_eq!(d.commit_time, Some(UnixNanos(2_000_000_000)));
+        a.0.insert(keys::COMMIT_TIME, "yesterday");
+        let err = ObservedDeployment::from_attributes(&a, None, UnixNanos(1)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "sextant.deployment.observed attribute `sextant.commit.time` has invalid value \"yesterday\" (expected an RFC 3339 time such as 2026-11-06T21:20:00Z)"
+        );
+        let err = DesiredDeployment::from_attributes(&a, UnixNanos(1)).unwrap_err();
+        assert!(err.to_string().contains("`sextant.commit.time`"), "{err}");
+    }
+
+    #[test]
     fn overlong_names_and_messages_are_handled() {
         let long: &'static str = Box::leak("x".repeat(MAX_NAME_LEN + 1).into_boxed_str());
         let mut a = observed();
@@ -492,6 +539,7 @@ mod tests {
             keys::BUILD_COMMIT,
             keys::BUILD_ID,
             keys::REPOSITORY_URL,
+            keys::COMMIT_TIME,
         ];
 
         /// Attributes as a sender may send them: text (with NULs, blanks,

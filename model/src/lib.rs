@@ -11,6 +11,7 @@
 //! contract: the hub serializes them and its clients (`sextant-kit`'s
 //! `HubClient`) deserialize the same types.
 
+pub mod dora;
 pub mod event;
 pub mod insights;
 pub mod keys;

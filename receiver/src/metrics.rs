@@ -1,7 +1,8 @@
 //! The hub's Prometheus metrics. The text encoder lives here and nowhere else.
 
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 /// Signal label values.
@@ -53,6 +54,108 @@ pub struct HubMetrics {
     pub stale_sweep_errors: IntCounter,
     /// When the drift gauges were last read from the store.
     pub drift_read_at: std::sync::Arc<tokio::sync::Mutex<Option<std::time::Instant>>>,
+    /// DORA's metrics over the trailing 30 days (docs/insights.md), by
+    /// tenant, workspace, application, workload and environment.
+    pub dora: DoraGauges,
+    /// When the DORA gauges were last read from the store.
+    pub dora_read_at: std::sync::Arc<tokio::sync::Mutex<Option<std::time::Instant>>>,
+}
+
+/// The DORA gauges: one series per (tenant, workspace, application,
+/// workload, environment) with a deployment in the trailing 30 days; a
+/// figure nothing measured (no lead time known, no failure recovered) has
+/// no series.
+#[derive(Clone)]
+pub struct DoraGauges {
+    pub deployments: GaugeVec,
+    pub lead_time_seconds: GaugeVec,
+    pub change_fail_rate: GaugeVec,
+    pub recovery_time_seconds: GaugeVec,
+    pub rework_rate: GaugeVec,
+}
+
+/// The DORA gauges' labels.
+pub const DORA_LABELS: [&str; 5] = [
+    "tenant",
+    "workspace",
+    "application",
+    "workload",
+    "environment",
+];
+
+impl DoraGauges {
+    fn new() -> Self {
+        let gauge = |name: &str, help: &str| {
+            GaugeVec::new(Opts::new(name, help), &DORA_LABELS).expect("valid metric")
+        };
+        Self {
+            deployments: gauge(
+                "sextant_dora_deployments",
+                "Deployments that started in the trailing 30 days (DORA's deployment frequency \
+                 is this over 30).",
+            ),
+            lead_time_seconds: gauge(
+                "sextant_dora_lead_time_seconds",
+                "DORA change lead time over the trailing 30 days: the median, in seconds, from \
+                 the commit time (else the revision's first sighting) to the first succeeded report.",
+            ),
+            change_fail_rate: gauge(
+                "sextant_dora_change_fail_rate",
+                "DORA change fail rate over the trailing 30 days: failed deployments / \
+                 deployments (0-1).",
+            ),
+            recovery_time_seconds: gauge(
+                "sextant_dora_recovery_time_seconds",
+                "DORA failed deployment recovery time over the trailing 30 days: the median, in \
+                 seconds, over the recovered failures.",
+            ),
+            rework_rate: gauge(
+                "sextant_dora_rework_rate",
+                "DORA deployment rework rate over the trailing 30 days: deployments after a failed \
+                 one / deployments (0-1).",
+            ),
+        }
+    }
+
+    fn all(&self) -> [&GaugeVec; 5] {
+        [
+            &self.deployments,
+            &self.lead_time_seconds,
+            &self.change_fail_rate,
+            &self.recovery_time_seconds,
+            &self.rework_rate,
+        ]
+    }
+
+    /// Replaces every series with `groups`' figures.
+    pub fn set(&self, groups: &[(String, sextant_model::DoraGroup)]) {
+        for g in self.all() {
+            g.reset();
+        }
+        for (tenant, g) in groups {
+            let labels = [
+                tenant.as_str(),
+                g.workspace.as_str(),
+                g.application.as_str(),
+                g.workload.as_str(),
+                g.environment.as_str(),
+            ];
+            let m = &g.metrics;
+            self.deployments
+                .with_label_values(&labels)
+                .set(m.deployments as f64);
+            for (gauge, value) in [
+                (&self.lead_time_seconds, m.lead_time_seconds),
+                (&self.change_fail_rate, m.change_fail_rate),
+                (&self.recovery_time_seconds, m.recovery_time_seconds),
+                (&self.rework_rate, m.rework_rate),
+            ] {
+                if let Some(v) = value {
+                    gauge.with_label_values(&labels).set(v);
+                }
+            }
+        }
+    }
 }
 
 impl HubMetrics {
@@ -131,6 +234,8 @@ impl HubMetrics {
             )
             .expect("valid metric"),
             drift_read_at: std::sync::Arc::default(),
+            dora: DoraGauges::new(),
+            dora_read_at: std::sync::Arc::default(),
         };
         metrics.start_series();
         metrics.register();
@@ -166,6 +271,11 @@ impl HubMetrics {
             Box::new(self.listener_refused.clone()),
             Box::new(self.stale_marked.clone()),
             Box::new(self.stale_sweep_errors.clone()),
+            Box::new(self.dora.deployments.clone()),
+            Box::new(self.dora.lead_time_seconds.clone()),
+            Box::new(self.dora.change_fail_rate.clone()),
+            Box::new(self.dora.recovery_time_seconds.clone()),
+            Box::new(self.dora.rework_rate.clone()),
         ] {
             self.registry.register(c).expect("metric registered once");
         }

@@ -137,6 +137,7 @@ fn desired() -> impl Strategy<Value = (DesiredDeployment, bool)> {
                     build_id: build,
                     repository_url: repository,
                     origin: Default::default(),
+                    commit_time: None,
                     at,
                 };
                 (d, given)
@@ -174,6 +175,7 @@ fn observed() -> impl Strategy<Value = (ObservedDeployment, bool)> {
                     // An empty message is left out: none arrives.
                     message: message.filter(|m| !m.is_empty()),
                     job,
+                    commit_time: None,
                     observed_at: at,
                 };
                 (o, given)

@@ -38,7 +38,8 @@ use crate::store::{ListQuery, StateQuery};
     tags(
         (name = "state", description = "Current state per target and rollout progress"),
         (name = "reports", description = "Environment state, compare, drift, host view, history"),
-        (name = "lists", description = "Environments, applications, workloads, targets, hosts")
+        (name = "lists", description = "Environments, applications, workloads, targets, hosts"),
+        (name = "insights", description = "DORA's delivery metrics from the hub's history")
     )
 )]
 struct ApiDoc;
@@ -76,6 +77,7 @@ fn api_routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
         .routes(routes!(reports::compare::compare))
         .routes(routes!(reports::drift::drift))
         .routes(routes!(reports::history::history))
+        .routes(routes!(reports::dora::dora))
         .split_for_parts()
 }
 
@@ -492,7 +494,37 @@ async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Response 
         }
     }
     refresh_drift_gauges(&state).await;
+    refresh_dora_gauges(&state).await;
     sextant_kit::exposition::response(&state.metrics.gather())
+}
+
+/// How long the DORA gauges are reused: they read the deployments of the
+/// trailing 30 days, and change with deployments, not with every scrape.
+const DORA_GAUGES_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The window of the DORA gauges.
+const DORA_GAUGES_WINDOW: i64 = 30 * 86_400 * 1_000_000_000;
+
+/// Re-reads the DORA gauges from the derived deployments table when they
+/// are older than [`DORA_GAUGES_FOR`]; a store error keeps the last
+/// values and is logged.
+async fn refresh_dora_gauges(state: &ApiState) {
+    let mut read_at = state.metrics.dora_read_at.lock().await;
+    if read_at.is_some_and(|at| at.elapsed() < DORA_GAUGES_FOR) {
+        return;
+    }
+    let now = UnixNanos::now().0;
+    match state
+        .store
+        .dora_groups(now.saturating_sub(DORA_GAUGES_WINDOW), now)
+        .await
+    {
+        Ok(groups) => {
+            state.metrics.dora.set(&groups);
+            *read_at = Some(std::time::Instant::now());
+        }
+        Err(error) => tracing::warn!(%error, "Cannot read the DORA gauges"),
+    }
 }
 
 /// How long the drift and stale gauges are reused: counting stale hosts

@@ -287,6 +287,7 @@ mod tests {
             status: DeploymentStatus::Succeeded,
             message: None,
             job: None,
+            commit_time: None,
             observed_at: UnixNanos(1),
         })
     }

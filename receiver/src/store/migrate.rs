@@ -29,6 +29,7 @@ pub(crate) fn sqlite() -> Migrator {
         7 => "0007_drift_set",
         8 => "0008_observed_workload",
         9 => "0009_desired_origin",
+        10 => "0010_deployments",
     ))
 }
 
@@ -45,6 +46,7 @@ pub(crate) fn postgres() -> Migrator {
         8 => "0008_drift_set",
         9 => "0009_observed_workload",
         10 => "0010_desired_origin",
+        11 => "0011_deployments",
     ))
 }
 

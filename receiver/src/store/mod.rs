@@ -11,6 +11,7 @@
 //! statements on PostgreSQL), in the stale sweep and the settled change
 //! mark, and in their DDL.
 
+mod deployments;
 mod dims;
 pub(crate) mod drift;
 mod mark;
@@ -242,6 +243,17 @@ pub struct HistoryQuery {
     pub limit: u32,
 }
 
+/// A read of DORA's metrics: the target filter (workspace, application,
+/// workload, environment, target) and the source filter of `filter`, over
+/// the deployments that started in `[since, until]`, cut into `bucket`s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DoraQuery {
+    pub filter: StateQuery,
+    pub since: UnixNanos,
+    pub until: UnixNanos,
+    pub bucket: sextant_model::Bucket,
+}
+
 /// A host's row in a host listing, before the API decides staleness.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostListRow {
@@ -408,6 +420,28 @@ pub trait HubStore: Send + Sync + 'static {
         query: &HistoryQuery,
     ) -> Result<Vec<(HistoryEntry, HistoryCursor)>, StoreError> {
         reads::history(self.reader(), tenant, query).await
+    }
+
+    /// DORA's five metrics over the filtered deployments of a window
+    /// (`docs/insights.md`): totals, a series of buckets and a group per
+    /// (workspace, application, workload, environment). Reads the derived
+    /// `deployments` table, not history.
+    async fn dora(
+        &self,
+        tenant: &str,
+        query: &DoraQuery,
+    ) -> Result<sextant_model::DoraReport, StoreError> {
+        reads::dora(self.reader(), tenant, query).await
+    }
+
+    /// DORA's metrics of every tenant's groups over `[since, until]`
+    /// (Unix nanoseconds), for the hub's gauges.
+    async fn dora_groups(
+        &self,
+        since: i64,
+        until: i64,
+    ) -> Result<Vec<(String, sextant_model::DoraGroup)>, StoreError> {
+        reads::dora_groups(self.reader(), since, until).await
     }
 
     /// The tenant's change mark as committed now (`None`: no such tenant).

@@ -22,6 +22,9 @@ pub struct ObservedRow {
     /// The orchestrator job behind it (not part of its content: a
     /// heartbeat without it keeps the last change's job).
     pub job: Option<String>,
+    /// The commit time the report gave (`sextant.commit.time`), for
+    /// `revision_times`; not part of its content either.
+    pub commit_time: Option<i64>,
     pub observed_at: i64,
 }
 
@@ -67,6 +70,7 @@ pub fn plan(
                     status: "",
                     message: None,
                     job: None,
+                    commit_time: None,
                     observed_at: 0,
                 },
             );
@@ -106,6 +110,7 @@ mod tests {
             status,
             message: None,
             job: None,
+            commit_time: None,
             observed_at: at,
         }
     }

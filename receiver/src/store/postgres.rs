@@ -11,6 +11,7 @@ use sqlx::postgres::{PgArguments, PgPool, PgPoolOptions};
 use sqlx::query::Query;
 use sqlx::{Postgres, Transaction};
 
+use super::deployments::{self, rebuild_deployments, record_sightings};
 use super::dims::{DimCache, DimKey, resolve_dim};
 use super::mark::{CHANGE_MARK_SQL, ChangeMark, ChangeMarkRow, MARK_LOCK_CLASS, lock_key};
 use super::plan::{ObservedKey, ObservedRow};
@@ -69,6 +70,7 @@ impl PostgresStore {
             .connect_with(options)
             .await?;
         super::migrate::postgres().run(&pool).await?;
+        backfill_deployments(&pool).await?;
         Ok(Self {
             pool,
             dims: DimCache::default(),
@@ -400,4 +402,61 @@ impl ObservedWriter for BulkWriter<'_, '_> {
             write.now
         ))
     }
+
+    /// Locks each touched target's row, in id order, so that two batches
+    /// rebuild one target's deployments one after the other, each reading
+    /// the other's committed history.
+    async fn derive_deployments(&mut self, write: &PlanWrite<'_>) -> Result<(), sqlx::Error> {
+        record_sightings!(
+            *self.tx,
+            write.tenant,
+            deployments::sightings(write.plan, write.workloads)
+        );
+        for (target, from) in deployments::touched(write.plan) {
+            lock_target(self.tx, target).await?;
+            rebuild_deployments!(*self.tx, target, from);
+        }
+        Ok(())
+    }
+}
+
+/// Rebuilds the deployments of the targets an upgrade left to do
+/// (`deployments_backfill`, migration 0011), a target a transaction; a
+/// replica starting at the same time skips the targets another took.
+async fn backfill_deployments(pool: &PgPool) -> Result<(), sqlx::Error> {
+    const WHOLE: deployments::Key = (i64::MIN, i64::MIN, i64::MIN, i64::MIN);
+    loop {
+        let targets: Vec<i64> = sqlx::query_scalar(deployments::BACKFILL_SQL)
+            .fetch_all(pool)
+            .await?;
+        if targets.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(
+            targets = targets.len(),
+            "Rebuilding deployments from history"
+        );
+        for target in targets {
+            let mut tx = pool.begin().await?;
+            lock_target(&mut tx, target).await?;
+            let taken = sqlx::query("DELETE FROM deployments_backfill WHERE target_id = $1")
+                .bind(target)
+                .execute(&mut *tx)
+                .await?;
+            if taken.rows_affected() > 0 {
+                rebuild_deployments!(tx, target, WHOLE);
+            }
+            tx.commit().await?;
+        }
+    }
+}
+
+/// Holds target `target`'s row until `tx` ends: its deployments are
+/// rebuilt by one transaction at a time.
+async fn lock_target(tx: &mut Transaction<'_, Postgres>, target: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT id FROM deployment_targets WHERE id = $1 FOR UPDATE")
+        .bind(target)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }

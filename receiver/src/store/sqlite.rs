@@ -7,6 +7,7 @@ use sqlx::query::Query;
 use sqlx::sqlite::{SqliteArguments, SqlitePool, SqlitePoolOptions};
 use sqlx::{Sqlite, Transaction};
 
+use super::deployments::{self, rebuild_deployments, record_sightings};
 use super::dims::DimCache;
 use super::mark::ChangeMark;
 use super::plan::{ObservedKey, ObservedRow};
@@ -36,6 +37,7 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await?;
         super::migrate::sqlite().run(&writer).await?;
+        backfill_deployments(&writer).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.read_only(true))
@@ -107,6 +109,33 @@ impl HubStore for SqliteStore {
 
     async fn sweep_stale(&self, stale_before: i64) -> Result<u64, StoreError> {
         super::drift::sweep(StorePool::Sqlite(&self.writer), stale_before).await
+    }
+}
+
+/// Rebuilds the deployments of the targets an upgrade left to do
+/// (`deployments_backfill`, migration 0010), a target a transaction.
+async fn backfill_deployments(writer: &SqlitePool) -> Result<(), sqlx::Error> {
+    const WHOLE: deployments::Key = (i64::MIN, i64::MIN, i64::MIN, i64::MIN);
+    loop {
+        let targets: Vec<i64> = sqlx::query_scalar(deployments::BACKFILL_SQL)
+            .fetch_all(writer)
+            .await?;
+        if targets.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(
+            targets = targets.len(),
+            "Rebuilding deployments from history"
+        );
+        for target in targets {
+            let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+            rebuild_deployments!(tx, target, WHOLE);
+            sqlx::query("DELETE FROM deployments_backfill WHERE target_id = $1")
+                .bind(target)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
     }
 }
 
@@ -187,6 +216,19 @@ impl ObservedWriter for Transaction<'_, Sqlite> {
             &write.plan.late,
             write.now
         ))
+    }
+
+    /// The one writer: no lock needed to keep two rebuilds apart.
+    async fn derive_deployments(&mut self, write: &PlanWrite<'_>) -> Result<(), sqlx::Error> {
+        record_sightings!(
+            *self,
+            write.tenant,
+            deployments::sightings(write.plan, write.workloads)
+        );
+        for (target, from) in deployments::touched(write.plan) {
+            rebuild_deployments!(*self, target, from);
+        }
+        Ok(())
     }
 }
 

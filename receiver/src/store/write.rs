@@ -52,6 +52,7 @@ impl ObservedBatch {
                 status: o.status.as_str(),
                 message: o.message.clone(),
                 job: o.job.clone(),
+                commit_time: o.commit_time.map(|t| t.0),
                 observed_at: o.observed_at.0,
             },
         ));
@@ -134,6 +135,11 @@ pub(crate) trait ObservedWriter: Send {
     /// Places the plan's late observations in history ([`write_late`]);
     /// returns how many rows were inserted.
     async fn append_late(&mut self, write: &PlanWrite<'_>) -> Result<usize, sqlx::Error>;
+
+    /// Records the revisions the plan's history and late rows saw
+    /// (`revision_times`) and rebuilds the touched targets' deployments
+    /// (`store/deployments.rs`), once history holds the plan's rows.
+    async fn derive_deployments(&mut self, write: &PlanWrite<'_>) -> Result<(), sqlx::Error>;
 }
 
 /// Writes a batch's resolved observations through `writer`: reads the
@@ -164,6 +170,9 @@ pub(crate) async fn write_observed<W: ObservedWriter>(
     writer.upsert_current(&write).await?;
     let history = writer.append_history(&write).await?;
     let late = writer.append_late(&write).await?;
+    if !plan.history.is_empty() || !plan.late.is_empty() {
+        writer.derive_deployments(&write).await?;
+    }
     Ok(IngestSummary {
         desired_assignments: 0,
         observed_current: plan.upserts.len(),
@@ -187,6 +196,7 @@ pub(crate) fn stored((revision, status, message, job, observed_at): StoredRow) -
             .unwrap_or("failed"),
         message,
         job,
+        commit_time: None,
         observed_at,
     }
 }
@@ -253,6 +263,14 @@ macro_rules! write_desired {
                 .execute(&mut *$tx)
                 .await?;
             written += done.rows_affected() as usize;
+            sqlx::query($crate::store::deployments::UPSERT_REVISION_TIME_SQL)
+                .bind(ids.tenant)
+                .bind(ids.workload)
+                .bind(d.revision.clone())
+                .bind(d.at.0)
+                .bind(d.commit_time.map(|t| t.0))
+                .execute(&mut *$tx)
+                .await?;
         }
         written
     }};

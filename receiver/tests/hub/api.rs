@@ -226,6 +226,7 @@ async fn openapi_documents_every_endpoint(b: Backend) {
             "/api/v1/history",
             "/api/v1/hosts",
             "/api/v1/hosts/{host}",
+            "/api/v1/insights/dora",
             "/api/v1/rollout",
             "/api/v1/state",
             "/api/v1/targets",

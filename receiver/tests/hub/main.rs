@@ -4,6 +4,7 @@ mod helpers;
 
 mod api;
 mod counts;
+mod dora;
 mod fuzz;
 mod hardening;
 mod ingest;

@@ -1,10 +1,11 @@
 //! Report endpoints: environment state, compare, drift, the host view,
-//! history and the catalog lists, one file each. Each reads through the
+//! history, the catalog lists and DORA's metrics (`dora`), one file each. Each reads through the
 //! store and leaves the rules to `sextant-model`; this module holds what
 //! they share: errors, keyset cursors, pages and the report cache's keys.
 
 pub(crate) mod catalog;
 pub(crate) mod compare;
+pub(crate) mod dora;
 pub(crate) mod drift;
 pub(crate) mod environment_state;
 pub(crate) mod history;

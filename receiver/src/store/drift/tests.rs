@@ -35,6 +35,7 @@ fn desired(workload: usize, environment: &str, revision: &str, at: i64) -> Deplo
         build_id: None,
         repository_url: None,
         origin: Default::default(),
+        commit_time: None,
         at: UnixNanos(at),
     })
 }
@@ -59,6 +60,7 @@ fn observed(
         status,
         message: None,
         job: None,
+        commit_time: None,
         observed_at: UnixNanos(at),
     })
 }
@@ -635,6 +637,7 @@ async fn workload_pages_cover_the_estate(backend: Backend) {
                     build_id: None,
                     repository_url: None,
                     origin: Default::default(),
+                    commit_time: None,
                     at: UnixNanos(now - 60 * SECOND),
                 }));
                 events.push(DeploymentEvent::Observed(ObservedDeployment {
@@ -648,6 +651,7 @@ async fn workload_pages_cover_the_estate(backend: Backend) {
                     status: DeploymentStatus::Succeeded,
                     message: None,
                     job: None,
+                    commit_time: None,
                     observed_at: UnixNanos(now),
                 }));
             }

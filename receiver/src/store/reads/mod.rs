@@ -10,13 +10,14 @@
 //! One file per read: `state`, `attention` (a rollout's hosts), `hosts`
 //! (the host list), `workloads` (a page of workloads), `summaries`
 //! (environment state), `current` (the host view and the drift list),
-//! `drift` (drift per target), `history`, `catalog`, `counts` (the hub's
+//! `drift` (drift per target), `dora` (DORA's metrics), `history`, `catalog`, `counts` (the hub's
 //! gauges).
 
 mod attention;
 mod catalog;
 mod counts;
 mod current;
+mod dora;
 mod drift;
 mod history;
 mod hosts;
@@ -30,6 +31,7 @@ pub use catalog::{CatalogKind, CatalogRow};
 pub(crate) use counts::drift_counts;
 pub use current::CurrentCursor;
 pub(crate) use current::current;
+pub(crate) use dora::{dora, dora_groups};
 pub(crate) use drift::drift_summary;
 pub use history::HistoryCursor;
 pub(crate) use history::history;

@@ -1,0 +1,370 @@
+//! The rules of DORA's five metrics over a window (`docs/insights.md`):
+//! the hub's store hands over each deployment's facts, kept at ingest, and
+//! [`report`] turns them into a [`DoraReport`]. Pure, so that the API, the
+//! `/metrics` gauges and the tests all count alike.
+
+use std::collections::BTreeMap;
+
+use crate::insights::{Band, Bucket, DoraGroup, DoraMetrics, DoraPoint, DoraReport};
+use crate::time::UnixNanos;
+
+const SECOND: i64 = 1_000_000_000;
+const HOUR: i64 = 3600 * SECOND;
+const DAY: i64 = 24 * HOUR;
+const WEEK: i64 = 7 * DAY;
+/// A month, for the bands: 30 days.
+const MONTH: i64 = 30 * DAY;
+
+/// One deployment as the store keeps it (its baseline rows left out),
+/// with the facts that need no other deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploymentFacts {
+    /// Which (workspace, application, workload, environment) it belongs to:
+    /// an index into the groups handed to [`report`].
+    pub group: usize,
+    /// Its target; a target's deployments come together, in start order.
+    pub target: i64,
+    /// When the target started running the revision.
+    pub started_at: i64,
+    /// The first `succeeded` report of its revision while it was current.
+    pub first_succeeded_at: Option<i64>,
+    /// When it failed: its first `failed` report while current, or the
+    /// start of the rollback that undid it, whichever came first.
+    pub failed_at: Option<i64>,
+    /// Whether the deployment before it on the target failed.
+    pub rework: bool,
+    /// Where its lead time starts: the revision's commit time, else its
+    /// first sighting in the workload.
+    pub lead_start: Option<i64>,
+}
+
+/// The groups' names: workspace, application, workload, environment.
+pub type GroupKey = (String, String, String, String);
+
+/// What is counted of one set of deployments before it becomes figures.
+#[derive(Debug, Default, Clone)]
+struct Tally {
+    deployments: u64,
+    lead_times: Vec<f64>,
+    failed: u64,
+    recoveries: Vec<f64>,
+    unrecovered: u64,
+    rework: u64,
+}
+
+impl Tally {
+    fn metrics(mut self, days: f64) -> DoraMetrics {
+        let per_day = if days > 0.0 {
+            self.deployments as f64 / days
+        } else {
+            0.0
+        };
+        let lead = median(&mut self.lead_times);
+        let recovery = median(&mut self.recoveries);
+        let rate = |n: u64| (self.deployments > 0).then(|| n as f64 / self.deployments as f64);
+        let change_fail_rate = rate(self.failed);
+        DoraMetrics {
+            deployments: self.deployments,
+            deployments_per_day: per_day,
+            deployment_frequency_band: (self.deployments > 0).then(|| frequency_band(per_day)),
+            lead_time_seconds: lead,
+            lead_time_deployments: self.lead_times.len() as u64,
+            lead_time_band: lead.map(lead_time_band),
+            failed_deployments: self.failed,
+            change_fail_rate,
+            change_fail_rate_band: change_fail_rate.map(change_fail_rate_band),
+            recovery_time_seconds: recovery,
+            recovered_failures: self.recoveries.len() as u64,
+            unrecovered_failures: self.unrecovered,
+            recovery_time_band: recovery.map(recovery_time_band),
+            rework_deployments: self.rework,
+            rework_rate: rate(self.rework),
+        }
+    }
+}
+
+/// The median of `values` (the mean of the middle two of an even count),
+/// or `None` for none.
+fn median(values: &mut [f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    Some(if values.len().is_multiple_of(2) {
+        (values[mid - 1] + values[mid]) / 2.0
+    } else {
+        values[mid]
+    })
+}
+
+/// The first instant of the bucket `at` falls in: UTC midnight, or
+/// Monday's for weeks (1970-01-05 was a Monday).
+pub fn bucket_start(bucket: Bucket, at: i64) -> i64 {
+    match bucket {
+        Bucket::Day => at - at.rem_euclid(DAY),
+        Bucket::Week => at - (at - 4 * DAY).rem_euclid(WEEK),
+    }
+}
+
+/// Deployment frequency's band: elite at one or more a day (dora.dev:
+/// "on demand"), high at one a week or more, medium at one a month (30
+/// days) or more, else low.
+pub fn frequency_band(per_day: f64) -> Band {
+    if per_day >= 1.0 {
+        Band::Elite
+    } else if per_day >= 1.0 / 7.0 {
+        Band::High
+    } else if per_day >= 1.0 / 30.0 {
+        Band::Medium
+    } else {
+        Band::Low
+    }
+}
+
+/// Change lead time's band: elite under a day, high up to a week, medium
+/// up to a month (30 days), else low.
+pub fn lead_time_band(seconds: f64) -> Band {
+    let nanos = seconds * SECOND as f64;
+    if nanos < DAY as f64 {
+        Band::Elite
+    } else if nanos <= WEEK as f64 {
+        Band::High
+    } else if nanos <= MONTH as f64 {
+        Band::Medium
+    } else {
+        Band::Low
+    }
+}
+
+/// Change fail rate's band: elite up to 5 %, high up to 20 %, medium
+/// under 40 %, low from 40 % (docs/insights.md says why these cuts).
+pub fn change_fail_rate_band(rate: f64) -> Band {
+    if rate <= 0.05 {
+        Band::Elite
+    } else if rate <= 0.20 {
+        Band::High
+    } else if rate < 0.40 {
+        Band::Medium
+    } else {
+        Band::Low
+    }
+}
+
+/// Failed deployment recovery time's band: elite under an hour, high
+/// under a day, medium under a week, else low.
+pub fn recovery_time_band(seconds: f64) -> Band {
+    let nanos = seconds * SECOND as f64;
+    if nanos < HOUR as f64 {
+        Band::Elite
+    } else if nanos < DAY as f64 {
+        Band::High
+    } else if nanos < WEEK as f64 {
+        Band::Medium
+    } else {
+        Band::Low
+    }
+}
+
+fn days(from: i64, to: i64) -> f64 {
+    (to.saturating_sub(from)).max(0) as f64 / DAY as f64
+}
+
+/// DORA's metrics of the deployments that started in `[since, until]`,
+/// as known at `until`: a failure, a success or a recovery after `until`
+/// is not counted. `facts` come grouped by target, each target's in start
+/// order; `groups` name their `group` indexes. Totals, a series of every
+/// bucket from `since`'s to `until`'s (empty ones included) and one entry
+/// per group with a deployment, by name.
+pub fn report(
+    since: i64,
+    until: i64,
+    bucket: Bucket,
+    groups: &[GroupKey],
+    facts: &[DeploymentFacts],
+) -> DoraReport {
+    let mut totals = Tally::default();
+    let mut by_group: BTreeMap<&GroupKey, Tally> = BTreeMap::new();
+    let mut by_bucket: BTreeMap<i64, Tally> = BTreeMap::new();
+    let known = |t: Option<i64>| t.filter(|t| *t <= until);
+    let mut start = 0;
+    while start < facts.len() {
+        let target = facts[start].target;
+        let end = facts[start..]
+            .iter()
+            .position(|f| f.target != target)
+            .map_or(facts.len(), |n| start + n);
+        let run = &facts[start..end];
+        // Walking back, the first later deployment that succeeded and did
+        // not fail itself: what recovers a failure.
+        let mut recovered_by = vec![None; run.len()];
+        let mut next_good = None;
+        for (i, f) in run.iter().enumerate().rev() {
+            recovered_by[i] = next_good;
+            if let (Some(ok), None) = (known(f.first_succeeded_at), known(f.failed_at)) {
+                next_good = Some(ok);
+            }
+        }
+        for (f, recovered) in run.iter().zip(recovered_by) {
+            if f.started_at < since || f.started_at > until {
+                continue;
+            }
+            let key = groups.get(f.group);
+            let tallies = [
+                Some(&mut totals),
+                key.map(|k| by_group.entry(k).or_default()),
+            ];
+            let point = by_bucket
+                .entry(bucket_start(bucket, f.started_at))
+                .or_default();
+            for t in tallies.into_iter().flatten().chain(std::iter::once(point)) {
+                t.deployments += 1;
+                if let (Some(done), Some(from)) = (known(f.first_succeeded_at), f.lead_start) {
+                    t.lead_times
+                        .push((done - from).max(0) as f64 / SECOND as f64);
+                }
+                if let Some(failed) = known(f.failed_at) {
+                    t.failed += 1;
+                    match recovered {
+                        Some(ok) => t
+                            .recoveries
+                            .push((ok - failed).max(0) as f64 / SECOND as f64),
+                        None => t.unrecovered += 1,
+                    }
+                }
+                if f.rework {
+                    t.rework += 1;
+                }
+            }
+        }
+        start = end;
+    }
+    let mut series = Vec::new();
+    // A bucket that would start at `until` itself would hold nothing.
+    let last = bucket_start(bucket, until.saturating_sub(1).max(since));
+    let mut at = bucket_start(bucket, since);
+    while at <= last {
+        let next = at + bucket.nanos();
+        let tally = by_bucket.remove(&at).unwrap_or_default();
+        series.push(DoraPoint {
+            start: UnixNanos(at),
+            metrics: tally.metrics(days(at.max(since), next.min(until))),
+        });
+        at = next;
+    }
+    let window = days(since, until);
+    DoraReport {
+        since: UnixNanos(since),
+        until: UnixNanos(until),
+        bucket,
+        totals: totals.metrics(window),
+        series,
+        groups: by_group
+            .into_iter()
+            .map(
+                |((workspace, application, workload, environment), t)| DoraGroup {
+                    workspace: workspace.clone(),
+                    application: application.clone(),
+                    workload: workload.clone(),
+                    environment: environment.clone(),
+                    metrics: t.metrics(window),
+                },
+            )
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(target: i64, started_at: i64) -> DeploymentFacts {
+        DeploymentFacts {
+            group: 0,
+            target,
+            started_at,
+            first_succeeded_at: Some(started_at + 10 * SECOND),
+            failed_at: None,
+            rework: false,
+            lead_start: Some(started_at - 50 * SECOND),
+        }
+    }
+
+    fn groups() -> Vec<GroupKey> {
+        vec![("w".into(), "a".into(), "k".into(), "prod".into())]
+    }
+
+    #[test]
+    fn medians_take_the_middle_or_the_mean_of_the_middle_two() {
+        assert_eq!(median(&mut []), None);
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), Some(2.5));
+    }
+
+    #[test]
+    fn weeks_start_on_monday_and_days_at_midnight() {
+        // 1970-01-08T12:00Z is a Thursday: its week began 1970-01-05.
+        let thursday = 7 * DAY + 12 * HOUR;
+        assert_eq!(bucket_start(Bucket::Week, thursday), 4 * DAY);
+        assert_eq!(bucket_start(Bucket::Day, thursday), 7 * DAY);
+        assert_eq!(bucket_start(Bucket::Week, 4 * DAY), 4 * DAY);
+    }
+
+    #[test]
+    fn bands_follow_the_documented_cuts() {
+        assert_eq!(frequency_band(1.0), Band::Elite);
+        assert_eq!(frequency_band(0.2), Band::High);
+        assert_eq!(frequency_band(0.05), Band::Medium);
+        assert_eq!(frequency_band(0.01), Band::Low);
+        assert_eq!(lead_time_band(3600.0), Band::Elite);
+        assert_eq!(lead_time_band(86_400.0), Band::High);
+        assert_eq!(lead_time_band(8.0 * 86_400.0), Band::Medium);
+        assert_eq!(lead_time_band(31.0 * 86_400.0), Band::Low);
+        assert_eq!(change_fail_rate_band(0.05), Band::Elite);
+        assert_eq!(change_fail_rate_band(0.2), Band::High);
+        assert_eq!(change_fail_rate_band(0.3), Band::Medium);
+        assert_eq!(change_fail_rate_band(0.4), Band::Low);
+        assert_eq!(recovery_time_band(3599.0), Band::Elite);
+        assert_eq!(recovery_time_band(3600.0), Band::High);
+        assert_eq!(recovery_time_band(86_400.0), Band::Medium);
+        assert_eq!(recovery_time_band(7.0 * 86_400.0), Band::Low);
+    }
+
+    /// Three deployments on one target: the first fails at 105 s, the
+    /// second (a rollback's undoing of it) fails at its start, and the
+    /// third, which succeeds at 310 s, recovers both: the second cannot,
+    /// having failed itself.
+    #[test]
+    fn a_failure_is_recovered_by_the_next_good_deployment() {
+        let mut one = facts(1, 100 * SECOND);
+        one.failed_at = Some(105 * SECOND);
+        let mut two = facts(1, 200 * SECOND);
+        two.failed_at = Some(200 * SECOND);
+        two.rework = true;
+        let mut three = facts(1, 300 * SECOND);
+        three.rework = true;
+        let r = report(0, DAY, Bucket::Day, &groups(), &[one, two, three]);
+        let t = &r.totals;
+        assert_eq!(t.deployments, 3);
+        assert_eq!(t.failed_deployments, 2);
+        // 310 - 105 = 205 and 310 - 200 = 110: median 157.5.
+        assert_eq!(t.recovery_time_seconds, Some(157.5));
+        assert_eq!(t.unrecovered_failures, 0);
+        assert_eq!(t.rework_deployments, 2);
+        assert_eq!(t.lead_time_seconds, Some(60.0));
+        assert_eq!(r.series.len(), 1);
+        assert_eq!(r.groups.len(), 1);
+    }
+
+    #[test]
+    fn what_happens_after_until_is_not_known() {
+        let mut one = facts(1, 100 * SECOND);
+        one.failed_at = Some(2 * DAY);
+        one.first_succeeded_at = Some(2 * DAY);
+        let r = report(0, DAY, Bucket::Day, &groups(), &[one]);
+        assert_eq!(r.totals.deployments, 1);
+        assert_eq!(r.totals.failed_deployments, 0);
+        assert_eq!(r.totals.lead_time_seconds, None);
+        assert_eq!(r.totals.lead_time_deployments, 0);
+    }
+}

@@ -1,0 +1,592 @@
+//! The derived tables DORA's metrics read (docs/insights.md), kept at
+//! ingest in the transaction that writes observed history.
+//!
+//! `deployments`: per target, a row per revision the target moved to. A
+//! target's history is replayed in the order of its key (observed_at,
+//! host_id, reconciler_id, id); a *move* is a host reporting another
+//! revision than its own report before. A move to revision R starts a
+//! deployment when R is not the target's current revision and either R
+//! was never deployed on the target or the host came from the current
+//! revision (a rollback); a laggard host catching up on an older
+//! deployment starts none, nor does a host's first report. The first
+//! revision a target reports is its *baseline*, kept but not counted.
+//!
+//! Rebuild rule: new history rows of a target, in order or not, rebuild
+//! its rows from the last deployment that started before the earliest of
+//! them (that deployment's start cannot change; its facts can) onward, from
+//! `observed_history`; so the table always equals an in-order replay.
+//!
+//! `revision_times`: per (workload, revision), the first sighting and the
+//! earliest commit time given; both only move earlier.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use super::plan::Plan;
+
+/// A history row's place in a target's replay: observed_at, host id,
+/// reconciler id, history id.
+pub(crate) type Key = (i64, i64, i64, i64);
+
+/// One row of the `deployments` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Deployment {
+    /// The key of the history row that started it.
+    pub key: Key,
+    pub revision: String,
+    /// The target's first revision: kept, not counted.
+    pub baseline: bool,
+    /// Its revision was deployed on the target before.
+    pub rollback: bool,
+    /// The deployment before it failed (the baseline excepted).
+    pub rework: bool,
+    pub first_succeeded_at: Option<i64>,
+    pub first_failed_at: Option<i64>,
+    /// Its first failed report, or the start of the rollback after it.
+    pub failed_at: Option<i64>,
+    /// When the next deployment started.
+    pub ended_at: Option<i64>,
+}
+
+/// A history row of the replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HistoryRow {
+    pub key: Key,
+    pub revision: String,
+    pub status: String,
+}
+
+/// Replays `rows` (sorted by key) of one target. `from` is the deployment
+/// the replay starts in (its start row is the first of `rows`; its
+/// recomputed facts come back first), `hosts` each host's revision before
+/// the first row, `deployed` the revisions deployed on the target up to
+/// and including `from`. Without `from`, `rows` are the target's whole
+/// history and `hosts` is empty.
+pub(crate) fn replay(
+    from: Option<Deployment>,
+    mut hosts: HashMap<(i64, i64), String>,
+    deployed: &HashSet<String>,
+    rows: &[HistoryRow],
+) -> Vec<Deployment> {
+    let mut out: Vec<Deployment> = Vec::new();
+    let kept_rework = from.as_ref().map(|d| d.rework);
+    if let Some(d) = from {
+        out.push(Deployment {
+            first_succeeded_at: None,
+            first_failed_at: None,
+            failed_at: None,
+            ended_at: None,
+            ..d
+        });
+    }
+    let new = |row: &HistoryRow, baseline: bool, rollback: bool| Deployment {
+        key: row.key,
+        revision: row.revision.clone(),
+        baseline,
+        rollback,
+        rework: false,
+        first_succeeded_at: None,
+        first_failed_at: None,
+        failed_at: None,
+        ended_at: None,
+    };
+    for row in rows {
+        let before = hosts.insert((row.key.1, row.key.2), row.revision.clone());
+        let seen =
+            deployed.contains(&row.revision) || out.iter().any(|d| d.revision == row.revision);
+        match out.last_mut() {
+            None => out.push(new(row, true, false)),
+            Some(current) if current.revision != row.revision => {
+                let moved = before.as_deref().is_some_and(|b| b != row.revision);
+                let from_current = before.as_deref() == Some(current.revision.as_str());
+                if moved && (!seen || from_current) {
+                    current.ended_at = Some(row.key.0);
+                    out.push(new(row, false, seen));
+                }
+            }
+            Some(_) => {}
+        }
+        if let Some(current) = out.last_mut()
+            && current.revision == row.revision
+        {
+            match row.status.as_str() {
+                "succeeded" => {
+                    current.first_succeeded_at.get_or_insert(row.key.0);
+                }
+                "failed" => {
+                    current.first_failed_at.get_or_insert(row.key.0);
+                }
+                _ => {}
+            }
+        }
+    }
+    for i in 0..out.len() {
+        let undone_at = out.get(i + 1).filter(|n| n.rollback).map(|n| n.key.0);
+        let d = &mut out[i];
+        d.failed_at = match (d.first_failed_at, undone_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if i > 0 {
+            let previous = &out[i - 1];
+            let rework = !previous.baseline && previous.failed_at.is_some();
+            out[i].rework = rework;
+        } else if let Some(rework) = kept_rework {
+            out[i].rework = rework;
+        }
+    }
+    out
+}
+
+/// The targets a plan's history and late rows touch, each with the
+/// earliest (observed_at, host, reconciler) among them: where its rebuild
+/// starts. In target order, the order a backend locks them in.
+pub(crate) fn touched(plan: &Plan) -> BTreeMap<i64, Key> {
+    let mut out: BTreeMap<i64, Key> = BTreeMap::new();
+    for ((host, reconciler, target), row) in plan.history.iter().chain(&plan.late) {
+        let key = (row.observed_at, *host, *reconciler, i64::MIN);
+        out.entry(*target)
+            .and_modify(|k| *k = (*k).min(key))
+            .or_insert(key);
+    }
+    out
+}
+
+/// The (workload, revision) sightings of a plan's history and late rows:
+/// the earliest time and commit time of each.
+pub(crate) fn sightings(
+    plan: &Plan,
+    workloads: &HashMap<i64, i64>,
+) -> BTreeMap<(i64, String), (i64, Option<i64>)> {
+    let mut out: BTreeMap<(i64, String), (i64, Option<i64>)> = BTreeMap::new();
+    for ((_, _, target), row) in plan.history.iter().chain(&plan.late) {
+        let Some(workload) = workloads.get(target) else {
+            continue;
+        };
+        let entry = out
+            .entry((*workload, row.revision.clone()))
+            .or_insert((row.observed_at, row.commit_time));
+        entry.0 = entry.0.min(row.observed_at);
+        entry.1 = match (entry.1, row.commit_time) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    out
+}
+
+/// Records a revision's sighting: `$1` tenant, `$2` workload, `$3`
+/// revision, `$4` seen at, `$5` commit time (or NULL). Each time only
+/// moves earlier; a sighting that changes nothing writes nothing.
+pub(crate) const UPSERT_REVISION_TIME_SQL: &str = "INSERT INTO revision_times \
+     (tenant_id, workload_id, revision, first_seen_at, committed_at) VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (workload_id, revision) DO UPDATE SET \
+       first_seen_at = CASE WHEN excluded.first_seen_at < revision_times.first_seen_at \
+         THEN excluded.first_seen_at ELSE revision_times.first_seen_at END, \
+       committed_at = CASE WHEN excluded.committed_at IS NOT NULL AND (revision_times.committed_at IS NULL \
+         OR excluded.committed_at < revision_times.committed_at) \
+         THEN excluded.committed_at ELSE revision_times.committed_at END \
+     WHERE excluded.first_seen_at < revision_times.first_seen_at \
+        OR (excluded.committed_at IS NOT NULL AND (revision_times.committed_at IS NULL \
+            OR excluded.committed_at < revision_times.committed_at))";
+
+/// A target's workload and environment.
+pub(crate) const TARGET_SQL: &str =
+    "SELECT tenant_id, workload_id, environment_id FROM deployment_targets WHERE id = $1";
+
+/// The columns of a deployment row read back, in [`StoredDeployment`]'s
+/// order.
+macro_rules! deployment_columns {
+    () => {
+        "started_at, start_host_id, start_reconciler_id, start_history_id, revision, \
+         baseline, rollback, rework"
+    };
+}
+
+/// The last deployment of target `$1` that started before key (`$2`..`$5`).
+pub(crate) const FROM_SQL: &str = concat!(
+    "SELECT ",
+    deployment_columns!(),
+    " FROM deployments WHERE target_id = $1 \
+       AND (started_at, start_host_id, start_reconciler_id, start_history_id) \
+         < (CAST($2 AS BIGINT), CAST($3 AS BIGINT), CAST($4 AS BIGINT), CAST($5 AS BIGINT)) \
+     ORDER BY started_at DESC, start_host_id DESC, start_reconciler_id DESC, start_history_id DESC \
+     LIMIT 1"
+);
+
+/// A deployment as [`FROM_SQL`] reads it.
+pub(crate) type StoredDeployment = (i64, i64, i64, i64, String, i64, i64, i64);
+
+/// The deployment a stored row starts the replay with.
+pub(crate) fn from_stored(
+    (at, host, reconciler, id, revision, baseline, rollback, rework): StoredDeployment,
+) -> Deployment {
+    Deployment {
+        key: (at, host, reconciler, id),
+        revision,
+        baseline: baseline != 0,
+        rollback: rollback != 0,
+        rework: rework != 0,
+        first_succeeded_at: None,
+        first_failed_at: None,
+        failed_at: None,
+        ended_at: None,
+    }
+}
+
+/// Each host's revision of target `$1` before key (`$2`..`$5`): its last
+/// history row before it, one index probe a host.
+pub(crate) const HOSTS_SQL: &str = "SELECT o.host_id, o.reconciler_id, \
+       (SELECT h.revision FROM observed_history h \
+         WHERE h.host_id = o.host_id AND h.reconciler_id = o.reconciler_id \
+           AND h.target_id = o.target_id AND h.observed_at <= $2 \
+           AND (h.observed_at, h.host_id, h.reconciler_id, h.id) \
+             < (CAST($2 AS BIGINT), CAST($3 AS BIGINT), CAST($4 AS BIGINT), CAST($5 AS BIGINT)) \
+         ORDER BY h.observed_at DESC, h.id DESC LIMIT 1) AS revision \
+     FROM observed_deployments o WHERE o.target_id = $1";
+
+/// Whether revision `$2` was deployed on target `$1` up to key
+/// (`$3`..`$6`), inclusive.
+pub(crate) const DEPLOYED_SQL: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM deployments \
+     WHERE target_id = $1 AND revision = $2 \
+       AND (started_at, start_host_id, start_reconciler_id, start_history_id) \
+         <= (CAST($3 AS BIGINT), CAST($4 AS BIGINT), CAST($5 AS BIGINT), CAST($6 AS BIGINT)) \
+     LIMIT 1) x";
+
+/// Target `$1`'s history from `$2` (observed_at) on, in replay order.
+pub(crate) const ROWS_SQL: &str = "SELECT observed_at, host_id, reconciler_id, id, revision, status \
+     FROM observed_history WHERE target_id = $1 AND observed_at >= $2 \
+     ORDER BY observed_at, host_id, reconciler_id, id";
+
+/// Deletes target `$1`'s deployments from key (`$2`..`$5`) on.
+pub(crate) const DELETE_SQL: &str = "DELETE FROM deployments WHERE target_id = $1 \
+       AND (started_at, start_host_id, start_reconciler_id, start_history_id) \
+         >= (CAST($2 AS BIGINT), CAST($3 AS BIGINT), CAST($4 AS BIGINT), CAST($5 AS BIGINT))";
+
+/// Writes one deployment.
+pub(crate) const INSERT_SQL: &str = "INSERT INTO deployments (tenant_id, target_id, workload_id, \
+       environment_id, started_at, start_host_id, start_reconciler_id, start_history_id, revision, \
+       baseline, rollback, rework, first_succeeded_at, first_failed_at, failed_at, ended_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
+
+/// Targets whose deployments an upgrade has still to rebuild.
+pub(crate) const BACKFILL_SQL: &str =
+    "SELECT target_id FROM deployments_backfill ORDER BY target_id LIMIT 64";
+
+/// Rebuilds target `$target`'s deployments from `$from` (a [`Key`]) on,
+/// inside transaction `$tx` (see the module's rebuild rule). The caller
+/// holds whatever lock keeps two writers of one target apart.
+macro_rules! rebuild_deployments {
+    ($tx:expr, $target:expr, $from:expr) => {{
+        use $crate::store::deployments as d;
+        let target: i64 = $target;
+        let from: d::Key = $from;
+        let (tenant, workload, environment): (i64, i64, i64) = sqlx::query_as(d::TARGET_SQL)
+            .bind(target)
+            .fetch_one(&mut *$tx)
+            .await?;
+        let start: Option<d::StoredDeployment> = sqlx::query_as(d::FROM_SQL)
+            .bind(target)
+            .bind(from.0)
+            .bind(from.1)
+            .bind(from.2)
+            .bind(from.3)
+            .fetch_optional(&mut *$tx)
+            .await?;
+        let start = start.map(d::from_stored);
+        let start_key = start
+            .as_ref()
+            .map_or((i64::MIN, i64::MIN, i64::MIN, i64::MIN), |s| s.key);
+        let mut hosts = std::collections::HashMap::new();
+        if start.is_some() {
+            let rows: Vec<(i64, i64, Option<String>)> = sqlx::query_as(d::HOSTS_SQL)
+                .bind(target)
+                .bind(start_key.0)
+                .bind(start_key.1)
+                .bind(start_key.2)
+                .bind(start_key.3)
+                .fetch_all(&mut *$tx)
+                .await?;
+            for (host, reconciler, revision) in rows {
+                if let Some(revision) = revision {
+                    hosts.insert((host, reconciler), revision);
+                }
+            }
+        }
+        let rows: Vec<(i64, i64, i64, i64, String, String)> = sqlx::query_as(d::ROWS_SQL)
+            .bind(target)
+            .bind(start_key.0)
+            .fetch_all(&mut *$tx)
+            .await?;
+        let rows: Vec<d::HistoryRow> = rows
+            .into_iter()
+            .map(
+                |(at, host, reconciler, id, revision, status)| d::HistoryRow {
+                    key: (at, host, reconciler, id),
+                    revision,
+                    status,
+                },
+            )
+            .filter(|r| r.key >= start_key)
+            .collect();
+        let mut deployed = std::collections::HashSet::new();
+        if start.is_some() {
+            let revisions: std::collections::BTreeSet<&str> =
+                rows.iter().map(|r| r.revision.as_str()).collect();
+            for revision in revisions {
+                let n: i64 = sqlx::query_scalar(d::DEPLOYED_SQL)
+                    .bind(target)
+                    .bind(revision)
+                    .bind(start_key.0)
+                    .bind(start_key.1)
+                    .bind(start_key.2)
+                    .bind(start_key.3)
+                    .fetch_one(&mut *$tx)
+                    .await?;
+                if n > 0 {
+                    deployed.insert(revision.to_owned());
+                }
+            }
+        }
+        let rebuilt = d::replay(start, hosts, &deployed, &rows);
+        sqlx::query(d::DELETE_SQL)
+            .bind(target)
+            .bind(start_key.0)
+            .bind(start_key.1)
+            .bind(start_key.2)
+            .bind(start_key.3)
+            .execute(&mut *$tx)
+            .await?;
+        for x in &rebuilt {
+            sqlx::query(d::INSERT_SQL)
+                .bind(tenant)
+                .bind(target)
+                .bind(workload)
+                .bind(environment)
+                .bind(x.key.0)
+                .bind(x.key.1)
+                .bind(x.key.2)
+                .bind(x.key.3)
+                .bind(&x.revision)
+                .bind(i64::from(x.baseline))
+                .bind(i64::from(x.rollback))
+                .bind(i64::from(x.rework))
+                .bind(x.first_succeeded_at)
+                .bind(x.first_failed_at)
+                .bind(x.failed_at)
+                .bind(x.ended_at)
+                .execute(&mut *$tx)
+                .await?;
+        }
+    }};
+}
+pub(crate) use rebuild_deployments;
+
+/// Records the revisions' sightings `$sightings` (from [`sightings`]) of
+/// tenant `$tenant` inside `$tx`.
+macro_rules! record_sightings {
+    ($tx:expr, $tenant:expr, $sightings:expr) => {{
+        for ((workload, revision), (at, committed)) in $sightings {
+            sqlx::query($crate::store::deployments::UPSERT_REVISION_TIME_SQL)
+                .bind($tenant)
+                .bind(workload)
+                .bind(revision)
+                .bind(at)
+                .bind(committed)
+                .execute(&mut *$tx)
+                .await?;
+        }
+    }};
+}
+pub(crate) use record_sightings;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(at: i64, host: i64, revision: &str, status: &str) -> HistoryRow {
+        HistoryRow {
+            key: (at, host, 1, at * 10 + host),
+            revision: revision.into(),
+            status: status.into(),
+        }
+    }
+
+    /// Start, revision, baseline, rollback, rework and failed_at.
+    type Summary<'a> = (i64, &'a str, bool, bool, bool, Option<i64>);
+
+    fn summary(out: &[Deployment]) -> Vec<Summary<'_>> {
+        out.iter()
+            .map(|d| {
+                (
+                    d.key.0,
+                    d.revision.as_str(),
+                    d.baseline,
+                    d.rollback,
+                    d.rework,
+                    d.failed_at,
+                )
+            })
+            .collect()
+    }
+
+    /// r1 on two hosts (baseline), r2 rolls out (host 2 fails it), r1
+    /// comes back from r2 on host 1: a rollback, which fails r2 at its
+    /// start and is rework.
+    #[test]
+    fn a_rollback_fails_the_deployment_it_undoes() {
+        let rows = [
+            row(1, 1, "r1", "succeeded"),
+            row(2, 2, "r1", "succeeded"),
+            row(10, 1, "r2", "in_progress"),
+            row(11, 1, "r2", "succeeded"),
+            row(12, 2, "r2", "failed"),
+            row(20, 1, "r1", "succeeded"),
+            row(21, 2, "r1", "succeeded"),
+        ];
+        let out = replay(None, HashMap::new(), &HashSet::new(), &rows);
+        assert_eq!(
+            summary(&out),
+            [
+                (1, "r1", true, false, false, None),
+                (10, "r2", false, false, false, Some(12)),
+                (20, "r1", false, true, true, None),
+            ]
+        );
+        assert_eq!(out[1].first_succeeded_at, Some(11));
+        assert_eq!(out[1].ended_at, Some(20));
+    }
+
+    /// A host still on r1 reporting while r2 rolls out, and a host's first
+    /// report of an old revision, start nothing; a laggard moving r1 → r2
+    /// after r3 started starts nothing either.
+    #[test]
+    fn laggards_and_first_reports_start_no_deployment() {
+        let rows = [
+            row(1, 1, "r1", "succeeded"),
+            row(2, 2, "r1", "succeeded"),
+            row(10, 1, "r2", "succeeded"),
+            row(11, 2, "r1", "failed"),
+            row(12, 3, "r0", "succeeded"),
+            row(20, 1, "r3", "succeeded"),
+            row(21, 2, "r2", "succeeded"),
+        ];
+        let out = replay(None, HashMap::new(), &HashSet::new(), &rows);
+        assert_eq!(
+            summary(&out),
+            [
+                (1, "r1", true, false, false, None),
+                (10, "r2", false, false, false, None),
+                (20, "r3", false, false, false, None),
+            ]
+        );
+    }
+
+    /// Replaying from the second deployment with the state before it gives
+    /// what a whole replay gives.
+    #[test]
+    fn a_replay_from_a_deployment_equals_the_whole_replay() {
+        let rows = [
+            row(1, 1, "r1", "succeeded"),
+            row(10, 1, "r2", "failed"),
+            row(20, 1, "r3", "succeeded"),
+            row(30, 1, "r2", "succeeded"),
+        ];
+        let whole = replay(None, HashMap::new(), &HashSet::new(), &rows);
+        let from = whole[1].clone();
+        let hosts = HashMap::from([((1, 1), "r1".to_owned())]);
+        let deployed = HashSet::from(["r1".to_owned(), "r2".to_owned()]);
+        let part = replay(Some(from), hosts, &deployed, &rows[1..]);
+        assert_eq!(part, whole[1..]);
+        assert_eq!(
+            summary(&whole),
+            [
+                (1, "r1", true, false, false, None),
+                (10, "r2", false, false, false, Some(10)),
+                (20, "r3", false, false, true, Some(30)),
+                (30, "r2", false, true, true, None),
+            ]
+        );
+    }
+
+    /// A hub upgraded with history already stored: migration 0010 fills
+    /// `revision_times` and lists the targets, and the store's first start
+    /// rebuilds their deployments (here: baseline r1, r2, then a rollback
+    /// to r1 that fails r2 and is rework).
+    #[tokio::test]
+    async fn an_upgraded_hub_rebuilds_its_deployments_at_first_start() {
+        use sqlx::migrate::Migrator;
+        use sqlx::sqlite::SqlitePoolOptions;
+
+        use crate::store::HubStore as _;
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("hub.db").display());
+        let options = sextant_kit::database::sqlite_options(&url).expect("url");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .expect("SQLite");
+        let all = crate::store::migrate::sqlite();
+        Migrator::with_migrations(all.iter().take(8).cloned().collect())
+            .run(&pool)
+            .await
+            .expect("migrations before 0010");
+        sqlx::raw_sql(
+            "INSERT INTO tenants (id, name, created_at) VALUES (1, 'default', 0);
+             INSERT INTO workspaces (id, tenant_id, name) VALUES (1, 1, 'w');
+             INSERT INTO applications (id, tenant_id, workspace_id, name) VALUES (1, 1, 1, 'a');
+             INSERT INTO workloads (id, tenant_id, application_id, name) VALUES (1, 1, 1, 'k');
+             INSERT INTO environments (id, tenant_id, name) VALUES (1, 1, 'prod');
+             INSERT INTO deployment_targets (id, tenant_id, workload_id, environment_id, name)
+                 VALUES (1, 1, 1, 1, 'eu');
+             INSERT INTO reconcilers (id, tenant_id, name, type) VALUES (1, 1, '', '');
+             INSERT INTO hosts (id, tenant_id, name) VALUES (1, 1, 'h1');
+             INSERT INTO observed_deployments (tenant_id, host_id, reconciler_id, target_id,
+                 revision, status, observed_at, changed_at, workload_id)
+             VALUES (1, 1, 1, 1, 'r1', 'succeeded', 30, 30, 1);
+             INSERT INTO observed_history (tenant_id, host_id, reconciler_id, target_id,
+                 revision, status, observed_at, received_at)
+             VALUES (1, 1, 1, 1, 'r1', 'succeeded', 10, 0),
+                    (1, 1, 1, 1, 'r2', 'failed', 20, 0),
+                    (1, 1, 1, 1, 'r1', 'succeeded', 30, 0);",
+        )
+        .execute(&pool)
+        .await
+        .expect("a hub's history before 0010");
+        pool.close().await;
+        let store = crate::store::SqliteStore::open(&url)
+            .await
+            .expect("upgrade");
+        let crate::store::StorePool::Sqlite(reader) = store.reader() else {
+            unreachable!("a SQLite store reads SQLite");
+        };
+        let rows: Vec<(i64, String, i64, i64, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT started_at, revision, baseline, rollback, rework, failed_at \
+             FROM deployments ORDER BY started_at",
+        )
+        .fetch_all(reader)
+        .await
+        .expect("deployments");
+        assert_eq!(
+            rows,
+            [
+                (10, "r1".into(), 1, 0, 0, None),
+                (20, "r2".into(), 0, 0, 0, Some(20)),
+                (30, "r1".into(), 0, 1, 1, None),
+            ]
+        );
+        let first_seen: Vec<(String, i64)> =
+            sqlx::query_as("SELECT revision, first_seen_at FROM revision_times ORDER BY revision")
+                .fetch_all(reader)
+                .await
+                .expect("revision times");
+        assert_eq!(first_seen, [("r1".into(), 10), ("r2".into(), 20)]);
+        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deployments_backfill")
+            .fetch_one(reader)
+            .await
+            .expect("backfill list");
+        assert_eq!(left, 0);
+        store.close().await;
+    }
+}

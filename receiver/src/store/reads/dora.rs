@@ -1,0 +1,166 @@
+//! DORA's five metrics (`docs/insights.md`): the deployments of the
+//! derived `deployments` table (`store/deployments.rs`) that started in the
+//! window, with their lead time's start from `revision_times` (none for a
+//! rollback, which delivers no new change), turned into
+//! a report by `sextant_model::dora`.
+
+use std::collections::HashMap;
+
+use sextant_model::dora::{self, DeploymentFacts, GroupKey};
+use sextant_model::{DoraGroup, DoraReport};
+
+use crate::store::pool::{Statement, StorePool};
+use crate::store::sql::{reported_by_source, target_joins, target_where};
+use crate::store::{DoraQuery, StoreError};
+
+/// The columns both statements read, after the group's names.
+macro_rules! dora_columns {
+    () => {
+        "ws.name AS workspace, a.name AS application, w.name AS workload, \
+         e.name AS environment, d.target_id AS target_id, d.started_at AS started_at, \
+         d.first_succeeded_at AS first_succeeded_at, d.failed_at AS failed_at, \
+         d.rework AS rework, \
+         CASE WHEN d.rollback = 0 THEN COALESCE(rt.committed_at, rt.first_seen_at) END AS lead_start"
+    };
+}
+
+/// The tenant's deployments (baselines left out) that started in the
+/// window, grouped by target in start order. Parameters: the target
+/// filter (`$1`–`$6`), the source filter (`$7`, `$8`: only targets a
+/// current row of those sources reports), `$9` since and `$10` until.
+const DORA_SQL: &str = concat!(
+    "SELECT ",
+    dora_columns!(),
+    " FROM deployments d JOIN deployment_targets t ON t.id = d.target_id",
+    target_joins!(),
+    " LEFT JOIN revision_times rt ON rt.workload_id = d.workload_id AND rt.revision = d.revision",
+    target_where!(),
+    reported_by_source!(),
+    " AND d.baseline = 0 AND d.started_at >= $9 AND d.started_at <= $10 \
+     ORDER BY d.target_id, d.started_at, d.start_host_id, d.start_reconciler_id, d.start_history_id"
+);
+
+/// Every tenant's deployments that started in the window (`$1`, `$2`),
+/// for the hub's gauges, by tenant then as [`DORA_SQL`].
+const DORA_ALL_SQL: &str = concat!(
+    "SELECT tn.name AS tenant, ",
+    dora_columns!(),
+    " FROM deployments d JOIN deployment_targets t ON t.id = d.target_id",
+    target_joins!(),
+    " LEFT JOIN revision_times rt ON rt.workload_id = d.workload_id AND rt.revision = d.revision \
+     WHERE d.baseline = 0 AND d.started_at >= $1 AND d.started_at <= $2 \
+     ORDER BY tn.name, d.target_id, d.started_at, d.start_host_id, d.start_reconciler_id, \
+       d.start_history_id"
+);
+
+/// One row of [`DORA_SQL`].
+#[derive(Debug, sqlx::FromRow)]
+struct DoraRow {
+    workspace: String,
+    application: String,
+    workload: String,
+    environment: String,
+    target_id: i64,
+    started_at: i64,
+    first_succeeded_at: Option<i64>,
+    failed_at: Option<i64>,
+    rework: i64,
+    lead_start: Option<i64>,
+}
+
+/// One row of [`DORA_ALL_SQL`].
+#[derive(Debug, sqlx::FromRow)]
+struct TenantRow {
+    tenant: String,
+    #[sqlx(flatten)]
+    row: DoraRow,
+}
+
+/// Groups and facts of rows, each group numbered as it first appears.
+#[derive(Default)]
+struct Facts {
+    groups: Vec<GroupKey>,
+    index: HashMap<GroupKey, usize>,
+    facts: Vec<DeploymentFacts>,
+}
+
+impl Facts {
+    fn push(&mut self, r: DoraRow) {
+        let key = (r.workspace, r.application, r.workload, r.environment);
+        let group = match self.index.get(&key) {
+            Some(i) => *i,
+            None => {
+                self.groups.push(key.clone());
+                self.index.insert(key, self.groups.len() - 1);
+                self.groups.len() - 1
+            }
+        };
+        self.facts.push(DeploymentFacts {
+            group,
+            target: r.target_id,
+            started_at: r.started_at,
+            first_succeeded_at: r.first_succeeded_at,
+            failed_at: r.failed_at,
+            rework: r.rework != 0,
+            lead_start: r.lead_start,
+        });
+    }
+}
+
+/// See [`crate::store::HubStore::dora`].
+pub(crate) async fn dora(
+    reader: StorePool<'_>,
+    tenant: &str,
+    query: &DoraQuery,
+) -> Result<DoraReport, StoreError> {
+    let rows: Vec<DoraRow> = reader
+        .fetch_all(
+            Statement::new(DORA_SQL)
+                .filter(tenant, &query.filter)
+                .source(&query.filter.source)
+                .int(query.since.0)
+                .int(query.until.0),
+        )
+        .await?;
+    let mut facts = Facts::default();
+    for r in rows {
+        facts.push(r);
+    }
+    Ok(dora::report(
+        query.since.0,
+        query.until.0,
+        query.bucket,
+        &facts.groups,
+        &facts.facts,
+    ))
+}
+
+/// See [`crate::store::HubStore::dora_groups`].
+pub(crate) async fn dora_groups(
+    reader: StorePool<'_>,
+    since: i64,
+    until: i64,
+) -> Result<Vec<(String, DoraGroup)>, StoreError> {
+    let rows: Vec<TenantRow> = reader
+        .fetch_all(Statement::new(DORA_ALL_SQL).int(since).int(until))
+        .await?;
+    let mut out = Vec::new();
+    let mut rows = rows.into_iter().peekable();
+    while let Some(first) = rows.next() {
+        let tenant = first.tenant;
+        let mut facts = Facts::default();
+        facts.push(first.row);
+        while let Some(next) = rows.next_if(|r| r.tenant == tenant) {
+            facts.push(next.row);
+        }
+        let report = dora::report(
+            since,
+            until,
+            sextant_model::Bucket::Day,
+            &facts.groups,
+            &facts.facts,
+        );
+        out.extend(report.groups.into_iter().map(|g| (tenant.clone(), g)));
+    }
+    Ok(out)
+}
