@@ -104,11 +104,15 @@ struct Estate {
 /// When the commit behind a workload's release was made: some hours before
 /// the release reached dev (where DORA's change lead time starts).
 fn committed_at(workload: &str, version: &str, now: i64) -> i64 {
-    let Some((index, release)) = WORKLOADS.iter().enumerate().find_map(|(i, (_, w, versions))| {
-        (*w == workload)
-            .then(|| versions.iter().position(|v| *v == version).map(|r| (i, r)))
-            .flatten()
-    }) else {
+    let Some((index, release)) = WORKLOADS
+        .iter()
+        .enumerate()
+        .find_map(|(i, (_, w, versions))| {
+            (*w == workload)
+                .then(|| versions.iter().position(|v| *v == version).map(|r| (i, r)))
+                .flatten()
+        })
+    else {
         // The hotfix: committed an hour before it shipped.
         return now - DAY + 3 * HOUR;
     };
@@ -199,7 +203,9 @@ fn cart_incident(
     now: i64,
 ) -> Vec<Event> {
     let ev = |host: &str, version: &str, status: &str, message: &str, t: i64| {
-        observed(host, app, workload, env, target, version, status, message, t)
+        observed(
+            host, app, workload, env, target, version, status, message, t,
+        )
     };
     let first = hosts[0];
     let mut events = vec![

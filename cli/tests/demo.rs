@@ -86,6 +86,39 @@ async fn the_demo_shows_a_real_picture(backend: Backend) {
         "a failed deployment: {drift}"
     );
     assert!(has("qa-1", "checkout", "stale"), "a stale host: {drift}");
+    // The demo's history gives every DORA metric a figure: commit times
+    // for lead time, cart's failure in prod-eu (rolled back, then fixed)
+    // for the fail rate, recovery and rework, gateway's failure on
+    // stage-us-1 never recovered.
+    let dora = get(&hub, "/api/v1/insights/dora?since=7d").await;
+    let t = &dora["totals"];
+    assert!(t["deployments"].as_u64().unwrap_or(0) > 50, "{t}");
+    assert!(
+        t["deployments_per_day"].as_f64().unwrap_or(0.0) > 1.0,
+        "{t}"
+    );
+    assert!(
+        t["lead_time_seconds"].as_f64().unwrap_or(0.0) > 3600.0,
+        "{t}"
+    );
+    let fail_rate = t["change_fail_rate"].as_f64().unwrap_or(0.0);
+    assert!(fail_rate > 0.0 && fail_rate < 0.5, "{t}");
+    assert!(t["recovered_failures"].as_u64().unwrap_or(0) >= 1, "{t}");
+    assert!(t["unrecovered_failures"].as_u64().unwrap_or(0) >= 1, "{t}");
+    assert!(
+        t["recovery_time_seconds"].as_f64().unwrap_or(0.0) > 0.0,
+        "{t}"
+    );
+    assert!(t["rework_rate"].as_f64().unwrap_or(0.0) > 0.0, "{t}");
+    for band in [
+        "deployment_frequency_band",
+        "lead_time_band",
+        "change_fail_rate_band",
+        "recovery_time_band",
+    ] {
+        assert!(t[band].is_string(), "{band}: {t}");
+    }
+
     // The drifted host says what set its desired state.
     let drifted = drift["items"]
         .as_array()

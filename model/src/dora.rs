@@ -31,6 +31,10 @@ pub struct DeploymentFacts {
     /// When it failed: its first `failed` report while current, or the
     /// start of the rollback that undid it, whichever came first.
     pub failed_at: Option<i64>,
+    /// Its first `failed` report while current, if any: where its recovery
+    /// time starts. A deployment that only a rollback marked failed was
+    /// failing from its start, and its recovery time starts there.
+    pub failure_reported_at: Option<i64>,
     /// Whether the deployment before it on the target failed.
     pub rework: bool,
     /// Where its lead time starts: the revision's commit time, else its
@@ -223,12 +227,13 @@ pub fn report(
                     t.lead_times
                         .push((done - from).max(0) as f64 / SECOND as f64);
                 }
-                if let Some(failed) = known(f.failed_at) {
+                if known(f.failed_at).is_some() {
                     t.failed += 1;
+                    let failing_since = known(f.failure_reported_at).unwrap_or(f.started_at);
                     match recovered {
                         Some(ok) => t
                             .recoveries
-                            .push((ok - failed).max(0) as f64 / SECOND as f64),
+                            .push((ok - failing_since).max(0) as f64 / SECOND as f64),
                         None => t.unrecovered += 1,
                     }
                 }
@@ -285,6 +290,7 @@ mod tests {
             started_at,
             first_succeeded_at: Some(started_at + 10 * SECOND),
             failed_at: None,
+            failure_reported_at: None,
             rework: false,
             lead_start: Some(started_at - 50 * SECOND),
         }
@@ -338,6 +344,7 @@ mod tests {
     fn a_failure_is_recovered_by_the_next_good_deployment() {
         let mut one = facts(1, 100 * SECOND);
         one.failed_at = Some(105 * SECOND);
+        one.failure_reported_at = Some(105 * SECOND);
         let mut two = facts(1, 200 * SECOND);
         two.failed_at = Some(200 * SECOND);
         two.rework = true;
@@ -354,6 +361,20 @@ mod tests {
         assert_eq!(t.lead_time_seconds, Some(60.0));
         assert_eq!(r.series.len(), 1);
         assert_eq!(r.groups.len(), 1);
+    }
+
+    /// A deployment that succeeded and was then undone by a rollback was
+    /// failing from its start: its recovery time runs from there to the
+    /// rollback's success, not from the rollback's start.
+    #[test]
+    fn a_rolled_back_deployment_recovers_from_its_start() {
+        let mut bad = facts(1, 100 * SECOND);
+        bad.failed_at = Some(200 * SECOND);
+        let back = facts(1, 200 * SECOND);
+        let r = report(0, DAY, Bucket::Day, &groups(), &[bad, back]);
+        // The rollback succeeded at 210 s: 210 - 100.
+        assert_eq!(r.totals.recovery_time_seconds, Some(110.0));
+        assert_eq!(r.totals.failed_deployments, 1);
     }
 
     #[test]

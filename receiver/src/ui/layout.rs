@@ -99,6 +99,7 @@ pub(super) fn layout(title: &str, active: &str, refresh_ms: u64, body: Markup) -
         ("/compare", "Compare"),
         ("/drift", "Drift"),
         ("/hosts", "Hosts"),
+        ("/insights", "Insights"),
         ("/api/docs", "API"),
     ];
     html! {

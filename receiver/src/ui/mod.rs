@@ -3,9 +3,9 @@
 //! No CDN, no Node build, works offline. Filters live in the URL.
 //!
 //! Pages: `/` (environment × workload matrix), `/compare`, `/drift`,
-//! `/hosts`, `/hosts/{host}`, `/workloads/{workload}/history`.
+//! `/hosts`, `/hosts/{host}`, `/workloads/{workload}/history`, `/insights`.
 //! Each view is a module of its own (`matrix.rs`, `compare.rs`, `drift.rs`,
-//! `hosts.rs`, `history.rs`, `login.rs`); `layout.rs` is the frame and the
+//! `hosts.rs`, `history.rs`, `insights.rs`, `login.rs`); `layout.rs` is the frame and the
 //! pieces they share; this file routes them and turns errors into pages.
 //!
 //! With tokens configured, the UI reads as the token in the
@@ -15,6 +15,7 @@ mod compare;
 mod drift;
 mod history;
 mod hosts;
+mod insights;
 mod layout;
 mod login;
 mod matrix;
@@ -34,6 +35,7 @@ use compare::compare;
 use drift::drift;
 use history::history;
 use hosts::{host, hosts};
+use insights::insights;
 use layout::layout;
 use login::{login, login_form, login_page};
 use matrix::matrix;
@@ -53,6 +55,7 @@ pub fn router() -> Router<ApiState> {
         .route("/hosts", get(hosts))
         .route("/hosts/{host}", get(host))
         .route("/workloads/{workload}/history", get(history))
+        .route("/insights", get(insights))
         .route("/login", get(login_page).post(login))
 }
 

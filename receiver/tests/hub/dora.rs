@@ -158,7 +158,60 @@ on_both_backends!(
     bad_parameters_are_400,
     gauges_show_the_trailing_30_days,
     a_bad_commit_time_is_refused_per_record,
+    the_insights_page_shows_the_five_metrics,
 );
+
+/// `/insights` shows the figures the API gives, with their bands, a chart
+/// per metric whose bars are the buckets, and the groups; a bad parameter
+/// is a 400 page.
+async fn the_insights_page_shows_the_five_metrics(b: Backend) {
+    let app = spawn_app(b).await;
+    let d = monday();
+    app.send_logs(&logs(checkout_history(d))).await;
+    let (status, page) = app.get(&format!("/insights?{}", week(d)), None).await;
+    assert_eq!(status, 200, "{page}");
+    let page = page.as_str().expect("html");
+    for needle in [
+        "Deployment frequency",
+        "0.57 / day",
+        "4 deployments",
+        // Lead time: the median of 4200 s and 360 s.
+        "38m 0s",
+        "median of 2 deployments",
+        "50.0%",
+        "2 failed",
+        "25m 0s",
+        "1 recovered, 1 not",
+        "25.0%",
+        "1 rework deployments",
+        r#"<span class="band high">high</span>"#,
+        r#"<span class="band low">low</span>"#,
+        r#"<span class="band elite">elite</span>"#,
+        // The deployments chart: one bar per day with a figure, titled.
+        r#"<figure class="chart" data-metric="deployments">"#,
+        "<svg",
+        &format!("<title>{}: 2</title>", &rfc3339(d + 2 * DAY)[..10]),
+        // The groups table.
+        "<td>checkout</td>",
+    ] {
+        assert!(page.contains(needle), "no {needle:?} in {page}");
+    }
+    // Seven day bars in the deployments chart (zero-height ones included).
+    let deployments = page
+        .split(r#"data-metric="deployments">"#)
+        .nth(1)
+        .expect("the deployments chart");
+    let chart = &deployments[..deployments.find("</figure>").expect("end")];
+    assert_eq!(chart.matches("<rect").count(), 7, "{chart}");
+    let (status, page) = app.get("/insights?bucket=month", None).await;
+    assert_eq!(status, 400);
+    assert!(
+        page.as_str()
+            .expect("html")
+            .contains("bucket takes day or week"),
+        "{page}"
+    );
+}
 
 async fn each_metric_on_a_history_worked_out_by_hand(b: Backend) {
     let app = spawn_app(b).await;

@@ -19,6 +19,7 @@ macro_rules! dora_columns {
         "ws.name AS workspace, a.name AS application, w.name AS workload, \
          e.name AS environment, d.target_id AS target_id, d.started_at AS started_at, \
          d.first_succeeded_at AS first_succeeded_at, d.failed_at AS failed_at, \
+         d.first_failed_at AS failure_reported_at, \
          d.rework AS rework, \
          CASE WHEN d.rollback = 0 THEN COALESCE(rt.committed_at, rt.first_seen_at) END AS lead_start"
     };
@@ -64,6 +65,7 @@ struct DoraRow {
     started_at: i64,
     first_succeeded_at: Option<i64>,
     failed_at: Option<i64>,
+    failure_reported_at: Option<i64>,
     rework: i64,
     lead_start: Option<i64>,
 }
@@ -101,6 +103,7 @@ impl Facts {
             started_at: r.started_at,
             first_succeeded_at: r.first_succeeded_at,
             failed_at: r.failed_at,
+            failure_reported_at: r.failure_reported_at,
             rework: r.rework != 0,
             lead_start: r.lead_start,
         });
