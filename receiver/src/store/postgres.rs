@@ -304,6 +304,18 @@ impl ObservedWriter for BulkWriter<'_, '_> {
                 (h, r, t)
             },
         );
+        // The batch's targets first, in id order: their deployments are
+        // rebuilt at the end of the transaction under these locks
+        // (`derive_deployments`). Taken later, after the counters' triggers
+        // have locked rows, two batches of one target deadlocked until the
+        // retries ran out (`counters_follow_every_change` on PostgreSQL).
+        let mut targets: Vec<i64> = t.clone();
+        targets.sort_unstable();
+        targets.dedup();
+        sqlx::query("SELECT id FROM deployment_targets WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+            .bind(&targets)
+            .execute(&mut **self.tx)
+            .await?;
         let rows: Vec<CurrentRow> = sqlx::query_as(
             "SELECT o.host_id, o.reconciler_id, o.target_id, o.revision, o.status, o.message, o.job_id, o.observed_at \
              FROM observed_deployments o \
