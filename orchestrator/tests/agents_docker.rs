@@ -582,6 +582,72 @@ async fn promotions_deploy_real_containers_through_two_agents_and_a_failed_canar
             "prod-b never replaced"
         );
     }
+
+    // Issue 20 §1 on real agents: the stopped canary leaves no false drift.
+    // Both prod hosts end in sync on 1.0.0 by name. The host the job never
+    // reached was never told 2.0.0-broken: its only prod assignment is the
+    // first prod job's.
+    let untouched_host = if canary_target.ends_with(b.as_str()) {
+        &a
+    } else {
+        &b
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut untouched_target = String::new();
+    for host in [&a, &b] {
+        let within = deadline.saturating_duration_since(Instant::now());
+        let prod = wait::until(within, Duration::from_millis(300), || async {
+            let url = format!("http://{}/api/v1/hosts/{host}", stack.hub.api);
+            let body: Value = reqwest::get(&url)
+                .await
+                .map_err(|e| e.to_string())?
+                .json()
+                .await
+                .map_err(|e| e.to_string())?;
+            let prod = body["deployments"]
+                .as_array()
+                .and_then(|d| d.iter().find(|d| d["environment"] == "prod"))
+                .cloned()
+                .unwrap_or(Value::Null);
+            let settled = prod["desired"]["version"] == "1.0.0"
+                && prod["desired"]["revision"] == v1.as_str()
+                && prod["revision"] == v1.as_str()
+                && prod["status"] == "succeeded"
+                && prod["in_sync"] == true
+                && prod["drift"].as_array().is_some_and(|d| d.is_empty());
+            if settled {
+                Ok(prod)
+            } else {
+                Err(format!("{host}'s prod row: {prod:#}"))
+            }
+        })
+        .await;
+        if host == untouched_host {
+            untouched_target = prod["target"].as_str().unwrap().to_owned();
+        }
+    }
+    let url = format!(
+        "http://{}/api/v1/history?workload=web&environment=prod&target={untouched_target}&limit=100",
+        stack.hub.api
+    );
+    let history: Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+    let desired: Vec<(String, String)> = history["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "desired")
+        .map(|e| {
+            (
+                e["version"].as_str().unwrap_or("?").to_owned(),
+                e["origin"]["job"].as_str().unwrap_or("?").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        desired,
+        [("1.0.0".to_owned(), jobs["prod"].clone())],
+        "the canary never reached {untouched_host}: {history:#}"
+    );
 }
 
 #[tokio::test]
