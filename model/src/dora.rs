@@ -3,8 +3,6 @@
 //! [`report`] turns them into a [`DoraReport`]. Pure, so that the API, the
 //! `/metrics` gauges and the tests all count alike.
 
-use std::collections::BTreeMap;
-
 use crate::insights::{Band, Bucket, DoraGroup, DoraMetrics, DoraPoint, DoraReport};
 use crate::time::UnixNanos;
 
@@ -93,12 +91,22 @@ fn median(values: &mut [f64]) -> Option<f64> {
     if values.is_empty() {
         return None;
     }
-    values.sort_by(f64::total_cmp);
+    // Selection, not a sort: linear in the count, which for the whole
+    // estate's lead times is every deployment of the window.
+    let even = values.len().is_multiple_of(2);
     let mid = values.len() / 2;
-    Some(if values.len().is_multiple_of(2) {
-        (values[mid - 1] + values[mid]) / 2.0
+    let (lower, at_mid, _) = values.select_nth_unstable_by(mid, f64::total_cmp);
+    let at_mid = *at_mid;
+    Some(if even {
+        // The lower half's largest is the other middle value.
+        let below = lower
+            .iter()
+            .copied()
+            .max_by(f64::total_cmp)
+            .unwrap_or(at_mid);
+        (below + at_mid) / 2.0
     } else {
-        values[mid]
+        at_mid
     })
 }
 
@@ -188,8 +196,13 @@ pub fn report(
     facts: &[DeploymentFacts],
 ) -> DoraReport {
     let mut totals = Tally::default();
-    let mut by_group: BTreeMap<&GroupKey, Tally> = BTreeMap::new();
-    let mut by_bucket: BTreeMap<i64, Tally> = BTreeMap::new();
+    // By index: a map keyed by four names cost more than the counting.
+    let mut by_group: Vec<Option<Tally>> = vec![None; groups.len()];
+    // A bucket that would start at `until` itself would hold nothing.
+    let first = bucket_start(bucket, since);
+    let last = bucket_start(bucket, until.saturating_sub(1).max(since));
+    let buckets = usize::try_from((last - first) / bucket.nanos() + 1).unwrap_or(0);
+    let mut by_bucket: Vec<Tally> = vec![Tally::default(); buckets];
     let known = |t: Option<i64>| t.filter(|t| *t <= until);
     let mut start = 0;
     while start < facts.len() {
@@ -213,15 +226,14 @@ pub fn report(
             if f.started_at < since || f.started_at > until {
                 continue;
             }
-            let key = groups.get(f.group);
-            let tallies = [
-                Some(&mut totals),
-                key.map(|k| by_group.entry(k).or_default()),
-            ];
-            let point = by_bucket
-                .entry(bucket_start(bucket, f.started_at))
-                .or_default();
-            for t in tallies.into_iter().flatten().chain(std::iter::once(point)) {
+            let group = by_group
+                .get_mut(f.group)
+                .map(|t| t.get_or_insert_with(Tally::default));
+            let index = (bucket_start(bucket, f.started_at) - first) / bucket.nanos();
+            let point = usize::try_from(index)
+                .ok()
+                .and_then(|i| by_bucket.get_mut(i));
+            for t in [Some(&mut totals), group, point].into_iter().flatten() {
                 t.deployments += 1;
                 if let (Some(done), Some(from)) = (known(f.first_succeeded_at), f.lead_start) {
                     t.lead_times
@@ -244,27 +256,32 @@ pub fn report(
         }
         start = end;
     }
-    let mut series = Vec::new();
-    // A bucket that would start at `until` itself would hold nothing.
-    let last = bucket_start(bucket, until.saturating_sub(1).max(since));
-    let mut at = bucket_start(bucket, since);
-    while at <= last {
-        let next = at + bucket.nanos();
-        let tally = by_bucket.remove(&at).unwrap_or_default();
-        series.push(DoraPoint {
-            start: UnixNanos(at),
-            metrics: tally.metrics(days(at.max(since), next.min(until))),
-        });
-        at = next;
-    }
+    let series = by_bucket
+        .into_iter()
+        .enumerate()
+        .map(|(i, tally)| {
+            let at = first + i as i64 * bucket.nanos();
+            let next = at + bucket.nanos();
+            DoraPoint {
+                start: UnixNanos(at),
+                metrics: tally.metrics(days(at.max(since), next.min(until))),
+            }
+        })
+        .collect();
     let window = days(since, until);
+    let mut named: Vec<(&GroupKey, Tally)> = groups
+        .iter()
+        .zip(by_group)
+        .filter_map(|(key, t)| t.map(|t| (key, t)))
+        .collect();
+    named.sort_by(|a, b| a.0.cmp(b.0));
     DoraReport {
         since: UnixNanos(since),
         until: UnixNanos(until),
         bucket,
         totals: totals.metrics(window),
         series,
-        groups: by_group
+        groups: named
             .into_iter()
             .map(
                 |((workspace, application, workload, environment), t)| DoraGroup {

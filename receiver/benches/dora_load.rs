@@ -12,7 +12,9 @@
 //! The estate: 10 applications of `--workloads` workloads, 4 environments,
 //! a target per (workload, environment), one deployment per target every
 //! `--every-hours` over the history's span, each reported by every host of
-//! the target: `in_progress`, then `succeeded` (or `failed`). Shapes:
+//! the target: `in_progress`, then `succeeded` (or `failed`), and each
+//! revision's first sighting and (for two in three) commit time in
+//! `revision_times`, as ingest keeps them. Shapes:
 //!
 //! - `healthy`: every deployment succeeds;
 //! - `failing`: one in five fails on its first host, and the next one is a
@@ -174,6 +176,18 @@ async fn bench_one(
     let base = format!("http://{api}/api/v1/insights/dora?since=90d");
     let one = measure(&client, &format!("{base}&application=app-3"), args.requests).await?;
     let all = measure(&client, &base, args.requests).await?;
+    // The answer counted what the fixture holds (the window has moved on
+    // since `recent` was counted, by at most a day's deployments), lead
+    // times included.
+    let report: serde_json::Value = client.get(&base).send().await?.json().await?;
+    let totals = &report["totals"];
+    let counted = totals["deployments"].as_i64().unwrap_or(0);
+    anyhow::ensure!(
+        counted <= recent
+            && counted >= recent - targets
+            && totals["lead_time_deployments"].as_i64() > Some(0),
+        "the whole estate's totals do not match the fixture ({recent} deployments): {totals}"
+    );
     shutdown.cancel();
     let _ = task.await;
     println!(
@@ -287,6 +301,18 @@ async fn load(
          FROM observed_history h JOIN deployment_targets t ON t.id = h.target_id \
          ORDER BY h.host_id, h.observed_at DESC"
             .to_owned(),
+        // What ingest keeps beside history: each revision's first
+        // sighting in its workload, and for two revisions in three a
+        // commit made two hours before it (the rest measure a promotion
+        // lead time), so that every lead time is looked up as users' are.
+        format!(
+            "INSERT INTO revision_times (tenant_id, workload_id, revision, first_seen_at, committed_at) \
+             SELECT 1, t.workload_id, h.revision, MIN(h.observed_at), \
+               CASE WHEN substr(h.revision, 2)::bigint % 3 <> 0 \
+                 THEN MIN(h.observed_at) - 2 * {HOUR} END \
+             FROM observed_history h JOIN deployment_targets t ON t.id = h.target_id \
+             GROUP BY t.workload_id, h.revision"
+        ),
     ];
     for sql in statements {
         sqlx::query(AssertSqlSafe(sql.clone()))

@@ -13,11 +13,13 @@ use crate::store::pool::{Statement, StorePool};
 use crate::store::sql::{reported_by_source, target_joins, target_where};
 use crate::store::{DoraQuery, StoreError};
 
-/// The columns both statements read, after the group's names.
+/// The columns both statements read: integers only, the group's names
+/// read once per workload and environment by [`NAMES_SQL`] (four strings a
+/// row cost more than the row).
 macro_rules! dora_columns {
     () => {
-        "ws.name AS workspace, a.name AS application, w.name AS workload, \
-         e.name AS environment, d.target_id AS target_id, d.started_at AS started_at, \
+        "t.workload_id AS workload_id, t.environment_id AS environment_id, \
+         d.target_id AS target_id, d.started_at AS started_at, \
          d.first_succeeded_at AS first_succeeded_at, d.failed_at AS failed_at, \
          d.first_failed_at AS failure_reported_at, \
          d.rework AS rework, \
@@ -46,21 +48,26 @@ const DORA_SQL: &str = concat!(
 const DORA_ALL_SQL: &str = concat!(
     "SELECT tn.name AS tenant, ",
     dora_columns!(),
-    " FROM deployments d JOIN deployment_targets t ON t.id = d.target_id",
-    target_joins!(),
-    " LEFT JOIN revision_times rt ON rt.workload_id = d.workload_id AND rt.revision = d.revision \
+    " FROM deployments d JOIN deployment_targets t ON t.id = d.target_id \
+     JOIN tenants tn ON tn.id = t.tenant_id \
+     LEFT JOIN revision_times rt ON rt.workload_id = d.workload_id AND rt.revision = d.revision \
      WHERE d.baseline = 0 AND d.started_at >= $1 AND d.started_at <= $2 \
      ORDER BY tn.name, d.target_id, d.started_at, d.start_host_id, d.start_reconciler_id, \
        d.start_history_id"
 );
 
+/// Every workload's names (workspace, application, workload) and every
+/// environment's name: what the rows' ids stand for. Catalog-sized.
+const WORKLOAD_NAMES_SQL: &str = "SELECT w.id, ws.name, a.name, w.name FROM workloads w \
+     JOIN applications a ON a.id = w.application_id \
+     JOIN workspaces ws ON ws.id = a.workspace_id";
+const ENVIRONMENT_NAMES_SQL: &str = "SELECT id, name FROM environments";
+
 /// One row of [`DORA_SQL`].
 #[derive(Debug, sqlx::FromRow)]
 struct DoraRow {
-    workspace: String,
-    application: String,
-    workload: String,
-    environment: String,
+    workload_id: i64,
+    environment_id: i64,
     target_id: i64,
     started_at: i64,
     first_succeeded_at: Option<i64>,
@@ -78,22 +85,57 @@ struct TenantRow {
     row: DoraRow,
 }
 
+/// The names of workloads and environments, by id.
+#[derive(Default)]
+struct Names {
+    workloads: HashMap<i64, (String, String, String)>,
+    environments: HashMap<i64, String>,
+}
+
+impl Names {
+    async fn read(reader: StorePool<'_>) -> Result<Self, StoreError> {
+        let workloads: Vec<(i64, String, String, String)> =
+            reader.fetch_all(Statement::new(WORKLOAD_NAMES_SQL)).await?;
+        let environments: Vec<(i64, String)> = reader
+            .fetch_all(Statement::new(ENVIRONMENT_NAMES_SQL))
+            .await?;
+        Ok(Self {
+            workloads: workloads
+                .into_iter()
+                .map(|(id, ws, a, w)| (id, (ws, a, w)))
+                .collect(),
+            environments: environments.into_iter().collect(),
+        })
+    }
+}
+
 /// Groups and facts of rows, each group numbered as it first appears.
 #[derive(Default)]
 struct Facts {
     groups: Vec<GroupKey>,
-    index: HashMap<GroupKey, usize>,
+    index: HashMap<(i64, i64), usize>,
     facts: Vec<DeploymentFacts>,
 }
 
 impl Facts {
-    fn push(&mut self, r: DoraRow) {
-        let key = (r.workspace, r.application, r.workload, r.environment);
-        let group = match self.index.get(&key) {
+    fn push(&mut self, names: &Names, r: DoraRow) {
+        let ids = (r.workload_id, r.environment_id);
+        let group = match self.index.get(&ids) {
             Some(i) => *i,
             None => {
-                self.groups.push(key.clone());
-                self.index.insert(key, self.groups.len() - 1);
+                let (workspace, application, workload) = names
+                    .workloads
+                    .get(&r.workload_id)
+                    .cloned()
+                    .unwrap_or_default();
+                let environment = names
+                    .environments
+                    .get(&r.environment_id)
+                    .cloned()
+                    .unwrap_or_default();
+                self.groups
+                    .push((workspace, application, workload, environment));
+                self.index.insert(ids, self.groups.len() - 1);
                 self.groups.len() - 1
             }
         };
@@ -125,9 +167,10 @@ pub(crate) async fn dora(
                 .int(query.until.0),
         )
         .await?;
+    let names = Names::read(reader).await?;
     let mut facts = Facts::default();
     for r in rows {
-        facts.push(r);
+        facts.push(&names, r);
     }
     Ok(dora::report(
         query.since.0,
@@ -147,14 +190,15 @@ pub(crate) async fn dora_groups(
     let rows: Vec<TenantRow> = reader
         .fetch_all(Statement::new(DORA_ALL_SQL).int(since).int(until))
         .await?;
+    let names = Names::read(reader).await?;
     let mut out = Vec::new();
     let mut rows = rows.into_iter().peekable();
     while let Some(first) = rows.next() {
         let tenant = first.tenant;
         let mut facts = Facts::default();
-        facts.push(first.row);
+        facts.push(&names, first.row);
         while let Some(next) = rows.next_if(|r| r.tenant == tenant) {
-            facts.push(next.row);
+            facts.push(&names, next.row);
         }
         let report = dora::report(
             since,
