@@ -516,7 +516,15 @@ async fn refresh_dora_gauges(state: &ApiState) {
     let now = UnixNanos::now().0;
     match state
         .store
-        .dora_groups(now.saturating_sub(DORA_GAUGES_WINDOW), now)
+        .dora_groups(
+            now.saturating_sub(DORA_GAUGES_WINDOW),
+            now,
+            &crate::store::EnvironmentBound {
+                max: state.metrics_max_environments,
+                order: &state.environments,
+                other: OTHER_ENVIRONMENTS,
+            },
+        )
         .await
     {
         Ok(groups) => {

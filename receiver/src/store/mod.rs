@@ -34,7 +34,7 @@ use sextant_model::{
 pub use mark::ChangeMark;
 pub use pool::StorePool;
 pub use postgres::PostgresStore;
-pub use reads::{CatalogKind, CatalogRow, CurrentCursor, HistoryCursor};
+pub use reads::{CatalogKind, CatalogRow, CurrentCursor, EnvironmentBound, HistoryCursor};
 use sextant_kit::database::Backend;
 pub use sqlite::SqliteStore;
 
@@ -435,13 +435,15 @@ pub trait HubStore: Send + Sync + 'static {
     }
 
     /// DORA's metrics of every tenant's groups over `[since, until]`
-    /// (Unix nanoseconds), for the hub's gauges.
+    /// (Unix nanoseconds), for the hub's gauges, with each tenant's
+    /// environments past `bound` counted as one.
     async fn dora_groups(
         &self,
         since: i64,
         until: i64,
+        bound: &EnvironmentBound<'_>,
     ) -> Result<Vec<(String, sextant_model::DoraGroup)>, StoreError> {
-        reads::dora_groups(self.reader(), since, until).await
+        reads::dora_groups(self.reader(), since, until, bound).await
     }
 
     /// The tenant's change mark as committed now (`None`: no such tenant).

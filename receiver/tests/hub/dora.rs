@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 use sextant_model::UnixNanos;
 
-use crate::helpers::{At, Backend, TestApp, kv, logs, on_both_backends, spawn_app};
+use crate::helpers::{At, Backend, TestApp, kv, logs, on_both_backends, spawn_app, spawn_app_with};
 
 const S: u64 = 1_000_000_000;
 const MIN: u64 = 60 * S;
@@ -157,6 +157,7 @@ on_both_backends!(
     groups_break_the_totals_down,
     bad_parameters_are_400,
     gauges_show_the_trailing_30_days,
+    gauges_bound_the_environments,
     a_bad_commit_time_is_refused_per_record,
     the_insights_page_shows_the_five_metrics,
 );
@@ -426,8 +427,12 @@ async fn bad_parameters_are_400(b: Backend) {
 /// The value of a series of `/metrics` with these labels (the exposition
 /// sorts them by name).
 fn sample(metrics: &str, name: &str, workload: &str) -> Option<f64> {
+    sample_in(metrics, name, workload, "prod")
+}
+
+fn sample_in(metrics: &str, name: &str, workload: &str, environment: &str) -> Option<f64> {
     let labels = format!(
-        "{{application=\"shop\",environment=\"prod\",tenant=\"default\",workload=\"{workload}\",workspace=\"default\"}}"
+        "{{application=\"shop\",environment=\"{environment}\",tenant=\"default\",workload=\"{workload}\",workspace=\"default\"}}"
     );
     metrics.lines().find_map(|line| {
         let rest = line.strip_prefix(name)?.strip_prefix(labels.as_str())?;
@@ -449,6 +454,55 @@ async fn gauges_show_the_trailing_30_days(b: Backend) {
     assert_eq!(value("sextant_dora_recovery_time_seconds"), Some(1500.0));
     assert_eq!(value("sextant_dora_rework_rate"), Some(0.25));
     assert_eq!(sample(metrics, "sextant_dora_deployments", "cart"), None);
+}
+
+/// With `metrics_max_environments` at 1, prod keeps its name and the same
+/// history in qa and stage is counted as one environment, `_other`: its
+/// figures are worked out over both (8 deployments, the same medians and
+/// rates as each alone), not added up.
+async fn gauges_bound_the_environments(b: Backend) {
+    let app = spawn_app_with(b, |c| c.metrics_max_environments = 1).await;
+    let d = monday();
+    let mut history = checkout_history(d);
+    for environment in ["qa", "stage"] {
+        let at: At<'static> = ("shop", "checkout", environment, "eu");
+        history.extend(checkout_history(d).into_iter().map(|mut record| {
+            for attr in record["attributes"].as_array_mut().expect("attributes") {
+                if attr["key"] == "deployment.environment.name" {
+                    *attr = kv("deployment.environment.name", at.2);
+                }
+            }
+            record
+        }));
+    }
+    app.send_logs(&logs(history)).await;
+    let (status, metrics) = app.get("/metrics", None).await;
+    assert_eq!(status, 200);
+    let metrics = metrics.as_str().expect("text");
+    let value = |name, env| sample_in(metrics, name, "checkout", env);
+    assert_eq!(
+        value("sextant_dora_deployments", "prod"),
+        Some(4.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        value("sextant_dora_deployments", "_other"),
+        Some(8.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        value("sextant_dora_lead_time_seconds", "_other"),
+        Some(2280.0)
+    );
+    assert_eq!(value("sextant_dora_change_fail_rate", "_other"), Some(0.5));
+    assert_eq!(
+        value("sextant_dora_recovery_time_seconds", "_other"),
+        Some(1500.0)
+    );
+    assert_eq!(value("sextant_dora_rework_rate", "_other"), Some(0.25));
+    for env in ["qa", "stage"] {
+        assert_eq!(value("sextant_dora_deployments", env), None, "{metrics}");
+    }
 }
 
 async fn a_bad_commit_time_is_refused_per_record(b: Backend) {

@@ -4,7 +4,7 @@
 //! rollback, which delivers no new change), turned into
 //! a report by `sextant_model::dora`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use sextant_model::dora::{self, DeploymentFacts, GroupKey};
 use sextant_model::{DoraGroup, DoraReport};
@@ -115,11 +115,19 @@ struct Facts {
     groups: Vec<GroupKey>,
     index: HashMap<(i64, i64), usize>,
     facts: Vec<DeploymentFacts>,
+    /// Environments counted together under one name (see
+    /// [`EnvironmentBound`]).
+    other: Option<(HashSet<i64>, String)>,
 }
 
 impl Facts {
     fn push(&mut self, names: &Names, r: DoraRow) {
-        let ids = (r.workload_id, r.environment_id);
+        let other = self
+            .other
+            .as_ref()
+            .filter(|(past, _)| past.contains(&r.environment_id));
+        // Every environment past the bound is one group per workload.
+        let ids = (r.workload_id, other.map_or(r.environment_id, |_| -1));
         let group = match self.index.get(&ids) {
             Some(i) => *i,
             None => {
@@ -128,11 +136,14 @@ impl Facts {
                     .get(&r.workload_id)
                     .cloned()
                     .unwrap_or_default();
-                let environment = names
-                    .environments
-                    .get(&r.environment_id)
-                    .cloned()
-                    .unwrap_or_default();
+                let environment = match other {
+                    Some((_, name)) => name.clone(),
+                    None => names
+                        .environments
+                        .get(&r.environment_id)
+                        .cloned()
+                        .unwrap_or_default(),
+                };
                 self.groups
                     .push((workspace, application, workload, environment));
                 self.index.insert(ids, self.groups.len() - 1);
@@ -186,6 +197,7 @@ pub(crate) async fn dora_groups(
     reader: StorePool<'_>,
     since: i64,
     until: i64,
+    bound: &EnvironmentBound<'_>,
 ) -> Result<Vec<(String, DoraGroup)>, StoreError> {
     let rows: Vec<TenantRow> = reader
         .fetch_all(Statement::new(DORA_ALL_SQL).int(since).int(until))
@@ -195,10 +207,16 @@ pub(crate) async fn dora_groups(
     let mut rows = rows.into_iter().peekable();
     while let Some(first) = rows.next() {
         let tenant = first.tenant;
-        let mut facts = Facts::default();
-        facts.push(&names, first.row);
+        let mut tenant_rows = vec![first.row];
         while let Some(next) = rows.next_if(|r| r.tenant == tenant) {
-            facts.push(&names, next.row);
+            tenant_rows.push(next.row);
+        }
+        let mut facts = Facts {
+            other: bound.past(&names, &tenant_rows),
+            ..Facts::default()
+        };
+        for r in tenant_rows {
+            facts.push(&names, r);
         }
         let report = dora::report(
             since,
@@ -210,4 +228,42 @@ pub(crate) async fn dora_groups(
         out.extend(report.groups.into_iter().map(|g| (tenant.clone(), g)));
     }
     Ok(out)
+}
+
+/// At most `max` environments per tenant keep their name on the gauges
+/// (the configured ones first, then by name); the deployments of the rest
+/// are counted together under `other`, as one environment, so a sender
+/// that invents environment names cannot grow the series without bound.
+#[derive(Debug, Clone, Copy)]
+pub struct EnvironmentBound<'a> {
+    pub max: usize,
+    pub order: &'a [String],
+    pub other: &'a str,
+}
+
+impl EnvironmentBound<'_> {
+    /// The environment ids of `rows` past the first `max`, with the name
+    /// they take.
+    fn past(&self, names: &Names, rows: &[DoraRow]) -> Option<(HashSet<i64>, String)> {
+        let mut seen: Vec<(i64, &str)> = rows
+            .iter()
+            .map(|r| r.environment_id)
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .map(|id| {
+                let name = names.environments.get(&id).map_or("", String::as_str);
+                (id, name)
+            })
+            .collect();
+        if seen.len() <= self.max {
+            return None;
+        }
+        sextant_model::order_environments(&mut seen, |(_, name)| name, self.order);
+        let past = seen
+            .split_off(self.max)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        Some((past, self.other.to_owned()))
+    }
 }
