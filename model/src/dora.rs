@@ -195,6 +195,21 @@ pub fn report(
     groups: &[GroupKey],
     facts: &[DeploymentFacts],
 ) -> DoraReport {
+    let runs = facts.chunk_by(|a, b| a.target == b.target);
+    report_runs(since, until, bucket, groups, runs)
+}
+
+/// [`report`] over each target's deployments handed over as one run, in
+/// start order: what a caller that keeps them apart passes without
+/// copying them into one slice. A run may hold deployments outside
+/// `[since, until]`; they are not counted.
+pub fn report_runs<'a>(
+    since: i64,
+    until: i64,
+    bucket: Bucket,
+    groups: &[GroupKey],
+    runs: impl IntoIterator<Item = &'a [DeploymentFacts]>,
+) -> DoraReport {
     let mut totals = Tally::default();
     // By index: a map keyed by four names cost more than the counting.
     let mut by_group: Vec<Option<Tally>> = vec![None; groups.len()];
@@ -204,14 +219,7 @@ pub fn report(
     let buckets = usize::try_from((last - first) / bucket.nanos() + 1).unwrap_or(0);
     let mut by_bucket: Vec<Tally> = vec![Tally::default(); buckets];
     let known = |t: Option<i64>| t.filter(|t| *t <= until);
-    let mut start = 0;
-    while start < facts.len() {
-        let target = facts[start].target;
-        let end = facts[start..]
-            .iter()
-            .position(|f| f.target != target)
-            .map_or(facts.len(), |n| start + n);
-        let run = &facts[start..end];
+    for run in runs {
         // Walking back, the first later deployment that succeeded and did
         // not fail itself: what recovers a failure.
         let mut recovered_by = vec![None; run.len()];
@@ -254,7 +262,6 @@ pub fn report(
                 }
             }
         }
-        start = end;
     }
     let series = by_bucket
         .into_iter()

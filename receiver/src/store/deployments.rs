@@ -377,21 +377,53 @@ macro_rules! rebuild_deployments {
                 .execute(&mut *$tx)
                 .await?;
         }
+        sqlx::query(d::CHANGED_TARGET_SQL)
+            .bind(tenant)
+            .bind(target)
+            .bind(sextant_model::UnixNanos::now().0)
+            .execute(&mut *$tx)
+            .await?;
     }};
 }
 pub(crate) use rebuild_deployments;
+
+/// The DORA index's change feed (`store/dora_index.rs`): target `$2` of
+/// tenant `$1` had its deployments rebuilt, at `$3`.
+pub(crate) const CHANGED_TARGET_SQL: &str =
+    "INSERT INTO dora_changes (tenant_id, target_id, at) VALUES ($1, $2, $3)";
+
+/// The change feed: workload `$2` of tenant `$1` had a revision's times
+/// written, at `$3`; every target of it is reread.
+pub(crate) const CHANGED_WORKLOAD_SQL: &str =
+    "INSERT INTO dora_changes (tenant_id, workload_id, at) VALUES ($1, $2, $3)";
 
 /// Records the revisions' sightings `$sightings` (from [`sightings`]) of
 /// tenant `$tenant` inside `$tx`.
 macro_rules! record_sightings {
     ($tx:expr, $tenant:expr, $sightings:expr) => {{
+        let mut moved = std::collections::BTreeSet::new();
         for ((workload, revision), (at, committed)) in $sightings {
-            sqlx::query($crate::store::deployments::UPSERT_REVISION_TIME_SQL)
+            let done = sqlx::query($crate::store::deployments::UPSERT_REVISION_TIME_SQL)
                 .bind($tenant)
                 .bind(workload)
                 .bind(revision)
                 .bind(at)
                 .bind(committed)
+                .execute(&mut *$tx)
+                .await?;
+            if done.rows_affected() > 0 {
+                moved.insert(workload);
+            }
+        }
+        // A revision's times moved: the lead times of the other targets of
+        // its workload may have too (a new revision has no deployment yet
+        // elsewhere, but telling one from the other costs more than it
+        // saves).
+        for workload in moved {
+            sqlx::query($crate::store::deployments::CHANGED_WORKLOAD_SQL)
+                .bind($tenant)
+                .bind(workload)
+                .bind(sextant_model::UnixNanos::now().0)
                 .execute(&mut *$tx)
                 .await?;
         }

@@ -30,6 +30,7 @@ pub(crate) fn sqlite() -> Migrator {
         8 => "0008_observed_workload",
         9 => "0009_desired_origin",
         10 => "0010_deployments",
+        11 => "0011_dora_changes",
     ))
 }
 
@@ -47,6 +48,7 @@ pub(crate) fn postgres() -> Migrator {
         9 => "0009_observed_workload",
         10 => "0010_desired_origin",
         11 => "0011_deployments",
+        12 => "0012_dora_changes",
     ))
 }
 

@@ -13,6 +13,7 @@
 
 mod deployments;
 mod dims;
+mod dora_index;
 pub(crate) mod drift;
 mod mark;
 mod migrate;
@@ -431,8 +432,18 @@ pub trait HubStore: Send + Sync + 'static {
         tenant: &str,
         query: &DoraQuery,
     ) -> Result<sextant_model::DoraReport, StoreError> {
-        reads::dora(self.reader(), tenant, query).await
+        let report = self
+            .dora_index()
+            .report(self.reader(), tenant, query)
+            .await?;
+        // A tenant that never sent anything has no deployments.
+        Ok(report.unwrap_or_else(|| {
+            sextant_model::dora::report(query.since.0, query.until.0, query.bucket, &[], &[])
+        }))
     }
+
+    /// This hub's in-memory DORA index (`store/dora_index.rs`).
+    fn dora_index(&self) -> &dora_index::DoraIndex;
 
     /// DORA's metrics of every tenant's groups over `[since, until]`
     /// (Unix nanoseconds), for the hub's gauges, with each tenant's

@@ -46,6 +46,7 @@ pub struct PostgresStore {
     pool: PgPool,
     pub(crate) dims: DimCache,
     stale_window: super::StaleWindow,
+    dora_index: super::dora_index::DoraIndex,
 }
 
 impl PostgresStore {
@@ -75,6 +76,7 @@ impl PostgresStore {
             pool,
             dims: DimCache::default(),
             stale_window: super::StaleWindow::default(),
+            dora_index: super::dora_index::DoraIndex::default(),
         })
     }
 
@@ -121,7 +123,13 @@ impl HubStore for PostgresStore {
     }
 
     async fn sweep_stale(&self, stale_before: i64) -> Result<u64, StoreError> {
-        super::drift::sweep(StorePool::Postgres(&self.pool), stale_before).await
+        let swept = super::drift::sweep(StorePool::Postgres(&self.pool), stale_before).await?;
+        super::dora_index::prune(StorePool::Postgres(&self.pool)).await?;
+        Ok(swept)
+    }
+
+    fn dora_index(&self) -> &super::dora_index::DoraIndex {
+        &self.dora_index
     }
 
     async fn settled_change_mark(&self, tenant: &str) -> Result<Option<ChangeMark>, StoreError> {

@@ -25,6 +25,7 @@ pub struct SqliteStore {
     reader: SqlitePool,
     pub(crate) dims: DimCache,
     stale_window: super::StaleWindow,
+    dora_index: super::dora_index::DoraIndex,
 }
 
 impl SqliteStore {
@@ -47,6 +48,7 @@ impl SqliteStore {
             reader,
             dims: DimCache::default(),
             stale_window: super::StaleWindow::default(),
+            dora_index: super::dora_index::DoraIndex::default(),
         })
     }
 
@@ -108,7 +110,13 @@ impl HubStore for SqliteStore {
     }
 
     async fn sweep_stale(&self, stale_before: i64) -> Result<u64, StoreError> {
-        super::drift::sweep(StorePool::Sqlite(&self.writer), stale_before).await
+        let swept = super::drift::sweep(StorePool::Sqlite(&self.writer), stale_before).await?;
+        super::dora_index::prune(StorePool::Sqlite(&self.writer)).await?;
+        Ok(swept)
+    }
+
+    fn dora_index(&self) -> &super::dora_index::DoraIndex {
+        &self.dora_index
     }
 }
 

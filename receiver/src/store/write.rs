@@ -263,7 +263,7 @@ macro_rules! write_desired {
                 .execute(&mut *$tx)
                 .await?;
             written += done.rows_affected() as usize;
-            sqlx::query($crate::store::deployments::UPSERT_REVISION_TIME_SQL)
+            let moved = sqlx::query($crate::store::deployments::UPSERT_REVISION_TIME_SQL)
                 .bind(ids.tenant)
                 .bind(ids.workload)
                 .bind(d.revision.clone())
@@ -271,6 +271,14 @@ macro_rules! write_desired {
                 .bind(d.commit_time.map(|t| t.0))
                 .execute(&mut *$tx)
                 .await?;
+            if moved.rows_affected() > 0 {
+                sqlx::query($crate::store::deployments::CHANGED_WORKLOAD_SQL)
+                    .bind(ids.tenant)
+                    .bind(ids.workload)
+                    .bind($now)
+                    .execute(&mut *$tx)
+                    .await?;
+            }
         }
         written
     }};

@@ -158,6 +158,7 @@ on_both_backends!(
     bad_parameters_are_400,
     gauges_show_the_trailing_30_days,
     gauges_bound_the_environments,
+    a_warm_index_follows_every_change,
     a_bad_commit_time_is_refused_per_record,
     the_insights_page_shows_the_five_metrics,
 );
@@ -454,6 +455,45 @@ async fn gauges_show_the_trailing_30_days(b: Backend) {
     assert_eq!(value("sextant_dora_recovery_time_seconds"), Some(1500.0));
     assert_eq!(value("sextant_dora_rework_rate"), Some(0.25));
     assert_eq!(sample(metrics, "sextant_dora_deployments", "cart"), None);
+}
+
+/// Reports come from an in-memory index refreshed from the change feed
+/// (store/dora_index.rs). A report between two sends loads it; the next
+/// ones see the rest of the target's history, then a revision's earlier
+/// first sighting in another environment, which moves the lead time of a
+/// target that itself received nothing.
+async fn a_warm_index_follows_every_change(b: Backend) {
+    let app = spawn_app(b).await;
+    let d = monday();
+    let history = checkout_history(d);
+    // Up to both hosts on r2.
+    let (first, rest) = history.split_at(7);
+    app.send_logs(&logs(first.to_vec())).await;
+    let prod = format!("{}&environment=prod", week(d));
+    let r = dora(&app, &prod).await;
+    assert_eq!(r["totals"]["deployments"], 1, "{r}");
+    assert_eq!(r["totals"]["lead_time_seconds"], 4200.0, "{r}");
+    app.send_logs(&logs(rest.to_vec())).await;
+    let r = dora(&app, &prod).await;
+    assert_checkout_week(&r["totals"]);
+    // stage runs r3 an hour before prod started it: r3 has no commit time,
+    // so its lead time now starts there, 3600 s + 360 s. Stage's first
+    // report is its baseline, not a deployment.
+    let stage: At<'static> = ("shop", "checkout", "stage", "eu");
+    app.send_logs(&logs(vec![report(
+        "s1",
+        stage,
+        "r3",
+        "succeeded",
+        d + 2 * DAY - HOUR,
+    )]))
+    .await;
+    let r = dora(&app, &prod).await;
+    assert_eq!(r["totals"]["deployments"], 4, "{r}");
+    // The median of r2's 4200 s and r3's 3960 s.
+    assert_eq!(r["totals"]["lead_time_seconds"], 4080.0, "{r}");
+    let all = dora(&app, &week(d)).await;
+    assert_eq!(all["totals"]["deployments"], 4, "{all}");
 }
 
 /// With `metrics_max_environments` at 1, prod keeps its name and the same

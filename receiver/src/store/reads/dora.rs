@@ -1,21 +1,21 @@
-//! DORA's five metrics (`docs/insights.md`): the deployments of the
+//! The DORA gauges (`docs/insights.md`): every tenant's deployments of the
 //! derived `deployments` table (`store/deployments.rs`) that started in the
-//! window, with their lead time's start from `revision_times` (none for a
-//! rollback, which delivers no new change), turned into
-//! a report by `sextant_model::dora`.
+//! trailing window, with their lead time's start from `revision_times`
+//! (none for a rollback, which delivers no new change), turned into groups
+//! by `sextant_model::dora`. A report of the API and the UI comes from the
+//! in-memory index instead (`store/dora_index.rs`).
 
 use std::collections::{HashMap, HashSet};
 
+use sextant_model::DoraGroup;
 use sextant_model::dora::{self, DeploymentFacts, GroupKey};
-use sextant_model::{DoraGroup, DoraReport};
 
+use crate::store::StoreError;
 use crate::store::pool::{Statement, StorePool};
-use crate::store::sql::{reported_by_source, target_joins, target_where};
-use crate::store::{DoraQuery, StoreError};
 
-/// The columns both statements read: integers only, the group's names
-/// read once per workload and environment by [`NAMES_SQL`] (four strings a
-/// row cost more than the row).
+/// The columns read: integers only, the group's names read once per
+/// workload and environment by [`WORKLOAD_NAMES_SQL`] and
+/// [`ENVIRONMENT_NAMES_SQL`] (four strings a row cost more than the row).
 macro_rules! dora_columns {
     () => {
         "t.workload_id AS workload_id, t.environment_id AS environment_id, \
@@ -27,24 +27,8 @@ macro_rules! dora_columns {
     };
 }
 
-/// The tenant's deployments (baselines left out) that started in the
-/// window, grouped by target in start order. Parameters: the target
-/// filter (`$1`–`$6`), the source filter (`$7`, `$8`: only targets a
-/// current row of those sources reports), `$9` since and `$10` until.
-const DORA_SQL: &str = concat!(
-    "SELECT ",
-    dora_columns!(),
-    " FROM deployments d JOIN deployment_targets t ON t.id = d.target_id",
-    target_joins!(),
-    " LEFT JOIN revision_times rt ON rt.workload_id = d.workload_id AND rt.revision = d.revision",
-    target_where!(),
-    reported_by_source!(),
-    " AND d.baseline = 0 AND d.started_at >= $9 AND d.started_at <= $10 \
-     ORDER BY d.target_id, d.started_at, d.start_host_id, d.start_reconciler_id, d.start_history_id"
-);
-
 /// Every tenant's deployments that started in the window (`$1`, `$2`),
-/// for the hub's gauges, by tenant then as [`DORA_SQL`].
+/// for the hub's gauges, by tenant, then by target in start order.
 const DORA_ALL_SQL: &str = concat!(
     "SELECT tn.name AS tenant, ",
     dora_columns!(),
@@ -63,7 +47,7 @@ const WORKLOAD_NAMES_SQL: &str = "SELECT w.id, ws.name, a.name, w.name FROM work
      JOIN workspaces ws ON ws.id = a.workspace_id";
 const ENVIRONMENT_NAMES_SQL: &str = "SELECT id, name FROM environments";
 
-/// One row of [`DORA_SQL`].
+/// One row of [`DORA_ALL_SQL`].
 #[derive(Debug, sqlx::FromRow)]
 struct DoraRow {
     workload_id: i64,
@@ -161,35 +145,6 @@ impl Facts {
             lead_start: r.lead_start,
         });
     }
-}
-
-/// See [`crate::store::HubStore::dora`].
-pub(crate) async fn dora(
-    reader: StorePool<'_>,
-    tenant: &str,
-    query: &DoraQuery,
-) -> Result<DoraReport, StoreError> {
-    let rows: Vec<DoraRow> = reader
-        .fetch_all(
-            Statement::new(DORA_SQL)
-                .filter(tenant, &query.filter)
-                .source(&query.filter.source)
-                .int(query.since.0)
-                .int(query.until.0),
-        )
-        .await?;
-    let names = Names::read(reader).await?;
-    let mut facts = Facts::default();
-    for r in rows {
-        facts.push(&names, r);
-    }
-    Ok(dora::report(
-        query.since.0,
-        query.until.0,
-        query.bucket,
-        &facts.groups,
-        &facts.facts,
-    ))
 }
 
 /// See [`crate::store::HubStore::dora_groups`].

@@ -32,7 +32,7 @@ pub(crate) use counts::drift_counts;
 pub use current::CurrentCursor;
 pub(crate) use current::current;
 pub use dora::EnvironmentBound;
-pub(crate) use dora::{dora, dora_groups};
+pub(crate) use dora::dora_groups;
 pub(crate) use drift::drift_summary;
 pub use history::HistoryCursor;
 pub(crate) use history::history;
