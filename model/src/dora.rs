@@ -300,6 +300,7 @@ pub fn report_runs<'a>(
                 },
             )
             .collect(),
+        rebuilding_targets: 0,
     }
 }
 

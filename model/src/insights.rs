@@ -147,6 +147,11 @@ pub struct DoraReport {
     pub series: Vec<DoraPoint>,
     /// Per (workspace, application, workload, environment), by name.
     pub groups: Vec<DoraGroup>,
+    /// Targets whose deployments a hub upgraded with history already
+    /// stored is still rebuilding from it: their deployments are not
+    /// counted yet. 0 once the rebuild is done.
+    #[serde(default)]
+    pub rebuilding_targets: u64,
 }
 
 /// A rate as a percentage with one decimal (`25.0%`); `—` when unknown.

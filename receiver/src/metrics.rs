@@ -52,6 +52,8 @@ pub struct HubMetrics {
     pub stale_marked: IntCounter,
     /// Stale sweeps that failed (tried again at the next period).
     pub stale_sweep_errors: IntCounter,
+    /// Targets an upgrade left whose deployments are still to be rebuilt.
+    pub rebuild_pending: IntGauge,
     /// When the drift gauges were last read from the store.
     pub drift_read_at: std::sync::Arc<tokio::sync::Mutex<Option<std::time::Instant>>>,
     /// DORA's metrics over the trailing 30 days (docs/insights.md), by
@@ -228,6 +230,11 @@ impl HubMetrics {
                  \"Bounded reads\").",
             )
             .expect("valid metric"),
+            rebuild_pending: IntGauge::new(
+                "sextant_hub_deployments_rebuild_pending",
+                "Targets whose deployments an upgraded hub is still rebuilding from history (docs/insights.md)",
+            )
+            .expect("valid metric"),
             stale_sweep_errors: IntCounter::new(
                 "sextant_hub_stale_sweep_errors_total",
                 "Stale sweeps that failed; each is tried again at the next period.",
@@ -271,6 +278,7 @@ impl HubMetrics {
             Box::new(self.listener_refused.clone()),
             Box::new(self.stale_marked.clone()),
             Box::new(self.stale_sweep_errors.clone()),
+            Box::new(self.rebuild_pending.clone()),
             Box::new(self.dora.deployments.clone()),
             Box::new(self.dora.lead_time_seconds.clone()),
             Box::new(self.dora.change_fail_rate.clone()),

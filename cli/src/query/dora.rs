@@ -62,6 +62,12 @@ fn render(report: &DoraReport, groups: bool) -> String {
         short_time(report.until),
         m.deployments
     );
+    if report.rebuilding_targets > 0 {
+        out.push_str(&format!(
+            "Still rebuilding deployments from history after an upgrade: {} targets not counted yet\n",
+            report.rebuilding_targets
+        ));
+    }
     let mut t = table(&["METRIC", "VALUE", "OVER", "BAND"]);
     for row in metric_rows(m) {
         t.add_row(row.to_vec());
@@ -168,8 +174,21 @@ mod tests {
             },
             series: Vec::new(),
             groups: Vec::new(),
+            rebuilding_targets: 0,
         };
         let text = render(&report, true);
+        assert!(!text.contains("rebuilding"), "{text}");
+        let rebuilding = render(
+            &DoraReport {
+                rebuilding_targets: 12,
+                ..report.clone()
+            },
+            true,
+        );
+        assert!(
+            rebuilding.contains("12 targets not counted yet"),
+            "{rebuilding}"
+        );
         for needle in [
             "4 deployments",
             "4.00/day",

@@ -289,6 +289,14 @@ impl Application {
             )
             .map(Ok),
         );
+        sweeping.spawn(
+            rebuild_until(
+                self.store.clone(),
+                self.metrics.clone(),
+                sweeping.child_token(),
+            )
+            .map(Ok),
+        );
         // Until asked to stop, or until a component ends.
         let mut result = tokio::select! {
             () = shutdown.cancelled() => Ok(()),
@@ -360,6 +368,65 @@ async fn sweep_stale_until(
             }
         }
     }
+}
+
+/// How often the rebuild after an upgrade says how far it got.
+const REBUILD_PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
+/// Rebuilds, from history, the deployments of the targets an upgrade left
+/// to do (`deployments_backfill`), a few at a time, in the background:
+/// the listeners serve meanwhile, and a DORA report says how many targets
+/// it does not count yet. Progress goes to the log every
+/// [`REBUILD_PROGRESS_EVERY`] and to `sextant_hub_deployments_rebuild_pending`.
+/// A failed step is logged and tried again after a pause; an interrupted
+/// rebuild goes on at the next start. Done, it waits for `shutdown`: a
+/// component of a stage that ends stops the hub.
+async fn rebuild_until(store: Arc<dyn HubStore>, metrics: HubMetrics, shutdown: CancellationToken) {
+    rebuild(store, metrics, &shutdown).await;
+    shutdown.cancelled().await;
+}
+
+async fn rebuild(store: Arc<dyn HubStore>, metrics: HubMetrics, shutdown: &CancellationToken) {
+    let pending =
+        |store: Arc<dyn HubStore>| async move { store.rebuild_pending(None).await.unwrap_or(0) };
+    let total = pending(store.clone()).await;
+    metrics
+        .rebuild_pending
+        .set(i64::try_from(total).unwrap_or(i64::MAX));
+    if total == 0 {
+        return;
+    }
+    tracing::info!(targets = total, "Rebuilding deployments from history");
+    let started = std::time::Instant::now();
+    let mut said = std::time::Instant::now();
+    let mut done = 0u64;
+    loop {
+        let step = tokio::select! {
+            () = shutdown.cancelled() => return,
+            step = store.rebuild_step() => step,
+        };
+        match step {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(error) => {
+                tracing::warn!(%error, "Rebuilding deployments failed; trying again");
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
+            }
+        }
+        if said.elapsed() >= REBUILD_PROGRESS_EVERY {
+            let left = pending(store.clone()).await;
+            metrics
+                .rebuild_pending
+                .set(i64::try_from(left).unwrap_or(i64::MAX));
+            tracing::info!(done, left, "Rebuilding deployments from history");
+            said = std::time::Instant::now();
+        }
+    }
+    metrics.rebuild_pending.set(0);
+    tracing::info!(done, elapsed = ?started.elapsed(), "Deployments rebuilt from history");
 }
 
 /// An orchestrator URL without a trailing `/` or `/api/v1`.

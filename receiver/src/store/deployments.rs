@@ -541,8 +541,8 @@ mod tests {
     }
 
     /// A hub upgraded with history already stored: migration 0010 fills
-    /// `revision_times` and lists the targets, and the store's first start
-    /// rebuilds their deployments (here: baseline r1, r2, then a rollback
+    /// `revision_times` and lists the targets, and the rebuild steps the
+    /// hub runs from its start rebuild their deployments (here: baseline r1, r2, then a rollback
     /// to r1 that fails r2 and is rework).
     #[tokio::test]
     async fn an_upgraded_hub_rebuilds_its_deployments_at_first_start() {
@@ -590,6 +590,17 @@ mod tests {
         let store = crate::store::SqliteStore::open(&url)
             .await
             .expect("upgrade");
+        // The hub rebuilds in the background from its start; here, by hand.
+        assert_eq!(store.rebuild_pending(None).await.expect("pending"), 1);
+        assert_eq!(store.rebuild_step().await.expect("a step"), 1);
+        assert_eq!(store.rebuild_step().await.expect("the last step"), 0);
+        assert_eq!(
+            store
+                .rebuild_pending(Some("default"))
+                .await
+                .expect("pending"),
+            0
+        );
         let crate::store::StorePool::Sqlite(reader) = store.reader() else {
             unreachable!("a SQLite store reads SQLite");
         };

@@ -112,54 +112,70 @@ const ALL_FACTS_SQL: &str = concat!(
     " ORDER BY d.target_id, d.started_at, d.start_host_id, d.start_reconciler_id, d.start_history_id"
 );
 
-/// The targets the feed names since cursor `$2`, directly or by workload:
-/// the PostgreSQL and SQLite conditions on a target id and a workload id.
+/// The ids of the targets the feed names since cursor `$2` (the condition
+/// on a feed row `c`), directly or by workload: a union of two index
+/// lookups, small when little changed.
 macro_rules! changed {
-    (postgres, $target:literal, $workload:literal) => {
+    ($after:expr) => {
         concat!(
-            " (",
-            $target,
-            " IN (SELECT c.target_id FROM dora_changes c \
-               WHERE c.tenant_id = $1 AND c.xid >= CAST(CAST($2 AS TEXT) AS xid8)) \
-             OR ",
-            $workload,
-            " IN (SELECT c.workload_id FROM dora_changes c \
-               WHERE c.tenant_id = $1 AND c.xid >= CAST(CAST($2 AS TEXT) AS xid8)))"
-        )
-    };
-    (sqlite, $target:literal, $workload:literal) => {
-        concat!(
-            " (",
-            $target,
-            " IN (SELECT c.target_id FROM dora_changes c \
-               WHERE c.tenant_id = $1 AND c.id > $2) \
-             OR ",
-            $workload,
-            " IN (SELECT c.workload_id FROM dora_changes c \
-               WHERE c.tenant_id = $1 AND c.id > $2))"
+            "SELECT c.target_id AS id FROM dora_changes c \
+               WHERE c.tenant_id = $1 AND c.target_id IS NOT NULL AND ",
+            $after,
+            " \
+             UNION SELECT t.id FROM dora_changes c \
+               JOIN deployment_targets t ON t.workload_id = c.workload_id \
+               WHERE c.tenant_id = $1 AND c.workload_id IS NOT NULL AND ",
+            $after
         )
     };
 }
 
+/// The facts of the targets in `changed` (a CTE of their ids).
+macro_rules! changed_facts {
+    () => {
+        "SELECT d.target_id, d.started_at, d.first_succeeded_at, d.failed_at, \
+           d.first_failed_at, d.rework, \
+           CASE WHEN d.rollback = 0 THEN COALESCE(rt.committed_at, rt.first_seen_at) END \
+         FROM changed JOIN deployments d ON d.target_id = changed.id \
+         LEFT JOIN revision_times rt ON rt.workload_id = d.workload_id AND rt.revision = d.revision \
+         WHERE d.baseline = 0 \
+         ORDER BY d.target_id, d.started_at, d.start_host_id, d.start_reconciler_id, d.start_history_id"
+    };
+}
+
+/// The targets in `changed`.
+macro_rules! changed_targets {
+    () => {
+        "SELECT t.id, t.workload_id, t.environment_id, t.name \
+         FROM changed JOIN deployment_targets t ON t.id = changed.id"
+    };
+}
+
+// PostgreSQL reads the feed rows of transactions from xmin `$2` on;
+// SQLite the rows after id `$2`.
 const PG_CHANGED_TARGETS_SQL: &str = concat!(
-    "SELECT id, workload_id, environment_id, name FROM deployment_targets WHERE tenant_id = $1 AND",
-    changed!(postgres, "id", "workload_id")
+    "WITH changed AS (",
+    changed!("c.xid >= CAST(CAST($2 AS TEXT) AS xid8)"),
+    ") ",
+    changed_targets!()
 );
 const PG_CHANGED_FACTS_SQL: &str = concat!(
-    fact_columns!(),
-    " AND",
-    changed!(postgres, "d.target_id", "d.workload_id"),
-    " ORDER BY d.target_id, d.started_at, d.start_host_id, d.start_reconciler_id, d.start_history_id"
+    "WITH changed AS (",
+    changed!("c.xid >= CAST(CAST($2 AS TEXT) AS xid8)"),
+    ") ",
+    changed_facts!()
 );
 const SQLITE_CHANGED_TARGETS_SQL: &str = concat!(
-    "SELECT id, workload_id, environment_id, name FROM deployment_targets WHERE tenant_id = $1 AND",
-    changed!(sqlite, "id", "workload_id")
+    "WITH changed AS (",
+    changed!("c.id > $2"),
+    ") ",
+    changed_targets!()
 );
 const SQLITE_CHANGED_FACTS_SQL: &str = concat!(
-    fact_columns!(),
-    " AND",
-    changed!(sqlite, "d.target_id", "d.workload_id"),
-    " ORDER BY d.target_id, d.started_at, d.start_host_id, d.start_reconciler_id, d.start_history_id"
+    "WITH changed AS (",
+    changed!("c.id > $2"),
+    ") ",
+    changed_facts!()
 );
 
 /// Tenant `$1`'s id.

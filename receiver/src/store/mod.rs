@@ -437,13 +437,39 @@ pub trait HubStore: Send + Sync + 'static {
             .report(self.reader(), tenant, query)
             .await?;
         // A tenant that never sent anything has no deployments.
-        Ok(report.unwrap_or_else(|| {
+        let mut report = report.unwrap_or_else(|| {
             sextant_model::dora::report(query.since.0, query.until.0, query.bucket, &[], &[])
-        }))
+        });
+        report.rebuilding_targets = self.rebuild_pending(Some(tenant)).await?;
+        Ok(report)
     }
 
     /// This hub's in-memory DORA index (`store/dora_index.rs`).
     fn dora_index(&self) -> &dora_index::DoraIndex;
+
+    /// Rebuilds the deployments of a few of the targets an upgrade left to
+    /// do (`deployments_backfill`) and says how many: 0 once none are left.
+    /// The hub runs it in the background from its start (`app/`), so an
+    /// upgrade with a long history does not hold the listeners back.
+    async fn rebuild_step(&self) -> Result<u64, StoreError>;
+
+    /// How many targets (of `tenant`, or of every tenant) are still to be
+    /// rebuilt; until then a DORA report leaves their deployments out.
+    async fn rebuild_pending(&self, tenant: Option<&str>) -> Result<u64, StoreError> {
+        let (n,): (i64,) = self
+            .reader()
+            .fetch_one(
+                pool::Statement::new(
+                    "SELECT COUNT(*) FROM deployments_backfill b \
+                     JOIN deployment_targets t ON t.id = b.target_id \
+                     JOIN tenants tn ON tn.id = t.tenant_id \
+                     WHERE CAST($1 AS TEXT) IS NULL OR tn.name = $1",
+                )
+                .text(tenant.map(str::to_owned)),
+            )
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
 
     /// DORA's metrics of every tenant's groups over `[since, until]`
     /// (Unix nanoseconds), for the hub's gauges, with each tenant's

@@ -71,7 +71,6 @@ impl PostgresStore {
             .connect_with(options)
             .await?;
         super::migrate::postgres().run(&pool).await?;
-        backfill_deployments(&pool).await?;
         Ok(Self {
             pool,
             dims: DimCache::default(),
@@ -130,6 +129,10 @@ impl HubStore for PostgresStore {
 
     fn dora_index(&self) -> &super::dora_index::DoraIndex {
         &self.dora_index
+    }
+
+    async fn rebuild_step(&self) -> Result<u64, StoreError> {
+        Ok(backfill_step(&self.pool).await?)
     }
 
     async fn settled_change_mark(&self, tenant: &str) -> Result<Option<ChangeMark>, StoreError> {
@@ -440,35 +443,30 @@ impl ObservedWriter for BulkWriter<'_, '_> {
     }
 }
 
-/// Rebuilds the deployments of the targets an upgrade left to do
-/// (`deployments_backfill`, migration 0011), a target a transaction; a
-/// replica starting at the same time skips the targets another took.
-async fn backfill_deployments(pool: &PgPool) -> Result<(), sqlx::Error> {
+/// Rebuilds the deployments of up to 64 of the targets an upgrade left
+/// to do (`deployments_backfill`, migration 0011), a target a
+/// transaction, and says how many; a replica doing the same at the same
+/// time skips the targets another took.
+async fn backfill_step(pool: &PgPool) -> Result<u64, sqlx::Error> {
     const WHOLE: deployments::Key = (i64::MIN, i64::MIN, i64::MIN, i64::MIN);
-    loop {
-        let targets: Vec<i64> = sqlx::query_scalar(deployments::BACKFILL_SQL)
-            .fetch_all(pool)
+    let targets: Vec<i64> = sqlx::query_scalar(deployments::BACKFILL_SQL)
+        .fetch_all(pool)
+        .await?;
+    let mut rebuilt = 0;
+    for target in targets {
+        let mut tx = pool.begin().await?;
+        lock_target(&mut tx, target).await?;
+        let taken = sqlx::query("DELETE FROM deployments_backfill WHERE target_id = $1")
+            .bind(target)
+            .execute(&mut *tx)
             .await?;
-        if targets.is_empty() {
-            return Ok(());
+        if taken.rows_affected() > 0 {
+            rebuild_deployments!(tx, target, WHOLE);
+            rebuilt += 1;
         }
-        tracing::info!(
-            targets = targets.len(),
-            "Rebuilding deployments from history"
-        );
-        for target in targets {
-            let mut tx = pool.begin().await?;
-            lock_target(&mut tx, target).await?;
-            let taken = sqlx::query("DELETE FROM deployments_backfill WHERE target_id = $1")
-                .bind(target)
-                .execute(&mut *tx)
-                .await?;
-            if taken.rows_affected() > 0 {
-                rebuild_deployments!(tx, target, WHOLE);
-            }
-            tx.commit().await?;
-        }
+        tx.commit().await?;
     }
+    Ok(rebuilt)
 }
 
 /// Holds target `target`'s row until `tx` ends: its deployments are

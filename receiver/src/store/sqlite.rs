@@ -38,7 +38,6 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await?;
         super::migrate::sqlite().run(&writer).await?;
-        backfill_deployments(&writer).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.read_only(true))
@@ -118,33 +117,32 @@ impl HubStore for SqliteStore {
     fn dora_index(&self) -> &super::dora_index::DoraIndex {
         &self.dora_index
     }
+
+    async fn rebuild_step(&self) -> Result<u64, StoreError> {
+        Ok(backfill_step(&self.writer).await?)
+    }
 }
 
-/// Rebuilds the deployments of the targets an upgrade left to do
-/// (`deployments_backfill`, migration 0010), a target a transaction.
-async fn backfill_deployments(writer: &SqlitePool) -> Result<(), sqlx::Error> {
+/// Rebuilds the deployments of up to 64 of the targets an upgrade left
+/// to do (`deployments_backfill`, migration 0010), a target a
+/// transaction, and says how many.
+async fn backfill_step(writer: &SqlitePool) -> Result<u64, sqlx::Error> {
     const WHOLE: deployments::Key = (i64::MIN, i64::MIN, i64::MIN, i64::MIN);
-    loop {
-        let targets: Vec<i64> = sqlx::query_scalar(deployments::BACKFILL_SQL)
-            .fetch_all(writer)
+    let targets: Vec<i64> = sqlx::query_scalar(deployments::BACKFILL_SQL)
+        .fetch_all(writer)
+        .await?;
+    let mut rebuilt = 0;
+    for target in targets {
+        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+        rebuild_deployments!(tx, target, WHOLE);
+        sqlx::query("DELETE FROM deployments_backfill WHERE target_id = $1")
+            .bind(target)
+            .execute(&mut *tx)
             .await?;
-        if targets.is_empty() {
-            return Ok(());
-        }
-        tracing::info!(
-            targets = targets.len(),
-            "Rebuilding deployments from history"
-        );
-        for target in targets {
-            let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
-            rebuild_deployments!(tx, target, WHOLE);
-            sqlx::query("DELETE FROM deployments_backfill WHERE target_id = $1")
-                .bind(target)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-        }
+        tx.commit().await?;
+        rebuilt += 1;
     }
+    Ok(rebuilt)
 }
 
 /// SQLite's [`ObservedWriter`]: a statement a row, on the one writer.

@@ -25,6 +25,12 @@ pub(super) fn report_body(report: &DoraReport) -> Markup {
             (m.deployments) " deployments from " (when(report.since)) " to " (when(report.until))
             ", by " (report.bucket.as_str()) "."
         }
+        @if report.rebuilding_targets > 0 {
+            p.summary role="status" {
+                "Still rebuilding deployments from history after an upgrade: "
+                (report.rebuilding_targets) " targets are not counted yet."
+            }
+        }
         div.cards {
             (card("Deployment frequency", &format!("{:.2} / day", m.deployments_per_day),
                 &format!("{} deployments", m.deployments), m.deployment_frequency_band, "frequency"))

@@ -159,6 +159,7 @@ on_both_backends!(
     gauges_show_the_trailing_30_days,
     gauges_bound_the_environments,
     a_warm_index_follows_every_change,
+    an_upgraded_hub_rebuilds_in_the_background,
     a_bad_commit_time_is_refused_per_record,
     the_insights_page_shows_the_five_metrics,
 );
@@ -494,6 +495,69 @@ async fn a_warm_index_follows_every_change(b: Backend) {
     assert_eq!(r["totals"]["lead_time_seconds"], 4080.0, "{r}");
     let all = dora(&app, &week(d)).await;
     assert_eq!(all["totals"]["deployments"], 4, "{all}");
+}
+
+/// A hub upgraded with history already stored rebuilds its deployments in
+/// the background, after it starts serving: here a second hub on a
+/// database whose deployments are gone and whose targets are all listed to
+/// rebuild (as the migration leaves an upgraded one). Its report converges
+/// on the figures worked out by hand, `rebuilding_targets` falls to 0, and
+/// the pending gauge with it.
+async fn an_upgraded_hub_rebuilds_in_the_background(b: Backend) {
+    let app = spawn_app(b).await;
+    let d = monday();
+    app.send_logs(&logs(checkout_history(d))).await;
+    let forget = "DELETE FROM deployments; \
+         INSERT INTO deployments_backfill (target_id) SELECT id FROM deployment_targets";
+    if app.db.url.starts_with("sqlite") {
+        let pool = sqlx::SqlitePool::connect(&app.db.url).await.expect("db");
+        sqlx::raw_sql(forget).execute(&pool).await.expect("forget");
+        pool.close().await;
+    } else {
+        let pool = sqlx::PgPool::connect(&app.db.url).await.expect("db");
+        sqlx::raw_sql(forget).execute(&pool).await.expect("forget");
+        pool.close().await;
+    }
+    let upgraded =
+        sextant_receiver::app::Application::build(&crate::helpers::hub_config(&app.db, |_| {}))
+            .await
+            .expect("the upgraded hub builds");
+    let api = upgraded.api_addr();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(upgraded.run_until_stopped(stop.clone()));
+    let client = reqwest::Client::new();
+    let url = format!("http://{api}/api/v1/insights/dora?{}", week(d));
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        last = client
+            .get(&url)
+            .send()
+            .await
+            .expect("report")
+            .json()
+            .await
+            .expect("json");
+        if last["rebuilding_targets"] == 0 && last["totals"]["deployments"] == 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(last["rebuilding_targets"], 0, "{last}");
+    assert_checkout_week(&last["totals"]);
+    let metrics = client
+        .get(format!("http://{api}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("sextant_hub_deployments_rebuild_pending 0"),
+        "{metrics}"
+    );
+    stop.cancel();
+    task.await.expect("hub task").expect("hub stops");
 }
 
 /// With `metrics_max_environments` at 1, prod keeps its name and the same
