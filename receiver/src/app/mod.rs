@@ -4,8 +4,9 @@
 //! [`Application::run_until_stopped`] serves until its token fires, then
 //! stops in stages, each under [`STAGE_DEADLINE`] (the kit's
 //! [`Stage`]s, as in the orchestrator and the agent): the listeners stop
-//! accepting and finish the requests in hand, then the stale sweep stops,
-//! then the store closes.
+//! accepting and finish the requests in hand, then the background work
+//! (the stale sweep, and the rebuild of an upgraded hub's deployments)
+//! stops, then the store closes.
 
 mod error;
 
@@ -279,7 +280,7 @@ impl Application {
                 .map_err(move |source| AppError::Http { what, source }),
             );
         }
-        let mut sweeping = Stage::new("stale sweep");
+        let mut sweeping = Stage::new("background work");
         sweeping.spawn(
             sweep_stale_until(
                 self.store.clone(),
@@ -309,8 +310,8 @@ impl Application {
         // 1. Stop accepting; the requests in hand finish (an acknowledged
         // batch is committed before its answer goes out).
         serving.stop(STAGE_DEADLINE, &mut result).await;
-        // 2. The stale sweep stops (an interrupted sweep is redone at the
-        // next start).
+        // 2. The stale sweep and the rebuild stop (either, interrupted,
+        // goes on at the next start).
         sweeping.stop(STAGE_DEADLINE, &mut result).await;
         // 3. The store closes once its last connection comes back.
         if tokio::time::timeout(STAGE_DEADLINE, self.store.close())
