@@ -427,6 +427,88 @@ async fn flux_argocd_and_the_agent_side_by_side(b: Backend) {
     app.stop().await;
 }
 
+/// DORA's metrics count a deployment the same way whoever reports it: a
+/// Flux HelmRelease that moves from chart 1.4.2 to 1.4.3 between two
+/// scrapes of `gotk_resource_info`, an Argo CD Application that syncs
+/// from ea87599 to rev1 between two notifications, and an agent's
+/// container that moves from r1 to r2. Each source's first report is its
+/// baseline; each move is one deployment, which succeeded.
+async fn dora_counts_flux_argocd_and_the_agent_alike(b: Backend) {
+    let app = hub(b).await;
+    let t0 = now_nanos() - 60_000_000_000;
+    let t1 = t0 + 30_000_000_000;
+    let gauge = fixture("flux-gotk-resource-info.json");
+    for (at, body) in [
+        (t0, gauge.clone()),
+        (t1, gauge.replace("\"1.4.2\"", "\"1.4.3\"")),
+    ] {
+        let body: Value =
+            serde_json::from_str(&body.replace("TIME", &at.to_string())).expect("json");
+        let res = app.post_json("metrics", &body, Some(INGEST)).await;
+        assert_eq!(res.status(), 200);
+    }
+    let template = sextant_e2e::argocd::shipped_template();
+    let mut application = sextant_e2e::argocd::application();
+    for synced in [None, Some("rev1")] {
+        if let Some(revision) = synced {
+            application["status"]["operationState"]["syncResult"]["revision"] = json!(revision);
+        }
+        let body =
+            sextant_e2e::argocd::render(&template, &json!({"app": application, "context": {}}));
+        let (status, answer) = post(&app, "/v1/reconcilers/argocd", &body, &[bearer()]).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    let agent = |revision: &str, at: u64| {
+        let mut record = observed(
+            "docker-host-1",
+            ("shop", "checkout", "prod", "dc1"),
+            revision,
+            "succeeded",
+            at,
+        );
+        record["attributes"]
+            .as_array_mut()
+            .expect("attributes")
+            .extend([
+                crate::helpers::kv("sextant.reconciler.type", "agent"),
+                crate::helpers::kv("sextant.reconciler.name", "agent-docker-host-1"),
+            ]);
+        record
+    };
+    let res = app
+        .post_json(
+            "logs",
+            &logs(vec![agent("sha256:aa", t0), agent("sha256:bb", t1)]),
+            Some(INGEST),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+
+    let report = |query: String| {
+        let app = &app;
+        async move {
+            let (status, body) = app
+                .get(
+                    &format!("/api/v1/insights/dora?since=1h{query}"),
+                    Some(READ),
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+            body
+        }
+    };
+    let all = report(String::new()).await;
+    assert_eq!(all["totals"]["deployments"], 3, "{all:#}");
+    for source in ["flux", "argocd", "agent"] {
+        let one = report(format!("&source={source}")).await;
+        let totals = &one["totals"];
+        assert_eq!(totals["deployments"], 1, "{source}: {one:#}");
+        assert_eq!(totals["failed_deployments"], 0, "{source}: {one:#}");
+        assert_eq!(totals["lead_time_deployments"], 1, "{source}: {one:#}");
+    }
+    app.stop().await;
+}
+
 /// Over mTLS: a Flux cluster's client certificate, mapped to a tenant by
 /// `[[client_certs]]`, posts events with no token; a certificate no entry
 /// maps needs one.
@@ -586,4 +668,5 @@ on_both_backends!(
     flux_gauge_over_otlp_gives_observed_and_desired_state,
     argocd_notifications_rendered_from_the_shipped_template,
     flux_argocd_and_the_agent_side_by_side,
+    dora_counts_flux_argocd_and_the_agent_alike,
 );
