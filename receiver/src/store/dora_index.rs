@@ -203,7 +203,8 @@ struct Read {
     /// `true`: everything, replacing the index.
     whole: bool,
     targets: Vec<TargetRow>,
-    facts: Vec<FactRow>,
+    /// Each target's facts in start order (the group set when applied).
+    facts: Vec<(i64, Vec<DeploymentFacts>)>,
     workloads: Vec<(i64, String, String, String)>,
     environments: Vec<(i64, String)>,
 }
@@ -251,6 +252,42 @@ impl DoraIndex {
     }
 }
 
+/// Streams a facts query's rows (by target, in start order) straight into
+/// each target's facts: a load of millions of deployments never holds them
+/// twice.
+macro_rules! facts_by_target {
+    ($query:expr, $tx:expr) => {{
+        use futures::TryStreamExt as _;
+        let mut out: Vec<(i64, Vec<DeploymentFacts>)> = Vec::new();
+        let mut rows = $query.fetch(&mut *$tx);
+        while let Some(row) = rows.try_next().await? {
+            push_fact(&mut out, row);
+        }
+        out
+    }};
+}
+
+/// Adds a row to its target's facts (rows come by target).
+fn push_fact(
+    out: &mut Vec<(i64, Vec<DeploymentFacts>)>,
+    (target, started_at, succeeded, failed, failure_reported, rework, lead_start): FactRow,
+) {
+    let fact = DeploymentFacts {
+        group: 0,
+        target,
+        started_at,
+        first_succeeded_at: succeeded,
+        failed_at: failed,
+        failure_reported_at: failure_reported,
+        rework: rework != 0,
+        lead_start,
+    };
+    match out.last_mut() {
+        Some((t, facts)) if *t == target => facts.push(fact),
+        _ => out.push((target, vec![fact])),
+    }
+}
+
 async fn read_postgres(
     pool: &PgPool,
     tenant: i64,
@@ -275,10 +312,7 @@ async fn read_postgres(
                 .bind(tenant)
                 .fetch_all(&mut *tx)
                 .await?,
-            sqlx::query_as(ALL_FACTS_SQL)
-                .bind(tenant)
-                .fetch_all(&mut *tx)
-                .await?,
+            facts_by_target!(sqlx::query_as(ALL_FACTS_SQL).bind(tenant), tx),
         ),
         Some(x) => (
             sqlx::query_as(PG_CHANGED_TARGETS_SQL)
@@ -286,11 +320,10 @@ async fn read_postgres(
                 .bind(x)
                 .fetch_all(&mut *tx)
                 .await?,
-            sqlx::query_as(PG_CHANGED_FACTS_SQL)
-                .bind(tenant)
-                .bind(x)
-                .fetch_all(&mut *tx)
-                .await?,
+            facts_by_target!(
+                sqlx::query_as(PG_CHANGED_FACTS_SQL).bind(tenant).bind(x),
+                tx
+            ),
         ),
     };
     let (workloads, environments) = names_postgres(&mut tx, tenant).await?;
@@ -340,10 +373,7 @@ async fn read_sqlite(
                 .bind(tenant)
                 .fetch_all(&mut *tx)
                 .await?,
-            sqlx::query_as(ALL_FACTS_SQL)
-                .bind(tenant)
-                .fetch_all(&mut *tx)
-                .await?,
+            facts_by_target!(sqlx::query_as(ALL_FACTS_SQL).bind(tenant), tx),
         ),
         Some(id) => (
             sqlx::query_as(SQLITE_CHANGED_TARGETS_SQL)
@@ -351,11 +381,12 @@ async fn read_sqlite(
                 .bind(id)
                 .fetch_all(&mut *tx)
                 .await?,
-            sqlx::query_as(SQLITE_CHANGED_FACTS_SQL)
-                .bind(tenant)
-                .bind(id)
-                .fetch_all(&mut *tx)
-                .await?,
+            facts_by_target!(
+                sqlx::query_as(SQLITE_CHANGED_FACTS_SQL)
+                    .bind(tenant)
+                    .bind(id),
+                tx
+            ),
         ),
     };
     let workloads = sqlx::query_as(WORKLOAD_NAMES_SQL)
@@ -412,22 +443,15 @@ impl TenantIndex {
                 },
             );
         }
-        for (target, started_at, succeeded, failed, failure_reported, rework, lead_start) in
-            read.facts
-        {
+        for (target, mut facts) in read.facts {
             let Some(t) = self.targets.get_mut(&target) else {
                 continue;
             };
-            t.facts.push(DeploymentFacts {
-                group: t.group,
-                target,
-                started_at,
-                first_succeeded_at: succeeded,
-                failed_at: failed,
-                failure_reported_at: failure_reported,
-                rework: rework != 0,
-                lead_start,
-            });
+            for f in &mut facts {
+                f.group = t.group;
+            }
+            facts.shrink_to_fit();
+            t.facts = facts;
         }
         self.cursor = Some(read.cursor);
     }
