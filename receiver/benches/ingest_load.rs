@@ -223,8 +223,8 @@ struct CopyRates {
 async fn copy_baseline(url: &str, rounds: usize, base_nanos: u64) -> anyhow::Result<CopyRates> {
     use std::fmt::Write;
     let pool = sqlx::PgPool::connect(url).await?;
-    let keys: Vec<(i64, i64, i64, i64)> = sqlx::query_as(
-        "SELECT tenant_id, host_id, reconciler_id, target_id FROM observed_deployments \
+    let keys: Vec<(i64, i64, i64, i64, i64)> = sqlx::query_as(
+        "SELECT tenant_id, host_id, reconciler_id, target_id, workload_id FROM observed_deployments \
          ORDER BY host_id, target_id",
     )
     .fetch_all(&pool)
@@ -234,7 +234,7 @@ async fn copy_baseline(url: &str, rounds: usize, base_nanos: u64) -> anyhow::Res
     let revision = format!("sha256:{:064x}", u128::MAX);
 
     // The same table with no keys, indexes or foreign keys: bare row writes.
-    sqlx::query("CREATE TABLE bare_observed (LIKE observed_deployments)")
+    sqlx::query("CREATE TABLE bare_observed (LIKE observed_deployments INCLUDING DEFAULTS)")
         .execute(&mut *conn)
         .await?;
     let mut per_table = [Duration::ZERO; 2];
@@ -243,7 +243,15 @@ async fn copy_baseline(url: &str, rounds: usize, base_nanos: u64) -> anyhow::Res
         .zip(&mut per_table)
     {
         for round in 1..=rounds {
-            sqlx::query(sqlx::AssertSqlSafe(format!("TRUNCATE {table}")))
+            // The current table's trigger-kept companions go with it.
+            let truncate = if *table == "observed_deployments" {
+                "TRUNCATE observed_deployments, drift_rows, drift_counts, deployed_counts, \
+                 reporter_counts"
+                    .to_owned()
+            } else {
+                format!("TRUNCATE {table}")
+            };
+            sqlx::query(sqlx::AssertSqlSafe(truncate))
                 .execute(&mut *conn)
                 .await?;
             let time = base_nanos + round as u64 * 30_000_000_000;
@@ -252,14 +260,14 @@ async fn copy_baseline(url: &str, rounds: usize, base_nanos: u64) -> anyhow::Res
                 &mut conn,
                 &format!(
                     "COPY {table} (tenant_id, host_id, reconciler_id, target_id, revision, \
-                     status, message, observed_at, changed_at) FROM STDIN"
+                     status, message, observed_at, changed_at, workload_id) FROM STDIN"
                 ),
                 keys.len(),
                 |i, buf| {
-                    let (tenant, host, reconciler, target) = keys[i];
+                    let (tenant, host, reconciler, target, workload) = keys[i];
                     let _ = writeln!(
                         buf,
-                        "{tenant}\t{host}\t{reconciler}\t{target}\t{revision}\tsucceeded\t\\N\t{time}\t{time}"
+                        "{tenant}\t{host}\t{reconciler}\t{target}\t{revision}\tsucceeded\t\\N\t{time}\t{time}\t{workload}"
                     );
                 },
             )
@@ -276,7 +284,7 @@ async fn copy_baseline(url: &str, rounds: usize, base_nanos: u64) -> anyhow::Res
          message, observed_at, received_at) FROM STDIN",
         rows,
         |i, buf| {
-            let (tenant, host, reconciler, target) = keys[i % keys.len()];
+            let (tenant, host, reconciler, target, _) = keys[i % keys.len()];
             let time = base_nanos + (1 + i / keys.len()) as u64 * 30_000_000_000;
             let _ = writeln!(
                 buf,

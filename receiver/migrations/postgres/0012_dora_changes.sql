@@ -13,3 +13,16 @@ CREATE TABLE dora_changes (
 );
 CREATE INDEX dora_changes_xid ON dora_changes (tenant_id, xid);
 CREATE INDEX dora_changes_at ON dora_changes (at);
+
+-- How far each target's deployments were replayed: the key of the last
+-- history row the replay read. Reports that all come after it (in order,
+-- the usual case) resume the replay from the target's last deployment
+-- instead of replaying from the start of the deployment they fall in
+-- (store/deployments.rs).
+CREATE TABLE deployment_replays (
+    target_id     BIGINT PRIMARY KEY REFERENCES deployment_targets (id),
+    observed_at   BIGINT NOT NULL,
+    host_id       BIGINT NOT NULL,
+    reconciler_id BIGINT NOT NULL,
+    history_id    BIGINT NOT NULL
+);

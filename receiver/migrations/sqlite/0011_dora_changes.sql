@@ -13,3 +13,16 @@ CREATE TABLE dora_changes (
 );
 CREATE INDEX dora_changes_tenant ON dora_changes (tenant_id, id);
 CREATE INDEX dora_changes_at ON dora_changes (at);
+
+-- How far each target's deployments were replayed: the key of the last
+-- history row the replay read. Reports that all come after it (in order,
+-- the usual case) resume the replay from the target's last deployment
+-- instead of replaying from the start of the deployment they fall in
+-- (store/deployments.rs).
+CREATE TABLE deployment_replays (
+    target_id     INTEGER PRIMARY KEY REFERENCES deployment_targets (id),
+    observed_at   INTEGER NOT NULL,
+    host_id       INTEGER NOT NULL,
+    reconciler_id INTEGER NOT NULL,
+    history_id    INTEGER NOT NULL
+);

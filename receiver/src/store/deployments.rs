@@ -61,21 +61,35 @@ pub(crate) struct HistoryRow {
 /// the first row, `deployed` the revisions deployed on the target up to
 /// and including `from`. Without `from`, `rows` are the target's whole
 /// history and `hosts` is empty.
+///
+/// With `resume`, `from` is the target's last deployment as stored, with
+/// the facts of every row up to the last one replayed, and `rows` come
+/// after that row: its first reports are kept and the replay goes on from
+/// where the last one stopped (`hosts` then needs only the hosts of
+/// `rows`).
 pub(crate) fn replay(
     from: Option<Deployment>,
     mut hosts: HashMap<(i64, i64), String>,
     deployed: &HashSet<String>,
     rows: &[HistoryRow],
+    resume: bool,
 ) -> Vec<Deployment> {
     let mut out: Vec<Deployment> = Vec::new();
     let kept_rework = from.as_ref().map(|d| d.rework);
     if let Some(d) = from {
-        out.push(Deployment {
-            first_succeeded_at: None,
-            first_failed_at: None,
-            failed_at: None,
-            ended_at: None,
-            ..d
+        out.push(if resume {
+            Deployment {
+                failed_at: None,
+                ..d
+            }
+        } else {
+            Deployment {
+                first_succeeded_at: None,
+                first_failed_at: None,
+                failed_at: None,
+                ended_at: None,
+                ..d
+            }
         });
     }
     let new = |row: &HistoryRow, baseline: bool, rollback: bool| Deployment {
@@ -216,6 +230,17 @@ pub(crate) const FROM_SQL: &str = concat!(
 /// A deployment as [`FROM_SQL`] reads it.
 pub(crate) type StoredDeployment = (i64, i64, i64, i64, String, i64, i64, i64);
 
+/// History rows as the statements read them.
+pub(crate) fn history_rows(rows: Vec<(i64, i64, i64, i64, String, String)>) -> Vec<HistoryRow> {
+    rows.into_iter()
+        .map(|(at, host, reconciler, id, revision, status)| HistoryRow {
+            key: (at, host, reconciler, id),
+            revision,
+            status,
+        })
+        .collect()
+}
+
 /// The deployment a stored row starts the replay with.
 pub(crate) fn from_stored(
     (at, host, reconciler, id, revision, baseline, rollback, rework): StoredDeployment,
@@ -257,6 +282,87 @@ pub(crate) const ROWS_SQL: &str = "SELECT observed_at, host_id, reconciler_id, i
      FROM observed_history WHERE target_id = $1 AND observed_at >= $2 \
      ORDER BY observed_at, host_id, reconciler_id, id";
 
+/// Target `$1`'s history after key (`$2`..`$5`), in replay order.
+pub(crate) const ROWS_AFTER_SQL: &str = "SELECT observed_at, host_id, reconciler_id, id, revision, \
+       status FROM observed_history WHERE target_id = $1 AND observed_at >= $2 \
+       AND (observed_at, host_id, reconciler_id, id) \
+         > (CAST($2 AS BIGINT), CAST($3 AS BIGINT), CAST($4 AS BIGINT), CAST($5 AS BIGINT)) \
+     ORDER BY observed_at, host_id, reconciler_id, id";
+
+/// Host `$2` (reconciler `$3`)'s revision of target `$1` at key
+/// (`$4`..`$7`): its last history row up to it, inclusive.
+pub(crate) const HOST_REVISION_SQL: &str = "SELECT revision FROM observed_history \
+     WHERE target_id = $1 AND host_id = $2 AND reconciler_id = $3 AND observed_at <= $4 \
+       AND (observed_at, host_id, reconciler_id, id) \
+         <= (CAST($4 AS BIGINT), CAST($5 AS BIGINT), CAST($6 AS BIGINT), CAST($7 AS BIGINT)) \
+     ORDER BY observed_at DESC, id DESC LIMIT 1";
+
+/// Target `$1`'s last deployment, with its facts.
+pub(crate) const LAST_SQL: &str = concat!(
+    "SELECT ",
+    deployment_columns!(),
+    ", first_succeeded_at, first_failed_at, failed_at, ended_at FROM deployments \
+     WHERE target_id = $1 \
+     ORDER BY started_at DESC, start_host_id DESC, start_reconciler_id DESC, start_history_id DESC \
+     LIMIT 1"
+);
+
+/// A deployment as [`LAST_SQL`] reads it.
+pub(crate) type StoredWithFacts = (
+    i64,
+    i64,
+    i64,
+    i64,
+    String,
+    i64,
+    i64,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
+
+/// The deployment a resumed replay starts with: as stored, facts and all.
+pub(crate) fn from_stored_with_facts(
+    (
+        at,
+        host,
+        reconciler,
+        id,
+        revision,
+        baseline,
+        rollback,
+        rework,
+        succeeded,
+        failed_first,
+        failed,
+        ended,
+    ): StoredWithFacts,
+) -> Deployment {
+    Deployment {
+        first_succeeded_at: succeeded,
+        first_failed_at: failed_first,
+        failed_at: failed,
+        ended_at: ended,
+        ..from_stored((
+            at, host, reconciler, id, revision, baseline, rollback, rework,
+        ))
+    }
+}
+
+/// The key of the last history row target `$1`'s deployments were replayed
+/// to (`deployment_replays`).
+pub(crate) const WATERMARK_SQL: &str = "SELECT observed_at, host_id, reconciler_id, history_id \
+     FROM deployment_replays WHERE target_id = $1";
+
+/// Records that target `$1`'s deployments are replayed to key (`$2`..`$5`).
+pub(crate) const UPSERT_WATERMARK_SQL: &str = "INSERT INTO deployment_replays \
+       (target_id, observed_at, host_id, reconciler_id, history_id) VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (target_id) DO UPDATE SET observed_at = excluded.observed_at, \
+       host_id = excluded.host_id, reconciler_id = excluded.reconciler_id, \
+       history_id = excluded.history_id";
+
 /// Deletes target `$1`'s deployments from key (`$2`..`$5`) on.
 pub(crate) const DELETE_SQL: &str = "DELETE FROM deployments WHERE target_id = $1 \
        AND (started_at, start_host_id, start_reconciler_id, start_history_id) \
@@ -284,50 +390,101 @@ macro_rules! rebuild_deployments {
             .bind(target)
             .fetch_one(&mut *$tx)
             .await?;
-        let start: Option<d::StoredDeployment> = sqlx::query_as(d::FROM_SQL)
+        // Rows that all come after the last row replayed (reports arriving
+        // in order, the usual case) resume the replay from the last
+        // deployment; anything else replays from the deployment the
+        // earliest new row falls in.
+        let watermark: Option<d::Key> = sqlx::query_as(d::WATERMARK_SQL)
             .bind(target)
-            .bind(from.0)
-            .bind(from.1)
-            .bind(from.2)
-            .bind(from.3)
             .fetch_optional(&mut *$tx)
             .await?;
-        let start = start.map(d::from_stored);
+        let last: Option<d::StoredWithFacts> = match watermark {
+            Some(w) if from > w => {
+                sqlx::query_as(d::LAST_SQL)
+                    .bind(target)
+                    .fetch_optional(&mut *$tx)
+                    .await?
+            }
+            _ => None,
+        };
+        let resume = last.is_some();
+        let (start, hosts, rows) = match (last, watermark) {
+            (Some(last), Some(w)) => {
+                let start = d::from_stored_with_facts(last);
+                let rows: Vec<(i64, i64, i64, i64, String, String)> =
+                    sqlx::query_as(d::ROWS_AFTER_SQL)
+                        .bind(target)
+                        .bind(w.0)
+                        .bind(w.1)
+                        .bind(w.2)
+                        .bind(w.3)
+                        .fetch_all(&mut *$tx)
+                        .await?;
+                let rows = d::history_rows(rows);
+                let mut hosts = std::collections::HashMap::new();
+                let movers: std::collections::BTreeSet<(i64, i64)> =
+                    rows.iter().map(|r| (r.key.1, r.key.2)).collect();
+                for (host, reconciler) in movers {
+                    let revision: Option<String> = sqlx::query_scalar(d::HOST_REVISION_SQL)
+                        .bind(target)
+                        .bind(host)
+                        .bind(reconciler)
+                        .bind(w.0)
+                        .bind(w.1)
+                        .bind(w.2)
+                        .bind(w.3)
+                        .fetch_optional(&mut *$tx)
+                        .await?;
+                    if let Some(revision) = revision {
+                        hosts.insert((host, reconciler), revision);
+                    }
+                }
+                (Some(start), hosts, rows)
+            }
+            _ => {
+                let start: Option<d::StoredDeployment> = sqlx::query_as(d::FROM_SQL)
+                    .bind(target)
+                    .bind(from.0)
+                    .bind(from.1)
+                    .bind(from.2)
+                    .bind(from.3)
+                    .fetch_optional(&mut *$tx)
+                    .await?;
+                let start = start.map(d::from_stored);
+                let start_key = start
+                    .as_ref()
+                    .map_or((i64::MIN, i64::MIN, i64::MIN, i64::MIN), |s| s.key);
+                let mut hosts = std::collections::HashMap::new();
+                if start.is_some() {
+                    let rows: Vec<(i64, i64, Option<String>)> = sqlx::query_as(d::HOSTS_SQL)
+                        .bind(target)
+                        .bind(start_key.0)
+                        .bind(start_key.1)
+                        .bind(start_key.2)
+                        .bind(start_key.3)
+                        .fetch_all(&mut *$tx)
+                        .await?;
+                    for (host, reconciler, revision) in rows {
+                        if let Some(revision) = revision {
+                            hosts.insert((host, reconciler), revision);
+                        }
+                    }
+                }
+                let rows: Vec<(i64, i64, i64, i64, String, String)> = sqlx::query_as(d::ROWS_SQL)
+                    .bind(target)
+                    .bind(start_key.0)
+                    .fetch_all(&mut *$tx)
+                    .await?;
+                let rows: Vec<d::HistoryRow> = d::history_rows(rows)
+                    .into_iter()
+                    .filter(|r| r.key >= start_key)
+                    .collect();
+                (start, hosts, rows)
+            }
+        };
         let start_key = start
             .as_ref()
             .map_or((i64::MIN, i64::MIN, i64::MIN, i64::MIN), |s| s.key);
-        let mut hosts = std::collections::HashMap::new();
-        if start.is_some() {
-            let rows: Vec<(i64, i64, Option<String>)> = sqlx::query_as(d::HOSTS_SQL)
-                .bind(target)
-                .bind(start_key.0)
-                .bind(start_key.1)
-                .bind(start_key.2)
-                .bind(start_key.3)
-                .fetch_all(&mut *$tx)
-                .await?;
-            for (host, reconciler, revision) in rows {
-                if let Some(revision) = revision {
-                    hosts.insert((host, reconciler), revision);
-                }
-            }
-        }
-        let rows: Vec<(i64, i64, i64, i64, String, String)> = sqlx::query_as(d::ROWS_SQL)
-            .bind(target)
-            .bind(start_key.0)
-            .fetch_all(&mut *$tx)
-            .await?;
-        let rows: Vec<d::HistoryRow> = rows
-            .into_iter()
-            .map(
-                |(at, host, reconciler, id, revision, status)| d::HistoryRow {
-                    key: (at, host, reconciler, id),
-                    revision,
-                    status,
-                },
-            )
-            .filter(|r| r.key >= start_key)
-            .collect();
         let mut deployed = std::collections::HashSet::new();
         if start.is_some() {
             let revisions: std::collections::BTreeSet<&str> =
@@ -347,7 +504,8 @@ macro_rules! rebuild_deployments {
                 }
             }
         }
-        let rebuilt = d::replay(start, hosts, &deployed, &rows);
+        let replayed_to = rows.last().map(|r| r.key);
+        let rebuilt = d::replay(start, hosts, &deployed, &rows, resume);
         sqlx::query(d::DELETE_SQL)
             .bind(target)
             .bind(start_key.0)
@@ -374,6 +532,16 @@ macro_rules! rebuild_deployments {
                 .bind(x.first_failed_at)
                 .bind(x.failed_at)
                 .bind(x.ended_at)
+                .execute(&mut *$tx)
+                .await?;
+        }
+        if let Some(key) = replayed_to {
+            sqlx::query(d::UPSERT_WATERMARK_SQL)
+                .bind(target)
+                .bind(key.0)
+                .bind(key.1)
+                .bind(key.2)
+                .bind(key.3)
                 .execute(&mut *$tx)
                 .await?;
         }
@@ -475,7 +643,7 @@ mod tests {
             row(20, 1, "r1", "succeeded"),
             row(21, 2, "r1", "succeeded"),
         ];
-        let out = replay(None, HashMap::new(), &HashSet::new(), &rows);
+        let out = replay(None, HashMap::new(), &HashSet::new(), &rows, false);
         assert_eq!(
             summary(&out),
             [
@@ -502,7 +670,7 @@ mod tests {
             row(20, 1, "r3", "succeeded"),
             row(21, 2, "r2", "succeeded"),
         ];
-        let out = replay(None, HashMap::new(), &HashSet::new(), &rows);
+        let out = replay(None, HashMap::new(), &HashSet::new(), &rows, false);
         assert_eq!(
             summary(&out),
             [
@@ -523,11 +691,11 @@ mod tests {
             row(20, 1, "r3", "succeeded"),
             row(30, 1, "r2", "succeeded"),
         ];
-        let whole = replay(None, HashMap::new(), &HashSet::new(), &rows);
+        let whole = replay(None, HashMap::new(), &HashSet::new(), &rows, false);
         let from = whole[1].clone();
         let hosts = HashMap::from([((1, 1), "r1".to_owned())]);
         let deployed = HashSet::from(["r1".to_owned(), "r2".to_owned()]);
-        let part = replay(Some(from), hosts, &deployed, &rows[1..]);
+        let part = replay(Some(from), hosts, &deployed, &rows[1..], false);
         assert_eq!(part, whole[1..]);
         assert_eq!(
             summary(&whole),
@@ -538,6 +706,48 @@ mod tests {
                 (30, "r2", false, true, true, None),
             ]
         );
+    }
+
+    /// Resuming from the last deployment as stored, after any row, with
+    /// only the next rows' hosts, gives what a whole replay gives: for
+    /// every split of a history with a laggard, a failure, a rollback and
+    /// a host's first report.
+    #[test]
+    fn a_resumed_replay_equals_the_whole_replay() {
+        let rows = [
+            row(1, 1, "r1", "succeeded"),
+            row(2, 2, "r1", "in_progress"),
+            row(10, 1, "r2", "in_progress"),
+            row(11, 2, "r2", "failed"),
+            row(12, 3, "r2", "succeeded"),
+            row(13, 1, "r2", "succeeded"),
+            row(20, 1, "r1", "succeeded"),
+            row(21, 2, "r1", "succeeded"),
+            row(22, 3, "r2", "succeeded"),
+            row(30, 3, "r3", "succeeded"),
+            row(31, 1, "r3", "failed"),
+        ];
+        let whole = replay(None, HashMap::new(), &HashSet::new(), &rows, false);
+        for split in 1..rows.len() {
+            let before = replay(None, HashMap::new(), &HashSet::new(), &rows[..split], false);
+            let last = before.last().expect("a baseline at least").clone();
+            let deployed: HashSet<String> = before.iter().map(|d| d.revision.clone()).collect();
+            // The next rows' hosts, as of the last row replayed.
+            let hosts: HashMap<(i64, i64), String> = rows[split..]
+                .iter()
+                .filter_map(|next| {
+                    rows[..split]
+                        .iter()
+                        .rev()
+                        .find(|r| (r.key.1, r.key.2) == (next.key.1, next.key.2))
+                        .map(|r| ((r.key.1, r.key.2), r.revision.clone()))
+                })
+                .collect();
+            let resumed = replay(Some(last), hosts, &deployed, &rows[split..], true);
+            let mut joined = before[..before.len() - 1].to_vec();
+            joined.extend(resumed);
+            assert_eq!(joined, whole, "split after row {split}");
+        }
     }
 
     /// A hub upgraded with history already stored: migration 0010 fills
