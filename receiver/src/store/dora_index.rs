@@ -22,7 +22,8 @@
 //!
 //! So a report sees every change committed before it began, from any hub
 //! on the same database. Feed rows older than a day are pruned by the
-//! stale sweep; an index not refreshed for twelve hours loads afresh.
+//! stale sweep; an index loads afresh twelve hours after its last load, so
+//! that it never depends on feed rows older than that.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex as StdMutex};
