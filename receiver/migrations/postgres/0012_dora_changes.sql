@@ -18,7 +18,7 @@ CREATE INDEX dora_changes_at ON dora_changes (at);
 -- history row the replay read. Reports that all come after it (in order,
 -- the usual case) resume the replay from the target's last deployment
 -- instead of replaying from the start of the deployment they fall in
--- (store/deployments.rs).
+-- (store/deployments/).
 CREATE TABLE deployment_replays (
     target_id     BIGINT PRIMARY KEY REFERENCES deployment_targets (id),
     observed_at   BIGINT NOT NULL,

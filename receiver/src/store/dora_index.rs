@@ -289,6 +289,40 @@ fn push_fact(
     }
 }
 
+/// Reads, in transaction `$tx`, what a refresh needs: every target and
+/// deployment of tenant `$tenant` when `$after` is `None`, else those the
+/// feed names after it (`$targets_sql`, `$facts_sql`), and the names.
+macro_rules! read_snapshot {
+    ($tx:expr, $tenant:expr, $after:expr, $targets_sql:expr, $facts_sql:expr) => {{
+        let (targets, facts) = match $after {
+            None => (
+                sqlx::query_as(ALL_TARGETS_SQL)
+                    .bind($tenant)
+                    .fetch_all(&mut *$tx)
+                    .await?,
+                facts_by_target!(sqlx::query_as(ALL_FACTS_SQL).bind($tenant), $tx),
+            ),
+            Some(after) => (
+                sqlx::query_as($targets_sql)
+                    .bind($tenant)
+                    .bind(after)
+                    .fetch_all(&mut *$tx)
+                    .await?,
+                facts_by_target!(sqlx::query_as($facts_sql).bind($tenant).bind(after), $tx),
+            ),
+        };
+        let workloads = sqlx::query_as(WORKLOAD_NAMES_SQL)
+            .bind($tenant)
+            .fetch_all(&mut *$tx)
+            .await?;
+        let environments = sqlx::query_as(ENVIRONMENT_NAMES_SQL)
+            .bind($tenant)
+            .fetch_all(&mut *$tx)
+            .await?;
+        (targets, facts, workloads, environments)
+    }};
+}
+
 async fn read_postgres(
     pool: &PgPool,
     tenant: i64,
@@ -303,56 +337,26 @@ async fn read_postgres(
         sqlx::query_scalar("SELECT CAST(pg_snapshot_xmin(pg_current_snapshot()) AS TEXT)")
             .fetch_one(&mut *tx)
             .await?;
-    let since = match cursor {
+    let after = match cursor {
         Some(Cursor::Xid(x)) => Some(x),
         _ => None,
     };
-    let (targets, facts) = match &since {
-        None => (
-            sqlx::query_as(ALL_TARGETS_SQL)
-                .bind(tenant)
-                .fetch_all(&mut *tx)
-                .await?,
-            facts_by_target!(sqlx::query_as(ALL_FACTS_SQL).bind(tenant), tx),
-        ),
-        Some(x) => (
-            sqlx::query_as(PG_CHANGED_TARGETS_SQL)
-                .bind(tenant)
-                .bind(x)
-                .fetch_all(&mut *tx)
-                .await?,
-            facts_by_target!(
-                sqlx::query_as(PG_CHANGED_FACTS_SQL).bind(tenant).bind(x),
-                tx
-            ),
-        ),
-    };
-    let (workloads, environments) = names_postgres(&mut tx, tenant).await?;
+    let (targets, facts, workloads, environments) = read_snapshot!(
+        tx,
+        tenant,
+        after.as_ref(),
+        PG_CHANGED_TARGETS_SQL,
+        PG_CHANGED_FACTS_SQL
+    );
     tx.commit().await?;
     Ok(Read {
         cursor: Cursor::Xid(xmin),
-        whole: since.is_none(),
+        whole: after.is_none(),
         targets,
         facts,
         workloads,
         environments,
     })
-}
-
-async fn names_postgres(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    tenant: i64,
-) -> Result<(Vec<(i64, String, String, String)>, Vec<(i64, String)>), sqlx::Error> {
-    Ok((
-        sqlx::query_as(WORKLOAD_NAMES_SQL)
-            .bind(tenant)
-            .fetch_all(&mut **tx)
-            .await?,
-        sqlx::query_as(ENVIRONMENT_NAMES_SQL)
-            .bind(tenant)
-            .fetch_all(&mut **tx)
-            .await?,
-    ))
 }
 
 async fn read_sqlite(
@@ -364,44 +368,21 @@ async fn read_sqlite(
     let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM dora_changes")
         .fetch_one(&mut *tx)
         .await?;
-    let since = match cursor {
+    let after = match cursor {
         Some(Cursor::Id(id)) => Some(id),
         _ => None,
     };
-    let (targets, facts) = match since {
-        None => (
-            sqlx::query_as(ALL_TARGETS_SQL)
-                .bind(tenant)
-                .fetch_all(&mut *tx)
-                .await?,
-            facts_by_target!(sqlx::query_as(ALL_FACTS_SQL).bind(tenant), tx),
-        ),
-        Some(id) => (
-            sqlx::query_as(SQLITE_CHANGED_TARGETS_SQL)
-                .bind(tenant)
-                .bind(id)
-                .fetch_all(&mut *tx)
-                .await?,
-            facts_by_target!(
-                sqlx::query_as(SQLITE_CHANGED_FACTS_SQL)
-                    .bind(tenant)
-                    .bind(id),
-                tx
-            ),
-        ),
-    };
-    let workloads = sqlx::query_as(WORKLOAD_NAMES_SQL)
-        .bind(tenant)
-        .fetch_all(&mut *tx)
-        .await?;
-    let environments = sqlx::query_as(ENVIRONMENT_NAMES_SQL)
-        .bind(tenant)
-        .fetch_all(&mut *tx)
-        .await?;
+    let (targets, facts, workloads, environments) = read_snapshot!(
+        tx,
+        tenant,
+        after,
+        SQLITE_CHANGED_TARGETS_SQL,
+        SQLITE_CHANGED_FACTS_SQL
+    );
     tx.commit().await?;
     Ok(Read {
         cursor: Cursor::Id(last),
-        whole: since.is_none(),
+        whole: after.is_none(),
         targets,
         facts,
         workloads,

@@ -138,7 +138,7 @@ pub(crate) trait ObservedWriter: Send {
 
     /// Records the revisions the plan's history and late rows saw
     /// (`revision_times`) and rebuilds the touched targets' deployments
-    /// (`store/deployments.rs`), once history holds the plan's rows.
+    /// (`store/deployments/`), once history holds the plan's rows.
     async fn derive_deployments(&mut self, write: &PlanWrite<'_>) -> Result<(), sqlx::Error>;
 }
 

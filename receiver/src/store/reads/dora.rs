@@ -1,5 +1,5 @@
 //! The DORA gauges (`docs/insights.md`): every tenant's deployments of the
-//! derived `deployments` table (`store/deployments.rs`) that started in the
+//! derived `deployments` table (`store/deployments/`) that started in the
 //! trailing window, with their lead time's start from `revision_times`
 //! (none for a rollback, which delivers no new change), turned into groups
 //! by `sextant_model::dora`. A report of the API and the UI comes from the
