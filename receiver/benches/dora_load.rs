@@ -148,7 +148,7 @@ async fn bench_one(
         .await?;
     let started = Instant::now();
     let store = sextant_receiver::store::open(&url).await?;
-    while store.rebuild_step().await? > 0 {}
+    while store.derive_step().await? > 0 {}
     store.close().await;
     let backfill = started.elapsed();
     sqlx::query("VACUUM (ANALYZE)").execute(&pool).await?;

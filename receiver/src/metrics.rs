@@ -54,6 +54,8 @@ pub struct HubMetrics {
     pub stale_sweep_errors: IntCounter,
     /// Targets an upgrade left whose deployments are still to be rebuilt.
     pub rebuild_pending: IntGauge,
+    /// Targets ingest listed whose deployments are still to be derived.
+    pub derive_pending: IntGauge,
     /// When the drift gauges were last read from the store.
     pub drift_read_at: std::sync::Arc<tokio::sync::Mutex<Option<std::time::Instant>>>,
     /// DORA's metrics over the trailing 30 days (docs/insights.md), by
@@ -235,6 +237,11 @@ impl HubMetrics {
                 "Targets whose deployments an upgraded hub is still rebuilding from history (docs/insights.md)",
             )
             .expect("valid metric"),
+            derive_pending: IntGauge::new(
+                "sextant_hub_deployments_derive_pending",
+                "Targets with new history whose deployments the hub has still to derive (docs/insights.md)",
+            )
+            .expect("valid metric"),
             stale_sweep_errors: IntCounter::new(
                 "sextant_hub_stale_sweep_errors_total",
                 "Stale sweeps that failed; each is tried again at the next period.",
@@ -279,6 +286,7 @@ impl HubMetrics {
             Box::new(self.stale_marked.clone()),
             Box::new(self.stale_sweep_errors.clone()),
             Box::new(self.rebuild_pending.clone()),
+            Box::new(self.derive_pending.clone()),
             Box::new(self.dora.deployments.clone()),
             Box::new(self.dora.lead_time_seconds.clone()),
             Box::new(self.dora.change_fail_rate.clone()),

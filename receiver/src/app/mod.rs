@@ -5,7 +5,7 @@
 //! stops in stages, each under [`STAGE_DEADLINE`] (the kit's
 //! [`Stage`]s, as in the orchestrator and the agent): the listeners stop
 //! accepting and finish the requests in hand, then the background work
-//! (the stale sweep, and the rebuild of an upgraded hub's deployments)
+//! (the stale sweep, and the deriver of the deployments DORA reads)
 //! stops, then the store closes.
 
 mod error;
@@ -291,7 +291,7 @@ impl Application {
             .map(Ok),
         );
         sweeping.spawn(
-            rebuild_until(
+            derive_until(
                 self.store.clone(),
                 self.metrics.clone(),
                 sweeping.child_token(),
@@ -310,7 +310,7 @@ impl Application {
         // 1. Stop accepting; the requests in hand finish (an acknowledged
         // batch is committed before its answer goes out).
         serving.stop(STAGE_DEADLINE, &mut result).await;
-        // 2. The stale sweep and the rebuild stop (either, interrupted,
+        // 2. The stale sweep and the deriver stop (either, interrupted,
         // goes on at the next start).
         sweeping.stop(STAGE_DEADLINE, &mut result).await;
         // 3. The store closes once its last connection comes back.
@@ -371,63 +371,77 @@ async fn sweep_stale_until(
     }
 }
 
-/// How often the rebuild after an upgrade says how far it got.
-const REBUILD_PROGRESS_EVERY: Duration = Duration::from_secs(10);
+/// How often the deriver says how far an upgrade's rebuild got, and
+/// reads its backlog into the gauges.
+const DERIVE_PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
-/// Rebuilds, from history, the deployments of the targets an upgrade left
-/// to do (`deployments_backfill`), a few at a time, in the background:
-/// the listeners serve meanwhile, and a DORA report says how many targets
-/// it does not count yet. Progress goes to the log every
-/// [`REBUILD_PROGRESS_EVERY`] and to `sextant_hub_deployments_rebuild_pending`.
-/// A failed step is logged and tried again after a pause; an interrupted
-/// rebuild goes on at the next start. Done, it waits for `shutdown`: a
-/// component of a stage that ends stops the hub.
-async fn rebuild_until(store: Arc<dyn HubStore>, metrics: HubMetrics, shutdown: CancellationToken) {
-    rebuild(store, metrics, &shutdown).await;
-    shutdown.cancelled().await;
-}
+/// How long the deriver rests when nothing is listed.
+const DERIVE_PERIOD: Duration = Duration::from_millis(500);
 
-async fn rebuild(store: Arc<dyn HubStore>, metrics: HubMetrics, shutdown: &CancellationToken) {
-    let pending =
-        |store: Arc<dyn HubStore>| async move { store.rebuild_pending(None).await.unwrap_or(0) };
-    let total = pending(store.clone()).await;
-    metrics
-        .rebuild_pending
-        .set(i64::try_from(total).unwrap_or(i64::MAX));
-    if total == 0 {
-        return;
+/// Derives, from history, the deployments of the targets listed in
+/// `deployments_backfill` (`store/deployments/`), a few at a time, in the
+/// background until `shutdown`: those ingest listed (a DORA report derives
+/// its own tenant's first, so it never waits for this loop) and those an
+/// upgrade left to rebuild whole, while the listeners serve (a report says
+/// how many of these it does not count yet). The upgrade's progress goes to
+/// the log every [`DERIVE_PROGRESS_EVERY`]; both backlogs go to
+/// `sextant_hub_deployments_rebuild_pending` and
+/// `sextant_hub_deployments_derive_pending`. A failed step is logged and
+/// tried again after a pause; an interrupted one goes on at the next start.
+async fn derive_until(store: Arc<dyn HubStore>, metrics: HubMetrics, shutdown: CancellationToken) {
+    let gauge = |g: &prometheus::IntGauge, n: u64| g.set(i64::try_from(n).unwrap_or(i64::MAX));
+    let upgrade = store.rebuild_pending(None).await.unwrap_or(0);
+    gauge(&metrics.rebuild_pending, upgrade);
+    let mut rebuilding = upgrade > 0;
+    if rebuilding {
+        tracing::info!(targets = upgrade, "Rebuilding deployments from history");
     }
-    tracing::info!(targets = total, "Rebuilding deployments from history");
     let started = std::time::Instant::now();
     let mut said = std::time::Instant::now();
     let mut done = 0u64;
     loop {
         let step = tokio::select! {
             () = shutdown.cancelled() => return,
-            step = store.rebuild_step() => step,
+            step = store.derive_step() => step,
         };
-        match step {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(error) => {
-                tracing::warn!(%error, "Rebuilding deployments failed; trying again");
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(Duration::from_secs(5)) => {}
+        let rest = match step {
+            Ok(0) => {
+                metrics.derive_pending.set(0);
+                if rebuilding {
+                    rebuilding = false;
+                    metrics.rebuild_pending.set(0);
+                    tracing::info!(done, elapsed = ?started.elapsed(), "Deployments rebuilt from history");
                 }
+                Some(DERIVE_PERIOD)
+            }
+            Ok(n) => {
+                done += n;
+                None
+            }
+            Err(error) => {
+                tracing::warn!(%error, "Deriving deployments failed; trying again");
+                Some(Duration::from_secs(5))
+            }
+        };
+        if let Some(rest) = rest {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(rest) => {}
             }
         }
-        if said.elapsed() >= REBUILD_PROGRESS_EVERY {
-            let left = pending(store.clone()).await;
-            metrics
-                .rebuild_pending
-                .set(i64::try_from(left).unwrap_or(i64::MAX));
-            tracing::info!(done, left, "Rebuilding deployments from history");
+        if said.elapsed() >= DERIVE_PROGRESS_EVERY {
             said = std::time::Instant::now();
+            gauge(
+                &metrics.derive_pending,
+                store.derive_pending().await.unwrap_or(0),
+            );
+            if rebuilding {
+                let left = store.rebuild_pending(None).await.unwrap_or(0);
+                gauge(&metrics.rebuild_pending, left);
+                tracing::info!(done, left, "Rebuilding deployments from history");
+            }
         }
     }
-    metrics.rebuild_pending.set(0);
-    tracing::info!(done, elapsed = ?started.elapsed(), "Deployments rebuilt from history");
 }
 
 /// An orchestrator URL without a trailing `/` or `/api/v1`.

@@ -31,6 +31,7 @@ pub(crate) fn sqlite() -> Migrator {
         9 => "0009_desired_origin",
         10 => "0010_deployments",
         11 => "0011_dora_changes",
+        12 => "0012_deployments_deferred",
     ))
 }
 
@@ -49,6 +50,7 @@ pub(crate) fn postgres() -> Migrator {
         10 => "0010_desired_origin",
         11 => "0011_deployments",
         12 => "0012_dora_changes",
+        13 => "0013_deployments_deferred",
     ))
 }
 

@@ -425,13 +425,16 @@ pub trait HubStore: Send + Sync + 'static {
 
     /// DORA's five metrics over the filtered deployments of a window
     /// (`docs/insights.md`): totals, a series of buckets and a group per
-    /// (workspace, application, workload, environment). Reads the derived
-    /// `deployments` table, not history.
+    /// (workspace, application, workload, environment). Derives the
+    /// tenant's targets that ingest listed first, so the report counts
+    /// every report committed before it began; reads the derived
+    /// `deployments` table (through the index), not history.
     async fn dora(
         &self,
         tenant: &str,
         query: &DoraQuery,
     ) -> Result<sextant_model::DoraReport, StoreError> {
+        self.derive_listed(Some(tenant)).await?;
         let report = self
             .dora_index()
             .report(self.reader(), tenant, query)
@@ -447,14 +450,21 @@ pub trait HubStore: Send + Sync + 'static {
     /// This hub's in-memory DORA index (`store/dora_index.rs`).
     fn dora_index(&self) -> &dora_index::DoraIndex;
 
-    /// Rebuilds the deployments of a few of the targets an upgrade left to
-    /// do (`deployments_backfill`) and says how many: 0 once none are left.
-    /// The hub runs it in the background from its start (`app/`), so an
-    /// upgrade with a long history does not hold the listeners back.
-    async fn rebuild_step(&self) -> Result<u64, StoreError>;
+    /// Derives the deployments of up to 64 listed targets
+    /// (`deployments_backfill`: those ingest listed first, then an
+    /// upgrade's) and says how many: 0 once none are left. The hub runs it
+    /// in the background (`app/`), so neither ingest nor an upgrade with a
+    /// long history waits for it.
+    async fn derive_step(&self) -> Result<u64, StoreError>;
 
-    /// How many targets (of `tenant`, or of every tenant) are still to be
-    /// rebuilt; until then a DORA report leaves their deployments out.
+    /// Derives every target ingest has listed by now (of `tenant`, or of
+    /// every tenant) and says how many; an upgrade's are left to
+    /// [`HubStore::derive_step`].
+    async fn derive_listed(&self, tenant: Option<&str>) -> Result<u64, StoreError>;
+
+    /// How many targets (of `tenant`, or of every tenant) an upgrade left
+    /// to rebuild from their whole history; until then a DORA report
+    /// leaves their deployments out.
     async fn rebuild_pending(&self, tenant: Option<&str>) -> Result<u64, StoreError> {
         let (n,): (i64,) = self
             .reader()
@@ -463,7 +473,8 @@ pub trait HubStore: Send + Sync + 'static {
                     "SELECT COUNT(*) FROM deployments_backfill b \
                      JOIN deployment_targets t ON t.id = b.target_id \
                      JOIN tenants tn ON tn.id = t.tenant_id \
-                     WHERE CAST($1 AS TEXT) IS NULL OR tn.name = $1",
+                     WHERE b.observed_at IS NULL \
+                       AND (CAST($1 AS TEXT) IS NULL OR tn.name = $1)",
                 )
                 .text(tenant.map(str::to_owned)),
             )
@@ -471,15 +482,28 @@ pub trait HubStore: Send + Sync + 'static {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
+    /// How many targets ingest listed that the deriver has still to do.
+    async fn derive_pending(&self) -> Result<u64, StoreError> {
+        let (n,): (i64,) = self
+            .reader()
+            .fetch_one(pool::Statement::new(
+                "SELECT COUNT(*) FROM deployments_backfill WHERE observed_at IS NOT NULL",
+            ))
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     /// DORA's metrics of every tenant's groups over `[since, until]`
     /// (Unix nanoseconds), for the hub's gauges, with each tenant's
-    /// environments past `bound` counted as one.
+    /// environments past `bound` counted as one. Derives every listed
+    /// target first.
     async fn dora_groups(
         &self,
         since: i64,
         until: i64,
         bound: &EnvironmentBound<'_>,
     ) -> Result<Vec<(String, sextant_model::DoraGroup)>, StoreError> {
+        self.derive_listed(None).await?;
         reads::dora_groups(self.reader(), since, until, bound).await
     }
 

@@ -11,7 +11,7 @@ use sqlx::postgres::{PgArguments, PgPool, PgPoolOptions};
 use sqlx::query::Query;
 use sqlx::{Postgres, Transaction};
 
-use super::deployments::{self, rebuild_deployments, record_sightings};
+use super::deployments::{self, derive_target};
 use super::dims::{DimCache, DimKey, resolve_dim};
 use super::mark::{CHANGE_MARK_SQL, ChangeMark, ChangeMarkRow, MARK_LOCK_CLASS, lock_key};
 use super::plan::{ObservedKey, ObservedRow};
@@ -131,8 +131,19 @@ impl HubStore for PostgresStore {
         &self.dora_index
     }
 
-    async fn rebuild_step(&self) -> Result<u64, StoreError> {
-        Ok(backfill_step(&self.pool).await?)
+    async fn derive_step(&self) -> Result<u64, StoreError> {
+        let targets: Vec<i64> = sqlx::query_scalar(deployments::STEP_SQL)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(derive(&self.pool, &targets).await?)
+    }
+
+    async fn derive_listed(&self, tenant: Option<&str>) -> Result<u64, StoreError> {
+        let targets: Vec<i64> = sqlx::query_scalar(deployments::LISTED_SQL)
+            .bind(tenant)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(derive(&self.pool, &targets).await?)
     }
 
     async fn settled_change_mark(&self, tenant: &str) -> Result<Option<ChangeMark>, StoreError> {
@@ -315,18 +326,6 @@ impl ObservedWriter for BulkWriter<'_, '_> {
                 (h, r, t)
             },
         );
-        // The batch's targets first, in id order: their deployments are
-        // rebuilt at the end of the transaction under these locks
-        // (`derive_deployments`). Taken later, after the counters' triggers
-        // have locked rows, two batches of one target deadlocked until the
-        // retries ran out (`counters_follow_every_change` on PostgreSQL).
-        let mut targets: Vec<i64> = t.clone();
-        targets.sort_unstable();
-        targets.dedup();
-        sqlx::query("SELECT id FROM deployment_targets WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-            .bind(&targets)
-            .execute(&mut **self.tx)
-            .await?;
         let rows: Vec<CurrentRow> = sqlx::query_as(
             "SELECT o.host_id, o.reconciler_id, o.target_id, o.revision, o.status, o.message, o.job_id, o.observed_at \
              FROM observed_deployments o \
@@ -426,55 +425,91 @@ impl ObservedWriter for BulkWriter<'_, '_> {
         ))
     }
 
-    /// Locks each touched target's row, in id order, so that two batches
-    /// rebuild one target's deployments one after the other, each reading
-    /// the other's committed history.
+    /// Records the revisions' sightings, two statements, and lists the
+    /// touched targets for the deriver, one: in target order, the order
+    /// two batches lock their listings in.
     async fn derive_deployments(&mut self, write: &PlanWrite<'_>) -> Result<(), sqlx::Error> {
-        record_sightings!(
-            *self.tx,
-            write.tenant,
-            deployments::sightings(write.plan, write.workloads)
-        );
-        for (target, from) in deployments::touched(write.plan) {
-            lock_target(self.tx, target).await?;
-            rebuild_deployments!(*self.tx, target, from);
+        let sightings = deployments::sightings(write.plan, write.workloads);
+        if !sightings.is_empty() {
+            let mut workloads = Vec::with_capacity(sightings.len());
+            let mut revisions = Vec::with_capacity(sightings.len());
+            let mut seen = Vec::with_capacity(sightings.len());
+            let mut committed = Vec::with_capacity(sightings.len());
+            for ((workload, revision), (at, commit)) in sightings {
+                workloads.push(workload);
+                revisions.push(revision);
+                seen.push(at);
+                committed.push(commit);
+            }
+            let mut moved: Vec<i64> = sqlx::query_scalar(deployments::UPSERT_REVISION_TIMES_SQL)
+                .bind(write.tenant)
+                .bind(&workloads)
+                .bind(&revisions)
+                .bind(&seen)
+                .bind(&committed)
+                .fetch_all(&mut **self.tx)
+                .await?;
+            // A revision's times moved: the lead times of the other
+            // targets of its workload may have too.
+            moved.sort_unstable();
+            moved.dedup();
+            if !moved.is_empty() {
+                sqlx::query(
+                    "INSERT INTO dora_changes (tenant_id, workload_id, at) \
+                     SELECT $1, w, $3 FROM unnest($2::bigint[]) AS w",
+                )
+                .bind(write.tenant)
+                .bind(&moved)
+                .bind(UnixNanos::now().0)
+                .execute(&mut **self.tx)
+                .await?;
+            }
         }
+        let touched = deployments::touched(write.plan);
+        if touched.is_empty() {
+            return Ok(());
+        }
+        let mut targets = Vec::with_capacity(touched.len());
+        let (mut at, mut host, mut reconciler) = (Vec::new(), Vec::new(), Vec::new());
+        for (target, key) in touched {
+            targets.push(target);
+            at.push(key.0);
+            host.push(key.1);
+            reconciler.push(key.2);
+        }
+        sqlx::query(deployments::PENDING_MANY_SQL)
+            .bind(&targets)
+            .bind(&at)
+            .bind(&host)
+            .bind(&reconciler)
+            .execute(&mut **self.tx)
+            .await?;
         Ok(())
     }
 }
 
-/// Rebuilds the deployments of up to 64 of the targets an upgrade left
-/// to do (`deployments_backfill`, migration 0011), a target a
-/// transaction, and says how many; a replica doing the same at the same
-/// time skips the targets another took.
-async fn backfill_step(pool: &PgPool) -> Result<u64, sqlx::Error> {
-    const WHOLE: deployments::Key = (i64::MIN, i64::MIN, i64::MIN, i64::MIN);
-    let targets: Vec<i64> = sqlx::query_scalar(deployments::BACKFILL_SQL)
-        .fetch_all(pool)
-        .await?;
-    let mut rebuilt = 0;
-    for target in targets {
+/// Derives the listed targets' deployments (`store/deployments/`), a
+/// target a transaction, and says how many were listed. Two derivers of
+/// one target (another replica, a report) take turns on its advisory lock;
+/// ingest never waits on it.
+async fn derive(pool: &PgPool, targets: &[i64]) -> Result<u64, sqlx::Error> {
+    let mut derived = 0;
+    for &target in targets {
         let mut tx = pool.begin().await?;
-        lock_target(&mut tx, target).await?;
-        let taken = sqlx::query("DELETE FROM deployments_backfill WHERE target_id = $1")
-            .bind(target)
+        sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+            .bind(DERIVE_LOCK_CLASS)
+            .bind(lock_key(target))
             .execute(&mut *tx)
             .await?;
-        if taken.rows_affected() > 0 {
-            rebuild_deployments!(tx, target, WHOLE);
-            rebuilt += 1;
+        if derive_target!(tx, target) {
+            derived += 1;
         }
         tx.commit().await?;
     }
-    Ok(rebuilt)
+    Ok(derived)
 }
 
-/// Holds target `target`'s row until `tx` ends: its deployments are
-/// rebuilt by one transaction at a time.
-async fn lock_target(tx: &mut Transaction<'_, Postgres>, target: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT id FROM deployment_targets WHERE id = $1 FOR UPDATE")
-        .bind(target)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
+/// The first key of the advisory lock a deriver holds on a target (the
+/// second is [`lock_key`] of the target id; two targets that share one
+/// only take turns). ASCII "SXTD".
+const DERIVE_LOCK_CLASS: i32 = 0x5358_5444;

@@ -7,7 +7,7 @@ use sqlx::query::Query;
 use sqlx::sqlite::{SqliteArguments, SqlitePool, SqlitePoolOptions};
 use sqlx::{Sqlite, Transaction};
 
-use super::deployments::{self, rebuild_deployments, record_sightings};
+use super::deployments::{self, derive_target, record_sightings};
 use super::dims::DimCache;
 use super::mark::ChangeMark;
 use super::plan::{ObservedKey, ObservedRow};
@@ -118,31 +118,34 @@ impl HubStore for SqliteStore {
         &self.dora_index
     }
 
-    async fn rebuild_step(&self) -> Result<u64, StoreError> {
-        Ok(backfill_step(&self.writer).await?)
+    async fn derive_step(&self) -> Result<u64, StoreError> {
+        let targets: Vec<i64> = sqlx::query_scalar(deployments::STEP_SQL)
+            .fetch_all(&self.writer)
+            .await?;
+        Ok(derive(&self.writer, &targets).await?)
+    }
+
+    async fn derive_listed(&self, tenant: Option<&str>) -> Result<u64, StoreError> {
+        let targets: Vec<i64> = sqlx::query_scalar(deployments::LISTED_SQL)
+            .bind(tenant)
+            .fetch_all(&self.writer)
+            .await?;
+        Ok(derive(&self.writer, &targets).await?)
     }
 }
 
-/// Rebuilds the deployments of up to 64 of the targets an upgrade left
-/// to do (`deployments_backfill`, migration 0010), a target a
-/// transaction, and says how many.
-async fn backfill_step(writer: &SqlitePool) -> Result<u64, sqlx::Error> {
-    const WHOLE: deployments::Key = (i64::MIN, i64::MIN, i64::MIN, i64::MIN);
-    let targets: Vec<i64> = sqlx::query_scalar(deployments::BACKFILL_SQL)
-        .fetch_all(writer)
-        .await?;
-    let mut rebuilt = 0;
-    for target in targets {
+/// Derives the listed targets' deployments (`store/deployments/`), a
+/// target a transaction on the one writer, and says how many were listed.
+async fn derive(writer: &SqlitePool, targets: &[i64]) -> Result<u64, sqlx::Error> {
+    let mut derived = 0;
+    for &target in targets {
         let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
-        rebuild_deployments!(tx, target, WHOLE);
-        sqlx::query("DELETE FROM deployments_backfill WHERE target_id = $1")
-            .bind(target)
-            .execute(&mut *tx)
-            .await?;
+        if derive_target!(tx, target) {
+            derived += 1;
+        }
         tx.commit().await?;
-        rebuilt += 1;
     }
-    Ok(rebuilt)
+    Ok(derived)
 }
 
 /// SQLite's [`ObservedWriter`]: a statement a row, on the one writer.
@@ -224,15 +227,22 @@ impl ObservedWriter for Transaction<'_, Sqlite> {
         ))
     }
 
-    /// The one writer: no lock needed to keep two rebuilds apart.
+    /// Records the revisions' sightings and lists the touched targets for
+    /// the deriver, a statement each.
     async fn derive_deployments(&mut self, write: &PlanWrite<'_>) -> Result<(), sqlx::Error> {
         record_sightings!(
             *self,
             write.tenant,
             deployments::sightings(write.plan, write.workloads)
         );
-        for (target, from) in deployments::touched(write.plan) {
-            rebuild_deployments!(*self, target, from);
+        for (target, key) in deployments::touched(write.plan) {
+            sqlx::query(deployments::PENDING_SQL)
+                .bind(target)
+                .bind(key.0)
+                .bind(key.1)
+                .bind(key.2)
+                .execute(&mut **self)
+                .await?;
         }
         Ok(())
     }

@@ -1,5 +1,9 @@
-//! The derived tables DORA's metrics read (docs/insights.md), kept at
-//! ingest in the transaction that writes observed history.
+//! The derived tables DORA's metrics read (docs/insights.md). Ingest
+//! keeps `revision_times` in the transaction that writes observed history
+//! and lists each touched target in `deployments_backfill` with the key of
+//! its earliest new row ([`PENDING_SQL`]); the hub's deriver (`app/`, and a
+//! DORA report for its own tenant first) rebuilds the listed targets'
+//! `deployments`, a target a transaction ([`derive_target`]).
 //!
 //! `deployments`: per target, a row per revision the target moved to. A
 //! target's history is replayed in the order of its key (observed_at,
@@ -14,7 +18,8 @@
 //! Rebuild rule: new history rows of a target, in order or not, rebuild
 //! its rows from the last deployment that started before the earliest of
 //! them (that deployment's start cannot change; its facts can) onward, from
-//! `observed_history`; so the table always equals an in-order replay.
+//! `observed_history`; so the table, once derived, always equals an
+//! in-order replay.
 //!
 //! `revision_times`: per (workload, revision), the first sighting and the
 //! earliest commit time given; both only move earlier.
@@ -188,20 +193,106 @@ pub(crate) fn sightings(
     out
 }
 
+/// What a revision's sighting does to its row of `revision_times`: each
+/// time only moves earlier; a sighting that changes nothing writes
+/// nothing.
+macro_rules! revision_time_conflict {
+    () => {
+        " ON CONFLICT (workload_id, revision) DO UPDATE SET \
+           first_seen_at = CASE WHEN excluded.first_seen_at < revision_times.first_seen_at \
+             THEN excluded.first_seen_at ELSE revision_times.first_seen_at END, \
+           committed_at = CASE WHEN excluded.committed_at IS NOT NULL AND (revision_times.committed_at IS NULL \
+             OR excluded.committed_at < revision_times.committed_at) \
+             THEN excluded.committed_at ELSE revision_times.committed_at END \
+         WHERE excluded.first_seen_at < revision_times.first_seen_at \
+            OR (excluded.committed_at IS NOT NULL AND (revision_times.committed_at IS NULL \
+                OR excluded.committed_at < revision_times.committed_at))"
+    };
+}
+
 /// Records a revision's sighting: `$1` tenant, `$2` workload, `$3`
-/// revision, `$4` seen at, `$5` commit time (or NULL). Each time only
-/// moves earlier; a sighting that changes nothing writes nothing.
-pub(crate) const UPSERT_REVISION_TIME_SQL: &str = "INSERT INTO revision_times \
-     (tenant_id, workload_id, revision, first_seen_at, committed_at) VALUES ($1, $2, $3, $4, $5) \
-     ON CONFLICT (workload_id, revision) DO UPDATE SET \
-       first_seen_at = CASE WHEN excluded.first_seen_at < revision_times.first_seen_at \
-         THEN excluded.first_seen_at ELSE revision_times.first_seen_at END, \
-       committed_at = CASE WHEN excluded.committed_at IS NOT NULL AND (revision_times.committed_at IS NULL \
-         OR excluded.committed_at < revision_times.committed_at) \
-         THEN excluded.committed_at ELSE revision_times.committed_at END \
-     WHERE excluded.first_seen_at < revision_times.first_seen_at \
-        OR (excluded.committed_at IS NOT NULL AND (revision_times.committed_at IS NULL \
-            OR excluded.committed_at < revision_times.committed_at))";
+/// revision, `$4` seen at, `$5` commit time (or NULL).
+pub(crate) const UPSERT_REVISION_TIME_SQL: &str = concat!(
+    "INSERT INTO revision_times \
+     (tenant_id, workload_id, revision, first_seen_at, committed_at) VALUES ($1, $2, $3, $4, $5)",
+    revision_time_conflict!()
+);
+
+/// [`UPSERT_REVISION_TIME_SQL`] for many sightings at once (PostgreSQL):
+/// `$1` tenant, then arrays of workloads, revisions, times and commit
+/// times (one sighting per (workload, revision)). Returns the workload of
+/// each row it wrote.
+pub(crate) const UPSERT_REVISION_TIMES_SQL: &str = concat!(
+    "INSERT INTO revision_times \
+     (tenant_id, workload_id, revision, first_seen_at, committed_at) \
+     SELECT $1, s.* FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::bigint[]) AS s",
+    revision_time_conflict!(),
+    " RETURNING workload_id"
+);
+
+/// What listing a touched target does to its row of
+/// `deployments_backfill`: the key moves to the earlier of the two (a row
+/// without a key, the whole history, stays so), and `seq` moves on.
+macro_rules! pending_conflict {
+    () => {
+        " ON CONFLICT (target_id) DO UPDATE SET seq = deployments_backfill.seq + 1, \
+           observed_at = CASE WHEN deployments_backfill.observed_at IS NOT NULL AND \
+             (excluded.observed_at, excluded.host_id, excluded.reconciler_id) \
+             < (deployments_backfill.observed_at, deployments_backfill.host_id, \
+                deployments_backfill.reconciler_id) \
+             THEN excluded.observed_at ELSE deployments_backfill.observed_at END, \
+           host_id = CASE WHEN deployments_backfill.observed_at IS NOT NULL AND \
+             (excluded.observed_at, excluded.host_id, excluded.reconciler_id) \
+             < (deployments_backfill.observed_at, deployments_backfill.host_id, \
+                deployments_backfill.reconciler_id) \
+             THEN excluded.host_id ELSE deployments_backfill.host_id END, \
+           reconciler_id = CASE WHEN deployments_backfill.observed_at IS NOT NULL AND \
+             (excluded.observed_at, excluded.host_id, excluded.reconciler_id) \
+             < (deployments_backfill.observed_at, deployments_backfill.host_id, \
+                deployments_backfill.reconciler_id) \
+             THEN excluded.reconciler_id ELSE deployments_backfill.reconciler_id END"
+    };
+}
+
+/// Lists target `$1` for the deriver, from key (`$2`, `$3`, `$4`) on: the
+/// earliest (observed_at, host, reconciler) of the batch's new rows.
+pub(crate) const PENDING_SQL: &str = concat!(
+    "INSERT INTO deployments_backfill (target_id, observed_at, host_id, reconciler_id) \
+     VALUES ($1, $2, $3, $4)",
+    pending_conflict!()
+);
+
+/// [`PENDING_SQL`] for many targets at once (PostgreSQL): arrays of
+/// targets (in id order, the order two batches lock them in) and keys.
+pub(crate) const PENDING_MANY_SQL: &str = concat!(
+    "INSERT INTO deployments_backfill (target_id, observed_at, host_id, reconciler_id) \
+     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[])",
+    pending_conflict!()
+);
+
+/// Target `$1`'s listing: the key its rebuild starts from (none: the
+/// whole history) and its `seq`.
+pub(crate) const TAKE_SQL: &str = "SELECT observed_at, host_id, reconciler_id, seq \
+     FROM deployments_backfill WHERE target_id = $1";
+
+/// Removes target `$1`'s listing if it is still at `seq` `$2`.
+pub(crate) const DONE_SQL: &str =
+    "DELETE FROM deployments_backfill WHERE target_id = $1 AND seq = $2";
+
+/// Up to 64 listed targets for a step of the deriver: up to 48 that
+/// ingest listed and 16 an upgrade did, so that neither waits for the
+/// other to run out.
+pub(crate) const STEP_SQL: &str = "SELECT target_id FROM (SELECT target_id \
+       FROM deployments_backfill WHERE observed_at IS NOT NULL ORDER BY target_id LIMIT 48) n \
+     UNION ALL SELECT target_id FROM (SELECT target_id \
+       FROM deployments_backfill WHERE observed_at IS NULL ORDER BY target_id LIMIT 16) w";
+
+/// The targets ingest listed, of tenant `$1` (NULL: of every tenant).
+pub(crate) const LISTED_SQL: &str = "SELECT b.target_id FROM deployments_backfill b \
+     JOIN deployment_targets t ON t.id = b.target_id \
+     JOIN tenants tn ON tn.id = t.tenant_id \
+     WHERE b.observed_at IS NOT NULL AND (CAST($1 AS TEXT) IS NULL OR tn.name = $1) \
+     ORDER BY b.target_id";
 
 /// A target's workload and environment.
 pub(crate) const TARGET_SQL: &str =
@@ -374,13 +465,10 @@ pub(crate) const INSERT_SQL: &str = "INSERT INTO deployments (tenant_id, target_
        baseline, rollback, rework, first_succeeded_at, first_failed_at, failed_at, ended_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
 
-/// Targets whose deployments an upgrade has still to rebuild.
-pub(crate) const BACKFILL_SQL: &str =
-    "SELECT target_id FROM deployments_backfill ORDER BY target_id LIMIT 64";
-
 /// Rebuilds target `$target`'s deployments from `$from` (a [`Key`]) on,
-/// inside transaction `$tx` (see the module's rebuild rule). The caller
-/// holds whatever lock keeps two writers of one target apart.
+/// inside transaction `$tx` (see the module's rebuild rule), and appends
+/// the target to the DORA index's change feed. The caller holds whatever
+/// lock keeps two writers of one target apart.
 macro_rules! rebuild_deployments {
     ($tx:expr, $target:expr, $from:expr) => {{
         use $crate::store::deployments as d;
@@ -554,6 +642,44 @@ macro_rules! rebuild_deployments {
     }};
 }
 pub(crate) use rebuild_deployments;
+
+/// The key a rebuild of a target's whole history starts from.
+pub(crate) const WHOLE: Key = (i64::MIN, i64::MIN, i64::MIN, i64::MIN);
+
+/// Derives listed target `$target`'s deployments inside transaction `$tx`:
+/// rebuilds them from its listing's key (the whole history without one),
+/// then removes the listing unless a batch listed the target again
+/// meanwhile (its new rows may be past what this rebuild read). Says
+/// whether the target was listed. The caller keeps two derivers of one
+/// target apart.
+macro_rules! derive_target {
+    ($tx:expr, $target:expr) => {{
+        use $crate::store::deployments as d;
+        let target: i64 = $target;
+        let listed: Option<(Option<i64>, Option<i64>, Option<i64>, i64)> =
+            sqlx::query_as(d::TAKE_SQL)
+                .bind(target)
+                .fetch_optional(&mut *$tx)
+                .await?;
+        match listed {
+            None => false,
+            Some((at, host, reconciler, seq)) => {
+                let from = match (at, host, reconciler) {
+                    (Some(at), Some(host), Some(reconciler)) => (at, host, reconciler, i64::MIN),
+                    _ => d::WHOLE,
+                };
+                $crate::store::deployments::rebuild_deployments!($tx, target, from);
+                sqlx::query(d::DONE_SQL)
+                    .bind(target)
+                    .bind(seq)
+                    .execute(&mut *$tx)
+                    .await?;
+                true
+            }
+        }
+    }};
+}
+pub(crate) use derive_target;
 
 /// The DORA index's change feed (`store/dora_index.rs`): target `$2` of
 /// tenant `$1` had its deployments rebuilt, at `$3`.

@@ -202,8 +202,8 @@ async fn an_upgraded_hub_rebuilds_its_deployments_at_first_start() {
         .expect("upgrade");
     // The hub rebuilds in the background from its start; here, by hand.
     assert_eq!(store.rebuild_pending(None).await.expect("pending"), 1);
-    assert_eq!(store.rebuild_step().await.expect("a step"), 1);
-    assert_eq!(store.rebuild_step().await.expect("the last step"), 0);
+    assert_eq!(store.derive_step().await.expect("a step"), 1);
+    assert_eq!(store.derive_step().await.expect("the last step"), 0);
     assert_eq!(
         store
             .rebuild_pending(Some("default"))
@@ -241,4 +241,216 @@ async fn an_upgraded_hub_rebuilds_its_deployments_at_first_start() {
         .expect("backfill list");
     assert_eq!(left, 0);
     store.close().await;
+}
+
+mod derived {
+    //! Ingest lists, the deriver derives: against a whole replay.
+
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    use sextant_e2e::{Backend, TestDb};
+    use sextant_model::{
+        DeploymentEvent, DeploymentStatus, ObservedDeployment, Placement, Reconciler, UnixNanos,
+    };
+
+    use super::super::*;
+    use crate::store::pool::Statement;
+    use crate::store::{self, HubStore};
+
+    const SECOND: i64 = 1_000_000_000;
+
+    fn observed(
+        host: usize,
+        workload: usize,
+        revision: &str,
+        failed: bool,
+        at: i64,
+    ) -> DeploymentEvent {
+        DeploymentEvent::Observed(ObservedDeployment {
+            placement: Placement {
+                workspace: "default".into(),
+                application: "shop".into(),
+                workload: format!("svc-{workload}"),
+                environment: "prod".into(),
+                target: "eu".into(),
+            },
+            host: format!("host-{host}"),
+            reconciler: Reconciler {
+                name: "agent-1".into(),
+                kind: "agent".into(),
+            },
+            revision: revision.into(),
+            status: if failed {
+                DeploymentStatus::Failed
+            } else {
+                DeploymentStatus::Succeeded
+            },
+            message: None,
+            job: None,
+            commit_time: None,
+            observed_at: UnixNanos(at),
+        })
+    }
+
+    /// The listed targets: (target, observed_at of the key, or none).
+    async fn listed(store: &dyn HubStore) -> Vec<(i64, Option<i64>)> {
+        store
+            .reader()
+            .fetch_all(Statement::new(
+                "SELECT target_id, observed_at FROM deployments_backfill ORDER BY target_id",
+            ))
+            .await
+            .expect("listed")
+    }
+
+    /// Every target's deployments as stored, and as a whole replay of its
+    /// history gives them.
+    async fn stored_and_replayed(
+        store: &dyn HubStore,
+    ) -> Vec<(i64, Vec<Deployment>, Vec<Deployment>)> {
+        let targets: Vec<(i64,)> = store
+            .reader()
+            .fetch_all(Statement::new(
+                "SELECT id FROM deployment_targets ORDER BY id",
+            ))
+            .await
+            .expect("targets");
+        let mut out = Vec::new();
+        for (target,) in targets {
+            let rows: Vec<(i64, i64, i64, i64, String, String)> = store
+                .reader()
+                .fetch_all(
+                    Statement::new(
+                        "SELECT observed_at, host_id, reconciler_id, id, revision, status \
+                         FROM observed_history WHERE target_id = $1 \
+                         ORDER BY observed_at, host_id, reconciler_id, id",
+                    )
+                    .int(target),
+                )
+                .await
+                .expect("history");
+            let want = replay(
+                None,
+                HashMap::new(),
+                &HashSet::new(),
+                &history_rows(rows),
+                false,
+            );
+            let got: Vec<StoredWithFacts> = store
+                .reader()
+                .fetch_all(
+                    Statement::new(
+                        "SELECT started_at, start_host_id, start_reconciler_id, start_history_id, \
+                           revision, baseline, rollback, rework, first_succeeded_at, \
+                           first_failed_at, failed_at, ended_at FROM deployments \
+                         WHERE target_id = $1 ORDER BY started_at, start_host_id, \
+                           start_reconciler_id, start_history_id",
+                    )
+                    .int(target),
+                )
+                .await
+                .expect("deployments");
+            let got = got.into_iter().map(from_stored_with_facts).collect();
+            out.push((target, got, want));
+        }
+        out
+    }
+
+    /// Ingest writes no deployment: it lists each touched target with the
+    /// earliest key of its new rows, and keeps the earliest when later
+    /// batches touch it again. Derived, with batches arriving out of order,
+    /// derivations between them, and (PostgreSQL) batches and derivers
+    /// running at once, every target's deployments equal a whole replay of
+    /// its history, and nothing stays listed.
+    async fn derived_deployments_equal_the_whole_replay(backend: Backend) {
+        let db = TestDb::new(backend).await;
+        let store = store::open(&db.url).await.expect("store");
+        let mut rng = StdRng::seed_from_u64(20);
+        let base = 1_790_000_000 * SECOND;
+        let revisions = ["r1", "r2", "r3", "r4"];
+        // Round 0: every host reports r1 of every workload.
+        let mut batches: Vec<Vec<DeploymentEvent>> = (0..40)
+            .map(|round| {
+                if round == 0 {
+                    return (0..4)
+                        .flat_map(|h| {
+                            (0..3)
+                                .map(move |w| observed(h, w, "r1", false, base + h as i64 * SECOND))
+                        })
+                        .collect();
+                }
+                let mut events = Vec::new();
+                for host in 0..4 {
+                    for workload in 0..3 {
+                        if rng.random_bool(0.6) {
+                            events.push(observed(
+                                host,
+                                workload,
+                                revisions[rng.random_range(0..4)],
+                                rng.random_bool(0.2),
+                                base + (round * 10 + host as i64) * SECOND,
+                            ));
+                        }
+                    }
+                }
+                events
+            })
+            .collect();
+        // Out of order: some batches swap with their neighbour.
+        for i in 1..batches.len() - 1 {
+            if rng.random_bool(0.7) {
+                batches.swap(i, i + 1);
+            }
+        }
+
+        // The first batch: listed, not derived.
+        store.ingest("default", &batches[0]).await.expect("ingest");
+        let first = listed(&*store).await;
+        assert_eq!(first.len(), 3, "every target the batch touched: {first:?}");
+        assert!(
+            first.iter().all(|(_, at)| *at == Some(base)),
+            "each from the batch's earliest row: {first:?}"
+        );
+        let stored = stored_and_replayed(&*store).await;
+        assert!(
+            stored.iter().all(|(_, got, _)| got.is_empty()),
+            "ingest derived deployments itself: {stored:?}"
+        );
+        // A later batch keeps the earlier key.
+        store
+            .ingest(
+                "default",
+                &[observed(0, 0, "r9", false, base + 5000 * SECOND)],
+            )
+            .await
+            .expect("ingest");
+        assert_eq!(listed(&*store).await, first);
+
+        for chunk in batches[1..].chunks(4) {
+            let ingests =
+                futures::future::join_all(chunk.iter().map(|b| store.ingest("default", b)));
+            let (ingested, derived) = tokio::join!(ingests, store.derive_step());
+            for r in ingested {
+                r.expect("ingest");
+            }
+            derived.expect("derive");
+        }
+        while store.derive_step().await.expect("derive") > 0 {}
+        assert_eq!(listed(&*store).await, []);
+        for (target, got, want) in stored_and_replayed(&*store).await {
+            assert!(want.len() > 2, "target {target}: a history worth deriving");
+            assert_eq!(got, want, "target {target}");
+        }
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn derived_deployments_equal_the_whole_replay_on_sqlite() {
+        derived_deployments_equal_the_whole_replay(Backend::Sqlite).await;
+    }
+
+    #[tokio::test]
+    async fn derived_deployments_equal_the_whole_replay_on_postgres() {
+        derived_deployments_equal_the_whole_replay(Backend::Postgres).await;
+    }
 }
