@@ -388,6 +388,11 @@ pub(crate) const HOST_REVISION_SQL: &str = "SELECT revision FROM observed_histor
          <= (CAST($4 AS BIGINT), CAST($5 AS BIGINT), CAST($6 AS BIGINT), CAST($7 AS BIGINT)) \
      ORDER BY observed_at DESC, id DESC LIMIT 1";
 
+/// Up to this many moving hosts, a resumed replay reads each one's
+/// revision with [`HOST_REVISION_SQL`]; past it, every host of the target
+/// with [`HOSTS_SQL`] in one statement.
+pub(crate) const FEW_MOVERS: usize = 4;
+
 /// Target `$1`'s last deployment, with its facts.
 pub(crate) const LAST_SQL: &str = concat!(
     "SELECT ",
@@ -509,22 +514,44 @@ macro_rules! rebuild_deployments {
                         .fetch_all(&mut *$tx)
                         .await?;
                 let rows = d::history_rows(rows);
-                let mut hosts = std::collections::HashMap::new();
+                // Each moving host's revision up to the watermark,
+                // inclusive: a statement a host when few move, else one
+                // statement for every host of the target (before the key
+                // just after the watermark), an index probe each.
                 let movers: std::collections::BTreeSet<(i64, i64)> =
                     rows.iter().map(|r| (r.key.1, r.key.2)).collect();
-                for (host, reconciler) in movers {
-                    let revision: Option<String> = sqlx::query_scalar(d::HOST_REVISION_SQL)
+                let mut hosts = std::collections::HashMap::new();
+                if movers.len() <= d::FEW_MOVERS {
+                    for (host, reconciler) in movers {
+                        let revision: Option<String> = sqlx::query_scalar(d::HOST_REVISION_SQL)
+                            .bind(target)
+                            .bind(host)
+                            .bind(reconciler)
+                            .bind(w.0)
+                            .bind(w.1)
+                            .bind(w.2)
+                            .bind(w.3)
+                            .fetch_optional(&mut *$tx)
+                            .await?;
+                        if let Some(revision) = revision {
+                            hosts.insert((host, reconciler), revision);
+                        }
+                    }
+                } else {
+                    let known: Vec<(i64, i64, Option<String>)> = sqlx::query_as(d::HOSTS_SQL)
                         .bind(target)
-                        .bind(host)
-                        .bind(reconciler)
                         .bind(w.0)
                         .bind(w.1)
                         .bind(w.2)
-                        .bind(w.3)
-                        .fetch_optional(&mut *$tx)
+                        .bind(w.3.saturating_add(1))
+                        .fetch_all(&mut *$tx)
                         .await?;
-                    if let Some(revision) = revision {
-                        hosts.insert((host, reconciler), revision);
+                    for (host, reconciler, revision) in known {
+                        if let Some(revision) = revision
+                            && movers.contains(&(host, reconciler))
+                        {
+                            hosts.insert((host, reconciler), revision);
+                        }
                     }
                 }
                 (Some(start), hosts, rows)

@@ -368,11 +368,12 @@ mod derived {
         let mut rng = StdRng::seed_from_u64(20);
         let base = 1_790_000_000 * SECOND;
         let revisions = ["r1", "r2", "r3", "r4"];
-        // Round 0: every host reports r1 of every workload.
+        // Round 0: every host reports r1 of every workload. Six hosts: a
+        // resumed replay reads few movers one by one, more all at once.
         let mut batches: Vec<Vec<DeploymentEvent>> = (0..40)
             .map(|round| {
                 if round == 0 {
-                    return (0..4)
+                    return (0..6)
                         .flat_map(|h| {
                             (0..3)
                                 .map(move |w| observed(h, w, "r1", false, base + h as i64 * SECOND))
@@ -380,7 +381,7 @@ mod derived {
                         .collect();
                 }
                 let mut events = Vec::new();
-                for host in 0..4 {
+                for host in 0..6 {
                     for workload in 0..3 {
                         if rng.random_bool(0.6) {
                             events.push(observed(
