@@ -428,7 +428,7 @@ impl ObservedWriter for BulkWriter<'_, '_> {
     /// Records the revisions' sightings, two statements, and lists the
     /// touched targets for the deriver, one: in target order, the order
     /// two batches lock their listings in.
-    async fn derive_deployments(&mut self, write: &PlanWrite<'_>) -> Result<(), sqlx::Error> {
+    async fn list_for_deriver(&mut self, write: &PlanWrite<'_>) -> Result<(), sqlx::Error> {
         let sightings = deployments::sightings(write.plan, write.workloads);
         if !sightings.is_empty() {
             let mut workloads = Vec::with_capacity(sightings.len());

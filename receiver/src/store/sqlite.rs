@@ -229,7 +229,7 @@ impl ObservedWriter for Transaction<'_, Sqlite> {
 
     /// Records the revisions' sightings and lists the touched targets for
     /// the deriver, a statement each.
-    async fn derive_deployments(&mut self, write: &PlanWrite<'_>) -> Result<(), sqlx::Error> {
+    async fn list_for_deriver(&mut self, write: &PlanWrite<'_>) -> Result<(), sqlx::Error> {
         record_sightings!(
             *self,
             write.tenant,

@@ -137,9 +137,10 @@ pub(crate) trait ObservedWriter: Send {
     async fn append_late(&mut self, write: &PlanWrite<'_>) -> Result<usize, sqlx::Error>;
 
     /// Records the revisions the plan's history and late rows saw
-    /// (`revision_times`) and rebuilds the touched targets' deployments
-    /// (`store/deployments/`), once history holds the plan's rows.
-    async fn derive_deployments(&mut self, write: &PlanWrite<'_>) -> Result<(), sqlx::Error>;
+    /// (`revision_times`) and lists the touched targets whose deployments
+    /// the deriver is to rebuild (`store/deployments/`), once history
+    /// holds the plan's rows.
+    async fn list_for_deriver(&mut self, write: &PlanWrite<'_>) -> Result<(), sqlx::Error>;
 }
 
 /// Writes a batch's resolved observations through `writer`: reads the
@@ -171,7 +172,7 @@ pub(crate) async fn write_observed<W: ObservedWriter>(
     let history = writer.append_history(&write).await?;
     let late = writer.append_late(&write).await?;
     if !plan.history.is_empty() || !plan.late.is_empty() {
-        writer.derive_deployments(&write).await?;
+        writer.list_for_deriver(&write).await?;
     }
     Ok(IngestSummary {
         desired_assignments: 0,
