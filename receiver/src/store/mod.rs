@@ -455,12 +455,33 @@ pub trait HubStore: Send + Sync + 'static {
     /// upgrade's) and says how many: 0 once none are left. The hub runs it
     /// in the background (`app/`), so neither ingest nor an upgrade with a
     /// long history waits for it.
-    async fn derive_step(&self) -> Result<u64, StoreError>;
+    async fn derive_step(&self) -> Result<u64, StoreError> {
+        let targets: Vec<(i64,)> = self
+            .reader()
+            .fetch_all(pool::Statement::new(deployments::STEP_SQL))
+            .await?;
+        self.derive(&targets.into_iter().map(|(t,)| t).collect::<Vec<_>>())
+            .await
+    }
 
     /// Derives every target ingest has listed by now (of `tenant`, or of
     /// every tenant) and says how many; an upgrade's are left to
     /// [`HubStore::derive_step`].
-    async fn derive_listed(&self, tenant: Option<&str>) -> Result<u64, StoreError>;
+    async fn derive_listed(&self, tenant: Option<&str>) -> Result<u64, StoreError> {
+        let targets: Vec<(i64,)> = self
+            .reader()
+            .fetch_all(
+                pool::Statement::new(deployments::LISTED_SQL).text(tenant.map(str::to_owned)),
+            )
+            .await?;
+        self.derive(&targets.into_iter().map(|(t,)| t).collect::<Vec<_>>())
+            .await
+    }
+
+    /// Derives `targets`' listed deployments, a target a transaction on
+    /// the backend's writer (`store/deployments/`), and says how many were
+    /// still listed.
+    async fn derive(&self, targets: &[i64]) -> Result<u64, StoreError>;
 
     /// How many targets (of `tenant`, or of every tenant) an upgrade left
     /// to rebuild from their whole history; until then a DORA report

@@ -131,19 +131,8 @@ impl HubStore for PostgresStore {
         &self.dora_index
     }
 
-    async fn derive_step(&self) -> Result<u64, StoreError> {
-        let targets: Vec<i64> = sqlx::query_scalar(deployments::STEP_SQL)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(derive(&self.pool, &targets).await?)
-    }
-
-    async fn derive_listed(&self, tenant: Option<&str>) -> Result<u64, StoreError> {
-        let targets: Vec<i64> = sqlx::query_scalar(deployments::LISTED_SQL)
-            .bind(tenant)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(derive(&self.pool, &targets).await?)
+    async fn derive(&self, targets: &[i64]) -> Result<u64, StoreError> {
+        Ok(derive(&self.pool, targets).await?)
     }
 
     async fn settled_change_mark(&self, tenant: &str) -> Result<Option<ChangeMark>, StoreError> {
