@@ -11,7 +11,9 @@
 //!   logs) and [`shutdown`] (stages stopped in order, each under a
 //!   deadline);
 //! - the client half: the typed client of the hub's read API
-//!   ([`hub::HubClient`]), used by the CLI and the orchestrator;
+//!   ([`hub::HubClient`]), used by the CLI and the orchestrator, and the
+//!   client of the orchestrator's API ([`orchestrator::OrchestratorClient`]),
+//!   used by the CLI and the hub's UI;
 //! - one [`Secret`] type that never prints its value.
 //!
 //! This crate depends on `sextant-model` for the hub's contract and on no
@@ -25,6 +27,7 @@ pub mod health;
 pub mod http_metrics;
 pub mod hub;
 pub mod links;
+pub mod orchestrator;
 pub mod rate_limit;
 pub mod secret;
 pub mod serve;

@@ -3,9 +3,7 @@
 //! [`ApiError`] with an exit code.
 
 use std::fmt;
-use std::time::Duration;
 
-use anyhow::{Context, bail};
 use reqwest::Method;
 use serde_json::Value;
 
@@ -42,39 +40,29 @@ impl fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
-/// What a request carries.
-pub enum Body {
-    None,
-    Json(Value),
-    /// YAML text (the apply document).
-    Yaml(String),
-}
+pub use sextant_kit::orchestrator::Body;
+use sextant_kit::orchestrator::{OrchestratorClient, OrchestratorError};
 
-/// The orchestrator's API, as one caller.
+/// The orchestrator's API, as one caller, with the CLI's output format.
 pub struct Client {
-    base: String,
-    token: Option<String>,
-    actor: Option<String>,
+    api: OrchestratorClient,
     pub output: Output,
-    http: reqwest::Client,
 }
 
 impl Client {
     pub fn new(args: &ClientArgs) -> anyhow::Result<Self> {
-        let base = args.orchestrator.trim_end_matches('/').to_owned();
-        if !base.starts_with("http://") && !base.starts_with("https://") {
-            bail!("--orchestrator must be an http:// URL, got {base:?}");
-        }
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .context("cannot build the HTTP client")?;
+        let api = OrchestratorClient::new(&args.orchestrator)
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "--orchestrator must be an http:// URL, got {:?}",
+                    args.orchestrator
+                )
+            })?
+            .with_token(args.token.clone().map(sextant_kit::Secret::new))
+            .with_actor(args.actor.clone());
         Ok(Self {
-            base,
-            token: args.token.clone(),
-            actor: args.actor.clone().filter(|a| !a.trim().is_empty()),
+            api,
             output: args.output,
-            http,
         })
     }
 
@@ -89,43 +77,16 @@ impl Client {
     /// Sends one request and returns the JSON answer, or the API's error as
     /// an [`ApiError`].
     pub async fn send(&self, method: Method, path: &str, body: Body) -> anyhow::Result<Value> {
-        let url = format!("{}{path}", self.base);
-        let mut req = self.http.request(method, &url);
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(a) = &self.actor {
-            req = req.header("x-sextant-actor", a);
-        }
-        req = match body {
-            Body::None => req,
-            Body::Json(v) => req.json(&v),
-            Body::Yaml(text) => req.header("content-type", "application/yaml").body(text),
-        };
-        let res = req.send().await.with_context(|| {
-            format!(
-                "cannot reach the orchestrator at {url} (set --orchestrator or \
-                 SEXTANT_ORCHESTRATOR_URL; is `sextant up` or `sextant orchestrator` running?)"
-            )
-        })?;
-        let status = res.status();
-        let text = res
-            .text()
-            .await
-            .with_context(|| format!("cannot read the answer from {url}"))?;
-        let body: Option<Value> = serde_json::from_str(&text).ok();
-        if status.is_success() {
-            return body
-                .with_context(|| format!("{url} answered {status} without JSON: {text:.200}"));
-        }
-        let error = body.as_ref().map(|b| &b["error"]);
-        match error.and_then(|e| Some((e["code"].as_str()?, e["message"].as_str()?))) {
-            Some((code, message)) => Err(ApiError {
-                code: code.to_owned(),
-                message: message.to_owned(),
+        match self.api.send(method, path, body).await {
+            Ok(v) => Ok(v),
+            Err(OrchestratorError::Api { code, message, .. }) => {
+                Err(ApiError { code, message }.into())
             }
-            .into()),
-            None => bail!("{url} answered {status}: {text:.200}"),
+            Err(OrchestratorError::Transport { url, source }) => Err(anyhow::anyhow!(
+                "cannot reach the orchestrator at {url} (set --orchestrator or \
+                 SEXTANT_ORCHESTRATOR_URL; is `sextant up` or `sextant orchestrator` running?): {source}"
+            )),
+            Err(e) => Err(e.into()),
         }
     }
 }

@@ -23,6 +23,9 @@ pub(super) struct WhoAmI {
     /// (the header is ignored then), or the `X-Sextant-Actor` header when
     /// no tokens are configured.
     actor: String,
+    /// The caller may change state (promote, approve, gates, roll back,
+    /// agents), not only read.
+    can_change: bool,
 }
 
 /// The caller's tenant and actor, as the API will record them.
@@ -32,6 +35,7 @@ pub(super) async fn whoami(caller: Caller) -> ApiResult<WhoAmI> {
     Ok(Json(WhoAmI {
         tenant: caller.tenant,
         actor: caller.actor,
+        can_change: caller.can_change,
     }))
 }
 

@@ -151,6 +151,9 @@ pub struct Identity {
     pub tenant: String,
     /// Recorded in events and approvals.
     pub actor: String,
+    /// The caller may change state (promote, approve, roll back), not only
+    /// read: what a UI asks before it offers a button.
+    pub can_change: bool,
 }
 
 /// Why a request was refused.
@@ -219,6 +222,7 @@ impl Tokens {
             return Ok(Identity {
                 tenant: DEFAULT_TENANT.to_owned(),
                 actor: actor.to_owned(),
+                can_change: true,
             });
         }
         let header = authorization.ok_or(AuthError::Missing)?;
@@ -234,6 +238,7 @@ impl Tokens {
         Ok(Identity {
             tenant: t.tenant.clone(),
             actor: t.subject.clone(),
+            can_change: t.allows(Access::Change),
         })
     }
 }
@@ -288,7 +293,8 @@ mod tests {
             me,
             Identity {
                 tenant: "acme".into(),
-                actor: "r-subject".into()
+                actor: "r-subject".into(),
+                can_change: false,
             }
         );
         assert_eq!(

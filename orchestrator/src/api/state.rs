@@ -75,6 +75,8 @@ impl ApiState {
 pub struct Caller {
     pub tenant: String,
     pub actor: String,
+    /// The caller's token may change state, not only read.
+    pub can_change: bool,
 }
 
 /// Takes the caller [`authenticate`] found; a route outside that layer
@@ -126,6 +128,7 @@ impl Caller {
         Caller {
             tenant: identity.tenant,
             actor: identity.actor,
+            can_change: identity.can_change,
         }
         .within_limit(state)
     }

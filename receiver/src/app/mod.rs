@@ -66,6 +66,7 @@ pub struct Application {
     metrics_require_token: bool,
     metrics_max_environments: usize,
     reconcilers: Arc<Reconcilers>,
+    csrf: crate::ui::CsrfKey,
 }
 
 impl Application {
@@ -148,6 +149,7 @@ impl Application {
             metrics_require_token: config.metrics_require_token,
             metrics_max_environments: config.metrics_max_environments.max(1),
             reconcilers: Arc::new(Reconcilers::new(config.reconcilers.clone())),
+            csrf: crate::ui::CsrfKey::random(),
         })
     }
 
@@ -217,6 +219,15 @@ impl Application {
             rate_limit: self.api_limit.clone(),
             metrics_require_token: self.metrics_require_token,
             metrics_max_environments: self.metrics_max_environments,
+            orchestrator: self.orchestrator_url.as_deref().and_then(|url| {
+                sextant_kit::orchestrator::OrchestratorClient::new(url)
+                    .inspect_err(
+                        |e| tracing::warn!(error = %e, "The UI cannot reach the orchestrator"),
+                    )
+                    .ok()
+            }),
+            csrf: self.csrf.clone(),
+            tls: self.tls.is_some(),
         })
     }
 

@@ -45,6 +45,13 @@ pub struct ApiState {
     pub metrics_require_token: bool,
     /// Environments per tenant with series of their own on `/metrics`.
     pub metrics_max_environments: usize,
+    /// The orchestrator's API, which the UI's flow pages read and act
+    /// through as the signed-in person (none: no orchestrator configured).
+    pub orchestrator: Option<sextant_kit::orchestrator::OrchestratorClient>,
+    /// The key of the UI forms' CSRF tokens.
+    pub csrf: crate::ui::CsrfKey,
+    /// The API listener serves TLS (cookies are `Secure` then).
+    pub tls: bool,
 }
 
 impl ApiState {

@@ -100,6 +100,12 @@ pub(super) fn layout(title: &str, active: &str, refresh_ms: u64, body: Markup) -
         ("/drift", "Drift"),
         ("/hosts", "Hosts"),
         ("/insights", "Insights"),
+        ("/pipeline", "Pipeline"),
+        ("/releases", "Releases"),
+        ("/promotions", "Promotions"),
+        ("/inbox", "Inbox"),
+        ("/jobs", "Jobs"),
+        ("/agents", "Agents"),
         ("/api/docs", "API"),
     ];
     html! {

@@ -3,7 +3,10 @@
 //! No CDN, no Node build, works offline. Filters live in the URL.
 //!
 //! Pages: `/` (environment × workload matrix), `/compare`, `/drift`,
-//! `/hosts`, `/hosts/{host}`, `/workloads/{workload}/history`, `/insights`.
+//! `/hosts`, `/hosts/{host}`, `/workloads/{workload}/history`, `/insights`;
+//! and the orchestrator's flow (`flow/`): `/pipeline`, `/releases`,
+//! `/promotions`, `/inbox`, `/jobs`, `/agents` and `/actions/…`, read and
+//! acted on through the orchestrator's API as the signed-in person.
 //! Each view is a module of its own (`matrix.rs`, `compare.rs`, `drift.rs`,
 //! `hosts.rs`, `history.rs`, `insights.rs`, `login.rs`); `layout.rs` is the frame and the
 //! pieces they share; this file routes them and turns errors into pages.
@@ -13,6 +16,7 @@
 
 mod compare;
 mod drift;
+mod flow;
 mod history;
 mod hosts;
 mod insights;
@@ -40,6 +44,8 @@ use layout::layout;
 use login::{login, login_form, login_page};
 use matrix::matrix;
 
+pub use flow::CsrfKey;
+
 const CSS: &str = include_str!("sextant.css");
 const JS: &str = include_str!("sextant.js");
 const COOKIE: &str = "sextant_token";
@@ -57,6 +63,7 @@ pub fn router() -> Router<ApiState> {
         .route("/workloads/{workload}/history", get(history))
         .route("/insights", get(insights))
         .route("/login", get(login_page).post(login))
+        .merge(flow::router())
 }
 
 /// A page that could not be shown.
