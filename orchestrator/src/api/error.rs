@@ -56,4 +56,25 @@ pub(crate) fn not_found(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
 }
 
+/// A page of a list (`store::Page`): `limit` clamped to 1..=1000,
+/// `default` when absent.
+pub(crate) fn page(
+    before: Option<&str>,
+    limit: Option<i64>,
+    default: i64,
+) -> crate::store::Page<'_> {
+    crate::store::Page {
+        before,
+        limit: limit.unwrap_or(default).clamp(1, 1000),
+    }
+}
+
+/// 400 `invalid` for a `before` that is not a row of the caller's list.
+pub(crate) fn unknown_cursor(what: &str, page: crate::store::Page<'_>) -> ApiError {
+    invalid(format!(
+        "before: no {what} {:?} here; it takes the id of the last {what} of the previous page",
+        page.before.unwrap_or_default()
+    ))
+}
+
 pub(crate) type ApiResult<T> = Result<Json<T>, ApiError>;

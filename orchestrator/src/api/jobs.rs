@@ -18,7 +18,11 @@ pub(super) struct JobParams {
     /// Only unfinished jobs.
     #[serde(default)]
     active: bool,
+    /// At most this many jobs (1 to 1000; default 100).
     limit: Option<i64>,
+    /// The id of the last job of the previous page: this page holds the
+    /// jobs after it.
+    before: Option<String>,
 }
 
 /// A job with the links of its trace.
@@ -49,23 +53,21 @@ impl From<sextant_kit::links::Links> for TraceUrls {
     }
 }
 
-/// Jobs, newest first.
+/// Jobs, newest first (by creation, then id), a page at a time.
 #[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs", params(JobParams),
-    responses((status = 200, body = [JobView])))]
+    responses((status = 200, body = [JobView]), (status = 400, body = ErrorBody)))]
 pub(super) async fn list_jobs(
     State(state): State<ApiState>,
     caller: Caller,
     Query(q): Query<JobParams>,
 ) -> ApiResult<Vec<JobView>> {
+    let page = page(q.before.as_deref(), q.limit, 100);
     let jobs = state
         .orchestrator
         .store
-        .jobs(
-            &caller.tenant,
-            q.active,
-            q.limit.unwrap_or(100).clamp(1, 1000),
-        )
-        .await?;
+        .jobs(&caller.tenant, q.active, page)
+        .await?
+        .ok_or_else(|| unknown_cursor("job", page))?;
     Ok(Json(
         jobs.into_iter()
             .map(|job| JobView {

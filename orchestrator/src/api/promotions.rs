@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::domain::{PromotionState, Strategy};
 use crate::promotion::PromotionRequest;
-use crate::store::{Approval, DecisionRecord, Promotion, StateEvent};
+use crate::store::{Approval, DecisionRecord, Promotion, PromotionFilter, StateEvent};
 
 use super::error::*;
 use super::jobs::TraceUrls;
@@ -85,7 +85,16 @@ pub(super) async fn create_promotion(
 pub(super) struct PromotionParams {
     /// Comma-separated states.
     state: Option<String>,
+    /// Only promotions into this environment.
+    environment: Option<String>,
+    /// Only promotions of this release (its id or name; 404 when there is
+    /// no such release).
+    release: Option<String>,
+    /// At most this many promotions (1 to 1000; default 100).
     limit: Option<i64>,
+    /// The id of the last promotion of the previous page: this page holds
+    /// the promotions after it.
+    before: Option<String>,
 }
 
 /// A promotion with the links of its trace.
@@ -97,9 +106,11 @@ pub(super) struct PromotionView {
     links: TraceUrls,
 }
 
-/// Promotions, newest first.
+/// Promotions, newest first (by creation, then id), a page at a time,
+/// optionally of some states, one environment or one release.
 #[utoipa::path(get, path = "/api/v1/promotions", tag = "promotions", params(PromotionParams),
-    responses((status = 200, body = [PromotionView]), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = [PromotionView]), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
 pub(super) async fn list_promotions(
     State(state): State<ApiState>,
     caller: Caller,
@@ -114,15 +125,27 @@ pub(super) async fn list_promotions(
         .map(|s| s.parse::<PromotionState>())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| invalid(e.to_string()))?;
-    let promotions = state
-        .orchestrator
-        .store
-        .promotions(
-            &caller.tenant,
-            &states,
-            q.limit.unwrap_or(100).clamp(1, 1000),
-        )
-        .await?;
+    let store = &state.orchestrator.store;
+    let release = match q.release.as_deref() {
+        Some(release) => Some(
+            store
+                .release(&caller.tenant, release)
+                .await?
+                .ok_or_else(|| not_found(format!("no release {release:?}")))?
+                .id,
+        ),
+        None => None,
+    };
+    let filter = PromotionFilter {
+        states: &states,
+        environment: q.environment.as_deref(),
+        release_id: release.as_deref(),
+    };
+    let page = page(q.before.as_deref(), q.limit, 100);
+    let promotions = store
+        .promotions(&caller.tenant, &filter, page)
+        .await?
+        .ok_or_else(|| unknown_cursor("promotion", page))?;
     Ok(Json(
         promotions
             .into_iter()

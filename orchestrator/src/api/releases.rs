@@ -2,10 +2,10 @@
 //! listed, read and finalized.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::domain::{Release, ReleaseComponent};
 
@@ -96,20 +96,32 @@ pub(super) async fn create_release(
     Ok((StatusCode::CREATED, Json(release)))
 }
 
-/// Releases, newest first.
-#[utoipa::path(get, path = "/api/v1/releases", tag = "releases",
-    responses((status = 200, body = [Release])))]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct ReleaseParams {
+    /// At most this many releases (1 to 1000; default 200).
+    limit: Option<i64>,
+    /// The id of the last release of the previous page: this page holds
+    /// the releases after it.
+    before: Option<String>,
+}
+
+/// Releases, newest first (by creation, then id), a page at a time.
+#[utoipa::path(get, path = "/api/v1/releases", tag = "releases", params(ReleaseParams),
+    responses((status = 200, body = [Release]), (status = 400, body = ErrorBody)))]
 pub(super) async fn list_releases(
     State(state): State<ApiState>,
     caller: Caller,
+    Query(q): Query<ReleaseParams>,
 ) -> ApiResult<Vec<Release>> {
-    Ok(Json(
-        state
-            .orchestrator
-            .store
-            .releases(&caller.tenant, 200)
-            .await?,
-    ))
+    let page = page(q.before.as_deref(), q.limit, 200);
+    state
+        .orchestrator
+        .store
+        .releases(&caller.tenant, page)
+        .await?
+        .map(Json)
+        .ok_or_else(|| unknown_cursor("release", page))
 }
 
 /// A release by id or name.

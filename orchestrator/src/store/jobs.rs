@@ -53,6 +53,11 @@ pub struct NewJob {
     pub tasks: Vec<NewTask>,
 }
 
+/// The unfinished states, as the partial index `jobs_active_by_tenant`
+/// (migration 0006) names them: a query must say the same for the
+/// planner to use it.
+const ACTIVE_STATES: &str = "'pending', 'preparing', 'running', 'completing', 'rolling_back'";
+
 impl Store {
     /// Creates a job with its tasks, in `pending`. A deploy job of a
     /// promotion moves the promotion from `approved` to `deploying` in the
@@ -162,28 +167,44 @@ impl Store {
         })
     }
 
-    /// Jobs, newest first.
-    pub async fn jobs(&self, tenant: &str, active_only: bool, limit: i64) -> Result<Vec<Job>> {
-        let filter = if active_only {
-            " AND j.state NOT IN ('completed', 'failed', 'rolled_back', 'cancelled')"
-        } else {
-            ""
+    /// A page of the jobs (only unfinished ones with `active_only`),
+    /// newest first ([`Page`]); `None` when `page.before` is not one of
+    /// the tenant's jobs.
+    pub async fn jobs(
+        &self,
+        tenant: &str,
+        active_only: bool,
+        page: Page<'_>,
+    ) -> Result<Option<Vec<Job>>> {
+        let Some(cursor) = self.page_cursor("jobs", tenant, page).await? else {
+            return Ok(None);
         };
+        let mut filters = String::new();
+        if cursor.is_some() {
+            filters.push_str(&after_cursor("j", 3));
+        }
+        if active_only {
+            filters.push_str(" AND j.state IN (");
+            filters.push_str(ACTIVE_STATES);
+            filters.push(')');
+        }
         let sql = format!(
             "SELECT {JOB_COLUMNS} FROM jobs j JOIN releases r ON r.id = j.release_id \
-             WHERE j.tenant = $1{filter} ORDER BY j.created_at DESC, j.id LIMIT $2"
+             WHERE j.tenant = $1{filters} ORDER BY j.created_at DESC, j.id DESC LIMIT $2"
         );
         on_pool!(self, |pool| {
-            let rows = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
                 .bind(tenant)
-                .bind(limit)
-                .fetch_all(pool)
-                .await?;
+                .bind(page.limit);
+            if let Some((at, id)) = &cursor {
+                q = q.bind(*at).bind(id.clone());
+            }
+            let rows = q.fetch_all(pool).await?;
             let mut out = Vec::with_capacity(rows.len());
             for r in &rows {
                 out.push(job_row!(r));
             }
-            Ok(out)
+            Ok(Some(out))
         })
     }
 
@@ -333,5 +354,30 @@ impl Store {
             .fetch_optional(pool)
             .await?)
         })
+    }
+}
+
+#[cfg(test)]
+mod active_tests {
+    use super::*;
+
+    #[test]
+    fn the_active_states_are_the_unfinished_ones() {
+        let unfinished: Vec<String> = JobState::ALL
+            .iter()
+            .filter(|s| !s.is_terminal())
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect();
+        assert_eq!(ACTIVE_STATES, unfinished.join(", "));
+        for backend in ["sqlite", "postgres"] {
+            let migration = match backend {
+                "sqlite" => include_str!("../../migrations/sqlite/0006_list_pages.sql"),
+                _ => include_str!("../../migrations/postgres/0006_list_pages.sql"),
+            };
+            assert!(
+                migration.contains(&format!("WHERE state IN ({ACTIVE_STATES})")),
+                "{backend}"
+            );
+        }
     }
 }

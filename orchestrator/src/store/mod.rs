@@ -252,6 +252,38 @@ macro_rules! task_row {
     }};
 }
 
+/// One page of a list. Lists are newest first: `created_at`, then `id`,
+/// both descending, so that rows made in the same millisecond still have
+/// one order. A page holds at most `limit` rows strictly after the row
+/// `before` (the last row of the previous page) in that order; the list
+/// methods answer `None` when `before` is not a row of the tenant's list.
+#[derive(Debug, Clone, Copy)]
+pub struct Page<'a> {
+    pub before: Option<&'a str>,
+    pub limit: i64,
+}
+
+impl Page<'static> {
+    /// The first `limit` rows.
+    pub fn first(limit: i64) -> Self {
+        Self {
+            before: None,
+            limit,
+        }
+    }
+}
+
+/// The rows of a list strictly after the cursor row `(created_at, id)`
+/// bound as `$at` and `$at + 1`, on table alias `t`. `created_at <= $at`
+/// lets an index on `(…, created_at, id)` start its range at the cursor on
+/// both backends; the rest drops the cursor's earlier siblings.
+fn after_cursor(t: &str, at: usize) -> String {
+    format!(
+        " AND {t}.created_at <= ${at} AND ({t}.created_at < ${at} OR {t}.id < ${next})",
+        next = at + 1
+    )
+}
+
 /// A compare-and-set state move and its event, in one transaction: runs
 /// `$update` (whose `WHERE` holds the expected state) and, only if it
 /// matched a row, appends the event to `$table` (keyed by `$key`). The
@@ -330,10 +362,45 @@ mod tests;
 pub use agents::{AgentInfo, AgentRow, MailItem, MailState, RegisterRefusal};
 pub use deployed::{Deployed, DeployedOn, PreviousDeployment};
 pub use jobs::{Job, NewJob};
+pub use promotions::PromotionFilter;
 pub use promotions::{Approval, DecisionRecord, NewPromotion, Promotion};
 pub use tasks::{ArtifactInfo, NewTask, Task, TaskLogLine, TaskMove, TaskResultRow};
 
 impl Store {
+    /// The `(created_at, id)` of row `id` of the tenant's `table`, the
+    /// cursor of a [`Page`]; `None` when there is no such row.
+    async fn cursor(
+        &self,
+        table: &'static str,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<(i64, String)>> {
+        let sql = format!("SELECT created_at, id FROM {table} WHERE tenant = $1 AND id = $2");
+        on_pool!(self, |pool| {
+            Ok(
+                sqlx::query_as::<_, (i64, String)>(sqlx::AssertSqlSafe(sql.clone()))
+                    .bind(tenant)
+                    .bind(id)
+                    .fetch_optional(pool)
+                    .await?,
+            )
+        })
+    }
+
+    /// The cursor of `page` in `table`: `Ok(None)` when it has one that is
+    /// not a row of the tenant's, `Ok(Some(None))` when it has none.
+    async fn page_cursor(
+        &self,
+        table: &'static str,
+        tenant: &str,
+        page: Page<'_>,
+    ) -> Result<Option<Option<(i64, String)>>> {
+        match page.before {
+            None => Ok(Some(None)),
+            Some(before) => Ok(self.cursor(table, tenant, before).await?.map(Some)),
+        }
+    }
+
     /// The events `move_and_record!` appended for one promotion or job,
     /// read by `sql` (which selects them by `$1`, oldest first).
     async fn state_events(&self, sql: &'static str, id: &str) -> Result<Vec<StateEvent>> {
@@ -533,10 +600,10 @@ macro_rules! migrations {
 
 fn sqlite_migrations() -> sqlx::migrate::Migrator {
     migrations!("sqlite": 1 => "0001_orchestrator", 2 => "0002_one_rollback_job", 3 => "0003_agents",
-        4 => "0004_promotion_trace", 5 => "0005_job_failure")
+        4 => "0004_promotion_trace", 5 => "0005_job_failure", 6 => "0006_list_pages")
 }
 
 fn postgres_migrations() -> sqlx::migrate::Migrator {
     migrations!("postgres": 1 => "0001_orchestrator", 2 => "0002_one_rollback_job", 3 => "0003_agents",
-        4 => "0004_promotion_trace", 5 => "0005_job_failure")
+        4 => "0004_promotion_trace", 5 => "0005_job_failure", 6 => "0006_list_pages")
 }

@@ -48,6 +48,17 @@ pub struct NewPromotion<'a> {
     pub traceparent: Option<&'a str>,
 }
 
+/// Which promotions a list shows: all of them when every field is empty.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PromotionFilter<'a> {
+    /// In one of these states.
+    pub states: &'a [PromotionState],
+    /// Into this environment.
+    pub environment: Option<&'a str>,
+    /// Of this release (its id).
+    pub release_id: Option<&'a str>,
+}
+
 /// A decision record: each gate's and approval's result, written once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DecisionRecord {
@@ -124,40 +135,69 @@ impl Store {
         })
     }
 
-    /// Promotions, newest first, optionally in the given states.
+    /// A page of the promotions that pass `filter`, newest first
+    /// ([`Page`]); `None` when `page.before` is not one of the tenant's
+    /// promotions.
     pub async fn promotions(
         &self,
         tenant: &str,
-        states: &[PromotionState],
-        limit: i64,
-    ) -> Result<Vec<Promotion>> {
-        let filter = if states.is_empty() {
-            String::new()
-        } else {
-            format!(
+        filter: &PromotionFilter<'_>,
+        page: Page<'_>,
+    ) -> Result<Option<Vec<Promotion>>> {
+        let Some(cursor) = self.page_cursor("promotions", tenant, page).await? else {
+            return Ok(None);
+        };
+        // Placeholders: $1 tenant, $2 limit, then what is there of the
+        // cursor, the environment and the release, in that order. Each
+        // filter has its index (0006_list_pages), all ending in
+        // (created_at, id).
+        let mut next = 3;
+        let mut filters = String::new();
+        if cursor.is_some() {
+            filters.push_str(&after_cursor("p", next));
+            next += 2;
+        }
+        if !filter.states.is_empty() {
+            filters.push_str(&format!(
                 " AND p.state IN ({})",
-                states
+                filter
+                    .states
                     .iter()
                     .map(|s| format!("'{}'", s.as_str()))
                     .collect::<Vec<_>>()
                     .join(",")
-            )
-        };
+            ));
+        }
+        if filter.environment.is_some() {
+            filters.push_str(&format!(" AND p.environment = ${next}"));
+            next += 1;
+        }
+        if filter.release_id.is_some() {
+            filters.push_str(&format!(" AND p.release_id = ${next}"));
+        }
         let sql = format!(
             "SELECT {PROMOTION_COLUMNS} FROM promotions p JOIN releases r ON r.id = p.release_id \
-             WHERE p.tenant = $1{filter} ORDER BY p.created_at DESC, p.id LIMIT $2"
+             WHERE p.tenant = $1{filters} ORDER BY p.created_at DESC, p.id DESC LIMIT $2"
         );
         on_pool!(self, |pool| {
-            let rows = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
                 .bind(tenant)
-                .bind(limit)
-                .fetch_all(pool)
-                .await?;
+                .bind(page.limit);
+            if let Some((at, id)) = &cursor {
+                q = q.bind(*at).bind(id.clone());
+            }
+            if let Some(environment) = filter.environment {
+                q = q.bind(environment);
+            }
+            if let Some(release) = filter.release_id {
+                q = q.bind(release);
+            }
+            let rows = q.fetch_all(pool).await?;
             let mut out = Vec::with_capacity(rows.len());
             for r in &rows {
                 out.push(promotion_row!(r));
             }
-            Ok(out)
+            Ok(Some(out))
         })
     }
 

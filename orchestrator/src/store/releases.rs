@@ -125,16 +125,30 @@ impl Store {
         })
     }
 
-    /// Releases, newest first.
-    pub async fn releases(&self, tenant: &str, limit: i64) -> Result<Vec<Release>> {
+    /// A page of the releases, newest first ([`Page`]); `None` when
+    /// `page.before` is not one of the tenant's releases.
+    pub async fn releases(&self, tenant: &str, page: Page<'_>) -> Result<Option<Vec<Release>>> {
+        let Some(cursor) = self.page_cursor("releases", tenant, page).await? else {
+            return Ok(None);
+        };
+        let after = if cursor.is_some() {
+            after_cursor("r", 3)
+        } else {
+            String::new()
+        };
+        // Index `releases_by_tenant` (tenant, created_at, id).
+        let sql = format!(
+            "SELECT r.id FROM releases r WHERE r.tenant = $1{after} \
+             ORDER BY r.created_at DESC, r.id DESC LIMIT $2"
+        );
         let ids: Vec<String> = on_pool!(self, |pool| {
-            sqlx::query_scalar(
-                "SELECT id FROM releases WHERE tenant = $1 ORDER BY created_at DESC, id LIMIT $2",
-            )
-            .bind(tenant)
-            .bind(limit)
-            .fetch_all(pool)
-            .await?
+            let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(tenant)
+                .bind(page.limit);
+            if let Some((at, id)) = &cursor {
+                q = q.bind(*at).bind(id.clone());
+            }
+            q.fetch_all(pool).await?
         });
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
@@ -142,7 +156,7 @@ impl Store {
                 out.push(r);
             }
         }
-        Ok(out)
+        Ok(Some(out))
     }
 
     // -- promotions ---------------------------------------------------------
