@@ -392,3 +392,41 @@ async fn an_unknown_cursor_is_a_400() {
         }
     }
 }
+
+/// `GET /` sends a browser to the hub's pipeline page (303), token or no
+/// token: it reveals nothing. Without a hub there is nowhere to go (404).
+#[tokio::test]
+async fn the_root_redirects_to_the_hubs_pipeline() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let store = Store::open(&db.url).await.unwrap();
+    let hub = sextant_orchestrator::promotion::gates::hub::hub_client(
+        "http://hub.example:8080/sextant/",
+        None,
+    )
+    .unwrap();
+    let orchestrator = Orchestrator::new(
+        store,
+        Settings::default(),
+        Some(hub),
+        None,
+        Arc::new(SshExecutor::new()),
+    );
+    let tokens = [TokenConfig::admin("s3cret", "acme", "ops")];
+    let app = api::router(
+        ApiState::new(Arc::new(orchestrator), &tokens, Vec::new()),
+        sextant_orchestrator::ui::router(),
+    );
+    let response = app
+        .oneshot(Request::get("/").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        response.headers()[header::LOCATION],
+        "http://hub.example:8080/sextant/pipeline"
+    );
+    // Without a hub: no page here.
+    let app = router(&db, &[]).await;
+    let (status, body) = call(&app, "GET", "/", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body:#}");
+}

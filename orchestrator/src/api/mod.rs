@@ -121,7 +121,7 @@ pub fn router(state: ApiState, pages: Router<ApiState>) -> Router {
     let (api, doc) = api_routes();
     let json: Arc<str> = doc.to_pretty_json().unwrap_or_default().into();
     // Everything above this layer needs a caller; what is added below it
-    // (the document, health, metrics) is open.
+    // (the document, health, metrics, the redirect of `/`) is open.
     api.merge(pages)
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -139,6 +139,7 @@ pub fn router(state: ApiState, pages: Router<ApiState>) -> Router {
                 }
             }),
         )
+        .route("/", get(crate::ui::home))
         .route("/health", get(health))
         .route("/health/live", get(|| async { "ok" }))
         .route("/health/ready", get(ready))

@@ -22,6 +22,8 @@
 //! Trace and log links (`trace_url_template`, `logs_url_template`;
 //! `crate::api::links`) wherever the job's or the promotion's trace id is
 //! known. `GET /promotions/{id}` shows a promotion, its trail and its job.
+//!
+//! `GET /` redirects to the hub's pipeline page ([`home`]).
 
 use std::collections::HashMap;
 
@@ -69,6 +71,27 @@ pub fn router() -> Router<ApiState> {
     Router::new()
         .route("/jobs/{id}", get(job_page))
         .route("/promotions/{id}", get(promotion_page))
+}
+
+/// `GET /`: the flow is shown by the hub, so this sends a browser to its
+/// pipeline page (303). Open to callers without a token (`api::router`
+/// adds it outside the authentication layer): the hub's address is all it
+/// reveals. Without a hub there is nowhere to go: 404.
+pub async fn home(State(state): State<ApiState>) -> Response {
+    let hub = state
+        .orchestrator
+        .hub
+        .as_ref()
+        .and_then(|h| HubLinks::new(h.base_url()));
+    match hub {
+        Some(hub) => axum::response::Redirect::to(&hub.pipeline()).into_response(),
+        None => crate::api::ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no page here: this orchestrator has no hub (hub_url) to show the pipeline",
+        )
+        .into_response(),
+    }
 }
 
 /// The frame of a page; `refresh` reloads it every few seconds.
@@ -142,6 +165,12 @@ impl HubLinks {
             url.query_pairs_mut().extend_pairs(pairs);
         }
         url.into()
+    }
+
+    /// The hub's pipeline page: environments in order, what is promoted
+    /// where (docs/ui-flow.md).
+    pub fn pipeline(&self) -> String {
+        self.link(&["pipeline"], &[])
     }
 
     /// The hub's home page (the environment × workload matrix).
