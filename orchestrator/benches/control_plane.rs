@@ -497,6 +497,7 @@ impl Agents {
             let runner = Runner::DryRun {
                 delay,
                 executed: counter.clone(),
+                fail_image: None,
             };
             handles.push(tokio::spawn(channel::run(
                 config,

@@ -273,6 +273,7 @@ impl Agent {
         let runner = Runner::DryRun {
             delay,
             executed: executed.clone(),
+            fail_image: None,
         };
         let cancel = CancellationToken::new();
         let handle = tokio::spawn(channel::run(config, runner, cancel.clone()));

@@ -332,6 +332,7 @@ async fn watch_docker(
         Runner::DryRun {
             delay: Duration::ZERO,
             executed: Arc::default(),
+            fail_image: None,
         }
     } else {
         Runner::Docker(Arc::new(

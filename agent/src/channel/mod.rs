@@ -66,11 +66,17 @@ pub enum Runner {
     /// The Docker executor.
     Docker(Arc<Executor>),
     /// Dry-run: every deploy succeeds after `delay` without touching Docker
-    /// (for the control-plane benchmark). Results are kept in memory;
-    /// `executed` counts the tasks actually run (not replayed).
+    /// (for the control-plane benchmark and `sextant up --demo`). Results
+    /// are kept in memory; `executed` counts the tasks actually run (not
+    /// replayed).
     DryRun {
         delay: Duration,
         executed: Arc<std::sync::atomic::AtomicU64>,
+        /// A deploy whose image contains this text fails as a container
+        /// that never became healthy would (`health`, not retryable), so
+        /// that a dry run can show a failure and its rollback. `None`:
+        /// every deploy succeeds.
+        fail_image: Option<String>,
     },
 }
 

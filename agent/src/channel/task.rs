@@ -169,8 +169,23 @@ async fn run_task(shared: &Arc<Shared>, task: pb::Task) -> deploy::TaskOutcome {
         return invalid(&PayloadError::Missing);
     };
     match (&shared.runner, payload) {
-        (Runner::DryRun { delay, executed }, payload) => {
-            dry_run(shared, run_key, *delay, executed, &payload).await
+        (
+            Runner::DryRun {
+                delay,
+                executed,
+                fail_image,
+            },
+            payload,
+        ) => {
+            dry_run(
+                shared,
+                run_key,
+                *delay,
+                executed,
+                fail_image.as_deref(),
+                &payload,
+            )
+            .await
         }
         (Runner::Docker(executor), Payload::Check(check)) => {
             // The orchestrator sends one shell string, as a `command:` probe.
@@ -193,12 +208,14 @@ fn invalid(why: &dyn std::fmt::Display) -> deploy::TaskOutcome {
 }
 
 /// Dry-run: succeeds after `delay` (once per run key; again, it answers
-/// with the outcome it gave), deploying the spec's digest if it has one.
+/// with the outcome it gave), deploying the spec's digest if it has one;
+/// fails a deploy of an image that contains `fail_image`.
 async fn dry_run(
     shared: &Shared,
     run_key: String,
     delay: Duration,
     executed: &AtomicU64,
+    fail_image: Option<&str>,
     payload: &Payload,
 ) -> deploy::TaskOutcome {
     let done = lock(&shared.dry_done).get(&run_key).cloned();
@@ -208,18 +225,32 @@ async fn dry_run(
     }
     executed.fetch_add(1, Ordering::SeqCst);
     tokio::time::sleep(delay).await;
-    let digest = match payload {
-        Payload::DeployJson(json) => serde_json::from_str::<DeploySpec>(json)
-            .ok()
-            .and_then(|s| s.image.rsplit_once('@').map(|(_, d)| d.to_owned())),
-        _ => None,
-    };
-    let outcome = deploy::TaskOutcome {
-        deployed_digest: digest,
-        ..deploy::TaskOutcome::succeeded()
-    };
+    let outcome = dry_run_outcome(payload, fail_image);
     lock(&shared.dry_done).insert(run_key, outcome.clone());
     outcome
+}
+
+/// What a dry run of `payload` answers ([`Runner::DryRun`]).
+fn dry_run_outcome(payload: &Payload, fail_image: Option<&str>) -> deploy::TaskOutcome {
+    let image = match payload {
+        Payload::DeployJson(json) => serde_json::from_str::<DeploySpec>(json)
+            .ok()
+            .map(|s| s.image),
+        _ => None,
+    };
+    if let (Some(image), Some(fail)) = (&image, fail_image)
+        && image.contains(fail)
+    {
+        return deploy::TaskOutcome::failed(
+            ErrorKind::Health,
+            false,
+            format!("dry run: {image} never became healthy (it matches the dry run's fail_image)"),
+        );
+    }
+    deploy::TaskOutcome {
+        deployed_digest: image.and_then(|i| i.rsplit_once('@').map(|(_, d)| d.to_owned())),
+        ..deploy::TaskOutcome::succeeded()
+    }
 }
 
 /// Why a payload is not a task the Docker executor can run.
@@ -432,6 +463,36 @@ fn write_artifacts(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A dry run deploys what it is given, except an image that matches
+    /// its `fail_image`: that fails its health, for good.
+    #[test]
+    fn a_dry_run_fails_the_images_it_is_told_to() {
+        let spec = |image: &str| {
+            serde_json::json!({"task_id": "t-1", "name": "web", "image": image,
+                "application": "shop", "workload": "web", "target": "dev"})
+        };
+        let good = "registry.demo/web@sha256:1111";
+        let bad = "registry.demo/web@sha256:2222";
+        let payload = |image: &str| Payload::DeployJson(spec(image).to_string());
+        // The spec must parse for the test to mean anything.
+        if let Err(e) = serde_json::from_value::<DeploySpec>(spec(good)) {
+            panic!("{e}");
+        }
+        let ok = dry_run_outcome(&payload(good), Some("sha256:2222"));
+        assert!(ok.success, "{ok:?}");
+        assert_eq!(ok.deployed_digest.as_deref(), Some("sha256:1111"));
+        let failed = dry_run_outcome(&payload(bad), Some("sha256:2222"));
+        assert!(!failed.success, "{failed:?}");
+        assert_eq!(failed.error_type, Some(ErrorKind::Health), "{failed:?}");
+        assert!(!failed.retryable, "{failed:?}");
+        assert!(
+            failed.error.as_deref().is_some_and(|e| e.contains(bad)),
+            "{failed:?}"
+        );
+        // Without a pattern, everything succeeds.
+        assert!(dry_run_outcome(&payload(bad), None).success);
+    }
 
     fn record(status: TaskStatus) -> executor::TaskOutcome {
         executor::TaskOutcome {
