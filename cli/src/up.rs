@@ -1,6 +1,8 @@
 //! `sextant up`: the hub on an embedded database in the data directory,
 //! the orchestrator next to it unless `--no-orchestrator`, and with
-//! `--demo` a demo estate sent through the hub's own OTLP receiver.
+//! `--demo` a demo estate sent through the hub's own OTLP receiver and its
+//! flow (releases, promotions, jobs, two dry-run agents) built through the
+//! orchestrator's API.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -78,7 +80,9 @@ pub struct UpArgs {
     #[arg(long)]
     no_orchestrator: bool,
     /// Seed a realistic demo estate through the hub's own OTLP receiver and
-    /// keep its hosts reporting.
+    /// keep its hosts reporting; with the orchestrator, also its flow:
+    /// releases, a promotion awaiting approval, a running job, a
+    /// rolled-back job and two dry-run agents.
     #[arg(long)]
     demo: bool,
 }
@@ -284,10 +288,18 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     });
     banner(&up_banner(&app, &config, beside));
     if args.demo {
+        let flow = demo_flow(
+            &args,
+            &settings,
+            &config,
+            orchestrator.as_ref().map(|(r, _)| r),
+        );
         tokio::spawn(demo::run(
             app.otlp_http_addr(),
             app.api_addr(),
             ingest_token(&config),
+            flow,
+            shutdown.child_token(),
         ));
     }
 
@@ -299,6 +311,39 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     hub?;
     tracing::info!("Stopped");
     Ok(())
+}
+
+/// Where `--demo` builds its flow: the orchestrator beside the hub, and
+/// its agent listener, which the demo's in-process agents dial without TLS.
+/// `None` (with the reason logged) when there is no such orchestrator.
+fn demo_flow(
+    args: &UpArgs,
+    settings: &OrchestratorSettings,
+    config: &HubConfig,
+    orchestrator: Option<&sextant_orchestrator::app::Running>,
+) -> Option<demo::flow::FlowConfig> {
+    let why = match orchestrator {
+        _ if args.no_orchestrator => "--no-orchestrator",
+        None => "no orchestrator",
+        Some(running) => match running.agent_addr {
+            None => "the orchestrator has no agent listener",
+            Some(_) if settings.agent_tls.server_tls().is_enabled() => {
+                "the agent listener serves TLS, which the demo's agents do not speak"
+            }
+            Some(agents) => {
+                return Some(demo::flow::FlowConfig {
+                    api: format!("http://{}", orchestrator::serve::reachable(running.addr)),
+                    agents: format!("http://{}", orchestrator::serve::reachable(agents)),
+                    data_dir: config.data_dir.clone(),
+                });
+            }
+        },
+    };
+    tracing::info!(
+        reason = why,
+        "The demo shows the hub's estate only, without the orchestrator's flow"
+    );
+    None
 }
 
 /// The orchestrator `sextant up` runs beside the hub: its own settings

@@ -1,24 +1,195 @@
 //! `sextant up --demo` seeds a realistic estate through OTLP, on SQLite and
 //! PostgreSQL: environments, hosts, a rollout in progress, a drifted host,
-//! a failed deployment, a stale host and days of history.
+//! a failed deployment, a stale host and days of history; and through the
+//! orchestrator's API the flow behind it: releases, a promotion awaiting
+//! approval, a running job, a rolled-back job and two dry-run agents.
 
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
-use sextant_e2e::{Backend, Hub, wait};
+use sextant_e2e::{Backend, TestDb, wait};
 
-async fn get(hub: &Hub, path: &str) -> Value {
-    let res = reqwest::get(format!("http://{}{path}", hub.api))
+/// `sextant up --demo`, the hub on the test's database and the
+/// orchestrator beside it, every listener on port 0.
+struct Up {
+    /// The hub's API.
+    api: SocketAddr,
+    /// The orchestrator's API.
+    orchestrator: SocketAddr,
+    child: Child,
+    _db: TestDb,
+    _dir: tempfile::TempDir,
+}
+
+impl Up {
+    async fn start(backend: Backend) -> Self {
+        let db = TestDb::new(backend).await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sextant"))
+            .arg("up")
+            .args([
+                "--otlp-grpc-addr",
+                "127.0.0.1:0",
+                "--otlp-http-addr",
+                "127.0.0.1:0",
+            ])
+            .args(["--api-addr", "127.0.0.1:0", "--database-url", &db.url])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .arg("--demo")
+            .env_remove("SEXTANT_CONFIG")
+            .env_remove("SEXTANT_ORCHESTRATOR_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start sextant up");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Reads the banner, then keeps draining so the demo never blocks.
+        std::thread::spawn(move || {
+            let mut banner = String::new();
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                banner.push_str(&line);
+                banner.push('\n');
+                if line.starts_with("Press Ctrl-C") {
+                    let _ = tx.send(banner.clone());
+                }
+            }
+        });
+        let banner = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("sextant up printed its banner");
+        Self {
+            api: addr(&banner, "API"),
+            orchestrator: addr(&banner, "orchestrator"),
+            child,
+            _db: db,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The address printed after `label` in the banner.
+fn addr(banner: &str, label: &str) -> SocketAddr {
+    banner
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix(label))
+        .and_then(|rest| rest.trim().strip_prefix("http://"))
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no {label} address in:\n{banner}"))
+}
+
+async fn get_at(addr: SocketAddr, path: &str) -> Value {
+    let res = reqwest::get(format!("http://{addr}{path}"))
         .await
         .expect("API request");
     assert_eq!(res.status(), 200, "{path}");
     res.json().await.expect("JSON")
 }
 
+async fn get(hub: &Up, path: &str) -> Value {
+    get_at(hub.api, path).await
+}
+
+/// The flow, read through the orchestrator's API: releases, a promotion
+/// awaiting approval that the default viewer may give, a job running (or
+/// that ran: it pauses an hour between its targets), a job rolled back,
+/// and both dry-run agents online.
+async fn the_flow_is_there(up: &Up) {
+    let o = up.orchestrator;
+    wait::until(
+        Duration::from_secs(180),
+        Duration::from_millis(500),
+        || async move {
+            let releases = get_at(o, "/api/v1/releases").await;
+            let waiting = get_at(o, "/api/v1/promotions?state=awaiting_approval").await;
+            let rolled_back = get_at(o, "/api/v1/promotions?state=rolled_back").await;
+            let jobs = get_at(o, "/api/v1/jobs?limit=1000").await;
+            let agents = get_at(o, "/api/v1/agents").await;
+            let count = |v: &Value, f: &dyn Fn(&Value) -> bool| {
+                v.as_array().into_iter().flatten().filter(|x| f(x)).count()
+            };
+            let state = |s: &'static str| move |j: &Value| j["state"] == s;
+            let checks = [
+                ("releases", count(&releases, &|_| true) >= 2),
+                (
+                    "a promotion awaiting approval, not the viewer's own",
+                    count(&waiting, &|p| p["requested_by"] != "local") >= 1,
+                ),
+                (
+                    "a promotion rolled back",
+                    count(&rolled_back, &|_| true) >= 1,
+                ),
+                ("a job running", count(&jobs, &state("running")) >= 1),
+                (
+                    "a job rolled back",
+                    count(&jobs, &state("rolled_back")) >= 1,
+                ),
+                (
+                    "a rollback job done",
+                    count(&jobs, &|j| {
+                        j["kind"] == "rollback" && j["state"] == "completed"
+                    }) >= 1,
+                ),
+                (
+                    "a prod job done",
+                    count(&jobs, &|j| {
+                        j["environment"] == "prod"
+                            && j["state"] == "completed"
+                            && j["kind"] == "deploy"
+                    }) >= 1,
+                ),
+                (
+                    "2 agents online",
+                    count(&agents, &|a| a["status"] == "online") == 2,
+                ),
+            ];
+            let missing: Vec<&str> = checks
+                .iter()
+                .filter(|(_, ok)| !ok)
+                .map(|(w, _)| *w)
+                .collect();
+            if missing.is_empty() {
+                return Ok(());
+            }
+            Err(format!(
+                "the demo flow lacks {missing:?}: jobs {jobs:#}, agents {agents:#}"
+            ))
+        },
+    )
+    .await;
+    // The page the UI would start from: the orchestrator's `/` sends a
+    // browser to the hub's pipeline.
+    let res = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .get(format!("http://{o}/"))
+        .send()
+        .await
+        .expect("GET /");
+    assert_eq!(res.status(), 303);
+    assert_eq!(
+        res.headers()["location"],
+        format!("http://{}/pipeline", up.api).as_str()
+    );
+}
+
 async fn the_demo_shows_a_real_picture(backend: Backend) {
     let started = sextant_model::UnixNanos::now();
-    let hub = Hub::start_with(backend, "", &["--demo"]).await;
-    hub.wait_ready().await;
+    let hub = Up::start(backend).await;
     let environments = wait::until(
         Duration::from_secs(60),
         Duration::from_millis(200),
@@ -170,6 +341,8 @@ async fn the_demo_shows_a_real_picture(backend: Backend) {
         oldest < two_days_ago.to_rfc3339(),
         "a few days of history: oldest {oldest}"
     );
+
+    the_flow_is_there(&hub).await;
 }
 
 #[tokio::test]

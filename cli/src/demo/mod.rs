@@ -1,5 +1,9 @@
 //! `sextant up --demo`: a realistic estate, sent to the hub's own OTLP/HTTP
-//! receiver — the real ingest path, never the database directly.
+//! receiver — the real ingest path, never the database directly — and,
+//! when the orchestrator runs beside the hub, the flow behind it, built
+//! through the orchestrator's REST API ([`flow`]): releases, a promotion
+//! awaiting approval, a running job, a rolled-back job and two dry-run
+//! agents.
 //!
 //! Four environments (dev, qa, stage, prod), thirteen hosts, three
 //! applications with six workloads, and three days of history: every
@@ -15,7 +19,11 @@
 //!   release, the insights page has all five DORA metrics to show).
 //!
 //! After the history, every host but qa-1 reports its current state every
-//! 30 s, as agents do, so nothing goes stale while the demo runs.
+//! 30 s, as agents do, so nothing goes stale while the demo runs. The
+//! history's promotion and job ids are made up; the flow's desired state
+//! (sent by the orchestrator itself) names real ones.
+
+pub mod flow;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -349,9 +357,17 @@ async fn send(hub: &Hub, events: &[Event]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Seeds the estate through `otlp_http`, prints where to look, then keeps
-/// the hosts reporting every 30 s until the process ends.
-pub async fn run(otlp_http: SocketAddr, api: SocketAddr, token: Option<String>) {
+/// Seeds the estate through `otlp_http`, prints where to look, starts the
+/// orchestrator's flow when there is one (`flow`, its agents stop with
+/// `cancel`), then keeps the hosts reporting every 30 s until the process
+/// ends.
+pub async fn run(
+    otlp_http: SocketAddr,
+    api: SocketAddr,
+    token: Option<String>,
+    flow: Option<flow::FlowConfig>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
     let token: Option<Secret> = token.and_then(|t| t.parse().ok());
     let endpoint = format!("http://{otlp_http}");
     let hub = match Hub::new(&endpoint, token, Duration::from_secs(30)) {
@@ -370,6 +386,10 @@ pub async fn run(otlp_http: SocketAddr, api: SocketAddr, token: Option<String>) 
         "Demo estate sent over OTLP: {} events, 4 environments, 13 hosts, 6 workloads. Open http://{api}/\n",
         estate.history.len() + estate.current.len()
     ));
+    // After the history, so that the flow's desired state is the latest.
+    if let Some(flow) = flow {
+        tokio::spawn(flow::run(flow, cancel));
+    }
     let mut beat = tokio::time::interval(Duration::from_secs(30));
     loop {
         beat.tick().await;
