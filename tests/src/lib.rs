@@ -11,6 +11,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod argocd;
+pub mod browser;
 pub mod docker;
 pub mod otlp_sink;
 pub mod pki;

@@ -3,154 +3,23 @@
 //! estate of `reports.rs`, which arrived over OTLP. Screenshots are saved
 //! under `target/ui-screenshots/`.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder, Locator};
-use serde_json::json;
+use fantoccini::{Client, Locator};
+use sextant_e2e::browser::{self, Driver, classes, click, count, text, texts};
 
 use crate::helpers::{Backend, TestApp, logs, observed, on_both_backends, spawn_app_with};
 use crate::reports::estate_with;
 use crate::sources::mixed_estate;
 use sextant_e2e::wait;
 
-/// A chromedriver process on a free loopback port; killed when dropped.
-struct Driver {
-    child: Child,
-    port: u16,
-}
-
-impl Driver {
-    async fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let child = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver (Debian package chromium-driver; ./scripts/test.sh installs it)");
-        let driver = Self { child, port };
-        wait::until(
-            Duration::from_secs(20),
-            Duration::from_millis(100),
-            || async move {
-                reqwest::get(format!("http://127.0.0.1:{port}/status"))
-                    .await
-                    .map(drop)
-                    .map_err(|_| "chromedriver did not start")
-            },
-        )
-        .await;
-        driver
-    }
-
-    async fn browser(&self, profile: &tempfile::TempDir) -> Client {
-        let caps = json!({
-            "goog:chromeOptions": {
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--window-size=1280,900",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ]
-            }
-        });
-        let serde_json::Value::Object(caps) = caps else {
-            unreachable!()
-        };
-        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{}", self.port))
-            .await
-            .expect("WebDriver session")
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn screenshot_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../ui-screenshots");
-    std::fs::create_dir_all(&dir).expect("screenshot dir");
-    dir
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../ui-screenshots")
 }
 
 async fn screenshot(browser: &Client, backend: Backend, name: &str) {
-    let png = browser.screenshot().await.expect("screenshot");
-    let path = screenshot_dir().join(format!("{backend:?}-{name}.png").to_lowercase());
-    std::fs::write(&path, png).expect("save screenshot");
-}
-
-/// The rendered text of every element matching `css`, read in one script
-/// so a page refresh between finding and reading cannot leave a stale
-/// element (the pages refresh every second in these tests).
-async fn texts(browser: &Client, css: &str) -> Vec<String> {
-    let v = browser
-        .execute(
-            "return Array.from(document.querySelectorAll(arguments[0])).map(e => e.innerText.trim())",
-            vec![serde_json::json!(css)],
-        )
-        .await
-        .unwrap_or_else(|e| panic!("read {css}: {e}"));
-    serde_json::from_value(v).expect("strings")
-}
-
-/// Finds and clicks what `locator` names, again if a page refresh made
-/// the element stale between the two (the pages refresh every second in
-/// these tests, and a loaded machine can take longer than that).
-async fn click(browser: &Client, locator: Locator<'_>) {
-    let mut tries = 0;
-    loop {
-        let clicked = match browser.find(locator).await {
-            Ok(element) => element.click().await.map(drop),
-            Err(e) => Err(e),
-        };
-        match clicked {
-            Ok(()) => return,
-            Err(e) if tries < 5 && is_stale(&e) => tries += 1,
-            Err(e) => panic!("click {locator:?}: {e}"),
-        }
-    }
-}
-
-fn is_stale(e: &fantoccini::error::CmdError) -> bool {
-    matches!(e, fantoccini::error::CmdError::Standard(w)
-        if w.error == fantoccini::error::ErrorStatus::StaleElementReference)
-}
-
-async fn text(browser: &Client, css: &str) -> String {
-    texts(browser, css)
-        .await
-        .into_iter()
-        .next()
-        .unwrap_or_else(|| panic!("no {css}"))
-}
-
-async fn count(browser: &Client, css: &str) -> usize {
-    browser
-        .find_all(Locator::Css(css))
-        .await
-        .expect("find_all")
-        .len()
-}
-
-async fn classes(browser: &Client, css: &str) -> String {
-    let v = browser
-        .execute(
-            "const e = document.querySelector(arguments[0]); return e ? e.className : null",
-            vec![serde_json::json!(css)],
-        )
-        .await
-        .unwrap_or_else(|e| panic!("read {css}: {e}"));
-    v.as_str().unwrap_or_else(|| panic!("no {css}")).to_owned()
+    browser::screenshot(browser, &screenshot_dir(), &format!("{backend:?}-{name}")).await;
 }
 
 async fn open(browser: &Client, app: &TestApp, path: &str) {

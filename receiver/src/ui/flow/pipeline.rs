@@ -190,14 +190,14 @@ pub(super) async fn pipeline(
                                             div { a href={ "/promotions/" (path_segment(&p.id)) } { (state_badge(&p.state)) } }
                                             div.small { (at(&p.updated_at)) }
                                             @if p.state == "deployed" && me.can_change {
-                                                @if let Some(next) = next_of.get(e.name.as_str()) {
+                                                @if let Some(next) = next_of.get(e.name.as_str()).filter(|n| by_env.get(**n).is_none_or(|q| q.release_id != p.release_id)) {
                                                     a.button href={ "/actions/promote?release=" (path_segment(&p.release_id)) "&environment=" (path_segment(next)) } { "Promote to " (next) " →" }
                                                 }
                                             }
                                         }
                                         None => { span.small { "nothing promoted" } }
                                     }
-                                    @if let Some(o) = o {
+                                    @if let Some(o) = o.filter(|o| o.hosts > 0) {
                                         div.small.observed {
                                             @if p.is_some() { (o.on_release) " of " }
                                             (o.hosts) " host" @if o.hosts != 1 { "s" }
