@@ -85,7 +85,10 @@ async fn apply_then_read_back_without_a_socket() {
     assert_eq!(names, ["dev", "prod"]);
     let (status, me) = call(&app, "GET", "/api/v1/whoami", None).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(me, json!({"tenant": "default", "actor": "alice"}));
+    assert_eq!(
+        me,
+        json!({"tenant": "default", "actor": "alice", "can_change": true})
+    );
 }
 
 #[tokio::test]
