@@ -198,6 +198,135 @@ async fn pages_show_what_each_person_may_do_and_refuse_in_words() {
     assert_eq!(done["approvals"][0]["approver"], "bob");
     assert_eq!(done["approvals"][0]["comment"], "looks good");
 
+    // A manual gate, opened from its page: an environment `canary` whose
+    // promotions wait for the gate `signoff`, which the pipeline says.
+    let canary = serde_json::json!({
+        "environments": [{"name": "canary", "order": 4, "gates": [{"type": "manual", "name": "signoff"}]}],
+        "targets": [{"name": "canary-1", "environment": "canary", "agent": {"selector": {"pool": "a"}}}],
+    });
+    let (status, body) = flow.api("POST", "/api/v1/apply", ALICE, Some(canary)).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, p) = flow
+        .api(
+            "POST",
+            "/api/v1/promotions",
+            ALICE,
+            Some(serde_json::json!({"release": "good", "environment": "canary"})),
+        )
+        .await;
+    let gated = p["id"].as_str().unwrap().to_owned();
+    flow.wait_state(
+        &format!("/api/v1/promotions/{gated}"),
+        &["awaiting_approval"],
+    )
+    .await;
+    let (_, pipeline) = page(&flow, "/pipeline", Some(BOB)).await;
+    assert!(
+        pipeline.contains("manual:signoff"),
+        "the pipeline says what it waits for: {pipeline}"
+    );
+    let (_, inbox) = page(&flow, "/inbox", Some(BOB)).await;
+    let (mine, _) = inbox
+        .split_once("Waiting for someone else")
+        .unwrap_or((&inbox, ""));
+    assert!(
+        !mine.contains(&gated),
+        "a gate is not an approval for Bob: {inbox}"
+    );
+    let (_, html) = page(&flow, &format!("/promotions/{gated}"), Some(BOB)).await;
+    assert!(html.contains("Open gate signoff…"), "{html}");
+    let (_, confirm) = page(
+        &flow,
+        &format!("/actions/gate-open?promotion={gated}&gate=signoff"),
+        Some(BOB),
+    )
+    .await;
+    assert!(
+        confirm.contains("Open the manual gate signoff"),
+        "{confirm}"
+    );
+    let (status, html) = post(
+        &flow,
+        "/actions/gate-open",
+        BOB,
+        &[
+            ("promotion", &gated),
+            ("gate", "signoff"),
+            ("csrf", &csrf(&confirm)),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{html}");
+    flow.wait_state(&format!("/api/v1/promotions/{gated}"), &["deployed"])
+        .await;
+
+    // Alice cancels a promotion she no longer wants.
+    let (_, p) = flow
+        .api(
+            "POST",
+            "/api/v1/promotions",
+            ALICE,
+            Some(serde_json::json!({"release": "newer", "environment": "prod"})),
+        )
+        .await;
+    let unwanted = p["id"].as_str().unwrap().to_owned();
+    flow.wait_state(
+        &format!("/api/v1/promotions/{unwanted}"),
+        &["awaiting_approval"],
+    )
+    .await;
+    let (_, confirm) = page(
+        &flow,
+        &format!("/actions/cancel?promotion={unwanted}"),
+        Some(ALICE),
+    )
+    .await;
+    let (status, html) = post(
+        &flow,
+        "/actions/cancel",
+        ALICE,
+        &[("promotion", &unwanted), ("csrf", &csrf(&confirm))],
+    )
+    .await;
+    assert_eq!(status, 200, "{html}");
+    let cancelled = flow
+        .wait_state(&format!("/api/v1/promotions/{unwanted}"), &["cancelled"])
+        .await;
+    assert!(
+        cancelled["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["actor"] == "alice"),
+        "{cancelled}"
+    );
+
+    // A registration token, shown once, for a new agent.
+    let (_, confirm) = page(&flow, "/actions/agent-token", Some(BOB)).await;
+    assert!(confirm.contains("name=\"ttl_hours\""), "{confirm}");
+    let (status, html) = post(
+        &flow,
+        "/actions/agent-token",
+        BOB,
+        &[("ttl_hours", "2"), ("csrf", &csrf(&confirm))],
+    )
+    .await;
+    assert_eq!(status, 200, "{html}");
+    let at = html
+        .find("id=\"registration-token\">")
+        .expect("the token is shown");
+    let token = &html[at + 24..];
+    let token = &token[..token.find('<').unwrap()];
+    assert!(token.len() > 20, "{token}");
+    let (status, html) = post(
+        &flow,
+        "/actions/agent-token",
+        BOB,
+        &[("ttl_hours", "0"), ("csrf", &csrf(&confirm))],
+    )
+    .await;
+    assert_eq!(status, 400, "{html}");
+
     // An unknown action or a missing parameter is a page in words.
     let (status, html) = page(&flow, "/actions/explode", Some(BOB)).await;
     assert_eq!(status, 404, "{html}");

@@ -155,7 +155,10 @@ pub(super) fn state_badge(state: &str) -> Markup {
 
 /// `awaiting_approval` → `awaiting approval`.
 pub(super) fn words(state: &str) -> String {
-    state.replace('_', " ")
+    match state {
+        "requested" => "requested, checking gates".into(),
+        _ => state.replace('_', " "),
+    }
 }
 
 /// `2026-11-23T16:40:01.5Z` → a `<time>` showing `2026-11-23 16:40:01Z`.

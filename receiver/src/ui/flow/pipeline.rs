@@ -116,6 +116,24 @@ pub(super) async fn pipeline(
     for app in apps.values() {
         cells.entry(app.clone()).or_default();
     }
+    // What a waiting promotion waits for (approvals, which gates), from
+    // its last event: only the cells that wait are read.
+    let waiting: Vec<&str> = cells
+        .values()
+        .flat_map(|by_env| by_env.values())
+        .filter(|p| p.state == "awaiting_approval")
+        .map(|p| p.id.as_str())
+        .collect();
+    let waits_for: HashMap<String, String> =
+        futures::future::try_join_all(waiting.iter().map(|id| api.promotion(id)))
+            .await
+            .map_err(api_error)?
+            .into_iter()
+            .filter_map(|d| {
+                let why = d.events.last()?.detail.clone()?;
+                Some((d.promotion.id, why))
+            })
+            .collect();
     // What the hub observes, for a person who may read it.
     let hub = viewer(&state, &headers, None).ok();
     let mut observed: HashMap<(String, String), Observed> = HashMap::new();
@@ -188,6 +206,7 @@ pub(super) async fn pipeline(
                                         Some(p) => {
                                             div { a.release href={ "/releases/" (path_segment(&p.release_id)) } { (p.release) } }
                                             div { a href={ "/promotions/" (path_segment(&p.id)) } { (state_badge(&p.state)) } }
+                                            @if let Some(why) = waits_for.get(&p.id) { div.small.waits { (why) } }
                                             div.small { (at(&p.updated_at)) }
                                             @if p.state == "deployed" && me.can_change {
                                                 @if let Some(next) = next_of.get(e.name.as_str()).filter(|n| by_env.get(**n).is_none_or(|q| q.release_id != p.release_id)) {

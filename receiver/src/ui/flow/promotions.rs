@@ -136,7 +136,10 @@ pub(super) async fn inbox(
             && environments
                 .iter()
                 .find(|e| e.name == p.environment)
-                .is_none_or(|e| e.approvers.is_empty() || e.approvers.contains(&me.actor))
+                .is_none_or(|e| {
+                    e.required_approvals > 0
+                        && (e.approvers.is_empty() || e.approvers.contains(&me.actor))
+                })
     };
     let (mine, others): (Vec<PromotionView>, Vec<PromotionView>) =
         waiting.into_iter().partition(|p| may_approve(p));
@@ -147,7 +150,7 @@ pub(super) async fn inbox(
         }
         @if !others.is_empty() {
             h2 { "Waiting for someone else" }
-            p.small { "Your own promotions, or environments whose approvers do not include you." }
+            p.small { "Your own promotions, environments whose approvers do not include you, and promotions waiting only for a gate." }
             (table(&others))
         }
     };
