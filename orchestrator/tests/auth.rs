@@ -184,7 +184,10 @@ async fn without_tokens_the_actor_header_names_the_caller() {
     let http = reqwest::Client::new();
     let (status, me) = call(&http, "get", &format!("{base}/api/v1/whoami"), None).await;
     assert_eq!(status, 200, "{me}");
-    assert_eq!(me, json!({"tenant": "default", "actor": "mallory"}));
+    assert_eq!(
+        me,
+        json!({"tenant": "default", "actor": "mallory", "can_change": true})
+    );
     let (status, body) = call(&http, "post", &format!("{base}/api/v1/agents/tokens"), None).await;
     assert_eq!(status, 201, "{body}");
     cancel.cancel();

@@ -28,7 +28,10 @@ async fn dev_stage_prod_with_approvals(backend: Backend) {
     // Without tokens the actor is the X-Sextant-Actor header.
     let (status, me) = stack.call("GET", "/api/v1/whoami", "alice", None).await;
     assert_eq!(status, 200, "{me}");
-    assert_eq!(me, json!({"tenant": "default", "actor": "alice"}));
+    assert_eq!(
+        me,
+        json!({"tenant": "default", "actor": "alice", "can_change": true})
+    );
     stack
         .apply(json!({
             "environments": [
