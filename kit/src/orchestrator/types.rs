@@ -36,6 +36,9 @@ pub struct EnvironmentSpec {
     pub required_approvals: u32,
     #[serde(default)]
     pub approvers: Vec<String>,
+    /// The requester may not approve their own promotion.
+    #[serde(default = "yes")]
+    pub separation_of_duties: bool,
     /// The gates, as the orchestrator writes them (`{"type": "manual", "name": …}`).
     #[serde(default)]
     pub gates: Vec<Value>,

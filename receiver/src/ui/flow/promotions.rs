@@ -132,14 +132,13 @@ pub(super) async fn inbox(
     )
     .map_err(api_error)?;
     let may_approve = |p: &PromotionView| {
-        p.requested_by != me.actor
-            && environments
-                .iter()
-                .find(|e| e.name == p.environment)
-                .is_none_or(|e| {
-                    e.required_approvals > 0
-                        && (e.approvers.is_empty() || e.approvers.contains(&me.actor))
-                })
+        let env = environments.iter().find(|e| e.name == p.environment);
+        let own = p.requested_by == me.actor;
+        env.map_or(!own, |e| {
+            e.required_approvals > 0
+                && !(own && e.separation_of_duties)
+                && (e.approvers.is_empty() || e.approvers.contains(&me.actor))
+        })
     };
     let (mine, others): (Vec<PromotionView>, Vec<PromotionView>) =
         waiting.into_iter().partition(|p| may_approve(p));
@@ -209,9 +208,10 @@ pub(super) async fn detail(
         .filter(|a| a.decision != "approve")
         .collect();
     let open = !finished(&p.state);
+    let own = p.requested_by == me.actor && env.is_none_or(|e| e.separation_of_duties);
     let can_decide = me.can_change
         && p.state == "awaiting_approval"
-        && p.requested_by != me.actor
+        && !own
         && !detail.approvals.iter().any(|a| a.approver == me.actor);
     let gates = manual_gates(env);
     let action = |verb: &str| format!("/actions/{verb}?promotion={}", path_segment(&p.id));
@@ -235,7 +235,7 @@ pub(super) async fn detail(
                 @if can_decide {
                     a.button href=(action("approve")) { "Approve…" }
                     a.button.danger href=(action("reject")) { "Reject…" }
-                } @else if p.state == "awaiting_approval" && p.requested_by == me.actor {
+                } @else if p.state == "awaiting_approval" && own {
                     p.small { "You requested this promotion, so someone else approves it." }
                 }
                 @for g in &gates {
