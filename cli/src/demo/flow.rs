@@ -25,7 +25,8 @@
 //! environment, so the hub's picture stays true; only prod-eu's indexer
 //! and the desired state's origin (a real promotion) are the flow's. Run
 //! again on the same data directory, it finds its releases and only
-//! starts the agents. Approvals by several people need the API's open
+//! starts the agents (the running job has ended by then: a restarted
+//! orchestrator resumes it after its pause). Approvals by several people need the API's open
 //! mode: with tokens the flow is skipped, with a warning.
 
 use std::path::{Path, PathBuf};
