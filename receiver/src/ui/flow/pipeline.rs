@@ -21,11 +21,14 @@ use super::{Person, api_error, at, state_badge};
 const PER_ENVIRONMENT: u32 = 200;
 
 /// What the hub sees of one application in one environment.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 struct Observed {
     hosts: u64,
     on_release: u64,
     drifting: u64,
+    /// Workloads counted: more than one, and `hosts` counts
+    /// (host, component) pairs.
+    workloads: std::collections::BTreeSet<String>,
 }
 
 /// The release's application(s): its components' hub applications.
@@ -116,22 +119,51 @@ pub(super) async fn pipeline(
     for app in apps.values() {
         cells.entry(app.clone()).or_default();
     }
-    // What a waiting promotion waits for (approvals, which gates), from
-    // its last event: only the cells that wait are read.
+    // What a waiting promotion waits for: its approvals counted now, and
+    // the gates its last "waiting for" event named. Only waiting cells are
+    // read.
     let waiting: Vec<&str> = cells
         .values()
         .flat_map(|by_env| by_env.values())
         .filter(|p| p.state == "awaiting_approval")
         .map(|p| p.id.as_str())
         .collect();
+    let required: HashMap<&str, u32> = environments
+        .iter()
+        .map(|e| (e.name.as_str(), e.required_approvals))
+        .collect();
     let waits_for: HashMap<String, String> =
         futures::future::try_join_all(waiting.iter().map(|id| api.promotion(id)))
             .await
             .map_err(api_error)?
             .into_iter()
-            .filter_map(|d| {
-                let why = d.events.last()?.detail.clone()?;
-                Some((d.promotion.id, why))
+            .map(|d| {
+                let approved = d
+                    .approvals
+                    .iter()
+                    .filter(|a| a.decision == "approve")
+                    .count();
+                let needed = required
+                    .get(d.promotion.environment.as_str())
+                    .copied()
+                    .unwrap_or(0);
+                let mut parts: Vec<String> = Vec::new();
+                if approved < needed as usize {
+                    parts.push(format!("{approved} of {needed} approvals"));
+                }
+                let last = d
+                    .events
+                    .last()
+                    .and_then(|e| e.detail.as_deref())
+                    .unwrap_or("");
+                parts.extend(
+                    last.strip_prefix("waiting for ")
+                        .unwrap_or("")
+                        .split("; ")
+                        .filter(|part| !part.is_empty() && !part.ends_with(" approvals"))
+                        .map(str::to_owned),
+                );
+                (d.promotion.id, format!("waiting for {}", parts.join("; ")))
             })
             .collect();
     // What the hub observes, for a person who may read it.
@@ -158,6 +190,7 @@ pub(super) async fn pipeline(
                     .entry((app.clone(), s.at.environment.clone()))
                     .or_default();
                 o.hosts += s.total_hosts;
+                o.workloads.insert(s.at.workload.clone());
                 o.on_release += s
                     .deployed
                     .iter()
@@ -219,7 +252,8 @@ pub(super) async fn pipeline(
                                     @if let Some(o) = o.filter(|o| o.hosts > 0) {
                                         div.small.observed {
                                             @if p.is_some() { (o.on_release) " of " }
-                                            (o.hosts) " host" @if o.hosts != 1 { "s" }
+                                            (o.hosts)
+                                            @if o.workloads.len() > 1 { " (host, component) pairs" } @else { " host" @if o.hosts != 1 { "s" } }
                                             @if p.is_some() { " run it" }
                                             @if o.drifting > 0 { ", " a.drifting href={ "/drift?environment=" (path_segment(&e.name)) "&application=" (path_segment(app)) } { (o.drifting) " drifting" } }
                                         }
