@@ -287,6 +287,11 @@ async fn flow_in_the_browser(backend: Backend) {
     open(&alice, &flow, &format!("/promotions/{bad_id}")).await;
     click(&alice, Locator::Css("a.job")).await;
     watch(&alice, "#job-state", "failed").await;
+    let tasks = text(&alice, "table.tasks").await;
+    assert!(
+        tasks.contains("never became healthy"),
+        "the health result is shown: {tasks}"
+    );
     check(&alice, &flow, backend, "job-failed").await;
     click(&alice, Locator::LinkText("Roll back…")).await;
     check(&alice, &flow, backend, "confirm-rollback").await;

@@ -93,6 +93,16 @@ fn logged(tasks: &[Task]) -> Vec<&Task> {
     started
 }
 
+/// The task's last health-check result, as its log says it
+/// (`health check passed (…)`, `health check 2/3 failed: …`).
+fn health(lines: &[TaskLogLine]) -> Option<&str> {
+    lines
+        .iter()
+        .rev()
+        .map(|l| l.line.as_str())
+        .find(|l| l.contains("health check"))
+}
+
 fn log_tail(lines: &[TaskLogLine]) -> Markup {
     let skip = lines.len().saturating_sub(TAIL);
     html! {
@@ -175,7 +185,8 @@ pub(super) async fn detail(
                         td { @if let Some(s) = &t.started_at { (at(s)) } }
                         td {
                             @if let Some(e) = &t.error { span.error { (e) } @if let Some(k) = &t.error_type { " (" (words(k)) ")" } }
-                            @else if t.state == "succeeded" { "deployed, health checked" }
+                            @else if t.state == "succeeded" { "deployed" }
+                            @if let Some(h) = log_of(&t.id).and_then(|lines| health(lines)) { div.small.health { (h) } }
                             @if let Some(code) = t.exit_code { span.small { " exit " (code) } }
                         }
                     }
