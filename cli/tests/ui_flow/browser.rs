@@ -265,6 +265,25 @@ async fn flow_in_the_browser(backend: Backend) {
     )
     .await;
 
+    // The drift page says which job set prod's desired version, and its
+    // link stays in this UI: the job's page here.
+    open(&bob, &flow, "/drift?environment=prod").await;
+    click(&bob, Locator::Css("a.job")).await;
+    let want = format!("/jobs/{job_id}");
+    wait::until(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || async {
+            let at = path(&bob).await;
+            if at == want {
+                Ok(())
+            } else {
+                Err(format!("at {at}, not {want}"))
+            }
+        },
+    )
+    .await;
+
     // A failing release into stage (rolled back by hand there): Alice rolls
     // it back from its job page.
     open(&alice, &flow, "/releases").await;

@@ -220,8 +220,9 @@ pub(super) fn source_badge(source: Source, reconciler: Option<&str>) -> Markup {
 }
 
 /// Why a target wants its desired version: the job and promotion that set
-/// it, who approved it, when, and links to its trace and logs; only when
-/// the sender said nothing more.
+/// it (linked to their pages in this UI when the hub knows the
+/// orchestrator), who approved it, when, and links to its trace and logs;
+/// only when the sender said nothing more.
 pub(super) fn origin_line(desired: &DesiredView) -> Markup {
     let Some(o) = &desired.origin else {
         return html! { div.small.origin { "set " (when(desired.at)) } };
@@ -231,8 +232,10 @@ pub(super) fn origin_line(desired: &DesiredView) -> Markup {
             "set "
             @if let Some(job) = &o.job {
                 "by job "
+                // With an orchestrator, the job's page in this UI (its
+                // `job_url` is for API readers).
                 @match &o.job_url {
-                    Some(url) => { a.job href=(url) title={ "job " (job) } { (short_revision(job)) } }
+                    Some(_) => { a.job href={ "/jobs/" (path_segment(job)) } title={ "job " (job) } { (short_revision(job)) } }
                     None => { span title=(job) { (short_revision(job)) } }
                 }
                 " "
@@ -240,7 +243,7 @@ pub(super) fn origin_line(desired: &DesiredView) -> Markup {
             @if let Some(promotion) = &o.promotion {
                 "of promotion "
                 @match &o.promotion_url {
-                    Some(url) => { a.promotion href=(url) title={ "promotion " (promotion) } { (short_revision(promotion)) } }
+                    Some(_) => { a.promotion href={ "/promotions/" (path_segment(promotion)) } title={ "promotion " (promotion) } { (short_revision(promotion)) } }
                     None => { span title=(promotion) { (short_revision(promotion)) } }
                 }
                 " "
