@@ -194,6 +194,30 @@ async fn every_listener_serves_tls(b: Backend) {
         .send()
         .await;
     assert!(untrusted.is_err(), "{untrusted:?}");
+    // Under TLS the UI's sign-in cookie is `Secure` as well.
+    let no_redirects = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(&pki.ca_file).expect("CA")).expect("CA"),
+        )
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let login = no_redirects
+        .post(format!("https://localhost:{}/login", app.api.port()))
+        .form(&[("token", "acme-token")])
+        .send()
+        .await
+        .expect("sign in over TLS");
+    assert_eq!(login.status(), 303);
+    let cookie = login.headers()["set-cookie"].to_str().expect("ascii");
+    assert!(
+        cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict")
+            && cookie.contains("Secure"),
+        "{cookie}"
+    );
     app.stop().await;
 }
 
