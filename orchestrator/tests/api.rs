@@ -291,6 +291,14 @@ async fn lists_page_through_every_row_once_in_order() {
         // Without `limit`: releases keep their 200, the others 100.
         let (_, all) = call(&app, "GET", "/api/v1/releases", None).await;
         assert_eq!(all.as_array().unwrap().len(), 7);
+        // A page reads its releases' components in the same statement:
+        // each row is the release as `GET /releases/{id}` shows it.
+        for r in all.as_array().unwrap() {
+            let path = format!("/api/v1/releases/{}", r["id"].as_str().unwrap());
+            let (_, one) = call(&app, "GET", &path, None).await;
+            assert!(!one["components"].as_array().unwrap().is_empty(), "{one:#}");
+            assert_eq!(&one, r, "{backend:?}");
+        }
     }
 }
 
