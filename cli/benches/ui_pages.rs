@@ -19,6 +19,9 @@
 //!    has its rollback job too; the deploying ones keep a job leased by
 //!    another replica), one wide job of 200 tasks with 60 log lines each,
 //!    and 1,000 agents (900 with an open session, 100 revoked).
+//!    The hub gets an estate over OTLP ([`estate`]): 2,870 hosts' rows over
+//!    the same applications and environments, one in ten drifting, so the
+//!    pipeline's "what runs there" reads real rows.
 //! 2. Starts the orchestrator (`sextant_orchestrator::app::start`, engine
 //!    and promotion loop running at their default `poll` of 2 s) and a hub
 //!    linked to it (`sextant_receiver::Application`), in this process, with
@@ -972,6 +975,67 @@ async fn deep_id(http: &reqwest::Client, orchestrator: &str, list: &str, index: 
     }
 }
 
+/// Hosts per (application, environment) in the hub's estate.
+const HOSTS: [(&str, usize); 4] = [("dev", 5), ("qa", 10), ("stage", 40), ("prod", 150)];
+
+/// The hub's estate, sent over OTLP/HTTP as hosts and the orchestrator
+/// would: per application, environment and component one target with a
+/// desired revision, and its hosts reporting it: most on it and succeeded,
+/// one in ten on another revision (drift), one in twenty failed. 14
+/// components × 205 hosts: 2,870 current rows; the widest application
+/// (`platform`, six components) has 1,230 of them.
+async fn estate(http: &reqwest::Client, otlp: &str) -> usize {
+    let kv = |k: &str, v: &str| json!({"key": k, "value": {"stringValue": v}});
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos();
+    let mut records = Vec::new();
+    for (app, components) in APPS {
+        for (env, hosts) in HOSTS {
+            for (c, component) in components.iter().enumerate() {
+                let target = format!("{env}-{app}");
+                let place = |extra: Vec<Value>| {
+                    let mut attrs = vec![
+                        kv("sextant.application", app),
+                        kv("sextant.workload", component),
+                        kv("deployment.environment.name", env),
+                        kv("sextant.target", &target),
+                    ];
+                    attrs.extend(extra);
+                    attrs
+                };
+                let desired = digest(c + 1);
+                records.push(json!({"eventName": "sextant.deployment.desired", "timeUnixNano": now.to_string(),
+                    "attributes": place(vec![kv("service.version", "1.0.0"), kv("sextant.revision", &desired)])}));
+                for h in 0..hosts {
+                    let (revision, status) = match h % 20 {
+                        0 => (desired.clone(), "failed"),
+                        1 | 11 => (digest(c + 500), "succeeded"),
+                        _ => (desired.clone(), "succeeded"),
+                    };
+                    records.push(json!({"eventName": "sextant.deployment.observed", "timeUnixNano": (now + 1).to_string(),
+                        "attributes": place(vec![kv("host.name", &format!("{env}-{app}-{h}")),
+                            kv("sextant.revision", &revision), kv("deployment.status", status)])}));
+                }
+            }
+        }
+    }
+    let observed = records.len();
+    for batch in records.chunks(1000) {
+        let body = json!({"resourceLogs": [{"resource": {"attributes": []}, "scopeLogs": [{"logRecords": batch}]}]});
+        let res = http
+            .post(format!("{otlp}/v1/logs"))
+            .bearer_auth(INGEST)
+            .json(&body)
+            .send()
+            .await
+            .expect("the hub takes OTLP");
+        assert_eq!(res.status().as_u16(), 200, "{:?}", res.text().await);
+    }
+    observed
+}
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
@@ -1021,7 +1085,7 @@ async fn main() {
         database_url: orchestrator_db.url.clone(),
         data_dir: data.path().to_owned(),
         hub_api: Some(hub.clone()),
-        hub_otlp: Some(hub_otlp),
+        hub_otlp: Some(hub_otlp.clone()),
         hub_token: Some(INGEST.into()),
         tokens: vec![OrchestratorToken {
             scopes: vec![OrchestratorScope::Deploy],
@@ -1051,6 +1115,8 @@ async fn main() {
     let hub_task = tokio::spawn(hub_app.run_until_stopped(hub_cancel.clone()));
 
     let http = reqwest::Client::new();
+    let sent = estate(&http, &hub_otlp).await;
+    println!("  the hub's estate: {sent} records over OTLP");
     let deep_release = deep_id(&http, &orchestrator, "/api/v1/releases", 850).await;
     let deep_promotion = deep_id(&http, &orchestrator, "/api/v1/promotions", 9_500).await;
     let rows = |n| exactly("data-promotion=\"", n);
@@ -1071,6 +1137,7 @@ async fn main() {
             check: all(vec![
                 exactly("<td class=\"stage\"", APPS.len() * ENVIRONMENTS.len()),
                 exactly("nothing promoted", 0),
+                exactly("class=\"drifting\"", APPS.len() * ENVIRONMENTS.len()),
             ]),
         },
         Probe {
