@@ -28,13 +28,13 @@ pub(super) struct DriftParams {
     reconciler: Option<String>,
 }
 
-/// The job column's cell: a link to the orchestrator's job page when the
+/// The job column's cell: a link to the job's page in this UI when the
 /// hub knows the orchestrator, else the job id.
 pub(super) fn job_cell(job: Option<&str>, orchestrator: Option<&str>) -> Markup {
     html! {
         @match (job, orchestrator) {
-            (Some(job), Some(base)) => {
-                a.job href={ (base) "/jobs/" (path_segment(job)) } title={ "job " (job) } { (short_revision(job)) }
+            (Some(job), Some(_)) => {
+                a.job href={ "/jobs/" (path_segment(job)) } title={ "job " (job) } { (short_revision(job)) }
             }
             (Some(job), None) => { span title=(job) { (short_revision(job)) } }
             (None, _) => { span.none { "—" } }
