@@ -15,9 +15,9 @@ use sextant_kit::Secret;
 use crate::auth::Scope;
 use crate::read::ApiState;
 
-use super::COOKIE;
 use super::flow::ACTOR_COOKIE;
 use super::layout::layout;
+use super::{COOKIE, set_cookie};
 
 pub(super) fn login_form(why: Option<&str>) -> Markup {
     layout(
@@ -47,11 +47,6 @@ pub(super) struct LoginForm {
     name: String,
 }
 
-fn cookie(state: &ApiState, name: &str, value: &str) -> String {
-    let secure = if state.tls { "; Secure" } else { "" };
-    format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict{secure}")
-}
-
 /// Whether the orchestrator takes `token` for someone.
 async fn orchestrator_accepts(state: &ApiState, token: &str) -> bool {
     match &state.orchestrator {
@@ -73,7 +68,7 @@ pub(super) async fn login(State(state): State<ApiState>, Form(form): Form<LoginF
     if token.is_empty() && !name.is_empty() && state.auth.is_open() {
         let value: String = url::form_urlencoded::byte_serialize(name.as_bytes()).collect();
         return (
-            AppendHeaders([(header::SET_COOKIE, cookie(&state, ACTOR_COOKIE, &value))]),
+            AppendHeaders([(header::SET_COOKIE, set_cookie(&state, ACTOR_COOKIE, &value))]),
             Redirect::to("/"),
         )
             .into_response();
@@ -95,7 +90,7 @@ pub(super) async fn login(State(state): State<ApiState>, Form(form): Form<LoginF
             .into_response();
     }
     (
-        AppendHeaders([(header::SET_COOKIE, cookie(&state, COOKIE, token))]),
+        AppendHeaders([(header::SET_COOKIE, set_cookie(&state, COOKIE, token))]),
         Redirect::to("/"),
     )
         .into_response()

@@ -106,6 +106,24 @@ impl IntoResponse for UiError {
     }
 }
 
+/// A cookie's value from the request (an empty one counts as none).
+fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().strip_prefix(name)?.strip_prefix('='))
+        .find(|v| !v.is_empty())
+}
+
+/// A `Set-Cookie` value for the UI: `HttpOnly`, `SameSite=Strict`, and
+/// `Secure` when the hub serves TLS.
+fn set_cookie(state: &ApiState, name: &str, value: &str) -> String {
+    let secure = if state.tls { "; Secure" } else { "" };
+    format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict{secure}")
+}
+
 /// The caller, from the Authorization header or the UI's cookie.
 fn viewer(
     state: &ApiState,
@@ -116,14 +134,7 @@ fn viewer(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let cookie = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().strip_prefix(COOKIE)?.strip_prefix('='))
-        .next()
-        .map(|t| format!("Bearer {t}"));
+    let cookie = cookie(headers, COOKIE).map(|t| format!("Bearer {t}"));
     // Without a token, a client certificate `[[client_certs]]` maps.
     Ok(state.auth.check_request(
         header.or(cookie).as_deref(),

@@ -159,8 +159,7 @@ pub(super) async fn confirm(
         Some(s) => (s.clone(), None),
         None => {
             let s = new_session();
-            let secure = if state.tls { "; Secure" } else { "" };
-            let cookie = format!("{SESSION_COOKIE}={s}; Path=/; HttpOnly; SameSite=Strict{secure}");
+            let cookie = super::super::set_cookie(&state, SESSION_COOKIE, &s);
             (s, Some(cookie))
         }
     };

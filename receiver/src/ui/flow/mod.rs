@@ -33,7 +33,7 @@ use crate::read::ApiState;
 
 pub use csrf::CsrfKey;
 
-use super::UiError;
+use super::{UiError, cookie};
 
 /// The cookie naming the person when the hub and the orchestrator have no
 /// tokens.
@@ -57,17 +57,6 @@ pub(super) fn router() -> Router<ApiState> {
             "/actions/{action}",
             get(actions::confirm).post(actions::perform),
         )
-}
-
-/// A cookie's value from the request.
-pub(super) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().strip_prefix(name)?.strip_prefix('='))
-        .find(|v| !v.is_empty())
 }
 
 /// The person at the browser, as the orchestrator will see them.
